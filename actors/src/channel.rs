@@ -1,0 +1,124 @@
+//! Channels between subtask actors: the input gate on the receiving side and
+//! the credit-counted output channels on the sending side.
+//!
+//! Flow control is by credits. A sender starts with `channel_credits` credits per
+//! channel and spends one per batch it sends; the receiver returns one when it
+//! takes the batch out of its queue. A channel without credit keeps its records
+//! in the sender's buffer, and a subtask whose buffers are full stops pulling
+//! input, so a slow consumer slows its producers and no queue grows past
+//! `channel_credits` batches, whatever the rates.
+
+use std::collections::VecDeque;
+
+use actix::Addr;
+
+use crate::batch::Batch;
+use crate::partition::OutputPartitioner;
+use crate::subtask::Subtask;
+
+/// What travels on a channel, in order.
+pub enum ChannelEvent {
+    /// A batch of records (costs the sender one credit).
+    Records(Batch),
+    /// The sender will send nothing more on this channel.
+    EndOfInput,
+}
+
+/// Where a sender's channel leads.
+#[derive(Clone)]
+pub struct ChannelTarget {
+    /// The receiving subtask.
+    pub subtask: Addr<Subtask>,
+    /// The index of the channel in the receiver's input gate.
+    pub gate_channel: usize,
+}
+
+/// Who feeds one input channel (where to return credits).
+#[derive(Clone)]
+pub struct Upstream {
+    /// The sending subtask.
+    pub subtask: Addr<Subtask>,
+    /// The output (edge slot) of the sender.
+    pub output: usize,
+    /// The sender's channel index on that output.
+    pub channel: usize,
+}
+
+/// One output channel of a sender: its target and its credits.
+pub(crate) struct OutputChannel {
+    pub target: ChannelTarget,
+    pub credits: u32,
+}
+
+/// One output edge of a sender: typed buffers plus channels.
+pub(crate) struct OutputEdge {
+    pub partitioner: Box<dyn OutputPartitioner>,
+    pub channels: Vec<OutputChannel>,
+}
+
+/// One input channel of a receiver.
+pub(crate) struct InputChannel {
+    /// Logical input of the head operator (0, or 1 for a second input).
+    pub input: usize,
+    pub queue: VecDeque<ChannelEvent>,
+    pub upstream: Upstream,
+    pub ended: bool,
+    /// Record batches waiting in `queue` (events do not count).
+    pub queued_batches: usize,
+}
+
+/// All input channels of a receiver, taken round-robin.
+#[derive(Default)]
+pub(crate) struct InputGate {
+    pub channels: Vec<InputChannel>,
+    next: usize,
+    pub max_queued_batches: usize,
+}
+
+impl InputGate {
+    pub fn new(channels: Vec<InputChannel>) -> Self {
+        InputGate {
+            channels,
+            next: 0,
+            max_queued_batches: 0,
+        }
+    }
+
+    pub fn push(&mut self, channel: usize, event: ChannelEvent) {
+        let ch = &mut self.channels[channel];
+        if matches!(event, ChannelEvent::Records(_)) {
+            ch.queued_batches += 1;
+            self.max_queued_batches = self.max_queued_batches.max(ch.queued_batches);
+        }
+        ch.queue.push_back(event);
+    }
+
+    /// The next event, taking channels in turn so that no input starves another.
+    pub fn pop(&mut self) -> Option<(usize, ChannelEvent)> {
+        let n = self.channels.len();
+        for k in 0..n {
+            let index = (self.next + k) % n;
+            if let Some(event) = self.channels[index].queue.pop_front() {
+                if matches!(event, ChannelEvent::Records(_)) {
+                    self.channels[index].queued_batches -= 1;
+                }
+                self.next = (index + 1) % n;
+                return Some((index, event));
+            }
+        }
+        None
+    }
+
+    /// Whether every channel of logical input `input` has ended.
+    pub fn input_ended(&self, input: usize) -> bool {
+        self.channels
+            .iter()
+            .filter(|c| c.input == input)
+            .all(|c| c.ended)
+    }
+
+    /// Whether every channel has ended.
+    pub fn all_ended(&self) -> bool {
+        self.channels.iter().all(|c| c.ended)
+    }
+}

@@ -1,0 +1,178 @@
+//! Starting a job and talking to it while it runs.
+//!
+//! [`launch`] validates and plans a [`JobGraph`], starts its [`Supervisor`] and
+//! returns a [`JobClient`]. Where it runs:
+//! - inside a running actix `System` (under `#[actix::main]` or
+//!   `#[actix_web::main]`), the supervisor lives on the caller's Arbiter;
+//! - anywhere else (plain `main`, a tokio runtime, a test), the job gets an actix
+//!   `System` of its own on a dedicated thread, which ends with the job.
+//!
+//! Either way the subtasks run on Arbiters (threads) the job starts for itself.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix::{Actor, Addr, System};
+use futures::channel::oneshot;
+
+use crate::config::RuntimeConfig;
+use crate::error::JobError;
+use crate::graph::JobGraph;
+use crate::metrics::JobResult;
+use crate::plan::plan;
+use crate::supervisor::{CancelJob, Supervisor};
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Accepted, not yet deployed.
+    Created,
+    /// Every subtask is deployed and running.
+    Running,
+    /// A subtask failed; the others are being canceled.
+    Failing,
+    /// The job failed.
+    Failed,
+    /// A cancel was requested; the subtasks are being stopped.
+    Canceling,
+    /// The job was canceled.
+    Canceled,
+    /// Every subtask finished.
+    Finished,
+}
+
+impl JobStatus {
+    /// Whether the job has ended (finished, failed or canceled).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled
+        )
+    }
+}
+
+/// State shared between a job's supervisor and its clients.
+pub(crate) struct JobShared {
+    pub job_id: String,
+    status: Mutex<JobStatus>,
+}
+
+impl JobShared {
+    pub fn set_status(&self, status: JobStatus) {
+        if let Ok(mut s) = self.status.lock() {
+            tracing::debug!(job_id = %self.job_id, from = ?*s, to = ?status, "job status");
+            *s = status;
+        }
+    }
+
+    fn status(&self) -> JobStatus {
+        self.status.lock().map(|s| *s).unwrap_or(JobStatus::Failed)
+    }
+}
+
+/// A handle on a running job: its status, a way to cancel it, and its outcome.
+pub struct JobClient {
+    name: String,
+    shared: Arc<JobShared>,
+    supervisor: Addr<Supervisor>,
+    result: oneshot::Receiver<Result<JobResult, JobError>>,
+}
+
+impl JobClient {
+    /// The job's id (unique per launch).
+    pub fn job_id(&self) -> &str {
+        &self.shared.job_id
+    }
+
+    /// The job's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The job's current status.
+    pub fn status(&self) -> JobStatus {
+        self.shared.status()
+    }
+
+    /// Asks the job to stop; [`JobClient::wait`] then returns [`JobError::Canceled`]
+    /// (unless the job ended first).
+    pub fn cancel(&self) {
+        self.supervisor.do_send(CancelJob);
+    }
+
+    /// Waits until the job ends and returns its outcome.
+    pub async fn wait(self) -> Result<JobResult, JobError> {
+        match self.result.await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(JobError::Runtime(format!(
+                "job `{}` lost its supervisor before reporting an outcome",
+                self.name
+            ))),
+        }
+    }
+}
+
+fn new_job_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{:016x}",
+        nanos.rotate_left(17) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    )
+}
+
+/// Validates, plans and starts `graph`; see the module docs for where it runs.
+///
+/// With `own_system` the job always gets a System of its own on a dedicated
+/// thread, even when the caller is inside one (needed to block on the job from a
+/// System's own thread).
+pub async fn launch(
+    graph: JobGraph,
+    config: RuntimeConfig,
+    own_system: bool,
+) -> Result<JobClient, JobError> {
+    graph.validate()?;
+    config.validate()?;
+    let plan = plan(&graph, config.chaining);
+    let name = graph.name.clone();
+    let shared = Arc::new(JobShared {
+        job_id: new_job_id(),
+        status: Mutex::new(JobStatus::Created),
+    });
+    let (result_tx, result_rx) = oneshot::channel();
+    let graph = Arc::new(graph);
+
+    let supervisor = if System::try_current().is_some() && !own_system {
+        Supervisor::new(graph, plan, config, shared.clone(), result_tx, false).start()
+    } else {
+        let (addr_tx, addr_rx) = oneshot::channel();
+        let job_shared = shared.clone();
+        std::thread::Builder::new()
+            .name(format!("weir-job-{name}"))
+            .spawn(move || {
+                let system = System::new();
+                system.block_on(async move {
+                    let addr =
+                        Supervisor::new(graph, plan, config, job_shared, result_tx, true).start();
+                    let _ = addr_tx.send(addr);
+                });
+                if let Err(e) = system.run() {
+                    tracing::error!(error = %e, "the job's actor system ended with an error");
+                }
+            })
+            .map_err(|e| JobError::Runtime(format!("cannot start the job's thread: {e}")))?;
+        addr_rx
+            .await
+            .map_err(|_| JobError::Runtime("the job's actor system did not start".into()))?
+    };
+    Ok(JobClient {
+        name,
+        shared,
+        supervisor,
+        result: result_rx,
+    })
+}

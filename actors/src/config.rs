@@ -1,0 +1,71 @@
+//! Runtime settings: batching, flow control, threads and chaining.
+
+use std::time::Duration;
+
+use crate::error::JobError;
+
+/// How the runtime moves records. Every field has a sensible default.
+///
+/// ```
+/// use weir_actors::RuntimeConfig;
+/// let config = RuntimeConfig { batch_size: 512, ..RuntimeConfig::default() };
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// Records per batch: a channel buffer is sent once it holds this many.
+    pub batch_size: usize,
+    /// The longest a partly filled batch waits before it is sent anyway.
+    pub linger: Duration,
+    /// Batches a sender may have in flight per channel (credits). Bounds memory:
+    /// at most `credits * batch_size` records wait in any input queue.
+    pub channel_credits: u32,
+    /// Batches a subtask processes before it yields to its Arbiter, so that
+    /// control messages, timers and other actors get their turn.
+    pub batches_per_step: usize,
+    /// Number of Arbiters (threads) the subtasks are placed on; `None` means one per core.
+    pub arbiters: Option<usize>,
+    /// Whether forward-connected operators of equal parallelism share an actor.
+    pub chaining: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            batch_size: 1024,
+            linger: Duration::from_millis(5),
+            channel_credits: 4,
+            batches_per_step: 16,
+            arbiters: None,
+            chaining: true,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Rejects settings the runtime cannot work with, naming the setting.
+    pub fn validate(&self) -> Result<(), JobError> {
+        let bad = |what: &str| Err(JobError::InvalidJob(format!("{what}")));
+        if self.batch_size == 0 {
+            return bad("batch_size must be at least 1");
+        }
+        if self.channel_credits == 0 {
+            return bad(
+                "channel_credits must be at least 1 (no credit means no record ever moves)",
+            );
+        }
+        if self.batches_per_step == 0 {
+            return bad("batches_per_step must be at least 1");
+        }
+        if self.arbiters == Some(0) {
+            return bad("arbiters must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The number of Arbiters to start.
+    pub fn arbiter_count(&self) -> usize {
+        self.arbiters
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+}

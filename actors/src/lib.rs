@@ -1,0 +1,49 @@
+//! # weir-actors: the runtime of weir
+//!
+//! Runs a job as a topology of actix actors and knows nothing about keys, state
+//! types or windows: it moves batches between subtasks under credit-based flow
+//! control, and supervises.
+//!
+//! The map of the crate:
+//! - [`graph`]: the [`JobGraph`] the API layer builds: vertices, edges, factories.
+//! - [`plan`]: chaining and channel numbering, pure functions of the graph.
+//! - [`batch`]: the type-erased [`Batch`] in which records travel.
+//! - [`operator`]: the erased operator and source traits the runtime drives.
+//! - [`partition`]: forward, rebalance, shuffle, broadcast and keyed routing into
+//!   per-channel buffers.
+//! - [`channel`]: input gates and credit-counted output channels.
+//! - [`subtask`]: the [`Subtask`] actor, one per parallel instance of a chain.
+//! - [`supervisor`]: the [`Supervisor`] actor that deploys, watches and ends a job.
+//! - [`client`]: [`launch`] and the [`JobClient`] of a running job.
+//! - [`config`], [`metrics`], [`error`]: settings, counters and errors.
+//!
+//! Most users never touch this crate directly: the `weir` crate builds the
+//! graph from a typed DataStream API.
+
+pub mod batch;
+pub mod channel;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod graph;
+pub mod metrics;
+pub mod operator;
+pub mod partition;
+pub mod plan;
+pub mod subtask;
+pub mod supervisor;
+
+pub use batch::{downcast_batch, Batch, BatchData};
+pub use client::{launch, JobClient, JobStatus};
+pub use config::RuntimeConfig;
+pub use error::JobError;
+pub use graph::{Edge, JobGraph, Partitioning, Vertex, VertexKind};
+pub use metrics::{JobResult, SubtaskMetrics};
+pub use operator::{
+    Emitter, OperatorInfo, SourceOperator, SourceStatus, StreamOperator, UserError,
+};
+pub use subtask::Subtask;
+pub use supervisor::Supervisor;
+
+/// The largest max parallelism a job may use (as in Flink: 2^15).
+pub const MAX_MAX_PARALLELISM: usize = 32_768;

@@ -1,0 +1,43 @@
+//! Counters a subtask reports when it ends: records in and out, and the deepest
+//! input queue it saw (the figure that proves flow control bounds memory).
+
+/// What one subtask did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubtaskMetrics {
+    /// The chain's display name.
+    pub task: String,
+    /// Subtask index.
+    pub subtask: usize,
+    /// Records received from the network (0 for a source chain).
+    pub records_in: u64,
+    /// Records sent to the network (0 for a sink chain).
+    pub records_out: u64,
+    /// Batches sent to the network.
+    pub batches_out: u64,
+    /// The most batches ever waiting in one of its input channels.
+    pub max_queued_batches: usize,
+}
+
+/// The outcome of a finished job.
+#[derive(Clone, Debug, Default)]
+pub struct JobResult {
+    /// The job's name.
+    pub job_name: String,
+    /// The job's id.
+    pub job_id: String,
+    /// Wall time from deployment to the last subtask finishing.
+    pub duration: std::time::Duration,
+    /// Per subtask counters, ordered by task then subtask.
+    pub subtasks: Vec<SubtaskMetrics>,
+}
+
+impl JobResult {
+    /// The deepest input queue of any subtask, in batches.
+    pub fn max_queued_batches(&self) -> usize {
+        self.subtasks
+            .iter()
+            .map(|s| s.max_queued_batches)
+            .max()
+            .unwrap_or(0)
+    }
+}

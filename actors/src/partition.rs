@@ -1,0 +1,260 @@
+//! Partitioners: how the records of one output are spread over its channels.
+//!
+//! Each sending subtask owns one [`OutputPartitioner`] per output edge. It keeps a
+//! typed buffer per channel; the subtask takes a buffer out as a batch when it is
+//! full (or lingered long enough) and the channel has credit. Forward, rebalance,
+//! shuffle and broadcast are generic over the record type and live here; hash
+//! partitioning needs keys, so the API layer supplies its channel function to
+//! [`SelectChannel`].
+//!
+//! ```
+//! use weir_actors::partition::{OutputPartitioner, Rebalance, TypedPartitioner};
+//! let mut p = TypedPartitioner::<u8, _>::new(Rebalance::starting_at(0), 2, 16);
+//! p.partition(Box::new(vec![1u8, 2, 3, 4, 5]));
+//! assert_eq!((p.buffered(0), p.buffered(1)), (3, 2));
+//! ```
+
+use crate::batch::{downcast_batch, Batch};
+
+/// The erased partitioner a subtask drives for one output edge.
+pub trait OutputPartitioner: Send {
+    /// Spreads the records of `batch` into the channel buffers.
+    fn partition(&mut self, batch: Batch);
+    /// Records waiting in channel `channel`'s buffer.
+    fn buffered(&self, channel: usize) -> usize;
+    /// Takes channel `channel`'s whole buffer as a batch, if it is not empty.
+    fn take(&mut self, channel: usize) -> Option<Batch>;
+}
+
+/// How a typed partitioner routes records into channel buffers.
+pub trait ChannelSelector<T>: Send {
+    /// Moves every record of `records` into one or more of `buffers`.
+    fn route(&mut self, records: Vec<T>, buffers: &mut [Vec<T>]);
+}
+
+/// One typed buffer per channel, filled by a [`ChannelSelector`].
+pub struct TypedPartitioner<T, S> {
+    buffers: Vec<Vec<T>>,
+    selector: S,
+    batch_size: usize,
+}
+
+impl<T, S: ChannelSelector<T>> TypedPartitioner<T, S> {
+    /// A partitioner over `channels` channels whose buffers hold about `batch_size` records.
+    pub fn new(selector: S, channels: usize, batch_size: usize) -> Self {
+        TypedPartitioner {
+            buffers: (0..channels).map(|_| Vec::new()).collect(),
+            selector,
+            batch_size,
+        }
+    }
+}
+
+impl<T, S> OutputPartitioner for TypedPartitioner<T, S>
+where
+    T: Clone + Send + 'static,
+    S: ChannelSelector<T>,
+{
+    fn partition(&mut self, batch: Batch) {
+        match downcast_batch::<T>(batch) {
+            Ok(records) => self.selector.route(records, &mut self.buffers),
+            // The graph builder types every edge; a mismatch is a bug in weir itself.
+            Err(msg) => panic!("weir internal error: {msg}"),
+        }
+    }
+
+    fn buffered(&self, channel: usize) -> usize {
+        self.buffers[channel].len()
+    }
+
+    fn take(&mut self, channel: usize) -> Option<Batch> {
+        let buffer = &mut self.buffers[channel];
+        if buffer.is_empty() {
+            return None;
+        }
+        let batch = std::mem::replace(buffer, Vec::with_capacity(self.batch_size));
+        Some(Box::new(batch))
+    }
+}
+
+fn append<T>(buffer: &mut Vec<T>, mut records: Vec<T>) {
+    if buffer.is_empty() {
+        std::mem::swap(buffer, &mut records);
+    } else {
+        buffer.append(&mut records);
+    }
+}
+
+/// Every record to the single channel (subtask `i` feeds subtask `i`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Forward;
+
+impl<T: Send> ChannelSelector<T> for Forward {
+    fn route(&mut self, records: Vec<T>, buffers: &mut [Vec<T>]) {
+        append(&mut buffers[0], records);
+    }
+}
+
+/// Records go round-robin over the channels, one record at a time.
+#[derive(Clone, Copy, Debug)]
+pub struct Rebalance {
+    next: usize,
+}
+
+impl Rebalance {
+    /// Starts with channel `first` (the sender's subtask index spreads the start).
+    pub fn starting_at(first: usize) -> Self {
+        Rebalance { next: first }
+    }
+}
+
+impl<T: Send> ChannelSelector<T> for Rebalance {
+    fn route(&mut self, records: Vec<T>, buffers: &mut [Vec<T>]) {
+        let n = buffers.len();
+        if n == 1 {
+            return append(&mut buffers[0], records);
+        }
+        let mut next = self.next % n;
+        for record in records {
+            buffers[next].push(record);
+            next += 1;
+            if next == n {
+                next = 0;
+            }
+        }
+        self.next = next;
+    }
+}
+
+/// Records go to uniformly random channels (a seeded xorshift, so runs repeat).
+#[derive(Clone, Copy, Debug)]
+pub struct Shuffle {
+    state: u64,
+}
+
+impl Shuffle {
+    /// A shuffle whose choices are fixed by `seed`.
+    pub fn seeded(seed: u64) -> Self {
+        Shuffle {
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state = x;
+        x
+    }
+}
+
+impl<T: Send> ChannelSelector<T> for Shuffle {
+    fn route(&mut self, records: Vec<T>, buffers: &mut [Vec<T>]) {
+        let n = buffers.len() as u64;
+        for record in records {
+            let channel = (self.next() % n) as usize;
+            buffers[channel].push(record);
+        }
+    }
+}
+
+/// Every record to every channel.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Broadcast;
+
+impl<T: Clone + Send> ChannelSelector<T> for Broadcast {
+    fn route(&mut self, records: Vec<T>, buffers: &mut [Vec<T>]) {
+        if let Some((last, rest)) = buffers.split_last_mut() {
+            for buffer in rest {
+                buffer.extend_from_slice(&records);
+            }
+            append(last, records);
+        }
+    }
+}
+
+/// Each record to the channel a function picks (hash partitioning by key).
+pub struct SelectChannel<F> {
+    select: F,
+}
+
+impl<F> SelectChannel<F> {
+    /// `select(record, channels)` must return an index below `channels`.
+    pub fn new(select: F) -> Self {
+        SelectChannel { select }
+    }
+}
+
+impl<T: Send, F: FnMut(&T, usize) -> usize + Send> ChannelSelector<T> for SelectChannel<F> {
+    fn route(&mut self, records: Vec<T>, buffers: &mut [Vec<T>]) {
+        let n = buffers.len();
+        for record in records {
+            let channel = (self.select)(&record, n);
+            buffers[channel].push(record);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(p: &mut dyn OutputPartitioner, channels: usize) -> Vec<Vec<u32>> {
+        (0..channels)
+            .map(|c| {
+                p.take(c)
+                    .map(|b| downcast_batch(b).unwrap())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn forward_keeps_order_and_moves_the_first_batch() {
+        let mut p = TypedPartitioner::<u32, _>::new(Forward, 1, 4);
+        p.partition(Box::new(vec![1u32, 2]));
+        p.partition(Box::new(vec![3u32]));
+        assert_eq!(drain(&mut p, 1), vec![vec![1, 2, 3]]);
+        assert!(p.take(0).is_none());
+    }
+
+    #[test]
+    fn rebalance_continues_round_robin_across_batches() {
+        let mut p = TypedPartitioner::<u32, _>::new(Rebalance::starting_at(1), 3, 4);
+        p.partition(Box::new(vec![0u32, 1]));
+        p.partition(Box::new(vec![2u32, 3, 4]));
+        assert_eq!(drain(&mut p, 3), vec![vec![2], vec![0, 3], vec![1, 4]]);
+    }
+
+    #[test]
+    fn shuffle_reaches_every_channel_and_loses_nothing() {
+        let mut p = TypedPartitioner::<u32, _>::new(Shuffle::seeded(7), 4, 4);
+        p.partition(Box::new((0..1000u32).collect::<Vec<_>>()));
+        let out = drain(&mut p, 4);
+        assert!(
+            out.iter().all(|c| c.len() > 150),
+            "{:?}",
+            out.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        let mut all: Vec<u32> = out.concat();
+        all.sort();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn broadcast_copies_every_record_to_every_channel() {
+        let mut p = TypedPartitioner::<u32, _>::new(Broadcast, 3, 4);
+        p.partition(Box::new(vec![5u32, 6]));
+        assert_eq!(drain(&mut p, 3), vec![vec![5, 6]; 3]);
+    }
+
+    #[test]
+    fn select_channel_routes_by_function() {
+        let mut p =
+            TypedPartitioner::<u32, _>::new(SelectChannel::new(|r: &u32, n| *r as usize % n), 2, 4);
+        p.partition(Box::new(vec![1u32, 2, 3, 4]));
+        assert_eq!(drain(&mut p, 2), vec![vec![2, 4], vec![1, 3]]);
+    }
+}

@@ -1,0 +1,300 @@
+//! The supervisor actor: deploys a job's subtask actors, watches them, and ends
+//! the job.
+//!
+//! Its protocol: [`SubtaskReport`] from every subtask (finished or failed) and
+//! [`CancelJob`] from the [`crate::JobClient`]. Deployment follows the
+//! [`ExecutionPlan`]: subtasks are placed round-robin on a pool of Arbiters, wired
+//! with [`Wire`] and started with [`Start`] once every address is known.
+//!
+//! A failure of any subtask fails the job (restart strategies build on this
+//! point): every other subtask is canceled and the job's result names the
+//! operator, the subtask and the cause.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use futures::channel::oneshot;
+use tracing::{error, info, Span};
+
+use crate::channel::{ChannelTarget, Upstream};
+use crate::client::{JobShared, JobStatus};
+use crate::config::RuntimeConfig;
+use crate::error::JobError;
+use crate::graph::{JobGraph, PartitionerContext, VertexKind};
+use crate::metrics::{JobResult, SubtaskMetrics};
+use crate::operator::OperatorInfo;
+use crate::plan::{input_channels, output_channels, ExecutionPlan};
+use crate::subtask::{Cancel, Start, Subtask, SubtaskOutcome, SubtaskReport, SubtaskSpec, Wire};
+
+/// Asks the supervisor to cancel the job.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelJob;
+
+/// The actor that owns one running job.
+pub struct Supervisor {
+    graph: Arc<JobGraph>,
+    plan: ExecutionPlan,
+    config: RuntimeConfig,
+    shared: Arc<JobShared>,
+    result: Option<oneshot::Sender<Result<JobResult, JobError>>>,
+    arbiters: Vec<Arbiter>,
+    subtasks: Vec<Vec<Addr<Subtask>>>,
+    remaining: usize,
+    finished: Vec<SubtaskMetrics>,
+    started_at: Instant,
+    stops_system: bool,
+    span: Span,
+}
+
+impl Supervisor {
+    /// A supervisor for `graph` (validated and planned) that sends the job's outcome on `result`.
+    pub(crate) fn new(
+        graph: Arc<JobGraph>,
+        plan: ExecutionPlan,
+        config: RuntimeConfig,
+        shared: Arc<JobShared>,
+        result: oneshot::Sender<Result<JobResult, JobError>>,
+        stops_system: bool,
+    ) -> Self {
+        let span = tracing::info_span!("job", job = %graph.name, id = %shared.job_id);
+        Supervisor {
+            graph,
+            plan,
+            config,
+            shared,
+            result: Some(result),
+            arbiters: Vec::new(),
+            subtasks: Vec::new(),
+            remaining: 0,
+            finished: Vec::new(),
+            started_at: Instant::now(),
+            stops_system,
+            span,
+        }
+    }
+
+    fn operator_info(&self, vertex: usize, subtask: usize) -> OperatorInfo {
+        let v = &self.graph.vertices[vertex];
+        OperatorInfo {
+            name: v.name.clone(),
+            uid: v.uid.clone(),
+            subtask,
+            parallelism: v.parallelism,
+            max_parallelism: v.max_parallelism,
+        }
+    }
+
+    fn spec(&self, chain_index: usize, subtask: usize) -> SubtaskSpec {
+        let chain = &self.plan.chains[chain_index];
+        let mut source = None;
+        let mut operators = Vec::new();
+        for &v in &chain.vertices {
+            let info = self.operator_info(v, subtask);
+            match &self.graph.vertices[v].kind {
+                VertexKind::Source(factory) => source = Some((info, factory.clone())),
+                VertexKind::Operator { factory, .. } => operators.push((info, factory.clone())),
+            }
+        }
+        let outputs = chain
+            .out_edges
+            .iter()
+            .map(|&e| {
+                let edge = &self.graph.edges[e];
+                let ctx = PartitionerContext {
+                    sender_subtask: subtask,
+                    channels: output_channels(&self.graph, e, subtask).len(),
+                    receiver_max_parallelism: self.graph.vertices[edge.target].max_parallelism,
+                    batch_size: self.config.batch_size,
+                };
+                (edge.partitioner.clone(), ctx)
+            })
+            .collect();
+        SubtaskSpec {
+            chain: chain_index,
+            task: chain.name.clone(),
+            job: self.graph.name.clone(),
+            index: subtask,
+            parallelism: chain.parallelism,
+            source,
+            operators,
+            input_channels: input_channels(&self.graph, chain, subtask)
+                .iter()
+                .map(|c| c.input)
+                .collect(),
+            outputs,
+            config: self.config.clone(),
+        }
+    }
+
+    fn deploy(&mut self, ctx: &mut Context<Self>) {
+        let reporter = ctx.address().recipient::<SubtaskReport>();
+        self.arbiters = (0..self.config.arbiter_count())
+            .map(|_| Arbiter::new())
+            .collect();
+        let mut placed = 0;
+        for c in 0..self.plan.chains.len() {
+            let mut addrs = Vec::new();
+            for i in 0..self.plan.chains[c].parallelism {
+                let spec = self.spec(c, i);
+                let reporter = reporter.clone();
+                let arbiter = self.arbiters[placed % self.arbiters.len()].handle();
+                placed += 1;
+                addrs.push(Subtask::start_in_arbiter(&arbiter, move |_| {
+                    Subtask::new(spec, reporter)
+                }));
+            }
+            self.subtasks.push(addrs);
+        }
+        self.remaining = placed;
+        self.wire();
+        for addr in self.subtasks.iter().flatten() {
+            addr.do_send(Start);
+        }
+        self.shared.set_status(JobStatus::Running);
+        info!(parent: &self.span, subtasks = placed, tasks = self.plan.chains.len(), "job running");
+    }
+
+    /// Sends every subtask the addresses of its peers.
+    fn wire(&self) {
+        // Gate position of (edge, sender) in each receiving subtask.
+        let mut gate_index: HashMap<(usize, usize, usize), usize> = HashMap::new();
+        for (c, chain) in self.plan.chains.iter().enumerate() {
+            for r in 0..chain.parallelism {
+                for (k, spec) in input_channels(&self.graph, chain, r).iter().enumerate() {
+                    gate_index.insert((spec.edge, spec.sender, r), k);
+                    let _ = c;
+                }
+            }
+        }
+        for (c, chain) in self.plan.chains.iter().enumerate() {
+            for i in 0..chain.parallelism {
+                let outputs = chain
+                    .out_edges
+                    .iter()
+                    .map(|&e| {
+                        let target_chain = self.plan.chain_of[self.graph.edges[e].target];
+                        output_channels(&self.graph, e, i)
+                            .into_iter()
+                            .map(|r| ChannelTarget {
+                                subtask: self.subtasks[target_chain][r].clone(),
+                                gate_channel: gate_index[&(e, i, r)],
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let inputs = input_channels(&self.graph, chain, i)
+                    .into_iter()
+                    .map(|spec| {
+                        let source_chain = self.plan.chain_of[self.graph.edges[spec.edge].source];
+                        let output = self.plan.chains[source_chain]
+                            .out_edges
+                            .iter()
+                            .position(|&e| e == spec.edge)
+                            .unwrap_or_default();
+                        Upstream {
+                            subtask: self.subtasks[source_chain][spec.sender].clone(),
+                            output,
+                            channel: spec.sender_channel,
+                        }
+                    })
+                    .collect();
+                self.subtasks[c][i].do_send(Wire { outputs, inputs });
+            }
+        }
+    }
+
+    fn cancel_subtasks(&self) {
+        for addr in self.subtasks.iter().flatten() {
+            addr.do_send(Cancel);
+        }
+    }
+
+    fn complete(&mut self, outcome: Result<JobResult, JobError>, ctx: &mut Context<Self>) {
+        let status = match &outcome {
+            Ok(_) => JobStatus::Finished,
+            Err(JobError::Canceled(_)) => JobStatus::Canceled,
+            Err(_) => JobStatus::Failed,
+        };
+        self.shared.set_status(status);
+        match &outcome {
+            Ok(r) => info!(parent: &self.span, seconds = r.duration.as_secs_f64(), "job finished"),
+            Err(e) => error!(parent: &self.span, error = %e, "job ended"),
+        }
+        if let Some(tx) = self.result.take() {
+            let _ = tx.send(outcome);
+        }
+        ctx.stop();
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.started_at = Instant::now();
+        self.deploy(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        if self.stops_system {
+            System::current().stop();
+        }
+    }
+}
+
+impl Handler<SubtaskReport> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, report: SubtaskReport, ctx: &mut Self::Context) {
+        if self.result.is_none() {
+            return;
+        }
+        match report.outcome {
+            SubtaskOutcome::Finished(metrics) => {
+                self.finished.push(metrics);
+                self.remaining -= 1;
+                if self.remaining == 0 {
+                    let mut subtasks = std::mem::take(&mut self.finished);
+                    subtasks.sort_by(|a, b| (&a.task, a.subtask).cmp(&(&b.task, b.subtask)));
+                    let result = JobResult {
+                        job_name: self.graph.name.clone(),
+                        job_id: self.shared.job_id.clone(),
+                        duration: self.started_at.elapsed(),
+                        subtasks,
+                    };
+                    self.complete(Ok(result), ctx);
+                }
+            }
+            SubtaskOutcome::Failed { operator, cause } => {
+                self.shared.set_status(JobStatus::Failing);
+                self.cancel_subtasks();
+                let error = JobError::OperatorFailed {
+                    operator,
+                    subtask: report.subtask,
+                    parallelism: report.parallelism,
+                    cause,
+                };
+                self.complete(Err(error), ctx);
+            }
+        }
+    }
+}
+
+impl Handler<CancelJob> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: CancelJob, ctx: &mut Self::Context) {
+        if self.result.is_none() {
+            return;
+        }
+        self.shared.set_status(JobStatus::Canceling);
+        self.cancel_subtasks();
+        self.complete(Err(JobError::Canceled(self.graph.name.clone())), ctx);
+    }
+}

@@ -1,0 +1,47 @@
+//! What an operator instance knows about where it runs.
+
+use weir_actors::OperatorInfo;
+
+/// The identity of one parallel instance of an operator, given to `open`.
+///
+/// ```
+/// # use weir::RuntimeContext;
+/// fn describe(ctx: &RuntimeContext) -> String {
+///     format!("{} {}/{}", ctx.operator_name(), ctx.subtask_index() + 1, ctx.parallelism())
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct RuntimeContext {
+    info: OperatorInfo,
+}
+
+impl RuntimeContext {
+    pub(crate) fn new(info: OperatorInfo) -> Self {
+        RuntimeContext { info }
+    }
+
+    /// The operator's display name.
+    pub fn operator_name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// The operator's stable id.
+    pub fn uid(&self) -> &str {
+        &self.info.uid
+    }
+
+    /// This instance's index, `0..parallelism()`.
+    pub fn subtask_index(&self) -> usize {
+        self.info.subtask
+    }
+
+    /// Number of parallel instances of the operator.
+    pub fn parallelism(&self) -> usize {
+        self.info.parallelism
+    }
+
+    /// The operator's max parallelism (its number of key groups).
+    pub fn max_parallelism(&self) -> usize {
+        self.info.max_parallelism
+    }
+}

@@ -1,0 +1,325 @@
+//! The stream environment: job-wide defaults, sources, and execution.
+//!
+//! A [`StreamEnv`] collects the operators a program declares (through the
+//! [`DataStream`] API) into a job graph, and runs it with
+//! [`execute`](StreamEnv::execute) (async), [`execute_blocking`](StreamEnv::execute_blocking)
+//! (plain `main`) or [`start`](StreamEnv::start) (returns a [`JobClient`]).
+//!
+//! ```
+//! use weir::StreamEnv;
+//! let env = StreamEnv::with_parallelism(2);
+//! let lengths = env
+//!     .from_collection(vec!["a".to_string(), "bb".into(), "ccc".into()])
+//!     .map(|s: String| s.len())
+//!     .collect();
+//! env.execute_blocking("lengths").unwrap();
+//! let mut lengths = lengths.take();
+//! lengths.sort();
+//! assert_eq!(lengths, vec![1, 2, 3]);
+//! ```
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use weir_actors::graph::{ChainingStrategy, PartitionerFactory, VertexId, VertexKind};
+use weir_actors::{
+    launch, Edge, JobClient, JobError, JobGraph, JobResult, Partitioning, RuntimeConfig, Vertex,
+};
+
+use crate::data::Data;
+use crate::source::{source_factory, CollectionSource, GeneratorSource, Source, TextFileSource};
+use crate::stream::DataStream;
+
+/// The default max parallelism (number of key groups), as in Flink for small jobs.
+pub const DEFAULT_MAX_PARALLELISM: usize = 128;
+
+/// Where a job is declared and from where it runs.
+///
+/// Cloning gives another handle on the same environment.
+#[derive(Clone)]
+pub struct StreamEnv {
+    inner: Arc<Mutex<Builder>>,
+}
+
+pub(crate) struct VertexDraft {
+    pub name: String,
+    pub uid: Option<String>,
+    pub parallelism: Option<usize>,
+    /// The only parallelism a non-parallel source supports.
+    pub fixed_parallelism: Option<usize>,
+    pub max_parallelism: Option<usize>,
+    pub chaining: ChainingStrategy,
+    pub kind: VertexKind,
+}
+
+pub(crate) struct EdgeDraft {
+    pub source: VertexId,
+    pub target: VertexId,
+    pub input: usize,
+    /// `None`: forward when parallelisms match, else rebalance (as Flink).
+    pub partitioning: Option<Partitioning>,
+    /// The key-aware partitioner of a hash edge.
+    pub hash: Option<PartitionerFactory>,
+    /// Builds the partitioner for the other kinds, typed for the edge's records.
+    pub generic: fn(Partitioning) -> PartitionerFactory,
+}
+
+pub(crate) struct Builder {
+    parallelism: usize,
+    max_parallelism: usize,
+    runtime: RuntimeConfig,
+    pub vertices: Vec<VertexDraft>,
+    pub edges: Vec<EdgeDraft>,
+    /// API misuse found while declaring the job; reported by `execute`.
+    pub errors: Vec<String>,
+}
+
+impl Default for StreamEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamEnv {
+    /// An environment whose default parallelism is the number of cores (as Flink's local environment).
+    pub fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_parallelism(cores)
+    }
+
+    /// An environment with default parallelism `parallelism`.
+    pub fn with_parallelism(parallelism: usize) -> Self {
+        StreamEnv {
+            inner: Arc::new(Mutex::new(Builder {
+                parallelism,
+                max_parallelism: DEFAULT_MAX_PARALLELISM,
+                runtime: RuntimeConfig::default(),
+                vertices: Vec::new(),
+                edges: Vec::new(),
+                errors: Vec::new(),
+            })),
+        }
+    }
+
+    pub(crate) fn builder(&self) -> MutexGuard<'_, Builder> {
+        // The builder is only mutated by short, non-panicking sections.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the default parallelism of operators that do not set their own.
+    pub fn set_parallelism(&self, parallelism: usize) -> &Self {
+        self.builder().parallelism = parallelism;
+        self
+    }
+
+    /// The default parallelism.
+    pub fn parallelism(&self) -> usize {
+        self.builder().parallelism
+    }
+
+    /// Sets the default max parallelism (number of key groups, default 128).
+    pub fn set_max_parallelism(&self, max_parallelism: usize) -> &Self {
+        self.builder().max_parallelism = max_parallelism;
+        self
+    }
+
+    /// Sets the number of records per batch (default 1024).
+    pub fn set_batch_size(&self, records: usize) -> &Self {
+        self.builder().runtime.batch_size = records;
+        self
+    }
+
+    /// Sets how long a partly filled batch may wait before it is sent (default 5 ms).
+    pub fn set_linger(&self, linger: Duration) -> &Self {
+        self.builder().runtime.linger = linger;
+        self
+    }
+
+    /// Sets how many batches may be in flight per channel (default 4).
+    pub fn set_channel_credits(&self, credits: u32) -> &Self {
+        self.builder().runtime.channel_credits = credits;
+        self
+    }
+
+    /// Sets the number of Arbiters (threads) subtasks are placed on (default: one per core).
+    pub fn set_arbiters(&self, arbiters: usize) -> &Self {
+        self.builder().runtime.arbiters = Some(arbiters);
+        self
+    }
+
+    /// Runs every operator in its own actor (chaining is on by default).
+    pub fn disable_chaining(&self) -> &Self {
+        self.builder().runtime.chaining = false;
+        self
+    }
+
+    /// Replaces the whole runtime configuration.
+    pub fn set_runtime_config(&self, config: RuntimeConfig) -> &Self {
+        self.builder().runtime = config;
+        self
+    }
+
+    /// The runtime configuration in effect.
+    pub fn runtime_config(&self) -> RuntimeConfig {
+        self.builder().runtime.clone()
+    }
+
+    /// Adds a source and returns its stream.
+    pub fn add_source<T: Data, S: Source<T>>(&self, source: S) -> DataStream<T> {
+        let fixed = source.parallelism();
+        let name = std::any::type_name::<S>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("Source")
+            .to_string();
+        self.add_source_named(format!("Source: {name}"), fixed, source)
+    }
+
+    pub(crate) fn add_source_named<T: Data, S: Source<T>>(
+        &self,
+        name: String,
+        fixed_parallelism: Option<usize>,
+        source: S,
+    ) -> DataStream<T> {
+        let vertex = self.builder().add_vertex(VertexDraft {
+            name,
+            uid: None,
+            parallelism: None,
+            fixed_parallelism,
+            max_parallelism: None,
+            chaining: ChainingStrategy::Always,
+            kind: VertexKind::Source(source_factory(source)),
+        });
+        DataStream::from_vertex(self.clone(), vertex)
+    }
+
+    /// A stream of the given records, in order, from a single subtask.
+    pub fn from_collection<T: Data + Sync>(
+        &self,
+        records: impl IntoIterator<Item = T>,
+    ) -> DataStream<T> {
+        let source = CollectionSource::new(records.into_iter().collect());
+        self.add_source_named("Source: Collection".into(), Some(1), source)
+    }
+
+    /// A parallel stream of `generate(i)` for `i` in `0..count`; subtask `s` of `p`
+    /// produces the indices `i` with `i % p == s`, in increasing order.
+    pub fn generate<T: Data, F>(&self, count: u64, generate: F) -> DataStream<T>
+    where
+        F: FnMut(u64) -> T + Clone + Send + 'static,
+    {
+        self.add_source_named(
+            "Source: Generator".into(),
+            None,
+            GeneratorSource::new(count, generate),
+        )
+    }
+
+    /// The lines of a UTF-8 text file (without line endings), read by one subtask.
+    pub fn read_text_file(&self, path: impl Into<PathBuf>) -> DataStream<String> {
+        let path = path.into();
+        let name = format!("Source: {}", path.display());
+        self.add_source_named(name, Some(1), TextFileSource::new(path))
+    }
+
+    /// The job graph the runtime would run, with every default resolved.
+    pub fn job_graph(&self, job_name: &str) -> Result<(JobGraph, RuntimeConfig), JobError> {
+        self.builder().build(job_name)
+    }
+
+    /// Starts the job and returns a client for it, without waiting for it to end.
+    ///
+    /// Inside a running actix `System` the job's supervisor lives on the current
+    /// Arbiter; elsewhere the job brings its own System on a dedicated thread.
+    pub async fn start(&self, job_name: &str) -> Result<JobClient, JobError> {
+        let (graph, config) = self.job_graph(job_name)?;
+        launch(graph, config, false).await
+    }
+
+    /// Runs the job to its end.
+    pub async fn execute(&self, job_name: &str) -> Result<JobResult, JobError> {
+        self.start(job_name).await?.wait().await
+    }
+
+    /// Runs the job to its end, blocking the calling thread (for plain `main`).
+    ///
+    /// Do not call this from a thread that runs an actix System (it would block
+    /// the System); there, `execute(..).await` instead.
+    pub fn execute_blocking(&self, job_name: &str) -> Result<JobResult, JobError> {
+        let (graph, config) = self.job_graph(job_name)?;
+        futures::executor::block_on(async move { launch(graph, config, true).await?.wait().await })
+    }
+}
+
+impl Builder {
+    pub fn add_vertex(&mut self, draft: VertexDraft) -> VertexId {
+        self.vertices.push(draft);
+        self.vertices.len() - 1
+    }
+
+    fn build(&self, job_name: &str) -> Result<(JobGraph, RuntimeConfig), JobError> {
+        if !self.errors.is_empty() {
+            return Err(JobError::InvalidJob(self.errors.join("; ")));
+        }
+        if self.parallelism == 0 {
+            return Err(JobError::InvalidJob(
+                "the default parallelism must be at least 1".into(),
+            ));
+        }
+        let mut vertices = Vec::with_capacity(self.vertices.len());
+        for (id, d) in self.vertices.iter().enumerate() {
+            let parallelism = d
+                .parallelism
+                .or(d.fixed_parallelism)
+                .unwrap_or(self.parallelism);
+            if let Some(fixed) = d.fixed_parallelism {
+                if parallelism != fixed {
+                    return Err(JobError::InvalidJob(format!(
+                        "`{}` is not a parallel source: it runs with parallelism {fixed}, not {parallelism}",
+                        d.name
+                    )));
+                }
+            }
+            vertices.push(Vertex {
+                name: d.name.clone(),
+                uid: d.uid.clone().unwrap_or_else(|| format!("auto-{id}")),
+                parallelism,
+                max_parallelism: d.max_parallelism.unwrap_or(self.max_parallelism),
+                chaining: d.chaining,
+                kind: d.kind.clone(),
+            });
+        }
+        let edges = self
+            .edges
+            .iter()
+            .map(|d| {
+                let same = vertices[d.source].parallelism == vertices[d.target].parallelism;
+                let partitioning = d.partitioning.unwrap_or(if same {
+                    Partitioning::Forward
+                } else {
+                    Partitioning::Rebalance
+                });
+                let partitioner = match (&d.hash, partitioning) {
+                    (Some(hash), Partitioning::Hash) => hash.clone(),
+                    _ => (d.generic)(partitioning),
+                };
+                Edge {
+                    source: d.source,
+                    target: d.target,
+                    target_input: d.input,
+                    partitioning,
+                    partitioner,
+                }
+            })
+            .collect();
+        Ok((
+            JobGraph {
+                name: job_name.to_string(),
+                vertices,
+                edges,
+            },
+            self.runtime.clone(),
+        ))
+    }
+}

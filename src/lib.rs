@@ -1,0 +1,52 @@
+//! # weir: an actor-based stream engine
+//!
+//! A weir job is a topology of actix actors: every parallel instance of an
+//! operator (chain) is an actor, records travel between them in batches under
+//! credit-based flow control, and a supervisor actor owns the job.
+//!
+//! ```
+//! use weir::StreamEnv;
+//!
+//! let env = StreamEnv::with_parallelism(2);
+//! let words = env
+//!     .from_collection(vec!["to be".to_string(), "or not to be".to_string()])
+//!     .flat_map(|line: String| line.split(' ').map(str::to_string).collect::<Vec<_>>())
+//!     .filter(|word| word.len() > 2)
+//!     .collect();
+//! env.execute_blocking("words").unwrap();
+//! assert_eq!(words.take(), vec!["not".to_string()]);
+//! ```
+//!
+//! The map of the crate:
+//! - [`env`]: [`StreamEnv`], job-wide defaults, sources and execution.
+//! - [`stream`]: [`DataStream`] and [`KeyedStream`], the transformations.
+//! - [`operator`]: the generic [`OneInputOperator`] every transformation is built on.
+//! - [`ops`]: map, filter, flat_map and process as thin operators.
+//! - [`source`] and [`sink`]: the [`Source`](source::Source) and [`Sink`](sink::Sink)
+//!   traits and the built-in connectors.
+//! - [`keys`]: stable key hashing and key groups.
+//! - [`data`]: the [`Data`] bound on records.
+//!
+//! The runtime (actors, channels, supervision) is the `weir-actors` crate,
+//! re-exported as [`runtime`].
+
+pub mod context;
+pub mod data;
+pub mod env;
+pub mod keys;
+pub mod operator;
+pub mod ops;
+pub mod sink;
+pub mod source;
+pub mod stream;
+
+pub use context::RuntimeContext;
+pub use data::Data;
+pub use env::StreamEnv;
+pub use operator::{Collector, OneInputOperator};
+pub use ops::process::{ProcessContext, ProcessFunction};
+pub use stream::{DataStream, DataStreamSink, KeyedStream};
+pub use weir_actors as runtime;
+pub use weir_actors::{
+    JobClient, JobError, JobResult, JobStatus, RuntimeConfig, SubtaskMetrics, UserError,
+};

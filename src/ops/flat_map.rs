@@ -1,0 +1,22 @@
+//! `flat_map`: zero or more output records per input record.
+
+use weir_actors::UserError;
+
+use crate::operator::{Collector, OneInputOperator};
+
+/// Emits every item of the iterator the function returns.
+#[derive(Clone)]
+pub struct FlatMap<F>(pub F);
+
+impl<In, Out, I, F> OneInputOperator<In, Out> for FlatMap<F>
+where
+    F: FnMut(In) -> I + Clone + Send + 'static,
+    I: IntoIterator<Item = Out>,
+{
+    fn process_batch(&mut self, batch: Vec<In>, out: &mut Collector<Out>) -> Result<(), UserError> {
+        for record in batch {
+            out.extend((self.0)(record));
+        }
+        Ok(())
+    }
+}

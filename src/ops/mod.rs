@@ -1,0 +1,6 @@
+//! The built-in transformations, each a thin [`OneInputOperator`](crate::OneInputOperator).
+
+pub mod filter;
+pub mod flat_map;
+pub mod map;
+pub mod process;

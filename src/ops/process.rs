@@ -1,0 +1,109 @@
+//! `process`: the general per-record function with a context and a collector.
+
+use weir_actors::UserError;
+
+use crate::context::RuntimeContext;
+use crate::operator::{Collector, OneInputOperator};
+
+/// What a [`ProcessFunction`] can see of its situation while it handles a record.
+pub struct ProcessContext<'a> {
+    runtime: &'a RuntimeContext,
+}
+
+impl ProcessContext<'_> {
+    /// Where this instance runs (operator name, subtask index, parallelism).
+    pub fn runtime(&self) -> &RuntimeContext {
+        self.runtime
+    }
+}
+
+/// A function that may emit any number of records per input record, keep its
+/// own fields between records, and fail with an error.
+///
+/// One instance runs per subtask, cloned from the value given to `process`.
+///
+/// ```
+/// use weir::{Collector, ProcessContext, ProcessFunction, StreamEnv, UserError};
+///
+/// /// Emits the running total after every record.
+/// #[derive(Clone, Default)]
+/// struct RunningTotal { total: u64 }
+///
+/// impl ProcessFunction<u64, u64> for RunningTotal {
+///     fn process_element(&mut self, value: u64, _ctx: &mut ProcessContext, out: &mut Collector<u64>) -> Result<(), UserError> {
+///         self.total += value;
+///         out.collect(self.total);
+///         Ok(())
+///     }
+/// }
+///
+/// let env = StreamEnv::with_parallelism(1);
+/// let out = env.from_collection(vec![1u64, 2, 3]).process(RunningTotal::default()).collect();
+/// env.execute_blocking("totals").unwrap();
+/// assert_eq!(out.take(), vec![1, 3, 6]);
+/// ```
+pub trait ProcessFunction<In, Out>: Clone + Send + 'static {
+    /// Called once per instance before the first record.
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Handles one record.
+    fn process_element(
+        &mut self,
+        value: In,
+        ctx: &mut ProcessContext,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError>;
+    /// The input has ended.
+    fn on_end_of_input(&mut self, _out: &mut Collector<Out>) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Called once after the last record.
+    fn close(&mut self) -> Result<(), UserError> {
+        Ok(())
+    }
+}
+
+/// Runs a [`ProcessFunction`] as a [`OneInputOperator`].
+#[derive(Clone)]
+pub struct Process<F> {
+    function: F,
+    runtime: Option<RuntimeContext>,
+}
+
+impl<F> Process<F> {
+    /// Wraps `function`.
+    pub fn new(function: F) -> Self {
+        Process {
+            function,
+            runtime: None,
+        }
+    }
+}
+
+impl<In, Out, F: ProcessFunction<In, Out>> OneInputOperator<In, Out> for Process<F> {
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
+        self.runtime = Some(ctx.clone());
+        self.function.open(ctx)
+    }
+
+    fn process_batch(&mut self, batch: Vec<In>, out: &mut Collector<Out>) -> Result<(), UserError> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or("process function used before open")?;
+        let mut ctx = ProcessContext { runtime };
+        for value in batch {
+            self.function.process_element(value, &mut ctx, out)?;
+        }
+        Ok(())
+    }
+
+    fn end_input(&mut self, out: &mut Collector<Out>) -> Result<(), UserError> {
+        self.function.on_end_of_input(out)
+    }
+
+    fn close(&mut self) -> Result<(), UserError> {
+        self.function.close()
+    }
+}

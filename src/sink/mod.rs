@@ -1,0 +1,82 @@
+//! Sinks: where records leave the job.
+//!
+//! A sink implements [`Sink`]: one instance per parallel subtask (cloned from the
+//! value given to [`DataStream::add_sink`](crate::DataStream::add_sink)), fed
+//! batch by batch, then finished when its input ends. A sink is an operator
+//! like any other ([`SinkOperator`] is a [`OneInputOperator`] with no output), so
+//! it chains, receives credits and fails the job the same way.
+//!
+//! Built in: [`CollectSink`] (`collect`, for tests), [`PrintSink`] (`print`),
+//! [`TextFileSink`] (`write_text_lines`) and [`DiscardSink`] (`discard`).
+
+mod collect;
+mod discard;
+mod file;
+mod print;
+
+pub use collect::{CollectHandle, CollectSink};
+pub use discard::{DiscardCounter, DiscardSink};
+pub use file::TextFileSink;
+pub use print::PrintSink;
+use weir_actors::UserError;
+
+use crate::context::RuntimeContext;
+use crate::operator::{Collector, OneInputOperator};
+
+/// A consumer of records.
+///
+/// ```
+/// use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
+/// use weir::{sink::Sink, StreamEnv, UserError};
+///
+/// /// Adds up every record it sees, over all subtasks.
+/// #[derive(Clone, Default)]
+/// struct Total(Arc<AtomicU64>);
+///
+/// impl Sink<u64> for Total {
+///     fn write(&mut self, record: u64) -> Result<(), UserError> {
+///         self.0.fetch_add(record, Ordering::Relaxed);
+///         Ok(())
+///     }
+/// }
+///
+/// let env = StreamEnv::with_parallelism(1);
+/// let total = Total::default();
+/// env.from_collection(vec![1u64, 2, 3]).add_sink(total.clone());
+/// env.execute_blocking("total").unwrap();
+/// assert_eq!(total.0.load(Ordering::Relaxed), 6);
+/// ```
+pub trait Sink<T>: Clone + Send + 'static {
+    /// Called once per instance before the first record.
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Consumes one record.
+    fn write(&mut self, record: T) -> Result<(), UserError>;
+    /// Consumes a batch; by default one [`Sink::write`] per record.
+    fn write_batch(&mut self, batch: Vec<T>) -> Result<(), UserError> {
+        batch.into_iter().try_for_each(|record| self.write(record))
+    }
+    /// The input has ended: flush and release what the sink holds.
+    fn finish(&mut self) -> Result<(), UserError> {
+        Ok(())
+    }
+}
+
+/// Runs a [`Sink`] as a [`OneInputOperator`] that emits nothing.
+#[derive(Clone)]
+pub struct SinkOperator<S>(pub S);
+
+impl<T, S: Sink<T>> OneInputOperator<T, ()> for SinkOperator<S> {
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
+        self.0.open(ctx)
+    }
+
+    fn process_batch(&mut self, batch: Vec<T>, _out: &mut Collector<()>) -> Result<(), UserError> {
+        self.0.write_batch(batch)
+    }
+
+    fn end_input(&mut self, _out: &mut Collector<()>) -> Result<(), UserError> {
+        self.0.finish()
+    }
+}

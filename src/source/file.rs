@@ -1,0 +1,80 @@
+//! A source of the lines of a text file (not parallel).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+
+use weir_actors::UserError;
+
+use super::{Source, SourceStatus};
+use crate::context::RuntimeContext;
+
+/// Emits each line of a UTF-8 text file, without its line ending.
+#[derive(Debug)]
+pub struct TextFileSource {
+    path: PathBuf,
+    reader: Option<BufReader<File>>,
+    line: u64,
+    buffer: String,
+}
+
+impl Clone for TextFileSource {
+    /// A fresh, unopened reader of the same file.
+    fn clone(&self) -> Self {
+        TextFileSource::new(self.path.clone())
+    }
+}
+
+impl TextFileSource {
+    /// A source reading `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        TextFileSource {
+            path: path.into(),
+            reader: None,
+            line: 0,
+            buffer: String::new(),
+        }
+    }
+
+    /// Lines emitted so far.
+    pub fn lines_read(&self) -> u64 {
+        self.line
+    }
+}
+
+impl Source<String> for TextFileSource {
+    fn parallelism(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
+        let file = File::open(&self.path)
+            .map_err(|e| format!("cannot open text file {}: {e}", self.path.display()))?;
+        self.reader = Some(BufReader::new(file));
+        Ok(())
+    }
+
+    fn poll_next(&mut self, out: &mut Vec<String>, max: usize) -> Result<SourceStatus, UserError> {
+        let reader = self
+            .reader
+            .as_mut()
+            .ok_or("text file source polled before open")?;
+        while out.len() < max {
+            self.buffer.clear();
+            let read = reader.read_line(&mut self.buffer).map_err(|e| {
+                format!(
+                    "cannot read {} at line {}: {e}",
+                    self.path.display(),
+                    self.line + 1
+                )
+            })?;
+            if read == 0 {
+                return Ok(SourceStatus::Finished);
+            }
+            self.line += 1;
+            let line = self.buffer.trim_end_matches(['\n', '\r']);
+            out.push(line.to_string());
+        }
+        Ok(SourceStatus::More)
+    }
+}

@@ -1,0 +1,113 @@
+//! Sources: where records come from.
+//!
+//! A source implements [`Source`]: one instance per parallel subtask (cloned from
+//! the value given to [`StreamEnv::add_source`](crate::StreamEnv::add_source)),
+//! polled for a batch at a time until it says [`SourceStatus::Finished`]. The
+//! subtask polls only when its outputs have credit, so a source never runs ahead
+//! of a slow consumer.
+//!
+//! Built in: [`CollectionSource`] (`from_collection`), [`GeneratorSource`]
+//! (`generate`, parallel) and [`TextFileSource`] (`read_text_file`).
+
+mod collection;
+mod file;
+mod generator;
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+
+pub use collection::CollectionSource;
+pub use file::TextFileSource;
+pub use generator::GeneratorSource;
+use weir_actors::graph::SourceFactory;
+pub use weir_actors::SourceStatus;
+use weir_actors::{Emitter, OperatorInfo, SourceOperator, UserError};
+
+use crate::context::RuntimeContext;
+use crate::data::Data;
+
+/// A producer of records.
+///
+/// ```
+/// use weir::source::{Source, SourceStatus};
+/// use weir::{RuntimeContext, StreamEnv, UserError};
+///
+/// /// Counts down from `from` to 1 (not parallel).
+/// #[derive(Clone)]
+/// struct Countdown { from: u32 }
+///
+/// impl Source<u32> for Countdown {
+///     fn parallelism(&self) -> Option<usize> { Some(1) }
+///     fn poll_next(&mut self, out: &mut Vec<u32>, max: usize) -> Result<SourceStatus, UserError> {
+///         while self.from > 0 && out.len() < max {
+///             out.push(self.from);
+///             self.from -= 1;
+///         }
+///         Ok(if self.from == 0 { SourceStatus::Finished } else { SourceStatus::More })
+///     }
+/// }
+///
+/// let env = StreamEnv::with_parallelism(1);
+/// let out = env.add_source(Countdown { from: 3 }).collect();
+/// env.execute_blocking("countdown").unwrap();
+/// assert_eq!(out.take(), vec![3, 2, 1]);
+/// ```
+pub trait Source<T>: Clone + Send + 'static {
+    /// The only parallelism this source supports, if it is not parallel
+    /// (`Some(1)` for a single reader); `None` lets the job choose.
+    fn parallelism(&self) -> Option<usize> {
+        None
+    }
+    /// Called once per instance before the first poll.
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Appends at most `max` records to `out`; says whether more will come.
+    fn poll_next(&mut self, out: &mut Vec<T>, max: usize) -> Result<SourceStatus, UserError>;
+    /// Called once after the source finished.
+    fn close(&mut self) -> Result<(), UserError> {
+        Ok(())
+    }
+}
+
+struct SourceAdapter<T, S> {
+    source: S,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Data, S: Source<T>> SourceOperator for SourceAdapter<T, S> {
+    fn open(&mut self, info: &OperatorInfo) -> Result<(), UserError> {
+        self.source.open(&RuntimeContext::new(info.clone()))
+    }
+
+    fn poll_batch(
+        &mut self,
+        max_records: usize,
+        out: &mut dyn Emitter,
+    ) -> Result<SourceStatus, UserError> {
+        let mut records = Vec::with_capacity(max_records);
+        let status = self.source.poll_next(&mut records, max_records)?;
+        if !records.is_empty() {
+            out.emit(Box::new(records));
+        }
+        Ok(status)
+    }
+
+    fn close(&mut self) -> Result<(), UserError> {
+        self.source.close()
+    }
+}
+
+pub(crate) fn source_factory<T: Data, S: Source<T>>(prototype: S) -> SourceFactory {
+    let prototype = Arc::new(Mutex::new(prototype));
+    Arc::new(move |_info: &OperatorInfo| {
+        let source = prototype
+            .lock()
+            .map_err(|_| "source prototype lock poisoned")?
+            .clone();
+        Ok(Box::new(SourceAdapter {
+            source,
+            _type: PhantomData,
+        }) as Box<dyn SourceOperator>)
+    })
+}

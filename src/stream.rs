@@ -1,0 +1,444 @@
+//! `DataStream` and `KeyedStream`: the typed API over the job graph.
+//!
+//! Every transformation adds one operator (a vertex) to the environment's job
+//! graph and returns the stream of its output. Partitioning methods
+//! ([`rebalance`](DataStream::rebalance), [`shuffle`](DataStream::shuffle),
+//! [`forward`](DataStream::forward), [`broadcast`](DataStream::broadcast),
+//! [`key_by`](DataStream::key_by)) decide how records reach the *next* operator.
+//! Settings ([`name`](DataStream::name), [`uid`](DataStream::uid),
+//! [`set_parallelism`](DataStream::set_parallelism), ...) apply to the operator
+//! that produced the stream.
+//!
+//! ```
+//! use weir::StreamEnv;
+//! let env = StreamEnv::with_parallelism(2);
+//! let evens = env
+//!     .generate(10, |i| i)
+//!     .filter(|i| i % 2 == 0).name("evens")
+//!     .rebalance()
+//!     .map(|i| i * 10).set_parallelism(3)
+//!     .collect();
+//! env.execute_blocking("evens").unwrap();
+//! let mut evens = evens.take();
+//! evens.sort();
+//! assert_eq!(evens, vec![0, 20, 40, 60, 80]);
+//! ```
+
+use std::fmt::{Debug, Display};
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use weir_actors::graph::{
+    ChainingStrategy, PartitionerContext, PartitionerFactory, VertexId, VertexKind,
+};
+use weir_actors::partition::{
+    Broadcast, Forward, Rebalance, SelectChannel, Shuffle, TypedPartitioner,
+};
+use weir_actors::Partitioning;
+
+use crate::data::Data;
+use crate::env::{EdgeDraft, StreamEnv, VertexDraft};
+use crate::keys::{key_group, KeyGroupRange};
+use crate::operator::{one_input_factory, OneInputOperator};
+use crate::ops::filter::Filter;
+use crate::ops::flat_map::FlatMap;
+use crate::ops::map::Map;
+use crate::ops::process::{Process, ProcessFunction};
+use crate::sink::{
+    CollectHandle, CollectSink, DiscardCounter, DiscardSink, PrintSink, Sink, SinkOperator,
+    TextFileSink,
+};
+
+#[derive(Clone)]
+struct StreamInput {
+    vertex: VertexId,
+    partitioning: Option<Partitioning>,
+    hash: Option<PartitionerFactory>,
+}
+
+/// A stream of records of type `T`.
+pub struct DataStream<T> {
+    env: StreamEnv,
+    inputs: Vec<StreamInput>,
+    _records: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for DataStream<T> {
+    fn clone(&self) -> Self {
+        DataStream {
+            env: self.env.clone(),
+            inputs: self.inputs.clone(),
+            _records: PhantomData,
+        }
+    }
+}
+
+/// The partitioner of every non-key kind, for records of type `T`.
+fn generic_partitioner<T: Data>(kind: Partitioning) -> PartitionerFactory {
+    Arc::new(move |ctx: &PartitionerContext| match kind {
+        Partitioning::Forward => Box::new(TypedPartitioner::<T, _>::new(
+            Forward,
+            ctx.channels,
+            ctx.batch_size,
+        )),
+        Partitioning::Shuffle => Box::new(TypedPartitioner::<T, _>::new(
+            Shuffle::seeded(ctx.sender_subtask as u64 + 1),
+            ctx.channels,
+            ctx.batch_size,
+        )),
+        Partitioning::Broadcast => Box::new(TypedPartitioner::<T, _>::new(
+            Broadcast,
+            ctx.channels,
+            ctx.batch_size,
+        )),
+        // A hash edge always carries its own keyed partitioner; rebalance is the fallback.
+        Partitioning::Rebalance | Partitioning::Hash => Box::new(TypedPartitioner::<T, _>::new(
+            Rebalance::starting_at(ctx.sender_subtask),
+            ctx.channels,
+            ctx.batch_size,
+        )),
+    })
+}
+
+impl<T: Data> DataStream<T> {
+    pub(crate) fn from_vertex(env: StreamEnv, vertex: VertexId) -> Self {
+        DataStream {
+            env,
+            inputs: vec![StreamInput {
+                vertex,
+                partitioning: None,
+                hash: None,
+            }],
+            _records: PhantomData,
+        }
+    }
+
+    /// The environment the stream belongs to.
+    pub fn env(&self) -> &StreamEnv {
+        &self.env
+    }
+
+    /// Adds an operator fed by this stream and returns its output stream.
+    fn add_operator<U: Data>(self, name: &str, kind: VertexKind) -> DataStream<U> {
+        let mut builder = self.env.builder();
+        let vertex = builder.add_vertex(VertexDraft {
+            name: name.to_string(),
+            uid: None,
+            parallelism: None,
+            fixed_parallelism: None,
+            max_parallelism: None,
+            chaining: ChainingStrategy::Always,
+            kind,
+        });
+        for input in self.inputs {
+            builder.edges.push(EdgeDraft {
+                source: input.vertex,
+                target: vertex,
+                input: 0,
+                partitioning: input.partitioning,
+                hash: input.hash,
+                generic: generic_partitioner::<T>,
+            });
+        }
+        drop(builder);
+        DataStream::from_vertex(self.env, vertex)
+    }
+
+    /// Applies a [`OneInputOperator`]: the general transformation every other one is built on.
+    pub fn transform<U: Data, Op: OneInputOperator<T, U>>(
+        self,
+        name: &str,
+        operator: Op,
+    ) -> DataStream<U> {
+        let factory = one_input_factory::<T, U, Op>(operator);
+        self.add_operator(name, VertexKind::Operator { inputs: 1, factory })
+    }
+
+    /// One output record per input record.
+    pub fn map<U: Data, F>(self, f: F) -> DataStream<U>
+    where
+        F: FnMut(T) -> U + Clone + Send + 'static,
+    {
+        self.transform("Map", Map(f))
+    }
+
+    /// Keeps the records for which `predicate` returns `true`.
+    pub fn filter<F>(self, predicate: F) -> DataStream<T>
+    where
+        F: FnMut(&T) -> bool + Clone + Send + 'static,
+    {
+        self.transform("Filter", Filter(predicate))
+    }
+
+    /// Zero or more output records per input record.
+    pub fn flat_map<U: Data, I, F>(self, f: F) -> DataStream<U>
+    where
+        F: FnMut(T) -> I + Clone + Send + 'static,
+        I: IntoIterator<Item = U>,
+    {
+        self.transform("FlatMap", FlatMap(f))
+    }
+
+    /// Applies a [`ProcessFunction`] (a collector, a context, and errors).
+    pub fn process<U: Data, P: ProcessFunction<T, U>>(self, function: P) -> DataStream<U> {
+        self.transform("Process", Process::new(function))
+    }
+
+    /// Partitions by key: records with equal keys go to the same subtask of the
+    /// next operator (by key group, see [`crate::keys`]).
+    pub fn key_by<K, F>(self, key: F) -> KeyedStream<T, K>
+    where
+        K: Hash + 'static,
+        F: Fn(&T) -> K + Send + Sync + 'static,
+    {
+        let key = Arc::new(key);
+        let selector = key.clone();
+        let hash: PartitionerFactory = Arc::new(move |ctx: &PartitionerContext| {
+            let key = selector.clone();
+            let max = ctx.receiver_max_parallelism;
+            let select = SelectChannel::new(move |record: &T, channels: usize| {
+                KeyGroupRange::owner_of(key_group(&key(record), max), max, channels)
+            });
+            Box::new(TypedPartitioner::<T, _>::new(
+                select,
+                ctx.channels,
+                ctx.batch_size,
+            ))
+        });
+        let stream = self.partition(Partitioning::Hash, Some(hash));
+        KeyedStream {
+            stream,
+            key,
+            _key: PhantomData,
+        }
+    }
+
+    fn partition(mut self, partitioning: Partitioning, hash: Option<PartitionerFactory>) -> Self {
+        for input in &mut self.inputs {
+            input.partitioning = Some(partitioning);
+            input.hash = hash.clone();
+        }
+        self
+    }
+
+    /// Spreads records round-robin over the next operator's subtasks.
+    pub fn rebalance(self) -> Self {
+        self.partition(Partitioning::Rebalance, None)
+    }
+
+    /// Sends each record to a random subtask of the next operator.
+    pub fn shuffle(self) -> Self {
+        self.partition(Partitioning::Shuffle, None)
+    }
+
+    /// Sends subtask `i`'s records to subtask `i` of the next operator (equal parallelism).
+    pub fn forward(self) -> Self {
+        self.partition(Partitioning::Forward, None)
+    }
+
+    /// Sends every record to every subtask of the next operator.
+    pub fn broadcast(self) -> Self {
+        self.partition(Partitioning::Broadcast, None)
+    }
+
+    /// Merges this stream with another of the same type.
+    pub fn union(mut self, other: DataStream<T>) -> Self {
+        self.inputs.extend(other.inputs);
+        self
+    }
+
+    fn configure(self, what: &str, apply: impl FnOnce(&mut VertexDraft)) -> Self {
+        {
+            let mut builder = self.env.builder();
+            match self.inputs.as_slice() {
+                [only] => apply(&mut builder.vertices[only.vertex]),
+                _ => builder.errors.push(format!(
+                    "{what} was called on a union of streams; call it on the operators before the union"
+                )),
+            }
+        }
+        self
+    }
+
+    /// Names the operator that produced this stream (shown in logs and errors).
+    pub fn name(self, name: &str) -> Self {
+        self.configure("name()", |v| v.name = name.to_string())
+    }
+
+    /// Gives the operator that produced this stream a stable id, unique in the job.
+    pub fn uid(self, uid: &str) -> Self {
+        self.configure("uid()", |v| v.uid = Some(uid.to_string()))
+    }
+
+    /// Sets the parallelism of the operator that produced this stream.
+    pub fn set_parallelism(self, parallelism: usize) -> Self {
+        self.configure("set_parallelism()", |v| v.parallelism = Some(parallelism))
+    }
+
+    /// Sets the max parallelism (number of key groups) of the operator that produced this stream.
+    pub fn set_max_parallelism(self, max_parallelism: usize) -> Self {
+        self.configure("set_max_parallelism()", |v| {
+            v.max_parallelism = Some(max_parallelism)
+        })
+    }
+
+    /// Runs the operator that produced this stream in an actor of its own.
+    pub fn disable_chaining(self) -> Self {
+        self.configure("disable_chaining()", |v| {
+            v.chaining = ChainingStrategy::Never
+        })
+    }
+
+    /// Starts a new chain at the operator that produced this stream.
+    pub fn start_new_chain(self) -> Self {
+        self.configure("start_new_chain()", |v| v.chaining = ChainingStrategy::Head)
+    }
+
+    /// Sends the stream into `sink`.
+    pub fn add_sink<S: Sink<T>>(self, sink: S) -> DataStreamSink {
+        let name = std::any::type_name::<S>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("Sink")
+            .to_string();
+        self.add_sink_named(&format!("Sink: {name}"), sink)
+    }
+
+    fn add_sink_named<S: Sink<T>>(self, name: &str, sink: S) -> DataStreamSink {
+        let stream: DataStream<()> = self.transform(name, SinkOperator(sink));
+        DataStreamSink { stream }
+    }
+
+    /// Gathers every record in memory; read them with the handle after the job.
+    pub fn collect(self) -> CollectHandle<T> {
+        let (sink, handle) = CollectSink::new();
+        self.add_sink_named("Sink: Collect", sink);
+        handle
+    }
+
+    /// Prints every record to stdout (its `Debug` form, one per line).
+    pub fn print(self) -> DataStreamSink
+    where
+        T: Debug,
+    {
+        self.add_sink_named("Sink: Print", PrintSink::default())
+    }
+
+    /// Writes every record's `Display` form as a line of text: to the file at
+    /// `path` with parallelism 1, else to `path/part-<subtask>`.
+    pub fn write_text_lines(self, path: impl Into<PathBuf>) -> DataStreamSink
+    where
+        T: Display,
+    {
+        let path = path.into();
+        let name = format!("Sink: {}", path.display());
+        self.add_sink_named(&name, TextFileSink::new(path))
+    }
+
+    /// Drops every record; the counter tells how many arrived.
+    pub fn discard(self) -> DiscardCounter {
+        let (sink, counter) = DiscardSink::new();
+        self.add_sink_named("Sink: Discard", sink);
+        counter
+    }
+}
+
+/// A sink in the job graph, for setting its name, uid and parallelism.
+pub struct DataStreamSink {
+    stream: DataStream<()>,
+}
+
+impl DataStreamSink {
+    /// Names the sink.
+    pub fn name(self, name: &str) -> Self {
+        DataStreamSink {
+            stream: self.stream.name(name),
+        }
+    }
+
+    /// Gives the sink a stable id.
+    pub fn uid(self, uid: &str) -> Self {
+        DataStreamSink {
+            stream: self.stream.uid(uid),
+        }
+    }
+
+    /// Sets the sink's parallelism.
+    pub fn set_parallelism(self, parallelism: usize) -> Self {
+        DataStreamSink {
+            stream: self.stream.set_parallelism(parallelism),
+        }
+    }
+
+    /// Runs the sink in an actor of its own.
+    pub fn disable_chaining(self) -> Self {
+        DataStreamSink {
+            stream: self.stream.disable_chaining(),
+        }
+    }
+}
+
+/// A stream partitioned by key: the next operator sees all records of a key in one subtask.
+pub struct KeyedStream<T, K> {
+    stream: DataStream<T>,
+    key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<T: Data, K: Hash + 'static> KeyedStream<T, K> {
+    /// The key of `record`, as this stream computes it.
+    pub fn key_of(&self, record: &T) -> K {
+        (self.key)(record)
+    }
+
+    /// Applies a [`OneInputOperator`] to the keyed stream.
+    pub fn transform<U: Data, Op: OneInputOperator<T, U>>(
+        self,
+        name: &str,
+        operator: Op,
+    ) -> DataStream<U> {
+        self.stream.transform(name, operator)
+    }
+
+    /// One output record per input record.
+    pub fn map<U: Data, F>(self, f: F) -> DataStream<U>
+    where
+        F: FnMut(T) -> U + Clone + Send + 'static,
+    {
+        self.stream.map(f)
+    }
+
+    /// Keeps the records for which `predicate` returns `true`.
+    pub fn filter<F>(self, predicate: F) -> DataStream<T>
+    where
+        F: FnMut(&T) -> bool + Clone + Send + 'static,
+    {
+        self.stream.filter(predicate)
+    }
+
+    /// Zero or more output records per input record.
+    pub fn flat_map<U: Data, I, F>(self, f: F) -> DataStream<U>
+    where
+        F: FnMut(T) -> I + Clone + Send + 'static,
+        I: IntoIterator<Item = U>,
+    {
+        self.stream.flat_map(f)
+    }
+
+    /// Applies a [`ProcessFunction`].
+    pub fn process<U: Data, P: ProcessFunction<T, U>>(self, function: P) -> DataStream<U> {
+        self.stream.process(function)
+    }
+
+    /// Sends the keyed stream into `sink`.
+    pub fn add_sink<S: Sink<T>>(self, sink: S) -> DataStreamSink {
+        self.stream.add_sink(sink)
+    }
+
+    /// Gathers every record in memory.
+    pub fn collect(self) -> CollectHandle<T> {
+        self.stream.collect()
+    }
+}
