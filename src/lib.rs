@@ -48,5 +48,5 @@ pub use ops::process::{ProcessContext, ProcessFunction};
 pub use stream::{DataStream, DataStreamSink, KeyedStream};
 pub use weir_actors as runtime;
 pub use weir_actors::{
-    JobClient, JobError, JobResult, JobStatus, RuntimeConfig, SubtaskMetrics, UserError,
+    JobClient, JobError, JobResult, JobStatus, RecordBatch, RuntimeConfig, SubtaskMetrics, UserError,
 };

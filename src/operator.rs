@@ -8,14 +8,14 @@
 //! only.
 //!
 //! ```
-//! use weir::{Collector, OneInputOperator, StreamEnv, UserError};
+//! use weir::{Collector, OneInputOperator, RecordBatch, StreamEnv, UserError};
 //!
 //! /// Emits each record twice.
 //! #[derive(Clone)]
 //! struct Twice;
 //! impl OneInputOperator<u32, u32> for Twice {
-//!     fn process_batch(&mut self, batch: Vec<u32>, out: &mut Collector<u32>) -> Result<(), UserError> {
-//!         for x in batch {
+//!     fn process_batch(&mut self, batch: RecordBatch<u32>, out: &mut Collector<u32>) -> Result<(), UserError> {
+//!         for x in batch.records {
 //!             out.collect(x);
 //!             out.collect(x);
 //!         }
@@ -35,60 +35,110 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
 use weir_actors::graph::OperatorFactory;
-use weir_actors::{downcast_batch, Batch, Emitter, OperatorInfo, StreamOperator, UserError};
+use weir_actors::{downcast_batch, Batch, Emitter, OperatorInfo, RecordBatch, StreamOperator, UserError};
 
 use crate::context::RuntimeContext;
 use crate::data::Data;
 
-/// Collects an operator's output records; they leave as one batch per call.
+/// Collects an operator's output, in order: records (each with the timestamp
+/// in effect, see [`Collector::set_timestamp`]) and watermarks. What one call
+/// collected leaves as one batch.
 pub struct Collector<T> {
-    records: Vec<T>,
+    batch: RecordBatch<T>,
+    timestamp: Option<i64>,
+    sealed: Vec<Sealed<T>>,
+}
+
+enum Sealed<T> {
+    Records(RecordBatch<T>),
+    Watermark(i64),
+    Idle(bool),
 }
 
 impl<T> Collector<T> {
     pub(crate) fn new() -> Self {
-        Collector {
-            records: Vec::new(),
-        }
+        Collector { batch: RecordBatch::with_capacity(0), timestamp: None, sealed: Vec::new() }
     }
 
-    /// Emits one record.
+    /// The timestamp given to records collected from now on (`None`: no event time).
+    /// Built-in operators set it to the timestamp of the record being processed.
+    #[inline]
+    pub fn set_timestamp(&mut self, timestamp: Option<i64>) {
+        self.timestamp = timestamp;
+    }
+
+    /// The timestamp records collected now receive.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.timestamp
+    }
+
+    /// Emits one record with the current timestamp.
     #[inline]
     pub fn collect(&mut self, record: T) {
-        self.records.push(record);
+        self.batch.push(record, self.timestamp);
     }
 
-    /// Emits every record of `records`.
+    /// Emits one record with the given timestamp.
+    #[inline]
+    pub fn collect_with_timestamp(&mut self, record: T, timestamp: i64) {
+        self.batch.push(record, Some(timestamp));
+    }
+
+    /// Emits every record of `records` with the current timestamp.
     pub fn extend(&mut self, records: impl IntoIterator<Item = T>) {
-        self.records.extend(records);
-    }
-
-    /// Emits a whole vector of records (moved, not copied, when nothing else was emitted).
-    pub fn collect_vec(&mut self, mut records: Vec<T>) {
-        if self.records.is_empty() {
-            self.records = records;
-        } else {
-            self.records.append(&mut records);
+        for record in records {
+            self.collect(record);
         }
     }
 
-    /// Number of records emitted since the last flush.
+    /// Emits a whole batch (moved, not copied, when nothing else was collected).
+    pub fn collect_batch(&mut self, batch: RecordBatch<T>) {
+        self.batch.append(batch);
+    }
+
+    /// Emits a watermark after the records collected so far.
+    pub fn emit_watermark(&mut self, watermark: i64) {
+        self.seal();
+        self.sealed.push(Sealed::Watermark(watermark));
+    }
+
+    /// Marks this output idle (it holds back no watermark) or active again.
+    pub fn emit_idle(&mut self, idle: bool) {
+        self.seal();
+        self.sealed.push(Sealed::Idle(idle));
+    }
+
+    /// Number of records collected since the last flush.
     pub fn len(&self) -> usize {
-        self.records.len()
+        let sealed: usize = self.sealed.iter().map(|e| if let Sealed::Records(b) = e { b.len() } else { 0 }).sum();
+        self.batch.len() + sealed
     }
 
-    /// Whether nothing was emitted since the last flush.
+    /// Whether nothing was collected since the last flush.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.len() == 0
     }
 
-    pub(crate) fn flush_into(&mut self, out: &mut dyn Emitter)
-    where
-        T: Clone + Send + 'static,
-    {
-        if !self.records.is_empty() {
-            out.emit(Box::new(std::mem::take(&mut self.records)));
+    fn seal(&mut self) {
+        if !self.batch.is_empty() {
+            let batch = std::mem::replace(&mut self.batch, RecordBatch::with_capacity(0));
+            self.sealed.push(Sealed::Records(batch));
         }
+    }
+
+}
+
+impl<T: Clone + Send + 'static> Collector<T> {
+    pub(crate) fn flush_into(&mut self, out: &mut dyn Emitter) {
+        self.seal();
+        for event in self.sealed.drain(..) {
+            match event {
+                Sealed::Records(batch) => out.emit(Box::new(batch)),
+                Sealed::Watermark(w) => out.emit_watermark(w),
+                Sealed::Idle(i) => out.emit_idle(i),
+            }
+        }
+        self.timestamp = None;
     }
 }
 
@@ -101,8 +151,23 @@ pub trait OneInputOperator<In, Out>: Clone + Send + 'static {
     fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
         Ok(())
     }
-    /// Processes a batch of input records.
-    fn process_batch(&mut self, batch: Vec<In>, out: &mut Collector<Out>) -> Result<(), UserError>;
+    /// Processes a batch of input records (with their timestamps, if any).
+    fn process_batch(&mut self, batch: RecordBatch<In>, out: &mut Collector<Out>) -> Result<(), UserError>;
+    /// Event time reached `watermark`: fire what waited for it, then forward
+    /// it (the default only forwards).
+    fn process_watermark(&mut self, watermark: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
+        out.emit_watermark(watermark);
+        Ok(())
+    }
+    /// The earliest processing time (ms since the epoch) at which to call
+    /// [`OneInputOperator::on_processing_time`], if any.
+    fn next_processing_time(&self) -> Option<i64> {
+        None
+    }
+    /// Processing time reached `now`.
+    fn on_processing_time(&mut self, _now: i64, _out: &mut Collector<Out>) -> Result<(), UserError> {
+        Ok(())
+    }
     /// The input has ended; emit whatever is still held back.
     fn end_input(&mut self, _out: &mut Collector<Out>) -> Result<(), UserError> {
         Ok(())
@@ -120,21 +185,30 @@ struct OneInputAdapter<In, Out, Op> {
     _types: PhantomData<fn(In) -> Out>,
 }
 
-impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> StreamOperator
-    for OneInputAdapter<In, Out, Op>
-{
+impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> StreamOperator for OneInputAdapter<In, Out, Op> {
     fn open(&mut self, info: &OperatorInfo) -> Result<(), UserError> {
         self.op.open(&RuntimeContext::new(info.clone()))
     }
 
-    fn process_batch(
-        &mut self,
-        _input: usize,
-        batch: Batch,
-        out: &mut dyn Emitter,
-    ) -> Result<(), UserError> {
+    fn process_batch(&mut self, _input: usize, batch: Batch, out: &mut dyn Emitter) -> Result<(), UserError> {
         let records = downcast_batch::<In>(batch)?;
         self.op.process_batch(records, &mut self.out)?;
+        self.out.flush_into(out);
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: i64, out: &mut dyn Emitter) -> Result<(), UserError> {
+        self.op.process_watermark(watermark, &mut self.out)?;
+        self.out.flush_into(out);
+        Ok(())
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        self.op.next_processing_time()
+    }
+
+    fn on_processing_time(&mut self, now: i64, out: &mut dyn Emitter) -> Result<(), UserError> {
+        self.op.on_processing_time(now, &mut self.out)?;
         self.out.flush_into(out);
         Ok(())
     }
@@ -160,10 +234,7 @@ pub(crate) fn one_input_factory<In: Data, Out: Data, Op: OneInputOperator<In, Ou
             .lock()
             .map_err(|_| "operator prototype lock poisoned by an earlier panic")?
             .clone();
-        Ok(Box::new(OneInputAdapter {
-            op,
-            out: Collector::new(),
-            _types: PhantomData,
-        }) as Box<dyn StreamOperator>)
+        Ok(Box::new(OneInputAdapter { op, out: Collector::new(), _types: PhantomData })
+            as Box<dyn StreamOperator>)
     })
 }

@@ -1,22 +1,109 @@
 //! Batches: the unit in which records travel between subtasks.
 //!
 //! The runtime never looks inside a record. The API layer hands it a [`Batch`],
-//! a boxed `Vec<T>` behind the [`BatchData`] trait, and gets it back at the next
-//! operator, where one downcast per batch (never per record) restores the type.
+//! a boxed [`RecordBatch<T>`] behind the [`BatchData`] trait, and gets it back at
+//! the next operator, where one downcast per batch (never per record) restores
+//! the type. A record batch holds the records and, for event-time streams, one
+//! timestamp per record in a parallel column.
 //!
 //! ```
-//! use weir_actors::batch::{Batch, downcast_batch};
-//! let batch: Batch = Box::new(vec![1u64, 2, 3]);
+//! use weir_actors::batch::{Batch, RecordBatch, downcast_batch};
+//! let batch: Batch = Box::new(RecordBatch::from(vec![1u64, 2, 3]));
 //! assert_eq!(batch.len(), 3);
 //! let copy = batch.clone_batch();
-//! let records: Vec<u64> = downcast_batch(copy).unwrap();
-//! assert_eq!(records, vec![1, 2, 3]);
+//! let records: RecordBatch<u64> = downcast_batch(copy).unwrap();
+//! assert_eq!(records.records, vec![1, 2, 3]);
 //! ```
 
 use std::any::Any;
 
-/// A type-erased batch of records (in practice a `Vec<T>`).
+/// Stands for "no timestamp" in a timestamp column that has some.
+pub const NO_TIMESTAMP: i64 = i64::MIN;
+
+/// A type-erased batch of records (in practice a [`RecordBatch<T>`]).
 pub type Batch = Box<dyn BatchData>;
+
+/// Records and, when the stream has event time, their timestamps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordBatch<T> {
+    /// The records, in order.
+    pub records: Vec<T>,
+    /// One timestamp (milliseconds) per record, or `None` for a stream without event time.
+    pub timestamps: Option<Vec<i64>>,
+}
+
+impl<T> From<Vec<T>> for RecordBatch<T> {
+    fn from(records: Vec<T>) -> Self {
+        RecordBatch { records, timestamps: None }
+    }
+}
+
+impl<T> RecordBatch<T> {
+    /// An empty batch with room for `capacity` records.
+    pub fn with_capacity(capacity: usize) -> Self {
+        RecordBatch { records: Vec::with_capacity(capacity), timestamps: None }
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Appends one record with its timestamp (`None`: no event time).
+    #[inline]
+    pub fn push(&mut self, record: T, timestamp: Option<i64>) {
+        match (&mut self.timestamps, timestamp) {
+            (Some(ts), t) => ts.push(t.unwrap_or(NO_TIMESTAMP)),
+            (None, Some(t)) => {
+                let mut ts = Vec::with_capacity(self.records.capacity());
+                ts.resize(self.records.len(), NO_TIMESTAMP);
+                ts.push(t);
+                self.timestamps = Some(ts);
+            }
+            (None, None) => {}
+        }
+        self.records.push(record);
+    }
+
+    /// The timestamp of record `index`, if it has one.
+    #[inline]
+    pub fn timestamp(&self, index: usize) -> Option<i64> {
+        self.timestamps.as_ref().map(|ts| ts[index]).filter(|&t| t != NO_TIMESTAMP)
+    }
+
+    /// Moves every record of `other` to the end of this batch.
+    pub fn append(&mut self, mut other: RecordBatch<T>) {
+        if self.records.is_empty() && self.timestamps.is_none() {
+            *self = other;
+            return;
+        }
+        match (&mut self.timestamps, other.timestamps.take()) {
+            (Some(ts), Some(mut more)) => ts.append(&mut more),
+            (Some(ts), None) => ts.resize(ts.len() + other.records.len(), NO_TIMESTAMP),
+            (None, Some(more)) => {
+                let mut ts = vec![NO_TIMESTAMP; self.records.len()];
+                ts.extend(more);
+                self.timestamps = Some(ts);
+            }
+            (None, None) => {}
+        }
+        self.records.append(&mut other.records);
+    }
+
+    /// Iterates over `(record, timestamp)` pairs, consuming the batch.
+    pub fn into_iter_with_timestamps(self) -> impl Iterator<Item = (T, Option<i64>)> {
+        let mut ts = self.timestamps.map(Vec::into_iter);
+        self.records.into_iter().map(move |r| {
+            let t = ts.as_mut().and_then(Iterator::next).filter(|&t| t != NO_TIMESTAMP);
+            (r, t)
+        })
+    }
+}
 
 /// What the runtime may do with a batch without knowing its record type.
 pub trait BatchData: Send + 'static {
@@ -34,9 +121,9 @@ pub trait BatchData: Send + 'static {
     fn record_type(&self) -> &'static str;
 }
 
-impl<T: Clone + Send + 'static> BatchData for Vec<T> {
+impl<T: Clone + Send + 'static> BatchData for RecordBatch<T> {
     fn len(&self) -> usize {
-        Vec::len(self)
+        self.records.len()
     }
 
     fn clone_batch(&self) -> Batch {
@@ -56,18 +143,14 @@ impl<T: Clone + Send + 'static> BatchData for Vec<T> {
 ///
 /// Fails with a message naming both types when the batch holds other records:
 /// that is a wiring bug in the layer that built the job graph, never user input.
-pub fn downcast_batch<T: 'static>(batch: Batch) -> Result<Vec<T>, String> {
+pub fn downcast_batch<T: 'static>(batch: Batch) -> Result<RecordBatch<T>, String> {
     let found = batch.record_type();
-    batch
-        .into_any()
-        .downcast::<Vec<T>>()
-        .map(|b| *b)
-        .map_err(|_| {
-            format!(
-                "batch of `{found}` reached an operator expecting `{}`",
-                std::any::type_name::<T>()
-            )
-        })
+    batch.into_any().downcast::<RecordBatch<T>>().map(|b| *b).map_err(|_| {
+        format!(
+            "batch of `{found}` reached an operator expecting `{}`",
+            std::any::type_name::<T>()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -76,16 +159,30 @@ mod tests {
 
     #[test]
     fn downcast_to_the_wrong_type_names_both_types() {
-        let batch: Batch = Box::new(vec![1u32]);
+        let batch: Batch = Box::new(RecordBatch::from(vec![1u32]));
         let err = downcast_batch::<String>(batch).unwrap_err();
         assert!(err.contains("u32") && err.contains("String"), "{err}");
     }
 
     #[test]
     fn clone_is_deep() {
-        let batch: Batch = Box::new(vec![String::from("a")]);
+        let batch: Batch = Box::new(RecordBatch::from(vec![String::from("a")]));
         let copy = batch.clone_batch();
-        assert_eq!(downcast_batch::<String>(copy).unwrap(), vec!["a"]);
+        assert_eq!(downcast_batch::<String>(copy).unwrap().records, vec!["a"]);
         assert_eq!(batch.len(), 1);
+    }
+
+    #[test]
+    fn timestamps_stay_aligned_with_records() {
+        let mut batch = RecordBatch::from(vec![1, 2]);
+        batch.push(3, Some(30));
+        assert_eq!(batch.timestamps, Some(vec![NO_TIMESTAMP, NO_TIMESTAMP, 30]));
+        let mut other = RecordBatch::from(vec![4]);
+        other.append(batch.clone());
+        assert_eq!(other.timestamps, Some(vec![NO_TIMESTAMP, NO_TIMESTAMP, NO_TIMESTAMP, 30]));
+        batch.append(RecordBatch::from(vec![5]));
+        assert_eq!(batch.timestamp(3), None);
+        let pairs: Vec<_> = batch.into_iter_with_timestamps().collect();
+        assert_eq!(pairs[2], (3, Some(30)));
     }
 }

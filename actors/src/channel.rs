@@ -1,5 +1,5 @@
-//! Channels between subtask actors: the input gate on the receiving side and
-//! the credit-counted output channels on the sending side.
+//! Channels between subtask actors: what travels on them, and the input gate on
+//! the receiving side (see [`crate::output`] for the sending side).
 //!
 //! Flow control is by credits. A sender starts with `channel_credits` credits per
 //! channel and spends one per batch it sends; the receiver returns one when it
@@ -7,21 +7,39 @@
 //! in the sender's buffer, and a subtask whose buffers are full stops pulling
 //! input, so a slow consumer slows its producers and no queue grows past
 //! `channel_credits` batches, whatever the rates.
+//!
+//! The input gate also tracks event time through a
+//! [`WatermarkValve`](crate::watermark::WatermarkValve).
 
 use std::collections::VecDeque;
 
 use actix::Addr;
 
 use crate::batch::Batch;
-use crate::partition::OutputPartitioner;
 use crate::subtask::Subtask;
+use crate::watermark::WatermarkValve;
 
-/// What travels on a channel, in order.
+/// What travels on a channel (and between chained operators), in order.
 pub enum ChannelEvent {
     /// A batch of records (costs the sender one credit).
     Records(Batch),
+    /// Event time on this channel reached the given value.
+    Watermark(i64),
+    /// The sender went idle (`true`) or became active again (`false`).
+    Idle(bool),
     /// The sender will send nothing more on this channel.
     EndOfInput,
+}
+
+impl std::fmt::Debug for ChannelEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChannelEvent::Records(b) => write!(f, "Records({})", b.len()),
+            ChannelEvent::Watermark(w) => write!(f, "Watermark({w})"),
+            ChannelEvent::Idle(i) => write!(f, "Idle({i})"),
+            ChannelEvent::EndOfInput => f.write_str("EndOfInput"),
+        }
+    }
 }
 
 /// Where a sender's channel leads.
@@ -44,18 +62,6 @@ pub struct Upstream {
     pub channel: usize,
 }
 
-/// One output channel of a sender: its target and its credits.
-pub(crate) struct OutputChannel {
-    pub target: ChannelTarget,
-    pub credits: u32,
-}
-
-/// One output edge of a sender: typed buffers plus channels.
-pub(crate) struct OutputEdge {
-    pub partitioner: Box<dyn OutputPartitioner>,
-    pub channels: Vec<OutputChannel>,
-}
-
 /// One input channel of a receiver.
 pub(crate) struct InputChannel {
     /// Logical input of the head operator (0, or 1 for a second input).
@@ -67,21 +73,24 @@ pub(crate) struct InputChannel {
     pub queued_batches: usize,
 }
 
-/// All input channels of a receiver, taken round-robin.
+impl InputChannel {
+    pub fn new(input: usize, upstream: Upstream) -> Self {
+        InputChannel { input, queue: VecDeque::new(), upstream, ended: false, queued_batches: 0 }
+    }
+}
+
+/// All input channels of a receiver, taken round-robin, and their event time.
 #[derive(Default)]
 pub(crate) struct InputGate {
     pub channels: Vec<InputChannel>,
+    pub valve: WatermarkValve,
     next: usize,
     pub max_queued_batches: usize,
 }
 
 impl InputGate {
     pub fn new(channels: Vec<InputChannel>) -> Self {
-        InputGate {
-            channels,
-            next: 0,
-            max_queued_batches: 0,
-        }
+        InputGate { valve: WatermarkValve::new(channels.len()), channels, ..Default::default() }
     }
 
     pub fn push(&mut self, channel: usize, event: ChannelEvent) {
@@ -111,10 +120,7 @@ impl InputGate {
 
     /// Whether every channel of logical input `input` has ended.
     pub fn input_ended(&self, input: usize) -> bool {
-        self.channels
-            .iter()
-            .filter(|c| c.input == input)
-            .all(|c| c.ended)
+        self.channels.iter().filter(|c| c.input == input).all(|c| c.ended)
     }
 
     /// Whether every channel has ended.

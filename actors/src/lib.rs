@@ -11,7 +11,11 @@
 //! - [`operator`]: the erased operator and source traits the runtime drives.
 //! - [`partition`]: forward, rebalance, shuffle, broadcast and keyed routing into
 //!   per-channel buffers.
-//! - [`channel`]: input gates and credit-counted output channels.
+//! - [`channel`]: what travels between subtasks, and the input gate.
+//! - [`watermark`]: the [`WatermarkValve`](watermark::WatermarkValve) that combines
+//!   the event time of a subtask's input channels.
+//! - `output` and `chain` (internal): credit-counted output channels, and the
+//!   operators of a chain run in order under `catch_unwind`.
 //! - [`subtask`]: the [`Subtask`] actor, one per parallel instance of a chain.
 //! - [`supervisor`]: the [`Supervisor`] actor that deploys, watches and ends a job.
 //! - [`client`]: [`launch`] and the [`JobClient`] of a running job.
@@ -21,6 +25,7 @@
 //! graph from a typed DataStream API.
 
 pub mod batch;
+mod chain;
 pub mod channel;
 pub mod client;
 pub mod config;
@@ -28,12 +33,14 @@ pub mod error;
 pub mod graph;
 pub mod metrics;
 pub mod operator;
+mod output;
 pub mod partition;
 pub mod plan;
 pub mod subtask;
 pub mod supervisor;
+pub mod watermark;
 
-pub use batch::{downcast_batch, Batch, BatchData};
+pub use batch::{downcast_batch, Batch, BatchData, RecordBatch};
 pub use client::{launch, JobClient, JobStatus};
 pub use config::RuntimeConfig;
 pub use error::JobError;

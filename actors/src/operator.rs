@@ -4,8 +4,15 @@
 //! user-facing operator (map, filter, process, sinks, ...) is a thin layer on that
 //! implementation. The runtime calls them from inside a subtask actor, catches
 //! panics, and turns an `Err` into a job failure naming the operator and subtask.
+//!
+//! Besides record batches an operator sees *watermarks* (event time has reached
+//! `t`: no record with a smaller timestamp should follow) and *processing time*
+//! (wall-clock callbacks it asked for). Both drive its timers.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::batch::Batch;
+use crate::channel::ChannelEvent;
 
 /// An error returned by user code (an operator, a source or a sink).
 pub type UserError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -25,17 +32,34 @@ pub struct OperatorInfo {
     pub max_parallelism: usize,
 }
 
-/// Where a chained operator puts its output batches.
+/// The current processing time: milliseconds since the Unix epoch.
+pub fn processing_time_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Where an operator puts its output, in order.
 pub trait Emitter {
     /// Hands one batch to whatever follows the operator.
     fn emit(&mut self, batch: Batch);
+    /// Event time has reached `watermark` on this output.
+    fn emit_watermark(&mut self, watermark: i64);
+    /// This output goes idle (`true`: exclude it from downstream watermarks) or active again.
+    fn emit_idle(&mut self, idle: bool);
 }
 
-impl Emitter for Vec<Batch> {
+impl Emitter for Vec<ChannelEvent> {
     fn emit(&mut self, batch: Batch) {
         if !batch.is_empty() {
-            self.push(batch);
+            self.push(ChannelEvent::Records(batch));
         }
+    }
+
+    fn emit_watermark(&mut self, watermark: i64) {
+        self.push(ChannelEvent::Watermark(watermark));
+    }
+
+    fn emit_idle(&mut self, idle: bool) {
+        self.push(ChannelEvent::Idle(idle));
     }
 }
 
@@ -52,6 +76,21 @@ pub trait StreamOperator: Send + 'static {
         batch: Batch,
         out: &mut dyn Emitter,
     ) -> Result<(), UserError>;
+    /// The operator's watermark (the minimum over its inputs) advanced to
+    /// `watermark`. Fire event-time timers, then forward it (the default forwards).
+    fn process_watermark(&mut self, watermark: i64, out: &mut dyn Emitter) -> Result<(), UserError> {
+        out.emit_watermark(watermark);
+        Ok(())
+    }
+    /// The earliest processing time (ms since the epoch) at which the operator
+    /// wants [`StreamOperator::on_processing_time`] called, if any.
+    fn next_processing_time(&self) -> Option<i64> {
+        None
+    }
+    /// Processing time reached `now` (at or after what `next_processing_time` asked).
+    fn on_processing_time(&mut self, _now: i64, _out: &mut dyn Emitter) -> Result<(), UserError> {
+        Ok(())
+    }
     /// Input `input` has ended: no batch will arrive on it again.
     fn end_input(&mut self, _input: usize, _out: &mut dyn Emitter) -> Result<(), UserError> {
         Ok(())

@@ -2,19 +2,21 @@
 //!
 //! Each sending subtask owns one [`OutputPartitioner`] per output edge. It keeps a
 //! typed buffer per channel; the subtask takes a buffer out as a batch when it is
-//! full (or lingered long enough) and the channel has credit. Forward, rebalance,
-//! shuffle and broadcast are generic over the record type and live here; hash
-//! partitioning needs keys, so the API layer supplies its channel function to
-//! [`SelectChannel`].
+//! full (or lingered long enough, or an event must follow it) and the channel
+//! has credit. Forward, rebalance, shuffle and broadcast are generic over the
+//! record type and live here; hash partitioning needs keys, so the API layer
+//! supplies its channel function to [`SelectChannel`]. Timestamps travel with
+//! their records.
 //!
 //! ```
+//! use weir_actors::batch::RecordBatch;
 //! use weir_actors::partition::{OutputPartitioner, Rebalance, TypedPartitioner};
 //! let mut p = TypedPartitioner::<u8, _>::new(Rebalance::starting_at(0), 2, 16);
-//! p.partition(Box::new(vec![1u8, 2, 3, 4, 5]));
+//! p.partition(Box::new(RecordBatch::from(vec![1u8, 2, 3, 4, 5])));
 //! assert_eq!((p.buffered(0), p.buffered(1)), (3, 2));
 //! ```
 
-use crate::batch::{downcast_batch, Batch};
+use crate::batch::{downcast_batch, Batch, RecordBatch};
 
 /// The erased partitioner a subtask drives for one output edge.
 pub trait OutputPartitioner: Send {
@@ -28,13 +30,13 @@ pub trait OutputPartitioner: Send {
 
 /// How a typed partitioner routes records into channel buffers.
 pub trait ChannelSelector<T>: Send {
-    /// Moves every record of `records` into one or more of `buffers`.
-    fn route(&mut self, records: Vec<T>, buffers: &mut [Vec<T>]);
+    /// Moves every record of `batch` into one or more of `buffers`.
+    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut [RecordBatch<T>]);
 }
 
 /// One typed buffer per channel, filled by a [`ChannelSelector`].
 pub struct TypedPartitioner<T, S> {
-    buffers: Vec<Vec<T>>,
+    buffers: Vec<RecordBatch<T>>,
     selector: S,
     batch_size: usize,
 }
@@ -43,7 +45,7 @@ impl<T, S: ChannelSelector<T>> TypedPartitioner<T, S> {
     /// A partitioner over `channels` channels whose buffers hold about `batch_size` records.
     pub fn new(selector: S, channels: usize, batch_size: usize) -> Self {
         TypedPartitioner {
-            buffers: (0..channels).map(|_| Vec::new()).collect(),
+            buffers: (0..channels).map(|_| RecordBatch::with_capacity(0)).collect(),
             selector,
             batch_size,
         }
@@ -72,16 +74,27 @@ where
         if buffer.is_empty() {
             return None;
         }
-        let batch = std::mem::replace(buffer, Vec::with_capacity(self.batch_size));
+        let batch = std::mem::replace(buffer, RecordBatch::with_capacity(self.batch_size));
         Some(Box::new(batch))
     }
 }
 
-fn append<T>(buffer: &mut Vec<T>, mut records: Vec<T>) {
-    if buffer.is_empty() {
-        std::mem::swap(buffer, &mut records);
-    } else {
-        buffer.append(&mut records);
+/// Sends each record to the channel `pick` chooses, timestamps alongside.
+#[inline]
+fn scatter<T>(batch: RecordBatch<T>, buffers: &mut [RecordBatch<T>], mut pick: impl FnMut(&T) -> usize) {
+    match batch.timestamps {
+        None => {
+            for record in batch.records {
+                let channel = pick(&record);
+                buffers[channel].push(record, None);
+            }
+        }
+        Some(timestamps) => {
+            for (record, ts) in batch.records.into_iter().zip(timestamps) {
+                let channel = pick(&record);
+                buffers[channel].push(record, Some(ts));
+            }
+        }
     }
 }
 
@@ -90,8 +103,8 @@ fn append<T>(buffer: &mut Vec<T>, mut records: Vec<T>) {
 pub struct Forward;
 
 impl<T: Send> ChannelSelector<T> for Forward {
-    fn route(&mut self, records: Vec<T>, buffers: &mut [Vec<T>]) {
-        append(&mut buffers[0], records);
+    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut [RecordBatch<T>]) {
+        buffers[0].append(batch);
     }
 }
 
@@ -109,19 +122,17 @@ impl Rebalance {
 }
 
 impl<T: Send> ChannelSelector<T> for Rebalance {
-    fn route(&mut self, records: Vec<T>, buffers: &mut [Vec<T>]) {
+    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut [RecordBatch<T>]) {
         let n = buffers.len();
         if n == 1 {
-            return append(&mut buffers[0], records);
+            return buffers[0].append(batch);
         }
         let mut next = self.next % n;
-        for record in records {
-            buffers[next].push(record);
-            next += 1;
-            if next == n {
-                next = 0;
-            }
-        }
+        scatter(batch, buffers, |_| {
+            let channel = next;
+            next = if next + 1 == n { 0 } else { next + 1 };
+            channel
+        });
         self.next = next;
     }
 }
@@ -135,9 +146,7 @@ pub struct Shuffle {
 impl Shuffle {
     /// A shuffle whose choices are fixed by `seed`.
     pub fn seeded(seed: u64) -> Self {
-        Shuffle {
-            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
-        }
+        Shuffle { state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1 }
     }
 
     fn next(&mut self) -> u64 {
@@ -151,12 +160,9 @@ impl Shuffle {
 }
 
 impl<T: Send> ChannelSelector<T> for Shuffle {
-    fn route(&mut self, records: Vec<T>, buffers: &mut [Vec<T>]) {
+    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut [RecordBatch<T>]) {
         let n = buffers.len() as u64;
-        for record in records {
-            let channel = (self.next() % n) as usize;
-            buffers[channel].push(record);
-        }
+        scatter(batch, buffers, |_| (self.next() % n) as usize);
     }
 }
 
@@ -165,12 +171,12 @@ impl<T: Send> ChannelSelector<T> for Shuffle {
 pub struct Broadcast;
 
 impl<T: Clone + Send> ChannelSelector<T> for Broadcast {
-    fn route(&mut self, records: Vec<T>, buffers: &mut [Vec<T>]) {
+    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut [RecordBatch<T>]) {
         if let Some((last, rest)) = buffers.split_last_mut() {
             for buffer in rest {
-                buffer.extend_from_slice(&records);
+                buffer.append(batch.clone());
             }
-            append(last, records);
+            last.append(batch);
         }
     }
 }
@@ -188,12 +194,9 @@ impl<F> SelectChannel<F> {
 }
 
 impl<T: Send, F: FnMut(&T, usize) -> usize + Send> ChannelSelector<T> for SelectChannel<F> {
-    fn route(&mut self, records: Vec<T>, buffers: &mut [Vec<T>]) {
+    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut [RecordBatch<T>]) {
         let n = buffers.len();
-        for record in records {
-            let channel = (self.select)(&record, n);
-            buffers[channel].push(record);
-        }
+        scatter(batch, buffers, |record| (self.select)(record, n));
     }
 }
 
@@ -201,21 +204,21 @@ impl<T: Send, F: FnMut(&T, usize) -> usize + Send> ChannelSelector<T> for Select
 mod tests {
     use super::*;
 
+    fn batch(records: Vec<u32>) -> Batch {
+        Box::new(RecordBatch::from(records))
+    }
+
     fn drain(p: &mut dyn OutputPartitioner, channels: usize) -> Vec<Vec<u32>> {
         (0..channels)
-            .map(|c| {
-                p.take(c)
-                    .map(|b| downcast_batch(b).unwrap())
-                    .unwrap_or_default()
-            })
+            .map(|c| p.take(c).map(|b| downcast_batch(b).unwrap().records).unwrap_or_default())
             .collect()
     }
 
     #[test]
-    fn forward_keeps_order_and_moves_the_first_batch() {
+    fn forward_keeps_order() {
         let mut p = TypedPartitioner::<u32, _>::new(Forward, 1, 4);
-        p.partition(Box::new(vec![1u32, 2]));
-        p.partition(Box::new(vec![3u32]));
+        p.partition(batch(vec![1, 2]));
+        p.partition(batch(vec![3]));
         assert_eq!(drain(&mut p, 1), vec![vec![1, 2, 3]]);
         assert!(p.take(0).is_none());
     }
@@ -223,21 +226,17 @@ mod tests {
     #[test]
     fn rebalance_continues_round_robin_across_batches() {
         let mut p = TypedPartitioner::<u32, _>::new(Rebalance::starting_at(1), 3, 4);
-        p.partition(Box::new(vec![0u32, 1]));
-        p.partition(Box::new(vec![2u32, 3, 4]));
+        p.partition(batch(vec![0, 1]));
+        p.partition(batch(vec![2, 3, 4]));
         assert_eq!(drain(&mut p, 3), vec![vec![2], vec![0, 3], vec![1, 4]]);
     }
 
     #[test]
     fn shuffle_reaches_every_channel_and_loses_nothing() {
         let mut p = TypedPartitioner::<u32, _>::new(Shuffle::seeded(7), 4, 4);
-        p.partition(Box::new((0..1000u32).collect::<Vec<_>>()));
+        p.partition(batch((0..1000).collect()));
         let out = drain(&mut p, 4);
-        assert!(
-            out.iter().all(|c| c.len() > 150),
-            "{:?}",
-            out.iter().map(Vec::len).collect::<Vec<_>>()
-        );
+        assert!(out.iter().all(|c| c.len() > 150), "{:?}", out.iter().map(Vec::len).collect::<Vec<_>>());
         let mut all: Vec<u32> = out.concat();
         all.sort();
         assert_eq!(all, (0..1000).collect::<Vec<_>>());
@@ -246,15 +245,16 @@ mod tests {
     #[test]
     fn broadcast_copies_every_record_to_every_channel() {
         let mut p = TypedPartitioner::<u32, _>::new(Broadcast, 3, 4);
-        p.partition(Box::new(vec![5u32, 6]));
+        p.partition(batch(vec![5, 6]));
         assert_eq!(drain(&mut p, 3), vec![vec![5, 6]; 3]);
     }
 
     #[test]
-    fn select_channel_routes_by_function() {
+    fn select_channel_routes_by_function_with_timestamps() {
         let mut p =
             TypedPartitioner::<u32, _>::new(SelectChannel::new(|r: &u32, n| *r as usize % n), 2, 4);
-        p.partition(Box::new(vec![1u32, 2, 3, 4]));
-        assert_eq!(drain(&mut p, 2), vec![vec![2, 4], vec![1, 3]]);
+        p.partition(Box::new(RecordBatch { records: vec![1u32, 2, 3, 4], timestamps: Some(vec![10, 20, 30, 40]) }));
+        let even: RecordBatch<u32> = downcast_batch(p.take(0).unwrap()).unwrap();
+        assert_eq!(even, RecordBatch { records: vec![2, 4], timestamps: Some(vec![20, 40]) });
     }
 }

@@ -3,8 +3,9 @@
 //! Its protocol, as the `Handler` impls below:
 //! - [`Wire`] (from the supervisor): the addresses of its peers, once.
 //! - [`Start`]: build and open the operators, then run.
-//! - [`Deliver`] (from an upstream subtask): a batch or end-of-input for one input
-//!   channel. The handler only enqueues; processing happens in steps.
+//! - [`Deliver`] (from an upstream subtask): a batch, a watermark, an idleness
+//!   change or end-of-input for one input channel. The handler only enqueues;
+//!   processing happens in steps.
 //! - [`Credit`] (from a downstream subtask): room for more batches on one channel.
 //! - [`Cancel`]: stop now.
 //!
@@ -19,23 +20,21 @@
 //! that disappears without reporting (dropped with its Arbiter, say) reports
 //! itself from `Drop`.
 
-use std::any::Any;
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
 
 use actix::prelude::*;
 use tracing::{debug, Span};
 
-use crate::batch::Batch;
-use crate::channel::{
-    ChannelEvent, ChannelTarget, InputChannel, InputGate, OutputChannel, OutputEdge, Upstream,
-};
+use crate::chain::{Chain, Failure};
+use crate::channel::{ChannelEvent, ChannelTarget, InputChannel, InputGate, Upstream};
 use crate::config::RuntimeConfig;
 use crate::graph::{OperatorFactory, PartitionerContext, PartitionerFactory, SourceFactory};
 use crate::metrics::SubtaskMetrics;
-use crate::operator::{OperatorInfo, SourceOperator, SourceStatus, StreamOperator, UserError};
+use crate::operator::{processing_time_now, OperatorInfo, SourceStatus};
+use crate::output::Outputs;
 
 /// How to build one subtask: everything but its peers' addresses.
 #[derive(Clone)]
@@ -143,55 +142,21 @@ enum Phase {
     Canceled,
 }
 
-struct Failure {
-    operator: String,
-    cause: String,
-}
-
-struct Chained<T: ?Sized> {
-    info: OperatorInfo,
-    logic: Box<T>,
-}
-
 /// The actor running one parallel instance of a chain.
 pub struct Subtask {
     spec: SubtaskSpec,
     reporter: Recipient<SubtaskReport>,
-    source: Option<Chained<dyn SourceOperator>>,
-    operators: Vec<Chained<dyn StreamOperator>>,
+    chain: Chain,
     gate: InputGate,
-    outputs: Vec<OutputEdge>,
+    outputs: Outputs,
     phase: Phase,
     step_scheduled: bool,
     blocked: bool,
     linger_armed: bool,
-    metrics: SubtaskMetrics,
+    /// Processing time for which a timer is armed.
+    timer_armed: Option<i64>,
+    records_in: u64,
     span: Span,
-}
-
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        format!("panicked: {s}")
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        format!("panicked: {s}")
-    } else {
-        "panicked with a non-string payload".to_string()
-    }
-}
-
-/// Runs user code, turning a panic or an error into a [`Failure`] naming `info`.
-fn guarded<R>(info: &OperatorInfo, f: impl FnOnce() -> Result<R, UserError>) -> Result<R, Failure> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(Failure {
-            operator: info.name.clone(),
-            cause: e.to_string(),
-        }),
-        Err(payload) => Err(Failure {
-            operator: info.name.clone(),
-            cause: panic_message(payload),
-        }),
-    }
 }
 
 /// A future that is pending once: lets the Arbiter run other tasks between steps.
@@ -213,25 +178,19 @@ impl Future for YieldNow {
 impl Subtask {
     /// A subtask that reports to `reporter`; it does nothing before [`Wire`] and [`Start`].
     pub fn new(spec: SubtaskSpec, reporter: Recipient<SubtaskReport>) -> Self {
-        let span =
-            tracing::info_span!("subtask", job = %spec.job, task = %spec.task, index = spec.index);
-        let metrics = SubtaskMetrics {
-            task: spec.task.clone(),
-            subtask: spec.index,
-            ..Default::default()
-        };
+        let span = tracing::info_span!("subtask", job = %spec.job, task = %spec.task, index = spec.index);
         Subtask {
             spec,
             reporter,
-            source: None,
-            operators: Vec::new(),
+            chain: Chain::default(),
             gate: InputGate::default(),
-            outputs: Vec::new(),
+            outputs: Outputs::default(),
             phase: Phase::Created,
             step_scheduled: false,
             blocked: false,
             linger_armed: false,
-            metrics,
+            timer_armed: None,
+            records_in: 0,
             span,
         }
     }
@@ -246,43 +205,19 @@ impl Subtask {
     }
 
     fn fail(&mut self, failure: Failure, ctx: &mut Context<Self>) {
-        if matches!(
-            self.phase,
-            Phase::Failed | Phase::Canceled | Phase::Finished
-        ) {
+        if matches!(self.phase, Phase::Failed | Phase::Canceled | Phase::Finished) {
             return;
         }
         tracing::error!(parent: &self.span, operator = %failure.operator, cause = %failure.cause, "subtask failed");
         self.phase = Phase::Failed;
-        self.report(SubtaskOutcome::Failed {
-            operator: failure.operator,
-            cause: failure.cause,
-        });
+        self.report(SubtaskOutcome::Failed { operator: failure.operator, cause: failure.cause });
         ctx.stop();
     }
 
-    /// Builds and opens the chain's operators.
-    fn open(&mut self) -> Result<(), Failure> {
-        if let Some((info, factory)) = self.spec.source.clone() {
-            let mut logic = guarded(&info, || factory(&info))?;
-            guarded(&info, || logic.open(&info))?;
-            self.source = Some(Chained { info, logic });
-        }
-        for (info, factory) in self.spec.operators.clone() {
-            let mut logic = guarded(&info, || factory(&info))?;
-            guarded(&info, || logic.open(&info))?;
-            self.operators.push(Chained { info, logic });
-        }
-        Ok(())
-    }
-
     fn schedule_step(&mut self, ctx: &mut Context<Self>) {
-        if !self.step_scheduled && matches!(self.phase, Phase::Running) {
+        if !self.step_scheduled && self.phase == Phase::Running {
             self.step_scheduled = true;
-            ctx.spawn(
-                actix::fut::wrap_future::<_, Self>(YieldNow(false))
-                    .map(|_, act, ctx| act.step(ctx)),
-            );
+            ctx.spawn(actix::fut::wrap_future::<_, Self>(YieldNow(false)).map(|_, act, ctx| act.step(ctx)));
         }
     }
 
@@ -293,8 +228,8 @@ impl Subtask {
         }
         let mut budget = self.spec.config.batches_per_step;
         loop {
-            self.send_full_batches();
-            if self.output_blocked() {
+            self.outputs.send(false);
+            if self.outputs.blocked() {
                 self.blocked = true;
                 break;
             }
@@ -303,11 +238,7 @@ impl Subtask {
                 break;
             }
             budget -= 1;
-            let progressed = if self.source.is_some() {
-                self.poll_source()
-            } else {
-                self.process_next_event()
-            };
+            let progressed = if self.chain.is_source() { self.poll_source() } else { self.process_next_event() };
             match progressed {
                 Err(failure) => return self.fail(failure, ctx),
                 Ok(false) => break,
@@ -315,201 +246,130 @@ impl Subtask {
                 Ok(true) => {}
             }
         }
+        self.after_work(ctx);
+    }
+
+    /// What every burst of work ends with: deliver, arm timers, or finish.
+    fn after_work(&mut self, ctx: &mut Context<Self>) {
         if self.phase == Phase::Draining {
             self.drain(ctx);
-        } else {
-            self.arm_linger(ctx);
+            return;
         }
+        self.outputs.send(false);
+        self.arm_linger(ctx);
+        self.arm_processing_timer(ctx);
     }
 
     /// Polls the source once and pushes its output through the chain.
     fn poll_source(&mut self) -> Result<bool, Failure> {
-        let Some(source) = self.source.as_mut() else {
-            return Ok(false);
-        };
-        let mut out: Vec<Batch> = Vec::new();
-        let max = self.spec.config.batch_size;
-        let status = guarded(&source.info, || source.logic.poll_batch(max, &mut out))?;
-        self.run_chain(0, out)?;
+        let status = self.chain.poll_source(self.spec.config.batch_size, &mut self.outputs)?;
         if status == SourceStatus::Finished {
             debug!(parent: &self.span, "source finished");
-            if let Some(source) = self.source.as_mut() {
-                guarded(&source.info, || source.logic.close())?;
-            }
-            self.finish_chain(0)?;
+            self.chain.finish(0, &mut self.outputs)?;
+            self.phase = Phase::Draining;
         }
         Ok(true)
+    }
+
+    /// Hands a watermark advance and an idleness change from the input gate to the chain.
+    fn on_event_time(&mut self, watermark: Option<i64>, idleness: Option<bool>) -> Result<(), Failure> {
+        if let Some(watermark) = watermark {
+            self.chain.head_event(ChannelEvent::Watermark(watermark), &mut self.outputs)?;
+        }
+        if let Some(idle) = idleness {
+            self.chain.head_event(ChannelEvent::Idle(idle), &mut self.outputs)?;
+        }
+        Ok(())
     }
 
     /// Takes one event from the input gate and handles it.
     fn process_next_event(&mut self) -> Result<bool, Failure> {
-        let Some((channel, event)) = self.gate.pop() else {
-            return Ok(false);
-        };
+        let Some((channel, event)) = self.gate.pop() else { return Ok(false) };
         let input = self.gate.channels[channel].input;
         match event {
             ChannelEvent::Records(batch) => {
                 let upstream = &self.gate.channels[channel].upstream;
-                upstream.subtask.do_send(Credit {
-                    output: upstream.output,
-                    channel: upstream.channel,
-                    credits: 1,
-                });
-                self.metrics.records_in += batch.len() as u64;
-                let head = &mut self.operators[0];
-                let mut out: Vec<Batch> = Vec::new();
-                guarded(&head.info, || {
-                    head.logic.process_batch(input, batch, &mut out)
-                })?;
-                self.run_chain(1, out)?;
+                upstream.subtask.do_send(Credit { output: upstream.output, channel: upstream.channel, credits: 1 });
+                self.records_in += batch.len() as u64;
+                self.chain.head_records(input, batch, &mut self.outputs)?;
+            }
+            ChannelEvent::Watermark(w) => {
+                let watermark = self.gate.valve.on_watermark(channel, w);
+                self.on_event_time(watermark, None)?;
+            }
+            ChannelEvent::Idle(idle) => {
+                let (watermark, idleness) = self.gate.valve.on_idle(channel, idle);
+                self.on_event_time(watermark, idleness)?;
             }
             ChannelEvent::EndOfInput => {
                 self.gate.channels[channel].ended = true;
+                let (watermark, idleness) = self.gate.valve.on_end(channel);
+                self.on_event_time(watermark, idleness)?;
                 if self.gate.input_ended(input) {
-                    let head = &mut self.operators[0];
-                    let mut out: Vec<Batch> = Vec::new();
-                    guarded(&head.info, || head.logic.end_input(input, &mut out))?;
-                    self.run_chain(1, out)?;
+                    self.chain.end_head_input(input, &mut self.outputs)?;
                 }
                 if self.gate.all_ended() {
-                    let head = &mut self.operators[0];
-                    guarded(&head.info, || head.logic.close())?;
-                    self.finish_chain(1)?;
+                    self.chain.finish(1, &mut self.outputs)?;
+                    self.phase = Phase::Draining;
                 }
             }
         }
         Ok(true)
     }
 
-    /// Pushes `batches` through the operators from index `from` on, then to the outputs.
-    fn run_chain(&mut self, from: usize, mut batches: Vec<Batch>) -> Result<(), Failure> {
-        for op in self.operators.iter_mut().skip(from) {
-            if batches.is_empty() {
-                return Ok(());
-            }
-            let mut next: Vec<Batch> = Vec::with_capacity(batches.len());
-            for batch in batches.drain(..) {
-                guarded(&op.info, || op.logic.process_batch(0, batch, &mut next))?;
-            }
-            batches = next;
-        }
-        for batch in batches {
-            self.metrics.records_out += batch.len() as u64;
-            if let Some((last, rest)) = self.outputs.split_last_mut() {
-                for output in rest {
-                    output.partitioner.partition(batch.clone_batch());
-                }
-                last.partitioner.partition(batch);
-            }
-        }
-        Ok(())
-    }
-
-    /// Ends the input of every operator from `from` on, in chain order, and closes them.
-    fn finish_chain(&mut self, from: usize) -> Result<(), Failure> {
-        for i in from..self.operators.len() {
-            let op = &mut self.operators[i];
-            let mut out: Vec<Batch> = Vec::new();
-            guarded(&op.info, || op.logic.end_input(0, &mut out))?;
-            self.run_chain(i + 1, out)?;
-            let op = &mut self.operators[i];
-            guarded(&op.info, || op.logic.close())?;
-        }
-        self.phase = Phase::Draining;
-        Ok(())
-    }
-
-    fn send(&mut self, output: usize, channel: usize) -> bool {
-        let edge = &mut self.outputs[output];
-        let ch = &mut edge.channels[channel];
-        if ch.credits == 0 {
-            return false;
-        }
-        let Some(batch) = edge.partitioner.take(channel) else {
-            return false;
-        };
-        ch.credits -= 1;
-        self.metrics.batches_out += 1;
-        ch.target.subtask.do_send(Deliver {
-            channel: ch.target.gate_channel,
-            event: ChannelEvent::Records(batch),
-        });
-        true
-    }
-
-    /// Sends every buffer that holds at least a batch and has credit.
-    fn send_full_batches(&mut self) {
-        let batch_size = self.spec.config.batch_size;
-        for o in 0..self.outputs.len() {
-            for c in 0..self.outputs[o].channels.len() {
-                if self.outputs[o].partitioner.buffered(c) >= batch_size {
-                    self.send(o, c);
-                }
-            }
-        }
-    }
-
-    /// Sends every non-empty buffer that has credit; true when nothing is left buffered.
-    fn send_all_buffers(&mut self) -> bool {
-        let mut empty = true;
-        for o in 0..self.outputs.len() {
-            for c in 0..self.outputs[o].channels.len() {
-                if self.outputs[o].partitioner.buffered(c) > 0 {
-                    self.send(o, c);
-                    empty &= self.outputs[o].partitioner.buffered(c) == 0;
-                }
-            }
-        }
-        empty
-    }
-
-    /// Whether some channel holds a full batch it has no credit to send.
-    fn output_blocked(&self) -> bool {
-        let batch_size = self.spec.config.batch_size;
-        self.outputs.iter().any(|o| {
-            o.channels
-                .iter()
-                .enumerate()
-                .any(|(c, ch)| ch.credits == 0 && o.partitioner.buffered(c) >= batch_size)
-        })
-    }
-
-    fn has_partial_batches(&self) -> bool {
-        self.outputs
-            .iter()
-            .any(|o| (0..o.channels.len()).any(|c| o.partitioner.buffered(c) > 0))
-    }
-
     fn arm_linger(&mut self, ctx: &mut Context<Self>) {
-        if self.linger_armed || !self.has_partial_batches() {
+        if self.linger_armed || !self.outputs.has_unsent() {
             return;
         }
         self.linger_armed = true;
         ctx.run_later(self.spec.config.linger, |act, ctx| {
             act.linger_armed = false;
             if act.phase == Phase::Running {
-                act.send_all_buffers();
+                act.outputs.send(true);
                 act.arm_linger(ctx);
             }
         });
     }
 
-    /// After the chain closed: deliver what is buffered, then end every channel.
+    /// Arms a timer for the earliest processing time an operator asked for.
+    fn arm_processing_timer(&mut self, ctx: &mut Context<Self>) {
+        let Some(at) = self.chain.next_processing_time() else { return };
+        if self.timer_armed.is_some_and(|armed| armed <= at) {
+            return;
+        }
+        self.timer_armed = Some(at);
+        let delay = Duration::from_millis((at - processing_time_now()).max(0) as u64);
+        ctx.run_later(delay, move |act, ctx| {
+            if act.timer_armed == Some(at) {
+                act.timer_armed = None;
+            }
+            if act.phase != Phase::Running {
+                return;
+            }
+            if let Err(failure) = act.chain.fire_processing_time(processing_time_now(), &mut act.outputs) {
+                return act.fail(failure, ctx);
+            }
+            act.after_work(ctx);
+        });
+    }
+
+    /// After the chain closed: deliver what is left, then end every channel.
     fn drain(&mut self, ctx: &mut Context<Self>) {
-        if !self.send_all_buffers() {
+        self.outputs.send(true);
+        if self.outputs.has_unsent() {
             return; // a Credit brings us back here
         }
-        for output in &self.outputs {
-            for ch in &output.channels {
-                ch.target.subtask.do_send(Deliver {
-                    channel: ch.target.gate_channel,
-                    event: ChannelEvent::EndOfInput,
-                });
-            }
-        }
+        self.outputs.emit(ChannelEvent::EndOfInput);
+        self.outputs.send(true);
         self.phase = Phase::Finished;
-        self.metrics.max_queued_batches = self.gate.max_queued_batches;
-        let metrics = self.metrics.clone();
+        let metrics = SubtaskMetrics {
+            task: self.spec.task.clone(),
+            subtask: self.spec.index,
+            records_in: self.records_in,
+            records_out: self.outputs.records_out,
+            batches_out: self.outputs.batches_out,
+            max_queued_batches: self.gate.max_queued_batches,
+        };
         debug!(parent: &self.span, records_in = metrics.records_in, records_out = metrics.records_out, "subtask finished");
         self.report(SubtaskOutcome::Finished(metrics));
         ctx.stop();
@@ -539,34 +399,20 @@ impl Handler<Wire> for Subtask {
     type Result = ();
 
     fn handle(&mut self, msg: Wire, _ctx: &mut Self::Context) {
-        self.outputs = self
+        let edges = self
             .spec
             .outputs
             .iter()
             .zip(msg.outputs)
-            .map(|((factory, pctx), targets)| OutputEdge {
-                partitioner: factory(pctx),
-                channels: targets
-                    .into_iter()
-                    .map(|target| OutputChannel {
-                        target,
-                        credits: self.spec.config.channel_credits,
-                    })
-                    .collect(),
-            })
+            .map(|((factory, pctx), targets)| (factory(pctx), targets))
             .collect();
+        self.outputs = Outputs::new(edges, self.spec.config.channel_credits, self.spec.config.batch_size);
         let channels = self
             .spec
             .input_channels
             .iter()
             .zip(msg.inputs)
-            .map(|(&input, upstream)| InputChannel {
-                input,
-                queue: Default::default(),
-                upstream,
-                ended: false,
-                queued_batches: 0,
-            })
+            .map(|(&input, upstream)| InputChannel::new(input, upstream))
             .collect();
         self.gate = InputGate::new(channels);
     }
@@ -579,12 +425,14 @@ impl Handler<Start> for Subtask {
         if self.phase != Phase::Created {
             return;
         }
-        if let Err(failure) = self.open() {
-            return self.fail(failure, ctx);
+        match Chain::open(&self.spec) {
+            Ok(chain) => self.chain = chain,
+            Err(failure) => return self.fail(failure, ctx),
         }
         self.phase = Phase::Running;
         debug!(parent: &self.span, "subtask running");
         self.schedule_step(ctx);
+        self.arm_processing_timer(ctx);
     }
 }
 
@@ -603,21 +451,13 @@ impl Handler<Credit> for Subtask {
     type Result = ();
 
     fn handle(&mut self, msg: Credit, ctx: &mut Self::Context) {
-        if let Some(ch) = self
-            .outputs
-            .get_mut(msg.output)
-            .and_then(|o| o.channels.get_mut(msg.channel))
-        {
-            ch.credits += msg.credits;
-        }
+        self.outputs.add_credit(msg.output, msg.channel, msg.credits);
         match self.phase {
-            Phase::Running => {
-                if self.blocked {
-                    self.send_full_batches();
-                    if !self.output_blocked() {
-                        self.blocked = false;
-                        self.schedule_step(ctx);
-                    }
+            Phase::Running if self.blocked => {
+                self.outputs.send(false);
+                if !self.outputs.blocked() {
+                    self.blocked = false;
+                    self.schedule_step(ctx);
                 }
             }
             Phase::Draining => self.drain(ctx),

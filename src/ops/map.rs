@@ -1,6 +1,6 @@
 //! `map`: one output record per input record.
 
-use weir_actors::UserError;
+use weir_actors::{RecordBatch, UserError};
 
 use crate::operator::{Collector, OneInputOperator};
 
@@ -10,10 +10,12 @@ pub struct Map<F>(pub F);
 
 impl<In, Out, F> OneInputOperator<In, Out> for Map<F>
 where
+    Out: Clone + Send + 'static,
     F: FnMut(In) -> Out + Clone + Send + 'static,
 {
-    fn process_batch(&mut self, batch: Vec<In>, out: &mut Collector<Out>) -> Result<(), UserError> {
-        out.collect_vec(batch.into_iter().map(&mut self.0).collect());
+    fn process_batch(&mut self, batch: RecordBatch<In>, out: &mut Collector<Out>) -> Result<(), UserError> {
+        let records = batch.records.into_iter().map(&mut self.0).collect();
+        out.collect_batch(RecordBatch { records, timestamps: batch.timestamps });
         Ok(())
     }
 }

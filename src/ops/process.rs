@@ -1,6 +1,6 @@
 //! `process`: the general per-record function with a context and a collector.
 
-use weir_actors::UserError;
+use weir_actors::{RecordBatch, UserError};
 
 use crate::context::RuntimeContext;
 use crate::operator::{Collector, OneInputOperator};
@@ -8,12 +8,24 @@ use crate::operator::{Collector, OneInputOperator};
 /// What a [`ProcessFunction`] can see of its situation while it handles a record.
 pub struct ProcessContext<'a> {
     runtime: &'a RuntimeContext,
+    timestamp: Option<i64>,
+    watermark: i64,
 }
 
 impl ProcessContext<'_> {
     /// Where this instance runs (operator name, subtask index, parallelism).
     pub fn runtime(&self) -> &RuntimeContext {
         self.runtime
+    }
+
+    /// The timestamp of the record being processed, if the stream has event time.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.timestamp
+    }
+
+    /// The operator's current watermark (`i64::MIN` before the first).
+    pub fn current_watermark(&self) -> i64 {
+        self.watermark
     }
 }
 
@@ -69,37 +81,40 @@ pub trait ProcessFunction<In, Out>: Clone + Send + 'static {
 pub struct Process<F> {
     function: F,
     runtime: Option<RuntimeContext>,
+    watermark: i64,
 }
 
 impl<F> Process<F> {
     /// Wraps `function`.
     pub fn new(function: F) -> Self {
-        Process {
-            function,
-            runtime: None,
-        }
+        Process { function, runtime: None, watermark: i64::MIN }
     }
 }
 
-impl<In, Out, F: ProcessFunction<In, Out>> OneInputOperator<In, Out> for Process<F> {
+impl<In, Out: Clone + Send + 'static, F: ProcessFunction<In, Out>> OneInputOperator<In, Out> for Process<F> {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         self.runtime = Some(ctx.clone());
         self.function.open(ctx)
     }
 
-    fn process_batch(&mut self, batch: Vec<In>, out: &mut Collector<Out>) -> Result<(), UserError> {
-        let runtime = self
-            .runtime
-            .as_ref()
-            .ok_or("process function used before open")?;
-        let mut ctx = ProcessContext { runtime };
-        for value in batch {
+    fn process_batch(&mut self, batch: RecordBatch<In>, out: &mut Collector<Out>) -> Result<(), UserError> {
+        let runtime = self.runtime.as_ref().ok_or("process function used before open")?;
+        for (value, timestamp) in batch.into_iter_with_timestamps() {
+            let mut ctx = ProcessContext { runtime, timestamp, watermark: self.watermark };
+            out.set_timestamp(timestamp);
             self.function.process_element(value, &mut ctx, out)?;
         }
         Ok(())
     }
 
+    fn process_watermark(&mut self, watermark: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
+        self.watermark = watermark;
+        out.emit_watermark(watermark);
+        Ok(())
+    }
+
     fn end_input(&mut self, out: &mut Collector<Out>) -> Result<(), UserError> {
+        out.set_timestamp(None);
         self.function.on_end_of_input(out)
     }
 

@@ -18,7 +18,7 @@ pub use collect::{CollectHandle, CollectSink};
 pub use discard::{DiscardCounter, DiscardSink};
 pub use file::TextFileSink;
 pub use print::PrintSink;
-use weir_actors::UserError;
+use weir_actors::{RecordBatch, UserError};
 
 use crate::context::RuntimeContext;
 use crate::operator::{Collector, OneInputOperator};
@@ -72,8 +72,12 @@ impl<T, S: Sink<T>> OneInputOperator<T, ()> for SinkOperator<S> {
         self.0.open(ctx)
     }
 
-    fn process_batch(&mut self, batch: Vec<T>, _out: &mut Collector<()>) -> Result<(), UserError> {
-        self.0.write_batch(batch)
+    fn process_batch(&mut self, batch: RecordBatch<T>, _out: &mut Collector<()>) -> Result<(), UserError> {
+        self.0.write_batch(batch.records)
+    }
+
+    fn process_watermark(&mut self, _watermark: i64, _out: &mut Collector<()>) -> Result<(), UserError> {
+        Ok(())
     }
 
     fn end_input(&mut self, _out: &mut Collector<()>) -> Result<(), UserError> {

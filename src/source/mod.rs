@@ -21,7 +21,7 @@ pub use file::TextFileSource;
 pub use generator::GeneratorSource;
 use weir_actors::graph::SourceFactory;
 pub use weir_actors::SourceStatus;
-use weir_actors::{Emitter, OperatorInfo, SourceOperator, UserError};
+use weir_actors::{Emitter, OperatorInfo, RecordBatch, SourceOperator, UserError};
 
 use crate::context::RuntimeContext;
 use crate::data::Data;
@@ -88,7 +88,7 @@ impl<T: Data, S: Source<T>> SourceOperator for SourceAdapter<T, S> {
         let mut records = Vec::with_capacity(max_records);
         let status = self.source.poll_next(&mut records, max_records)?;
         if !records.is_empty() {
-            out.emit(Box::new(records));
+            out.emit(Box::new(RecordBatch::from(records)));
         }
         Ok(status)
     }

@@ -1,0 +1,174 @@
+//! The operators of one subtask, chained: batches pass from one to the next by
+//! function call, and watermarks follow them in order.
+//!
+//! Every call into user code goes through [`guarded`], which turns a panic or an
+//! `Err` into a [`Failure`] naming the operator. Each operator sees a watermark
+//! only when it advances past the last one it saw.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::channel::ChannelEvent;
+use crate::operator::{OperatorInfo, SourceOperator, SourceStatus, StreamOperator, UserError};
+use crate::output::Outputs;
+use crate::subtask::SubtaskSpec;
+
+/// User code failed in `operator`.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub operator: String,
+    pub cause: String,
+}
+
+fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked with a non-string payload".to_string()
+    }
+}
+
+/// Runs user code, turning a panic or an error into a [`Failure`] naming `info`.
+pub(crate) fn guarded<R>(info: &OperatorInfo, f: impl FnOnce() -> Result<R, UserError>) -> Result<R, Failure> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(Failure { operator: info.name.clone(), cause: e.to_string() }),
+        Err(payload) => Err(Failure { operator: info.name.clone(), cause: panic_message(payload) }),
+    }
+}
+
+struct Link<T: ?Sized> {
+    info: OperatorInfo,
+    logic: Box<T>,
+    watermark: i64,
+}
+
+/// A source (optionally) followed by operators, all in one subtask.
+#[derive(Default)]
+pub(crate) struct Chain {
+    source: Option<Link<dyn SourceOperator>>,
+    operators: Vec<Link<dyn StreamOperator>>,
+}
+
+impl Chain {
+    /// Builds and opens the operators of `spec`.
+    pub fn open(spec: &SubtaskSpec) -> Result<Chain, Failure> {
+        let mut chain = Chain::default();
+        if let Some((info, factory)) = &spec.source {
+            let mut logic = guarded(info, || factory(info))?;
+            guarded(info, || logic.open(info))?;
+            chain.source = Some(Link { info: info.clone(), logic, watermark: i64::MIN });
+        }
+        for (info, factory) in &spec.operators {
+            let mut logic = guarded(info, || factory(info))?;
+            guarded(info, || logic.open(info))?;
+            chain.operators.push(Link { info: info.clone(), logic, watermark: i64::MIN });
+        }
+        Ok(chain)
+    }
+
+    pub fn is_source(&self) -> bool {
+        self.source.is_some()
+    }
+
+    /// Feeds `events` to the operators from index `from` on, and their output to `outputs`.
+    pub fn run(&mut self, from: usize, mut events: Vec<ChannelEvent>, outputs: &mut Outputs) -> Result<(), Failure> {
+        for op in self.operators.iter_mut().skip(from) {
+            if events.is_empty() {
+                return Ok(());
+            }
+            let mut next: Vec<ChannelEvent> = Vec::with_capacity(events.len());
+            for event in events.drain(..) {
+                match event {
+                    ChannelEvent::Records(batch) => {
+                        guarded(&op.info, || op.logic.process_batch(0, batch, &mut next))?;
+                    }
+                    ChannelEvent::Watermark(w) => {
+                        if w > op.watermark {
+                            op.watermark = w;
+                            guarded(&op.info, || op.logic.process_watermark(w, &mut next))?;
+                        }
+                    }
+                    other => next.push(other),
+                }
+            }
+            events = next;
+        }
+        for event in events {
+            outputs.emit(event);
+        }
+        Ok(())
+    }
+
+    /// A batch from input `input` of the head operator.
+    pub fn head_records(&mut self, input: usize, batch: crate::Batch, outputs: &mut Outputs) -> Result<(), Failure> {
+        let head = &mut self.operators[0];
+        let mut out = Vec::new();
+        guarded(&head.info, || head.logic.process_batch(input, batch, &mut out))?;
+        self.run(1, out, outputs)
+    }
+
+    /// The subtask's input watermark advanced, or its idleness changed.
+    pub fn head_event(&mut self, event: ChannelEvent, outputs: &mut Outputs) -> Result<(), Failure> {
+        self.run(0, vec![event], outputs)
+    }
+
+    /// Polls the source once; on its end, sends the maximum watermark after its last records.
+    pub fn poll_source(&mut self, max: usize, outputs: &mut Outputs) -> Result<SourceStatus, Failure> {
+        let Some(source) = self.source.as_mut() else { return Ok(SourceStatus::Finished) };
+        let mut out = Vec::new();
+        let status = guarded(&source.info, || source.logic.poll_batch(max, &mut out))?;
+        if status == SourceStatus::Finished {
+            guarded(&source.info, || source.logic.close())?;
+            out.push(ChannelEvent::Watermark(i64::MAX));
+        }
+        self.run(0, out, outputs)?;
+        Ok(status)
+    }
+
+    /// Input `input` of the head operator ended.
+    pub fn end_head_input(&mut self, input: usize, outputs: &mut Outputs) -> Result<(), Failure> {
+        let head = &mut self.operators[0];
+        let mut out = Vec::new();
+        guarded(&head.info, || head.logic.end_input(input, &mut out))?;
+        self.run(1, out, outputs)
+    }
+
+    /// Ends the input of every operator from `from` on, in chain order, closing
+    /// each (the head's inputs, if `from` is 1, were ended one by one before).
+    pub fn finish(&mut self, from: usize, outputs: &mut Outputs) -> Result<(), Failure> {
+        if from == 1 {
+            let head = &mut self.operators[0];
+            guarded(&head.info, || head.logic.close())?;
+        }
+        for i in from..self.operators.len() {
+            let op = &mut self.operators[i];
+            let mut out = Vec::new();
+            guarded(&op.info, || op.logic.end_input(0, &mut out))?;
+            self.run(i + 1, out, outputs)?;
+            let op = &mut self.operators[i];
+            guarded(&op.info, || op.logic.close())?;
+        }
+        Ok(())
+    }
+
+    /// The earliest processing time any operator asked to be called at.
+    pub fn next_processing_time(&self) -> Option<i64> {
+        self.operators.iter().filter_map(|op| op.logic.next_processing_time()).min()
+    }
+
+    /// Calls every operator whose processing-time callback is due at `now`.
+    pub fn fire_processing_time(&mut self, now: i64, outputs: &mut Outputs) -> Result<(), Failure> {
+        for i in 0..self.operators.len() {
+            let op = &mut self.operators[i];
+            if op.logic.next_processing_time().is_some_and(|t| t <= now) {
+                let mut out = Vec::new();
+                guarded(&op.info, || op.logic.on_processing_time(now, &mut out))?;
+                self.run(i + 1, out, outputs)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! The sending side of a subtask: per output edge a typed partitioner, and per
+//! channel its credits and a queue of sealed batches and events.
+//!
+//! Records are partitioned into channel buffers. A buffer leaves as a batch
+//! when it is full and the channel has credit, when the linger time passes,
+//! or when an event (a watermark, an idleness change, end of input) must follow
+//! the records before it: the buffer is then *sealed* into the channel's queue
+//! and the event queued behind it, so every channel delivers records and
+//! events in the order they were emitted. A queued batch waits for credit;
+//! events pass without.
+
+use std::collections::VecDeque;
+
+use crate::channel::{ChannelEvent, ChannelTarget};
+use crate::partition::OutputPartitioner;
+use crate::subtask::Deliver;
+
+struct OutputChannel {
+    target: ChannelTarget,
+    credits: u32,
+    pending: VecDeque<ChannelEvent>,
+}
+
+struct OutputEdge {
+    partitioner: Box<dyn OutputPartitioner>,
+    channels: Vec<OutputChannel>,
+}
+
+/// All outputs of one subtask.
+#[derive(Default)]
+pub(crate) struct Outputs {
+    edges: Vec<OutputEdge>,
+    batch_size: usize,
+    pub records_out: u64,
+    pub batches_out: u64,
+}
+
+impl Outputs {
+    /// Outputs over `edges` (partitioner, channel targets), each channel starting with `credits`.
+    pub fn new(
+        edges: Vec<(Box<dyn OutputPartitioner>, Vec<ChannelTarget>)>,
+        credits: u32,
+        batch_size: usize,
+    ) -> Self {
+        let edges = edges
+            .into_iter()
+            .map(|(partitioner, targets)| OutputEdge {
+                partitioner,
+                channels: targets
+                    .into_iter()
+                    .map(|target| OutputChannel { target, credits, pending: VecDeque::new() })
+                    .collect(),
+            })
+            .collect();
+        Outputs { edges, batch_size, records_out: 0, batches_out: 0 }
+    }
+
+    /// Takes one element emitted by the last operator of the chain.
+    pub fn emit(&mut self, event: ChannelEvent) {
+        match event {
+            ChannelEvent::Records(batch) => {
+                self.records_out += batch.len() as u64;
+                if let Some((last, rest)) = self.edges.split_last_mut() {
+                    for edge in rest {
+                        edge.partitioner.partition(batch.clone_batch());
+                    }
+                    last.partitioner.partition(batch);
+                }
+            }
+            ChannelEvent::Watermark(w) => self.broadcast_event(|| ChannelEvent::Watermark(w)),
+            ChannelEvent::Idle(i) => self.broadcast_event(|| ChannelEvent::Idle(i)),
+            ChannelEvent::EndOfInput => self.broadcast_event(|| ChannelEvent::EndOfInput),
+        }
+    }
+
+    /// Queues an event on every channel, behind the records buffered so far.
+    fn broadcast_event(&mut self, event: impl Fn() -> ChannelEvent) {
+        for edge in &mut self.edges {
+            for (c, ch) in edge.channels.iter_mut().enumerate() {
+                if let Some(batch) = edge.partitioner.take(c) {
+                    ch.pending.push_back(ChannelEvent::Records(batch));
+                }
+                let event = event();
+                // Consecutive watermarks: only the newest matters.
+                if let (ChannelEvent::Watermark(_), Some(ChannelEvent::Watermark(last))) =
+                    (&event, ch.pending.back_mut())
+                {
+                    if let ChannelEvent::Watermark(w) = event {
+                        *last = w;
+                    }
+                    continue;
+                }
+                ch.pending.push_back(event);
+            }
+        }
+    }
+
+    /// Adds credit to one channel.
+    pub fn add_credit(&mut self, output: usize, channel: usize, credits: u32) {
+        if let Some(ch) = self.edges.get_mut(output).and_then(|o| o.channels.get_mut(channel)) {
+            ch.credits += credits;
+        }
+    }
+
+    /// Sends what can go now: queued batches and events while there is credit,
+    /// then buffers that hold a full batch (or any records, with `partial`).
+    pub fn send(&mut self, partial: bool) {
+        let batch_size = if partial { 1 } else { self.batch_size };
+        for edge in &mut self.edges {
+            for (c, ch) in edge.channels.iter_mut().enumerate() {
+                while let Some(front) = ch.pending.front() {
+                    if matches!(front, ChannelEvent::Records(_)) {
+                        if ch.credits == 0 {
+                            break;
+                        }
+                        ch.credits -= 1;
+                        self.batches_out += 1;
+                    }
+                    if let Some(event) = ch.pending.pop_front() {
+                        ch.target.subtask.do_send(Deliver { channel: ch.target.gate_channel, event });
+                    }
+                }
+                if ch.pending.is_empty() && ch.credits > 0 && edge.partitioner.buffered(c) >= batch_size {
+                    if let Some(batch) = edge.partitioner.take(c) {
+                        ch.credits -= 1;
+                        self.batches_out += 1;
+                        let event = ChannelEvent::Records(batch);
+                        ch.target.subtask.do_send(Deliver { channel: ch.target.gate_channel, event });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether some channel has records it may not send for lack of credit
+    /// (a sealed batch, or a full buffer): then the subtask takes no more input.
+    pub fn blocked(&self) -> bool {
+        self.edges.iter().any(|edge| {
+            edge.channels.iter().enumerate().any(|(c, ch)| {
+                ch.credits == 0
+                    && (!ch.pending.is_empty() || edge.partitioner.buffered(c) >= self.batch_size)
+            })
+        })
+    }
+
+    /// Whether records or events are still waiting anywhere.
+    pub fn has_unsent(&self) -> bool {
+        self.edges.iter().any(|edge| {
+            edge.channels
+                .iter()
+                .enumerate()
+                .any(|(c, ch)| !ch.pending.is_empty() || edge.partitioner.buffered(c) > 0)
+        })
+    }
+}
