@@ -24,6 +24,7 @@
 //! - [`ops`]: map, filter, flat_map and process as thin operators.
 //! - [`source`] and [`sink`]: the [`Source`](source::Source) and [`Sink`](sink::Sink)
 //!   traits and the built-in connectors.
+//! - [`time`]: event time: timestamps, watermark strategies, the watermark operator.
 //! - [`keys`]: stable key hashing and key groups.
 //! - [`data`]: the [`Data`] bound on records.
 //!
@@ -39,6 +40,7 @@ pub mod ops;
 pub mod sink;
 pub mod source;
 pub mod stream;
+pub mod time;
 
 pub use context::RuntimeContext;
 pub use data::Data;

@@ -46,6 +46,7 @@ use crate::ops::filter::Filter;
 use crate::ops::flat_map::FlatMap;
 use crate::ops::map::Map;
 use crate::ops::process::{Process, ProcessFunction};
+use crate::time::{TimestampsAndWatermarks, WatermarkStrategy};
 use crate::sink::{
     CollectHandle, CollectSink, DiscardCounter, DiscardSink, PrintSink, Sink, SinkOperator,
     TextFileSink,
@@ -184,6 +185,11 @@ impl<T: Data> DataStream<T> {
     /// Applies a [`ProcessFunction`] (a collector, a context, and errors).
     pub fn process<U: Data, P: ProcessFunction<T, U>>(self, function: P) -> DataStream<U> {
         self.transform("Process", Process::new(function))
+    }
+
+    /// Gives the records timestamps and the stream watermarks (see [`crate::time`]).
+    pub fn assign_timestamps_and_watermarks(self, strategy: WatermarkStrategy<T>) -> DataStream<T> {
+        self.transform("Timestamps/Watermarks", TimestampsAndWatermarks::new(strategy))
     }
 
     /// Partitions by key: records with equal keys go to the same subtask of the
