@@ -21,7 +21,8 @@
 //! - [`env`]: [`StreamEnv`], job-wide defaults, sources and execution.
 //! - [`stream`]: [`DataStream`] and [`KeyedStream`], the transformations.
 //! - [`operator`]: the generic [`OneInputOperator`] every transformation is built on.
-//! - [`ops`]: map, filter, flat_map and process as thin operators.
+//! - [`ops`]: map, filter, flat_map, process and keyed process as thin operators.
+//! - [`state`]: keyed state (value, list, map, reducing, aggregating), timers, the heap backend.
 //! - [`source`] and [`sink`]: the [`Source`](source::Source) and [`Sink`](sink::Sink)
 //!   traits and the built-in connectors.
 //! - [`time`]: event time: timestamps, watermark strategies, the watermark operator.
@@ -38,6 +39,7 @@ pub mod keys;
 pub mod operator;
 pub mod ops;
 pub mod sink;
+pub mod state;
 pub mod source;
 pub mod stream;
 pub mod time;
@@ -46,6 +48,7 @@ pub use context::RuntimeContext;
 pub use data::Data;
 pub use env::StreamEnv;
 pub use operator::{Collector, OneInputOperator};
+pub use ops::keyed_process::{KeyedContext, KeyedProcessFunction};
 pub use ops::process::{ProcessContext, ProcessFunction};
 pub use stream::{DataStream, DataStreamSink, KeyedStream};
 pub use weir_actors as runtime;

@@ -25,7 +25,6 @@
 //! ```
 
 use std::fmt::{Debug, Display};
-use std::hash::Hash;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,7 +44,10 @@ use crate::operator::{one_input_factory, OneInputOperator};
 use crate::ops::filter::Filter;
 use crate::ops::flat_map::FlatMap;
 use crate::ops::map::Map;
+use crate::ops::keyed_process::{KeyedProcess, KeyedProcessFunction};
 use crate::ops::process::{Process, ProcessFunction};
+use crate::ops::rolling::{Aggregate, Reduce, Rolling, RollingKind};
+use crate::state::{AggregateFunction, Key, StateData};
 use crate::time::{TimestampsAndWatermarks, WatermarkStrategy};
 use crate::sink::{
     CollectHandle, CollectSink, DiscardCounter, DiscardSink, PrintSink, Sink, SinkOperator,
@@ -196,7 +198,7 @@ impl<T: Data> DataStream<T> {
     /// next operator (by key group, see [`crate::keys`]).
     pub fn key_by<K, F>(self, key: F) -> KeyedStream<T, K>
     where
-        K: Hash + 'static,
+        K: Key,
         F: Fn(&T) -> K + Send + Sync + 'static,
     {
         let key = Arc::new(key);
@@ -393,7 +395,7 @@ pub struct KeyedStream<T, K> {
     _key: PhantomData<fn() -> K>,
 }
 
-impl<T: Data, K: Hash + 'static> KeyedStream<T, K> {
+impl<T: Data, K: Key + Data> KeyedStream<T, K> {
     /// The key of `record`, as this stream computes it.
     pub fn key_of(&self, record: &T) -> K {
         (self.key)(record)
@@ -433,9 +435,66 @@ impl<T: Data, K: Hash + 'static> KeyedStream<T, K> {
         self.stream.flat_map(f)
     }
 
-    /// Applies a [`ProcessFunction`].
-    pub fn process<U: Data, P: ProcessFunction<T, U>>(self, function: P) -> DataStream<U> {
-        self.stream.process(function)
+    /// Applies a [`KeyedProcessFunction`]: per-key state and timers.
+    pub fn process<U: Data, P: KeyedProcessFunction<K, T, U>>(self, function: P) -> DataStream<U> {
+        let key = self.key.clone();
+        self.stream.transform("KeyedProcess", KeyedProcess::new(function, key))
+    }
+
+    /// Folds each key's records with `reduce(accumulated, next)`, emitting every new result.
+    pub fn reduce<F>(self, reduce: F) -> DataStream<T>
+    where
+        T: StateData,
+        F: Fn(T, T) -> T + Send + Sync + 'static,
+    {
+        let key = self.key.clone();
+        self.stream.transform("Reduce", KeyedProcess::new(Reduce::new(reduce), key))
+    }
+
+    /// Feeds each key's records to `function`, emitting every new result.
+    pub fn aggregate<A>(self, function: A) -> DataStream<A::Out>
+    where
+        A: AggregateFunction<In = T>,
+        A::Out: Data,
+    {
+        let key = self.key.clone();
+        self.stream.transform("Aggregate", KeyedProcess::new(Aggregate::new(function), key))
+    }
+
+    fn rolling<N, F>(self, name: &str, kind: RollingKind, value: F) -> DataStream<(K, N)>
+    where
+        N: StateData + Copy + PartialOrd + std::ops::Add<Output = N>,
+        F: Fn(&T) -> N + Send + Sync + 'static,
+    {
+        let key = self.key.clone();
+        self.stream.transform(name, KeyedProcess::new(Rolling::new(kind, value), key))
+    }
+
+    /// Emits `(key, running sum of value(record))` for every record.
+    pub fn sum<N, F>(self, value: F) -> DataStream<(K, N)>
+    where
+        N: StateData + Copy + PartialOrd + std::ops::Add<Output = N>,
+        F: Fn(&T) -> N + Send + Sync + 'static,
+    {
+        self.rolling("Sum", RollingKind::Sum, value)
+    }
+
+    /// Emits `(key, running minimum of value(record))` for every record.
+    pub fn min<N, F>(self, value: F) -> DataStream<(K, N)>
+    where
+        N: StateData + Copy + PartialOrd + std::ops::Add<Output = N>,
+        F: Fn(&T) -> N + Send + Sync + 'static,
+    {
+        self.rolling("Min", RollingKind::Min, value)
+    }
+
+    /// Emits `(key, running maximum of value(record))` for every record.
+    pub fn max<N, F>(self, value: F) -> DataStream<(K, N)>
+    where
+        N: StateData + Copy + PartialOrd + std::ops::Add<Output = N>,
+        F: Fn(&T) -> N + Send + Sync + 'static,
+    {
+        self.rolling("Max", RollingKind::Max, value)
     }
 
     /// Sends the keyed stream into `sink`.

@@ -1,0 +1,240 @@
+//! State descriptors: a state's name, value type and default, declared once in
+//! a function and used to open the state for the current key.
+//!
+//! A descriptor remembers which table of the operator's store it resolved to,
+//! so opening a state per record costs a comparison, not a name lookup. The
+//! same name and type give the same state across restarts.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::access::{AggregatingStateRef, ListStateRef, MapStateRef, ReducingStateRef, ValueStateRef};
+use super::heap::HeapTable;
+use super::keyed::StateKind;
+use super::{Key, StateData};
+use crate::keys::KeyMap;
+
+/// Where a descriptor resolved: (store id, table index).
+pub(crate) type Slot = Cell<Option<(u64, usize)>>;
+
+/// What every state descriptor provides; implemented by the five kinds below.
+pub trait StateDescriptor {
+    /// What the store keeps per key.
+    type Stored: StateData;
+    /// The accessor for one key.
+    type Ref<'a, K: Key>
+    where
+        Self: 'a;
+    /// The state's name, unique within its operator.
+    fn name(&self) -> &str;
+    /// The state's kind.
+    fn kind(&self) -> StateKind;
+    #[doc(hidden)]
+    fn slot(&self) -> &Slot;
+    #[doc(hidden)]
+    fn open<'a, K: Key>(&'a self, table: &'a mut HeapTable<K, Self::Stored>, key: &'a K, group: usize) -> Self::Ref<'a, K>;
+}
+
+macro_rules! descriptor_basics {
+    () => {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn slot(&self) -> &Slot {
+            &self.slot
+        }
+    };
+}
+
+/// One value per key.
+///
+/// ```
+/// use weir::state::ValueStateDescriptor;
+/// let seen = ValueStateDescriptor::<bool>::new("seen");
+/// let total = ValueStateDescriptor::new("total").with_default(0u64);
+/// # let _ = (seen, total);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ValueStateDescriptor<V> {
+    name: Arc<str>,
+    default: Option<V>,
+    slot: Slot,
+}
+
+impl<V> ValueStateDescriptor<V> {
+    /// A value state called `name`, empty for keys that never set it.
+    pub fn new(name: &str) -> Self {
+        ValueStateDescriptor { name: name.into(), default: None, slot: Slot::default() }
+    }
+
+    /// What `value()` returns for a key that never set one.
+    pub fn with_default(mut self, default: V) -> Self {
+        self.default = Some(default);
+        self
+    }
+}
+
+impl<V: StateData> StateDescriptor for ValueStateDescriptor<V> {
+    type Stored = V;
+    type Ref<'a, K: Key> = ValueStateRef<'a, K, V>;
+    descriptor_basics!();
+    fn kind(&self) -> StateKind {
+        StateKind::Value
+    }
+    fn open<'a, K: Key>(&'a self, table: &'a mut HeapTable<K, V>, key: &'a K, group: usize) -> ValueStateRef<'a, K, V> {
+        ValueStateRef::new(table, key, group, self.default.as_ref())
+    }
+}
+
+/// A list of values per key.
+#[derive(Clone, Debug)]
+pub struct ListStateDescriptor<V> {
+    name: Arc<str>,
+    slot: Slot,
+    _value: PhantomData<fn() -> V>,
+}
+
+impl<V> ListStateDescriptor<V> {
+    /// A list state called `name`.
+    pub fn new(name: &str) -> Self {
+        ListStateDescriptor { name: name.into(), slot: Slot::default(), _value: PhantomData }
+    }
+}
+
+impl<V: StateData> StateDescriptor for ListStateDescriptor<V> {
+    type Stored = Vec<V>;
+    type Ref<'a, K: Key> = ListStateRef<'a, K, V>;
+    descriptor_basics!();
+    fn kind(&self) -> StateKind {
+        StateKind::List
+    }
+    fn open<'a, K: Key>(&'a self, table: &'a mut HeapTable<K, Vec<V>>, key: &'a K, group: usize) -> ListStateRef<'a, K, V> {
+        ListStateRef::new(table, key, group)
+    }
+}
+
+/// A map per key.
+#[derive(Clone, Debug)]
+pub struct MapStateDescriptor<UK, UV> {
+    name: Arc<str>,
+    slot: Slot,
+    _types: PhantomData<fn() -> (UK, UV)>,
+}
+
+impl<UK, UV> MapStateDescriptor<UK, UV> {
+    /// A map state called `name`.
+    pub fn new(name: &str) -> Self {
+        MapStateDescriptor { name: name.into(), slot: Slot::default(), _types: PhantomData }
+    }
+}
+
+impl<UK: Key, UV: StateData> StateDescriptor for MapStateDescriptor<UK, UV> {
+    type Stored = KeyMap<UK, UV>;
+    type Ref<'a, K: Key> = MapStateRef<'a, K, UK, UV>;
+    descriptor_basics!();
+    fn kind(&self) -> StateKind {
+        StateKind::Map
+    }
+    fn open<'a, K: Key>(
+        &'a self,
+        table: &'a mut HeapTable<K, KeyMap<UK, UV>>,
+        key: &'a K,
+        group: usize,
+    ) -> MapStateRef<'a, K, UK, UV> {
+        MapStateRef::new(table, key, group)
+    }
+}
+
+type ReduceFn<V> = Arc<dyn Fn(V, V) -> V + Send + Sync>;
+
+/// One value per key, folded from everything added with a reduce function.
+#[derive(Clone)]
+pub struct ReducingStateDescriptor<V> {
+    name: Arc<str>,
+    slot: Slot,
+    reduce: ReduceFn<V>,
+}
+
+impl<V> ReducingStateDescriptor<V> {
+    /// A reducing state called `name` that combines values with `reduce`.
+    pub fn new(name: &str, reduce: impl Fn(V, V) -> V + Send + Sync + 'static) -> Self {
+        ReducingStateDescriptor { name: name.into(), slot: Slot::default(), reduce: Arc::new(reduce) }
+    }
+}
+
+impl<V: StateData> StateDescriptor for ReducingStateDescriptor<V> {
+    type Stored = V;
+    type Ref<'a, K: Key> = ReducingStateRef<'a, K, V>;
+    descriptor_basics!();
+    fn kind(&self) -> StateKind {
+        StateKind::Reducing
+    }
+    fn open<'a, K: Key>(&'a self, table: &'a mut HeapTable<K, V>, key: &'a K, group: usize) -> ReducingStateRef<'a, K, V> {
+        ReducingStateRef::new(table, key, group, &*self.reduce)
+    }
+}
+
+/// Folds input values into an accumulator and reads a result from it (as
+/// Flink's `AggregateFunction`).
+///
+/// ```
+/// use weir::state::AggregateFunction;
+/// /// The average of the values added.
+/// #[derive(Clone)]
+/// struct Average;
+/// impl AggregateFunction for Average {
+///     type In = f64;
+///     type Acc = (f64, u64);
+///     type Out = f64;
+///     fn create_accumulator(&self) -> (f64, u64) { (0.0, 0) }
+///     fn add(&self, value: f64, acc: &mut (f64, u64)) { acc.0 += value; acc.1 += 1; }
+///     fn get_result(&self, acc: &(f64, u64)) -> f64 { acc.0 / acc.1 as f64 }
+/// }
+/// ```
+pub trait AggregateFunction: Send + Sync + 'static {
+    /// What is added.
+    type In;
+    /// What is stored.
+    type Acc: StateData;
+    /// What is read.
+    type Out;
+    /// A fresh, empty accumulator.
+    fn create_accumulator(&self) -> Self::Acc;
+    /// Adds one value to the accumulator.
+    fn add(&self, value: Self::In, acc: &mut Self::Acc);
+    /// The result for an accumulator.
+    fn get_result(&self, acc: &Self::Acc) -> Self::Out;
+}
+
+/// One accumulator per key, fed by an [`AggregateFunction`].
+pub struct AggregatingStateDescriptor<A> {
+    name: Arc<str>,
+    slot: Slot,
+    function: Arc<A>,
+}
+
+impl<A> Clone for AggregatingStateDescriptor<A> {
+    fn clone(&self) -> Self {
+        AggregatingStateDescriptor { name: self.name.clone(), slot: self.slot.clone(), function: self.function.clone() }
+    }
+}
+
+impl<A: AggregateFunction> AggregatingStateDescriptor<A> {
+    /// An aggregating state called `name` driven by `function`.
+    pub fn new(name: &str, function: A) -> Self {
+        AggregatingStateDescriptor { name: name.into(), slot: Slot::default(), function: Arc::new(function) }
+    }
+}
+
+impl<A: AggregateFunction> StateDescriptor for AggregatingStateDescriptor<A> {
+    type Stored = A::Acc;
+    type Ref<'a, K: Key> = AggregatingStateRef<'a, K, A>;
+    descriptor_basics!();
+    fn kind(&self) -> StateKind {
+        StateKind::Aggregating
+    }
+    fn open<'a, K: Key>(&'a self, table: &'a mut HeapTable<K, A::Acc>, key: &'a K, group: usize) -> AggregatingStateRef<'a, K, A> {
+        AggregatingStateRef::new(table, key, group, &*self.function)
+    }
+}

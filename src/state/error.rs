@@ -1,0 +1,49 @@
+//! Errors of state access.
+
+use thiserror::Error;
+
+/// A state could not be opened, read or restored.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum StateError {
+    /// One name, two declarations.
+    #[error("state `{name}` is declared as {declared} but was opened as {requested}")]
+    Mismatch {
+        /// The state's name.
+        name: String,
+        /// Kind and type it was first declared with.
+        declared: String,
+        /// Kind and type of the conflicting request.
+        requested: String,
+    },
+    /// A record or timer outside the key groups this subtask owns.
+    #[error("key group {group} is not owned by this subtask (it owns {start}..{end})")]
+    ForeignKeyGroup {
+        /// The key group.
+        group: usize,
+        /// First owned key group.
+        start: usize,
+        /// One past the last owned key group.
+        end: usize,
+    },
+    /// State bytes that do not decode.
+    #[error("cannot decode state `{name}` of key group {group}: {cause}")]
+    Corrupt {
+        /// The state's name.
+        name: String,
+        /// The key group.
+        group: usize,
+        /// The decoder's message.
+        cause: String,
+    },
+    /// A restore into a store whose states were already opened.
+    #[error("keyed state can only be restored before it is first used")]
+    RestoreAfterUse,
+    /// State that cannot be encoded.
+    #[error("cannot encode state `{name}`: {cause}")]
+    Encode {
+        /// The state's name.
+        name: String,
+        /// The encoder's message.
+        cause: String,
+    },
+}

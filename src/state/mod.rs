@@ -1,0 +1,83 @@
+//! Managed state: what an operator remembers, kept by weir so that it can be
+//! checkpointed, restored and redistributed.
+//!
+//! - **Keyed state** belongs to one key of a [`KeyedStream`](crate::KeyedStream)
+//!   and is reached through the context of a keyed function, always for the
+//!   key of the record (or timer) at hand: [`ValueStateDescriptor`],
+//!   [`ListStateDescriptor`], [`MapStateDescriptor`], [`ReducingStateDescriptor`]
+//!   and [`AggregatingStateDescriptor`] declare it; `ctx.state(&descriptor)?`
+//!   opens it. It is partitioned by key group (see [`crate::keys`]), which is
+//!   how it moves when the parallelism changes.
+//! - **Timers** ([`timers`]) are keyed state too: event-time and processing-time
+//!   callbacks per (key, timestamp), de-duplicated.
+//!
+//! ```
+//! use weir::state::ValueStateDescriptor;
+//! use weir::{Collector, KeyedContext, KeyedProcessFunction, StreamEnv, UserError};
+//!
+//! /// Counts records per key and emits the running count.
+//! #[derive(Clone)]
+//! struct Count { count: ValueStateDescriptor<u64> }
+//!
+//! impl KeyedProcessFunction<String, String, (String, u64)> for Count {
+//!     fn process_element(&mut self, word: String, ctx: &mut KeyedContext<String>, out: &mut Collector<(String, u64)>) -> Result<(), UserError> {
+//!         let mut count = ctx.state(&self.count)?;
+//!         let n = count.value().unwrap_or(0) + 1;
+//!         count.update(n);
+//!         out.collect((word, n));
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let env = StreamEnv::with_parallelism(2);
+//! let counts = env
+//!     .from_collection(["a", "b", "a"].map(String::from))
+//!     .key_by(|w: &String| w.clone())
+//!     .process(Count { count: ValueStateDescriptor::new("count") })
+//!     .collect();
+//! env.execute_blocking("count").unwrap();
+//! let mut counts = counts.take();
+//! counts.sort();
+//! assert_eq!(counts, vec![("a".into(), 1), ("a".into(), 2), ("b".into(), 1)]);
+//! ```
+
+mod access;
+mod descriptor;
+mod error;
+mod heap;
+mod keyed;
+pub mod timers;
+
+pub use access::{AggregatingStateRef, ListStateRef, MapStateRef, ReducingStateRef, ValueStateRef};
+pub use descriptor::{
+    AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
+    ReducingStateDescriptor, StateDescriptor, ValueStateDescriptor,
+};
+pub use error::StateError;
+pub use heap::{HeapStateBackend, HeapTable};
+pub use keyed::{KeyedStateSnapshot, KeyedStateStore, StateKind};
+
+use std::hash::Hash;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// What a key must be: hashable (for key groups), comparable, cloneable,
+/// shareable and serialisable (keyed state is stored by key).
+pub trait Key: Hash + Eq + Clone + Send + Sync + Serialize + DeserializeOwned + 'static {}
+
+impl<K: Hash + Eq + Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Key for K {}
+
+/// What a state value must be: a record type that is also `Sync` (snapshots
+/// share values across threads).
+pub trait StateData: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {}
+
+impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> StateData for T {}
+
+/// A state backend: where keyed state lives. Chosen per job, in code
+/// ([`StreamEnv::set_state_backend`](crate::StreamEnv::set_state_backend)) or by
+/// configuration; code wins.
+pub trait StateBackend: std::fmt::Debug + Send + Sync + 'static {
+    /// The backend's name, as configuration spells it (`"heap"`).
+    fn name(&self) -> &'static str;
+}
