@@ -158,12 +158,12 @@ mod tests {
     #[test]
     fn deleted_timers_do_not_fire_and_can_be_registered_again() {
         let mut q = TimerQueue::default();
-        q.register("k", 5);
-        q.delete(&"k", 5);
+        q.register(7u8, 5);
+        q.delete(&7, 5);
         assert_eq!(q.next_timestamp(), None);
         assert_eq!(q.pop_due(10), None);
-        q.register("k", 5);
-        assert_eq!(q.pop_due(10), Some((5, "k")));
+        q.register(7, 5);
+        assert_eq!(q.pop_due(10), Some((5, 7)));
         assert!(q.is_empty());
     }
 
