@@ -39,8 +39,8 @@ pub mod keys;
 pub mod operator;
 pub mod ops;
 pub mod sink;
-pub mod state;
 pub mod source;
+pub mod state;
 pub mod stream;
 pub mod time;
 
@@ -53,5 +53,6 @@ pub use ops::process::{ProcessContext, ProcessFunction};
 pub use stream::{DataStream, DataStreamSink, KeyedStream};
 pub use weir_actors as runtime;
 pub use weir_actors::{
-    JobClient, JobError, JobResult, JobStatus, RecordBatch, RuntimeConfig, SubtaskMetrics, UserError,
+    JobClient, JobError, JobResult, JobStatus, RecordBatch, RuntimeConfig, SubtaskMetrics,
+    UserError,
 };

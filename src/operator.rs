@@ -35,7 +35,9 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
 use weir_actors::graph::OperatorFactory;
-use weir_actors::{downcast_batch, Batch, Emitter, OperatorInfo, RecordBatch, StreamOperator, UserError};
+use weir_actors::{
+    downcast_batch, Batch, Emitter, OperatorInfo, RecordBatch, StreamOperator, UserError,
+};
 
 use crate::context::RuntimeContext;
 use crate::data::Data;
@@ -57,7 +59,11 @@ enum Sealed<T> {
 
 impl<T> Collector<T> {
     pub(crate) fn new() -> Self {
-        Collector { batch: RecordBatch::with_capacity(0), timestamp: None, sealed: Vec::new() }
+        Collector {
+            batch: RecordBatch::with_capacity(0),
+            timestamp: None,
+            sealed: Vec::new(),
+        }
     }
 
     /// The timestamp given to records collected from now on (`None`: no event time).
@@ -110,7 +116,17 @@ impl<T> Collector<T> {
 
     /// Number of records collected since the last flush.
     pub fn len(&self) -> usize {
-        let sealed: usize = self.sealed.iter().map(|e| if let Sealed::Records(b) = e { b.len() } else { 0 }).sum();
+        let sealed: usize = self
+            .sealed
+            .iter()
+            .map(|e| {
+                if let Sealed::Records(b) = e {
+                    b.len()
+                } else {
+                    0
+                }
+            })
+            .sum();
         self.batch.len() + sealed
     }
 
@@ -125,7 +141,6 @@ impl<T> Collector<T> {
             self.sealed.push(Sealed::Records(batch));
         }
     }
-
 }
 
 impl<T: Clone + Send + 'static> Collector<T> {
@@ -152,10 +167,18 @@ pub trait OneInputOperator<In, Out>: Clone + Send + 'static {
         Ok(())
     }
     /// Processes a batch of input records (with their timestamps, if any).
-    fn process_batch(&mut self, batch: RecordBatch<In>, out: &mut Collector<Out>) -> Result<(), UserError>;
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch<In>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError>;
     /// Event time reached `watermark`: fire what waited for it, then forward
     /// it (the default only forwards).
-    fn process_watermark(&mut self, watermark: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
+    fn process_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
         out.emit_watermark(watermark);
         Ok(())
     }
@@ -165,7 +188,11 @@ pub trait OneInputOperator<In, Out>: Clone + Send + 'static {
         None
     }
     /// Processing time reached `now`.
-    fn on_processing_time(&mut self, _now: i64, _out: &mut Collector<Out>) -> Result<(), UserError> {
+    fn on_processing_time(
+        &mut self,
+        _now: i64,
+        _out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
         Ok(())
     }
     /// The input has ended; emit whatever is still held back.
@@ -185,19 +212,30 @@ struct OneInputAdapter<In, Out, Op> {
     _types: PhantomData<fn(In) -> Out>,
 }
 
-impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> StreamOperator for OneInputAdapter<In, Out, Op> {
+impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> StreamOperator
+    for OneInputAdapter<In, Out, Op>
+{
     fn open(&mut self, info: &OperatorInfo) -> Result<(), UserError> {
         self.op.open(&RuntimeContext::new(info.clone()))
     }
 
-    fn process_batch(&mut self, _input: usize, batch: Batch, out: &mut dyn Emitter) -> Result<(), UserError> {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: Batch,
+        out: &mut dyn Emitter,
+    ) -> Result<(), UserError> {
         let records = downcast_batch::<In>(batch)?;
         self.op.process_batch(records, &mut self.out)?;
         self.out.flush_into(out);
         Ok(())
     }
 
-    fn process_watermark(&mut self, watermark: i64, out: &mut dyn Emitter) -> Result<(), UserError> {
+    fn process_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut dyn Emitter,
+    ) -> Result<(), UserError> {
         self.op.process_watermark(watermark, &mut self.out)?;
         self.out.flush_into(out);
         Ok(())
@@ -234,7 +272,10 @@ pub(crate) fn one_input_factory<In: Data, Out: Data, Op: OneInputOperator<In, Ou
             .lock()
             .map_err(|_| "operator prototype lock poisoned by an earlier panic")?
             .clone();
-        Ok(Box::new(OneInputAdapter { op, out: Collector::new(), _types: PhantomData })
-            as Box<dyn StreamOperator>)
+        Ok(Box::new(OneInputAdapter {
+            op,
+            out: Collector::new(),
+            _types: PhantomData,
+        }) as Box<dyn StreamOperator>)
     })
 }

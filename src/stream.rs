@@ -43,16 +43,16 @@ use crate::keys::{key_group, KeyGroupRange};
 use crate::operator::{one_input_factory, OneInputOperator};
 use crate::ops::filter::Filter;
 use crate::ops::flat_map::FlatMap;
-use crate::ops::map::Map;
 use crate::ops::keyed_process::{KeyedProcess, KeyedProcessFunction};
+use crate::ops::map::Map;
 use crate::ops::process::{Process, ProcessFunction};
 use crate::ops::rolling::{Aggregate, Reduce, Rolling, RollingKind};
-use crate::state::{AggregateFunction, Key, StateData};
-use crate::time::{TimestampsAndWatermarks, WatermarkStrategy};
 use crate::sink::{
     CollectHandle, CollectSink, DiscardCounter, DiscardSink, PrintSink, Sink, SinkOperator,
     TextFileSink,
 };
+use crate::state::{AggregateFunction, Key, StateData};
+use crate::time::{TimestampsAndWatermarks, WatermarkStrategy};
 
 #[derive(Clone)]
 struct StreamInput {
@@ -191,7 +191,10 @@ impl<T: Data> DataStream<T> {
 
     /// Gives the records timestamps and the stream watermarks (see [`crate::time`]).
     pub fn assign_timestamps_and_watermarks(self, strategy: WatermarkStrategy<T>) -> DataStream<T> {
-        self.transform("Timestamps/Watermarks", TimestampsAndWatermarks::new(strategy))
+        self.transform(
+            "Timestamps/Watermarks",
+            TimestampsAndWatermarks::new(strategy),
+        )
     }
 
     /// Partitions by key: records with equal keys go to the same subtask of the
@@ -438,7 +441,8 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
     /// Applies a [`KeyedProcessFunction`]: per-key state and timers.
     pub fn process<U: Data, P: KeyedProcessFunction<K, T, U>>(self, function: P) -> DataStream<U> {
         let key = self.key.clone();
-        self.stream.transform("KeyedProcess", KeyedProcess::new(function, key))
+        self.stream
+            .transform("KeyedProcess", KeyedProcess::new(function, key))
     }
 
     /// Folds each key's records with `reduce(accumulated, next)`, emitting every new result.
@@ -448,7 +452,8 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         F: Fn(T, T) -> T + Send + Sync + 'static,
     {
         let key = self.key.clone();
-        self.stream.transform("Reduce", KeyedProcess::new(Reduce::new(reduce), key))
+        self.stream
+            .transform("Reduce", KeyedProcess::new(Reduce::new(reduce), key))
     }
 
     /// Feeds each key's records to `function`, emitting every new result.
@@ -458,7 +463,10 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         A::Out: Data,
     {
         let key = self.key.clone();
-        self.stream.transform("Aggregate", KeyedProcess::new(Aggregate::new(function), key))
+        self.stream.transform(
+            "Aggregate",
+            KeyedProcess::new(Aggregate::new(function), key),
+        )
     }
 
     fn rolling<N, F>(self, name: &str, kind: RollingKind, value: F) -> DataStream<(K, N)>
@@ -467,7 +475,8 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         F: Fn(&T) -> N + Send + Sync + 'static,
     {
         let key = self.key.clone();
-        self.stream.transform(name, KeyedProcess::new(Rolling::new(kind, value), key))
+        self.stream
+            .transform(name, KeyedProcess::new(Rolling::new(kind, value), key))
     }
 
     /// Emits `(key, running sum of value(record))` for every record.

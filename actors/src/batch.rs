@@ -34,14 +34,20 @@ pub struct RecordBatch<T> {
 
 impl<T> From<Vec<T>> for RecordBatch<T> {
     fn from(records: Vec<T>) -> Self {
-        RecordBatch { records, timestamps: None }
+        RecordBatch {
+            records,
+            timestamps: None,
+        }
     }
 }
 
 impl<T> RecordBatch<T> {
     /// An empty batch with room for `capacity` records.
     pub fn with_capacity(capacity: usize) -> Self {
-        RecordBatch { records: Vec::with_capacity(capacity), timestamps: None }
+        RecordBatch {
+            records: Vec::with_capacity(capacity),
+            timestamps: None,
+        }
     }
 
     /// Number of records.
@@ -73,7 +79,10 @@ impl<T> RecordBatch<T> {
     /// The timestamp of record `index`, if it has one.
     #[inline]
     pub fn timestamp(&self, index: usize) -> Option<i64> {
-        self.timestamps.as_ref().map(|ts| ts[index]).filter(|&t| t != NO_TIMESTAMP)
+        self.timestamps
+            .as_ref()
+            .map(|ts| ts[index])
+            .filter(|&t| t != NO_TIMESTAMP)
     }
 
     /// Moves every record of `other` to the end of this batch.
@@ -99,7 +108,10 @@ impl<T> RecordBatch<T> {
     pub fn into_iter_with_timestamps(self) -> impl Iterator<Item = (T, Option<i64>)> {
         let mut ts = self.timestamps.map(Vec::into_iter);
         self.records.into_iter().map(move |r| {
-            let t = ts.as_mut().and_then(Iterator::next).filter(|&t| t != NO_TIMESTAMP);
+            let t = ts
+                .as_mut()
+                .and_then(Iterator::next)
+                .filter(|&t| t != NO_TIMESTAMP);
             (r, t)
         })
     }
@@ -145,12 +157,16 @@ impl<T: Clone + Send + 'static> BatchData for RecordBatch<T> {
 /// that is a wiring bug in the layer that built the job graph, never user input.
 pub fn downcast_batch<T: 'static>(batch: Batch) -> Result<RecordBatch<T>, String> {
     let found = batch.record_type();
-    batch.into_any().downcast::<RecordBatch<T>>().map(|b| *b).map_err(|_| {
-        format!(
-            "batch of `{found}` reached an operator expecting `{}`",
-            std::any::type_name::<T>()
-        )
-    })
+    batch
+        .into_any()
+        .downcast::<RecordBatch<T>>()
+        .map(|b| *b)
+        .map_err(|_| {
+            format!(
+                "batch of `{found}` reached an operator expecting `{}`",
+                std::any::type_name::<T>()
+            )
+        })
 }
 
 #[cfg(test)]
@@ -179,7 +195,10 @@ mod tests {
         assert_eq!(batch.timestamps, Some(vec![NO_TIMESTAMP, NO_TIMESTAMP, 30]));
         let mut other = RecordBatch::from(vec![4]);
         other.append(batch.clone());
-        assert_eq!(other.timestamps, Some(vec![NO_TIMESTAMP, NO_TIMESTAMP, NO_TIMESTAMP, 30]));
+        assert_eq!(
+            other.timestamps,
+            Some(vec![NO_TIMESTAMP, NO_TIMESTAMP, NO_TIMESTAMP, 30])
+        );
         batch.append(RecordBatch::from(vec![5]));
         assert_eq!(batch.timestamp(3), None);
         let pairs: Vec<_> = batch.into_iter_with_timestamps().collect();

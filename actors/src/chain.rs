@@ -31,11 +31,20 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
 }
 
 /// Runs user code, turning a panic or an error into a [`Failure`] naming `info`.
-pub(crate) fn guarded<R>(info: &OperatorInfo, f: impl FnOnce() -> Result<R, UserError>) -> Result<R, Failure> {
+pub(crate) fn guarded<R>(
+    info: &OperatorInfo,
+    f: impl FnOnce() -> Result<R, UserError>,
+) -> Result<R, Failure> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(Failure { operator: info.name.clone(), cause: e.to_string() }),
-        Err(payload) => Err(Failure { operator: info.name.clone(), cause: panic_message(payload) }),
+        Ok(Err(e)) => Err(Failure {
+            operator: info.name.clone(),
+            cause: e.to_string(),
+        }),
+        Err(payload) => Err(Failure {
+            operator: info.name.clone(),
+            cause: panic_message(payload),
+        }),
     }
 }
 
@@ -59,12 +68,20 @@ impl Chain {
         if let Some((info, factory)) = &spec.source {
             let mut logic = guarded(info, || factory(info))?;
             guarded(info, || logic.open(info))?;
-            chain.source = Some(Link { info: info.clone(), logic, watermark: i64::MIN });
+            chain.source = Some(Link {
+                info: info.clone(),
+                logic,
+                watermark: i64::MIN,
+            });
         }
         for (info, factory) in &spec.operators {
             let mut logic = guarded(info, || factory(info))?;
             guarded(info, || logic.open(info))?;
-            chain.operators.push(Link { info: info.clone(), logic, watermark: i64::MIN });
+            chain.operators.push(Link {
+                info: info.clone(),
+                logic,
+                watermark: i64::MIN,
+            });
         }
         Ok(chain)
     }
@@ -74,7 +91,12 @@ impl Chain {
     }
 
     /// Feeds `events` to the operators from index `from` on, and their output to `outputs`.
-    pub fn run(&mut self, from: usize, mut events: Vec<ChannelEvent>, outputs: &mut Outputs) -> Result<(), Failure> {
+    pub fn run(
+        &mut self,
+        from: usize,
+        mut events: Vec<ChannelEvent>,
+        outputs: &mut Outputs,
+    ) -> Result<(), Failure> {
         for op in self.operators.iter_mut().skip(from) {
             if events.is_empty() {
                 return Ok(());
@@ -96,28 +118,62 @@ impl Chain {
             }
             events = next;
         }
-        for event in events {
-            outputs.emit(event);
+        if events.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        // Partitioning runs user code too (key selectors): guard it, naming the producer.
+        let producer = match self.operators.last() {
+            Some(op) => &op.info,
+            None => match &self.source {
+                Some(source) => &source.info,
+                None => return Ok(()),
+            },
+        };
+        guarded(producer, || {
+            for event in events {
+                outputs.emit(event);
+            }
+            Ok(())
+        })
+        .map_err(|f| Failure {
+            operator: f.operator,
+            cause: format!("partitioning its output failed: {}", f.cause),
+        })
     }
 
     /// A batch from input `input` of the head operator.
-    pub fn head_records(&mut self, input: usize, batch: crate::Batch, outputs: &mut Outputs) -> Result<(), Failure> {
+    pub fn head_records(
+        &mut self,
+        input: usize,
+        batch: crate::Batch,
+        outputs: &mut Outputs,
+    ) -> Result<(), Failure> {
         let head = &mut self.operators[0];
         let mut out = Vec::new();
-        guarded(&head.info, || head.logic.process_batch(input, batch, &mut out))?;
+        guarded(&head.info, || {
+            head.logic.process_batch(input, batch, &mut out)
+        })?;
         self.run(1, out, outputs)
     }
 
     /// The subtask's input watermark advanced, or its idleness changed.
-    pub fn head_event(&mut self, event: ChannelEvent, outputs: &mut Outputs) -> Result<(), Failure> {
+    pub fn head_event(
+        &mut self,
+        event: ChannelEvent,
+        outputs: &mut Outputs,
+    ) -> Result<(), Failure> {
         self.run(0, vec![event], outputs)
     }
 
     /// Polls the source once; on its end, sends the maximum watermark after its last records.
-    pub fn poll_source(&mut self, max: usize, outputs: &mut Outputs) -> Result<SourceStatus, Failure> {
-        let Some(source) = self.source.as_mut() else { return Ok(SourceStatus::Finished) };
+    pub fn poll_source(
+        &mut self,
+        max: usize,
+        outputs: &mut Outputs,
+    ) -> Result<SourceStatus, Failure> {
+        let Some(source) = self.source.as_mut() else {
+            return Ok(SourceStatus::Finished);
+        };
         let mut out = Vec::new();
         let status = guarded(&source.info, || source.logic.poll_batch(max, &mut out))?;
         if status == SourceStatus::Finished {
@@ -156,7 +212,10 @@ impl Chain {
 
     /// The earliest processing time any operator asked to be called at.
     pub fn next_processing_time(&self) -> Option<i64> {
-        self.operators.iter().filter_map(|op| op.logic.next_processing_time()).min()
+        self.operators
+            .iter()
+            .filter_map(|op| op.logic.next_processing_time())
+            .min()
     }
 
     /// Calls every operator whose processing-time callback is due at `now`.

@@ -75,7 +75,13 @@ pub(crate) struct InputChannel {
 
 impl InputChannel {
     pub fn new(input: usize, upstream: Upstream) -> Self {
-        InputChannel { input, queue: VecDeque::new(), upstream, ended: false, queued_batches: 0 }
+        InputChannel {
+            input,
+            queue: VecDeque::new(),
+            upstream,
+            ended: false,
+            queued_batches: 0,
+        }
     }
 }
 
@@ -90,7 +96,11 @@ pub(crate) struct InputGate {
 
 impl InputGate {
     pub fn new(channels: Vec<InputChannel>) -> Self {
-        InputGate { valve: WatermarkValve::new(channels.len()), channels, ..Default::default() }
+        InputGate {
+            valve: WatermarkValve::new(channels.len()),
+            channels,
+            ..Default::default()
+        }
     }
 
     pub fn push(&mut self, channel: usize, event: ChannelEvent) {
@@ -120,7 +130,10 @@ impl InputGate {
 
     /// Whether every channel of logical input `input` has ended.
     pub fn input_ended(&self, input: usize) -> bool {
-        self.channels.iter().filter(|c| c.input == input).all(|c| c.ended)
+        self.channels
+            .iter()
+            .filter(|c| c.input == input)
+            .all(|c| c.ended)
     }
 
     /// Whether every channel has ended.

@@ -76,7 +76,8 @@ pub struct JobClient {
     name: String,
     shared: Arc<JobShared>,
     supervisor: Addr<Supervisor>,
-    result: oneshot::Receiver<Result<JobResult, JobError>>,
+    result: Option<oneshot::Receiver<Result<JobResult, JobError>>>,
+    outcome: Option<Result<JobResult, JobError>>,
 }
 
 impl JobClient {
@@ -101,12 +102,21 @@ impl JobClient {
         self.supervisor.do_send(CancelJob);
     }
 
-    /// Waits until the job ends and returns its outcome.
-    pub async fn wait(self) -> Result<JobResult, JobError> {
-        match self.result.await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(JobError::Runtime(format!(
-                "job `{}` lost its supervisor before reporting an outcome",
+    /// Waits until the job ends and returns its outcome (again on later calls).
+    pub async fn wait(&mut self) -> Result<JobResult, JobError> {
+        if let Some(receiver) = self.result.take() {
+            let outcome = receiver.await.unwrap_or_else(|_| {
+                Err(JobError::Runtime(format!(
+                    "job `{}` lost its supervisor before reporting an outcome",
+                    self.name
+                )))
+            });
+            self.outcome = Some(outcome);
+        }
+        match &self.outcome {
+            Some(outcome) => outcome.clone(),
+            None => Err(JobError::Runtime(format!(
+                "job `{}` has no outcome",
                 self.name
             ))),
         }
@@ -152,7 +162,7 @@ pub async fn launch(
         let (addr_tx, addr_rx) = oneshot::channel();
         let job_shared = shared.clone();
         std::thread::Builder::new()
-            .name(format!("weir-job-{name}"))
+            .name(format!("weir-job-{}", name.replace('\0', " ")))
             .spawn(move || {
                 let system = System::new();
                 system.block_on(async move {
@@ -173,6 +183,7 @@ pub async fn launch(
         name,
         shared,
         supervisor,
-        result: result_rx,
+        result: Some(result_rx),
+        outcome: None,
     })
 }

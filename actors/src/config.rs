@@ -18,7 +18,8 @@ pub struct RuntimeConfig {
     /// The longest a partly filled batch waits before it is sent anyway.
     pub linger: Duration,
     /// Batches a sender may have in flight per channel (credits). Bounds memory:
-    /// at most `credits * batch_size` records wait in any input queue.
+    /// no batch holds more than `batch_size` records, so at most
+    /// `credits * batch_size` records wait in any input queue.
     pub channel_credits: u32,
     /// Batches a subtask processes before it yields to its Arbiter, so that
     /// control messages, timers and other actors get their turn.
@@ -45,7 +46,7 @@ impl Default for RuntimeConfig {
 impl RuntimeConfig {
     /// Rejects settings the runtime cannot work with, naming the setting.
     pub fn validate(&self) -> Result<(), JobError> {
-        let bad = |what: &str| Err(JobError::InvalidJob(format!("{what}")));
+        let bad = |what: &str| Err(JobError::InvalidJob(what.to_string()));
         if self.batch_size == 0 {
             return bad("batch_size must be at least 1");
         }

@@ -47,7 +47,8 @@ pub use error::JobError;
 pub use graph::{Edge, JobGraph, Partitioning, Vertex, VertexKind};
 pub use metrics::{JobResult, SubtaskMetrics};
 pub use operator::{
-    processing_time_now, Emitter, OperatorInfo, SourceOperator, SourceStatus, StreamOperator, UserError,
+    processing_time_now, Emitter, OperatorInfo, SourceOperator, SourceStatus, StreamOperator,
+    UserError,
 };
 pub use subtask::Subtask;
 pub use supervisor::Supervisor;

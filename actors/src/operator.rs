@@ -34,7 +34,9 @@ pub struct OperatorInfo {
 
 /// The current processing time: milliseconds since the Unix epoch.
 pub fn processing_time_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Where an operator puts its output, in order.
@@ -78,7 +80,11 @@ pub trait StreamOperator: Send + 'static {
     ) -> Result<(), UserError>;
     /// The operator's watermark (the minimum over its inputs) advanced to
     /// `watermark`. Fire event-time timers, then forward it (the default forwards).
-    fn process_watermark(&mut self, watermark: i64, out: &mut dyn Emitter) -> Result<(), UserError> {
+    fn process_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut dyn Emitter,
+    ) -> Result<(), UserError> {
         out.emit_watermark(watermark);
         Ok(())
     }

@@ -48,11 +48,20 @@ impl Outputs {
                 partitioner,
                 channels: targets
                     .into_iter()
-                    .map(|target| OutputChannel { target, credits, pending: VecDeque::new() })
+                    .map(|target| OutputChannel {
+                        target,
+                        credits,
+                        pending: VecDeque::new(),
+                    })
                     .collect(),
             })
             .collect();
-        Outputs { edges, batch_size, records_out: 0, batches_out: 0 }
+        Outputs {
+            edges,
+            batch_size,
+            records_out: 0,
+            batches_out: 0,
+        }
     }
 
     /// Takes one element emitted by the last operator of the chain.
@@ -77,7 +86,7 @@ impl Outputs {
     fn broadcast_event(&mut self, event: impl Fn() -> ChannelEvent) {
         for edge in &mut self.edges {
             for (c, ch) in edge.channels.iter_mut().enumerate() {
-                if let Some(batch) = edge.partitioner.take(c) {
+                while let Some(batch) = edge.partitioner.take(c) {
                     ch.pending.push_back(ChannelEvent::Records(batch));
                 }
                 let event = event();
@@ -97,7 +106,11 @@ impl Outputs {
 
     /// Adds credit to one channel.
     pub fn add_credit(&mut self, output: usize, channel: usize, credits: u32) {
-        if let Some(ch) = self.edges.get_mut(output).and_then(|o| o.channels.get_mut(channel)) {
+        if let Some(ch) = self
+            .edges
+            .get_mut(output)
+            .and_then(|o| o.channels.get_mut(channel))
+        {
             ch.credits += credits;
         }
     }
@@ -117,16 +130,26 @@ impl Outputs {
                         self.batches_out += 1;
                     }
                     if let Some(event) = ch.pending.pop_front() {
-                        ch.target.subtask.do_send(Deliver { channel: ch.target.gate_channel, event });
+                        ch.target.subtask.do_send(Deliver {
+                            channel: ch.target.gate_channel,
+                            event,
+                        });
                     }
                 }
-                if ch.pending.is_empty() && ch.credits > 0 && edge.partitioner.buffered(c) >= batch_size {
-                    if let Some(batch) = edge.partitioner.take(c) {
-                        ch.credits -= 1;
-                        self.batches_out += 1;
-                        let event = ChannelEvent::Records(batch);
-                        ch.target.subtask.do_send(Deliver { channel: ch.target.gate_channel, event });
-                    }
+                while ch.pending.is_empty()
+                    && ch.credits > 0
+                    && edge.partitioner.buffered(c) >= batch_size
+                {
+                    let Some(batch) = edge.partitioner.take(c) else {
+                        break;
+                    };
+                    ch.credits -= 1;
+                    self.batches_out += 1;
+                    let event = ChannelEvent::Records(batch);
+                    ch.target.subtask.do_send(Deliver {
+                        channel: ch.target.gate_channel,
+                        event,
+                    });
                 }
             }
         }

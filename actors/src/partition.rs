@@ -24,7 +24,8 @@ pub trait OutputPartitioner: Send {
     fn partition(&mut self, batch: Batch);
     /// Records waiting in channel `channel`'s buffer.
     fn buffered(&self, channel: usize) -> usize;
-    /// Takes channel `channel`'s whole buffer as a batch, if it is not empty.
+    /// Takes up to one batch (the oldest `batch_size` records) from channel
+    /// `channel`'s buffer, if it is not empty.
     fn take(&mut self, channel: usize) -> Option<Batch>;
 }
 
@@ -45,7 +46,9 @@ impl<T, S: ChannelSelector<T>> TypedPartitioner<T, S> {
     /// A partitioner over `channels` channels whose buffers hold about `batch_size` records.
     pub fn new(selector: S, channels: usize, batch_size: usize) -> Self {
         TypedPartitioner {
-            buffers: (0..channels).map(|_| RecordBatch::with_capacity(0)).collect(),
+            buffers: (0..channels)
+                .map(|_| RecordBatch::with_capacity(0))
+                .collect(),
             selector,
             batch_size,
         }
@@ -74,14 +77,29 @@ where
         if buffer.is_empty() {
             return None;
         }
-        let batch = std::mem::replace(buffer, RecordBatch::with_capacity(self.batch_size));
-        Some(Box::new(batch))
+        if buffer.len() <= self.batch_size {
+            let batch = std::mem::replace(buffer, RecordBatch::with_capacity(self.batch_size));
+            return Some(Box::new(batch));
+        }
+        // More than a batch is buffered: the oldest batch_size records leave, the rest stay.
+        let rest = RecordBatch {
+            records: buffer.records.split_off(self.batch_size),
+            timestamps: buffer
+                .timestamps
+                .as_mut()
+                .map(|ts| ts.split_off(self.batch_size)),
+        };
+        Some(Box::new(std::mem::replace(buffer, rest)))
     }
 }
 
 /// Sends each record to the channel `pick` chooses, timestamps alongside.
 #[inline]
-fn scatter<T>(batch: RecordBatch<T>, buffers: &mut [RecordBatch<T>], mut pick: impl FnMut(&T) -> usize) {
+fn scatter<T>(
+    batch: RecordBatch<T>,
+    buffers: &mut [RecordBatch<T>],
+    mut pick: impl FnMut(&T) -> usize,
+) {
     match batch.timestamps {
         None => {
             for record in batch.records {
@@ -146,7 +164,9 @@ pub struct Shuffle {
 impl Shuffle {
     /// A shuffle whose choices are fixed by `seed`.
     pub fn seeded(seed: u64) -> Self {
-        Shuffle { state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1 }
+        Shuffle {
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+        }
     }
 
     fn next(&mut self) -> u64 {
@@ -210,7 +230,11 @@ mod tests {
 
     fn drain(p: &mut dyn OutputPartitioner, channels: usize) -> Vec<Vec<u32>> {
         (0..channels)
-            .map(|c| p.take(c).map(|b| downcast_batch(b).unwrap().records).unwrap_or_default())
+            .map(|c| {
+                p.take(c)
+                    .map(|b| downcast_batch(b).unwrap().records)
+                    .unwrap_or_default()
+            })
             .collect()
     }
 
@@ -221,6 +245,17 @@ mod tests {
         p.partition(batch(vec![3]));
         assert_eq!(drain(&mut p, 1), vec![vec![1, 2, 3]]);
         assert!(p.take(0).is_none());
+    }
+
+    #[test]
+    fn a_batch_never_exceeds_the_batch_size() {
+        let mut p = TypedPartitioner::<u32, _>::new(Forward, 1, 4);
+        p.partition(Box::new(RecordBatch {
+            records: (0..10).collect(),
+            timestamps: Some((0..10).collect()),
+        }));
+        let sizes: Vec<usize> = std::iter::from_fn(|| p.take(0)).map(|b| b.len()).collect();
+        assert_eq!(sizes, vec![4, 4, 2]);
     }
 
     #[test]
@@ -236,7 +271,11 @@ mod tests {
         let mut p = TypedPartitioner::<u32, _>::new(Shuffle::seeded(7), 4, 4);
         p.partition(batch((0..1000).collect()));
         let out = drain(&mut p, 4);
-        assert!(out.iter().all(|c| c.len() > 150), "{:?}", out.iter().map(Vec::len).collect::<Vec<_>>());
+        assert!(
+            out.iter().all(|c| c.len() > 150),
+            "{:?}",
+            out.iter().map(Vec::len).collect::<Vec<_>>()
+        );
         let mut all: Vec<u32> = out.concat();
         all.sort();
         assert_eq!(all, (0..1000).collect::<Vec<_>>());
@@ -253,8 +292,17 @@ mod tests {
     fn select_channel_routes_by_function_with_timestamps() {
         let mut p =
             TypedPartitioner::<u32, _>::new(SelectChannel::new(|r: &u32, n| *r as usize % n), 2, 4);
-        p.partition(Box::new(RecordBatch { records: vec![1u32, 2, 3, 4], timestamps: Some(vec![10, 20, 30, 40]) }));
+        p.partition(Box::new(RecordBatch {
+            records: vec![1u32, 2, 3, 4],
+            timestamps: Some(vec![10, 20, 30, 40]),
+        }));
         let even: RecordBatch<u32> = downcast_batch(p.take(0).unwrap()).unwrap();
-        assert_eq!(even, RecordBatch { records: vec![2, 4], timestamps: Some(vec![20, 40]) });
+        assert_eq!(
+            even,
+            RecordBatch {
+                records: vec![2, 4],
+                timestamps: Some(vec![20, 40])
+            }
+        );
     }
 }

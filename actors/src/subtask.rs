@@ -178,7 +178,8 @@ impl Future for YieldNow {
 impl Subtask {
     /// A subtask that reports to `reporter`; it does nothing before [`Wire`] and [`Start`].
     pub fn new(spec: SubtaskSpec, reporter: Recipient<SubtaskReport>) -> Self {
-        let span = tracing::info_span!("subtask", job = %spec.job, task = %spec.task, index = spec.index);
+        let span =
+            tracing::info_span!("subtask", job = %spec.job, task = %spec.task, index = spec.index);
         Subtask {
             spec,
             reporter,
@@ -205,19 +206,28 @@ impl Subtask {
     }
 
     fn fail(&mut self, failure: Failure, ctx: &mut Context<Self>) {
-        if matches!(self.phase, Phase::Failed | Phase::Canceled | Phase::Finished) {
+        if matches!(
+            self.phase,
+            Phase::Failed | Phase::Canceled | Phase::Finished
+        ) {
             return;
         }
         tracing::error!(parent: &self.span, operator = %failure.operator, cause = %failure.cause, "subtask failed");
         self.phase = Phase::Failed;
-        self.report(SubtaskOutcome::Failed { operator: failure.operator, cause: failure.cause });
+        self.report(SubtaskOutcome::Failed {
+            operator: failure.operator,
+            cause: failure.cause,
+        });
         ctx.stop();
     }
 
     fn schedule_step(&mut self, ctx: &mut Context<Self>) {
         if !self.step_scheduled && self.phase == Phase::Running {
             self.step_scheduled = true;
-            ctx.spawn(actix::fut::wrap_future::<_, Self>(YieldNow(false)).map(|_, act, ctx| act.step(ctx)));
+            ctx.spawn(
+                actix::fut::wrap_future::<_, Self>(YieldNow(false))
+                    .map(|_, act, ctx| act.step(ctx)),
+            );
         }
     }
 
@@ -238,7 +248,11 @@ impl Subtask {
                 break;
             }
             budget -= 1;
-            let progressed = if self.chain.is_source() { self.poll_source() } else { self.process_next_event() };
+            let progressed = if self.chain.is_source() {
+                self.poll_source()
+            } else {
+                self.process_next_event()
+            };
             match progressed {
                 Err(failure) => return self.fail(failure, ctx),
                 Ok(false) => break,
@@ -262,7 +276,9 @@ impl Subtask {
 
     /// Polls the source once and pushes its output through the chain.
     fn poll_source(&mut self) -> Result<bool, Failure> {
-        let status = self.chain.poll_source(self.spec.config.batch_size, &mut self.outputs)?;
+        let status = self
+            .chain
+            .poll_source(self.spec.config.batch_size, &mut self.outputs)?;
         if status == SourceStatus::Finished {
             debug!(parent: &self.span, "source finished");
             self.chain.finish(0, &mut self.outputs)?;
@@ -272,24 +288,36 @@ impl Subtask {
     }
 
     /// Hands a watermark advance and an idleness change from the input gate to the chain.
-    fn on_event_time(&mut self, watermark: Option<i64>, idleness: Option<bool>) -> Result<(), Failure> {
+    fn on_event_time(
+        &mut self,
+        watermark: Option<i64>,
+        idleness: Option<bool>,
+    ) -> Result<(), Failure> {
         if let Some(watermark) = watermark {
-            self.chain.head_event(ChannelEvent::Watermark(watermark), &mut self.outputs)?;
+            self.chain
+                .head_event(ChannelEvent::Watermark(watermark), &mut self.outputs)?;
         }
         if let Some(idle) = idleness {
-            self.chain.head_event(ChannelEvent::Idle(idle), &mut self.outputs)?;
+            self.chain
+                .head_event(ChannelEvent::Idle(idle), &mut self.outputs)?;
         }
         Ok(())
     }
 
     /// Takes one event from the input gate and handles it.
     fn process_next_event(&mut self) -> Result<bool, Failure> {
-        let Some((channel, event)) = self.gate.pop() else { return Ok(false) };
+        let Some((channel, event)) = self.gate.pop() else {
+            return Ok(false);
+        };
         let input = self.gate.channels[channel].input;
         match event {
             ChannelEvent::Records(batch) => {
                 let upstream = &self.gate.channels[channel].upstream;
-                upstream.subtask.do_send(Credit { output: upstream.output, channel: upstream.channel, credits: 1 });
+                upstream.subtask.do_send(Credit {
+                    output: upstream.output,
+                    channel: upstream.channel,
+                    credits: 1,
+                });
                 self.records_in += batch.len() as u64;
                 self.chain.head_records(input, batch, &mut self.outputs)?;
             }
@@ -333,7 +361,9 @@ impl Subtask {
 
     /// Arms a timer for the earliest processing time an operator asked for.
     fn arm_processing_timer(&mut self, ctx: &mut Context<Self>) {
-        let Some(at) = self.chain.next_processing_time() else { return };
+        let Some(at) = self.chain.next_processing_time() else {
+            return;
+        };
         if self.timer_armed.is_some_and(|armed| armed <= at) {
             return;
         }
@@ -346,7 +376,10 @@ impl Subtask {
             if act.phase != Phase::Running {
                 return;
             }
-            if let Err(failure) = act.chain.fire_processing_time(processing_time_now(), &mut act.outputs) {
+            if let Err(failure) = act
+                .chain
+                .fire_processing_time(processing_time_now(), &mut act.outputs)
+            {
                 return act.fail(failure, ctx);
             }
             act.after_work(ctx);
@@ -406,7 +439,11 @@ impl Handler<Wire> for Subtask {
             .zip(msg.outputs)
             .map(|((factory, pctx), targets)| (factory(pctx), targets))
             .collect();
-        self.outputs = Outputs::new(edges, self.spec.config.channel_credits, self.spec.config.batch_size);
+        self.outputs = Outputs::new(
+            edges,
+            self.spec.config.channel_credits,
+            self.spec.config.batch_size,
+        );
         let channels = self
             .spec
             .input_channels
@@ -451,7 +488,8 @@ impl Handler<Credit> for Subtask {
     type Result = ();
 
     fn handle(&mut self, msg: Credit, ctx: &mut Self::Context) {
-        self.outputs.add_credit(msg.output, msg.channel, msg.credits);
+        self.outputs
+            .add_credit(msg.output, msg.channel, msg.credits);
         match self.phase {
             Phase::Running if self.blocked => {
                 self.outputs.send(false);

@@ -42,7 +42,14 @@ impl WatermarkValve {
     /// A valve over `channels` channels, all active at the minimum watermark.
     pub fn new(channels: usize) -> Self {
         WatermarkValve {
-            channels: vec![ChannelTime { watermark: i64::MIN, idle: false, ended: false }; channels],
+            channels: vec![
+                ChannelTime {
+                    watermark: i64::MIN,
+                    idle: false,
+                    ended: false
+                };
+                channels
+            ],
             watermark: i64::MIN,
             idle: false,
         }
@@ -54,7 +61,12 @@ impl WatermarkValve {
     }
 
     fn advance(&mut self) -> Option<i64> {
-        let min = self.channels.iter().filter(|c| !c.idle || c.ended).map(|c| c.watermark).min()?;
+        let min = self
+            .channels
+            .iter()
+            .filter(|c| !c.idle || c.ended)
+            .map(|c| c.watermark)
+            .min()?;
         if min > self.watermark {
             self.watermark = min;
             Some(min)
@@ -105,7 +117,11 @@ mod tests {
         assert_eq!(v.on_watermark(0, 5), None);
         assert_eq!(v.on_watermark(1, 3), None);
         assert_eq!(v.on_watermark(2, 4), Some(3));
-        assert_eq!(v.on_watermark(1, 1), None, "a channel going back changes nothing");
+        assert_eq!(
+            v.on_watermark(1, 1),
+            None,
+            "a channel going back changes nothing"
+        );
         assert_eq!(v.on_watermark(1, 9), Some(4));
         assert_eq!(v.current(), 4);
     }

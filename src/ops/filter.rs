@@ -13,7 +13,11 @@ where
     T: Clone + Send + 'static,
     F: FnMut(&T) -> bool + Clone + Send + 'static,
 {
-    fn process_batch(&mut self, mut batch: RecordBatch<T>, out: &mut Collector<T>) -> Result<(), UserError> {
+    fn process_batch(
+        &mut self,
+        mut batch: RecordBatch<T>,
+        out: &mut Collector<T>,
+    ) -> Result<(), UserError> {
         if batch.timestamps.is_none() {
             batch.records.retain(&mut self.0);
             out.collect_batch(batch);

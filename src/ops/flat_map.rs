@@ -14,7 +14,11 @@ where
     F: FnMut(In) -> I + Clone + Send + 'static,
     I: IntoIterator<Item = Out>,
 {
-    fn process_batch(&mut self, batch: RecordBatch<In>, out: &mut Collector<Out>) -> Result<(), UserError> {
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch<In>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
         for (record, timestamp) in batch.into_iter_with_timestamps() {
             out.set_timestamp(timestamp);
             out.extend((self.0)(record));

@@ -55,7 +55,10 @@ impl<K: Key> KeyedContext<'_, K> {
     }
 
     /// Opens `descriptor`'s state for the current key.
-    pub fn state<'c, D: StateDescriptor>(&'c mut self, descriptor: &'c D) -> Result<D::Ref<'c, K>, StateError> {
+    pub fn state<'c, D: StateDescriptor>(
+        &'c mut self,
+        descriptor: &'c D,
+    ) -> Result<D::Ref<'c, K>, StateError> {
         self.store.open(descriptor, self.key, self.group)
     }
 
@@ -71,7 +74,9 @@ impl<K: Key> KeyedContext<'_, K> {
 
     /// Calls `on_timer` for the current key once the wall clock reaches `timestamp`.
     pub fn register_processing_time_timer(&mut self, timestamp: i64) {
-        self.timers.processing_time.register(self.key.clone(), timestamp);
+        self.timers
+            .processing_time
+            .register(self.key.clone(), timestamp);
     }
 
     /// Deletes the current key's processing-time timer at `timestamp`.
@@ -167,12 +172,24 @@ impl<K, In, F: Clone> Clone for KeyedProcess<K, In, F> {
 impl<K, In, F> KeyedProcess<K, In, F> {
     /// The operator running `function` on records keyed by `key`.
     pub fn new(function: F, key: KeySelector<In, K>) -> Self {
-        KeyedProcess { function, key, store: None, timers: TimerService::default(), runtime: None, watermark: i64::MIN }
+        KeyedProcess {
+            function,
+            key,
+            store: None,
+            timers: TimerService::default(),
+            runtime: None,
+            watermark: i64::MIN,
+        }
     }
 }
 
 impl<K: Key, In: Send + 'static, F> KeyedProcess<K, In, F> {
-    fn fire<Out>(&mut self, domain: TimeDomain, time: i64, out: &mut Collector<Out>) -> Result<(), UserError>
+    fn fire<Out>(
+        &mut self,
+        domain: TimeDomain,
+        time: i64,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError>
     where
         F: KeyedProcessFunction<K, In, Out>,
     {
@@ -185,7 +202,9 @@ impl<K: Key, In: Send + 'static, F> KeyedProcess<K, In, F> {
                 TimeDomain::EventTime => &mut self.timers.event_time,
                 TimeDomain::ProcessingTime => &mut self.timers.processing_time,
             };
-            let Some((timestamp, key)) = queue.pop_due(time) else { return Ok(()) };
+            let Some((timestamp, key)) = queue.pop_due(time) else {
+                return Ok(());
+            };
             let group = key_group(&key, max);
             let mut ctx = KeyedContext {
                 key: &key,
@@ -211,13 +230,21 @@ where
     F: KeyedProcessFunction<K, In, Out>,
 {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
-        let range = KeyGroupRange::of_subtask(ctx.subtask_index(), ctx.max_parallelism(), ctx.parallelism());
+        let range = KeyGroupRange::of_subtask(
+            ctx.subtask_index(),
+            ctx.max_parallelism(),
+            ctx.parallelism(),
+        );
         self.store = Some(KeyedStateStore::new(range));
         self.runtime = Some(ctx.clone());
         self.function.open(ctx)
     }
 
-    fn process_batch(&mut self, batch: RecordBatch<In>, out: &mut Collector<Out>) -> Result<(), UserError> {
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch<In>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
         let (Some(store), Some(runtime)) = (self.store.as_mut(), self.runtime.as_ref()) else {
             return Err("keyed operator used before open".into());
         };
@@ -242,7 +269,11 @@ where
         Ok(())
     }
 
-    fn process_watermark(&mut self, watermark: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
+    fn process_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
         self.watermark = watermark;
         self.fire(TimeDomain::EventTime, watermark, out)?;
         out.set_timestamp(None);

@@ -13,9 +13,16 @@ where
     Out: Clone + Send + 'static,
     F: FnMut(In) -> Out + Clone + Send + 'static,
 {
-    fn process_batch(&mut self, batch: RecordBatch<In>, out: &mut Collector<Out>) -> Result<(), UserError> {
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch<In>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
         let records = batch.records.into_iter().map(&mut self.0).collect();
-        out.collect_batch(RecordBatch { records, timestamps: batch.timestamps });
+        out.collect_batch(RecordBatch {
+            records,
+            timestamps: batch.timestamps,
+        });
         Ok(())
     }
 }

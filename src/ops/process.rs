@@ -87,27 +87,48 @@ pub struct Process<F> {
 impl<F> Process<F> {
     /// Wraps `function`.
     pub fn new(function: F) -> Self {
-        Process { function, runtime: None, watermark: i64::MIN }
+        Process {
+            function,
+            runtime: None,
+            watermark: i64::MIN,
+        }
     }
 }
 
-impl<In, Out: Clone + Send + 'static, F: ProcessFunction<In, Out>> OneInputOperator<In, Out> for Process<F> {
+impl<In, Out: Clone + Send + 'static, F: ProcessFunction<In, Out>> OneInputOperator<In, Out>
+    for Process<F>
+{
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         self.runtime = Some(ctx.clone());
         self.function.open(ctx)
     }
 
-    fn process_batch(&mut self, batch: RecordBatch<In>, out: &mut Collector<Out>) -> Result<(), UserError> {
-        let runtime = self.runtime.as_ref().ok_or("process function used before open")?;
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch<In>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or("process function used before open")?;
         for (value, timestamp) in batch.into_iter_with_timestamps() {
-            let mut ctx = ProcessContext { runtime, timestamp, watermark: self.watermark };
+            let mut ctx = ProcessContext {
+                runtime,
+                timestamp,
+                watermark: self.watermark,
+            };
             out.set_timestamp(timestamp);
             self.function.process_element(value, &mut ctx, out)?;
         }
         Ok(())
     }
 
-    fn process_watermark(&mut self, watermark: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
+    fn process_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
         self.watermark = watermark;
         out.emit_watermark(watermark);
         Ok(())

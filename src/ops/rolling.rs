@@ -8,7 +8,9 @@ use weir_actors::UserError;
 
 use super::keyed_process::{KeyedContext, KeyedProcessFunction};
 use crate::operator::Collector;
-use crate::state::{AggregateFunction, AggregatingStateDescriptor, Key, StateData, ValueStateDescriptor};
+use crate::state::{
+    AggregateFunction, AggregatingStateDescriptor, Key, StateData, ValueStateDescriptor,
+};
 
 /// Folds each key's records with a reduce function and emits every new result.
 pub struct Reduce<T, F> {
@@ -18,19 +20,32 @@ pub struct Reduce<T, F> {
 
 impl<T, F> Clone for Reduce<T, F> {
     fn clone(&self) -> Self {
-        Reduce { reduce: self.reduce.clone(), state: ValueStateDescriptor::new("reduce") }
+        Reduce {
+            reduce: self.reduce.clone(),
+            state: ValueStateDescriptor::new("reduce"),
+        }
     }
 }
 
 impl<T, F> Reduce<T, F> {
     /// Reduces with `reduce(accumulated, next)`.
     pub fn new(reduce: F) -> Self {
-        Reduce { reduce: Arc::new(reduce), state: ValueStateDescriptor::new("reduce") }
+        Reduce {
+            reduce: Arc::new(reduce),
+            state: ValueStateDescriptor::new("reduce"),
+        }
     }
 }
 
-impl<K: Key, T: StateData, F: Fn(T, T) -> T + Send + Sync + 'static> KeyedProcessFunction<K, T, T> for Reduce<T, F> {
-    fn process_element(&mut self, value: T, ctx: &mut KeyedContext<K>, out: &mut Collector<T>) -> Result<(), UserError> {
+impl<K: Key, T: StateData, F: Fn(T, T) -> T + Send + Sync + 'static> KeyedProcessFunction<K, T, T>
+    for Reduce<T, F>
+{
+    fn process_element(
+        &mut self,
+        value: T,
+        ctx: &mut KeyedContext<K>,
+        out: &mut Collector<T>,
+    ) -> Result<(), UserError> {
         let mut state = ctx.state(&self.state)?;
         let reduced = match state.value() {
             Some(current) => (self.reduce)(current, value),
@@ -49,14 +64,18 @@ pub struct Aggregate<A> {
 
 impl<A> Clone for Aggregate<A> {
     fn clone(&self) -> Self {
-        Aggregate { state: self.state.clone() }
+        Aggregate {
+            state: self.state.clone(),
+        }
     }
 }
 
 impl<A: AggregateFunction> Aggregate<A> {
     /// Aggregates with `function`.
     pub fn new(function: A) -> Self {
-        Aggregate { state: AggregatingStateDescriptor::new("aggregate", function) }
+        Aggregate {
+            state: AggregatingStateDescriptor::new("aggregate", function),
+        }
     }
 }
 
@@ -66,7 +85,12 @@ where
     A::In: Send + 'static,
     A::Out: Clone + Send + 'static,
 {
-    fn process_element(&mut self, value: A::In, ctx: &mut KeyedContext<K>, out: &mut Collector<A::Out>) -> Result<(), UserError> {
+    fn process_element(
+        &mut self,
+        value: A::In,
+        ctx: &mut KeyedContext<K>,
+        out: &mut Collector<A::Out>,
+    ) -> Result<(), UserError> {
         let mut state = ctx.state(&self.state)?;
         state.add(value);
         if let Some(result) = state.get() {
@@ -96,14 +120,22 @@ pub struct Rolling<F, N> {
 
 impl<F, N> Clone for Rolling<F, N> {
     fn clone(&self) -> Self {
-        Rolling { kind: self.kind, value: self.value.clone(), state: ValueStateDescriptor::new("rolling") }
+        Rolling {
+            kind: self.kind,
+            value: self.value.clone(),
+            state: ValueStateDescriptor::new("rolling"),
+        }
     }
 }
 
 impl<F, N> Rolling<F, N> {
     /// A rolling `kind` over `value(record)`.
     pub fn new(kind: RollingKind, value: F) -> Self {
-        Rolling { kind, value: Arc::new(value), state: ValueStateDescriptor::new("rolling") }
+        Rolling {
+            kind,
+            value: Arc::new(value),
+            state: ValueStateDescriptor::new("rolling"),
+        }
     }
 }
 
@@ -114,15 +146,32 @@ where
     N: StateData + Copy + PartialOrd + std::ops::Add<Output = N>,
     F: Fn(&T) -> N + Send + Sync + 'static,
 {
-    fn process_element(&mut self, record: T, ctx: &mut KeyedContext<K>, out: &mut Collector<(K, N)>) -> Result<(), UserError> {
+    fn process_element(
+        &mut self,
+        record: T,
+        ctx: &mut KeyedContext<K>,
+        out: &mut Collector<(K, N)>,
+    ) -> Result<(), UserError> {
         let value = (self.value)(&record);
         let key = ctx.current_key().clone();
         let mut state = ctx.state(&self.state)?;
         let next = match (state.value(), self.kind) {
             (None, _) => value,
             (Some(current), RollingKind::Sum) => current + value,
-            (Some(current), RollingKind::Min) => if value < current { value } else { current },
-            (Some(current), RollingKind::Max) => if value > current { value } else { current },
+            (Some(current), RollingKind::Min) => {
+                if value < current {
+                    value
+                } else {
+                    current
+                }
+            }
+            (Some(current), RollingKind::Max) => {
+                if value > current {
+                    value
+                } else {
+                    current
+                }
+            }
         };
         state.update(next);
         out.collect((key, next));

@@ -72,11 +72,19 @@ impl<T, S: Sink<T>> OneInputOperator<T, ()> for SinkOperator<S> {
         self.0.open(ctx)
     }
 
-    fn process_batch(&mut self, batch: RecordBatch<T>, _out: &mut Collector<()>) -> Result<(), UserError> {
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch<T>,
+        _out: &mut Collector<()>,
+    ) -> Result<(), UserError> {
         self.0.write_batch(batch.records)
     }
 
-    fn process_watermark(&mut self, _watermark: i64, _out: &mut Collector<()>) -> Result<(), UserError> {
+    fn process_watermark(
+        &mut self,
+        _watermark: i64,
+        _out: &mut Collector<()>,
+    ) -> Result<(), UserError> {
         Ok(())
     }
 

@@ -18,13 +18,26 @@ pub struct ValueStateRef<'a, K, V> {
 }
 
 impl<'a, K: Key, V: StateData> ValueStateRef<'a, K, V> {
-    pub(crate) fn new(table: &'a mut HeapTable<K, V>, key: &'a K, group: usize, default: Option<&'a V>) -> Self {
-        ValueStateRef { table, key, group, default }
+    pub(crate) fn new(
+        table: &'a mut HeapTable<K, V>,
+        key: &'a K,
+        group: usize,
+        default: Option<&'a V>,
+    ) -> Self {
+        ValueStateRef {
+            table,
+            key,
+            group,
+            default,
+        }
     }
 
     /// The value, or the descriptor's default, or `None`.
     pub fn value(&self) -> Option<V> {
-        self.table.get(self.group, self.key).or(self.default).cloned()
+        self.table
+            .get(self.group, self.key)
+            .or(self.default)
+            .cloned()
     }
 
     /// Replaces the value.
@@ -64,7 +77,10 @@ impl<'a, K: Key, V: StateData> ListStateRef<'a, K, V> {
 
     /// A copy of the list (empty if nothing was added).
     pub fn get(&self) -> Vec<V> {
-        self.table.get(self.group, self.key).cloned().unwrap_or_default()
+        self.table
+            .get(self.group, self.key)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Number of elements.
@@ -115,7 +131,11 @@ pub struct MapStateRef<'a, K, UK, UV> {
 }
 
 impl<'a, K: Key, UK: Key, UV: StateData> MapStateRef<'a, K, UK, UV> {
-    pub(crate) fn new(table: &'a mut HeapTable<K, KeyMap<UK, UV>>, key: &'a K, group: usize) -> Self {
+    pub(crate) fn new(
+        table: &'a mut HeapTable<K, KeyMap<UK, UV>>,
+        key: &'a K,
+        group: usize,
+    ) -> Self {
         MapStateRef { table, key, group }
     }
 
@@ -159,12 +179,16 @@ impl<'a, K: Key, UK: Key, UV: StateData> MapStateRef<'a, K, UK, UV> {
 
     /// A copy of every entry (in no particular order).
     pub fn entries(&self) -> Vec<(UK, UV)> {
-        self.map().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+        self.map()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
     }
 
     /// A copy of every user key.
     pub fn keys(&self) -> Vec<UK> {
-        self.map().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+        self.map()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Number of entries.
@@ -198,7 +222,12 @@ impl<'a, K: Key, V: StateData> ReducingStateRef<'a, K, V> {
         group: usize,
         reduce: &'a (dyn Fn(V, V) -> V + Send + Sync),
     ) -> Self {
-        ReducingStateRef { table, key, group, reduce }
+        ReducingStateRef {
+            table,
+            key,
+            group,
+            reduce,
+        }
     }
 
     /// The reduced value, if anything was added.
@@ -230,13 +259,25 @@ pub struct AggregatingStateRef<'a, K, A: AggregateFunction> {
 }
 
 impl<'a, K: Key, A: AggregateFunction> AggregatingStateRef<'a, K, A> {
-    pub(crate) fn new(table: &'a mut HeapTable<K, A::Acc>, key: &'a K, group: usize, function: &'a A) -> Self {
-        AggregatingStateRef { table, key, group, function }
+    pub(crate) fn new(
+        table: &'a mut HeapTable<K, A::Acc>,
+        key: &'a K,
+        group: usize,
+        function: &'a A,
+    ) -> Self {
+        AggregatingStateRef {
+            table,
+            key,
+            group,
+            function,
+        }
     }
 
     /// The aggregate's result, if anything was added.
     pub fn get(&self) -> Option<A::Out> {
-        self.table.get(self.group, self.key).map(|acc| self.function.get_result(acc))
+        self.table
+            .get(self.group, self.key)
+            .map(|acc| self.function.get_result(acc))
     }
 
     /// Adds `value` to the accumulator.

@@ -9,7 +9,9 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::access::{AggregatingStateRef, ListStateRef, MapStateRef, ReducingStateRef, ValueStateRef};
+use super::access::{
+    AggregatingStateRef, ListStateRef, MapStateRef, ReducingStateRef, ValueStateRef,
+};
 use super::heap::HeapTable;
 use super::keyed::StateKind;
 use super::{Key, StateData};
@@ -33,7 +35,12 @@ pub trait StateDescriptor {
     #[doc(hidden)]
     fn slot(&self) -> &Slot;
     #[doc(hidden)]
-    fn open<'a, K: Key>(&'a self, table: &'a mut HeapTable<K, Self::Stored>, key: &'a K, group: usize) -> Self::Ref<'a, K>;
+    fn open<'a, K: Key>(
+        &'a self,
+        table: &'a mut HeapTable<K, Self::Stored>,
+        key: &'a K,
+        group: usize,
+    ) -> Self::Ref<'a, K>;
 }
 
 macro_rules! descriptor_basics {
@@ -65,7 +72,11 @@ pub struct ValueStateDescriptor<V> {
 impl<V> ValueStateDescriptor<V> {
     /// A value state called `name`, empty for keys that never set it.
     pub fn new(name: &str) -> Self {
-        ValueStateDescriptor { name: name.into(), default: None, slot: Slot::default() }
+        ValueStateDescriptor {
+            name: name.into(),
+            default: None,
+            slot: Slot::default(),
+        }
     }
 
     /// What `value()` returns for a key that never set one.
@@ -82,7 +93,12 @@ impl<V: StateData> StateDescriptor for ValueStateDescriptor<V> {
     fn kind(&self) -> StateKind {
         StateKind::Value
     }
-    fn open<'a, K: Key>(&'a self, table: &'a mut HeapTable<K, V>, key: &'a K, group: usize) -> ValueStateRef<'a, K, V> {
+    fn open<'a, K: Key>(
+        &'a self,
+        table: &'a mut HeapTable<K, V>,
+        key: &'a K,
+        group: usize,
+    ) -> ValueStateRef<'a, K, V> {
         ValueStateRef::new(table, key, group, self.default.as_ref())
     }
 }
@@ -98,7 +114,11 @@ pub struct ListStateDescriptor<V> {
 impl<V> ListStateDescriptor<V> {
     /// A list state called `name`.
     pub fn new(name: &str) -> Self {
-        ListStateDescriptor { name: name.into(), slot: Slot::default(), _value: PhantomData }
+        ListStateDescriptor {
+            name: name.into(),
+            slot: Slot::default(),
+            _value: PhantomData,
+        }
     }
 }
 
@@ -109,7 +129,12 @@ impl<V: StateData> StateDescriptor for ListStateDescriptor<V> {
     fn kind(&self) -> StateKind {
         StateKind::List
     }
-    fn open<'a, K: Key>(&'a self, table: &'a mut HeapTable<K, Vec<V>>, key: &'a K, group: usize) -> ListStateRef<'a, K, V> {
+    fn open<'a, K: Key>(
+        &'a self,
+        table: &'a mut HeapTable<K, Vec<V>>,
+        key: &'a K,
+        group: usize,
+    ) -> ListStateRef<'a, K, V> {
         ListStateRef::new(table, key, group)
     }
 }
@@ -125,7 +150,11 @@ pub struct MapStateDescriptor<UK, UV> {
 impl<UK, UV> MapStateDescriptor<UK, UV> {
     /// A map state called `name`.
     pub fn new(name: &str) -> Self {
-        MapStateDescriptor { name: name.into(), slot: Slot::default(), _types: PhantomData }
+        MapStateDescriptor {
+            name: name.into(),
+            slot: Slot::default(),
+            _types: PhantomData,
+        }
     }
 }
 
@@ -159,7 +188,11 @@ pub struct ReducingStateDescriptor<V> {
 impl<V> ReducingStateDescriptor<V> {
     /// A reducing state called `name` that combines values with `reduce`.
     pub fn new(name: &str, reduce: impl Fn(V, V) -> V + Send + Sync + 'static) -> Self {
-        ReducingStateDescriptor { name: name.into(), slot: Slot::default(), reduce: Arc::new(reduce) }
+        ReducingStateDescriptor {
+            name: name.into(),
+            slot: Slot::default(),
+            reduce: Arc::new(reduce),
+        }
     }
 }
 
@@ -170,7 +203,12 @@ impl<V: StateData> StateDescriptor for ReducingStateDescriptor<V> {
     fn kind(&self) -> StateKind {
         StateKind::Reducing
     }
-    fn open<'a, K: Key>(&'a self, table: &'a mut HeapTable<K, V>, key: &'a K, group: usize) -> ReducingStateRef<'a, K, V> {
+    fn open<'a, K: Key>(
+        &'a self,
+        table: &'a mut HeapTable<K, V>,
+        key: &'a K,
+        group: usize,
+    ) -> ReducingStateRef<'a, K, V> {
         ReducingStateRef::new(table, key, group, &*self.reduce)
     }
 }
@@ -216,14 +254,22 @@ pub struct AggregatingStateDescriptor<A> {
 
 impl<A> Clone for AggregatingStateDescriptor<A> {
     fn clone(&self) -> Self {
-        AggregatingStateDescriptor { name: self.name.clone(), slot: self.slot.clone(), function: self.function.clone() }
+        AggregatingStateDescriptor {
+            name: self.name.clone(),
+            slot: self.slot.clone(),
+            function: self.function.clone(),
+        }
     }
 }
 
 impl<A: AggregateFunction> AggregatingStateDescriptor<A> {
     /// An aggregating state called `name` driven by `function`.
     pub fn new(name: &str, function: A) -> Self {
-        AggregatingStateDescriptor { name: name.into(), slot: Slot::default(), function: Arc::new(function) }
+        AggregatingStateDescriptor {
+            name: name.into(),
+            slot: Slot::default(),
+            function: Arc::new(function),
+        }
     }
 }
 
@@ -234,7 +280,12 @@ impl<A: AggregateFunction> StateDescriptor for AggregatingStateDescriptor<A> {
     fn kind(&self) -> StateKind {
         StateKind::Aggregating
     }
-    fn open<'a, K: Key>(&'a self, table: &'a mut HeapTable<K, A::Acc>, key: &'a K, group: usize) -> AggregatingStateRef<'a, K, A> {
+    fn open<'a, K: Key>(
+        &'a self,
+        table: &'a mut HeapTable<K, A::Acc>,
+        key: &'a K,
+        group: usize,
+    ) -> AggregatingStateRef<'a, K, A> {
         AggregatingStateRef::new(table, key, group, &*self.function)
     }
 }

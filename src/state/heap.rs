@@ -34,7 +34,10 @@ pub struct HeapTable<K, S> {
 impl<K: Key, S: StateData> HeapTable<K, S> {
     /// An empty table over the key groups of `range`.
     pub fn new(range: KeyGroupRange) -> Self {
-        HeapTable { start: range.start, groups: (0..range.len()).map(|_| Arc::default()).collect() }
+        HeapTable {
+            start: range.start,
+            groups: (0..range.len()).map(|_| Arc::default()).collect(),
+        }
     }
 
     #[inline]
@@ -99,16 +102,25 @@ impl<K: Key, S: StateData> HeapTable<K, S> {
 
     /// The synchronous part of a snapshot: shares every key group's map.
     pub fn snapshot(&self) -> HeapTableSnapshot<K, S> {
-        HeapTableSnapshot { start: self.start, groups: self.groups.clone() }
+        HeapTableSnapshot {
+            start: self.start,
+            groups: self.groups.clone(),
+        }
     }
 
     /// Adds the entries of one serialised key group (from [`HeapTableSnapshot::write_group`]).
-    pub fn restore_group(&mut self, name: &str, group: usize, bytes: &[u8]) -> Result<(), StateError> {
-        let entries: Vec<(K, S)> = rmp_serde::from_slice(bytes).map_err(|e| StateError::Corrupt {
-            name: name.to_string(),
-            group,
-            cause: e.to_string(),
-        })?;
+    pub fn restore_group(
+        &mut self,
+        name: &str,
+        group: usize,
+        bytes: &[u8],
+    ) -> Result<(), StateError> {
+        let entries: Vec<(K, S)> =
+            rmp_serde::from_slice(bytes).map_err(|e| StateError::Corrupt {
+                name: name.to_string(),
+                group,
+                cause: e.to_string(),
+            })?;
         let map = self.map_mut(group);
         map.extend(entries);
         Ok(())
@@ -131,7 +143,10 @@ impl<K: Key, S: StateData> HeapTableSnapshot<K, S> {
         let entries: Vec<(&K, &S)> = map.iter().collect();
         rmp_serde::to_vec_named(&entries)
             .map(Some)
-            .map_err(|e| StateError::Encode { name: name.to_string(), cause: e.to_string() })
+            .map_err(|e| StateError::Encode {
+                name: name.to_string(),
+                cause: e.to_string(),
+            })
     }
 
     /// The key groups the snapshot covers.
@@ -169,6 +184,9 @@ mod tests {
     fn corrupt_bytes_name_the_state_and_group() {
         let mut table = HeapTable::<String, u64>::new(KeyGroupRange { start: 0, end: 1 });
         let err = table.restore_group("count", 0, b"\xc1garbage").unwrap_err();
-        assert!(err.to_string().contains("state `count` of key group 0"), "{err}");
+        assert!(
+            err.to_string().contains("state `count` of key group 0"),
+            "{err}"
+        );
     }
 }

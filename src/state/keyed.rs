@@ -91,7 +91,12 @@ pub struct StateBytes {
 /// processing path).
 pub struct KeyedStateSnapshot {
     range: KeyGroupRange,
-    tables: Vec<(String, StateKind, &'static str, Box<dyn ErasedTableSnapshot>)>,
+    tables: Vec<(
+        String,
+        StateKind,
+        &'static str,
+        Box<dyn ErasedTableSnapshot>,
+    )>,
     pending: BTreeMap<usize, Vec<StateBytes>>,
 }
 
@@ -132,7 +137,12 @@ pub struct KeyedStateStore<K> {
 impl<K: Key> KeyedStateStore<K> {
     /// An empty store for the key groups of `range`.
     pub fn new(range: KeyGroupRange) -> Self {
-        KeyedStateStore { id: next_store_id(), range, tables: Vec::new(), pending: BTreeMap::new() }
+        KeyedStateStore {
+            id: next_store_id(),
+            range,
+            tables: Vec::new(),
+            pending: BTreeMap::new(),
+        }
     }
 
     /// The key groups this store holds.
@@ -145,7 +155,11 @@ impl<K: Key> KeyedStateStore<K> {
         if self.range.contains(group) {
             Ok(())
         } else {
-            Err(StateError::ForeignKeyGroup { group, start: self.range.start, end: self.range.end })
+            Err(StateError::ForeignKeyGroup {
+                group,
+                start: self.range.start,
+                end: self.range.end,
+            })
         }
     }
 
@@ -174,7 +188,12 @@ impl<K: Key> KeyedStateStore<K> {
         Ok(index)
     }
 
-    fn create<D: StateDescriptor>(&mut self, name: &str, kind: StateKind, type_name: &'static str) -> Result<usize, StateError> {
+    fn create<D: StateDescriptor>(
+        &mut self,
+        name: &str,
+        kind: StateKind,
+        type_name: &'static str,
+    ) -> Result<usize, StateError> {
         let mut table = HeapTable::<K, D::Stored>::new(self.range);
         for (&group, states) in self.pending.iter_mut() {
             if let Some(pos) = states.iter().position(|s| s.name == name) {
@@ -190,12 +209,21 @@ impl<K: Key> KeyedStateStore<K> {
             }
         }
         self.pending.retain(|_, states| !states.is_empty());
-        self.tables.push(Table { name: name.to_string(), kind, type_name, table: Box::new(table) });
+        self.tables.push(Table {
+            name: name.to_string(),
+            kind,
+            type_name,
+            table: Box::new(table),
+        });
         Ok(self.tables.len() - 1)
     }
 
     fn table<S: StateData>(&mut self, index: usize) -> &mut HeapTable<K, S> {
-        match self.tables[index].table.as_any_mut().downcast_mut::<HeapTable<K, S>>() {
+        match self.tables[index]
+            .table
+            .as_any_mut()
+            .downcast_mut::<HeapTable<K, S>>()
+        {
             Some(table) => table,
             // `resolve` checked the stored type by name; types with equal names are equal.
             None => unreachable!("state table {index} has another type than its descriptor"),
@@ -245,7 +273,10 @@ impl<K: Key> KeyedStateStore<K> {
             return Err(StateError::RestoreAfterUse);
         }
         for (&group, states) in groups.range(self.range.start..self.range.end) {
-            self.pending.entry(group).or_default().extend(states.iter().cloned());
+            self.pending
+                .entry(group)
+                .or_default()
+                .extend(states.iter().cloned());
         }
         Ok(())
     }

@@ -118,8 +118,11 @@ impl<K: Key> TimerQueue<K> {
 
     /// Every registered timer, in firing order.
     pub fn to_vec(&self) -> Vec<(i64, K)> {
-        let mut all: Vec<(i64, u64, K)> =
-            self.by_sequence.iter().map(|(s, (k, t))| (*t, *s, k.clone())).collect();
+        let mut all: Vec<(i64, u64, K)> = self
+            .by_sequence
+            .iter()
+            .map(|(s, (k, t))| (*t, *s, k.clone()))
+            .collect();
         all.sort_by_key(|(t, s, _)| (*t, *s));
         all.into_iter().map(|(t, _, k)| (t, k)).collect()
     }
@@ -135,7 +138,10 @@ pub struct TimerService<K> {
 
 impl<K> Default for TimerService<K> {
     fn default() -> Self {
-        TimerService { event_time: TimerQueue::default(), processing_time: TimerQueue::default() }
+        TimerService {
+            event_time: TimerQueue::default(),
+            processing_time: TimerQueue::default(),
+        }
     }
 }
 

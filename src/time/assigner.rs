@@ -56,7 +56,11 @@ impl<T: Clone + Send + 'static> OneInputOperator<T, T> for TimestampsAndWatermar
         Ok(())
     }
 
-    fn process_batch(&mut self, batch: RecordBatch<T>, out: &mut Collector<T>) -> Result<(), UserError> {
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch<T>,
+        out: &mut Collector<T>,
+    ) -> Result<(), UserError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -73,14 +77,20 @@ impl<T: Clone + Send + 'static> OneInputOperator<T, T> for TimestampsAndWatermar
                 Some(assign) => assign(&record, previous),
                 None => previous.unwrap_or(i64::MIN),
             };
-            self.strategy.generator.on_event(&record, timestamp, &mut wm);
+            self.strategy
+                .generator
+                .on_event(&record, timestamp, &mut wm);
             out.collect_with_timestamp(record, timestamp);
             self.emit(&mut wm, out);
         }
         Ok(())
     }
 
-    fn process_watermark(&mut self, watermark: i64, out: &mut Collector<T>) -> Result<(), UserError> {
+    fn process_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut Collector<T>,
+    ) -> Result<(), UserError> {
         if watermark == MAX_WATERMARK && self.watermark < MAX_WATERMARK {
             self.watermark = MAX_WATERMARK;
             out.emit_watermark(MAX_WATERMARK);

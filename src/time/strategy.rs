@@ -38,7 +38,10 @@ pub struct BoundedOutOfOrderness {
 impl BoundedOutOfOrderness {
     /// Records may be up to `bound` late.
     pub fn new(bound: Duration) -> Self {
-        BoundedOutOfOrderness { bound_ms: bound.as_millis() as i64, max_timestamp: None }
+        BoundedOutOfOrderness {
+            bound_ms: bound.as_millis() as i64,
+            max_timestamp: None,
+        }
     }
 }
 
@@ -67,7 +70,9 @@ pub struct Punctuated<F> {
 impl<F> Punctuated<F> {
     /// Watermarks where `decide` returns `Some(watermark)`.
     pub fn new(decide: F) -> Self {
-        Punctuated { decide: Arc::new(decide) }
+        Punctuated {
+            decide: Arc::new(decide),
+        }
     }
 }
 
@@ -84,7 +89,9 @@ where
     fn on_periodic_emit(&mut self, _out: &mut WatermarkOutput) {}
 
     fn boxed_clone(&self) -> Box<dyn WatermarkGenerator<T>> {
-        Box::new(Punctuated { decide: self.decide.clone() })
+        Box::new(Punctuated {
+            decide: self.decide.clone(),
+        })
     }
 }
 
