@@ -36,6 +36,7 @@ pub mod operator;
 mod output;
 pub mod partition;
 pub mod plan;
+pub mod snapshot;
 pub mod subtask;
 pub mod supervisor;
 pub mod watermark;

@@ -251,7 +251,7 @@ mod tests {
     fn a_batch_never_exceeds_the_batch_size() {
         let mut p = TypedPartitioner::<u32, _>::new(Forward, 1, 4);
         p.partition(Box::new(RecordBatch {
-            records: (0..10).collect(),
+            records: (0..10u32).collect(),
             timestamps: Some((0..10).collect()),
         }));
         let sizes: Vec<usize> = std::iter::from_fn(|| p.take(0)).map(|b| b.len()).collect();
@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn shuffle_reaches_every_channel_and_loses_nothing() {
-        let mut p = TypedPartitioner::<u32, _>::new(Shuffle::seeded(7), 4, 4);
+        let mut p = TypedPartitioner::<u32, _>::new(Shuffle::seeded(7), 4, 1000);
         p.partition(batch((0..1000).collect()));
         let out = drain(&mut p, 4);
         assert!(

@@ -1,0 +1,199 @@
+//! Operator snapshots, opaque to the runtime, and how they are redistributed
+//! when a job is restored at another parallelism.
+//!
+//! The runtime never decodes state. It only knows how each part moves:
+//! - **keyed** state comes as bytes per key group; a new subtask takes the key
+//!   groups of its range, from whichever old subtasks held them;
+//! - **operator list** state is a list of elements per state name; with
+//!   [`Redistribution::EvenSplit`] the elements of all old subtasks are dealt
+//!   out in contiguous, even shares, with [`Redistribution::Union`] every new
+//!   subtask gets all of them;
+//! - **broadcast** state is the same on every subtask; each new subtask gets a
+//!   copy (from old subtask `i % old_parallelism`);
+//! - **raw** operator bytes stay with the subtask index that wrote them (a
+//!   subtask index that did not exist before starts without).
+//!
+//! ```
+//! use weir_actors::snapshot::{redistribute, ListStateSnapshot, OperatorSnapshot, Redistribution};
+//! let old = vec![
+//!     OperatorSnapshot { lists: vec![ListStateSnapshot::new("buf", Redistribution::EvenSplit, vec![vec![1], vec![2], vec![3]])], ..Default::default() },
+//!     OperatorSnapshot { lists: vec![ListStateSnapshot::new("buf", Redistribution::EvenSplit, vec![vec![4]])], ..Default::default() },
+//! ];
+//! let new = redistribute(&old, 3, 128);
+//! let shares: Vec<usize> = new.iter().map(|s| s.lists[0].elements.len()).collect();
+//! assert_eq!(shares, vec![2, 1, 1]);
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How an operator list state is spread over subtasks on restore.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Redistribution {
+    /// Each new subtask gets an even, contiguous share of all elements.
+    EvenSplit,
+    /// Each new subtask gets every element.
+    Union,
+}
+
+/// One operator list state of one subtask.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListStateSnapshot {
+    /// The state's name.
+    pub name: String,
+    /// How it is redistributed.
+    pub mode: Redistribution,
+    /// The elements, each serialised on its own.
+    pub elements: Vec<Vec<u8>>,
+}
+
+impl ListStateSnapshot {
+    /// A list state snapshot.
+    pub fn new(name: &str, mode: Redistribution, elements: Vec<Vec<u8>>) -> Self {
+        ListStateSnapshot { name: name.to_string(), mode, elements }
+    }
+}
+
+/// Everything one operator subtask snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorSnapshot {
+    /// Keyed state (with timers), serialised per key group.
+    pub keyed: BTreeMap<usize, Vec<u8>>,
+    /// Operator list states.
+    pub lists: Vec<ListStateSnapshot>,
+    /// Broadcast states by name.
+    pub broadcast: BTreeMap<String, Vec<u8>>,
+    /// The operator's own bytes.
+    pub raw: Option<Vec<u8>>,
+}
+
+impl OperatorSnapshot {
+    /// Whether the snapshot holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.keyed.is_empty() && self.lists.is_empty() && self.broadcast.is_empty() && self.raw.is_none()
+    }
+
+    /// Total bytes of state.
+    pub fn size(&self) -> usize {
+        self.keyed.values().map(Vec::len).sum::<usize>()
+            + self.lists.iter().flat_map(|l| &l.elements).map(Vec::len).sum::<usize>()
+            + self.broadcast.values().map(Vec::len).sum::<usize>()
+            + self.raw.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// The contiguous key-group range `[start, end)` of subtask `index` of `parallelism`
+/// (the same assignment as the API layer's `KeyGroupRange`).
+pub fn key_group_range(index: usize, max_parallelism: usize, parallelism: usize) -> (usize, usize) {
+    ((index * max_parallelism).div_ceil(parallelism), ((index + 1) * max_parallelism).div_ceil(parallelism))
+}
+
+/// The snapshots for `new_parallelism` subtasks made from those of the old ones.
+pub fn redistribute(old: &[OperatorSnapshot], new_parallelism: usize, max_parallelism: usize) -> Vec<OperatorSnapshot> {
+    let mut new: Vec<OperatorSnapshot> = (0..new_parallelism).map(|_| OperatorSnapshot::default()).collect();
+
+    let mut keyed: BTreeMap<usize, &Vec<u8>> = BTreeMap::new();
+    for snapshot in old {
+        keyed.extend(snapshot.keyed.iter().map(|(g, b)| (*g, b)));
+    }
+    for (index, target) in new.iter_mut().enumerate() {
+        let (start, end) = key_group_range(index, max_parallelism, new_parallelism);
+        target.keyed = keyed.range(start..end).map(|(g, b)| (*g, (*b).clone())).collect();
+    }
+
+    let mut names: Vec<(&str, Redistribution)> = Vec::new();
+    for list in old.iter().flat_map(|s| &s.lists) {
+        if !names.iter().any(|(n, _)| *n == list.name) {
+            names.push((&list.name, list.mode));
+        }
+    }
+    for (name, mode) in names {
+        let all: Vec<&Vec<u8>> = old
+            .iter()
+            .flat_map(|s| s.lists.iter().filter(|l| l.name == name))
+            .flat_map(|l| &l.elements)
+            .collect();
+        let (base, extra) = (all.len() / new_parallelism, all.len() % new_parallelism);
+        let mut next = 0;
+        for (index, target) in new.iter_mut().enumerate() {
+            let elements: Vec<Vec<u8>> = match mode {
+                Redistribution::Union => all.iter().map(|e| (*e).clone()).collect(),
+                Redistribution::EvenSplit => {
+                    let share = base + usize::from(index < extra);
+                    let slice = all[next..next + share].iter().map(|e| (*e).clone()).collect();
+                    next += share;
+                    slice
+                }
+            };
+            target.lists.push(ListStateSnapshot { name: name.to_string(), mode, elements });
+        }
+    }
+
+    if !old.is_empty() {
+        for (index, target) in new.iter_mut().enumerate() {
+            target.broadcast = old[index % old.len()].broadcast.clone();
+            target.raw = old.get(index).and_then(|s| s.raw.clone());
+        }
+    }
+    new
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyed(groups: &[usize]) -> OperatorSnapshot {
+        OperatorSnapshot { keyed: groups.iter().map(|&g| (g, vec![g as u8])).collect(), ..Default::default() }
+    }
+
+    #[test]
+    fn key_groups_follow_the_new_ranges() {
+        let old = vec![keyed(&[0, 1, 2, 3]), keyed(&[4, 5, 6, 7])];
+        let new = redistribute(&old, 3, 8);
+        let groups: Vec<Vec<usize>> = new.iter().map(|s| s.keyed.keys().copied().collect()).collect();
+        assert_eq!(groups, vec![vec![0, 1, 2], vec![3, 4, 5], vec![6, 7]]);
+        assert_eq!(new[1].keyed[&4], vec![4]);
+    }
+
+    #[test]
+    fn even_split_deals_every_element_once_and_union_gives_all_to_everyone() {
+        let list = |mode, items: &[u8]| ListStateSnapshot::new("l", mode, items.iter().map(|&i| vec![i]).collect());
+        for (old_p, new_p) in [(1, 3), (3, 2), (2, 2), (4, 1), (2, 5)] {
+            let old: Vec<OperatorSnapshot> = (0..old_p)
+                .map(|i| OperatorSnapshot {
+                    lists: vec![
+                        list(Redistribution::EvenSplit, &[i as u8 * 10, i as u8 * 10 + 1, i as u8 * 10 + 2]),
+                        ListStateSnapshot::new("u", Redistribution::Union, vec![vec![i as u8]]),
+                    ],
+                    ..Default::default()
+                })
+                .collect();
+            let new = redistribute(&old, new_p, 128);
+            let mut dealt: Vec<Vec<u8>> = new.iter().flat_map(|s| s.lists[0].elements.clone()).collect();
+            let mut all: Vec<Vec<u8>> = old.iter().flat_map(|s| s.lists[0].elements.clone()).collect();
+            dealt.sort();
+            all.sort();
+            assert_eq!(dealt, all, "{old_p} -> {new_p}");
+            let sizes: Vec<usize> = new.iter().map(|s| s.lists[0].elements.len()).collect();
+            assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
+            for s in &new {
+                assert_eq!(s.lists[1].elements.len(), old_p, "union to everyone");
+            }
+        }
+    }
+
+    #[test]
+    fn broadcast_is_copied_to_every_subtask_and_raw_stays_by_index() {
+        let old: Vec<OperatorSnapshot> = (0..2u8)
+            .map(|i| OperatorSnapshot {
+                broadcast: BTreeMap::from([("rules".to_string(), vec![7])]),
+                raw: Some(vec![i]),
+                ..Default::default()
+            })
+            .collect();
+        let new = redistribute(&old, 3, 128);
+        assert!(new.iter().all(|s| s.broadcast["rules"] == vec![7]));
+        assert_eq!(new.iter().map(|s| s.raw.clone()).collect::<Vec<_>>(), vec![Some(vec![0]), Some(vec![1]), None]);
+    }
+}
