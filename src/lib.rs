@@ -28,6 +28,7 @@
 //! - [`time`]: event time: timestamps, watermark strategies, the watermark operator.
 //! - [`keys`]: stable key hashing and key groups.
 //! - [`data`]: the [`Data`] bound on records.
+//! - [`testing`]: the operator test harness.
 //!
 //! The runtime (actors, channels, supervision) is the `weir-actors` crate,
 //! re-exported as [`runtime`].
@@ -42,6 +43,7 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod stream;
+pub mod testing;
 pub mod time;
 
 pub use context::RuntimeContext;

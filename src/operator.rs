@@ -34,9 +34,13 @@
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
+use crate::state::{OperatorStateStore, StateInitContext, StateSnapshotContext};
+
 use weir_actors::graph::OperatorFactory;
+use weir_actors::snapshot::OperatorSnapshot;
 use weir_actors::{
-    downcast_batch, Batch, Emitter, OperatorInfo, RecordBatch, StreamOperator, UserError,
+    downcast_batch, Batch, Emitter, OperatorInfo, PendingSnapshot, RecordBatch, StreamOperator,
+    UserError,
 };
 
 use crate::context::RuntimeContext;
@@ -162,6 +166,14 @@ impl<T: Clone + Send + 'static> Collector<T> {
 /// One instance runs per parallel subtask, cloned from the value given to
 /// [`crate::DataStream::transform`] (and cloned afresh on every restart).
 pub trait OneInputOperator<In, Out>: Clone + Send + 'static {
+    /// Called once per instance, before `open`: restore state (see [`crate::state`]).
+    fn initialize_state(&mut self, _ctx: &mut StateInitContext) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Called at every snapshot: bring operator state up to date.
+    fn snapshot_state(&mut self, _ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        Ok(())
+    }
     /// Called once per instance before the first batch.
     fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
         Ok(())
@@ -209,12 +221,56 @@ pub trait OneInputOperator<In, Out>: Clone + Send + 'static {
 struct OneInputAdapter<In, Out, Op> {
     op: Op,
     out: Collector<Out>,
+    operator_state: OperatorStateStore,
     _types: PhantomData<fn(In) -> Out>,
 }
 
 impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> StreamOperator
     for OneInputAdapter<In, Out, Op>
 {
+    fn initialize_state(
+        &mut self,
+        info: &OperatorInfo,
+        restored: Option<OperatorSnapshot>,
+    ) -> Result<(), UserError> {
+        let runtime = RuntimeContext::new(info.clone());
+        let is_restored = restored.is_some();
+        let snapshot = restored.unwrap_or_default();
+        self.operator_state = OperatorStateStore::from_snapshot(snapshot.lists);
+        let mut ctx = StateInitContext {
+            runtime: &runtime,
+            restored: is_restored,
+            operator_state: &mut self.operator_state,
+            raw: snapshot.raw.as_deref(),
+            keyed: is_restored.then_some(&snapshot.keyed),
+        };
+        self.op.initialize_state(&mut ctx)
+    }
+
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
+        let mut ctx = StateSnapshotContext {
+            checkpoint_id,
+            operator_state: &mut self.operator_state,
+            raw: None,
+            keyed: None,
+        };
+        self.op.snapshot_state(&mut ctx)?;
+        let (raw, keyed) = (ctx.raw, ctx.keyed);
+        let lists = self.operator_state.to_snapshot();
+        Ok(PendingSnapshot::new(move || {
+            let keyed = match keyed {
+                Some(finish) => finish()?,
+                None => Default::default(),
+            };
+            Ok(OperatorSnapshot {
+                keyed,
+                lists,
+                broadcast: Default::default(),
+                raw,
+            })
+        }))
+    }
+
     fn open(&mut self, info: &OperatorInfo) -> Result<(), UserError> {
         self.op.open(&RuntimeContext::new(info.clone()))
     }
@@ -262,6 +318,18 @@ impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> StreamOperator
     }
 }
 
+/// Wraps a typed operator for the runtime.
+pub(crate) fn one_input_operator<In: Data, Out: Data, Op: OneInputOperator<In, Out>>(
+    op: Op,
+) -> Box<dyn StreamOperator> {
+    Box::new(OneInputAdapter {
+        op,
+        out: Collector::new(),
+        operator_state: OperatorStateStore::default(),
+        _types: PhantomData,
+    })
+}
+
 /// A factory that clones `prototype` for every subtask (no `Sync` bound on user code).
 pub(crate) fn one_input_factory<In: Data, Out: Data, Op: OneInputOperator<In, Out>>(
     prototype: Op,
@@ -272,10 +340,6 @@ pub(crate) fn one_input_factory<In: Data, Out: Data, Op: OneInputOperator<In, Ou
             .lock()
             .map_err(|_| "operator prototype lock poisoned by an earlier panic")?
             .clone();
-        Ok(Box::new(OneInputAdapter {
-            op,
-            out: Collector::new(),
-            _types: PhantomData,
-        }) as Box<dyn StreamOperator>)
+        Ok(one_input_operator::<In, Out, Op>(op))
     })
 }

@@ -67,6 +67,7 @@ impl Chain {
         let mut chain = Chain::default();
         if let Some((info, factory)) = &spec.source {
             let mut logic = guarded(info, || factory(info))?;
+            guarded(info, || logic.initialize_state(info, None))?;
             guarded(info, || logic.open(info))?;
             chain.source = Some(Link {
                 info: info.clone(),
@@ -76,6 +77,7 @@ impl Chain {
         }
         for (info, factory) in &spec.operators {
             let mut logic = guarded(info, || factory(info))?;
+            guarded(info, || logic.initialize_state(info, None))?;
             guarded(info, || logic.open(info))?;
             chain.operators.push(Link {
                 info: info.clone(),

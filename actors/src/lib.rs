@@ -19,6 +19,8 @@
 //! - [`subtask`]: the [`Subtask`] actor, one per parallel instance of a chain.
 //! - [`supervisor`]: the [`Supervisor`] actor that deploys, watches and ends a job.
 //! - [`client`]: [`launch`] and the [`JobClient`] of a running job.
+//! - [`snapshot`]: operator snapshots (opaque bytes) and their redistribution
+//!   on a change of parallelism.
 //! - [`config`], [`metrics`], [`error`]: settings, counters and errors.
 //!
 //! Most users never touch this crate directly: the `weir` crate builds the
@@ -48,8 +50,8 @@ pub use error::JobError;
 pub use graph::{Edge, JobGraph, Partitioning, Vertex, VertexKind};
 pub use metrics::{JobResult, SubtaskMetrics};
 pub use operator::{
-    processing_time_now, Emitter, OperatorInfo, SourceOperator, SourceStatus, StreamOperator,
-    UserError,
+    processing_time_now, Emitter, OperatorInfo, PendingSnapshot, SourceOperator, SourceStatus,
+    StreamOperator, UserError,
 };
 pub use subtask::Subtask;
 pub use supervisor::Supervisor;

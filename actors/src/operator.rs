@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::batch::Batch;
 use crate::channel::ChannelEvent;
+use crate::snapshot::OperatorSnapshot;
 
 /// An error returned by user code (an operator, a source or a sink).
 pub type UserError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -65,8 +66,51 @@ impl Emitter for Vec<ChannelEvent> {
     }
 }
 
+/// The asynchronous part of a snapshot: serialisation and the like, run off
+/// the processing path.
+pub struct PendingSnapshot(Box<dyn FnOnce() -> Result<OperatorSnapshot, UserError> + Send>);
+
+impl PendingSnapshot {
+    /// A snapshot that still needs `finish` to be run.
+    pub fn new(
+        finish: impl FnOnce() -> Result<OperatorSnapshot, UserError> + Send + 'static,
+    ) -> Self {
+        PendingSnapshot(Box::new(finish))
+    }
+
+    /// A snapshot that is already complete.
+    pub fn ready(snapshot: OperatorSnapshot) -> Self {
+        PendingSnapshot::new(move || Ok(snapshot))
+    }
+
+    /// Runs the asynchronous part.
+    pub fn finish(self) -> Result<OperatorSnapshot, UserError> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for PendingSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingSnapshot")
+    }
+}
+
 /// An operator with one or more inputs, as the runtime drives it.
 pub trait StreamOperator: Send + 'static {
+    /// Called once before `open`: restore from `restored` (already redistributed
+    /// for this subtask), or start empty if there is none.
+    fn initialize_state(
+        &mut self,
+        _info: &OperatorInfo,
+        _restored: Option<OperatorSnapshot>,
+    ) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Takes the synchronous part of a snapshot (short: no serialisation) and
+    /// returns the rest, which runs off the processing path.
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
+        Ok(PendingSnapshot::ready(OperatorSnapshot::default()))
+    }
     /// Called once before the first batch.
     fn open(&mut self, _info: &OperatorInfo) -> Result<(), UserError> {
         Ok(())
@@ -118,6 +162,18 @@ pub enum SourceStatus {
 
 /// The head of a chain that produces records instead of receiving them.
 pub trait SourceOperator: Send + 'static {
+    /// Called once before `open`: restore the read position, or start afresh.
+    fn initialize_state(
+        &mut self,
+        _info: &OperatorInfo,
+        _restored: Option<OperatorSnapshot>,
+    ) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Snapshots the read position (synchronous part; the rest is returned).
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
+        Ok(PendingSnapshot::ready(OperatorSnapshot::default()))
+    }
     /// Called once before the first poll.
     fn open(&mut self, _info: &OperatorInfo) -> Result<(), UserError> {
         Ok(())

@@ -51,7 +51,11 @@ pub struct ListStateSnapshot {
 impl ListStateSnapshot {
     /// A list state snapshot.
     pub fn new(name: &str, mode: Redistribution, elements: Vec<Vec<u8>>) -> Self {
-        ListStateSnapshot { name: name.to_string(), mode, elements }
+        ListStateSnapshot {
+            name: name.to_string(),
+            mode,
+            elements,
+        }
     }
 }
 
@@ -71,13 +75,21 @@ pub struct OperatorSnapshot {
 impl OperatorSnapshot {
     /// Whether the snapshot holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.keyed.is_empty() && self.lists.is_empty() && self.broadcast.is_empty() && self.raw.is_none()
+        self.keyed.is_empty()
+            && self.lists.is_empty()
+            && self.broadcast.is_empty()
+            && self.raw.is_none()
     }
 
     /// Total bytes of state.
     pub fn size(&self) -> usize {
         self.keyed.values().map(Vec::len).sum::<usize>()
-            + self.lists.iter().flat_map(|l| &l.elements).map(Vec::len).sum::<usize>()
+            + self
+                .lists
+                .iter()
+                .flat_map(|l| &l.elements)
+                .map(Vec::len)
+                .sum::<usize>()
             + self.broadcast.values().map(Vec::len).sum::<usize>()
             + self.raw.as_ref().map_or(0, Vec::len)
     }
@@ -86,12 +98,21 @@ impl OperatorSnapshot {
 /// The contiguous key-group range `[start, end)` of subtask `index` of `parallelism`
 /// (the same assignment as the API layer's `KeyGroupRange`).
 pub fn key_group_range(index: usize, max_parallelism: usize, parallelism: usize) -> (usize, usize) {
-    ((index * max_parallelism).div_ceil(parallelism), ((index + 1) * max_parallelism).div_ceil(parallelism))
+    (
+        (index * max_parallelism).div_ceil(parallelism),
+        ((index + 1) * max_parallelism).div_ceil(parallelism),
+    )
 }
 
 /// The snapshots for `new_parallelism` subtasks made from those of the old ones.
-pub fn redistribute(old: &[OperatorSnapshot], new_parallelism: usize, max_parallelism: usize) -> Vec<OperatorSnapshot> {
-    let mut new: Vec<OperatorSnapshot> = (0..new_parallelism).map(|_| OperatorSnapshot::default()).collect();
+pub fn redistribute(
+    old: &[OperatorSnapshot],
+    new_parallelism: usize,
+    max_parallelism: usize,
+) -> Vec<OperatorSnapshot> {
+    let mut new: Vec<OperatorSnapshot> = (0..new_parallelism)
+        .map(|_| OperatorSnapshot::default())
+        .collect();
 
     let mut keyed: BTreeMap<usize, &Vec<u8>> = BTreeMap::new();
     for snapshot in old {
@@ -99,7 +120,10 @@ pub fn redistribute(old: &[OperatorSnapshot], new_parallelism: usize, max_parall
     }
     for (index, target) in new.iter_mut().enumerate() {
         let (start, end) = key_group_range(index, max_parallelism, new_parallelism);
-        target.keyed = keyed.range(start..end).map(|(g, b)| (*g, (*b).clone())).collect();
+        target.keyed = keyed
+            .range(start..end)
+            .map(|(g, b)| (*g, (*b).clone()))
+            .collect();
     }
 
     let mut names: Vec<(&str, Redistribution)> = Vec::new();
@@ -121,12 +145,19 @@ pub fn redistribute(old: &[OperatorSnapshot], new_parallelism: usize, max_parall
                 Redistribution::Union => all.iter().map(|e| (*e).clone()).collect(),
                 Redistribution::EvenSplit => {
                     let share = base + usize::from(index < extra);
-                    let slice = all[next..next + share].iter().map(|e| (*e).clone()).collect();
+                    let slice = all[next..next + share]
+                        .iter()
+                        .map(|e| (*e).clone())
+                        .collect();
                     next += share;
                     slice
                 }
             };
-            target.lists.push(ListStateSnapshot { name: name.to_string(), mode, elements });
+            target.lists.push(ListStateSnapshot {
+                name: name.to_string(),
+                mode,
+                elements,
+            });
         }
     }
 
@@ -144,39 +175,59 @@ mod tests {
     use super::*;
 
     fn keyed(groups: &[usize]) -> OperatorSnapshot {
-        OperatorSnapshot { keyed: groups.iter().map(|&g| (g, vec![g as u8])).collect(), ..Default::default() }
+        OperatorSnapshot {
+            keyed: groups.iter().map(|&g| (g, vec![g as u8])).collect(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn key_groups_follow_the_new_ranges() {
         let old = vec![keyed(&[0, 1, 2, 3]), keyed(&[4, 5, 6, 7])];
         let new = redistribute(&old, 3, 8);
-        let groups: Vec<Vec<usize>> = new.iter().map(|s| s.keyed.keys().copied().collect()).collect();
+        let groups: Vec<Vec<usize>> = new
+            .iter()
+            .map(|s| s.keyed.keys().copied().collect())
+            .collect();
         assert_eq!(groups, vec![vec![0, 1, 2], vec![3, 4, 5], vec![6, 7]]);
         assert_eq!(new[1].keyed[&4], vec![4]);
     }
 
     #[test]
     fn even_split_deals_every_element_once_and_union_gives_all_to_everyone() {
-        let list = |mode, items: &[u8]| ListStateSnapshot::new("l", mode, items.iter().map(|&i| vec![i]).collect());
+        let list = |mode, items: &[u8]| {
+            ListStateSnapshot::new("l", mode, items.iter().map(|&i| vec![i]).collect())
+        };
         for (old_p, new_p) in [(1, 3), (3, 2), (2, 2), (4, 1), (2, 5)] {
             let old: Vec<OperatorSnapshot> = (0..old_p)
                 .map(|i| OperatorSnapshot {
                     lists: vec![
-                        list(Redistribution::EvenSplit, &[i as u8 * 10, i as u8 * 10 + 1, i as u8 * 10 + 2]),
+                        list(
+                            Redistribution::EvenSplit,
+                            &[i as u8 * 10, i as u8 * 10 + 1, i as u8 * 10 + 2],
+                        ),
                         ListStateSnapshot::new("u", Redistribution::Union, vec![vec![i as u8]]),
                     ],
                     ..Default::default()
                 })
                 .collect();
             let new = redistribute(&old, new_p, 128);
-            let mut dealt: Vec<Vec<u8>> = new.iter().flat_map(|s| s.lists[0].elements.clone()).collect();
-            let mut all: Vec<Vec<u8>> = old.iter().flat_map(|s| s.lists[0].elements.clone()).collect();
+            let mut dealt: Vec<Vec<u8>> = new
+                .iter()
+                .flat_map(|s| s.lists[0].elements.clone())
+                .collect();
+            let mut all: Vec<Vec<u8>> = old
+                .iter()
+                .flat_map(|s| s.lists[0].elements.clone())
+                .collect();
             dealt.sort();
             all.sort();
             assert_eq!(dealt, all, "{old_p} -> {new_p}");
             let sizes: Vec<usize> = new.iter().map(|s| s.lists[0].elements.len()).collect();
-            assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
+            assert!(
+                sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+                "{sizes:?}"
+            );
             for s in &new {
                 assert_eq!(s.lists[1].elements.len(), old_p, "union to everyone");
             }
@@ -194,6 +245,9 @@ mod tests {
             .collect();
         let new = redistribute(&old, 3, 128);
         assert!(new.iter().all(|s| s.broadcast["rules"] == vec![7]));
-        assert_eq!(new.iter().map(|s| s.raw.clone()).collect::<Vec<_>>(), vec![Some(vec![0]), Some(vec![1]), None]);
+        assert_eq!(
+            new.iter().map(|s| s.raw.clone()).collect::<Vec<_>>(),
+            vec![Some(vec![0]), Some(vec![1]), None]
+        );
     }
 }

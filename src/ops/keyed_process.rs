@@ -1,6 +1,9 @@
 //! `process` on a keyed stream: a function with keyed state and timers.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use weir_actors::{processing_time_now, RecordBatch, UserError};
 
@@ -8,7 +11,10 @@ use crate::context::RuntimeContext;
 use crate::keys::{key_group, KeyGroupRange};
 use crate::operator::{Collector, OneInputOperator};
 use crate::state::timers::{TimeDomain, TimerService};
-use crate::state::{Key, KeyedStateStore, StateDescriptor, StateError};
+use crate::state::{
+    Key, KeyedStateStore, StateBytes, StateDescriptor, StateError, StateInitContext,
+    StateSnapshotContext,
+};
 
 /// What a [`KeyedProcessFunction`] sees while it handles a record or a timer:
 /// the key in scope, its state, timers and time.
@@ -116,6 +122,15 @@ impl<K: Key> KeyedContext<'_, K> {
 /// }
 /// ```
 pub trait KeyedProcessFunction<K, In, Out>: Clone + Send + 'static {
+    /// Called once per instance, before `open`: restore operator state.
+    fn initialize_state(&mut self, _ctx: &mut StateInitContext) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Called at every snapshot: bring operator state up to date (keyed state
+    /// and timers are snapshotted by weir).
+    fn snapshot_state(&mut self, _ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        Ok(())
+    }
     /// Called once per instance before the first record.
     fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
         Ok(())
@@ -153,7 +168,19 @@ pub struct KeyedProcess<K, In, F> {
     timers: TimerService<K>,
     runtime: Option<RuntimeContext>,
     watermark: i64,
+    restored: Option<BTreeMap<usize, Vec<u8>>>,
 }
+
+/// What a keyed operator snapshots per key group.
+#[derive(Serialize, Deserialize)]
+struct KeyGroupState {
+    states: Vec<StateBytes>,
+    /// rmp-serde of `Vec<(TimerKind, timestamp, key)>`.
+    timers: Vec<u8>,
+}
+
+const EVENT_TIMER: u8 = 0;
+const PROCESSING_TIMER: u8 = 1;
 
 impl<K, In, F: Clone> Clone for KeyedProcess<K, In, F> {
     /// A fresh instance: same function and key, no state.
@@ -165,6 +192,7 @@ impl<K, In, F: Clone> Clone for KeyedProcess<K, In, F> {
             timers: TimerService::default(),
             runtime: None,
             watermark: i64::MIN,
+            restored: None,
         }
     }
 }
@@ -179,6 +207,7 @@ impl<K, In, F> KeyedProcess<K, In, F> {
             timers: TimerService::default(),
             runtime: None,
             watermark: i64::MIN,
+            restored: None,
         }
     }
 }
@@ -229,17 +258,118 @@ where
     Out: Clone + Send + 'static,
     F: KeyedProcessFunction<K, In, Out>,
 {
+    fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
+        self.restored = ctx.keyed_state().cloned();
+        self.function.initialize_state(ctx)
+    }
+
+    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        let (Some(store), Some(runtime)) = (self.store.as_ref(), self.runtime.as_ref()) else {
+            return Err("keyed operator snapshotted before open".into());
+        };
+        let max = runtime.max_parallelism();
+        let states = store.snapshot();
+        let mut timers: Vec<(u8, i64, K)> =
+            Vec::with_capacity(self.timers.event_time.len() + self.timers.processing_time.len());
+        timers.extend(
+            self.timers
+                .event_time
+                .to_vec()
+                .into_iter()
+                .map(|(t, k)| (EVENT_TIMER, t, k)),
+        );
+        timers.extend(
+            self.timers
+                .processing_time
+                .to_vec()
+                .into_iter()
+                .map(|(t, k)| (PROCESSING_TIMER, t, k)),
+        );
+        self.function.snapshot_state(ctx)?;
+        ctx.set_keyed(Box::new(move || {
+            let mut groups: BTreeMap<usize, KeyGroupState> = states
+                .serialize()?
+                .into_iter()
+                .map(|(group, states)| {
+                    (
+                        group,
+                        KeyGroupState {
+                            states,
+                            timers: Vec::new(),
+                        },
+                    )
+                })
+                .collect();
+            let mut timers_by_group: BTreeMap<usize, Vec<(u8, i64, K)>> = BTreeMap::new();
+            for timer in timers {
+                timers_by_group
+                    .entry(key_group(&timer.2, max))
+                    .or_default()
+                    .push(timer);
+            }
+            for (group, timers) in timers_by_group {
+                let bytes = rmp_serde::to_vec_named(&timers).map_err(|e| StateError::Encode {
+                    name: "timers".into(),
+                    cause: e.to_string(),
+                })?;
+                groups
+                    .entry(group)
+                    .or_insert_with(|| KeyGroupState {
+                        states: Vec::new(),
+                        timers: Vec::new(),
+                    })
+                    .timers = bytes;
+            }
+            groups
+                .into_iter()
+                .map(|(group, state)| {
+                    rmp_serde::to_vec_named(&state)
+                        .map(|bytes| (group, bytes))
+                        .map_err(|e| StateError::Encode {
+                            name: format!("key group {group}"),
+                            cause: e.to_string(),
+                        })
+                })
+                .collect()
+        }));
+        Ok(())
+    }
+
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         let range = KeyGroupRange::of_subtask(
             ctx.subtask_index(),
             ctx.max_parallelism(),
             ctx.parallelism(),
         );
-        self.store = Some(KeyedStateStore::new(range));
+        let mut store = KeyedStateStore::new(range);
+        if let Some(groups) = self.restored.take() {
+            let mut states = BTreeMap::new();
+            for (group, bytes) in groups.range(range.start..range.end) {
+                let corrupt = |cause: String| StateError::Corrupt {
+                    name: "keyed state".into(),
+                    group: *group,
+                    cause,
+                };
+                let state: KeyGroupState =
+                    rmp_serde::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+                states.insert(*group, state.states);
+                if !state.timers.is_empty() {
+                    let timers: Vec<(u8, i64, K)> =
+                        rmp_serde::from_slice(&state.timers).map_err(|e| corrupt(e.to_string()))?;
+                    for (kind, timestamp, key) in timers {
+                        match kind {
+                            EVENT_TIMER => self.timers.event_time.register(key, timestamp),
+                            _ => self.timers.processing_time.register(key, timestamp),
+                        }
+                    }
+                }
+            }
+            store.restore(&states)?;
+        }
+        self.store = Some(store);
         self.runtime = Some(ctx.clone());
         self.function.open(ctx)
     }
-
     fn process_batch(
         &mut self,
         batch: RecordBatch<In>,

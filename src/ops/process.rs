@@ -4,6 +4,7 @@ use weir_actors::{RecordBatch, UserError};
 
 use crate::context::RuntimeContext;
 use crate::operator::{Collector, OneInputOperator};
+use crate::state::{StateInitContext, StateSnapshotContext};
 
 /// What a [`ProcessFunction`] can see of its situation while it handles a record.
 pub struct ProcessContext<'a> {
@@ -55,6 +56,14 @@ impl ProcessContext<'_> {
 /// assert_eq!(out.take(), vec![1, 3, 6]);
 /// ```
 pub trait ProcessFunction<In, Out>: Clone + Send + 'static {
+    /// Called once per instance, before `open`: restore operator state.
+    fn initialize_state(&mut self, _ctx: &mut StateInitContext) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Called at every snapshot: bring operator state up to date.
+    fn snapshot_state(&mut self, _ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        Ok(())
+    }
     /// Called once per instance before the first record.
     fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
         Ok(())
@@ -98,6 +107,14 @@ impl<F> Process<F> {
 impl<In, Out: Clone + Send + 'static, F: ProcessFunction<In, Out>> OneInputOperator<In, Out>
     for Process<F>
 {
+    fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
+        self.function.initialize_state(ctx)
+    }
+
+    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        self.function.snapshot_state(ctx)
+    }
+
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         self.runtime = Some(ctx.clone());
         self.function.open(ctx)

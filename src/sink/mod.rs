@@ -22,6 +22,7 @@ use weir_actors::{RecordBatch, UserError};
 
 use crate::context::RuntimeContext;
 use crate::operator::{Collector, OneInputOperator};
+use crate::state::{StateInitContext, StateSnapshotContext};
 
 /// A consumer of records.
 ///
@@ -47,6 +48,14 @@ use crate::operator::{Collector, OneInputOperator};
 /// assert_eq!(total.0.load(Ordering::Relaxed), 6);
 /// ```
 pub trait Sink<T>: Clone + Send + 'static {
+    /// Called once per instance, before `open`: restore operator state.
+    fn initialize_state(&mut self, _ctx: &mut StateInitContext) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Called at every snapshot: bring operator state up to date.
+    fn snapshot_state(&mut self, _ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        Ok(())
+    }
     /// Called once per instance before the first record.
     fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
         Ok(())
@@ -68,6 +77,14 @@ pub trait Sink<T>: Clone + Send + 'static {
 pub struct SinkOperator<S>(pub S);
 
 impl<T, S: Sink<T>> OneInputOperator<T, ()> for SinkOperator<S> {
+    fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
+        self.0.initialize_state(ctx)
+    }
+
+    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        self.0.snapshot_state(ctx)
+    }
+
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         self.0.open(ctx)
     }

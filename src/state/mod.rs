@@ -8,6 +8,10 @@
 //!   and [`AggregatingStateDescriptor`] declare it; `ctx.state(&descriptor)?`
 //!   opens it. It is partitioned by key group (see [`crate::keys`]), which is
 //!   how it moves when the parallelism changes.
+//! - **Operator state** ([`OperatorStateStore`]) belongs to a parallel instance:
+//!   list states redistributed by even split or union on a change of
+//!   parallelism, and raw bytes; functions write it in `snapshot_state` and read
+//!   it back in `initialize_state`.
 //! - **Timers** ([`timers`]) are keyed state too: event-time and processing-time
 //!   callbacks per (key, timestamp), de-duplicated.
 //!
@@ -46,6 +50,7 @@ mod descriptor;
 mod error;
 mod heap;
 mod keyed;
+mod operator_state;
 pub mod timers;
 
 pub use access::{AggregatingStateRef, ListStateRef, MapStateRef, ReducingStateRef, ValueStateRef};
@@ -55,7 +60,10 @@ pub use descriptor::{
 };
 pub use error::StateError;
 pub use heap::{HeapStateBackend, HeapTable};
-pub use keyed::{KeyedStateSnapshot, KeyedStateStore, StateKind};
+pub use keyed::{KeyedStateSnapshot, KeyedStateStore, StateBytes, StateKind};
+pub use operator_state::{
+    OperatorListState, OperatorStateStore, StateInitContext, StateSnapshotContext,
+};
 
 use std::hash::Hash;
 

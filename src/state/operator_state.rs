@@ -1,0 +1,237 @@
+//! Operator state: state that belongs to a parallel instance of an operator
+//! rather than to a key, and the contexts in which a function snapshots and
+//! restores it (as Flink's `CheckpointedFunction`).
+//!
+//! An operator list state is a list of elements per subtask. On a restore at
+//! another parallelism its elements are redistributed: with
+//! [`OperatorStateStore::list`] each subtask gets an even share of all
+//! elements, with [`OperatorStateStore::union_list`] every subtask gets all of
+//! them. An operator may also keep *raw* state: bytes of its own, written at a
+//! snapshot and handed back on restore.
+//!
+//! ```
+//! use weir::state::{ListStateDescriptor, StateInitContext, StateSnapshotContext};
+//! use weir::UserError;
+//!
+//! /// Keeps a buffer that survives restarts.
+//! #[derive(Clone)]
+//! struct Buffered { buffer: Vec<String>, state: ListStateDescriptor<String> }
+//!
+//! impl Buffered {
+//!     fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+//!         ctx.operator_state().list(&self.state)?.update(&self.buffer)?;
+//!         Ok(())
+//!     }
+//!     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
+//!         if ctx.is_restored() {
+//!             self.buffer = ctx.operator_state().list(&self.state)?.get()?;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//! ```
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+use weir_actors::snapshot::{ListStateSnapshot, Redistribution};
+
+use super::descriptor::{ListStateDescriptor, StateDescriptor};
+use super::error::StateError;
+use super::StateData;
+use crate::context::RuntimeContext;
+
+/// The operator list states of one operator subtask, kept serialised.
+#[derive(Clone, Debug, Default)]
+pub struct OperatorStateStore {
+    lists: BTreeMap<String, (Redistribution, Vec<Vec<u8>>)>,
+}
+
+impl OperatorStateStore {
+    pub(crate) fn from_snapshot(lists: Vec<ListStateSnapshot>) -> Self {
+        OperatorStateStore {
+            lists: lists
+                .into_iter()
+                .map(|l| (l.name, (l.mode, l.elements)))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn to_snapshot(&self) -> Vec<ListStateSnapshot> {
+        self.lists
+            .iter()
+            .map(|(name, (mode, elements))| ListStateSnapshot {
+                name: name.clone(),
+                mode: *mode,
+                elements: elements.clone(),
+            })
+            .collect()
+    }
+
+    fn open<'a, T>(
+        &'a mut self,
+        name: &'a str,
+        mode: Redistribution,
+    ) -> Result<OperatorListState<'a, T>, StateError> {
+        let (existing, elements) = self
+            .lists
+            .entry(name.to_string())
+            .or_insert_with(|| (mode, Vec::new()));
+        if *existing != mode {
+            return Err(StateError::Mismatch {
+                name: name.to_string(),
+                declared: format!("operator list state ({existing:?})"),
+                requested: format!("operator list state ({mode:?})"),
+            });
+        }
+        Ok(OperatorListState {
+            name,
+            elements,
+            _type: PhantomData,
+        })
+    }
+
+    /// The list state `descriptor`, split evenly over the subtasks on restore.
+    pub fn list<'a, T: StateData>(
+        &'a mut self,
+        descriptor: &'a ListStateDescriptor<T>,
+    ) -> Result<OperatorListState<'a, T>, StateError> {
+        self.open(descriptor.name(), Redistribution::EvenSplit)
+    }
+
+    /// The list state `descriptor`, given whole to every subtask on restore.
+    pub fn union_list<'a, T: StateData>(
+        &'a mut self,
+        descriptor: &'a ListStateDescriptor<T>,
+    ) -> Result<OperatorListState<'a, T>, StateError> {
+        self.open(descriptor.name(), Redistribution::Union)
+    }
+}
+
+/// One operator list state, opened.
+pub struct OperatorListState<'a, T> {
+    name: &'a str,
+    elements: &'a mut Vec<Vec<u8>>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: StateData> OperatorListState<'_, T> {
+    fn encode(&self, value: &T) -> Result<Vec<u8>, StateError> {
+        rmp_serde::to_vec_named(value).map_err(|e| StateError::Encode {
+            name: self.name.to_string(),
+            cause: e.to_string(),
+        })
+    }
+
+    /// The elements.
+    pub fn get(&self) -> Result<Vec<T>, StateError> {
+        self.elements
+            .iter()
+            .map(|bytes| {
+                rmp_serde::from_slice(bytes).map_err(|e| StateError::Corrupt {
+                    name: self.name.to_string(),
+                    group: 0,
+                    cause: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Appends one element.
+    pub fn add(&mut self, value: &T) -> Result<(), StateError> {
+        let bytes = self.encode(value)?;
+        self.elements.push(bytes);
+        Ok(())
+    }
+
+    /// Replaces the elements.
+    pub fn update(&mut self, values: &[T]) -> Result<(), StateError> {
+        let encoded = values
+            .iter()
+            .map(|v| self.encode(v))
+            .collect::<Result<Vec<_>, _>>()?;
+        *self.elements = encoded;
+        Ok(())
+    }
+
+    /// Removes every element.
+    pub fn clear(&mut self) {
+        self.elements.clear();
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.elements.len()
+    }
+
+    /// Whether there is no element.
+    pub fn is_empty(&self) -> bool {
+        self.elements.is_empty()
+    }
+}
+
+/// Given to `initialize_state`, once per instance, before `open`.
+pub struct StateInitContext<'a> {
+    pub(crate) runtime: &'a RuntimeContext,
+    pub(crate) restored: bool,
+    pub(crate) operator_state: &'a mut OperatorStateStore,
+    pub(crate) raw: Option<&'a [u8]>,
+    pub(crate) keyed: Option<&'a BTreeMap<usize, Vec<u8>>>,
+}
+
+impl StateInitContext<'_> {
+    /// Whether the instance starts from a snapshot (after a failure or from a savepoint).
+    pub fn is_restored(&self) -> bool {
+        self.restored
+    }
+
+    /// Where this instance runs.
+    pub fn runtime(&self) -> &RuntimeContext {
+        self.runtime
+    }
+
+    /// The operator list states (restored ones hold their elements).
+    pub fn operator_state(&mut self) -> &mut OperatorStateStore {
+        self.operator_state
+    }
+
+    /// The raw bytes this subtask index wrote at the snapshot, if any.
+    pub fn raw_state(&self) -> Option<&[u8]> {
+        self.raw
+    }
+
+    pub(crate) fn keyed_state(&self) -> Option<&BTreeMap<usize, Vec<u8>>> {
+        self.keyed
+    }
+}
+
+type KeyedFinish = Box<dyn FnOnce() -> Result<BTreeMap<usize, Vec<u8>>, StateError> + Send>;
+
+/// Given to `snapshot_state` at every snapshot.
+pub struct StateSnapshotContext<'a> {
+    pub(crate) checkpoint_id: u64,
+    pub(crate) operator_state: &'a mut OperatorStateStore,
+    pub(crate) raw: Option<Vec<u8>>,
+    pub(crate) keyed: Option<KeyedFinish>,
+}
+
+impl StateSnapshotContext<'_> {
+    /// The id of the checkpoint (or savepoint) being taken.
+    pub fn checkpoint_id(&self) -> u64 {
+        self.checkpoint_id
+    }
+
+    /// The operator list states, to be brought up to date.
+    pub fn operator_state(&mut self) -> &mut OperatorStateStore {
+        self.operator_state
+    }
+
+    /// Stores the operator's own bytes in the snapshot.
+    pub fn write_raw_state(&mut self, bytes: Vec<u8>) {
+        self.raw = Some(bytes);
+    }
+
+    pub(crate) fn set_keyed(&mut self, finish: KeyedFinish) {
+        self.keyed = Some(finish);
+    }
+}

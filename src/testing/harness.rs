@@ -1,0 +1,190 @@
+//! [`OperatorHarness`]: one operator instance, driven by hand.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use weir_actors::channel::ChannelEvent;
+use weir_actors::snapshot::OperatorSnapshot;
+use weir_actors::{downcast_batch, OperatorInfo, RecordBatch, StreamOperator, UserError};
+
+use crate::data::Data;
+use crate::operator::{one_input_operator, OneInputOperator};
+use crate::ops::keyed_process::{KeyedProcess, KeyedProcessFunction};
+use crate::state::Key;
+
+/// One instance of an operator, fed and inspected by a test.
+///
+/// ```
+/// use weir::state::ValueStateDescriptor;
+/// use weir::testing::OperatorHarness;
+/// use weir::{Collector, KeyedContext, KeyedProcessFunction, UserError};
+///
+/// #[derive(Clone)]
+/// struct Count(ValueStateDescriptor<u64>);
+/// impl KeyedProcessFunction<u32, u32, u64> for Count {
+///     fn process_element(&mut self, _v: u32, ctx: &mut KeyedContext<u32>, out: &mut Collector<u64>) -> Result<(), UserError> {
+///         let mut count = ctx.state(&self.0)?;
+///         let n = count.value().unwrap_or(0) + 1;
+///         count.update(n);
+///         out.collect(n);
+///         Ok(())
+///     }
+/// }
+///
+/// let mut h = OperatorHarness::keyed(Count(ValueStateDescriptor::new("n")), |v: &u32| *v, 0, 1, 128);
+/// h.open(None).unwrap();
+/// h.process(vec![7, 7, 8]).unwrap();
+/// assert_eq!(h.take_output(), vec![1, 2, 1]);
+/// let snapshot = h.snapshot(1).unwrap();
+///
+/// let mut restored = OperatorHarness::keyed(Count(ValueStateDescriptor::new("n")), |v: &u32| *v, 0, 1, 128);
+/// restored.open(Some(snapshot)).unwrap();
+/// restored.process(vec![7]).unwrap();
+/// assert_eq!(restored.take_output(), vec![3]);
+/// ```
+pub struct OperatorHarness<In, Out> {
+    operator: Box<dyn StreamOperator>,
+    info: OperatorInfo,
+    events: Vec<ChannelEvent>,
+    _types: PhantomData<fn(In) -> Out>,
+}
+
+impl<In: Data, Out: Data> OperatorHarness<In, Out> {
+    fn with_operator(
+        operator: Box<dyn StreamOperator>,
+        subtask: usize,
+        parallelism: usize,
+        max_parallelism: usize,
+    ) -> Self {
+        OperatorHarness {
+            operator,
+            info: OperatorInfo {
+                name: "harness".into(),
+                uid: "harness".into(),
+                subtask,
+                parallelism,
+                max_parallelism,
+            },
+            events: Vec::new(),
+            _types: PhantomData,
+        }
+    }
+
+    /// Subtask `subtask` of `parallelism` of a [`OneInputOperator`].
+    pub fn new<Op: OneInputOperator<In, Out>>(
+        operator: Op,
+        subtask: usize,
+        parallelism: usize,
+        max_parallelism: usize,
+    ) -> Self {
+        Self::with_operator(
+            one_input_operator::<In, Out, Op>(operator),
+            subtask,
+            parallelism,
+            max_parallelism,
+        )
+    }
+
+    /// Subtask `subtask` of `parallelism` of a [`KeyedProcessFunction`] on records keyed by `key`.
+    ///
+    /// Feed it only records whose key group the subtask owns (see
+    /// [`crate::keys::KeyGroupRange`]), as a job's key partitioning would.
+    pub fn keyed<K: Key, F>(
+        function: F,
+        key: impl Fn(&In) -> K + Send + Sync + 'static,
+        subtask: usize,
+        parallelism: usize,
+        max_parallelism: usize,
+    ) -> Self
+    where
+        F: KeyedProcessFunction<K, In, Out>,
+    {
+        let operator = KeyedProcess::new(function, Arc::new(key));
+        Self::new(operator, subtask, parallelism, max_parallelism)
+    }
+
+    /// Restores from `restored` (if any) and opens the operator.
+    pub fn open(&mut self, restored: Option<OperatorSnapshot>) -> Result<(), UserError> {
+        self.operator.initialize_state(&self.info, restored)?;
+        self.operator.open(&self.info)
+    }
+
+    /// Processes records without timestamps.
+    pub fn process(&mut self, records: Vec<In>) -> Result<(), UserError> {
+        self.operator
+            .process_batch(0, Box::new(RecordBatch::from(records)), &mut self.events)
+    }
+
+    /// Processes records with timestamps.
+    pub fn process_with_timestamps(&mut self, records: Vec<(In, i64)>) -> Result<(), UserError> {
+        let (records, timestamps) = records.into_iter().unzip();
+        let batch = RecordBatch {
+            records,
+            timestamps: Some(timestamps),
+        };
+        self.operator
+            .process_batch(0, Box::new(batch), &mut self.events)
+    }
+
+    /// Advances the operator's watermark.
+    pub fn watermark(&mut self, watermark: i64) -> Result<(), UserError> {
+        self.operator.process_watermark(watermark, &mut self.events)
+    }
+
+    /// The processing time the operator asked to be called at, if any.
+    pub fn next_processing_time(&self) -> Option<i64> {
+        self.operator.next_processing_time()
+    }
+
+    /// Tells the operator that processing time is `now`.
+    pub fn processing_time(&mut self, now: i64) -> Result<(), UserError> {
+        self.operator.on_processing_time(now, &mut self.events)
+    }
+
+    /// Ends the input and closes the operator.
+    pub fn end_input(&mut self) -> Result<(), UserError> {
+        self.operator.end_input(0, &mut self.events)?;
+        self.operator.close()
+    }
+
+    /// Takes a snapshot (both parts, synchronously).
+    pub fn snapshot(&mut self, checkpoint_id: u64) -> Result<OperatorSnapshot, UserError> {
+        self.operator.snapshot_state(checkpoint_id)?.finish()
+    }
+
+    /// The records emitted since the last take, with their timestamps.
+    pub fn take_output_with_timestamps(&mut self) -> Vec<(Out, Option<i64>)> {
+        let mut out = Vec::new();
+        for event in std::mem::take(&mut self.events) {
+            match event {
+                ChannelEvent::Records(batch) => match downcast_batch::<Out>(batch) {
+                    Ok(batch) => out.extend(batch.into_iter_with_timestamps()),
+                    Err(msg) => panic!("harness output of the wrong type: {msg}"),
+                },
+                other => self.events.push(other),
+            }
+        }
+        out
+    }
+
+    /// The records emitted since the last take.
+    pub fn take_output(&mut self) -> Vec<Out> {
+        self.take_output_with_timestamps()
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect()
+    }
+
+    /// The watermarks emitted since the last take (records are kept).
+    pub fn take_watermarks(&mut self) -> Vec<i64> {
+        let mut watermarks = Vec::new();
+        self.events.retain(|e| match e {
+            ChannelEvent::Watermark(w) => {
+                watermarks.push(*w);
+                false
+            }
+            _ => true,
+        });
+        watermarks
+    }
+}
