@@ -18,17 +18,24 @@
 //!   per subtask, so this measures the per-batch cost of the engine itself;
 //!   with `--no-chaining` every operator is its own actor and every batch
 //!   crosses three credit-controlled channels. Default 1G records: about
-//!   2 s chained and 9 s unchained at parallelism 1 on a 2-core machine
-//!   (100M records take 0.2 s chained, too short to measure).
+//!   1.5 s chained and 10-15 s unchained at parallelism 1 on a 2-core machine
+//!   (100M records take 0.15 s chained, too short to measure).
 //! - `slow-sink`: `generate` → `rebalance()` → a sink that sleeps
 //!   `--sink-delay-ms` per batch. The sources are far faster than the sink, so
 //!   this shows that credit-based flow control bounds memory: see `peak_rss_mb`
 //!   and `max_queued_batches` (the deepest input queue of any subtask, never
-//!   above `channel_credits`). Default 20M records (about 10 s at parallelism 2
-//!   with 1024-record batches and 1 ms per batch).
+//!   above `channel_credits`). Default 20M records (about 11 s at parallelism 2
+//!   with 1024-record batches and 1 ms per batch). The sleep blocks the sink's
+//!   Arbiter; with the default two Arbiters each sink shares its thread with a
+//!   source, which slows that source too. `--arbiters 4` gives every subtask a
+//!   thread of its own, so that only the credits hold the sources back.
 //! - `raw-loop`: no engine at all: one thread counts the same records
 //!   (`key = i % keys`) in a [`weir::keys::KeyMap`] in a plain loop. It is the
-//!   ceiling that keyed jobs are compared with. Default 100M records.
+//!   ceiling that keyed jobs are compared with. Default 100M records; it
+//!   reports `parallelism` 1, `chaining` false and `first_record_ms` 0.
+//!
+//! `--batch-size`, `--channel-credits` and `--arbiters` override the engine's
+//! runtime defaults (1024, 4, one Arbiter per core) for any engine job.
 //!
 //! ## Output fields
 //!
@@ -68,7 +75,7 @@ enum Job {
     Stateless,
     /// generate -> rebalance -> a sink that sleeps per batch.
     SlowSink,
-    /// A plain single-threaded counting loop, no engine.
+    /// a plain single-threaded counting loop, no engine.
     RawLoop,
 }
 
@@ -94,7 +101,7 @@ impl Job {
 
 /// Runs one weir benchmark job and prints its result as JSON on stdout's last line.
 #[derive(Debug, Parser)]
-#[command(name = "bench", about)]
+#[command(name = "bench")]
 struct Args {
     /// The job to run.
     #[arg(long, value_enum)]

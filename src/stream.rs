@@ -29,7 +29,7 @@ use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use weir_actors::graph::{
+use weir_actors::graph::{OperatorFactory, 
     ChainingStrategy, PartitionerContext, PartitionerFactory, VertexId, VertexKind,
 };
 use weir_actors::partition::{
@@ -43,7 +43,11 @@ use crate::keys::{key_group, KeyGroupRange};
 use crate::operator::{one_input_factory, OneInputOperator};
 use crate::ops::filter::Filter;
 use crate::ops::flat_map::FlatMap;
+use crate::ops::broadcast_process::{
+    BroadcastProcess, BroadcastProcessFunction, KeyedBroadcastProcess, KeyedBroadcastProcessFunction,
+};
 use crate::ops::keyed_process::{KeyedProcess, KeyedProcessFunction};
+use crate::ops::two_input::two_input_factory;
 use crate::ops::map::Map;
 use crate::ops::process::{Process, ProcessFunction};
 use crate::ops::rolling::{Aggregate, Reduce, Rolling, RollingKind};
@@ -51,7 +55,7 @@ use crate::sink::{
     CollectHandle, CollectSink, DiscardCounter, DiscardSink, PrintSink, Sink, SinkOperator,
     TextFileSink,
 };
-use crate::state::{AggregateFunction, Key, StateData};
+use crate::state::{AggregateFunction, Key, MapStateDescriptor, StateData, StateDescriptor};
 use crate::time::{TimestampsAndWatermarks, WatermarkStrategy};
 
 #[derive(Clone)]
@@ -514,5 +518,98 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
     /// Gathers every record in memory.
     pub fn collect(self) -> CollectHandle<T> {
         self.stream.collect()
+    }
+}
+
+/// A stream whose every record reaches every subtask of the operator it is
+/// connected to, where it may write broadcast state (see [`crate::state`]).
+pub struct BroadcastStream<B> {
+    stream: DataStream<B>,
+    states: Vec<String>,
+}
+
+impl<B> BroadcastStream<B> {
+    /// The names of the broadcast states declared for this stream.
+    pub fn state_names(&self) -> &[String] {
+        &self.states
+    }
+}
+
+impl<T: Data> DataStream<T> {
+    /// Turns the stream into a broadcast stream for the broadcast states
+    /// `descriptors` (Flink's `broadcast(descriptors)`; the argument-less
+    /// [`broadcast`](DataStream::broadcast) stays the partitioning).
+    pub fn broadcast_state<K: Key, V: StateData>(self, descriptors: &[MapStateDescriptor<K, V>]) -> BroadcastStream<T> {
+        let states = descriptors.iter().map(|d| d.name().to_string()).collect();
+        BroadcastStream { stream: self.broadcast(), states }
+    }
+
+    /// Adds a two-input operator fed by this stream (input 0) and `other` (input 1).
+    fn add_two_input<B: Data, U: Data>(self, other: DataStream<B>, name: &str, factory: OperatorFactory) -> DataStream<U> {
+        let mut builder = self.env.builder();
+        let vertex = builder.add_vertex(VertexDraft {
+            name: name.to_string(),
+            uid: None,
+            parallelism: None,
+            fixed_parallelism: None,
+            max_parallelism: None,
+            chaining: ChainingStrategy::Always,
+            kind: VertexKind::Operator { inputs: 2, factory },
+        });
+        let first = self.inputs.into_iter().map(|i| (i, 0usize, generic_partitioner::<T> as fn(Partitioning) -> PartitionerFactory));
+        let second = other.inputs.into_iter().map(|i| (i, 1usize, generic_partitioner::<B> as fn(Partitioning) -> PartitionerFactory));
+        for (input, target_input, generic) in first.chain(second) {
+            builder.edges.push(EdgeDraft {
+                source: input.vertex,
+                target: vertex,
+                input: target_input,
+                partitioning: input.partitioning,
+                hash: input.hash,
+                generic,
+            });
+        }
+        drop(builder);
+        DataStream::from_vertex(self.env, vertex)
+    }
+
+    /// Connects this stream with a broadcast stream.
+    pub fn connect<B: Data>(self, broadcast: BroadcastStream<B>) -> BroadcastConnectedStream<T, B> {
+        BroadcastConnectedStream { stream: self, broadcast }
+    }
+}
+
+/// A stream connected with a broadcast stream; `process` gives it a function.
+pub struct BroadcastConnectedStream<T, B> {
+    stream: DataStream<T>,
+    broadcast: BroadcastStream<B>,
+}
+
+impl<T: Data, B: Data> BroadcastConnectedStream<T, B> {
+    /// Applies a [`BroadcastProcessFunction`].
+    pub fn process<U: Data, F: BroadcastProcessFunction<T, B, U>>(self, function: F) -> DataStream<U> {
+        let factory = two_input_factory::<T, B, U, _>(BroadcastProcess::new(function));
+        self.stream.add_two_input(self.broadcast.stream, "BroadcastProcess", factory)
+    }
+}
+
+/// A keyed stream connected with a broadcast stream; `process` gives it a function.
+pub struct KeyedBroadcastConnectedStream<T, K, B> {
+    keyed: KeyedStream<T, K>,
+    broadcast: BroadcastStream<B>,
+}
+
+impl<T: Data, K: Key + Data> KeyedStream<T, K> {
+    /// Connects this keyed stream with a broadcast stream.
+    pub fn connect<B: Data>(self, broadcast: BroadcastStream<B>) -> KeyedBroadcastConnectedStream<T, K, B> {
+        KeyedBroadcastConnectedStream { keyed: self, broadcast }
+    }
+}
+
+impl<T: Data, K: Key + Data, B: Data> KeyedBroadcastConnectedStream<T, K, B> {
+    /// Applies a [`KeyedBroadcastProcessFunction`].
+    pub fn process<U: Data, F: KeyedBroadcastProcessFunction<K, T, B, U>>(self, function: F) -> DataStream<U> {
+        let operator = KeyedBroadcastProcess::new(function, self.keyed.key.clone());
+        let factory = two_input_factory::<T, B, U, _>(operator);
+        self.keyed.stream.add_two_input(self.broadcast.stream, "KeyedBroadcastProcess", factory)
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Its protocol: [`SubtaskReport`] from every subtask (finished or failed) and
 //! [`CancelJob`] from the [`crate::JobClient`]. Deployment follows the
-//! [`ExecutionPlan`]: subtasks are placed round-robin on a pool of Arbiters, wired
+//! [`ExecutionPlan`]: subtask `i` of every chain is placed on Arbiter `i % n` (slot
+//! sharing, as in Flink, so that a pipeline of subtasks stays on one thread), wired
 //! with [`Wire`] and started with [`Start`] once every address is known.
 //!
 //! A failure of any subtask fails the job (restart strategies build on this
@@ -140,7 +141,9 @@ impl Supervisor {
             for i in 0..self.plan.chains[c].parallelism {
                 let spec = self.spec(c, i);
                 let reporter = reporter.clone();
-                let arbiter = self.arbiters[placed % self.arbiters.len()].handle();
+                // Slot sharing (as Flink): subtask i of every chain on Arbiter i, so a
+                // forward pipeline stays on one thread and its hops cost no wake-up.
+                let arbiter = self.arbiters[i % self.arbiters.len()].handle();
                 placed += 1;
                 addrs.push(Subtask::start_in_arbiter(&arbiter, move |_| {
                     Subtask::new(spec, reporter)

@@ -1,32 +1,31 @@
 //! `process` on a keyed stream: a function with keyed state and timers.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-
-use serde::{Deserialize, Serialize};
 
 use weir_actors::{processing_time_now, RecordBatch, UserError};
 
+use super::keyed_core::KeyedCore;
 use crate::context::RuntimeContext;
-use crate::keys::{key_group, KeyGroupRange};
+use crate::keys::key_group;
 use crate::operator::{Collector, OneInputOperator};
 use crate::state::timers::{TimeDomain, TimerService};
 use crate::state::{
-    Key, KeyedStateStore, StateBytes, StateDescriptor, StateError, StateInitContext,
-    StateSnapshotContext,
+    BroadcastStateStore, Key, KeyedStateStore, MapStateDescriptor, ReadOnlyBroadcastState, StateData,
+    StateDescriptor, StateError, StateInitContext, StateSnapshotContext,
 };
 
 /// What a [`KeyedProcessFunction`] sees while it handles a record or a timer:
 /// the key in scope, its state, timers and time.
 pub struct KeyedContext<'a, K> {
-    key: &'a K,
-    group: usize,
-    timestamp: Option<i64>,
-    watermark: i64,
-    domain: Option<TimeDomain>,
-    store: &'a mut KeyedStateStore<K>,
-    timers: &'a mut TimerService<K>,
-    runtime: &'a RuntimeContext,
+    pub(crate) key: &'a K,
+    pub(crate) group: usize,
+    pub(crate) timestamp: Option<i64>,
+    pub(crate) watermark: i64,
+    pub(crate) domain: Option<TimeDomain>,
+    pub(crate) store: &'a mut KeyedStateStore<K>,
+    pub(crate) timers: &'a mut TimerService<K>,
+    pub(crate) runtime: &'a RuntimeContext,
+    pub(crate) broadcast: Option<&'a mut BroadcastStateStore>,
 }
 
 impl<K: Key> KeyedContext<'_, K> {
@@ -66,6 +65,20 @@ impl<K: Key> KeyedContext<'_, K> {
         descriptor: &'c D,
     ) -> Result<D::Ref<'c, K>, StateError> {
         self.store.open(descriptor, self.key, self.group)
+    }
+
+    /// Reads `descriptor`'s broadcast state (only in the keyed side of a
+    /// keyed-broadcast connection; elsewhere an error).
+    pub fn broadcast_state<'c, UK: Key, UV: StateData>(
+        &'c mut self,
+        descriptor: &MapStateDescriptor<UK, UV>,
+    ) -> Result<ReadOnlyBroadcastState<'c, UK, UV>, StateError> {
+        match self.broadcast.as_deref_mut() {
+            Some(store) => store.read_only(descriptor),
+            None => Err(StateError::Unavailable(
+                "broadcast state is only available to functions on a stream connected to a broadcast stream".into(),
+            )),
+        }
     }
 
     /// Calls `on_timer` for the current key once the watermark reaches `timestamp`.
@@ -157,97 +170,43 @@ pub trait KeyedProcessFunction<K, In, Out>: Clone + Send + 'static {
     }
 }
 
-type KeySelector<In, K> = Arc<dyn Fn(&In) -> K + Send + Sync>;
+pub(crate) type KeySelector<In, K> = Arc<dyn Fn(&In) -> K + Send + Sync>;
 
 /// Runs a [`KeyedProcessFunction`] as a [`OneInputOperator`], owning its keyed
 /// state store and timers.
 pub struct KeyedProcess<K, In, F> {
     function: F,
     key: KeySelector<In, K>,
-    store: Option<KeyedStateStore<K>>,
-    timers: TimerService<K>,
-    runtime: Option<RuntimeContext>,
-    watermark: i64,
-    restored: Option<BTreeMap<usize, Vec<u8>>>,
+    core: KeyedCore<K>,
 }
-
-/// What a keyed operator snapshots per key group.
-#[derive(Serialize, Deserialize)]
-struct KeyGroupState {
-    states: Vec<StateBytes>,
-    /// rmp-serde of `Vec<(TimerKind, timestamp, key)>`.
-    timers: Vec<u8>,
-}
-
-const EVENT_TIMER: u8 = 0;
-const PROCESSING_TIMER: u8 = 1;
 
 impl<K, In, F: Clone> Clone for KeyedProcess<K, In, F> {
     /// A fresh instance: same function and key, no state.
     fn clone(&self) -> Self {
-        KeyedProcess {
-            function: self.function.clone(),
-            key: self.key.clone(),
-            store: None,
-            timers: TimerService::default(),
-            runtime: None,
-            watermark: i64::MIN,
-            restored: None,
-        }
+        KeyedProcess { function: self.function.clone(), key: self.key.clone(), core: KeyedCore::default() }
     }
 }
 
 impl<K, In, F> KeyedProcess<K, In, F> {
     /// The operator running `function` on records keyed by `key`.
     pub fn new(function: F, key: KeySelector<In, K>) -> Self {
-        KeyedProcess {
-            function,
-            key,
-            store: None,
-            timers: TimerService::default(),
-            runtime: None,
-            watermark: i64::MIN,
-            restored: None,
-        }
+        KeyedProcess { function, key, core: KeyedCore::default() }
     }
 }
 
 impl<K: Key, In: Send + 'static, F> KeyedProcess<K, In, F> {
-    fn fire<Out>(
-        &mut self,
-        domain: TimeDomain,
-        time: i64,
-        out: &mut Collector<Out>,
-    ) -> Result<(), UserError>
+    fn fire<Out>(&mut self, domain: TimeDomain, time: i64, out: &mut Collector<Out>) -> Result<(), UserError>
     where
         F: KeyedProcessFunction<K, In, Out>,
     {
-        let (Some(store), Some(runtime)) = (self.store.as_mut(), self.runtime.as_ref()) else {
-            return Err("keyed operator used before open".into());
-        };
-        let max = runtime.max_parallelism();
-        loop {
-            let queue = match domain {
-                TimeDomain::EventTime => &mut self.timers.event_time,
-                TimeDomain::ProcessingTime => &mut self.timers.processing_time,
-            };
-            let Some((timestamp, key)) = queue.pop_due(time) else {
-                return Ok(());
-            };
+        let max = self.core.max_parallelism();
+        while let Some((timestamp, key)) = self.core.pop_timer(domain, time) {
             let group = key_group(&key, max);
-            let mut ctx = KeyedContext {
-                key: &key,
-                group,
-                timestamp: Some(timestamp),
-                watermark: self.watermark,
-                domain: Some(domain),
-                store,
-                timers: &mut self.timers,
-                runtime,
-            };
+            let mut ctx = self.core.context(&key, group, Some(timestamp), Some(domain), None)?;
             out.set_timestamp(Some(timestamp));
             self.function.on_timer(timestamp, &mut ctx, out)?;
         }
+        Ok(())
     }
 }
 
@@ -259,152 +218,34 @@ where
     F: KeyedProcessFunction<K, In, Out>,
 {
     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
-        self.restored = ctx.keyed_state().cloned();
+        self.core.initialize(ctx);
         self.function.initialize_state(ctx)
     }
 
     fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        let (Some(store), Some(runtime)) = (self.store.as_ref(), self.runtime.as_ref()) else {
-            return Err("keyed operator snapshotted before open".into());
-        };
-        let max = runtime.max_parallelism();
-        let states = store.snapshot();
-        let mut timers: Vec<(u8, i64, K)> =
-            Vec::with_capacity(self.timers.event_time.len() + self.timers.processing_time.len());
-        timers.extend(
-            self.timers
-                .event_time
-                .to_vec()
-                .into_iter()
-                .map(|(t, k)| (EVENT_TIMER, t, k)),
-        );
-        timers.extend(
-            self.timers
-                .processing_time
-                .to_vec()
-                .into_iter()
-                .map(|(t, k)| (PROCESSING_TIMER, t, k)),
-        );
-        self.function.snapshot_state(ctx)?;
-        ctx.set_keyed(Box::new(move || {
-            let mut groups: BTreeMap<usize, KeyGroupState> = states
-                .serialize()?
-                .into_iter()
-                .map(|(group, states)| {
-                    (
-                        group,
-                        KeyGroupState {
-                            states,
-                            timers: Vec::new(),
-                        },
-                    )
-                })
-                .collect();
-            let mut timers_by_group: BTreeMap<usize, Vec<(u8, i64, K)>> = BTreeMap::new();
-            for timer in timers {
-                timers_by_group
-                    .entry(key_group(&timer.2, max))
-                    .or_default()
-                    .push(timer);
-            }
-            for (group, timers) in timers_by_group {
-                let bytes = rmp_serde::to_vec_named(&timers).map_err(|e| StateError::Encode {
-                    name: "timers".into(),
-                    cause: e.to_string(),
-                })?;
-                groups
-                    .entry(group)
-                    .or_insert_with(|| KeyGroupState {
-                        states: Vec::new(),
-                        timers: Vec::new(),
-                    })
-                    .timers = bytes;
-            }
-            groups
-                .into_iter()
-                .map(|(group, state)| {
-                    rmp_serde::to_vec_named(&state)
-                        .map(|bytes| (group, bytes))
-                        .map_err(|e| StateError::Encode {
-                            name: format!("key group {group}"),
-                            cause: e.to_string(),
-                        })
-                })
-                .collect()
-        }));
-        Ok(())
+        self.core.snapshot(ctx)?;
+        self.function.snapshot_state(ctx)
     }
 
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
-        let range = KeyGroupRange::of_subtask(
-            ctx.subtask_index(),
-            ctx.max_parallelism(),
-            ctx.parallelism(),
-        );
-        let mut store = KeyedStateStore::new(range);
-        if let Some(groups) = self.restored.take() {
-            let mut states = BTreeMap::new();
-            for (group, bytes) in groups.range(range.start..range.end) {
-                let corrupt = |cause: String| StateError::Corrupt {
-                    name: "keyed state".into(),
-                    group: *group,
-                    cause,
-                };
-                let state: KeyGroupState =
-                    rmp_serde::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-                states.insert(*group, state.states);
-                if !state.timers.is_empty() {
-                    let timers: Vec<(u8, i64, K)> =
-                        rmp_serde::from_slice(&state.timers).map_err(|e| corrupt(e.to_string()))?;
-                    for (kind, timestamp, key) in timers {
-                        match kind {
-                            EVENT_TIMER => self.timers.event_time.register(key, timestamp),
-                            _ => self.timers.processing_time.register(key, timestamp),
-                        }
-                    }
-                }
-            }
-            store.restore(&states)?;
-        }
-        self.store = Some(store);
-        self.runtime = Some(ctx.clone());
+        self.core.open(ctx)?;
         self.function.open(ctx)
     }
-    fn process_batch(
-        &mut self,
-        batch: RecordBatch<In>,
-        out: &mut Collector<Out>,
-    ) -> Result<(), UserError> {
-        let (Some(store), Some(runtime)) = (self.store.as_mut(), self.runtime.as_ref()) else {
-            return Err("keyed operator used before open".into());
-        };
-        let max = runtime.max_parallelism();
+
+    fn process_batch(&mut self, batch: RecordBatch<In>, out: &mut Collector<Out>) -> Result<(), UserError> {
+        let max = self.core.max_parallelism();
         for (value, timestamp) in batch.into_iter_with_timestamps() {
             let key = (self.key)(&value);
             let group = key_group(&key, max);
-            store.check_group(group)?;
-            let mut ctx = KeyedContext {
-                key: &key,
-                group,
-                timestamp,
-                watermark: self.watermark,
-                domain: None,
-                store,
-                timers: &mut self.timers,
-                runtime,
-            };
+            let mut ctx = self.core.context(&key, group, timestamp, None, None)?;
             out.set_timestamp(timestamp);
             self.function.process_element(value, &mut ctx, out)?;
         }
         Ok(())
     }
 
-    fn process_watermark(
-        &mut self,
-        watermark: i64,
-        out: &mut Collector<Out>,
-    ) -> Result<(), UserError> {
-        self.watermark = watermark;
+    fn process_watermark(&mut self, watermark: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
+        self.core.watermark = watermark;
         self.fire(TimeDomain::EventTime, watermark, out)?;
         out.set_timestamp(None);
         out.emit_watermark(watermark);
@@ -412,7 +253,7 @@ where
     }
 
     fn next_processing_time(&self) -> Option<i64> {
-        self.timers.processing_time.peek_timestamp()
+        self.core.next_processing_time()
     }
 
     fn on_processing_time(&mut self, now: i64, out: &mut Collector<Out>) -> Result<(), UserError> {

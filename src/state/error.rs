@@ -35,6 +35,9 @@ pub enum StateError {
         /// The decoder's message.
         cause: String,
     },
+    /// A kind of state this operator does not have.
+    #[error("{0}")]
+    Unavailable(String),
     /// A restore into a store whose states were already opened.
     #[error("keyed state can only be restored before it is first used")]
     RestoreAfterUse,

@@ -12,6 +12,9 @@
 //!   list states redistributed by even split or union on a change of
 //!   parallelism, and raw bytes; functions write it in `snapshot_state` and read
 //!   it back in `initialize_state`.
+//! - **Broadcast state** ([`BroadcastState`]) is a map that is the same on every
+//!   subtask: written by the broadcast side of a connected stream, read only
+//!   ([`ReadOnlyBroadcastState`]) by the other side.
 //! - **Timers** ([`timers`]) are keyed state too: event-time and processing-time
 //!   callbacks per (key, timestamp), de-duplicated.
 //!
@@ -46,6 +49,7 @@
 //! ```
 
 mod access;
+mod broadcast;
 mod descriptor;
 mod error;
 mod heap;
@@ -58,6 +62,7 @@ pub use descriptor::{
     AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
     ReducingStateDescriptor, StateDescriptor, ValueStateDescriptor,
 };
+pub use broadcast::{BroadcastState, BroadcastStateStore, ReadOnlyBroadcastState};
 pub use error::StateError;
 pub use heap::{HeapStateBackend, HeapTable};
 pub use keyed::{KeyedStateSnapshot, KeyedStateStore, StateBytes, StateKind};

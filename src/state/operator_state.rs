@@ -177,6 +177,7 @@ pub struct StateInitContext<'a> {
     pub(crate) operator_state: &'a mut OperatorStateStore,
     pub(crate) raw: Option<&'a [u8]>,
     pub(crate) keyed: Option<&'a BTreeMap<usize, Vec<u8>>>,
+    pub(crate) broadcast: Option<&'a BTreeMap<String, Vec<u8>>>,
 }
 
 impl StateInitContext<'_> {
@@ -203,6 +204,10 @@ impl StateInitContext<'_> {
     pub(crate) fn keyed_state(&self) -> Option<&BTreeMap<usize, Vec<u8>>> {
         self.keyed
     }
+
+    pub(crate) fn broadcast_state(&self) -> Option<&BTreeMap<String, Vec<u8>>> {
+        self.broadcast
+    }
 }
 
 type KeyedFinish = Box<dyn FnOnce() -> Result<BTreeMap<usize, Vec<u8>>, StateError> + Send>;
@@ -213,6 +218,7 @@ pub struct StateSnapshotContext<'a> {
     pub(crate) operator_state: &'a mut OperatorStateStore,
     pub(crate) raw: Option<Vec<u8>>,
     pub(crate) keyed: Option<KeyedFinish>,
+    pub(crate) broadcast: Option<BTreeMap<String, Vec<u8>>>,
 }
 
 impl StateSnapshotContext<'_> {
@@ -233,5 +239,9 @@ impl StateSnapshotContext<'_> {
 
     pub(crate) fn set_keyed(&mut self, finish: KeyedFinish) {
         self.keyed = Some(finish);
+    }
+
+    pub(crate) fn set_broadcast(&mut self, states: BTreeMap<String, Vec<u8>>) {
+        self.broadcast = Some(states);
     }
 }

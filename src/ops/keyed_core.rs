@@ -1,0 +1,164 @@
+//! What every keyed operator holds besides its function: the keyed state store,
+//! the timers, the current watermark, and their snapshot and restore.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use weir_actors::UserError;
+
+use super::keyed_process::KeyedContext;
+use crate::context::RuntimeContext;
+use crate::keys::{key_group, KeyGroupRange};
+use crate::state::timers::{TimeDomain, TimerService};
+use crate::state::{
+    BroadcastStateStore, Key, KeyedStateStore, StateBytes, StateError, StateInitContext, StateSnapshotContext,
+};
+
+/// What a keyed operator snapshots per key group.
+#[derive(Serialize, Deserialize)]
+struct KeyGroupState {
+    states: Vec<StateBytes>,
+    /// rmp-serde of `Vec<(timer kind, timestamp, key)>`.
+    timers: Vec<u8>,
+}
+
+const EVENT_TIMER: u8 = 0;
+const PROCESSING_TIMER: u8 = 1;
+
+/// Keyed state, timers and event time of one keyed operator subtask.
+pub(crate) struct KeyedCore<K> {
+    store: Option<KeyedStateStore<K>>,
+    timers: TimerService<K>,
+    runtime: Option<RuntimeContext>,
+    pub watermark: i64,
+    restored: Option<BTreeMap<usize, Vec<u8>>>,
+}
+
+impl<K> Default for KeyedCore<K> {
+    fn default() -> Self {
+        KeyedCore { store: None, timers: TimerService::default(), runtime: None, watermark: i64::MIN, restored: None }
+    }
+}
+
+impl<K: Key> KeyedCore<K> {
+    /// Keeps the restored keyed bytes until `open` knows the key-group range.
+    pub fn initialize(&mut self, ctx: &StateInitContext) {
+        self.restored = ctx.keyed_state().cloned();
+    }
+
+    /// Creates the store for this subtask's key groups and restores into it.
+    pub fn open(&mut self, ctx: &RuntimeContext) -> Result<(), StateError> {
+        let range = KeyGroupRange::of_subtask(ctx.subtask_index(), ctx.max_parallelism(), ctx.parallelism());
+        let mut store = KeyedStateStore::new(range);
+        if let Some(groups) = self.restored.take() {
+            let mut states = BTreeMap::new();
+            for (&group, bytes) in groups.range(range.start..range.end) {
+                let corrupt = |cause: String| StateError::Corrupt { name: "keyed state".into(), group, cause };
+                let state: KeyGroupState = rmp_serde::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+                states.insert(group, state.states);
+                if !state.timers.is_empty() {
+                    let timers: Vec<(u8, i64, K)> =
+                        rmp_serde::from_slice(&state.timers).map_err(|e| corrupt(e.to_string()))?;
+                    for (kind, timestamp, key) in timers {
+                        match kind {
+                            EVENT_TIMER => self.timers.event_time.register(key, timestamp),
+                            _ => self.timers.processing_time.register(key, timestamp),
+                        }
+                    }
+                }
+            }
+            store.restore(&states)?;
+        }
+        self.store = Some(store);
+        self.runtime = Some(ctx.clone());
+        Ok(())
+    }
+
+    /// Takes the synchronous part of the keyed snapshot and leaves the
+    /// serialisation to the snapshot's asynchronous part.
+    pub fn snapshot(&self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        let (Some(store), Some(runtime)) = (self.store.as_ref(), self.runtime.as_ref()) else {
+            return Err("keyed operator snapshotted before open".into());
+        };
+        let max = runtime.max_parallelism();
+        let states = store.snapshot();
+        let mut timers: Vec<(u8, i64, K)> = Vec::new();
+        timers.extend(self.timers.event_time.to_vec().into_iter().map(|(t, k)| (EVENT_TIMER, t, k)));
+        timers.extend(self.timers.processing_time.to_vec().into_iter().map(|(t, k)| (PROCESSING_TIMER, t, k)));
+        ctx.set_keyed(Box::new(move || {
+            let mut groups: BTreeMap<usize, KeyGroupState> = states
+                .serialize()?
+                .into_iter()
+                .map(|(group, states)| (group, KeyGroupState { states, timers: Vec::new() }))
+                .collect();
+            let mut timers_by_group: BTreeMap<usize, Vec<(u8, i64, K)>> = BTreeMap::new();
+            for timer in timers {
+                timers_by_group.entry(key_group(&timer.2, max)).or_default().push(timer);
+            }
+            for (group, timers) in timers_by_group {
+                let bytes = rmp_serde::to_vec_named(&timers)
+                    .map_err(|e| StateError::Encode { name: "timers".into(), cause: e.to_string() })?;
+                groups.entry(group).or_insert_with(|| KeyGroupState { states: Vec::new(), timers: Vec::new() }).timers =
+                    bytes;
+            }
+            groups
+                .into_iter()
+                .map(|(group, state)| {
+                    rmp_serde::to_vec_named(&state)
+                        .map(|bytes| (group, bytes))
+                        .map_err(|e| StateError::Encode { name: format!("key group {group}"), cause: e.to_string() })
+                })
+                .collect()
+        }));
+        Ok(())
+    }
+
+    /// The max parallelism (number of key groups) of the operator.
+    pub fn max_parallelism(&self) -> usize {
+        self.runtime.as_ref().map_or(1, RuntimeContext::max_parallelism)
+    }
+
+    /// Removes and returns the next timer of `domain` due at `time`.
+    pub fn pop_timer(&mut self, domain: TimeDomain, time: i64) -> Option<(i64, K)> {
+        match domain {
+            TimeDomain::EventTime => self.timers.event_time.pop_due(time),
+            TimeDomain::ProcessingTime => self.timers.processing_time.pop_due(time),
+        }
+    }
+
+    /// The earliest processing-time timer (possibly a deleted one).
+    pub fn next_processing_time(&self) -> Option<i64> {
+        self.timers.processing_time.peek_timestamp()
+    }
+
+    /// A context for `key` (in key group `group`).
+    pub fn context<'a>(
+        &'a mut self,
+        key: &'a K,
+        group: usize,
+        timestamp: Option<i64>,
+        domain: Option<TimeDomain>,
+        broadcast: Option<&'a mut BroadcastStateStore>,
+    ) -> Result<KeyedContext<'a, K>, UserError> {
+        let (Some(store), Some(runtime)) = (self.store.as_mut(), self.runtime.as_ref()) else {
+            return Err("keyed operator used before open".into());
+        };
+        store.check_group(group)?;
+        Ok(KeyedContext {
+            key,
+            group,
+            timestamp,
+            watermark: self.watermark,
+            domain,
+            store,
+            timers: &mut self.timers,
+            runtime,
+            broadcast,
+        })
+    }
+
+    /// The store, for work over all keys (`apply_to_keyed_state`).
+    pub fn store_mut(&mut self) -> Result<&mut KeyedStateStore<K>, UserError> {
+        self.store.as_mut().ok_or_else(|| "keyed operator used before open".into())
+    }
+}

@@ -1,0 +1,204 @@
+//! Broadcast state: maps that are the same on every subtask of an operator,
+//! written only by the broadcast side of a connected stream.
+//!
+//! Rules (or patterns, or configuration) arrive on a broadcast stream, every
+//! subtask sees every one of them, and the broadcast side stores them in
+//! broadcast state with full access ([`BroadcastState`]). The other side may
+//! only read it ([`ReadOnlyBroadcastState`] has no method that writes), which
+//! is what keeps the state identical everywhere: a keyed side that could write
+//! would make subtasks diverge.
+//!
+//! ```compile_fail
+//! # use weir::state::{MapStateDescriptor, ReadOnlyBroadcastState};
+//! fn keyed_side(rules: &mut ReadOnlyBroadcastState<String, u32>) {
+//!     rules.put("limit".to_string(), 5); // no such method: the keyed side reads only
+//! }
+//! ```
+
+use std::any::Any;
+use std::collections::BTreeMap;
+
+use super::descriptor::{MapStateDescriptor, StateDescriptor};
+use super::error::StateError;
+use super::{Key, StateData};
+use crate::keys::KeyMap;
+
+trait ErasedMap: Send {
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn encode(&self, name: &str) -> Result<Vec<u8>, StateError>;
+}
+
+impl<K: Key, V: StateData> ErasedMap for KeyMap<K, V> {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn encode(&self, name: &str) -> Result<Vec<u8>, StateError> {
+        let entries: Vec<(&K, &V)> = self.iter().collect();
+        rmp_serde::to_vec_named(&entries).map_err(|e| StateError::Encode { name: name.to_string(), cause: e.to_string() })
+    }
+}
+
+/// The broadcast states of one operator subtask.
+#[derive(Default)]
+pub struct BroadcastStateStore {
+    maps: BTreeMap<String, (&'static str, Box<dyn ErasedMap>)>,
+    /// Restored bytes of states not opened yet.
+    pending: BTreeMap<String, Vec<u8>>,
+}
+
+impl BroadcastStateStore {
+    pub(crate) fn restore(&mut self, states: BTreeMap<String, Vec<u8>>) {
+        self.pending = states;
+    }
+
+    pub(crate) fn snapshot(&self) -> Result<BTreeMap<String, Vec<u8>>, StateError> {
+        let mut out = self.pending.clone();
+        for (name, (_, map)) in &self.maps {
+            out.insert(name.clone(), map.encode(name)?);
+        }
+        Ok(out)
+    }
+
+    fn map<K: Key, V: StateData>(&mut self, descriptor: &MapStateDescriptor<K, V>) -> Result<&mut KeyMap<K, V>, StateError> {
+        let name = descriptor.name();
+        let type_name = std::any::type_name::<KeyMap<K, V>>();
+        if !self.maps.contains_key(name) {
+            let mut map: KeyMap<K, V> = KeyMap::default();
+            if let Some(bytes) = self.pending.remove(name) {
+                let entries: Vec<(K, V)> = rmp_serde::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                    name: name.to_string(),
+                    group: 0,
+                    cause: e.to_string(),
+                })?;
+                map.extend(entries);
+            }
+            self.maps.insert(name.to_string(), (type_name, Box::new(map)));
+        }
+        let mismatch = |declared: &str| StateError::Mismatch {
+            name: name.to_string(),
+            declared: format!("broadcast Map<{declared}>"),
+            requested: format!("broadcast Map<{type_name}>"),
+        };
+        match self.maps.get_mut(name) {
+            Some((declared, map)) => {
+                let declared = *declared;
+                map.as_any_mut().downcast_mut::<KeyMap<K, V>>().ok_or_else(|| mismatch(declared))
+            }
+            None => Err(mismatch("?")),
+        }
+    }
+
+    /// Opens `descriptor`'s broadcast state with full access.
+    pub fn state<'a, K: Key, V: StateData>(
+        &'a mut self,
+        descriptor: &MapStateDescriptor<K, V>,
+    ) -> Result<BroadcastState<'a, K, V>, StateError> {
+        Ok(BroadcastState { map: self.map(descriptor)? })
+    }
+
+    /// Opens `descriptor`'s broadcast state for reading only.
+    pub fn read_only<'a, K: Key, V: StateData>(
+        &'a mut self,
+        descriptor: &MapStateDescriptor<K, V>,
+    ) -> Result<ReadOnlyBroadcastState<'a, K, V>, StateError> {
+        Ok(ReadOnlyBroadcastState { map: self.map(descriptor)? })
+    }
+}
+
+/// A broadcast state with full access (the broadcast side).
+pub struct BroadcastState<'a, K, V> {
+    map: &'a mut KeyMap<K, V>,
+}
+
+impl<K: Key, V: StateData> BroadcastState<'_, K, V> {
+    /// The value under `key`.
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key)
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains(&self, key: &K) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// Every entry.
+    pub fn entries(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there is no entry.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Sets the value under `key`.
+    pub fn put(&mut self, key: K, value: V) {
+        self.map.insert(key, value);
+    }
+
+    /// Removes the value under `key`.
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        self.map.remove(key)
+    }
+
+    /// Removes every entry.
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+}
+
+/// A broadcast state that can only be read (the non-broadcast side).
+pub struct ReadOnlyBroadcastState<'a, K, V> {
+    map: &'a KeyMap<K, V>,
+}
+
+impl<K: Key, V: StateData> ReadOnlyBroadcastState<'_, K, V> {
+    /// The value under `key`.
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key)
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains(&self, key: &K) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// Every entry.
+    pub fn entries(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there is no entry.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_state_survives_a_snapshot_and_checks_its_type() {
+        let rules = MapStateDescriptor::<String, u32>::new("rules");
+        let mut store = BroadcastStateStore::default();
+        store.state(&rules).unwrap().put("limit".into(), 5);
+        let bytes = store.snapshot().unwrap();
+
+        let mut restored = BroadcastStateStore::default();
+        restored.restore(bytes);
+        assert_eq!(restored.read_only(&rules).unwrap().get(&"limit".into()), Some(&5));
+        let wrong = MapStateDescriptor::<String, String>::new("rules");
+        assert!(matches!(restored.read_only(&wrong), Err(StateError::Mismatch { .. })));
+    }
+}
