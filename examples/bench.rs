@@ -62,11 +62,14 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use weir::state::ValueStateDescriptor;
+use weir::testing::OperatorHarness;
+use weir::{Collector, KeyedContext, KeyedProcessFunction};
 use weir::keys::KeyMap;
 use weir::sink::Sink;
 use weir::{JobResult, StreamEnv, UserError};
 
-type BenchResult<T> = Result<T, Box<dyn Error>>;
+type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 /// The benchmark jobs (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -77,6 +80,10 @@ enum Job {
     SlowSink,
     /// a plain single-threaded counting loop, no engine.
     RawLoop,
+    /// generate (key = i % keys) -> key_by -> count in ValueState -> emit (key, count) -> discard.
+    KeyedCount,
+    /// one keyed operator instance holding `--keys` keys: times a snapshot's two parts.
+    Snapshot,
 }
 
 impl Job {
@@ -86,6 +93,8 @@ impl Job {
             Job::Stateless => "stateless",
             Job::SlowSink => "slow-sink",
             Job::RawLoop => "raw-loop",
+            Job::KeyedCount => "keyed-count",
+            Job::Snapshot => "snapshot",
         }
     }
 
@@ -95,6 +104,8 @@ impl Job {
             Job::Stateless => 1_000_000_000,
             Job::SlowSink => 20_000_000,
             Job::RawLoop => 100_000_000,
+            Job::KeyedCount => 100_000_000,
+            Job::Snapshot => 0,
         }
     }
 }
@@ -352,12 +363,108 @@ fn raw_loop(args: &Args) -> BenchResult<Report> {
 }
 
 // ---------------------------------------------------------------------------
+// keyed-count
+// ---------------------------------------------------------------------------
+
+/// Counts records per key in keyed `ValueState` and emits `(key, count)`.
+#[derive(Clone)]
+struct CountPerKey {
+    count: ValueStateDescriptor<u64>,
+}
+
+impl CountPerKey {
+    fn new() -> Self {
+        CountPerKey { count: ValueStateDescriptor::new("count").with_default(0) }
+    }
+}
+
+impl KeyedProcessFunction<u64, u64, (u64, u64)> for CountPerKey {
+    fn process_element(
+        &mut self,
+        key: u64,
+        ctx: &mut KeyedContext<u64>,
+        out: &mut Collector<(u64, u64)>,
+    ) -> Result<(), UserError> {
+        let count = ctx.state(&self.count)?.modify(|c| {
+            *c += 1;
+            *c
+        });
+        out.collect((key, count.unwrap_or_default()));
+        Ok(())
+    }
+}
+
+/// generate (key = i % keys) -> key_by -> count per key -> discard.
+fn keyed_count(args: &Args) -> BenchResult<Report> {
+    let records = args.records();
+    let keys = args.keys;
+    let env = args.env();
+    let counter = env
+        .generate(records, move |i| i % keys)
+        .key_by(|key: &u64| *key)
+        .process(CountPerKey::new())
+        .discard();
+
+    let start = Instant::now();
+    let result = env.execute_blocking("keyed-count")?;
+    let elapsed = start.elapsed();
+
+    check("records counted", counter.records(), records)?;
+    Ok(Report::new(args, records, elapsed)
+        .first_record(start, counter.first_record_at())
+        .engine(&env, &result, counter.records())
+        .with("keys", json!(keys)))
+}
+
+// ---------------------------------------------------------------------------
+// snapshot
+// ---------------------------------------------------------------------------
+
+/// Fills one keyed operator instance with `--keys` keys, then times the
+/// synchronous part of a snapshot (on the processing path), its asynchronous
+/// part (serialisation), and the first batch of writes after it (copy-on-write).
+fn snapshot(args: &Args) -> BenchResult<Report> {
+    let keys = args.keys;
+    let mut harness = OperatorHarness::keyed(CountPerKey::new(), |k: &u64| *k, 0, 1, 128);
+    harness.open(None)?;
+    let fill = Instant::now();
+    for chunk in (0..keys).collect::<Vec<_>>().chunks(1024) {
+        harness.process(chunk.to_vec())?;
+        harness.take_output();
+    }
+    let fill = fill.elapsed();
+
+    let sync_start = Instant::now();
+    let pending = harness.begin_snapshot(1)?;
+    let sync = sync_start.elapsed();
+
+    let write_start = Instant::now();
+    harness.process((0..1024).collect())?;
+    let first_writes = write_start.elapsed();
+
+    let async_start = Instant::now();
+    let snapshot = pending.finish()?;
+    let asynchronous = async_start.elapsed();
+
+    let mut report = Report::new(args, keys, fill)
+        .with("keys", json!(keys))
+        .with("sync_ms", json!(millis(sync)))
+        .with("async_ms", json!(millis(asynchronous)))
+        .with("first_1024_writes_after_ms", json!(millis(first_writes)))
+        .with("state_bytes", json!(snapshot.size()));
+    report.parallelism = 1;
+    Ok(report)
+}
+
+// ---------------------------------------------------------------------------
 
 fn run(args: &Args) -> BenchResult<Report> {
     match args.job {
         Job::Stateless => stateless(args),
         Job::SlowSink => slow_sink(args),
         Job::RawLoop => raw_loop(args),
+        Job::KeyedCount => keyed_count(args),
+        Job::Snapshot => snapshot(args),
     }
 }
 

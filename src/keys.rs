@@ -6,7 +6,7 @@
 //! groups `[i * max / p, (i + 1) * max / p)`, so records with one key always meet
 //! the same subtask, and a restore at another parallelism reassigns whole groups.
 //!
-//! The hash is [`StableHasher`]: weir's own, fixed algorithm, so a key's group
+//! The hash is [`StableHasher`] (re-mixed, see [`key_group`]): weir's own, fixed algorithm, so a key's group
 //! does not change between runs, builds or machines (as long as the key type's
 //! `Hash` implementation feeds it the same values, which holds for integers,
 //! strings, tuples and derived impls of those).
@@ -130,9 +130,14 @@ pub fn stable_hash<K: Hash + ?Sized>(key: &K) -> u64 {
 }
 
 /// The key group of `key` among `max_parallelism` groups.
+///
+/// The key's hash is mixed once more before the modulo: keyed state keeps one
+/// hash map per key group, hashed with the same [`StableHasher`], and keys that
+/// share their hash's low bits (as all keys of a group would, without the extra
+/// mix) would crowd into a few buckets of their group's map.
 #[inline]
 pub fn key_group<K: Hash + ?Sized>(key: &K, max_parallelism: usize) -> usize {
-    (stable_hash(key) % max_parallelism as u64) as usize
+    (fmix64(stable_hash(key) ^ 0x5851_F42D_4C95_7F2D) % max_parallelism as u64) as usize
 }
 
 /// A contiguous, inclusive-exclusive range of key groups `[start, end)`.

@@ -216,6 +216,10 @@ impl<F> SelectChannel<F> {
 impl<T: Send, F: FnMut(&T, usize) -> usize + Send> ChannelSelector<T> for SelectChannel<F> {
     fn route(&mut self, batch: RecordBatch<T>, buffers: &mut [RecordBatch<T>]) {
         let n = buffers.len();
+        if n == 1 {
+            // One receiver: no need to ask where each record goes.
+            return buffers[0].append(batch);
+        }
         scatter(batch, buffers, |record| (self.select)(record, n));
     }
 }

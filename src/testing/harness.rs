@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use weir_actors::channel::ChannelEvent;
 use weir_actors::snapshot::OperatorSnapshot;
-use weir_actors::{downcast_batch, OperatorInfo, RecordBatch, StreamOperator, UserError};
+use weir_actors::{downcast_batch, OperatorInfo, PendingSnapshot, RecordBatch, StreamOperator, UserError};
 
 use crate::data::Data;
 use crate::operator::{one_input_operator, OneInputOperator};
@@ -145,6 +145,11 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
     pub fn end_input(&mut self) -> Result<(), UserError> {
         self.operator.end_input(0, &mut self.events)?;
         self.operator.close()
+    }
+
+    /// Takes the synchronous part of a snapshot; the returned value runs the rest.
+    pub fn begin_snapshot(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
+        self.operator.snapshot_state(checkpoint_id)
     }
 
     /// Takes a snapshot (both parts, synchronously).
