@@ -29,6 +29,7 @@ use weir_actors::{
 
 use crate::data::Data;
 use crate::source::{source_factory, CollectionSource, GeneratorSource, Source, TextFileSource};
+use crate::state::{backend_from_config, HeapStateBackend, StateBackend, STATE_BACKEND_VARIABLE};
 use crate::stream::DataStream;
 
 /// The default max parallelism (number of key groups), as in Flink for small jobs.
@@ -69,6 +70,7 @@ pub(crate) struct Builder {
     parallelism: usize,
     max_parallelism: usize,
     runtime: RuntimeConfig,
+    state_backend: Option<Arc<dyn StateBackend>>,
     pub vertices: Vec<VertexDraft>,
     pub edges: Vec<EdgeDraft>,
     /// API misuse found while declaring the job; reported by `execute`.
@@ -95,6 +97,7 @@ impl StreamEnv {
                 parallelism,
                 max_parallelism: DEFAULT_MAX_PARALLELISM,
                 runtime: RuntimeConfig::default(),
+                state_backend: None,
                 vertices: Vec::new(),
                 edges: Vec::new(),
                 errors: Vec::new(),
@@ -158,6 +161,27 @@ impl StreamEnv {
     pub fn set_runtime_config(&self, config: RuntimeConfig) -> &Self {
         self.builder().runtime = config;
         self
+    }
+
+    /// Chooses the state backend in code (this wins over configuration).
+    pub fn set_state_backend(&self, backend: impl StateBackend) -> &Self {
+        self.builder().state_backend = Some(Arc::new(backend));
+        self
+    }
+
+    /// The state backend the job will use: set in code, else named by the
+    /// `WEIR_STATE_BACKEND` environment variable, else the heap backend.
+    pub fn state_backend(&self) -> Result<Arc<dyn StateBackend>, JobError> {
+        if let Some(backend) = &self.builder().state_backend {
+            return Ok(backend.clone());
+        }
+        match std::env::var(STATE_BACKEND_VARIABLE) {
+            Ok(value) => backend_from_config(&value).map_err(JobError::InvalidJob),
+            Err(std::env::VarError::NotPresent) => Ok(Arc::new(HeapStateBackend)),
+            Err(e) => Err(JobError::InvalidJob(format!(
+                "{STATE_BACKEND_VARIABLE}: {e}"
+            ))),
+        }
     }
 
     /// The runtime configuration in effect.
@@ -225,6 +249,12 @@ impl StreamEnv {
 
     /// The job graph the runtime would run, with every default resolved.
     pub fn job_graph(&self, job_name: &str) -> Result<(JobGraph, RuntimeConfig), JobError> {
+        let backend = self.state_backend()?;
+        tracing::debug!(
+            job = job_name,
+            state_backend = backend.name(),
+            "state backend"
+        );
         self.builder().build(job_name)
     }
 

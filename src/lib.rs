@@ -51,15 +51,15 @@ pub use data::Data;
 pub use env::StreamEnv;
 pub use operator::{Collector, OneInputOperator};
 pub use ops::broadcast_process::{
-    BroadcastContext, BroadcastProcessFunction, KeyedBroadcastContext, KeyedBroadcastProcessFunction,
-    ReadOnlyBroadcastContext,
+    BroadcastContext, BroadcastProcessFunction, KeyedBroadcastContext,
+    KeyedBroadcastProcessFunction, ReadOnlyBroadcastContext,
 };
 pub use ops::keyed_process::{KeyedContext, KeyedProcessFunction};
-pub use ops::two_input::TwoInputOperator;
 pub use ops::process::{ProcessContext, ProcessFunction};
+pub use ops::two_input::TwoInputOperator;
 pub use stream::{
-    BroadcastConnectedStream, BroadcastStream, DataStream, DataStreamSink, KeyedBroadcastConnectedStream,
-    KeyedStream,
+    BroadcastConnectedStream, BroadcastStream, DataStream, DataStreamSink,
+    KeyedBroadcastConnectedStream, KeyedStream,
 };
 pub use weir_actors as runtime;
 pub use weir_actors::{

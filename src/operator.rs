@@ -225,29 +225,48 @@ struct OneInputAdapter<In, Out, Op> {
     _types: PhantomData<fn(In) -> Out>,
 }
 
-impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> StreamOperator for OneInputAdapter<In, Out, Op> {
-    fn initialize_state(&mut self, info: &OperatorInfo, restored: Option<OperatorSnapshot>) -> Result<(), UserError> {
+impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> StreamOperator
+    for OneInputAdapter<In, Out, Op>
+{
+    fn initialize_state(
+        &mut self,
+        info: &OperatorInfo,
+        restored: Option<OperatorSnapshot>,
+    ) -> Result<(), UserError> {
         let op = &mut self.op;
-        initialize_with(&mut self.operator_state, info, restored, |ctx| op.initialize_state(ctx))
+        initialize_with(&mut self.operator_state, info, restored, |ctx| {
+            op.initialize_state(ctx)
+        })
     }
 
     fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
         let op = &mut self.op;
-        snapshot_with(&mut self.operator_state, checkpoint_id, |ctx| op.snapshot_state(ctx))
+        snapshot_with(&mut self.operator_state, checkpoint_id, |ctx| {
+            op.snapshot_state(ctx)
+        })
     }
 
     fn open(&mut self, info: &OperatorInfo) -> Result<(), UserError> {
         self.op.open(&RuntimeContext::new(info.clone()))
     }
 
-    fn process_batch(&mut self, _input: usize, batch: Batch, out: &mut dyn Emitter) -> Result<(), UserError> {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: Batch,
+        out: &mut dyn Emitter,
+    ) -> Result<(), UserError> {
         let records = downcast_batch::<In>(batch)?;
         self.op.process_batch(records, &mut self.out)?;
         self.out.flush_into(out);
         Ok(())
     }
 
-    fn process_watermark(&mut self, watermark: i64, out: &mut dyn Emitter) -> Result<(), UserError> {
+    fn process_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut dyn Emitter,
+    ) -> Result<(), UserError> {
         self.op.process_watermark(watermark, &mut self.out)?;
         self.out.flush_into(out);
         Ok(())
@@ -303,7 +322,13 @@ pub(crate) fn snapshot_with(
     checkpoint_id: u64,
     snapshot: impl FnOnce(&mut StateSnapshotContext) -> Result<(), UserError>,
 ) -> Result<PendingSnapshot, UserError> {
-    let mut ctx = StateSnapshotContext { checkpoint_id, operator_state, raw: None, keyed: None, broadcast: None };
+    let mut ctx = StateSnapshotContext {
+        checkpoint_id,
+        operator_state,
+        raw: None,
+        keyed: None,
+        broadcast: None,
+    };
     snapshot(&mut ctx)?;
     let (raw, keyed, broadcast) = (ctx.raw, ctx.keyed, ctx.broadcast.unwrap_or_default());
     let lists = operator_state.to_snapshot();
@@ -312,13 +337,25 @@ pub(crate) fn snapshot_with(
             Some(finish) => finish()?,
             None => Default::default(),
         };
-        Ok(OperatorSnapshot { keyed, lists, broadcast, raw })
+        Ok(OperatorSnapshot {
+            keyed,
+            lists,
+            broadcast,
+            raw,
+        })
     }))
 }
 
 /// Wraps a typed operator for the runtime.
-pub(crate) fn one_input_operator<In: Data, Out: Data, Op: OneInputOperator<In, Out>>(op: Op) -> Box<dyn StreamOperator> {
-    Box::new(OneInputAdapter { op, out: Collector::new(), operator_state: OperatorStateStore::default(), _types: PhantomData })
+pub(crate) fn one_input_operator<In: Data, Out: Data, Op: OneInputOperator<In, Out>>(
+    op: Op,
+) -> Box<dyn StreamOperator> {
+    Box::new(OneInputAdapter {
+        op,
+        out: Collector::new(),
+        operator_state: OperatorStateStore::default(),
+        _types: PhantomData,
+    })
 }
 
 /// A factory that clones `prototype` for every subtask (no `Sync` bound on user code).
@@ -327,7 +364,10 @@ pub(crate) fn one_input_factory<In: Data, Out: Data, Op: OneInputOperator<In, Ou
 ) -> OperatorFactory {
     let prototype = Arc::new(Mutex::new(prototype));
     Arc::new(move |_info: &OperatorInfo| {
-        let op = prototype.lock().map_err(|_| "operator prototype lock poisoned by an earlier panic")?.clone();
+        let op = prototype
+            .lock()
+            .map_err(|_| "operator prototype lock poisoned by an earlier panic")?
+            .clone();
         Ok(one_input_operator::<In, Out, Op>(op))
     })
 }

@@ -29,8 +29,8 @@ use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use weir_actors::graph::{OperatorFactory, 
-    ChainingStrategy, PartitionerContext, PartitionerFactory, VertexId, VertexKind,
+use weir_actors::graph::{
+    ChainingStrategy, OperatorFactory, PartitionerContext, PartitionerFactory, VertexId, VertexKind,
 };
 use weir_actors::partition::{
     Broadcast, Forward, Rebalance, SelectChannel, Shuffle, TypedPartitioner,
@@ -41,16 +41,17 @@ use crate::data::Data;
 use crate::env::{EdgeDraft, StreamEnv, VertexDraft};
 use crate::keys::{key_group, KeyGroupRange};
 use crate::operator::{one_input_factory, OneInputOperator};
+use crate::ops::broadcast_process::{
+    BroadcastProcess, BroadcastProcessFunction, KeyedBroadcastProcess,
+    KeyedBroadcastProcessFunction,
+};
 use crate::ops::filter::Filter;
 use crate::ops::flat_map::FlatMap;
-use crate::ops::broadcast_process::{
-    BroadcastProcess, BroadcastProcessFunction, KeyedBroadcastProcess, KeyedBroadcastProcessFunction,
-};
 use crate::ops::keyed_process::{KeyedProcess, KeyedProcessFunction};
-use crate::ops::two_input::two_input_factory;
 use crate::ops::map::Map;
 use crate::ops::process::{Process, ProcessFunction};
 use crate::ops::rolling::{Aggregate, Reduce, Rolling, RollingKind};
+use crate::ops::two_input::two_input_factory;
 use crate::sink::{
     CollectHandle, CollectSink, DiscardCounter, DiscardSink, PrintSink, Sink, SinkOperator,
     TextFileSink,
@@ -539,13 +540,24 @@ impl<T: Data> DataStream<T> {
     /// Turns the stream into a broadcast stream for the broadcast states
     /// `descriptors` (Flink's `broadcast(descriptors)`; the argument-less
     /// [`broadcast`](DataStream::broadcast) stays the partitioning).
-    pub fn broadcast_state<K: Key, V: StateData>(self, descriptors: &[MapStateDescriptor<K, V>]) -> BroadcastStream<T> {
+    pub fn broadcast_state<K: Key, V: StateData>(
+        self,
+        descriptors: &[MapStateDescriptor<K, V>],
+    ) -> BroadcastStream<T> {
         let states = descriptors.iter().map(|d| d.name().to_string()).collect();
-        BroadcastStream { stream: self.broadcast(), states }
+        BroadcastStream {
+            stream: self.broadcast(),
+            states,
+        }
     }
 
     /// Adds a two-input operator fed by this stream (input 0) and `other` (input 1).
-    fn add_two_input<B: Data, U: Data>(self, other: DataStream<B>, name: &str, factory: OperatorFactory) -> DataStream<U> {
+    fn add_two_input<B: Data, U: Data>(
+        self,
+        other: DataStream<B>,
+        name: &str,
+        factory: OperatorFactory,
+    ) -> DataStream<U> {
         let mut builder = self.env.builder();
         let vertex = builder.add_vertex(VertexDraft {
             name: name.to_string(),
@@ -556,8 +568,20 @@ impl<T: Data> DataStream<T> {
             chaining: ChainingStrategy::Always,
             kind: VertexKind::Operator { inputs: 2, factory },
         });
-        let first = self.inputs.into_iter().map(|i| (i, 0usize, generic_partitioner::<T> as fn(Partitioning) -> PartitionerFactory));
-        let second = other.inputs.into_iter().map(|i| (i, 1usize, generic_partitioner::<B> as fn(Partitioning) -> PartitionerFactory));
+        let first = self.inputs.into_iter().map(|i| {
+            (
+                i,
+                0usize,
+                generic_partitioner::<T> as fn(Partitioning) -> PartitionerFactory,
+            )
+        });
+        let second = other.inputs.into_iter().map(|i| {
+            (
+                i,
+                1usize,
+                generic_partitioner::<B> as fn(Partitioning) -> PartitionerFactory,
+            )
+        });
         for (input, target_input, generic) in first.chain(second) {
             builder.edges.push(EdgeDraft {
                 source: input.vertex,
@@ -574,7 +598,10 @@ impl<T: Data> DataStream<T> {
 
     /// Connects this stream with a broadcast stream.
     pub fn connect<B: Data>(self, broadcast: BroadcastStream<B>) -> BroadcastConnectedStream<T, B> {
-        BroadcastConnectedStream { stream: self, broadcast }
+        BroadcastConnectedStream {
+            stream: self,
+            broadcast,
+        }
     }
 }
 
@@ -586,9 +613,13 @@ pub struct BroadcastConnectedStream<T, B> {
 
 impl<T: Data, B: Data> BroadcastConnectedStream<T, B> {
     /// Applies a [`BroadcastProcessFunction`].
-    pub fn process<U: Data, F: BroadcastProcessFunction<T, B, U>>(self, function: F) -> DataStream<U> {
+    pub fn process<U: Data, F: BroadcastProcessFunction<T, B, U>>(
+        self,
+        function: F,
+    ) -> DataStream<U> {
         let factory = two_input_factory::<T, B, U, _>(BroadcastProcess::new(function));
-        self.stream.add_two_input(self.broadcast.stream, "BroadcastProcess", factory)
+        self.stream
+            .add_two_input(self.broadcast.stream, "BroadcastProcess", factory)
     }
 }
 
@@ -600,16 +631,27 @@ pub struct KeyedBroadcastConnectedStream<T, K, B> {
 
 impl<T: Data, K: Key + Data> KeyedStream<T, K> {
     /// Connects this keyed stream with a broadcast stream.
-    pub fn connect<B: Data>(self, broadcast: BroadcastStream<B>) -> KeyedBroadcastConnectedStream<T, K, B> {
-        KeyedBroadcastConnectedStream { keyed: self, broadcast }
+    pub fn connect<B: Data>(
+        self,
+        broadcast: BroadcastStream<B>,
+    ) -> KeyedBroadcastConnectedStream<T, K, B> {
+        KeyedBroadcastConnectedStream {
+            keyed: self,
+            broadcast,
+        }
     }
 }
 
 impl<T: Data, K: Key + Data, B: Data> KeyedBroadcastConnectedStream<T, K, B> {
     /// Applies a [`KeyedBroadcastProcessFunction`].
-    pub fn process<U: Data, F: KeyedBroadcastProcessFunction<K, T, B, U>>(self, function: F) -> DataStream<U> {
+    pub fn process<U: Data, F: KeyedBroadcastProcessFunction<K, T, B, U>>(
+        self,
+        function: F,
+    ) -> DataStream<U> {
         let operator = KeyedBroadcastProcess::new(function, self.keyed.key.clone());
         let factory = two_input_factory::<T, B, U, _>(operator);
-        self.keyed.stream.add_two_input(self.broadcast.stream, "KeyedBroadcastProcess", factory)
+        self.keyed
+            .stream
+            .add_two_input(self.broadcast.stream, "KeyedBroadcastProcess", factory)
     }
 }

@@ -41,15 +41,18 @@ use crate::keys::key_group;
 use crate::operator::Collector;
 use crate::state::timers::TimeDomain;
 use crate::state::{
-    BroadcastState, BroadcastStateStore, Key, MapStateDescriptor, ReadOnlyBroadcastState, StateData, StateDescriptor,
-    StateError, StateInitContext, StateSnapshotContext,
+    BroadcastState, BroadcastStateStore, Key, MapStateDescriptor, ReadOnlyBroadcastState,
+    StateData, StateDescriptor, StateError, StateInitContext, StateSnapshotContext,
 };
 
 fn restore_broadcast(store: &mut BroadcastStateStore, ctx: &StateInitContext) {
     store.restore(ctx.broadcast_state().cloned().unwrap_or_default());
 }
 
-fn snapshot_broadcast(store: &BroadcastStateStore, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+fn snapshot_broadcast(
+    store: &BroadcastStateStore,
+    ctx: &mut StateSnapshotContext,
+) -> Result<(), UserError> {
     ctx.set_broadcast(store.snapshot()?);
     Ok(())
 }
@@ -173,7 +176,12 @@ impl Clone for BroadcastStateStoreHolder {
 impl<F> BroadcastProcess<F> {
     /// Wraps `function`.
     pub fn new(function: F) -> Self {
-        BroadcastProcess { function, runtime: None, store: Some(Default::default()), watermark: i64::MIN }
+        BroadcastProcess {
+            function,
+            runtime: None,
+            store: Some(Default::default()),
+            watermark: i64::MIN,
+        }
     }
 
     fn parts(&mut self) -> Result<(&mut F, &mut BroadcastStateStore, &RuntimeContext), UserError> {
@@ -210,29 +218,51 @@ where
         self.function.open(ctx)
     }
 
-    fn process_batch1(&mut self, batch: RecordBatch<In>, out: &mut Collector<Out>) -> Result<(), UserError> {
+    fn process_batch1(
+        &mut self,
+        batch: RecordBatch<In>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
         let watermark = self.watermark;
         let (function, store, runtime) = self.parts()?;
         for (value, timestamp) in batch.into_iter_with_timestamps() {
-            let mut ctx = ReadOnlyBroadcastContext { store, timestamp, watermark, runtime };
+            let mut ctx = ReadOnlyBroadcastContext {
+                store,
+                timestamp,
+                watermark,
+                runtime,
+            };
             out.set_timestamp(timestamp);
             function.process_element(value, &mut ctx, out)?;
         }
         Ok(())
     }
 
-    fn process_batch2(&mut self, batch: RecordBatch<B>, out: &mut Collector<Out>) -> Result<(), UserError> {
+    fn process_batch2(
+        &mut self,
+        batch: RecordBatch<B>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
         let watermark = self.watermark;
         let (function, store, runtime) = self.parts()?;
         for (value, timestamp) in batch.into_iter_with_timestamps() {
-            let mut ctx = BroadcastContext { store, timestamp, watermark, runtime };
+            let mut ctx = BroadcastContext {
+                store,
+                timestamp,
+                watermark,
+                runtime,
+            };
             out.set_timestamp(timestamp);
             function.process_broadcast_element(value, &mut ctx, out)?;
         }
         Ok(())
     }
 
-    fn process_watermark(&mut self, watermark: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
+    fn process_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
         self.watermark = watermark;
         out.emit_watermark(watermark);
         Ok(())
@@ -308,7 +338,12 @@ pub trait KeyedBroadcastProcessFunction<K, In, B, Out>: Clone + Send + 'static {
         Ok(())
     }
     /// A record of the keyed side, its key in scope.
-    fn process_element(&mut self, value: In, ctx: &mut KeyedContext<K>, out: &mut Collector<Out>) -> Result<(), UserError>;
+    fn process_element(
+        &mut self,
+        value: In,
+        ctx: &mut KeyedContext<K>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError>;
     /// A record of the broadcast side (every subtask sees each one).
     fn process_broadcast_element(
         &mut self,
@@ -317,7 +352,12 @@ pub trait KeyedBroadcastProcessFunction<K, In, B, Out>: Clone + Send + 'static {
         out: &mut Collector<Out>,
     ) -> Result<(), UserError>;
     /// A timer of the current key fired.
-    fn on_timer(&mut self, _timestamp: i64, _ctx: &mut KeyedContext<K>, _out: &mut Collector<Out>) -> Result<(), UserError> {
+    fn on_timer(
+        &mut self,
+        _timestamp: i64,
+        _ctx: &mut KeyedContext<K>,
+        _out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
         Ok(())
     }
 }
@@ -376,29 +416,52 @@ where
         self.function.open(ctx)
     }
 
-    fn process_batch1(&mut self, batch: RecordBatch<In>, out: &mut Collector<Out>) -> Result<(), UserError> {
+    fn process_batch1(
+        &mut self,
+        batch: RecordBatch<In>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
         let max = self.keyed.max_parallelism();
         for (value, timestamp) in batch.into_iter_with_timestamps() {
             let key = (self.key)(&value);
             let group = key_group(&key, max);
-            let mut ctx = self.keyed.context(&key, group, timestamp, None, Some(&mut self.broadcast))?;
+            let mut ctx =
+                self.keyed
+                    .context(&key, group, timestamp, None, Some(&mut self.broadcast))?;
             out.set_timestamp(timestamp);
             self.function.process_element(value, &mut ctx, out)?;
         }
         Ok(())
     }
 
-    fn process_batch2(&mut self, batch: RecordBatch<B>, out: &mut Collector<Out>) -> Result<(), UserError> {
-        let runtime = self.runtime.as_ref().ok_or("keyed broadcast operator used before open")?;
+    fn process_batch2(
+        &mut self,
+        batch: RecordBatch<B>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or("keyed broadcast operator used before open")?;
         for (value, timestamp) in batch.into_iter_with_timestamps() {
-            let mut ctx = KeyedBroadcastContext { store: &mut self.broadcast, keyed: &mut self.keyed, timestamp, runtime };
+            let mut ctx = KeyedBroadcastContext {
+                store: &mut self.broadcast,
+                keyed: &mut self.keyed,
+                timestamp,
+                runtime,
+            };
             out.set_timestamp(timestamp);
-            self.function.process_broadcast_element(value, &mut ctx, out)?;
+            self.function
+                .process_broadcast_element(value, &mut ctx, out)?;
         }
         Ok(())
     }
 
-    fn process_watermark(&mut self, watermark: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
+    fn process_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
         self.keyed.watermark = watermark;
         self.fire(TimeDomain::EventTime, watermark, out)?;
         out.set_timestamp(None);
@@ -416,14 +479,25 @@ where
 }
 
 impl<K: Key, In, F> KeyedBroadcastProcess<K, In, F> {
-    fn fire<B, Out>(&mut self, domain: TimeDomain, time: i64, out: &mut Collector<Out>) -> Result<(), UserError>
+    fn fire<B, Out>(
+        &mut self,
+        domain: TimeDomain,
+        time: i64,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError>
     where
         F: KeyedBroadcastProcessFunction<K, In, B, Out>,
     {
         let max = self.keyed.max_parallelism();
         while let Some((timestamp, key)) = self.keyed.pop_timer(domain, time) {
             let group = key_group(&key, max);
-            let mut ctx = self.keyed.context(&key, group, Some(timestamp), Some(domain), Some(&mut self.broadcast))?;
+            let mut ctx = self.keyed.context(
+                &key,
+                group,
+                Some(timestamp),
+                Some(domain),
+                Some(&mut self.broadcast),
+            )?;
             out.set_timestamp(Some(timestamp));
             self.function.on_timer(timestamp, &mut ctx, out)?;
         }

@@ -11,7 +11,8 @@ use crate::context::RuntimeContext;
 use crate::keys::{key_group, KeyGroupRange};
 use crate::state::timers::{TimeDomain, TimerService};
 use crate::state::{
-    BroadcastStateStore, Key, KeyedStateStore, StateBytes, StateError, StateInitContext, StateSnapshotContext,
+    BroadcastStateStore, Key, KeyedStateStore, StateBytes, StateError, StateInitContext,
+    StateSnapshotContext,
 };
 
 /// What a keyed operator snapshots per key group.
@@ -36,7 +37,13 @@ pub(crate) struct KeyedCore<K> {
 
 impl<K> Default for KeyedCore<K> {
     fn default() -> Self {
-        KeyedCore { store: None, timers: TimerService::default(), runtime: None, watermark: i64::MIN, restored: None }
+        KeyedCore {
+            store: None,
+            timers: TimerService::default(),
+            runtime: None,
+            watermark: i64::MIN,
+            restored: None,
+        }
     }
 }
 
@@ -48,13 +55,22 @@ impl<K: Key> KeyedCore<K> {
 
     /// Creates the store for this subtask's key groups and restores into it.
     pub fn open(&mut self, ctx: &RuntimeContext) -> Result<(), StateError> {
-        let range = KeyGroupRange::of_subtask(ctx.subtask_index(), ctx.max_parallelism(), ctx.parallelism());
+        let range = KeyGroupRange::of_subtask(
+            ctx.subtask_index(),
+            ctx.max_parallelism(),
+            ctx.parallelism(),
+        );
         let mut store = KeyedStateStore::new(range);
         if let Some(groups) = self.restored.take() {
             let mut states = BTreeMap::new();
             for (&group, bytes) in groups.range(range.start..range.end) {
-                let corrupt = |cause: String| StateError::Corrupt { name: "keyed state".into(), group, cause };
-                let state: KeyGroupState = rmp_serde::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+                let corrupt = |cause: String| StateError::Corrupt {
+                    name: "keyed state".into(),
+                    group,
+                    cause,
+                };
+                let state: KeyGroupState =
+                    rmp_serde::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
                 states.insert(group, state.states);
                 if !state.timers.is_empty() {
                     let timers: Vec<(u8, i64, K)> =
@@ -83,30 +99,63 @@ impl<K: Key> KeyedCore<K> {
         let max = runtime.max_parallelism();
         let states = store.snapshot();
         let mut timers: Vec<(u8, i64, K)> = Vec::new();
-        timers.extend(self.timers.event_time.to_vec().into_iter().map(|(t, k)| (EVENT_TIMER, t, k)));
-        timers.extend(self.timers.processing_time.to_vec().into_iter().map(|(t, k)| (PROCESSING_TIMER, t, k)));
+        timers.extend(
+            self.timers
+                .event_time
+                .to_vec()
+                .into_iter()
+                .map(|(t, k)| (EVENT_TIMER, t, k)),
+        );
+        timers.extend(
+            self.timers
+                .processing_time
+                .to_vec()
+                .into_iter()
+                .map(|(t, k)| (PROCESSING_TIMER, t, k)),
+        );
         ctx.set_keyed(Box::new(move || {
             let mut groups: BTreeMap<usize, KeyGroupState> = states
                 .serialize()?
                 .into_iter()
-                .map(|(group, states)| (group, KeyGroupState { states, timers: Vec::new() }))
+                .map(|(group, states)| {
+                    (
+                        group,
+                        KeyGroupState {
+                            states,
+                            timers: Vec::new(),
+                        },
+                    )
+                })
                 .collect();
             let mut timers_by_group: BTreeMap<usize, Vec<(u8, i64, K)>> = BTreeMap::new();
             for timer in timers {
-                timers_by_group.entry(key_group(&timer.2, max)).or_default().push(timer);
+                timers_by_group
+                    .entry(key_group(&timer.2, max))
+                    .or_default()
+                    .push(timer);
             }
             for (group, timers) in timers_by_group {
-                let bytes = rmp_serde::to_vec_named(&timers)
-                    .map_err(|e| StateError::Encode { name: "timers".into(), cause: e.to_string() })?;
-                groups.entry(group).or_insert_with(|| KeyGroupState { states: Vec::new(), timers: Vec::new() }).timers =
-                    bytes;
+                let bytes = rmp_serde::to_vec_named(&timers).map_err(|e| StateError::Encode {
+                    name: "timers".into(),
+                    cause: e.to_string(),
+                })?;
+                groups
+                    .entry(group)
+                    .or_insert_with(|| KeyGroupState {
+                        states: Vec::new(),
+                        timers: Vec::new(),
+                    })
+                    .timers = bytes;
             }
             groups
                 .into_iter()
                 .map(|(group, state)| {
                     rmp_serde::to_vec_named(&state)
                         .map(|bytes| (group, bytes))
-                        .map_err(|e| StateError::Encode { name: format!("key group {group}"), cause: e.to_string() })
+                        .map_err(|e| StateError::Encode {
+                            name: format!("key group {group}"),
+                            cause: e.to_string(),
+                        })
                 })
                 .collect()
         }));
@@ -115,7 +164,9 @@ impl<K: Key> KeyedCore<K> {
 
     /// The max parallelism (number of key groups) of the operator.
     pub fn max_parallelism(&self) -> usize {
-        self.runtime.as_ref().map_or(1, RuntimeContext::max_parallelism)
+        self.runtime
+            .as_ref()
+            .map_or(1, RuntimeContext::max_parallelism)
     }
 
     /// Removes and returns the next timer of `domain` due at `time`.
@@ -159,6 +210,8 @@ impl<K: Key> KeyedCore<K> {
 
     /// The store, for work over all keys (`apply_to_keyed_state`).
     pub fn store_mut(&mut self) -> Result<&mut KeyedStateStore<K>, UserError> {
-        self.store.as_mut().ok_or_else(|| "keyed operator used before open".into())
+        self.store
+            .as_mut()
+            .ok_or_else(|| "keyed operator used before open".into())
     }
 }

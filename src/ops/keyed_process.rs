@@ -10,8 +10,8 @@ use crate::keys::key_group;
 use crate::operator::{Collector, OneInputOperator};
 use crate::state::timers::{TimeDomain, TimerService};
 use crate::state::{
-    BroadcastStateStore, Key, KeyedStateStore, MapStateDescriptor, ReadOnlyBroadcastState, StateData,
-    StateDescriptor, StateError, StateInitContext, StateSnapshotContext,
+    BroadcastStateStore, Key, KeyedStateStore, MapStateDescriptor, ReadOnlyBroadcastState,
+    StateData, StateDescriptor, StateError, StateInitContext, StateSnapshotContext,
 };
 
 /// What a [`KeyedProcessFunction`] sees while it handles a record or a timer:
@@ -183,26 +183,41 @@ pub struct KeyedProcess<K, In, F> {
 impl<K, In, F: Clone> Clone for KeyedProcess<K, In, F> {
     /// A fresh instance: same function and key, no state.
     fn clone(&self) -> Self {
-        KeyedProcess { function: self.function.clone(), key: self.key.clone(), core: KeyedCore::default() }
+        KeyedProcess {
+            function: self.function.clone(),
+            key: self.key.clone(),
+            core: KeyedCore::default(),
+        }
     }
 }
 
 impl<K, In, F> KeyedProcess<K, In, F> {
     /// The operator running `function` on records keyed by `key`.
     pub fn new(function: F, key: KeySelector<In, K>) -> Self {
-        KeyedProcess { function, key, core: KeyedCore::default() }
+        KeyedProcess {
+            function,
+            key,
+            core: KeyedCore::default(),
+        }
     }
 }
 
 impl<K: Key, In: Send + 'static, F> KeyedProcess<K, In, F> {
-    fn fire<Out>(&mut self, domain: TimeDomain, time: i64, out: &mut Collector<Out>) -> Result<(), UserError>
+    fn fire<Out>(
+        &mut self,
+        domain: TimeDomain,
+        time: i64,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError>
     where
         F: KeyedProcessFunction<K, In, Out>,
     {
         let max = self.core.max_parallelism();
         while let Some((timestamp, key)) = self.core.pop_timer(domain, time) {
             let group = key_group(&key, max);
-            let mut ctx = self.core.context(&key, group, Some(timestamp), Some(domain), None)?;
+            let mut ctx = self
+                .core
+                .context(&key, group, Some(timestamp), Some(domain), None)?;
             out.set_timestamp(Some(timestamp));
             self.function.on_timer(timestamp, &mut ctx, out)?;
         }
@@ -232,7 +247,11 @@ where
         self.function.open(ctx)
     }
 
-    fn process_batch(&mut self, batch: RecordBatch<In>, out: &mut Collector<Out>) -> Result<(), UserError> {
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch<In>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
         let max = self.core.max_parallelism();
         for (value, timestamp) in batch.into_iter_with_timestamps() {
             let key = (self.key)(&value);
@@ -244,7 +263,11 @@ where
         Ok(())
     }
 
-    fn process_watermark(&mut self, watermark: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
+    fn process_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
         self.core.watermark = watermark;
         self.fire(TimeDomain::EventTime, watermark, out)?;
         out.set_timestamp(None);

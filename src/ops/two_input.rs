@@ -5,7 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use weir_actors::graph::OperatorFactory;
 use weir_actors::snapshot::OperatorSnapshot;
-use weir_actors::{downcast_batch, Batch, Emitter, OperatorInfo, PendingSnapshot, RecordBatch, StreamOperator, UserError};
+use weir_actors::{
+    downcast_batch, Batch, Emitter, OperatorInfo, PendingSnapshot, RecordBatch, StreamOperator,
+    UserError,
+};
 
 use crate::context::RuntimeContext;
 use crate::data::Data;
@@ -28,11 +31,23 @@ pub trait TwoInputOperator<In1, In2, Out>: Clone + Send + 'static {
         Ok(())
     }
     /// A batch from the first input.
-    fn process_batch1(&mut self, batch: RecordBatch<In1>, out: &mut Collector<Out>) -> Result<(), UserError>;
+    fn process_batch1(
+        &mut self,
+        batch: RecordBatch<In1>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError>;
     /// A batch from the second input.
-    fn process_batch2(&mut self, batch: RecordBatch<In2>, out: &mut Collector<Out>) -> Result<(), UserError>;
+    fn process_batch2(
+        &mut self,
+        batch: RecordBatch<In2>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError>;
     /// Event time (over both inputs) reached `watermark`.
-    fn process_watermark(&mut self, watermark: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
+    fn process_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
         out.emit_watermark(watermark);
         Ok(())
     }
@@ -41,7 +56,11 @@ pub trait TwoInputOperator<In1, In2, Out>: Clone + Send + 'static {
         None
     }
     /// Processing time reached `now`.
-    fn on_processing_time(&mut self, _now: i64, _out: &mut Collector<Out>) -> Result<(), UserError> {
+    fn on_processing_time(
+        &mut self,
+        _now: i64,
+        _out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
         Ok(())
     }
     /// Input `input` (0 or 1) has ended.
@@ -64,31 +83,50 @@ struct TwoInputAdapter<In1, In2, Out, Op> {
 impl<In1: Data, In2: Data, Out: Data, Op: TwoInputOperator<In1, In2, Out>> StreamOperator
     for TwoInputAdapter<In1, In2, Out, Op>
 {
-    fn initialize_state(&mut self, info: &OperatorInfo, restored: Option<OperatorSnapshot>) -> Result<(), UserError> {
+    fn initialize_state(
+        &mut self,
+        info: &OperatorInfo,
+        restored: Option<OperatorSnapshot>,
+    ) -> Result<(), UserError> {
         let op = &mut self.op;
-        initialize_with(&mut self.operator_state, info, restored, |ctx| op.initialize_state(ctx))
+        initialize_with(&mut self.operator_state, info, restored, |ctx| {
+            op.initialize_state(ctx)
+        })
     }
 
     fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
         let op = &mut self.op;
-        snapshot_with(&mut self.operator_state, checkpoint_id, |ctx| op.snapshot_state(ctx))
+        snapshot_with(&mut self.operator_state, checkpoint_id, |ctx| {
+            op.snapshot_state(ctx)
+        })
     }
 
     fn open(&mut self, info: &OperatorInfo) -> Result<(), UserError> {
         self.op.open(&RuntimeContext::new(info.clone()))
     }
 
-    fn process_batch(&mut self, input: usize, batch: Batch, out: &mut dyn Emitter) -> Result<(), UserError> {
+    fn process_batch(
+        &mut self,
+        input: usize,
+        batch: Batch,
+        out: &mut dyn Emitter,
+    ) -> Result<(), UserError> {
         if input == 0 {
-            self.op.process_batch1(downcast_batch::<In1>(batch)?, &mut self.out)?;
+            self.op
+                .process_batch1(downcast_batch::<In1>(batch)?, &mut self.out)?;
         } else {
-            self.op.process_batch2(downcast_batch::<In2>(batch)?, &mut self.out)?;
+            self.op
+                .process_batch2(downcast_batch::<In2>(batch)?, &mut self.out)?;
         }
         self.out.flush_into(out);
         Ok(())
     }
 
-    fn process_watermark(&mut self, watermark: i64, out: &mut dyn Emitter) -> Result<(), UserError> {
+    fn process_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut dyn Emitter,
+    ) -> Result<(), UserError> {
         self.op.process_watermark(watermark, &mut self.out)?;
         self.out.flush_into(out);
         Ok(())
@@ -116,19 +154,37 @@ impl<In1: Data, In2: Data, Out: Data, Op: TwoInputOperator<In1, In2, Out>> Strea
 }
 
 /// Wraps a typed two-input operator for the runtime.
-pub(crate) fn two_input_operator<In1: Data, In2: Data, Out: Data, Op: TwoInputOperator<In1, In2, Out>>(
+pub(crate) fn two_input_operator<
+    In1: Data,
+    In2: Data,
+    Out: Data,
+    Op: TwoInputOperator<In1, In2, Out>,
+>(
     op: Op,
 ) -> Box<dyn StreamOperator> {
-    Box::new(TwoInputAdapter { op, out: Collector::new(), operator_state: OperatorStateStore::default(), _types: PhantomData })
+    Box::new(TwoInputAdapter {
+        op,
+        out: Collector::new(),
+        operator_state: OperatorStateStore::default(),
+        _types: PhantomData,
+    })
 }
 
 /// A factory that clones `prototype` for every subtask.
-pub(crate) fn two_input_factory<In1: Data, In2: Data, Out: Data, Op: TwoInputOperator<In1, In2, Out>>(
+pub(crate) fn two_input_factory<
+    In1: Data,
+    In2: Data,
+    Out: Data,
+    Op: TwoInputOperator<In1, In2, Out>,
+>(
     prototype: Op,
 ) -> OperatorFactory {
     let prototype = Arc::new(Mutex::new(prototype));
     Arc::new(move |_info: &OperatorInfo| {
-        let op = prototype.lock().map_err(|_| "operator prototype lock poisoned by an earlier panic")?.clone();
+        let op = prototype
+            .lock()
+            .map_err(|_| "operator prototype lock poisoned by an earlier panic")?
+            .clone();
         Ok(two_input_operator::<In1, In2, Out, Op>(op))
     })
 }

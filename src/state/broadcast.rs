@@ -34,7 +34,10 @@ impl<K: Key, V: StateData> ErasedMap for KeyMap<K, V> {
     }
     fn encode(&self, name: &str) -> Result<Vec<u8>, StateError> {
         let entries: Vec<(&K, &V)> = self.iter().collect();
-        rmp_serde::to_vec_named(&entries).map_err(|e| StateError::Encode { name: name.to_string(), cause: e.to_string() })
+        rmp_serde::to_vec_named(&entries).map_err(|e| StateError::Encode {
+            name: name.to_string(),
+            cause: e.to_string(),
+        })
     }
 }
 
@@ -59,20 +62,25 @@ impl BroadcastStateStore {
         Ok(out)
     }
 
-    fn map<K: Key, V: StateData>(&mut self, descriptor: &MapStateDescriptor<K, V>) -> Result<&mut KeyMap<K, V>, StateError> {
+    fn map<K: Key, V: StateData>(
+        &mut self,
+        descriptor: &MapStateDescriptor<K, V>,
+    ) -> Result<&mut KeyMap<K, V>, StateError> {
         let name = descriptor.name();
         let type_name = std::any::type_name::<KeyMap<K, V>>();
         if !self.maps.contains_key(name) {
             let mut map: KeyMap<K, V> = KeyMap::default();
             if let Some(bytes) = self.pending.remove(name) {
-                let entries: Vec<(K, V)> = rmp_serde::from_slice(&bytes).map_err(|e| StateError::Corrupt {
-                    name: name.to_string(),
-                    group: 0,
-                    cause: e.to_string(),
-                })?;
+                let entries: Vec<(K, V)> =
+                    rmp_serde::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                        name: name.to_string(),
+                        group: 0,
+                        cause: e.to_string(),
+                    })?;
                 map.extend(entries);
             }
-            self.maps.insert(name.to_string(), (type_name, Box::new(map)));
+            self.maps
+                .insert(name.to_string(), (type_name, Box::new(map)));
         }
         let mismatch = |declared: &str| StateError::Mismatch {
             name: name.to_string(),
@@ -82,7 +90,9 @@ impl BroadcastStateStore {
         match self.maps.get_mut(name) {
             Some((declared, map)) => {
                 let declared = *declared;
-                map.as_any_mut().downcast_mut::<KeyMap<K, V>>().ok_or_else(|| mismatch(declared))
+                map.as_any_mut()
+                    .downcast_mut::<KeyMap<K, V>>()
+                    .ok_or_else(|| mismatch(declared))
             }
             None => Err(mismatch("?")),
         }
@@ -93,7 +103,9 @@ impl BroadcastStateStore {
         &'a mut self,
         descriptor: &MapStateDescriptor<K, V>,
     ) -> Result<BroadcastState<'a, K, V>, StateError> {
-        Ok(BroadcastState { map: self.map(descriptor)? })
+        Ok(BroadcastState {
+            map: self.map(descriptor)?,
+        })
     }
 
     /// Opens `descriptor`'s broadcast state for reading only.
@@ -101,7 +113,9 @@ impl BroadcastStateStore {
         &'a mut self,
         descriptor: &MapStateDescriptor<K, V>,
     ) -> Result<ReadOnlyBroadcastState<'a, K, V>, StateError> {
-        Ok(ReadOnlyBroadcastState { map: self.map(descriptor)? })
+        Ok(ReadOnlyBroadcastState {
+            map: self.map(descriptor)?,
+        })
     }
 }
 
@@ -197,8 +211,14 @@ mod tests {
 
         let mut restored = BroadcastStateStore::default();
         restored.restore(bytes);
-        assert_eq!(restored.read_only(&rules).unwrap().get(&"limit".into()), Some(&5));
+        assert_eq!(
+            restored.read_only(&rules).unwrap().get(&"limit".into()),
+            Some(&5)
+        );
         let wrong = MapStateDescriptor::<String, String>::new("rules");
-        assert!(matches!(restored.read_only(&wrong), Err(StateError::Mismatch { .. })));
+        assert!(matches!(
+            restored.read_only(&wrong),
+            Err(StateError::Mismatch { .. })
+        ));
     }
 }

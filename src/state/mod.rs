@@ -58,11 +58,11 @@ mod operator_state;
 pub mod timers;
 
 pub use access::{AggregatingStateRef, ListStateRef, MapStateRef, ReducingStateRef, ValueStateRef};
+pub use broadcast::{BroadcastState, BroadcastStateStore, ReadOnlyBroadcastState};
 pub use descriptor::{
     AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
     ReducingStateDescriptor, StateDescriptor, ValueStateDescriptor,
 };
-pub use broadcast::{BroadcastState, BroadcastStateStore, ReadOnlyBroadcastState};
 pub use error::StateError;
 pub use heap::{HeapStateBackend, HeapTable};
 pub use keyed::{KeyedStateSnapshot, KeyedStateStore, StateBytes, StateKind};
@@ -88,9 +88,30 @@ pub trait StateData: Clone + Send + Sync + Serialize + DeserializeOwned + 'stati
 impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> StateData for T {}
 
 /// A state backend: where keyed state lives. Chosen per job, in code
-/// ([`StreamEnv::set_state_backend`](crate::StreamEnv::set_state_backend)) or by
-/// configuration; code wins.
+/// ([`StreamEnv::set_state_backend`](crate::StreamEnv::set_state_backend)), else
+/// by configuration (the environment variable `WEIR_STATE_BACKEND`, Flink's
+/// `state.backend`), else the heap; code wins.
 pub trait StateBackend: std::fmt::Debug + Send + Sync + 'static {
     /// The backend's name, as configuration spells it (`"heap"`).
     fn name(&self) -> &'static str;
+}
+
+/// The configuration key (an environment variable) that names the state backend.
+pub const STATE_BACKEND_VARIABLE: &str = "WEIR_STATE_BACKEND";
+
+/// The backend a configuration value names, or an error naming the key, the
+/// value and what is allowed.
+///
+/// ```
+/// assert_eq!(weir::state::backend_from_config("heap").unwrap().name(), "heap");
+/// let err = weir::state::backend_from_config("redis").unwrap_err();
+/// assert!(err.contains("WEIR_STATE_BACKEND") && err.contains("redis") && err.contains("heap"));
+/// ```
+pub fn backend_from_config(value: &str) -> Result<std::sync::Arc<dyn StateBackend>, String> {
+    match value.trim() {
+        "heap" | "hashmap" => Ok(std::sync::Arc::new(HeapStateBackend)),
+        other => Err(format!(
+            "{STATE_BACKEND_VARIABLE}={other:?} is not a state backend; allowed: \"heap\" (alias \"hashmap\")"
+        )),
+    }
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use weir_actors::channel::ChannelEvent;
 use weir_actors::snapshot::OperatorSnapshot;
-use weir_actors::{downcast_batch, OperatorInfo, PendingSnapshot, RecordBatch, StreamOperator, UserError};
+use weir_actors::{
+    downcast_batch, OperatorInfo, PendingSnapshot, RecordBatch, StreamOperator, UserError,
+};
 
 use crate::data::Data;
 use crate::operator::{one_input_operator, OneInputOperator};
