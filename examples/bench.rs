@@ -62,11 +62,11 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use weir::keys::KeyMap;
+use weir::sink::Sink;
 use weir::state::ValueStateDescriptor;
 use weir::testing::OperatorHarness;
 use weir::{Collector, KeyedContext, KeyedProcessFunction};
-use weir::keys::KeyMap;
-use weir::sink::Sink;
 use weir::{JobResult, StreamEnv, UserError};
 
 type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -374,7 +374,9 @@ struct CountPerKey {
 
 impl CountPerKey {
     fn new() -> Self {
-        CountPerKey { count: ValueStateDescriptor::new("count").with_default(0) }
+        CountPerKey {
+            count: ValueStateDescriptor::new("count").with_default(0),
+        }
     }
 }
 

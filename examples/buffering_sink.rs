@@ -117,7 +117,9 @@ impl<T: StateData> Sink<T> for BufferingSink<T> {
     }
 
     fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        ctx.operator_state().list(&self.state)?.update(&self.buffer)?;
+        ctx.operator_state()
+            .list(&self.state)?
+            .update(&self.buffer)?;
         Ok(())
     }
 

@@ -21,8 +21,8 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use weir::state::{MapStateDescriptor, ValueStateDescriptor};
 use weir::{
-    Collector, DataStream, KeyedBroadcastContext, KeyedBroadcastProcessFunction, KeyedContext, StreamEnv,
-    UserError,
+    Collector, DataStream, KeyedBroadcastContext, KeyedBroadcastProcessFunction, KeyedContext,
+    StreamEnv, UserError,
 };
 
 /// A user did something.
@@ -60,7 +60,10 @@ pub struct MatchPatterns {
 
 impl Default for MatchPatterns {
     fn default() -> Self {
-        MatchPatterns { history: ValueStateDescriptor::new("history"), patterns: patterns_descriptor() }
+        MatchPatterns {
+            history: ValueStateDescriptor::new("history"),
+            patterns: patterns_descriptor(),
+        }
     }
 }
 
@@ -70,7 +73,13 @@ pub fn patterns_descriptor() -> MapStateDescriptor<String, Pattern> {
 }
 
 /// Emits `(user, pattern)` for each action that completes the pattern.
-fn follow(user: &str, history: &mut History, action: String, pattern: &Pattern, out: &mut Collector<(String, Pattern)>) {
+fn follow(
+    user: &str,
+    history: &mut History,
+    action: String,
+    pattern: &Pattern,
+    out: &mut Collector<(String, Pattern)>,
+) {
     if history.last.as_deref() == Some(pattern.first.as_str()) && action == pattern.second {
         out.collect((user.to_string(), pattern.clone()));
     }
@@ -84,7 +93,10 @@ impl KeyedBroadcastProcessFunction<String, Action, Pattern, (String, Pattern)> f
         ctx: &mut KeyedContext<String>,
         out: &mut Collector<(String, Pattern)>,
     ) -> Result<(), UserError> {
-        let pattern = ctx.broadcast_state(&self.patterns)?.get(&"current".to_string()).cloned();
+        let pattern = ctx
+            .broadcast_state(&self.patterns)?
+            .get(&"current".to_string())
+            .cloned();
         let mut history = ctx.state(&self.history)?.value().unwrap_or_default();
         match pattern {
             Some(pattern) => follow(&action.user, &mut history, action.action, &pattern, out),
@@ -100,7 +112,8 @@ impl KeyedBroadcastProcessFunction<String, Action, Pattern, (String, Pattern)> f
         ctx: &mut KeyedBroadcastContext<String>,
         out: &mut Collector<(String, Pattern)>,
     ) -> Result<(), UserError> {
-        ctx.broadcast_state(&self.patterns)?.put("current".to_string(), pattern.clone());
+        ctx.broadcast_state(&self.patterns)?
+            .put("current".to_string(), pattern.clone());
         // Actions that came before the first pattern are judged now, in order.
         ctx.apply_to_keyed_state(&self.history, |user, mut state| {
             if let Some(mut history) = state.value() {
@@ -134,12 +147,24 @@ pub fn sample_actions() -> Vec<Action> {
         ("alice", "login"),
         ("alice", "logout"),
     ];
-    script.iter().map(|(u, a)| Action { user: u.to_string(), action: a.to_string() }).collect()
+    script
+        .iter()
+        .map(|(u, a)| Action {
+            user: u.to_string(),
+            action: a.to_string(),
+        })
+        .collect()
 }
 
 /// The job: actions keyed by user, connected with the broadcast pattern.
-pub fn matches(env: &StreamEnv, actions: Vec<Action>, pattern: Pattern) -> DataStream<(String, Pattern)> {
-    let patterns = env.from_collection(vec![pattern]).broadcast_state(&[patterns_descriptor()]);
+pub fn matches(
+    env: &StreamEnv,
+    actions: Vec<Action>,
+    pattern: Pattern,
+) -> DataStream<(String, Pattern)> {
+    let patterns = env
+        .from_collection(vec![pattern])
+        .broadcast_state(&[patterns_descriptor()]);
     env.from_collection(actions)
         .key_by(|a: &Action| a.user.clone())
         .connect(patterns)
@@ -162,16 +187,24 @@ struct Args {
 fn parse_pattern(text: &str) -> Result<Pattern, String> {
     match text.split_once(',') {
         Some((first, second)) if !first.trim().is_empty() && !second.trim().is_empty() => {
-            Ok(Pattern { first: first.trim().to_string(), second: second.trim().to_string() })
+            Ok(Pattern {
+                first: first.trim().to_string(),
+                second: second.trim().to_string(),
+            })
         }
-        _ => Err(format!("--pattern {text:?}: expected FIRST,SECOND, e.g. login,logout")),
+        _ => Err(format!(
+            "--pattern {text:?}: expected FIRST,SECOND, e.g. login,logout"
+        )),
     }
 }
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     let pattern = match parse_pattern(&args.pattern) {
         Ok(pattern) => pattern,

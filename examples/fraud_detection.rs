@@ -159,7 +159,7 @@ impl ProcessFunction<String, Transaction> for ParseLines {
             return Ok(());
         }
         let at = |why: String| format!("{}:{}: {why}", self.path.display(), self.line);
-        let transaction = parse_transaction(text).map_err(|why| at(why))?;
+        let transaction = parse_transaction(text).map_err(&at)?;
         if let Some(last) = self.last_timestamp {
             if transaction.timestamp_ms < last {
                 return Err(at(format!(
@@ -273,7 +273,8 @@ fn run(args: &Args) -> Result<(), String> {
 
     let mut out = std::io::stdout().lock();
     for alert in &found {
-        let json = serde_json::to_string(alert).map_err(|e| format!("cannot encode {alert:?}: {e}"))?;
+        let json =
+            serde_json::to_string(alert).map_err(|e| format!("cannot encode {alert:?}: {e}"))?;
         writeln!(out, "{json}").map_err(|e| format!("cannot write to stdout: {e}"))?;
     }
     out.flush()

@@ -249,7 +249,10 @@ fn check_min_over_inputs(calls: &[Call], delay: i64) -> BTreeSet<(u32, i64)> {
                 watermark
             }
         };
-        assert!(watermark >= last_watermark, "call {i}: the watermark went back");
+        assert!(
+            watermark >= last_watermark,
+            "call {i}: the watermark went back"
+        );
         last_watermark = watermark;
         if watermark != MAX_WATERMARK {
             for source in ['A', 'B'] {
@@ -270,11 +273,17 @@ fn with_a_lagging_source_timers_fire_when_the_minimum_over_inputs_passes_them() 
     const N: i64 = 300;
     const DELAY: i64 = 5;
     // Source A runs 10 s of event time ahead of source B.
-    let a: Vec<Event> = (0..N).map(|i| ('A', (i % 4) as u32, 10_000 + i * 10)).collect();
+    let a: Vec<Event> = (0..N)
+        .map(|i| ('A', (i % 4) as u32, 10_000 + i * 10))
+        .collect();
     let b: Vec<Event> = (0..N).map(|i| ('B', (i % 3) as u32, i * 10 + 3)).collect();
     let env = StreamEnv::with_parallelism(1);
-    let ahead = env.from_collection(a).assign_timestamps_and_watermarks(punctuated());
-    let behind = env.from_collection(b).assign_timestamps_and_watermarks(punctuated());
+    let ahead = env
+        .from_collection(a)
+        .assign_timestamps_and_watermarks(punctuated());
+    let behind = env
+        .from_collection(b)
+        .assign_timestamps_and_watermarks(punctuated());
     let out = ahead
         .union(behind)
         .key_by(key_of)
@@ -286,7 +295,11 @@ fn with_a_lagging_source_timers_fire_when_the_minimum_over_inputs_passes_them() 
     env.execute_blocking("lagging").unwrap();
 
     let calls = out.take();
-    assert_eq!(calls.len() as i64, 4 * N, "every record and one timer per record");
+    assert_eq!(
+        calls.len() as i64,
+        4 * N,
+        "every record and one timer per record"
+    );
     let fired = check_min_over_inputs(&calls, DELAY);
     assert_eq!(fired.len() as i64, 2 * N);
 }
@@ -465,7 +478,11 @@ fn an_idle_source_does_not_hold_back_the_watermark() {
     let ended_by_timer = Arc::new(Mutex::new(None));
     let env = StreamEnv::with_parallelism(1);
     let active = env
-        .from_collection((0..20).map(|i| ('A', i % 3, 100 + i64::from(i) * 10)).collect::<Vec<_>>())
+        .from_collection(
+            (0..20)
+                .map(|i| ('A', i % 3, 100 + i64::from(i) * 10))
+                .collect::<Vec<_>>(),
+        )
         .assign_timestamps_and_watermarks(punctuated());
     let quiet = env
         .add_source(QuietSource {
@@ -526,7 +543,8 @@ fn periodic_watermarks_trail_the_largest_timestamp_at_each_emit_interval() {
             .with_emit_interval(HOUR),
     );
     let first_emit = h.next_processing_time().expect("a periodic emit is due");
-    h.process(vec![(1, 100), (2, 50), (3, 130), (4, 120)]).unwrap();
+    h.process(vec![(1, 100), (2, 50), (3, 130), (4, 120)])
+        .unwrap();
     assert_eq!(
         h.take_output_with_timestamps(),
         vec![
@@ -537,7 +555,10 @@ fn periodic_watermarks_trail_the_largest_timestamp_at_each_emit_interval() {
         ],
         "records get their timestamps"
     );
-    assert!(h.take_watermarks().is_empty(), "periodic: nothing before the interval");
+    assert!(
+        h.take_watermarks().is_empty(),
+        "periodic: nothing before the interval"
+    );
     h.processing_time(first_emit - 1).unwrap();
     assert!(h.take_watermarks().is_empty());
     h.processing_time(first_emit).unwrap();
@@ -548,7 +569,8 @@ fn periodic_watermarks_trail_the_largest_timestamp_at_each_emit_interval() {
     h.processing_time(second_emit).unwrap();
     assert!(h.take_watermarks().is_empty());
     h.process(vec![(5, 200)]).unwrap();
-    h.processing_time(h.next_processing_time().unwrap()).unwrap();
+    h.processing_time(h.next_processing_time().unwrap())
+        .unwrap();
     assert_eq!(h.take_watermarks(), vec![189]);
 }
 
@@ -576,7 +598,11 @@ fn upstream_watermarks_are_dropped_except_the_final_one() {
     assert_eq!(h.take_watermarks(), vec![7]);
     h.watermark(MAX_WATERMARK).unwrap();
     assert_eq!(h.take_watermarks(), vec![MAX_WATERMARK]);
-    assert_eq!(h.next_processing_time(), None, "nothing to do after the end");
+    assert_eq!(
+        h.next_processing_time(),
+        None,
+        "nothing to do after the end"
+    );
 }
 
 #[test]

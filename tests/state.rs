@@ -27,11 +27,15 @@
 //!   `max`, `aggregate`) at parallelism 2 end with the expected value per key.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use weir::keys::{key_group, KeyGroupRange};
 use weir::ops::process::Process;
 use weir::runtime::snapshot::{redistribute, OperatorSnapshot};
+use weir::source::{Source, SourceStatus};
 use weir::state::timers::TimeDomain;
 use weir::state::{
     AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
@@ -40,8 +44,8 @@ use weir::state::{
 };
 use weir::testing::OperatorHarness;
 use weir::{
-    Collector, KeyedContext, KeyedProcessFunction, ProcessContext, ProcessFunction,
-    RuntimeContext, StreamEnv, UserError,
+    Collector, KeyedContext, KeyedProcessFunction, ProcessContext, ProcessFunction, RuntimeContext,
+    StreamEnv, UserError,
 };
 
 const MAX_P: usize = 128;
@@ -359,7 +363,7 @@ fn a_value_state_default_is_read_modified_and_restored_by_clear() {
                 Op::Default,
                 Op::DefaultClear,
                 Op::Default, // the default again
-                // The default itself is not changed by a modify of another key.
+                             // The default itself is not changed by a modify of another key.
             ]
         ),
         vec![
@@ -653,7 +657,10 @@ fn a_name_declared_with_another_kind_or_type_is_a_mismatch_naming_the_state() {
         "{err:?}"
     );
     assert!(message.contains("`shared`"), "{message}");
-    assert!(message.contains("Value") && message.contains("List"), "{message}");
+    assert!(
+        message.contains("Value") && message.contains("List"),
+        "{message}"
+    );
 
     // Same kind, another type.
     let (message, err) = mismatch_of(
@@ -664,7 +671,10 @@ fn a_name_declared_with_another_kind_or_type_is_a_mismatch_naming_the_state() {
         matches!(&err, StateError::Mismatch { name, .. } if name == "shared"),
         "{err:?}"
     );
-    assert!(message.contains("u64") && message.contains("String"), "{message}");
+    assert!(
+        message.contains("u64") && message.contains("String"),
+        "{message}"
+    );
 
     // A value state and a reducing state of the same type.
     let (_, err) = mismatch_of(
@@ -1095,6 +1105,25 @@ fn a_snapshot_restored_at_the_same_parallelism_keeps_every_key() {
     feed(&mut p2, &[(0, 7)], &mut BTreeMap::from([(0, vec![0])]));
 }
 
+#[test]
+fn a_snapshot_holds_the_state_of_its_synchronous_part_whatever_changes_after() {
+    let count = || Count(ValueStateDescriptor::<u64>::new("n"));
+    let mut h = OperatorHarness::keyed(count(), |v: &u32| *v, 0, 1, MAX_P);
+    h.open(None).unwrap();
+    h.process(vec![1, 1, 2]).unwrap();
+    let pending = h.begin_snapshot(1).unwrap();
+    // Changed and new keys after the synchronous part: copy-on-write keeps
+    // the snapshot's view.
+    h.process(vec![1, 2, 3]).unwrap();
+    assert_eq!(h.take_output(), vec![1, 2, 1, 3, 2, 1]);
+    let snapshot = pending.finish().unwrap();
+
+    let mut restored = OperatorHarness::keyed(count(), |v: &u32| *v, 0, 1, MAX_P);
+    restored.open(Some(snapshot)).unwrap();
+    restored.process(vec![1, 2, 3]).unwrap();
+    assert_eq!(restored.take_output(), vec![3, 2, 1]);
+}
+
 // ------------------------------------------------------------- operator state
 
 /// What [`Buffering`] is fed.
@@ -1202,7 +1231,10 @@ impl ProcessFunction<Input, Restored> for Buffering {
 
 type BufferingHarness = OperatorHarness<Input, Restored>;
 
-fn buffering(parallelism: usize, snapshots: Option<Vec<OperatorSnapshot>>) -> Vec<BufferingHarness> {
+fn buffering(
+    parallelism: usize,
+    snapshots: Option<Vec<OperatorSnapshot>>,
+) -> Vec<BufferingHarness> {
     let mut snapshots = snapshots.map(|s| s.into_iter());
     (0..parallelism)
         .map(|i| {
@@ -1228,9 +1260,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 fn operator_list_state_is_split_evenly_or_unioned_and_raw_state_stays_by_index() {
     // Parallelism 1, fresh: nothing restored.
     let mut p1 = buffering(1, None);
-    p1[0]
-        .process((0..10).map(Input::Add).collect())
-        .unwrap();
+    p1[0].process((0..10).map(Input::Add).collect()).unwrap();
     assert_eq!(
         report(&mut p1[0]),
         Restored {
@@ -1285,7 +1315,10 @@ fn operator_list_state_is_split_evenly_or_unioned_and_raw_state_stays_by_index()
     let old: Vec<OperatorSnapshot> = p2.iter_mut().map(|h| h.snapshot(3).unwrap()).collect();
     let mut back = buffering(1, Some(redistribute(&old, 1, MAX_P)));
     let all = report(&mut back[0]);
-    assert_eq!(all.even_split, vec![0, 1, 2, 3, 100, 4, 5, 6, 101, 7, 8, 9, 102]);
+    assert_eq!(
+        all.even_split,
+        vec![0, 1, 2, 3, 100, 4, 5, 6, 101, 7, 8, 9, 102]
+    );
     assert_eq!(all.union, strings(&["0/2 held 7", "1/2 held 6"]));
     assert_eq!(all.raw.as_deref(), Some("raw of 0/2 at 3"));
 }
@@ -1333,7 +1366,10 @@ enum TimerCmd {
     DeleteProcessing(i64),
     /// Registers an event-time timer whose `on_timer` registers the next one,
     /// 10 ms later, up to `until`.
-    Chain { at: i64, until: i64 },
+    Chain {
+        at: i64,
+        until: i64,
+    },
 }
 
 /// What [`TimerProbe`] saw.
@@ -1492,7 +1528,10 @@ fn timers_fire_by_timestamp_then_registration_order_once_per_key_and_time() {
 fn event_time_timers_fire_only_when_the_watermark_reaches_them() {
     let mut h = timer_harness();
     use TimerCmd::Event;
-    commands(&mut h, &[("a", Event(10)), ("b", Event(20)), ("a", Event(21))]);
+    commands(
+        &mut h,
+        &[("a", Event(10)), ("b", Event(20)), ("a", Event(21))],
+    );
     h.watermark(9).unwrap();
     assert!(fired(&mut h).is_empty());
     h.watermark(10).unwrap();
@@ -1624,7 +1663,12 @@ fn records_see_their_timestamp_and_the_watermark_and_keep_the_timestamp_on_outpu
     assert_eq!(out.len(), 1);
     let (seen, timestamp) = &out[0];
     assert_eq!(
-        (seen.timestamp, seen.watermark, seen.domain.clone(), *timestamp),
+        (
+            seen.timestamp,
+            seen.watermark,
+            seen.domain.clone(),
+            *timestamp
+        ),
         (Some(42), 5, None, Some(42))
     );
 }
@@ -1634,7 +1678,10 @@ fn a_timer_registered_in_on_timer_at_or_before_the_watermark_fires_in_the_same_a
     let mut h = timer_harness();
     commands(
         &mut h,
-        &[("a", TimerCmd::Chain { at: 10, until: 40 }), ("b", TimerCmd::Event(25))],
+        &[
+            ("a", TimerCmd::Chain { at: 10, until: 40 }),
+            ("b", TimerCmd::Event(25)),
+        ],
     );
     h.watermark(30).unwrap();
     assert_eq!(
@@ -1703,9 +1750,18 @@ fn expected<F: Fn(&mut dyn Iterator<Item = u64>) -> u64>(fold: F) -> BTreeMap<u6
 #[test]
 fn rolling_sum_min_max_and_reduce_end_with_the_value_of_every_key() {
     let env = StreamEnv::with_parallelism(2);
-    let sums = generated(&env).key_by(|r: &(u64, u64)| r.0).sum(|r| r.1).collect();
-    let mins = generated(&env).key_by(|r: &(u64, u64)| r.0).min(|r| r.1).collect();
-    let maxs = generated(&env).key_by(|r: &(u64, u64)| r.0).max(|r| r.1).collect();
+    let sums = generated(&env)
+        .key_by(|r: &(u64, u64)| r.0)
+        .sum(|r| r.1)
+        .collect();
+    let mins = generated(&env)
+        .key_by(|r: &(u64, u64)| r.0)
+        .min(|r| r.1)
+        .collect();
+    let maxs = generated(&env)
+        .key_by(|r: &(u64, u64)| r.0)
+        .max(|r| r.1)
+        .collect();
     let reduced = generated(&env)
         .map(|(k, v)| (k, v, 1u64))
         .key_by(|r: &(u64, u64, u64)| r.0)
@@ -1807,4 +1863,148 @@ fn a_keyed_process_function_counts_every_key_in_a_job() {
         .map(|c| (c, if c <= per_key { GROUPS } else { N % GROUPS }))
         .collect();
     assert_eq!(seen, expected);
+}
+
+#[test]
+fn a_keyed_function_with_its_own_max_parallelism_sees_every_key_at_its_owner() {
+    for (parallelism, max_parallelism) in [(3, 7), (1, 1), (2, 2), (4, 1000)] {
+        let env = StreamEnv::with_parallelism(2);
+        let out = env
+            .generate(N, |i| (i % GROUPS) as u32)
+            .key_by(|k: &u32| *k)
+            .process(Count(ValueStateDescriptor::<u64>::new("n")))
+            .set_parallelism(parallelism)
+            .set_max_parallelism(max_parallelism)
+            .collect();
+        env.execute_blocking("max-parallelism").unwrap();
+        let counts = out.take();
+        assert_eq!(
+            counts.len() as u64,
+            N,
+            "p {parallelism}, max {max_parallelism}"
+        );
+        assert_eq!(
+            counts.iter().max().copied(),
+            Some(N.div_ceil(GROUPS)),
+            "p {parallelism}, max {max_parallelism}"
+        );
+    }
+}
+
+/// Emits the keys `0..keys` once, then nothing until `done` is set (or a
+/// deadline passes), then ends; remembers whether `done` ended it.
+#[derive(Clone)]
+struct KeysThenWait {
+    keys: u32,
+    sent: bool,
+    done: Arc<AtomicBool>,
+    deadline: Option<Instant>,
+    ended_by_done: Arc<Mutex<Option<bool>>>,
+}
+
+impl Source<u32> for KeysThenWait {
+    fn parallelism(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn poll_next(&mut self, out: &mut Vec<u32>, _max: usize) -> Result<SourceStatus, UserError> {
+        if !self.sent {
+            self.sent = true;
+            self.deadline = Some(Instant::now() + Duration::from_secs(30));
+            out.extend(0..self.keys);
+            return Ok(SourceStatus::More);
+        }
+        let done = self.done.load(Ordering::SeqCst);
+        if done || self.deadline.is_some_and(|d| Instant::now() >= d) {
+            *self.ended_by_done.lock().unwrap() = Some(done);
+            return Ok(SourceStatus::Finished);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        Ok(SourceStatus::More)
+    }
+}
+
+/// Registers a processing-time timer 20 ms after each record; each firing
+/// emits `(key, timer time, domain, processing time at firing)` and the last
+/// expected one sets `done`.
+#[derive(Clone)]
+struct WallClock {
+    expected: usize,
+    fired: Arc<AtomicUsize>,
+    done: Arc<AtomicBool>,
+}
+
+impl KeyedProcessFunction<u32, u32, (u32, i64, String, i64)> for WallClock {
+    fn process_element(
+        &mut self,
+        _key: u32,
+        ctx: &mut KeyedContext<u32>,
+        _out: &mut Collector<(u32, i64, String, i64)>,
+    ) -> Result<(), UserError> {
+        let at = ctx.current_processing_time() + 20;
+        ctx.register_processing_time_timer(at);
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        timestamp: i64,
+        ctx: &mut KeyedContext<u32>,
+        out: &mut Collector<(u32, i64, String, i64)>,
+    ) -> Result<(), UserError> {
+        let domain = format!("{:?}", ctx.time_domain());
+        out.collect((
+            *ctx.current_key(),
+            timestamp,
+            domain,
+            ctx.current_processing_time(),
+        ));
+        if self.fired.fetch_add(1, Ordering::SeqCst) + 1 == self.expected {
+            self.done.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn processing_time_timers_fire_by_the_wall_clock_in_a_running_job() {
+    const KEYS: u32 = 6;
+    let done = Arc::new(AtomicBool::new(false));
+    let ended_by_done = Arc::new(Mutex::new(None));
+    let env = StreamEnv::with_parallelism(2);
+    let out = env
+        .add_source(KeysThenWait {
+            keys: KEYS,
+            sent: false,
+            done: done.clone(),
+            deadline: None,
+            ended_by_done: ended_by_done.clone(),
+        })
+        .key_by(|k: &u32| *k)
+        .process(WallClock {
+            expected: KEYS as usize,
+            fired: Arc::new(AtomicUsize::new(0)),
+            done,
+        })
+        .collect();
+    env.execute_blocking("wall-clock").unwrap();
+
+    assert_eq!(
+        *ended_by_done.lock().unwrap(),
+        Some(true),
+        "the timers fired while the source was still running"
+    );
+    let mut fired = out.take();
+    fired.sort();
+    assert_eq!(
+        fired.iter().map(|f| f.0).collect::<Vec<_>>(),
+        (0..KEYS).collect::<Vec<_>>()
+    );
+    for (key, timestamp, domain, now) in fired {
+        assert_eq!(domain, "Some(ProcessingTime)", "key {key}");
+        assert!(
+            now >= timestamp,
+            "key {key} fired at {now}, before {timestamp}"
+        );
+    }
 }

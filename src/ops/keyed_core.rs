@@ -92,8 +92,8 @@ impl<K: Key> KeyedCore<K> {
 
     /// Takes the synchronous part of the keyed snapshot and leaves the
     /// serialisation to the snapshot's asynchronous part.
-    pub fn snapshot(&self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        let (Some(store), Some(runtime)) = (self.store.as_ref(), self.runtime.as_ref()) else {
+    pub fn snapshot(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        let (Some(store), Some(runtime)) = (self.store.as_mut(), self.runtime.as_ref()) else {
             return Err("keyed operator snapshotted before open".into());
         };
         let max = runtime.max_parallelism();

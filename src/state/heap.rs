@@ -1,13 +1,19 @@
 //! The heap state backend: keyed state as typed values in memory.
 //!
-//! Each state is a [`HeapTable`]: one hash map per key group, each behind an
-//! `Arc`. Taking a snapshot clones the `Arc`s, not the maps, so its synchronous
-//! part costs one pointer copy per key group whatever the state's size. A
-//! write to a key group whose map a snapshot still shares copies that one map
-//! first (copy-on-write, `Arc::make_mut`), so the processing path pays for a
-//! snapshot a key group at a time, and only for the groups it touches while
-//! the snapshot is being written. Serialisation works on the snapshot's `Arc`s,
-//! off the processing path.
+//! Each state is a [`HeapTable`]: one hash map per key group. Between snapshots
+//! a group's map is owned outright, so reads and writes are plain hash-map
+//! operations, with no atomic reference counting on the processing path.
+//!
+//! A snapshot *freezes* every group: the map moves behind an `Arc` (a pointer
+//! move, no copy) that the snapshot shares, so the synchronous part costs a
+//! few pointer moves per key group whatever the state's size. While a group is
+//! frozen, writes go to a small *delta* map beside it (a value is copied from
+//! the frozen map the first time it is changed, a removal is noted as a
+//! tombstone), so the processing path pays per entry it changes, never per
+//! entry it holds. Once the snapshot has been written and dropped its share,
+//! the next access to the group folds the delta back into the map, which is
+//! owned again. Serialisation works on the frozen maps, off the processing
+//! path.
 
 use std::sync::Arc;
 
@@ -25,74 +31,200 @@ impl StateBackend for HeapStateBackend {
     }
 }
 
+/// One key group's map: owned, or frozen for a snapshot with the changes since.
+enum Group<K, S> {
+    Owned(KeyMap<K, S>),
+    Frozen { base: Arc<KeyMap<K, S>>, delta: KeyMap<K, Option<S>> },
+}
+
+impl<K: Key, S: StateData> Group<K, S> {
+    /// Makes the map owned again if no snapshot shares it any more.
+    #[inline]
+    fn thaw(&mut self) {
+        if let Group::Frozen { base, .. } = self {
+            if Arc::strong_count(base) != 1 {
+                return;
+            }
+            let Group::Frozen { base, delta } = std::mem::replace(self, Group::Owned(KeyMap::default())) else {
+                return;
+            };
+            let mut map = Arc::try_unwrap(base).unwrap_or_else(|shared| (*shared).clone());
+            for (key, value) in delta {
+                match value {
+                    Some(value) => map.insert(key, value),
+                    None => map.remove(&key),
+                };
+            }
+            *self = Group::Owned(map);
+        }
+    }
+
+    #[inline]
+    fn get(&self, key: &K) -> Option<&S> {
+        match self {
+            Group::Owned(map) => map.get(key),
+            Group::Frozen { base, delta } => match delta.get(key) {
+                Some(value) => value.as_ref(),
+                None => base.get(key),
+            },
+        }
+    }
+
+    #[inline]
+    fn get_mut(&mut self, key: &K) -> Option<&mut S> {
+        self.thaw();
+        match self {
+            Group::Owned(map) => map.get_mut(key),
+            Group::Frozen { base, delta } => {
+                if !delta.contains_key(key) {
+                    let copy = base.get(key)?.clone();
+                    delta.insert(key.clone(), Some(copy));
+                }
+                delta.get_mut(key).and_then(Option::as_mut)
+            }
+        }
+    }
+
+    #[inline]
+    fn put(&mut self, key: &K, value: S) {
+        self.thaw();
+        match self {
+            Group::Owned(map) => {
+                if let Some(slot) = map.get_mut(key) {
+                    *slot = value;
+                } else {
+                    map.insert(key.clone(), value);
+                }
+            }
+            Group::Frozen { delta, .. } => {
+                delta.insert(key.clone(), Some(value));
+            }
+        }
+    }
+
+    #[inline]
+    fn take(&mut self, key: &K) -> Option<S> {
+        self.thaw();
+        match self {
+            Group::Owned(map) => map.remove(key),
+            Group::Frozen { base, delta } => {
+                let current = match delta.remove(key) {
+                    Some(value) => value,
+                    None => base.get(key).cloned(),
+                };
+                if base.contains_key(key) {
+                    delta.insert(key.clone(), None);
+                }
+                current
+            }
+        }
+    }
+
+    fn for_each_key(&self, mut f: impl FnMut(&K)) {
+        match self {
+            Group::Owned(map) => map.keys().for_each(f),
+            Group::Frozen { base, delta } => {
+                base.keys().filter(|k| !delta.contains_key(*k)).for_each(&mut f);
+                delta.iter().filter(|(_, v)| v.is_some()).for_each(|(k, _)| f(k));
+            }
+        }
+    }
+
+    /// Freezes the group (if it is not already) and returns the map as a
+    /// snapshot sees it.
+    fn freeze(&mut self) -> Arc<KeyMap<K, S>> {
+        match self {
+            Group::Owned(map) => {
+                let base = Arc::new(std::mem::take(map));
+                *self = Group::Frozen { base: base.clone(), delta: KeyMap::default() };
+                base
+            }
+            Group::Frozen { base, delta } if delta.is_empty() => base.clone(),
+            Group::Frozen { base, delta } => {
+                // A second snapshot while the first still holds the map: this one
+                // needs the changes too, so they are folded into a fresh copy.
+                let mut map = (**base).clone();
+                for (key, value) in delta.drain() {
+                    match value {
+                        Some(value) => map.insert(key, value),
+                        None => map.remove(&key),
+                    };
+                }
+                *base = Arc::new(map);
+                base.clone()
+            }
+        }
+    }
+}
+
 /// One keyed state of one subtask: a map per owned key group.
 pub struct HeapTable<K, S> {
     start: usize,
-    groups: Vec<Arc<KeyMap<K, S>>>,
+    groups: Vec<Group<K, S>>,
 }
 
 impl<K: Key, S: StateData> HeapTable<K, S> {
     /// An empty table over the key groups of `range`.
     pub fn new(range: KeyGroupRange) -> Self {
-        HeapTable {
-            start: range.start,
-            groups: (0..range.len()).map(|_| Arc::default()).collect(),
-        }
+        HeapTable { start: range.start, groups: (0..range.len()).map(|_| Group::Owned(KeyMap::default())).collect() }
     }
 
     #[inline]
-    fn map(&self, group: usize) -> &KeyMap<K, S> {
+    fn group(&self, group: usize) -> &Group<K, S> {
         &self.groups[group - self.start]
     }
 
     #[inline]
-    fn map_mut(&mut self, group: usize) -> &mut KeyMap<K, S> {
-        Arc::make_mut(&mut self.groups[group - self.start])
+    fn group_mut(&mut self, group: usize) -> &mut Group<K, S> {
+        &mut self.groups[group - self.start]
     }
 
     /// The value of `key` (in key group `group`).
     #[inline]
     pub fn get(&self, group: usize, key: &K) -> Option<&S> {
-        self.map(group).get(key)
+        self.group(group).get(key)
     }
 
     /// The value of `key`, for change in place.
     #[inline]
     pub fn get_mut(&mut self, group: usize, key: &K) -> Option<&mut S> {
-        self.map_mut(group).get_mut(key)
+        self.group_mut(group).get_mut(key)
     }
 
     /// Sets the value of `key`.
     #[inline]
     pub fn put(&mut self, group: usize, key: &K, value: S) {
-        let map = self.map_mut(group);
-        if let Some(slot) = map.get_mut(key) {
-            *slot = value;
-            return;
-        }
-        map.insert(key.clone(), value);
+        self.group_mut(group).put(key, value);
     }
 
     /// Removes and returns the value of `key`.
     #[inline]
     pub fn take(&mut self, group: usize, key: &K) -> Option<S> {
-        self.map_mut(group).remove(key)
+        self.group_mut(group).take(key)
     }
 
     /// Removes the value of `key`.
     #[inline]
     pub fn remove(&mut self, group: usize, key: &K) {
-        self.map_mut(group).remove(key);
+        self.group_mut(group).take(key);
     }
 
     /// Every key with a value.
     pub fn keys(&self) -> Vec<K> {
-        self.groups.iter().flat_map(|m| m.keys().cloned()).collect()
+        let mut keys = Vec::new();
+        for group in &self.groups {
+            group.for_each_key(|k| keys.push(k.clone()));
+        }
+        keys
     }
 
     /// Number of keys with a value.
     pub fn len(&self) -> usize {
-        self.groups.iter().map(|m| m.len()).sum()
+        let mut n = 0;
+        for group in &self.groups {
+            group.for_each_key(|_| n += 1);
+        }
+        n
     }
 
     /// Whether no key has a value.
@@ -100,29 +232,21 @@ impl<K: Key, S: StateData> HeapTable<K, S> {
         self.len() == 0
     }
 
-    /// The synchronous part of a snapshot: shares every key group's map.
-    pub fn snapshot(&self) -> HeapTableSnapshot<K, S> {
-        HeapTableSnapshot {
-            start: self.start,
-            groups: self.groups.clone(),
-        }
+    /// The synchronous part of a snapshot: freezes every key group's map and shares it.
+    pub fn snapshot(&mut self) -> HeapTableSnapshot<K, S> {
+        HeapTableSnapshot { start: self.start, groups: self.groups.iter_mut().map(Group::freeze).collect() }
     }
 
     /// Adds the entries of one serialised key group (from [`HeapTableSnapshot::write_group`]).
-    pub fn restore_group(
-        &mut self,
-        name: &str,
-        group: usize,
-        bytes: &[u8],
-    ) -> Result<(), StateError> {
-        let entries: Vec<(K, S)> =
-            rmp_serde::from_slice(bytes).map_err(|e| StateError::Corrupt {
-                name: name.to_string(),
-                group,
-                cause: e.to_string(),
-            })?;
-        let map = self.map_mut(group);
-        map.extend(entries);
+    pub fn restore_group(&mut self, name: &str, group: usize, bytes: &[u8]) -> Result<(), StateError> {
+        let entries: Vec<(K, S)> = rmp_serde::from_slice(bytes).map_err(|e| StateError::Corrupt {
+            name: name.to_string(),
+            group,
+            cause: e.to_string(),
+        })?;
+        for (key, value) in entries {
+            self.put(group, &key, value);
+        }
         Ok(())
     }
 }
@@ -143,10 +267,7 @@ impl<K: Key, S: StateData> HeapTableSnapshot<K, S> {
         let entries: Vec<(&K, &S)> = map.iter().collect();
         rmp_serde::to_vec_named(&entries)
             .map(Some)
-            .map_err(|e| StateError::Encode {
-                name: name.to_string(),
-                cause: e.to_string(),
-            })
+            .map_err(|e| StateError::Encode { name: name.to_string(), cause: e.to_string() })
     }
 
     /// The key groups the snapshot covers.
@@ -177,7 +298,35 @@ mod tests {
         assert_eq!(restored.get(4, &"a".into()), Some(&1));
         assert_eq!(restored.get(5, &"b".into()), Some(&2));
         assert_eq!(table.get(4, &"a".into()), Some(&10));
+        assert_eq!(table.get(5, &"b".into()), None);
         assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn changes_made_while_frozen_survive_the_thaw_and_a_second_snapshot() {
+        let range = KeyGroupRange { start: 0, end: 1 };
+        let mut table = HeapTable::<u32, u32>::new(range);
+        for k in 0..10 {
+            table.put(0, &k, k);
+        }
+        let first = table.snapshot();
+        *table.get_mut(0, &1).unwrap() += 100;
+        table.remove(0, &2);
+        table.put(0, &20, 20);
+        assert_eq!(table.get(0, &1), Some(&101));
+        assert_eq!(table.len(), 10);
+        // A second snapshot while the first is still alive sees the changes.
+        let second = table.snapshot();
+        assert_eq!(second.groups[0].get(&1), Some(&101));
+        assert_eq!(second.groups[0].get(&2), None);
+        assert_eq!(first.groups[0].get(&1), Some(&1), "the first snapshot is untouched");
+        drop((first, second));
+        // Thawed on the next write: every change is still there.
+        table.put(0, &3, 33);
+        let mut keys = table.keys();
+        keys.sort();
+        assert_eq!(keys, vec![0, 1, 3, 4, 5, 6, 7, 8, 9, 20]);
+        assert_eq!((table.get(0, &1), table.get(0, &3)), (Some(&101), Some(&33)));
     }
 
     #[test]

@@ -38,7 +38,7 @@ trait ErasedTable<K>: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn keys(&self) -> Vec<K>;
     fn len(&self) -> usize;
-    fn snapshot(&self) -> Box<dyn ErasedTableSnapshot>;
+    fn snapshot(&mut self) -> Box<dyn ErasedTableSnapshot>;
 }
 
 impl<K: Key, S: StateData> ErasedTable<K> for HeapTable<K, S> {
@@ -51,7 +51,7 @@ impl<K: Key, S: StateData> ErasedTable<K> for HeapTable<K, S> {
     fn len(&self) -> usize {
         HeapTable::len(self)
     }
-    fn snapshot(&self) -> Box<dyn ErasedTableSnapshot> {
+    fn snapshot(&mut self) -> Box<dyn ErasedTableSnapshot> {
         Box::new(HeapTable::snapshot(self))
     }
 }
@@ -253,12 +253,12 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     /// The synchronous part of a snapshot: shares the tables' key-group maps.
-    pub fn snapshot(&self) -> KeyedStateSnapshot {
+    pub fn snapshot(&mut self) -> KeyedStateSnapshot {
         KeyedStateSnapshot {
             range: self.range,
             tables: self
                 .tables
-                .iter()
+                .iter_mut()
                 .map(|t| (t.name.clone(), t.kind, t.type_name, t.table.snapshot()))
                 .collect(),
             pending: self.pending.clone(),
