@@ -137,7 +137,9 @@ pub fn stable_hash<K: Hash + ?Sized>(key: &K) -> u64 {
 /// mix) would crowd into a few buckets of their group's map.
 #[inline]
 pub fn key_group<K: Hash + ?Sized>(key: &K, max_parallelism: usize) -> usize {
-    (fmix64(stable_hash(key) ^ 0x5851_F42D_4C95_7F2D) % max_parallelism as u64) as usize
+    let mixed = fmix64(stable_hash(key) ^ 0x5851_F42D_4C95_7F2D);
+    // The high half of mixed * max: uniform over 0..max, and a multiply, not a division.
+    ((u128::from(mixed) * max_parallelism as u128) >> 64) as usize
 }
 
 /// A contiguous, inclusive-exclusive range of key groups `[start, end)`.

@@ -82,6 +82,11 @@ impl<T> Collector<T> {
         self.timestamp
     }
 
+    /// Makes room for `additional` more records (one per input record, say).
+    pub fn reserve(&mut self, additional: usize) {
+        self.batch.records.reserve(additional);
+    }
+
     /// Emits one record with the current timestamp.
     #[inline]
     pub fn collect(&mut self, record: T) {
@@ -257,6 +262,7 @@ impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> StreamOperator
         out: &mut dyn Emitter,
     ) -> Result<(), UserError> {
         let records = downcast_batch::<In>(batch)?;
+        self.out.reserve(records.len());
         self.op.process_batch(records, &mut self.out)?;
         self.out.flush_into(out);
         Ok(())
