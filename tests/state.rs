@@ -1942,6 +1942,7 @@ impl KeyedProcessFunction<u32, u32, (u32, i64, String, i64)> for WallClock {
         _out: &mut Collector<(u32, i64, String, i64)>,
     ) -> Result<(), UserError> {
         let at = ctx.current_processing_time() + 20;
+        eprintln!("DEBUG record key {} at {}", ctx.current_key(), ctx.current_processing_time());
         ctx.register_processing_time_timer(at);
         Ok(())
     }
@@ -1953,6 +1954,7 @@ impl KeyedProcessFunction<u32, u32, (u32, i64, String, i64)> for WallClock {
         out: &mut Collector<(u32, i64, String, i64)>,
     ) -> Result<(), UserError> {
         let domain = format!("{:?}", ctx.time_domain());
+        eprintln!("DEBUG timer key {} ts {} at {}", ctx.current_key(), timestamp, ctx.current_processing_time());
         out.collect((
             *ctx.current_key(),
             timestamp,
