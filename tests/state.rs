@@ -23,8 +23,16 @@
 //!   per (key, timestamp), deletion, event time only at the watermark,
 //!   processing time through the harness clock, and what the context says in
 //!   `on_timer`;
+//! - **snapshots** hold the state as of their synchronous part, whatever the
+//!   function changes before the asynchronous part runs (copy-on-write), also
+//!   when snapshots overlap, finish out of order or are abandoned;
 //! - **whole jobs**: the keyed rolling aggregations (`reduce`, `sum`, `min`,
-//!   `max`, `aggregate`) at parallelism 2 end with the expected value per key.
+//!   `max`, `aggregate`) at parallelism 2 end with the expected value per key;
+//!   a keyed function counts right at any parallelism and max parallelism;
+//!   processing-time timers fire by the wall clock while a job runs (a source
+//!   waits for them before it ends), also when that source blocks on every
+//!   empty poll (a source with nothing to give is polled again after a pause,
+//!   so it does not starve the timers of its thread).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -1124,6 +1132,108 @@ fn a_snapshot_holds_the_state_of_its_synchronous_part_whatever_changes_after() {
     assert_eq!(restored.take_output(), vec![3, 2, 1]);
 }
 
+/// A deterministic pseudo-random script of commands over keys `k0..k11` that
+/// writes, changes in place and removes state of every kind.
+fn random_commands(seed: u64, n: usize) -> Vec<(String, Op)> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    (0..n)
+        .map(|_| {
+            let key = format!("k{}", next(12));
+            let v = next(50);
+            let op = match next(16) {
+                0 => Op::Update(v),
+                1 => Op::ModifyAdd(v),
+                2 => Op::ValueClear,
+                3 => Op::DefaultModifyAdd(v),
+                4 => Op::DefaultClear,
+                5 => Op::ListAdd(v),
+                6 => Op::ListAddAll(vec![v, v + 1]),
+                7 => Op::ListUpdate(vec![v]),
+                8 => Op::ListClear,
+                9 => Op::MapPut(format!("u{}", v % 5), v),
+                10 => Op::MapRemove(format!("u{}", v % 5)),
+                11 => Op::MapClear,
+                12 => Op::ReduceAdd(format!("{}", v % 10)),
+                13 => Op::ReduceClear,
+                14 => Op::AggAdd(v),
+                _ => Op::AggClear,
+            };
+            (key, op)
+        })
+        .collect()
+}
+
+/// Every state of every key, as the command harness reads it.
+fn read_all(h: &mut CommandHarness) -> Vec<Reply> {
+    let mut replies = Vec::new();
+    for k in 0..12 {
+        replies.extend(run(
+            h,
+            &format!("k{k}"),
+            vec![
+                Op::Value,
+                Op::Default,
+                Op::ListGet,
+                Op::MapView,
+                Op::ReduceGet,
+                Op::AggGet,
+            ],
+        ));
+    }
+    replies
+}
+
+#[test]
+fn overlapping_snapshots_each_restore_the_state_of_their_synchronous_part() {
+    let mut h = command_harness();
+    let step = |h: &mut CommandHarness, seed| {
+        h.process(random_commands(seed, 300)).unwrap();
+        h.take_output();
+    };
+    step(&mut h, 1);
+    let first = h.begin_snapshot(1).unwrap();
+    let at_first = read_all(&mut h);
+    step(&mut h, 2);
+    // A second snapshot while the first is still being written.
+    let second = h.begin_snapshot(2).unwrap();
+    let at_second = read_all(&mut h);
+    step(&mut h, 3);
+    // A third, abandoned (as a declined checkpoint would be).
+    drop(h.begin_snapshot(3).unwrap());
+    step(&mut h, 4);
+    // Finished in reverse order, while the state keeps changing.
+    let second = second.finish().unwrap();
+    step(&mut h, 5);
+    let first = first.finish().unwrap();
+    step(&mut h, 6);
+    let fourth = h.snapshot(4).unwrap();
+    let at_fourth = read_all(&mut h);
+    assert_ne!(at_first, at_second, "the script changes the state");
+    assert_ne!(at_second, at_fourth);
+
+    for (snapshot, expected, what) in [
+        (first, at_first, "first"),
+        (second, at_second, "second"),
+        (fourth, at_fourth, "fourth"),
+    ] {
+        let mut restored = OperatorHarness::keyed(
+            AllStates::new(),
+            |r: &(String, Op)| r.0.clone(),
+            0,
+            1,
+            MAX_P,
+        );
+        restored.open(Some(snapshot)).unwrap();
+        assert_eq!(read_all(&mut restored), expected, "{what} snapshot");
+    }
+}
+
 // ------------------------------------------------------------- operator state
 
 /// What [`Buffering`] is fed.
@@ -1892,10 +2002,13 @@ fn a_keyed_function_with_its_own_max_parallelism_sees_every_key_at_its_owner() {
 }
 
 /// Emits the keys `0..keys` once, then nothing until `done` is set (or a
-/// deadline passes), then ends; remembers whether `done` ended it.
+/// deadline passes), then ends; remembers whether `done` ended it. Each poll
+/// that finds nothing to emit blocks for `pause` (as a source waiting on I/O
+/// would) before it returns.
 #[derive(Clone)]
 struct KeysThenWait {
     keys: u32,
+    pause: Duration,
     sent: bool,
     done: Arc<AtomicBool>,
     deadline: Option<Instant>,
@@ -1919,7 +2032,9 @@ impl Source<u32> for KeysThenWait {
             *self.ended_by_done.lock().unwrap() = Some(done);
             return Ok(SourceStatus::Finished);
         }
-        std::thread::sleep(Duration::from_millis(1));
+        if !self.pause.is_zero() {
+            std::thread::sleep(self.pause);
+        }
         Ok(SourceStatus::More)
     }
 }
@@ -1942,7 +2057,6 @@ impl KeyedProcessFunction<u32, u32, (u32, i64, String, i64)> for WallClock {
         _out: &mut Collector<(u32, i64, String, i64)>,
     ) -> Result<(), UserError> {
         let at = ctx.current_processing_time() + 20;
-        eprintln!("DEBUG record key {} at {}", ctx.current_key(), ctx.current_processing_time());
         ctx.register_processing_time_timer(at);
         Ok(())
     }
@@ -1954,7 +2068,6 @@ impl KeyedProcessFunction<u32, u32, (u32, i64, String, i64)> for WallClock {
         out: &mut Collector<(u32, i64, String, i64)>,
     ) -> Result<(), UserError> {
         let domain = format!("{:?}", ctx.time_domain());
-        eprintln!("DEBUG timer key {} ts {} at {}", ctx.current_key(), timestamp, ctx.current_processing_time());
         out.collect((
             *ctx.current_key(),
             timestamp,
@@ -1968,8 +2081,10 @@ impl KeyedProcessFunction<u32, u32, (u32, i64, String, i64)> for WallClock {
     }
 }
 
-#[test]
-fn processing_time_timers_fire_by_the_wall_clock_in_a_running_job() {
+/// Runs [`KeysThenWait`] (pausing `pause` per empty poll) into [`WallClock`]
+/// and returns what fired, sorted by key, after checking that the timers fired
+/// while the source was still running.
+fn run_wall_clock(pause: Duration) -> Vec<(u32, i64, String, i64)> {
     const KEYS: u32 = 6;
     let done = Arc::new(AtomicBool::new(false));
     let ended_by_done = Arc::new(Mutex::new(None));
@@ -1977,6 +2092,7 @@ fn processing_time_timers_fire_by_the_wall_clock_in_a_running_job() {
     let out = env
         .add_source(KeysThenWait {
             keys: KEYS,
+            pause,
             sent: false,
             done: done.clone(),
             deadline: None,
@@ -2002,11 +2118,29 @@ fn processing_time_timers_fire_by_the_wall_clock_in_a_running_job() {
         fired.iter().map(|f| f.0).collect::<Vec<_>>(),
         (0..KEYS).collect::<Vec<_>>()
     );
-    for (key, timestamp, domain, now) in fired {
+    for (key, timestamp, domain, now) in &fired {
         assert_eq!(domain, "Some(ProcessingTime)", "key {key}");
         assert!(
             now >= timestamp,
             "key {key} fired at {now}, before {timestamp}"
+        );
+    }
+    fired
+}
+
+#[test]
+fn processing_time_timers_fire_by_the_wall_clock_in_a_running_job() {
+    // The source spins (returns at once) while it has nothing to emit.
+    run_wall_clock(Duration::ZERO);
+}
+
+#[test]
+fn processing_time_timers_are_not_starved_by_a_source_that_waits_for_input() {
+    for (key, timestamp, _, now) in run_wall_clock(Duration::from_millis(2)) {
+        assert!(
+            now - timestamp < 500,
+            "key {key}: the timer at {timestamp} fired {} ms late",
+            now - timestamp
         );
     }
 }

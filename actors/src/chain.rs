@@ -167,23 +167,25 @@ impl Chain {
         self.run(0, vec![event], outputs)
     }
 
-    /// Polls the source once; on its end, sends the maximum watermark after its last records.
+    /// Polls the source once; on its end, sends the maximum watermark after its
+    /// last records. Also says whether the poll emitted anything.
     pub fn poll_source(
         &mut self,
         max: usize,
         outputs: &mut Outputs,
-    ) -> Result<SourceStatus, Failure> {
+    ) -> Result<(SourceStatus, bool), Failure> {
         let Some(source) = self.source.as_mut() else {
-            return Ok(SourceStatus::Finished);
+            return Ok((SourceStatus::Finished, false));
         };
         let mut out = Vec::new();
         let status = guarded(&source.info, || source.logic.poll_batch(max, &mut out))?;
+        let emitted = !out.is_empty();
         if status == SourceStatus::Finished {
             guarded(&source.info, || source.logic.close())?;
             out.push(ChannelEvent::Watermark(i64::MAX));
         }
         self.run(0, out, outputs)?;
-        Ok(status)
+        Ok((status, emitted))
     }
 
     /// Input `input` of the head operator ended.

@@ -10,10 +10,14 @@
 //! - [`Cancel`]: stop now.
 //!
 //! A *step* processes at most `batches_per_step` batches (or source polls) and
-//! then yields to the Arbiter, so that messages, timers and the other actors on
-//! the thread are served promptly even under full load. A step stops early when
-//! the input gate is empty (a [`Deliver`] schedules the next) or when an output
-//! channel has a full batch and no credit (a [`Credit`] schedules the next).
+//! then yields to the Arbiter, so that messages and the other actors on the
+//! thread get their turn (tokio looks at its timers every 61 yields of a busy
+//! thread, so under full load a timer may be a few steps late). A step stops
+//! early when the input gate is empty (a [`Deliver`] schedules the next), when
+//! an output channel has a full batch and no credit (a [`Credit`] schedules the
+//! next), or when a source had nothing to give (it is polled again after a
+//! pause that doubles from 1 ms to 100 ms, so that an idle source lets its
+//! thread sleep and its timers fire on time).
 //!
 //! User code runs under `catch_unwind`: a panic or a returned error ends the
 //! subtask and is reported to the supervisor with the operator's name. A subtask
@@ -155,6 +159,9 @@ pub struct Subtask {
     linger_armed: bool,
     /// Processing time for which a timer is armed.
     timer_armed: Option<i64>,
+    /// How long to wait before polling a source that had nothing to give.
+    source_backoff: Duration,
+    source_wait_armed: bool,
     records_in: u64,
     span: Span,
 }
@@ -191,6 +198,8 @@ impl Subtask {
             blocked: false,
             linger_armed: false,
             timer_armed: None,
+            source_backoff: Duration::ZERO,
+            source_wait_armed: false,
             records_in: 0,
             span,
         }
@@ -255,7 +264,12 @@ impl Subtask {
             };
             match progressed {
                 Err(failure) => return self.fail(failure, ctx),
-                Ok(false) => break,
+                Ok(false) => {
+                    if self.chain.is_source() {
+                        self.wait_for_source(ctx);
+                    }
+                    break;
+                }
                 Ok(true) if self.phase != Phase::Running => break,
                 Ok(true) => {}
             }
@@ -275,16 +289,37 @@ impl Subtask {
     }
 
     /// Polls the source once and pushes its output through the chain.
+    /// Returns `false` when the source had nothing to give right now.
     fn poll_source(&mut self) -> Result<bool, Failure> {
-        let status = self
+        let (status, emitted) = self
             .chain
             .poll_source(self.spec.config.batch_size, &mut self.outputs)?;
         if status == SourceStatus::Finished {
             debug!(parent: &self.span, "source finished");
             self.chain.finish(0, &mut self.outputs)?;
             self.phase = Phase::Draining;
+            return Ok(true);
         }
-        Ok(true)
+        if emitted {
+            self.source_backoff = Duration::ZERO;
+        }
+        Ok(emitted)
+    }
+
+    /// A source that had nothing to give is polled again after a pause that
+    /// doubles (1 ms up to 100 ms) while it stays empty, instead of at once:
+    /// a spinning source would keep its Arbiter busy and delay every timer on it.
+    fn wait_for_source(&mut self, ctx: &mut Context<Self>) {
+        if self.source_wait_armed {
+            return;
+        }
+        self.source_backoff =
+            (self.source_backoff * 2).clamp(Duration::from_millis(1), Duration::from_millis(100));
+        self.source_wait_armed = true;
+        ctx.run_later(self.source_backoff, |act, ctx| {
+            act.source_wait_armed = false;
+            act.schedule_step(ctx);
+        });
     }
 
     /// Hands a watermark advance and an idleness change from the input gate to the chain.

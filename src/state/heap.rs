@@ -34,7 +34,10 @@ impl StateBackend for HeapStateBackend {
 /// One key group's map: owned, or frozen for a snapshot with the changes since.
 enum Group<K, S> {
     Owned(KeyMap<K, S>),
-    Frozen { base: Arc<KeyMap<K, S>>, delta: KeyMap<K, Option<S>> },
+    Frozen {
+        base: Arc<KeyMap<K, S>>,
+        delta: KeyMap<K, Option<S>>,
+    },
 }
 
 impl<K: Key, S: StateData> Group<K, S> {
@@ -45,7 +48,9 @@ impl<K: Key, S: StateData> Group<K, S> {
             if Arc::strong_count(base) != 1 {
                 return;
             }
-            let Group::Frozen { base, delta } = std::mem::replace(self, Group::Owned(KeyMap::default())) else {
+            let Group::Frozen { base, delta } =
+                std::mem::replace(self, Group::Owned(KeyMap::default()))
+            else {
                 return;
             };
             let mut map = Arc::try_unwrap(base).unwrap_or_else(|shared| (*shared).clone());
@@ -124,8 +129,13 @@ impl<K: Key, S: StateData> Group<K, S> {
         match self {
             Group::Owned(map) => map.keys().for_each(f),
             Group::Frozen { base, delta } => {
-                base.keys().filter(|k| !delta.contains_key(*k)).for_each(&mut f);
-                delta.iter().filter(|(_, v)| v.is_some()).for_each(|(k, _)| f(k));
+                base.keys()
+                    .filter(|k| !delta.contains_key(*k))
+                    .for_each(&mut f);
+                delta
+                    .iter()
+                    .filter(|(_, v)| v.is_some())
+                    .for_each(|(k, _)| f(k));
             }
         }
     }
@@ -136,7 +146,10 @@ impl<K: Key, S: StateData> Group<K, S> {
         match self {
             Group::Owned(map) => {
                 let base = Arc::new(std::mem::take(map));
-                *self = Group::Frozen { base: base.clone(), delta: KeyMap::default() };
+                *self = Group::Frozen {
+                    base: base.clone(),
+                    delta: KeyMap::default(),
+                };
                 base
             }
             Group::Frozen { base, delta } if delta.is_empty() => base.clone(),
@@ -166,7 +179,12 @@ pub struct HeapTable<K, S> {
 impl<K: Key, S: StateData> HeapTable<K, S> {
     /// An empty table over the key groups of `range`.
     pub fn new(range: KeyGroupRange) -> Self {
-        HeapTable { start: range.start, groups: (0..range.len()).map(|_| Group::Owned(KeyMap::default())).collect() }
+        HeapTable {
+            start: range.start,
+            groups: (0..range.len())
+                .map(|_| Group::Owned(KeyMap::default()))
+                .collect(),
+        }
     }
 
     #[inline]
@@ -234,16 +252,25 @@ impl<K: Key, S: StateData> HeapTable<K, S> {
 
     /// The synchronous part of a snapshot: freezes every key group's map and shares it.
     pub fn snapshot(&mut self) -> HeapTableSnapshot<K, S> {
-        HeapTableSnapshot { start: self.start, groups: self.groups.iter_mut().map(Group::freeze).collect() }
+        HeapTableSnapshot {
+            start: self.start,
+            groups: self.groups.iter_mut().map(Group::freeze).collect(),
+        }
     }
 
     /// Adds the entries of one serialised key group (from [`HeapTableSnapshot::write_group`]).
-    pub fn restore_group(&mut self, name: &str, group: usize, bytes: &[u8]) -> Result<(), StateError> {
-        let entries: Vec<(K, S)> = rmp_serde::from_slice(bytes).map_err(|e| StateError::Corrupt {
-            name: name.to_string(),
-            group,
-            cause: e.to_string(),
-        })?;
+    pub fn restore_group(
+        &mut self,
+        name: &str,
+        group: usize,
+        bytes: &[u8],
+    ) -> Result<(), StateError> {
+        let entries: Vec<(K, S)> =
+            rmp_serde::from_slice(bytes).map_err(|e| StateError::Corrupt {
+                name: name.to_string(),
+                group,
+                cause: e.to_string(),
+            })?;
         for (key, value) in entries {
             self.put(group, &key, value);
         }
@@ -267,7 +294,10 @@ impl<K: Key, S: StateData> HeapTableSnapshot<K, S> {
         let entries: Vec<(&K, &S)> = map.iter().collect();
         rmp_serde::to_vec_named(&entries)
             .map(Some)
-            .map_err(|e| StateError::Encode { name: name.to_string(), cause: e.to_string() })
+            .map_err(|e| StateError::Encode {
+                name: name.to_string(),
+                cause: e.to_string(),
+            })
     }
 
     /// The key groups the snapshot covers.
@@ -319,14 +349,21 @@ mod tests {
         let second = table.snapshot();
         assert_eq!(second.groups[0].get(&1), Some(&101));
         assert_eq!(second.groups[0].get(&2), None);
-        assert_eq!(first.groups[0].get(&1), Some(&1), "the first snapshot is untouched");
+        assert_eq!(
+            first.groups[0].get(&1),
+            Some(&1),
+            "the first snapshot is untouched"
+        );
         drop((first, second));
         // Thawed on the next write: every change is still there.
         table.put(0, &3, 33);
         let mut keys = table.keys();
         keys.sort();
         assert_eq!(keys, vec![0, 1, 3, 4, 5, 6, 7, 8, 9, 20]);
-        assert_eq!((table.get(0, &1), table.get(0, &3)), (Some(&101), Some(&33)));
+        assert_eq!(
+            (table.get(0, &1), table.get(0, &3)),
+            (Some(&101), Some(&33))
+        );
     }
 
     #[test]

@@ -182,6 +182,19 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
             .collect()
     }
 
+    /// The idleness changes emitted since the last take (`true`: went idle).
+    pub fn take_idleness(&mut self) -> Vec<bool> {
+        let mut changes = Vec::new();
+        self.events.retain(|e| match e {
+            ChannelEvent::Idle(idle) => {
+                changes.push(*idle);
+                false
+            }
+            _ => true,
+        });
+        changes
+    }
+
     /// The watermarks emitted since the last take (records are kept).
     pub fn take_watermarks(&mut self) -> Vec<i64> {
         let mut watermarks = Vec::new();

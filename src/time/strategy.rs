@@ -144,7 +144,11 @@ impl<T: 'static> WatermarkStrategy<T> {
     /// A watermark right after each record for which `decide(record, timestamp)`
     /// returns one, in order with the records. With
     /// `|_, ts| Some(ts)` every record is followed by its own watermark, so
-    /// results do not depend on batching or timing (at a cost in throughput).
+    /// results do not depend on batching or timing (at a cost in throughput) —
+    /// as long as the records reach the assigner in timestamp order: after a
+    /// non-parallel source, give the assigner parallelism 1 too
+    /// (`.set_parallelism(1)`), or a rebalance deals the records out to several
+    /// assigners.
     pub fn punctuated<F>(decide: F) -> Self
     where
         F: Fn(&T, i64) -> Option<i64> + Send + Sync + 'static,
