@@ -253,6 +253,15 @@ where
         out: &mut Collector<Out>,
     ) -> Result<(), UserError> {
         let max = self.core.max_parallelism();
+        if batch.timestamps.is_none() {
+            for value in batch.records {
+                let key = (self.key)(&value);
+                let group = key_group(&key, max);
+                let mut ctx = self.core.context(&key, group, None, None, None)?;
+                self.function.process_element(value, &mut ctx, out)?;
+            }
+            return Ok(());
+        }
         for (value, timestamp) in batch.into_iter_with_timestamps() {
             let key = (self.key)(&value);
             let group = key_group(&key, max);

@@ -42,26 +42,30 @@ enum Group<K, S> {
 
 impl<K: Key, S: StateData> Group<K, S> {
     /// Makes the map owned again if no snapshot shares it any more.
-    #[inline]
+    #[inline(always)]
     fn thaw(&mut self) {
         if let Group::Frozen { base, .. } = self {
-            if Arc::strong_count(base) != 1 {
-                return;
+            if Arc::strong_count(base) == 1 {
+                self.fold();
             }
-            let Group::Frozen { base, delta } =
-                std::mem::replace(self, Group::Owned(KeyMap::default()))
-            else {
-                return;
-            };
-            let mut map = Arc::try_unwrap(base).unwrap_or_else(|shared| (*shared).clone());
-            for (key, value) in delta {
-                match value {
-                    Some(value) => map.insert(key, value),
-                    None => map.remove(&key),
-                };
-            }
-            *self = Group::Owned(map);
         }
+    }
+
+    #[cold]
+    fn fold(&mut self) {
+        let Group::Frozen { base, delta } =
+            std::mem::replace(self, Group::Owned(KeyMap::default()))
+        else {
+            return;
+        };
+        let mut map = Arc::try_unwrap(base).unwrap_or_else(|shared| (*shared).clone());
+        for (key, value) in delta {
+            match value {
+                Some(value) => map.insert(key, value),
+                None => map.remove(&key),
+            };
+        }
+        *self = Group::Owned(map);
     }
 
     #[inline]

@@ -9,6 +9,7 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -34,25 +35,32 @@ pub enum StateKind {
     Aggregating,
 }
 
-trait ErasedTable<K>: Send {
-    fn as_any_mut(&mut self) -> &mut dyn Any;
-    fn keys(&self) -> Vec<K>;
-    fn len(&self) -> usize;
-    fn snapshot(&mut self) -> Box<dyn ErasedTableSnapshot>;
+/// What the store does with a table without knowing its value type: one
+/// zero-sized implementation per (key, value) type, so that typed access is a
+/// single `Any` downcast and everything else goes through this table of functions.
+trait TableOps<K>: Send + Sync {
+    fn keys(&self, table: &dyn Any) -> Vec<K>;
+    fn len(&self, table: &dyn Any) -> usize;
+    fn snapshot(&self, table: &mut dyn Any) -> Option<Box<dyn ErasedTableSnapshot>>;
 }
 
-impl<K: Key, S: StateData> ErasedTable<K> for HeapTable<K, S> {
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
+struct HeapOps<K, S>(PhantomData<fn() -> (K, S)>);
+
+impl<K: Key, S: StateData> TableOps<K> for HeapOps<K, S> {
+    fn keys(&self, table: &dyn Any) -> Vec<K> {
+        table
+            .downcast_ref::<HeapTable<K, S>>()
+            .map(HeapTable::keys)
+            .unwrap_or_default()
     }
-    fn keys(&self) -> Vec<K> {
-        HeapTable::keys(self)
+    fn len(&self, table: &dyn Any) -> usize {
+        table
+            .downcast_ref::<HeapTable<K, S>>()
+            .map_or(0, HeapTable::len)
     }
-    fn len(&self) -> usize {
-        HeapTable::len(self)
-    }
-    fn snapshot(&mut self) -> Box<dyn ErasedTableSnapshot> {
-        Box::new(HeapTable::snapshot(self))
+    fn snapshot(&self, table: &mut dyn Any) -> Option<Box<dyn ErasedTableSnapshot>> {
+        let table = table.downcast_mut::<HeapTable<K, S>>()?;
+        Some(Box::new(table.snapshot()))
     }
 }
 
@@ -70,7 +78,8 @@ struct Table<K> {
     name: String,
     kind: StateKind,
     type_name: &'static str,
-    table: Box<dyn ErasedTable<K>>,
+    table: Box<dyn Any + Send>,
+    ops: Box<dyn TableOps<K>>,
 }
 
 /// Serialised state of one state table in one key group.
@@ -214,20 +223,21 @@ impl<K: Key> KeyedStateStore<K> {
             kind,
             type_name,
             table: Box::new(table),
+            ops: Box::new(HeapOps::<K, D::Stored>(PhantomData)),
         });
         Ok(self.tables.len() - 1)
     }
 
-    fn table<S: StateData>(&mut self, index: usize) -> &mut HeapTable<K, S> {
-        match self.tables[index]
-            .table
-            .as_any_mut()
+    fn table<S: StateData>(&mut self, index: usize) -> Result<&mut HeapTable<K, S>, StateError> {
+        let t = &mut self.tables[index];
+        let (name, declared) = (&t.name, t.type_name);
+        t.table
             .downcast_mut::<HeapTable<K, S>>()
-        {
-            Some(table) => table,
-            // `resolve` checked the stored type by name; types with equal names are equal.
-            None => unreachable!("state table {index} has another type than its descriptor"),
-        }
+            .ok_or_else(|| StateError::Mismatch {
+                name: name.clone(),
+                declared: declared.to_string(),
+                requested: std::any::type_name::<S>().to_string(),
+            })
     }
 
     /// Opens `descriptor`'s state for `key` (in key group `group`).
@@ -238,18 +248,22 @@ impl<K: Key> KeyedStateStore<K> {
         group: usize,
     ) -> Result<D::Ref<'a, K>, StateError> {
         let index = self.resolve(descriptor)?;
-        Ok(descriptor.open(self.table::<D::Stored>(index), key, group))
+        Ok(descriptor.open(self.table::<D::Stored>(index)?, key, group))
     }
 
     /// The keys that have a value in `descriptor`'s state.
     pub fn keys<D: StateDescriptor>(&mut self, descriptor: &D) -> Result<Vec<K>, StateError> {
         let index = self.resolve(descriptor)?;
-        Ok(self.tables[index].table.keys())
+        let t = &self.tables[index];
+        Ok(t.ops.keys(t.table.as_ref()))
     }
 
     /// Number of (state, key) entries, over all states.
     pub fn entries(&self) -> usize {
-        self.tables.iter().map(|t| t.table.len()).sum()
+        self.tables
+            .iter()
+            .map(|t| t.ops.len(t.table.as_ref()))
+            .sum()
     }
 
     /// The synchronous part of a snapshot: shares the tables' key-group maps.
@@ -259,7 +273,10 @@ impl<K: Key> KeyedStateStore<K> {
             tables: self
                 .tables
                 .iter_mut()
-                .map(|t| (t.name.clone(), t.kind, t.type_name, t.table.snapshot()))
+                .filter_map(|t| {
+                    let snapshot = t.ops.snapshot(t.table.as_mut())?;
+                    Some((t.name.clone(), t.kind, t.type_name, snapshot))
+                })
                 .collect(),
             pending: self.pending.clone(),
         }
