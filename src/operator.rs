@@ -152,7 +152,7 @@ impl<T> Collector<T> {
     }
 }
 
-impl<T: Clone + Send + 'static> Collector<T> {
+impl<T: Clone + Send + serde::Serialize + 'static> Collector<T> {
     pub(crate) fn flush_into(&mut self, out: &mut dyn Emitter) {
         self.seal();
         for event in self.sealed.drain(..) {

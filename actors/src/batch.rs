@@ -17,6 +17,8 @@
 
 use std::any::Any;
 
+use serde::{Deserialize, Serialize};
+
 /// Stands for "no timestamp" in a timestamp column that has some.
 pub const NO_TIMESTAMP: i64 = i64::MIN;
 
@@ -24,7 +26,7 @@ pub const NO_TIMESTAMP: i64 = i64::MIN;
 pub type Batch = Box<dyn BatchData>;
 
 /// Records and, when the stream has event time, their timestamps.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordBatch<T> {
     /// The records, in order.
     pub records: Vec<T>,
@@ -131,9 +133,11 @@ pub trait BatchData: Send + 'static {
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
     /// The record type's name, for error messages.
     fn record_type(&self) -> &'static str;
+    /// The batch serialised (rmp-serde), for in-flight data in unaligned checkpoints.
+    fn encode(&self) -> Result<Vec<u8>, String>;
 }
 
-impl<T: Clone + Send + 'static> BatchData for RecordBatch<T> {
+impl<T: Clone + Send + Serialize + 'static> BatchData for RecordBatch<T> {
     fn len(&self) -> usize {
         self.records.len()
     }
@@ -148,6 +152,10 @@ impl<T: Clone + Send + 'static> BatchData for RecordBatch<T> {
 
     fn record_type(&self) -> &'static str {
         std::any::type_name::<T>()
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, String> {
+        rmp_serde::to_vec_named(self).map_err(|e| format!("cannot encode a batch of `{}`: {e}", self.record_type()))
     }
 }
 

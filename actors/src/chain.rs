@@ -9,7 +9,7 @@ use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::channel::ChannelEvent;
-use crate::operator::{OperatorInfo, SourceOperator, SourceStatus, StreamOperator, UserError};
+use crate::operator::{OperatorInfo, PendingSnapshot, SourceOperator, SourceStatus, StreamOperator, UserError};
 use crate::output::Outputs;
 use crate::subtask::SubtaskSpec;
 
@@ -181,7 +181,6 @@ impl Chain {
         let status = guarded(&source.info, || source.logic.poll_batch(max, &mut out))?;
         let emitted = !out.is_empty();
         if status == SourceStatus::Finished {
-            guarded(&source.info, || source.logic.close())?;
             out.push(ChannelEvent::Watermark(i64::MAX));
         }
         self.run(0, out, outputs)?;
@@ -196,20 +195,58 @@ impl Chain {
         self.run(1, out, outputs)
     }
 
-    /// Ends the input of every operator from `from` on, in chain order, closing
-    /// each (the head's inputs, if `from` is 1, were ended one by one before).
-    pub fn finish(&mut self, from: usize, outputs: &mut Outputs) -> Result<(), Failure> {
-        if from == 1 {
-            let head = &mut self.operators[0];
-            guarded(&head.info, || head.logic.close())?;
-        }
+    /// Ends the input of every operator from `from` on, in chain order (the
+    /// head's inputs, if `from` is 1, were ended one by one before).
+    pub fn end_inputs(&mut self, from: usize, outputs: &mut Outputs) -> Result<(), Failure> {
         for i in from..self.operators.len() {
             let op = &mut self.operators[i];
             let mut out = Vec::new();
             guarded(&op.info, || op.logic.end_input(0, &mut out))?;
             self.run(i + 1, out, outputs)?;
-            let op = &mut self.operators[i];
+        }
+        Ok(())
+    }
+
+    /// Closes the source and every operator, head first.
+    pub fn close(&mut self) -> Result<(), Failure> {
+        if let Some(source) = self.source.as_mut() {
+            guarded(&source.info, || source.logic.close())?;
+        }
+        for op in &mut self.operators {
             guarded(&op.info, || op.logic.close())?;
+        }
+        Ok(())
+    }
+
+    /// The synchronous part of every operator's snapshot, by uid, source first.
+    pub fn snapshot(&mut self, checkpoint_id: u64) -> Result<Vec<(String, PendingSnapshot)>, Failure> {
+        let mut parts = Vec::with_capacity(self.operators.len() + 1);
+        if let Some(source) = self.source.as_mut() {
+            let pending = guarded(&source.info, || source.logic.snapshot_state(checkpoint_id))?;
+            parts.push((source.info.uid.clone(), pending));
+        }
+        for op in &mut self.operators {
+            let pending = guarded(&op.info, || op.logic.snapshot_state(checkpoint_id))?;
+            parts.push((op.info.uid.clone(), pending));
+        }
+        Ok(parts)
+    }
+
+    /// Tells every operator that checkpoint `id` completed.
+    pub fn notify_complete(&mut self, id: u64) -> Result<(), Failure> {
+        if let Some(source) = self.source.as_mut() {
+            guarded(&source.info, || source.logic.notify_checkpoint_complete(id))?;
+        }
+        for op in &mut self.operators {
+            guarded(&op.info, || op.logic.notify_checkpoint_complete(id))?;
+        }
+        Ok(())
+    }
+
+    /// Tells every operator that checkpoint `id` was aborted.
+    pub fn notify_aborted(&mut self, id: u64) -> Result<(), Failure> {
+        for op in &mut self.operators {
+            guarded(&op.info, || op.logic.notify_checkpoint_aborted(id))?;
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use actix::Addr;
 
 use crate::batch::Batch;
+use crate::checkpoint::CheckpointBarrier;
 use crate::subtask::Subtask;
 use crate::watermark::WatermarkValve;
 
@@ -27,6 +28,8 @@ pub enum ChannelEvent {
     Watermark(i64),
     /// The sender went idle (`true`) or became active again (`false`).
     Idle(bool),
+    /// The barrier of a checkpoint: what came before it belongs to the checkpoint.
+    Barrier(CheckpointBarrier),
     /// The sender will send nothing more on this channel.
     EndOfInput,
 }
@@ -37,6 +40,7 @@ impl std::fmt::Debug for ChannelEvent {
             ChannelEvent::Records(b) => write!(f, "Records({})", b.len()),
             ChannelEvent::Watermark(w) => write!(f, "Watermark({w})"),
             ChannelEvent::Idle(i) => write!(f, "Idle({i})"),
+            ChannelEvent::Barrier(b) => write!(f, "Barrier({})", b.id),
             ChannelEvent::EndOfInput => f.write_str("EndOfInput"),
         }
     }
@@ -69,6 +73,8 @@ pub(crate) struct InputChannel {
     pub queue: VecDeque<ChannelEvent>,
     pub upstream: Upstream,
     pub ended: bool,
+    /// Held back until a checkpoint's barriers are aligned.
+    pub blocked: bool,
     /// Record batches waiting in `queue` (events do not count).
     pub queued_batches: usize,
 }
@@ -80,6 +86,7 @@ impl InputChannel {
             queue: VecDeque::new(),
             upstream,
             ended: false,
+            blocked: false,
             queued_batches: 0,
         }
     }
@@ -117,6 +124,9 @@ impl InputGate {
         let n = self.channels.len();
         for k in 0..n {
             let index = (self.next + k) % n;
+            if self.channels[index].blocked {
+                continue;
+            }
             if let Some(event) = self.channels[index].queue.pop_front() {
                 if matches!(event, ChannelEvent::Records(_)) {
                     self.channels[index].queued_batches -= 1;
@@ -126,6 +136,26 @@ impl InputGate {
             }
         }
         None
+    }
+
+    /// Releases every channel held back for an alignment.
+    pub fn unblock_all(&mut self) {
+        for channel in &mut self.channels {
+            channel.blocked = false;
+        }
+    }
+
+    /// Takes a copy of the records queued in channel `channel` (encoded), for
+    /// an unaligned checkpoint's channel state.
+    pub fn queued_records(&self, channel: usize) -> Result<Vec<Vec<u8>>, String> {
+        self.channels[channel]
+            .queue
+            .iter()
+            .filter_map(|e| match e {
+                ChannelEvent::Records(batch) => Some(batch.encode()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether every channel of logical input `input` has ended.

@@ -16,6 +16,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use actix::{Actor, Addr, System};
 use futures::channel::oneshot;
 
+use crate::checkpoint::coordinator::{CheckpointCoordinator, TriggerCheckpointNow};
+use crate::checkpoint::{CheckpointStats, CheckpointStorage, RetainedCheckpoint};
 use crate::config::RuntimeConfig;
 use crate::error::JobError;
 use crate::graph::JobGraph;
@@ -56,6 +58,12 @@ impl JobStatus {
 pub(crate) struct JobShared {
     pub job_id: String,
     status: Mutex<JobStatus>,
+    /// Statistics of every finished checkpoint, oldest first.
+    pub checkpoints: Arc<Mutex<Vec<CheckpointStats>>>,
+    /// The checkpoint coordinator, once deployed.
+    pub coordinator: Mutex<Option<Addr<CheckpointCoordinator>>>,
+    /// Where checkpoints go, if the job has them.
+    pub storage: Option<Arc<dyn CheckpointStorage>>,
 }
 
 impl JobShared {
@@ -94,6 +102,39 @@ impl JobClient {
     /// The job's current status.
     pub fn status(&self) -> JobStatus {
         self.shared.status()
+    }
+
+    /// Triggers a checkpoint now and waits until it completes (or fails).
+    pub async fn trigger_checkpoint(&self) -> Result<CheckpointStats, JobError> {
+        self.trigger(false).await
+    }
+
+    pub(crate) async fn trigger(&self, savepoint: bool) -> Result<CheckpointStats, JobError> {
+        let coordinator = self.shared.coordinator.lock().ok().and_then(|c| c.clone()).ok_or_else(|| {
+            JobError::InvalidJob(format!("job `{}` has no checkpointing (enable it on the StreamEnv)", self.name))
+        })?;
+        let receiver = coordinator
+            .send(TriggerCheckpointNow { savepoint })
+            .await
+            .map_err(|_| JobError::Runtime(format!("job `{}` has ended: no checkpoint can be taken", self.name)))?;
+        match receiver.await {
+            Ok(Ok(stats)) => Ok(stats),
+            Ok(Err(why)) => Err(JobError::CheckpointingFailed(why)),
+            Err(_) => Err(JobError::Runtime(format!("job `{}` ended before the checkpoint completed", self.name))),
+        }
+    }
+
+    /// Statistics of every checkpoint that ended so far (complete or not), oldest first.
+    pub fn checkpoint_stats(&self) -> Vec<CheckpointStats> {
+        self.shared.checkpoints.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// The complete checkpoints the storage holds (id, time, size, location).
+    pub fn retained_checkpoints(&self) -> Result<Vec<RetainedCheckpoint>, JobError> {
+        match &self.shared.storage {
+            Some(storage) => storage.list().map_err(|e| JobError::Runtime(e.to_string())),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Asks the job to stop; [`JobClient::wait`] then returns [`JobError::Canceled`]
@@ -149,9 +190,14 @@ pub async fn launch(
     config.validate()?;
     let plan = plan(&graph, config.chaining);
     let name = graph.name.clone();
+    let job_id = new_job_id();
+    let storage = config.checkpointing.as_ref().map(|c| c.storage.open(&job_id));
     let shared = Arc::new(JobShared {
-        job_id: new_job_id(),
+        job_id,
         status: Mutex::new(JobStatus::Created),
+        checkpoints: Arc::default(),
+        coordinator: Mutex::new(None),
+        storage,
     });
     let (result_tx, result_rx) = oneshot::channel();
     let graph = Arc::new(graph);

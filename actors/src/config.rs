@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::checkpoint::{CheckpointConfig, StorageSpec};
 use crate::error::JobError;
 
 /// How the runtime moves records. Every field has a sensible default.
@@ -28,6 +29,17 @@ pub struct RuntimeConfig {
     pub arbiters: Option<usize>,
     /// Whether forward-connected operators of equal parallelism share an actor.
     pub chaining: bool,
+    /// Checkpointing, if enabled: when and how, and where to.
+    pub checkpointing: Option<CheckpointSettings>,
+}
+
+/// Checkpointing of a job: the settings and the storage.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointSettings {
+    /// When and how checkpoints are taken.
+    pub config: CheckpointConfig,
+    /// Where they are written.
+    pub storage: StorageSpec,
 }
 
 impl Default for RuntimeConfig {
@@ -39,6 +51,7 @@ impl Default for RuntimeConfig {
             batches_per_step: 16,
             arbiters: None,
             chaining: true,
+            checkpointing: None,
         }
     }
 }
@@ -60,6 +73,9 @@ impl RuntimeConfig {
         }
         if self.arbiters == Some(0) {
             return bad("arbiters must be at least 1");
+        }
+        if let Some(settings) = &self.checkpointing {
+            settings.config.validate()?;
         }
         Ok(())
     }

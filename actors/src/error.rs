@@ -20,6 +20,9 @@ pub enum JobError {
         /// The panic message or the error's display text.
         cause: String,
     },
+    /// More checkpoints failed in a row than the job tolerates.
+    #[error("checkpointing failed: {0}")]
+    CheckpointingFailed(String),
     /// The job was canceled through its [`crate::JobClient`].
     #[error("job `{0}` was canceled")]
     Canceled(String),

@@ -19,6 +19,8 @@
 //! - [`subtask`]: the [`Subtask`] actor, one per parallel instance of a chain.
 //! - [`supervisor`]: the [`Supervisor`] actor that deploys, watches and ends a job.
 //! - [`client`]: [`launch`] and the [`JobClient`] of a running job.
+//! - [`checkpoint`]: checkpoints: configuration, the coordinator actor and its
+//!   bookkeeping, storage (memory and files), file format and statistics.
 //! - [`snapshot`]: operator snapshots (opaque bytes) and their redistribution
 //!   on a change of parallelism.
 //! - [`config`], [`metrics`], [`error`]: settings, counters and errors.
@@ -28,6 +30,7 @@
 
 pub mod batch;
 mod chain;
+pub mod checkpoint;
 pub mod channel;
 pub mod client;
 pub mod config;

@@ -29,9 +29,16 @@ pub struct JobResult {
     pub duration: std::time::Duration,
     /// Per subtask counters, ordered by task then subtask.
     pub subtasks: Vec<SubtaskMetrics>,
+    /// Every checkpoint that ended while the job ran (complete or not), oldest first.
+    pub checkpoints: Vec<crate::checkpoint::CheckpointStats>,
 }
 
 impl JobResult {
+    /// The checkpoints that completed.
+    pub fn completed_checkpoints(&self) -> impl Iterator<Item = &crate::checkpoint::CheckpointStats> {
+        self.checkpoints.iter().filter(|c| c.failure.is_none())
+    }
+
     /// The deepest input queue of any subtask, in batches.
     pub fn max_queued_batches(&self) -> usize {
         self.subtasks

@@ -145,7 +145,17 @@ pub trait StreamOperator: Send + 'static {
     fn end_input(&mut self, _input: usize, _out: &mut dyn Emitter) -> Result<(), UserError> {
         Ok(())
     }
-    /// Called once after every input ended and the last output was emitted.
+    /// Checkpoint `checkpoint_id` is complete: everything this operator
+    /// snapshotted for it is durable (a sink commits here).
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` will never complete (a sink aborts what it pre-committed for it).
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Called once after every input ended and the last output was emitted
+    /// (and, with checkpointing, after the final checkpoint completed).
     fn close(&mut self) -> Result<(), UserError> {
         Ok(())
     }
@@ -184,7 +194,12 @@ pub trait SourceOperator: Send + 'static {
         max_records: usize,
         out: &mut dyn Emitter,
     ) -> Result<SourceStatus, UserError>;
-    /// Called once after the source finished.
+    /// Checkpoint `checkpoint_id` is complete.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Called once after the source finished (and, with checkpointing, after
+    /// the final checkpoint completed).
     fn close(&mut self) -> Result<(), UserError> {
         Ok(())
     }

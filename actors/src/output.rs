@@ -12,6 +12,8 @@
 use std::collections::VecDeque;
 
 use crate::channel::{ChannelEvent, ChannelTarget};
+use crate::checkpoint::metadata::ChannelState;
+use crate::checkpoint::CheckpointBarrier;
 use crate::partition::OutputPartitioner;
 use crate::subtask::Deliver;
 
@@ -79,6 +81,7 @@ impl Outputs {
             ChannelEvent::Watermark(w) => self.broadcast_event(|| ChannelEvent::Watermark(w)),
             ChannelEvent::Idle(i) => self.broadcast_event(|| ChannelEvent::Idle(i)),
             ChannelEvent::EndOfInput => self.broadcast_event(|| ChannelEvent::EndOfInput),
+            ChannelEvent::Barrier(b) => self.broadcast_event(|| ChannelEvent::Barrier(b)),
         }
     }
 
@@ -102,6 +105,34 @@ impl Outputs {
                 ch.pending.push_back(event);
             }
         }
+    }
+
+    /// Sends `barrier` ahead of everything queued (an unaligned checkpoint) and
+    /// returns the records it overtook, per channel, encoded: they stay queued
+    /// and are delivered after the barrier, and they are this subtask's output
+    /// channel state in the checkpoint.
+    pub fn emit_barrier_ahead(&mut self, barrier: CheckpointBarrier) -> Result<Vec<ChannelState>, String> {
+        let mut captured = Vec::new();
+        for (o, edge) in self.edges.iter_mut().enumerate() {
+            for (c, ch) in edge.channels.iter_mut().enumerate() {
+                while let Some(batch) = edge.partitioner.take(c) {
+                    ch.pending.push_back(ChannelEvent::Records(batch));
+                }
+                let batches = ch
+                    .pending
+                    .iter()
+                    .filter_map(|e| match e {
+                        ChannelEvent::Records(batch) => Some(batch.encode()),
+                        _ => None,
+                    })
+                    .collect::<Result<Vec<_>, String>>()?;
+                if !batches.is_empty() {
+                    captured.push(ChannelState { index: o, channel: c, batches });
+                }
+                ch.pending.push_front(ChannelEvent::Barrier(barrier));
+            }
+        }
+        Ok(captured)
     }
 
     /// Adds credit to one channel.

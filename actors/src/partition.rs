@@ -57,7 +57,7 @@ impl<T, S: ChannelSelector<T>> TypedPartitioner<T, S> {
 
 impl<T, S> OutputPartitioner for TypedPartitioner<T, S>
 where
-    T: Clone + Send + 'static,
+    T: Clone + Send + serde::Serialize + 'static,
     S: ChannelSelector<T>,
 {
     fn partition(&mut self, batch: Batch) {

@@ -20,6 +20,9 @@ use futures::channel::oneshot;
 use tracing::{error, info, Span};
 
 use crate::channel::{ChannelTarget, Upstream};
+use crate::checkpoint::coordinator::{CheckpointCoordinator, CheckpointingFailed, JobEnded, JobFacts, Participants};
+use crate::checkpoint::layout::CheckpointPaths;
+use crate::checkpoint::metadata::OperatorMetadata;
 use crate::client::{JobShared, JobStatus};
 use crate::config::RuntimeConfig;
 use crate::error::JobError;
@@ -27,7 +30,9 @@ use crate::graph::{JobGraph, PartitionerContext, VertexKind};
 use crate::metrics::{JobResult, SubtaskMetrics};
 use crate::operator::OperatorInfo;
 use crate::plan::{input_channels, output_channels, ExecutionPlan};
-use crate::subtask::{Cancel, Start, Subtask, SubtaskOutcome, SubtaskReport, SubtaskSpec, Wire};
+use crate::subtask::{
+    Cancel, Start, Subtask, SubtaskCheckpointing, SubtaskOutcome, SubtaskReport, SubtaskSpec, Wire,
+};
 
 /// Asks the supervisor to cancel the job.
 #[derive(Message)]
@@ -47,6 +52,7 @@ pub struct Supervisor {
     finished: Vec<SubtaskMetrics>,
     started_at: Instant,
     stops_system: bool,
+    coordinator: Option<Addr<CheckpointCoordinator>>,
     span: Span,
 }
 
@@ -73,6 +79,7 @@ impl Supervisor {
             finished: Vec::new(),
             started_at: Instant::now(),
             stops_system,
+            coordinator: None,
             span,
         }
     }
@@ -127,10 +134,64 @@ impl Supervisor {
                 .collect(),
             outputs,
             config: self.config.clone(),
+            checkpointing: self.subtask_checkpointing(chain_index, subtask),
         }
     }
 
+    /// The checkpoint coordinator, if the job has checkpointing.
+    fn start_coordinator(&mut self, ctx: &mut Context<Self>) {
+        let (Some(settings), Some(storage)) = (&self.config.checkpointing, &self.shared.storage) else { return };
+        let operators = self
+            .graph
+            .vertices
+            .iter()
+            .map(|v| OperatorMetadata {
+                uid: v.uid.clone(),
+                name: v.name.clone(),
+                parallelism: v.parallelism,
+                max_parallelism: v.max_parallelism,
+            })
+            .collect();
+        let job = JobFacts {
+            name: self.graph.name.clone(),
+            id: self.shared.job_id.clone(),
+            operators,
+            task_names: self.plan.chains.iter().map(|c| c.name.clone()).collect(),
+        };
+        let tasks = self.plan.chains.iter().enumerate().flat_map(|(c, chain)| (0..chain.parallelism).map(move |i| (c, i)));
+        let coordinator = CheckpointCoordinator::new(
+            settings.config.clone(),
+            storage.clone(),
+            job,
+            tasks.collect(),
+            ctx.address().recipient(),
+            self.shared.checkpoints.clone(),
+        )
+        .start();
+        if let Ok(mut slot) = self.shared.coordinator.lock() {
+            *slot = Some(coordinator.clone());
+        }
+        self.coordinator = Some(coordinator);
+    }
+
+    fn subtask_checkpointing(&self, chain: usize, subtask: usize) -> Option<SubtaskCheckpointing> {
+        let (Some(coordinator), Some(storage), Some(settings)) =
+            (&self.coordinator, &self.shared.storage, &self.config.checkpointing)
+        else {
+            return None;
+        };
+        let head = self.plan.chains[chain].vertices.first().map_or("task", |&v| self.graph.vertices[v].uid.as_str());
+        Some(SubtaskCheckpointing {
+            coordinator: coordinator.clone().recipient(),
+            storage: storage.clone(),
+            task: (chain, subtask),
+            state_name: CheckpointPaths::state_file_name(head, subtask),
+            aligned_timeout: settings.config.aligned_timeout.filter(|_| settings.config.unaligned),
+        })
+    }
+
     fn deploy(&mut self, ctx: &mut Context<Self>) {
+        self.start_coordinator(ctx);
         let reporter = ctx.address().recipient::<SubtaskReport>();
         self.arbiters = (0..self.config.arbiter_count())
             .map(|_| Arbiter::new())
@@ -153,6 +214,22 @@ impl Supervisor {
         }
         self.remaining = placed;
         self.wire();
+        if let Some(coordinator) = &self.coordinator {
+            let mut subtasks = Vec::new();
+            let mut sources = Vec::new();
+            for (c, chain) in self.plan.chains.iter().enumerate() {
+                let uids: Vec<String> = chain.vertices.iter().map(|&v| self.graph.vertices[v].uid.clone()).collect();
+                let is_source =
+                    chain.vertices.first().is_some_and(|&v| matches!(self.graph.vertices[v].kind, VertexKind::Source(_)));
+                for (i, addr) in self.subtasks[c].iter().enumerate() {
+                    subtasks.push(((c, i), addr.clone(), uids.clone()));
+                    if is_source {
+                        sources.push((c, i));
+                    }
+                }
+            }
+            coordinator.do_send(Participants { subtasks, sources });
+        }
         for addr in self.subtasks.iter().flatten() {
             addr.do_send(Start);
         }
@@ -226,6 +303,14 @@ impl Supervisor {
             Ok(r) => info!(parent: &self.span, seconds = r.duration.as_secs_f64(), "job finished"),
             Err(e) => error!(parent: &self.span, error = %e, "job ended"),
         }
+        let canceled = matches!(outcome, Err(JobError::Canceled(_)));
+        if let Some(coordinator) = self.coordinator.take() {
+            coordinator.do_send(JobEnded { canceled });
+        }
+        let outcome = outcome.map(|mut result| {
+            result.checkpoints = self.shared.checkpoints.lock().map(|h| h.clone()).unwrap_or_default();
+            result
+        });
         if let Some(tx) = self.result.take() {
             let _ = tx.send(outcome);
         }
@@ -270,6 +355,7 @@ impl Handler<SubtaskReport> for Supervisor {
                         job_id: self.shared.job_id.clone(),
                         duration: self.started_at.elapsed(),
                         subtasks,
+                        checkpoints: Vec::new(),
                     };
                     self.complete(Ok(result), ctx);
                 }
@@ -286,6 +372,19 @@ impl Handler<SubtaskReport> for Supervisor {
                 self.complete(Err(error), ctx);
             }
         }
+    }
+}
+
+impl Handler<CheckpointingFailed> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: CheckpointingFailed, ctx: &mut Self::Context) {
+        if self.result.is_none() {
+            return;
+        }
+        self.shared.set_status(JobStatus::Failing);
+        self.cancel_subtasks();
+        self.complete(Err(JobError::CheckpointingFailed(msg.0)), ctx);
     }
 }
 

@@ -222,6 +222,7 @@ impl<H> CheckpointTracker<H> {
     /// older than it are subsumed, and completed checkpoints beyond the
     /// retained count are returned for deletion (oldest first).
     pub fn complete(&mut self, id: u64, savepoint: bool, now: u64) -> (Vec<(PendingCheckpoint<H>, Aborted)>, Vec<u64>) {
+        self.pending.remove(&id);
         self.consecutive_failures = 0;
         self.last_end_at = Some(now);
         let older: Vec<u64> = self.pending.range(..id).filter(|(_, p)| !p.savepoint).map(|(k, _)| *k).collect();

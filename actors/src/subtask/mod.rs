@@ -32,13 +32,24 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{debug, Span};
 
+mod checkpointing;
+
+use std::sync::Arc;
+use std::time::Instant;
+
 use crate::chain::{Chain, Failure};
+use crate::checkpoint::coordinator::{CheckpointReport, ReportKind};
+use crate::checkpoint::tracker::TaskId;
+use crate::checkpoint::{BarrierKind, CheckpointBarrier, CheckpointStorage};
 use crate::channel::{ChannelEvent, ChannelTarget, InputChannel, InputGate, Upstream};
 use crate::config::RuntimeConfig;
 use crate::graph::{OperatorFactory, PartitionerContext, PartitionerFactory, SourceFactory};
 use crate::metrics::SubtaskMetrics;
 use crate::operator::{processing_time_now, OperatorInfo, SourceStatus};
 use crate::output::Outputs;
+
+/// The longest a step runs before it yields (when its batches take long).
+const STEP_TIME_BUDGET: Duration = Duration::from_millis(1);
 
 /// How to build one subtask: everything but its peers' addresses.
 #[derive(Clone)]
@@ -63,6 +74,23 @@ pub struct SubtaskSpec {
     pub outputs: Vec<(PartitionerFactory, PartitionerContext)>,
     /// Batching and flow-control settings.
     pub config: RuntimeConfig,
+    /// How this subtask takes part in checkpoints, if the job has them.
+    pub checkpointing: Option<SubtaskCheckpointing>,
+}
+
+/// A subtask's part in checkpointing.
+#[derive(Clone)]
+pub struct SubtaskCheckpointing {
+    /// Where acknowledgements go.
+    pub coordinator: Recipient<CheckpointReport>,
+    /// Where state is written.
+    pub storage: Arc<dyn CheckpointStorage>,
+    /// This subtask's id (chain, index).
+    pub task: TaskId,
+    /// The name its state file gets.
+    pub state_name: String,
+    /// An aligned checkpoint whose alignment takes longer becomes unaligned.
+    pub aligned_timeout: Option<Duration>,
 }
 
 /// How a subtask ended, as reported to the supervisor.
@@ -135,12 +163,32 @@ pub struct Credit {
 #[rtype(result = "()")]
 pub struct Cancel;
 
+/// Take checkpoint `barrier.id` now (sent to source subtasks).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TriggerCheckpoint {
+    /// The barrier to emit.
+    pub barrier: CheckpointBarrier,
+}
+
+/// Checkpoint `id` completed (`complete`) or was aborted.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NotifyCheckpoint {
+    /// The checkpoint.
+    pub id: u64,
+    /// Completed, or aborted.
+    pub complete: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Created,
     Running,
-    /// Inputs ended and operators closed; delivering the last buffered output.
+    /// Inputs ended; delivering the last buffered output.
     Draining,
+    /// Output delivered and ended; waiting for the final checkpoint to complete.
+    Finishing,
     Finished,
     Failed,
     Canceled,
@@ -163,6 +211,13 @@ pub struct Subtask {
     source_backoff: Duration,
     source_wait_armed: bool,
     records_in: u64,
+    /// The checkpoint whose barriers are arriving.
+    alignment: Option<checkpointing::Alignment>,
+    /// The newest checkpoint this subtask snapshotted or gave up.
+    last_checkpoint: u64,
+    /// The first checkpoint snapshotted after all input ended: its completion ends the subtask.
+    final_checkpoint: Option<u64>,
+    final_complete: bool,
     span: Span,
 }
 
@@ -201,6 +256,10 @@ impl Subtask {
             source_backoff: Duration::ZERO,
             source_wait_armed: false,
             records_in: 0,
+            alignment: None,
+            last_checkpoint: 0,
+            final_checkpoint: None,
+            final_complete: false,
             span,
         }
     }
@@ -231,7 +290,7 @@ impl Subtask {
     }
 
     fn schedule_step(&mut self, ctx: &mut Context<Self>) {
-        if !self.step_scheduled && self.phase == Phase::Running {
+        if !self.step_scheduled && matches!(self.phase, Phase::Running | Phase::Finishing) {
             self.step_scheduled = true;
             ctx.spawn(
                 actix::fut::wrap_future::<_, Self>(YieldNow(false))
@@ -242,9 +301,20 @@ impl Subtask {
 
     fn step(&mut self, ctx: &mut Context<Self>) {
         self.step_scheduled = false;
+        if self.phase == Phase::Finishing {
+            // Only checkpoint barriers still arrive.
+            while let Some((channel, event)) = self.gate.pop() {
+                if let ChannelEvent::Barrier(barrier) = event {
+                    self.on_barrier(channel, barrier, false, ctx);
+                }
+            }
+            self.outputs.send(true);
+            return;
+        }
         if self.phase != Phase::Running {
             return;
         }
+        let started = Instant::now();
         let mut budget = self.spec.config.batches_per_step;
         loop {
             self.outputs.send(false);
@@ -252,7 +322,9 @@ impl Subtask {
                 self.blocked = true;
                 break;
             }
-            if budget == 0 {
+            // A step ends after its batch budget or a millisecond, whichever
+            // comes first, so a slow operator still lets the mailbox be read.
+            if budget == 0 || started.elapsed() >= STEP_TIME_BUDGET {
                 self.schedule_step(ctx);
                 break;
             }
@@ -260,7 +332,7 @@ impl Subtask {
             let progressed = if self.chain.is_source() {
                 self.poll_source()
             } else {
-                self.process_next_event()
+                self.process_next_event(ctx)
             };
             match progressed {
                 Err(failure) => return self.fail(failure, ctx),
@@ -296,7 +368,7 @@ impl Subtask {
             .poll_source(self.spec.config.batch_size, &mut self.outputs)?;
         if status == SourceStatus::Finished {
             debug!(parent: &self.span, "source finished");
-            self.chain.finish(0, &mut self.outputs)?;
+            self.chain.end_inputs(0, &mut self.outputs)?;
             self.phase = Phase::Draining;
             return Ok(true);
         }
@@ -340,7 +412,7 @@ impl Subtask {
     }
 
     /// Takes one event from the input gate and handles it.
-    fn process_next_event(&mut self) -> Result<bool, Failure> {
+    fn process_next_event(&mut self, ctx: &mut Context<Self>) -> Result<bool, Failure> {
         let Some((channel, event)) = self.gate.pop() else {
             return Ok(false);
         };
@@ -354,6 +426,7 @@ impl Subtask {
                     credits: 1,
                 });
                 self.records_in += batch.len() as u64;
+                self.capture_in_flight(channel, &*batch);
                 self.chain.head_records(input, batch, &mut self.outputs)?;
             }
             ChannelEvent::Watermark(w) => {
@@ -364,6 +437,7 @@ impl Subtask {
                 let (watermark, idleness) = self.gate.valve.on_idle(channel, idle);
                 self.on_event_time(watermark, idleness)?;
             }
+            ChannelEvent::Barrier(barrier) => self.on_barrier(channel, barrier, false, ctx),
             ChannelEvent::EndOfInput => {
                 self.gate.channels[channel].ended = true;
                 let (watermark, idleness) = self.gate.valve.on_end(channel);
@@ -372,7 +446,7 @@ impl Subtask {
                     self.chain.end_head_input(input, &mut self.outputs)?;
                 }
                 if self.gate.all_ended() {
-                    self.chain.finish(1, &mut self.outputs)?;
+                    self.chain.end_inputs(1, &mut self.outputs)?;
                     self.phase = Phase::Draining;
                 }
             }
@@ -421,7 +495,8 @@ impl Subtask {
         });
     }
 
-    /// After the chain closed: deliver what is left, then end every channel.
+    /// After the inputs ended: deliver what is left, then end every channel;
+    /// with checkpointing, wait for the final checkpoint before closing.
     fn drain(&mut self, ctx: &mut Context<Self>) {
         self.outputs.send(true);
         if self.outputs.has_unsent() {
@@ -429,6 +504,33 @@ impl Subtask {
         }
         self.outputs.emit(ChannelEvent::EndOfInput);
         self.outputs.send(true);
+        match &self.spec.checkpointing {
+            Some(checkpointing) => {
+                self.phase = Phase::Finishing;
+                if self.chain.is_source() {
+                    let task = checkpointing.task;
+                    checkpointing.coordinator.do_send(CheckpointReport { task, kind: ReportKind::SourceFinished });
+                }
+                debug!(parent: &self.span, "waiting for the final checkpoint");
+                self.schedule_step(ctx);
+                self.try_finish(ctx);
+            }
+            None => self.finish(ctx),
+        }
+    }
+
+    /// Ends the subtask once the final checkpoint completed (with checkpointing).
+    fn try_finish(&mut self, ctx: &mut Context<Self>) {
+        if self.phase == Phase::Finishing && self.final_complete {
+            self.finish(ctx);
+        }
+    }
+
+    /// Closes the operators and reports the subtask finished.
+    fn finish(&mut self, ctx: &mut Context<Self>) {
+        if let Err(failure) = self.chain.close() {
+            return self.fail(failure, ctx);
+        }
         self.phase = Phase::Finished;
         let metrics = SubtaskMetrics {
             task: self.spec.task.clone(),
@@ -512,6 +614,13 @@ impl Handler<Deliver> for Subtask {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        if let ChannelEvent::Barrier(barrier) = &msg.event {
+            if barrier.kind == BarrierKind::Unaligned {
+                // Unaligned barriers overtake the records queued before them.
+                let barrier = *barrier;
+                return self.on_barrier(msg.channel, barrier, true, ctx);
+            }
+        }
         self.gate.push(msg.channel, msg.event);
         if !self.blocked {
             self.schedule_step(ctx);
@@ -536,6 +645,22 @@ impl Handler<Credit> for Subtask {
             Phase::Draining => self.drain(ctx),
             _ => {}
         }
+    }
+}
+
+impl Handler<TriggerCheckpoint> for Subtask {
+    type Result = ();
+
+    fn handle(&mut self, msg: TriggerCheckpoint, ctx: &mut Self::Context) {
+        self.trigger_at_source(msg.barrier, ctx);
+    }
+}
+
+impl Handler<NotifyCheckpoint> for Subtask {
+    type Result = ();
+
+    fn handle(&mut self, msg: NotifyCheckpoint, ctx: &mut Self::Context) {
+        self.on_notify(msg.id, msg.complete, ctx);
     }
 }
 

@@ -1,0 +1,422 @@
+//! The checkpoint coordinator actor: triggers checkpoints at the sources,
+//! collects the subtasks' acknowledgements, writes `_metadata`, notifies every
+//! subtask, and keeps the statistics. Its decisions are the
+//! [`CheckpointTracker`]'s; this actor only feeds it messages and the clock,
+//! and carries out what it decides.
+//!
+//! Its protocol:
+//! - [`CheckpointReport`] (from subtasks): acknowledged, declined, or a source finished.
+//! - [`TriggerCheckpointNow`] (from the job client): a manual checkpoint.
+//! - [`Participants`] (from the supervisor, once): the subtasks' addresses.
+//!
+//! When every source has finished, it triggers a final checkpoint; subtasks
+//! wait for its completion before they close, so that what they pre-committed
+//! last is committed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::channel::oneshot;
+use tracing::{info, warn, Span};
+
+use super::metadata::{CheckpointMetadata, OperatorMetadata, StateHandle, SubtaskStateMetadata, METADATA_VERSION};
+use super::stats::{CheckpointStats, SubtaskCheckpointStats};
+use super::storage::CheckpointStorage;
+use super::tracker::{AckOutcome, Aborted, Acknowledgement, CheckpointTracker, PendingCheckpoint, TaskId};
+use super::{BarrierKind, CheckpointBarrier, CheckpointConfig, CheckpointMode, ExternalizedRetention};
+use crate::operator::processing_time_now;
+use crate::subtask::{NotifyCheckpoint, Subtask, TriggerCheckpoint};
+
+/// What a subtask tells the coordinator.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CheckpointReport {
+    /// The reporting subtask.
+    pub task: TaskId,
+    /// What it reports.
+    pub kind: ReportKind,
+}
+
+/// The kinds of [`CheckpointReport`].
+#[derive(Debug)]
+pub enum ReportKind {
+    /// Its part of checkpoint `id` is written.
+    Acknowledged {
+        /// The checkpoint.
+        id: u64,
+        /// Where its state is.
+        handle: StateHandle,
+        /// Its figures.
+        stats: SubtaskCheckpointStats,
+    },
+    /// It cannot take checkpoint `id`.
+    Declined {
+        /// The checkpoint.
+        id: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A source subtask has emitted its last record.
+    SourceFinished,
+}
+
+/// Who takes part in checkpoints, sent once by the supervisor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Participants {
+    /// Every subtask, with the uids of its chain's operators.
+    pub subtasks: Vec<(TaskId, Addr<Subtask>, Vec<String>)>,
+    /// Which of them are sources.
+    pub sources: Vec<TaskId>,
+}
+
+/// A manual checkpoint (or savepoint); the receiver resolves when it ends.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<Result<CheckpointStats, String>>")]
+pub struct TriggerCheckpointNow {
+    /// A savepoint rather than a checkpoint.
+    pub savepoint: bool,
+}
+
+/// The checkpointing of a job failed past the tolerable failures.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CheckpointingFailed(pub String);
+
+/// Static facts about the job the metadata records.
+#[derive(Clone, Debug)]
+pub struct JobFacts {
+    /// The job's name.
+    pub name: String,
+    /// The job's id.
+    pub id: String,
+    /// Every operator.
+    pub operators: Vec<OperatorMetadata>,
+    /// The display name of each chain, by chain index.
+    pub task_names: Vec<String>,
+}
+
+/// The coordinator of one job's checkpoints.
+pub struct CheckpointCoordinator {
+    tracker: CheckpointTracker<StateHandle>,
+    storage: Arc<dyn CheckpointStorage>,
+    job: JobFacts,
+    subtasks: Vec<(TaskId, Addr<Subtask>, Vec<String>)>,
+    sources: BTreeSet<TaskId>,
+    finished_sources: BTreeSet<TaskId>,
+    final_checkpoint: Option<u64>,
+    failure: Recipient<CheckpointingFailed>,
+    history: Arc<Mutex<Vec<CheckpointStats>>>,
+    waiters: HashMap<u64, Vec<oneshot::Sender<Result<CheckpointStats, String>>>>,
+    trigger_times: BTreeMap<u64, (i64, Instant)>,
+    span: Span,
+}
+
+fn now_ms() -> u64 {
+    processing_time_now().max(0) as u64
+}
+
+impl CheckpointCoordinator {
+    /// A coordinator for a job with subtasks `tasks`, writing to `storage`.
+    pub fn new(
+        config: CheckpointConfig,
+        storage: Arc<dyn CheckpointStorage>,
+        job: JobFacts,
+        tasks: Vec<TaskId>,
+        failure: Recipient<CheckpointingFailed>,
+        history: Arc<Mutex<Vec<CheckpointStats>>>,
+    ) -> Self {
+        let span = tracing::info_span!("checkpoints", job = %job.name, id = %job.id);
+        CheckpointCoordinator {
+            tracker: CheckpointTracker::new(config, tasks, 1),
+            storage,
+            job,
+            subtasks: Vec::new(),
+            sources: BTreeSet::new(),
+            finished_sources: BTreeSet::new(),
+            final_checkpoint: None,
+            failure,
+            history,
+            waiters: HashMap::new(),
+            trigger_times: BTreeMap::new(),
+            span,
+        }
+    }
+
+    fn barrier_kind(&self) -> BarrierKind {
+        let config = self.tracker.config();
+        match (config.mode, config.unaligned) {
+            (CheckpointMode::AtLeastOnce, _) => BarrierKind::AtLeastOnce,
+            (CheckpointMode::ExactlyOnce, true) if config.aligned_timeout.is_none() => BarrierKind::Unaligned,
+            (CheckpointMode::ExactlyOnce, _) => BarrierKind::Aligned,
+        }
+    }
+
+    fn trigger(&mut self, savepoint: bool, is_final: bool) -> u64 {
+        let now = now_ms();
+        let id = self.tracker.trigger(now, savepoint);
+        let timestamp = processing_time_now();
+        self.trigger_times.insert(id, (timestamp, Instant::now()));
+        let kind = match self.barrier_kind() {
+            BarrierKind::Unaligned if is_final => BarrierKind::Aligned,
+            kind => kind,
+        };
+        let barrier = CheckpointBarrier { id, timestamp, kind, savepoint, is_final };
+        for (task, addr, _) in &self.subtasks {
+            if self.sources.contains(task) {
+                addr.do_send(TriggerCheckpoint { barrier });
+            }
+        }
+        tracing::debug!(parent: &self.span, checkpoint = id, "triggered");
+        id
+    }
+
+    /// Arms the next periodic trigger and the next expiry check.
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        let now = now_ms();
+        let mut wake = now + 1_000;
+        if let Some(due) = self.tracker.next_due(now) {
+            wake = wake.min(due);
+        }
+        ctx.run_later(Duration::from_millis(wake.saturating_sub(now).max(1)), |act, ctx| act.tick(ctx));
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let now = now_ms();
+        for (pending, aborted) in self.tracker.expire(now) {
+            self.aborted(pending, aborted, ctx);
+        }
+        if self.final_checkpoint.is_none() && self.tracker.periodic_due(now) {
+            self.trigger(false, false);
+        }
+        self.schedule(ctx);
+    }
+
+    fn stats_of(&self, pending: &PendingCheckpoint<StateHandle>, failure: Option<String>) -> CheckpointStats {
+        let (trigger_time_ms, started) =
+            self.trigger_times.get(&pending.id).copied().unwrap_or((processing_time_now(), Instant::now()));
+        let subtasks: Vec<(String, usize, SubtaskCheckpointStats)> = pending
+            .acks
+            .iter()
+            .map(|((chain, subtask), ack)| {
+                let name = self.job.task_names.get(*chain).cloned().unwrap_or_default();
+                (name, *subtask, ack.stats.clone())
+            })
+            .collect();
+        CheckpointStats {
+            id: pending.id,
+            trigger_time_ms,
+            end_to_end: started.elapsed(),
+            state_bytes: subtasks.iter().map(|(_, _, s)| s.state_bytes).sum(),
+            in_flight_bytes: subtasks.iter().map(|(_, _, s)| s.in_flight_bytes).sum(),
+            unaligned: subtasks.iter().any(|(_, _, s)| s.unaligned),
+            savepoint: pending.savepoint,
+            failure,
+            subtasks,
+        }
+    }
+
+    fn record(&mut self, stats: CheckpointStats) {
+        if let Some(waiters) = self.waiters.remove(&stats.id) {
+            for waiter in waiters {
+                let _ = waiter.send(match &stats.failure {
+                    None => Ok(stats.clone()),
+                    Some(why) => Err(format!("checkpoint {} {why}", stats.id)),
+                });
+            }
+        }
+        self.trigger_times.remove(&stats.id);
+        if let Ok(mut history) = self.history.lock() {
+            history.push(stats);
+        }
+    }
+
+    fn notify(&self, id: u64, complete: bool) {
+        for (_, addr, _) in &self.subtasks {
+            addr.do_send(NotifyCheckpoint { id, complete });
+        }
+    }
+
+    fn aborted(&mut self, pending: PendingCheckpoint<StateHandle>, aborted: Aborted, ctx: &mut Context<Self>) {
+        warn!(parent: &self.span, checkpoint = aborted.id, reason = %aborted.reason, "checkpoint aborted");
+        if let Err(e) = self.storage.discard(aborted.id) {
+            warn!(parent: &self.span, checkpoint = aborted.id, error = %e, "cannot delete an aborted checkpoint");
+        }
+        self.notify(aborted.id, false);
+        let stats = self.stats_of(&pending, Some(aborted.reason.to_string()));
+        self.record(stats);
+        self.after_failure(aborted, ctx);
+    }
+
+    fn after_failure(&mut self, aborted: Aborted, _ctx: &mut Context<Self>) {
+        if aborted.fail_job {
+            self.failure.do_send(CheckpointingFailed(format!(
+                "checkpoint {} {} ({} failed in a row, {} tolerated)",
+                aborted.id,
+                aborted.reason,
+                self.tracker.consecutive_failures(),
+                self.tracker.config().tolerable_failures
+            )));
+        } else if self.final_checkpoint == Some(aborted.id) {
+            // The job cannot end without a completed final checkpoint: try again.
+            self.final_checkpoint = Some(self.trigger(false, true));
+        }
+    }
+
+    fn complete(&mut self, pending: PendingCheckpoint<StateHandle>, ctx: &mut Context<Self>) {
+        let id = pending.id;
+        let trigger_time_ms = self.trigger_times.get(&id).map_or(0, |(t, _)| *t);
+        let subtasks = pending
+            .acks
+            .iter()
+            .map(|(task, ack)| SubtaskStateMetadata {
+                operators: self
+                    .subtasks
+                    .iter()
+                    .find(|(t, _, _)| t == task)
+                    .map(|(_, _, uids)| uids.clone())
+                    .unwrap_or_default(),
+                subtask: task.1,
+                handle: ack.handle.clone(),
+                in_flight_bytes: ack.stats.in_flight_bytes,
+            })
+            .collect();
+        let metadata = CheckpointMetadata {
+            version: METADATA_VERSION,
+            job_name: self.job.name.clone(),
+            job_id: self.job.id.clone(),
+            checkpoint_id: id,
+            savepoint: pending.savepoint,
+            trigger_time_ms,
+            completion_time_ms: processing_time_now(),
+            operators: self.job.operators.clone(),
+            subtasks,
+        };
+        if let Err(e) = self.storage.write_metadata(&metadata) {
+            let reason = format!("cannot write its metadata: {e}");
+            if let Some(aborted) = self.tracker.fail(id, reason.clone(), now_ms()) {
+                if let Err(e) = self.storage.discard(id) {
+                    warn!(parent: &self.span, checkpoint = id, error = %e, "cannot delete a failed checkpoint");
+                }
+                self.notify(id, false);
+                let stats = self.stats_of(&pending, Some(aborted.reason.to_string()));
+                self.record(stats);
+                self.after_failure(aborted, ctx);
+            }
+            return;
+        }
+        let (subsumed, discard) = self.tracker.complete(id, pending.savepoint, now_ms());
+        let stats = self.stats_of(&pending, None);
+        info!(
+            parent: &self.span,
+            checkpoint = id,
+            millis = stats.end_to_end.as_millis() as u64,
+            state_bytes = stats.state_bytes,
+            in_flight_bytes = stats.in_flight_bytes,
+            unaligned = stats.unaligned,
+            "checkpoint complete"
+        );
+        self.notify(id, true);
+        self.record(stats);
+        for (old, aborted) in subsumed {
+            self.aborted(old, aborted, ctx);
+        }
+        for old in discard {
+            if let Err(e) = self.storage.discard(old) {
+                warn!(parent: &self.span, checkpoint = old, error = %e, "cannot delete a subsumed checkpoint");
+            }
+        }
+    }
+
+    /// Deletes what the job's end leaves behind, as the retention says.
+    fn clean_up(&mut self, canceled: bool) {
+        for (pending, _) in self.tracker.abort_all(now_ms()) {
+            let _ = self.storage.discard(pending.id);
+        }
+        if canceled && self.tracker.config().retention == ExternalizedRetention::DeleteOnCancellation {
+            for id in self.tracker.retained() {
+                let _ = self.storage.discard(id);
+            }
+        }
+    }
+}
+
+impl Actor for CheckpointCoordinator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.schedule(ctx);
+    }
+}
+
+impl Handler<Participants> for CheckpointCoordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Participants, _ctx: &mut Self::Context) {
+        self.subtasks = msg.subtasks;
+        self.sources = msg.sources.into_iter().collect();
+    }
+}
+
+impl Handler<CheckpointReport> for CheckpointCoordinator {
+    type Result = ();
+
+    fn handle(&mut self, report: CheckpointReport, ctx: &mut Self::Context) {
+        match report.kind {
+            ReportKind::Acknowledged { id, handle, stats } => {
+                match self.tracker.acknowledge(id, report.task, Acknowledgement { handle, stats }) {
+                    AckOutcome::Pending => {}
+                    AckOutcome::AllAcknowledged(pending) => self.complete(pending, ctx),
+                    AckOutcome::Unknown(_) => {
+                        // Late: its checkpoint was aborted, and this subtask wrote
+                        // after the abort deleted the rest.
+                        if !self.tracker.retained().contains(&id) {
+                            let _ = self.storage.discard(id);
+                        }
+                    }
+                }
+            }
+            ReportKind::Declined { id, reason } => {
+                if let Some((pending, aborted)) = self.tracker.decline(id, reason, now_ms()) {
+                    self.aborted(pending, aborted, ctx);
+                }
+            }
+            ReportKind::SourceFinished => {
+                self.finished_sources.insert(report.task);
+                if self.final_checkpoint.is_none() && self.finished_sources.len() == self.sources.len() {
+                    self.final_checkpoint = Some(self.trigger(false, true));
+                }
+            }
+        }
+    }
+}
+
+impl Handler<TriggerCheckpointNow> for CheckpointCoordinator {
+    type Result = MessageResult<TriggerCheckpointNow>;
+
+    fn handle(&mut self, msg: TriggerCheckpointNow, _ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let id = self.trigger(msg.savepoint, false);
+        self.waiters.entry(id).or_default().push(tx);
+        MessageResult(rx)
+    }
+}
+
+/// The job ended; `canceled` says whether by cancellation.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct JobEnded {
+    /// Whether the job was canceled (retention applies).
+    pub canceled: bool,
+}
+
+impl Handler<JobEnded> for CheckpointCoordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: JobEnded, ctx: &mut Self::Context) {
+        self.clean_up(msg.canceled);
+        ctx.stop();
+    }
+}

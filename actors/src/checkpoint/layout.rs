@@ -1,0 +1,106 @@
+//! The one place that knows where checkpoint files go, so that writers and
+//! readers cannot disagree.
+//!
+//! ```text
+//! <dir>/<job-id>/chk-<n>/_metadata        written last, atomically: the checkpoint exists
+//! <dir>/<job-id>/chk-<n>/<task>-<i>.state  one file per subtask
+//! <dir>/<job-id>/shared/                   files shared by several checkpoints (incremental)
+//! <dir>/<job-id>/taskowned/                files owned by the subtasks
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// The metadata file's name.
+pub const METADATA_FILE: &str = "_metadata";
+const METADATA_TEMP: &str = "_metadata.inprogress";
+
+/// Parses a checkpoint directory given as a plain path or a `file://` URI.
+pub fn parse_dir(spec: &str) -> Result<PathBuf, String> {
+    let path = match spec.strip_prefix("file://") {
+        Some(rest) => rest,
+        None if spec.contains("://") => {
+            return Err(format!("checkpoint directory {spec:?}: only file:// URIs and plain paths are supported"))
+        }
+        None => spec,
+    };
+    if path.is_empty() {
+        return Err("checkpoint directory: empty path".into());
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// The paths of one job's checkpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointPaths {
+    job_dir: PathBuf,
+}
+
+impl CheckpointPaths {
+    /// The paths under `root` for job `job_id`.
+    pub fn new(root: &Path, job_id: &str) -> Self {
+        CheckpointPaths { job_dir: root.join(job_id) }
+    }
+
+    /// The paths of a job directory that already exists.
+    pub fn of_job_dir(job_dir: &Path) -> Self {
+        CheckpointPaths { job_dir: job_dir.to_path_buf() }
+    }
+
+    /// The job's directory.
+    pub fn job_dir(&self) -> &Path {
+        &self.job_dir
+    }
+
+    /// The directory of checkpoint `id`.
+    pub fn checkpoint_dir(&self, id: u64) -> PathBuf {
+        self.job_dir.join(format!("chk-{id}"))
+    }
+
+    /// The id of a checkpoint directory name (`chk-<n>`).
+    pub fn checkpoint_id(dir_name: &str) -> Option<u64> {
+        dir_name.strip_prefix("chk-")?.parse().ok()
+    }
+
+    /// The metadata file of checkpoint `id`.
+    pub fn metadata(&self, id: u64) -> PathBuf {
+        self.checkpoint_dir(id).join(METADATA_FILE)
+    }
+
+    /// The temporary file the metadata is written to before its rename.
+    pub fn metadata_temp(&self, id: u64) -> PathBuf {
+        self.checkpoint_dir(id).join(METADATA_TEMP)
+    }
+
+    /// The state file name of subtask `subtask` of the task whose head has `uid`.
+    pub fn state_file_name(uid: &str, subtask: usize) -> String {
+        let safe: String =
+            uid.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        format!("{safe}-{subtask}.state")
+    }
+
+    /// Files shared between checkpoints.
+    pub fn shared_dir(&self) -> PathBuf {
+        self.job_dir.join("shared")
+    }
+
+    /// Files owned by subtasks.
+    pub fn task_owned_dir(&self) -> PathBuf {
+        self.job_dir.join("taskowned")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_follow_the_documented_layout() {
+        let p = CheckpointPaths::new(Path::new("/ck"), "job1");
+        assert_eq!(p.metadata(7), Path::new("/ck/job1/chk-7/_metadata"));
+        assert_eq!(CheckpointPaths::state_file_name("my op/1", 2), "my_op_1-2.state");
+        assert_eq!(CheckpointPaths::checkpoint_id("chk-12"), Some(12));
+        assert_eq!(CheckpointPaths::checkpoint_id("shared"), None);
+        assert_eq!(parse_dir("file:///tmp/x").unwrap(), Path::new("/tmp/x"));
+        assert!(parse_dir("s3://bucket").unwrap_err().contains("s3://bucket"));
+    }
+}

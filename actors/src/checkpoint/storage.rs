@@ -1,0 +1,386 @@
+//! Checkpoint storage: where subtasks write their state and the coordinator
+//! writes `_metadata`.
+//!
+//! - [`MemoryStorage`] keeps everything in a concurrent map (as Flink's
+//!   JobManager storage): for tests and small state, with a size limit.
+//! - [`FsStorage`] writes files under `<dir>/<job-id>/chk-<n>/` (see
+//!   [`super::layout`]); `_metadata` is written last through a temporary file,
+//!   fsync and rename, so a checkpoint directory without it is not a checkpoint.
+//!
+//! Every file carries the header of [`super::format`]; reads verify it.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use thiserror::Error;
+
+use super::format::{decode, encode, FileKind, FormatError};
+use super::layout::{CheckpointPaths, METADATA_FILE};
+use super::metadata::{CheckpointMetadata, StateHandle};
+
+/// A storage operation failed.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// A file could not be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file is damaged or foreign.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// A file's payload does not decode.
+    #[error("{what}: cannot decode: {cause}")]
+    Decode {
+        /// The file.
+        what: String,
+        /// The decoder's message.
+        cause: String,
+    },
+    /// Memory storage's size limit.
+    #[error("checkpoint {checkpoint}: state of {size} bytes for {name} exceeds the in-memory storage limit of {limit} bytes")]
+    TooLarge {
+        /// The checkpoint.
+        checkpoint: u64,
+        /// The subtask.
+        name: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// No such checkpoint, or it has no `_metadata`.
+    #[error("no complete checkpoint {0}")]
+    NotFound(String),
+}
+
+/// A retained checkpoint, as [`CheckpointStorage::list`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetainedCheckpoint {
+    /// Its id.
+    pub id: u64,
+    /// When it completed (ms since the epoch).
+    pub completion_time_ms: i64,
+    /// Bytes of state.
+    pub size: u64,
+    /// Where it is (a directory, or `memory:` for in-memory storage).
+    pub location: String,
+    /// Whether it is a savepoint.
+    pub savepoint: bool,
+}
+
+/// Where checkpoints are written. Shared by all subtasks (any Arbiter) and the coordinator.
+pub trait CheckpointStorage: fmt::Debug + Send + Sync + 'static {
+    /// Writes one subtask's state (already serialised) for checkpoint `checkpoint`.
+    fn write_state(&self, checkpoint: u64, name: &str, bytes: &[u8]) -> Result<StateHandle, StorageError>;
+    /// Reads what `write_state` wrote.
+    fn read_state(&self, checkpoint: u64, handle: &StateHandle) -> Result<Vec<u8>, StorageError>;
+    /// Writes the metadata, last and atomically; returns where the checkpoint is.
+    fn write_metadata(&self, metadata: &CheckpointMetadata) -> Result<String, StorageError>;
+    /// Reads the metadata of checkpoint `checkpoint` (an error if it has none).
+    fn read_metadata(&self, checkpoint: u64) -> Result<CheckpointMetadata, StorageError>;
+    /// Deletes everything of checkpoint `checkpoint`.
+    fn discard(&self, checkpoint: u64) -> Result<(), StorageError>;
+    /// The complete checkpoints, oldest first.
+    fn list(&self) -> Result<Vec<RetainedCheckpoint>, StorageError>;
+}
+
+fn encode_metadata(metadata: &CheckpointMetadata) -> Result<Vec<u8>, StorageError> {
+    let payload = rmp_serde::to_vec_named(metadata)
+        .map_err(|e| StorageError::Decode { what: "metadata".into(), cause: e.to_string() })?;
+    Ok(encode(FileKind::Metadata, &payload))
+}
+
+fn decode_metadata(bytes: &[u8], what: &str) -> Result<CheckpointMetadata, StorageError> {
+    let payload = decode(bytes, FileKind::Metadata, what)?;
+    rmp_serde::from_slice(payload).map_err(|e| StorageError::Decode { what: what.to_string(), cause: e.to_string() })
+}
+
+/// Checkpoints in memory (lost with the process), with a size limit per subtask state.
+#[derive(Debug)]
+pub struct MemoryStorage {
+    max_state_size: u64,
+    states: DashMap<(u64, String), Arc<Vec<u8>>>,
+    metadata: DashMap<u64, Vec<u8>>,
+}
+
+impl MemoryStorage {
+    /// In-memory storage refusing subtask states larger than `max_state_size` bytes.
+    pub fn new(max_state_size: u64) -> Self {
+        MemoryStorage { max_state_size, states: DashMap::new(), metadata: DashMap::new() }
+    }
+}
+
+impl CheckpointStorage for MemoryStorage {
+    fn write_state(&self, checkpoint: u64, name: &str, bytes: &[u8]) -> Result<StateHandle, StorageError> {
+        let size = bytes.len() as u64;
+        if size > self.max_state_size {
+            return Err(StorageError::TooLarge { checkpoint, name: name.to_string(), size, limit: self.max_state_size });
+        }
+        self.states.insert((checkpoint, name.to_string()), Arc::new(encode(FileKind::State, bytes)));
+        Ok(StateHandle::Memory { key: name.to_string(), size })
+    }
+
+    fn read_state(&self, checkpoint: u64, handle: &StateHandle) -> Result<Vec<u8>, StorageError> {
+        let StateHandle::Memory { key, .. } = handle else {
+            return Err(StorageError::NotFound(format!("{checkpoint}: {handle:?} is not an in-memory handle")));
+        };
+        let what = format!("memory:chk-{checkpoint}/{key}");
+        let stored = self.states.get(&(checkpoint, key.clone())).ok_or_else(|| StorageError::NotFound(what.clone()))?;
+        Ok(decode(&stored, FileKind::State, &what)?.to_vec())
+    }
+
+    fn write_metadata(&self, metadata: &CheckpointMetadata) -> Result<String, StorageError> {
+        self.metadata.insert(metadata.checkpoint_id, encode_metadata(metadata)?);
+        Ok(format!("memory:chk-{}", metadata.checkpoint_id))
+    }
+
+    fn read_metadata(&self, checkpoint: u64) -> Result<CheckpointMetadata, StorageError> {
+        let what = format!("memory:chk-{checkpoint}/{METADATA_FILE}");
+        let bytes = self.metadata.get(&checkpoint).ok_or_else(|| StorageError::NotFound(what.clone()))?;
+        decode_metadata(&bytes, &what)
+    }
+
+    fn discard(&self, checkpoint: u64) -> Result<(), StorageError> {
+        self.metadata.remove(&checkpoint);
+        self.states.retain(|(id, _), _| *id != checkpoint);
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<RetainedCheckpoint>, StorageError> {
+        let mut ids: Vec<u64> = self.metadata.iter().map(|e| *e.key()).collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .map(|id| {
+                let m = self.read_metadata(id)?;
+                Ok(RetainedCheckpoint {
+                    id,
+                    completion_time_ms: m.completion_time_ms,
+                    size: m.state_size(),
+                    location: format!("memory:chk-{id}"),
+                    savepoint: m.savepoint,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Checkpoints as files under a directory.
+#[derive(Clone, Debug)]
+pub struct FsStorage {
+    paths: CheckpointPaths,
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
+    move |source| StorageError::Io { action, path: path.to_path_buf(), source }
+}
+
+impl FsStorage {
+    /// Storage for job `job_id` under `root` (created on first write).
+    pub fn new(root: &Path, job_id: &str) -> Self {
+        FsStorage { paths: CheckpointPaths::new(root, job_id) }
+    }
+
+    /// Storage over an existing job directory (to list or read its checkpoints).
+    pub fn of_job_dir(job_dir: &Path) -> Self {
+        FsStorage { paths: CheckpointPaths::of_job_dir(job_dir) }
+    }
+
+    /// The paths this storage writes to.
+    pub fn paths(&self) -> &CheckpointPaths {
+        &self.paths
+    }
+
+    fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+        let mut file = File::create(path).map_err(io("cannot create", path))?;
+        file.write_all(bytes).map_err(io("cannot write", path))?;
+        file.sync_all().map_err(io("cannot sync", path))
+    }
+}
+
+impl CheckpointStorage for FsStorage {
+    fn write_state(&self, checkpoint: u64, name: &str, bytes: &[u8]) -> Result<StateHandle, StorageError> {
+        let dir = self.paths.checkpoint_dir(checkpoint);
+        fs::create_dir_all(&dir).map_err(io("cannot create directory", &dir))?;
+        let path = dir.join(name);
+        Self::write_file(&path, &encode(FileKind::State, bytes))?;
+        Ok(StateHandle::File { name: name.to_string(), size: bytes.len() as u64 })
+    }
+
+    fn read_state(&self, checkpoint: u64, handle: &StateHandle) -> Result<Vec<u8>, StorageError> {
+        let StateHandle::File { name, .. } = handle else {
+            return Err(StorageError::NotFound(format!("{checkpoint}: {handle:?} is not a file handle")));
+        };
+        let path = self.paths.checkpoint_dir(checkpoint).join(name);
+        let bytes = fs::read(&path).map_err(io("cannot read", &path))?;
+        Ok(decode(&bytes, FileKind::State, &path.display().to_string())?.to_vec())
+    }
+
+    fn write_metadata(&self, metadata: &CheckpointMetadata) -> Result<String, StorageError> {
+        let id = metadata.checkpoint_id;
+        let dir = self.paths.checkpoint_dir(id);
+        fs::create_dir_all(&dir).map_err(io("cannot create directory", &dir))?;
+        let temp = self.paths.metadata_temp(id);
+        Self::write_file(&temp, &encode_metadata(metadata)?)?;
+        let path = self.paths.metadata(id);
+        fs::rename(&temp, &path).map_err(io("cannot rename the metadata into", &path))?;
+        // Make the rename itself durable.
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(io("cannot sync directory", &dir))?;
+        Ok(dir.display().to_string())
+    }
+
+    fn read_metadata(&self, checkpoint: u64) -> Result<CheckpointMetadata, StorageError> {
+        let path = self.paths.metadata(checkpoint);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::NotFound(format!("{} (no {METADATA_FILE})", self.paths.checkpoint_dir(checkpoint).display())))
+            }
+            Err(e) => return Err(StorageError::Io { action: "cannot read", path, source: e }),
+        };
+        decode_metadata(&bytes, &path.display().to_string())
+    }
+
+    fn discard(&self, checkpoint: u64) -> Result<(), StorageError> {
+        let dir = self.paths.checkpoint_dir(checkpoint);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::Io { action: "cannot delete", path: dir, source: e }),
+        }
+    }
+
+    fn list(&self) -> Result<Vec<RetainedCheckpoint>, StorageError> {
+        let job_dir = self.paths.job_dir();
+        let entries = match fs::read_dir(job_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StorageError::Io { action: "cannot list", path: job_dir.to_path_buf(), source: e }),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io("cannot list", job_dir))?;
+            let Some(id) = entry.file_name().to_str().and_then(CheckpointPaths::checkpoint_id) else { continue };
+            // A directory without _metadata is an unfinished checkpoint: not listed.
+            match self.read_metadata(id) {
+                Ok(m) => out.push(RetainedCheckpoint {
+                    id,
+                    completion_time_ms: m.completion_time_ms,
+                    size: m.state_size(),
+                    location: self.paths.checkpoint_dir(id).display().to_string(),
+                    savepoint: m.savepoint,
+                }),
+                Err(StorageError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by_key(|c| c.id);
+        Ok(out)
+    }
+}
+
+/// How a job's checkpoint storage is chosen (the storage itself is opened per job).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageSpec {
+    /// [`MemoryStorage`] with this limit per subtask state (bytes).
+    Memory {
+        /// The largest subtask state accepted.
+        max_state_size: u64,
+    },
+    /// [`FsStorage`] under this directory.
+    Filesystem(PathBuf),
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        StorageSpec::Memory { max_state_size: 5 * 1024 * 1024 }
+    }
+}
+
+impl StorageSpec {
+    /// Opens the storage for job `job_id`.
+    pub fn open(&self, job_id: &str) -> Arc<dyn CheckpointStorage> {
+        match self {
+            StorageSpec::Memory { max_state_size } => Arc::new(MemoryStorage::new(*max_state_size)),
+            StorageSpec::Filesystem(root) => Arc::new(FsStorage::new(root, job_id)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::metadata::{OperatorMetadata, SubtaskStateMetadata};
+
+    fn metadata(id: u64, handle: StateHandle) -> CheckpointMetadata {
+        CheckpointMetadata {
+            version: 1,
+            job_name: "j".into(),
+            job_id: "id".into(),
+            checkpoint_id: id,
+            savepoint: false,
+            trigger_time_ms: 1,
+            completion_time_ms: 2,
+            operators: vec![OperatorMetadata { uid: "u".into(), name: "n".into(), parallelism: 1, max_parallelism: 128 }],
+            subtasks: vec![SubtaskStateMetadata { operators: vec!["u".into()], subtask: 0, handle, in_flight_bytes: 0 }],
+        }
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("weir-storage-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn files_round_trip_and_a_directory_without_metadata_is_not_a_checkpoint() {
+        let root = temp_dir("fs");
+        let storage = FsStorage::new(&root, "job");
+        let handle = storage.write_state(1, "u-0.state", b"state bytes").unwrap();
+        assert!(storage.list().unwrap().is_empty(), "no _metadata yet");
+        storage.write_metadata(&metadata(1, handle.clone())).unwrap();
+        assert_eq!(storage.read_state(1, &handle).unwrap(), b"state bytes");
+        let listed = storage.list().unwrap();
+        assert_eq!((listed.len(), listed[0].id, listed[0].size), (1, 1, 11));
+        storage.write_state(2, "u-0.state", b"half").unwrap();
+        assert_eq!(storage.list().unwrap().len(), 1, "chk-2 has no _metadata");
+        storage.discard(1).unwrap();
+        assert!(storage.list().unwrap().is_empty());
+        let _ = fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_corrupted_state_file_is_reported_with_its_path() {
+        let root = temp_dir("corrupt");
+        let storage = FsStorage::new(&root, "job");
+        let handle = storage.write_state(3, "u-0.state", b"precious").unwrap();
+        let path = storage.paths().checkpoint_dir(3).join("u-0.state");
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+        let err = storage.read_state(3, &handle).unwrap_err().to_string();
+        assert!(err.contains("checksum mismatch") && err.contains("u-0.state"), "{err}");
+        let _ = fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn memory_storage_enforces_its_limit() {
+        let storage = MemoryStorage::new(4);
+        let err = storage.write_state(1, "big-0", b"12345").unwrap_err().to_string();
+        assert!(err.contains("5 bytes") && err.contains("limit of 4 bytes"), "{err}");
+        let handle = storage.write_state(1, "ok-0", b"1234").unwrap();
+        storage.write_metadata(&metadata(1, handle.clone())).unwrap();
+        assert_eq!(storage.read_state(1, &handle).unwrap(), b"1234");
+        assert_eq!(storage.list().unwrap().len(), 1);
+    }
+}

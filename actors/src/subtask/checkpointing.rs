@@ -1,0 +1,338 @@
+//! A subtask's part in checkpoints: barrier alignment, snapshots, in-flight
+//! capture, acknowledgements, and the final checkpoint.
+//!
+//! - **Aligned** (exactly-once): an input channel that delivered barrier `n`
+//!   is blocked (its records wait in its queue, its credit is withheld) until
+//!   barrier `n` arrived on every channel; then the subtask snapshots, forwards
+//!   the barrier behind its output, and releases the channels.
+//! - **Unaligned** (exactly-once): the barrier is handled as soon as it reaches
+//!   the mailbox, ahead of the records queued before it. At the first barrier
+//!   the subtask snapshots and sends the barrier ahead of its own queued output;
+//!   the records the barriers overtook, on the input side (queued or still
+//!   arriving before each channel's barrier) and on the output side, are
+//!   captured as channel state. An aligned checkpoint whose alignment takes
+//!   longer than the aligned timeout switches to this.
+//! - **At-least-once**: nothing is blocked; the snapshot is taken when the
+//!   last barrier arrived, so records after an early barrier may be in it.
+//!
+//! The synchronous part of a snapshot runs here; serialising and writing run
+//! on a blocking thread, which then acknowledges (or declines) to the coordinator.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tracing::{debug, warn};
+
+use super::{Phase, Subtask};
+use crate::batch::BatchData;
+use crate::checkpoint::coordinator::{CheckpointReport, ReportKind};
+use crate::checkpoint::metadata::{ChannelState, SubtaskState};
+use crate::checkpoint::{BarrierKind, CheckpointBarrier, SubtaskCheckpointStats};
+use crate::operator::PendingSnapshot;
+
+/// A snapshot whose synchronous part is taken.
+pub(crate) struct TakenSnapshot {
+    barrier: CheckpointBarrier,
+    operators: Vec<(String, PendingSnapshot)>,
+    input_channels: BTreeMap<usize, Vec<Vec<u8>>>,
+    output_channels: Vec<ChannelState>,
+    sync: Duration,
+    alignment: Duration,
+    unaligned: bool,
+    /// Why the snapshot cannot complete, if something went wrong after it was taken.
+    broken: Option<String>,
+}
+
+/// The checkpoint whose barriers are arriving at this subtask.
+pub(crate) struct Alignment {
+    barrier: CheckpointBarrier,
+    seen: Vec<bool>,
+    remaining: usize,
+    started: Instant,
+    /// Taken at the first barrier (unaligned) or at the aligned timeout.
+    taken: Option<TakenSnapshot>,
+}
+
+impl Subtask {
+    fn report_checkpoint(&self, kind: ReportKind) {
+        if let Some(checkpointing) = &self.spec.checkpointing {
+            checkpointing.coordinator.do_send(CheckpointReport { task: checkpointing.task, kind });
+        }
+    }
+
+    fn decline(&self, id: u64, reason: String) {
+        warn!(parent: &self.span, checkpoint = id, %reason, "checkpoint declined");
+        self.report_checkpoint(ReportKind::Declined { id, reason });
+    }
+
+    /// Whether the subtask may still take part in checkpoints.
+    fn checkpointable(&self) -> bool {
+        self.spec.checkpointing.is_some() && matches!(self.phase, Phase::Running | Phase::Draining | Phase::Finishing)
+    }
+
+    /// A source subtask takes checkpoint `barrier.id`.
+    pub(super) fn trigger_at_source(&mut self, barrier: CheckpointBarrier, ctx: &mut Context<Self>) {
+        if !self.checkpointable() || barrier.id <= self.last_checkpoint {
+            return;
+        }
+        self.last_checkpoint = barrier.id;
+        let unaligned = barrier.kind == BarrierKind::Unaligned;
+        let taken = self.take_snapshot(barrier, unaligned, Duration::ZERO);
+        self.complete_snapshot(taken);
+        self.after_work(ctx);
+    }
+
+    /// Barrier `barrier` arrived on input channel `channel`; `priority` when it
+    /// overtook the records queued in that channel (unaligned).
+    pub(super) fn on_barrier(
+        &mut self,
+        channel: usize,
+        barrier: CheckpointBarrier,
+        priority: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        if !self.checkpointable() || barrier.id <= self.last_checkpoint {
+            return;
+        }
+        if let Some(current) = &self.alignment {
+            if barrier.id < current.barrier.id {
+                return;
+            }
+            if barrier.id > current.barrier.id {
+                let old = current.barrier.id;
+                self.abandon_alignment();
+                self.decline(old, format!("overtaken by the barrier of checkpoint {}", barrier.id));
+            }
+        }
+        let channels = self.gate.channels.len();
+        let alignment = self.alignment.get_or_insert_with(|| Alignment {
+            barrier,
+            seen: vec![false; channels],
+            remaining: channels,
+            started: Instant::now(),
+            taken: None,
+        });
+        if alignment.seen[channel] {
+            return;
+        }
+        let first = alignment.remaining == channels;
+        alignment.seen[channel] = true;
+        alignment.remaining -= 1;
+        let done = alignment.remaining == 0;
+        let kind = alignment.barrier.kind;
+
+        match kind {
+            BarrierKind::Unaligned => {
+                if alignment.taken.is_none() {
+                    let taken = self.take_snapshot(barrier, true, Duration::ZERO);
+                    if let Some(alignment) = self.alignment.as_mut() {
+                        alignment.taken = Some(taken);
+                    }
+                }
+                if priority {
+                    // What is still queued on this channel came before its barrier.
+                    self.capture_queue(channel);
+                }
+            }
+            BarrierKind::Aligned => {
+                if alignment.taken.is_none() && !done {
+                    self.gate.channels[channel].blocked = true;
+                    if first {
+                        self.arm_aligned_timeout(barrier, ctx);
+                    }
+                }
+            }
+            BarrierKind::AtLeastOnce => {}
+        }
+        if done {
+            self.end_alignment();
+        }
+        self.after_work(ctx);
+    }
+
+    /// All barriers arrived: snapshot (if not yet), release the channels, write.
+    fn end_alignment(&mut self) {
+        let Some(alignment) = self.alignment.take() else { return };
+        self.gate.unblock_all();
+        self.last_checkpoint = alignment.barrier.id;
+        let taken = match alignment.taken {
+            Some(taken) => taken,
+            None => self.take_snapshot(alignment.barrier, false, alignment.started.elapsed()),
+        };
+        self.complete_snapshot(taken);
+    }
+
+    /// Gives up the alignment in progress (aborted, or overtaken by a newer one).
+    fn abandon_alignment(&mut self) {
+        if let Some(alignment) = self.alignment.take() {
+            self.last_checkpoint = self.last_checkpoint.max(alignment.barrier.id);
+            self.gate.unblock_all();
+        }
+    }
+
+    fn arm_aligned_timeout(&mut self, barrier: CheckpointBarrier, ctx: &mut Context<Self>) {
+        let Some(timeout) = self.spec.checkpointing.as_ref().and_then(|c| c.aligned_timeout) else { return };
+        if barrier.is_final {
+            return;
+        }
+        ctx.run_later(timeout, move |act, ctx| {
+            let Some(alignment) = act.alignment.as_mut() else { return };
+            if alignment.barrier.id != barrier.id || alignment.taken.is_some() {
+                return;
+            }
+            let waited = alignment.started.elapsed();
+            let mut unaligned = alignment.barrier;
+            unaligned.kind = BarrierKind::Unaligned;
+            alignment.barrier.kind = BarrierKind::Unaligned;
+            debug!(parent: &act.span, checkpoint = barrier.id, "alignment timed out: switching to unaligned");
+            // Records held on blocked channels came after their barrier: not captured.
+            act.gate.unblock_all();
+            let taken = act.take_snapshot(unaligned, true, waited);
+            if let Some(alignment) = act.alignment.as_mut() {
+                alignment.taken = Some(taken);
+            }
+            act.after_work(ctx);
+            act.schedule_step(ctx);
+        });
+    }
+
+    /// The synchronous part: operator snapshots, then the barrier goes downstream.
+    fn take_snapshot(&mut self, barrier: CheckpointBarrier, unaligned: bool, alignment: Duration) -> TakenSnapshot {
+        let started = Instant::now();
+        let mut broken = None;
+        let operators = match self.chain.snapshot(barrier.id) {
+            Ok(operators) => operators,
+            Err(failure) => {
+                broken = Some(format!("operator `{}` failed to snapshot: {}", failure.operator, failure.cause));
+                Vec::new()
+            }
+        };
+        let mut output_channels = Vec::new();
+        if unaligned {
+            let mut forwarded = barrier;
+            forwarded.kind = BarrierKind::Unaligned;
+            match self.outputs.emit_barrier_ahead(forwarded) {
+                Ok(captured) => output_channels = captured,
+                Err(e) => broken = Some(e),
+            }
+        } else {
+            self.outputs.emit(crate::channel::ChannelEvent::Barrier(barrier));
+        }
+        self.outputs.send(false);
+        if matches!(self.phase, Phase::Draining | Phase::Finishing) && self.final_checkpoint.is_none() {
+            self.final_checkpoint = Some(barrier.id);
+        }
+        TakenSnapshot {
+            barrier,
+            operators,
+            input_channels: BTreeMap::new(),
+            output_channels,
+            sync: started.elapsed(),
+            alignment,
+            unaligned,
+            broken,
+        }
+    }
+
+    fn capture(&mut self, channel: usize, encoded: Result<Vec<Vec<u8>>, String>) {
+        let Some(taken) = self.alignment.as_mut().and_then(|a| a.taken.as_mut()) else { return };
+        match encoded {
+            Ok(batches) if batches.is_empty() => {}
+            Ok(batches) => taken.input_channels.entry(channel).or_default().extend(batches),
+            Err(e) => taken.broken = Some(e),
+        }
+    }
+
+    fn capture_queue(&mut self, channel: usize) {
+        let encoded = self.gate.queued_records(channel);
+        self.capture(channel, encoded);
+    }
+
+    /// A batch taken from `channel` while an unaligned snapshot waits for that
+    /// channel's barrier was in flight at the snapshot: it is channel state.
+    pub(super) fn capture_in_flight(&mut self, channel: usize, batch: &dyn BatchData) {
+        let capturing = self.alignment.as_ref().is_some_and(|a| a.taken.is_some() && !a.seen[channel]);
+        if capturing {
+            let encoded = batch.encode().map(|b| vec![b]);
+            self.capture(channel, encoded);
+        }
+    }
+
+    /// Serialises and writes the snapshot off the processing path, then acknowledges.
+    fn complete_snapshot(&mut self, taken: TakenSnapshot) {
+        let Some(checkpointing) = self.spec.checkpointing.clone() else { return };
+        let id = taken.barrier.id;
+        if let Some(reason) = taken.broken {
+            return self.decline(id, reason);
+        }
+        let span = self.span.clone();
+        actix_rt::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let written = (|| -> Result<_, String> {
+                let mut operators = Vec::with_capacity(taken.operators.len());
+                for (uid, pending) in taken.operators {
+                    let snapshot =
+                        pending.finish().map_err(|e| format!("operator `{uid}` failed to write its snapshot: {e}"))?;
+                    operators.push((uid, snapshot));
+                }
+                let state = SubtaskState {
+                    checkpoint_id: id,
+                    operators,
+                    input_channels: taken
+                        .input_channels
+                        .into_iter()
+                        .map(|(index, batches)| ChannelState { index, channel: 0, batches })
+                        .collect(),
+                    output_channels: taken.output_channels,
+                };
+                let in_flight = state.in_flight_bytes();
+                let bytes = rmp_serde::to_vec_named(&state).map_err(|e| format!("cannot encode the state: {e}"))?;
+                let handle = checkpointing
+                    .storage
+                    .write_state(id, &checkpointing.state_name, &bytes)
+                    .map_err(|e| e.to_string())?;
+                Ok((handle, bytes.len() as u64, in_flight))
+            })();
+            let kind = match written {
+                Ok((handle, state_bytes, in_flight_bytes)) => ReportKind::Acknowledged {
+                    id,
+                    handle,
+                    stats: SubtaskCheckpointStats {
+                        sync_duration: taken.sync,
+                        async_duration: started.elapsed(),
+                        alignment_duration: taken.alignment,
+                        state_bytes,
+                        in_flight_bytes,
+                        unaligned: taken.unaligned,
+                    },
+                },
+                Err(reason) => {
+                    warn!(parent: &span, checkpoint = id, %reason, "checkpoint declined");
+                    ReportKind::Declined { id, reason }
+                }
+            };
+            checkpointing.coordinator.do_send(CheckpointReport { task: checkpointing.task, kind });
+        });
+    }
+
+    /// Checkpoint `id` completed or was aborted.
+    pub(super) fn on_notify(&mut self, id: u64, complete: bool, ctx: &mut Context<Self>) {
+        if !matches!(self.phase, Phase::Running | Phase::Draining | Phase::Finishing) {
+            return;
+        }
+        let notified = if complete { self.chain.notify_complete(id) } else { self.chain.notify_aborted(id) };
+        if let Err(failure) = notified {
+            return self.fail(failure, ctx);
+        }
+        if !complete && self.alignment.as_ref().is_some_and(|a| a.barrier.id == id) {
+            self.abandon_alignment();
+            self.schedule_step(ctx);
+        }
+        if complete && self.final_checkpoint.is_some_and(|f| id >= f) {
+            self.final_complete = true;
+            self.try_finish(ctx);
+        }
+        self.after_work(ctx);
+    }
+}
