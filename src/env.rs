@@ -31,6 +31,9 @@ use crate::data::Data;
 use crate::source::{source_factory, CollectionSource, GeneratorSource, Source, TextFileSource};
 use crate::state::{backend_from_config, HeapStateBackend, StateBackend, STATE_BACKEND_VARIABLE};
 use crate::stream::DataStream;
+use weir_actors::checkpoint::layout::parse_dir;
+use weir_actors::checkpoint::{CheckpointConfig, StorageSpec};
+use weir_actors::config::CheckpointSettings;
 
 /// The default max parallelism (number of key groups), as in Flink for small jobs.
 pub const DEFAULT_MAX_PARALLELISM: usize = 128;
@@ -160,6 +163,61 @@ impl StreamEnv {
     /// Replaces the whole runtime configuration.
     pub fn set_runtime_config(&self, config: RuntimeConfig) -> &Self {
         self.builder().runtime = config;
+        self
+    }
+
+    /// Turns on periodic checkpoints every `interval` (exactly-once, aligned,
+    /// in-memory storage unless set otherwise).
+    pub fn enable_checkpointing(&self, interval: Duration) -> &Self {
+        let mut builder = self.builder();
+        let settings = builder
+            .runtime
+            .checkpointing
+            .get_or_insert_with(CheckpointSettings::default);
+        settings.config.interval = Some(interval);
+        drop(builder);
+        self
+    }
+
+    /// Sets every checkpoint setting (turning checkpointing on).
+    pub fn set_checkpoint_config(&self, config: CheckpointConfig) -> &Self {
+        self.builder()
+            .runtime
+            .checkpointing
+            .get_or_insert_with(CheckpointSettings::default)
+            .config = config;
+        self
+    }
+
+    /// The checkpoint settings, if checkpointing is on.
+    pub fn checkpoint_config(&self) -> Option<CheckpointConfig> {
+        self.builder()
+            .runtime
+            .checkpointing
+            .as_ref()
+            .map(|c| c.config.clone())
+    }
+
+    /// Where checkpoints are written (turning checkpointing on).
+    pub fn set_checkpoint_storage(&self, storage: StorageSpec) -> &Self {
+        self.builder()
+            .runtime
+            .checkpointing
+            .get_or_insert_with(CheckpointSettings::default)
+            .storage = storage;
+        self
+    }
+
+    /// Writes checkpoints under `dir` (a plain path or `file:///path`), in
+    /// `<dir>/<job-id>/chk-<n>/`; turns checkpointing on. A bad value is
+    /// reported when the job starts.
+    pub fn set_checkpoint_dir(&self, dir: &str) -> &Self {
+        match parse_dir(dir) {
+            Ok(path) => {
+                self.set_checkpoint_storage(StorageSpec::Filesystem(path));
+            }
+            Err(e) => self.builder().errors.push(e),
+        }
         self
     }
 

@@ -62,6 +62,9 @@ pub use stream::{
     KeyedBroadcastConnectedStream, KeyedStream,
 };
 pub use weir_actors as runtime;
+pub use weir_actors::checkpoint::{
+    CheckpointConfig, CheckpointMode, CheckpointStats, ExternalizedRetention, StorageSpec,
+};
 pub use weir_actors::{
     JobClient, JobError, JobResult, JobStatus, RecordBatch, RuntimeConfig, SubtaskMetrics,
     UserError,

@@ -216,6 +216,14 @@ pub trait OneInputOperator<In, Out>: Clone + Send + 'static {
     fn end_input(&mut self, _out: &mut Collector<Out>) -> Result<(), UserError> {
         Ok(())
     }
+    /// Checkpoint `checkpoint_id` completed: what was snapshotted for it is durable.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` will not complete.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
     /// Called once after the last output.
     fn close(&mut self) -> Result<(), UserError> {
         Ok(())
@@ -292,6 +300,14 @@ impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> StreamOperator
         self.op.end_input(&mut self.out)?;
         self.out.flush_into(out);
         Ok(())
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        self.op.notify_checkpoint_complete(checkpoint_id)
+    }
+
+    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        self.op.notify_checkpoint_aborted(checkpoint_id)
     }
 
     fn close(&mut self) -> Result<(), UserError> {

@@ -155,7 +155,8 @@ impl<T: Clone + Send + Serialize + 'static> BatchData for RecordBatch<T> {
     }
 
     fn encode(&self) -> Result<Vec<u8>, String> {
-        rmp_serde::to_vec_named(self).map_err(|e| format!("cannot encode a batch of `{}`: {e}", self.record_type()))
+        rmp_serde::to_vec_named(self)
+            .map_err(|e| format!("cannot encode a batch of `{}`: {e}", self.record_type()))
     }
 }
 

@@ -9,7 +9,9 @@ use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::channel::ChannelEvent;
-use crate::operator::{OperatorInfo, PendingSnapshot, SourceOperator, SourceStatus, StreamOperator, UserError};
+use crate::operator::{
+    OperatorInfo, PendingSnapshot, SourceOperator, SourceStatus, StreamOperator, UserError,
+};
 use crate::output::Outputs;
 use crate::subtask::SubtaskSpec;
 
@@ -219,7 +221,10 @@ impl Chain {
     }
 
     /// The synchronous part of every operator's snapshot, by uid, source first.
-    pub fn snapshot(&mut self, checkpoint_id: u64) -> Result<Vec<(String, PendingSnapshot)>, Failure> {
+    pub fn snapshot(
+        &mut self,
+        checkpoint_id: u64,
+    ) -> Result<Vec<(String, PendingSnapshot)>, Failure> {
         let mut parts = Vec::with_capacity(self.operators.len() + 1);
         if let Some(source) = self.source.as_mut() {
             let pending = guarded(&source.info, || source.logic.snapshot_state(checkpoint_id))?;

@@ -110,23 +110,44 @@ impl JobClient {
     }
 
     pub(crate) async fn trigger(&self, savepoint: bool) -> Result<CheckpointStats, JobError> {
-        let coordinator = self.shared.coordinator.lock().ok().and_then(|c| c.clone()).ok_or_else(|| {
-            JobError::InvalidJob(format!("job `{}` has no checkpointing (enable it on the StreamEnv)", self.name))
-        })?;
+        let coordinator = self
+            .shared
+            .coordinator
+            .lock()
+            .ok()
+            .and_then(|c| c.clone())
+            .ok_or_else(|| {
+                JobError::InvalidJob(format!(
+                    "job `{}` has no checkpointing (enable it on the StreamEnv)",
+                    self.name
+                ))
+            })?;
         let receiver = coordinator
             .send(TriggerCheckpointNow { savepoint })
             .await
-            .map_err(|_| JobError::Runtime(format!("job `{}` has ended: no checkpoint can be taken", self.name)))?;
+            .map_err(|_| {
+                JobError::Runtime(format!(
+                    "job `{}` has ended: no checkpoint can be taken",
+                    self.name
+                ))
+            })?;
         match receiver.await {
             Ok(Ok(stats)) => Ok(stats),
             Ok(Err(why)) => Err(JobError::CheckpointingFailed(why)),
-            Err(_) => Err(JobError::Runtime(format!("job `{}` ended before the checkpoint completed", self.name))),
+            Err(_) => Err(JobError::Runtime(format!(
+                "job `{}` ended before the checkpoint completed",
+                self.name
+            ))),
         }
     }
 
     /// Statistics of every checkpoint that ended so far (complete or not), oldest first.
     pub fn checkpoint_stats(&self) -> Vec<CheckpointStats> {
-        self.shared.checkpoints.lock().map(|h| h.clone()).unwrap_or_default()
+        self.shared
+            .checkpoints
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default()
     }
 
     /// The complete checkpoints the storage holds (id, time, size, location).
@@ -191,7 +212,10 @@ pub async fn launch(
     let plan = plan(&graph, config.chaining);
     let name = graph.name.clone();
     let job_id = new_job_id();
-    let storage = config.checkpointing.as_ref().map(|c| c.storage.open(&job_id));
+    let storage = config
+        .checkpointing
+        .as_ref()
+        .map(|c| c.storage.open(&job_id));
     let shared = Arc::new(JobShared {
         job_id,
         status: Mutex::new(JobStatus::Created),

@@ -30,8 +30,8 @@
 
 pub mod batch;
 mod chain;
-pub mod checkpoint;
 pub mod channel;
+pub mod checkpoint;
 pub mod client;
 pub mod config;
 pub mod error;

@@ -35,7 +35,9 @@ pub struct JobResult {
 
 impl JobResult {
     /// The checkpoints that completed.
-    pub fn completed_checkpoints(&self) -> impl Iterator<Item = &crate::checkpoint::CheckpointStats> {
+    pub fn completed_checkpoints(
+        &self,
+    ) -> impl Iterator<Item = &crate::checkpoint::CheckpointStats> {
         self.checkpoints.iter().filter(|c| c.failure.is_none())
     }
 

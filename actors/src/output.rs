@@ -111,7 +111,10 @@ impl Outputs {
     /// returns the records it overtook, per channel, encoded: they stay queued
     /// and are delivered after the barrier, and they are this subtask's output
     /// channel state in the checkpoint.
-    pub fn emit_barrier_ahead(&mut self, barrier: CheckpointBarrier) -> Result<Vec<ChannelState>, String> {
+    pub fn emit_barrier_ahead(
+        &mut self,
+        barrier: CheckpointBarrier,
+    ) -> Result<Vec<ChannelState>, String> {
         let mut captured = Vec::new();
         for (o, edge) in self.edges.iter_mut().enumerate() {
             for (c, ch) in edge.channels.iter_mut().enumerate() {
@@ -127,7 +130,11 @@ impl Outputs {
                     })
                     .collect::<Result<Vec<_>, String>>()?;
                 if !batches.is_empty() {
-                    captured.push(ChannelState { index: o, channel: c, batches });
+                    captured.push(ChannelState {
+                        index: o,
+                        channel: c,
+                        batches,
+                    });
                 }
                 ch.pending.push_front(ChannelEvent::Barrier(barrier));
             }

@@ -20,7 +20,9 @@ use futures::channel::oneshot;
 use tracing::{error, info, Span};
 
 use crate::channel::{ChannelTarget, Upstream};
-use crate::checkpoint::coordinator::{CheckpointCoordinator, CheckpointingFailed, JobEnded, JobFacts, Participants};
+use crate::checkpoint::coordinator::{
+    CheckpointCoordinator, CheckpointingFailed, JobEnded, JobFacts, Participants,
+};
 use crate::checkpoint::layout::CheckpointPaths;
 use crate::checkpoint::metadata::OperatorMetadata;
 use crate::client::{JobShared, JobStatus};
@@ -140,7 +142,10 @@ impl Supervisor {
 
     /// The checkpoint coordinator, if the job has checkpointing.
     fn start_coordinator(&mut self, ctx: &mut Context<Self>) {
-        let (Some(settings), Some(storage)) = (&self.config.checkpointing, &self.shared.storage) else { return };
+        let (Some(settings), Some(storage)) = (&self.config.checkpointing, &self.shared.storage)
+        else {
+            return;
+        };
         let operators = self
             .graph
             .vertices
@@ -158,7 +163,12 @@ impl Supervisor {
             operators,
             task_names: self.plan.chains.iter().map(|c| c.name.clone()).collect(),
         };
-        let tasks = self.plan.chains.iter().enumerate().flat_map(|(c, chain)| (0..chain.parallelism).map(move |i| (c, i)));
+        let tasks = self
+            .plan
+            .chains
+            .iter()
+            .enumerate()
+            .flat_map(|(c, chain)| (0..chain.parallelism).map(move |i| (c, i)));
         let coordinator = CheckpointCoordinator::new(
             settings.config.clone(),
             storage.clone(),
@@ -175,18 +185,26 @@ impl Supervisor {
     }
 
     fn subtask_checkpointing(&self, chain: usize, subtask: usize) -> Option<SubtaskCheckpointing> {
-        let (Some(coordinator), Some(storage), Some(settings)) =
-            (&self.coordinator, &self.shared.storage, &self.config.checkpointing)
-        else {
+        let (Some(coordinator), Some(storage), Some(settings)) = (
+            &self.coordinator,
+            &self.shared.storage,
+            &self.config.checkpointing,
+        ) else {
             return None;
         };
-        let head = self.plan.chains[chain].vertices.first().map_or("task", |&v| self.graph.vertices[v].uid.as_str());
+        let head = self.plan.chains[chain]
+            .vertices
+            .first()
+            .map_or("task", |&v| self.graph.vertices[v].uid.as_str());
         Some(SubtaskCheckpointing {
             coordinator: coordinator.clone().recipient(),
             storage: storage.clone(),
             task: (chain, subtask),
             state_name: CheckpointPaths::state_file_name(head, subtask),
-            aligned_timeout: settings.config.aligned_timeout.filter(|_| settings.config.unaligned),
+            aligned_timeout: settings
+                .config
+                .aligned_timeout
+                .filter(|_| settings.config.unaligned),
         })
     }
 
@@ -218,9 +236,15 @@ impl Supervisor {
             let mut subtasks = Vec::new();
             let mut sources = Vec::new();
             for (c, chain) in self.plan.chains.iter().enumerate() {
-                let uids: Vec<String> = chain.vertices.iter().map(|&v| self.graph.vertices[v].uid.clone()).collect();
-                let is_source =
-                    chain.vertices.first().is_some_and(|&v| matches!(self.graph.vertices[v].kind, VertexKind::Source(_)));
+                let uids: Vec<String> = chain
+                    .vertices
+                    .iter()
+                    .map(|&v| self.graph.vertices[v].uid.clone())
+                    .collect();
+                let is_source = chain
+                    .vertices
+                    .first()
+                    .is_some_and(|&v| matches!(self.graph.vertices[v].kind, VertexKind::Source(_)));
                 for (i, addr) in self.subtasks[c].iter().enumerate() {
                     subtasks.push(((c, i), addr.clone(), uids.clone()));
                     if is_source {
@@ -308,7 +332,12 @@ impl Supervisor {
             coordinator.do_send(JobEnded { canceled });
         }
         let outcome = outcome.map(|mut result| {
-            result.checkpoints = self.shared.checkpoints.lock().map(|h| h.clone()).unwrap_or_default();
+            result.checkpoints = self
+                .shared
+                .checkpoints
+                .lock()
+                .map(|h| h.clone())
+                .unwrap_or_default();
             result
         });
         if let Some(tx) = self.result.take() {

@@ -164,6 +164,10 @@ pub trait KeyedProcessFunction<K, In, Out>: Clone + Send + 'static {
     ) -> Result<(), UserError> {
         Ok(())
     }
+    /// Checkpoint `checkpoint_id` completed.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
     /// Called once after the last record and timer.
     fn close(&mut self) -> Result<(), UserError> {
         Ok(())
@@ -290,6 +294,10 @@ where
 
     fn on_processing_time(&mut self, now: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
         self.fire(TimeDomain::ProcessingTime, now, out)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        self.function.notify_checkpoint_complete(checkpoint_id)
     }
 
     fn close(&mut self) -> Result<(), UserError> {

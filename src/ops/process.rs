@@ -79,6 +79,10 @@ pub trait ProcessFunction<In, Out>: Clone + Send + 'static {
     fn on_end_of_input(&mut self, _out: &mut Collector<Out>) -> Result<(), UserError> {
         Ok(())
     }
+    /// Checkpoint `checkpoint_id` completed.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
     /// Called once after the last record.
     fn close(&mut self) -> Result<(), UserError> {
         Ok(())
@@ -154,6 +158,10 @@ impl<In, Out: Clone + Send + 'static, F: ProcessFunction<In, Out>> OneInputOpera
     fn end_input(&mut self, out: &mut Collector<Out>) -> Result<(), UserError> {
         out.set_timestamp(None);
         self.function.on_end_of_input(out)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        self.function.notify_checkpoint_complete(checkpoint_id)
     }
 
     fn close(&mut self) -> Result<(), UserError> {

@@ -70,6 +70,15 @@ pub trait Sink<T>: Clone + Send + 'static {
     fn finish(&mut self) -> Result<(), UserError> {
         Ok(())
     }
+    /// Checkpoint `checkpoint_id` completed: what the sink snapshotted for it is
+    /// durable, so what it wrote before may be made visible (committed).
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` will not complete.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
 }
 
 /// Runs a [`Sink`] as a [`OneInputOperator`] that emits nothing.
@@ -107,5 +116,13 @@ impl<T, S: Sink<T>> OneInputOperator<T, ()> for SinkOperator<S> {
 
     fn end_input(&mut self, _out: &mut Collector<()>) -> Result<(), UserError> {
         self.0.finish()
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        self.0.notify_checkpoint_complete(checkpoint_id)
+    }
+
+    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        self.0.notify_checkpoint_aborted(checkpoint_id)
     }
 }

@@ -5,6 +5,11 @@ use std::sync::Arc;
 use weir_actors::UserError;
 
 use super::{Source, SourceStatus};
+use crate::state::{ListStateDescriptor, StateInitContext, StateSnapshotContext};
+
+fn position_state() -> ListStateDescriptor<u64> {
+    ListStateDescriptor::new("collection-position")
+}
 
 /// Emits the records of a vector in order, from one subtask.
 #[derive(Clone, Debug)]
@@ -31,6 +36,24 @@ impl<T> CollectionSource<T> {
 impl<T: Clone + Send + Sync + 'static> Source<T> for CollectionSource<T> {
     fn parallelism(&self) -> Option<usize> {
         Some(1)
+    }
+
+    fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
+        if ctx.is_restored() {
+            let positions = ctx.operator_state().list(&position_state())?.get()?;
+            self.position = positions
+                .first()
+                .map_or(0, |&p| p as usize)
+                .min(self.records.len());
+        }
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        ctx.operator_state()
+            .list(&position_state())?
+            .update(&[self.position as u64])?;
+        Ok(())
     }
 
     fn poll_next(&mut self, out: &mut Vec<T>, max: usize) -> Result<SourceStatus, UserError> {

@@ -3,6 +3,12 @@
 use weir_actors::UserError;
 
 use super::{Source, SourceStatus};
+use crate::state::{ListStateDescriptor, StateInitContext, StateSnapshotContext};
+
+/// Per subtask: (subtask, parallelism, next index).
+fn position_state() -> ListStateDescriptor<(u64, u64, u64)> {
+    ListStateDescriptor::new("generator-position")
+}
 use crate::context::RuntimeContext;
 
 /// Calls a function for the indices `0..count`; subtask `s` of `p` takes the
@@ -13,6 +19,8 @@ pub struct GeneratorSource<F> {
     generate: F,
     next: u64,
     step: u64,
+    subtask: u64,
+    restored: Option<u64>,
 }
 
 impl<F> GeneratorSource<F> {
@@ -23,6 +31,8 @@ impl<F> GeneratorSource<F> {
             generate,
             next: 0,
             step: 1,
+            subtask: 0,
+            restored: None,
         }
     }
 
@@ -37,8 +47,46 @@ where
     F: FnMut(u64) -> T + Clone + Send + 'static,
 {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
-        self.next = ctx.subtask_index() as u64;
+        self.subtask = ctx.subtask_index() as u64;
         self.step = ctx.parallelism() as u64;
+        self.next = self.restored.take().unwrap_or(self.subtask);
+        Ok(())
+    }
+
+    fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
+        if !ctx.is_restored() {
+            return Ok(());
+        }
+        let (subtask, parallelism) = (
+            ctx.runtime().subtask_index() as u64,
+            ctx.runtime().parallelism() as u64,
+        );
+        let positions = ctx.operator_state().union_list(&position_state())?.get()?;
+        if let Some(&(_, old_parallelism, _)) = positions.iter().find(|(_, p, _)| *p != parallelism)
+        {
+            return Err(format!(
+                "the generator source was checkpointed at parallelism {old_parallelism} and cannot resume at \
+                 parallelism {parallelism}"
+            )
+            .into());
+        }
+        match positions.iter().find(|(s, _, _)| *s == subtask) {
+            Some(&(_, _, next)) => self.restored = Some(next),
+            None => {
+                return Err(format!(
+                    "the generator source's checkpoint has no position for subtask {subtask}"
+                )
+                .into())
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        let position = (self.subtask, self.step, self.next);
+        ctx.operator_state()
+            .union_list(&position_state())?
+            .update(&[position])?;
         Ok(())
     }
 

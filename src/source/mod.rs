@@ -20,11 +20,14 @@ pub use collection::CollectionSource;
 pub use file::TextFileSource;
 pub use generator::GeneratorSource;
 use weir_actors::graph::SourceFactory;
+use weir_actors::snapshot::OperatorSnapshot;
 pub use weir_actors::SourceStatus;
-use weir_actors::{Emitter, OperatorInfo, RecordBatch, SourceOperator, UserError};
+use weir_actors::{Emitter, OperatorInfo, PendingSnapshot, RecordBatch, SourceOperator, UserError};
 
 use crate::context::RuntimeContext;
 use crate::data::Data;
+use crate::operator::{initialize_with, snapshot_with};
+use crate::state::{OperatorStateStore, StateInitContext, StateSnapshotContext};
 
 /// A producer of records.
 ///
@@ -63,7 +66,23 @@ pub trait Source<T>: Clone + Send + 'static {
         Ok(())
     }
     /// Appends at most `max` records to `out`; says whether more will come.
+    /// Returning no record with [`SourceStatus::More`] means "nothing right now":
+    /// the source is polled again after a short pause.
     fn poll_next(&mut self, out: &mut Vec<T>, max: usize) -> Result<SourceStatus, UserError>;
+    /// Called once per instance before `open`: restore the read position
+    /// (kept in operator state, see [`crate::state`]).
+    fn initialize_state(&mut self, _ctx: &mut StateInitContext) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Called at every checkpoint, in order with the records: store the read
+    /// position, so that a restored source continues right after it.
+    fn snapshot_state(&mut self, _ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` completed.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
     /// Called once after the source finished.
     fn close(&mut self) -> Result<(), UserError> {
         Ok(())
@@ -72,10 +91,29 @@ pub trait Source<T>: Clone + Send + 'static {
 
 struct SourceAdapter<T, S> {
     source: S,
+    operator_state: OperatorStateStore,
     _type: PhantomData<fn() -> T>,
 }
 
 impl<T: Data, S: Source<T>> SourceOperator for SourceAdapter<T, S> {
+    fn initialize_state(
+        &mut self,
+        info: &OperatorInfo,
+        restored: Option<OperatorSnapshot>,
+    ) -> Result<(), UserError> {
+        let source = &mut self.source;
+        initialize_with(&mut self.operator_state, info, restored, |ctx| {
+            source.initialize_state(ctx)
+        })
+    }
+
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
+        let source = &mut self.source;
+        snapshot_with(&mut self.operator_state, checkpoint_id, |ctx| {
+            source.snapshot_state(ctx)
+        })
+    }
+
     fn open(&mut self, info: &OperatorInfo) -> Result<(), UserError> {
         self.source.open(&RuntimeContext::new(info.clone()))
     }
@@ -93,6 +131,10 @@ impl<T: Data, S: Source<T>> SourceOperator for SourceAdapter<T, S> {
         Ok(status)
     }
 
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        self.source.notify_checkpoint_complete(checkpoint_id)
+    }
+
     fn close(&mut self) -> Result<(), UserError> {
         self.source.close()
     }
@@ -107,6 +149,7 @@ pub(crate) fn source_factory<T: Data, S: Source<T>>(prototype: S) -> SourceFacto
             .clone();
         Ok(Box::new(SourceAdapter {
             source,
+            operator_state: OperatorStateStore::default(),
             _type: PhantomData,
         }) as Box<dyn SourceOperator>)
     })

@@ -86,14 +86,19 @@ impl Default for CheckpointConfig {
 impl CheckpointConfig {
     /// Periodic checkpoints every `interval`, other settings default.
     pub fn every(interval: Duration) -> Self {
-        CheckpointConfig { interval: Some(interval), ..Self::default() }
+        CheckpointConfig {
+            interval: Some(interval),
+            ..Self::default()
+        }
     }
 
     /// Rejects settings that cannot work, naming the setting and the value.
     pub fn validate(&self) -> Result<(), JobError> {
         let bad = |msg: String| Err(JobError::InvalidJob(format!("checkpoint config: {msg}")));
         if self.interval == Some(Duration::ZERO) {
-            return bad("interval must be positive (use None to turn periodic checkpoints off)".into());
+            return bad(
+                "interval must be positive (use None to turn periodic checkpoints off)".into(),
+            );
         }
         if self.max_concurrent == 0 {
             return bad("max_concurrent must be at least 1".into());
@@ -108,7 +113,10 @@ impl CheckpointConfig {
             return bad("unaligned checkpoints need mode ExactlyOnce".into());
         }
         if self.aligned_timeout.is_some() && !self.unaligned {
-            return bad(format!("aligned_timeout {:?} needs unaligned = true", self.aligned_timeout.unwrap_or_default()));
+            return bad(format!(
+                "aligned_timeout {:?} needs unaligned = true",
+                self.aligned_timeout.unwrap_or_default()
+            ));
         }
         Ok(())
     }

@@ -21,11 +21,17 @@ use actix::prelude::*;
 use futures::channel::oneshot;
 use tracing::{info, warn, Span};
 
-use super::metadata::{CheckpointMetadata, OperatorMetadata, StateHandle, SubtaskStateMetadata, METADATA_VERSION};
+use super::metadata::{
+    CheckpointMetadata, OperatorMetadata, StateHandle, SubtaskStateMetadata, METADATA_VERSION,
+};
 use super::stats::{CheckpointStats, SubtaskCheckpointStats};
 use super::storage::CheckpointStorage;
-use super::tracker::{AckOutcome, Aborted, Acknowledgement, CheckpointTracker, PendingCheckpoint, TaskId};
-use super::{BarrierKind, CheckpointBarrier, CheckpointConfig, CheckpointMode, ExternalizedRetention};
+use super::tracker::{
+    Aborted, AckOutcome, Acknowledgement, CheckpointTracker, PendingCheckpoint, TaskId,
+};
+use super::{
+    BarrierKind, CheckpointBarrier, CheckpointConfig, CheckpointMode, ExternalizedRetention,
+};
 use crate::operator::processing_time_now;
 use crate::subtask::{NotifyCheckpoint, Subtask, TriggerCheckpoint};
 
@@ -149,7 +155,9 @@ impl CheckpointCoordinator {
         let config = self.tracker.config();
         match (config.mode, config.unaligned) {
             (CheckpointMode::AtLeastOnce, _) => BarrierKind::AtLeastOnce,
-            (CheckpointMode::ExactlyOnce, true) if config.aligned_timeout.is_none() => BarrierKind::Unaligned,
+            (CheckpointMode::ExactlyOnce, true) if config.aligned_timeout.is_none() => {
+                BarrierKind::Unaligned
+            }
             (CheckpointMode::ExactlyOnce, _) => BarrierKind::Aligned,
         }
     }
@@ -163,7 +171,13 @@ impl CheckpointCoordinator {
             BarrierKind::Unaligned if is_final => BarrierKind::Aligned,
             kind => kind,
         };
-        let barrier = CheckpointBarrier { id, timestamp, kind, savepoint, is_final };
+        let barrier = CheckpointBarrier {
+            id,
+            timestamp,
+            kind,
+            savepoint,
+            is_final,
+        };
         for (task, addr, _) in &self.subtasks {
             if self.sources.contains(task) {
                 addr.do_send(TriggerCheckpoint { barrier });
@@ -180,7 +194,10 @@ impl CheckpointCoordinator {
         if let Some(due) = self.tracker.next_due(now) {
             wake = wake.min(due);
         }
-        ctx.run_later(Duration::from_millis(wake.saturating_sub(now).max(1)), |act, ctx| act.tick(ctx));
+        ctx.run_later(
+            Duration::from_millis(wake.saturating_sub(now).max(1)),
+            |act, ctx| act.tick(ctx),
+        );
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -194,9 +211,16 @@ impl CheckpointCoordinator {
         self.schedule(ctx);
     }
 
-    fn stats_of(&self, pending: &PendingCheckpoint<StateHandle>, failure: Option<String>) -> CheckpointStats {
-        let (trigger_time_ms, started) =
-            self.trigger_times.get(&pending.id).copied().unwrap_or((processing_time_now(), Instant::now()));
+    fn stats_of(
+        &self,
+        pending: &PendingCheckpoint<StateHandle>,
+        failure: Option<String>,
+    ) -> CheckpointStats {
+        let (trigger_time_ms, started) = self
+            .trigger_times
+            .get(&pending.id)
+            .copied()
+            .unwrap_or((processing_time_now(), Instant::now()));
         let subtasks: Vec<(String, usize, SubtaskCheckpointStats)> = pending
             .acks
             .iter()
@@ -239,7 +263,12 @@ impl CheckpointCoordinator {
         }
     }
 
-    fn aborted(&mut self, pending: PendingCheckpoint<StateHandle>, aborted: Aborted, ctx: &mut Context<Self>) {
+    fn aborted(
+        &mut self,
+        pending: PendingCheckpoint<StateHandle>,
+        aborted: Aborted,
+        ctx: &mut Context<Self>,
+    ) {
         warn!(parent: &self.span, checkpoint = aborted.id, reason = %aborted.reason, "checkpoint aborted");
         if let Err(e) = self.storage.discard(aborted.id) {
             warn!(parent: &self.span, checkpoint = aborted.id, error = %e, "cannot delete an aborted checkpoint");
@@ -335,7 +364,9 @@ impl CheckpointCoordinator {
         for (pending, _) in self.tracker.abort_all(now_ms()) {
             let _ = self.storage.discard(pending.id);
         }
-        if canceled && self.tracker.config().retention == ExternalizedRetention::DeleteOnCancellation {
+        if canceled
+            && self.tracker.config().retention == ExternalizedRetention::DeleteOnCancellation
+        {
             for id in self.tracker.retained() {
                 let _ = self.storage.discard(id);
             }
@@ -366,7 +397,10 @@ impl Handler<CheckpointReport> for CheckpointCoordinator {
     fn handle(&mut self, report: CheckpointReport, ctx: &mut Self::Context) {
         match report.kind {
             ReportKind::Acknowledged { id, handle, stats } => {
-                match self.tracker.acknowledge(id, report.task, Acknowledgement { handle, stats }) {
+                match self
+                    .tracker
+                    .acknowledge(id, report.task, Acknowledgement { handle, stats })
+                {
                     AckOutcome::Pending => {}
                     AckOutcome::AllAcknowledged(pending) => self.complete(pending, ctx),
                     AckOutcome::Unknown(_) => {
@@ -385,7 +419,9 @@ impl Handler<CheckpointReport> for CheckpointCoordinator {
             }
             ReportKind::SourceFinished => {
                 self.finished_sources.insert(report.task);
-                if self.final_checkpoint.is_none() && self.finished_sources.len() == self.sources.len() {
+                if self.final_checkpoint.is_none()
+                    && self.finished_sources.len() == self.sources.len()
+                {
                     self.final_checkpoint = Some(self.trigger(false, true));
                 }
             }

@@ -96,30 +96,49 @@ pub fn encode(kind: FileKind, payload: &[u8]) -> Vec<u8> {
 pub fn decode<'a>(bytes: &'a [u8], kind: FileKind, what: &str) -> Result<&'a [u8], FormatError> {
     let what = what.to_string();
     if bytes.len() < HEADER {
-        return Err(FormatError::Truncated { what, len: bytes.len(), expected: HEADER });
+        return Err(FormatError::Truncated {
+            what,
+            len: bytes.len(),
+            expected: HEADER,
+        });
     }
     if bytes[0..4] != MAGIC {
         return Err(FormatError::BadMagic { what });
     }
     let version = u16::from_le_bytes([bytes[4], bytes[5]]);
     if version != VERSION {
-        return Err(FormatError::UnsupportedVersion { what, found: version });
+        return Err(FormatError::UnsupportedVersion {
+            what,
+            found: version,
+        });
     }
     if bytes[6] != kind as u8 {
-        return Err(FormatError::WrongKind { what, found: bytes[6], expected: kind });
+        return Err(FormatError::WrongKind {
+            what,
+            found: bytes[6],
+            expected: kind,
+        });
     }
     let mut len = [0u8; 8];
     len.copy_from_slice(&bytes[8..16]);
     let len = u64::from_le_bytes(len) as usize;
     let expected = HEADER.saturating_add(len);
     if bytes.len() != expected {
-        return Err(FormatError::Truncated { what, len: bytes.len(), expected });
+        return Err(FormatError::Truncated {
+            what,
+            len: bytes.len(),
+            expected,
+        });
     }
     let stored = u32::from_le_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
     let payload = &bytes[HEADER..];
     let computed = crc32fast::hash(payload);
     if stored != computed {
-        return Err(FormatError::Checksum { what, stored, computed });
+        return Err(FormatError::Checksum {
+            what,
+            stored,
+            computed,
+        });
     }
     Ok(payload)
 }
@@ -131,20 +150,41 @@ mod tests {
     #[test]
     fn every_kind_of_damage_is_reported() {
         let good = encode(FileKind::Metadata, b"hello world");
-        assert_eq!(decode(&good, FileKind::Metadata, "m").unwrap(), b"hello world");
+        assert_eq!(
+            decode(&good, FileKind::Metadata, "m").unwrap(),
+            b"hello world"
+        );
 
         let mut flipped = good.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        assert!(matches!(decode(&flipped, FileKind::Metadata, "m"), Err(FormatError::Checksum { .. })));
+        assert!(matches!(
+            decode(&flipped, FileKind::Metadata, "m"),
+            Err(FormatError::Checksum { .. })
+        ));
 
-        assert!(matches!(decode(&good[..10], FileKind::Metadata, "m"), Err(FormatError::Truncated { .. })));
-        assert!(matches!(decode(&good[..good.len() - 2], FileKind::Metadata, "m"), Err(FormatError::Truncated { .. })));
-        assert!(matches!(decode(b"PK\x03\x04 not ours at all......", FileKind::Metadata, "m"), Err(FormatError::BadMagic { .. })));
-        assert!(matches!(decode(&good, FileKind::State, "m"), Err(FormatError::WrongKind { .. })));
+        assert!(matches!(
+            decode(&good[..10], FileKind::Metadata, "m"),
+            Err(FormatError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode(&good[..good.len() - 2], FileKind::Metadata, "m"),
+            Err(FormatError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode(b"PK\x03\x04 not ours at all......", FileKind::Metadata, "m"),
+            Err(FormatError::BadMagic { .. })
+        ));
+        assert!(matches!(
+            decode(&good, FileKind::State, "m"),
+            Err(FormatError::WrongKind { .. })
+        ));
 
         let mut future = good;
         future[4] = 9;
-        assert!(matches!(decode(&future, FileKind::Metadata, "m"), Err(FormatError::UnsupportedVersion { found: 9, .. })));
+        assert!(matches!(
+            decode(&future, FileKind::Metadata, "m"),
+            Err(FormatError::UnsupportedVersion { found: 9, .. })
+        ));
     }
 }

@@ -16,13 +16,14 @@ const METADATA_TEMP: &str = "_metadata.inprogress";
 
 /// Parses a checkpoint directory given as a plain path or a `file://` URI.
 pub fn parse_dir(spec: &str) -> Result<PathBuf, String> {
-    let path = match spec.strip_prefix("file://") {
-        Some(rest) => rest,
-        None if spec.contains("://") => {
-            return Err(format!("checkpoint directory {spec:?}: only file:// URIs and plain paths are supported"))
-        }
-        None => spec,
-    };
+    let path =
+        match spec.strip_prefix("file://") {
+            Some(rest) => rest,
+            None if spec.contains("://") => return Err(format!(
+                "checkpoint directory {spec:?}: only file:// URIs and plain paths are supported"
+            )),
+            None => spec,
+        };
     if path.is_empty() {
         return Err("checkpoint directory: empty path".into());
     }
@@ -38,12 +39,16 @@ pub struct CheckpointPaths {
 impl CheckpointPaths {
     /// The paths under `root` for job `job_id`.
     pub fn new(root: &Path, job_id: &str) -> Self {
-        CheckpointPaths { job_dir: root.join(job_id) }
+        CheckpointPaths {
+            job_dir: root.join(job_id),
+        }
     }
 
     /// The paths of a job directory that already exists.
     pub fn of_job_dir(job_dir: &Path) -> Self {
-        CheckpointPaths { job_dir: job_dir.to_path_buf() }
+        CheckpointPaths {
+            job_dir: job_dir.to_path_buf(),
+        }
     }
 
     /// The job's directory.
@@ -73,8 +78,16 @@ impl CheckpointPaths {
 
     /// The state file name of subtask `subtask` of the task whose head has `uid`.
     pub fn state_file_name(uid: &str, subtask: usize) -> String {
-        let safe: String =
-            uid.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        let safe: String = uid
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         format!("{safe}-{subtask}.state")
     }
 
@@ -97,10 +110,15 @@ mod tests {
     fn paths_follow_the_documented_layout() {
         let p = CheckpointPaths::new(Path::new("/ck"), "job1");
         assert_eq!(p.metadata(7), Path::new("/ck/job1/chk-7/_metadata"));
-        assert_eq!(CheckpointPaths::state_file_name("my op/1", 2), "my_op_1-2.state");
+        assert_eq!(
+            CheckpointPaths::state_file_name("my op/1", 2),
+            "my_op_1-2.state"
+        );
         assert_eq!(CheckpointPaths::checkpoint_id("chk-12"), Some(12));
         assert_eq!(CheckpointPaths::checkpoint_id("shared"), None);
         assert_eq!(parse_dir("file:///tmp/x").unwrap(), Path::new("/tmp/x"));
-        assert!(parse_dir("s3://bucket").unwrap_err().contains("s3://bucket"));
+        assert!(parse_dir("s3://bucket")
+            .unwrap_err()
+            .contains("s3://bucket"));
     }
 }

@@ -26,7 +26,9 @@ pub mod tracker;
 pub use config::{CheckpointConfig, CheckpointMode, ExternalizedRetention};
 pub use metadata::{CheckpointMetadata, StateHandle, SubtaskState};
 pub use stats::{CheckpointStats, SubtaskCheckpointStats};
-pub use storage::{CheckpointStorage, FsStorage, MemoryStorage, RetainedCheckpoint, StorageError, StorageSpec};
+pub use storage::{
+    CheckpointStorage, FsStorage, MemoryStorage, RetainedCheckpoint, StorageError, StorageSpec,
+};
 
 use serde::{Deserialize, Serialize};
 

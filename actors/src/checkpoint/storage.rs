@@ -81,7 +81,12 @@ pub struct RetainedCheckpoint {
 /// Where checkpoints are written. Shared by all subtasks (any Arbiter) and the coordinator.
 pub trait CheckpointStorage: fmt::Debug + Send + Sync + 'static {
     /// Writes one subtask's state (already serialised) for checkpoint `checkpoint`.
-    fn write_state(&self, checkpoint: u64, name: &str, bytes: &[u8]) -> Result<StateHandle, StorageError>;
+    fn write_state(
+        &self,
+        checkpoint: u64,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<StateHandle, StorageError>;
     /// Reads what `write_state` wrote.
     fn read_state(&self, checkpoint: u64, handle: &StateHandle) -> Result<Vec<u8>, StorageError>;
     /// Writes the metadata, last and atomically; returns where the checkpoint is.
@@ -95,14 +100,19 @@ pub trait CheckpointStorage: fmt::Debug + Send + Sync + 'static {
 }
 
 fn encode_metadata(metadata: &CheckpointMetadata) -> Result<Vec<u8>, StorageError> {
-    let payload = rmp_serde::to_vec_named(metadata)
-        .map_err(|e| StorageError::Decode { what: "metadata".into(), cause: e.to_string() })?;
+    let payload = rmp_serde::to_vec_named(metadata).map_err(|e| StorageError::Decode {
+        what: "metadata".into(),
+        cause: e.to_string(),
+    })?;
     Ok(encode(FileKind::Metadata, &payload))
 }
 
 fn decode_metadata(bytes: &[u8], what: &str) -> Result<CheckpointMetadata, StorageError> {
     let payload = decode(bytes, FileKind::Metadata, what)?;
-    rmp_serde::from_slice(payload).map_err(|e| StorageError::Decode { what: what.to_string(), cause: e.to_string() })
+    rmp_serde::from_slice(payload).map_err(|e| StorageError::Decode {
+        what: what.to_string(),
+        cause: e.to_string(),
+    })
 }
 
 /// Checkpoints in memory (lost with the process), with a size limit per subtask state.
@@ -116,37 +126,66 @@ pub struct MemoryStorage {
 impl MemoryStorage {
     /// In-memory storage refusing subtask states larger than `max_state_size` bytes.
     pub fn new(max_state_size: u64) -> Self {
-        MemoryStorage { max_state_size, states: DashMap::new(), metadata: DashMap::new() }
+        MemoryStorage {
+            max_state_size,
+            states: DashMap::new(),
+            metadata: DashMap::new(),
+        }
     }
 }
 
 impl CheckpointStorage for MemoryStorage {
-    fn write_state(&self, checkpoint: u64, name: &str, bytes: &[u8]) -> Result<StateHandle, StorageError> {
+    fn write_state(
+        &self,
+        checkpoint: u64,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<StateHandle, StorageError> {
         let size = bytes.len() as u64;
         if size > self.max_state_size {
-            return Err(StorageError::TooLarge { checkpoint, name: name.to_string(), size, limit: self.max_state_size });
+            return Err(StorageError::TooLarge {
+                checkpoint,
+                name: name.to_string(),
+                size,
+                limit: self.max_state_size,
+            });
         }
-        self.states.insert((checkpoint, name.to_string()), Arc::new(encode(FileKind::State, bytes)));
-        Ok(StateHandle::Memory { key: name.to_string(), size })
+        self.states.insert(
+            (checkpoint, name.to_string()),
+            Arc::new(encode(FileKind::State, bytes)),
+        );
+        Ok(StateHandle::Memory {
+            key: name.to_string(),
+            size,
+        })
     }
 
     fn read_state(&self, checkpoint: u64, handle: &StateHandle) -> Result<Vec<u8>, StorageError> {
         let StateHandle::Memory { key, .. } = handle else {
-            return Err(StorageError::NotFound(format!("{checkpoint}: {handle:?} is not an in-memory handle")));
+            return Err(StorageError::NotFound(format!(
+                "{checkpoint}: {handle:?} is not an in-memory handle"
+            )));
         };
         let what = format!("memory:chk-{checkpoint}/{key}");
-        let stored = self.states.get(&(checkpoint, key.clone())).ok_or_else(|| StorageError::NotFound(what.clone()))?;
+        let stored = self
+            .states
+            .get(&(checkpoint, key.clone()))
+            .ok_or_else(|| StorageError::NotFound(what.clone()))?;
         Ok(decode(&stored, FileKind::State, &what)?.to_vec())
     }
 
     fn write_metadata(&self, metadata: &CheckpointMetadata) -> Result<String, StorageError> {
-        self.metadata.insert(metadata.checkpoint_id, encode_metadata(metadata)?);
+        self.metadata
+            .insert(metadata.checkpoint_id, encode_metadata(metadata)?);
         Ok(format!("memory:chk-{}", metadata.checkpoint_id))
     }
 
     fn read_metadata(&self, checkpoint: u64) -> Result<CheckpointMetadata, StorageError> {
         let what = format!("memory:chk-{checkpoint}/{METADATA_FILE}");
-        let bytes = self.metadata.get(&checkpoint).ok_or_else(|| StorageError::NotFound(what.clone()))?;
+        let bytes = self
+            .metadata
+            .get(&checkpoint)
+            .ok_or_else(|| StorageError::NotFound(what.clone()))?;
         decode_metadata(&bytes, &what)
     }
 
@@ -180,19 +219,30 @@ pub struct FsStorage {
     paths: CheckpointPaths,
 }
 
-fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
-    move |source| StorageError::Io { action, path: path.to_path_buf(), source }
+fn io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
+    move |source| StorageError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl FsStorage {
     /// Storage for job `job_id` under `root` (created on first write).
     pub fn new(root: &Path, job_id: &str) -> Self {
-        FsStorage { paths: CheckpointPaths::new(root, job_id) }
+        FsStorage {
+            paths: CheckpointPaths::new(root, job_id),
+        }
     }
 
     /// Storage over an existing job directory (to list or read its checkpoints).
     pub fn of_job_dir(job_dir: &Path) -> Self {
-        FsStorage { paths: CheckpointPaths::of_job_dir(job_dir) }
+        FsStorage {
+            paths: CheckpointPaths::of_job_dir(job_dir),
+        }
     }
 
     /// The paths this storage writes to.
@@ -208,17 +258,27 @@ impl FsStorage {
 }
 
 impl CheckpointStorage for FsStorage {
-    fn write_state(&self, checkpoint: u64, name: &str, bytes: &[u8]) -> Result<StateHandle, StorageError> {
+    fn write_state(
+        &self,
+        checkpoint: u64,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<StateHandle, StorageError> {
         let dir = self.paths.checkpoint_dir(checkpoint);
         fs::create_dir_all(&dir).map_err(io("cannot create directory", &dir))?;
         let path = dir.join(name);
         Self::write_file(&path, &encode(FileKind::State, bytes))?;
-        Ok(StateHandle::File { name: name.to_string(), size: bytes.len() as u64 })
+        Ok(StateHandle::File {
+            name: name.to_string(),
+            size: bytes.len() as u64,
+        })
     }
 
     fn read_state(&self, checkpoint: u64, handle: &StateHandle) -> Result<Vec<u8>, StorageError> {
         let StateHandle::File { name, .. } = handle else {
-            return Err(StorageError::NotFound(format!("{checkpoint}: {handle:?} is not a file handle")));
+            return Err(StorageError::NotFound(format!(
+                "{checkpoint}: {handle:?} is not a file handle"
+            )));
         };
         let path = self.paths.checkpoint_dir(checkpoint).join(name);
         let bytes = fs::read(&path).map_err(io("cannot read", &path))?;
@@ -234,7 +294,9 @@ impl CheckpointStorage for FsStorage {
         let path = self.paths.metadata(id);
         fs::rename(&temp, &path).map_err(io("cannot rename the metadata into", &path))?;
         // Make the rename itself durable.
-        File::open(&dir).and_then(|d| d.sync_all()).map_err(io("cannot sync directory", &dir))?;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("cannot sync directory", &dir))?;
         Ok(dir.display().to_string())
     }
 
@@ -243,9 +305,18 @@ impl CheckpointStorage for FsStorage {
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StorageError::NotFound(format!("{} (no {METADATA_FILE})", self.paths.checkpoint_dir(checkpoint).display())))
+                return Err(StorageError::NotFound(format!(
+                    "{} (no {METADATA_FILE})",
+                    self.paths.checkpoint_dir(checkpoint).display()
+                )))
             }
-            Err(e) => return Err(StorageError::Io { action: "cannot read", path, source: e }),
+            Err(e) => {
+                return Err(StorageError::Io {
+                    action: "cannot read",
+                    path,
+                    source: e,
+                })
+            }
         };
         decode_metadata(&bytes, &path.display().to_string())
     }
@@ -255,7 +326,11 @@ impl CheckpointStorage for FsStorage {
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StorageError::Io { action: "cannot delete", path: dir, source: e }),
+            Err(e) => Err(StorageError::Io {
+                action: "cannot delete",
+                path: dir,
+                source: e,
+            }),
         }
     }
 
@@ -264,12 +339,24 @@ impl CheckpointStorage for FsStorage {
         let entries = match fs::read_dir(job_dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StorageError::Io { action: "cannot list", path: job_dir.to_path_buf(), source: e }),
+            Err(e) => {
+                return Err(StorageError::Io {
+                    action: "cannot list",
+                    path: job_dir.to_path_buf(),
+                    source: e,
+                })
+            }
         };
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(io("cannot list", job_dir))?;
-            let Some(id) = entry.file_name().to_str().and_then(CheckpointPaths::checkpoint_id) else { continue };
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(CheckpointPaths::checkpoint_id)
+            else {
+                continue;
+            };
             // A directory without _metadata is an unfinished checkpoint: not listed.
             match self.read_metadata(id) {
                 Ok(m) => out.push(RetainedCheckpoint {
@@ -302,7 +389,9 @@ pub enum StorageSpec {
 
 impl Default for StorageSpec {
     fn default() -> Self {
-        StorageSpec::Memory { max_state_size: 5 * 1024 * 1024 }
+        StorageSpec::Memory {
+            max_state_size: 5 * 1024 * 1024,
+        }
     }
 }
 
@@ -330,8 +419,18 @@ mod tests {
             savepoint: false,
             trigger_time_ms: 1,
             completion_time_ms: 2,
-            operators: vec![OperatorMetadata { uid: "u".into(), name: "n".into(), parallelism: 1, max_parallelism: 128 }],
-            subtasks: vec![SubtaskStateMetadata { operators: vec!["u".into()], subtask: 0, handle, in_flight_bytes: 0 }],
+            operators: vec![OperatorMetadata {
+                uid: "u".into(),
+                name: "n".into(),
+                parallelism: 1,
+                max_parallelism: 128,
+            }],
+            subtasks: vec![SubtaskStateMetadata {
+                operators: vec!["u".into()],
+                subtask: 0,
+                handle,
+                in_flight_bytes: 0,
+            }],
         }
     }
 
@@ -347,7 +446,9 @@ mod tests {
         let storage = FsStorage::new(&root, "job");
         let handle = storage.write_state(1, "u-0.state", b"state bytes").unwrap();
         assert!(storage.list().unwrap().is_empty(), "no _metadata yet");
-        storage.write_metadata(&metadata(1, handle.clone())).unwrap();
+        storage
+            .write_metadata(&metadata(1, handle.clone()))
+            .unwrap();
         assert_eq!(storage.read_state(1, &handle).unwrap(), b"state bytes");
         let listed = storage.list().unwrap();
         assert_eq!((listed.len(), listed[0].id, listed[0].size), (1, 1, 11));
@@ -369,17 +470,28 @@ mod tests {
         bytes[last] ^= 0xff;
         fs::write(&path, bytes).unwrap();
         let err = storage.read_state(3, &handle).unwrap_err().to_string();
-        assert!(err.contains("checksum mismatch") && err.contains("u-0.state"), "{err}");
+        assert!(
+            err.contains("checksum mismatch") && err.contains("u-0.state"),
+            "{err}"
+        );
         let _ = fs::remove_dir_all(root);
     }
 
     #[test]
     fn memory_storage_enforces_its_limit() {
         let storage = MemoryStorage::new(4);
-        let err = storage.write_state(1, "big-0", b"12345").unwrap_err().to_string();
-        assert!(err.contains("5 bytes") && err.contains("limit of 4 bytes"), "{err}");
+        let err = storage
+            .write_state(1, "big-0", b"12345")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("5 bytes") && err.contains("limit of 4 bytes"),
+            "{err}"
+        );
         let handle = storage.write_state(1, "ok-0", b"1234").unwrap();
-        storage.write_metadata(&metadata(1, handle.clone())).unwrap();
+        storage
+            .write_metadata(&metadata(1, handle.clone()))
+            .unwrap();
         assert_eq!(storage.read_state(1, &handle).unwrap(), b"1234");
         assert_eq!(storage.list().unwrap().len(), 1);
     }

@@ -98,7 +98,11 @@ pub struct Aborted {
 
 impl<H> CheckpointTracker<H> {
     /// A ledger for a job whose subtasks are `tasks`, numbering checkpoints from `first_id`.
-    pub fn new(config: CheckpointConfig, tasks: impl IntoIterator<Item = TaskId>, first_id: u64) -> Self {
+    pub fn new(
+        config: CheckpointConfig,
+        tasks: impl IntoIterator<Item = TaskId>,
+        first_id: u64,
+    ) -> Self {
         CheckpointTracker {
             config,
             tasks: tasks.into_iter().collect(),
@@ -128,14 +132,18 @@ impl<H> CheckpointTracker<H> {
 
     /// Whether a periodic checkpoint is due at `now`.
     pub fn periodic_due(&self, now: u64) -> bool {
-        let Some(interval) = self.config.interval else { return false };
+        let Some(interval) = self.config.interval else {
+            return false;
+        };
         let interval = interval.as_millis() as u64;
         self.last_trigger_at.is_none_or(|t| now >= t + interval) && self.can_trigger(now)
     }
 
     /// Whether a checkpoint may start now (concurrency limit and minimum pause).
     pub fn can_trigger(&self, now: u64) -> bool {
-        let paused = self.last_end_at.is_some_and(|end| now < end + self.config.min_pause.as_millis() as u64);
+        let paused = self
+            .last_end_at
+            .is_some_and(|end| now < end + self.config.min_pause.as_millis() as u64);
         self.pending.len() < self.config.max_concurrent && !paused
     }
 
@@ -143,7 +151,9 @@ impl<H> CheckpointTracker<H> {
     pub fn next_due(&self, now: u64) -> Option<u64> {
         let interval = self.config.interval?.as_millis() as u64;
         let by_interval = self.last_trigger_at.map_or(now, |t| t + interval);
-        let by_pause = self.last_end_at.map_or(now, |end| end + self.config.min_pause.as_millis() as u64);
+        let by_pause = self
+            .last_end_at
+            .map_or(now, |end| end + self.config.min_pause.as_millis() as u64);
         Some(by_interval.max(by_pause).max(now))
     }
 
@@ -154,14 +164,22 @@ impl<H> CheckpointTracker<H> {
         self.last_trigger_at = Some(now);
         self.pending.insert(
             id,
-            PendingCheckpoint { id, triggered_at: now, savepoint, awaiting: self.tasks.clone(), acks: BTreeMap::new() },
+            PendingCheckpoint {
+                id,
+                triggered_at: now,
+                savepoint,
+                awaiting: self.tasks.clone(),
+                acks: BTreeMap::new(),
+            },
         );
         id
     }
 
     /// Records a subtask's acknowledgement.
     pub fn acknowledge(&mut self, id: u64, task: TaskId, ack: Acknowledgement<H>) -> AckOutcome<H> {
-        let Some(pending) = self.pending.get_mut(&id) else { return AckOutcome::Unknown(ack.handle) };
+        let Some(pending) = self.pending.get_mut(&id) else {
+            return AckOutcome::Unknown(ack.handle);
+        };
         if !pending.awaiting.remove(&task) {
             return AckOutcome::Unknown(ack.handle);
         }
@@ -175,7 +193,12 @@ impl<H> CheckpointTracker<H> {
         }
     }
 
-    fn abort(&mut self, id: u64, reason: AbortReason, now: u64) -> Option<(PendingCheckpoint<H>, Aborted)> {
+    fn abort(
+        &mut self,
+        id: u64,
+        reason: AbortReason,
+        now: u64,
+    ) -> Option<(PendingCheckpoint<H>, Aborted)> {
         let pending = self.pending.remove(&id)?;
         let counts = !matches!(reason, AbortReason::Subsumed | AbortReason::JobEnded);
         if counts {
@@ -183,11 +206,23 @@ impl<H> CheckpointTracker<H> {
             self.last_end_at = Some(now);
         }
         let fail_job = counts && self.consecutive_failures > self.config.tolerable_failures;
-        Some((pending, Aborted { id, reason, fail_job }))
+        Some((
+            pending,
+            Aborted {
+                id,
+                reason,
+                fail_job,
+            },
+        ))
     }
 
     /// A subtask declined checkpoint `id`: it is aborted.
-    pub fn decline(&mut self, id: u64, reason: String, now: u64) -> Option<(PendingCheckpoint<H>, Aborted)> {
+    pub fn decline(
+        &mut self,
+        id: u64,
+        reason: String,
+        now: u64,
+    ) -> Option<(PendingCheckpoint<H>, Aborted)> {
         self.abort(id, AbortReason::Declined(reason), now)
     }
 
@@ -207,26 +242,48 @@ impl<H> CheckpointTracker<H> {
     /// Aborts every checkpoint older than the timeout at `now`.
     pub fn expire(&mut self, now: u64) -> Vec<(PendingCheckpoint<H>, Aborted)> {
         let timeout = self.config.timeout.as_millis() as u64;
-        let expired: Vec<u64> =
-            self.pending.values().filter(|p| now >= p.triggered_at + timeout).map(|p| p.id).collect();
-        expired.into_iter().filter_map(|id| self.abort(id, AbortReason::Expired, now)).collect()
+        let expired: Vec<u64> = self
+            .pending
+            .values()
+            .filter(|p| now >= p.triggered_at + timeout)
+            .map(|p| p.id)
+            .collect();
+        expired
+            .into_iter()
+            .filter_map(|id| self.abort(id, AbortReason::Expired, now))
+            .collect()
     }
 
     /// Aborts everything in flight (the job ends).
     pub fn abort_all(&mut self, now: u64) -> Vec<(PendingCheckpoint<H>, Aborted)> {
         let ids: Vec<u64> = self.pending.keys().copied().collect();
-        ids.into_iter().filter_map(|id| self.abort(id, AbortReason::JobEnded, now)).collect()
+        ids.into_iter()
+            .filter_map(|id| self.abort(id, AbortReason::JobEnded, now))
+            .collect()
     }
 
     /// Checkpoint `id` is complete (its metadata written): pending checkpoints
     /// older than it are subsumed, and completed checkpoints beyond the
     /// retained count are returned for deletion (oldest first).
-    pub fn complete(&mut self, id: u64, savepoint: bool, now: u64) -> (Vec<(PendingCheckpoint<H>, Aborted)>, Vec<u64>) {
+    pub fn complete(
+        &mut self,
+        id: u64,
+        savepoint: bool,
+        now: u64,
+    ) -> (Vec<(PendingCheckpoint<H>, Aborted)>, Vec<u64>) {
         self.pending.remove(&id);
         self.consecutive_failures = 0;
         self.last_end_at = Some(now);
-        let older: Vec<u64> = self.pending.range(..id).filter(|(_, p)| !p.savepoint).map(|(k, _)| *k).collect();
-        let subsumed = older.into_iter().filter_map(|old| self.abort(old, AbortReason::Subsumed, now)).collect();
+        let older: Vec<u64> = self
+            .pending
+            .range(..id)
+            .filter(|(_, p)| !p.savepoint)
+            .map(|(k, _)| *k)
+            .collect();
+        let subsumed = older
+            .into_iter()
+            .filter_map(|old| self.abort(old, AbortReason::Subsumed, now))
+            .collect();
         let mut discard = Vec::new();
         if !savepoint {
             self.completed.push_back(id);
@@ -256,7 +313,10 @@ mod tests {
     }
 
     fn ack(h: &'static str) -> Acknowledgement<&'static str> {
-        Acknowledgement { handle: h, stats: SubtaskCheckpointStats::default() }
+        Acknowledgement {
+            handle: h,
+            stats: SubtaskCheckpointStats::default(),
+        }
     }
 
     #[test]
@@ -265,14 +325,26 @@ mod tests {
         assert!(t.periodic_due(0));
         let id = t.trigger(0, false);
         assert_eq!(id, 1);
-        assert!(matches!(t.acknowledge(1, (0, 0), ack("a")), AckOutcome::Pending));
-        assert!(matches!(t.acknowledge(1, (0, 0), ack("again")), AckOutcome::Unknown("again")));
-        assert!(matches!(t.acknowledge(1, (0, 1), ack("b")), AckOutcome::Pending));
+        assert!(matches!(
+            t.acknowledge(1, (0, 0), ack("a")),
+            AckOutcome::Pending
+        ));
+        assert!(matches!(
+            t.acknowledge(1, (0, 0), ack("again")),
+            AckOutcome::Unknown("again")
+        ));
+        assert!(matches!(
+            t.acknowledge(1, (0, 1), ack("b")),
+            AckOutcome::Pending
+        ));
         match t.acknowledge(1, (1, 0), ack("c")) {
             AckOutcome::AllAcknowledged(done) => assert_eq!(done.acks.len(), 3),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(t.acknowledge(1, (1, 0), ack("late")), AckOutcome::Unknown("late")));
+        assert!(matches!(
+            t.acknowledge(1, (1, 0), ack("late")),
+            AckOutcome::Unknown("late")
+        ));
     }
 
     #[test]
@@ -306,7 +378,14 @@ mod tests {
         t.trigger(50, false);
         let expired = t.expire(100);
         assert_eq!(expired.len(), 1);
-        assert_eq!(expired[0].1, Aborted { id: 1, reason: AbortReason::Expired, fail_job: false });
+        assert_eq!(
+            expired[0].1,
+            Aborted {
+                id: 1,
+                reason: AbortReason::Expired,
+                fail_job: false
+            }
+        );
         let (_, declined) = t.decline(2, "no".into(), 120).unwrap();
         assert!(declined.fail_job, "second failure in a row, one tolerated");
         assert_eq!(t.consecutive_failures(), 2);
@@ -326,7 +405,13 @@ mod tests {
         }
         t.decline(1, "x".into(), 25);
         let (subsumed, discard) = t.complete(3, false, 30);
-        assert_eq!(subsumed.iter().map(|(_, a)| (a.id, a.reason.clone())).collect::<Vec<_>>(), vec![(2, AbortReason::Subsumed)]);
+        assert_eq!(
+            subsumed
+                .iter()
+                .map(|(_, a)| (a.id, a.reason.clone()))
+                .collect::<Vec<_>>(),
+            vec![(2, AbortReason::Subsumed)]
+        );
         assert!(discard.is_empty());
         assert_eq!(t.consecutive_failures(), 0);
         let a = t.trigger(40, false);
@@ -339,7 +424,10 @@ mod tests {
 
     #[test]
     fn savepoints_are_neither_subsumed_nor_retained() {
-        let mut t = tracker(CheckpointConfig { max_concurrent: 2, ..CheckpointConfig::default() });
+        let mut t = tracker(CheckpointConfig {
+            max_concurrent: 2,
+            ..CheckpointConfig::default()
+        });
         let sp = t.trigger(0, true);
         let cp = t.trigger(1, false);
         let (subsumed, _) = t.complete(cp, false, 2);

@@ -57,7 +57,10 @@ pub(crate) struct Alignment {
 impl Subtask {
     fn report_checkpoint(&self, kind: ReportKind) {
         if let Some(checkpointing) = &self.spec.checkpointing {
-            checkpointing.coordinator.do_send(CheckpointReport { task: checkpointing.task, kind });
+            checkpointing.coordinator.do_send(CheckpointReport {
+                task: checkpointing.task,
+                kind,
+            });
         }
     }
 
@@ -68,11 +71,19 @@ impl Subtask {
 
     /// Whether the subtask may still take part in checkpoints.
     fn checkpointable(&self) -> bool {
-        self.spec.checkpointing.is_some() && matches!(self.phase, Phase::Running | Phase::Draining | Phase::Finishing)
+        self.spec.checkpointing.is_some()
+            && matches!(
+                self.phase,
+                Phase::Running | Phase::Draining | Phase::Finishing
+            )
     }
 
     /// A source subtask takes checkpoint `barrier.id`.
-    pub(super) fn trigger_at_source(&mut self, barrier: CheckpointBarrier, ctx: &mut Context<Self>) {
+    pub(super) fn trigger_at_source(
+        &mut self,
+        barrier: CheckpointBarrier,
+        ctx: &mut Context<Self>,
+    ) {
         if !self.checkpointable() || barrier.id <= self.last_checkpoint {
             return;
         }
@@ -102,7 +113,10 @@ impl Subtask {
             if barrier.id > current.barrier.id {
                 let old = current.barrier.id;
                 self.abandon_alignment();
-                self.decline(old, format!("overtaken by the barrier of checkpoint {}", barrier.id));
+                self.decline(
+                    old,
+                    format!("overtaken by the barrier of checkpoint {}", barrier.id),
+                );
             }
         }
         let channels = self.gate.channels.len();
@@ -153,7 +167,9 @@ impl Subtask {
 
     /// All barriers arrived: snapshot (if not yet), release the channels, write.
     fn end_alignment(&mut self) {
-        let Some(alignment) = self.alignment.take() else { return };
+        let Some(alignment) = self.alignment.take() else {
+            return;
+        };
         self.gate.unblock_all();
         self.last_checkpoint = alignment.barrier.id;
         let taken = match alignment.taken {
@@ -172,7 +188,14 @@ impl Subtask {
     }
 
     fn arm_aligned_timeout(&mut self, barrier: CheckpointBarrier, ctx: &mut Context<Self>) {
-        let Some(timeout) = self.spec.checkpointing.as_ref().and_then(|c| c.aligned_timeout) else { return };
+        let Some(timeout) = self
+            .spec
+            .checkpointing
+            .as_ref()
+            .and_then(|c| c.aligned_timeout)
+        else {
+            return;
+        };
         if barrier.is_final {
             return;
         }
@@ -198,13 +221,21 @@ impl Subtask {
     }
 
     /// The synchronous part: operator snapshots, then the barrier goes downstream.
-    fn take_snapshot(&mut self, barrier: CheckpointBarrier, unaligned: bool, alignment: Duration) -> TakenSnapshot {
+    fn take_snapshot(
+        &mut self,
+        barrier: CheckpointBarrier,
+        unaligned: bool,
+        alignment: Duration,
+    ) -> TakenSnapshot {
         let started = Instant::now();
         let mut broken = None;
         let operators = match self.chain.snapshot(barrier.id) {
             Ok(operators) => operators,
             Err(failure) => {
-                broken = Some(format!("operator `{}` failed to snapshot: {}", failure.operator, failure.cause));
+                broken = Some(format!(
+                    "operator `{}` failed to snapshot: {}",
+                    failure.operator, failure.cause
+                ));
                 Vec::new()
             }
         };
@@ -217,10 +248,13 @@ impl Subtask {
                 Err(e) => broken = Some(e),
             }
         } else {
-            self.outputs.emit(crate::channel::ChannelEvent::Barrier(barrier));
+            self.outputs
+                .emit(crate::channel::ChannelEvent::Barrier(barrier));
         }
         self.outputs.send(false);
-        if matches!(self.phase, Phase::Draining | Phase::Finishing) && self.final_checkpoint.is_none() {
+        if matches!(self.phase, Phase::Draining | Phase::Finishing)
+            && self.final_checkpoint.is_none()
+        {
             self.final_checkpoint = Some(barrier.id);
         }
         TakenSnapshot {
@@ -236,10 +270,16 @@ impl Subtask {
     }
 
     fn capture(&mut self, channel: usize, encoded: Result<Vec<Vec<u8>>, String>) {
-        let Some(taken) = self.alignment.as_mut().and_then(|a| a.taken.as_mut()) else { return };
+        let Some(taken) = self.alignment.as_mut().and_then(|a| a.taken.as_mut()) else {
+            return;
+        };
         match encoded {
             Ok(batches) if batches.is_empty() => {}
-            Ok(batches) => taken.input_channels.entry(channel).or_default().extend(batches),
+            Ok(batches) => taken
+                .input_channels
+                .entry(channel)
+                .or_default()
+                .extend(batches),
             Err(e) => taken.broken = Some(e),
         }
     }
@@ -252,7 +292,10 @@ impl Subtask {
     /// A batch taken from `channel` while an unaligned snapshot waits for that
     /// channel's barrier was in flight at the snapshot: it is channel state.
     pub(super) fn capture_in_flight(&mut self, channel: usize, batch: &dyn BatchData) {
-        let capturing = self.alignment.as_ref().is_some_and(|a| a.taken.is_some() && !a.seen[channel]);
+        let capturing = self
+            .alignment
+            .as_ref()
+            .is_some_and(|a| a.taken.is_some() && !a.seen[channel]);
         if capturing {
             let encoded = batch.encode().map(|b| vec![b]);
             self.capture(channel, encoded);
@@ -261,7 +304,9 @@ impl Subtask {
 
     /// Serialises and writes the snapshot off the processing path, then acknowledges.
     fn complete_snapshot(&mut self, taken: TakenSnapshot) {
-        let Some(checkpointing) = self.spec.checkpointing.clone() else { return };
+        let Some(checkpointing) = self.spec.checkpointing.clone() else {
+            return;
+        };
         let id = taken.barrier.id;
         if let Some(reason) = taken.broken {
             return self.decline(id, reason);
@@ -272,8 +317,9 @@ impl Subtask {
             let written = (|| -> Result<_, String> {
                 let mut operators = Vec::with_capacity(taken.operators.len());
                 for (uid, pending) in taken.operators {
-                    let snapshot =
-                        pending.finish().map_err(|e| format!("operator `{uid}` failed to write its snapshot: {e}"))?;
+                    let snapshot = pending.finish().map_err(|e| {
+                        format!("operator `{uid}` failed to write its snapshot: {e}")
+                    })?;
                     operators.push((uid, snapshot));
                 }
                 let state = SubtaskState {
@@ -282,12 +328,17 @@ impl Subtask {
                     input_channels: taken
                         .input_channels
                         .into_iter()
-                        .map(|(index, batches)| ChannelState { index, channel: 0, batches })
+                        .map(|(index, batches)| ChannelState {
+                            index,
+                            channel: 0,
+                            batches,
+                        })
                         .collect(),
                     output_channels: taken.output_channels,
                 };
                 let in_flight = state.in_flight_bytes();
-                let bytes = rmp_serde::to_vec_named(&state).map_err(|e| format!("cannot encode the state: {e}"))?;
+                let bytes = rmp_serde::to_vec_named(&state)
+                    .map_err(|e| format!("cannot encode the state: {e}"))?;
                 let handle = checkpointing
                     .storage
                     .write_state(id, &checkpointing.state_name, &bytes)
@@ -312,16 +363,26 @@ impl Subtask {
                     ReportKind::Declined { id, reason }
                 }
             };
-            checkpointing.coordinator.do_send(CheckpointReport { task: checkpointing.task, kind });
+            checkpointing.coordinator.do_send(CheckpointReport {
+                task: checkpointing.task,
+                kind,
+            });
         });
     }
 
     /// Checkpoint `id` completed or was aborted.
     pub(super) fn on_notify(&mut self, id: u64, complete: bool, ctx: &mut Context<Self>) {
-        if !matches!(self.phase, Phase::Running | Phase::Draining | Phase::Finishing) {
+        if !matches!(
+            self.phase,
+            Phase::Running | Phase::Draining | Phase::Finishing
+        ) {
             return;
         }
-        let notified = if complete { self.chain.notify_complete(id) } else { self.chain.notify_aborted(id) };
+        let notified = if complete {
+            self.chain.notify_complete(id)
+        } else {
+            self.chain.notify_aborted(id)
+        };
         if let Err(failure) = notified {
             return self.fail(failure, ctx);
         }

@@ -38,10 +38,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::chain::{Chain, Failure};
+use crate::channel::{ChannelEvent, ChannelTarget, InputChannel, InputGate, Upstream};
 use crate::checkpoint::coordinator::{CheckpointReport, ReportKind};
 use crate::checkpoint::tracker::TaskId;
 use crate::checkpoint::{BarrierKind, CheckpointBarrier, CheckpointStorage};
-use crate::channel::{ChannelEvent, ChannelTarget, InputChannel, InputGate, Upstream};
 use crate::config::RuntimeConfig;
 use crate::graph::{OperatorFactory, PartitionerContext, PartitionerFactory, SourceFactory};
 use crate::metrics::SubtaskMetrics;
@@ -509,7 +509,10 @@ impl Subtask {
                 self.phase = Phase::Finishing;
                 if self.chain.is_source() {
                     let task = checkpointing.task;
-                    checkpointing.coordinator.do_send(CheckpointReport { task, kind: ReportKind::SourceFinished });
+                    checkpointing.coordinator.do_send(CheckpointReport {
+                        task,
+                        kind: ReportKind::SourceFinished,
+                    });
                 }
                 debug!(parent: &self.span, "waiting for the final checkpoint");
                 self.schedule_step(ctx);
