@@ -99,7 +99,8 @@ pub trait CheckpointStorage: fmt::Debug + Send + Sync + 'static {
     fn list(&self) -> Result<Vec<RetainedCheckpoint>, StorageError>;
 }
 
-fn encode_metadata(metadata: &CheckpointMetadata) -> Result<Vec<u8>, StorageError> {
+/// The bytes of a `_metadata` file (header and rmp-serde payload).
+pub fn encode_metadata(metadata: &CheckpointMetadata) -> Result<Vec<u8>, StorageError> {
     let payload = rmp_serde::to_vec_named(metadata).map_err(|e| StorageError::Decode {
         what: "metadata".into(),
         cause: e.to_string(),
@@ -107,7 +108,8 @@ fn encode_metadata(metadata: &CheckpointMetadata) -> Result<Vec<u8>, StorageErro
     Ok(encode(FileKind::Metadata, &payload))
 }
 
-fn decode_metadata(bytes: &[u8], what: &str) -> Result<CheckpointMetadata, StorageError> {
+/// Reads the bytes of a `_metadata` file named `what`.
+pub fn decode_metadata(bytes: &[u8], what: &str) -> Result<CheckpointMetadata, StorageError> {
     let payload = decode(bytes, FileKind::Metadata, what)?;
     rmp_serde::from_slice(payload).map_err(|e| StorageError::Decode {
         what: what.to_string(),
