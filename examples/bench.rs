@@ -66,6 +66,7 @@ use weir::keys::KeyMap;
 use weir::sink::Sink;
 use weir::state::ValueStateDescriptor;
 use weir::testing::OperatorHarness;
+use weir::{CheckpointConfig, CheckpointMode, StorageSpec};
 use weir::{Collector, KeyedContext, KeyedProcessFunction};
 use weir::{JobResult, StreamEnv, UserError};
 
@@ -141,6 +142,25 @@ struct Args {
     /// Threads the subtasks run on (engine default: one per core).
     #[arg(long)]
     arbiters: Option<usize>,
+    /// Checkpoint every MS milliseconds (off when not given).
+    #[arg(long, value_name = "MS")]
+    checkpoint_interval_ms: Option<u64>,
+    /// Checkpointing mode.
+    #[arg(long, value_enum, default_value_t = Mode::ExactlyOnce)]
+    mode: Mode,
+    /// Unaligned checkpoints (exactly-once only).
+    #[arg(long)]
+    unaligned: bool,
+    /// Where checkpoints are written (default: in memory).
+    #[arg(long, value_name = "DIR")]
+    checkpoint_dir: Option<String>,
+}
+
+/// `--mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    ExactlyOnce,
+    AtLeastOnce,
 }
 
 impl Args {
@@ -162,6 +182,27 @@ impl Args {
         }
         if let Some(arbiters) = self.arbiters {
             env.set_arbiters(arbiters);
+        }
+        if let Some(ms) = self.checkpoint_interval_ms {
+            env.set_checkpoint_config(CheckpointConfig {
+                interval: Some(Duration::from_millis(ms)),
+                mode: match self.mode {
+                    Mode::ExactlyOnce => CheckpointMode::ExactlyOnce,
+                    Mode::AtLeastOnce => CheckpointMode::AtLeastOnce,
+                },
+                unaligned: self.unaligned,
+                ..CheckpointConfig::default()
+            });
+            match &self.checkpoint_dir {
+                Some(dir) => {
+                    env.set_checkpoint_dir(dir);
+                }
+                None => {
+                    env.set_checkpoint_storage(StorageSpec::Memory {
+                        max_state_size: 1 << 30,
+                    });
+                }
+            }
         }
         env
     }
@@ -212,7 +253,20 @@ impl Report {
     /// Adds the engine-side figures of a finished job.
     fn engine(self, env: &StreamEnv, result: &JobResult, records_out: u64) -> Self {
         let config = env.runtime_config();
-        self.with("batch_size", json!(config.batch_size))
+        let mut durations: Vec<f64> = result
+            .completed_checkpoints()
+            .map(|c| millis(c.end_to_end))
+            .collect();
+        durations.sort_by(f64::total_cmp);
+        let median = durations.get(durations.len() / 2).copied();
+        let checkpoint_bytes = result.completed_checkpoints().last().map(|c| c.state_bytes);
+        let failed = result.checkpoints.len() - durations.len();
+        let this = self
+            .with("checkpoints_completed", json!(durations.len()))
+            .with("checkpoints_failed", json!(failed))
+            .with("checkpoint_median_ms", json!(median))
+            .with("checkpoint_last_bytes", json!(checkpoint_bytes));
+        this.with("batch_size", json!(config.batch_size))
             .with("channel_credits", json!(config.channel_credits))
             .with("engine_seconds", json!(result.duration.as_secs_f64()))
             .with("records_out", json!(records_out))

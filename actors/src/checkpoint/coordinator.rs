@@ -63,6 +63,8 @@ pub enum ReportKind {
         id: u64,
         /// Why.
         reason: String,
+        /// Because a newer checkpoint's barrier overtook it (not a failure).
+        subsumed: bool,
     },
     /// A source subtask has emitted its last record.
     SourceFinished,
@@ -378,6 +380,7 @@ impl Actor for CheckpointCoordinator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.tracker.start(now_ms());
         self.schedule(ctx);
     }
 }
@@ -412,8 +415,17 @@ impl Handler<CheckpointReport> for CheckpointCoordinator {
                     }
                 }
             }
-            ReportKind::Declined { id, reason } => {
-                if let Some((pending, aborted)) = self.tracker.decline(id, reason, now_ms()) {
+            ReportKind::Declined {
+                id,
+                reason,
+                subsumed,
+            } => {
+                let declined = if subsumed {
+                    self.tracker.subsume(id, now_ms())
+                } else {
+                    self.tracker.decline(id, reason, now_ms())
+                };
+                if let Some((pending, aborted)) = declined {
                     self.aborted(pending, aborted, ctx);
                 }
             }

@@ -16,14 +16,15 @@ const METADATA_TEMP: &str = "_metadata.inprogress";
 
 /// Parses a checkpoint directory given as a plain path or a `file://` URI.
 pub fn parse_dir(spec: &str) -> Result<PathBuf, String> {
-    let path =
-        match spec.strip_prefix("file://") {
-            Some(rest) => rest,
-            None if spec.contains("://") => return Err(format!(
+    let path = match spec.strip_prefix("file://") {
+        Some(rest) => rest,
+        None if spec.contains("://") => {
+            return Err(format!(
                 "checkpoint directory {spec:?}: only file:// URIs and plain paths are supported"
-            )),
-            None => spec,
-        };
+            ))
+        }
+        None => spec,
+    };
     if path.is_empty() {
         return Err("checkpoint directory: empty path".into());
     }

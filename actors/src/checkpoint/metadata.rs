@@ -120,12 +120,14 @@ pub struct SubtaskState {
 impl SubtaskState {
     /// Decodes what a subtask wrote (the payload of its state file).
     pub fn decode(bytes: &[u8]) -> Result<SubtaskState, String> {
-        rmp_serde::from_slice(bytes).map_err(|e| format!("cannot decode a subtask's checkpoint state: {e}"))
+        rmp_serde::from_slice(bytes)
+            .map_err(|e| format!("cannot decode a subtask's checkpoint state: {e}"))
     }
 
     /// Encodes the state (as a subtask writes it).
     pub fn encode(&self) -> Result<Vec<u8>, String> {
-        rmp_serde::to_vec_named(self).map_err(|e| format!("cannot encode a subtask's checkpoint state: {e}"))
+        rmp_serde::to_vec_named(self)
+            .map_err(|e| format!("cannot encode a subtask's checkpoint state: {e}"))
     }
 
     /// Bytes of captured in-flight records.

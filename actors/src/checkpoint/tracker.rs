@@ -130,6 +130,14 @@ impl<H> CheckpointTracker<H> {
         self.consecutive_failures
     }
 
+    /// The job started at `now`: the first periodic checkpoint is due one
+    /// interval later.
+    pub fn start(&mut self, now: u64) {
+        if self.last_trigger_at.is_none() {
+            self.last_trigger_at = Some(now);
+        }
+    }
+
     /// Whether a periodic checkpoint is due at `now`.
     pub fn periodic_due(&self, now: u64) -> bool {
         let Some(interval) = self.config.interval else {
@@ -224,6 +232,12 @@ impl<H> CheckpointTracker<H> {
         now: u64,
     ) -> Option<(PendingCheckpoint<H>, Aborted)> {
         self.abort(id, AbortReason::Declined(reason), now)
+    }
+
+    /// Checkpoint `id` was overtaken by a newer one at some subtask: aborted,
+    /// but not counted as a failure.
+    pub fn subsume(&mut self, id: u64, now: u64) -> Option<(PendingCheckpoint<H>, Aborted)> {
+        self.abort(id, AbortReason::Subsumed, now)
     }
 
     /// Finalising checkpoint `id` failed (state or metadata not written).

@@ -66,7 +66,11 @@ impl Subtask {
 
     fn decline(&self, id: u64, reason: String) {
         warn!(parent: &self.span, checkpoint = id, %reason, "checkpoint declined");
-        self.report_checkpoint(ReportKind::Declined { id, reason });
+        self.report_checkpoint(ReportKind::Declined {
+            id,
+            reason,
+            subsumed: false,
+        });
     }
 
     /// Whether the subtask may still take part in checkpoints.
@@ -113,10 +117,12 @@ impl Subtask {
             if barrier.id > current.barrier.id {
                 let old = current.barrier.id;
                 self.abandon_alignment();
-                self.decline(
-                    old,
-                    format!("overtaken by the barrier of checkpoint {}", barrier.id),
-                );
+                debug!(parent: &self.span, checkpoint = old, newer = barrier.id, "checkpoint overtaken");
+                self.report_checkpoint(ReportKind::Declined {
+                    id: old,
+                    reason: format!("overtaken by the barrier of checkpoint {}", barrier.id),
+                    subsumed: true,
+                });
             }
         }
         let channels = self.gate.channels.len();
@@ -252,9 +258,8 @@ impl Subtask {
                 .emit(crate::channel::ChannelEvent::Barrier(barrier));
         }
         self.outputs.send(false);
-        if matches!(self.phase, Phase::Draining | Phase::Finishing)
-            && self.final_checkpoint.is_none()
-        {
+        if barrier.is_final {
+            // The coordinator's final checkpoint: its completion ends the subtask.
             self.final_checkpoint = Some(barrier.id);
         }
         TakenSnapshot {
@@ -360,7 +365,11 @@ impl Subtask {
                 },
                 Err(reason) => {
                     warn!(parent: &span, checkpoint = id, %reason, "checkpoint declined");
-                    ReportKind::Declined { id, reason }
+                    ReportKind::Declined {
+                        id,
+                        reason,
+                        subsumed: false,
+                    }
                 }
             };
             checkpointing.coordinator.do_send(CheckpointReport {
