@@ -27,6 +27,7 @@ use weir_actors::{
     launch, Edge, JobClient, JobError, JobGraph, JobResult, Partitioning, RuntimeConfig, Vertex,
 };
 
+use crate::config::{checkpoint_config_from_file, ConfigError};
 use crate::data::Data;
 use crate::source::{source_factory, CollectionSource, GeneratorSource, Source, TextFileSource};
 use crate::state::{backend_from_config, HeapStateBackend, StateBackend, STATE_BACKEND_VARIABLE};
@@ -177,6 +178,18 @@ impl StreamEnv {
         settings.config.interval = Some(interval);
         drop(builder);
         self
+    }
+
+    /// Applies the `[checkpoint]` section of the `weir.toml` file at `path`, if
+    /// it has one (settings made in code afterwards override it).
+    pub fn load_config_file(
+        &self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<&Self, ConfigError> {
+        if let Some(config) = checkpoint_config_from_file(path.as_ref())? {
+            self.set_checkpoint_config(config);
+        }
+        Ok(self)
     }
 
     /// Sets every checkpoint setting (turning checkpointing on).

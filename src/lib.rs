@@ -19,6 +19,7 @@
 //!
 //! The map of the crate:
 //! - [`env`]: [`StreamEnv`], job-wide defaults, sources and execution.
+//! - [`config`]: `weir.toml` configuration files (the `[checkpoint]` section).
 //! - [`stream`]: [`DataStream`] and [`KeyedStream`], the transformations.
 //! - [`operator`]: the generic [`OneInputOperator`] every transformation is built on.
 //! - [`ops`]: map, filter, flat_map, process and keyed process as thin operators.
@@ -33,6 +34,7 @@
 //! The runtime (actors, channels, supervision) is the `weir-actors` crate,
 //! re-exported as [`runtime`].
 
+pub mod config;
 pub mod context;
 pub mod data;
 pub mod env;

@@ -232,15 +232,24 @@ fn ticker_id(subtask: usize, n: u64) -> u64 {
     subtask as u64 * 1_000_000 + n
 }
 
-/// An endless, throttled source (two records every other poll) that counts
-/// the checkpoint completions it is told of. Its raw operator state is the
+/// A throttled source (two records every other poll) that records, per
+/// subtask, the checkpoint completions it is told of; endless, or finished
+/// once it was told of `finish_after` of them. Its raw operator state is the
 /// number of records it emitted.
 #[derive(Clone, Default)]
 struct Ticker {
-    completed: Arc<AtomicUsize>,
+    notified: Arc<Mutex<BTreeMap<usize, Vec<u64>>>>,
+    finish_after: Option<usize>,
     subtask: usize,
     next: u64,
     idle: bool,
+}
+
+impl Ticker {
+    /// Completions told to subtask 0.
+    fn completions(&self) -> usize {
+        self.notified.lock().unwrap().get(&0).map_or(0, Vec::len)
+    }
 }
 
 impl Source<Rec> for Ticker {
@@ -250,6 +259,15 @@ impl Source<Rec> for Ticker {
     }
 
     fn poll_next(&mut self, out: &mut Vec<Rec>, max: usize) -> Result<SourceStatus, UserError> {
+        let told = self
+            .notified
+            .lock()
+            .unwrap()
+            .get(&self.subtask)
+            .map_or(0, Vec::len);
+        if self.finish_after.is_some_and(|n| told >= n) {
+            return Ok(SourceStatus::Finished);
+        }
         self.idle = !self.idle;
         // A bound on the data, whatever the checkpoints do.
         if self.idle || self.next >= 20_000 {
@@ -267,8 +285,13 @@ impl Source<Rec> for Ticker {
         Ok(())
     }
 
-    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
-        self.completed.fetch_add(1, Ordering::SeqCst);
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        self.notified
+            .lock()
+            .unwrap()
+            .entry(self.subtask)
+            .or_default()
+            .push(checkpoint_id);
         Ok(())
     }
 }
@@ -1204,13 +1227,9 @@ fn a_two_input_operator_checkpoints_both_inputs_at_their_barriers_unaligned() {
 /// checkpoints), and every completed checkpoint is checked against the
 /// source's position: it holds exactly (aligned; unaligned with its channel
 /// state) or at least (at-least-once) the records emitted before it.
-///
-/// The job is ended by cancellation, not by its source: a periodic checkpoint
-/// that reaches a source while it finishes hits the engine bug of
-/// [`a_checkpoint_taken_while_a_source_drains_is_not_its_final_one`]. And
-/// unaligned and at-least-once tolerate failures: a newer barrier overtaking
-/// an older checkpoint on one channel declines it, and that decline counts as
-/// a failure (the engine bug of
+/// No failure is tolerated: unaligned and at-least-once, a newer barrier
+/// overtaking an older checkpoint on one channel aborts that one as
+/// subsumed, which is not a failure (see
 /// [`a_checkpoint_overtaken_by_a_newer_barrier_is_not_a_failure`]).
 fn periodic(mode: Mode) -> (Vec<CheckpointStats>, Recorder) {
     let dir = tempfile::tempdir().unwrap();
@@ -1219,7 +1238,6 @@ fn periodic(mode: Mode) -> (Vec<CheckpointStats>, Recorder) {
         max_concurrent: 3,
         retained: 1_000,
         timeout: Duration::from_secs(20),
-        tolerable_failures: if mode == Mode::Aligned { 0 } else { 1_000 },
         unaligned: mode == Mode::Unaligned,
         mode: if mode == Mode::AtLeastOnce {
             CheckpointMode::AtLeastOnce
@@ -1245,10 +1263,7 @@ fn periodic(mode: Mode) -> (Vec<CheckpointStats>, Recorder) {
         .uid("sink");
     let (stats, job_id) = in_system(async {
         let mut client = env.start(&format!("periodic-{mode:?}")).await.unwrap();
-        until("5 completed checkpoints", || {
-            ticker.completed.load(Ordering::SeqCst) >= 5
-        })
-        .await;
+        until("5 completed checkpoints", || ticker.completions() >= 5).await;
         client.cancel();
         let outcome = client.wait().await;
         assert!(matches!(outcome, Err(JobError::Canceled(_))), "{outcome:?}");
@@ -1265,10 +1280,9 @@ fn periodic(mode: Mode) -> (Vec<CheckpointStats>, Recorder) {
     let all: BTreeSet<u64> = stats.iter().map(|s| s.id).collect();
     assert_eq!(all.len(), stats.len(), "each checkpoint ends once");
     for (id, failure) in failures(&stats) {
-        assert!(
-            failure.contains("subsumed")
-                || (mode != Mode::Aligned && failure.contains("overtaken by the barrier")),
-            "checkpoint {id}: {failure}"
+        assert_eq!(
+            failure, "subsumed by a newer completed checkpoint",
+            "checkpoint {id}"
         );
     }
     for s in stats.iter().filter(|s| s.failure.is_none()) {
@@ -1372,7 +1386,6 @@ fn a_bounded_job_ends_with_a_final_checkpoint_that_the_sinks_are_notified_of() {
 /// between is not the job's final one: the job must still finish with a
 /// completed final checkpoint once B ends.
 #[test]
-#[ignore = "engine bug: a checkpoint taken after a subtask's input ended is treated as its final checkpoint (actors/src/subtask/checkpointing.rs take_snapshot sets final_checkpoint for any barrier in Draining/Finishing), so the subtask closes when it completes and the job's real final checkpoint can never complete"]
 fn a_source_that_ends_early_does_not_stop_the_final_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let a = Feed::new(vec![vec![ids(0..5)]]);
@@ -1416,7 +1429,6 @@ fn a_source_that_ends_early_does_not_stop_the_final_checkpoint() {
 /// that must not count as a failed checkpoint, so the job runs on with no
 /// failure tolerated.
 #[test]
-#[ignore = "engine bug: a checkpoint declined because a newer barrier overtook it counts toward tolerable_failures (actors/src/subtask/checkpointing.rs on_barrier declines it with a plain Declined report, and the tracker counts every Declined), so concurrent unaligned or at-least-once checkpoints fail jobs"]
 fn a_checkpoint_overtaken_by_a_newer_barrier_is_not_a_failure() {
     const A2: Range<u64> = 200..220;
     let dir = tempfile::tempdir().unwrap();
@@ -1485,14 +1497,7 @@ fn a_checkpoint_overtaken_by_a_newer_barrier_is_not_a_failure() {
 /// the source finished): the job must end with the final checkpoint 2, and
 /// the source and the sink must be told it completed. (The sink takes its
 /// snapshot of checkpoint 2 slowly, so that checkpoint 1 completes first.)
-///
-/// With periodic checkpoints the same happens whenever a trigger reaches a
-/// source between its last record and the coordinator hearing of it (seen
-/// in runs of periodic jobs: sinks told of checkpoint 10 but not of the final
-/// 11, a `JobResult` without the final checkpoint, or the final checkpoint
-/// expiring after its timeout).
 #[test]
-#[ignore = "engine bug: a checkpoint taken after a subtask's input ended is treated as its final checkpoint (actors/src/subtask/checkpointing.rs take_snapshot sets final_checkpoint for any barrier in Draining/Finishing), so the subtask closes when it completes and misses (or blocks) the job's real final checkpoint"]
 fn a_checkpoint_taken_while_a_source_drains_is_not_its_final_one() {
     let dir = tempfile::tempdir().unwrap();
     let valve = Arc::new(AtomicBool::new(false));
@@ -1540,6 +1545,69 @@ fn a_checkpoint_taken_while_a_source_drains_is_not_its_final_one() {
         "the sink"
     );
     assert_eq!(sink.records(), ids(0..6));
+}
+
+/// Parallel sources (p=2) → keyed `Tally` (p=3) → `Recorder`, periodic
+/// checkpoints every 2 ms (up to 3 at once); each source subtask ends once it
+/// was told of 5 completed checkpoints, so periodic checkpoints keep reaching
+/// the sources while they finish, at different times. Whatever the
+/// interleaving, the job ends with its final checkpoint: the last completed
+/// one, listed in the `JobResult`, told to every source and sink subtask, and
+/// holding every record. Three runs, to meet more interleavings.
+#[test]
+fn a_bounded_job_with_periodic_checkpoints_ends_with_its_final_checkpoint() {
+    for run in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CheckpointConfig {
+            interval: Some(Duration::from_millis(2)),
+            max_concurrent: 3,
+            retained: 1_000,
+            timeout: Duration::from_secs(20),
+            ..CheckpointConfig::default()
+        };
+        let ticker = Ticker {
+            finish_after: Some(5),
+            ..Ticker::default()
+        };
+        let sink = Recorder::default();
+        let env = env_with(3, dir.path(), config);
+        env.add_source(ticker.clone())
+            .set_parallelism(2)
+            .uid("ticker")
+            .key_by(|r: &Rec| r.0)
+            .process(Tally::new())
+            .uid("tally")
+            .add_sink(sink.clone())
+            .uid("sink");
+        let (outcome, stats) = in_system(async {
+            let mut client = env.start("bounded-periodic").await.unwrap();
+            let outcome = client.wait().await;
+            (outcome, client.checkpoint_stats())
+        });
+        let result = outcome.unwrap_or_else(|e| panic!("run {run}: {e}"));
+        assert_eq!(result.checkpoints, stats, "run {run}");
+        for (id, failure) in failures(&stats) {
+            assert_eq!(
+                failure, "subsumed by a newer completed checkpoint",
+                "run {run}, checkpoint {id}"
+            );
+        }
+        let last = *completed_ids(&stats).last().unwrap();
+        let told = ticker.notified.lock().unwrap().clone();
+        assert_eq!(told.len(), 2, "run {run}");
+        for (subtask, notified) in told {
+            assert_eq!(notified.last(), Some(&last), "run {run}, source {subtask}");
+        }
+        assert_eq!(sink.completed().len(), 3, "run {run}");
+        for (subtask, notified) in sink.completed() {
+            assert_eq!(notified.last(), Some(&last), "run {run}, sink {subtask}");
+        }
+        let chk = load(&storage_of(dir.path(), &result.job_id), last);
+        let records = sink.records();
+        assert_eq!(chk.tallied("tally"), records, "run {run}");
+        let emitted: u64 = chk.positions("ticker").values().sum();
+        assert_eq!(emitted, records.len() as u64, "run {run}");
+    }
 }
 
 // ================================================================= failures
