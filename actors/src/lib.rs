@@ -41,6 +41,7 @@ pub mod operator;
 mod output;
 pub mod partition;
 pub mod plan;
+pub mod restart;
 pub mod snapshot;
 pub mod subtask;
 pub mod supervisor;
