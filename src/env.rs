@@ -35,6 +35,7 @@ use crate::stream::DataStream;
 use weir_actors::checkpoint::layout::parse_dir;
 use weir_actors::checkpoint::{CheckpointConfig, StorageSpec};
 use weir_actors::config::CheckpointSettings;
+use weir_actors::restart::RestartStrategy;
 
 /// The default max parallelism (number of key groups), as in Flink for small jobs.
 pub const DEFAULT_MAX_PARALLELISM: usize = 128;
@@ -231,6 +232,13 @@ impl StreamEnv {
             }
             Err(e) => self.builder().errors.push(e),
         }
+        self
+    }
+
+    /// How the job restarts after a failure (default as in Flink: with
+    /// checkpointing, fixed delay with unlimited attempts and 1 s delay; else none).
+    pub fn set_restart_strategy(&self, strategy: RestartStrategy) -> &Self {
+        self.builder().runtime.restart = Some(strategy);
         self
     }
 

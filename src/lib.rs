@@ -67,6 +67,7 @@ pub use weir_actors as runtime;
 pub use weir_actors::checkpoint::{
     CheckpointConfig, CheckpointMode, CheckpointStats, ExternalizedRetention, StorageSpec,
 };
+pub use weir_actors::restart::RestartStrategy;
 pub use weir_actors::{
     JobClient, JobError, JobResult, JobStatus, RecordBatch, RuntimeConfig, SubtaskMetrics,
     UserError,

@@ -67,9 +67,18 @@ impl Chain {
     /// Builds and opens the operators of `spec`.
     pub fn open(spec: &SubtaskSpec) -> Result<Chain, Failure> {
         let mut chain = Chain::default();
+        let mut restored = spec
+            .restored
+            .as_ref()
+            .map(|r| r.operators.clone())
+            .unwrap_or_default();
+        let is_restored = spec.restored.is_some();
+        // A restored job gives every operator a snapshot (an empty one if it had no state).
+        let mut take = |uid: &str| is_restored.then(|| restored.remove(uid).unwrap_or_default());
         if let Some((info, factory)) = &spec.source {
             let mut logic = guarded(info, || factory(info))?;
-            guarded(info, || logic.initialize_state(info, None))?;
+            let snapshot = take(&info.uid);
+            guarded(info, || logic.initialize_state(info, snapshot))?;
             guarded(info, || logic.open(info))?;
             chain.source = Some(Link {
                 info: info.clone(),
@@ -79,7 +88,8 @@ impl Chain {
         }
         for (info, factory) in &spec.operators {
             let mut logic = guarded(info, || factory(info))?;
-            guarded(info, || logic.initialize_state(info, None))?;
+            let snapshot = take(&info.uid);
+            guarded(info, || logic.initialize_state(info, snapshot))?;
             guarded(info, || logic.open(info))?;
             chain.operators.push(Link {
                 info: info.clone(),

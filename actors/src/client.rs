@@ -9,7 +9,7 @@
 //!
 //! Either way the subtasks run on Arbiters (threads) the job starts for itself.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,6 +32,8 @@ pub enum JobStatus {
     Created,
     /// Every subtask is deployed and running.
     Running,
+    /// A subtask failed; the job is being restarted from its latest checkpoint.
+    Restarting,
     /// A subtask failed; the others are being canceled.
     Failing,
     /// The job failed.
@@ -62,6 +64,12 @@ pub(crate) struct JobShared {
     pub checkpoints: Arc<Mutex<Vec<CheckpointStats>>>,
     /// The checkpoint coordinator, once deployed.
     pub coordinator: Mutex<Option<Addr<CheckpointCoordinator>>>,
+    /// The id the next checkpoint gets (kept across restarts).
+    pub next_checkpoint_id: Arc<AtomicU64>,
+    /// Restarts so far.
+    pub restarts: AtomicU32,
+    /// The last failure, restarted from or not.
+    pub last_failure: Mutex<Option<JobError>>,
     /// Where checkpoints go, if the job has them.
     pub storage: Option<Arc<dyn CheckpointStorage>>,
 }
@@ -139,6 +147,16 @@ impl JobClient {
                 self.name
             ))),
         }
+    }
+
+    /// How often the job restarted so far.
+    pub fn restarts(&self) -> u32 {
+        self.shared.restarts.load(Ordering::Relaxed)
+    }
+
+    /// The last failure (with operator, subtask and cause), if any.
+    pub fn last_failure(&self) -> Option<JobError> {
+        self.shared.last_failure.lock().ok().and_then(|f| f.clone())
     }
 
     /// Statistics of every checkpoint that ended so far (complete or not), oldest first.
@@ -221,6 +239,9 @@ pub async fn launch(
         status: Mutex::new(JobStatus::Created),
         checkpoints: Arc::default(),
         coordinator: Mutex::new(None),
+        next_checkpoint_id: Arc::new(AtomicU64::new(1)),
+        restarts: AtomicU32::new(0),
+        last_failure: Mutex::new(None),
         storage,
     });
     let (result_tx, result_rx) = oneshot::channel();

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::checkpoint::{CheckpointConfig, StorageSpec};
 use crate::error::JobError;
+use crate::restart::RestartStrategy;
 
 /// How the runtime moves records. Every field has a sensible default.
 ///
@@ -12,7 +13,7 @@ use crate::error::JobError;
 /// let config = RuntimeConfig { batch_size: 512, ..RuntimeConfig::default() };
 /// assert!(config.validate().is_ok());
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RuntimeConfig {
     /// Records per batch: a channel buffer is sent once it holds this many.
     pub batch_size: usize,
@@ -31,6 +32,9 @@ pub struct RuntimeConfig {
     pub chaining: bool,
     /// Checkpointing, if enabled: when and how, and where to.
     pub checkpointing: Option<CheckpointSettings>,
+    /// How the job restarts after a failure; `None`: as Flink, fixed delay
+    /// (unlimited attempts, 1 s) with checkpointing, else no restart.
+    pub restart: Option<RestartStrategy>,
 }
 
 /// Checkpointing of a job: the settings and the storage.
@@ -52,6 +56,7 @@ impl Default for RuntimeConfig {
             arbiters: None,
             chaining: true,
             checkpointing: None,
+            restart: None,
         }
     }
 }
@@ -78,6 +83,15 @@ impl RuntimeConfig {
             settings.config.validate()?;
         }
         Ok(())
+    }
+
+    /// The restart strategy in effect.
+    pub fn restart_strategy(&self) -> RestartStrategy {
+        match (&self.restart, &self.checkpointing) {
+            (Some(strategy), _) => strategy.clone(),
+            (None, Some(_)) => RestartStrategy::default_with_checkpointing(),
+            (None, None) => RestartStrategy::NoRestart,
+        }
     }
 
     /// The number of Arbiters to start.

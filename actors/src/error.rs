@@ -20,6 +20,9 @@ pub enum JobError {
         /// The panic message or the error's display text.
         cause: String,
     },
+    /// The state of the latest checkpoint could not be restored.
+    #[error("restoring the job failed: {0}")]
+    RestoreFailed(String),
     /// More checkpoints failed in a row than the job tolerates.
     #[error("checkpointing failed: {0}")]
     CheckpointingFailed(String),

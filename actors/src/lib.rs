@@ -42,6 +42,7 @@ mod output;
 pub mod partition;
 pub mod plan;
 pub mod restart;
+pub mod restore;
 pub mod snapshot;
 pub mod subtask;
 pub mod supervisor;

@@ -31,6 +31,8 @@ pub struct JobResult {
     pub subtasks: Vec<SubtaskMetrics>,
     /// Every checkpoint that ended while the job ran (complete or not), oldest first.
     pub checkpoints: Vec<crate::checkpoint::CheckpointStats>,
+    /// How often the job restarted after a failure.
+    pub restarts: u32,
 }
 
 impl JobResult {

@@ -58,7 +58,10 @@ pub enum RestartStrategy {
 impl RestartStrategy {
     /// Flink's default with checkpointing on: fixed delay, unlimited attempts, 1 s.
     pub fn default_with_checkpointing() -> Self {
-        RestartStrategy::FixedDelay { attempts: u32::MAX, delay: Duration::from_secs(1) }
+        RestartStrategy::FixedDelay {
+            attempts: u32::MAX,
+            delay: Duration::from_secs(1),
+        }
     }
 
     /// Parses `none`, `fixed-delay:ATTEMPTS:DELAY_MS`,
@@ -70,13 +73,21 @@ impl RestartStrategy {
                 .get(i)
                 .ok_or_else(|| format!("restart strategy {spec:?}: missing {what}"))?
                 .parse::<u64>()
-                .map_err(|e| format!("restart strategy {spec:?}: {what} {:?} is not a number: {e}", parts[i]))
+                .map_err(|e| {
+                    format!(
+                        "restart strategy {spec:?}: {what} {:?} is not a number: {e}",
+                        parts[i]
+                    )
+                })
         };
         let arity = |n: usize| {
             if parts.len() == n {
                 Ok(())
             } else {
-                Err(format!("restart strategy {spec:?}: expected {} fields separated by ':'", n))
+                Err(format!(
+                    "restart strategy {spec:?}: expected {} fields separated by ':'",
+                    n
+                ))
             }
         };
         match parts[0] {
@@ -141,7 +152,14 @@ pub struct RestartTracker {
 impl RestartTracker {
     /// A tracker deciding by `strategy`.
     pub fn new(strategy: RestartStrategy) -> Self {
-        RestartTracker { strategy, restarts: 0, failures: VecDeque::new(), current_delay: None, last_failure: None, seed: 0x2545_F491_4F6C_DD1D }
+        RestartTracker {
+            strategy,
+            restarts: 0,
+            failures: VecDeque::new(),
+            current_delay: None,
+            last_failure: None,
+            seed: 0x2545_F491_4F6C_DD1D,
+        }
     }
 
     /// Restarts decided so far.
@@ -164,18 +182,30 @@ impl RestartTracker {
     /// A failure happened at `now` (ms): restart, or give up.
     pub fn on_failure(&mut self, now: u64) -> RestartDecision {
         let decision = match self.strategy.clone() {
-            RestartStrategy::NoRestart => RestartDecision::GiveUp("the restart strategy is none".into()),
+            RestartStrategy::NoRestart => {
+                RestartDecision::GiveUp("the restart strategy is none".into())
+            }
             RestartStrategy::FixedDelay { attempts, delay } => {
                 if self.restarts < attempts {
                     RestartDecision::RestartAfter(delay)
                 } else {
-                    RestartDecision::GiveUp(format!("fixed-delay restart strategy: all {attempts} attempts used"))
+                    RestartDecision::GiveUp(format!(
+                        "fixed-delay restart strategy: all {attempts} attempts used"
+                    ))
                 }
             }
-            RestartStrategy::FailureRate { max_failures, interval, delay } => {
+            RestartStrategy::FailureRate {
+                max_failures,
+                interval,
+                delay,
+            } => {
                 self.failures.push_back(now);
                 let window = interval.as_millis() as u64;
-                while self.failures.front().is_some_and(|&t| now.saturating_sub(t) >= window) {
+                while self
+                    .failures
+                    .front()
+                    .is_some_and(|&t| now.saturating_sub(t) >= window)
+                {
                     self.failures.pop_front();
                 }
                 if self.failures.len() as u64 > u64::from(max_failures) {
@@ -188,8 +218,16 @@ impl RestartTracker {
                     RestartDecision::RestartAfter(delay)
                 }
             }
-            RestartStrategy::ExponentialDelay { initial, max, multiplier, reset_after, jitter } => {
-                let quiet = self.last_failure.is_some_and(|t| now.saturating_sub(t) >= reset_after.as_millis() as u64);
+            RestartStrategy::ExponentialDelay {
+                initial,
+                max,
+                multiplier,
+                reset_after,
+                jitter,
+            } => {
+                let quiet = self
+                    .last_failure
+                    .is_some_and(|t| now.saturating_sub(t) >= reset_after.as_millis() as u64);
                 let delay = match self.current_delay {
                     Some(previous) if !quiet => previous.mul_f64(multiplier.max(1.0)).min(max),
                     _ => initial,
@@ -220,15 +258,28 @@ mod tests {
     #[test]
     fn failure_rate_counts_within_a_sliding_window() {
         let ms = Duration::from_millis;
-        let mut t =
-            RestartTracker::new(RestartStrategy::FailureRate { max_failures: 2, interval: ms(1000), delay: ms(10) });
+        let mut t = RestartTracker::new(RestartStrategy::FailureRate {
+            max_failures: 2,
+            interval: ms(1000),
+            delay: ms(10),
+        });
         assert_eq!(t.on_failure(0), RestartDecision::RestartAfter(ms(10)));
         assert_eq!(t.on_failure(400), RestartDecision::RestartAfter(ms(10)));
-        assert!(matches!(t.on_failure(900), RestartDecision::GiveUp(_)), "three within a second");
-        let mut t =
-            RestartTracker::new(RestartStrategy::FailureRate { max_failures: 2, interval: ms(1000), delay: ms(10) });
+        assert!(
+            matches!(t.on_failure(900), RestartDecision::GiveUp(_)),
+            "three within a second"
+        );
+        let mut t = RestartTracker::new(RestartStrategy::FailureRate {
+            max_failures: 2,
+            interval: ms(1000),
+            delay: ms(10),
+        });
         for now in [0, 400, 1000, 1400, 2000] {
-            assert_eq!(t.on_failure(now), RestartDecision::RestartAfter(ms(10)), "at {now}");
+            assert_eq!(
+                t.on_failure(now),
+                RestartDecision::RestartAfter(ms(10)),
+                "at {now}"
+            );
         }
     }
 
@@ -242,10 +293,20 @@ mod tests {
             reset_after: ms(5000),
             jitter: 0.0,
         });
-        let delays: Vec<_> = [0, 10, 20, 30, 40, 50].iter().map(|&now| t.on_failure(now)).collect();
-        let expected: Vec<_> = [100, 200, 400, 800, 1000, 1000].iter().map(|&d| RestartDecision::RestartAfter(ms(d))).collect();
+        let delays: Vec<_> = [0, 10, 20, 30, 40, 50]
+            .iter()
+            .map(|&now| t.on_failure(now))
+            .collect();
+        let expected: Vec<_> = [100, 200, 400, 800, 1000, 1000]
+            .iter()
+            .map(|&d| RestartDecision::RestartAfter(ms(d)))
+            .collect();
         assert_eq!(delays, expected);
-        assert_eq!(t.on_failure(6000), RestartDecision::RestartAfter(ms(100)), "reset after 5 s of quiet");
+        assert_eq!(
+            t.on_failure(6000),
+            RestartDecision::RestartAfter(ms(100)),
+            "reset after 5 s of quiet"
+        );
     }
 
     #[test]
@@ -259,23 +320,44 @@ mod tests {
             jitter: 0.1,
         });
         for now in 0..50 {
-            let RestartDecision::RestartAfter(d) = t.on_failure(now) else { panic!() };
+            let RestartDecision::RestartAfter(d) = t.on_failure(now) else {
+                panic!()
+            };
             assert!(d >= ms(900) && d <= ms(1000), "{d:?}");
         }
     }
 
     #[test]
     fn specs_parse_and_bad_ones_say_what_is_allowed() {
-        assert_eq!(RestartStrategy::parse("none").unwrap(), RestartStrategy::NoRestart);
+        assert_eq!(
+            RestartStrategy::parse("none").unwrap(),
+            RestartStrategy::NoRestart
+        );
         assert_eq!(
             RestartStrategy::parse("fixed-delay:3:250").unwrap(),
-            RestartStrategy::FixedDelay { attempts: 3, delay: Duration::from_millis(250) }
+            RestartStrategy::FixedDelay {
+                attempts: 3,
+                delay: Duration::from_millis(250)
+            }
         );
-        assert!(matches!(RestartStrategy::parse("failure-rate:2:1000:0").unwrap(), RestartStrategy::FailureRate { .. }));
-        assert!(matches!(RestartStrategy::parse("exponential:10:1000").unwrap(), RestartStrategy::ExponentialDelay { .. }));
+        assert!(matches!(
+            RestartStrategy::parse("failure-rate:2:1000:0").unwrap(),
+            RestartStrategy::FailureRate { .. }
+        ));
+        assert!(matches!(
+            RestartStrategy::parse("exponential:10:1000").unwrap(),
+            RestartStrategy::ExponentialDelay { .. }
+        ));
         let err = RestartStrategy::parse("sometimes").unwrap_err();
-        assert!(err.contains("sometimes") && err.contains("fixed-delay:ATTEMPTS:DELAY_MS"), "{err}");
-        assert!(RestartStrategy::parse("fixed-delay:x:1").unwrap_err().contains("ATTEMPTS"));
-        assert!(RestartStrategy::parse("exponential:100:10").unwrap_err().contains("above"));
+        assert!(
+            err.contains("sometimes") && err.contains("fixed-delay:ATTEMPTS:DELAY_MS"),
+            "{err}"
+        );
+        assert!(RestartStrategy::parse("fixed-delay:x:1")
+            .unwrap_err()
+            .contains("ATTEMPTS"));
+        assert!(RestartStrategy::parse("exponential:100:10")
+            .unwrap_err()
+            .contains("above"));
     }
 }

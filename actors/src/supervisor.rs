@@ -12,28 +12,33 @@
 //! operator, the subtask and the cause.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
 use futures::channel::oneshot;
-use tracing::{error, info, Span};
+use tracing::{error, info, warn, Span};
 
 use crate::channel::{ChannelTarget, Upstream};
 use crate::checkpoint::coordinator::{
     CheckpointCoordinator, CheckpointingFailed, JobEnded, JobFacts, Participants,
 };
 use crate::checkpoint::layout::CheckpointPaths;
-use crate::checkpoint::metadata::OperatorMetadata;
+use crate::checkpoint::metadata::{OperatorMetadata, SubtaskState};
 use crate::client::{JobShared, JobStatus};
 use crate::config::RuntimeConfig;
 use crate::error::JobError;
 use crate::graph::{JobGraph, PartitionerContext, VertexKind};
 use crate::metrics::{JobResult, SubtaskMetrics};
+use crate::operator::processing_time_now;
 use crate::operator::OperatorInfo;
 use crate::plan::{input_channels, output_channels, ExecutionPlan};
+use crate::restart::{RestartDecision, RestartTracker};
+use crate::restore;
 use crate::subtask::{
-    Cancel, Start, Subtask, SubtaskCheckpointing, SubtaskOutcome, SubtaskReport, SubtaskSpec, Wire,
+    Cancel, RestoredSubtask, Start, Subtask, SubtaskCheckpointing, SubtaskOutcome, SubtaskReport,
+    SubtaskSpec, Wire,
 };
 
 /// Asks the supervisor to cancel the job.
@@ -55,6 +60,11 @@ pub struct Supervisor {
     started_at: Instant,
     stops_system: bool,
     coordinator: Option<Addr<CheckpointCoordinator>>,
+    restart: RestartTracker,
+    /// The current deployment (0, then +1 per restart).
+    attempt: u32,
+    /// What each subtask of the current deployment starts from.
+    restored: HashMap<(usize, usize), RestoredSubtask>,
     span: Span,
 }
 
@@ -69,6 +79,7 @@ impl Supervisor {
         stops_system: bool,
     ) -> Self {
         let span = tracing::info_span!("job", job = %graph.name, id = %shared.job_id);
+        let config_restart = config.restart_strategy();
         Supervisor {
             graph,
             plan,
@@ -82,6 +93,9 @@ impl Supervisor {
             started_at: Instant::now(),
             stops_system,
             coordinator: None,
+            restart: RestartTracker::new(config_restart),
+            attempt: 0,
+            restored: HashMap::new(),
             span,
         }
     }
@@ -137,6 +151,8 @@ impl Supervisor {
             outputs,
             config: self.config.clone(),
             checkpointing: self.subtask_checkpointing(chain_index, subtask),
+            attempt: self.attempt,
+            restored: self.restored.get(&(chain_index, subtask)).cloned(),
         }
     }
 
@@ -176,6 +192,7 @@ impl Supervisor {
             tasks.collect(),
             ctx.address().recipient(),
             self.shared.checkpoints.clone(),
+            self.shared.next_checkpoint_id.clone(),
         )
         .start();
         if let Ok(mut slot) = self.shared.coordinator.lock() {
@@ -211,9 +228,13 @@ impl Supervisor {
     fn deploy(&mut self, ctx: &mut Context<Self>) {
         self.start_coordinator(ctx);
         let reporter = ctx.address().recipient::<SubtaskReport>();
-        self.arbiters = (0..self.config.arbiter_count())
-            .map(|_| Arbiter::new())
-            .collect();
+        if self.arbiters.is_empty() {
+            self.arbiters = (0..self.config.arbiter_count())
+                .map(|_| Arbiter::new())
+                .collect();
+        }
+        self.subtasks.clear();
+        self.finished.clear();
         let mut placed = 0;
         for c in 0..self.plan.chains.len() {
             let mut addrs = Vec::new();
@@ -316,6 +337,78 @@ impl Supervisor {
         }
     }
 
+    /// A failure: restart from the latest completed checkpoint, or fail the job,
+    /// as the restart strategy decides.
+    fn fail_or_restart(&mut self, error: JobError, ctx: &mut Context<Self>) {
+        if let Ok(mut last) = self.shared.last_failure.lock() {
+            *last = Some(error.clone());
+        }
+        self.cancel_subtasks();
+        if let Some(coordinator) = self.coordinator.take() {
+            coordinator.do_send(JobEnded { canceled: false });
+        }
+        match self.restart.on_failure(processing_time_now().max(0) as u64) {
+            RestartDecision::GiveUp(why) => {
+                self.shared.set_status(JobStatus::Failing);
+                warn!(parent: &self.span, error = %error, %why, "not restarting");
+                self.complete(Err(error), ctx);
+            }
+            RestartDecision::RestartAfter(delay) => {
+                self.shared.set_status(JobStatus::Restarting);
+                self.shared.restarts.fetch_add(1, Ordering::Relaxed);
+                self.attempt += 1;
+                warn!(parent: &self.span, error = %error, attempt = self.attempt, delay_ms = delay.as_millis() as u64, "restarting");
+                ctx.run_later(delay, |act, ctx| act.redeploy(ctx));
+            }
+        }
+    }
+
+    /// Deploys the job again, from the latest completed checkpoint if there is one.
+    fn redeploy(&mut self, ctx: &mut Context<Self>) {
+        if self.result.is_none() {
+            return;
+        }
+        match self.load_latest_checkpoint() {
+            Ok(restored) => {
+                self.restored = restored;
+                self.deploy(ctx);
+            }
+            Err(cause) => {
+                let error = JobError::RestoreFailed(cause);
+                self.fail_or_restart(error, ctx);
+            }
+        }
+    }
+
+    /// Reads the latest completed checkpoint and assigns it to the subtasks (empty: start afresh).
+    fn load_latest_checkpoint(&self) -> Result<HashMap<(usize, usize), RestoredSubtask>, String> {
+        let Some(storage) = &self.shared.storage else {
+            return Ok(HashMap::new());
+        };
+        let listed = storage
+            .list()
+            .map_err(|e| format!("cannot list the checkpoints: {e}"))?;
+        let Some(latest) = listed.iter().filter(|c| !c.savepoint).max_by_key(|c| c.id) else {
+            return Ok(HashMap::new());
+        };
+        let metadata = storage
+            .read_metadata(latest.id)
+            .map_err(|e| e.to_string())?;
+        let states = metadata
+            .subtasks
+            .iter()
+            .map(|s| {
+                let bytes = storage
+                    .read_state(latest.id, &s.handle)
+                    .map_err(|e| e.to_string())?;
+                SubtaskState::decode(&bytes)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let restored = restore::assign(&self.graph, &self.plan, &metadata, &states)?;
+        info!(parent: &self.span, checkpoint = latest.id, "restoring from checkpoint");
+        Ok(restored)
+    }
+
     fn complete(&mut self, outcome: Result<JobResult, JobError>, ctx: &mut Context<Self>) {
         let status = match &outcome {
             Ok(_) => JobStatus::Finished,
@@ -369,7 +462,7 @@ impl Handler<SubtaskReport> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, report: SubtaskReport, ctx: &mut Self::Context) {
-        if self.result.is_none() {
+        if self.result.is_none() || report.attempt != self.attempt {
             return;
         }
         match report.outcome {
@@ -385,20 +478,19 @@ impl Handler<SubtaskReport> for Supervisor {
                         duration: self.started_at.elapsed(),
                         subtasks,
                         checkpoints: Vec::new(),
+                        restarts: self.restart.restarts(),
                     };
                     self.complete(Ok(result), ctx);
                 }
             }
             SubtaskOutcome::Failed { operator, cause } => {
-                self.shared.set_status(JobStatus::Failing);
-                self.cancel_subtasks();
                 let error = JobError::OperatorFailed {
                     operator,
                     subtask: report.subtask,
                     parallelism: report.parallelism,
                     cause,
                 };
-                self.complete(Err(error), ctx);
+                self.fail_or_restart(error, ctx);
             }
         }
     }
@@ -411,9 +503,7 @@ impl Handler<CheckpointingFailed> for Supervisor {
         if self.result.is_none() {
             return;
         }
-        self.shared.set_status(JobStatus::Failing);
-        self.cancel_subtasks();
-        self.complete(Err(JobError::CheckpointingFailed(msg.0)), ctx);
+        self.fail_or_restart(JobError::CheckpointingFailed(msg.0), ctx);
     }
 }
 

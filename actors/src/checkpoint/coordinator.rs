@@ -14,6 +14,7 @@
 //! last is committed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,6 +120,8 @@ pub struct CheckpointCoordinator {
     history: Arc<Mutex<Vec<CheckpointStats>>>,
     waiters: HashMap<u64, Vec<oneshot::Sender<Result<CheckpointStats, String>>>>,
     trigger_times: BTreeMap<u64, (i64, Instant)>,
+    /// The id the next checkpoint gets, shared so that a restarted job goes on counting.
+    next_id: Arc<AtomicU64>,
     span: Span,
 }
 
@@ -135,10 +138,12 @@ impl CheckpointCoordinator {
         tasks: Vec<TaskId>,
         failure: Recipient<CheckpointingFailed>,
         history: Arc<Mutex<Vec<CheckpointStats>>>,
+        next_id: Arc<AtomicU64>,
     ) -> Self {
         let span = tracing::info_span!("checkpoints", job = %job.name, id = %job.id);
         CheckpointCoordinator {
-            tracker: CheckpointTracker::new(config, tasks, 1),
+            tracker: CheckpointTracker::new(config, tasks, next_id.load(Ordering::Relaxed)),
+            next_id,
             storage,
             job,
             subtasks: Vec::new(),
@@ -167,6 +172,7 @@ impl CheckpointCoordinator {
     fn trigger(&mut self, savepoint: bool, is_final: bool) -> u64 {
         let now = now_ms();
         let id = self.tracker.trigger(now, savepoint);
+        self.next_id.store(id + 1, Ordering::Relaxed);
         let timestamp = processing_time_now();
         self.trigger_times.insert(id, (timestamp, Instant::now()));
         let kind = match self.barrier_kind() {
@@ -381,6 +387,11 @@ impl Actor for CheckpointCoordinator {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.tracker.start(now_ms());
+        // Checkpoints retained by an earlier deployment of this job count toward `retained`.
+        if let Ok(listed) = self.storage.list() {
+            self.tracker
+                .adopt_retained(listed.iter().filter(|c| !c.savepoint).map(|c| c.id));
+        }
         self.schedule(ctx);
     }
 }

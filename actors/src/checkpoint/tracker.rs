@@ -310,6 +310,16 @@ impl<H> CheckpointTracker<H> {
         (subsumed, discard)
     }
 
+    /// Counts checkpoints completed before (an earlier deployment) as retained.
+    pub fn adopt_retained(&mut self, ids: impl IntoIterator<Item = u64>) {
+        for id in ids {
+            if !self.completed.contains(&id) {
+                self.completed.push_back(id);
+            }
+        }
+        self.completed.make_contiguous().sort_unstable();
+    }
+
     /// The retained completed checkpoints, oldest first.
     pub fn retained(&self) -> Vec<u64> {
         self.completed.iter().copied().collect()

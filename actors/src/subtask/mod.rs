@@ -34,6 +34,7 @@ use tracing::{debug, Span};
 
 mod checkpointing;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,6 +48,7 @@ use crate::graph::{OperatorFactory, PartitionerContext, PartitionerFactory, Sour
 use crate::metrics::SubtaskMetrics;
 use crate::operator::{processing_time_now, OperatorInfo, SourceStatus};
 use crate::output::Outputs;
+use crate::snapshot::OperatorSnapshot;
 
 /// The longest a step runs before it yields (when its batches take long).
 const STEP_TIME_BUDGET: Duration = Duration::from_millis(1);
@@ -76,6 +78,17 @@ pub struct SubtaskSpec {
     pub config: RuntimeConfig,
     /// How this subtask takes part in checkpoints, if the job has them.
     pub checkpointing: Option<SubtaskCheckpointing>,
+    /// Which deployment of the job this is (0, then +1 per restart).
+    pub attempt: u32,
+    /// The state to start from (after a restart or from a savepoint).
+    pub restored: Option<RestoredSubtask>,
+}
+
+/// What a subtask starts from when the job is restored.
+#[derive(Clone, Debug, Default)]
+pub struct RestoredSubtask {
+    /// Per operator uid, its (redistributed) snapshot.
+    pub operators: HashMap<String, OperatorSnapshot>,
 }
 
 /// A subtask's part in checkpointing.
@@ -111,6 +124,8 @@ pub enum SubtaskOutcome {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct SubtaskReport {
+    /// The deployment the subtask belongs to.
+    pub attempt: u32,
     /// Chain index.
     pub chain: usize,
     /// Subtask index.
@@ -266,6 +281,7 @@ impl Subtask {
 
     fn report(&mut self, outcome: SubtaskOutcome) {
         self.reporter.do_send(SubtaskReport {
+            attempt: self.spec.attempt,
             chain: self.spec.chain,
             subtask: self.spec.index,
             parallelism: self.spec.parallelism,
