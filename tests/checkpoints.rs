@@ -29,12 +29,16 @@
 //!   before the barrier is reflected, and records after an early barrier may
 //!   be too (shown deterministically). Topologies: one source into a keyed
 //!   operator of parallelism 3, a union of two sources, a keyed/broadcast
-//!   two-input operator, and parallel sources with periodic, concurrent
-//!   checkpoints (max_concurrent 3), where every completed checkpoint is
-//!   checked against its sources' positions.
+//!   two-input operator, and a source feeding a keyed operator through two
+//!   channels per subtask with periodic, concurrent checkpoints
+//!   (max_concurrent 3), where every completed checkpoint is checked against
+//!   the source's position. A checkpoint overtaken by a newer barrier is
+//!   aborted as subsumed, not counted as a failure.
 //! - **final checkpoint**: a bounded job ends with a checkpoint taken after
 //!   all input ended, holding everything; sinks get `notify_checkpoint_complete`
-//!   for it after `finish`, and it is the last completed checkpoint.
+//!   for it after `finish`, and it is the last completed checkpoint — also
+//!   when a source ends before the others, when a checkpoint reaches a source
+//!   while it drains, and with periodic checkpoints racing the sources' end.
 //! - **failures**: a declined checkpoint is aborted (stats `failure`, sinks get
 //!   `notify_checkpoint_aborted`), later ones complete when tolerated, and the
 //!   job fails with `CheckpointingFailed` naming the cause when not; expired
@@ -78,8 +82,8 @@ use weir::testing::OperatorHarness;
 use weir::{
     CheckpointConfig, CheckpointMode, CheckpointStats, Collector, ExternalizedRetention, JobClient,
     JobError, JobResult, KeyedBroadcastContext, KeyedBroadcastProcessFunction, KeyedContext,
-    KeyedProcessFunction, OneInputOperator, RecordBatch, RuntimeContext, StorageSpec, StreamEnv,
-    UserError,
+    KeyedProcessFunction, OneInputOperator, RecordBatch, RestartStrategy, RuntimeContext,
+    StorageSpec, StreamEnv, UserError,
 };
 
 // ------------------------------------------------------------------ records
@@ -632,6 +636,9 @@ fn manual(config: CheckpointConfig) -> CheckpointConfig {
 /// An environment with small batches, checkpoints written under `dir`.
 fn env_with(parallelism: usize, dir: &Path, config: CheckpointConfig) -> StreamEnv {
     let env = StreamEnv::with_parallelism(parallelism);
+    // Checkpoint failures must fail these jobs (with checkpointing on, the
+    // default would restart them).
+    env.set_restart_strategy(RestartStrategy::NoRestart);
     env.set_batch_size(4)
         .set_linger(Duration::from_millis(1))
         .set_arbiters(3)
@@ -1800,6 +1807,7 @@ fn an_unwritable_checkpoint_directory_fails_checkpoints_naming_the_path() {
 /// the source's does not.
 fn memory_job(limit: u64) -> (StreamEnv, Recorder) {
     let env = StreamEnv::with_parallelism(1);
+    env.set_restart_strategy(RestartStrategy::NoRestart);
     env.set_arbiters(2)
         .set_checkpoint_config(manual(CheckpointConfig::default()))
         .set_checkpoint_storage(StorageSpec::Memory {
