@@ -2040,7 +2040,6 @@ fn retained_checkpoints_are_deleted_when_the_job_is_canceled_with_delete_on_canc
 /// job's own thread: when `wait` returns, the checkpoints are still there
 /// (they are deleted a moment later).
 #[test]
-#[ignore = "engine bug: JobClient::wait returns before the coordinator's end-of-job clean-up ran (actors/src/supervisor.rs complete() do_sends JobEnded to the coordinator, then sends the outcome at once), so DeleteOnCancellation deletes the checkpoints only after wait returned; on the job's own System thread that is a real race"]
 fn retained_checkpoints_are_deleted_on_cancellation_also_when_the_job_has_its_own_system() {
     assert_eq!(
         canceled_with(ExternalizedRetention::DeleteOnCancellation, Host::OwnSystem),

@@ -421,9 +421,25 @@ impl Supervisor {
             Err(e) => error!(parent: &self.span, error = %e, "job ended"),
         }
         let canceled = matches!(outcome, Err(JobError::Canceled(_)));
-        if let Some(coordinator) = self.coordinator.take() {
-            coordinator.do_send(JobEnded { canceled });
-        }
+        // The outcome is announced only after the coordinator cleaned up (aborted
+        // checkpoints deleted, retention applied), so `wait` sees the final state.
+        let Some(coordinator) = self.coordinator.take() else {
+            self.announce(outcome);
+            ctx.stop();
+            return;
+        };
+        coordinator
+            .send(JobEnded { canceled })
+            .into_actor(self)
+            .then(move |_, act, ctx| {
+                act.announce(outcome);
+                ctx.stop();
+                actix::fut::ready(())
+            })
+            .wait(ctx);
+    }
+
+    fn announce(&mut self, outcome: Result<JobResult, JobError>) {
         let outcome = outcome.map(|mut result| {
             result.checkpoints = self
                 .shared
@@ -436,7 +452,6 @@ impl Supervisor {
         if let Some(tx) = self.result.take() {
             let _ = tx.send(outcome);
         }
-        ctx.stop();
     }
 }
 
