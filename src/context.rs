@@ -40,6 +40,11 @@ impl RuntimeContext {
         self.info.parallelism
     }
 
+    /// Whether the job takes checkpoints (sinks commit on them, not at the end).
+    pub fn checkpointing(&self) -> bool {
+        self.info.checkpointing
+    }
+
     /// The operator's max parallelism (its number of key groups).
     pub fn max_parallelism(&self) -> usize {
         self.info.max_parallelism

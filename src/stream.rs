@@ -54,7 +54,7 @@ use crate::ops::rolling::{Aggregate, Reduce, Rolling, RollingKind};
 use crate::ops::two_input::two_input_factory;
 use crate::sink::{
     CollectHandle, CollectSink, DiscardCounter, DiscardSink, PrintSink, Sink, SinkOperator,
-    TextFileSink,
+    TextFileSink, TransactionalFileSink, TwoPhaseCommit,
 };
 use crate::state::{AggregateFunction, Key, MapStateDescriptor, StateData, StateDescriptor};
 use crate::time::{TimestampsAndWatermarks, WatermarkStrategy};
@@ -351,6 +351,19 @@ impl<T: Data> DataStream<T> {
         let path = path.into();
         let name = format!("Sink: {}", path.display());
         self.add_sink_named(&name, TextFileSink::new(path))
+    }
+
+    /// Writes every record's `Display` form as a line into files under `dir`,
+    /// exactly once through failures: each checkpoint's records become visible
+    /// (`part-*` files) when the checkpoint completes (see
+    /// [`TransactionalFileSink`](crate::sink::TransactionalFileSink)).
+    pub fn write_text_files_exactly_once(self, dir: impl Into<PathBuf>) -> DataStreamSink
+    where
+        T: Display,
+    {
+        let dir = dir.into();
+        let name = format!("Sink: {} (exactly once)", dir.display());
+        self.add_sink_named(&name, TwoPhaseCommit::new(TransactionalFileSink::new(dir)))
     }
 
     /// Drops every record; the counter tells how many arrived.

@@ -31,6 +31,8 @@ pub struct OperatorInfo {
     pub parallelism: usize,
     /// Upper bound for the parallelism, fixing the number of key groups.
     pub max_parallelism: usize,
+    /// Whether the job takes checkpoints.
+    pub checkpointing: bool,
 }
 
 /// The current processing time: milliseconds since the Unix epoch.

@@ -108,6 +108,7 @@ impl Supervisor {
             subtask,
             parallelism: v.parallelism,
             max_parallelism: v.max_parallelism,
+            checkpointing: self.config.checkpointing.is_some(),
         }
     }
 

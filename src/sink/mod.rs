@@ -13,11 +13,15 @@ mod collect;
 mod discard;
 mod file;
 mod print;
+mod transactional_file;
+mod two_phase;
 
 pub use collect::{CollectHandle, CollectSink};
 pub use discard::{DiscardCounter, DiscardSink};
 pub use file::TextFileSink;
 pub use print::PrintSink;
+pub use transactional_file::{FileTransaction, TransactionalFileSink};
+pub use two_phase::{TwoPhaseCommit, TwoPhaseCommitSink};
 use weir_actors::{RecordBatch, UserError};
 
 use crate::context::RuntimeContext;

@@ -66,6 +66,7 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
                 subtask,
                 parallelism,
                 max_parallelism,
+                checkpointing: true,
             },
             events: Vec::new(),
             _types: PhantomData,

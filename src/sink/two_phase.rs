@@ -1,0 +1,185 @@
+//! Exactly-once sinks by two-phase commit (as Flink's `TwoPhaseCommitSinkFunction`).
+//!
+//! Records go into a *transaction*. At a checkpoint's barrier the transaction
+//! is *pre-committed* (made durable but not visible), its handle goes into the
+//! checkpoint, and a new transaction begins. When the checkpoint completes, the
+//! pre-committed transactions are *committed* (made visible). On restore, the
+//! transactions pre-committed in the restored checkpoint are committed (the
+//! checkpoint is complete, so they belong to the output) and the transaction
+//! that was open is aborted (its records are replayed). Commits must be
+//! idempotent: after a failure between pre-commit and commit, a transaction
+//! may be committed twice.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use weir_actors::UserError;
+
+use super::Sink;
+use crate::context::RuntimeContext;
+use crate::state::{ListStateDescriptor, StateData, StateInitContext, StateSnapshotContext};
+
+/// A sink with transactions. Implement this; run it with [`TwoPhaseCommit`].
+pub trait TwoPhaseCommitSink<T>: Clone + Send + 'static {
+    /// A transaction's handle: what the checkpoint stores to commit or abort it later.
+    type Transaction: StateData;
+    /// Called once per instance before the first transaction.
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Starts a transaction.
+    fn begin_transaction(&mut self) -> Result<Self::Transaction, UserError>;
+    /// Writes a record into the open transaction.
+    fn write(&mut self, transaction: &mut Self::Transaction, record: T) -> Result<(), UserError>;
+    /// Makes the transaction durable (not yet visible): after this, `commit` must succeed.
+    fn pre_commit(&mut self, transaction: &mut Self::Transaction) -> Result<(), UserError>;
+    /// Makes the transaction visible. Idempotent: committing it again does nothing.
+    fn commit(&mut self, transaction: Self::Transaction) -> Result<(), UserError>;
+    /// Throws the transaction away.
+    fn abort(&mut self, transaction: Self::Transaction) -> Result<(), UserError>;
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Pending<X> {
+    checkpoint: u64,
+    transaction: X,
+}
+
+/// Runs a [`TwoPhaseCommitSink`] as a [`Sink`]: pre-commit at every
+/// checkpoint, commit on its completion, commit-or-abort on restore.
+///
+/// Without checkpointing the open transaction is pre-committed and committed
+/// when the input ends.
+pub struct TwoPhaseCommit<S: TwoPhaseCommitSink<T>, T> {
+    sink: S,
+    current: Option<S::Transaction>,
+    pending: BTreeMap<u64, S::Transaction>,
+    checkpointing: bool,
+    _records: std::marker::PhantomData<fn(T)>,
+}
+
+impl<S: TwoPhaseCommitSink<T>, T> Clone for TwoPhaseCommit<S, T> {
+    /// A fresh instance around a copy of the sink (no transaction).
+    fn clone(&self) -> Self {
+        TwoPhaseCommit::new(self.sink.clone())
+    }
+}
+
+fn state<X>() -> ListStateDescriptor<Pending<X>> {
+    ListStateDescriptor::new("two-phase-commit-pending")
+}
+
+fn open_state<X>() -> ListStateDescriptor<X> {
+    ListStateDescriptor::new("two-phase-commit-open")
+}
+
+impl<S: TwoPhaseCommitSink<T>, T> TwoPhaseCommit<S, T> {
+    /// Wraps `sink`.
+    pub fn new(sink: S) -> Self {
+        TwoPhaseCommit {
+            sink,
+            current: None,
+            pending: BTreeMap::new(),
+            checkpointing: false,
+            _records: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<S, T> Sink<T> for TwoPhaseCommit<S, T>
+where
+    S: TwoPhaseCommitSink<T>,
+    T: Send + 'static,
+{
+    fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
+        self.checkpointing = ctx.runtime().checkpointing();
+        if !ctx.is_restored() {
+            return Ok(());
+        }
+        // Pre-committed in a complete checkpoint: they belong to the output.
+        for pending in ctx
+            .operator_state()
+            .list(&state::<S::Transaction>())?
+            .get()?
+        {
+            self.sink.commit(pending.transaction)?;
+        }
+        // Open at the checkpoint: their records will be replayed.
+        for open in ctx
+            .operator_state()
+            .list(&open_state::<S::Transaction>())?
+            .get()?
+        {
+            self.sink.abort(open)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        let mut transaction = match self.current.take() {
+            Some(transaction) => transaction,
+            None => self.sink.begin_transaction()?,
+        };
+        self.sink.pre_commit(&mut transaction)?;
+        self.pending.insert(ctx.checkpoint_id(), transaction);
+        let next = self.sink.begin_transaction()?;
+        let pending: Vec<Pending<S::Transaction>> = self
+            .pending
+            .iter()
+            .map(|(&checkpoint, transaction)| Pending {
+                checkpoint,
+                transaction: transaction.clone(),
+            })
+            .collect();
+        ctx.operator_state()
+            .list(&state::<S::Transaction>())?
+            .update(&pending)?;
+        ctx.operator_state()
+            .list(&open_state::<S::Transaction>())?
+            .update(std::slice::from_ref(&next))?;
+        self.current = Some(next);
+        Ok(())
+    }
+
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
+        self.sink.open(ctx)
+    }
+
+    fn write(&mut self, record: T) -> Result<(), UserError> {
+        if self.current.is_none() {
+            self.current = Some(self.sink.begin_transaction()?);
+        }
+        let Some(transaction) = self.current.as_mut() else {
+            return Err("no open transaction".into());
+        };
+        self.sink.write(transaction, record)
+    }
+
+    fn finish(&mut self) -> Result<(), UserError> {
+        if self.checkpointing {
+            // The final checkpoint pre-commits and commits what is left.
+            return Ok(());
+        }
+        if let Some(mut transaction) = self.current.take() {
+            self.sink.pre_commit(&mut transaction)?;
+            self.sink.commit(transaction)?;
+        }
+        Ok(())
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        // A transaction of an aborted checkpoint stays pending and is committed
+        // with the next complete one (whose state still lists it).
+        let done: Vec<u64> = self
+            .pending
+            .range(..=checkpoint_id)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in done {
+            if let Some(transaction) = self.pending.remove(&id) {
+                self.sink.commit(transaction)?;
+            }
+        }
+        Ok(())
+    }
+}

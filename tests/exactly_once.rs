@@ -1,0 +1,101 @@
+//! End-to-end exactly-once through failures: the verification job of
+//! `examples/exactly_once.rs` (compiled in by path) runs with panics injected
+//! at values drawn from a seed, restarts from its checkpoints, and its
+//! committed output must hold every key's counts `1..=n` exactly once with the
+//! exact final sum. A failing seed is a regression test: add it to `SEEDS`.
+
+#[allow(dead_code)] // the example's `main` is not used here
+#[path = "../examples/exactly_once.rs"]
+mod example;
+
+use std::path::PathBuf;
+
+use weir::StreamEnv;
+
+const SEEDS: [u64; 6] = [1, 2, 3, 42, 1234, 987_654];
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-exactly-once-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A few failure values in `0..records`, fixed by `seed` (xorshift).
+fn failures(seed: u64, records: u64, count: usize) -> Vec<u64> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..count)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % records
+        })
+        .collect()
+}
+
+fn run(tag: &str, seed: u64, parallelism: usize) -> (u64, u32) {
+    let records = 60_000;
+    let dir = temp_dir(&format!("{tag}-{seed}"));
+    let args = example::Args {
+        records,
+        keys: 97,
+        parallelism,
+        checkpoint_interval_ms: 5,
+        mode: "exactly-once".into(),
+        unaligned: false,
+        backend: "heap".into(),
+        rate: None,
+        fail_at: failures(seed, records, 3),
+        restart: "fixed-delay:10:0".into(),
+        output: dir.join("out"),
+        checkpoint_dir: dir.join("checkpoints"),
+    };
+    let env = StreamEnv::new();
+    env.set_batch_size(64);
+    example::build(&env, &args).unwrap();
+    let result = env.execute_blocking("exactly-once").unwrap();
+    let lines = example::audit(&args.output, records, args.keys)
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    (lines, result.restarts)
+}
+
+#[test]
+fn the_committed_output_is_exactly_once_through_injected_failures() {
+    for seed in SEEDS {
+        let (lines, restarts) = run("aligned", seed, 2);
+        assert_eq!(lines, 60_000, "seed {seed}: one line per record");
+        assert!(
+            restarts >= 1,
+            "seed {seed}: the injected failures restarted the job"
+        );
+    }
+}
+
+#[test]
+fn exactly_once_also_holds_at_another_parallelism() {
+    let (lines, _) = run("p3", 7, 3);
+    assert_eq!(lines, 60_000);
+}
+
+#[test]
+fn the_audit_catches_a_duplicate_and_a_loss() {
+    let dir = temp_dir("audit");
+    std::fs::create_dir_all(&dir).unwrap();
+    let line = |k, c, s| format!("{{\"key\":{k},\"count\":{c},\"sum\":{s}}}\n");
+    // Two records (0 and 2) of one key (keys = 2, records = 3: key 0 has 0 and 2).
+    std::fs::write(
+        dir.join("part-0-a"),
+        line(0, 1, 0) + &line(0, 2, 2) + &line(1, 1, 1),
+    )
+    .unwrap();
+    assert_eq!(example::audit(&dir, 3, 2).unwrap(), 3);
+    std::fs::write(dir.join("part-0-b"), line(0, 2, 2)).unwrap();
+    assert!(example::audit(&dir, 3, 2)
+        .unwrap_err()
+        .contains("duplicated"));
+    std::fs::remove_file(dir.join("part-0-b")).unwrap();
+    std::fs::write(dir.join("part-0-a"), line(0, 1, 0) + &line(1, 1, 1)).unwrap();
+    assert!(example::audit(&dir, 3, 2).unwrap_err().contains("key 0"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
