@@ -234,6 +234,7 @@ impl Subtask {
         alignment: Duration,
     ) -> TakenSnapshot {
         let started = Instant::now();
+        debug!(parent: &self.span, checkpoint = barrier.id, unaligned, "snapshot");
         let mut broken = None;
         let operators = match self.chain.snapshot(barrier.id) {
             Ok(operators) => operators,
