@@ -66,7 +66,7 @@ use weir::keys::KeyMap;
 use weir::sink::Sink;
 use weir::state::ValueStateDescriptor;
 use weir::testing::OperatorHarness;
-use weir::{CheckpointConfig, CheckpointMode, StorageSpec};
+use weir::{CheckpointConfig, CheckpointMode, RestartStrategy, StorageSpec};
 use weir::{Collector, KeyedContext, KeyedProcessFunction};
 use weir::{JobResult, StreamEnv, UserError};
 
@@ -85,6 +85,8 @@ enum Job {
     KeyedCount,
     /// one keyed operator instance holding `--keys` keys: times a snapshot's two parts.
     Snapshot,
+    /// keyed-count with checkpoints every second and one failure after the first one completed.
+    Recovery,
 }
 
 impl Job {
@@ -96,6 +98,7 @@ impl Job {
             Job::RawLoop => "raw-loop",
             Job::KeyedCount => "keyed-count",
             Job::Snapshot => "snapshot",
+            Job::Recovery => "recovery",
         }
     }
 
@@ -107,6 +110,7 @@ impl Job {
             Job::RawLoop => 100_000_000,
             Job::KeyedCount => 100_000_000,
             Job::Snapshot => 0,
+            Job::Recovery => 20_000_000,
         }
     }
 }
@@ -513,6 +517,145 @@ fn snapshot(args: &Args) -> BenchResult<Report> {
 }
 
 // ---------------------------------------------------------------------------
+// recovery
+// ---------------------------------------------------------------------------
+
+/// When the injected failure happened and when the first record after the restore was processed.
+#[derive(Clone, Default)]
+struct RecoveryClock {
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    failed_at: Arc<std::sync::Mutex<Option<Instant>>>,
+    resumed_at: Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+/// Counts per key; fails once, on the first record after the first completed checkpoint.
+#[derive(Clone)]
+struct CountThenFail {
+    count: ValueStateDescriptor<u64>,
+    clock: RecoveryClock,
+    restored: bool,
+}
+
+impl KeyedProcessFunction<u64, u64, (u64, u64)> for CountThenFail {
+    fn initialize_state(
+        &mut self,
+        ctx: &mut weir::state::StateInitContext,
+    ) -> Result<(), UserError> {
+        self.restored = ctx.is_restored();
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        key: u64,
+        ctx: &mut KeyedContext<u64>,
+        out: &mut Collector<(u64, u64)>,
+    ) -> Result<(), UserError> {
+        let failed = self
+            .clock
+            .failed_at
+            .lock()
+            .map(|f| f.is_some())
+            .unwrap_or(true);
+        if !failed && self.clock.armed.load(Ordering::Relaxed) {
+            if let Ok(mut at) = self.clock.failed_at.lock() {
+                *at = Some(Instant::now());
+            }
+            return Err("injected failure after the first completed checkpoint".into());
+        }
+        if failed && self.restored {
+            if let Ok(mut at) = self.clock.resumed_at.lock() {
+                at.get_or_insert_with(Instant::now);
+            }
+        }
+        let count = ctx.state(&self.count)?.modify(|c| {
+            *c += 1;
+            *c
+        });
+        out.collect((key, count.unwrap_or_default()));
+        Ok(())
+    }
+}
+
+/// Arms the failure when the first checkpoint completes.
+#[derive(Clone)]
+struct ArmOnCheckpoint(RecoveryClock);
+
+impl Sink<(u64, u64)> for ArmOnCheckpoint {
+    fn write(&mut self, _record: (u64, u64)) -> Result<(), UserError> {
+        Ok(())
+    }
+
+    fn write_batch(&mut self, _batch: Vec<(u64, u64)>) -> Result<(), UserError> {
+        Ok(())
+    }
+
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        self.0.armed.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// keyed-count (`--keys`, default 1 000 000 here) with a 1 s checkpoint
+/// interval, one failure right after the first completed checkpoint, and a
+/// fixed-delay restart without delay.
+fn recovery(args: &Args) -> BenchResult<Report> {
+    let records = args.records();
+    let keys = if args.keys == 100_000 {
+        1_000_000
+    } else {
+        args.keys
+    };
+    let env = args.env();
+    if args.checkpoint_interval_ms.is_none() {
+        env.enable_checkpointing(Duration::from_secs(1));
+        env.set_checkpoint_storage(StorageSpec::Memory {
+            max_state_size: 1 << 30,
+        });
+    }
+    env.set_restart_strategy(RestartStrategy::FixedDelay {
+        attempts: 1,
+        delay: Duration::ZERO,
+    });
+    let clock = RecoveryClock::default();
+    env.generate(records, move |i| i % keys)
+        .key_by(|key: &u64| *key)
+        .process(CountThenFail {
+            count: ValueStateDescriptor::new("count").with_default(0),
+            clock: clock.clone(),
+            restored: false,
+        })
+        .add_sink(ArmOnCheckpoint(clock.clone()));
+
+    let start = Instant::now();
+    let result = env.execute_blocking("recovery")?;
+    let elapsed = start.elapsed();
+
+    let failed = clock
+        .failed_at
+        .lock()
+        .ok()
+        .and_then(|t| *t)
+        .ok_or("the failure was never injected")?;
+    let resumed = clock
+        .resumed_at
+        .lock()
+        .ok()
+        .and_then(|t| *t)
+        .ok_or("no record after the restore")?;
+    check("restarts", u64::from(result.restarts), 1)?;
+    let state_bytes = result.completed_checkpoints().map(|c| c.state_bytes).max();
+    Ok(Report::new(args, records, elapsed)
+        .engine(&env, &result, records)
+        .with("keys", json!(keys))
+        .with(
+            "recovery_ms",
+            json!(millis(resumed.saturating_duration_since(failed))),
+        )
+        .with("state_bytes", json!(state_bytes)))
+}
+
+// ---------------------------------------------------------------------------
 
 fn run(args: &Args) -> BenchResult<Report> {
     match args.job {
@@ -521,6 +664,7 @@ fn run(args: &Args) -> BenchResult<Report> {
         Job::RawLoop => raw_loop(args),
         Job::KeyedCount => keyed_count(args),
         Job::Snapshot => snapshot(args),
+        Job::Recovery => recovery(args),
     }
 }
 
