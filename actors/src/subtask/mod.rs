@@ -315,6 +315,18 @@ impl Subtask {
         }
     }
 
+    /// After a step whose user code took long, the next step waits for a
+    /// zero-length timer instead of re-queueing at once: a task that keeps
+    /// re-queueing itself on its thread's local queue would let the tasks woken
+    /// from other threads (a source's checkpoint trigger, say) wait for tokio's
+    /// remote-queue check, which comes only every 31 polls.
+    fn schedule_slow_step(&mut self, ctx: &mut Context<Self>) {
+        if !self.step_scheduled && matches!(self.phase, Phase::Running | Phase::Finishing) {
+            self.step_scheduled = true;
+            ctx.run_later(Duration::ZERO, |act, ctx| act.step(ctx));
+        }
+    }
+
     fn step(&mut self, ctx: &mut Context<Self>) {
         self.step_scheduled = false;
         if self.phase == Phase::Finishing {
@@ -340,7 +352,11 @@ impl Subtask {
             }
             // A step ends after its batch budget or a millisecond, whichever
             // comes first, so a slow operator still lets the mailbox be read.
-            if budget == 0 || started.elapsed() >= STEP_TIME_BUDGET {
+            if started.elapsed() >= STEP_TIME_BUDGET {
+                self.schedule_slow_step(ctx);
+                break;
+            }
+            if budget == 0 {
                 self.schedule_step(ctx);
                 break;
             }
