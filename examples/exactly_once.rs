@@ -242,6 +242,7 @@ pub fn build(env: &StreamEnv, args: &Args) -> Result<(), String> {
         state: ValueStateDescriptor::new("count-and-sum"),
         fail_at,
     })
+    .name("count-and-sum")
     .uid("count-and-sum")
     .write_text_files_exactly_once(&args.output)
     .uid("output");

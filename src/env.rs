@@ -242,6 +242,12 @@ impl StreamEnv {
         self
     }
 
+    /// Injects the failures of `faults` into the job (see [`crate::testing::Faults`]).
+    pub fn set_faults(&self, faults: std::sync::Arc<crate::testing::Faults>) -> &Self {
+        self.builder().runtime.faults = Some(faults);
+        self
+    }
+
     /// Chooses the state backend in code (this wins over configuration).
     pub fn set_state_backend(&self, backend: impl StateBackend) -> &Self {
         self.builder().state_backend = Some(Arc::new(backend));

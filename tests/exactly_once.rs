@@ -99,3 +99,76 @@ fn the_audit_catches_a_duplicate_and_a_loss() {
     assert!(example::audit(&dir, 3, 2).unwrap_err().contains("key 0"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The verification job with a seeded fault plan: record failures in the
+/// keyed operator, a failed snapshot, a failure between pre-commit and commit
+/// (the two-phase-commit sink must commit on restore), and a failed restore.
+fn run_with_faults(seed: u64) {
+    let records = 40_000;
+    let dir = temp_dir(&format!("faults-{seed}"));
+    let args = example::Args {
+        records,
+        keys: 53,
+        parallelism: 2,
+        checkpoint_interval_ms: 5,
+        mode: "exactly-once".into(),
+        unaligned: false,
+        backend: "heap".into(),
+        // Slow enough that the planned checkpoints (up to the 9th) happen.
+        rate: Some(80_000),
+        fail_at: Vec::new(),
+        restart: "fixed-delay:20:0".into(),
+        output: dir.join("out"),
+        checkpoint_dir: dir.join("checkpoints"),
+    };
+    let faults = std::sync::Arc::new(weir::testing::Faults::from_seed(
+        seed,
+        "count-and-sum",
+        records / 2,
+        2,
+        true,
+    ));
+    faults.fail_restores(1);
+    let env = StreamEnv::new();
+    env.set_batch_size(64);
+    env.set_faults(faults.clone());
+    example::build(&env, &args).unwrap();
+    let result = env
+        .execute_blocking("exactly-once")
+        .unwrap_or_else(|e| panic!("seed {seed}:\n{faults}\n{e}"));
+    let lines = example::audit(&args.output, records, args.keys).unwrap_or_else(|e| {
+        panic!(
+            "seed {seed}: {e}\nplan:\n{faults}\nfired: {:?}",
+            faults.fired()
+        )
+    });
+    assert_eq!(lines, records);
+    let fired = faults.fired();
+    assert!(
+        fired.iter().filter(|f| f.contains("at record")).count() == 2,
+        "seed {seed}: {fired:?}"
+    );
+    assert!(
+        fired
+            .iter()
+            .any(|f| f.contains("between pre-commit and commit")),
+        "seed {seed}: {fired:?}"
+    );
+    assert!(
+        fired.iter().any(|f| f.contains("during restore")),
+        "seed {seed}: {fired:?}"
+    );
+    assert!(
+        result.restarts >= 4,
+        "seed {seed}: {} restarts, {fired:?}",
+        result.restarts
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn seeded_fault_plans_keep_the_output_exactly_once() {
+    for seed in [5, 6, 7, 8] {
+        run_with_faults(seed);
+    }
+}

@@ -8,7 +8,10 @@
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use std::sync::Arc;
+
 use crate::channel::ChannelEvent;
+use crate::faults::FaultPlan;
 use crate::operator::{
     OperatorInfo, PendingSnapshot, SourceOperator, SourceStatus, StreamOperator, UserError,
 };
@@ -61,12 +64,33 @@ struct Link<T: ?Sized> {
 pub(crate) struct Chain {
     source: Option<Link<dyn SourceOperator>>,
     operators: Vec<Link<dyn StreamOperator>>,
+    faults: Option<Arc<FaultPlan>>,
+}
+
+/// Fails with a planned fault if `records` more records of `info` reach one.
+fn check_faults(
+    faults: &Option<Arc<FaultPlan>>,
+    info: &OperatorInfo,
+    records: usize,
+) -> Result<(), Failure> {
+    match faults {
+        Some(plan) => plan
+            .on_records(&info.name, info.subtask, records)
+            .map_err(|cause| Failure {
+                operator: info.name.clone(),
+                cause,
+            }),
+        None => Ok(()),
+    }
 }
 
 impl Chain {
     /// Builds and opens the operators of `spec`.
     pub fn open(spec: &SubtaskSpec) -> Result<Chain, Failure> {
-        let mut chain = Chain::default();
+        let mut chain = Chain {
+            faults: spec.config.faults.clone(),
+            ..Chain::default()
+        };
         let mut restored = spec
             .restored
             .as_ref()
@@ -119,6 +143,7 @@ impl Chain {
             for event in events.drain(..) {
                 match event {
                     ChannelEvent::Records(batch) => {
+                        check_faults(&self.faults, &op.info, batch.len())?;
                         guarded(&op.info, || op.logic.process_batch(0, batch, &mut next))?;
                     }
                     ChannelEvent::Watermark(w) => {
@@ -163,6 +188,7 @@ impl Chain {
         outputs: &mut Outputs,
     ) -> Result<(), Failure> {
         let head = &mut self.operators[0];
+        check_faults(&self.faults, &head.info, batch.len())?;
         let mut out = Vec::new();
         guarded(&head.info, || {
             head.logic.process_batch(input, batch, &mut out)

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use crate::checkpoint::{CheckpointConfig, StorageSpec};
 use crate::error::JobError;
+use crate::faults::FaultPlan;
 use crate::restart::RestartStrategy;
+use std::sync::Arc;
 
 /// How the runtime moves records. Every field has a sensible default.
 ///
@@ -35,6 +37,8 @@ pub struct RuntimeConfig {
     /// How the job restarts after a failure; `None`: as Flink, fixed delay
     /// (unlimited attempts, 1 s) with checkpointing, else no restart.
     pub restart: Option<RestartStrategy>,
+    /// Failures to inject (tests).
+    pub faults: Option<Arc<FaultPlan>>,
 }
 
 /// Checkpointing of a job: the settings and the storage.
@@ -57,6 +61,7 @@ impl Default for RuntimeConfig {
             chaining: true,
             checkpointing: None,
             restart: None,
+            faults: None,
         }
     }
 }

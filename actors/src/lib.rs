@@ -35,6 +35,7 @@ pub mod checkpoint;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod faults;
 pub mod graph;
 pub mod metrics;
 pub mod operator;

@@ -383,6 +383,9 @@ impl Supervisor {
 
     /// Reads the latest completed checkpoint and assigns it to the subtasks (empty: start afresh).
     fn load_latest_checkpoint(&self) -> Result<HashMap<(usize, usize), RestoredSubtask>, String> {
+        if let Some(cause) = self.config.faults.as_ref().and_then(|f| f.on_restore()) {
+            return Err(cause);
+        }
         let Some(storage) = &self.shared.storage else {
             return Ok(HashMap::new());
         };

@@ -5,6 +5,24 @@
 //!   job, as Flink's operator test harnesses do. It is how state semantics,
 //!   timers and redistribution are tested deterministically.
 
+//! - [`Faults`] places failures on purpose: a panic at the n-th record of a
+//!   named operator (optionally one subtask), a failure during the snapshot of
+//!   checkpoint n, a failure between pre-commit and commit, a failure during
+//!   restore; plans can be drawn from a seed and replayed from it
+//!   (`Faults::from_seed`, printed with `Display`). Give it to a job with
+//!   [`StreamEnv::set_faults`](crate::StreamEnv::set_faults).
+//! - `examples/exactly_once.rs` has the audit that checks a committed output
+//!   for loss and duplicates.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use weir::testing::Faults;
+//! let faults = Arc::new(Faults::new());
+//! faults.fail_at_record("count", 1_000, None).fail_before_commit(3);
+//! assert!(faults.to_string().contains("fail `count` at record 1000"));
+//! ```
+
 mod harness;
 
 pub use harness::OperatorHarness;
+pub use weir_actors::faults::FaultPlan as Faults;

@@ -235,7 +235,12 @@ impl Subtask {
     ) -> TakenSnapshot {
         let started = Instant::now();
         debug!(parent: &self.span, checkpoint = barrier.id, unaligned, "snapshot");
-        let mut broken = None;
+        let mut broken = self
+            .spec
+            .config
+            .faults
+            .as_ref()
+            .and_then(|f| f.on_snapshot(barrier.id));
         let operators = match self.chain.snapshot(barrier.id) {
             Ok(operators) => operators,
             Err(failure) => {
@@ -387,6 +392,18 @@ impl Subtask {
             Phase::Running | Phase::Draining | Phase::Finishing
         ) {
             return;
+        }
+        if complete {
+            if let Some(cause) = self
+                .spec
+                .config
+                .faults
+                .as_ref()
+                .and_then(|f| f.on_commit(id))
+            {
+                let operator = self.spec.task.clone();
+                return self.fail(crate::chain::Failure { operator, cause }, ctx);
+            }
         }
         let notified = if complete {
             self.chain.notify_complete(id)
