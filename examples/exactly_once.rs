@@ -71,6 +71,9 @@ pub struct Args {
     /// Where checkpoints go.
     #[arg(long)]
     pub checkpoint_dir: PathBuf,
+    /// Resume from a retained checkpoint directory, or `latest` in `--checkpoint-dir`.
+    #[arg(long)]
+    pub resume_from: Option<String>,
 }
 
 /// One output line.
@@ -223,6 +226,9 @@ pub fn build(env: &StreamEnv, args: &Args) -> Result<(), String> {
     });
     env.set_checkpoint_dir(&args.checkpoint_dir.display().to_string());
     env.set_restart_strategy(RestartStrategy::parse(&args.restart)?);
+    if let Some(from) = &args.resume_from {
+        env.resume_from(from);
+    }
     let keys = args.keys.max(1);
     let fail_at = Arc::new(Mutex::new(
         args.fail_at.iter().copied().collect::<HashSet<u64>>(),

@@ -36,6 +36,7 @@ use weir_actors::checkpoint::layout::parse_dir;
 use weir_actors::checkpoint::{CheckpointConfig, StorageSpec};
 use weir_actors::config::CheckpointSettings;
 use weir_actors::restart::RestartStrategy;
+use weir_actors::restore::RestoreSource;
 
 /// The default max parallelism (number of key groups), as in Flink for small jobs.
 pub const DEFAULT_MAX_PARALLELISM: usize = 128;
@@ -239,6 +240,31 @@ impl StreamEnv {
     /// checkpointing, fixed delay with unlimited attempts and 1 s delay; else none).
     pub fn set_restart_strategy(&self, strategy: RestartStrategy) -> &Self {
         self.builder().runtime.restart = Some(strategy);
+        self
+    }
+
+    /// Starts the job from a retained checkpoint: `path` is its directory
+    /// (`.../chk-<n>`), or `"latest"` to take the newest complete checkpoint
+    /// under the checkpoint directory set with [`set_checkpoint_dir`](Self::set_checkpoint_dir).
+    /// State is matched to operators by uid.
+    pub fn resume_from(&self, path: &str) -> &Self {
+        let source = if path == "latest" {
+            match &self.builder().runtime.checkpointing {
+                Some(CheckpointSettings {
+                    storage: StorageSpec::Filesystem(root),
+                    ..
+                }) => Some(RestoreSource::LatestIn(root.clone())),
+                _ => None,
+            }
+        } else {
+            parse_dir(path).ok().map(RestoreSource::Path)
+        };
+        match source {
+            Some(source) => self.builder().runtime.restore_from = Some(source),
+            None => self.builder().errors.push(format!(
+                "resume from {path:?}: expected a checkpoint directory, or \"latest\" after set_checkpoint_dir"
+            )),
+        }
         self
     }
 

@@ -49,6 +49,7 @@ fn run(tag: &str, seed: u64, parallelism: usize) -> (u64, u32) {
         restart: "fixed-delay:10:0".into(),
         output: dir.join("out"),
         checkpoint_dir: dir.join("checkpoints"),
+        resume_from: None,
     };
     let env = StreamEnv::new();
     env.set_batch_size(64);
@@ -120,6 +121,7 @@ fn run_with_faults(seed: u64) {
         restart: "fixed-delay:20:0".into(),
         output: dir.join("out"),
         checkpoint_dir: dir.join("checkpoints"),
+        resume_from: None,
     };
     let faults = std::sync::Arc::new(weir::testing::Faults::from_seed(
         seed,

@@ -6,6 +6,7 @@ use crate::checkpoint::{CheckpointConfig, StorageSpec};
 use crate::error::JobError;
 use crate::faults::FaultPlan;
 use crate::restart::RestartStrategy;
+use crate::restore::RestoreSource;
 use std::sync::Arc;
 
 /// How the runtime moves records. Every field has a sensible default.
@@ -39,6 +40,8 @@ pub struct RuntimeConfig {
     pub restart: Option<RestartStrategy>,
     /// Failures to inject (tests).
     pub faults: Option<Arc<FaultPlan>>,
+    /// Where the first deployment restores from (a retained checkpoint).
+    pub restore_from: Option<RestoreSource>,
 }
 
 /// Checkpointing of a job: the settings and the storage.
@@ -62,6 +65,7 @@ impl Default for RuntimeConfig {
             checkpointing: None,
             restart: None,
             faults: None,
+            restore_from: None,
         }
     }
 }

@@ -4,12 +4,88 @@
 //! checkpoint holds; reading the checkpoint is the caller's business.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
+use crate::checkpoint::layout::CheckpointPaths;
 use crate::checkpoint::metadata::{CheckpointMetadata, SubtaskState};
+use crate::checkpoint::storage::{CheckpointStorage, FsStorage};
 use crate::graph::JobGraph;
 use crate::plan::ExecutionPlan;
 use crate::snapshot::{redistribute, OperatorSnapshot};
 use crate::subtask::RestoredSubtask;
+
+/// Where a job's first deployment restores from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestoreSource {
+    /// A checkpoint (or savepoint) directory, `.../chk-<n>`.
+    Path(PathBuf),
+    /// The newest complete checkpoint of any job under this checkpoint directory.
+    LatestIn(PathBuf),
+}
+
+/// Reads checkpoint `id` of `storage`: its metadata and every subtask's state.
+pub fn read(
+    storage: &dyn CheckpointStorage,
+    id: u64,
+) -> Result<(CheckpointMetadata, Vec<SubtaskState>), String> {
+    let metadata = storage.read_metadata(id).map_err(|e| e.to_string())?;
+    let states = metadata
+        .subtasks
+        .iter()
+        .map(|s| {
+            let bytes = storage
+                .read_state(id, &s.handle)
+                .map_err(|e| e.to_string())?;
+            SubtaskState::decode(&bytes)
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((metadata, states))
+}
+
+/// The storage and id of a checkpoint directory `.../<job>/chk-<n>`.
+pub fn open_checkpoint_dir(dir: &Path) -> Result<(FsStorage, u64), String> {
+    let id = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(CheckpointPaths::checkpoint_id)
+        .ok_or_else(|| {
+            format!(
+                "{}: not a checkpoint directory (expected .../chk-<n>)",
+                dir.display()
+            )
+        })?;
+    let job_dir = dir
+        .parent()
+        .ok_or_else(|| format!("{}: has no parent directory", dir.display()))?;
+    Ok((FsStorage::of_job_dir(job_dir), id))
+}
+
+/// The newest complete checkpoint (by completion time) of any job under `root`.
+pub fn find_latest(root: &Path) -> Result<PathBuf, String> {
+    let entries =
+        std::fs::read_dir(root).map_err(|e| format!("cannot list {}: {e}", root.display()))?;
+    let mut best: Option<(i64, PathBuf)> = None;
+    for entry in entries.flatten() {
+        if !entry.path().is_dir() {
+            continue;
+        }
+        let storage = FsStorage::of_job_dir(&entry.path());
+        let Ok(listed) = storage.list() else { continue };
+        for checkpoint in listed {
+            if best
+                .as_ref()
+                .is_none_or(|(t, _)| checkpoint.completion_time_ms > *t)
+            {
+                best = Some((
+                    checkpoint.completion_time_ms,
+                    storage.paths().checkpoint_dir(checkpoint.id),
+                ));
+            }
+        }
+    }
+    best.map(|(_, path)| path)
+        .ok_or_else(|| format!("no complete checkpoint under {}", root.display()))
+}
 
 /// Assigns the state of checkpoint `metadata` (with the decoded state of each
 /// of its subtasks, in the metadata's order) to the subtasks of `plan`.

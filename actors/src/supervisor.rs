@@ -25,7 +25,8 @@ use crate::checkpoint::coordinator::{
     CheckpointCoordinator, CheckpointingFailed, JobEnded, JobFacts, Participants,
 };
 use crate::checkpoint::layout::CheckpointPaths;
-use crate::checkpoint::metadata::{OperatorMetadata, SubtaskState};
+use crate::checkpoint::metadata::OperatorMetadata;
+use crate::checkpoint::CheckpointStorage;
 use crate::client::{JobShared, JobStatus};
 use crate::config::RuntimeConfig;
 use crate::error::JobError;
@@ -35,7 +36,7 @@ use crate::operator::processing_time_now;
 use crate::operator::OperatorInfo;
 use crate::plan::{input_channels, output_channels, ExecutionPlan};
 use crate::restart::{RestartDecision, RestartTracker};
-use crate::restore;
+use crate::restore::{self, RestoreSource};
 use crate::subtask::{
     Cancel, RestoredSubtask, Start, Subtask, SubtaskCheckpointing, SubtaskOutcome, SubtaskReport,
     SubtaskSpec, Wire,
@@ -386,30 +387,36 @@ impl Supervisor {
         if let Some(cause) = self.config.faults.as_ref().and_then(|f| f.on_restore()) {
             return Err(cause);
         }
-        let Some(storage) = &self.shared.storage else {
-            return Ok(HashMap::new());
+        // The job's own newest checkpoint, else the one it was started from, else nothing.
+        let own = match &self.shared.storage {
+            Some(storage) => {
+                let listed = storage
+                    .list()
+                    .map_err(|e| format!("cannot list the checkpoints: {e}"))?;
+                listed
+                    .iter()
+                    .filter(|c| !c.savepoint)
+                    .max_by_key(|c| c.id)
+                    .map(|c| (storage.clone(), c.id))
+            }
+            None => None,
         };
-        let listed = storage
-            .list()
-            .map_err(|e| format!("cannot list the checkpoints: {e}"))?;
-        let Some(latest) = listed.iter().filter(|c| !c.savepoint).max_by_key(|c| c.id) else {
-            return Ok(HashMap::new());
-        };
-        let metadata = storage
-            .read_metadata(latest.id)
-            .map_err(|e| e.to_string())?;
-        let states = metadata
-            .subtasks
-            .iter()
-            .map(|s| {
-                let bytes = storage
-                    .read_state(latest.id, &s.handle)
-                    .map_err(|e| e.to_string())?;
-                SubtaskState::decode(&bytes)
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let (storage, id): (Arc<dyn CheckpointStorage>, u64) =
+            match (own, &self.config.restore_from) {
+                (Some(own), _) => own,
+                (None, Some(source)) => {
+                    let dir = match source {
+                        RestoreSource::Path(dir) => dir.clone(),
+                        RestoreSource::LatestIn(root) => restore::find_latest(root)?,
+                    };
+                    let (storage, id) = restore::open_checkpoint_dir(&dir)?;
+                    (Arc::new(storage), id)
+                }
+                (None, None) => return Ok(HashMap::new()),
+            };
+        let (metadata, states) = restore::read(storage.as_ref(), id)?;
         let restored = restore::assign(&self.graph, &self.plan, &metadata, &states)?;
-        info!(parent: &self.span, checkpoint = latest.id, "restoring from checkpoint");
+        info!(parent: &self.span, checkpoint = id, job = %metadata.job_id, "restoring from checkpoint");
         Ok(restored)
     }
 
@@ -464,6 +471,14 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.started_at = Instant::now();
+        if self.config.restore_from.is_some() {
+            // A resumed job: its first deployment restores too, and a checkpoint
+            // that cannot be read is the user's to fix, not a reason to retry.
+            match self.load_latest_checkpoint() {
+                Ok(restored) => self.restored = restored,
+                Err(cause) => return self.complete(Err(JobError::RestoreFailed(cause)), ctx),
+            }
+        }
         self.deploy(ctx);
     }
 
