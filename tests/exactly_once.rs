@@ -174,3 +174,34 @@ fn seeded_fault_plans_keep_the_output_exactly_once() {
         run_with_faults(seed);
     }
 }
+
+#[test]
+fn at_least_once_loses_nothing_through_injected_failures() {
+    for seed in [11, 12, 13] {
+        let records = 40_000;
+        let dir = temp_dir(&format!("alo-{seed}"));
+        let args = example::Args {
+            records,
+            keys: 61,
+            parallelism: 2,
+            checkpoint_interval_ms: 5,
+            mode: "at-least-once".into(),
+            unaligned: false,
+            backend: "heap".into(),
+            rate: None,
+            fail_at: failures(seed, records, 3),
+            restart: "fixed-delay:10:0".into(),
+            output: dir.join("out"),
+            checkpoint_dir: dir.join("checkpoints"),
+            resume_from: None,
+        };
+        let env = StreamEnv::new();
+        env.set_batch_size(64);
+        example::build(&env, &args).unwrap();
+        env.execute_blocking("at-least-once").unwrap();
+        let lines = example::audit_no_loss(&args.output, records, args.keys)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert!(lines >= records, "seed {seed}: {lines} lines");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -46,3 +46,116 @@ fn a_failure_restarts_the_job_from_its_latest_checkpoint_with_exact_keyed_state(
     assert_eq!(max.len(), 100);
     assert!(max.values().all(|&c| c == 20_000), "{max:?}");
 }
+
+mod strategies {
+    //! One whole job per restart strategy: a map fails on its first record a
+    //! given number of times (counted across restarts), then lets records pass.
+
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use weir::{JobError, RestartStrategy, StreamEnv};
+
+    /// Runs a small job whose map fails `failures` times; returns the outcome and the restarts.
+    fn run(strategy: RestartStrategy, failures: u32) -> (Result<(), JobError>, u32) {
+        let env = StreamEnv::with_parallelism(1);
+        env.set_restart_strategy(strategy);
+        let left = Arc::new(AtomicU32::new(failures));
+        let out = env
+            .from_collection((0..100u64).collect::<Vec<_>>())
+            .map(move |v: u64| {
+                if left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    panic!("planned failure");
+                }
+                v
+            })
+            .name("flaky")
+            .collect();
+        let outcome = actix_rt::System::new().block_on(async move {
+            let mut client = env.start("strategies").await.unwrap();
+            let result = client.wait().await;
+            (result.map(|_| ()), client.restarts())
+        });
+        if outcome.0.is_ok() {
+            // Without checkpoints a restart starts afresh: the last run delivers everything.
+            let values = out.take();
+            assert!(
+                values.ends_with(&(0..100).collect::<Vec<_>>()),
+                "the last run emits all records"
+            );
+        }
+        outcome
+    }
+
+    #[test]
+    fn no_restart_fails_the_job_at_the_first_failure() {
+        let (outcome, restarts) = run(RestartStrategy::NoRestart, 1);
+        let err = outcome.unwrap_err().to_string();
+        assert!(
+            err.contains("`flaky`") && err.contains("planned failure"),
+            "{err}"
+        );
+        assert_eq!(restarts, 0);
+    }
+
+    #[test]
+    fn fixed_delay_restarts_up_to_its_attempts() {
+        let ms = Duration::from_millis;
+        let (outcome, restarts) = run(
+            RestartStrategy::FixedDelay {
+                attempts: 3,
+                delay: ms(1),
+            },
+            3,
+        );
+        assert!(outcome.is_ok());
+        assert_eq!(restarts, 3);
+        let (outcome, restarts) = run(
+            RestartStrategy::FixedDelay {
+                attempts: 2,
+                delay: ms(1),
+            },
+            3,
+        );
+        assert!(outcome.is_err());
+        assert_eq!(restarts, 2);
+    }
+
+    #[test]
+    fn failure_rate_gives_up_when_failures_come_too_fast() {
+        let ms = Duration::from_millis;
+        let strategy = RestartStrategy::FailureRate {
+            max_failures: 1,
+            interval: Duration::from_secs(600),
+            delay: ms(1),
+        };
+        let (outcome, restarts) = run(strategy.clone(), 1);
+        assert!(outcome.is_ok());
+        assert_eq!(restarts, 1);
+        let (outcome, restarts) = run(strategy, 2);
+        assert!(
+            outcome.is_err(),
+            "two failures within the interval, one tolerated"
+        );
+        assert_eq!(restarts, 1);
+    }
+
+    #[test]
+    fn exponential_delay_keeps_restarting() {
+        let ms = Duration::from_millis;
+        let strategy = RestartStrategy::ExponentialDelay {
+            initial: ms(1),
+            max: ms(8),
+            multiplier: 2.0,
+            reset_after: Duration::from_secs(60),
+            jitter: 0.0,
+        };
+        let (outcome, restarts) = run(strategy, 4);
+        assert!(outcome.is_ok());
+        assert_eq!(restarts, 4);
+    }
+}
