@@ -70,6 +70,8 @@ pub(crate) struct EdgeDraft {
     pub hash: Option<PartitionerFactory>,
     /// Builds the partitioner for the other kinds, typed for the edge's records.
     pub generic: fn(Partitioning) -> PartitionerFactory,
+    /// Decodes the edge's records (in-flight data of unaligned checkpoints).
+    pub decoder: weir_actors::batch::BatchDecoder,
 }
 
 pub(crate) struct Builder {
@@ -446,6 +448,7 @@ impl Builder {
                     _ => (d.generic)(partitioning),
                 };
                 Edge {
+                    decoder: d.decoder,
                     source: d.source,
                     target: d.target,
                     target_input: d.input,

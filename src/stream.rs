@@ -29,6 +29,7 @@ use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use weir_actors::batch::{decode_batch, BatchDecoder};
 use weir_actors::graph::{
     ChainingStrategy, OperatorFactory, PartitionerContext, PartitionerFactory, VertexId, VertexKind,
 };
@@ -148,6 +149,7 @@ impl<T: Data> DataStream<T> {
                 partitioning: input.partitioning,
                 hash: input.hash,
                 generic: generic_partitioner::<T>,
+                decoder: decode_batch::<T>,
             });
         }
         drop(builder);
@@ -581,21 +583,12 @@ impl<T: Data> DataStream<T> {
             chaining: ChainingStrategy::Always,
             kind: VertexKind::Operator { inputs: 2, factory },
         });
-        let first = self.inputs.into_iter().map(|i| {
-            (
-                i,
-                0usize,
-                generic_partitioner::<T> as fn(Partitioning) -> PartitionerFactory,
-            )
-        });
-        let second = other.inputs.into_iter().map(|i| {
-            (
-                i,
-                1usize,
-                generic_partitioner::<B> as fn(Partitioning) -> PartitionerFactory,
-            )
-        });
-        for (input, target_input, generic) in first.chain(second) {
+        type Typed = (fn(Partitioning) -> PartitionerFactory, BatchDecoder);
+        let first: Typed = (generic_partitioner::<T>, decode_batch::<T>);
+        let second: Typed = (generic_partitioner::<B>, decode_batch::<B>);
+        let first = self.inputs.into_iter().map(|i| (i, 0usize, first));
+        let second = other.inputs.into_iter().map(|i| (i, 1usize, second));
+        for (input, target_input, (generic, decoder)) in first.chain(second) {
             builder.edges.push(EdgeDraft {
                 source: input.vertex,
                 target: vertex,
@@ -603,6 +596,7 @@ impl<T: Data> DataStream<T> {
                 partitioning: input.partitioning,
                 hash: input.hash,
                 generic,
+                decoder,
             });
         }
         drop(builder);

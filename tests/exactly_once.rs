@@ -34,6 +34,10 @@ fn failures(seed: u64, records: u64, count: usize) -> Vec<u64> {
 }
 
 fn run(tag: &str, seed: u64, parallelism: usize) -> (u64, u32) {
+    run_with(tag, seed, parallelism, false)
+}
+
+fn run_with(tag: &str, seed: u64, parallelism: usize, unaligned: bool) -> (u64, u32) {
     let records = 60_000;
     let dir = temp_dir(&format!("{tag}-{seed}"));
     let args = example::Args {
@@ -42,7 +46,7 @@ fn run(tag: &str, seed: u64, parallelism: usize) -> (u64, u32) {
         parallelism,
         checkpoint_interval_ms: 5,
         mode: "exactly-once".into(),
-        unaligned: false,
+        unaligned,
         backend: "heap".into(),
         rate: None,
         fail_at: failures(seed, records, 3),
@@ -203,5 +207,14 @@ fn at_least_once_loses_nothing_through_injected_failures() {
             .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         assert!(lines >= records, "seed {seed}: {lines} lines");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn unaligned_checkpoints_keep_the_output_exactly_once_through_failures() {
+    for seed in SEEDS {
+        let (lines, restarts) = run_with("unaligned", seed, 2, true);
+        assert_eq!(lines, 60_000, "seed {seed}: one line per record");
+        assert!(restarts >= 1, "seed {seed}");
     }
 }

@@ -160,6 +160,24 @@ impl<T: Clone + Send + Serialize + 'static> BatchData for RecordBatch<T> {
     }
 }
 
+/// Turns bytes written by [`BatchData::encode`] back into a batch of `T`
+/// (in-flight records of an unaligned checkpoint, on restore).
+pub type BatchDecoder = fn(&[u8]) -> Result<Batch, String>;
+
+/// The [`BatchDecoder`] for records of type `T`.
+pub fn decode_batch<T>(bytes: &[u8]) -> Result<Batch, String>
+where
+    T: Clone + Send + Serialize + serde::de::DeserializeOwned + 'static,
+{
+    let batch: RecordBatch<T> = rmp_serde::from_slice(bytes).map_err(|e| {
+        format!(
+            "cannot decode in-flight records of `{}`: {e}",
+            std::any::type_name::<T>()
+        )
+    })?;
+    Ok(Box::new(batch))
+}
+
 /// Restores the typed records of a batch.
 ///
 /// Fails with a message naming both types when the batch holds other records:

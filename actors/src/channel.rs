@@ -75,6 +75,8 @@ pub(crate) struct InputChannel {
     pub ended: bool,
     /// Held back until a checkpoint's barriers are aligned.
     pub blocked: bool,
+    /// Restored in-flight batches still at the front of `queue`.
+    pub restored: usize,
     /// Record batches waiting in `queue` (events do not count).
     pub queued_batches: usize,
 }
@@ -87,6 +89,7 @@ impl InputChannel {
             upstream,
             ended: false,
             blocked: false,
+            restored: 0,
             queued_batches: 0,
         }
     }
@@ -136,6 +139,16 @@ impl InputGate {
             }
         }
         None
+    }
+
+    /// Puts restored in-flight batches in front of everything queued on `channel`.
+    pub fn restore_front(&mut self, channel: usize, batches: Vec<Batch>) {
+        let ch = &mut self.channels[channel];
+        ch.restored += batches.len();
+        ch.queued_batches += batches.len();
+        for batch in batches.into_iter().rev() {
+            ch.queue.push_front(ChannelEvent::Records(batch));
+        }
     }
 
     /// Releases every channel held back for an alignment.

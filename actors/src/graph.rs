@@ -147,6 +147,8 @@ pub struct Edge {
     pub partitioning: Partitioning,
     /// Builds the typed partitioner that implements `partitioning`.
     pub partitioner: PartitionerFactory,
+    /// Decodes this edge's in-flight records (unaligned checkpoints).
+    pub decoder: crate::batch::BatchDecoder,
 }
 
 impl fmt::Debug for Edge {

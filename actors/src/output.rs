@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 
+use crate::batch::Batch;
 use crate::channel::{ChannelEvent, ChannelTarget};
 use crate::checkpoint::metadata::ChannelState;
 use crate::checkpoint::CheckpointBarrier;
@@ -140,6 +141,24 @@ impl Outputs {
             }
         }
         Ok(captured)
+    }
+
+    /// Puts restored in-flight batches at the front of one channel's queue.
+    pub fn restore_front(
+        &mut self,
+        output: usize,
+        channel: usize,
+        batches: Vec<Batch>,
+    ) -> Result<(), String> {
+        let ch = self
+            .edges
+            .get_mut(output)
+            .and_then(|o| o.channels.get_mut(channel))
+            .ok_or_else(|| format!("restored in-flight records for output {output} channel {channel}, which does not exist"))?;
+        for batch in batches.into_iter().rev() {
+            ch.pending.push_front(ChannelEvent::Records(batch));
+        }
+        Ok(())
     }
 
     /// Adds credit to one channel.

@@ -192,6 +192,7 @@ mod tests {
             partitioner: Arc::new(|ctx| {
                 Box::new(TypedPartitioner::<u8, _>::new(Forward, ctx.channels, 1))
             }),
+            decoder: crate::batch::decode_batch::<u8>,
         }
     }
 

@@ -156,12 +156,48 @@ pub fn assign(
             }
         }
     }
-    let in_flight: u64 = states.iter().map(SubtaskState::in_flight_bytes).sum();
-    if in_flight > 0 {
-        return Err(format!(
-            "checkpoint {checkpoint} is unaligned ({in_flight} bytes of in-flight records); restoring channel state \
-             is not supported yet: restore from an aligned checkpoint"
-        ));
+    // In-flight records go back to the same subtask of the same chain: channel
+    // state is restored at an unchanged parallelism and chaining only.
+    for (meta, state) in metadata.subtasks.iter().zip(states) {
+        if state.input_channels.is_empty() && state.output_channels.is_empty() {
+            continue;
+        }
+        let target = plan.chains.iter().enumerate().find(|(_, chain)| {
+            chain
+                .vertices
+                .iter()
+                .map(|&v| graph.vertices[v].uid.as_str())
+                .eq(meta.operators.iter().map(String::as_str))
+        });
+        let same_parallelism = meta.operators.iter().all(|uid| {
+            let before = metadata
+                .operators
+                .iter()
+                .find(|o| &o.uid == uid)
+                .map(|o| o.parallelism);
+            let now = graph
+                .vertices
+                .iter()
+                .find(|v| &v.uid == uid)
+                .map(|v| v.parallelism);
+            before.is_some() && before == now
+        });
+        match (target, same_parallelism) {
+            (Some((c, _)), true) => {
+                if let Some(subtask) = restored.get_mut(&(c, meta.subtask)) {
+                    subtask.input_channels = state.input_channels.clone();
+                    subtask.output_channels = state.output_channels.clone();
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "checkpoint {checkpoint} is unaligned: the in-flight records of [{}] subtask {} can only be \
+                     restored at the same parallelism and chaining; restore from an aligned checkpoint or savepoint",
+                    meta.operators.join(", "),
+                    meta.subtask
+                ))
+            }
+        }
     }
     Ok(restored)
 }

@@ -155,6 +155,15 @@ impl Supervisor {
             checkpointing: self.subtask_checkpointing(chain_index, subtask),
             attempt: self.attempt,
             restored: self.restored.get(&(chain_index, subtask)).cloned(),
+            input_decoders: input_channels(&self.graph, chain, subtask)
+                .iter()
+                .map(|c| self.graph.edges[c.edge].decoder)
+                .collect(),
+            output_decoders: chain
+                .out_edges
+                .iter()
+                .map(|&e| self.graph.edges[e].decoder)
+                .collect(),
         }
     }
 

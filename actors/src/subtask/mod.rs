@@ -38,9 +38,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::batch::BatchDecoder;
 use crate::chain::{Chain, Failure};
 use crate::channel::{ChannelEvent, ChannelTarget, InputChannel, InputGate, Upstream};
 use crate::checkpoint::coordinator::{CheckpointReport, ReportKind};
+use crate::checkpoint::metadata::ChannelState;
 use crate::checkpoint::tracker::TaskId;
 use crate::checkpoint::{BarrierKind, CheckpointBarrier, CheckpointStorage};
 use crate::config::RuntimeConfig;
@@ -82,6 +84,10 @@ pub struct SubtaskSpec {
     pub attempt: u32,
     /// The state to start from (after a restart or from a savepoint).
     pub restored: Option<RestoredSubtask>,
+    /// Per input channel, how its in-flight records are decoded.
+    pub input_decoders: Vec<BatchDecoder>,
+    /// Per output edge, how its in-flight records are decoded.
+    pub output_decoders: Vec<BatchDecoder>,
 }
 
 /// What a subtask starts from when the job is restored.
@@ -89,6 +95,10 @@ pub struct SubtaskSpec {
 pub struct RestoredSubtask {
     /// Per operator uid, its (redistributed) snapshot.
     pub operators: HashMap<String, OperatorSnapshot>,
+    /// In-flight records of its input channels (unaligned checkpoints): processed first.
+    pub input_channels: Vec<ChannelState>,
+    /// In-flight records of its output channels (unaligned checkpoints): sent first.
+    pub output_channels: Vec<ChannelState>,
 }
 
 /// A subtask's part in checkpointing.
@@ -279,6 +289,52 @@ impl Subtask {
         }
     }
 
+    /// Puts the in-flight records of a restored unaligned checkpoint back:
+    /// input records ahead of anything received, output records ahead of
+    /// anything produced.
+    fn restore_channel_state(&mut self) -> Result<(), String> {
+        let Some(restored) = self.spec.restored.take() else {
+            return Ok(());
+        };
+        for state in &restored.input_channels {
+            let decode = self.spec.input_decoders.get(state.index).ok_or_else(|| {
+                format!("restored in-flight records for input channel {} which this subtask does not have", state.index)
+            })?;
+            let batches = state
+                .batches
+                .iter()
+                .map(|b| decode(b))
+                .collect::<Result<Vec<_>, String>>()?;
+            self.gate.restore_front(state.index, batches);
+        }
+        for state in &restored.output_channels {
+            let decode = self.spec.output_decoders.get(state.index).ok_or_else(|| {
+                format!(
+                    "restored in-flight records for output {} which this subtask does not have",
+                    state.index
+                )
+            })?;
+            let batches = state
+                .batches
+                .iter()
+                .map(|b| decode(b))
+                .collect::<Result<Vec<_>, String>>()?;
+            self.outputs
+                .restore_front(state.index, state.channel, batches)?;
+        }
+        let batches: usize = restored
+            .input_channels
+            .iter()
+            .chain(&restored.output_channels)
+            .map(|c| c.batches.len())
+            .sum();
+        if batches > 0 {
+            debug!(parent: &self.span, batches, "restored in-flight records");
+        }
+        self.spec.restored = Some(restored);
+        Ok(())
+    }
+
     fn report(&mut self, outcome: SubtaskOutcome) {
         self.reporter.do_send(SubtaskReport {
             attempt: self.spec.attempt,
@@ -450,6 +506,12 @@ impl Subtask {
         };
         let input = self.gate.channels[channel].input;
         match event {
+            ChannelEvent::Records(batch) if self.gate.channels[channel].restored > 0 => {
+                // Restored in-flight records: no sender gave credit for them.
+                self.gate.channels[channel].restored -= 1;
+                self.records_in += batch.len() as u64;
+                self.chain.head_records(input, batch, &mut self.outputs)?;
+            }
             ChannelEvent::Records(batch) => {
                 let upstream = &self.gate.channels[channel].upstream;
                 upstream.subtask.do_send(Credit {
@@ -637,6 +699,10 @@ impl Handler<Start> for Subtask {
         match Chain::open(&self.spec) {
             Ok(chain) => self.chain = chain,
             Err(failure) => return self.fail(failure, ctx),
+        }
+        if let Err(cause) = self.restore_channel_state() {
+            let operator = self.spec.task.clone();
+            return self.fail(Failure { operator, cause }, ctx);
         }
         self.phase = Phase::Running;
         debug!(parent: &self.span, "subtask running");
