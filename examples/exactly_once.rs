@@ -27,6 +27,7 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use weir::sink::TransactionalFileSink;
 use weir::state::ValueStateDescriptor;
+use weir::testing::{audit_exactly_once, CountLine, Expected};
 use weir::{
     CheckpointConfig, CheckpointMode, Collector, KeyedContext, KeyedProcessFunction,
     RestartStrategy, StreamEnv, UserError,
@@ -255,14 +256,11 @@ pub fn build(env: &StreamEnv, args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks the committed output in `dir` for loss and duplicates: per key the
-/// counts are exactly `1..=n_k` and the last line's sum is exact. Returns the
-/// number of lines.
-pub fn audit(dir: &Path, records: u64, keys: u64) -> Result<u64, String> {
-    let mut seen: BTreeMap<u64, Vec<Line>> = BTreeMap::new();
+/// Reads every committed line under `dir`.
+fn committed_lines(dir: &Path) -> Result<Vec<CountLine>, String> {
     let files = TransactionalFileSink::committed_files(dir)
         .map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-    let mut lines = 0;
+    let mut lines = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
@@ -274,72 +272,36 @@ pub fn audit(dir: &Path, records: u64, keys: u64) -> Result<u64, String> {
                     n + 1
                 )
             })?;
-            seen.entry(line.key).or_default().push(line);
-            lines += 1;
+            lines.push(CountLine {
+                key: line.key,
+                count: line.count,
+                sum: line.sum,
+            });
         }
-    }
-    for key in 0..keys.min(records) {
-        let expected: Vec<u64> = (key..records).step_by(keys as usize).collect();
-        let mut got = seen.remove(&key).unwrap_or_default();
-        got.sort_by_key(|l| l.count);
-        let counts: Vec<u64> = got.iter().map(|l| l.count).collect();
-        if counts != (1..=expected.len() as u64).collect::<Vec<_>>() {
-            let dupes = counts.windows(2).filter(|w| w[0] == w[1]).count();
-            return Err(format!(
-                "key {key}: {} lines for {} records ({dupes} duplicated counts, last count {:?})",
-                counts.len(),
-                expected.len(),
-                counts.last()
-            ));
-        }
-        let sum: u64 = expected.iter().sum();
-        if got.last().map(|l| l.sum) != Some(sum) {
-            return Err(format!(
-                "key {key}: final sum {:?}, expected {sum}",
-                got.last().map(|l| l.sum)
-            ));
-        }
-    }
-    if let Some((key, _)) = seen.into_iter().next() {
-        return Err(format!("unexpected key {key} in the output"));
     }
     Ok(lines)
 }
 
-/// The weaker check for at-least-once: nothing lost. Per key the committed
-/// output reaches at least the record count and the exact sum (replayed
-/// records may push both higher). Returns the number of lines.
+/// What every key must reach: its records are the values `v` in `0..records` with `v % keys == key`.
+fn expected(records: u64, keys: u64) -> BTreeMap<u64, Expected> {
+    (0..keys.min(records))
+        .map(|key| {
+            let values = (key..records).step_by(keys as usize);
+            let (n, sum) = values.fold((0, 0), |(n, s), v| (n + 1, s + v));
+            (key, Expected { records: n, sum })
+        })
+        .collect()
+}
+
+/// Checks the committed output in `dir` for loss and duplicates (see
+/// [`weir::testing::audit_exactly_once`]). Returns the number of lines.
+pub fn audit(dir: &Path, records: u64, keys: u64) -> Result<u64, String> {
+    audit_exactly_once(committed_lines(dir)?, &expected(records, keys))
+}
+
+/// At-least-once: nothing lost (see [`weir::testing::audit_no_loss`]).
 pub fn audit_no_loss(dir: &Path, records: u64, keys: u64) -> Result<u64, String> {
-    let files = TransactionalFileSink::committed_files(dir)
-        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-    let mut best: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-    let mut lines = 0;
-    for file in files {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        for (n, raw) in text.lines().enumerate() {
-            let line: Line = serde_json::from_str(raw).map_err(|e| {
-                format!(
-                    "{}:{}: not an output line ({e}): {raw}",
-                    file.display(),
-                    n + 1
-                )
-            })?;
-            let entry = best.entry(line.key).or_default();
-            *entry = (entry.0.max(line.count), entry.1.max(line.sum));
-            lines += 1;
-        }
-    }
-    for key in 0..keys.min(records) {
-        let expected: Vec<u64> = (key..records).step_by(keys as usize).collect();
-        let (count, sum) = best.get(&key).copied().unwrap_or_default();
-        if count < expected.len() as u64 || sum < expected.iter().sum::<u64>() {
-            return Err(format!(
-                "key {key}: reached count {count} and sum {sum}: records were lost"
-            ));
-        }
-    }
-    Ok(lines)
+    weir::testing::audit_no_loss(committed_lines(dir)?, &expected(records, keys))
 }
 
 fn main() -> ExitCode {

@@ -11,8 +11,8 @@
 //!   restore; plans can be drawn from a seed and replayed from it
 //!   (`Faults::from_seed`, printed with `Display`). Give it to a job with
 //!   [`StreamEnv::set_faults`](crate::StreamEnv::set_faults).
-//! - `examples/exactly_once.rs` has the audit that checks a committed output
-//!   for loss and duplicates.
+//! - [`audit_exactly_once`] checks a committed output of running counts for
+//!   loss and duplicates ([`audit_no_loss`] for at-least-once).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -22,7 +22,9 @@
 //! assert!(faults.to_string().contains("fail `count` at record 1000"));
 //! ```
 
+mod audit;
 mod harness;
 
+pub use audit::{audit_exactly_once, audit_no_loss, CountLine, Expected};
 pub use harness::OperatorHarness;
 pub use weir_actors::faults::FaultPlan as Faults;
