@@ -159,3 +159,131 @@ mod strategies {
         assert_eq!(restarts, 4);
     }
 }
+
+mod replayable_sources {
+    //! The text file source resumes exactly after its checkpointed position.
+
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use weir::{RestartStrategy, StreamEnv};
+
+    #[test]
+    fn a_text_file_source_resumes_after_its_checkpointed_position() {
+        let dir = std::env::temp_dir().join(format!("weir-text-replay-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let input = dir.join("input.txt");
+        let text: String = (0..20_000).map(|i| format!("line {}\n", i % 7)).collect();
+        std::fs::write(&input, text).unwrap();
+
+        let env = StreamEnv::with_parallelism(2);
+        env.set_batch_size(16);
+        env.enable_checkpointing(Duration::from_millis(2));
+        env.set_checkpoint_dir(dir.join("checkpoints").to_str().unwrap());
+        env.set_restart_strategy(RestartStrategy::FixedDelay {
+            attempts: 2,
+            delay: Duration::ZERO,
+        });
+        let failed = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counts = env
+            .read_text_file(&input)
+            .map(move |line: String| {
+                if seen.fetch_add(1, Ordering::SeqCst) == 12_000
+                    && !failed.swap(true, Ordering::SeqCst)
+                {
+                    panic!("planned failure");
+                }
+                line
+            })
+            .key_by(|line: &String| line.clone())
+            .sum(|_| 1u64)
+            .collect();
+        let result = env.execute_blocking("text-replay").unwrap();
+        assert_eq!(result.restarts, 1);
+        let mut last: HashMap<String, u64> = HashMap::new();
+        for (line, count) in counts.take() {
+            let entry = last.entry(line).or_default();
+            *entry = (*entry).max(count);
+        }
+        let expected: HashMap<String, u64> = (0..7)
+            .map(|k| {
+                (
+                    format!("line {k}"),
+                    (0..20_000).filter(|i| i % 7 == k).count() as u64,
+                )
+            })
+            .collect();
+        assert_eq!(
+            last, expected,
+            "every line counted once, through the failure"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+mod aligned_timeout {
+    //! An aligned checkpoint whose alignment takes longer than the aligned
+    //! timeout switches to unaligned.
+
+    use std::time::Duration;
+
+    use weir::sink::Sink;
+    use weir::{CheckpointConfig, RestartStrategy, StreamEnv, UserError};
+
+    #[derive(Clone)]
+    struct Slow;
+
+    impl Sink<u64> for Slow {
+        fn write(&mut self, _record: u64) -> Result<(), UserError> {
+            Ok(())
+        }
+
+        fn write_batch(&mut self, _batch: Vec<u64>) -> Result<(), UserError> {
+            std::thread::sleep(Duration::from_millis(5));
+            Ok(())
+        }
+    }
+
+    fn unaligned_checkpoints(aligned_timeout: Option<Duration>) -> (usize, usize) {
+        let env = StreamEnv::with_parallelism(1);
+        env.set_restart_strategy(RestartStrategy::NoRestart);
+        env.set_batch_size(64);
+        env.set_checkpoint_config(CheckpointConfig {
+            interval: Some(Duration::from_millis(30)),
+            unaligned: aligned_timeout.is_some(),
+            aligned_timeout,
+            ..CheckpointConfig::default()
+        });
+        // Two inputs: the generator's barriers queue behind full channels, the
+        // tiny collection's arrive at once, so every alignment waits for the
+        // generator's queue (several slow batches): longer than the timeout.
+        env.generate(6_000, |i| i)
+            .union(env.from_collection(vec![1u64, 2, 3]))
+            .add_sink(Slow);
+        let result = env.execute_blocking("aligned-timeout").unwrap();
+        let completed: Vec<_> = result.completed_checkpoints().collect();
+        (
+            completed.iter().filter(|c| c.unaligned).count(),
+            completed.len(),
+        )
+    }
+
+    #[test]
+    fn a_slow_alignment_switches_to_unaligned() {
+        let (unaligned, completed) = unaligned_checkpoints(Some(Duration::from_millis(1)));
+        assert!(completed >= 2, "{completed} checkpoints");
+        assert!(
+            unaligned >= 1,
+            "none of {completed} checkpoints switched to unaligned"
+        );
+        let (unaligned, _) = unaligned_checkpoints(None);
+        assert_eq!(
+            unaligned, 0,
+            "without the timeout every checkpoint stays aligned"
+        );
+    }
+}
