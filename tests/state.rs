@@ -28,7 +28,8 @@
 //!   when snapshots overlap, finish out of order or are abandoned;
 //! - **whole jobs**: the keyed rolling aggregations (`reduce`, `sum`, `min`,
 //!   `max`, `aggregate`) at parallelism 2 end with the expected value per key;
-//!   a keyed function counts right at any parallelism and max parallelism;
+//!   a keyed function counts right at any parallelism and max parallelism,
+//!   also with state large enough to be looked up a batch ahead;
 //!   processing-time timers fire by the wall clock while a job runs (a source
 //!   waits for them before it ends), also when that source blocks on every
 //!   empty poll (a source with nothing to give is polled again after a pause,
@@ -51,6 +52,7 @@ use weir::state::{
     ValueStateDescriptor,
 };
 use weir::testing::OperatorHarness;
+use weir::time::WatermarkStrategy;
 use weir::{
     Collector, KeyedContext, KeyedProcessFunction, ProcessContext, ProcessFunction, RuntimeContext,
     StreamEnv, UserError,
@@ -1973,6 +1975,43 @@ fn a_keyed_process_function_counts_every_key_in_a_job() {
         .map(|c| (c, if c <= per_key { GROUPS } else { N % GROUPS }))
         .collect();
     assert_eq!(seen, expected);
+}
+
+#[test]
+fn a_keyed_function_counts_right_when_its_state_outgrows_the_caches() {
+    // 60 000 keys span well over the footprint from which a keyed operator
+    // looks a batch's entries up ahead of processing it: the counts must be
+    // the same as record at a time, with and without timestamps.
+    const KEYS: u64 = 60_000;
+    for with_timestamps in [false, true] {
+        let env = StreamEnv::with_parallelism(1);
+        let keys = env.generate(3 * KEYS, |i| (i % KEYS) as u32);
+        let keys = if with_timestamps {
+            keys.assign_timestamps_and_watermarks(
+                WatermarkStrategy::monotonous_timestamps()
+                    .with_timestamp_assigner(|k: &u32| i64::from(*k)),
+            )
+        } else {
+            keys
+        };
+        let out = keys
+            .key_by(|k: &u32| *k)
+            .process(Count(ValueStateDescriptor::<u64>::new("n")))
+            .collect();
+        env.execute_blocking("large-state").unwrap();
+        let counts = out.take();
+        assert_eq!(
+            counts.len() as u64,
+            3 * KEYS,
+            "timestamps {with_timestamps}"
+        );
+        let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
+        for c in counts {
+            *seen.entry(c).or_default() += 1;
+        }
+        let expected: BTreeMap<u64, u64> = [(1, KEYS), (2, KEYS), (3, KEYS)].into();
+        assert_eq!(seen, expected, "timestamps {with_timestamps}");
+    }
 }
 
 #[test]
