@@ -29,7 +29,7 @@
 //! - **whole jobs**: the keyed rolling aggregations (`reduce`, `sum`, `min`,
 //!   `max`, `aggregate`) at parallelism 2 end with the expected value per key;
 //!   a keyed function counts right at any parallelism and max parallelism,
-//!   also with state large enough to be looked up a batch ahead;
+//!   also with state well beyond the caches;
 //!   processing-time timers fire by the wall clock while a job runs (a source
 //!   waits for them before it ends), also when that source blocks on every
 //!   empty poll (a source with nothing to give is polled again after a pause,
@@ -1979,9 +1979,9 @@ fn a_keyed_process_function_counts_every_key_in_a_job() {
 
 #[test]
 fn a_keyed_function_counts_right_when_its_state_outgrows_the_caches() {
-    // 60 000 keys span well over the footprint from which a keyed operator
-    // looks a batch's entries up ahead of processing it: the counts must be
-    // the same as record at a time, with and without timestamps.
+    // 60 000 keys: state well beyond the first-level caches and a map per key
+    // group that grows many times while the job runs; every key must count
+    // 1, 2, 3, with and without timestamps in the batches.
     const KEYS: u64 = 60_000;
     for with_timestamps in [false, true] {
         let env = StreamEnv::with_parallelism(1);

@@ -33,18 +33,7 @@ pub(crate) struct KeyedCore<K> {
     runtime: Option<RuntimeContext>,
     pub watermark: i64,
     restored: Option<BTreeMap<usize, Vec<u8>>>,
-    /// The current batch's keys and key groups (kept to reuse its allocation).
-    batch_keys: Vec<(K, usize)>,
-    /// Whether the state is large enough for [`KeyedCore::warm`] to pay off
-    /// (decided once per batch).
-    warm_state: bool,
 }
-
-/// State spanning fewer bytes than this mostly stays in the first-level
-/// caches, where looking entries up ahead costs more than it saves (measured
-/// with the bench `keyed-count` job: 1 000 keys lose 14% with it, 100 000 keys
-/// gain 15%).
-const WARM_MIN_FOOTPRINT: usize = 256 * 1024;
 
 impl<K> Default for KeyedCore<K> {
     fn default() -> Self {
@@ -54,8 +43,6 @@ impl<K> Default for KeyedCore<K> {
             runtime: None,
             watermark: i64::MIN,
             restored: None,
-            batch_keys: Vec::new(),
-            warm_state: false,
         }
     }
 }
@@ -195,48 +182,13 @@ impl<K: Key> KeyedCore<K> {
         self.timers.processing_time.peek_timestamp()
     }
 
-    /// The keys and key groups of `records`. Hand the vector back with
-    /// [`KeyedCore::recycle_keys`] to reuse it.
-    pub fn batch_keys<In>(
-        &mut self,
-        records: &[In],
-        key_of: impl Fn(&In) -> K,
-        max_parallelism: usize,
-    ) -> Vec<(K, usize)> {
-        let mut keys = std::mem::take(&mut self.batch_keys);
-        keys.clear();
-        keys.extend(records.iter().map(|record| {
-            let key = key_of(record);
-            let group = key_group(&key, max_parallelism);
-            (key, group)
-        }));
-        self.warm_state = self
-            .store
-            .as_ref()
-            .is_some_and(|store| store.footprint() >= WARM_MIN_FOOTPRINT);
-        keys
-    }
-
-    /// Brings the state entries of `keys` into cache: independent lookups overlap
-    /// their cache misses, which the record-at-a-time path cannot. Call it for a
-    /// few dozen keys just before processing their records, so the entries are
-    /// still in the first-level cache when they are used.
-    pub fn warm(&self, keys: &[(K, usize)]) {
-        if !self.warm_state {
-            return;
-        }
-        if let Some(store) = &self.store {
-            store.warm(keys);
-        }
-    }
-
-    /// Takes back the vector [`KeyedCore::batch_keys`] returned.
-    pub fn recycle_keys(&mut self, mut keys: Vec<(K, usize)>) {
-        keys.clear();
-        self.batch_keys = keys;
-    }
-
     /// A context for `key` (in key group `group`).
+    ///
+    /// Always inlined: returned through memory from a call, the context was
+    /// read back in wider loads than the narrow stores that had just written
+    /// it, a store-forwarding stall that cost the keyed path ~40% of its
+    /// throughput (bench `keyed-count`: 22 M -> 38 M records/s).
+    #[inline(always)]
     pub fn context<'a>(
         &'a mut self,
         key: &'a K,

@@ -174,10 +174,6 @@ pub trait KeyedProcessFunction<K, In, Out>: Clone + Send + 'static {
     }
 }
 
-/// Records whose state entries are brought into cache together, just before
-/// they are processed (see `KeyedCore::warm`).
-const WARM_CHUNK: usize = 32;
-
 pub(crate) type KeySelector<In, K> = Arc<dyn Fn(&In) -> K + Send + Sync>;
 
 /// Runs a [`KeyedProcessFunction`] as a [`OneInputOperator`], owning its keyed
@@ -231,32 +227,6 @@ impl<K: Key, In: Send + 'static, F> KeyedProcess<K, In, F> {
         }
         Ok(())
     }
-
-    /// Processes `batch`, whose records' keys and key groups are `keys`, in order.
-    fn process_keyed<Out>(
-        &mut self,
-        batch: RecordBatch<In>,
-        keys: &mut Vec<(K, usize)>,
-        out: &mut Collector<Out>,
-    ) -> Result<(), UserError>
-    where
-        F: KeyedProcessFunction<K, In, Out>,
-    {
-        let with_timestamps = batch.timestamps.is_some();
-        let mut records = batch.into_iter_with_timestamps();
-        for chunk in keys.chunks(WARM_CHUNK) {
-            self.core.warm(chunk);
-            for ((key, group), (value, timestamp)) in chunk.iter().zip(&mut records) {
-                let mut ctx = self.core.context(key, *group, timestamp, None, None)?;
-                if with_timestamps {
-                    out.set_timestamp(timestamp);
-                }
-                self.function.process_element(value, &mut ctx, out)?;
-            }
-        }
-        keys.clear();
-        Ok(())
-    }
 }
 
 impl<K, In, Out, F> OneInputOperator<In, Out> for KeyedProcess<K, In, F>
@@ -287,13 +257,23 @@ where
         out: &mut Collector<Out>,
     ) -> Result<(), UserError> {
         let max = self.core.max_parallelism();
-        let key_of = &self.key;
-        let mut keys = self
-            .core
-            .batch_keys(&batch.records, |value| key_of(value), max);
-        let result = self.process_keyed(batch, &mut keys, out);
-        self.core.recycle_keys(keys);
-        result
+        if batch.timestamps.is_none() {
+            for value in batch.records {
+                let key = (self.key)(&value);
+                let group = key_group(&key, max);
+                let mut ctx = self.core.context(&key, group, None, None, None)?;
+                self.function.process_element(value, &mut ctx, out)?;
+            }
+            return Ok(());
+        }
+        for (value, timestamp) in batch.into_iter_with_timestamps() {
+            let key = (self.key)(&value);
+            let group = key_group(&key, max);
+            let mut ctx = self.core.context(&key, group, timestamp, None, None)?;
+            out.set_timestamp(timestamp);
+            self.function.process_element(value, &mut ctx, out)?;
+        }
+        Ok(())
     }
 
     fn process_watermark(

@@ -129,14 +129,6 @@ impl<K: Key, S: StateData> Group<K, S> {
         }
     }
 
-    /// Entries the group's maps have room for.
-    fn capacity(&self) -> usize {
-        match self {
-            Group::Owned(map) => map.capacity(),
-            Group::Frozen { base, delta } => base.capacity() + delta.capacity(),
-        }
-    }
-
     fn for_each_key(&self, mut f: impl FnMut(&K)) {
         match self {
             Group::Owned(map) => map.keys().for_each(f),
@@ -213,28 +205,6 @@ impl<K: Key, S: StateData> HeapTable<K, S> {
     #[inline]
     pub fn get(&self, group: usize, key: &K) -> Option<&S> {
         self.group(group).get(key)
-    }
-
-    /// Roughly the bytes of memory the table's hash maps span (their slots,
-    /// not what values own on the heap): what lookups may miss in cache over.
-    pub fn footprint(&self) -> usize {
-        let slot = std::mem::size_of::<(K, S)>() + 1;
-        self.groups.iter().map(|g| g.capacity() * slot).sum()
-    }
-
-    /// Looks up every `(key, key group)` of a batch without using the results,
-    /// so that the lookups, being independent, overlap their cache misses and the
-    /// batch's one-at-a-time accesses afterwards find their entries in cache.
-    /// Groups outside the table are skipped (the access will report them).
-    pub fn warm(&self, keys: &[(K, usize)]) {
-        for (key, group) in keys {
-            if let Some(group) = group
-                .checked_sub(self.start)
-                .and_then(|g| self.groups.get(g))
-            {
-                std::hint::black_box(group.get(key).map(|value| value as *const S));
-            }
-        }
     }
 
     /// The value of `key`, for change in place.
@@ -343,27 +313,6 @@ impl<K: Key, S: StateData> HeapTableSnapshot<K, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn warming_skips_foreign_groups_and_changes_nothing() {
-        let range = KeyGroupRange { start: 4, end: 6 };
-        let mut table = HeapTable::<u64, u64>::new(range);
-        table.put(4, &1, 10);
-        table.warm(&[(1, 4), (2, 5), (3, 0), (4, 6), (5, usize::MAX)]);
-        assert_eq!(table.get(4, &1), Some(&10));
-        assert_eq!(table.len(), 1);
-    }
-
-    #[test]
-    fn the_footprint_grows_with_the_entries() {
-        let mut table = HeapTable::<u64, u64>::new(KeyGroupRange { start: 0, end: 2 });
-        assert_eq!(table.footprint(), 0);
-        for key in 0..1000 {
-            table.put((key % 2) as usize, &key, key);
-        }
-        let slot = std::mem::size_of::<(u64, u64)>() + 1;
-        assert!(table.footprint() >= 1000 * slot, "{}", table.footprint());
-    }
 
     #[test]
     fn a_snapshot_keeps_its_values_while_the_table_changes() {

@@ -41,8 +41,6 @@ pub enum StateKind {
 trait TableOps<K>: Send + Sync {
     fn keys(&self, table: &dyn Any) -> Vec<K>;
     fn len(&self, table: &dyn Any) -> usize;
-    fn warm(&self, table: &dyn Any, keys: &[(K, usize)]);
-    fn footprint(&self, table: &dyn Any) -> usize;
     fn snapshot(&self, table: &mut dyn Any) -> Option<Box<dyn ErasedTableSnapshot>>;
 }
 
@@ -59,16 +57,6 @@ impl<K: Key, S: StateData> TableOps<K> for HeapOps<K, S> {
         table
             .downcast_ref::<HeapTable<K, S>>()
             .map_or(0, HeapTable::len)
-    }
-    fn warm(&self, table: &dyn Any, keys: &[(K, usize)]) {
-        if let Some(table) = table.downcast_ref::<HeapTable<K, S>>() {
-            table.warm(keys);
-        }
-    }
-    fn footprint(&self, table: &dyn Any) -> usize {
-        table
-            .downcast_ref::<HeapTable<K, S>>()
-            .map_or(0, HeapTable::footprint)
     }
     fn snapshot(&self, table: &mut dyn Any) -> Option<Box<dyn ErasedTableSnapshot>> {
         let table = table.downcast_mut::<HeapTable<K, S>>()?;
@@ -268,24 +256,6 @@ impl<K: Key> KeyedStateStore<K> {
         let index = self.resolve(descriptor)?;
         let t = &self.tables[index];
         Ok(t.ops.keys(t.table.as_ref()))
-    }
-
-    /// Brings the entries of a batch's `(key, key group)`s into cache, in every
-    /// state table, before the batch is processed record by record (see
-    /// [`HeapTable::warm`]).
-    pub fn warm(&self, keys: &[(K, usize)]) {
-        for t in &self.tables {
-            t.ops.warm(t.table.as_ref(), keys);
-        }
-    }
-
-    /// Roughly the bytes the state tables' hash maps span, over all states
-    /// (see [`HeapTable::footprint`]).
-    pub fn footprint(&self) -> usize {
-        self.tables
-            .iter()
-            .map(|t| t.ops.footprint(t.table.as_ref()))
-            .sum()
     }
 
     /// Number of (state, key) entries, over all states.
