@@ -203,10 +203,12 @@ impl<K: Key> KeyedStateStore<K> {
         kind: StateKind,
         type_name: &'static str,
     ) -> Result<usize, StateError> {
+        // Restored bytes leave `pending` only once every group of the state has
+        // been read: after a mismatch or corrupt bytes they are still there,
+        // and the next snapshot carries them on.
         let mut table = HeapTable::<K, D::Stored>::new(self.range);
-        for (&group, states) in self.pending.iter_mut() {
-            if let Some(pos) = states.iter().position(|s| s.name == name) {
-                let bytes = states.remove(pos);
+        for (&group, states) in &self.pending {
+            if let Some(bytes) = states.iter().find(|s| s.name == name) {
                 if bytes.kind != kind || bytes.type_name != type_name {
                     return Err(StateError::Mismatch {
                         name: name.to_string(),
@@ -216,6 +218,9 @@ impl<K: Key> KeyedStateStore<K> {
                 }
                 table.restore_group(name, group, &bytes.entries)?;
             }
+        }
+        for states in self.pending.values_mut() {
+            states.retain(|s| s.name != name);
         }
         self.pending.retain(|_, states| !states.is_empty());
         self.tables.push(Table {
@@ -296,5 +301,40 @@ impl<K: Key> KeyedStateStore<K> {
                 .extend(states.iter().cloned());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ValueStateDescriptor;
+
+    fn snapshot_of(store: &mut KeyedStateStore<u64>) -> BTreeMap<usize, Vec<StateBytes>> {
+        store.snapshot().serialize().unwrap()
+    }
+
+    #[test]
+    fn restored_state_survives_a_mismatched_first_use() {
+        let range = KeyGroupRange { start: 0, end: 4 };
+        let count = ValueStateDescriptor::<u64>::new("n");
+        let mut before = KeyedStateStore::new(range);
+        for (key, group) in [(7, 1), (8, 3)] {
+            before.open(&count, &key, group).unwrap().update(key * 10);
+        }
+        let saved = snapshot_of(&mut before);
+
+        let mut after = KeyedStateStore::new(range);
+        after.restore(&saved).unwrap();
+        let wrong = ValueStateDescriptor::<String>::new("n");
+        assert!(matches!(
+            after.open(&wrong, &7, 1),
+            Err(StateError::Mismatch { .. })
+        ));
+        // Nothing was lost: a snapshot still carries the state, and the right
+        // descriptor reads it.
+        assert_eq!(snapshot_of(&mut after), saved);
+        let count = ValueStateDescriptor::<u64>::new("n");
+        assert_eq!(after.open(&count, &7, 1).unwrap().value(), Some(70));
+        assert_eq!(after.open(&count, &8, 3).unwrap().value(), Some(80));
     }
 }

@@ -65,10 +65,33 @@ impl<K: Key> TimerQueue<K> {
     }
 
     /// Deletes the timer for `key` at `timestamp`, if registered.
+    ///
+    /// The heap keeps the deleted entry until it surfaces, unless deleted
+    /// entries come to outnumber live ones: then the heap is rebuilt from the
+    /// live timers, so a function that moves a timeout forward on every record
+    /// holds memory for its live timers, not for every timer it ever set.
     pub fn delete(&mut self, key: &K, timestamp: i64) {
         if let Some(sequence) = self.registered.remove(&(key.clone(), timestamp)) {
             self.by_sequence.remove(&sequence);
+            if self.order.len() > 2 * self.by_sequence.len() + 64 {
+                self.compact();
+            }
         }
+    }
+
+    /// Rebuilds the heap from the live timers (amortised: runs after at least
+    /// as many deletions as there are live timers).
+    #[cold]
+    fn compact(&mut self) {
+        let by_sequence = &self.by_sequence;
+        self.order
+            .retain(|Reverse((_, sequence))| by_sequence.contains_key(sequence));
+    }
+
+    /// Entries in the heap, deleted ones included (for tests of its bound).
+    #[cfg(test)]
+    fn heap_len(&self) -> usize {
+        self.order.len()
     }
 
     fn drop_deleted(&mut self) {
@@ -148,6 +171,23 @@ impl<K> Default for TimerService<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn moving_a_timeout_on_every_record_keeps_the_heap_bounded() {
+        let mut timers = TimerQueue::default();
+        for now in 0..10_000_i64 {
+            timers.delete(&"k".to_string(), now + 999);
+            timers.register("k".to_string(), now + 1000);
+        }
+        assert_eq!(timers.len(), 1);
+        assert!(
+            timers.heap_len() <= 2 * timers.len() + 65,
+            "{}",
+            timers.heap_len()
+        );
+        assert_eq!(timers.pop_due(i64::MAX), Some((10_999, "k".to_string())));
+        assert_eq!(timers.pop_due(i64::MAX), None);
+    }
 
     #[test]
     fn timers_fire_in_timestamp_then_registration_order() {

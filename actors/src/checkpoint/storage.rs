@@ -369,7 +369,11 @@ impl CheckpointStorage for FsStorage {
                     savepoint: m.savepoint,
                 }),
                 Err(StorageError::NotFound(_)) => continue,
-                Err(e) => return Err(e),
+                // One unreadable checkpoint must not hide the others (as Flink
+                // skips a retained checkpoint it cannot read on recovery).
+                Err(e) => {
+                    tracing::warn!(checkpoint = id, error = %e, "skipping a checkpoint whose metadata cannot be read");
+                }
             }
         }
         out.sort_by_key(|c| c.id);
@@ -458,6 +462,21 @@ mod tests {
         assert_eq!(storage.list().unwrap().len(), 1, "chk-2 has no _metadata");
         storage.discard(1).unwrap();
         assert!(storage.list().unwrap().is_empty());
+        let _ = fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_checkpoint_with_unreadable_metadata_does_not_hide_the_others() {
+        let root = temp_dir("bad-meta");
+        let storage = FsStorage::new(&root, "job");
+        for id in [1, 2] {
+            let handle = storage.write_state(id, "u-0.state", b"s").unwrap();
+            storage.write_metadata(&metadata(id, handle)).unwrap();
+        }
+        let metadata_path = storage.paths.metadata(2);
+        fs::write(&metadata_path, b"not a checkpoint").unwrap();
+        let listed: Vec<u64> = storage.list().unwrap().iter().map(|c| c.id).collect();
+        assert_eq!(listed, [1]);
         let _ = fs::remove_dir_all(root);
     }
 

@@ -506,20 +506,22 @@ impl Subtask {
         };
         let input = self.gate.channels[channel].input;
         match event {
-            ChannelEvent::Records(batch) if self.gate.channels[channel].restored > 0 => {
-                // Restored in-flight records: no sender gave credit for them.
-                self.gate.channels[channel].restored -= 1;
-                self.records_in += batch.len() as u64;
-                self.chain.head_records(input, batch, &mut self.outputs)?;
-            }
             ChannelEvent::Records(batch) => {
-                let upstream = &self.gate.channels[channel].upstream;
-                upstream.subtask.do_send(Credit {
-                    output: upstream.output,
-                    channel: upstream.channel,
-                    credits: 1,
-                });
+                let gate_channel = &mut self.gate.channels[channel];
+                if gate_channel.restored > 0 {
+                    // Restored in-flight records: no sender gave credit for them.
+                    gate_channel.restored -= 1;
+                } else {
+                    let upstream = &gate_channel.upstream;
+                    upstream.subtask.do_send(Credit {
+                        output: upstream.output,
+                        channel: upstream.channel,
+                        credits: 1,
+                    });
+                }
                 self.records_in += batch.len() as u64;
+                // Restored records too: taken before this channel's barrier
+                // while an unaligned snapshot waits for it, they are in flight.
                 self.capture_in_flight(channel, &*batch);
                 self.chain.head_records(input, batch, &mut self.outputs)?;
             }
@@ -651,7 +653,7 @@ impl Drop for Subtask {
     fn drop(&mut self) {
         if matches!(
             self.phase,
-            Phase::Created | Phase::Running | Phase::Draining
+            Phase::Created | Phase::Running | Phase::Draining | Phase::Finishing
         ) {
             let operator = self.spec.task.clone();
             self.report(SubtaskOutcome::Failed {
@@ -716,8 +718,10 @@ impl Handler<Deliver> for Subtask {
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         if let ChannelEvent::Barrier(barrier) = &msg.event {
-            if barrier.kind == BarrierKind::Unaligned {
-                // Unaligned barriers overtake the records queued before them.
+            // Unaligned barriers overtake the records queued before them; before
+            // `Start` the barrier waits in the queue like the records, and is
+            // taken in order once the subtask runs.
+            if barrier.kind == BarrierKind::Unaligned && self.phase != Phase::Created {
                 let barrier = *barrier;
                 return self.on_barrier(msg.channel, barrier, true, ctx);
             }
