@@ -16,6 +16,8 @@
 //! assert_eq!((p.buffered(0), p.buffered(1)), (3, 2));
 //! ```
 
+use std::collections::VecDeque;
+
 use crate::batch::{downcast_batch, Batch, RecordBatch};
 
 /// The erased partitioner a subtask drives for one output edge.
@@ -38,6 +40,9 @@ pub trait ChannelSelector<T>: Send {
 /// One typed buffer per channel, filled by a [`ChannelSelector`].
 pub struct TypedPartitioner<T, S> {
     buffers: Vec<RecordBatch<T>>,
+    /// Full batches cut from a channel's buffer when it held more than one
+    /// batch, oldest first; they leave before the buffer does.
+    ready: Vec<VecDeque<RecordBatch<T>>>,
     selector: S,
     batch_size: usize,
 }
@@ -49,6 +54,7 @@ impl<T, S: ChannelSelector<T>> TypedPartitioner<T, S> {
             buffers: (0..channels)
                 .map(|_| RecordBatch::with_capacity(0))
                 .collect(),
+            ready: (0..channels).map(|_| VecDeque::new()).collect(),
             selector,
             batch_size,
         }
@@ -69,27 +75,34 @@ where
     }
 
     fn buffered(&self, channel: usize) -> usize {
-        self.buffers[channel].len()
+        let ready: usize = self.ready[channel].iter().map(RecordBatch::len).sum();
+        ready + self.buffers[channel].len()
     }
 
     fn take(&mut self, channel: usize) -> Option<Batch> {
+        if let Some(batch) = self.ready[channel].pop_front() {
+            return Some(Box::new(batch));
+        }
         let buffer = &mut self.buffers[channel];
         if buffer.is_empty() {
             return None;
         }
-        if buffer.len() <= self.batch_size {
-            let batch = std::mem::replace(buffer, RecordBatch::with_capacity(self.batch_size));
-            return Some(Box::new(batch));
+        let mut batch = std::mem::replace(buffer, RecordBatch::with_capacity(self.batch_size));
+        if batch.len() > self.batch_size {
+            // More than a batch is buffered: cut it all at once, from the back,
+            // so each record moves once however many there are. Full batches
+            // wait in `ready`; a partial rest stays in the buffer to fill up.
+            let size = self.batch_size;
+            let rest = batch.len() % size;
+            if rest > 0 {
+                *buffer = batch.split_off(batch.len() - rest);
+            }
+            let ready = &mut self.ready[channel];
+            while batch.len() > size {
+                ready.push_front(batch.split_off(batch.len() - size));
+            }
         }
-        // More than a batch is buffered: the oldest batch_size records leave, the rest stay.
-        let rest = RecordBatch {
-            records: buffer.records.split_off(self.batch_size),
-            timestamps: buffer
-                .timestamps
-                .as_mut()
-                .map(|ts| ts.split_off(self.batch_size)),
-        };
-        Some(Box::new(std::mem::replace(buffer, rest)))
+        Some(Box::new(batch))
     }
 }
 
@@ -260,6 +273,32 @@ mod tests {
         }));
         let sizes: Vec<usize> = std::iter::from_fn(|| p.take(0)).map(|b| b.len()).collect();
         assert_eq!(sizes, vec![4, 4, 2]);
+    }
+
+    #[test]
+    fn a_long_buffer_leaves_in_order_with_its_timestamps_and_its_rest_fills_up() {
+        let mut p = TypedPartitioner::<u32, _>::new(Forward, 1, 4);
+        p.partition(Box::new(RecordBatch {
+            records: (0..10u32).collect(),
+            timestamps: Some((100..110).collect()),
+        }));
+        let first = downcast_batch::<u32>(p.take(0).unwrap()).unwrap();
+        assert_eq!(first.records, [0, 1, 2, 3]);
+        assert_eq!(first.timestamps, Some(vec![100, 101, 102, 103]));
+        assert_eq!(p.buffered(0), 6);
+        // Records arriving now queue behind the ones cut earlier; the partial
+        // rest (8, 9) fills up with them.
+        p.partition(Box::new(RecordBatch {
+            records: vec![10u32, 11],
+            timestamps: Some(vec![110, 111]),
+        }));
+        assert_eq!(p.buffered(0), 8);
+        let rest: Vec<RecordBatch<u32>> = std::iter::from_fn(|| p.take(0))
+            .map(|b| downcast_batch::<u32>(b).unwrap())
+            .collect();
+        let records: Vec<Vec<u32>> = rest.iter().map(|b| b.records.clone()).collect();
+        assert_eq!(records, [vec![4, 5, 6, 7], vec![8, 9, 10, 11]]);
+        assert_eq!(rest[1].timestamps, Some(vec![108, 109, 110, 111]));
     }
 
     #[test]

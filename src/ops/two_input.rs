@@ -67,6 +67,14 @@ pub trait TwoInputOperator<In1, In2, Out>: Clone + Send + 'static {
     fn end_input(&mut self, _input: usize, _out: &mut Collector<Out>) -> Result<(), UserError> {
         Ok(())
     }
+    /// Checkpoint `checkpoint_id` completed: what was snapshotted for it is durable.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` will not complete.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
     /// Called once after the last output.
     fn close(&mut self) -> Result<(), UserError> {
         Ok(())
@@ -148,6 +156,14 @@ impl<In1: Data, In2: Data, Out: Data, Op: TwoInputOperator<In1, In2, Out>> Strea
         Ok(())
     }
 
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        self.op.notify_checkpoint_complete(checkpoint_id)
+    }
+
+    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        self.op.notify_checkpoint_aborted(checkpoint_id)
+    }
+
     fn close(&mut self) -> Result<(), UserError> {
         self.op.close()
     }
@@ -187,4 +203,52 @@ pub(crate) fn two_input_factory<
             .clone();
         Ok(two_input_operator::<In1, In2, Out, Op>(op))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records the checkpoint notifications it hears.
+    #[derive(Clone, Default)]
+    struct Listener {
+        heard: Arc<Mutex<Vec<(&'static str, u64)>>>,
+    }
+
+    impl TwoInputOperator<u8, u8, u8> for Listener {
+        fn process_batch1(
+            &mut self,
+            _batch: RecordBatch<u8>,
+            _out: &mut Collector<u8>,
+        ) -> Result<(), UserError> {
+            Ok(())
+        }
+        fn process_batch2(
+            &mut self,
+            _batch: RecordBatch<u8>,
+            _out: &mut Collector<u8>,
+        ) -> Result<(), UserError> {
+            Ok(())
+        }
+        fn notify_checkpoint_complete(&mut self, id: u64) -> Result<(), UserError> {
+            self.heard.lock().unwrap().push(("complete", id));
+            Ok(())
+        }
+        fn notify_checkpoint_aborted(&mut self, id: u64) -> Result<(), UserError> {
+            self.heard.lock().unwrap().push(("aborted", id));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_two_input_operator_hears_of_completed_and_aborted_checkpoints() {
+        let listener = Listener::default();
+        let mut op = two_input_operator::<u8, u8, u8, _>(listener.clone());
+        op.notify_checkpoint_complete(3).unwrap();
+        op.notify_checkpoint_aborted(4).unwrap();
+        assert_eq!(
+            *listener.heard.lock().unwrap(),
+            [("complete", 3), ("aborted", 4)]
+        );
+    }
 }
