@@ -3,7 +3,7 @@
 //! A key's *key group* is `hash(key) % max_parallelism`: the unit in which keyed
 //! state is partitioned, stored and moved on rescaling (as in Flink's
 //! `KeyGroupRangeAssignment`). Subtask `i` of `p` owns the contiguous range of key
-//! groups `[i * max / p, (i + 1) * max / p)`, so records with one key always meet
+//! groups `[i * max / p, (i + 1) * max / p)` (bounds rounded up), so records with one key always meet
 //! the same subtask, and a restore at another parallelism reassigns whole groups.
 //!
 //! The hash is [`StableHasher`] (re-mixed, see [`key_group`]): weir's own, fixed algorithm, so a key's group

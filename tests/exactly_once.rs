@@ -66,6 +66,40 @@ fn run_with(tag: &str, seed: u64, parallelism: usize, unaligned: bool) -> (u64, 
 }
 
 #[test]
+fn a_job_that_ends_leaves_no_transaction_open() {
+    let records = 5_000;
+    let dir = temp_dir("no-open-transaction");
+    let args = example::Args {
+        records,
+        keys: 7,
+        parallelism: 2,
+        checkpoint_interval_ms: 5,
+        mode: "exactly-once".into(),
+        unaligned: false,
+        backend: "heap".into(),
+        rate: None,
+        fail_at: Vec::new(),
+        restart: "none".into(),
+        output: dir.join("out"),
+        checkpoint_dir: dir.join("checkpoints"),
+        resume_from: None,
+    };
+    let env = StreamEnv::new();
+    env.set_batch_size(64);
+    example::build(&env, &args).unwrap();
+    env.execute_blocking("no-open-transaction").unwrap();
+    let lines = example::audit(&args.output, records, args.keys).unwrap();
+    assert_eq!(lines, records);
+    let hidden: Vec<String> = std::fs::read_dir(&args.output)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "left open: {hidden:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn the_committed_output_is_exactly_once_through_injected_failures() {
     for seed in SEEDS {
         let (lines, restarts) = run("aligned", seed, 2);

@@ -36,7 +36,14 @@ pub fn read(
             let bytes = storage
                 .read_state(id, &s.handle)
                 .map_err(|e| e.to_string())?;
-            SubtaskState::decode(&bytes)
+            SubtaskState::decode(&bytes).map_err(|e| {
+                format!(
+                    "checkpoint {id}, subtask {} of chain [{}] ({:?}): {e}",
+                    s.subtask,
+                    s.operators.join(", "),
+                    s.handle
+                )
+            })
         })
         .collect::<Result<Vec<_>, String>>()?;
     Ok((metadata, states))

@@ -55,6 +55,8 @@ pub struct TwoPhaseCommit<S: TwoPhaseCommitSink<T>, T> {
     current: Option<S::Transaction>,
     pending: BTreeMap<u64, S::Transaction>,
     checkpointing: bool,
+    /// All input has been written: the final checkpoint opens no next transaction.
+    input_ended: bool,
     _records: std::marker::PhantomData<fn(T)>,
 }
 
@@ -81,6 +83,7 @@ impl<S: TwoPhaseCommitSink<T>, T> TwoPhaseCommit<S, T> {
             current: None,
             pending: BTreeMap::new(),
             checkpointing: false,
+            input_ended: false,
             _records: std::marker::PhantomData,
         }
     }
@@ -122,7 +125,13 @@ where
         };
         self.sink.pre_commit(&mut transaction)?;
         self.pending.insert(ctx.checkpoint_id(), transaction);
-        let next = self.sink.begin_transaction()?;
+        // After the end of input nothing more is written, so the final
+        // checkpoint leaves no empty transaction open behind it.
+        let next = if self.input_ended {
+            None
+        } else {
+            Some(self.sink.begin_transaction()?)
+        };
         let pending: Vec<Pending<S::Transaction>> = self
             .pending
             .iter()
@@ -136,8 +145,8 @@ where
             .update(&pending)?;
         ctx.operator_state()
             .list(&open_state::<S::Transaction>())?
-            .update(std::slice::from_ref(&next))?;
-        self.current = Some(next);
+            .update(next.as_slice())?;
+        self.current = next;
         Ok(())
     }
 
@@ -156,6 +165,7 @@ where
     }
 
     fn finish(&mut self) -> Result<(), UserError> {
+        self.input_ended = true;
         if self.checkpointing {
             // The final checkpoint pre-commits and commits what is left.
             return Ok(());

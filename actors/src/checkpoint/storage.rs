@@ -466,6 +466,20 @@ mod tests {
     }
 
     #[test]
+    fn undecodable_subtask_state_is_reported_with_checkpoint_subtask_and_chain() {
+        let storage = MemoryStorage::new(1024);
+        let handle = storage
+            .write_state(7, "u-0.state", b"\xc1 not msgpack")
+            .unwrap();
+        storage.write_metadata(&metadata(7, handle)).unwrap();
+        let err = crate::restore::read(&storage, 7).unwrap_err();
+        assert!(
+            err.starts_with("checkpoint 7, subtask 0 of chain [u]"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_checkpoint_with_unreadable_metadata_does_not_hide_the_others() {
         let root = temp_dir("bad-meta");
         let storage = FsStorage::new(&root, "job");
