@@ -106,17 +106,6 @@ impl<T> RecordBatch<T> {
         self.records.append(&mut other.records);
     }
 
-    /// Splits off the records from index `at` on (with their timestamps).
-    ///
-    /// # Panics
-    /// If `at > self.len()`, like [`Vec::split_off`].
-    pub fn split_off(&mut self, at: usize) -> RecordBatch<T> {
-        RecordBatch {
-            records: self.records.split_off(at),
-            timestamps: self.timestamps.as_mut().map(|ts| ts.split_off(at)),
-        }
-    }
-
     /// Iterates over `(record, timestamp)` pairs, consuming the batch.
     pub fn into_iter_with_timestamps(self) -> impl Iterator<Item = (T, Option<i64>)> {
         let mut ts = self.timestamps.map(Vec::into_iter);

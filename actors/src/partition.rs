@@ -16,8 +16,6 @@
 //! assert_eq!((p.buffered(0), p.buffered(1)), (3, 2));
 //! ```
 
-use std::collections::VecDeque;
-
 use crate::batch::{downcast_batch, Batch, RecordBatch};
 
 /// The erased partitioner a subtask drives for one output edge.
@@ -40,9 +38,6 @@ pub trait ChannelSelector<T>: Send {
 /// One typed buffer per channel, filled by a [`ChannelSelector`].
 pub struct TypedPartitioner<T, S> {
     buffers: Vec<RecordBatch<T>>,
-    /// Full batches cut from a channel's buffer when it held more than one
-    /// batch, oldest first; they leave before the buffer does.
-    ready: Vec<VecDeque<RecordBatch<T>>>,
     selector: S,
     batch_size: usize,
 }
@@ -54,7 +49,6 @@ impl<T, S: ChannelSelector<T>> TypedPartitioner<T, S> {
             buffers: (0..channels)
                 .map(|_| RecordBatch::with_capacity(0))
                 .collect(),
-            ready: (0..channels).map(|_| VecDeque::new()).collect(),
             selector,
             batch_size,
         }
@@ -75,34 +69,27 @@ where
     }
 
     fn buffered(&self, channel: usize) -> usize {
-        let ready: usize = self.ready[channel].iter().map(RecordBatch::len).sum();
-        ready + self.buffers[channel].len()
+        self.buffers[channel].len()
     }
 
     fn take(&mut self, channel: usize) -> Option<Batch> {
-        if let Some(batch) = self.ready[channel].pop_front() {
-            return Some(Box::new(batch));
-        }
         let buffer = &mut self.buffers[channel];
         if buffer.is_empty() {
             return None;
         }
-        let mut batch = std::mem::replace(buffer, RecordBatch::with_capacity(self.batch_size));
-        if batch.len() > self.batch_size {
-            // More than a batch is buffered: cut it all at once, from the back,
-            // so each record moves once however many there are. Full batches
-            // wait in `ready`; a partial rest stays in the buffer to fill up.
-            let size = self.batch_size;
-            let rest = batch.len() % size;
-            if rest > 0 {
-                *buffer = batch.split_off(batch.len() - rest);
-            }
-            let ready = &mut self.ready[channel];
-            while batch.len() > size {
-                ready.push_front(batch.split_off(batch.len() - size));
-            }
+        if buffer.len() <= self.batch_size {
+            let batch = std::mem::replace(buffer, RecordBatch::with_capacity(self.batch_size));
+            return Some(Box::new(batch));
         }
-        Some(Box::new(batch))
+        // More than a batch is buffered: the oldest batch_size records leave, the rest stay.
+        let rest = RecordBatch {
+            records: buffer.records.split_off(self.batch_size),
+            timestamps: buffer
+                .timestamps
+                .as_mut()
+                .map(|ts| ts.split_off(self.batch_size)),
+        };
+        Some(Box::new(std::mem::replace(buffer, rest)))
     }
 }
 
