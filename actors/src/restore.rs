@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::layout::CheckpointPaths;
 use crate::checkpoint::metadata::{CheckpointMetadata, SubtaskState};
 use crate::checkpoint::storage::{CheckpointStorage, FsStorage};
 use crate::graph::JobGraph;
@@ -49,22 +48,25 @@ pub fn read(
     Ok((metadata, states))
 }
 
-/// The storage and id of a checkpoint directory `.../<job>/chk-<n>`.
-pub fn open_checkpoint_dir(dir: &Path) -> Result<(FsStorage, u64), String> {
-    let id = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(CheckpointPaths::checkpoint_id)
-        .ok_or_else(|| {
-            format!(
-                "{}: not a checkpoint directory (expected .../chk-<n>)",
-                dir.display()
-            )
-        })?;
-    let job_dir = dir
-        .parent()
-        .ok_or_else(|| format!("{}: has no parent directory", dir.display()))?;
-    Ok((FsStorage::of_job_dir(job_dir), id))
+/// The storage and metadata of a snapshot directory: a savepoint or a
+/// retained checkpoint (`.../chk-<n>`), given by path. An error names the
+/// directory and what is wrong with it (missing, no `_metadata`, corrupt).
+pub fn open_snapshot_dir(dir: &Path) -> Result<(FsStorage, CheckpointMetadata), String> {
+    if !dir.is_dir() {
+        return Err(format!(
+            "{}: not a directory (expected a savepoint or a checkpoint directory .../chk-<n>)",
+            dir.display()
+        ));
+    }
+    let storage = FsStorage::of_snapshot_dir(dir);
+    let metadata = storage.read_metadata(0).map_err(|e| match e {
+        crate::checkpoint::StorageError::NotFound(_) => format!(
+            "{}: not a savepoint or complete checkpoint (it has no _metadata)",
+            dir.display()
+        ),
+        other => other.to_string(),
+    })?;
+    Ok((storage, metadata))
 }
 
 /// The newest complete checkpoint (by completion time) of any job under `root`.

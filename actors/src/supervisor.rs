@@ -418,8 +418,8 @@ impl Supervisor {
                         RestoreSource::Path(dir) => dir.clone(),
                         RestoreSource::LatestIn(root) => restore::find_latest(root)?,
                     };
-                    let (storage, id) = restore::open_checkpoint_dir(&dir)?;
-                    (Arc::new(storage), id)
+                    let (storage, metadata) = restore::open_snapshot_dir(&dir)?;
+                    (Arc::new(storage), metadata.checkpoint_id)
                 }
                 (None, None) => return Ok(HashMap::new()),
             };

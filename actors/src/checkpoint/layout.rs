@@ -6,7 +6,14 @@
 //! <dir>/<job-id>/chk-<n>/<task>-<i>.state  one file per subtask
 //! <dir>/<job-id>/shared/                   files shared by several checkpoints (incremental)
 //! <dir>/<job-id>/taskowned/                files owned by the subtasks
+//!
+//! <savepoint-dir>/savepoint-<job>-<n>/_metadata   a savepoint: the same files, self-contained
 //! ```
+//!
+//! A directory holding `_metadata` is a complete snapshot, whatever its name:
+//! [`CheckpointPaths::of_snapshot_dir`] opens one (a savepoint, or a retained
+//! checkpoint given by path). State handles are file names relative to it, so
+//! a savepoint can be moved or copied and still be restored.
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +42,8 @@ pub fn parse_dir(spec: &str) -> Result<PathBuf, String> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointPaths {
     job_dir: PathBuf,
+    /// Set for one snapshot directory: every checkpoint id maps to it.
+    fixed: Option<PathBuf>,
 }
 
 impl CheckpointPaths {
@@ -42,6 +51,7 @@ impl CheckpointPaths {
     pub fn new(root: &Path, job_id: &str) -> Self {
         CheckpointPaths {
             job_dir: root.join(job_id),
+            fixed: None,
         }
     }
 
@@ -49,7 +59,23 @@ impl CheckpointPaths {
     pub fn of_job_dir(job_dir: &Path) -> Self {
         CheckpointPaths {
             job_dir: job_dir.to_path_buf(),
+            fixed: None,
         }
+    }
+
+    /// The paths of one snapshot directory (a savepoint, or a checkpoint given
+    /// by path): every checkpoint id maps to `dir` itself; shared files are in
+    /// its parent's `shared/`.
+    pub fn of_snapshot_dir(dir: &Path) -> Self {
+        CheckpointPaths {
+            job_dir: dir.parent().unwrap_or(dir).to_path_buf(),
+            fixed: Some(dir.to_path_buf()),
+        }
+    }
+
+    /// The snapshot directory, for paths made by [`Self::of_snapshot_dir`].
+    pub fn fixed_dir(&self) -> Option<&Path> {
+        self.fixed.as_deref()
     }
 
     /// The job's directory.
@@ -59,6 +85,9 @@ impl CheckpointPaths {
 
     /// The directory of checkpoint `id`.
     pub fn checkpoint_dir(&self, id: u64) -> PathBuf {
+        if let Some(dir) = &self.fixed {
+            return dir.clone();
+        }
         self.job_dir.join(format!("chk-{id}"))
     }
 
@@ -118,6 +147,8 @@ mod tests {
         assert_eq!(CheckpointPaths::checkpoint_id("chk-12"), Some(12));
         assert_eq!(CheckpointPaths::checkpoint_id("shared"), None);
         assert_eq!(parse_dir("file:///tmp/x").unwrap(), Path::new("/tmp/x"));
+        let sp = CheckpointPaths::of_snapshot_dir(Path::new("/sp/savepoint-ab12cd-3"));
+        assert_eq!(sp.metadata(99), Path::new("/sp/savepoint-ab12cd-3/_metadata"));
         assert!(parse_dir("s3://bucket")
             .unwrap_err()
             .contains("s3://bucket"));

@@ -240,6 +240,14 @@ impl FsStorage {
         }
     }
 
+    /// Storage over one snapshot directory (a savepoint, or a checkpoint given
+    /// by path); see [`CheckpointPaths::of_snapshot_dir`].
+    pub fn of_snapshot_dir(dir: &Path) -> Self {
+        FsStorage {
+            paths: CheckpointPaths::of_snapshot_dir(dir),
+        }
+    }
+
     /// Storage over an existing job directory (to list or read its checkpoints).
     pub fn of_job_dir(job_dir: &Path) -> Self {
         FsStorage {
@@ -337,6 +345,19 @@ impl CheckpointStorage for FsStorage {
     }
 
     fn list(&self) -> Result<Vec<RetainedCheckpoint>, StorageError> {
+        if let Some(dir) = self.paths.fixed_dir() {
+            return match self.read_metadata(0) {
+                Ok(m) => Ok(vec![RetainedCheckpoint {
+                    id: m.checkpoint_id,
+                    completion_time_ms: m.completion_time_ms,
+                    size: m.state_size(),
+                    location: dir.display().to_string(),
+                    savepoint: m.savepoint,
+                }]),
+                Err(StorageError::NotFound(_)) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            };
+        }
         let job_dir = self.paths.job_dir();
         let entries = match fs::read_dir(job_dir) {
             Ok(entries) => entries,
