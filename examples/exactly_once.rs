@@ -1,7 +1,10 @@
 //! The exactly-once verification job.
 //!
-//! P source subtasks; subtask `s` emits the values `v` in `0..N` with
-//! `v % P == s`, in increasing order (replayable: positions are checkpointed).
+//! The values `v` in `0..N` are cut into [`SPLITS`] splits (split `j` holds the
+//! values with `v % SPLITS == j`, in increasing order); each source subtask
+//! reads some splits, and their positions are operator list state, so they are
+//! replayed after a failure and redistributed when the job resumes at another
+//! parallelism.
 //! Records are keyed by `v % K`; a keyed operator counts and sums per key and
 //! emits `{"key":k,"count":c,"sum":s}` for every record into a transactional
 //! file sink in `--output` (visible files appear when checkpoints complete).
@@ -12,6 +15,12 @@
 //! Exactly-once means: for every key k the committed `count` values are exactly
 //! `1..=n_k`, each once, and the line with `n_k` has the exact sum. [`audit`]
 //! checks that.
+//!
+//! `--stop-with-savepoint-after-ms MS --savepoint-dir DIR` stops the job with a
+//! savepoint after MS milliseconds (the summary line then carries
+//! `"savepoint":"<path>"`); `--resume-from <that path>` with any
+//! `--parallelism` finishes the job, and the audit holds over both runs'
+//! committed files together.
 //!
 //! ```sh
 //! cargo run --release --example exactly_once -- --output /tmp/out --checkpoint-dir /tmp/ck --fail-at 300000,700000
@@ -72,10 +81,19 @@ pub struct Args {
     /// Where checkpoints go.
     #[arg(long)]
     pub checkpoint_dir: PathBuf,
-    /// Resume from a retained checkpoint directory, or `latest` in `--checkpoint-dir`.
+    /// Resume from a savepoint or retained checkpoint directory, or `latest` in `--checkpoint-dir`.
     #[arg(long)]
     pub resume_from: Option<String>,
+    /// Stop the job with a savepoint after this many milliseconds.
+    #[arg(long, requires = "savepoint_dir")]
+    pub stop_with_savepoint_after_ms: Option<u64>,
+    /// Where savepoints go.
+    #[arg(long)]
+    pub savepoint_dir: Option<PathBuf>,
 }
+
+/// Splits of the value space: the most source subtasks that all get work.
+pub const SPLITS: u64 = 60;
 
 /// One output line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,16 +148,19 @@ impl KeyedProcessFunction<u64, u64, Line> for CountAndSum {
     }
 }
 
-/// A source of `v % p == s`, at most `rate` per second overall.
+/// A source over its share of the [`SPLITS`] splits, at most `rate` per
+/// second overall; each split's position is an element of operator list
+/// state (even-split redistribution).
 #[derive(Clone)]
 struct Values {
     records: u64,
     rate: Option<u64>,
-    next: u64,
-    step: u64,
+    /// (split, next value) of the splits this subtask reads.
+    splits: Vec<(u64, u64)>,
+    parallelism: u64,
     start: Option<Instant>,
     emitted: u64,
-    restored: Option<u64>,
+    restored: Option<Vec<(u64, u64)>>,
 }
 
 impl weir::source::Source<u64> for Values {
@@ -148,8 +169,7 @@ impl weir::source::Source<u64> for Values {
         ctx: &mut weir::state::StateInitContext,
     ) -> Result<(), UserError> {
         if ctx.is_restored() {
-            let positions = ctx.operator_state().list(&position())?.get()?;
-            self.restored = positions.first().copied();
+            self.restored = Some(ctx.operator_state().list(&position())?.get()?);
         }
         Ok(())
     }
@@ -160,13 +180,20 @@ impl weir::source::Source<u64> for Values {
     ) -> Result<(), UserError> {
         ctx.operator_state()
             .list(&position())?
-            .update(&[self.next])?;
+            .update(&self.splits)?;
         Ok(())
     }
 
     fn open(&mut self, ctx: &weir::RuntimeContext) -> Result<(), UserError> {
-        self.step = ctx.parallelism() as u64;
-        self.next = self.restored.unwrap_or(ctx.subtask_index() as u64);
+        self.parallelism = ctx.parallelism() as u64;
+        let subtask = ctx.subtask_index() as u64;
+        self.splits = match self.restored.take() {
+            Some(splits) => splits,
+            None => (0..SPLITS)
+                .filter(|j| j % self.parallelism == subtask)
+                .map(|j| (j, j))
+                .collect(),
+        };
         Ok(())
     }
 
@@ -178,17 +205,30 @@ impl weir::source::Source<u64> for Values {
         let mut allowed = max as u64;
         if let Some(rate) = self.rate {
             let start = *self.start.get_or_insert_with(Instant::now);
-            let per_subtask = (rate / self.step).max(1);
+            let per_subtask = (rate / self.parallelism).max(1);
             let due = (start.elapsed().as_secs_f64() * per_subtask as f64) as u64;
             allowed = allowed.min(due.saturating_sub(self.emitted));
         }
-        while allowed > 0 && self.next < self.records {
-            out.push(self.next);
-            self.next += self.step;
-            self.emitted += 1;
-            allowed -= 1;
+        // Round-robin over the splits, one value each per turn.
+        while allowed > 0 {
+            let mut any = false;
+            for (_, next) in self.splits.iter_mut() {
+                if allowed == 0 {
+                    break;
+                }
+                if *next < self.records {
+                    out.push(*next);
+                    *next += SPLITS;
+                    self.emitted += 1;
+                    allowed -= 1;
+                    any = true;
+                }
+            }
+            if !any {
+                break;
+            }
         }
-        Ok(if self.next >= self.records {
+        Ok(if self.splits.iter().all(|(_, next)| *next >= self.records) {
             weir::source::SourceStatus::Finished
         } else {
             weir::source::SourceStatus::More
@@ -196,8 +236,8 @@ impl weir::source::Source<u64> for Values {
     }
 }
 
-fn position() -> weir::state::ListStateDescriptor<u64> {
-    weir::state::ListStateDescriptor::new("values-position")
+fn position() -> weir::state::ListStateDescriptor<(u64, u64)> {
+    weir::state::ListStateDescriptor::new("split-positions")
 }
 
 /// Builds the verification job on `env`.
@@ -234,11 +274,14 @@ pub fn build(env: &StreamEnv, args: &Args) -> Result<(), String> {
     let fail_at = Arc::new(Mutex::new(
         args.fail_at.iter().copied().collect::<HashSet<u64>>(),
     ));
+    if let Some(dir) = &args.savepoint_dir {
+        env.set_savepoint_dir(dir);
+    }
     env.add_source(Values {
         records: args.records,
         rate: args.rate,
-        next: 0,
-        step: 1,
+        splits: Vec::new(),
+        parallelism: 1,
         start: None,
         emitted: 0,
         restored: None,
@@ -318,14 +361,17 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let start = Instant::now();
-    match env.execute_blocking("exactly-once") {
-        Ok(result) => {
-            let summary = serde_json::json!({
+    match run(&env, &args) {
+        Ok((result, savepoint)) => {
+            let mut summary = serde_json::json!({
                 "records": args.records,
                 "restarts": result.restarts,
                 "checkpoints_completed": result.completed_checkpoints().count(),
                 "seconds": start.elapsed().as_secs_f64(),
             });
+            if let Some(path) = savepoint {
+                summary["savepoint"] = serde_json::Value::String(path.display().to_string());
+            }
             println!("{summary}");
             ExitCode::SUCCESS
         }
@@ -334,4 +380,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs the job to its end, or until it is stopped with a savepoint
+/// (`--stop-with-savepoint-after-ms`); returns the savepoint's path then.
+pub fn run(env: &StreamEnv, args: &Args) -> Result<(weir::JobResult, Option<PathBuf>), weir::JobError> {
+    let Some(after_ms) = args.stop_with_savepoint_after_ms else {
+        return env.execute_blocking("exactly-once").map(|r| (r, None));
+    };
+    futures::executor::block_on(async {
+        let mut client = env.start("exactly-once").await?;
+        std::thread::sleep(Duration::from_millis(after_ms));
+        let savepoint = if client.status().is_terminal() {
+            None
+        } else {
+            Some(client.stop_with_savepoint(None).await?)
+        };
+        let result = client.wait().await?;
+        Ok((result, savepoint))
+    })
 }

@@ -270,6 +270,22 @@ impl StreamEnv {
         self
     }
 
+    /// Where savepoints go when [`JobClient::trigger_savepoint`] or
+    /// [`JobClient::stop_with_savepoint`] is given no directory (Flink's
+    /// `state.savepoints.dir`).
+    pub fn set_savepoint_dir(&self, dir: impl Into<PathBuf>) -> &Self {
+        self.builder().runtime.savepoint_dir = Some(dir.into());
+        self
+    }
+
+    /// Lets a restore skip state whose operator (uid) this job no longer has
+    /// (Flink's `--allowNonRestoredState`); without it, that is an error that
+    /// lists the uids.
+    pub fn set_allow_non_restored_state(&self, allow: bool) -> &Self {
+        self.builder().runtime.allow_non_restored_state = allow;
+        self
+    }
+
     /// Injects the failures of `faults` into the job (see [`crate::testing::Faults`]).
     pub fn set_faults(&self, faults: std::sync::Arc<crate::testing::Faults>) -> &Self {
         self.builder().runtime.faults = Some(faults);

@@ -9,6 +9,7 @@
 //!
 //! Either way the subtasks run on Arbiters (threads) the job starts for itself.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -16,7 +17,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use actix::{Actor, Addr, System};
 use futures::channel::oneshot;
 
-use crate::checkpoint::coordinator::{CheckpointCoordinator, TriggerCheckpointNow};
+use crate::checkpoint::coordinator::{CheckpointCoordinator, SavepointRequest, TriggerCheckpointNow};
+use crate::checkpoint::savepoint::RoutedStorage;
 use crate::checkpoint::{CheckpointStats, CheckpointStorage, RetainedCheckpoint};
 use crate::config::RuntimeConfig;
 use crate::error::JobError;
@@ -70,8 +72,10 @@ pub(crate) struct JobShared {
     pub restarts: AtomicU32,
     /// The last failure, restarted from or not.
     pub last_failure: Mutex<Option<JobError>>,
-    /// Where checkpoints go, if the job has them.
-    pub storage: Option<Arc<dyn CheckpointStorage>>,
+    /// Where checkpoints (and savepoints) go, if the job has checkpointing.
+    pub storage: Option<Arc<RoutedStorage>>,
+    /// Where savepoints go when a call does not say.
+    pub savepoint_dir: Option<PathBuf>,
 }
 
 impl JobShared {
@@ -114,10 +118,57 @@ impl JobClient {
 
     /// Triggers a checkpoint now and waits until it completes (or fails).
     pub async fn trigger_checkpoint(&self) -> Result<CheckpointStats, JobError> {
-        self.trigger(false).await
+        self.trigger(None).await
     }
 
-    pub(crate) async fn trigger(&self, savepoint: bool) -> Result<CheckpointStats, JobError> {
+    /// Takes a savepoint and returns its directory, `<dir>/savepoint-<job>-<n>`,
+    /// once it is complete. `dir` defaults to the configured savepoint
+    /// directory (`state.savepoints.dir`). The job goes on running; the
+    /// savepoint is the user's: the engine never deletes it.
+    ///
+    /// Savepoints are aligned and hold every operator's full state, so a job
+    /// can be restored from one at any parallelism
+    /// ([`RuntimeConfig::restore_from`](crate::RuntimeConfig::restore_from)).
+    /// The job needs checkpointing enabled (periodic or not).
+    pub async fn trigger_savepoint(&self, dir: Option<&Path>) -> Result<PathBuf, JobError> {
+        self.savepoint(dir, false).await
+    }
+
+    /// Stops the job with a savepoint: sources emit nothing after its barrier,
+    /// the savepoint completes, sinks commit what it covers, and every
+    /// subtask ends (without the end-of-input watermark: timers that are not
+    /// due stay in the savepoint). Returns the savepoint's directory;
+    /// [`JobClient::wait`] then reports the job finished. If the savepoint
+    /// fails, the job keeps running and the error says why.
+    pub async fn stop_with_savepoint(&self, dir: Option<&Path>) -> Result<PathBuf, JobError> {
+        self.savepoint(dir, true).await
+    }
+
+    async fn savepoint(&self, dir: Option<&Path>, stop: bool) -> Result<PathBuf, JobError> {
+        let parent_dir = dir
+            .map(Path::to_path_buf)
+            .or_else(|| self.shared.savepoint_dir.clone())
+            .ok_or_else(|| {
+                JobError::InvalidJob(format!(
+                    "job `{}`: no savepoint directory given and none configured (state.savepoints_dir)",
+                    self.name
+                ))
+            })?;
+        let stats = self
+            .trigger(Some(SavepointRequest { parent_dir, stop }))
+            .await?;
+        stats.location.map(PathBuf::from).ok_or_else(|| {
+            JobError::Runtime(format!(
+                "job `{}`: savepoint {} completed without a location",
+                self.name, stats.id
+            ))
+        })
+    }
+
+    pub(crate) async fn trigger(
+        &self,
+        savepoint: Option<SavepointRequest>,
+    ) -> Result<CheckpointStats, JobError> {
         let coordinator = self
             .shared
             .coordinator
@@ -233,7 +284,8 @@ pub async fn launch(
     let storage = config
         .checkpointing
         .as_ref()
-        .map(|c| c.storage.open(&job_id));
+        .map(|c| Arc::new(RoutedStorage::new(c.storage.open(&job_id))));
+    let savepoint_dir = config.savepoint_dir.clone();
     let shared = Arc::new(JobShared {
         job_id,
         status: Mutex::new(JobStatus::Created),
@@ -243,6 +295,7 @@ pub async fn launch(
         restarts: AtomicU32::new(0),
         last_failure: Mutex::new(None),
         storage,
+        savepoint_dir,
     });
     let (result_tx, result_rx) = oneshot::channel();
     let graph = Arc::new(graph);

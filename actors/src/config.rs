@@ -40,8 +40,13 @@ pub struct RuntimeConfig {
     pub restart: Option<RestartStrategy>,
     /// Failures to inject (tests).
     pub faults: Option<Arc<FaultPlan>>,
-    /// Where the first deployment restores from (a retained checkpoint).
+    /// Where the first deployment restores from (a savepoint or a retained checkpoint).
     pub restore_from: Option<RestoreSource>,
+    /// Whether a restore may skip state whose operator (uid) the job no
+    /// longer has; otherwise that is an error listing the uids.
+    pub allow_non_restored_state: bool,
+    /// Where savepoints go when the call does not say.
+    pub savepoint_dir: Option<std::path::PathBuf>,
 }
 
 /// Checkpointing of a job: the settings and the storage.
@@ -66,6 +71,8 @@ impl Default for RuntimeConfig {
             restart: None,
             faults: None,
             restore_from: None,
+            allow_non_restored_state: false,
+            savepoint_dir: None,
         }
     }
 }

@@ -226,7 +226,7 @@ impl Supervisor {
             .map_or("task", |&v| self.graph.vertices[v].uid.as_str());
         Some(SubtaskCheckpointing {
             coordinator: coordinator.clone().recipient(),
-            storage: storage.clone(),
+            storage: storage.clone() as Arc<dyn CheckpointStorage>,
             task: (chain, subtask),
             state_name: CheckpointPaths::state_file_name(head, subtask),
             aligned_timeout: settings
@@ -406,7 +406,7 @@ impl Supervisor {
                     .iter()
                     .filter(|c| !c.savepoint)
                     .max_by_key(|c| c.id)
-                    .map(|c| (storage.clone(), c.id))
+                    .map(|c| (storage.clone() as Arc<dyn CheckpointStorage>, c.id))
             }
             None => None,
         };

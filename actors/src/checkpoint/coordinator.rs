@@ -14,6 +14,7 @@
 //! last is committed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +26,7 @@ use tracing::{info, warn, Span};
 use super::metadata::{
     CheckpointMetadata, OperatorMetadata, StateHandle, SubtaskStateMetadata, METADATA_VERSION,
 };
+use super::savepoint::{create_savepoint_dir, RoutedStorage};
 use super::stats::{CheckpointStats, SubtaskCheckpointStats};
 use super::storage::CheckpointStorage;
 use super::tracker::{
@@ -86,7 +88,17 @@ pub struct Participants {
 #[rtype(result = "oneshot::Receiver<Result<CheckpointStats, String>>")]
 pub struct TriggerCheckpointNow {
     /// A savepoint rather than a checkpoint.
-    pub savepoint: bool,
+    pub savepoint: Option<SavepointRequest>,
+}
+
+/// Where a savepoint goes and whether the job stops with it.
+#[derive(Clone, Debug)]
+pub struct SavepointRequest {
+    /// The directory under which `savepoint-<job>-<n>/` is created.
+    pub parent_dir: PathBuf,
+    /// Stop the job with this savepoint: sources emit nothing after its
+    /// barrier, and its completion (which commits the sinks) ends the job.
+    pub stop: bool,
 }
 
 /// The checkpointing of a job failed past the tolerable failures.
@@ -110,12 +122,14 @@ pub struct JobFacts {
 /// The coordinator of one job's checkpoints.
 pub struct CheckpointCoordinator {
     tracker: CheckpointTracker<StateHandle>,
-    storage: Arc<dyn CheckpointStorage>,
+    storage: Arc<RoutedStorage>,
     job: JobFacts,
     subtasks: Vec<(TaskId, Addr<Subtask>, Vec<String>)>,
     sources: BTreeSet<TaskId>,
     finished_sources: BTreeSet<TaskId>,
     final_checkpoint: Option<u64>,
+    /// The stop-with-savepoint in progress (also `final_checkpoint`).
+    stopping: Option<u64>,
     failure: Recipient<CheckpointingFailed>,
     history: Arc<Mutex<Vec<CheckpointStats>>>,
     waiters: HashMap<u64, Vec<oneshot::Sender<Result<CheckpointStats, String>>>>,
@@ -133,7 +147,7 @@ impl CheckpointCoordinator {
     /// A coordinator for a job with subtasks `tasks`, writing to `storage`.
     pub fn new(
         config: CheckpointConfig,
-        storage: Arc<dyn CheckpointStorage>,
+        storage: Arc<RoutedStorage>,
         job: JobFacts,
         tasks: Vec<TaskId>,
         failure: Recipient<CheckpointingFailed>,
@@ -150,6 +164,7 @@ impl CheckpointCoordinator {
             sources: BTreeSet::new(),
             finished_sources: BTreeSet::new(),
             final_checkpoint: None,
+            stopping: None,
             failure,
             history,
             waiters: HashMap::new(),
@@ -170,13 +185,40 @@ impl CheckpointCoordinator {
     }
 
     fn trigger(&mut self, savepoint: bool, is_final: bool) -> u64 {
+        self.trigger_barrier(savepoint, is_final, false)
+    }
+
+    /// Starts a savepoint: its directory first (an error leaves no trace), then
+    /// the barrier, always aligned. With `stop` it is the job's last checkpoint.
+    fn trigger_savepoint(&mut self, request: &SavepointRequest) -> Result<u64, String> {
+        if self.final_checkpoint.is_some() {
+            return Err(if self.stopping.is_some() {
+                "the job is already stopping with a savepoint".to_string()
+            } else {
+                "the job is finishing (its sources ended): no savepoint can be taken".to_string()
+            });
+        }
+        let id = self.tracker.next_id();
+        let dir = create_savepoint_dir(&request.parent_dir, &self.job.id, id)?;
+        self.storage.route_savepoint(id, &dir);
+        let triggered = self.trigger_barrier(true, request.stop, request.stop);
+        if request.stop {
+            self.final_checkpoint = Some(triggered);
+            self.stopping = Some(triggered);
+        }
+        Ok(triggered)
+    }
+
+    fn trigger_barrier(&mut self, savepoint: bool, is_final: bool, stop: bool) -> u64 {
         let now = now_ms();
         let id = self.tracker.trigger(now, savepoint);
         self.next_id.store(id + 1, Ordering::Relaxed);
         let timestamp = processing_time_now();
         self.trigger_times.insert(id, (timestamp, Instant::now()));
+        // Final checkpoints and savepoints are aligned (a savepoint carries no
+        // in-flight records, so it restores at any parallelism).
         let kind = match self.barrier_kind() {
-            BarrierKind::Unaligned if is_final => BarrierKind::Aligned,
+            BarrierKind::Unaligned if is_final || savepoint => BarrierKind::Aligned,
             kind => kind,
         };
         let barrier = CheckpointBarrier {
@@ -185,6 +227,7 @@ impl CheckpointCoordinator {
             kind,
             savepoint,
             is_final,
+            stop,
         };
         for (task, addr, _) in &self.subtasks {
             if self.sources.contains(task) {
@@ -246,6 +289,7 @@ impl CheckpointCoordinator {
             unaligned: subtasks.iter().any(|(_, _, s)| s.unaligned),
             savepoint: pending.savepoint,
             failure,
+            location: None,
             subtasks,
         }
     }
@@ -260,6 +304,7 @@ impl CheckpointCoordinator {
             }
         }
         self.trigger_times.remove(&stats.id);
+        self.storage.forget(stats.id);
         if let Ok(mut history) = self.history.lock() {
             history.push(stats);
         }
@@ -296,6 +341,10 @@ impl CheckpointCoordinator {
                 self.tracker.consecutive_failures(),
                 self.tracker.config().tolerable_failures
             )));
+        } else if self.stopping == Some(aborted.id) {
+            // A failed stop-with-savepoint leaves the job running (as Flink).
+            self.stopping = None;
+            self.final_checkpoint = None;
         } else if self.final_checkpoint == Some(aborted.id) {
             // The job cannot end without a completed final checkpoint: try again.
             self.final_checkpoint = Some(self.trigger(false, true));
@@ -331,7 +380,9 @@ impl CheckpointCoordinator {
             operators: self.job.operators.clone(),
             subtasks,
         };
-        if let Err(e) = self.storage.write_metadata(&metadata) {
+        let location = match self.storage.write_metadata(&metadata) {
+            Ok(location) => location,
+            Err(e) => {
             let reason = format!("cannot write its metadata: {e}");
             if let Some(aborted) = self.tracker.fail(id, reason.clone(), now_ms()) {
                 if let Err(e) = self.storage.discard(id) {
@@ -343,9 +394,11 @@ impl CheckpointCoordinator {
                 self.after_failure(aborted, ctx);
             }
             return;
-        }
+            }
+        };
         let (subsumed, discard) = self.tracker.complete(id, pending.savepoint, now_ms());
-        let stats = self.stats_of(&pending, None);
+        let mut stats = self.stats_of(&pending, None);
+        stats.location = Some(location);
         info!(
             parent: &self.span,
             checkpoint = id,
@@ -457,8 +510,19 @@ impl Handler<TriggerCheckpointNow> for CheckpointCoordinator {
 
     fn handle(&mut self, msg: TriggerCheckpointNow, _ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        let id = self.trigger(msg.savepoint, false);
-        self.waiters.entry(id).or_default().push(tx);
+        let triggered = match &msg.savepoint {
+            Some(request) => self.trigger_savepoint(request),
+            None if self.stopping.is_some() => {
+                Err("the job is stopping with a savepoint: no checkpoint can be taken".into())
+            }
+            None => Ok(self.trigger(false, false)),
+        };
+        match triggered {
+            Ok(id) => self.waiters.entry(id).or_default().push(tx),
+            Err(why) => {
+                let _ = tx.send(Err(why));
+            }
+        }
         MessageResult(rx)
     }
 }

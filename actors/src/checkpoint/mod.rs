@@ -12,6 +12,7 @@
 //! - [`config`]: [`CheckpointConfig`], the settings.
 //! - [`tracker`]: the coordinator's bookkeeping as a plain, unit-tested type.
 //! - [`format`], [`layout`], [`metadata`], [`storage`]: what is written, where, and how.
+//! - [`savepoint`]: savepoint directories and the storage that routes to them.
 //! - [`stats`]: per checkpoint and per subtask figures.
 
 pub mod config;
@@ -19,6 +20,7 @@ pub mod coordinator;
 pub mod format;
 pub mod layout;
 pub mod metadata;
+pub mod savepoint;
 pub mod stats;
 pub mod storage;
 pub mod tracker;
@@ -46,6 +48,10 @@ pub struct CheckpointBarrier {
     /// Whether it is the final checkpoint of a bounded job (always aligned:
     /// every record reaches the sinks before the job ends).
     pub is_final: bool,
+    /// Whether it is a stop-with-savepoint: sources emit nothing after it, and
+    /// its completion ends every subtask (it is also `is_final`).
+    #[serde(default)]
+    pub stop: bool,
 }
 
 /// How a subtask takes a checkpoint when its barriers arrive.

@@ -38,6 +38,8 @@ pub struct CheckpointStats {
     pub savepoint: bool,
     /// `None` if it completed, else why it did not.
     pub failure: Option<String>,
+    /// Where it was written, once complete (a directory, or `memory:chk-<n>`).
+    pub location: Option<String>,
     /// Per subtask: (task name, subtask index, its figures).
     pub subtasks: Vec<(String, usize, SubtaskCheckpointStats)>,
 }

@@ -165,6 +165,11 @@ impl<H> CheckpointTracker<H> {
         Some(by_interval.max(by_pause).max(now))
     }
 
+    /// The id the next [`trigger`](Self::trigger) gives.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
     /// Starts a checkpoint (or savepoint) at `now` and returns its id.
     pub fn trigger(&mut self, now: u64, savepoint: bool) -> u64 {
         let id = self.next_id;

@@ -268,6 +268,9 @@ impl Subtask {
             // The coordinator's final checkpoint: its completion ends the subtask.
             self.final_checkpoint = Some(barrier.id);
         }
+        if barrier.stop {
+            self.stopping = Some(barrier.id);
+        }
         TakenSnapshot {
             barrier,
             operators,
@@ -412,6 +415,18 @@ impl Subtask {
         };
         if let Err(failure) = notified {
             return self.fail(failure, ctx);
+        }
+        if self.stopping == Some(id) {
+            self.stopping = None;
+            if complete {
+                // Stopped with a savepoint: nothing came after its barrier, so
+                // the subtask ends here, without draining or end of input.
+                debug!(parent: &self.span, checkpoint = id, "stopped with a savepoint");
+                return self.finish(ctx);
+            }
+            // The stop failed: the job goes on.
+            self.final_checkpoint = None;
+            self.schedule_step(ctx);
         }
         if !complete && self.alignment.as_ref().is_some_and(|a| a.barrier.id == id) {
             self.abandon_alignment();

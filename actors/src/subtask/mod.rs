@@ -243,6 +243,10 @@ pub struct Subtask {
     /// The first checkpoint snapshotted after all input ended: its completion ends the subtask.
     final_checkpoint: Option<u64>,
     final_complete: bool,
+    /// The stop-with-savepoint this subtask snapshotted: a source emits
+    /// nothing more, no processing-time timer fires, and its completion ends
+    /// the subtask.
+    stopping: Option<u64>,
     span: Span,
 }
 
@@ -285,6 +289,7 @@ impl Subtask {
             last_checkpoint: 0,
             final_checkpoint: None,
             final_complete: false,
+            stopping: None,
             span,
         }
     }
@@ -414,6 +419,10 @@ impl Subtask {
             }
             if budget == 0 {
                 self.schedule_step(ctx);
+                break;
+            }
+            if self.stopping.is_some() && self.chain.is_source() {
+                // Stopped at the savepoint barrier: nothing more until it completes (or fails).
                 break;
             }
             budget -= 1;
@@ -578,7 +587,7 @@ impl Subtask {
             if act.timer_armed == Some(at) {
                 act.timer_armed = None;
             }
-            if act.phase != Phase::Running {
+            if act.phase != Phase::Running || act.stopping.is_some() {
                 return;
             }
             if let Err(failure) = act
