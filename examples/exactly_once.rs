@@ -152,7 +152,7 @@ impl KeyedProcessFunction<u64, u64, Line> for CountAndSum {
 /// second overall; each split's position is an element of operator list
 /// state (even-split redistribution).
 #[derive(Clone)]
-struct Values {
+pub struct Values {
     records: u64,
     rate: Option<u64>,
     /// (split, next value) of the splits this subtask reads.
@@ -228,11 +228,28 @@ impl weir::source::Source<u64> for Values {
                 break;
             }
         }
-        Ok(if self.splits.iter().all(|(_, next)| *next >= self.records) {
-            weir::source::SourceStatus::Finished
-        } else {
-            weir::source::SourceStatus::More
-        })
+        Ok(
+            if self.splits.iter().all(|(_, next)| *next >= self.records) {
+                weir::source::SourceStatus::Finished
+            } else {
+                weir::source::SourceStatus::More
+            },
+        )
+    }
+}
+
+impl Values {
+    /// The values `0..records`, at most `rate` per second overall.
+    pub fn new(records: u64, rate: Option<u64>) -> Self {
+        Values {
+            records,
+            rate,
+            splits: Vec::new(),
+            parallelism: 1,
+            start: None,
+            emitted: 0,
+            restored: None,
+        }
     }
 }
 
@@ -277,25 +294,17 @@ pub fn build(env: &StreamEnv, args: &Args) -> Result<(), String> {
     if let Some(dir) = &args.savepoint_dir {
         env.set_savepoint_dir(dir);
     }
-    env.add_source(Values {
-        records: args.records,
-        rate: args.rate,
-        splits: Vec::new(),
-        parallelism: 1,
-        start: None,
-        emitted: 0,
-        restored: None,
-    })
-    .uid("values")
-    .key_by(move |v: &u64| v % keys)
-    .process(CountAndSum {
-        state: ValueStateDescriptor::new("count-and-sum"),
-        fail_at,
-    })
-    .name("count-and-sum")
-    .uid("count-and-sum")
-    .write_text_files_exactly_once(&args.output)
-    .uid("output");
+    env.add_source(Values::new(args.records, args.rate))
+        .uid("values")
+        .key_by(move |v: &u64| v % keys)
+        .process(CountAndSum {
+            state: ValueStateDescriptor::new("count-and-sum"),
+            fail_at,
+        })
+        .name("count-and-sum")
+        .uid("count-and-sum")
+        .write_text_files_exactly_once(&args.output)
+        .uid("output");
     Ok(())
 }
 
@@ -326,7 +335,7 @@ fn committed_lines(dir: &Path) -> Result<Vec<CountLine>, String> {
 }
 
 /// What every key must reach: its records are the values `v` in `0..records` with `v % keys == key`.
-fn expected(records: u64, keys: u64) -> BTreeMap<u64, Expected> {
+pub fn expected(records: u64, keys: u64) -> BTreeMap<u64, Expected> {
     (0..keys.min(records))
         .map(|key| {
             let values = (key..records).step_by(keys as usize);
@@ -384,7 +393,10 @@ fn main() -> ExitCode {
 
 /// Runs the job to its end, or until it is stopped with a savepoint
 /// (`--stop-with-savepoint-after-ms`); returns the savepoint's path then.
-pub fn run(env: &StreamEnv, args: &Args) -> Result<(weir::JobResult, Option<PathBuf>), weir::JobError> {
+pub fn run(
+    env: &StreamEnv,
+    args: &Args,
+) -> Result<(weir::JobResult, Option<PathBuf>), weir::JobError> {
     let Some(after_ms) = args.stop_with_savepoint_after_ms else {
         return env.execute_blocking("exactly-once").map(|r| (r, None));
     };

@@ -36,7 +36,7 @@ use weir_actors::checkpoint::layout::parse_dir;
 use weir_actors::checkpoint::{CheckpointConfig, StorageSpec};
 use weir_actors::config::CheckpointSettings;
 use weir_actors::restart::RestartStrategy;
-use weir_actors::restore::RestoreSource;
+use weir_actors::restore::{JobPlan, RestoreCheck, RestoreSource};
 
 /// The default max parallelism (number of key groups), as in Flink for small jobs.
 pub const DEFAULT_MAX_PARALLELISM: usize = 128;
@@ -58,6 +58,8 @@ pub(crate) struct VertexDraft {
     pub max_parallelism: Option<usize>,
     pub chaining: ChainingStrategy,
     pub kind: VertexKind,
+    /// The key type, for an operator fed by a keyed stream.
+    pub key_type: Option<&'static str>,
 }
 
 pub(crate) struct EdgeDraft {
@@ -343,6 +345,7 @@ impl StreamEnv {
             max_parallelism: None,
             chaining: ChainingStrategy::Always,
             kind: VertexKind::Source(source_factory(source)),
+            key_type: None,
         });
         DataStream::from_vertex(self.clone(), vertex)
     }
@@ -385,6 +388,36 @@ impl StreamEnv {
             "state backend"
         );
         self.builder().build(job_name)
+    }
+
+    /// What a restore sees of the job: its operators with uid, parallelism,
+    /// max parallelism and key type. `serde_json::to_string(&plan)` is what
+    /// `--dump-plan` prints and `weir check-restore --plan` reads.
+    pub fn plan(&self, job_name: &str) -> Result<JobPlan, JobError> {
+        let (graph, _) = self.job_graph(job_name)?;
+        Ok(JobPlan::of(&graph))
+    }
+
+    /// The pre-flight check of a restore: whether the savepoint or retained
+    /// checkpoint in `snapshot` restores onto this job, per uid (matched,
+    /// rescaled, new, missing, max parallelism changed, state type mismatch),
+    /// without starting anything.
+    ///
+    /// Value types of keyed state are checked when a state is first used
+    /// (an error names the state); the check compares what the job graph
+    /// knows: uids, parallelism, max parallelism and key types.
+    pub fn check_restore(
+        &self,
+        snapshot: impl AsRef<std::path::Path>,
+        job_name: &str,
+    ) -> Result<RestoreCheck, JobError> {
+        let (graph, config) = self.job_graph(job_name)?;
+        weir_actors::restore::check_dir(
+            snapshot.as_ref(),
+            &JobPlan::of(&graph),
+            config.allow_non_restored_state,
+        )
+        .map_err(JobError::InvalidJob)
     }
 
     /// Starts the job and returns a client for it, without waiting for it to end.
@@ -447,7 +480,24 @@ impl Builder {
                 max_parallelism: d.max_parallelism.unwrap_or(self.max_parallelism),
                 chaining: d.chaining,
                 kind: d.kind.clone(),
+                key_type: d.key_type.map(str::to_string),
             });
+        }
+        let auto: Vec<&str> = self
+            .vertices
+            .iter()
+            .filter(|d| d.uid.is_none())
+            .map(|d| d.name.as_str())
+            .collect();
+        let uids_matter =
+            self.runtime.checkpointing.is_some() || self.runtime.restore_from.is_some();
+        if uids_matter && !auto.is_empty() {
+            tracing::warn!(
+                job = job_name,
+                operators = %auto.join(", "),
+                "operators without a uid get one from their position (auto-<n>): set `.uid(..)` on every \
+                 stateful operator, so that its state survives changes to the job"
+            );
         }
         let edges = self
             .edges

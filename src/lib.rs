@@ -68,6 +68,7 @@ pub use weir_actors::checkpoint::{
     CheckpointConfig, CheckpointMode, CheckpointStats, ExternalizedRetention, StorageSpec,
 };
 pub use weir_actors::restart::RestartStrategy;
+pub use weir_actors::restore::{JobPlan, RestoreCheck, Verdict};
 pub use weir_actors::{
     JobClient, JobError, JobResult, JobStatus, RecordBatch, RuntimeConfig, SubtaskMetrics,
     UserError,

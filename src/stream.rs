@@ -65,6 +65,8 @@ struct StreamInput {
     vertex: VertexId,
     partitioning: Option<Partitioning>,
     hash: Option<PartitionerFactory>,
+    /// The key type of a keyed (hash) edge, as `std::any::type_name` spells it.
+    key_type: Option<&'static str>,
 }
 
 /// A stream of records of type `T`.
@@ -119,6 +121,7 @@ impl<T: Data> DataStream<T> {
                 vertex,
                 partitioning: None,
                 hash: None,
+                key_type: None,
             }],
             _records: PhantomData,
         }
@@ -132,6 +135,7 @@ impl<T: Data> DataStream<T> {
     /// Adds an operator fed by this stream and returns its output stream.
     fn add_operator<U: Data>(self, name: &str, kind: VertexKind) -> DataStream<U> {
         let mut builder = self.env.builder();
+        let key_type = self.inputs.iter().find_map(|i| i.key_type);
         let vertex = builder.add_vertex(VertexDraft {
             name: name.to_string(),
             uid: None,
@@ -140,6 +144,7 @@ impl<T: Data> DataStream<T> {
             max_parallelism: None,
             chaining: ChainingStrategy::Always,
             kind,
+            key_type,
         });
         for input in self.inputs {
             builder.edges.push(EdgeDraft {
@@ -225,7 +230,10 @@ impl<T: Data> DataStream<T> {
                 ctx.batch_size,
             ))
         });
-        let stream = self.partition(Partitioning::Hash, Some(hash));
+        let mut stream = self.partition(Partitioning::Hash, Some(hash));
+        for input in &mut stream.inputs {
+            input.key_type = Some(std::any::type_name::<K>());
+        }
         KeyedStream {
             stream,
             key,
@@ -237,6 +245,7 @@ impl<T: Data> DataStream<T> {
         for input in &mut self.inputs {
             input.partitioning = Some(partitioning);
             input.hash = hash.clone();
+            input.key_type = None;
         }
         self
     }
@@ -574,6 +583,11 @@ impl<T: Data> DataStream<T> {
         factory: OperatorFactory,
     ) -> DataStream<U> {
         let mut builder = self.env.builder();
+        let key_type = self
+            .inputs
+            .iter()
+            .chain(&other.inputs)
+            .find_map(|i| i.key_type);
         let vertex = builder.add_vertex(VertexDraft {
             name: name.to_string(),
             uid: None,
@@ -582,6 +596,7 @@ impl<T: Data> DataStream<T> {
             max_parallelism: None,
             chaining: ChainingStrategy::Always,
             kind: VertexKind::Operator { inputs: 2, factory },
+            key_type,
         });
         type Typed = (fn(Partitioning) -> PartitionerFactory, BatchDecoder);
         let first: Typed = (generic_partitioner::<T>, decode_batch::<T>);

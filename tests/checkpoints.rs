@@ -2180,12 +2180,14 @@ fn sample_metadata() -> CheckpointMetadata {
                 name: "Source: Feed".into(),
                 parallelism: 1,
                 max_parallelism: 128,
+                key_type: None,
             },
             OperatorMetadata {
                 uid: "tally".into(),
                 name: "KeyedProcess".into(),
                 parallelism: 2,
                 max_parallelism: 128,
+                key_type: Some("u64".into()),
             },
         ],
         subtasks: vec![

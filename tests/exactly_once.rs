@@ -54,6 +54,8 @@ fn run_with(tag: &str, seed: u64, parallelism: usize, unaligned: bool) -> (u64, 
         output: dir.join("out"),
         checkpoint_dir: dir.join("checkpoints"),
         resume_from: None,
+        stop_with_savepoint_after_ms: None,
+        savepoint_dir: None,
     };
     let env = StreamEnv::new();
     env.set_batch_size(64);
@@ -83,6 +85,8 @@ fn a_job_that_ends_leaves_no_transaction_open() {
         output: dir.join("out"),
         checkpoint_dir: dir.join("checkpoints"),
         resume_from: None,
+        stop_with_savepoint_after_ms: None,
+        savepoint_dir: None,
     };
     let env = StreamEnv::new();
     env.set_batch_size(64);
@@ -160,6 +164,8 @@ fn run_with_faults(seed: u64) {
         output: dir.join("out"),
         checkpoint_dir: dir.join("checkpoints"),
         resume_from: None,
+        stop_with_savepoint_after_ms: None,
+        savepoint_dir: None,
     };
     let faults = std::sync::Arc::new(weir::testing::Faults::from_seed(
         seed,
@@ -232,6 +238,8 @@ fn at_least_once_loses_nothing_through_injected_failures() {
             output: dir.join("out"),
             checkpoint_dir: dir.join("checkpoints"),
             resume_from: None,
+            stop_with_savepoint_after_ms: None,
+            savepoint_dir: None,
         };
         let env = StreamEnv::new();
         env.set_batch_size(64);

@@ -66,7 +66,10 @@ fn stop_with_savepoint_then_resume_at_other_parallelisms_is_exactly_once() {
         let records = 60_000;
         let first = args(&dir, records, before);
         let savepoint = stop_with_savepoint(&first, 150);
-        assert!(savepoint.starts_with(dir.join("savepoints")), "{savepoint:?}");
+        assert!(
+            savepoint.starts_with(dir.join("savepoints")),
+            "{savepoint:?}"
+        );
         assert!(savepoint.join("_metadata").is_file());
         // Stopped part-way: the output so far is incomplete, and nothing is duplicated.
         assert!(example::audit(&first.output, records, first.keys).is_err());
@@ -74,7 +77,10 @@ fn stop_with_savepoint_then_resume_at_other_parallelisms_is_exactly_once() {
         let lines = example::audit(&first.output, records, first.keys)
             .unwrap_or_else(|e| panic!("{before} -> {after}: {e}"));
         assert_eq!(lines, records);
-        assert!(savepoint.join("_metadata").is_file(), "a savepoint is never deleted");
+        assert!(
+            savepoint.join("_metadata").is_file(),
+            "a savepoint is never deleted"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -91,4 +97,452 @@ fn a_savepoint_moved_elsewhere_still_restores() {
     resume(&args(&dir, records, 2), &moved);
     example::audit(&first.output, records, first.keys).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+mod every_state_kind {
+    //! A job with every kind of state, stopped with a savepoint and resumed
+    //! at parallelism 1 -> 3 -> 2: keyed Value, List, Map, Reducing and
+    //! Aggregating state, the source's even-split list state and a union list state.
+
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+
+    use weir::state::{
+        AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
+        ReducingStateDescriptor, StateInitContext, StateSnapshotContext, ValueStateDescriptor,
+    };
+    use weir::testing::{audit_exactly_once, CountLine};
+    use weir::{
+        Collector, JobClient, KeyedContext, KeyedProcessFunction, ProcessContext, ProcessFunction,
+        StreamEnv, UserError,
+    };
+
+    use super::example;
+
+    const RECORDS: u64 = 30_000;
+    const KEYS: u64 = 31;
+
+    /// (key, count, list length, list sum, map total, reduced sum, aggregated count, sum)
+    type Line = (u64, u64, u64, u64, u64, u64, u64, u64);
+
+    struct Counter;
+    impl AggregateFunction for Counter {
+        type In = u64;
+        type Acc = u64;
+        type Out = u64;
+        fn create_accumulator(&self) -> u64 {
+            0
+        }
+        fn add(&self, _value: u64, acc: &mut u64) {
+            *acc += 1;
+        }
+        fn get_result(&self, acc: &u64) -> u64 {
+            *acc
+        }
+    }
+
+    #[derive(Clone)]
+    struct EveryKind {
+        count: ValueStateDescriptor<u64>,
+        list: ListStateDescriptor<u64>,
+        map: MapStateDescriptor<u64, u64>,
+        reduced: ReducingStateDescriptor<u64>,
+        aggregated: AggregatingStateDescriptor<Counter>,
+    }
+
+    impl KeyedProcessFunction<u64, u64, Line> for EveryKind {
+        fn process_element(
+            &mut self,
+            value: u64,
+            ctx: &mut KeyedContext<u64>,
+            out: &mut Collector<Line>,
+        ) -> Result<(), UserError> {
+            let key = *ctx.current_key();
+            let count = {
+                let mut count = ctx.state(&self.count)?;
+                let n = count.value().unwrap_or(0) + 1;
+                count.update(n);
+                n
+            };
+            let (list_len, list_sum) = {
+                let mut list = ctx.state(&self.list)?;
+                list.add(value);
+                let all = list.get();
+                (all.len() as u64, all.iter().sum::<u64>())
+            };
+            let map_total = {
+                let mut map = ctx.state(&self.map)?;
+                let n = map.get(&(value % 3)).unwrap_or(0);
+                map.put(value % 3, n + 1);
+                map.entries().iter().map(|(_, n)| n).sum::<u64>()
+            };
+            let reduced = {
+                let mut reduced = ctx.state(&self.reduced)?;
+                reduced.add(value);
+                reduced.get().unwrap_or(0)
+            };
+            let aggregated = {
+                let mut aggregated = ctx.state(&self.aggregated)?;
+                aggregated.add(value);
+                aggregated.get().unwrap_or(0)
+            };
+            out.collect((
+                key, count, list_len, list_sum, map_total, reduced, aggregated, list_sum,
+            ));
+            Ok(())
+        }
+    }
+
+    /// Passes records on; keeps a union list state of every (run, subtask)
+    /// that ever ran, and records what each subtask restored.
+    #[derive(Clone)]
+    struct UnionTags {
+        run: u64,
+        tags: BTreeSet<(u64, u64)>,
+        restored: Arc<Mutex<Vec<BTreeSet<(u64, u64)>>>>,
+        subtask: u64,
+    }
+
+    fn tags() -> ListStateDescriptor<(u64, u64)> {
+        ListStateDescriptor::new("tags")
+    }
+
+    impl ProcessFunction<u64, u64> for UnionTags {
+        fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
+            if ctx.is_restored() {
+                let restored: BTreeSet<(u64, u64)> = ctx
+                    .operator_state()
+                    .union_list(&tags())?
+                    .get()?
+                    .into_iter()
+                    .collect();
+                self.restored.lock().unwrap().push(restored.clone());
+                self.tags = restored;
+            }
+            Ok(())
+        }
+
+        fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+            let mut all = self.tags.clone();
+            all.insert((self.run, self.subtask));
+            let all: Vec<(u64, u64)> = all.into_iter().collect();
+            ctx.operator_state().union_list(&tags())?.update(&all)?;
+            Ok(())
+        }
+
+        fn open(&mut self, ctx: &weir::RuntimeContext) -> Result<(), UserError> {
+            self.subtask = ctx.subtask_index() as u64;
+            Ok(())
+        }
+
+        fn process_element(
+            &mut self,
+            value: u64,
+            _ctx: &mut ProcessContext,
+            out: &mut Collector<u64>,
+        ) -> Result<(), UserError> {
+            out.collect(value);
+            Ok(())
+        }
+    }
+
+    struct Run {
+        lines: Vec<Line>,
+        restored: Vec<BTreeSet<(u64, u64)>>,
+        savepoint: Option<std::path::PathBuf>,
+    }
+
+    fn run(
+        run: u64,
+        parallelism: usize,
+        from: Option<&std::path::Path>,
+        stop: bool,
+        dir: &std::path::Path,
+    ) -> Run {
+        let env = StreamEnv::with_parallelism(parallelism);
+        env.set_batch_size(32);
+        env.enable_checkpointing(std::time::Duration::from_secs(3600));
+        env.set_savepoint_dir(dir);
+        if let Some(from) = from {
+            env.resume_from(&from.display().to_string());
+        }
+        let restored = Arc::new(Mutex::new(Vec::new()));
+        let rate = stop.then_some(60_000);
+        let lines = env
+            .add_source(example::Values::new(RECORDS, rate))
+            .uid("values")
+            .process(UnionTags {
+                run,
+                tags: BTreeSet::new(),
+                restored: restored.clone(),
+                subtask: 0,
+            })
+            .uid("union-tags")
+            .key_by(|v: &u64| v % KEYS)
+            .process(EveryKind {
+                count: ValueStateDescriptor::new("count"),
+                list: ListStateDescriptor::new("values"),
+                map: MapStateDescriptor::new("by-residue"),
+                reduced: ReducingStateDescriptor::new("sum", |a, b| a + b),
+                aggregated: AggregatingStateDescriptor::new("counted", Counter),
+            })
+            .uid("every-kind")
+            .collect();
+        let savepoint = futures::executor::block_on(async {
+            let mut client: JobClient = env.start("every-kind").await.unwrap();
+            let savepoint = if stop {
+                std::thread::sleep(std::time::Duration::from_millis(120));
+                Some(client.stop_with_savepoint(None).await.unwrap())
+            } else {
+                None
+            };
+            client.wait().await.unwrap();
+            savepoint
+        });
+        let restored = restored.lock().unwrap().clone();
+        Run {
+            lines: lines.take(),
+            restored,
+            savepoint,
+        }
+    }
+
+    #[test]
+    fn every_state_kind_survives_savepoints_across_parallelism_1_3_2() {
+        let dir = super::temp_dir("every-kind");
+        let first = run(1, 1, None, true, &dir);
+        let second = run(2, 3, first.savepoint.as_deref(), true, &dir);
+        let third = run(3, 2, second.savepoint.as_deref(), false, &dir);
+        assert!(!first.lines.is_empty() && !second.lines.is_empty() && !third.lines.is_empty());
+
+        // Union state: every subtask of the second run got run 1's tag; every
+        // subtask of the third got the tags of all subtasks of runs 1 and 2.
+        assert_eq!(second.restored, vec![BTreeSet::from([(1, 0)]); 3]);
+        let all = BTreeSet::from([(1, 0), (2, 0), (2, 1), (2, 2)]);
+        assert_eq!(third.restored, vec![all; 2]);
+
+        let mut lines = first.lines;
+        lines.extend(second.lines);
+        lines.extend(third.lines);
+        for &(key, count, list_len, list_sum, map_total, reduced, aggregated, sum) in &lines {
+            assert_eq!(
+                (list_len, map_total, aggregated, reduced),
+                (count, count, count, sum),
+                "key {key}: list, map, aggregating and reducing state agree with the value state"
+            );
+            assert_eq!(list_sum, sum);
+        }
+        let counts: Vec<CountLine> = lines
+            .iter()
+            .map(|&(key, count, .., sum)| CountLine { key, count, sum })
+            .collect();
+        audit_exactly_once(counts, &example::expected(RECORDS, KEYS)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+mod uid_rules {
+    //! Flink's rules for matching state to operators by uid, checked by
+    //! `StreamEnv::check_restore` and enforced by the restore itself.
+
+    use std::path::{Path, PathBuf};
+
+    use weir::state::ValueStateDescriptor;
+    use weir::{Collector, KeyedContext, KeyedProcessFunction, StreamEnv, UserError, Verdict};
+
+    use super::example;
+
+    #[derive(Clone)]
+    struct Count(ValueStateDescriptor<u64>);
+
+    impl<K: weir::state::Key> KeyedProcessFunction<K, u64, u64> for Count {
+        fn process_element(
+            &mut self,
+            value: u64,
+            ctx: &mut KeyedContext<K>,
+            out: &mut Collector<u64>,
+        ) -> Result<(), UserError> {
+            let mut n = ctx.state(&self.0)?;
+            n.update(n.value().unwrap_or(0) + 1);
+            out.collect(value);
+            Ok(())
+        }
+    }
+
+    fn count() -> Count {
+        Count(ValueStateDescriptor::new("n"))
+    }
+
+    /// The job the savepoint is taken of: source -> stateless map -> keyed count.
+    fn original(env: &StreamEnv) {
+        env.add_source(example::Values::new(1_000_000, Some(50_000)))
+            .uid("values")
+            .map(|v: u64| v + 1)
+            .uid("plus-one")
+            .key_by(|v: &u64| v % 10)
+            .process(count())
+            .uid("counter")
+            .discard();
+    }
+
+    fn env(savepoints: &Path) -> StreamEnv {
+        let env = StreamEnv::with_parallelism(2);
+        env.enable_checkpointing(std::time::Duration::from_secs(3600));
+        env.set_savepoint_dir(savepoints);
+        env
+    }
+
+    fn savepoint(dir: &Path) -> PathBuf {
+        let env = env(dir);
+        original(&env);
+        futures::executor::block_on(async {
+            let mut client = env.start("original").await.unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let path = client.stop_with_savepoint(None).await.unwrap();
+            client.wait().await.unwrap();
+            path
+        })
+    }
+
+    fn verdicts(env: &StreamEnv, savepoint: &Path) -> Vec<(String, Verdict)> {
+        env.check_restore(savepoint, "changed")
+            .unwrap()
+            .uids
+            .into_iter()
+            .map(|u| (u.uid, u.verdict))
+            .collect()
+    }
+
+    /// Restores `env`'s job from `savepoint` on a bounded source and runs it.
+    fn restore(env: &StreamEnv, savepoint: &Path) -> Result<(), String> {
+        env.resume_from(&savepoint.display().to_string());
+        env.execute_blocking("changed")
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn state_follows_uids_through_reordering_additions_and_removals() {
+        let dir = super::temp_dir("uid-rules");
+        let savepoint = savepoint(&dir);
+        let v = |s: &str| s.to_string();
+
+        // Reordered, the stateless map removed, a stateless filter and a new
+        // stateful operator added: the state goes where its uid is.
+        let changed = env(&dir);
+        changed
+            .add_source(example::Values::new(1_000, None))
+            .uid("values")
+            .filter(|v: &u64| *v < u64::MAX)
+            .uid("new-filter")
+            .key_by(|v: &u64| v % 10)
+            .process(count())
+            .uid("new-counter")
+            .key_by(|v: &u64| v % 7)
+            .process(count())
+            .uid("counter")
+            .discard();
+        let got = verdicts(&changed, &savepoint);
+        assert_eq!(
+            got,
+            vec![
+                (v("values"), Verdict::Matched),
+                (v("new-filter"), Verdict::New),
+                (v("new-counter"), Verdict::New),
+                (v("counter"), Verdict::Matched),
+                (v("auto-4"), Verdict::New), // the sink
+            ]
+        );
+        restore(&changed, &savepoint).unwrap();
+
+        // At another parallelism: rescaled.
+        let rescaled = env(&dir);
+        rescaled.set_parallelism(3);
+        original(&rescaled);
+        assert!(verdicts(&rescaled, &savepoint)
+            .contains(&(v("counter"), Verdict::Rescaled { from: 2, to: 3 })));
+
+        // The stateful counter removed: an error naming its uid, unless allowed.
+        let removed = |allow: bool| {
+            let env = env(&dir);
+            env.set_allow_non_restored_state(allow);
+            env.add_source(example::Values::new(1_000, None))
+                .uid("values")
+                .discard();
+            env
+        };
+        let refused = removed(false);
+        assert!(verdicts(&refused, &savepoint).contains(&(v("counter"), Verdict::Missing)));
+        let check = refused.check_restore(&savepoint, "changed").unwrap();
+        assert!(!check.is_ok());
+        assert!(check.to_string().contains("MISSING"), "{check}");
+        let err = restore(&refused, &savepoint).unwrap_err();
+        assert!(
+            err.contains("operators this job does not have: counter")
+                && err.contains("allow_non_restored_state"),
+            "{err}"
+        );
+        let allowed = removed(true);
+        assert!(allowed
+            .check_restore(&savepoint, "changed")
+            .unwrap()
+            .is_ok());
+        restore(&allowed, &savepoint).unwrap();
+
+        // Another max parallelism: an error.
+        let other_max = env(&dir);
+        other_max.set_max_parallelism(64);
+        original(&other_max);
+        assert!(verdicts(&other_max, &savepoint).contains(&(
+            v("counter"),
+            Verdict::MaxParallelismChanged {
+                snapshot: 128,
+                job: 64
+            }
+        )));
+        let err = restore(&other_max, &savepoint).unwrap_err();
+        assert!(
+            err.contains("max parallelism 128") && err.contains("counter"),
+            "{err}"
+        );
+
+        // Keyed state under another key type: a state type mismatch.
+        let other_key = env(&dir);
+        other_key
+            .add_source(example::Values::new(1_000, None))
+            .uid("values")
+            .key_by(|v: &u64| format!("{}", v % 10))
+            .process(count())
+            .uid("counter")
+            .discard();
+        let got = verdicts(&other_key, &savepoint);
+        assert!(
+            matches!(&got[1], (uid, Verdict::StateTypeMismatch { snapshot, job })
+                if uid == "counter" && snapshot.contains("u64") && job.contains("String")),
+            "{got:?}"
+        );
+        let err = restore(&other_key, &savepoint).unwrap_err();
+        assert!(err.contains("counter") && err.contains("key type"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_restore_from_a_path_that_is_not_a_snapshot_names_the_path() {
+        let dir = super::temp_dir("not-a-snapshot");
+        std::fs::create_dir_all(&dir).unwrap();
+        let env = env(&dir);
+        original(&env);
+        let err = env.check_restore(&dir, "x").unwrap_err().to_string();
+        assert!(
+            err.contains(&dir.display().to_string()) && err.contains("no _metadata"),
+            "{err}"
+        );
+        let missing = dir.join("nope");
+        let err = env.check_restore(&missing, "x").unwrap_err().to_string();
+        assert!(
+            err.contains("nope") && err.contains("not a directory"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

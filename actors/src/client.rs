@@ -17,7 +17,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use actix::{Actor, Addr, System};
 use futures::channel::oneshot;
 
-use crate::checkpoint::coordinator::{CheckpointCoordinator, SavepointRequest, TriggerCheckpointNow};
+use crate::checkpoint::coordinator::{
+    CheckpointCoordinator, SavepointRequest, TriggerCheckpointNow,
+};
 use crate::checkpoint::savepoint::RoutedStorage;
 use crate::checkpoint::{CheckpointStats, CheckpointStorage, RetainedCheckpoint};
 use crate::config::RuntimeConfig;

@@ -82,6 +82,9 @@ pub struct Vertex {
     pub chaining: ChainingStrategy,
     /// Source or operator, with its factory.
     pub kind: VertexKind,
+    /// The key type of a keyed operator (`std::any::type_name`), so that a
+    /// restore can tell keyed state written under another key type.
+    pub key_type: Option<String>,
 }
 
 impl Vertex {

@@ -180,6 +180,7 @@ mod tests {
             max_parallelism: 128,
             chaining: ChainingStrategy::Always,
             kind,
+            key_type: None,
         }
     }
 

@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use crate::checkpoint::metadata::{CheckpointMetadata, SubtaskState};
 use crate::checkpoint::storage::{CheckpointStorage, FsStorage};
 use crate::graph::JobGraph;
@@ -96,6 +98,308 @@ pub fn find_latest(root: &Path) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("no complete checkpoint under {}", root.display()))
 }
 
+/// One operator of a job, as a restore sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedOperator {
+    /// Its uid (set by the user, or `auto-<n>` from its position).
+    pub uid: String,
+    /// Its display name.
+    pub name: String,
+    /// Its parallelism.
+    pub parallelism: usize,
+    /// Its max parallelism (number of key groups).
+    pub max_parallelism: usize,
+    /// Its key type, for a keyed operator.
+    #[serde(default)]
+    pub key_type: Option<String>,
+}
+
+/// What a job graph looks like to a restore: every job can write it as JSON
+/// (`--dump-plan`), and `weir check-restore` reads it back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobPlan {
+    /// The job's name.
+    pub job: String,
+    /// Its operators, in declaration order.
+    pub operators: Vec<PlannedOperator>,
+}
+
+impl JobPlan {
+    /// The plan of `graph`.
+    pub fn of(graph: &JobGraph) -> Self {
+        JobPlan {
+            job: graph.name.clone(),
+            operators: graph
+                .vertices
+                .iter()
+                .map(|v| PlannedOperator {
+                    uid: v.uid.clone(),
+                    name: v.name.clone(),
+                    parallelism: v.parallelism,
+                    max_parallelism: v.max_parallelism,
+                    key_type: v.key_type.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// How one uid fares in a restore.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "kebab-case")]
+pub enum Verdict {
+    /// State and operator match, at the same parallelism.
+    Matched,
+    /// State and operator match; the parallelism changes (state is redistributed).
+    Rescaled {
+        /// The snapshot's parallelism.
+        from: usize,
+        /// The job's.
+        to: usize,
+    },
+    /// The job's operator has no state in the snapshot: it starts empty.
+    New,
+    /// The snapshot has state for a uid the job does not have: an error
+    /// unless non-restored state is allowed (then the state is dropped).
+    Missing,
+    /// The max parallelism differs: keyed state cannot be split (an error).
+    MaxParallelismChanged {
+        /// The snapshot's.
+        snapshot: usize,
+        /// The job's.
+        job: usize,
+    },
+    /// The state's type does not fit the operator: keyed state onto an
+    /// operator that is not keyed, or under another key type (an error).
+    StateTypeMismatch {
+        /// What the snapshot holds.
+        snapshot: String,
+        /// What the job's operator has.
+        job: String,
+    },
+}
+
+/// The verdict on one uid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UidCheck {
+    /// The uid.
+    pub uid: String,
+    /// The operator's name (the job's, else the snapshot's).
+    pub name: String,
+    /// Bytes of state the snapshot holds for it.
+    pub state_bytes: u64,
+    /// The verdict.
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// The pre-flight check of a restore: per uid, whether the snapshot's state
+/// restores onto the job, without starting it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreCheck {
+    /// The snapshot's checkpoint id.
+    pub checkpoint: u64,
+    /// Whether state without an operator may be dropped.
+    pub allow_non_restored_state: bool,
+    /// One entry per uid of the job or the snapshot: the job's operators in
+    /// order, then uids only the snapshot has.
+    pub uids: Vec<UidCheck>,
+}
+
+impl RestoreCheck {
+    /// What prevents the restore, one message per uid; empty if it can go ahead.
+    pub fn errors(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let missing: Vec<&str> = self
+            .uids
+            .iter()
+            .filter(|u| u.verdict == Verdict::Missing)
+            .map(|u| u.uid.as_str())
+            .collect();
+        if !missing.is_empty() && !self.allow_non_restored_state {
+            errors.push(format!(
+                "checkpoint {} holds state for operators this job does not have: {} \
+                 (set allow_non_restored_state to drop it)",
+                self.checkpoint,
+                missing.join(", ")
+            ));
+        }
+        for u in &self.uids {
+            match &u.verdict {
+                Verdict::MaxParallelismChanged { snapshot, job } => errors.push(format!(
+                    "operator `{}` ({}): the snapshot has max parallelism {snapshot} and the job {job}; \
+                     the max parallelism is fixed by the first run",
+                    u.name, u.uid
+                )),
+                Verdict::StateTypeMismatch { snapshot, job } => errors.push(format!(
+                    "operator `{}` ({}): the snapshot holds {snapshot}, the job's operator has {job}",
+                    u.name, u.uid
+                )),
+                _ => {}
+            }
+        }
+        errors
+    }
+
+    /// Whether the restore can go ahead.
+    pub fn is_ok(&self) -> bool {
+        self.errors().is_empty()
+    }
+}
+
+impl std::fmt::Display for RestoreCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let width = self
+            .uids
+            .iter()
+            .map(|u| u.uid.len())
+            .max()
+            .unwrap_or(3)
+            .max(3);
+        writeln!(
+            f,
+            "{:<width$}  {:<24}  {:>11}  NAME",
+            "UID", "VERDICT", "STATE"
+        )?;
+        for u in &self.uids {
+            let verdict = match &u.verdict {
+                Verdict::Matched => "matched".to_string(),
+                Verdict::Rescaled { from, to } => format!("rescaled {from} -> {to}"),
+                Verdict::New => "new (starts empty)".to_string(),
+                Verdict::Missing if self.allow_non_restored_state => {
+                    "missing (dropped)".to_string()
+                }
+                Verdict::Missing => "MISSING".to_string(),
+                Verdict::MaxParallelismChanged { snapshot, job } => {
+                    format!("MAX PARALLELISM {snapshot} != {job}")
+                }
+                Verdict::StateTypeMismatch { .. } => "STATE TYPE MISMATCH".to_string(),
+            };
+            writeln!(
+                f,
+                "{:<width$}  {verdict:<24}  {:>11}  {}",
+                u.uid, u.state_bytes, u.name
+            )?;
+        }
+        match self.errors().as_slice() {
+            [] => write!(f, "restore possible"),
+            errors => {
+                for e in errors {
+                    writeln!(f, "error: {e}")?;
+                }
+                write!(f, "restore NOT possible")
+            }
+        }
+    }
+}
+
+/// Checks whether snapshot `metadata` (with every subtask's decoded state, in
+/// the metadata's order) restores onto `plan`.
+pub fn check(
+    metadata: &CheckpointMetadata,
+    states: &[SubtaskState],
+    plan: &JobPlan,
+    allow_non_restored_state: bool,
+) -> RestoreCheck {
+    // Per uid: bytes of state, and whether any of it is keyed.
+    let mut stateful: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
+    for state in states {
+        for (uid, snapshot) in &state.operators {
+            if snapshot.is_empty() {
+                continue;
+            }
+            let entry = stateful.entry(uid.as_str()).or_default();
+            entry.0 += snapshot.size() as u64;
+            entry.1 |= !snapshot.keyed.is_empty();
+        }
+    }
+    let mut uids = Vec::new();
+    for operator in &plan.operators {
+        let before = metadata.operators.iter().find(|o| o.uid == operator.uid);
+        let verdict = match (stateful.get(operator.uid.as_str()), before) {
+            (None, _) => Verdict::New,
+            (Some(_), None) => Verdict::StateTypeMismatch {
+                snapshot: "state without operator metadata".into(),
+                job: "an operator".into(),
+            },
+            (Some(&(_, keyed)), Some(before)) => {
+                if before.max_parallelism != operator.max_parallelism {
+                    Verdict::MaxParallelismChanged {
+                        snapshot: before.max_parallelism,
+                        job: operator.max_parallelism,
+                    }
+                } else if keyed && operator.key_type.is_none() {
+                    Verdict::StateTypeMismatch {
+                        snapshot: format!(
+                            "keyed state (key type {})",
+                            before.key_type.as_deref().unwrap_or("unrecorded")
+                        ),
+                        job: "an operator that is not keyed".into(),
+                    }
+                } else if keyed && before.key_type.is_some() && before.key_type != operator.key_type
+                {
+                    Verdict::StateTypeMismatch {
+                        snapshot: format!(
+                            "keyed state with key type {}",
+                            before.key_type.as_deref().unwrap_or_default()
+                        ),
+                        job: format!(
+                            "key type {}",
+                            operator.key_type.as_deref().unwrap_or_default()
+                        ),
+                    }
+                } else if before.parallelism != operator.parallelism {
+                    Verdict::Rescaled {
+                        from: before.parallelism,
+                        to: operator.parallelism,
+                    }
+                } else {
+                    Verdict::Matched
+                }
+            }
+        };
+        uids.push(UidCheck {
+            uid: operator.uid.clone(),
+            name: operator.name.clone(),
+            state_bytes: stateful.get(operator.uid.as_str()).map_or(0, |s| s.0),
+            verdict,
+        });
+    }
+    for (uid, (bytes, _)) in &stateful {
+        if plan.operators.iter().any(|o| o.uid == *uid) {
+            continue;
+        }
+        let name = metadata
+            .operators
+            .iter()
+            .find(|o| o.uid == *uid)
+            .map_or_else(String::new, |o| o.name.clone());
+        uids.push(UidCheck {
+            uid: uid.to_string(),
+            name,
+            state_bytes: *bytes,
+            verdict: Verdict::Missing,
+        });
+    }
+    RestoreCheck {
+        checkpoint: metadata.checkpoint_id,
+        allow_non_restored_state,
+        uids,
+    }
+}
+
+/// Reads the snapshot in `dir` (a savepoint or retained checkpoint) and checks
+/// it against `plan`.
+pub fn check_dir(
+    dir: &Path,
+    plan: &JobPlan,
+    allow_non_restored_state: bool,
+) -> Result<RestoreCheck, String> {
+    let (storage, metadata) = open_snapshot_dir(dir)?;
+    let (metadata, states) = read(&storage, metadata.checkpoint_id)?;
+    Ok(check(&metadata, &states, plan, allow_non_restored_state))
+}
+
 /// Assigns the state of checkpoint `metadata` (with the decoded state of each
 /// of its subtasks, in the metadata's order) to the subtasks of `plan`.
 pub fn assign(
@@ -103,27 +407,38 @@ pub fn assign(
     plan: &ExecutionPlan,
     metadata: &CheckpointMetadata,
     states: &[SubtaskState],
+    allow_non_restored_state: bool,
 ) -> Result<HashMap<(usize, usize), RestoredSubtask>, String> {
     let checkpoint = metadata.checkpoint_id;
-    // Per uid: the old snapshots by old subtask index.
+    let verdicts = check(
+        metadata,
+        states,
+        &JobPlan::of(graph),
+        allow_non_restored_state,
+    );
+    let errors = verdicts.errors();
+    if !errors.is_empty() {
+        return Err(errors.join("; "));
+    }
+    for dropped in verdicts
+        .uids
+        .iter()
+        .filter(|u| u.verdict == Verdict::Missing)
+    {
+        tracing::warn!(checkpoint, uid = %dropped.uid, bytes = dropped.state_bytes, "state of an operator this job does not have is not restored");
+    }
+    // Per uid the job has: the old snapshots by old subtask index.
     let mut old: BTreeMap<&str, BTreeMap<usize, &OperatorSnapshot>> = BTreeMap::new();
     for (meta, state) in metadata.subtasks.iter().zip(states) {
         for (uid, snapshot) in &state.operators {
+            // A stateless operator that was removed leaves nothing to restore.
+            if !graph.vertices.iter().any(|v| v.uid == *uid) {
+                continue;
+            }
             old.entry(uid.as_str())
                 .or_default()
                 .insert(meta.subtask, snapshot);
         }
-    }
-    let unmatched: Vec<&str> = old
-        .keys()
-        .copied()
-        .filter(|uid| !graph.vertices.iter().any(|v| v.uid == *uid))
-        .collect();
-    if !unmatched.is_empty() {
-        return Err(format!(
-            "checkpoint {checkpoint} holds state for operators this job does not have: {}",
-            unmatched.join(", ")
-        ));
     }
     let mut restored: HashMap<(usize, usize), RestoredSubtask> = HashMap::new();
     for (c, chain) in plan.chains.iter().enumerate() {

@@ -182,6 +182,7 @@ impl Supervisor {
                 name: v.name.clone(),
                 parallelism: v.parallelism,
                 max_parallelism: v.max_parallelism,
+                key_type: v.key_type.clone(),
             })
             .collect();
         let job = JobFacts {
@@ -424,7 +425,13 @@ impl Supervisor {
                 (None, None) => return Ok(HashMap::new()),
             };
         let (metadata, states) = restore::read(storage.as_ref(), id)?;
-        let restored = restore::assign(&self.graph, &self.plan, &metadata, &states)?;
+        let restored = restore::assign(
+            &self.graph,
+            &self.plan,
+            &metadata,
+            &states,
+            self.config.allow_non_restored_state,
+        )?;
         info!(parent: &self.span, checkpoint = id, job = %metadata.job_id, "restoring from checkpoint");
         Ok(restored)
     }

@@ -383,17 +383,17 @@ impl CheckpointCoordinator {
         let location = match self.storage.write_metadata(&metadata) {
             Ok(location) => location,
             Err(e) => {
-            let reason = format!("cannot write its metadata: {e}");
-            if let Some(aborted) = self.tracker.fail(id, reason.clone(), now_ms()) {
-                if let Err(e) = self.storage.discard(id) {
-                    warn!(parent: &self.span, checkpoint = id, error = %e, "cannot delete a failed checkpoint");
+                let reason = format!("cannot write its metadata: {e}");
+                if let Some(aborted) = self.tracker.fail(id, reason.clone(), now_ms()) {
+                    if let Err(e) = self.storage.discard(id) {
+                        warn!(parent: &self.span, checkpoint = id, error = %e, "cannot delete a failed checkpoint");
+                    }
+                    self.notify(id, false);
+                    let stats = self.stats_of(&pending, Some(aborted.reason.to_string()));
+                    self.record(stats);
+                    self.after_failure(aborted, ctx);
                 }
-                self.notify(id, false);
-                let stats = self.stats_of(&pending, Some(aborted.reason.to_string()));
-                self.record(stats);
-                self.after_failure(aborted, ctx);
-            }
-            return;
+                return;
             }
         };
         let (subsumed, discard) = self.tracker.complete(id, pending.savepoint, now_ms());

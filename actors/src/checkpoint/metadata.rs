@@ -47,6 +47,9 @@ pub struct OperatorMetadata {
     pub parallelism: usize,
     /// Its max parallelism.
     pub max_parallelism: usize,
+    /// Its key type, for a keyed operator (`std::any::type_name`).
+    #[serde(default)]
+    pub key_type: Option<String>,
 }
 
 /// One subtask's part of a checkpoint.

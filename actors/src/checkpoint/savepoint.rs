@@ -180,10 +180,16 @@ mod tests {
         assert!(dir.join("op-0.state").is_file());
         routed.write_metadata(&metadata(3)).unwrap();
         routed.discard(3).unwrap();
-        assert!(dir.join("_metadata").is_file(), "a complete savepoint stays");
+        assert!(
+            dir.join("_metadata").is_file(),
+            "a complete savepoint stays"
+        );
         assert_eq!(routed.read_state(3, &handle).unwrap(), b"state");
         assert_eq!(routed.savepoint_dir(3), Some(dir.clone()));
-        assert!(routed.list().unwrap().is_empty(), "savepoints are not listed");
+        assert!(
+            routed.list().unwrap().is_empty(),
+            "savepoints are not listed"
+        );
 
         let aborted = create_savepoint_dir(root.path(), "abcdef0123", 4).unwrap();
         routed.route_savepoint(4, &aborted);

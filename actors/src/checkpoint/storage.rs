@@ -451,6 +451,7 @@ mod tests {
                 name: "n".into(),
                 parallelism: 1,
                 max_parallelism: 128,
+                key_type: None,
             }],
             subtasks: vec![SubtaskStateMetadata {
                 operators: vec!["u".into()],
