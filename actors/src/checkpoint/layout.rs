@@ -148,7 +148,10 @@ mod tests {
         assert_eq!(CheckpointPaths::checkpoint_id("shared"), None);
         assert_eq!(parse_dir("file:///tmp/x").unwrap(), Path::new("/tmp/x"));
         let sp = CheckpointPaths::of_snapshot_dir(Path::new("/sp/savepoint-ab12cd-3"));
-        assert_eq!(sp.metadata(99), Path::new("/sp/savepoint-ab12cd-3/_metadata"));
+        assert_eq!(
+            sp.metadata(99),
+            Path::new("/sp/savepoint-ab12cd-3/_metadata")
+        );
         assert!(parse_dir("s3://bucket")
             .unwrap_err()
             .contains("s3://bucket"));
