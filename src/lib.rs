@@ -30,6 +30,7 @@
 //! - [`keys`]: stable key hashing and key groups.
 //! - [`data`]: the [`Data`] bound on records.
 //! - [`testing`]: the operator test harness.
+//! - [`inspect`]: reading retained checkpoints and savepoints (the `weir` command).
 //!
 //! The runtime (actors, channels, supervision) is the `weir-actors` crate,
 //! re-exported as [`runtime`].
@@ -38,6 +39,7 @@ pub mod config;
 pub mod context;
 pub mod data;
 pub mod env;
+pub mod inspect;
 pub mod keys;
 pub mod operator;
 pub mod ops;

@@ -1,0 +1,316 @@
+//! The `weir` command end to end: a small deterministic job leaves a retained
+//! checkpoint on disk, and the real binary lists and inspects it.
+//!
+//! The job: a collection of orders (operator list state: its position) keyed
+//! by customer into a keyed-broadcast operator of parallelism 2 that keeps a
+//! running total (value state) and every amount (list state) per customer,
+//! and stores the rules of a second collection in broadcast state. A bounded
+//! job ends with a final checkpoint holding everything, so the state is the
+//! same at every run; the job id, times and temporary paths are not, and are
+//! replaced with placeholders before the output is snapshotted.
+//!
+//! Errors: a missing path, a directory without `_metadata`, a corrupted state
+//! file and a corrupted `_metadata` exit with status 1 and a message on
+//! stderr naming the path and the problem.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use weir::state::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
+use weir::{
+    Collector, KeyedBroadcastContext, KeyedBroadcastProcessFunction, KeyedContext, StreamEnv,
+    UserError,
+};
+
+/// An order: (customer, amount).
+type Order = (u32, u64);
+
+#[derive(Clone)]
+struct Totals {
+    total: ValueStateDescriptor<u64>,
+    amounts: ListStateDescriptor<u64>,
+    rules: MapStateDescriptor<String, u64>,
+}
+
+impl KeyedBroadcastProcessFunction<u32, Order, (String, u64), u64> for Totals {
+    fn process_element(
+        &mut self,
+        (_, amount): Order,
+        ctx: &mut KeyedContext<u32>,
+        out: &mut Collector<u64>,
+    ) -> Result<(), UserError> {
+        ctx.state(&self.amounts)?.add(amount);
+        let total = ctx.state(&self.total)?.value().unwrap_or(0) + amount;
+        ctx.state(&self.total)?.update(total);
+        out.collect(total);
+        Ok(())
+    }
+
+    fn process_broadcast_element(
+        &mut self,
+        (name, limit): (String, u64),
+        ctx: &mut KeyedBroadcastContext<u32>,
+        _out: &mut Collector<u64>,
+    ) -> Result<(), UserError> {
+        ctx.broadcast_state(&self.rules)?.put(name, limit);
+        Ok(())
+    }
+}
+
+/// A finished job's retained checkpoint.
+struct Checkpoint {
+    /// The checkpoint directory (the temporary root).
+    root: tempfile::TempDir,
+    job_id: String,
+    /// `<root>/<job-id>/chk-<n>`.
+    path: PathBuf,
+}
+
+/// Runs the job with checkpoints under a new temporary directory.
+fn checkpoint() -> Checkpoint {
+    let root = tempfile::tempdir().unwrap();
+    let env = StreamEnv::with_parallelism(2);
+    env.set_checkpoint_dir(root.path().to_str().unwrap());
+    let rules = MapStateDescriptor::<String, u64>::new("rules");
+    let rule_stream = env
+        .from_collection(vec![("limit".to_string(), 100), ("alert".to_string(), 30)])
+        .uid("rules")
+        .broadcast_state(std::slice::from_ref(&rules));
+    let orders: Vec<Order> = (0..12).map(|i| (i % 4, u64::from(i) * 5)).collect();
+    env.from_collection(orders)
+        .uid("orders")
+        .key_by(|o: &Order| o.0)
+        .connect(rule_stream)
+        .process(Totals {
+            total: ValueStateDescriptor::new("total"),
+            amounts: ListStateDescriptor::new("amounts"),
+            rules,
+        })
+        .uid("totals")
+        .discard();
+    let result = env.execute_blocking("cli-test").unwrap();
+    let job_dir = root.path().join(&result.job_id);
+    let mut chk: Vec<PathBuf> = std::fs::read_dir(&job_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("_metadata").is_file())
+        .collect();
+    assert_eq!(chk.len(), 1, "one retained checkpoint: {chk:?}");
+    Checkpoint {
+        path: chk.pop().unwrap(),
+        job_id: result.job_id,
+        root,
+    }
+}
+
+fn weir(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn arg(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "weir failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// The exit status and stderr of a run that must fail.
+fn failure(output: &Output) -> String {
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+/// `text` with `value` replaced by `label` padded to the same width, so that
+/// table columns stay aligned.
+fn mask(text: &str, value: &str, label: &str) -> String {
+    text.replace(value, &format!("{label:_<width$}", width = value.len()))
+}
+
+/// `text` without what changes between runs and machines: the temporary
+/// directory, the job id and the checkpoint's times.
+fn stable(text: &str, checkpoint: &Checkpoint) -> String {
+    let report = weir::inspect::inspect(&checkpoint.path).unwrap();
+    let text = text.replace(arg(checkpoint.root.path()), "<DIR>");
+    let text = mask(&text, &checkpoint.job_id, "<JOB-ID>");
+    let text = mask(&text, &report.triggered, "<TRIGGERED>");
+    let text = mask(&text, &report.completed, "<COMPLETED>");
+    let text = text.replace(&report.trigger_time_ms.to_string(), "<TRIGGER-MS>");
+    text.replace(&report.completion_time_ms.to_string(), "<COMPLETION-MS>")
+}
+
+#[test]
+fn inspect_shows_operators_and_states() {
+    let checkpoint = checkpoint();
+    let text = stdout(&weir(&["inspect", arg(&checkpoint.path)]));
+    insta::assert_snapshot!(stable(&text, &checkpoint));
+}
+
+#[test]
+fn inspect_as_json_has_every_operator_and_state() {
+    let checkpoint = checkpoint();
+    let json = stdout(&weir(&[
+        "inspect",
+        arg(&checkpoint.path),
+        "--format",
+        "json",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["kind"], "checkpoint");
+    assert_eq!(report["job_name"], "cli-test");
+    assert_eq!(report["job_id"], checkpoint.job_id.as_str());
+    assert_eq!(report["in_flight_bytes"], 0);
+    let operators = report["operators"].as_array().unwrap();
+    let uids: Vec<&str> = operators.iter().filter_map(|o| o["uid"].as_str()).collect();
+    for uid in ["rules", "orders", "totals"] {
+        assert!(uids.contains(&uid), "{uid} in {uids:?}");
+    }
+    let totals = operators.iter().find(|o| o["uid"] == "totals").unwrap();
+    assert_eq!(
+        (&totals["parallelism"], &totals["max_parallelism"]),
+        (&2.into(), &128.into())
+    );
+    let states: Vec<(&str, &str, u64)> = totals["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap(),
+                s["kind"].as_str().unwrap(),
+                s["entries"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("total", "keyed_value", 4),
+            ("amounts", "keyed_list", 4),
+            ("rules", "broadcast", 2)
+        ]
+    );
+    let orders = operators.iter().find(|o| o["uid"] == "orders").unwrap();
+    assert_eq!(orders["states"][0]["name"], "collection-position");
+    assert_eq!(orders["states"][0]["kind"], "operator_list");
+    assert_eq!(orders["states"][0]["entries"], 1);
+    insta::assert_snapshot!(stable(&json, &checkpoint));
+}
+
+#[test]
+fn checkpoints_lists_what_a_directory_holds() {
+    let checkpoint = checkpoint();
+    let job_dir = checkpoint.path.parent().unwrap();
+    let text = stdout(&weir(&["checkpoints", arg(checkpoint.root.path())]));
+    // The same one checkpoint, from the root, the job directory or itself.
+    assert_eq!(
+        stdout(&weir(&["checkpoints", arg(job_dir)])),
+        text,
+        "from the job directory"
+    );
+    assert_eq!(
+        stdout(&weir(&["checkpoints", arg(&checkpoint.path)])),
+        text,
+        "from the checkpoint itself"
+    );
+    insta::assert_snapshot!(stable(&text, &checkpoint));
+
+    let json = stdout(&weir(&[
+        "checkpoints",
+        arg(checkpoint.root.path()),
+        "--format",
+        "json",
+    ]));
+    let listing: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let listed = &listing["snapshots"][0];
+    assert_eq!(listed["path"], arg(&checkpoint.path));
+    assert_eq!(listed["kind"], "checkpoint");
+    assert_eq!(listed["operators"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn a_missing_path_or_a_directory_without_metadata_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nothing-here");
+    let stderr = failure(&weir(&["inspect", arg(&missing)]));
+    assert!(
+        stderr.starts_with("error: ")
+            && stderr.contains(arg(&missing))
+            && stderr.contains("no such file or directory"),
+        "{stderr}"
+    );
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let stderr = failure(&weir(&["inspect", arg(&empty)]));
+    assert!(
+        stderr.contains(arg(&empty)) && stderr.contains("no _metadata"),
+        "{stderr}"
+    );
+    let stderr = failure(&weir(&["checkpoints", arg(&empty)]));
+    assert!(
+        stderr.contains(arg(&empty)) && stderr.contains("no checkpoint or savepoint"),
+        "{stderr}"
+    );
+    let stderr = failure(&weir(&["checkpoints", arg(&missing)]));
+    assert!(
+        stderr.contains(arg(&missing)) && stderr.contains("cannot list"),
+        "{stderr}"
+    );
+}
+
+/// Flips the bits of the byte in the middle of `file`.
+fn corrupt(file: &Path) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(file, bytes).unwrap();
+}
+
+#[test]
+fn a_corrupted_state_file_is_an_error_naming_it() {
+    let checkpoint = checkpoint();
+    let mut state_files: Vec<PathBuf> = std::fs::read_dir(&checkpoint.path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "state"))
+        .collect();
+    state_files.sort();
+    let file = &state_files[0];
+    corrupt(file);
+
+    let stderr = failure(&weir(&["inspect", arg(&checkpoint.path)]));
+    assert!(
+        stderr.contains(arg(file)) && stderr.contains("checksum mismatch"),
+        "{stderr}"
+    );
+    // Listing reads only the metadata: the checkpoint is still listed.
+    stdout(&weir(&["checkpoints", arg(checkpoint.root.path())]));
+}
+
+#[test]
+fn a_corrupted_metadata_file_is_an_error_naming_it() {
+    let checkpoint = checkpoint();
+    let metadata = checkpoint.path.join("_metadata");
+    corrupt(&metadata);
+
+    let stderr = failure(&weir(&["inspect", arg(&checkpoint.path)]));
+    assert!(
+        stderr.contains(arg(&metadata)) && stderr.contains("checksum mismatch"),
+        "{stderr}"
+    );
+    let output = weir(&["checkpoints", arg(checkpoint.root.path())]);
+    let stderr = failure(&output);
+    assert!(
+        stderr.contains(arg(&metadata)) && stderr.contains("checksum mismatch"),
+        "{stderr}"
+    );
+}
