@@ -314,3 +314,97 @@ fn a_corrupted_metadata_file_is_an_error_naming_it() {
         "{stderr}"
     );
 }
+
+fn operator(
+    uid: &str,
+    parallelism: usize,
+    key_type: Option<&str>,
+) -> weir::runtime::restore::PlannedOperator {
+    weir::runtime::restore::PlannedOperator {
+        uid: uid.into(),
+        name: uid.into(),
+        parallelism,
+        max_parallelism: 128,
+        key_type: key_type.map(str::to_string),
+    }
+}
+
+fn write_plan(
+    dir: &Path,
+    name: &str,
+    operators: Vec<weir::runtime::restore::PlannedOperator>,
+) -> PathBuf {
+    let plan = weir::JobPlan {
+        job: "cli-test".into(),
+        operators,
+    };
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_string(&plan).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn check_restore_reports_every_uid_and_fails_when_state_would_be_lost() {
+    let checkpoint = checkpoint();
+    let dir = checkpoint.root.path();
+    // Rescaled to 3, and a new operator: the restore is possible.
+    let rescaled = write_plan(
+        dir,
+        "rescaled.json",
+        vec![
+            operator("rules", 1, None),
+            operator("orders", 1, None),
+            operator("totals", 3, Some("u32")),
+            operator("audit", 3, None),
+        ],
+    );
+    let text = stdout(&weir(&[
+        "check-restore",
+        arg(&checkpoint.path),
+        "--plan",
+        arg(&rescaled),
+    ]));
+    insta::assert_snapshot!("check_restore_possible", text);
+
+    // The keyed operator gone: not possible, unless its state may be dropped.
+    let removed = write_plan(
+        dir,
+        "removed.json",
+        vec![operator("rules", 1, None), operator("orders", 1, None)],
+    );
+    let refused = weir(&[
+        "check-restore",
+        arg(&checkpoint.path),
+        "--plan",
+        arg(&removed),
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    let text = String::from_utf8(refused.stdout).unwrap();
+    insta::assert_snapshot!("check_restore_not_possible", text);
+    let allowed = weir(&[
+        "check-restore",
+        arg(&checkpoint.path),
+        "--plan",
+        arg(&removed),
+        "--allow-non-restored-state",
+        "--format",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&allowed)).unwrap();
+    assert_eq!(json["uids"][2]["uid"], "totals");
+    assert_eq!(json["uids"][2]["verdict"], "missing");
+
+    // A plan that is not one.
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{\"job\": 3}").unwrap();
+    let err = failure(&weir(&[
+        "check-restore",
+        arg(&checkpoint.path),
+        "--plan",
+        arg(&bad),
+    ]));
+    assert!(
+        err.contains("bad.json") && err.contains("not a job plan"),
+        "{err}"
+    );
+}

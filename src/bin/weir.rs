@@ -3,6 +3,7 @@
 //! ```text
 //! weir checkpoints DIR [--format text|json]   list the snapshots under DIR
 //! weir inspect PATH [--format text|json]      one snapshot's operators and states
+//! weir check-restore PATH --plan FILE         whether a snapshot restores onto a job
 //! ```
 //!
 //! The work is done by [`weir::inspect`]; this file parses flags, prints, and
@@ -54,6 +55,26 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Checks, without starting anything, whether a savepoint or retained
+    /// checkpoint restores onto a job.
+    ///
+    /// The job's plan is the JSON its binary prints with `--dump-plan`. Per
+    /// uid: matched, rescaled, new (starts empty), missing (state without an
+    /// operator), max parallelism changed, or state type mismatch. Exits with
+    /// 1 if the restore is not possible.
+    CheckRestore {
+        /// The snapshot directory (`.../chk-<n>` or `.../savepoint-<job>-<n>`).
+        path: PathBuf,
+        /// The job's plan, as `--dump-plan` writes it.
+        #[arg(long)]
+        plan: PathBuf,
+        /// Drop state whose uid the job does not have, instead of failing.
+        #[arg(long)]
+        allow_non_restored_state: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,6 +90,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Checkpoints { dir, format } => checkpoints(&dir, format),
         Command::Inspect { path, format } => inspect(&path, format),
+        Command::CheckRestore {
+            path,
+            plan,
+            allow_non_restored_state,
+            format,
+        } => check_restore(&path, &plan, allow_non_restored_state, format),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e}");
@@ -93,6 +120,35 @@ fn inspect(path: &std::path::Path, format: Format) -> Result<ExitCode, String> {
     let report = weir::inspect::inspect(path).map_err(|e| e.to_string())?;
     print(&report, format)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn check_restore(
+    path: &std::path::Path,
+    plan: &std::path::Path,
+    allow_non_restored_state: bool,
+    format: Format,
+) -> Result<ExitCode, String> {
+    let text = std::fs::read_to_string(plan)
+        .map_err(|e| format!("cannot read the plan {}: {e}", plan.display()))?;
+    let plan: weir::JobPlan = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{}: not a job plan (as `--dump-plan` writes it): {e}",
+            plan.display()
+        )
+    })?;
+    let check = weir::runtime::restore::check_dir(path, &plan, allow_non_restored_state)?;
+    match format {
+        Format::Text => println!("{check}"),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&check).map_err(|e| e.to_string())?
+        ),
+    }
+    Ok(if check.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn print(value: &(impl Serialize + std::fmt::Display), format: Format) -> Result<(), String> {
