@@ -18,6 +18,7 @@
 //! assert_eq!(lengths, vec![1, 2, 3]);
 //! ```
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -27,10 +28,10 @@ use weir_actors::{
     launch, Edge, JobClient, JobError, JobGraph, JobResult, Partitioning, RuntimeConfig, Vertex,
 };
 
-use crate::config::{checkpoint_config_from_file, ConfigError};
+use crate::config::{apply, ConfigError, Configuration, Effective};
 use crate::data::Data;
 use crate::source::{source_factory, CollectionSource, GeneratorSource, Source, TextFileSource};
-use crate::state::{backend_from_config, HeapStateBackend, StateBackend, STATE_BACKEND_VARIABLE};
+use crate::state::{HeapStateBackend, StateBackend};
 use crate::stream::DataStream;
 use weir_actors::checkpoint::layout::parse_dir;
 use weir_actors::checkpoint::{CheckpointConfig, StorageSpec};
@@ -81,6 +82,12 @@ pub(crate) struct Builder {
     max_parallelism: usize,
     runtime: RuntimeConfig,
     state_backend: Option<Arc<dyn StateBackend>>,
+    /// A snapshot directory or `latest`, set in code.
+    resume_from: Option<String>,
+    /// Settings from the command line, the environment and files.
+    configuration: Configuration,
+    /// The configuration keys set in code: configuration does not override them.
+    code_keys: BTreeSet<&'static str>,
     pub vertices: Vec<VertexDraft>,
     pub edges: Vec<EdgeDraft>,
     /// API misuse found while declaring the job; reported by `execute`.
@@ -97,22 +104,47 @@ impl StreamEnv {
     /// An environment whose default parallelism is the number of cores (as Flink's local environment).
     pub fn new() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::with_parallelism(cores)
+        Self::with_default_parallelism(cores)
     }
 
-    /// An environment with default parallelism `parallelism`.
+    /// An environment with default parallelism `parallelism` (set in code:
+    /// configuration does not override it).
     pub fn with_parallelism(parallelism: usize) -> Self {
+        let env = Self::with_default_parallelism(parallelism);
+        env.builder().code_keys.insert("parallelism");
+        env
+    }
+
+    fn with_default_parallelism(parallelism: usize) -> Self {
         StreamEnv {
             inner: Arc::new(Mutex::new(Builder {
                 parallelism,
                 max_parallelism: DEFAULT_MAX_PARALLELISM,
                 runtime: RuntimeConfig::default(),
                 state_backend: None,
+                resume_from: None,
+                configuration: Configuration::new(),
+                code_keys: BTreeSet::new(),
                 vertices: Vec::new(),
                 edges: Vec::new(),
                 errors: Vec::new(),
             })),
         }
+    }
+
+    /// Adds settings from the command line, the environment and files (see
+    /// [`crate::config`]); settings made in code win over them, before or
+    /// after this call. The process environment (`WEIR_*`, `WEIR_CONFIG`)
+    /// is read when the job is built, whether or not this is called.
+    pub fn configure(&self, configuration: &Configuration) -> &Self {
+        self.builder().configuration.merge(configuration);
+        self
+    }
+
+    fn code(&self, keys: &[&'static str]) -> MutexGuard<'_, Builder> {
+        let mut builder = self.builder();
+        builder.code_keys.extend(keys.iter().copied());
+        builder
     }
 
     pub(crate) fn builder(&self) -> MutexGuard<'_, Builder> {
@@ -122,18 +154,21 @@ impl StreamEnv {
 
     /// Sets the default parallelism of operators that do not set their own.
     pub fn set_parallelism(&self, parallelism: usize) -> &Self {
-        self.builder().parallelism = parallelism;
+        self.code(&["parallelism"]).parallelism = parallelism;
         self
     }
 
-    /// The default parallelism.
+    /// The default parallelism in effect (code, else configuration, else the number of cores).
     pub fn parallelism(&self) -> usize {
-        self.builder().parallelism
+        let builder = self.builder();
+        builder
+            .effective()
+            .map_or(builder.parallelism, |e| e.parallelism)
     }
 
     /// Sets the default max parallelism (number of key groups, default 128).
     pub fn set_max_parallelism(&self, max_parallelism: usize) -> &Self {
-        self.builder().max_parallelism = max_parallelism;
+        self.code(&["max_parallelism"]).max_parallelism = max_parallelism;
         self
     }
 
@@ -167,16 +202,27 @@ impl StreamEnv {
         self
     }
 
-    /// Replaces the whole runtime configuration.
+    /// Replaces the whole runtime configuration (all of it counts as set in code).
     pub fn set_runtime_config(&self, config: RuntimeConfig) -> &Self {
-        self.builder().runtime = config;
+        let keys: Vec<&'static str> = crate::config::KEYS
+            .iter()
+            .map(|k| k.key)
+            .filter(|k| {
+                k.starts_with("checkpoint.")
+                    || k.starts_with("restart.")
+                    || k.starts_with("restore.")
+                    || *k == "state.checkpoints_dir"
+                    || *k == "state.savepoints_dir"
+            })
+            .collect();
+        self.code(&keys).runtime = config;
         self
     }
 
     /// Turns on periodic checkpoints every `interval` (exactly-once, aligned,
     /// in-memory storage unless set otherwise).
     pub fn enable_checkpointing(&self, interval: Duration) -> &Self {
-        let mut builder = self.builder();
+        let mut builder = self.code(&["checkpoint.interval_ms"]);
         let settings = builder
             .runtime
             .checkpointing
@@ -186,21 +232,27 @@ impl StreamEnv {
         self
     }
 
-    /// Applies the `[checkpoint]` section of the `weir.toml` file at `path`, if
-    /// it has one (settings made in code afterwards override it).
+    /// Reads the `weir.toml` file at `path` (see [`crate::config`]): every
+    /// key it sets applies unless set in code, on the command line or in
+    /// the environment.
     pub fn load_config_file(
         &self,
         path: impl AsRef<std::path::Path>,
     ) -> Result<&Self, ConfigError> {
-        if let Some(config) = checkpoint_config_from_file(path.as_ref())? {
-            self.set_checkpoint_config(config);
-        }
+        let mut configuration = Configuration::new();
+        configuration.load_file(path.as_ref())?;
+        self.configure(&configuration);
         Ok(self)
     }
 
     /// Sets every checkpoint setting (turning checkpointing on).
     pub fn set_checkpoint_config(&self, config: CheckpointConfig) -> &Self {
-        self.builder()
+        let keys: Vec<&'static str> = crate::config::KEYS
+            .iter()
+            .map(|k| k.key)
+            .filter(|k| k.starts_with("checkpoint."))
+            .collect();
+        self.code(&keys)
             .runtime
             .checkpointing
             .get_or_insert_with(CheckpointSettings::default)
@@ -208,18 +260,14 @@ impl StreamEnv {
         self
     }
 
-    /// The checkpoint settings, if checkpointing is on.
+    /// The checkpoint settings in effect, if checkpointing is on.
     pub fn checkpoint_config(&self) -> Option<CheckpointConfig> {
-        self.builder()
-            .runtime
-            .checkpointing
-            .as_ref()
-            .map(|c| c.config.clone())
+        self.runtime_config().checkpointing.map(|c| c.config)
     }
 
     /// Where checkpoints are written (turning checkpointing on).
     pub fn set_checkpoint_storage(&self, storage: StorageSpec) -> &Self {
-        self.builder()
+        self.code(&["state.checkpoints_dir"])
             .runtime
             .checkpointing
             .get_or_insert_with(CheckpointSettings::default)
@@ -243,7 +291,7 @@ impl StreamEnv {
     /// How the job restarts after a failure (default as in Flink: with
     /// checkpointing, fixed delay with unlimited attempts and 1 s delay; else none).
     pub fn set_restart_strategy(&self, strategy: RestartStrategy) -> &Self {
-        self.builder().runtime.restart = Some(strategy);
+        self.code(&["restart.strategy"]).runtime.restart = Some(strategy);
         self
     }
 
@@ -252,23 +300,7 @@ impl StreamEnv {
     /// under the checkpoint directory set with [`set_checkpoint_dir`](Self::set_checkpoint_dir).
     /// State is matched to operators by uid.
     pub fn resume_from(&self, path: &str) -> &Self {
-        let source = if path == "latest" {
-            match &self.builder().runtime.checkpointing {
-                Some(CheckpointSettings {
-                    storage: StorageSpec::Filesystem(root),
-                    ..
-                }) => Some(RestoreSource::LatestIn(root.clone())),
-                _ => None,
-            }
-        } else {
-            parse_dir(path).ok().map(RestoreSource::Path)
-        };
-        match source {
-            Some(source) => self.builder().runtime.restore_from = Some(source),
-            None => self.builder().errors.push(format!(
-                "resume from {path:?}: expected a checkpoint directory, or \"latest\" after set_checkpoint_dir"
-            )),
-        }
+        self.code(&["restore.from"]).resume_from = Some(path.to_string());
         self
     }
 
@@ -276,7 +308,7 @@ impl StreamEnv {
     /// [`JobClient::stop_with_savepoint`] is given no directory (Flink's
     /// `state.savepoints.dir`).
     pub fn set_savepoint_dir(&self, dir: impl Into<PathBuf>) -> &Self {
-        self.builder().runtime.savepoint_dir = Some(dir.into());
+        self.code(&["state.savepoints_dir"]).runtime.savepoint_dir = Some(dir.into());
         self
     }
 
@@ -284,7 +316,9 @@ impl StreamEnv {
     /// (Flink's `--allowNonRestoredState`); without it, that is an error that
     /// lists the uids.
     pub fn set_allow_non_restored_state(&self, allow: bool) -> &Self {
-        self.builder().runtime.allow_non_restored_state = allow;
+        self.code(&["restore.allow_non_restored_state"])
+            .runtime
+            .allow_non_restored_state = allow;
         self
     }
 
@@ -296,28 +330,25 @@ impl StreamEnv {
 
     /// Chooses the state backend in code (this wins over configuration).
     pub fn set_state_backend(&self, backend: impl StateBackend) -> &Self {
-        self.builder().state_backend = Some(Arc::new(backend));
+        self.code(&["state.backend"]).state_backend = Some(Arc::new(backend));
         self
     }
 
-    /// The state backend the job will use: set in code, else named by the
-    /// `WEIR_STATE_BACKEND` environment variable, else the heap backend.
+    /// The state backend the job will use: set in code, else by configuration
+    /// (`state.backend`, `WEIR_STATE_BACKEND`), else the heap backend.
     pub fn state_backend(&self) -> Result<Arc<dyn StateBackend>, JobError> {
-        if let Some(backend) = &self.builder().state_backend {
-            return Ok(backend.clone());
-        }
-        match std::env::var(STATE_BACKEND_VARIABLE) {
-            Ok(value) => backend_from_config(&value).map_err(JobError::InvalidJob),
-            Err(std::env::VarError::NotPresent) => Ok(Arc::new(HeapStateBackend)),
-            Err(e) => Err(JobError::InvalidJob(format!(
-                "{STATE_BACKEND_VARIABLE}: {e}"
-            ))),
-        }
+        let effective = self.builder().effective()?;
+        Ok(effective
+            .state_backend
+            .unwrap_or_else(|| Arc::new(HeapStateBackend)))
     }
 
-    /// The runtime configuration in effect.
+    /// The runtime configuration in effect (code, then configuration).
     pub fn runtime_config(&self) -> RuntimeConfig {
-        self.builder().runtime.clone()
+        let builder = self.builder();
+        builder
+            .effective()
+            .map_or_else(|_| builder.runtime.clone(), |e| e.runtime)
     }
 
     /// Adds a source and returns its stream.
@@ -450,11 +481,33 @@ impl Builder {
         self.vertices.len() - 1
     }
 
+    /// The settings in effect: code, then configuration (command line,
+    /// environment, file, job defaults), then weir's defaults.
+    fn effective(&self) -> Result<Effective, JobError> {
+        let config_error = |e: ConfigError| JobError::InvalidJob(e.to_string());
+        let mut configuration = self.configuration.clone();
+        configuration.load_file_from_env().map_err(config_error)?;
+        configuration.load_env().map_err(config_error)?;
+        let mut effective = Effective {
+            parallelism: self.parallelism,
+            max_parallelism: self.max_parallelism,
+            runtime: self.runtime.clone(),
+            state_backend: self.state_backend.clone(),
+            resume_from: self.resume_from.clone(),
+        };
+        apply(&configuration, &self.code_keys, &mut effective).map_err(config_error)?;
+        if let Some(path) = &effective.resume_from {
+            effective.runtime.restore_from = Some(restore_source(path, &effective.runtime)?);
+        }
+        Ok(effective)
+    }
+
     fn build(&self, job_name: &str) -> Result<(JobGraph, RuntimeConfig), JobError> {
         if !self.errors.is_empty() {
             return Err(JobError::InvalidJob(self.errors.join("; ")));
         }
-        if self.parallelism == 0 {
+        let effective = self.effective()?;
+        if effective.parallelism == 0 {
             return Err(JobError::InvalidJob(
                 "the default parallelism must be at least 1".into(),
             ));
@@ -464,7 +517,7 @@ impl Builder {
             let parallelism = d
                 .parallelism
                 .or(d.fixed_parallelism)
-                .unwrap_or(self.parallelism);
+                .unwrap_or(effective.parallelism);
             if let Some(fixed) = d.fixed_parallelism {
                 if parallelism != fixed {
                     return Err(JobError::InvalidJob(format!(
@@ -477,7 +530,7 @@ impl Builder {
                 name: d.name.clone(),
                 uid: d.uid.clone().unwrap_or_else(|| format!("auto-{id}")),
                 parallelism,
-                max_parallelism: d.max_parallelism.unwrap_or(self.max_parallelism),
+                max_parallelism: d.max_parallelism.unwrap_or(effective.max_parallelism),
                 chaining: d.chaining,
                 kind: d.kind.clone(),
                 key_type: d.key_type.map(str::to_string),
@@ -490,7 +543,7 @@ impl Builder {
             .map(|d| d.name.as_str())
             .collect();
         let uids_matter =
-            self.runtime.checkpointing.is_some() || self.runtime.restore_from.is_some();
+            effective.runtime.checkpointing.is_some() || effective.runtime.restore_from.is_some();
         if uids_matter && !auto.is_empty() {
             tracing::warn!(
                 job = job_name,
@@ -529,7 +582,27 @@ impl Builder {
                 vertices,
                 edges,
             },
-            self.runtime.clone(),
+            effective.runtime,
         ))
     }
+}
+
+/// Where `path` (a snapshot directory, or `latest` in the checkpoint directory) restores from.
+fn restore_source(path: &str, runtime: &RuntimeConfig) -> Result<RestoreSource, JobError> {
+    if path == "latest" {
+        return match &runtime.checkpointing {
+            Some(CheckpointSettings {
+                storage: StorageSpec::Filesystem(root),
+                ..
+            }) => Ok(RestoreSource::LatestIn(root.clone())),
+            _ => Err(JobError::InvalidJob(
+                "resume from \"latest\": it needs a checkpoint directory (set_checkpoint_dir, \
+                 state.checkpoints_dir or --checkpoint-dir)"
+                    .into(),
+            )),
+        };
+    }
+    parse_dir(path)
+        .map(RestoreSource::Path)
+        .map_err(|e| JobError::InvalidJob(format!("resume from {path:?}: {e}")))
 }

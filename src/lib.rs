@@ -35,6 +35,7 @@
 //! The runtime (actors, channels, supervision) is the `weir-actors` crate,
 //! re-exported as [`runtime`].
 
+pub mod cli;
 pub mod config;
 pub mod context;
 pub mod data;

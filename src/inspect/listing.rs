@@ -179,6 +179,7 @@ mod tests {
                 name: "Source".into(),
                 parallelism: 1,
                 max_parallelism: 128,
+                key_type: None,
             }],
             subtasks: Vec::new(),
         };

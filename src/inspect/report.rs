@@ -497,6 +497,7 @@ mod tests {
             name: format!("{uid} op"),
             parallelism,
             max_parallelism: 8,
+            key_type: None,
         };
         storage
             .write_metadata(&CheckpointMetadata {

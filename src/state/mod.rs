@@ -99,6 +99,23 @@ pub trait StateBackend: std::fmt::Debug + Send + Sync + 'static {
 /// The configuration key (an environment variable) that names the state backend.
 pub const STATE_BACKEND_VARIABLE: &str = "WEIR_STATE_BACKEND";
 
+/// The state backends this build has, as configuration names them.
+pub const BACKEND_NAMES: &str = "heap (alias hashmap)";
+
+/// The backend called `name` (`state.backend`), or an error saying what is allowed.
+pub fn backend_named(name: &str) -> Result<std::sync::Arc<dyn StateBackend>, String> {
+    match name.trim() {
+        "heap" | "hashmap" => Ok(std::sync::Arc::new(HeapStateBackend)),
+        "rocksdb" => Err(
+            "the RocksDB backend is not in this build (build weir with `--features rocksdb`)"
+                .into(),
+        ),
+        other => Err(format!(
+            "{other:?} is not a state backend; allowed: {BACKEND_NAMES}"
+        )),
+    }
+}
+
 /// The backend a configuration value names, or an error naming the key, the
 /// value and what is allowed.
 ///
@@ -108,10 +125,5 @@ pub const STATE_BACKEND_VARIABLE: &str = "WEIR_STATE_BACKEND";
 /// assert!(err.contains("WEIR_STATE_BACKEND") && err.contains("redis") && err.contains("heap"));
 /// ```
 pub fn backend_from_config(value: &str) -> Result<std::sync::Arc<dyn StateBackend>, String> {
-    match value.trim() {
-        "heap" | "hashmap" => Ok(std::sync::Arc::new(HeapStateBackend)),
-        other => Err(format!(
-            "{STATE_BACKEND_VARIABLE}={other:?} is not a state backend; allowed: \"heap\" (alias \"hashmap\")"
-        )),
-    }
+    backend_named(value).map_err(|e| format!("{STATE_BACKEND_VARIABLE}={value:?}: {e}"))
 }

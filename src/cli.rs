@@ -1,0 +1,149 @@
+//! The standard flags of a job binary, in one line: `#[command(flatten)]`
+//! a [`JobArgs`] into the binary's own clap parser (or parse it alone), then
+//! [`JobArgs::configure`] the environment and run with
+//! [`JobArgs::execute_blocking`], which also answers `--dump-plan`.
+//!
+//! | flag | configuration key |
+//! |---|---|
+//! | `--config FILE` | the file (else `WEIR_CONFIG`) |
+//! | `--parallelism N` | `parallelism` |
+//! | `--checkpoint-dir DIR` | `state.checkpoints_dir` |
+//! | `--checkpoint-interval-ms MS` | `checkpoint.interval_ms` |
+//! | `--resume-from PATH\|latest` | `restore.from` |
+//! | `--allow-non-restored-state` | `restore.allow_non_restored_state` |
+//! | `--savepoint-dir DIR` | `state.savepoints_dir` |
+//! | `--restart SPEC` | `restart.strategy` |
+//! | `--state-backend NAME` (alias `--backend`) | `state.backend` |
+//! | `--dump-plan` | print the job's plan as JSON instead of running it |
+//!
+//! Flags beat the environment and the file; settings made in code beat flags.
+//!
+//! ```
+//! use clap::Parser;
+//! use weir::cli::JobArgs;
+//! use weir::StreamEnv;
+//!
+//! let args = JobArgs::parse_from(["job", "--parallelism", "3", "--restart", "none"]);
+//! let env = StreamEnv::new();
+//! args.configure(&env).unwrap();
+//! assert_eq!(env.parallelism(), 3);
+//! env.from_collection(vec![1, 2, 3]).uid("numbers").map(|x: i32| x * 2).uid("double").discard();
+//! let result = args.execute_blocking(&env, "doubling").unwrap();
+//! assert!(result.is_some());
+//! ```
+
+use std::path::PathBuf;
+
+use crate::config::{ConfigError, Configuration};
+use crate::{JobError, JobResult, StreamEnv};
+
+/// The standard flags of a job binary.
+#[derive(Clone, Debug, Default, clap::Parser)]
+#[command(about = None, long_about = None)]
+pub struct JobArgs {
+    /// Configuration file (weir.toml); default: the file WEIR_CONFIG names.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Default parallelism of operators.
+    #[arg(long, value_name = "N")]
+    pub parallelism: Option<usize>,
+    /// Where checkpoints are written (turns checkpointing on).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<String>,
+    /// Periodic checkpoint interval.
+    #[arg(long, value_name = "MS")]
+    pub checkpoint_interval_ms: Option<u64>,
+    /// Start from a savepoint or retained checkpoint, or `latest` (the newest
+    /// complete checkpoint in the checkpoint directory).
+    #[arg(long, value_name = "PATH|latest")]
+    pub resume_from: Option<String>,
+    /// Drop state whose operator the job no longer has instead of failing.
+    #[arg(long)]
+    pub allow_non_restored_state: bool,
+    /// Where savepoints go.
+    #[arg(long, value_name = "DIR")]
+    pub savepoint_dir: Option<String>,
+    /// none, fixed-delay:ATTEMPTS:DELAY_MS, failure-rate:MAX:INTERVAL_MS:DELAY_MS or exponential:INITIAL_MS:MAX_MS.
+    #[arg(long, value_name = "SPEC")]
+    pub restart: Option<String>,
+    /// State backend: heap (or rocksdb, in builds with the `rocksdb` feature).
+    #[arg(long, visible_alias = "backend", value_name = "NAME")]
+    pub state_backend: Option<String>,
+    /// Print the job's plan (operators, uids, parallelism) as JSON and exit,
+    /// for `weir check-restore --plan`.
+    #[arg(long)]
+    pub dump_plan: bool,
+}
+
+impl JobArgs {
+    /// The configuration these flags give: the file (`--config`, else
+    /// `WEIR_CONFIG` when the job is built) and the flags themselves.
+    pub fn configuration(&self) -> Result<Configuration, ConfigError> {
+        let mut config = Configuration::new();
+        if let Some(path) = &self.config {
+            config.load_file(path)?;
+        }
+        let mut set = |key: &str, value: Option<String>, flag: &str| -> Result<(), ConfigError> {
+            match value {
+                Some(value) => config.set(key, &value, flag).map(|_| ()),
+                None => Ok(()),
+            }
+        };
+        set(
+            "parallelism",
+            self.parallelism.map(|n| n.to_string()),
+            "--parallelism",
+        )?;
+        set(
+            "state.checkpoints_dir",
+            self.checkpoint_dir.clone(),
+            "--checkpoint-dir",
+        )?;
+        set(
+            "checkpoint.interval_ms",
+            self.checkpoint_interval_ms.map(|n| n.to_string()),
+            "--checkpoint-interval-ms",
+        )?;
+        set("restore.from", self.resume_from.clone(), "--resume-from")?;
+        set(
+            "restore.allow_non_restored_state",
+            self.allow_non_restored_state.then(|| "true".to_string()),
+            "--allow-non-restored-state",
+        )?;
+        set(
+            "state.savepoints_dir",
+            self.savepoint_dir.clone(),
+            "--savepoint-dir",
+        )?;
+        set("restart.strategy", self.restart.clone(), "--restart")?;
+        set(
+            "state.backend",
+            self.state_backend.clone(),
+            "--state-backend",
+        )?;
+        Ok(config)
+    }
+
+    /// Applies the flags (and the file) to `env`.
+    pub fn configure(&self, env: &StreamEnv) -> Result<(), ConfigError> {
+        env.configure(&self.configuration()?);
+        Ok(())
+    }
+
+    /// Runs the job to its end; with `--dump-plan`, prints its plan as JSON
+    /// on stdout instead and returns `None`.
+    pub fn execute_blocking(
+        &self,
+        env: &StreamEnv,
+        job_name: &str,
+    ) -> Result<Option<JobResult>, JobError> {
+        if self.dump_plan {
+            let plan = env.plan(job_name)?;
+            let json = serde_json::to_string_pretty(&plan)
+                .map_err(|e| JobError::Runtime(format!("cannot write the plan as JSON: {e}")))?;
+            println!("{json}");
+            return Ok(None);
+        }
+        env.execute_blocking(job_name).map(Some)
+    }
+}

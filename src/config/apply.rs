@@ -1,0 +1,118 @@
+//! Applying a [`Configuration`] to the settings a job runs with: every key
+//! not set in code overrides what the `StreamEnv` holds.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_actors::checkpoint::layout::parse_dir;
+use weir_actors::checkpoint::{CheckpointMode, ExternalizedRetention, StorageSpec};
+use weir_actors::config::CheckpointSettings;
+use weir_actors::restart::RestartStrategy;
+use weir_actors::RuntimeConfig;
+
+use super::{invalid, ConfigError, ConfigValue, Configuration};
+use crate::state::{backend_named, StateBackend};
+
+/// What a job runs with, before and after configuration.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Effective {
+    pub parallelism: usize,
+    pub max_parallelism: usize,
+    pub runtime: RuntimeConfig,
+    pub state_backend: Option<Arc<dyn StateBackend>>,
+    /// A snapshot directory or `latest`, resolved once the checkpoint directory is known.
+    pub resume_from: Option<String>,
+}
+
+/// Applies every key of `config` that is not in `code` to `effective`.
+pub(crate) fn apply(
+    config: &Configuration,
+    code: &BTreeSet<&'static str>,
+    effective: &mut Effective,
+) -> Result<(), ConfigError> {
+    for (key, (value, origin)) in config.resolved() {
+        if code.contains(key) {
+            continue;
+        }
+        apply_one(key, value, effective).map_err(|e| invalid(origin, format!("{key}: {e}")))?;
+    }
+    Ok(())
+}
+
+fn number(value: &ConfigValue) -> Result<u64, String> {
+    match value {
+        ConfigValue::Number(n) => Ok(*n),
+        other => Err(format!("expected a number, got {other:?}")),
+    }
+}
+
+fn flag(value: &ConfigValue) -> Result<bool, String> {
+    match value {
+        ConfigValue::Bool(b) => Ok(*b),
+        other => Err(format!("expected true or false, got {other:?}")),
+    }
+}
+
+fn text(value: &ConfigValue) -> Result<&str, String> {
+    match value {
+        ConfigValue::Text(t) => Ok(t),
+        other => Err(format!("expected text, got {other:?}")),
+    }
+}
+
+fn checkpointing(e: &mut Effective) -> &mut CheckpointSettings {
+    e.runtime
+        .checkpointing
+        .get_or_insert_with(CheckpointSettings::default)
+}
+
+fn apply_one(key: &str, value: &ConfigValue, e: &mut Effective) -> Result<(), String> {
+    let millis = |v: &ConfigValue| number(v).map(Duration::from_millis);
+    match key {
+        "parallelism" => e.parallelism = number(value)? as usize,
+        "max_parallelism" => e.max_parallelism = number(value)? as usize,
+        "state.backend" => e.state_backend = Some(backend_named(text(value)?)?),
+        "state.checkpoints_dir" => {
+            checkpointing(e).storage = StorageSpec::Filesystem(parse_dir(text(value)?)?)
+        }
+        "state.savepoints_dir" => e.runtime.savepoint_dir = Some(parse_dir(text(value)?)?),
+        "checkpoint.interval_ms" => checkpointing(e).config.interval = Some(millis(value)?),
+        "checkpoint.mode" => {
+            checkpointing(e).config.mode = match text(value)? {
+                "at-least-once" => CheckpointMode::AtLeastOnce,
+                _ => CheckpointMode::ExactlyOnce,
+            }
+        }
+        "checkpoint.unaligned" => checkpointing(e).config.unaligned = flag(value)?,
+        "checkpoint.aligned_timeout_ms" => {
+            let timeout = millis(value)?;
+            checkpointing(e).config.aligned_timeout = (!timeout.is_zero()).then_some(timeout)
+        }
+        "checkpoint.min_pause_ms" => checkpointing(e).config.min_pause = millis(value)?,
+        "checkpoint.timeout_ms" => checkpointing(e).config.timeout = millis(value)?,
+        "checkpoint.max_concurrent" => {
+            checkpointing(e).config.max_concurrent = number(value)? as usize
+        }
+        "checkpoint.tolerable_failures" => {
+            checkpointing(e).config.tolerable_failures =
+                number(value)?.min(u64::from(u32::MAX)) as u32
+        }
+        "checkpoint.retention" => {
+            checkpointing(e).config.retention = match text(value)? {
+                "delete-on-cancellation" => ExternalizedRetention::DeleteOnCancellation,
+                _ => ExternalizedRetention::RetainOnCancellation,
+            }
+        }
+        "checkpoint.retained" => checkpointing(e).config.retained = number(value)? as usize,
+        "restart.strategy" => e.runtime.restart = Some(RestartStrategy::parse(text(value)?)?),
+        "restore.from" => e.resume_from = Some(text(value)?.to_string()),
+        "restore.allow_non_restored_state" => e.runtime.allow_non_restored_state = flag(value)?,
+        other => {
+            return Err(format!(
+                "`{other}` is not applied (a bug: every key in KEYS must be)"
+            ))
+        }
+    }
+    Ok(())
+}
