@@ -37,10 +37,7 @@ use serde::{Deserialize, Serialize};
 use weir::sink::TransactionalFileSink;
 use weir::state::ValueStateDescriptor;
 use weir::testing::{audit_exactly_once, CountLine, Expected};
-use weir::{
-    CheckpointConfig, CheckpointMode, Collector, KeyedContext, KeyedProcessFunction,
-    RestartStrategy, StreamEnv, UserError,
-};
+use weir::{Collector, KeyedContext, KeyedProcessFunction, StreamEnv, UserError};
 
 /// The verification job's flags.
 #[derive(Clone, Debug, Parser)]
@@ -51,45 +48,48 @@ pub struct Args {
     /// Distinct keys (key = value % keys).
     #[arg(long, default_value_t = 1_000)]
     pub keys: u64,
-    /// Parallelism of every operator.
-    #[arg(long, default_value_t = 2)]
-    pub parallelism: usize,
-    /// Checkpoint interval.
-    #[arg(long, default_value_t = 100)]
-    pub checkpoint_interval_ms: u64,
     /// exactly-once or at-least-once.
     #[arg(long, default_value = "exactly-once")]
     pub mode: String,
     /// Unaligned checkpoints.
     #[arg(long)]
     pub unaligned: bool,
-    /// State backend: heap.
-    #[arg(long, default_value = "heap")]
-    pub backend: String,
     /// Records per second over all source subtasks (default: unlimited).
     #[arg(long)]
     pub rate: Option<u64>,
     /// Values at which the keyed operator panics (once each per process).
     #[arg(long, value_delimiter = ',')]
     pub fail_at: Vec<u64>,
-    /// fixed-delay:ATTEMPTS:DELAY_MS, failure-rate:MAX:INTERVAL_MS:DELAY_MS, exponential:INITIAL_MS:MAX_MS or none.
-    #[arg(long, default_value = "fixed-delay:10:0")]
-    pub restart: String,
     /// Where committed output files go.
     #[arg(long)]
     pub output: PathBuf,
-    /// Where checkpoints go.
+    /// Stop the job with a savepoint after this many milliseconds (into
+    /// `--savepoint-dir`, or the configured savepoint directory).
     #[arg(long)]
-    pub checkpoint_dir: PathBuf,
-    /// Resume from a savepoint or retained checkpoint directory, or `latest` in `--checkpoint-dir`.
-    #[arg(long)]
-    pub resume_from: Option<String>,
-    /// Stop the job with a savepoint after this many milliseconds.
-    #[arg(long, requires = "savepoint_dir")]
     pub stop_with_savepoint_after_ms: Option<u64>,
-    /// Where savepoints go.
-    #[arg(long)]
-    pub savepoint_dir: Option<PathBuf>,
+    /// The standard job flags: --parallelism (default 2),
+    /// --checkpoint-interval-ms (default 100), --checkpoint-dir, --restart
+    /// (default fixed-delay:10:0), --resume-from, --savepoint-dir,
+    /// --state-backend/--backend, --config, --dump-plan, ...
+    #[command(flatten)]
+    pub job: weir::cli::JobArgs,
+}
+
+impl Args {
+    /// The job's flags with every default and no standard flag set.
+    pub fn new(records: u64, keys: u64, output: PathBuf) -> Self {
+        Args {
+            records,
+            keys,
+            mode: "exactly-once".into(),
+            unaligned: false,
+            rate: None,
+            fail_at: Vec::new(),
+            output,
+            stop_with_savepoint_after_ms: None,
+            job: weir::cli::JobArgs::default(),
+        }
+    }
 }
 
 /// Splits of the value space: the most source subtasks that all get work.
@@ -257,43 +257,33 @@ fn position() -> weir::state::ListStateDescriptor<(u64, u64)> {
     weir::state::ListStateDescriptor::new("split-positions")
 }
 
-/// Builds the verification job on `env`.
+/// Builds the verification job on `env`: its defaults, then the
+/// configuration (file, environment, flags), then the job's own flags.
 pub fn build(env: &StreamEnv, args: &Args) -> Result<(), String> {
-    if args.backend != "heap" {
-        return Err(format!(
-            "--backend {:?}: only \"heap\" is available in this build",
-            args.backend
-        ));
+    let mut config = weir::config::Configuration::new();
+    let defaults = [
+        ("parallelism", "2"),
+        ("checkpoint.interval_ms", "100"),
+        ("checkpoint.retained", "3"),
+        ("restart.strategy", "fixed-delay:10:0"),
+    ];
+    for (key, value) in defaults {
+        config.set_default(key, value).map_err(|e| e.to_string())?;
     }
-    let mode = match args.mode.as_str() {
-        "exactly-once" => CheckpointMode::ExactlyOnce,
-        "at-least-once" => CheckpointMode::AtLeastOnce,
-        other => {
-            return Err(format!(
-                "--mode {other:?}: expected exactly-once or at-least-once"
-            ))
-        }
-    };
-    env.set_parallelism(args.parallelism);
-    env.set_checkpoint_config(CheckpointConfig {
-        interval: Some(Duration::from_millis(args.checkpoint_interval_ms.max(1))),
-        mode,
-        unaligned: args.unaligned,
-        retained: 3,
-        ..CheckpointConfig::default()
-    });
-    env.set_checkpoint_dir(&args.checkpoint_dir.display().to_string());
-    env.set_restart_strategy(RestartStrategy::parse(&args.restart)?);
-    if let Some(from) = &args.resume_from {
-        env.resume_from(from);
+    config.merge(&args.job.configuration().map_err(|e| e.to_string())?);
+    config
+        .set("checkpoint.mode", &args.mode, "--mode")
+        .map_err(|e| e.to_string())?;
+    if args.unaligned {
+        config
+            .set("checkpoint.unaligned", "true", "--unaligned")
+            .map_err(|e| e.to_string())?;
     }
+    env.configure(&config);
     let keys = args.keys.max(1);
     let fail_at = Arc::new(Mutex::new(
         args.fail_at.iter().copied().collect::<HashSet<u64>>(),
     ));
-    if let Some(dir) = &args.savepoint_dir {
-        env.set_savepoint_dir(dir);
-    }
     env.add_source(Values::new(args.records, args.rate))
         .uid("values")
         .key_by(move |v: &u64| v % keys)
@@ -369,6 +359,15 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
+    if args.job.dump_plan {
+        return match args.job.execute_blocking(&env, "exactly-once") {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let start = Instant::now();
     match run(&env, &args) {
         Ok((result, savepoint)) => {
@@ -400,6 +399,11 @@ pub fn run(
     let Some(after_ms) = args.stop_with_savepoint_after_ms else {
         return env.execute_blocking("exactly-once").map(|r| (r, None));
     };
+    if args.job.dump_plan {
+        return Err(weir::JobError::InvalidJob(
+            "--dump-plan and --stop-with-savepoint-after-ms do not go together".into(),
+        ));
+    }
     futures::executor::block_on(async {
         let mut client = env.start("exactly-once").await?;
         std::thread::sleep(Duration::from_millis(after_ms));

@@ -75,6 +75,9 @@ struct Args {
     /// timestamp (default: the bundled sample).
     #[arg(long, value_name = "FILE", default_value = TRANSACTIONS)]
     input: PathBuf,
+    /// The standard job flags (parallelism, checkpoints, configuration, ...).
+    #[command(flatten)]
+    job: weir::cli::JobArgs,
 }
 
 /// One card transaction.
@@ -264,10 +267,18 @@ pub fn alerts(env: &StreamEnv, input: &Path) -> DataStream<Alert> {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let env = StreamEnv::with_parallelism(2);
-    let found = alerts(&env, &args.input).collect();
-    env.execute_blocking("fraud-detection")
+    let env = args
+        .job
+        .environment(&[("parallelism", "2")])
         .map_err(|e| e.to_string())?;
+    let found = alerts(&env, &args.input).collect();
+    let Some(_) = args
+        .job
+        .execute_blocking(&env, "fraud-detection")
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(()); // --dump-plan
+    };
     let found = found.take();
     tracing::info!(alerts = found.len(), "job finished");
 

@@ -44,6 +44,9 @@ struct Args {
     /// The text file to read (default: the bundled sample).
     #[arg(long, value_name = "FILE", default_value = SAMPLE)]
     input: PathBuf,
+    /// The standard job flags (parallelism, checkpoints, configuration, ...).
+    #[command(flatten)]
+    job: weir::cli::JobArgs,
 }
 
 /// The lower-cased words of `line`: its maximal runs of alphanumeric characters.
@@ -84,11 +87,18 @@ pub fn lines(counts: &BTreeMap<String, u64>) -> Vec<String> {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let env = StreamEnv::with_parallelism(2);
-    let running = word_counts(&env, &args.input).collect();
-    let result = env
-        .execute_blocking("word-count")
+    let env = args
+        .job
+        .environment(&[("parallelism", "2")])
         .map_err(|e| e.to_string())?;
+    let running = word_counts(&env, &args.input).collect();
+    let Some(result) = args
+        .job
+        .execute_blocking(&env, "word-count")
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(()); // --dump-plan
+    };
     tracing::info!(duration = ?result.duration, "job finished");
 
     let counts = final_counts(running.take());

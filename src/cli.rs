@@ -124,6 +124,26 @@ impl JobArgs {
         Ok(config)
     }
 
+    /// A new environment configured by these flags (and the file), with the
+    /// job's own `defaults` (key, value) below the file and the environment.
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// let args = weir::cli::JobArgs::parse_from(["job"]);
+    /// let env = args.environment(&[("parallelism", "2")]).unwrap();
+    /// assert_eq!(env.parallelism(), 2);
+    /// ```
+    pub fn environment(&self, defaults: &[(&str, &str)]) -> Result<StreamEnv, ConfigError> {
+        let mut config = Configuration::new();
+        for (key, value) in defaults {
+            config.set_default(key, value)?;
+        }
+        config.merge(&self.configuration()?);
+        let env = StreamEnv::new();
+        env.configure(&config);
+        Ok(env)
+    }
+
     /// Applies the flags (and the file) to `env`.
     pub fn configure(&self, env: &StreamEnv) -> Result<(), ConfigError> {
         env.configure(&self.configuration()?);

@@ -43,19 +43,22 @@ fn run_with(tag: &str, seed: u64, parallelism: usize, unaligned: bool) -> (u64, 
     let args = example::Args {
         records,
         keys: 97,
-        parallelism,
-        checkpoint_interval_ms: 5,
         mode: "exactly-once".into(),
         unaligned,
-        backend: "heap".into(),
         rate: None,
         fail_at: failures(seed, records, 3),
-        restart: "fixed-delay:10:0".into(),
         output: dir.join("out"),
-        checkpoint_dir: dir.join("checkpoints"),
-        resume_from: None,
         stop_with_savepoint_after_ms: None,
-        savepoint_dir: None,
+        job: weir::cli::JobArgs {
+            parallelism: Some(parallelism),
+            checkpoint_interval_ms: Some(5),
+            state_backend: Some("heap".into()),
+            restart: Some("fixed-delay:10:0".into()),
+            checkpoint_dir: Some(dir.join("checkpoints").display().to_string()),
+            resume_from: None,
+            savepoint_dir: None,
+            ..Default::default()
+        },
     };
     let env = StreamEnv::new();
     env.set_batch_size(64);
@@ -74,19 +77,22 @@ fn a_job_that_ends_leaves_no_transaction_open() {
     let args = example::Args {
         records,
         keys: 7,
-        parallelism: 2,
-        checkpoint_interval_ms: 5,
         mode: "exactly-once".into(),
         unaligned: false,
-        backend: "heap".into(),
         rate: None,
         fail_at: Vec::new(),
-        restart: "none".into(),
         output: dir.join("out"),
-        checkpoint_dir: dir.join("checkpoints"),
-        resume_from: None,
         stop_with_savepoint_after_ms: None,
-        savepoint_dir: None,
+        job: weir::cli::JobArgs {
+            parallelism: Some(2),
+            checkpoint_interval_ms: Some(5),
+            state_backend: Some("heap".into()),
+            restart: Some("none".into()),
+            checkpoint_dir: Some(dir.join("checkpoints").display().to_string()),
+            resume_from: None,
+            savepoint_dir: None,
+            ..Default::default()
+        },
     };
     let env = StreamEnv::new();
     env.set_batch_size(64);
@@ -152,20 +158,23 @@ fn run_with_faults(seed: u64) {
     let args = example::Args {
         records,
         keys: 53,
-        parallelism: 2,
-        checkpoint_interval_ms: 5,
         mode: "exactly-once".into(),
         unaligned: false,
-        backend: "heap".into(),
         // Slow enough that the planned checkpoints (up to the 9th) happen.
         rate: Some(80_000),
         fail_at: Vec::new(),
-        restart: "fixed-delay:20:0".into(),
         output: dir.join("out"),
-        checkpoint_dir: dir.join("checkpoints"),
-        resume_from: None,
         stop_with_savepoint_after_ms: None,
-        savepoint_dir: None,
+        job: weir::cli::JobArgs {
+            parallelism: Some(2),
+            checkpoint_interval_ms: Some(5),
+            state_backend: Some("heap".into()),
+            restart: Some("fixed-delay:20:0".into()),
+            checkpoint_dir: Some(dir.join("checkpoints").display().to_string()),
+            resume_from: None,
+            savepoint_dir: None,
+            ..Default::default()
+        },
     };
     let faults = std::sync::Arc::new(weir::testing::Faults::from_seed(
         seed,
@@ -227,19 +236,22 @@ fn at_least_once_loses_nothing_through_injected_failures() {
         let args = example::Args {
             records,
             keys: 61,
-            parallelism: 2,
-            checkpoint_interval_ms: 5,
             mode: "at-least-once".into(),
             unaligned: false,
-            backend: "heap".into(),
             rate: None,
             fail_at: failures(seed, records, 3),
-            restart: "fixed-delay:10:0".into(),
             output: dir.join("out"),
-            checkpoint_dir: dir.join("checkpoints"),
-            resume_from: None,
             stop_with_savepoint_after_ms: None,
-            savepoint_dir: None,
+            job: weir::cli::JobArgs {
+                parallelism: Some(2),
+                checkpoint_interval_ms: Some(5),
+                state_backend: Some("heap".into()),
+                restart: Some("fixed-delay:10:0".into()),
+                checkpoint_dir: Some(dir.join("checkpoints").display().to_string()),
+                resume_from: None,
+                savepoint_dir: None,
+                ..Default::default()
+            },
         };
         let env = StreamEnv::new();
         env.set_batch_size(64);

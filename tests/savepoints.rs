@@ -20,19 +20,22 @@ fn args(dir: &Path, records: u64, parallelism: usize) -> example::Args {
     example::Args {
         records,
         keys: 97,
-        parallelism,
-        checkpoint_interval_ms: 20,
         mode: "exactly-once".into(),
         unaligned: false,
-        backend: "heap".into(),
         rate: Some(100_000),
         fail_at: Vec::new(),
-        restart: "fixed-delay:10:0".into(),
         output: dir.join("out"),
-        checkpoint_dir: dir.join("checkpoints"),
-        resume_from: None,
         stop_with_savepoint_after_ms: None,
-        savepoint_dir: Some(dir.join("savepoints")),
+        job: weir::cli::JobArgs {
+            parallelism: Some(parallelism),
+            checkpoint_interval_ms: Some(20),
+            state_backend: Some("heap".into()),
+            restart: Some("fixed-delay:10:0".into()),
+            checkpoint_dir: Some(dir.join("checkpoints").display().to_string()),
+            resume_from: None,
+            savepoint_dir: Some(dir.join("savepoints").display().to_string()),
+            ..Default::default()
+        },
     }
 }
 
@@ -51,7 +54,7 @@ fn stop_with_savepoint(args: &example::Args, after_ms: u64) -> PathBuf {
 /// Resumes the verification job from `from` and runs it to its end.
 fn resume(args: &example::Args, from: &Path) {
     let mut args = args.clone();
-    args.resume_from = Some(from.display().to_string());
+    args.job.resume_from = Some(from.display().to_string());
     args.rate = None;
     let env = StreamEnv::new();
     env.set_batch_size(64);

@@ -104,8 +104,9 @@ impl FaultPlan {
         })
     }
 
-    /// Fails a subtask when checkpoint `checkpoint` completes, before its
-    /// operators hear of it (between pre-commit and commit).
+    /// Fails a subtask when checkpoint `checkpoint` (or, if that one never
+    /// completes, the first later one) completes, before its operators hear
+    /// of it (between pre-commit and commit).
     pub fn fail_before_commit(&self, checkpoint: u64) -> &Self {
         self.with(|p| {
             p.commits.insert(checkpoint);
@@ -203,7 +204,11 @@ impl FaultPlan {
     /// Whether the completion of `checkpoint` must fail before the commit.
     pub fn on_commit(&self, checkpoint: u64) -> Option<String> {
         let mut plan = self.plan.lock().ok()?;
-        plan.commits.remove(&checkpoint).then(|| {
+        // The first completed checkpoint at or after the planned one: a planned
+        // checkpoint may be aborted (a failure elsewhere), and the fault must
+        // still happen for the plan to be tested.
+        let due = plan.commits.range(..=checkpoint).next().copied()?;
+        plan.commits.remove(&due).then(|| {
             let message = format!(
                 "injected failure between pre-commit and commit of checkpoint {checkpoint}"
             );
