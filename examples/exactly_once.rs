@@ -299,7 +299,7 @@ pub fn build(env: &StreamEnv, args: &Args) -> Result<(), String> {
 }
 
 /// Reads every committed line under `dir`.
-fn committed_lines(dir: &Path) -> Result<Vec<CountLine>, String> {
+pub fn committed_lines(dir: &Path) -> Result<Vec<CountLine>, String> {
     let files = TransactionalFileSink::committed_files(dir)
         .map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     let mut lines = Vec::new();

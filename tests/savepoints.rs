@@ -196,13 +196,16 @@ mod every_state_kind {
         }
     }
 
+    /// The (run, subtask) pairs a union list state collects.
+    type Tags = BTreeSet<(u64, u64)>;
+
     /// Passes records on; keeps a union list state of every (run, subtask)
     /// that ever ran, and records what each subtask restored.
     #[derive(Clone)]
     struct UnionTags {
         run: u64,
         tags: BTreeSet<(u64, u64)>,
-        restored: Arc<Mutex<Vec<BTreeSet<(u64, u64)>>>>,
+        restored: Arc<Mutex<Vec<Tags>>>,
         subtask: u64,
     }
 
@@ -546,6 +549,130 @@ mod uid_rules {
             err.contains("nope") && err.contains("not a directory"),
             "{err}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+mod running_job {
+    //! Savepoints of a job that goes on running, and what a savepoint refuses.
+
+    use std::path::Path;
+
+    use weir::StreamEnv;
+
+    use super::{args, example, temp_dir};
+
+    /// For every key, the counts in `dir` are contiguous up to the expected
+    /// last one, each once, and the last has the exact sum: the run restored
+    /// each key's state and went on without loss or duplicates.
+    fn check_resumed_output(dir: &Path, records: u64, keys: u64) {
+        let expected = example::expected(records, keys);
+        let mut by_key: std::collections::BTreeMap<u64, Vec<(u64, u64)>> = Default::default();
+        for line in example::committed_lines(dir).unwrap() {
+            by_key
+                .entry(line.key)
+                .or_default()
+                .push((line.count, line.sum));
+        }
+        for (key, want) in expected {
+            let mut got = by_key.remove(&key).unwrap_or_default();
+            got.sort();
+            let Some(&(last, sum)) = got.last() else {
+                continue;
+            };
+            assert_eq!((last, sum), (want.records, want.sum), "key {key}");
+            let first = got[0].0;
+            let counts: Vec<u64> = got.iter().map(|(c, _)| *c).collect();
+            assert_eq!(
+                counts,
+                (first..=last).collect::<Vec<_>>(),
+                "key {key}: contiguous, each once"
+            );
+        }
+    }
+
+    #[test]
+    fn a_savepoint_of_a_running_job_restores_while_the_job_goes_on() {
+        let dir = temp_dir("running");
+        let records = 40_000;
+        let first = args(&dir, records, 2);
+        let env = StreamEnv::new();
+        env.set_batch_size(64);
+        example::build(&env, &first).unwrap();
+        let savepoint = futures::executor::block_on(async {
+            let mut client = env.start("running").await.unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let savepoint = client.trigger_savepoint(None).await.unwrap();
+            client.wait().await.unwrap();
+            savepoint
+        });
+        // The job went on to its end: its own output is complete and exact.
+        example::audit(&first.output, records, first.keys).unwrap();
+        assert!(savepoint.join("_metadata").is_file());
+
+        let mut second = args(&dir, records, 3);
+        second.output = dir.join("resumed");
+        second.rate = None;
+        second.job.resume_from = Some(savepoint.display().to_string());
+        let env = StreamEnv::new();
+        example::build(&env, &second).unwrap();
+        env.execute_blocking("resumed").unwrap();
+        check_resumed_output(&second.output, records, second.keys);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn savepoint_errors_name_what_is_missing_and_a_failed_stop_leaves_the_job_running() {
+        let dir = temp_dir("refused");
+        std::fs::create_dir_all(&dir).unwrap();
+        let records = 30_000;
+        let mut job = args(&dir, records, 2);
+        job.job.savepoint_dir = None;
+        let env = StreamEnv::new();
+        env.set_batch_size(64);
+        example::build(&env, &job).unwrap();
+        let blocker = dir.join("a-file");
+        std::fs::write(&blocker, "not a directory").unwrap();
+        futures::executor::block_on(async {
+            let mut client = env.start("refused").await.unwrap();
+            let err = client
+                .trigger_savepoint(None)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("no savepoint directory") && err.contains("savepoints_dir"),
+                "{err}"
+            );
+            let err = client
+                .stop_with_savepoint(Some(&blocker.join("savepoints")))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("a-file") && err.contains("cannot create"),
+                "{err}"
+            );
+            // The job goes on, and ends complete.
+            client.wait().await.unwrap();
+        });
+        example::audit(&job.output, records, job.keys).unwrap();
+
+        // A job without checkpointing cannot take savepoints.
+        let plain = StreamEnv::with_parallelism(1);
+        plain
+            .add_source(example::Values::new(u64::MAX, Some(1_000)))
+            .discard();
+        futures::executor::block_on(async {
+            let client = plain.start("plain").await.unwrap();
+            let err = client
+                .trigger_savepoint(Some(&dir))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("no checkpointing"), "{err}");
+            client.cancel();
+        });
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -27,7 +27,7 @@ use crate::error::JobError;
 use crate::graph::JobGraph;
 use crate::metrics::JobResult;
 use crate::plan::plan;
-use crate::supervisor::{CancelJob, Supervisor};
+use crate::supervisor::{CancelJob, GetCoordinator, Supervisor};
 
 /// Where a job is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,18 +171,31 @@ impl JobClient {
         &self,
         savepoint: Option<SavepointRequest>,
     ) -> Result<CheckpointStats, JobError> {
-        let coordinator = self
-            .shared
-            .coordinator
-            .lock()
-            .ok()
-            .and_then(|c| c.clone())
-            .ok_or_else(|| {
-                JobError::InvalidJob(format!(
-                    "job `{}` has no checkpointing (enable it on the StreamEnv)",
-                    self.name
-                ))
-            })?;
+        if self.shared.storage.is_none() {
+            return Err(JobError::InvalidJob(format!(
+                "job `{}` has no checkpointing (enable it on the StreamEnv, or configure \
+                 checkpoint.interval_ms or state.checkpoints_dir)",
+                self.name
+            )));
+        }
+        let deployed = self.shared.coordinator.lock().ok().and_then(|c| c.clone());
+        let coordinator = match deployed {
+            Some(coordinator) => coordinator,
+            // Just started: the supervisor deploys before it reads its mailbox.
+            None => self
+                .supervisor
+                .send(GetCoordinator)
+                .await
+                .ok()
+                .flatten()
+                .ok_or_else(|| {
+                    JobError::Runtime(format!(
+                        "job `{}` is not running (status {:?}): no checkpoint can be taken now",
+                        self.name,
+                        self.status()
+                    ))
+                })?,
+        };
         let receiver = coordinator
             .send(TriggerCheckpointNow { savepoint })
             .await

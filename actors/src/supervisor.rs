@@ -557,6 +557,19 @@ impl Handler<CheckpointingFailed> for Supervisor {
     }
 }
 
+/// Asks the supervisor for the checkpoint coordinator of the current deployment.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<CheckpointCoordinator>>")]
+pub struct GetCoordinator;
+
+impl Handler<GetCoordinator> for Supervisor {
+    type Result = Option<Addr<CheckpointCoordinator>>;
+
+    fn handle(&mut self, _: GetCoordinator, _ctx: &mut Self::Context) -> Self::Result {
+        self.coordinator.clone()
+    }
+}
+
 impl Handler<CancelJob> for Supervisor {
     type Result = ();
 

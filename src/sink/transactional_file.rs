@@ -27,6 +27,10 @@ pub struct FileTransaction {
     pub hidden: String,
     /// The name it gets when committed.
     pub visible: String,
+    /// The directory it was written in: a job restored with another output
+    /// directory still commits (or aborts) it where its file is.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
 }
 
 /// Writes each record's `Display` form as a line, exactly once through
@@ -120,6 +124,7 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
         let transaction = FileTransaction {
             hidden: format!(".part-{}-{id}.inprogress", self.subtask),
             visible: format!("part-{}-{id}", self.subtask),
+            dir: Some(self.dir.clone()),
         };
         let path = self.path(&transaction.hidden);
         let file =
@@ -143,9 +148,10 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
 
     fn commit(&mut self, transaction: FileTransaction) -> Result<(), UserError> {
         self.close_writer(&transaction)?;
+        let dir = transaction.dir.as_deref().unwrap_or(&self.dir);
         let (hidden, visible) = (
-            self.path(&transaction.hidden),
-            self.path(&transaction.visible),
+            dir.join(&transaction.hidden),
+            dir.join(&transaction.visible),
         );
         match fs::hard_link(&hidden, &visible) {
             Ok(()) => {}
@@ -176,7 +182,11 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
         {
             self.writer = None;
         }
-        let hidden = self.path(&transaction.hidden);
+        let hidden = transaction
+            .dir
+            .as_deref()
+            .unwrap_or(&self.dir)
+            .join(&transaction.hidden);
         match fs::remove_file(&hidden) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
