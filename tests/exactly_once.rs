@@ -8,7 +8,7 @@
 #[path = "../examples/exactly_once.rs"]
 mod example;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use weir::StreamEnv;
 
@@ -18,6 +18,18 @@ fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("weir-exactly-once-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
+}
+
+/// The verification job's flags for a test: parallelism 2, checkpoints
+/// every 5 ms under `dir`, output in `dir/out`.
+fn job_args(dir: &Path, records: u64, keys: u64, restart: &str) -> example::Args {
+    let mut args = example::Args::new(records, keys, dir.join("out"));
+    args.job.parallelism = Some(2);
+    args.job.checkpoint_interval_ms = Some(5);
+    args.job.state_backend = Some("heap".into());
+    args.job.restart = Some(restart.into());
+    args.job.checkpoint_dir = Some(dir.join("checkpoints").display().to_string());
+    args
 }
 
 /// A few failure values in `0..records`, fixed by `seed` (xorshift).
@@ -40,26 +52,10 @@ fn run(tag: &str, seed: u64, parallelism: usize) -> (u64, u32) {
 fn run_with(tag: &str, seed: u64, parallelism: usize, unaligned: bool) -> (u64, u32) {
     let records = 60_000;
     let dir = temp_dir(&format!("{tag}-{seed}"));
-    let args = example::Args {
-        records,
-        keys: 97,
-        mode: "exactly-once".into(),
-        unaligned,
-        rate: None,
-        fail_at: failures(seed, records, 3),
-        output: dir.join("out"),
-        stop_with_savepoint_after_ms: None,
-        job: weir::cli::JobArgs {
-            parallelism: Some(parallelism),
-            checkpoint_interval_ms: Some(5),
-            state_backend: Some("heap".into()),
-            restart: Some("fixed-delay:10:0".into()),
-            checkpoint_dir: Some(dir.join("checkpoints").display().to_string()),
-            resume_from: None,
-            savepoint_dir: None,
-            ..Default::default()
-        },
-    };
+    let mut args = job_args(&dir, records, 97, "fixed-delay:10:0");
+    args.job.parallelism = Some(parallelism);
+    args.unaligned = unaligned;
+    args.fail_at = failures(seed, records, 3);
     let env = StreamEnv::new();
     env.set_batch_size(64);
     example::build(&env, &args).unwrap();
@@ -74,26 +70,7 @@ fn run_with(tag: &str, seed: u64, parallelism: usize, unaligned: bool) -> (u64, 
 fn a_job_that_ends_leaves_no_transaction_open() {
     let records = 5_000;
     let dir = temp_dir("no-open-transaction");
-    let args = example::Args {
-        records,
-        keys: 7,
-        mode: "exactly-once".into(),
-        unaligned: false,
-        rate: None,
-        fail_at: Vec::new(),
-        output: dir.join("out"),
-        stop_with_savepoint_after_ms: None,
-        job: weir::cli::JobArgs {
-            parallelism: Some(2),
-            checkpoint_interval_ms: Some(5),
-            state_backend: Some("heap".into()),
-            restart: Some("none".into()),
-            checkpoint_dir: Some(dir.join("checkpoints").display().to_string()),
-            resume_from: None,
-            savepoint_dir: None,
-            ..Default::default()
-        },
-    };
+    let args = job_args(&dir, records, 7, "none");
     let env = StreamEnv::new();
     env.set_batch_size(64);
     example::build(&env, &args).unwrap();
@@ -155,27 +132,9 @@ fn the_audit_catches_a_duplicate_and_a_loss() {
 fn run_with_faults(seed: u64) {
     let records = 40_000;
     let dir = temp_dir(&format!("faults-{seed}"));
-    let args = example::Args {
-        records,
-        keys: 53,
-        mode: "exactly-once".into(),
-        unaligned: false,
-        // Slow enough that the planned checkpoints (up to the 9th) happen.
-        rate: Some(80_000),
-        fail_at: Vec::new(),
-        output: dir.join("out"),
-        stop_with_savepoint_after_ms: None,
-        job: weir::cli::JobArgs {
-            parallelism: Some(2),
-            checkpoint_interval_ms: Some(5),
-            state_backend: Some("heap".into()),
-            restart: Some("fixed-delay:20:0".into()),
-            checkpoint_dir: Some(dir.join("checkpoints").display().to_string()),
-            resume_from: None,
-            savepoint_dir: None,
-            ..Default::default()
-        },
-    };
+    let mut args = job_args(&dir, records, 53, "fixed-delay:20:0");
+    // Slow enough that the planned checkpoints (up to the 9th) happen.
+    args.rate = Some(80_000);
     let faults = std::sync::Arc::new(weir::testing::Faults::from_seed(
         seed,
         "count-and-sum",
@@ -233,26 +192,9 @@ fn at_least_once_loses_nothing_through_injected_failures() {
     for seed in [11, 12, 13] {
         let records = 40_000;
         let dir = temp_dir(&format!("alo-{seed}"));
-        let args = example::Args {
-            records,
-            keys: 61,
-            mode: "at-least-once".into(),
-            unaligned: false,
-            rate: None,
-            fail_at: failures(seed, records, 3),
-            output: dir.join("out"),
-            stop_with_savepoint_after_ms: None,
-            job: weir::cli::JobArgs {
-                parallelism: Some(2),
-                checkpoint_interval_ms: Some(5),
-                state_backend: Some("heap".into()),
-                restart: Some("fixed-delay:10:0".into()),
-                checkpoint_dir: Some(dir.join("checkpoints").display().to_string()),
-                resume_from: None,
-                savepoint_dir: None,
-                ..Default::default()
-            },
-        };
+        let mut args = job_args(&dir, records, 61, "fixed-delay:10:0");
+        args.mode = "at-least-once".into();
+        args.fail_at = failures(seed, records, 3);
         let env = StreamEnv::new();
         env.set_batch_size(64);
         example::build(&env, &args).unwrap();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::metadata::{CheckpointMetadata, SubtaskState};
+use crate::checkpoint::metadata::{CheckpointMetadata, OperatorMetadata, SubtaskState};
 use crate::checkpoint::storage::{CheckpointStorage, FsStorage};
 use crate::graph::JobGraph;
 use crate::plan::ExecutionPlan;
@@ -98,21 +98,9 @@ pub fn find_latest(root: &Path) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("no complete checkpoint under {}", root.display()))
 }
 
-/// One operator of a job, as a restore sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlannedOperator {
-    /// Its uid (set by the user, or `auto-<n>` from its position).
-    pub uid: String,
-    /// Its display name.
-    pub name: String,
-    /// Its parallelism.
-    pub parallelism: usize,
-    /// Its max parallelism (number of key groups).
-    pub max_parallelism: usize,
-    /// Its key type, for a keyed operator.
-    #[serde(default)]
-    pub key_type: Option<String>,
-}
+/// One operator of a job, as a restore sees it: what a checkpoint's metadata
+/// records of it.
+pub type PlannedOperator = OperatorMetadata;
 
 /// What a job graph looks like to a restore: every job can write it as JSON
 /// (`--dump-plan`), and `weir check-restore` reads it back.
@@ -132,7 +120,7 @@ impl JobPlan {
             operators: graph
                 .vertices
                 .iter()
-                .map(|v| PlannedOperator {
+                .map(|v| OperatorMetadata {
                     uid: v.uid.clone(),
                     name: v.name.clone(),
                     parallelism: v.parallelism,

@@ -25,7 +25,6 @@ use crate::checkpoint::coordinator::{
     CheckpointCoordinator, CheckpointingFailed, JobEnded, JobFacts, Participants,
 };
 use crate::checkpoint::layout::CheckpointPaths;
-use crate::checkpoint::metadata::OperatorMetadata;
 use crate::checkpoint::CheckpointStorage;
 use crate::client::{JobShared, JobStatus};
 use crate::config::RuntimeConfig;
@@ -173,18 +172,7 @@ impl Supervisor {
         else {
             return;
         };
-        let operators = self
-            .graph
-            .vertices
-            .iter()
-            .map(|v| OperatorMetadata {
-                uid: v.uid.clone(),
-                name: v.name.clone(),
-                parallelism: v.parallelism,
-                max_parallelism: v.max_parallelism,
-                key_type: v.key_type.clone(),
-            })
-            .collect();
+        let operators = restore::JobPlan::of(&self.graph).operators;
         let job = JobFacts {
             name: self.graph.name.clone(),
             id: self.shared.job_id.clone(),
