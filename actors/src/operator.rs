@@ -33,6 +33,10 @@ pub struct OperatorInfo {
     pub max_parallelism: usize,
     /// Whether the job takes checkpoints.
     pub checkpointing: bool,
+    /// Where incremental snapshots put files shared between checkpoints (the
+    /// checkpoint storage's `shared/` directory); `None` when the storage has
+    /// none, and keyed state is then snapshotted in full.
+    pub shared_state_dir: Option<std::path::PathBuf>,
 }
 
 /// The current processing time: milliseconds since the Unix epoch.
