@@ -30,7 +30,9 @@ use weir_actors::{
 use crate::config::{checkpoint_config_from_file, ConfigError};
 use crate::data::Data;
 use crate::source::{source_factory, CollectionSource, GeneratorSource, Source, TextFileSource};
-use crate::state::{backend_from_config, HeapStateBackend, StateBackend, STATE_BACKEND_VARIABLE};
+use crate::state::{
+    backend_from_config, BackendCell, HeapStateBackend, StateBackend, STATE_BACKEND_VARIABLE,
+};
 use crate::stream::DataStream;
 use weir_actors::checkpoint::layout::parse_dir;
 use weir_actors::checkpoint::{CheckpointConfig, StorageSpec};
@@ -79,6 +81,8 @@ pub(crate) struct Builder {
     max_parallelism: usize,
     runtime: RuntimeConfig,
     state_backend: Option<Arc<dyn StateBackend>>,
+    /// The backend the job resolved to, read by keyed operators when they open.
+    backend_cell: BackendCell,
     pub vertices: Vec<VertexDraft>,
     pub edges: Vec<EdgeDraft>,
     /// API misuse found while declaring the job; reported by `execute`.
@@ -106,6 +110,7 @@ impl StreamEnv {
                 max_parallelism: DEFAULT_MAX_PARALLELISM,
                 runtime: RuntimeConfig::default(),
                 state_backend: None,
+                backend_cell: BackendCell::default(),
                 vertices: Vec::new(),
                 edges: Vec::new(),
                 errors: Vec::new(),
@@ -283,10 +288,15 @@ impl StreamEnv {
     }
 
     /// The state backend the job will use: set in code, else named by the
-    /// `WEIR_STATE_BACKEND` environment variable, else the heap backend.
+    /// `WEIR_STATE_BACKEND` environment variable, else the heap backend (a
+    /// test body run by [`with_state_backend`](crate::testing::with_state_backend)
+    /// gets that backend instead of the configured one).
     pub fn state_backend(&self) -> Result<Arc<dyn StateBackend>, JobError> {
         if let Some(backend) = &self.builder().state_backend {
             return Ok(backend.clone());
+        }
+        if let Some(backend) = crate::testing::test_backend() {
+            return Ok(backend);
         }
         match std::env::var(STATE_BACKEND_VARIABLE) {
             Ok(value) => backend_from_config(&value).map_err(JobError::InvalidJob),
@@ -368,7 +378,14 @@ impl StreamEnv {
             state_backend = backend.name(),
             "state backend"
         );
-        self.builder().build(job_name)
+        let builder = self.builder();
+        builder.backend_cell.set(backend);
+        builder.build(job_name)
+    }
+
+    /// Where this environment's keyed operators find the state backend.
+    pub(crate) fn backend_cell(&self) -> BackendCell {
+        self.builder().backend_cell.clone()
     }
 
     /// Starts the job and returns a client for it, without waiting for it to end.

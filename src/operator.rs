@@ -332,6 +332,7 @@ pub(crate) fn initialize_with(
         operator_state,
         raw: snapshot.raw.as_deref(),
         keyed: is_restored.then_some(&snapshot.keyed),
+        keyed_handles: &snapshot.keyed_handles,
         broadcast: is_restored.then_some(&snapshot.broadcast),
     };
     initialize(&mut ctx)
@@ -349,18 +350,21 @@ pub(crate) fn snapshot_with(
         operator_state,
         raw: None,
         keyed: None,
+        // Savepoints (issue 6) set this: they are always full and canonical.
+        full: false,
         broadcast: None,
     };
     snapshot(&mut ctx)?;
     let (raw, keyed, broadcast) = (ctx.raw, ctx.keyed, ctx.broadcast.unwrap_or_default());
     let lists = operator_state.to_snapshot();
     Ok(PendingSnapshot::new(move || {
-        let keyed = match keyed {
+        let (keyed, keyed_handles) = match keyed {
             Some(finish) => finish()?,
             None => Default::default(),
         };
         Ok(OperatorSnapshot {
             keyed,
+            keyed_handles,
             lists,
             broadcast,
             raw,

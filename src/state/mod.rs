@@ -55,8 +55,12 @@ mod error;
 mod heap;
 mod keyed;
 mod operator_state;
+#[cfg(feature = "rocksdb")]
+pub mod rocksdb;
 pub mod timers;
 
+#[doc(hidden)]
+pub use access::TableRef;
 pub use access::{AggregatingStateRef, ListStateRef, MapStateRef, ReducingStateRef, ValueStateRef};
 pub use broadcast::{BroadcastState, BroadcastStateStore, ReadOnlyBroadcastState};
 pub use descriptor::{
@@ -65,7 +69,12 @@ pub use descriptor::{
 };
 pub use error::StateError;
 pub use heap::{HeapStateBackend, HeapTable};
-pub use keyed::{KeyedStateSnapshot, KeyedStateStore, StateBytes, StateKind};
+pub use keyed::{
+    KeyedSnapshotParts, KeyedStateSnapshot, KeyedStateStore, SnapshotOptions, StateBytes,
+    StateKind,
+};
+#[cfg(feature = "rocksdb")]
+pub use rocksdb::{LocalDirStrategy, RocksDbBackend};
 pub use operator_state::{
     OperatorListState, OperatorStateStore, StateInitContext, StateSnapshotContext,
 };
@@ -91,16 +100,61 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> StateData 
 /// ([`StreamEnv::set_state_backend`](crate::StreamEnv::set_state_backend)), else
 /// by configuration (the environment variable `WEIR_STATE_BACKEND`, Flink's
 /// `state.backend`), else the heap; code wins.
+///
+/// Two backends exist: [`HeapStateBackend`] (typed values in memory) and,
+/// with the cargo feature `rocksdb`, `RocksDbBackend` (state on local disk,
+/// incremental checkpoints).
 pub trait StateBackend: std::fmt::Debug + Send + Sync + 'static {
-    /// The backend's name, as configuration spells it (`"heap"`).
+    /// The backend's name, as configuration spells it (`"heap"`, `"rocksdb"`).
     fn name(&self) -> &'static str;
+    #[doc(hidden)]
+    /// How keyed operators keep their state with this backend.
+    fn keyed_backend(&self) -> KeyedBackend {
+        KeyedBackend::Heap
+    }
+}
+
+/// How keyed operators keep their state (what a [`StateBackend`] stands for).
+#[doc(hidden)]
+#[derive(Clone)]
+pub enum KeyedBackend {
+    /// Typed values in memory.
+    Heap,
+    /// RocksDB on local disk.
+    #[cfg(feature = "rocksdb")]
+    RocksDb(RocksDbBackend),
+}
+
+/// The backend a job resolved to, shared by the environment (which sets it
+/// when the job is built) and the job's keyed operators (which read it when
+/// they open); empty means the heap.
+#[derive(Clone, Default)]
+pub(crate) struct BackendCell(std::sync::Arc<std::sync::RwLock<Option<std::sync::Arc<dyn StateBackend>>>>);
+
+impl BackendCell {
+    pub(crate) fn set(&self, backend: std::sync::Arc<dyn StateBackend>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(backend);
+    }
+
+    pub(crate) fn keyed_backend(&self) -> KeyedBackend {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(KeyedBackend::Heap, |b| b.keyed_backend())
+    }
 }
 
 /// The configuration key (an environment variable) that names the state backend.
 pub const STATE_BACKEND_VARIABLE: &str = "WEIR_STATE_BACKEND";
 
 /// The backend a configuration value names, or an error naming the key, the
-/// value and what is allowed.
+/// value and what is allowed. `"rocksdb"` needs the cargo feature `rocksdb`
+/// (without it, the error says so); its settings then come from
+/// `WEIR_ROCKSDB_LOCAL_DIRS` (directories separated by `,`),
+/// `WEIR_ROCKSDB_DIR_STRATEGY` (`round-robin`, `least-used`, `random`),
+/// `WEIR_ROCKSDB_BLOCK_CACHE_MB`, `WEIR_ROCKSDB_WRITE_BUFFER_MB` and
+/// `WEIR_ROCKSDB_INCREMENTAL` (`true`/`false`).
 ///
 /// ```
 /// assert_eq!(weir::state::backend_from_config("heap").unwrap().name(), "heap");
@@ -110,8 +164,14 @@ pub const STATE_BACKEND_VARIABLE: &str = "WEIR_STATE_BACKEND";
 pub fn backend_from_config(value: &str) -> Result<std::sync::Arc<dyn StateBackend>, String> {
     match value.trim() {
         "heap" | "hashmap" => Ok(std::sync::Arc::new(HeapStateBackend)),
+        #[cfg(feature = "rocksdb")]
+        "rocksdb" => rocksdb::from_environment().map(|b| std::sync::Arc::new(b) as _),
+        #[cfg(not(feature = "rocksdb"))]
+        "rocksdb" => Err(format!(
+            "{STATE_BACKEND_VARIABLE}=\"rocksdb\": this build has no RocksDB state backend; build weir with `--features rocksdb`"
+        )),
         other => Err(format!(
-            "{STATE_BACKEND_VARIABLE}={other:?} is not a state backend; allowed: \"heap\" (alias \"hashmap\")"
+            "{STATE_BACKEND_VARIABLE}={other:?} is not a state backend; allowed: \"heap\" (alias \"hashmap\"), \"rocksdb\""
         )),
     }
 }

@@ -67,6 +67,7 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
                 parallelism,
                 max_parallelism,
                 checkpointing: true,
+                shared_state_dir: super::test_shared_dir(),
             },
             events: Vec::new(),
             _types: PhantomData,
@@ -102,7 +103,11 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
     where
         F: KeyedProcessFunction<K, In, Out>,
     {
-        let operator = KeyedProcess::new(function, Arc::new(key));
+        let backend = crate::state::BackendCell::default();
+        if let Some(test_backend) = super::test_backend() {
+            backend.set(test_backend);
+        }
+        let operator = KeyedProcess::new(function, Arc::new(key)).with_backend(backend);
         Self::new(operator, subtask, parallelism, max_parallelism)
     }
 
