@@ -54,7 +54,7 @@ pub struct Args {
     /// Unaligned checkpoints.
     #[arg(long)]
     pub unaligned: bool,
-    /// State backend: heap.
+    /// State backend: heap, or rocksdb (built with `--features rocksdb`).
     #[arg(long, default_value = "heap")]
     pub backend: String,
     /// Records per second over all source subtasks (default: unlimited).
@@ -202,12 +202,9 @@ fn position() -> weir::state::ListStateDescriptor<u64> {
 
 /// Builds the verification job on `env`.
 pub fn build(env: &StreamEnv, args: &Args) -> Result<(), String> {
-    if args.backend != "heap" {
-        return Err(format!(
-            "--backend {:?}: only \"heap\" is available in this build",
-            args.backend
-        ));
-    }
+    let backend = weir::state::backend_from_config(&args.backend)
+        .map_err(|e| format!("--backend {:?}: {e}", args.backend))?;
+    env.set_state_backend(backend);
     let mode = match args.mode.as_str() {
         "exactly-once" => CheckpointMode::ExactlyOnce,
         "at-least-once" => CheckpointMode::AtLeastOnce,

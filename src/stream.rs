@@ -462,8 +462,10 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
     pub fn process<U: Data, P: KeyedProcessFunction<K, T, U>>(self, function: P) -> DataStream<U> {
         let key = self.key.clone();
         let backend = self.stream.env().backend_cell();
-        self.stream
-            .transform("KeyedProcess", KeyedProcess::new(function, key).with_backend(backend))
+        self.stream.transform(
+            "KeyedProcess",
+            KeyedProcess::new(function, key).with_backend(backend),
+        )
     }
 
     /// Folds each key's records with `reduce(accumulated, next)`, emitting every new result.
@@ -474,10 +476,10 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
     {
         let key = self.key.clone();
         let backend = self.stream.env().backend_cell();
-        self.stream
-            .transform("Reduce", KeyedProcess::new(Reduce::new(reduce), key)
-                    .with_backend(backend),
-            )
+        self.stream.transform(
+            "Reduce",
+            KeyedProcess::new(Reduce::new(reduce), key).with_backend(backend),
+        )
     }
 
     /// Feeds each key's records to `function`, emitting every new result.
@@ -490,8 +492,7 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         let backend = self.stream.env().backend_cell();
         self.stream.transform(
             "Aggregate",
-            KeyedProcess::new(Aggregate::new(function), key)
-                .with_backend(backend),
+            KeyedProcess::new(Aggregate::new(function), key).with_backend(backend),
         )
     }
 
@@ -502,10 +503,10 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
     {
         let key = self.key.clone();
         let backend = self.stream.env().backend_cell();
-        self.stream
-            .transform(name, KeyedProcess::new(Rolling::new(kind, value), key)
-                    .with_backend(backend),
-            )
+        self.stream.transform(
+            name,
+            KeyedProcess::new(Rolling::new(kind, value), key).with_backend(backend),
+        )
     }
 
     /// Emits `(key, running sum of value(record))` for every record.

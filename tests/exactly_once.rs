@@ -38,6 +38,10 @@ fn run(tag: &str, seed: u64, parallelism: usize) -> (u64, u32) {
 }
 
 fn run_with(tag: &str, seed: u64, parallelism: usize, unaligned: bool) -> (u64, u32) {
+    run_on("heap", tag, seed, parallelism, unaligned)
+}
+
+fn run_on(backend: &str, tag: &str, seed: u64, parallelism: usize, unaligned: bool) -> (u64, u32) {
     let records = 60_000;
     let dir = temp_dir(&format!("{tag}-{seed}"));
     let args = example::Args {
@@ -47,7 +51,7 @@ fn run_with(tag: &str, seed: u64, parallelism: usize, unaligned: bool) -> (u64, 
         checkpoint_interval_ms: 5,
         mode: "exactly-once".into(),
         unaligned,
-        backend: "heap".into(),
+        backend: backend.into(),
         rate: None,
         fail_at: failures(seed, records, 3),
         restart: "fixed-delay:10:0".into(),
@@ -109,6 +113,46 @@ fn the_committed_output_is_exactly_once_through_injected_failures() {
             "seed {seed}: the injected failures restarted the job"
         );
     }
+}
+
+/// The RocksDB backend (incremental checkpoints, restores from shared files)
+/// passes the same audit through the same failures.
+#[cfg(feature = "rocksdb")]
+#[test]
+fn the_committed_output_is_exactly_once_with_rocksdb_through_injected_failures() {
+    for seed in [1, 42, 987_654] {
+        let (lines, restarts) = run_on("rocksdb", "rocksdb", seed, 2, false);
+        assert_eq!(lines, 60_000, "seed {seed}: one line per record");
+        assert!(
+            restarts >= 1,
+            "seed {seed}: the injected failures restarted the job"
+        );
+    }
+    let (lines, _) = run_on("rocksdb", "rocksdb-unaligned", 3, 3, true);
+    assert_eq!(lines, 60_000);
+}
+
+#[cfg(not(feature = "rocksdb"))]
+#[test]
+fn rocksdb_without_the_feature_is_a_clear_error() {
+    let dir = temp_dir("no-rocksdb");
+    let args = example::Args {
+        records: 10,
+        keys: 2,
+        parallelism: 1,
+        checkpoint_interval_ms: 5,
+        mode: "exactly-once".into(),
+        unaligned: false,
+        backend: "rocksdb".into(),
+        rate: None,
+        fail_at: Vec::new(),
+        restart: "none".into(),
+        output: dir.join("out"),
+        checkpoint_dir: dir.join("checkpoints"),
+        resume_from: None,
+    };
+    let err = example::build(&StreamEnv::new(), &args).unwrap_err();
+    assert!(err.contains("--features rocksdb"), "{err}");
 }
 
 #[test]

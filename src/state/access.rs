@@ -118,10 +118,7 @@ impl<'a, K: Key, V: StateData> ListStateRef<'a, K, V> {
     /// A copy of the list (empty if nothing was added).
     pub fn get(&self) -> Vec<V> {
         match &self.table {
-            TableRef::Heap(table) => table
-                .get(self.group, self.key)
-                .cloned()
-                .unwrap_or_default(),
+            TableRef::Heap(table) => table.get(self.group, self.key).cloned().unwrap_or_default(),
             #[cfg(feature = "rocksdb")]
             TableRef::RocksDb(table) => table.list_get(self.group, self.key),
         }

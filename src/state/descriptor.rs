@@ -9,10 +9,10 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use super::access::TableRef;
 use super::access::{
     AggregatingStateRef, ListStateRef, MapStateRef, ReducingStateRef, ValueStateRef,
 };
-use super::access::TableRef;
 use super::keyed::StateKind;
 use super::{Key, StateData};
 use crate::keys::KeyMap;

@@ -70,14 +70,13 @@ pub use descriptor::{
 pub use error::StateError;
 pub use heap::{HeapStateBackend, HeapTable};
 pub use keyed::{
-    KeyedSnapshotParts, KeyedStateSnapshot, KeyedStateStore, SnapshotOptions, StateBytes,
-    StateKind,
+    KeyedSnapshotParts, KeyedStateSnapshot, KeyedStateStore, SnapshotOptions, StateBytes, StateKind,
 };
-#[cfg(feature = "rocksdb")]
-pub use rocksdb::{LocalDirStrategy, RocksDbBackend};
 pub use operator_state::{
     OperatorListState, OperatorStateStore, StateInitContext, StateSnapshotContext,
 };
+#[cfg(feature = "rocksdb")]
+pub use rocksdb::{LocalDirStrategy, RocksDbBackend};
 
 use std::hash::Hash;
 
@@ -114,6 +113,15 @@ pub trait StateBackend: std::fmt::Debug + Send + Sync + 'static {
     }
 }
 
+impl StateBackend for std::sync::Arc<dyn StateBackend> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn keyed_backend(&self) -> KeyedBackend {
+        (**self).keyed_backend()
+    }
+}
+
 /// How keyed operators keep their state (what a [`StateBackend`] stands for).
 #[doc(hidden)]
 #[derive(Clone)]
@@ -129,7 +137,9 @@ pub enum KeyedBackend {
 /// when the job is built) and the job's keyed operators (which read it when
 /// they open); empty means the heap.
 #[derive(Clone, Default)]
-pub(crate) struct BackendCell(std::sync::Arc<std::sync::RwLock<Option<std::sync::Arc<dyn StateBackend>>>>);
+pub(crate) struct BackendCell(
+    std::sync::Arc<std::sync::RwLock<Option<std::sync::Arc<dyn StateBackend>>>>,
+);
 
 impl BackendCell {
     pub(crate) fn set(&self, backend: std::sync::Arc<dyn StateBackend>) {

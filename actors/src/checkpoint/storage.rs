@@ -641,22 +641,42 @@ mod tests {
             fs::write(shared.join(name), name).unwrap();
         }
         let refs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        for (id, files) in [(1, refs(&["a.sst", "b.sst"])), (2, refs(&["b.sst", "c.sst"]))] {
+        for (id, files) in [
+            (1, refs(&["a.sst", "b.sst"])),
+            (2, refs(&["b.sst", "c.sst"])),
+        ] {
             storage.write_state(id, "t-0.state", b"x").unwrap();
             storage.write_shared_refs(id, "t-0.state", &files).unwrap();
-            storage.write_metadata(&metadata(id, StateHandle::File { name: "t-0.state".into(), size: 1 })).unwrap();
+            storage
+                .write_metadata(&metadata(
+                    id,
+                    StateHandle::File {
+                        name: "t-0.state".into(),
+                        size: 1,
+                    },
+                ))
+                .unwrap();
         }
         // An unfinished checkpoint refers to c.sst too.
-        storage.write_shared_refs(3, "t-0.state", &refs(&["c.sst"])).unwrap();
+        storage
+            .write_shared_refs(3, "t-0.state", &refs(&["c.sst"]))
+            .unwrap();
         storage.discard(1).unwrap();
         let left = |d: &Path| {
-            let mut v: Vec<String> = fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            let mut v: Vec<String> = fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
             v.sort();
             v
         };
         assert_eq!(left(&shared), vec!["b.sst", "c.sst", "orphan.sst"]);
         storage.discard(2).unwrap();
-        assert_eq!(left(&shared), vec!["c.sst", "orphan.sst"], "c.sst is still referenced by checkpoint 3");
+        assert_eq!(
+            left(&shared),
+            vec!["c.sst", "orphan.sst"],
+            "c.sst is still referenced by checkpoint 3"
+        );
         // Discarding an unfinished checkpoint releases nothing.
         storage.discard(3).unwrap();
         assert_eq!(left(&shared), vec!["c.sst", "orphan.sst"]);

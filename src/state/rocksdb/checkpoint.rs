@@ -69,7 +69,11 @@ impl Drop for RocksSnapshot {
 
 impl RocksKeyedDb {
     /// Takes the synchronous part of a snapshot (`full`: canonical, as for a savepoint).
-    pub(crate) fn snapshot(&self, checkpoint_id: u64, full: bool) -> Result<RocksSnapshot, StateError> {
+    pub(crate) fn snapshot(
+        &self,
+        checkpoint_id: u64,
+        full: bool,
+    ) -> Result<RocksSnapshot, StateError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = self.local_dir().join(format!(
             "chk-{checkpoint_id}-{}",
@@ -77,7 +81,12 @@ impl RocksKeyedDb {
         ));
         let checkpoint = Checkpoint::new(self.db())
             .and_then(|c| c.create_checkpoint(&dir))
-            .map_err(|e| self.error(&format!("cannot take a local checkpoint in {}", dir.display()), e));
+            .map_err(|e| {
+                self.error(
+                    &format!("cannot take a local checkpoint in {}", dir.display()),
+                    e,
+                )
+            });
         if let Err(e) = checkpoint {
             let _ = fs::remove_dir_all(&dir);
             return Err(e);
@@ -112,12 +121,19 @@ impl RocksSnapshot {
     }
 
     fn error(&self, what: &str, e: impl std::fmt::Display) -> StateError {
-        StateError::Backend(format!("RocksDB snapshot of {}: {what}: {e}", self.site.describe))
+        StateError::Backend(format!(
+            "RocksDB snapshot of {}: {what}: {e}",
+            self.site.describe
+        ))
     }
 
     fn write_full(&self) -> Result<BTreeMap<usize, Vec<StateBytes>>, StateError> {
-        let db = DB::open_for_read_only(&self.options, &self.dir, false)
-            .map_err(|e| self.error(&format!("cannot open the local checkpoint {}", self.dir.display()), e))?;
+        let db = DB::open_for_read_only(&self.options, &self.dir, false).map_err(|e| {
+            self.error(
+                &format!("cannot open the local checkpoint {}", self.dir.display()),
+                e,
+            )
+        })?;
         let mut groups: BTreeMap<usize, Vec<StateBytes>> = BTreeMap::new();
         let mut prefix = Vec::new();
         for group in self.range.start..self.range.end {
@@ -132,12 +148,17 @@ impl RocksSnapshot {
                 iter.seek(&prefix);
                 let mut writer = CanonicalWriter::new(*kind);
                 while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-                    writer
-                        .add(&key[prefix.len()..], value)
-                        .map_err(|cause| StateError::Corrupt { name: name.clone(), group, cause })?;
+                    writer.add(&key[prefix.len()..], value).map_err(|cause| {
+                        StateError::Corrupt {
+                            name: name.clone(),
+                            group,
+                            cause,
+                        }
+                    })?;
                     iter.next();
                 }
-                iter.status().map_err(|e| self.error(&format!("cannot read state `{name}`"), e))?;
+                iter.status()
+                    .map_err(|e| self.error(&format!("cannot read state `{name}`"), e))?;
                 if let Some(entries) = writer.finish() {
                     groups.entry(group).or_default().push(StateBytes {
                         name: name.clone(),
@@ -153,7 +174,10 @@ impl RocksSnapshot {
 
     fn write_incremental(&self) -> Result<KeyedStateHandle, StateError> {
         let Some(shared_dir) = self.site.shared_dir.clone() else {
-            return Err(self.error("incremental snapshot", "the checkpoint storage has no shared directory"));
+            return Err(self.error(
+                "incremental snapshot",
+                "the checkpoint storage has no shared directory",
+            ));
         };
         fs::create_dir_all(&shared_dir)
             .map_err(|e| self.error(&format!("cannot create {}", shared_dir.display()), e))?;
@@ -166,12 +190,16 @@ impl RocksSnapshot {
             .map_err(|e| self.error(&format!("cannot list {}", self.dir.display()), e))?;
         names.sort();
         let mut uploaded = self.site.uploaded.lock().unwrap_or_else(|p| p.into_inner());
-        let mut data = HandleData { private: Vec::new(), sst: Vec::new() };
+        let mut data = HandleData {
+            private: Vec::new(),
+            sst: Vec::new(),
+        };
         let mut shared = Vec::new();
         for name in &names {
             let path = self.dir.join(name);
             if !name.ends_with(".sst") {
-                let bytes = fs::read(&path).map_err(|e| self.error(&format!("cannot read {}", path.display()), e))?;
+                let bytes = fs::read(&path)
+                    .map_err(|e| self.error(&format!("cannot read {}", path.display()), e))?;
                 data.private.push((name.clone(), bytes));
                 continue;
             }
@@ -179,8 +207,16 @@ impl RocksSnapshot {
                 Some(file) if shared_dir.join(&file.name).exists() => file.clone(),
                 _ => {
                     let shared_name = format!("{}-{name}", self.site.instance);
-                    let file = upload(&path, &shared_dir, &shared_name)
-                        .map_err(|e| self.error(&format!("cannot upload {} to {}", path.display(), shared_dir.display()), e))?;
+                    let file = upload(&path, &shared_dir, &shared_name).map_err(|e| {
+                        self.error(
+                            &format!(
+                                "cannot upload {} to {}",
+                                path.display(),
+                                shared_dir.display()
+                            ),
+                            e,
+                        )
+                    })?;
                     uploaded.insert(name.clone(), file.clone());
                     file
                 }
@@ -212,7 +248,11 @@ fn upload(path: &Path, dir: &Path, name: &str) -> std::io::Result<SharedFile> {
     let temp = dir.join(format!("{name}.inprogress"));
     let (size, crc32) = copy_with_crc(path, &temp)?;
     fs::rename(&temp, dir.join(name))?;
-    Ok(SharedFile { name: name.to_string(), size, crc32 })
+    Ok(SharedFile {
+        name: name.to_string(),
+        size,
+        crc32,
+    })
 }
 
 fn copy_with_crc(from: &Path, to: &Path) -> std::io::Result<(u64, u32)> {
@@ -243,7 +283,8 @@ fn download(handle: &KeyedStateHandle, dir: &Path) -> Result<(), StateError> {
         ))
     })?;
     fs::create_dir_all(dir).map_err(|e| local_error(dir, "cannot create", e))?;
-    let files: HashMap<&str, &SharedFile> = handle.shared.iter().map(|f| (f.name.as_str(), f)).collect();
+    let files: HashMap<&str, &SharedFile> =
+        handle.shared.iter().map(|f| (f.name.as_str(), f)).collect();
     for (local, shared_name) in &data.sst {
         let source = handle.shared_dir.join(shared_name);
         let Some(expected) = files.get(shared_name.as_str()) else {
@@ -273,7 +314,9 @@ fn download(handle: &KeyedStateHandle, dir: &Path) -> Result<(), StateError> {
     }
     for (name, bytes) in &data.private {
         if name.contains('/') || name.contains("..") {
-            return Err(StateError::Backend(format!("the RocksDB snapshot names a file {name:?}")));
+            return Err(StateError::Backend(format!(
+                "the RocksDB snapshot names a file {name:?}"
+            )));
         }
         let path = dir.join(name);
         fs::write(&path, bytes).map_err(|e| local_error(&path, "cannot write", e))?;
@@ -292,11 +335,19 @@ pub(crate) fn open_database(
     handles: &[KeyedStateHandle],
 ) -> Result<RocksKeyedDb, StateError> {
     let settings = &backend.settings;
-    let root = &settings.local_dirs[backend.resources.choose(&settings.local_dirs, settings.strategy)];
+    let root = &settings.local_dirs[backend
+        .resources
+        .choose(&settings.local_dirs, settings.strategy)];
     let dir = LocalDir::create(root, uid, subtask)?;
     let mut relevant = relevant(handles, range);
     // The handle that holds most of the range becomes the database; the others are ingested.
-    relevant.sort_by_key(|h| std::cmp::Reverse(h.end.min(range.end).saturating_sub(h.start.max(range.start))));
+    relevant.sort_by_key(|h| {
+        std::cmp::Reverse(
+            h.end
+                .min(range.end)
+                .saturating_sub(h.start.max(range.start)),
+        )
+    });
     let Some((base, others)) = relevant.split_first() else {
         return RocksKeyedDb::open_in(backend, dir, range, site);
     };
@@ -304,8 +355,10 @@ pub(crate) fn open_database(
     if Some(&base.shared_dir) == site.shared_dir.as_ref() {
         // The files are in this job's shared directory already: later
         // checkpoints refer to them instead of uploading them again.
-        let data: HandleData = rmp_serde::from_slice(&base.data).map_err(|e| StateError::Backend(e.to_string()))?;
-        let files: HashMap<&str, &SharedFile> = base.shared.iter().map(|f| (f.name.as_str(), f)).collect();
+        let data: HandleData =
+            rmp_serde::from_slice(&base.data).map_err(|e| StateError::Backend(e.to_string()))?;
+        let files: HashMap<&str, &SharedFile> =
+            base.shared.iter().map(|f| (f.name.as_str(), f)).collect();
         let mut uploaded = site.uploaded.lock().unwrap_or_else(|p| p.into_inner());
         for (local, shared_name) in data.sst {
             if let Some(file) = files.get(shared_name.as_str()) {
@@ -322,13 +375,22 @@ pub(crate) fn open_database(
 }
 
 /// Adds the key groups of `handle` that `db` owns, through an SST file.
-fn ingest(db: &mut RocksKeyedDb, backend: &RocksDbBackend, handle: &KeyedStateHandle, i: usize) -> Result<(), StateError> {
+fn ingest(
+    db: &mut RocksKeyedDb,
+    backend: &RocksDbBackend,
+    handle: &KeyedStateHandle,
+    i: usize,
+) -> Result<(), StateError> {
     let range = db.range();
     let temp = db.local_dir().join(format!("import-{i}"));
     download(handle, &temp)?;
     let options = db_options(backend);
-    let source = DB::open_for_read_only(&options, &temp, false)
-        .map_err(|e| db.error(&format!("cannot open the restored snapshot in {}", temp.display()), e))?;
+    let source = DB::open_for_read_only(&options, &temp, false).map_err(|e| {
+        db.error(
+            &format!("cannot open the restored snapshot in {}", temp.display()),
+            e,
+        )
+    })?;
     let (lo, hi) = (handle.start.max(range.start), handle.end.min(range.end));
     let mut read = rocksdb::ReadOptions::default();
     read.set_iterate_upper_bound(format::group_start(hi).to_vec());
@@ -337,21 +399,28 @@ fn ingest(db: &mut RocksKeyedDb, backend: &RocksDbBackend, handle: &KeyedStateHa
     iter.seek(format::group_start(lo));
     let sst = db.local_dir().join(format!("import-{i}.sst"));
     let mut writer = SstFileWriter::create(&options);
-    writer.open(&sst).map_err(|e| db.error(&format!("cannot create {}", sst.display()), e))?;
+    writer
+        .open(&sst)
+        .map_err(|e| db.error(&format!("cannot create {}", sst.display()), e))?;
     let mut entries = 0u64;
     while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-        writer.put(key, value).map_err(|e| db.error("cannot write an ingested entry", e))?;
+        writer
+            .put(key, value)
+            .map_err(|e| db.error("cannot write an ingested entry", e))?;
         entries += 1;
         iter.next();
     }
-    iter.status().map_err(|e| db.error("cannot read a restored snapshot", e))?;
+    iter.status()
+        .map_err(|e| db.error("cannot read a restored snapshot", e))?;
     drop(iter);
     // Registrations of states this database does not know yet.
     let mut registrations = Vec::new();
     let mut meta = source.raw_iterator();
     meta.seek(META_PREFIX);
     while let (Some(key), Some(value)) = (meta.key(), meta.value()) {
-        let Some(name) = key.strip_prefix(&META_PREFIX[..]) else { break };
+        let Some(name) = key.strip_prefix(&META_PREFIX[..]) else {
+            break;
+        };
         let (kind, type_name): (StateKind, String) = rmp_serde::from_slice(value)
             .map_err(|e| db.error("unreadable state registration in a restored snapshot", e))?;
         registrations.push((String::from_utf8_lossy(name).into_owned(), kind, type_name));
@@ -360,7 +429,9 @@ fn ingest(db: &mut RocksKeyedDb, backend: &RocksDbBackend, handle: &KeyedStateHa
     drop(meta);
     drop(source);
     if entries > 0 {
-        writer.finish().map_err(|e| db.error(&format!("cannot finish {}", sst.display()), e))?;
+        writer
+            .finish()
+            .map_err(|e| db.error(&format!("cannot finish {}", sst.display()), e))?;
         db.db()
             .ingest_external_file(vec![&sst])
             .map_err(|e| db.error(&format!("cannot ingest {}", sst.display()), e))?;

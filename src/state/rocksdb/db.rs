@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rocksdb::{BlockBasedOptions, DBCompressionType, MergeOperands, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, DBCompressionType, MergeOperands, Options, WriteBatch, WriteOptions, DB,
+};
 use weir_actors::snapshot::{KeyedStateHandle, SharedFile};
 
 use super::dirs::LocalDir;
@@ -45,7 +47,9 @@ impl SnapshotSite {
         let instance = format!(
             "{:016x}",
             crate::keys::fmix64(
-                nanos ^ (u64::from(std::process::id()) << 32) ^ NEXT.fetch_add(1, Ordering::Relaxed)
+                nanos
+                    ^ (u64::from(std::process::id()) << 32)
+                    ^ NEXT.fetch_add(1, Ordering::Relaxed)
             )
         );
         SnapshotSite {
@@ -171,12 +175,14 @@ impl RocksKeyedDb {
                 break;
             };
             let name = String::from_utf8_lossy(name).into_owned();
-            let entry: (StateKind, String) = rmp_serde::from_slice(value)
-                .map_err(|e| self.error(&format!("state `{name}` has an unreadable registration"), e))?;
+            let entry: (StateKind, String) = rmp_serde::from_slice(value).map_err(|e| {
+                self.error(&format!("state `{name}` has an unreadable registration"), e)
+            })?;
             registry.insert(name, entry);
             iter.next();
         }
-        iter.status().map_err(|e| self.error("cannot read the state registry", e))?;
+        iter.status()
+            .map_err(|e| self.error("cannot read the state registry", e))?;
         self.registry = registry;
         Ok(())
     }
@@ -216,12 +222,16 @@ impl RocksKeyedDb {
         self.db
             .put_opt(format::meta_key(name), value, &self.write)
             .map_err(|e| self.error(&format!("cannot register state `{name}`"), e))?;
-        self.registry.insert(name.to_string(), (kind, type_name.to_string()));
+        self.registry
+            .insert(name.to_string(), (kind, type_name.to_string()));
         Ok(())
     }
 
     /// Writes canonical (heap-format) bytes of key groups into the database.
-    pub(crate) fn import(&mut self, groups: &std::collections::BTreeMap<usize, Vec<StateBytes>>) -> Result<(), StateError> {
+    pub(crate) fn import(
+        &mut self,
+        groups: &std::collections::BTreeMap<usize, Vec<StateBytes>>,
+    ) -> Result<(), StateError> {
         let mut prefix = Vec::new();
         let mut key = Vec::new();
         for (&group, states) in groups.range(self.range.start..self.range.end) {
@@ -253,7 +263,10 @@ impl RocksKeyedDb {
     pub(super) fn delete_outside(&self, covered: (usize, usize)) -> Result<(), StateError> {
         let mut batch = WriteBatch::default();
         if covered.0 < self.range.start {
-            batch.delete_range(format::group_start(covered.0), format::group_start(self.range.start));
+            batch.delete_range(
+                format::group_start(covered.0),
+                format::group_start(self.range.start),
+            );
         }
         if covered.1 > self.range.end {
             batch.delete_range(format::group_start(self.range.end), META_PREFIX);
@@ -286,10 +299,15 @@ impl RocksKeyedDb {
     }
 
     /// Every stored key of state `name` (decoded), over the subtask's key groups.
-    pub(crate) fn keys<K: crate::state::Key>(&self, name: &str, kind: StateKind) -> Result<Vec<K>, StateError> {
+    pub(crate) fn keys<K: crate::state::Key>(
+        &self,
+        name: &str,
+        kind: StateKind,
+    ) -> Result<Vec<K>, StateError> {
         let mut keys = Vec::new();
         self.for_each_key_bytes(name, kind, |bytes| {
-            let key: K = rmp_serde::from_slice(bytes).map_err(|e| self.error(&format!("undecodable key of state `{name}`"), e))?;
+            let key: K = rmp_serde::from_slice(bytes)
+                .map_err(|e| self.error(&format!("undecodable key of state `{name}`"), e))?;
             keys.push(key);
             Ok(())
         })?;
@@ -320,7 +338,8 @@ impl RocksKeyedDb {
             while let Some(key) = iter.key() {
                 let suffix = &key[prefix.len()..];
                 let suffix = if kind == StateKind::Map {
-                    let end = format::skip_value(suffix, 0).map_err(|e| self.error("undecodable map key", e))?;
+                    let end = format::skip_value(suffix, 0)
+                        .map_err(|e| self.error("undecodable map key", e))?;
                     &suffix[..end]
                 } else {
                     suffix
@@ -333,7 +352,8 @@ impl RocksKeyedDb {
                 }
                 iter.next();
             }
-            iter.status().map_err(|e| self.error(&format!("cannot read state `{name}`"), e))?;
+            iter.status()
+                .map_err(|e| self.error(&format!("cannot read state `{name}`"), e))?;
             last.clear();
         }
         Ok(())
@@ -357,7 +377,10 @@ impl RocksKeyedDb {
 }
 
 /// The handles of `handles` that hold key groups of `range`.
-pub(super) fn relevant(handles: &[KeyedStateHandle], range: KeyGroupRange) -> Vec<&KeyedStateHandle> {
+pub(super) fn relevant(
+    handles: &[KeyedStateHandle],
+    range: KeyGroupRange,
+) -> Vec<&KeyedStateHandle> {
     handles
         .iter()
         .filter(|h| h.backend == super::HANDLE_BACKEND && h.overlaps(range.start, range.end))

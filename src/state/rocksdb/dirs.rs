@@ -49,10 +49,8 @@ impl Resources {
         let cache = Cache::new_lru_cache(settings.block_cache_bytes);
         // One budget for the memtables of every subtask of the job: when it is
         // spent, the largest memtables are flushed.
-        let write_buffers = WriteBufferManager::new_write_buffer_manager(
-            settings.write_buffer_bytes,
-            false,
-        );
+        let write_buffers =
+            WriteBufferManager::new_write_buffer_manager(settings.write_buffer_bytes, false);
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0x9e37_79b9, |d| d.as_nanos() as u64);

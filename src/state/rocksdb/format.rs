@@ -295,7 +295,10 @@ mod tests {
             named(&-1i8),
             named(&"é".repeat(70_000)),
             named(&vec![rich.clone(); 20]),
-            named(&KeyMap::from_iter([(1u32, "a".to_string()), (2, "b".into())])),
+            named(&KeyMap::from_iter([
+                (1u32, "a".to_string()),
+                (2, "b".into()),
+            ])),
             named(&()),
         ] {
             assert_eq!(skip_value(&bytes, 0), Ok(bytes.len()));
@@ -327,7 +330,10 @@ mod tests {
             stored.push((k.to_vec(), v.to_vec()))
         })
         .unwrap();
-        assert_eq!(stored[0].1, [named(&1u32), named(&2u32), named(&3u32)].concat());
+        assert_eq!(
+            stored[0].1,
+            [named(&1u32), named(&2u32), named(&3u32)].concat()
+        );
         let mut writer = CanonicalWriter::new(StateKind::List);
         writer.add(&stored[0].0, &stored[0].1).unwrap();
         assert_eq!(writer.finish().unwrap(), canonical);

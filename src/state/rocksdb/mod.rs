@@ -56,8 +56,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub(crate) use checkpoint::{open_database, RocksSnapshot, WrittenSnapshot, HANDLE_BACKEND};
-pub(crate) use db::SnapshotSite;
 pub(crate) use db::RocksKeyedDb;
+pub(crate) use db::SnapshotSite;
 pub use dirs::LocalDirStrategy;
 pub(crate) use table::RocksTable;
 #[doc(hidden)]

@@ -45,7 +45,10 @@ impl<'a> RocksTableRef<'a> {
     }
 
     fn fail(&self, what: &str, e: impl std::fmt::Display) {
-        self.db.fail(self.db.error(&format!("{what} state `{}`", self.table.name), e));
+        self.db.fail(
+            self.db
+                .error(&format!("{what} state `{}`", self.table.name), e),
+        );
     }
 
     /// Builds the data key of `key` (plus `user_key`) into the table's key buffer.
@@ -116,7 +119,9 @@ impl<'a> RocksTableRef<'a> {
         }
         let this = &*self;
         let written = this.with_key(group, key, None, |k| {
-            this.db.db().put_opt(k, &this.table.value, this.db.write_options())
+            this.db
+                .db()
+                .put_opt(k, &this.table.value, this.db.write_options())
         });
         if let Some(Err(e)) = written {
             self.fail("cannot write", e);
@@ -181,7 +186,9 @@ impl<'a> RocksTableRef<'a> {
         }
         let this = &*self;
         let written = this.with_key(group, key, None, |k| {
-            this.db.db().merge_opt(k, &this.table.value, this.db.write_options())
+            this.db
+                .db()
+                .merge_opt(k, &this.table.value, this.db.write_options())
         });
         if let Some(Err(e)) = written {
             self.fail("cannot append to", e);
@@ -203,7 +210,9 @@ impl<'a> RocksTableRef<'a> {
         key: &K,
         user_key: &UK,
     ) -> Option<UV> {
-        let read = self.with_key(group, key, Some(&Ser(user_key)), |k| self.db.db().get_pinned(k))?;
+        let read = self.with_key(group, key, Some(&Ser(user_key)), |k| {
+            self.db.db().get_pinned(k)
+        })?;
         match read {
             Ok(Some(bytes)) => self.decode(&bytes),
             Ok(None) => None,
@@ -215,14 +224,22 @@ impl<'a> RocksTableRef<'a> {
     }
 
     /// Sets the value under `user_key` in the map of `key`.
-    pub(crate) fn map_put<K: Key, UK: Key, UV: Serialize>(&mut self, group: usize, key: &K, user_key: &UK, value: &UV) {
+    pub(crate) fn map_put<K: Key, UK: Key, UV: Serialize>(
+        &mut self,
+        group: usize,
+        key: &K,
+        user_key: &UK,
+        value: &UV,
+    ) {
         self.table.value.clear();
         if let Err(e) = rmp_serde::encode::write_named(&mut self.table.value, value) {
             return self.fail("cannot encode a value of", e);
         }
         let this = &*self;
         let written = this.with_key(group, key, Some(&Ser(user_key)), |k| {
-            this.db.db().put_opt(k, &this.table.value, this.db.write_options())
+            this.db
+                .db()
+                .put_opt(k, &this.table.value, this.db.write_options())
         });
         if let Some(Err(e)) = written {
             self.fail("cannot write", e);
@@ -240,7 +257,11 @@ impl<'a> RocksTableRef<'a> {
     }
 
     /// Every (user key, value) of the map of `key`, in the order of their encodings.
-    pub(crate) fn map_entries<K: Key, UK: Key, UV: DeserializeOwned>(&self, group: usize, key: &K) -> Vec<(UK, UV)> {
+    pub(crate) fn map_entries<K: Key, UK: Key, UV: DeserializeOwned>(
+        &self,
+        group: usize,
+        key: &K,
+    ) -> Vec<(UK, UV)> {
         let mut out = Vec::new();
         self.map_scan(group, key, |user_key, value| {
             let user_key: UK = rmp_serde::from_slice(user_key).map_err(|e| e.to_string())?;
