@@ -172,22 +172,24 @@ fn an_incremental_chain_uploads_new_files_only_and_deletes_what_no_retained_chec
     let mut model = BTreeMap::new();
     let mut retained: Vec<(u64, SubtaskState)> = Vec::new();
     let mut deleted_any = false;
+    let mut reused = 0;
     with_state_backend(rocksdb(&root.path().join("local")), Some(&shared), || {
         let mut h = harness(None).unwrap();
         let mut previous: HashSet<String> = HashSet::new();
         for id in 1..=8u64 {
             feed(&mut h, 2_000, id as u32 * 3, 3, &mut model);
+            let before = files_in(&shared);
             let snapshot = h.snapshot(id).unwrap();
             let handle = &snapshot.keyed_handles[0];
             let names: HashSet<String> = handle.shared.iter().map(|f| f.name.clone()).collect();
-            let uploaded: Vec<&String> = names.difference(&previous).collect();
-            assert!(!uploaded.is_empty(), "checkpoint {id} flushed new data");
-            if id > 1 {
-                assert!(
-                    names.intersection(&previous).next().is_some() || uploaded.len() < names.len(),
-                    "checkpoint {id} reuses files of the previous one"
-                );
-            }
+            let added: HashSet<String> = files_in(&shared).difference(&before).cloned().collect();
+            let expected_new: HashSet<String> = names.difference(&previous).cloned().collect();
+            assert!(!added.is_empty(), "checkpoint {id} flushed new data");
+            assert_eq!(
+                added, expected_new,
+                "checkpoint {id} uploads exactly the files the previous one lacked"
+            );
+            reused += names.intersection(&previous).count();
             previous = names;
             retained.push((id, complete(&storage, id, snapshot)));
             // Keep two checkpoints, as `retained: 2` does.

@@ -484,6 +484,11 @@ where
     fn on_processing_time(&mut self, now: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
         self.fire(TimeDomain::ProcessingTime, now, out)
     }
+
+    fn close(&mut self) -> Result<(), UserError> {
+        self.keyed.close();
+        Ok(())
+    }
 }
 
 impl<K: Key, In, F> KeyedBroadcastProcess<K, In, F> {

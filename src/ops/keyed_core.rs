@@ -293,6 +293,12 @@ impl<K: Key> KeyedCore<K> {
         }
     }
 
+    /// Releases the keyed state when the operator closes (after the final
+    /// checkpoint): a RocksDB database is closed and its local directory removed.
+    pub fn close(&mut self) {
+        self.store = None;
+    }
+
     /// The store, for work over all keys (`apply_to_keyed_state`).
     pub fn store_mut(&mut self) -> Result<&mut KeyedStateStore<K>, UserError> {
         self.store

@@ -307,6 +307,8 @@ where
     }
 
     fn close(&mut self) -> Result<(), UserError> {
-        self.function.close()
+        let closed = self.function.close();
+        self.core.close();
+        closed
     }
 }

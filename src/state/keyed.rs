@@ -296,7 +296,7 @@ impl<K: Key> KeyedStateStore<K> {
     ) -> Result<usize, StateError> {
         #[cfg(feature = "rocksdb")]
         if let Backing::RocksDb(db) = &mut self.backing {
-            db.register(name, kind, type_name, false)?;
+            db.register(name, kind, type_name)?;
             self.tables.push(Table {
                 name: name.to_string(),
                 kind,

@@ -96,7 +96,7 @@ impl RocksKeyedDb {
             .iter()
             .map(|(n, (k, t))| (n.clone(), *k, t.clone()))
             .collect();
-        registry.sort();
+        registry.sort_by(|a, b| a.0.cmp(&b.0));
         let site = self.site.clone();
         let full = full || !site.incremental || site.shared_dir.is_none();
         Ok(RocksSnapshot {
@@ -438,7 +438,7 @@ fn ingest(
     }
     drop(writer);
     for (name, kind, type_name) in registrations {
-        db.register(&name, kind, &type_name, true)?;
+        db.register(&name, kind, &type_name)?;
     }
     let _ = fs::remove_file(&sst);
     fs::remove_dir_all(&temp).map_err(|e| local_error(&temp, "cannot remove", e))?;

@@ -198,7 +198,6 @@ impl RocksKeyedDb {
         name: &str,
         kind: StateKind,
         type_name: &str,
-        restored: bool,
     ) -> Result<(), StateError> {
         if name.len() > 255 {
             return Err(StateError::Backend(format!(
@@ -209,7 +208,9 @@ impl RocksKeyedDb {
             if *k != kind || t != type_name {
                 return Err(StateError::Mismatch {
                     name: name.to_string(),
-                    declared: format!("{k:?}<{t}>{}", if restored { " (restored)" } else { "" }),
+                    // Tables opened in this run are checked before: a
+                    // registration found here came with restored state.
+                    declared: format!("{k:?}<{t}> (restored)"),
                     requested: format!("{kind:?}<{type_name}>"),
                 });
             }
@@ -237,7 +238,7 @@ impl RocksKeyedDb {
         for (&group, states) in groups.range(self.range.start..self.range.end) {
             let mut batch = WriteBatch::default();
             for state in states {
-                self.register(&state.name, state.kind, &state.type_name, true)?;
+                self.register(&state.name, state.kind, &state.type_name)?;
                 format::data_prefix(&mut prefix, group, state.name.as_bytes());
                 format::read_canonical(state.kind, &state.entries, |suffix, value| {
                     key.clear();

@@ -309,7 +309,7 @@ mod tests {
     #[test]
     fn canonical_bytes_round_trip_through_stored_entries() {
         // Value state.
-        let entries = vec![(&7u64, &"seven".to_string()), (&9u64, &"nine".to_string())];
+        let entries = vec![(7u64, "seven".to_string()), (9u64, "nine".to_string())];
         let canonical = named(&entries);
         let mut stored = Vec::new();
         read_canonical(StateKind::Value, &canonical, |k, v| {
@@ -323,7 +323,7 @@ mod tests {
         assert_eq!(writer.finish().unwrap(), canonical);
 
         // List state: stored as the concatenated elements.
-        let lists = vec![(&"a".to_string(), &vec![1u32, 2, 3])];
+        let lists = vec![("a".to_string(), vec![1u32, 2, 3])];
         let canonical = named(&lists);
         let mut stored = Vec::new();
         read_canonical(StateKind::List, &canonical, |k, v| {

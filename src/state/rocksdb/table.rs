@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::format;
 use super::RocksKeyedDb;
-use crate::state::{Key, StateError};
+use crate::state::Key;
 
 /// One state of a subtask's database: its name and scratch buffers.
 pub(crate) struct RocksTable {
