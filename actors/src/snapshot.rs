@@ -106,8 +106,10 @@ impl KeyedStateHandle {
 pub struct OperatorSnapshot {
     /// Keyed state (with timers), serialised per key group.
     pub keyed: BTreeMap<usize, Vec<u8>>,
-    /// Keyed state held as handles over key-group ranges (incremental snapshots).
-    #[serde(default)]
+    /// Keyed state held as handles over key-group ranges (incremental
+    /// snapshots). Not written when empty, so that snapshots without handles
+    /// keep the format they had before handles existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keyed_handles: Vec<KeyedStateHandle>,
     /// Operator list states.
     pub lists: Vec<ListStateSnapshot>,

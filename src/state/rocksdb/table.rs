@@ -68,7 +68,7 @@ impl<'a> RocksTableRef<'a> {
             return None;
         }
         if let Some(user_key) = user_key {
-            if let Err(e) = user_key.write(&mut *buf) {
+            if let Err(e) = user_key.write(&mut buf) {
                 drop(buf);
                 self.fail("cannot encode a user key of", e);
                 return None;
