@@ -60,6 +60,7 @@ impl<K: Key> KeyedContext<'_, K> {
     }
 
     /// Opens `descriptor`'s state for the current key.
+    #[inline(always)]
     pub fn state<'c, D: StateDescriptor>(
         &'c mut self,
         descriptor: &'c D,

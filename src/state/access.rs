@@ -30,7 +30,7 @@ pub struct ValueStateRef<'a, K, V> {
 }
 
 impl<'a, K: Key, V: StateData> ValueStateRef<'a, K, V> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(
         table: TableRef<'a, K, V>,
         key: &'a K,
@@ -69,7 +69,7 @@ impl<'a, K: Key, V: StateData> ValueStateRef<'a, K, V> {
 
     /// Changes the value in place (starting from the default if there is none)
     /// and returns what `f` returns: one lookup instead of a read and a write.
-    #[inline]
+    #[inline(always)]
     pub fn modify<R>(&mut self, f: impl FnOnce(&mut V) -> R) -> Option<R> {
         match &mut self.table {
             TableRef::Heap(table) => {
@@ -82,14 +82,7 @@ impl<'a, K: Key, V: StateData> ValueStateRef<'a, K, V> {
                 Some(result)
             }
             #[cfg(feature = "rocksdb")]
-            TableRef::RocksDb(table) => {
-                let mut value = table
-                    .get(self.group, self.key)
-                    .or_else(|| self.default.cloned())?;
-                let result = f(&mut value);
-                table.put(self.group, self.key, &value);
-                Some(result)
-            }
+            TableRef::RocksDb(table) => rocks_modify(table, self.group, self.key, self.default, f),
         }
     }
 
@@ -101,6 +94,23 @@ impl<'a, K: Key, V: StateData> ValueStateRef<'a, K, V> {
             TableRef::RocksDb(table) => table.delete(self.group, self.key),
         }
     }
+}
+
+/// The RocksDB side of [`ValueStateRef::modify`], out of line so that the
+/// heap side stays small enough to inline into the processing loop.
+#[cfg(feature = "rocksdb")]
+#[inline(never)]
+fn rocks_modify<K: Key, V: StateData, R>(
+    table: &mut RocksTableRef<'_>,
+    group: usize,
+    key: &K,
+    default: Option<&V>,
+    f: impl FnOnce(&mut V) -> R,
+) -> Option<R> {
+    let mut value = table.get(group, key).or_else(|| default.cloned())?;
+    let result = f(&mut value);
+    table.put(group, key, &value);
+    Some(result)
 }
 
 /// A [`ListStateDescriptor`](super::ListStateDescriptor)'s list for the current key.

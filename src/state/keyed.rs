@@ -337,7 +337,7 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     /// Opens `descriptor`'s state for `key` (in key group `group`).
-    #[inline]
+    #[inline(always)]
     pub fn open<'a, D: StateDescriptor>(
         &'a mut self,
         descriptor: &'a D,

@@ -101,7 +101,16 @@ pub(super) fn db_options(backend: &RocksDbBackend) -> Options {
     options.set_block_based_table_factory(&table);
     options.set_merge_operator_associative("weir-list-append", list_append);
     options.set_write_buffer_manager(&backend.resources.write_buffers);
-    options.set_write_buffer_size((settings.write_buffer_bytes / 2).clamp(1 << 20, 64 << 20));
+    // Small memtables: a state updated in place piles up versions of the same
+    // keys, and lookups in a deep skip list dominated keyed-count (32 MiB
+    // memtables: 0.41 M records/s).
+    options.set_write_buffer_size((settings.write_buffer_bytes / 8).clamp(1 << 20, 8 << 20));
+    options.set_memtable_whole_key_filtering(true);
+    options.set_memtable_prefix_bloom_ratio(0.1);
+    // One writer per database: a value rewritten with a value no larger
+    // (counters, accumulators) is updated in place in the memtable.
+    options.set_allow_concurrent_memtable_write(false);
+    options.set_inplace_update_support(true);
     options.set_max_write_buffer_number(3);
     options.set_compression_type(DBCompressionType::None);
     options.set_max_background_jobs(2);
