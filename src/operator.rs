@@ -254,7 +254,14 @@ impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> StreamOperator
 
     fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
         let op = &mut self.op;
-        snapshot_with(&mut self.operator_state, checkpoint_id, |ctx| {
+        snapshot_with(&mut self.operator_state, checkpoint_id, false, |ctx| {
+            op.snapshot_state(ctx)
+        })
+    }
+
+    fn snapshot_savepoint(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
+        let op = &mut self.op;
+        snapshot_with(&mut self.operator_state, checkpoint_id, true, |ctx| {
             op.snapshot_state(ctx)
         })
     }
@@ -343,6 +350,7 @@ pub(crate) fn initialize_with(
 pub(crate) fn snapshot_with(
     operator_state: &mut OperatorStateStore,
     checkpoint_id: u64,
+    full: bool,
     snapshot: impl FnOnce(&mut StateSnapshotContext) -> Result<(), UserError>,
 ) -> Result<PendingSnapshot, UserError> {
     let mut ctx = StateSnapshotContext {
@@ -350,8 +358,7 @@ pub(crate) fn snapshot_with(
         operator_state,
         raw: None,
         keyed: None,
-        // Savepoints (issue 6) set this: they are always full and canonical.
-        full: false,
+        full,
         broadcast: None,
     };
     snapshot(&mut ctx)?;

@@ -8,7 +8,8 @@
 //!   naming the file; the heap backend refuses an incremental RocksDB snapshot
 //!   with an error saying what to do;
 //! - **the canonical format**: a heap snapshot restores into RocksDB and a full
-//!   RocksDB snapshot into the heap;
+//!   RocksDB snapshot into the heap; a savepoint is canonical even when
+//!   checkpoints are incremental;
 //! - **memory**: state ten times the configured memory is kept and read back;
 //! - **local directories** are removed when a job's subtasks end.
 #![cfg(feature = "rocksdb")]
@@ -314,6 +315,24 @@ fn full_snapshots_move_between_the_heap_and_rocksdb_in_the_canonical_format() {
         h.snapshot(3).unwrap()
     });
     assert_eq!(heap_again.keyed.len(), rocks_again.keyed.len());
+}
+
+#[test]
+fn a_savepoint_is_canonical_even_with_incremental_checkpoints() {
+    let root = tempfile::tempdir().unwrap();
+    let shared = root.path().join("shared");
+    let mut model = BTreeMap::new();
+    let savepoint = with_state_backend(rocksdb(&root.path().join("a")), Some(&shared), || {
+        let mut h = harness(None).unwrap();
+        feed(&mut h, 200, 0, 2, &mut model);
+        assert!(!h.snapshot(1).unwrap().keyed_handles.is_empty());
+        h.savepoint(2).unwrap()
+    });
+    assert!(savepoint.keyed_handles.is_empty() && !savepoint.keyed.is_empty());
+    with_state_backend(HeapStateBackend, None, || {
+        let mut h = harness(Some(savepoint)).unwrap();
+        assert_eq!(query(&mut h, 200), expected(&model));
+    });
 }
 
 #[test]

@@ -117,6 +117,12 @@ pub trait StreamOperator: Send + 'static {
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
         Ok(PendingSnapshot::ready(OperatorSnapshot::default()))
     }
+    /// The same for a savepoint: the state must be self-contained and in its
+    /// canonical format (no reference to files shared with checkpoints, so
+    /// that it outlives them and any state backend can read it).
+    fn snapshot_savepoint(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
+        self.snapshot_state(checkpoint_id)
+    }
     /// Called once before the first batch.
     fn open(&mut self, _info: &OperatorInfo) -> Result<(), UserError> {
         Ok(())

@@ -160,6 +160,12 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
         self.operator.snapshot_state(checkpoint_id)
     }
 
+    /// Takes a savepoint's snapshot (both parts, synchronously): self-contained
+    /// and in the canonical format whatever the state backend.
+    pub fn savepoint(&mut self, checkpoint_id: u64) -> Result<OperatorSnapshot, UserError> {
+        self.operator.snapshot_savepoint(checkpoint_id)?.finish()
+    }
+
     /// Takes a snapshot (both parts, synchronously).
     pub fn snapshot(&mut self, checkpoint_id: u64) -> Result<OperatorSnapshot, UserError> {
         self.operator.snapshot_state(checkpoint_id)?.finish()

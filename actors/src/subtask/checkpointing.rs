@@ -241,7 +241,7 @@ impl Subtask {
             .faults
             .as_ref()
             .and_then(|f| f.on_snapshot(barrier.id));
-        let operators = match self.chain.snapshot(barrier.id) {
+        let operators = match self.chain.snapshot(barrier.id, barrier.savepoint) {
             Ok(operators) => operators,
             Err(failure) => {
                 broken = Some(format!(
