@@ -49,4 +49,10 @@ impl RuntimeContext {
     pub fn max_parallelism(&self) -> usize {
         self.info.max_parallelism
     }
+
+    /// Where incremental snapshots put files shared between checkpoints.
+    #[cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
+    pub(crate) fn shared_state_dir(&self) -> Option<&std::path::Path> {
+        self.info.shared_state_dir.as_deref()
+    }
 }

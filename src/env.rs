@@ -31,7 +31,7 @@ use weir_actors::{
 use crate::config::{apply, ConfigError, Configuration, Effective};
 use crate::data::Data;
 use crate::source::{source_factory, CollectionSource, GeneratorSource, Source, TextFileSource};
-use crate::state::{HeapStateBackend, StateBackend};
+use crate::state::{BackendCell, HeapStateBackend, StateBackend};
 use crate::stream::DataStream;
 use weir_actors::checkpoint::layout::parse_dir;
 use weir_actors::checkpoint::{CheckpointConfig, StorageSpec};
@@ -88,6 +88,8 @@ pub(crate) struct Builder {
     configuration: Configuration,
     /// The configuration keys set in code: configuration does not override them.
     code_keys: BTreeSet<&'static str>,
+    /// The backend the job resolved to, read by keyed operators when they open.
+    backend_cell: BackendCell,
     pub vertices: Vec<VertexDraft>,
     pub edges: Vec<EdgeDraft>,
     /// API misuse found while declaring the job; reported by `execute`.
@@ -125,6 +127,7 @@ impl StreamEnv {
                 resume_from: None,
                 configuration: Configuration::new(),
                 code_keys: BTreeSet::new(),
+                backend_cell: BackendCell::default(),
                 vertices: Vec::new(),
                 edges: Vec::new(),
                 errors: Vec::new(),
@@ -335,8 +338,16 @@ impl StreamEnv {
     }
 
     /// The state backend the job will use: set in code, else by configuration
-    /// (`state.backend`, `WEIR_STATE_BACKEND`), else the heap backend.
+    /// (`state.backend`, `WEIR_STATE_BACKEND`), else the heap backend (a
+    /// test body run by [`with_state_backend`](crate::testing::with_state_backend)
+    /// gets that backend instead of a configured one).
     pub fn state_backend(&self) -> Result<Arc<dyn StateBackend>, JobError> {
+        if let Some(backend) = &self.builder().state_backend {
+            return Ok(backend.clone());
+        }
+        if let Some(backend) = crate::testing::test_backend() {
+            return Ok(backend);
+        }
         let effective = self.builder().effective()?;
         Ok(effective
             .state_backend
@@ -418,7 +429,14 @@ impl StreamEnv {
             state_backend = backend.name(),
             "state backend"
         );
-        self.builder().build(job_name)
+        let builder = self.builder();
+        builder.backend_cell.set(backend);
+        builder.build(job_name)
+    }
+
+    /// Where this environment's keyed operators find the state backend.
+    pub(crate) fn backend_cell(&self) -> BackendCell {
+        self.builder().backend_cell.clone()
     }
 
     /// What a restore sees of the job: its operators with uid, parallelism,
@@ -494,6 +512,7 @@ impl Builder {
             runtime: self.runtime.clone(),
             state_backend: self.state_backend.clone(),
             resume_from: self.resume_from.clone(),
+            rocksdb: Vec::new(),
         };
         apply(&configuration, &self.code_keys, &mut effective).map_err(config_error)?;
         if let Some(path) = &effective.resume_from {

@@ -254,7 +254,14 @@ impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> StreamOperator
 
     fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
         let op = &mut self.op;
-        snapshot_with(&mut self.operator_state, checkpoint_id, |ctx| {
+        snapshot_with(&mut self.operator_state, checkpoint_id, false, |ctx| {
+            op.snapshot_state(ctx)
+        })
+    }
+
+    fn snapshot_savepoint(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
+        let op = &mut self.op;
+        snapshot_with(&mut self.operator_state, checkpoint_id, true, |ctx| {
             op.snapshot_state(ctx)
         })
     }
@@ -332,6 +339,7 @@ pub(crate) fn initialize_with(
         operator_state,
         raw: snapshot.raw.as_deref(),
         keyed: is_restored.then_some(&snapshot.keyed),
+        keyed_handles: &snapshot.keyed_handles,
         broadcast: is_restored.then_some(&snapshot.broadcast),
     };
     initialize(&mut ctx)
@@ -342,6 +350,7 @@ pub(crate) fn initialize_with(
 pub(crate) fn snapshot_with(
     operator_state: &mut OperatorStateStore,
     checkpoint_id: u64,
+    full: bool,
     snapshot: impl FnOnce(&mut StateSnapshotContext) -> Result<(), UserError>,
 ) -> Result<PendingSnapshot, UserError> {
     let mut ctx = StateSnapshotContext {
@@ -349,18 +358,20 @@ pub(crate) fn snapshot_with(
         operator_state,
         raw: None,
         keyed: None,
+        full,
         broadcast: None,
     };
     snapshot(&mut ctx)?;
     let (raw, keyed, broadcast) = (ctx.raw, ctx.keyed, ctx.broadcast.unwrap_or_default());
     let lists = operator_state.to_snapshot();
     Ok(PendingSnapshot::new(move || {
-        let keyed = match keyed {
+        let (keyed, keyed_handles) = match keyed {
             Some(finish) => finish()?,
             None => Default::default(),
         };
         Ok(OperatorSnapshot {
             keyed,
+            keyed_handles,
             lists,
             broadcast,
             raw,

@@ -470,8 +470,11 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
     /// Applies a [`KeyedProcessFunction`]: per-key state and timers.
     pub fn process<U: Data, P: KeyedProcessFunction<K, T, U>>(self, function: P) -> DataStream<U> {
         let key = self.key.clone();
-        self.stream
-            .transform("KeyedProcess", KeyedProcess::new(function, key))
+        let backend = self.stream.env().backend_cell();
+        self.stream.transform(
+            "KeyedProcess",
+            KeyedProcess::new(function, key).with_backend(backend),
+        )
     }
 
     /// Folds each key's records with `reduce(accumulated, next)`, emitting every new result.
@@ -481,8 +484,11 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         F: Fn(T, T) -> T + Send + Sync + 'static,
     {
         let key = self.key.clone();
-        self.stream
-            .transform("Reduce", KeyedProcess::new(Reduce::new(reduce), key))
+        let backend = self.stream.env().backend_cell();
+        self.stream.transform(
+            "Reduce",
+            KeyedProcess::new(Reduce::new(reduce), key).with_backend(backend),
+        )
     }
 
     /// Feeds each key's records to `function`, emitting every new result.
@@ -492,9 +498,10 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         A::Out: Data,
     {
         let key = self.key.clone();
+        let backend = self.stream.env().backend_cell();
         self.stream.transform(
             "Aggregate",
-            KeyedProcess::new(Aggregate::new(function), key),
+            KeyedProcess::new(Aggregate::new(function), key).with_backend(backend),
         )
     }
 
@@ -504,8 +511,11 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         F: Fn(&T) -> N + Send + Sync + 'static,
     {
         let key = self.key.clone();
-        self.stream
-            .transform(name, KeyedProcess::new(Rolling::new(kind, value), key))
+        let backend = self.stream.env().backend_cell();
+        self.stream.transform(
+            name,
+            KeyedProcess::new(Rolling::new(kind, value), key).with_backend(backend),
+        )
     }
 
     /// Emits `(key, running sum of value(record))` for every record.
@@ -670,7 +680,8 @@ impl<T: Data, K: Key + Data, B: Data> KeyedBroadcastConnectedStream<T, K, B> {
         self,
         function: F,
     ) -> DataStream<U> {
-        let operator = KeyedBroadcastProcess::new(function, self.keyed.key.clone());
+        let operator = KeyedBroadcastProcess::new(function, self.keyed.key.clone())
+            .with_backend(self.keyed.stream.env().backend_cell());
         let factory = two_input_factory::<T, B, U, _>(operator);
         self.keyed
             .stream

@@ -2236,6 +2236,7 @@ fn the_state_file_format_is_pinned() {
             "tally".into(),
             OperatorSnapshot {
                 keyed: BTreeMap::from([(3, vec![1, 2, 3])]),
+                keyed_handles: Vec::new(),
                 lists: vec![ListStateSnapshot::new(
                     "buffer",
                     Redistribution::Union,

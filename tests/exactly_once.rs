@@ -50,12 +50,17 @@ fn run(tag: &str, seed: u64, parallelism: usize) -> (u64, u32) {
 }
 
 fn run_with(tag: &str, seed: u64, parallelism: usize, unaligned: bool) -> (u64, u32) {
+    run_on("heap", tag, seed, parallelism, unaligned)
+}
+
+fn run_on(backend: &str, tag: &str, seed: u64, parallelism: usize, unaligned: bool) -> (u64, u32) {
     let records = 60_000;
     let dir = temp_dir(&format!("{tag}-{seed}"));
     let mut args = job_args(&dir, records, 97, "fixed-delay:10:0");
     args.job.parallelism = Some(parallelism);
     args.unaligned = unaligned;
     args.fail_at = failures(seed, records, 3);
+    args.job.state_backend = Some(backend.into());
     let env = StreamEnv::new();
     env.set_batch_size(64);
     example::build(&env, &args).unwrap();
@@ -96,6 +101,33 @@ fn the_committed_output_is_exactly_once_through_injected_failures() {
             "seed {seed}: the injected failures restarted the job"
         );
     }
+}
+
+/// The RocksDB backend (incremental checkpoints, restores from shared files)
+/// passes the same audit through the same failures.
+#[cfg(feature = "rocksdb")]
+#[test]
+fn the_committed_output_is_exactly_once_with_rocksdb_through_injected_failures() {
+    for seed in [1, 42, 987_654] {
+        let (lines, restarts) = run_on("rocksdb", "rocksdb", seed, 2, false);
+        assert_eq!(lines, 60_000, "seed {seed}: one line per record");
+        assert!(
+            restarts >= 1,
+            "seed {seed}: the injected failures restarted the job"
+        );
+    }
+    let (lines, _) = run_on("rocksdb", "rocksdb-unaligned", 3, 3, true);
+    assert_eq!(lines, 60_000);
+}
+
+#[cfg(not(feature = "rocksdb"))]
+#[test]
+fn rocksdb_without_the_feature_is_a_clear_error() {
+    let dir = temp_dir("no-rocksdb");
+    let mut args = job_args(&dir, 10, 2, "none");
+    args.job.state_backend = Some("rocksdb".into());
+    let err = example::build(&StreamEnv::new(), &args).unwrap_err();
+    assert!(err.contains("--features rocksdb"), "{err}");
 }
 
 #[test]

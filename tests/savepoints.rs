@@ -676,3 +676,26 @@ mod running_job {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// A job switches state backends through savepoints: heap -> RocksDB ->
+/// heap, stopping with a savepoint each time, and the committed output of
+/// the three runs together is exactly once.
+#[cfg(feature = "rocksdb")]
+#[test]
+fn heap_to_rocksdb_to_heap_through_savepoints() {
+    let dir = temp_dir("backends");
+    let records = 60_000;
+    let mut first = args(&dir, records, 2);
+    first.job.state_backend = Some("heap".into());
+    let savepoint = stop_with_savepoint(&first, 150);
+    let mut second = args(&dir, records, 3);
+    second.job.state_backend = Some("rocksdb".into());
+    second.job.resume_from = Some(savepoint.display().to_string());
+    let savepoint = stop_with_savepoint(&second, 150);
+    let mut third = args(&dir, records, 1);
+    third.job.state_backend = Some("heap".into());
+    resume(&third, &savepoint);
+    let lines = example::audit(&first.output, records, first.keys).unwrap();
+    assert_eq!(lines, records);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -34,6 +34,12 @@
 //!   waits for them before it ends), also when that source blocks on every
 //!   empty poll (a source with nothing to give is polled again after a pause,
 //!   so it does not starve the timers of its thread).
+//!
+//! The keyed-state tests are one suite run for every backend
+//! ([`every_backend!`]): the heap, and with the feature `rocksdb` RocksDB with
+//! full snapshots and RocksDB with incremental snapshots (whose harness
+//! snapshots put their SST files in a shared directory, so that restores and
+//! rescaling go through incremental handles).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -321,7 +327,6 @@ fn map(entries: &[(&str, u64)]) -> Reply {
     }
 }
 
-#[test]
 fn value_state_reads_updates_modifies_and_clears() {
     let mut h = command_harness();
     assert_eq!(
@@ -358,7 +363,6 @@ fn value_state_reads_updates_modifies_and_clears() {
     );
 }
 
-#[test]
 fn a_value_state_default_is_read_modified_and_restored_by_clear() {
     let mut h = command_harness();
     assert_eq!(
@@ -390,7 +394,6 @@ fn a_value_state_default_is_read_modified_and_restored_by_clear() {
     );
 }
 
-#[test]
 fn list_state_appends_replaces_and_clears() {
     let mut h = command_harness();
     assert_eq!(
@@ -430,7 +433,6 @@ fn list_state_appends_replaces_and_clears() {
     );
 }
 
-#[test]
 fn map_state_puts_gets_removes_and_lists_its_entries() {
     let mut h = command_harness();
     let s = |x: &str| x.to_string();
@@ -482,7 +484,6 @@ fn map_state_puts_gets_removes_and_lists_its_entries() {
     );
 }
 
-#[test]
 fn reducing_state_folds_in_order_and_clears() {
     let mut h = command_harness();
     let s = |x: &str| x.to_string();
@@ -513,7 +514,6 @@ fn reducing_state_folds_in_order_and_clears() {
     );
 }
 
-#[test]
 fn aggregating_state_accumulates_and_reads_a_result() {
     let mut h = command_harness();
     assert_eq!(
@@ -543,7 +543,6 @@ fn aggregating_state_accumulates_and_reads_a_result() {
     );
 }
 
-#[test]
 fn every_key_has_its_own_state() {
     let mut h = command_harness();
     let s = |x: &str| x.to_string();
@@ -655,7 +654,6 @@ where
     (message, state_error(err))
 }
 
-#[test]
 fn a_name_declared_with_another_kind_or_type_is_a_mismatch_naming_the_state() {
     // Another kind.
     let (message, err) = mismatch_of(
@@ -731,7 +729,6 @@ impl KeyedProcessFunction<u32, u32, u64> for Count<ValueStateDescriptor<String>>
     }
 }
 
-#[test]
 fn restored_state_opened_with_another_type_is_a_mismatch_naming_the_state() {
     let mut h = OperatorHarness::keyed(
         Count(ValueStateDescriptor::<u64>::new("n")),
@@ -767,7 +764,6 @@ fn restored_state_opened_with_another_type_is_a_mismatch_naming_the_state() {
     }
 }
 
-#[test]
 fn two_descriptors_with_the_same_name_and_type_share_the_state() {
     #[derive(Clone)]
     struct Twins(ValueStateDescriptor<u64>, ValueStateDescriptor<u64>);
@@ -800,7 +796,6 @@ fn two_descriptors_with_the_same_name_and_type_share_the_state() {
     assert_eq!(h.take_output(), vec![(1, 1), (2, 2), (1, 1)]);
 }
 
-#[test]
 fn a_record_of_a_key_group_the_subtask_does_not_own_is_refused() {
     let key = (0u32..)
         .find(|k| KeyGroupRange::owner_of(key_group(k, MAX_P), MAX_P, 2) == 1)
@@ -1007,7 +1002,6 @@ fn rescale(subtasks: &mut Subtasks, checkpoint: u64, parallelism: usize) -> Subt
 
 const KEYS: u32 = 40;
 
-#[test]
 fn keyed_state_and_timers_continue_across_parallelism_1_3_2() {
     let mut model: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
 
@@ -1103,7 +1097,6 @@ fn keyed_state_and_timers_continue_across_parallelism_1_3_2() {
     }
 }
 
-#[test]
 fn a_snapshot_restored_at_the_same_parallelism_keeps_every_key() {
     let mut model = BTreeMap::new();
     let mut p2 = everything(2, None);
@@ -1115,7 +1108,6 @@ fn a_snapshot_restored_at_the_same_parallelism_keeps_every_key() {
     feed(&mut p2, &[(0, 7)], &mut BTreeMap::from([(0, vec![0])]));
 }
 
-#[test]
 fn a_snapshot_holds_the_state_of_its_synchronous_part_whatever_changes_after() {
     let count = || Count(ValueStateDescriptor::<u64>::new("n"));
     let mut h = OperatorHarness::keyed(count(), |v: &u32| *v, 0, 1, MAX_P);
@@ -1191,7 +1183,6 @@ fn read_all(h: &mut CommandHarness) -> Vec<Reply> {
     replies
 }
 
-#[test]
 fn overlapping_snapshots_each_restore_the_state_of_their_synchronous_part() {
     let mut h = command_harness();
     let step = |h: &mut CommandHarness, seed| {
@@ -1605,7 +1596,6 @@ fn pairs(items: &[(&str, i64)]) -> Vec<(String, i64)> {
     items.iter().map(|(k, t)| (k.to_string(), *t)).collect()
 }
 
-#[test]
 fn timers_fire_by_timestamp_then_registration_order_once_per_key_and_time() {
     let mut h = timer_harness();
     use TimerCmd::Event;
@@ -1636,7 +1626,6 @@ fn timers_fire_by_timestamp_then_registration_order_once_per_key_and_time() {
     assert_eq!(fired(&mut h), pairs(&[("a", 150), ("a", 250)]));
 }
 
-#[test]
 fn event_time_timers_fire_only_when_the_watermark_reaches_them() {
     let mut h = timer_harness();
     use TimerCmd::Event;
@@ -1660,7 +1649,6 @@ fn event_time_timers_fire_only_when_the_watermark_reaches_them() {
     assert_eq!(h.take_watermarks(), vec![9, 10, 19, 20, i64::MAX]);
 }
 
-#[test]
 fn deleted_timers_do_not_fire() {
     let mut h = timer_harness();
     use TimerCmd::{DeleteEvent, DeleteProcessing, Event, Processing};
@@ -1686,7 +1674,6 @@ fn deleted_timers_do_not_fire() {
     assert_eq!(fired(&mut h), pairs(&[("b", 60)]));
 }
 
-#[test]
 fn processing_time_timers_fire_by_the_harness_clock() {
     let mut h = timer_harness();
     use TimerCmd::{Event, Processing};
@@ -1714,7 +1701,6 @@ fn processing_time_timers_fire_by_the_harness_clock() {
     assert_eq!(fired(&mut h), pairs(&[("b", 400)]));
 }
 
-#[test]
 fn on_timer_sees_its_key_domain_timestamp_watermark_and_state() {
     let mut h = timer_harness();
     use TimerCmd::{Event, Processing};
@@ -1765,7 +1751,6 @@ fn on_timer_sees_its_key_domain_timestamp_watermark_and_state() {
     );
 }
 
-#[test]
 fn records_see_their_timestamp_and_the_watermark_and_keep_the_timestamp_on_output() {
     let mut h = timer_harness();
     h.watermark(5).unwrap();
@@ -1785,7 +1770,6 @@ fn records_see_their_timestamp_and_the_watermark_and_keep_the_timestamp_on_outpu
     );
 }
 
-#[test]
 fn a_timer_registered_in_on_timer_at_or_before_the_watermark_fires_in_the_same_advance() {
     let mut h = timer_harness();
     commands(
@@ -1804,7 +1788,6 @@ fn a_timer_registered_in_on_timer_at_or_before_the_watermark_fires_in_the_same_a
     assert_eq!(fired(&mut h), pairs(&[("a", 40)]));
 }
 
-#[test]
 fn timers_survive_a_snapshot_and_restore() {
     let mut h = timer_harness();
     use TimerCmd::{DeleteEvent, Event, Processing};
@@ -1859,7 +1842,6 @@ fn expected<F: Fn(&mut dyn Iterator<Item = u64>) -> u64>(fold: F) -> BTreeMap<u6
         .collect()
 }
 
-#[test]
 fn rolling_sum_min_max_and_reduce_end_with_the_value_of_every_key() {
     let env = StreamEnv::with_parallelism(2);
     let sums = generated(&env)
@@ -1925,7 +1907,6 @@ impl AggregateFunction for Stats {
     }
 }
 
-#[test]
 fn rolling_aggregate_ends_with_the_result_of_every_key() {
     let env = StreamEnv::with_parallelism(2);
     let out = generated(&env)
@@ -1952,7 +1933,6 @@ fn rolling_aggregate_ends_with_the_result_of_every_key() {
     }
 }
 
-#[test]
 fn a_keyed_process_function_counts_every_key_in_a_job() {
     let env = StreamEnv::with_parallelism(2);
     let out = env
@@ -1977,7 +1957,6 @@ fn a_keyed_process_function_counts_every_key_in_a_job() {
     assert_eq!(seen, expected);
 }
 
-#[test]
 fn a_keyed_function_counts_right_when_its_state_outgrows_the_caches() {
     // 60 000 keys: state well beyond the first-level caches and a map per key
     // group that grows many times while the job runs; every key must count
@@ -2014,7 +1993,6 @@ fn a_keyed_function_counts_right_when_its_state_outgrows_the_caches() {
     }
 }
 
-#[test]
 fn a_keyed_function_with_its_own_max_parallelism_sees_every_key_at_its_owner() {
     for (parallelism, max_parallelism) in [(3, 7), (1, 1), (2, 2), (4, 1000)] {
         let env = StreamEnv::with_parallelism(2);
@@ -2183,3 +2161,64 @@ fn processing_time_timers_are_not_starved_by_a_source_that_waits_for_input() {
         );
     }
 }
+
+/// Runs each keyed-state test once per backend, in a module per backend.
+macro_rules! every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod heap {
+            $( #[test] fn $test() { super::$test() } )*
+        }
+        #[cfg(feature = "rocksdb")]
+        mod rocksdb_full {
+            $( #[test] fn $test() { super::with_rocksdb(false, super::$test) } )*
+        }
+        #[cfg(feature = "rocksdb")]
+        mod rocksdb_incremental {
+            $( #[test] fn $test() { super::with_rocksdb(true, super::$test) } )*
+        }
+    };
+}
+
+/// Runs `test` with a RocksDB backend in a temporary directory (small caches,
+/// so that state goes to disk), with incremental or full harness snapshots.
+#[cfg(feature = "rocksdb")]
+fn with_rocksdb(incremental: bool, test: fn()) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let backend = weir::state::RocksDbBackend::new()
+        .with_local_dirs([dir.path().join("local-a"), dir.path().join("local-b")])
+        .with_block_cache_bytes(4 << 20)
+        .with_write_buffer_bytes(4 << 20);
+    let shared = dir.path().join("shared");
+    weir::testing::with_state_backend(backend, incremental.then_some(shared.as_path()), test);
+}
+
+every_backend!(
+    value_state_reads_updates_modifies_and_clears,
+    a_value_state_default_is_read_modified_and_restored_by_clear,
+    list_state_appends_replaces_and_clears,
+    map_state_puts_gets_removes_and_lists_its_entries,
+    reducing_state_folds_in_order_and_clears,
+    aggregating_state_accumulates_and_reads_a_result,
+    every_key_has_its_own_state,
+    a_name_declared_with_another_kind_or_type_is_a_mismatch_naming_the_state,
+    restored_state_opened_with_another_type_is_a_mismatch_naming_the_state,
+    two_descriptors_with_the_same_name_and_type_share_the_state,
+    a_record_of_a_key_group_the_subtask_does_not_own_is_refused,
+    keyed_state_and_timers_continue_across_parallelism_1_3_2,
+    a_snapshot_restored_at_the_same_parallelism_keeps_every_key,
+    a_snapshot_holds_the_state_of_its_synchronous_part_whatever_changes_after,
+    overlapping_snapshots_each_restore_the_state_of_their_synchronous_part,
+    timers_fire_by_timestamp_then_registration_order_once_per_key_and_time,
+    event_time_timers_fire_only_when_the_watermark_reaches_them,
+    deleted_timers_do_not_fire,
+    processing_time_timers_fire_by_the_harness_clock,
+    on_timer_sees_its_key_domain_timestamp_watermark_and_state,
+    records_see_their_timestamp_and_the_watermark_and_keep_the_timestamp_on_output,
+    a_timer_registered_in_on_timer_at_or_before_the_watermark_fires_in_the_same_advance,
+    timers_survive_a_snapshot_and_restore,
+    rolling_sum_min_max_and_reduce_end_with_the_value_of_every_key,
+    rolling_aggregate_ends_with_the_result_of_every_key,
+    a_keyed_process_function_counts_every_key_in_a_job,
+    a_keyed_function_counts_right_when_its_state_outgrows_the_caches,
+    a_keyed_function_with_its_own_max_parallelism_sees_every_key_at_its_owner,
+);

@@ -256,10 +256,12 @@ impl Chain {
         Ok(())
     }
 
-    /// The synchronous part of every operator's snapshot, by uid, source first.
+    /// The synchronous part of every operator's snapshot, by uid, source
+    /// first (`savepoint`: self-contained, canonical snapshots).
     pub fn snapshot(
         &mut self,
         checkpoint_id: u64,
+        savepoint: bool,
     ) -> Result<Vec<(String, PendingSnapshot)>, Failure> {
         let mut parts = Vec::with_capacity(self.operators.len() + 1);
         if let Some(source) = self.source.as_mut() {
@@ -267,7 +269,13 @@ impl Chain {
             parts.push((source.info.uid.clone(), pending));
         }
         for op in &mut self.operators {
-            let pending = guarded(&op.info, || op.logic.snapshot_state(checkpoint_id))?;
+            let pending = guarded(&op.info, || {
+                if savepoint {
+                    op.logic.snapshot_savepoint(checkpoint_id)
+                } else {
+                    op.logic.snapshot_state(checkpoint_id)
+                }
+            })?;
             parts.push((op.info.uid.clone(), pending));
         }
         Ok(parts)

@@ -33,6 +33,10 @@ pub struct OperatorInfo {
     pub max_parallelism: usize,
     /// Whether the job takes checkpoints.
     pub checkpointing: bool,
+    /// Where incremental snapshots put files shared between checkpoints (the
+    /// checkpoint storage's `shared/` directory); `None` when the storage has
+    /// none, and keyed state is then snapshotted in full.
+    pub shared_state_dir: Option<std::path::PathBuf>,
 }
 
 /// The current processing time: milliseconds since the Unix epoch.
@@ -112,6 +116,12 @@ pub trait StreamOperator: Send + 'static {
     /// returns the rest, which runs off the processing path.
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
         Ok(PendingSnapshot::ready(OperatorSnapshot::default()))
+    }
+    /// The same for a savepoint: the state must be self-contained and in its
+    /// canonical format (no reference to files shared with checkpoints, so
+    /// that it outlives them and any state backend can read it).
+    fn snapshot_savepoint(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
+        self.snapshot_state(checkpoint_id)
     }
     /// Called once before the first batch.
     fn open(&mut self, _info: &OperatorInfo) -> Result<(), UserError> {

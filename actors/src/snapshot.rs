@@ -4,6 +4,9 @@
 //! The runtime never decodes state. It only knows how each part moves:
 //! - **keyed** state comes as bytes per key group; a new subtask takes the key
 //!   groups of its range, from whichever old subtasks held them;
+//! - **keyed state handles** (incremental snapshots of a RocksDB backend) cover
+//!   a key-group range each; a new subtask gets every handle whose range
+//!   overlaps its own and keeps only its key groups when it restores;
 //! - **operator list** state is a list of elements per state name; with
 //!   [`Redistribution::EvenSplit`] the elements of all old subtasks are dealt
 //!   out in contiguous, even shares, with [`Redistribution::Union`] every new
@@ -59,11 +62,55 @@ impl ListStateSnapshot {
     }
 }
 
+/// A file in the checkpoint storage's `shared/` directory that an
+/// incremental snapshot refers to (the runtime counts references to it across
+/// retained checkpoints and deletes it when none is left).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedFile {
+    /// The file's name within the shared directory.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The CRC-32 of its contents, checked on restore.
+    pub crc32: u32,
+}
+
+/// Keyed state of a key-group range that is not stored per key group: an
+/// incremental snapshot made of files in the storage's shared directory plus
+/// opaque bytes of the backend that wrote it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyedStateHandle {
+    /// The first key group covered.
+    pub start: usize,
+    /// One past the last key group covered.
+    pub end: usize,
+    /// Which backend wrote it (`"rocksdb"`).
+    pub backend: String,
+    /// The shared directory the files are in (absolute).
+    pub shared_dir: std::path::PathBuf,
+    /// The shared files it refers to.
+    pub shared: Vec<SharedFile>,
+    /// The backend's own bytes (small files, metadata).
+    pub data: Vec<u8>,
+}
+
+impl KeyedStateHandle {
+    /// Whether the handle holds any key group of `[start, end)`.
+    pub fn overlaps(&self, start: usize, end: usize) -> bool {
+        self.start < end && start < self.end
+    }
+}
+
 /// Everything one operator subtask snapshots.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorSnapshot {
     /// Keyed state (with timers), serialised per key group.
     pub keyed: BTreeMap<usize, Vec<u8>>,
+    /// Keyed state held as handles over key-group ranges (incremental
+    /// snapshots). Not written when empty, so that snapshots without handles
+    /// keep the format they had before handles existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keyed_handles: Vec<KeyedStateHandle>,
     /// Operator list states.
     pub lists: Vec<ListStateSnapshot>,
     /// Broadcast states by name.
@@ -76,6 +123,7 @@ impl OperatorSnapshot {
     /// Whether the snapshot holds nothing.
     pub fn is_empty(&self) -> bool {
         self.keyed.is_empty()
+            && self.keyed_handles.is_empty()
             && self.lists.is_empty()
             && self.broadcast.is_empty()
             && self.raw.is_none()
@@ -84,6 +132,11 @@ impl OperatorSnapshot {
     /// Total bytes of state.
     pub fn size(&self) -> usize {
         self.keyed.values().map(Vec::len).sum::<usize>()
+            + self
+                .keyed_handles
+                .iter()
+                .map(|h| h.data.len())
+                .sum::<usize>()
             + self
                 .lists
                 .iter()
@@ -123,6 +176,12 @@ pub fn redistribute(
         target.keyed = keyed
             .range(start..end)
             .map(|(g, b)| (*g, (*b).clone()))
+            .collect();
+        target.keyed_handles = old
+            .iter()
+            .flat_map(|s| &s.keyed_handles)
+            .filter(|h| h.overlaps(start, end))
+            .cloned()
             .collect();
     }
 
@@ -191,6 +250,34 @@ mod tests {
             .collect();
         assert_eq!(groups, vec![vec![0, 1, 2], vec![3, 4, 5], vec![6, 7]]);
         assert_eq!(new[1].keyed[&4], vec![4]);
+    }
+
+    #[test]
+    fn keyed_handles_go_to_every_subtask_whose_range_they_overlap() {
+        let handle = |start, end| KeyedStateHandle {
+            start,
+            end,
+            backend: "rocksdb".into(),
+            shared_dir: "/ck/shared".into(),
+            shared: Vec::new(),
+            data: vec![start as u8],
+        };
+        let old = vec![
+            OperatorSnapshot {
+                keyed_handles: vec![handle(0, 4)],
+                ..Default::default()
+            },
+            OperatorSnapshot {
+                keyed_handles: vec![handle(4, 8)],
+                ..Default::default()
+            },
+        ];
+        let new = redistribute(&old, 3, 8);
+        let starts: Vec<Vec<usize>> = new
+            .iter()
+            .map(|s| s.keyed_handles.iter().map(|h| h.start).collect())
+            .collect();
+        assert_eq!(starts, vec![vec![0], vec![0, 4], vec![4]]);
     }
 
     #[test]

@@ -109,6 +109,12 @@ impl Supervisor {
             parallelism: v.parallelism,
             max_parallelism: v.max_parallelism,
             checkpointing: self.config.checkpointing.is_some(),
+            shared_state_dir: self
+                .config
+                .checkpointing
+                .as_ref()
+                .and(self.shared.storage.as_ref())
+                .and_then(|storage| storage.shared_dir()),
         }
     }
 

@@ -23,6 +23,8 @@ pub(crate) struct Effective {
     pub state_backend: Option<Arc<dyn StateBackend>>,
     /// A snapshot directory or `latest`, resolved once the checkpoint directory is known.
     pub resume_from: Option<String>,
+    /// `[rocksdb]` settings by their environment variable name, for a RocksDB backend.
+    pub rocksdb: Vec<(String, String)>,
 }
 
 /// Applies every key of `config` that is not in `code` to `effective`.
@@ -61,6 +63,23 @@ fn text(value: &ConfigValue) -> Result<&str, String> {
     }
 }
 
+/// The backend `name`; a RocksDB backend takes the `[rocksdb]` settings
+/// (keys sort before `state.backend`, so they are collected by then).
+fn backend(name: &str, rocksdb: &[(String, String)]) -> Result<Arc<dyn StateBackend>, String> {
+    #[cfg(feature = "rocksdb")]
+    if name.trim() == "rocksdb" {
+        let lookup = |var: &str| {
+            rocksdb
+                .iter()
+                .find(|(name, _)| name == var)
+                .map(|(_, value)| value.clone())
+        };
+        return crate::state::rocksdb::from_settings(&lookup).map(|b| Arc::new(b) as _);
+    }
+    let _ = rocksdb;
+    backend_named(name)
+}
+
 fn checkpointing(e: &mut Effective) -> &mut CheckpointSettings {
     e.runtime
         .checkpointing
@@ -72,7 +91,15 @@ fn apply_one(key: &str, value: &ConfigValue, e: &mut Effective) -> Result<(), St
     match key {
         "parallelism" => e.parallelism = number(value)? as usize,
         "max_parallelism" => e.max_parallelism = number(value)? as usize,
-        "state.backend" => e.state_backend = Some(backend_named(text(value)?)?),
+        "state.backend" => e.state_backend = Some(backend(text(value)?, &e.rocksdb)?),
+        key if key.starts_with("rocksdb.") => {
+            let shown = match value {
+                ConfigValue::Number(n) => n.to_string(),
+                ConfigValue::Bool(b) => b.to_string(),
+                ConfigValue::Text(t) => t.clone(),
+            };
+            e.rocksdb.push((super::env_variable(key), shown));
+        }
         "state.checkpoints_dir" => {
             checkpointing(e).storage = StorageSpec::Filesystem(parse_dir(text(value)?)?)
         }

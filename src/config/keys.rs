@@ -36,6 +36,8 @@ pub(crate) enum Kind {
     Backend,
     /// A snapshot directory or `latest`.
     ResumeFrom,
+    /// Free text.
+    Text,
 }
 
 /// One configuration key.
@@ -76,6 +78,15 @@ pub const KEYS: &[KeySpec] = &[
         "what happens to retained checkpoints when the job is canceled",
     ),
     key("checkpoint.retained", POSITIVE, "complete checkpoints kept"),
+    key("rocksdb.local_dirs", Kind::Text, "RocksDB working directories, separated by `,`"),
+    key(
+        "rocksdb.dir_strategy",
+        Kind::Choice(&["round-robin", "least-used", "random"]),
+        "which working directory a subtask gets",
+    ),
+    key("rocksdb.block_cache_mb", POSITIVE, "RocksDB block cache per job, MiB (default 128)"),
+    key("rocksdb.write_buffer_mb", POSITIVE, "RocksDB write buffers per job, MiB (default 64)"),
+    key("rocksdb.incremental", Kind::Bool, "incremental checkpoints with RocksDB (default true)"),
     key("restart.strategy", Kind::Restart, "none, fixed-delay:ATTEMPTS:DELAY_MS, failure-rate:MAX:INTERVAL_MS:DELAY_MS or exponential:INITIAL_MS:MAX_MS"),
     key("restore.from", Kind::ResumeFrom, "savepoint or checkpoint directory to start from, or latest"),
     key("restore.allow_non_restored_state", Kind::Bool, "drop state whose operator the job no longer has"),
@@ -106,6 +117,7 @@ fn allowed(kind: Kind) -> String {
         Kind::Restart => "none, fixed-delay:ATTEMPTS:DELAY_MS, failure-rate:MAX:INTERVAL_MS:DELAY_MS or exponential:INITIAL_MS:MAX_MS".into(),
         Kind::Backend => crate::state::BACKEND_NAMES.into(),
         Kind::ResumeFrom => "a savepoint or checkpoint directory, or latest".into(),
+        Kind::Text => "text".into(),
     }
 }
 
@@ -165,8 +177,8 @@ fn check(spec: &KeySpec, value: ConfigValue, shown: &str) -> Result<ConfigValue,
             Ok(_) => Ok(value),
             Err(e) => fail(Some(&e)),
         },
-        (Kind::Backend, ConfigValue::Text(t)) => match crate::state::backend_named(t) {
-            Ok(_) => Ok(value),
+        (Kind::Backend, ConfigValue::Text(t)) => match crate::state::check_backend_name(t) {
+            Ok(()) => Ok(value),
             Err(e) => fail(Some(&e)),
         },
         (Kind::ResumeFrom, ConfigValue::Text(t)) if t.is_empty() => fail(Some("empty")),

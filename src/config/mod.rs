@@ -31,6 +31,13 @@
 //! retention = "retain-on-cancellation"   # or "delete-on-cancellation"
 //! retained = 1
 //!
+//! [rocksdb]                   # with state.backend = "rocksdb"
+//! local_dirs = "/var/tmp/weir-a,/var/tmp/weir-b"
+//! dir_strategy = "round-robin"           # or "least-used", "random"
+//! block_cache_mb = 128
+//! write_buffer_mb = 64
+//! incremental = true
+//!
 //! [restart]
 //! strategy = "fixed-delay:3:1000"
 //!

@@ -373,7 +373,9 @@ pub struct KeyedBroadcastProcess<K, In, F> {
 
 impl<K, In, F: Clone> Clone for KeyedBroadcastProcess<K, In, F> {
     fn clone(&self) -> Self {
-        KeyedBroadcastProcess::new(self.function.clone(), self.key.clone())
+        let mut fresh = KeyedBroadcastProcess::new(self.function.clone(), self.key.clone());
+        fresh.keyed = self.keyed.fresh();
+        fresh
     }
 }
 
@@ -387,6 +389,12 @@ impl<K, In, F> KeyedBroadcastProcess<K, In, F> {
             broadcast: BroadcastStateStore::default(),
             runtime: None,
         }
+    }
+
+    /// Keeps keyed state in the backend the job resolves to.
+    pub(crate) fn with_backend(mut self, backend: crate::state::BackendCell) -> Self {
+        self.keyed = KeyedCore::with_backend(backend);
+        self
     }
 }
 
@@ -431,7 +439,7 @@ where
             out.set_timestamp(timestamp);
             self.function.process_element(value, &mut ctx, out)?;
         }
-        Ok(())
+        self.keyed.check_state()
     }
 
     fn process_batch2(
@@ -454,7 +462,7 @@ where
             self.function
                 .process_broadcast_element(value, &mut ctx, out)?;
         }
-        Ok(())
+        self.keyed.check_state()
     }
 
     fn process_watermark(
@@ -475,6 +483,11 @@ where
 
     fn on_processing_time(&mut self, now: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
         self.fire(TimeDomain::ProcessingTime, now, out)
+    }
+
+    fn close(&mut self) -> Result<(), UserError> {
+        self.keyed.close();
+        Ok(())
     }
 }
 
@@ -501,6 +514,6 @@ impl<K: Key, In, F> KeyedBroadcastProcess<K, In, F> {
             out.set_timestamp(Some(timestamp));
             self.function.on_timer(timestamp, &mut ctx, out)?;
         }
-        Ok(())
+        self.keyed.check_state()
     }
 }

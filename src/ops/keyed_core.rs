@@ -11,9 +11,10 @@ use crate::context::RuntimeContext;
 use crate::keys::{key_group, KeyGroupRange};
 use crate::state::timers::{TimeDomain, TimerService};
 use crate::state::{
-    BroadcastStateStore, Key, KeyedStateStore, StateBytes, StateError, StateInitContext,
-    StateSnapshotContext,
+    BackendCell, BroadcastStateStore, Key, KeyedBackend, KeyedStateStore, SnapshotOptions,
+    StateBytes, StateError, StateInitContext, StateSnapshotContext,
 };
+use weir_actors::snapshot::KeyedStateHandle;
 
 /// What a keyed operator snapshots per key group.
 #[derive(Serialize, Deserialize)]
@@ -33,6 +34,9 @@ pub(crate) struct KeyedCore<K> {
     runtime: Option<RuntimeContext>,
     pub watermark: i64,
     restored: Option<BTreeMap<usize, Vec<u8>>>,
+    restored_handles: Vec<KeyedStateHandle>,
+    /// The job's state backend, known once the job is built.
+    backend: BackendCell,
 }
 
 impl<K> Default for KeyedCore<K> {
@@ -43,7 +47,24 @@ impl<K> Default for KeyedCore<K> {
             runtime: None,
             watermark: i64::MIN,
             restored: None,
+            restored_handles: Vec::new(),
+            backend: BackendCell::default(),
         }
+    }
+}
+
+impl<K> KeyedCore<K> {
+    /// A fresh core whose state lives in the backend `backend` will name.
+    pub fn with_backend(backend: BackendCell) -> Self {
+        KeyedCore {
+            backend,
+            ..KeyedCore::default()
+        }
+    }
+
+    /// A fresh core with the same backend (for a fresh operator instance).
+    pub fn fresh(&self) -> Self {
+        Self::with_backend(self.backend.clone())
     }
 }
 
@@ -51,6 +72,49 @@ impl<K: Key> KeyedCore<K> {
     /// Keeps the restored keyed bytes until `open` knows the key-group range.
     pub fn initialize(&mut self, ctx: &StateInitContext) {
         self.restored = ctx.keyed_state().cloned();
+        self.restored_handles = ctx.keyed_handles().to_vec();
+    }
+
+    /// The store for `range`, in the job's backend, restored from the handles
+    /// of an incremental snapshot if there are any.
+    fn create_store(
+        &mut self,
+        ctx: &RuntimeContext,
+        range: KeyGroupRange,
+    ) -> Result<KeyedStateStore<K>, StateError> {
+        let handles = std::mem::take(&mut self.restored_handles);
+        let relevant = handles.iter().any(|h| h.overlaps(range.start, range.end));
+        match self.backend.keyed_backend() {
+            KeyedBackend::Heap => {
+                if relevant {
+                    return Err(StateError::Backend(format!(
+                        "the keyed state of operator `{}` was checkpointed incrementally by the {:?} backend; \
+                         the heap backend cannot read it: restore with that backend, or from a savepoint",
+                        ctx.uid(),
+                        handles[0].backend
+                    )));
+                }
+                Ok(KeyedStateStore::new(range))
+            }
+            #[cfg(feature = "rocksdb")]
+            KeyedBackend::RocksDb(backend) => {
+                let site = std::sync::Arc::new(crate::state::rocksdb::SnapshotSite::new(
+                    &backend,
+                    ctx.shared_state_dir(),
+                    ctx.uid(),
+                    ctx.subtask_index(),
+                ));
+                let db = crate::state::rocksdb::open_database(
+                    &backend,
+                    site,
+                    ctx.uid(),
+                    ctx.subtask_index(),
+                    range,
+                    &handles,
+                )?;
+                Ok(KeyedStateStore::with_rocksdb(db))
+            }
+        }
     }
 
     /// Creates the store for this subtask's key groups and restores into it.
@@ -60,7 +124,7 @@ impl<K: Key> KeyedCore<K> {
             ctx.max_parallelism(),
             ctx.parallelism(),
         );
-        let mut store = KeyedStateStore::new(range);
+        let mut store = self.create_store(ctx, range)?;
         if let Some(groups) = self.restored.take() {
             let mut states = BTreeMap::new();
             for (&group, bytes) in groups.range(range.start..range.end) {
@@ -97,7 +161,10 @@ impl<K: Key> KeyedCore<K> {
             return Err("keyed operator snapshotted before open".into());
         };
         let max = runtime.max_parallelism();
-        let states = store.snapshot();
+        let states = store.snapshot(SnapshotOptions {
+            checkpoint_id: ctx.checkpoint_id(),
+            full: ctx.is_full(),
+        })?;
         let mut timers: Vec<(u8, i64, K)> = Vec::new();
         timers.extend(
             self.timers
@@ -114,8 +181,9 @@ impl<K: Key> KeyedCore<K> {
                 .map(|(t, k)| (PROCESSING_TIMER, t, k)),
         );
         ctx.set_keyed(Box::new(move || {
-            let mut groups: BTreeMap<usize, KeyGroupState> = states
-                .serialize()?
+            let parts = states.serialize()?;
+            let mut groups: BTreeMap<usize, KeyGroupState> = parts
+                .groups
                 .into_iter()
                 .map(|(group, states)| {
                     (
@@ -147,7 +215,7 @@ impl<K: Key> KeyedCore<K> {
                     })
                     .timers = bytes;
             }
-            groups
+            let groups = groups
                 .into_iter()
                 .map(|(group, state)| {
                     rmp_serde::to_vec_named(&state)
@@ -157,7 +225,8 @@ impl<K: Key> KeyedCore<K> {
                             cause: e.to_string(),
                         })
                 })
-                .collect()
+                .collect::<Result<_, _>>()?;
+            Ok((groups, parts.handles))
         }));
         Ok(())
     }
@@ -212,6 +281,22 @@ impl<K: Key> KeyedCore<K> {
             runtime,
             broadcast,
         })
+    }
+
+    /// Fails with the error a state access met (RocksDB: accessors cannot
+    /// return errors); called at the end of every batch and timer round.
+    #[inline]
+    pub fn check_state(&mut self) -> Result<(), UserError> {
+        match self.store.as_mut().and_then(KeyedStateStore::take_failure) {
+            None => Ok(()),
+            Some(error) => Err(error.into()),
+        }
+    }
+
+    /// Releases the keyed state when the operator closes (after the final
+    /// checkpoint): a RocksDB database is closed and its local directory removed.
+    pub fn close(&mut self) {
+        self.store = None;
     }
 
     /// The store, for work over all keys (`apply_to_keyed_state`).

@@ -60,6 +60,7 @@ impl<K: Key> KeyedContext<'_, K> {
     }
 
     /// Opens `descriptor`'s state for the current key.
+    #[inline(always)]
     pub fn state<'c, D: StateDescriptor>(
         &'c mut self,
         descriptor: &'c D,
@@ -190,7 +191,7 @@ impl<K, In, F: Clone> Clone for KeyedProcess<K, In, F> {
         KeyedProcess {
             function: self.function.clone(),
             key: self.key.clone(),
-            core: KeyedCore::default(),
+            core: self.core.fresh(),
         }
     }
 }
@@ -203,6 +204,12 @@ impl<K, In, F> KeyedProcess<K, In, F> {
             key,
             core: KeyedCore::default(),
         }
+    }
+
+    /// Keeps keyed state in the backend the job resolves to.
+    pub(crate) fn with_backend(mut self, backend: crate::state::BackendCell) -> Self {
+        self.core = KeyedCore::with_backend(backend);
+        self
     }
 }
 
@@ -225,7 +232,7 @@ impl<K: Key, In: Send + 'static, F> KeyedProcess<K, In, F> {
             out.set_timestamp(Some(timestamp));
             self.function.on_timer(timestamp, &mut ctx, out)?;
         }
-        Ok(())
+        self.core.check_state()
     }
 }
 
@@ -264,7 +271,7 @@ where
                 let mut ctx = self.core.context(&key, group, None, None, None)?;
                 self.function.process_element(value, &mut ctx, out)?;
             }
-            return Ok(());
+            return self.core.check_state();
         }
         for (value, timestamp) in batch.into_iter_with_timestamps() {
             let key = (self.key)(&value);
@@ -273,7 +280,7 @@ where
             out.set_timestamp(timestamp);
             self.function.process_element(value, &mut ctx, out)?;
         }
-        Ok(())
+        self.core.check_state()
     }
 
     fn process_watermark(
@@ -301,6 +308,8 @@ where
     }
 
     fn close(&mut self) -> Result<(), UserError> {
-        self.function.close()
+        let closed = self.function.close();
+        self.core.close();
+        closed
     }
 }

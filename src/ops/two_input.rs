@@ -104,7 +104,14 @@ impl<In1: Data, In2: Data, Out: Data, Op: TwoInputOperator<In1, In2, Out>> Strea
 
     fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
         let op = &mut self.op;
-        snapshot_with(&mut self.operator_state, checkpoint_id, |ctx| {
+        snapshot_with(&mut self.operator_state, checkpoint_id, false, |ctx| {
+            op.snapshot_state(ctx)
+        })
+    }
+
+    fn snapshot_savepoint(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
+        let op = &mut self.op;
+        snapshot_with(&mut self.operator_state, checkpoint_id, true, |ctx| {
             op.snapshot_state(ctx)
         })
     }

@@ -109,7 +109,7 @@ impl<T: Data, S: Source<T>> SourceOperator for SourceAdapter<T, S> {
 
     fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
         let source = &mut self.source;
-        snapshot_with(&mut self.operator_state, checkpoint_id, |ctx| {
+        snapshot_with(&mut self.operator_state, checkpoint_id, false, |ctx| {
             source.snapshot_state(ctx)
         })
     }

@@ -9,10 +9,10 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use super::access::TableRef;
 use super::access::{
     AggregatingStateRef, ListStateRef, MapStateRef, ReducingStateRef, ValueStateRef,
 };
-use super::heap::HeapTable;
 use super::keyed::StateKind;
 use super::{Key, StateData};
 use crate::keys::KeyMap;
@@ -37,7 +37,7 @@ pub trait StateDescriptor {
     #[doc(hidden)]
     fn open<'a, K: Key>(
         &'a self,
-        table: &'a mut HeapTable<K, Self::Stored>,
+        table: TableRef<'a, K, Self::Stored>,
         key: &'a K,
         group: usize,
     ) -> Self::Ref<'a, K>;
@@ -95,7 +95,7 @@ impl<V: StateData> StateDescriptor for ValueStateDescriptor<V> {
     }
     fn open<'a, K: Key>(
         &'a self,
-        table: &'a mut HeapTable<K, V>,
+        table: TableRef<'a, K, V>,
         key: &'a K,
         group: usize,
     ) -> ValueStateRef<'a, K, V> {
@@ -131,7 +131,7 @@ impl<V: StateData> StateDescriptor for ListStateDescriptor<V> {
     }
     fn open<'a, K: Key>(
         &'a self,
-        table: &'a mut HeapTable<K, Vec<V>>,
+        table: TableRef<'a, K, Vec<V>>,
         key: &'a K,
         group: usize,
     ) -> ListStateRef<'a, K, V> {
@@ -167,7 +167,7 @@ impl<UK: Key, UV: StateData> StateDescriptor for MapStateDescriptor<UK, UV> {
     }
     fn open<'a, K: Key>(
         &'a self,
-        table: &'a mut HeapTable<K, KeyMap<UK, UV>>,
+        table: TableRef<'a, K, KeyMap<UK, UV>>,
         key: &'a K,
         group: usize,
     ) -> MapStateRef<'a, K, UK, UV> {
@@ -205,7 +205,7 @@ impl<V: StateData> StateDescriptor for ReducingStateDescriptor<V> {
     }
     fn open<'a, K: Key>(
         &'a self,
-        table: &'a mut HeapTable<K, V>,
+        table: TableRef<'a, K, V>,
         key: &'a K,
         group: usize,
     ) -> ReducingStateRef<'a, K, V> {
@@ -282,7 +282,7 @@ impl<A: AggregateFunction> StateDescriptor for AggregatingStateDescriptor<A> {
     }
     fn open<'a, K: Key>(
         &'a self,
-        table: &'a mut HeapTable<K, A::Acc>,
+        table: TableRef<'a, K, A::Acc>,
         key: &'a K,
         group: usize,
     ) -> AggregatingStateRef<'a, K, A> {

@@ -49,4 +49,8 @@ pub enum StateError {
         /// The encoder's message.
         cause: String,
     },
+    /// The state backend failed (I/O, RocksDB, a missing or corrupt file); the
+    /// message names what and where.
+    #[error("{0}")]
+    Backend(String),
 }

@@ -2,10 +2,13 @@
 //! groups it owns, snapshots and restores.
 //!
 //! Tables are created on first use of a descriptor (name, kind and type must
-//! then match every later use). Restored state waits as bytes until its
-//! descriptor is first used, because only the descriptor knows the value type;
-//! a snapshot taken before that carries the bytes on unchanged, so no state is
-//! lost for not having been touched.
+//! then match every later use). With the heap backend, restored state waits as
+//! bytes until its descriptor is first used, because only the descriptor knows
+//! the value type; a snapshot taken before that carries the bytes on
+//! unchanged, so no state is lost for not having been touched. With the
+//! RocksDB backend, restored state goes into the database at once (as bytes:
+//! the database needs no types) and the database records each state's kind
+//! and type, checked when a descriptor opens it.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -14,9 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use weir_actors::snapshot::KeyedStateHandle;
+
+use super::access::TableRef;
 use super::descriptor::StateDescriptor;
 use super::error::StateError;
 use super::heap::{HeapTable, HeapTableSnapshot};
+#[cfg(feature = "rocksdb")]
+use super::rocksdb::{RocksKeyedDb, RocksSnapshot, RocksTable, RocksTableRef};
 use super::{Key, StateData};
 use crate::keys::KeyGroupRange;
 
@@ -74,6 +82,23 @@ impl<K: Key, S: StateData> ErasedTableSnapshot for HeapTableSnapshot<K, S> {
     }
 }
 
+/// RocksDB tables need no per-type operations: the database does it all.
+#[cfg(feature = "rocksdb")]
+struct RocksOps;
+
+#[cfg(feature = "rocksdb")]
+impl<K> TableOps<K> for RocksOps {
+    fn keys(&self, _table: &dyn Any) -> Vec<K> {
+        Vec::new()
+    }
+    fn len(&self, _table: &dyn Any) -> usize {
+        0
+    }
+    fn snapshot(&self, _table: &mut dyn Any) -> Option<Box<dyn ErasedTableSnapshot>> {
+        None
+    }
+}
+
 struct Table<K> {
     name: String,
     kind: StateKind,
@@ -95,6 +120,16 @@ pub struct StateBytes {
     pub entries: Vec<u8>,
 }
 
+/// What a snapshot is for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotOptions {
+    /// The checkpoint (or savepoint) id.
+    pub checkpoint_id: u64,
+    /// A full snapshot in the canonical format (savepoints), even where the
+    /// backend would take an incremental one.
+    pub full: bool,
+}
+
 /// The keyed state of one subtask at a point in time (the synchronous part of
 /// a snapshot; [`KeyedStateSnapshot::serialize`] does the rest, off the
 /// processing path).
@@ -107,16 +142,42 @@ pub struct KeyedStateSnapshot {
         Box<dyn ErasedTableSnapshot>,
     )>,
     pending: BTreeMap<usize, Vec<StateBytes>>,
+    #[cfg(feature = "rocksdb")]
+    rocks: Option<RocksSnapshot>,
+}
+
+/// A serialised keyed snapshot: canonical bytes per key group, and handles
+/// over key-group ranges (incremental RocksDB snapshots).
+#[derive(Debug, Default)]
+pub struct KeyedSnapshotParts {
+    /// For each key group with state, its states' bytes.
+    pub groups: BTreeMap<usize, Vec<StateBytes>>,
+    /// Handles of incremental snapshots.
+    pub handles: Vec<KeyedStateHandle>,
 }
 
 impl KeyedStateSnapshot {
-    /// Serialises the snapshot: for each key group with state, its states' bytes.
-    pub fn serialize(&self) -> Result<BTreeMap<usize, Vec<StateBytes>>, StateError> {
-        let mut groups = self.pending.clone();
+    /// Serialises the snapshot (and, for an incremental one, uploads its new files).
+    pub fn serialize(self) -> Result<KeyedSnapshotParts, StateError> {
+        let mut parts = KeyedSnapshotParts {
+            groups: self.pending,
+            handles: Vec::new(),
+        };
+        #[cfg(feature = "rocksdb")]
+        if let Some(rocks) = self.rocks {
+            match rocks.write()? {
+                super::rocksdb::WrittenSnapshot::Full(groups) => {
+                    for (group, states) in groups {
+                        parts.groups.entry(group).or_default().extend(states);
+                    }
+                }
+                super::rocksdb::WrittenSnapshot::Incremental(handle) => parts.handles.push(handle),
+            }
+        }
         for group in self.range.start..self.range.end {
             for (name, kind, type_name, table) in &self.tables {
                 if let Some(entries) = table.write_group(name, group)? {
-                    groups.entry(group).or_default().push(StateBytes {
+                    parts.groups.entry(group).or_default().push(StateBytes {
                         name: name.clone(),
                         kind: *kind,
                         type_name: type_name.to_string(),
@@ -125,7 +186,7 @@ impl KeyedStateSnapshot {
                 }
             }
         }
-        Ok(groups)
+        Ok(parts)
     }
 }
 
@@ -134,23 +195,53 @@ fn next_store_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Where a store's tables live.
+enum Backing {
+    Heap,
+    #[cfg(feature = "rocksdb")]
+    RocksDb(Box<RocksKeyedDb>),
+}
+
 /// All keyed state of one operator subtask.
 pub struct KeyedStateStore<K> {
     id: u64,
     range: KeyGroupRange,
     tables: Vec<Table<K>>,
-    /// Restored bytes of states no descriptor has opened yet, by key group.
+    /// Restored bytes of states no descriptor has opened yet, by key group (heap).
     pending: BTreeMap<usize, Vec<StateBytes>>,
+    backing: Backing,
 }
 
 impl<K: Key> KeyedStateStore<K> {
-    /// An empty store for the key groups of `range`.
+    /// An empty heap store for the key groups of `range`.
     pub fn new(range: KeyGroupRange) -> Self {
         KeyedStateStore {
             id: next_store_id(),
             range,
             tables: Vec::new(),
             pending: BTreeMap::new(),
+            backing: Backing::Heap,
+        }
+    }
+
+    /// A store kept in a RocksDB database (restored already, if it was).
+    #[cfg(feature = "rocksdb")]
+    pub(crate) fn with_rocksdb(db: RocksKeyedDb) -> Self {
+        let range = db.range();
+        KeyedStateStore {
+            backing: Backing::RocksDb(Box::new(db)),
+            ..Self::new(range)
+        }
+    }
+
+    /// The error a RocksDB access met since the last call (accessors cannot
+    /// return it): the operator fails with it.
+    #[inline]
+    pub fn take_failure(&mut self) -> Option<StateError> {
+        match &self.backing {
+            Backing::Heap => None,
+            #[cfg(feature = "rocksdb")]
+            Backing::RocksDb(db) => db.take_failure(),
         }
     }
 
@@ -203,6 +294,18 @@ impl<K: Key> KeyedStateStore<K> {
         kind: StateKind,
         type_name: &'static str,
     ) -> Result<usize, StateError> {
+        #[cfg(feature = "rocksdb")]
+        if let Backing::RocksDb(db) = &mut self.backing {
+            db.register(name, kind, type_name)?;
+            self.tables.push(Table {
+                name: name.to_string(),
+                kind,
+                type_name,
+                table: Box::new(RocksTable::new(name)),
+                ops: Box::new(RocksOps),
+            });
+            return Ok(self.tables.len() - 1);
+        }
         // Restored bytes leave `pending` only once every group of the state has
         // been read: after a mismatch or corrupt bytes they are still there,
         // and the next snapshot carries them on.
@@ -233,19 +336,8 @@ impl<K: Key> KeyedStateStore<K> {
         Ok(self.tables.len() - 1)
     }
 
-    fn table<S: StateData>(&mut self, index: usize) -> Result<&mut HeapTable<K, S>, StateError> {
-        let t = &mut self.tables[index];
-        let (name, declared) = (&t.name, t.type_name);
-        t.table
-            .downcast_mut::<HeapTable<K, S>>()
-            .ok_or_else(|| StateError::Mismatch {
-                name: name.clone(),
-                declared: declared.to_string(),
-                requested: std::any::type_name::<S>().to_string(),
-            })
-    }
-
     /// Opens `descriptor`'s state for `key` (in key group `group`).
+    #[inline(always)]
     pub fn open<'a, D: StateDescriptor>(
         &'a mut self,
         descriptor: &'a D,
@@ -253,27 +345,78 @@ impl<K: Key> KeyedStateStore<K> {
         group: usize,
     ) -> Result<D::Ref<'a, K>, StateError> {
         let index = self.resolve(descriptor)?;
-        Ok(descriptor.open(self.table::<D::Stored>(index)?, key, group))
+        let Table {
+            name,
+            type_name,
+            table,
+            ..
+        } = &mut self.tables[index];
+        let mismatch = |name: &String, declared: &str| StateError::Mismatch {
+            name: name.clone(),
+            declared: declared.to_string(),
+            requested: std::any::type_name::<D::Stored>().to_string(),
+        };
+        let table = match &self.backing {
+            Backing::Heap => match table.downcast_mut::<HeapTable<K, D::Stored>>() {
+                Some(table) => TableRef::Heap(table),
+                None => return Err(mismatch(name, type_name)),
+            },
+            #[cfg(feature = "rocksdb")]
+            Backing::RocksDb(db) => match table.downcast_mut::<RocksTable>() {
+                Some(table) => TableRef::RocksDb(RocksTableRef::new(db, table)),
+                None => return Err(mismatch(name, type_name)),
+            },
+        };
+        Ok(descriptor.open(table, key, group))
     }
 
     /// The keys that have a value in `descriptor`'s state.
     pub fn keys<D: StateDescriptor>(&mut self, descriptor: &D) -> Result<Vec<K>, StateError> {
         let index = self.resolve(descriptor)?;
         let t = &self.tables[index];
-        Ok(t.ops.keys(t.table.as_ref()))
+        match &self.backing {
+            Backing::Heap => Ok(t.ops.keys(t.table.as_ref())),
+            #[cfg(feature = "rocksdb")]
+            Backing::RocksDb(db) => db.keys(&t.name, t.kind),
+        }
     }
 
-    /// Number of (state, key) entries, over all states.
+    /// Number of (state, key) entries, over all opened states.
     pub fn entries(&self) -> usize {
-        self.tables
-            .iter()
-            .map(|t| t.ops.len(t.table.as_ref()))
-            .sum()
+        match &self.backing {
+            Backing::Heap => self
+                .tables
+                .iter()
+                .map(|t| t.ops.len(t.table.as_ref()))
+                .sum(),
+            #[cfg(feature = "rocksdb")]
+            Backing::RocksDb(db) => self
+                .tables
+                .iter()
+                .map(|t| {
+                    db.len(&t.name, t.kind).unwrap_or_else(|e| {
+                        db.fail(e);
+                        0
+                    })
+                })
+                .sum(),
+        }
     }
 
-    /// The synchronous part of a snapshot: shares the tables' key-group maps.
-    pub fn snapshot(&mut self) -> KeyedStateSnapshot {
-        KeyedStateSnapshot {
+    /// The synchronous part of a snapshot: shares the tables' key-group maps
+    /// (heap), or takes a local RocksDB checkpoint.
+    pub fn snapshot(&mut self, options: SnapshotOptions) -> Result<KeyedStateSnapshot, StateError> {
+        let _ = options;
+        #[cfg(feature = "rocksdb")]
+        if let Backing::RocksDb(db) = &self.backing {
+            return Ok(KeyedStateSnapshot {
+                range: self.range,
+                tables: Vec::new(),
+                pending: BTreeMap::new(),
+                rocks: Some(db.snapshot(options.checkpoint_id, options.full)?),
+            });
+        }
+        Ok(KeyedStateSnapshot {
             range: self.range,
             tables: self
                 .tables
@@ -284,7 +427,9 @@ impl<K: Key> KeyedStateStore<K> {
                 })
                 .collect(),
             pending: self.pending.clone(),
-        }
+            #[cfg(feature = "rocksdb")]
+            rocks: None,
+        })
     }
 
     /// Adds serialised state for the key groups of this store, before any state
@@ -293,6 +438,10 @@ impl<K: Key> KeyedStateStore<K> {
     pub fn restore(&mut self, groups: &BTreeMap<usize, Vec<StateBytes>>) -> Result<(), StateError> {
         if !self.tables.is_empty() {
             return Err(StateError::RestoreAfterUse);
+        }
+        #[cfg(feature = "rocksdb")]
+        if let Backing::RocksDb(db) = &mut self.backing {
+            return db.import(groups);
         }
         for (&group, states) in groups.range(self.range.start..self.range.end) {
             self.pending
@@ -310,7 +459,12 @@ mod tests {
     use crate::state::ValueStateDescriptor;
 
     fn snapshot_of(store: &mut KeyedStateStore<u64>) -> BTreeMap<usize, Vec<StateBytes>> {
-        store.snapshot().serialize().unwrap()
+        store
+            .snapshot(SnapshotOptions::default())
+            .unwrap()
+            .serialize()
+            .unwrap()
+            .groups
     }
 
     #[test]

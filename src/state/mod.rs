@@ -55,8 +55,12 @@ mod error;
 mod heap;
 mod keyed;
 mod operator_state;
+#[cfg(feature = "rocksdb")]
+pub mod rocksdb;
 pub mod timers;
 
+#[doc(hidden)]
+pub use access::TableRef;
 pub use access::{AggregatingStateRef, ListStateRef, MapStateRef, ReducingStateRef, ValueStateRef};
 pub use broadcast::{BroadcastState, BroadcastStateStore, ReadOnlyBroadcastState};
 pub use descriptor::{
@@ -65,10 +69,14 @@ pub use descriptor::{
 };
 pub use error::StateError;
 pub use heap::{HeapStateBackend, HeapTable};
-pub use keyed::{KeyedStateSnapshot, KeyedStateStore, StateBytes, StateKind};
+pub use keyed::{
+    KeyedSnapshotParts, KeyedStateSnapshot, KeyedStateStore, SnapshotOptions, StateBytes, StateKind,
+};
 pub use operator_state::{
     OperatorListState, OperatorStateStore, StateInitContext, StateSnapshotContext,
 };
+#[cfg(feature = "rocksdb")]
+pub use rocksdb::{LocalDirStrategy, RocksDbBackend};
 
 use std::hash::Hash;
 
@@ -91,21 +99,96 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> StateData 
 /// ([`StreamEnv::set_state_backend`](crate::StreamEnv::set_state_backend)), else
 /// by configuration (the environment variable `WEIR_STATE_BACKEND`, Flink's
 /// `state.backend`), else the heap; code wins.
+///
+/// Two backends exist: [`HeapStateBackend`] (typed values in memory) and,
+/// with the cargo feature `rocksdb`, `RocksDbBackend` (state on local disk,
+/// incremental checkpoints).
 pub trait StateBackend: std::fmt::Debug + Send + Sync + 'static {
-    /// The backend's name, as configuration spells it (`"heap"`).
+    /// The backend's name, as configuration spells it (`"heap"`, `"rocksdb"`).
     fn name(&self) -> &'static str;
+    #[doc(hidden)]
+    /// How keyed operators keep their state with this backend.
+    fn keyed_backend(&self) -> KeyedBackend {
+        KeyedBackend::Heap
+    }
+}
+
+impl StateBackend for std::sync::Arc<dyn StateBackend> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn keyed_backend(&self) -> KeyedBackend {
+        (**self).keyed_backend()
+    }
+}
+
+/// How keyed operators keep their state (what a [`StateBackend`] stands for).
+#[doc(hidden)]
+#[derive(Clone)]
+pub enum KeyedBackend {
+    /// Typed values in memory.
+    Heap,
+    /// RocksDB on local disk.
+    #[cfg(feature = "rocksdb")]
+    RocksDb(RocksDbBackend),
+}
+
+/// The backend a job resolved to, shared by the environment (which sets it
+/// when the job is built) and the job's keyed operators (which read it when
+/// they open); empty means the heap.
+#[derive(Clone, Default)]
+pub(crate) struct BackendCell(
+    std::sync::Arc<std::sync::RwLock<Option<std::sync::Arc<dyn StateBackend>>>>,
+);
+
+impl BackendCell {
+    pub(crate) fn set(&self, backend: std::sync::Arc<dyn StateBackend>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(backend);
+    }
+
+    pub(crate) fn keyed_backend(&self) -> KeyedBackend {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(KeyedBackend::Heap, |b| b.keyed_backend())
+    }
 }
 
 /// The configuration key (an environment variable) that names the state backend.
 pub const STATE_BACKEND_VARIABLE: &str = "WEIR_STATE_BACKEND";
 
 /// The state backends this build has, as configuration names them.
-pub const BACKEND_NAMES: &str = "heap (alias hashmap)";
+#[cfg(feature = "rocksdb")]
+pub const BACKEND_NAMES: &str = "heap (alias hashmap), rocksdb";
+/// The state backends this build has, as configuration names them.
+#[cfg(not(feature = "rocksdb"))]
+pub const BACKEND_NAMES: &str = "heap (alias hashmap); rocksdb with the cargo feature `rocksdb`";
+
+/// Whether this build has a backend called `name`; an error says what is allowed.
+pub(crate) fn check_backend_name(name: &str) -> Result<(), String> {
+    match name.trim() {
+        "heap" | "hashmap" => Ok(()),
+        #[cfg(feature = "rocksdb")]
+        "rocksdb" => Ok(()),
+        #[cfg(not(feature = "rocksdb"))]
+        "rocksdb" => Err(
+            "the RocksDB backend is not in this build (build weir with `--features rocksdb`)"
+                .into(),
+        ),
+        other => Err(format!(
+            "{other:?} is not a state backend; allowed: {BACKEND_NAMES}"
+        )),
+    }
+}
 
 /// The backend called `name` (`state.backend`), or an error saying what is allowed.
 pub fn backend_named(name: &str) -> Result<std::sync::Arc<dyn StateBackend>, String> {
     match name.trim() {
         "heap" | "hashmap" => Ok(std::sync::Arc::new(HeapStateBackend)),
+        #[cfg(feature = "rocksdb")]
+        "rocksdb" => rocksdb::from_environment().map(|b| std::sync::Arc::new(b) as _),
+        #[cfg(not(feature = "rocksdb"))]
         "rocksdb" => Err(
             "the RocksDB backend is not in this build (build weir with `--features rocksdb`)"
                 .into(),
@@ -117,7 +200,12 @@ pub fn backend_named(name: &str) -> Result<std::sync::Arc<dyn StateBackend>, Str
 }
 
 /// The backend a configuration value names, or an error naming the key, the
-/// value and what is allowed.
+/// value and what is allowed. `"rocksdb"` needs the cargo feature `rocksdb`
+/// (without it, the error says so); its settings then come from
+/// `WEIR_ROCKSDB_LOCAL_DIRS` (directories separated by `,`),
+/// `WEIR_ROCKSDB_DIR_STRATEGY` (`round-robin`, `least-used`, `random`),
+/// `WEIR_ROCKSDB_BLOCK_CACHE_MB`, `WEIR_ROCKSDB_WRITE_BUFFER_MB` and
+/// `WEIR_ROCKSDB_INCREMENTAL` (`true`/`false`).
 ///
 /// ```
 /// assert_eq!(weir::state::backend_from_config("heap").unwrap().name(), "heap");

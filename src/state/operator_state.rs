@@ -177,6 +177,7 @@ pub struct StateInitContext<'a> {
     pub(crate) operator_state: &'a mut OperatorStateStore,
     pub(crate) raw: Option<&'a [u8]>,
     pub(crate) keyed: Option<&'a BTreeMap<usize, Vec<u8>>>,
+    pub(crate) keyed_handles: &'a [weir_actors::snapshot::KeyedStateHandle],
     pub(crate) broadcast: Option<&'a BTreeMap<String, Vec<u8>>>,
 }
 
@@ -205,12 +206,23 @@ impl StateInitContext<'_> {
         self.keyed
     }
 
+    pub(crate) fn keyed_handles(&self) -> &[weir_actors::snapshot::KeyedStateHandle] {
+        self.keyed_handles
+    }
+
     pub(crate) fn broadcast_state(&self) -> Option<&BTreeMap<String, Vec<u8>>> {
         self.broadcast
     }
 }
 
-type KeyedFinish = Box<dyn FnOnce() -> Result<BTreeMap<usize, Vec<u8>>, StateError> + Send>;
+/// The keyed part of a snapshot: bytes per key group, and handles over
+/// key-group ranges (incremental snapshots).
+pub(crate) type KeyedOutput = (
+    BTreeMap<usize, Vec<u8>>,
+    Vec<weir_actors::snapshot::KeyedStateHandle>,
+);
+
+type KeyedFinish = Box<dyn FnOnce() -> Result<KeyedOutput, StateError> + Send>;
 
 /// Given to `snapshot_state` at every snapshot.
 pub struct StateSnapshotContext<'a> {
@@ -218,6 +230,8 @@ pub struct StateSnapshotContext<'a> {
     pub(crate) operator_state: &'a mut OperatorStateStore,
     pub(crate) raw: Option<Vec<u8>>,
     pub(crate) keyed: Option<KeyedFinish>,
+    /// A full snapshot in the canonical format is required (a savepoint).
+    pub(crate) full: bool,
     pub(crate) broadcast: Option<BTreeMap<String, Vec<u8>>>,
 }
 
@@ -235,6 +249,12 @@ impl StateSnapshotContext<'_> {
     /// Stores the operator's own bytes in the snapshot.
     pub fn write_raw_state(&mut self, bytes: Vec<u8>) {
         self.raw = Some(bytes);
+    }
+
+    /// Whether the snapshot must be full and in the canonical format (a
+    /// savepoint), whatever the state backend would otherwise take.
+    pub fn is_full(&self) -> bool {
+        self.full
     }
 
     pub(crate) fn set_keyed(&mut self, finish: KeyedFinish) {

@@ -67,6 +67,7 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
                 parallelism,
                 max_parallelism,
                 checkpointing: true,
+                shared_state_dir: super::test_shared_dir(),
             },
             events: Vec::new(),
             _types: PhantomData,
@@ -102,7 +103,11 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
     where
         F: KeyedProcessFunction<K, In, Out>,
     {
-        let operator = KeyedProcess::new(function, Arc::new(key));
+        let backend = crate::state::BackendCell::default();
+        if let Some(test_backend) = super::test_backend() {
+            backend.set(test_backend);
+        }
+        let operator = KeyedProcess::new(function, Arc::new(key)).with_backend(backend);
         Self::new(operator, subtask, parallelism, max_parallelism)
     }
 
@@ -153,6 +158,12 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
     /// Takes the synchronous part of a snapshot; the returned value runs the rest.
     pub fn begin_snapshot(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
         self.operator.snapshot_state(checkpoint_id)
+    }
+
+    /// Takes a savepoint's snapshot (both parts, synchronously): self-contained
+    /// and in the canonical format whatever the state backend.
+    pub fn savepoint(&mut self, checkpoint_id: u64) -> Result<OperatorSnapshot, UserError> {
+        self.operator.snapshot_savepoint(checkpoint_id)?.finish()
     }
 
     /// Takes a snapshot (both parts, synchronously).

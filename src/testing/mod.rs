@@ -11,6 +11,9 @@
 //!   restore; plans can be drawn from a seed and replayed from it
 //!   (`Faults::from_seed`, printed with `Display`). Give it to a job with
 //!   [`StreamEnv::set_faults`](crate::StreamEnv::set_faults).
+//! - [`with_state_backend`] runs a test body with another state backend: the
+//!   keyed operators of its harnesses, and the jobs it builds without a backend
+//!   of their own, keep their state there (one suite, every backend).
 //! - [`audit_exactly_once`] checks a committed output of running counts for
 //!   loss and duplicates ([`audit_no_loss`] for at-least-once).
 //!
@@ -23,7 +26,11 @@
 //! ```
 
 mod audit;
+mod backend;
 mod harness;
+
+pub use backend::with_state_backend;
+pub(crate) use backend::{test_backend, test_shared_dir};
 
 pub use audit::{audit_exactly_once, audit_no_loss, CountLine, Expected};
 pub use harness::OperatorHarness;

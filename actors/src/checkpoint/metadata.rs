@@ -133,6 +133,20 @@ impl SubtaskState {
             .map_err(|e| format!("cannot encode a subtask's checkpoint state: {e}"))
     }
 
+    /// The names of the files in the storage's shared directory that the
+    /// state refers to (incremental keyed snapshots).
+    pub fn shared_refs(&self) -> Vec<String> {
+        let mut refs: Vec<String> = self
+            .operators
+            .iter()
+            .flat_map(|(_, s)| &s.keyed_handles)
+            .flat_map(|h| h.shared.iter().map(|f| f.name.clone()))
+            .collect();
+        refs.sort();
+        refs.dedup();
+        refs
+    }
+
     /// Bytes of captured in-flight records.
     pub fn in_flight_bytes(&self) -> u64 {
         self.input_channels

@@ -8,6 +8,15 @@
 //!   fsync and rename, so a checkpoint directory without it is not a checkpoint.
 //!
 //! Every file carries the header of [`super::format`]; reads verify it.
+//!
+//! **Shared files.** Incremental snapshots (the RocksDB backend) upload files
+//! to `<dir>/<job-id>/shared/` once and refer to them from every later
+//! checkpoint that still needs them. Each subtask lists what its state refers
+//! to in `chk-<n>/<state>.refs`; that list is the reference count: when a
+//! completed checkpoint is discarded (subsumed), its shared files that no
+//! other checkpoint directory refers to are deleted. Discarding a checkpoint
+//! that never completed deletes no shared file (a later checkpoint may already
+//! have reused one), so an aborted checkpoint may leave an unreferenced file.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -97,7 +106,23 @@ pub trait CheckpointStorage: fmt::Debug + Send + Sync + 'static {
     fn discard(&self, checkpoint: u64) -> Result<(), StorageError>;
     /// The complete checkpoints, oldest first.
     fn list(&self) -> Result<Vec<RetainedCheckpoint>, StorageError>;
+    /// The directory for files shared between checkpoints (incremental
+    /// snapshots), if this storage has one.
+    fn shared_dir(&self) -> Option<PathBuf> {
+        None
+    }
+    /// Records which shared files the state `name` of checkpoint `checkpoint` refers to.
+    fn write_shared_refs(
+        &self,
+        _checkpoint: u64,
+        _name: &str,
+        _refs: &[String],
+    ) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
+
+const REFS_SUFFIX: &str = ".refs";
 
 /// The bytes of a `_metadata` file (header and rmp-serde payload).
 pub fn encode_metadata(metadata: &CheckpointMetadata) -> Result<Vec<u8>, StorageError> {
@@ -260,6 +285,72 @@ impl FsStorage {
         &self.paths
     }
 
+    /// The shared files the subtask states of checkpoint `checkpoint` refer to.
+    fn shared_refs_of(&self, checkpoint: u64) -> Result<Vec<String>, StorageError> {
+        let dir = self.paths.checkpoint_dir(checkpoint);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(StorageError::Io {
+                    action: "cannot list",
+                    path: dir,
+                    source: e,
+                })
+            }
+        };
+        let mut refs = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(io("cannot list", &dir))?.path();
+            if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(REFS_SUFFIX))
+            {
+                let text = fs::read_to_string(&path).map_err(io("cannot read", &path))?;
+                refs.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_string));
+            }
+        }
+        Ok(refs)
+    }
+
+    /// Deletes the shared files of `released` that no checkpoint directory
+    /// (complete or still being written) refers to any more.
+    fn delete_unreferenced(&self, released: Vec<String>) -> Result<(), StorageError> {
+        let job_dir = self.paths.job_dir();
+        let mut referenced = std::collections::HashSet::new();
+        let entries = fs::read_dir(job_dir).map_err(io("cannot list", job_dir))?;
+        for entry in entries {
+            let entry = entry.map_err(io("cannot list", job_dir))?;
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(CheckpointPaths::checkpoint_id)
+            {
+                referenced.extend(self.shared_refs_of(id)?);
+            }
+        }
+        let shared = self.paths.shared_dir();
+        for name in released {
+            if referenced.contains(&name) || name.contains('/') || name.contains("..") {
+                continue;
+            }
+            let path = shared.join(&name);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(StorageError::Io {
+                        action: "cannot delete",
+                        path,
+                        source: e,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
         let mut file = File::create(path).map_err(io("cannot create", path))?;
         file.write_all(bytes).map_err(io("cannot write", path))?;
@@ -333,15 +424,43 @@ impl CheckpointStorage for FsStorage {
 
     fn discard(&self, checkpoint: u64) -> Result<(), StorageError> {
         let dir = self.paths.checkpoint_dir(checkpoint);
+        let completed = self.paths.metadata(checkpoint).exists();
+        let released = if completed {
+            self.shared_refs_of(checkpoint)?
+        } else {
+            Vec::new()
+        };
         match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StorageError::Io {
-                action: "cannot delete",
-                path: dir,
-                source: e,
-            }),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StorageError::Io {
+                    action: "cannot delete",
+                    path: dir,
+                    source: e,
+                })
+            }
         }
+        if !released.is_empty() {
+            self.delete_unreferenced(released)?;
+        }
+        Ok(())
+    }
+
+    fn shared_dir(&self) -> Option<PathBuf> {
+        Some(self.paths.shared_dir())
+    }
+
+    fn write_shared_refs(
+        &self,
+        checkpoint: u64,
+        name: &str,
+        refs: &[String],
+    ) -> Result<(), StorageError> {
+        let dir = self.paths.checkpoint_dir(checkpoint);
+        fs::create_dir_all(&dir).map_err(io("cannot create directory", &dir))?;
+        let path = dir.join(format!("{name}{REFS_SUFFIX}"));
+        Self::write_file(&path, refs.join("\n").as_bytes())
     }
 
     fn list(&self) -> Result<Vec<RetainedCheckpoint>, StorageError> {
@@ -532,6 +651,58 @@ mod tests {
             "{err}"
         );
         let _ = fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn shared_files_are_deleted_when_no_retained_checkpoint_refers_to_them() {
+        let dir = temp_dir("shared-refs");
+        let storage = FsStorage::new(&dir, "job");
+        let shared = storage.shared_dir().unwrap();
+        fs::create_dir_all(&shared).unwrap();
+        for name in ["a.sst", "b.sst", "c.sst", "orphan.sst"] {
+            fs::write(shared.join(name), name).unwrap();
+        }
+        let refs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (id, files) in [
+            (1, refs(&["a.sst", "b.sst"])),
+            (2, refs(&["b.sst", "c.sst"])),
+        ] {
+            storage.write_state(id, "t-0.state", b"x").unwrap();
+            storage.write_shared_refs(id, "t-0.state", &files).unwrap();
+            storage
+                .write_metadata(&metadata(
+                    id,
+                    StateHandle::File {
+                        name: "t-0.state".into(),
+                        size: 1,
+                    },
+                ))
+                .unwrap();
+        }
+        // An unfinished checkpoint refers to c.sst too.
+        storage
+            .write_shared_refs(3, "t-0.state", &refs(&["c.sst"]))
+            .unwrap();
+        storage.discard(1).unwrap();
+        let left = |d: &Path| {
+            let mut v: Vec<String> = fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(left(&shared), vec!["b.sst", "c.sst", "orphan.sst"]);
+        storage.discard(2).unwrap();
+        assert_eq!(
+            left(&shared),
+            vec!["c.sst", "orphan.sst"],
+            "c.sst is still referenced by checkpoint 3"
+        );
+        // Discarding an unfinished checkpoint releases nothing.
+        storage.discard(3).unwrap();
+        assert_eq!(left(&shared), vec!["c.sst", "orphan.sst"]);
+        fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -241,7 +241,7 @@ impl Subtask {
             .faults
             .as_ref()
             .and_then(|f| f.on_snapshot(barrier.id));
-        let operators = match self.chain.snapshot(barrier.id) {
+        let operators = match self.chain.snapshot(barrier.id, barrier.savepoint) {
             Ok(operators) => operators,
             Err(failure) => {
                 broken = Some(format!(
@@ -353,6 +353,15 @@ impl Subtask {
                 let in_flight = state.in_flight_bytes();
                 let bytes = rmp_serde::to_vec_named(&state)
                     .map_err(|e| format!("cannot encode the state: {e}"))?;
+                let shared_refs = state.shared_refs();
+                if !shared_refs.is_empty() {
+                    // Written before the state, so that no moment exists where
+                    // the state refers to files the storage does not count.
+                    checkpointing
+                        .storage
+                        .write_shared_refs(id, &checkpointing.state_name, &shared_refs)
+                        .map_err(|e| e.to_string())?;
+                }
                 let handle = checkpointing
                     .storage
                     .write_state(id, &checkpointing.state_name, &bytes)

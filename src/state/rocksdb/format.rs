@@ -1,0 +1,367 @@
+//! How the RocksDB backend lays out keyed state as bytes, and how that
+//! converts to and from the canonical (heap) format of a key group.
+//!
+//! A data key is `key group (2 bytes, big-endian) | name length (1 byte) |
+//! state name | msgpack(key)`, and for map state `| msgpack(user key)`. The key
+//! group comes first, so a key-group range is one contiguous key range (read,
+//! deleted or ingested as a range). msgpack is self-delimiting, so no encoded
+//! key is a prefix of another and a key's map entries are exactly the keys
+//! that start with its prefix.
+//!
+//! Values are msgpack (rmp-serde, named fields) of the stored value; a list
+//! is the concatenation of its elements' encodings (appending is a RocksDB
+//! merge, no read-modify-write); a map entry's value is the user value.
+//!
+//! State registrations (name -> kind and type) live under the key
+//! `0xFFFF | name`, outside every key-group range.
+//!
+//! The canonical format of one state in one key group is what the heap backend
+//! writes: `msgpack([(key, value), ...])`, with a list as a msgpack array and a
+//! map as a msgpack map. Since rmp-serde encodes a value the same way wherever
+//! it is nested, the conversion splices raw bytes and needs no value types:
+//! that is what lets a savepoint move between the backends, and a snapshot of
+//! a state that was restored but never opened carry it on unchanged.
+
+use super::super::keyed::StateKind;
+
+/// The first two bytes of a registration key.
+pub(crate) const META_PREFIX: [u8; 2] = [0xff, 0xff];
+
+/// The prefix of `name`'s data in key group `group`.
+pub(crate) fn data_prefix(out: &mut Vec<u8>, group: usize, name: &[u8]) {
+    out.clear();
+    out.extend_from_slice(&(group as u16).to_be_bytes());
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+}
+
+/// The first key of key group `group` (`group` may be one past the last).
+pub(crate) fn group_start(group: usize) -> [u8; 2] {
+    (group as u16).to_be_bytes()
+}
+
+/// The registration key of state `name`.
+pub(crate) fn meta_key(name: &str) -> Vec<u8> {
+    let mut key = META_PREFIX.to_vec();
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// The smallest key greater than every key that starts with `prefix`
+/// (`None`: no such key, the prefix is all `0xff`).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// The end (exclusive) of the msgpack value starting at `bytes[pos]`.
+pub(crate) fn skip_value(bytes: &[u8], mut pos: usize) -> Result<usize, String> {
+    let truncated = || "truncated msgpack value".to_string();
+    let mut remaining: u64 = 1;
+    while remaining > 0 {
+        remaining -= 1;
+        let marker = *bytes.get(pos).ok_or_else(truncated)?;
+        pos += 1;
+        let len = |n: usize, pos: usize| -> Result<u64, String> {
+            let b = bytes.get(pos..pos + n).ok_or_else(truncated)?;
+            Ok(b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
+        };
+        let (skip, children): (u64, u64) = match marker {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
+            0x80..=0x8f => (0, 2 * u64::from(marker & 0x0f)),
+            0x90..=0x9f => (0, u64::from(marker & 0x0f)),
+            0xa0..=0xbf => (u64::from(marker & 0x1f), 0),
+            0xc4 | 0xd9 => (1 + len(1, pos)?, 0),
+            0xc5 | 0xda => (2 + len(2, pos)?, 0),
+            0xc6 | 0xdb => (4 + len(4, pos)?, 0),
+            0xc7 => (2 + len(1, pos)?, 0),
+            0xc8 => (3 + len(2, pos)?, 0),
+            0xc9 => (5 + len(4, pos)?, 0),
+            0xca => (4, 0),
+            0xcb => (8, 0),
+            0xcc | 0xd0 => (1, 0),
+            0xcd | 0xd1 => (2, 0),
+            0xce | 0xd2 => (4, 0),
+            0xcf | 0xd3 => (8, 0),
+            0xd4 => (2, 0),
+            0xd5 => (3, 0),
+            0xd6 => (5, 0),
+            0xd7 => (9, 0),
+            0xd8 => (17, 0),
+            0xdc => (2, len(2, pos)?),
+            0xdd => (4, len(4, pos)?),
+            0xde => (2, 2 * len(2, pos)?),
+            0xdf => (4, 2 * len(4, pos)?),
+            0xc1 => return Err("invalid msgpack marker 0xc1".into()),
+        };
+        pos = pos
+            .checked_add(usize::try_from(skip).map_err(|_| truncated())?)
+            .filter(|&p| p <= bytes.len())
+            .ok_or_else(truncated)?;
+        remaining += children;
+    }
+    Ok(pos)
+}
+
+/// Number of msgpack values in `bytes` (a list state's value).
+pub(crate) fn count_values(bytes: &[u8]) -> Result<u32, String> {
+    let (mut pos, mut n) = (0, 0u32);
+    while pos < bytes.len() {
+        pos = skip_value(bytes, pos)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn write_array_len(out: &mut Vec<u8>, n: u32) {
+    // Writing to a Vec cannot fail.
+    let _ = rmp::encode::write_array_len(out, n);
+}
+
+fn write_map_len(out: &mut Vec<u8>, n: u32) {
+    let _ = rmp::encode::write_map_len(out, n);
+}
+
+/// Builds the canonical bytes of one state in one key group from its entries
+/// in key order (`suffix` = the data key after the prefix, `value` = as stored).
+pub(crate) struct CanonicalWriter {
+    kind: StateKind,
+    body: Vec<u8>,
+    entries: u32,
+    /// Map state: the key whose entries are being collected, and them.
+    map_key: Vec<u8>,
+    map_body: Vec<u8>,
+    map_entries: u32,
+}
+
+impl CanonicalWriter {
+    pub(crate) fn new(kind: StateKind) -> Self {
+        CanonicalWriter {
+            kind,
+            body: Vec::new(),
+            entries: 0,
+            map_key: Vec::new(),
+            map_body: Vec::new(),
+            map_entries: 0,
+        }
+    }
+
+    pub(crate) fn add(&mut self, suffix: &[u8], value: &[u8]) -> Result<(), String> {
+        match self.kind {
+            StateKind::Map => {
+                let split = skip_value(suffix, 0)?;
+                let (key, user_key) = suffix.split_at(split);
+                if key != self.map_key.as_slice() {
+                    self.finish_map();
+                    self.map_key = key.to_vec();
+                }
+                self.map_body.extend_from_slice(user_key);
+                self.map_body.extend_from_slice(value);
+                self.map_entries += 1;
+            }
+            StateKind::List => {
+                if value.is_empty() {
+                    return Ok(());
+                }
+                write_array_len(&mut self.body, 2);
+                self.body.extend_from_slice(suffix);
+                write_array_len(&mut self.body, count_values(value)?);
+                self.body.extend_from_slice(value);
+                self.entries += 1;
+            }
+            _ => {
+                write_array_len(&mut self.body, 2);
+                self.body.extend_from_slice(suffix);
+                self.body.extend_from_slice(value);
+                self.entries += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_map(&mut self) {
+        if self.map_entries > 0 {
+            write_array_len(&mut self.body, 2);
+            self.body.extend_from_slice(&self.map_key);
+            write_map_len(&mut self.body, self.map_entries);
+            self.body.append(&mut self.map_body);
+            self.entries += 1;
+        }
+        self.map_entries = 0;
+        self.map_body.clear();
+    }
+
+    /// The canonical bytes; `None` if there was no entry.
+    pub(crate) fn finish(mut self) -> Option<Vec<u8>> {
+        self.finish_map();
+        if self.entries == 0 {
+            return None;
+        }
+        let mut out = Vec::with_capacity(self.body.len() + 5);
+        write_array_len(&mut out, self.entries);
+        out.extend_from_slice(&self.body);
+        Some(out)
+    }
+}
+
+/// The (key suffix, value) pairs to store for canonical bytes of `kind`.
+pub(crate) fn read_canonical(
+    kind: StateKind,
+    bytes: &[u8],
+    mut put: impl FnMut(&[u8], &[u8]),
+) -> Result<(), String> {
+    let mut rd = bytes;
+    let n = rmp::decode::read_array_len(&mut rd).map_err(|e| e.to_string())?;
+    let mut pos = bytes.len() - rd.len();
+    let mut suffix = Vec::new();
+    for _ in 0..n {
+        let mut rd = &bytes[pos..];
+        let pair = rmp::decode::read_array_len(&mut rd).map_err(|e| e.to_string())?;
+        if pair != 2 {
+            return Err(format!("an entry is an array of {pair}, not a pair"));
+        }
+        pos = bytes.len() - rd.len();
+        let key_end = skip_value(bytes, pos)?;
+        let key = &bytes[pos..key_end];
+        let value_end = skip_value(bytes, key_end)?;
+        let value = &bytes[key_end..value_end];
+        match kind {
+            StateKind::List => {
+                let mut rd = value;
+                rmp::decode::read_array_len(&mut rd).map_err(|e| e.to_string())?;
+                if !rd.is_empty() {
+                    put(key, rd);
+                }
+            }
+            StateKind::Map => {
+                let mut rd = value;
+                let m = rmp::decode::read_map_len(&mut rd).map_err(|e| e.to_string())?;
+                let mut p = value.len() - rd.len();
+                for _ in 0..m {
+                    let uk_end = skip_value(value, p)?;
+                    let uv_end = skip_value(value, uk_end)?;
+                    suffix.clear();
+                    suffix.extend_from_slice(key);
+                    suffix.extend_from_slice(&value[p..uk_end]);
+                    put(&suffix, &value[uk_end..uv_end]);
+                    p = uv_end;
+                }
+            }
+            _ => put(key, value),
+        }
+        pos = value_end;
+    }
+    if pos != bytes.len() {
+        return Err(format!("{} bytes after the last entry", bytes.len() - pos));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::KeyMap;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    struct Rich {
+        name: String,
+        values: Vec<f64>,
+        tag: Option<(i64, u8)>,
+        bytes: Vec<u8>,
+    }
+
+    fn named<T: Serialize>(v: &T) -> Vec<u8> {
+        rmp_serde::to_vec_named(v).unwrap()
+    }
+
+    #[test]
+    fn skip_value_finds_the_end_of_every_kind_of_value() {
+        let rich = Rich {
+            name: "x".repeat(40),
+            values: vec![1.5, -2.0],
+            tag: Some((-70_000, 3)),
+            bytes: vec![1; 300],
+        };
+        for bytes in [
+            named(&rich),
+            named(&u64::MAX),
+            named(&-1i8),
+            named(&"é".repeat(70_000)),
+            named(&vec![rich.clone(); 20]),
+            named(&KeyMap::from_iter([
+                (1u32, "a".to_string()),
+                (2, "b".into()),
+            ])),
+            named(&()),
+        ] {
+            assert_eq!(skip_value(&bytes, 0), Ok(bytes.len()));
+            assert!(skip_value(&bytes[..bytes.len() - 1], 0).is_err());
+        }
+    }
+
+    #[test]
+    fn canonical_bytes_round_trip_through_stored_entries() {
+        // Value state.
+        let entries = vec![(7u64, "seven".to_string()), (9u64, "nine".to_string())];
+        let canonical = named(&entries);
+        let mut stored = Vec::new();
+        read_canonical(StateKind::Value, &canonical, |k, v| {
+            stored.push((k.to_vec(), v.to_vec()))
+        })
+        .unwrap();
+        let mut writer = CanonicalWriter::new(StateKind::Value);
+        for (k, v) in &stored {
+            writer.add(k, v).unwrap();
+        }
+        assert_eq!(writer.finish().unwrap(), canonical);
+
+        // List state: stored as the concatenated elements.
+        let lists = vec![("a".to_string(), vec![1u32, 2, 3])];
+        let canonical = named(&lists);
+        let mut stored = Vec::new();
+        read_canonical(StateKind::List, &canonical, |k, v| {
+            stored.push((k.to_vec(), v.to_vec()))
+        })
+        .unwrap();
+        assert_eq!(
+            stored[0].1,
+            [named(&1u32), named(&2u32), named(&3u32)].concat()
+        );
+        let mut writer = CanonicalWriter::new(StateKind::List);
+        writer.add(&stored[0].0, &stored[0].1).unwrap();
+        assert_eq!(writer.finish().unwrap(), canonical);
+
+        // Map state: one stored entry per user key, grouped again by key.
+        let m1: KeyMap<String, u8> = KeyMap::from_iter([("x".to_string(), 1)]);
+        let m2: KeyMap<String, u8> = KeyMap::from_iter([("y".to_string(), 2)]);
+        let maps = vec![(&1u16, &m1), (&2u16, &m2)];
+        let canonical = named(&maps);
+        let mut stored = Vec::new();
+        read_canonical(StateKind::Map, &canonical, |k, v| {
+            stored.push((k.to_vec(), v.to_vec()))
+        })
+        .unwrap();
+        assert_eq!(stored.len(), 2);
+        let mut writer = CanonicalWriter::new(StateKind::Map);
+        for (k, v) in &stored {
+            writer.add(k, v).unwrap();
+        }
+        let back: Vec<(u16, KeyMap<String, u8>)> =
+            rmp_serde::from_slice(&writer.finish().unwrap()).unwrap();
+        assert_eq!(back, vec![(1, m1), (2, m2)]);
+    }
+
+    #[test]
+    fn prefix_end_is_the_next_prefix() {
+        assert_eq!(prefix_end(&[1, 2]), Some(vec![1, 3]));
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff]), None);
+    }
+}
