@@ -184,19 +184,12 @@ pub(crate) fn check_backend_name(name: &str) -> Result<(), String> {
 
 /// The backend called `name` (`state.backend`), or an error saying what is allowed.
 pub fn backend_named(name: &str) -> Result<std::sync::Arc<dyn StateBackend>, String> {
-    match name.trim() {
-        "heap" | "hashmap" => Ok(std::sync::Arc::new(HeapStateBackend)),
-        #[cfg(feature = "rocksdb")]
-        "rocksdb" => rocksdb::from_environment().map(|b| std::sync::Arc::new(b) as _),
-        #[cfg(not(feature = "rocksdb"))]
-        "rocksdb" => Err(
-            "the RocksDB backend is not in this build (build weir with `--features rocksdb`)"
-                .into(),
-        ),
-        other => Err(format!(
-            "{other:?} is not a state backend; allowed: {BACKEND_NAMES}"
-        )),
+    check_backend_name(name)?;
+    #[cfg(feature = "rocksdb")]
+    if name.trim() == "rocksdb" {
+        return rocksdb::from_environment().map(|b| std::sync::Arc::new(b) as _);
     }
+    Ok(std::sync::Arc::new(HeapStateBackend))
 }
 
 /// The backend a configuration value names, or an error naming the key, the
