@@ -7,6 +7,7 @@
 mod example;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use weir::StreamEnv;
 
@@ -37,6 +38,28 @@ fn args(dir: &Path, records: u64, parallelism: usize) -> example::Args {
             ..Default::default()
         },
     }
+}
+
+/// Starts `env`'s job and, once `ready()` holds, stops it with a savepoint
+/// into the configured savepoint directory; returns the savepoint's path
+/// once the job has ended.
+fn stop_when(env: &StreamEnv, job: &str, ready: impl Fn() -> bool) -> PathBuf {
+    futures::executor::block_on(async {
+        let mut client = env.start(job).await.unwrap();
+        // Wait (not for a time: for a fact) until the job is far enough along.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready() {
+            assert!(Instant::now() < deadline, "{job}: not ready after 60 s");
+            assert!(
+                !client.status().is_terminal(),
+                "{job} ended before it was stopped"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let path = client.stop_with_savepoint(None).await.unwrap();
+        client.wait().await.unwrap();
+        path
+    })
 }
 
 /// Runs the verification job until it stops with a savepoint; returns its path.
@@ -351,15 +374,29 @@ mod uid_rules {
     //! Flink's rules for matching state to operators by uid, checked by
     //! `StreamEnv::check_restore` and enforced by the restore itself.
 
+    use std::collections::BTreeMap;
     use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
 
     use weir::state::ValueStateDescriptor;
     use weir::{Collector, KeyedContext, KeyedProcessFunction, StreamEnv, UserError, Verdict};
 
     use super::example;
 
+    /// Values in the original job's source; the changed job reads the rest.
+    const RECORDS: u64 = 20_000;
+
+    /// What a counter saw: (input value, its key's count after it).
+    type Seen = Arc<Mutex<Vec<(u64, u64)>>>;
+
+    /// Counts records per key (value state "n") and passes them on; every
+    /// count is also recorded in `seen`, so a test can see what state each
+    /// counter started from.
     #[derive(Clone)]
-    struct Count(ValueStateDescriptor<u64>);
+    struct Count {
+        n: ValueStateDescriptor<u64>,
+        seen: Seen,
+    }
 
     impl<K: weir::state::Key> KeyedProcessFunction<K, u64, u64> for Count {
         fn process_element(
@@ -368,27 +405,55 @@ mod uid_rules {
             ctx: &mut KeyedContext<K>,
             out: &mut Collector<u64>,
         ) -> Result<(), UserError> {
-            let mut n = ctx.state(&self.0)?;
-            n.update(n.value().unwrap_or(0) + 1);
+            let mut n = ctx.state(&self.n)?;
+            let count = n.value().unwrap_or(0) + 1;
+            n.update(count);
+            self.seen.lock().unwrap().push((value, count));
             out.collect(value);
             Ok(())
         }
     }
 
     fn count() -> Count {
-        Count(ValueStateDescriptor::new("n"))
+        Count {
+            n: ValueStateDescriptor::new("n"),
+            seen: Arc::default(),
+        }
     }
 
-    /// The job the savepoint is taken of: source -> stateless map -> keyed count.
-    fn original(env: &StreamEnv) {
-        env.add_source(example::Values::new(1_000_000, Some(50_000)))
+    /// The counts in `seen` by key (`key` of the input value), sorted.
+    fn counts_by_key(seen: &Seen, key: impl Fn(u64) -> u64) -> BTreeMap<u64, Vec<u64>> {
+        let mut by_key: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        for &(value, count) in seen.lock().unwrap().iter() {
+            by_key.entry(key(value)).or_default().push(count);
+        }
+        by_key
+            .values_mut()
+            .for_each(|counts| counts.sort_unstable());
+        by_key
+    }
+
+    /// The first and last of sorted `counts` if they are contiguous (each
+    /// count once), else `None`.
+    fn span(counts: &[u64]) -> Option<(u64, u64)> {
+        let contiguous = counts.windows(2).all(|w| w[1] == w[0] + 1);
+        Some((*counts.first()?, *counts.last()?)).filter(|_| contiguous)
+    }
+
+    /// The job the savepoint is taken of: source -> stateless map -> keyed
+    /// count (keyed by the mapped value % 10); returns what the count saw.
+    fn original(env: &StreamEnv) -> Seen {
+        let counter = count();
+        let seen = counter.seen.clone();
+        env.add_source(example::Values::new(RECORDS, Some(50_000)))
             .uid("values")
             .map(|v: u64| v + 1)
             .uid("plus-one")
             .key_by(|v: &u64| v % 10)
-            .process(count())
+            .process(counter)
             .uid("counter")
             .discard();
+        seen
     }
 
     fn env(savepoints: &Path) -> StreamEnv {
@@ -398,16 +463,17 @@ mod uid_rules {
         env
     }
 
-    fn savepoint(dir: &Path) -> PathBuf {
+    /// Stops the original job with a savepoint once it has counted some
+    /// records; returns the savepoint and the count of every key in it.
+    fn savepoint(dir: &Path) -> (PathBuf, BTreeMap<u64, u64>) {
         let env = env(dir);
-        original(&env);
-        futures::executor::block_on(async {
-            let mut client = env.start("original").await.unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            let path = client.stop_with_savepoint(None).await.unwrap();
-            client.wait().await.unwrap();
-            path
-        })
+        let seen = original(&env);
+        let path = super::stop_when(&env, "original", || seen.lock().unwrap().len() >= 500);
+        let counts = counts_by_key(&seen, |v| v % 10)
+            .into_iter()
+            .map(|(key, counts)| (key, counts.last().copied().unwrap_or(0)))
+            .collect();
+        (path, counts)
     }
 
     fn verdicts(env: &StreamEnv, savepoint: &Path) -> Vec<(String, Verdict)> {
@@ -430,22 +496,26 @@ mod uid_rules {
     #[test]
     fn state_follows_uids_through_reordering_additions_and_removals() {
         let dir = super::temp_dir("uid-rules");
-        let savepoint = savepoint(&dir);
+        let (savepoint, saved_counts) = savepoint(&dir);
         let v = |s: &str| s.to_string();
 
         // Reordered, the stateless map removed, a stateless filter and a new
-        // stateful operator added: the state goes where its uid is.
+        // stateful operator added: the state goes where its uid is. The new
+        // counter takes the old counter's position (and its key function),
+        // so state mapped by position instead of uid would land in it.
         let changed = env(&dir);
+        let (new_counter, counter) = (count(), count());
+        let (new_seen, seen) = (new_counter.seen.clone(), counter.seen.clone());
         changed
-            .add_source(example::Values::new(1_000, None))
+            .add_source(example::Values::new(RECORDS, None))
             .uid("values")
             .filter(|v: &u64| *v < u64::MAX)
             .uid("new-filter")
             .key_by(|v: &u64| v % 10)
-            .process(count())
+            .process(new_counter)
             .uid("new-counter")
             .key_by(|v: &u64| v % 7)
-            .process(count())
+            .process(counter)
             .uid("counter")
             .discard();
         let got = verdicts(&changed, &savepoint);
@@ -460,11 +530,34 @@ mod uid_rules {
             ]
         );
         restore(&changed, &savepoint).unwrap();
+        // `counter` goes on from the savepoint's count of each of its keys
+        // (0..7 of the old keys 0..10), each count once.
+        let resumed = counts_by_key(&seen, |v| v % 7);
+        assert_eq!(resumed.len(), 7, "the restored job counted every key");
+        for (key, counts) in &resumed {
+            let saved = saved_counts.get(key).copied().unwrap_or(0);
+            assert!(saved > 0, "key {key} was counted before the savepoint");
+            assert_eq!(
+                span(counts),
+                Some((saved + 1, saved + counts.len() as u64)),
+                "key {key}: `counter` continues from the savepoint's count {saved}"
+            );
+        }
+        // `new-counter` starts empty: every key counts from 1.
+        let fresh = counts_by_key(&new_seen, |v| v % 10);
+        assert_eq!(fresh.len(), 10, "the new counter counted every key");
+        for (key, counts) in &fresh {
+            assert_eq!(
+                span(counts),
+                Some((1, counts.len() as u64)),
+                "key {key}: `new-counter` starts empty"
+            );
+        }
 
         // At another parallelism: rescaled.
         let rescaled = env(&dir);
         rescaled.set_parallelism(3);
-        original(&rescaled);
+        let _ = original(&rescaled);
         assert!(verdicts(&rescaled, &savepoint)
             .contains(&(v("counter"), Verdict::Rescaled { from: 2, to: 3 })));
 
@@ -498,7 +591,7 @@ mod uid_rules {
         // Another max parallelism: an error.
         let other_max = env(&dir);
         other_max.set_max_parallelism(64);
-        original(&other_max);
+        let _ = original(&other_max);
         assert!(verdicts(&other_max, &savepoint).contains(&(
             v("counter"),
             Verdict::MaxParallelismChanged {
@@ -537,7 +630,7 @@ mod uid_rules {
         let dir = super::temp_dir("not-a-snapshot");
         std::fs::create_dir_all(&dir).unwrap();
         let env = env(&dir);
-        original(&env);
+        let _ = original(&env);
         let err = env.check_restore(&dir, "x").unwrap_err().to_string();
         assert!(
             err.contains(&dir.display().to_string()) && err.contains("no _metadata"),
