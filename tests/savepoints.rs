@@ -1,6 +1,8 @@
 //! Savepoints end to end: stop-with-savepoint and resume at another
-//! parallelism under the exactly-once audit, relocated savepoints, savepoints
-//! of a running job, and what a savepoint refuses.
+//! parallelism under the exactly-once audit, relocated savepoints, every kind
+//! of state (broadcast state and timers too) through parallelism 1 -> 3 -> 2,
+//! how state follows uids, savepoints of a running job, and what a savepoint
+//! refuses.
 
 #[allow(dead_code)] // the example's `main` is not used here
 #[path = "../examples/exactly_once.rs"]
@@ -366,6 +368,301 @@ mod every_state_kind {
             .map(|&(key, count, .., sum)| CountLine { key, count, sum })
             .collect();
         audit_exactly_once(counts, &example::expected(RECORDS, KEYS)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+mod broadcast_state_and_timers {
+    //! Broadcast state and keyed event-time timers through savepoints at
+    //! parallelism 1 -> 3 -> 2: the rules reach the job only in the first
+    //! run, yet every subtask of the later runs has them (from the
+    //! savepoint); every record's timer fires exactly once over the three
+    //! runs, timers registered before a savepoint fire after the restore,
+    //! at another parallelism.
+
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    use serde::{Deserialize, Serialize};
+    use weir::inspect::StateReportKind;
+    use weir::state::MapStateDescriptor;
+    use weir::time::WatermarkStrategy;
+    use weir::{
+        Collector, KeyedBroadcastContext, KeyedBroadcastProcessFunction, KeyedContext, StreamEnv,
+        UserError,
+    };
+
+    use super::example;
+
+    const RECORDS: u64 = 30_000;
+    const KEYS: u64 = 31;
+    /// Each record `v` (event time `v`) sets a timer at `v + DELAY` for its key.
+    const DELAY: i64 = 1_000;
+
+    /// What the operator emits.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+    enum Event {
+        Record(u64),
+        Fired { key: u64, at: i64 },
+    }
+
+    /// What one run's subtasks saw, read while the job runs.
+    #[derive(Debug, Default)]
+    struct Seen {
+        /// Per subtask: (records, records that saw every rule).
+        records: BTreeMap<usize, (u64, u64)>,
+        /// Timestamps of the timers that fired.
+        fired: Vec<i64>,
+    }
+
+    fn rules() -> Vec<(String, u64)> {
+        vec![("limit".into(), 100), ("alert".into(), 30)]
+    }
+
+    /// Stores the rules in broadcast state; per record, notes whether its
+    /// subtask has every rule and sets an event-time timer.
+    #[derive(Clone)]
+    struct RulesAndTimers {
+        rules: MapStateDescriptor<String, u64>,
+        seen: Arc<Mutex<Seen>>,
+    }
+
+    impl KeyedBroadcastProcessFunction<u64, u64, (String, u64), Event> for RulesAndTimers {
+        fn process_element(
+            &mut self,
+            value: u64,
+            ctx: &mut KeyedContext<u64>,
+            out: &mut Collector<Event>,
+        ) -> Result<(), UserError> {
+            let subtask = ctx.runtime().subtask_index();
+            let has_rules = {
+                let state = ctx.broadcast_state(&self.rules)?;
+                rules()
+                    .iter()
+                    .all(|(name, limit)| state.get(name) == Some(limit))
+            };
+            let mut seen = self.seen.lock().unwrap();
+            let counts = seen.records.entry(subtask).or_default();
+            counts.0 += 1;
+            counts.1 += u64::from(has_rules);
+            ctx.register_event_time_timer(value as i64 + DELAY);
+            out.collect(Event::Record(value));
+            Ok(())
+        }
+
+        fn process_broadcast_element(
+            &mut self,
+            (name, limit): (String, u64),
+            ctx: &mut KeyedBroadcastContext<u64>,
+            _out: &mut Collector<Event>,
+        ) -> Result<(), UserError> {
+            ctx.broadcast_state(&self.rules)?.put(name, limit);
+            Ok(())
+        }
+
+        fn on_timer(
+            &mut self,
+            timestamp: i64,
+            ctx: &mut KeyedContext<u64>,
+            out: &mut Collector<Event>,
+        ) -> Result<(), UserError> {
+            self.seen.lock().unwrap().fired.push(timestamp);
+            out.collect(Event::Fired {
+                key: *ctx.current_key(),
+                at: timestamp,
+            });
+            Ok(())
+        }
+    }
+
+    struct Run {
+        events: Vec<Event>,
+        seen: Seen,
+        savepoint: Option<PathBuf>,
+    }
+
+    impl Run {
+        /// The record values the run processed.
+        fn records(&self) -> impl Iterator<Item = u64> + '_ {
+            self.events.iter().filter_map(|e| match e {
+                Event::Record(v) => Some(*v),
+                Event::Fired { .. } => None,
+            })
+        }
+
+        /// The timestamps of the timers the run's records set.
+        fn timers_set(&self) -> impl Iterator<Item = i64> + '_ {
+            self.records().map(|v| v as i64 + DELAY)
+        }
+
+        /// The largest record value the run processed.
+        fn last_record(&self) -> u64 {
+            self.records().max().expect("the run processed records")
+        }
+
+        /// The timestamps of the timers that fired in the run.
+        fn timers_fired(&self) -> impl Iterator<Item = i64> + '_ {
+            self.events.iter().filter_map(|e| match e {
+                Event::Fired { at, .. } => Some(*at),
+                Event::Record(_) => None,
+            })
+        }
+
+        fn fired(&self, key: u64, at: i64) -> bool {
+            self.events.contains(&Event::Fired { key, at })
+        }
+    }
+
+    /// Runs the job at `parallelism`, restored from `from` if given; with
+    /// `stop_when`, stops it with a savepoint once that holds of what its
+    /// subtasks saw, else runs it to its end. Only the first run (`from`
+    /// `None`) is given the rules.
+    fn run(
+        parallelism: usize,
+        from: Option<&Path>,
+        dir: &Path,
+        stop_when: Option<&dyn Fn(&Seen) -> bool>,
+    ) -> Run {
+        let env = StreamEnv::with_parallelism(parallelism);
+        env.set_batch_size(32);
+        env.enable_checkpointing(std::time::Duration::from_secs(3600));
+        env.set_savepoint_dir(dir);
+        if let Some(from) = from {
+            env.resume_from(&from.display().to_string());
+        }
+        let descriptor = MapStateDescriptor::<String, u64>::new("rules");
+        let given = if from.is_none() { rules() } else { Vec::new() };
+        let rule_stream = env
+            .from_collection(given)
+            .uid("rules")
+            .broadcast_state(std::slice::from_ref(&descriptor));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let events = env
+            .add_source(example::Values::new(RECORDS, stop_when.map(|_| 60_000)))
+            .uid("values")
+            .assign_timestamps_and_watermarks(
+                WatermarkStrategy::punctuated(|_: &u64, ts| Some(ts))
+                    .with_timestamp_assigner(|v: &u64| *v as i64),
+            )
+            .uid("timestamps")
+            .key_by(|v: &u64| v % KEYS)
+            .connect(rule_stream)
+            .process(RulesAndTimers {
+                rules: descriptor,
+                seen: seen.clone(),
+            })
+            .uid("rules-and-timers")
+            .collect();
+        let savepoint = match stop_when {
+            Some(ready) => Some(super::stop_when(&env, "rules-and-timers", || {
+                ready(&seen.lock().unwrap())
+            })),
+            None => {
+                env.execute_blocking("rules-and-timers").unwrap();
+                None
+            }
+        };
+        let seen = std::mem::take(&mut *seen.lock().unwrap());
+        Run {
+            events: events.take(),
+            seen,
+            savepoint,
+        }
+    }
+
+    fn records(seen: &Seen) -> u64 {
+        seen.records.values().map(|(n, _)| n).sum()
+    }
+
+    #[test]
+    fn broadcast_state_and_timers_survive_savepoints_across_parallelism_1_3_2() {
+        let dir = super::temp_dir("broadcast-timers");
+        // Stopped once its one subtask has the rules, so the savepoint holds them.
+        let first = run(
+            1,
+            None,
+            &dir,
+            Some(&|seen: &Seen| records(seen) >= 500 && seen.records[&0].1 > 0),
+        );
+        let savepoint = first.savepoint.as_deref().unwrap();
+        let report = weir::inspect::inspect(savepoint).unwrap();
+        let operator = report
+            .operators
+            .iter()
+            .find(|o| o.uid == "rules-and-timers")
+            .unwrap();
+        let entries = |kind: StateReportKind| {
+            operator
+                .states
+                .iter()
+                .find(|s| s.kind == kind)
+                .and_then(|s| s.entries)
+        };
+        assert_eq!(entries(StateReportKind::Broadcast), Some(2), "{operator:?}");
+        assert!(
+            entries(StateReportKind::Timers).unwrap_or(0) > 0,
+            "{operator:?}"
+        );
+
+        // Stopped once a timer set in the first run has fired in this one.
+        let set_before: BTreeSet<i64> = first.timers_set().collect();
+        let second = run(
+            3,
+            Some(savepoint),
+            &dir,
+            Some(&|seen: &Seen| {
+                records(seen) >= 500 && seen.fired.iter().any(|at| set_before.contains(at))
+            }),
+        );
+        let third = run(2, second.savepoint.as_deref(), &dir, None);
+
+        // Every subtask of the restored runs had the rules for every record.
+        for (run, parallelism) in [(&second, 3), (&third, 2)] {
+            let subtasks: Vec<usize> = run.seen.records.keys().copied().collect();
+            assert_eq!(subtasks, (0..parallelism).collect::<Vec<_>>());
+            for (subtask, (records, with_rules)) in &run.seen.records {
+                assert_eq!(
+                    records, with_rules,
+                    "parallelism {parallelism}, subtask {subtask}: records that saw the rules"
+                );
+            }
+        }
+
+        // Timers set before a savepoint fire after the restore: some of the
+        // first run's in the second (it stopped once one had), and the last
+        // record's timer of each stopped run, which cannot be due before
+        // that run stopped, in a later one.
+        assert!(second.timers_fired().any(|at| set_before.contains(&at)));
+        let last = first.last_record();
+        let (key, at) = (last % KEYS, last as i64 + DELAY);
+        assert!(!first.fired(key, at) && (second.fired(key, at) || third.fired(key, at)));
+        let last = second.last_record();
+        let (key, at) = (last % KEYS, last as i64 + DELAY);
+        assert!(!second.fired(key, at) && third.fired(key, at));
+
+        // Over the three runs, every record once and every timer fired once.
+        let mut times: BTreeMap<Event, usize> = BTreeMap::new();
+        for event in [first.events, second.events, third.events].concat() {
+            *times.entry(event).or_default() += 1;
+        }
+        let expected: Vec<Event> = (0..RECORDS)
+            .map(Event::Record)
+            .chain((0..RECORDS).map(|v| Event::Fired {
+                key: v % KEYS,
+                at: v as i64 + DELAY,
+            }))
+            .collect();
+        let wrong: Vec<(&Event, Option<&usize>)> = expected
+            .iter()
+            .map(|e| (e, times.get(e)))
+            .filter(|(_, n)| *n != Some(&1))
+            .collect();
+        assert!(
+            wrong.is_empty() && times.len() == expected.len(),
+            "records or timers lost or duplicated (event, times): {:?}",
+            &wrong[..wrong.len().min(10)]
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
