@@ -555,11 +555,13 @@ impl Builder {
                 key_type: d.key_type.map(str::to_string),
             });
         }
-        let auto: Vec<&str> = self
+        // Named by the uid they get and their name: `auto-3 (Sink: Discard)`.
+        let auto: Vec<String> = self
             .vertices
             .iter()
-            .filter(|d| d.uid.is_none())
-            .map(|d| d.name.as_str())
+            .zip(&vertices)
+            .filter(|(d, _)| d.uid.is_none())
+            .map(|(d, v)| format!("{} ({})", v.uid, d.name))
             .collect();
         let uids_matter =
             effective.runtime.checkpointing.is_some() || effective.runtime.restore_from.is_some();

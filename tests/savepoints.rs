@@ -922,6 +922,77 @@ mod uid_rules {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Log output, written by a `tracing` subscriber, read by the test.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The warnings building `env`'s job logs (on this thread).
+    fn build_warnings(env: &StreamEnv) -> String {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || env.plan("warned").unwrap());
+        let text = logs.0.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    #[test]
+    fn a_checkpointed_job_warns_about_operators_without_a_uid() {
+        let dir = super::temp_dir("auto-uids");
+        // A map (vertex 1) and the sink (vertex 3) have no uid.
+        let declare = |env: &StreamEnv| {
+            env.add_source(example::Values::new(10, None))
+                .uid("values")
+                .map(|v: u64| v + 1)
+                .key_by(|v: &u64| v % 10)
+                .process(count())
+                .uid("counter")
+                .print()
+        };
+        let checkpointed = env(&dir);
+        declare(&checkpointed);
+        let warnings = build_warnings(&checkpointed);
+        assert!(
+            warnings.contains("WARN")
+                && warnings.contains("auto-1 (Map), auto-3 (Sink: Print)")
+                && warnings.contains("set `.uid(..)` on every stateful operator"),
+            "{warnings}"
+        );
+        assert!(
+            !warnings.contains("values") && !warnings.contains("counter"),
+            "{warnings}"
+        );
+
+        // Every operator with a uid, or no checkpointing: no warning.
+        let all_uids = env(&dir);
+        all_uids
+            .add_source(example::Values::new(10, None))
+            .uid("values")
+            .map(|v: u64| v + 1)
+            .uid("plus-one")
+            .print()
+            .uid("sink");
+        assert_eq!(build_warnings(&all_uids), "");
+        let plain = StreamEnv::with_parallelism(2);
+        declare(&plain);
+        assert_eq!(build_warnings(&plain), "");
+    }
+
     #[test]
     fn a_restore_from_a_path_that_is_not_a_snapshot_names_the_path() {
         let dir = super::temp_dir("not-a-snapshot");
