@@ -32,6 +32,7 @@
 //! assert!(result.is_some());
 //! ```
 
+use std::io::{ErrorKind, Write};
 use std::path::PathBuf;
 
 use crate::config::{ConfigError, Configuration};
@@ -151,7 +152,8 @@ impl JobArgs {
     }
 
     /// Runs the job to its end; with `--dump-plan`, prints its plan as JSON
-    /// on stdout instead and returns `None`.
+    /// on stdout instead and returns `None` (also when stdout's reader has
+    /// gone; another failure to write is an error).
     pub fn execute_blocking(
         &self,
         env: &StreamEnv,
@@ -161,9 +163,53 @@ impl JobArgs {
             let plan = env.plan(job_name)?;
             let json = serde_json::to_string_pretty(&plan)
                 .map_err(|e| JobError::Runtime(format!("cannot write the plan as JSON: {e}")))?;
-            println!("{json}");
+            write_plan(&mut std::io::stdout().lock(), &json)?;
             return Ok(None);
         }
         env.execute_blocking(job_name).map(Some)
+    }
+}
+
+/// Writes the plan's `json` and a newline to `out`; a closed pipe
+/// (`--dump-plan | head`) is not an error.
+fn write_plan(out: &mut impl Write, json: &str) -> Result<(), JobError> {
+    match writeln!(out, "{json}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != ErrorKind::BrokenPipe => Err(JobError::Runtime(format!(
+            "cannot write the plan to standard output: {e}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer whose every write fails with `0`.
+    struct Failing(ErrorKind);
+
+    impl Write for Failing {
+        fn write(&mut self, _bytes: &[u8]) -> std::io::Result<usize> {
+            Err(self.0.into())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_plan_written_into_a_closed_pipe_is_not_an_error_but_other_failures_are() {
+        write_plan(&mut Failing(ErrorKind::BrokenPipe), "{}").unwrap();
+        let err = write_plan(&mut Failing(ErrorKind::PermissionDenied), "{}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cannot write the plan to standard output"),
+            "{err}"
+        );
+        let mut written = Vec::new();
+        write_plan(&mut written, "{\"job\":\"j\"}").unwrap();
+        assert_eq!(written, b"{\"job\":\"j\"}\n");
     }
 }

@@ -267,6 +267,49 @@ fn a_missing_path_or_a_directory_without_metadata_is_an_error() {
     );
 }
 
+/// The write end of a pipe whose reader has exited: writing to it fails
+/// with a broken pipe.
+fn closed_pipe() -> std::process::ChildStdin {
+    let mut reader = Command::new("true")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = reader.stdin.take().unwrap();
+    reader.wait().unwrap();
+    pipe
+}
+
+#[test]
+fn output_into_a_closed_pipe_is_not_an_error() {
+    // As in `weir checkpoints DIR | head -1` once `head` is done.
+    let checkpoint = checkpoint();
+    for args in [
+        [
+            "checkpoints",
+            arg(checkpoint.root.path()),
+            "--format",
+            "text",
+        ],
+        ["inspect", arg(&checkpoint.path), "--format", "json"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .stdout(closed_pipe())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {output:?}");
+        assert_eq!(String::from_utf8_lossy(&output.stderr), "", "{args:?}");
+    }
+    // The exit status is still the command's answer.
+    let plan = write_plan(checkpoint.root.path(), "empty.json", Vec::new());
+    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["check-restore", arg(&checkpoint.path), "--plan", arg(&plan)])
+        .stdout(closed_pipe())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+}
+
 /// Flips the bits of the byte in the middle of `file`.
 fn corrupt(file: &Path) {
     let mut bytes = std::fs::read(file).unwrap();

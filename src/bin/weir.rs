@@ -7,8 +7,11 @@
 //! ```
 //!
 //! The work is done by [`weir::inspect`]; this file parses flags, prints, and
-//! turns errors into `error: ...` on stderr with exit status 1.
+//! turns errors into `error: ...` on stderr with exit status 1. Output whose
+//! reader has gone (`weir checkpoints DIR | head -1`) is not an error: the
+//! exit status is what it would have been.
 
+use std::io::{ErrorKind, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -137,13 +140,11 @@ fn check_restore(
         )
     })?;
     let check = weir::runtime::restore::check_dir(path, &plan, allow_non_restored_state)?;
-    match format {
-        Format::Text => println!("{check}"),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&check).map_err(|e| e.to_string())?
-        ),
-    }
+    let text = match format {
+        Format::Text => format!("{check}\n"),
+        Format::Json => serde_json::to_string_pretty(&check).map_err(|e| e.to_string())? + "\n",
+    };
+    write_out(&text)?;
     Ok(if check.is_ok() {
         ExitCode::SUCCESS
     } else {
@@ -152,12 +153,75 @@ fn check_restore(
 }
 
 fn print(value: &(impl Serialize + std::fmt::Display), format: Format) -> Result<(), String> {
-    match format {
-        Format::Text => print!("{value}"),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(value).map_err(|e| e.to_string())?
-        ),
+    let text = match format {
+        Format::Text => value.to_string(),
+        Format::Json => serde_json::to_string_pretty(value).map_err(|e| e.to_string())? + "\n",
+    };
+    write_out(&text)
+}
+
+/// Writes `text` to standard output (`print!` would panic when it cannot).
+fn write_out(text: &str) -> Result<(), String> {
+    write_to(&mut std::io::stdout().lock(), text)
+}
+
+/// Writes `text` to `out`. A closed pipe (the reader has all it wants) is
+/// not an error; any other failure is.
+fn write_to(out: &mut impl Write, text: &str) -> Result<(), String> {
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != ErrorKind::BrokenPipe => {
+            Err(format!("cannot write to standard output: {e}"))
+        }
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that fails with `kind` once it has taken `room` bytes.
+    struct Failing {
+        kind: ErrorKind,
+        room: usize,
+    }
+
+    impl Write for Failing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(self.kind.into());
+            }
+            let n = bytes.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_is_not_an_error_but_other_write_failures_are() {
+        let text = "KIND  ID\ncheckpoint  1\n";
+        for room in [0, 4] {
+            let mut closed = Failing {
+                kind: ErrorKind::BrokenPipe,
+                room,
+            };
+            assert_eq!(write_to(&mut closed, text), Ok(()));
+        }
+        let mut full = Failing {
+            kind: ErrorKind::StorageFull,
+            room: 4,
+        };
+        let err = write_to(&mut full, text).unwrap_err();
+        assert!(
+            err.starts_with("cannot write to standard output: "),
+            "{err}"
+        );
+        let mut fine = Vec::new();
+        write_to(&mut fine, text).unwrap();
+        assert_eq!(fine, text.as_bytes());
+    }
 }
