@@ -310,6 +310,28 @@ fn output_into_a_closed_pipe_is_not_an_error() {
     assert_eq!(output.status.code(), Some(1), "{output:?}");
 }
 
+#[test]
+fn a_foreign_metadata_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("chk-1");
+    std::fs::create_dir(&snapshot).unwrap();
+    let metadata = snapshot.join("_metadata");
+    // Bytes that are not weir's: a fixed pseudo-random sequence.
+    let bytes: Vec<u8> = (0u32..512)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&metadata, bytes).unwrap();
+    for command in ["inspect", "checkpoints"] {
+        let stderr = failure(&weir(&[command, arg(&snapshot)]));
+        assert!(
+            stderr.starts_with("error: ")
+                && stderr.contains(arg(&metadata))
+                && stderr.contains("not a weir checkpoint file"),
+            "{command}: {stderr}"
+        );
+    }
+}
+
 /// Flips the bits of the byte in the middle of `file`.
 fn corrupt(file: &Path) {
     let mut bytes = std::fs::read(file).unwrap();
