@@ -1,15 +1,18 @@
-//! A killed process loses nothing: the exactly-once verification job
-//! (`examples/exactly_once.rs`, run as its own process) is killed with SIGKILL
-//! once it has completed checkpoints, then started again with
-//! `--resume-from latest`; the committed files of both runs together must pass
-//! the exactly-once audit.
+//! The exactly-once verification job (`examples/exactly_once.rs`) run as its
+//! own process. A killed process loses nothing: the job is killed with
+//! SIGKILL once it has completed checkpoints, then started again with
+//! `--resume-from latest`. A job stopped with a savepoint
+//! (`--stop-with-savepoint-after-ms`) resumes from it at another parallelism,
+//! and the `weir` command lists the savepoint and checks it against the plan
+//! the job dumps (`--dump-plan`). Either way, the committed files of both
+//! runs together must pass the exactly-once audit.
 
 #[allow(dead_code)] // only the audit is used here
 #[path = "../examples/exactly_once.rs"]
 mod example;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The example binary cargo built next to this test.
@@ -115,4 +118,145 @@ fn resuming_without_a_checkpoint_fails_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no complete checkpoint under"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs the `weir` command.
+fn weir(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The stdout of a run that must succeed.
+fn stdout(what: &str, output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{what}: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn arg(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn a_job_stopped_with_a_savepoint_resumes_at_another_parallelism_exactly_once() {
+    let binary = example_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let (output, savepoints) = (dir.path().join("out"), dir.path().join("savepoints"));
+    let (records, keys) = (40_000u64, 53u64);
+    let job = |args: &[&str]| {
+        Command::new(&binary)
+            .args([
+                "--records",
+                &records.to_string(),
+                "--keys",
+                &keys.to_string(),
+            ])
+            .args(["--checkpoint-interval-ms", "20", "--output", arg(&output)])
+            .args(["--savepoint-dir", arg(&savepoints)])
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap()
+    };
+
+    // At most 50 000 records a second: still running after 150 ms.
+    let first = job(&[
+        "--parallelism",
+        "2",
+        "--rate",
+        "50000",
+        "--stop-with-savepoint-after-ms",
+        "150",
+    ]);
+    let first = stdout("the first run", &first);
+    let summary: serde_json::Value =
+        serde_json::from_str(first.lines().last().unwrap_or_default()).unwrap();
+    let savepoint = PathBuf::from(summary["savepoint"].as_str().expect("a savepoint path"));
+    assert!(savepoint.starts_with(&savepoints), "{summary}");
+    assert!(
+        example::audit(&output, records, keys).is_err(),
+        "stopped part-way, the output is incomplete"
+    );
+
+    // `weir checkpoints` lists it as a savepoint.
+    let listing = stdout(
+        "weir checkpoints",
+        &weir(&["checkpoints", arg(&savepoints), "--format", "json"]),
+    );
+    let listing: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    let snapshots = listing["snapshots"].as_array().unwrap();
+    assert_eq!(snapshots.len(), 1, "{listing}");
+    assert_eq!(snapshots[0]["kind"], "savepoint");
+    assert_eq!(snapshots[0]["path"], arg(&savepoint));
+    let text = stdout(
+        "weir checkpoints",
+        &weir(&["checkpoints", arg(&savepoints)]),
+    );
+    assert!(
+        text.lines().nth(1).unwrap().starts_with("savepoint "),
+        "{text}"
+    );
+
+    // The plan at parallelism 3, as `--dump-plan` prints it, restores.
+    let plan = stdout("--dump-plan", &job(&["--parallelism", "3", "--dump-plan"]));
+    let plan_file = dir.path().join("plan.json");
+    std::fs::write(&plan_file, plan).unwrap();
+    let check = ["check-restore", arg(&savepoint), "--plan", arg(&plan_file)];
+    let text = stdout("weir check-restore", &weir(&check));
+    let json = stdout(
+        "weir check-restore --format json",
+        &weir(&[&check[..], &["--format", "json"]].concat()),
+    );
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    // State sizes depend on how far the first run got; paths on the machine.
+    let mut stable = text.replace(arg(dir.path()), "<DIR>");
+    for uid in json["uids"].as_array().unwrap() {
+        let bytes = uid["state_bytes"].as_u64().unwrap();
+        assert!(bytes > 0, "{uid}");
+        stable = stable.replacen(&format!("{bytes:>11}"), &format!("{:>11}", "<BYTES>"), 1);
+    }
+    insta::assert_snapshot!("check_restore_at_parallelism_3", stable);
+
+    let second = job(&["--parallelism", "3", "--resume-from", arg(&savepoint)]);
+    let second = stdout("the resumed run", &second);
+    assert!(!second.contains("\"savepoint\""), "{second}");
+    let lines = example::audit(&output, records, keys).unwrap();
+    assert_eq!(lines, records);
+    assert!(savepoint.join("_metadata").is_file(), "a savepoint is kept");
+}
+
+#[test]
+fn the_file_weir_config_names_configures_the_job() {
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), "parallelism = 5\nmax_parallelism = 64\n").unwrap();
+    let plan = |flags: &[&str]| -> serde_json::Value {
+        let output = Command::new(example_binary())
+            .args(["--output", "/nonexistent/out", "--dump-plan"])
+            .args(flags)
+            .env("WEIR_CONFIG", config.path())
+            .output()
+            .unwrap();
+        serde_json::from_str(&stdout("--dump-plan", &output)).unwrap()
+    };
+    let settings = |plan: &serde_json::Value| -> Vec<(u64, u64)> {
+        plan["operators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                let number = |key: &str| o[key].as_u64().unwrap();
+                (number("parallelism"), number("max_parallelism"))
+            })
+            .collect()
+    };
+    // The file beats the job's default parallelism (2) and weir's max (128).
+    assert_eq!(settings(&plan(&[])), vec![(5, 64); 3]);
+    // A flag beats the file.
+    assert_eq!(settings(&plan(&["--parallelism", "3"])), vec![(3, 64); 3]);
 }
