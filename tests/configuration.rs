@@ -153,3 +153,100 @@ fn bad_values_name_the_key_the_value_and_what_is_allowed() {
         "{err}"
     );
 }
+
+/// The error configuring a job from a file holding `text`, and the file's path.
+fn file_error(text: &str) -> (String, String) {
+    let config = file(text);
+    let path = config.path().display().to_string();
+    let args = JobArgs::parse_from(["job", "--config", &path]);
+    let err = args.configure(&StreamEnv::new()).unwrap_err().to_string();
+    (err, path)
+}
+
+#[test]
+fn a_syntax_error_names_the_file_and_the_line() {
+    let (err, path) = file_error("parallelism = 2\n\n[checkpoint\ninterval_ms = 10\n");
+    assert!(err.contains(&path) && err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn a_negative_number_is_an_error_naming_the_key() {
+    let (err, path) = file_error("parallelism = -2");
+    assert!(
+        err.contains(&path) && err.contains("parallelism = -2") && err.contains("at least 1"),
+        "{err}"
+    );
+    let (err, _) = file_error("[checkpoint]\nmin_pause_ms = -1");
+    assert!(
+        err.contains("checkpoint.min_pause_ms = -1") && err.contains("a whole number"),
+        "{err}"
+    );
+    let err = weir::config::Configuration::new()
+        .load_env_vars([("WEIR_PARALLELISM".to_string(), "-2".to_string())])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("WEIR_PARALLELISM") && err.contains("\"-2\""),
+        "{err}"
+    );
+}
+
+/// `[rocksdb]` values are checked in every build, with or without the
+/// `rocksdb` feature; they apply when `state.backend` is `rocksdb`.
+#[test]
+fn rocksdb_values_are_checked_and_errors_name_the_key() {
+    let (err, _) = file_error("[rocksdb]\nblock_cache_mb = 0");
+    assert!(
+        err.contains("rocksdb.block_cache_mb = 0") && err.contains("at least 1"),
+        "{err}"
+    );
+    let (err, _) = file_error("[rocksdb]\nwrite_buffer_mb = \"lots\"");
+    assert!(
+        err.contains("rocksdb.write_buffer_mb = \"lots\"") && err.contains("a whole number"),
+        "{err}"
+    );
+    let (err, _) = file_error("[rocksdb]\ndir_strategy = \"fastest\"");
+    assert!(
+        err.contains("rocksdb.dir_strategy = \"fastest\"")
+            && err.contains("round-robin, least-used, random"),
+        "{err}"
+    );
+    let (err, _) = file_error("[rocksdb]\nincremental = \"yes\"");
+    assert!(
+        err.contains("rocksdb.incremental") && err.contains("true or false"),
+        "{err}"
+    );
+    let (err, _) = file_error("[rocksdb]\nlocal_dir = \"/var/tmp\"");
+    assert!(
+        err.contains("local_dir") && err.contains("rocksdb.local_dirs"),
+        "{err}"
+    );
+    let err = weir::config::Configuration::new()
+        .load_env_vars([("WEIR_ROCKSDB_BLOCK_CACHE_MB".to_string(), "0".to_string())])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("WEIR_ROCKSDB_BLOCK_CACHE_MB") && err.contains("at least 1"),
+        "{err}"
+    );
+
+    // Good values with the heap backend: accepted, and the job runs on the heap.
+    let config = file("[rocksdb]\nblock_cache_mb = 64\ndir_strategy = \"least-used\"\n");
+    let args = JobArgs::parse_from(["job", "--config", config.path().to_str().unwrap()]);
+    let env = StreamEnv::new();
+    args.configure(&env).unwrap();
+    assert_eq!(env.state_backend().unwrap().name(), "heap");
+}
+
+/// Without the `rocksdb` feature, asking for the backend says how to get it.
+#[cfg(not(feature = "rocksdb"))]
+#[test]
+fn the_rocksdb_backend_in_a_build_without_it_says_to_rebuild() {
+    let (err, path) = file_error("[state]\nbackend = \"rocksdb\"\n[rocksdb]\nblock_cache_mb = 64");
+    assert!(
+        err.contains(&path)
+            && err.contains("state.backend = \"rocksdb\"")
+            && err.contains("--features rocksdb"),
+        "{err}"
+    );
+}
