@@ -143,6 +143,24 @@ impl CheckpointStorage for RoutedStorage {
     fn list(&self) -> Result<Vec<RetainedCheckpoint>, StorageError> {
         self.checkpoints.list()
     }
+
+    /// The checkpoints' shared directory: incremental checkpoints refer to
+    /// files there (a savepoint never does, see
+    /// `OperatorSnapshot::check_self_contained`).
+    fn shared_dir(&self) -> Option<PathBuf> {
+        self.checkpoints.shared_dir()
+    }
+
+    fn write_shared_refs(
+        &self,
+        checkpoint: u64,
+        name: &str,
+        refs: &[String],
+    ) -> Result<(), StorageError> {
+        self.target(checkpoint)
+            .storage()
+            .write_shared_refs(checkpoint, name, refs)
+    }
 }
 
 #[cfg(test)]
@@ -196,5 +214,26 @@ mod tests {
         routed.write_state(4, "op-0.state", b"x").unwrap();
         routed.discard(4).unwrap();
         assert!(!aborted.exists(), "an incomplete savepoint is removed");
+    }
+    #[test]
+    fn checkpoints_keep_their_shared_directory_and_references_through_the_routing() {
+        let root = tempfile::tempdir().unwrap();
+        let checkpoints = FsStorage::new(root.path(), "abcdef0123");
+        let shared = checkpoints.shared_dir();
+        assert!(shared.is_some());
+        let routed = RoutedStorage::new(Arc::new(checkpoints.clone()));
+        assert_eq!(
+            routed.shared_dir(),
+            shared,
+            "incremental checkpoints stay possible"
+        );
+        routed
+            .write_shared_refs(5, "op-0.state", &["a.sst".to_string()])
+            .unwrap();
+        let refs = checkpoints
+            .paths()
+            .checkpoint_dir(5)
+            .join("op-0.state.refs");
+        assert!(refs.is_file(), "{} is written", refs.display());
     }
 }

@@ -107,19 +107,18 @@ pub trait CheckpointStorage: fmt::Debug + Send + Sync + 'static {
     /// The complete checkpoints, oldest first.
     fn list(&self) -> Result<Vec<RetainedCheckpoint>, StorageError>;
     /// The directory for files shared between checkpoints (incremental
-    /// snapshots), if this storage has one.
-    fn shared_dir(&self) -> Option<PathBuf> {
-        None
-    }
-    /// Records which shared files the state `name` of checkpoint `checkpoint` refers to.
+    /// snapshots), if this storage has one. (No default: a wrapping storage
+    /// that forgot to forward it would silently turn incremental checkpoints
+    /// into full ones.)
+    fn shared_dir(&self) -> Option<PathBuf>;
+    /// Records which shared files the state `name` of checkpoint `checkpoint`
+    /// refers to (a storage without a shared directory has none to record).
     fn write_shared_refs(
         &self,
-        _checkpoint: u64,
-        _name: &str,
-        _refs: &[String],
-    ) -> Result<(), StorageError> {
-        Ok(())
-    }
+        checkpoint: u64,
+        name: &str,
+        refs: &[String],
+    ) -> Result<(), StorageError>;
 }
 
 const REFS_SUFFIX: &str = ".refs";
@@ -237,6 +236,20 @@ impl CheckpointStorage for MemoryStorage {
                 })
             })
             .collect()
+    }
+
+    /// In memory there are no shared files: snapshots are full.
+    fn shared_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
+    fn write_shared_refs(
+        &self,
+        _checkpoint: u64,
+        _name: &str,
+        _refs: &[String],
+    ) -> Result<(), StorageError> {
+        Ok(())
     }
 }
 
