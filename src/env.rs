@@ -444,7 +444,13 @@ impl StreamEnv {
     /// `--dump-plan` prints and `weir check-restore --plan` reads.
     pub fn plan(&self, job_name: &str) -> Result<JobPlan, JobError> {
         let (graph, _) = self.job_graph(job_name)?;
-        Ok(JobPlan::of(&graph))
+        self.plan_of(&graph)
+    }
+
+    fn plan_of(&self, graph: &JobGraph) -> Result<JobPlan, JobError> {
+        let mut plan = JobPlan::of(graph);
+        plan.state_backend = Some(self.state_backend()?.name().to_string());
+        Ok(plan)
     }
 
     /// The pre-flight check of a restore: whether the savepoint or retained
@@ -463,7 +469,7 @@ impl StreamEnv {
         let (graph, config) = self.job_graph(job_name)?;
         weir_actors::restore::check_dir(
             snapshot.as_ref(),
-            &JobPlan::of(&graph),
+            &self.plan_of(&graph)?,
             config.allow_non_restored_state,
         )
         .map_err(JobError::InvalidJob)

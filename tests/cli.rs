@@ -402,6 +402,7 @@ fn write_plan(
     let plan = weir::JobPlan {
         job: "cli-test".into(),
         operators,
+        state_backend: Some("heap".into()),
     };
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_string(&plan).unwrap()).unwrap();

@@ -406,3 +406,90 @@ fn a_jobs_local_directories_are_removed_when_it_ends() {
         local.display()
     );
 }
+
+/// Runs a bounded job counting per key with `backend` and checkpoints under
+/// `checkpoints`, and returns its retained (final) checkpoint.
+fn counting_job(backend: Option<RocksDbBackend>, checkpoints: &Path) -> StreamEnv {
+    let env = StreamEnv::with_parallelism(2);
+    env.set_checkpoint_dir(checkpoints.to_str().unwrap());
+    match backend {
+        Some(backend) => env.set_state_backend(backend),
+        None => env.set_state_backend(HeapStateBackend),
+    };
+    env.from_collection((0..2_000u32).map(|i| (i % 50, i)).collect::<Vec<_>>())
+        .uid("values")
+        .key_by(|r: &(u32, u32)| r.0)
+        .process(Counter::new())
+        .uid("counter")
+        .discard();
+    env
+}
+
+fn retained_checkpoint(checkpoints: &Path, job_id: &str) -> PathBuf {
+    let mut chk: Vec<PathBuf> = std::fs::read_dir(checkpoints.join(job_id))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("_metadata").is_file())
+        .collect();
+    assert_eq!(chk.len(), 1, "one retained checkpoint: {chk:?}");
+    chk.pop().unwrap()
+}
+
+#[test]
+fn an_incremental_checkpoint_is_inspected_and_restores_only_onto_rocksdb() {
+    use weir::inspect::StateReportKind;
+    use weir::Verdict;
+    let root = tempfile::tempdir().unwrap();
+    let checkpoints = root.path().join("checkpoints");
+    let local = root.path().join("local");
+    let result = counting_job(Some(rocksdb(&local)), &checkpoints)
+        .execute_blocking("incremental")
+        .unwrap();
+    let chk = retained_checkpoint(&checkpoints, &result.job_id);
+
+    // `weir inspect` shows the keyed state by the shared files it refers to.
+    let report = weir::inspect::inspect(&chk).unwrap();
+    let counter = report
+        .operators
+        .iter()
+        .find(|o| o.uid == "counter")
+        .expect("the counter operator");
+    let keyed = counter
+        .states
+        .iter()
+        .find(|s| s.name == "keyed (rocksdb, incremental)")
+        .unwrap_or_else(|| panic!("an incremental keyed state in {:?}", counter.states));
+    assert_eq!(keyed.kind, StateReportKind::OpaqueKeyed);
+    let shared: u64 = std::fs::read_dir(checkpoints.join(&result.job_id).join("shared"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(
+        keyed.bytes >= shared && shared > 0,
+        "{} bytes reported, {shared} bytes of shared files",
+        keyed.bytes
+    );
+    assert!(counter.state_bytes >= keyed.bytes);
+
+    // The pre-flight check: only a RocksDB job can restore it.
+    let verdict = |env: StreamEnv| {
+        env.check_restore(&chk, "incremental")
+            .unwrap()
+            .uids
+            .into_iter()
+            .find(|u| u.uid == "counter")
+            .unwrap()
+            .verdict
+    };
+    let onto_heap = verdict(counting_job(None, &checkpoints));
+    let Verdict::StateTypeMismatch { snapshot, job } = &onto_heap else {
+        panic!("onto the heap backend: {onto_heap:?}");
+    };
+    assert!(
+        snapshot.contains("incrementally by the rocksdb backend"),
+        "{snapshot}"
+    );
+    assert!(job.contains("the heap backend"), "{job}");
+    let onto_rocksdb = verdict(counting_job(Some(rocksdb(&local)), &checkpoints));
+    assert_eq!(onto_rocksdb, Verdict::Matched);
+}

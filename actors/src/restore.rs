@@ -110,6 +110,11 @@ pub struct JobPlan {
     pub job: String,
     /// Its operators, in declaration order.
     pub operators: Vec<PlannedOperator>,
+    /// The name of the job's state backend (`"heap"`, `"rocksdb"`), if known:
+    /// keyed state a backend checkpointed incrementally restores only onto
+    /// that backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_backend: Option<String>,
 }
 
 impl JobPlan {
@@ -128,6 +133,7 @@ impl JobPlan {
                     key_type: v.key_type.clone(),
                 })
                 .collect(),
+            state_backend: None,
         }
     }
 }
@@ -291,6 +297,8 @@ pub fn check(
 ) -> RestoreCheck {
     // Per uid: bytes of state, and whether any of it is keyed.
     let mut stateful: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
+    // Per uid: the backend whose incremental handles hold its keyed state.
+    let mut handles_of: BTreeMap<&str, &str> = BTreeMap::new();
     for state in states {
         for (uid, snapshot) in &state.operators {
             if snapshot.is_empty() {
@@ -298,7 +306,10 @@ pub fn check(
             }
             let entry = stateful.entry(uid.as_str()).or_default();
             entry.0 += snapshot.size() as u64;
-            entry.1 |= !snapshot.keyed.is_empty();
+            entry.1 |= !snapshot.keyed.is_empty() || !snapshot.keyed_handles.is_empty();
+            if let Some(handle) = snapshot.keyed_handles.first() {
+                handles_of.insert(uid.as_str(), handle.backend.as_str());
+            }
         }
     }
     let mut uids = Vec::new();
@@ -334,6 +345,19 @@ pub fn check(
                         job: format!(
                             "key type {}",
                             operator.key_type.as_deref().unwrap_or_default()
+                        ),
+                    }
+                } else if let Some((written_by, job_backend)) = handles_of
+                    .get(operator.uid.as_str())
+                    .zip(plan.state_backend.as_deref())
+                    .filter(|(written_by, job_backend)| **written_by != *job_backend)
+                {
+                    Verdict::StateTypeMismatch {
+                        snapshot: format!(
+                            "keyed state checkpointed incrementally by the {written_by} backend"
+                        ),
+                        job: format!(
+                            "the {job_backend} backend (restore with {written_by}, or from a savepoint)"
                         ),
                     }
                 } else if before.parallelism != operator.parallelism {

@@ -129,6 +129,22 @@ impl OperatorSnapshot {
             && self.raw.is_none()
     }
 
+    /// Whether the snapshot can go into a savepoint: a savepoint must stand
+    /// alone, so it may not refer to shared files (they belong to the
+    /// checkpoint storage and are deleted with the checkpoints that use them).
+    /// The error names operator `uid` and the backend that wrote the handles.
+    pub fn check_self_contained(&self, uid: &str) -> Result<(), String> {
+        match self.keyed_handles.first() {
+            None => Ok(()),
+            Some(handle) => Err(format!(
+                "operator `{uid}` wrote keyed state handles (shared files of the {:?} backend) \
+                 into a savepoint, which must be self-contained: its \
+                 StreamOperator::snapshot_savepoint must write canonical state",
+                handle.backend
+            )),
+        }
+    }
+
     /// Total bytes of state.
     pub fn size(&self) -> usize {
         self.keyed.values().map(Vec::len).sum::<usize>()
@@ -238,6 +254,29 @@ mod tests {
             keyed: groups.iter().map(|&g| (g, vec![g as u8])).collect(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_snapshot_with_shared_files_cannot_go_into_a_savepoint() {
+        assert_eq!(keyed(&[1, 2]).check_self_contained("counts"), Ok(()));
+        let incremental = OperatorSnapshot {
+            keyed_handles: vec![KeyedStateHandle {
+                start: 0,
+                end: 4,
+                backend: "rocksdb".into(),
+                shared_dir: "/ck/shared".into(),
+                shared: Vec::new(),
+                data: Vec::new(),
+            }],
+            ..Default::default()
+        };
+        let error = incremental.check_self_contained("counts").unwrap_err();
+        assert!(
+            error.contains("`counts`")
+                && error.contains("\"rocksdb\"")
+                && error.contains("savepoint"),
+            "{error}"
+        );
     }
 
     #[test]

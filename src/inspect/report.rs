@@ -5,8 +5,10 @@
 //! module decodes as much as the API layer's own encodings allow without
 //! knowing the record types: the msgpack *array headers* hold the counts.
 //! Keyed bytes another state backend wrote in its own format are reported as
-//! one `opaque keyed` state with their size, not as an error; a damaged file
-//! (checksum, magic, truncation) is an error.
+//! one `opaque keyed` state with their size, not as an error, and so is the
+//! keyed state of an incremental checkpoint (`keyed (rocksdb, incremental)`:
+//! the shared files it refers to and the backend's inline bytes); a damaged
+//! file (checksum, magic, truncation) is an error.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -328,6 +330,17 @@ impl Tally {
                     .state(StateReportKind::OpaqueKeyed, "keyed")
                     .add(None, bytes.len() as u64),
             }
+        }
+        for handle in &snapshot.keyed_handles {
+            // Incremental keyed state: the backend's own files, listed with
+            // their sizes (the handle's inline bytes count in `size()`).
+            let shared: u64 = handle.shared.iter().map(|f| f.size).sum();
+            self.bytes += shared;
+            self.state(
+                StateReportKind::OpaqueKeyed,
+                &format!("keyed ({}, incremental)", handle.backend),
+            )
+            .add(None, shared + handle.data.len() as u64);
         }
         for list in &snapshot.lists {
             let kind = match list.mode {

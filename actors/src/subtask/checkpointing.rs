@@ -326,6 +326,7 @@ impl Subtask {
             return self.decline(id, reason);
         }
         let span = self.span.clone();
+        let savepoint = taken.barrier.savepoint;
         actix_rt::task::spawn_blocking(move || {
             let started = Instant::now();
             let written = (|| -> Result<_, String> {
@@ -334,6 +335,9 @@ impl Subtask {
                     let snapshot = pending.finish().map_err(|e| {
                         format!("operator `{uid}` failed to write its snapshot: {e}")
                     })?;
+                    if savepoint {
+                        snapshot.check_self_contained(&uid)?;
+                    }
                     operators.push((uid, snapshot));
                 }
                 let state = SubtaskState {
