@@ -2176,6 +2176,14 @@ macro_rules! every_backend {
         mod rocksdb_incremental {
             $( #[test] fn $test() { super::with_rocksdb(true, super::$test) } )*
         }
+        #[cfg(feature = "rocksdb")]
+        mod rocksdb_uncached {
+            $( #[test] fn $test() { super::with_rocksdb_entry_cache(0, super::$test) } )*
+        }
+        #[cfg(feature = "rocksdb")]
+        mod rocksdb_evicting {
+            $( #[test] fn $test() { super::with_rocksdb_entry_cache(300, super::$test) } )*
+        }
     };
 }
 
@@ -2183,13 +2191,34 @@ macro_rules! every_backend {
 /// so that state goes to disk), with incremental or full harness snapshots.
 #[cfg(feature = "rocksdb")]
 fn with_rocksdb(incremental: bool, test: fn()) {
+    with_rocksdb_backend(incremental, |backend| backend, test)
+}
+
+/// Runs `test` with incremental RocksDB snapshots and an entry cache of
+/// `bytes` (0: none, every access goes to the database; a few hundred: an
+/// eviction every few writes).
+#[cfg(feature = "rocksdb")]
+fn with_rocksdb_entry_cache(bytes: usize, test: fn()) {
+    with_rocksdb_backend(true, |backend| backend.with_entry_cache_bytes(bytes), test)
+}
+
+#[cfg(feature = "rocksdb")]
+fn with_rocksdb_backend(
+    incremental: bool,
+    configure: impl FnOnce(weir::state::RocksDbBackend) -> weir::state::RocksDbBackend,
+    test: fn(),
+) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let backend = weir::state::RocksDbBackend::new()
         .with_local_dirs([dir.path().join("local-a"), dir.path().join("local-b")])
         .with_block_cache_bytes(4 << 20)
         .with_write_buffer_bytes(4 << 20);
     let shared = dir.path().join("shared");
-    weir::testing::with_state_backend(backend, incremental.then_some(shared.as_path()), test);
+    weir::testing::with_state_backend(
+        configure(backend),
+        incremental.then_some(shared.as_path()),
+        test,
+    );
 }
 
 every_backend!(

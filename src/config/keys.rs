@@ -86,6 +86,7 @@ pub const KEYS: &[KeySpec] = &[
     ),
     key("rocksdb.block_cache_mb", POSITIVE, "RocksDB block cache per job, MiB (default 128)"),
     key("rocksdb.write_buffer_mb", POSITIVE, "RocksDB write buffers per job, MiB (default 64)"),
+    key("rocksdb.entry_cache_mb", ANY_NUMBER, "RocksDB write-back entry cache per job, MiB (default 32, 0: off)"),
     key("rocksdb.incremental", Kind::Bool, "incremental checkpoints with RocksDB (default true)"),
     key("restart.strategy", Kind::Restart, "none, fixed-delay:ATTEMPTS:DELAY_MS, failure-rate:MAX:INTERVAL_MS:DELAY_MS or exponential:INITIAL_MS:MAX_MS"),
     key("restore.from", Kind::ResumeFrom, "savepoint or checkpoint directory to start from, or latest"),

@@ -36,6 +36,7 @@
 //! dir_strategy = "round-robin"           # or "least-used", "random"
 //! block_cache_mb = 128
 //! write_buffer_mb = 64
+//! entry_cache_mb = 32                    # 0 turns the entry cache off
 //! incremental = true
 //!
 //! [restart]

@@ -107,10 +107,7 @@ fn rocks_modify<K: Key, V: StateData, R>(
     default: Option<&V>,
     f: impl FnOnce(&mut V) -> R,
 ) -> Option<R> {
-    let mut value = table.get(group, key).or_else(|| default.cloned())?;
-    let result = f(&mut value);
-    table.put(group, key, &value);
-    Some(result)
+    table.modify(group, key, default, f)
 }
 
 /// A [`ListStateDescriptor`](super::ListStateDescriptor)'s list for the current key.

@@ -301,7 +301,7 @@ impl<K: Key> KeyedStateStore<K> {
                 name: name.to_string(),
                 kind,
                 type_name,
-                table: Box::new(RocksTable::new(name)),
+                table: Box::new(RocksTable::new(name, db.caches(kind))),
                 ops: Box::new(RocksOps),
             });
             return Ok(self.tables.len() - 1);

@@ -197,7 +197,8 @@ pub fn backend_named(name: &str) -> Result<std::sync::Arc<dyn StateBackend>, Str
 /// (without it, the error says so); its settings then come from
 /// `WEIR_ROCKSDB_LOCAL_DIRS` (directories separated by `,`),
 /// `WEIR_ROCKSDB_DIR_STRATEGY` (`round-robin`, `least-used`, `random`),
-/// `WEIR_ROCKSDB_BLOCK_CACHE_MB`, `WEIR_ROCKSDB_WRITE_BUFFER_MB` and
+/// `WEIR_ROCKSDB_BLOCK_CACHE_MB`, `WEIR_ROCKSDB_WRITE_BUFFER_MB`,
+/// `WEIR_ROCKSDB_ENTRY_CACHE_MB` (0: no entry cache) and
 /// `WEIR_ROCKSDB_INCREMENTAL` (`true`/`false`).
 ///
 /// ```

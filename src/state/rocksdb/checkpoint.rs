@@ -75,6 +75,7 @@ impl RocksKeyedDb {
         full: bool,
     ) -> Result<RocksSnapshot, StateError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
+        self.flush_cache()?;
         let dir = self.local_dir().join(format!(
             "chk-{checkpoint_id}-{}",
             NEXT.fetch_add(1, Ordering::Relaxed)

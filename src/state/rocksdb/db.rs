@@ -2,7 +2,7 @@
 //! from incremental handles), the state registry, reads and writes of raw
 //! keys, and the error slot the accessors report into.
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,8 @@ use rocksdb::{
 };
 use weir_actors::snapshot::{KeyedStateHandle, SharedFile};
 
-use super::dirs::LocalDir;
+use super::cache::EntryCache;
+use super::dirs::{LocalDir, OpenDatabase};
 use super::format::{self, META_PREFIX};
 use super::RocksDbBackend;
 use crate::keys::KeyGroupRange;
@@ -70,6 +71,10 @@ pub(crate) struct RocksKeyedDb {
     options: Options,
     registry: HashMap<String, (StateKind, String)>,
     failure: RefCell<Option<StateError>>,
+    /// Recent values of the states with one value per key (see `cache.rs`).
+    cache: RefCell<EntryCache>,
+    /// This database's share of the job's entry cache.
+    open: OpenDatabase,
     pub(super) site: Arc<SnapshotSite>,
     // Declared last: dropped after the database is closed.
     pub(super) dir: LocalDir,
@@ -147,6 +152,8 @@ impl RocksKeyedDb {
             options,
             registry: HashMap::new(),
             failure: RefCell::new(None),
+            cache: RefCell::new(EntryCache::default()),
+            open: backend.resources.open_database(),
             site,
             dir,
         };
@@ -308,6 +315,70 @@ impl RocksKeyedDb {
         &self.write
     }
 
+    /// Whether the states of `kind` go through the entry cache: those with
+    /// one value per key, when the job has an entry cache. Lists (appended by
+    /// merges) and maps (iterated by prefix) always go to the database.
+    pub(crate) fn caches(&self, kind: StateKind) -> bool {
+        matches!(
+            kind,
+            StateKind::Value | StateKind::Reducing | StateKind::Aggregating
+        ) && self.open.caches_entries()
+    }
+
+    /// The entry cache, for one access.
+    #[inline]
+    pub(super) fn cache(&self) -> RefMut<'_, EntryCache> {
+        self.cache.borrow_mut()
+    }
+
+    /// Makes room in `cache` once it holds more than this database's share:
+    /// the cold generation's dirty entries are written in one batch, then
+    /// dropped. A failed write keeps them and fails the operator.
+    #[inline]
+    pub(super) fn evict_if_full(&self, cache: &mut EntryCache) {
+        if cache.over(self.open.entry_cache_limit()) {
+            self.evict(cache);
+        }
+    }
+
+    #[cold]
+    fn evict(&self, cache: &mut EntryCache) {
+        let mut batch = WriteBatch::default();
+        for (key, value) in cache.evict().dirty {
+            match value {
+                Some(value) => batch.put(key, value),
+                None => batch.delete(key),
+            }
+        }
+        if !batch.is_empty() {
+            if let Err(e) = self.db.write_opt(batch, &self.write) {
+                return self.fail(self.error("cannot write evicted cache entries", e));
+            }
+        }
+        cache.finish_eviction();
+    }
+
+    /// Writes every dirty entry of the entry cache into the database, before
+    /// anything reads the database as a whole (snapshots, key iteration).
+    pub(crate) fn flush_cache(&self) -> Result<(), StateError> {
+        let mut cache = self.cache.borrow_mut();
+        if !cache.has_dirty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for (key, value) in cache.dirty_entries() {
+            match value {
+                Some(value) => batch.put(key, value),
+                None => batch.delete(key),
+            }
+        }
+        self.db
+            .write_opt(batch, &self.write)
+            .map_err(|e| self.error("cannot write the entry cache", e))?;
+        cache.mark_clean();
+        Ok(())
+    }
+
     /// Every stored key of state `name` (decoded), over the subtask's key groups.
     pub(crate) fn keys<K: crate::state::Key>(
         &self,
@@ -340,6 +411,7 @@ impl RocksKeyedDb {
         kind: StateKind,
         mut f: impl FnMut(&[u8]) -> Result<(), StateError>,
     ) -> Result<(), StateError> {
+        self.flush_cache()?;
         let mut prefix = Vec::new();
         let mut last: Vec<u8> = Vec::new();
         for group in self.range.start..self.range.end {

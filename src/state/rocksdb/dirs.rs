@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rocksdb::{Cache, WriteBufferManager};
@@ -40,6 +41,9 @@ impl std::str::FromStr for LocalDirStrategy {
 pub(crate) struct Resources {
     pub cache: Cache,
     pub write_buffers: WriteBufferManager,
+    /// The job's entry-cache budget, shared evenly by its open databases.
+    entry_cache_bytes: usize,
+    open_databases: AtomicUsize,
     next: AtomicUsize,
     random: AtomicU64,
 }
@@ -57,9 +61,18 @@ impl Resources {
         Resources {
             cache,
             write_buffers,
+            entry_cache_bytes: settings.entry_cache_bytes,
+            open_databases: AtomicUsize::new(0),
             next: AtomicUsize::new(0),
             random: AtomicU64::new(seed | 1),
         }
+    }
+
+    /// Counts a database as open (its share of the entry cache is taken from
+    /// the budget) until the guard is dropped.
+    pub fn open_database(self: &Arc<Self>) -> OpenDatabase {
+        self.open_databases.fetch_add(1, Ordering::Relaxed);
+        OpenDatabase(self.clone())
     }
 
     /// The index of the directory a new subtask goes to.
@@ -84,6 +97,30 @@ impl Resources {
                 .min_by_key(|(_, d)| bytes_under(d))
                 .map_or(0, |(i, _)| i),
         }
+    }
+}
+
+/// One open database of a job: its share of the job's entry cache.
+pub(crate) struct OpenDatabase(Arc<Resources>);
+
+impl OpenDatabase {
+    /// Whether the job's databases cache entries at all.
+    pub fn caches_entries(&self) -> bool {
+        self.0.entry_cache_bytes > 0
+    }
+
+    /// How many bytes this database's entry cache may hold: the job's budget
+    /// shared evenly by the databases open now.
+    #[inline]
+    pub fn entry_cache_limit(&self) -> usize {
+        let open = self.0.open_databases.load(Ordering::Relaxed).max(1);
+        self.0.entry_cache_bytes / open
+    }
+}
+
+impl Drop for OpenDatabase {
+    fn drop(&mut self) {
+        self.0.open_databases.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -162,6 +199,7 @@ mod tests {
             strategy: LocalDirStrategy::RoundRobin,
             block_cache_bytes: 1 << 20,
             write_buffer_bytes: 4 << 20,
+            entry_cache_bytes: 0,
             incremental: true,
         };
         let resources = Resources::new(&settings);
@@ -182,6 +220,26 @@ mod tests {
         assert_eq!(random.len(), 3);
         assert_eq!("least-used".parse(), Ok(LocalDirStrategy::LeastUsed));
         assert!("fastest".parse::<LocalDirStrategy>().is_err());
+    }
+
+    #[test]
+    fn open_databases_share_the_entry_cache_budget() {
+        let settings = RocksDbSettings {
+            local_dirs: Vec::new(),
+            strategy: LocalDirStrategy::RoundRobin,
+            block_cache_bytes: 1 << 20,
+            write_buffer_bytes: 4 << 20,
+            entry_cache_bytes: 1200,
+            incremental: true,
+        };
+        let resources = Arc::new(Resources::new(&settings));
+        let first = resources.open_database();
+        assert_eq!(first.entry_cache_limit(), 1200);
+        let second = resources.open_database();
+        let third = resources.open_database();
+        assert_eq!(first.entry_cache_limit(), 400);
+        drop((second, third));
+        assert_eq!(first.entry_cache_limit(), 1200);
     }
 
     #[test]

@@ -19,14 +19,17 @@ use crate::state::Key;
 /// One state of a subtask's database: its name and scratch buffers.
 pub(crate) struct RocksTable {
     name: Box<str>,
+    /// Whether its values go through the database's entry cache.
+    cached: bool,
     key: RefCell<Vec<u8>>,
     value: Vec<u8>,
 }
 
 impl RocksTable {
-    pub(crate) fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str, cached: bool) -> Self {
         RocksTable {
             name: name.into(),
+            cached,
             key: RefCell::new(Vec::with_capacity(64)),
             value: Vec::with_capacity(64),
         }
@@ -90,6 +93,9 @@ impl<'a> RocksTableRef<'a> {
     /// The stored value of `key`.
     #[inline]
     pub(crate) fn get<K: Key, S: DeserializeOwned>(&self, group: usize, key: &K) -> Option<S> {
+        if self.table.cached {
+            return self.with_key(group, key, None, |k| self.cached_get(k))?;
+        }
         let read = self.with_key(group, key, None, |k| self.db.db().get_pinned(k))?;
         match read {
             Ok(Some(bytes)) => self.decode(&bytes),
@@ -118,6 +124,10 @@ impl<'a> RocksTableRef<'a> {
             return self.fail("cannot encode a value of", e);
         }
         let this = &*self;
+        if this.table.cached {
+            this.with_key(group, key, None, |k| this.cached_put(k, &this.table.value));
+            return;
+        }
         let written = this.with_key(group, key, None, |k| {
             this.db
                 .db()
@@ -128,8 +138,102 @@ impl<'a> RocksTableRef<'a> {
         }
     }
 
+    /// Changes the value of `key` in place (starting from `default` if it has
+    /// none) and returns what `f` returns; with the entry cache, one key
+    /// encoding and one lookup.
+    #[inline]
+    pub(crate) fn modify<K: Key, S: Serialize + DeserializeOwned + Clone, R>(
+        &mut self,
+        group: usize,
+        key: &K,
+        default: Option<&S>,
+        f: impl FnOnce(&mut S) -> R,
+    ) -> Option<R> {
+        if !self.table.cached {
+            let mut value = self.get(group, key).or_else(|| default.cloned())?;
+            let result = f(&mut value);
+            self.put(group, key, &value);
+            return Some(result);
+        }
+        let RocksTable { name, key: buf, .. } = &*self.table;
+        let db = self.db;
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            db.fail(db.error(&format!("{what} state `{name}`"), e));
+        };
+        let mut k = buf.borrow_mut();
+        format::data_prefix(&mut k, group, name.as_bytes());
+        if let Err(e) = rmp_serde::encode::write_named(&mut *k, key) {
+            fail("cannot encode a key of", &e);
+            return None;
+        }
+        let mut cache = db.cache();
+        let stored: Option<S> = match cache.get_mut(&k) {
+            Some(entry) => match entry.value.as_deref().map(rmp_serde::from_slice) {
+                Some(Ok(value)) => Some(value),
+                Some(Err(e)) => {
+                    fail("cannot decode a value of", &e);
+                    return None;
+                }
+                None => None,
+            },
+            None => {
+                drop(cache);
+                let stored = self.cached_get(&k);
+                cache = db.cache();
+                stored
+            }
+        };
+        let mut value = stored.or_else(|| default.cloned())?;
+        let result = f(&mut value);
+        let mut encoded = Ok(());
+        cache.set(&k, |bytes| {
+            encoded = rmp_serde::encode::write_named(bytes, &value);
+        });
+        if let Err(e) = encoded {
+            fail("cannot encode a value of", &e);
+        }
+        db.evict_if_full(&mut cache);
+        Some(result)
+    }
+
+    /// The value of the data key `k` through the entry cache; a miss reads
+    /// the database and keeps what it found (or that nothing was there).
+    fn cached_get<S: DeserializeOwned>(&self, k: &[u8]) -> Option<S> {
+        let mut cache = self.db.cache();
+        if let Some(entry) = cache.get_mut(k) {
+            return entry.value.as_deref().and_then(|bytes| self.decode(bytes));
+        }
+        let found = match self.db.db().get_pinned(k) {
+            Ok(found) => found.map(|bytes| bytes.to_vec()),
+            Err(e) => {
+                drop(cache);
+                self.fail("cannot read", e);
+                return None;
+            }
+        };
+        let value = found.as_deref().and_then(|bytes| self.decode(bytes));
+        cache.insert(k, found, false);
+        self.db.evict_if_full(&mut cache);
+        value
+    }
+
+    /// Stores encoded `value` under the data key `k` in the entry cache.
+    fn cached_put(&self, k: &[u8], value: &[u8]) {
+        let mut cache = self.db.cache();
+        cache.set(k, |bytes| bytes.extend_from_slice(value));
+        self.db.evict_if_full(&mut cache);
+    }
+
     /// Removes the value of `key`.
     pub(crate) fn delete<K: Key>(&mut self, group: usize, key: &K) {
+        if self.table.cached {
+            self.with_key(group, key, None, |k| {
+                let mut cache = self.db.cache();
+                cache.insert(k, None, true);
+                self.db.evict_if_full(&mut cache);
+            });
+            return;
+        }
         let written = self.with_key(group, key, None, |k| {
             self.db.db().delete_opt(k, self.db.write_options())
         });
