@@ -47,7 +47,8 @@
 //! runtime defaults (1024, 4, one Arbiter per core) for any engine job.
 //! `--backend rocksdb` (built with `--features rocksdb`) keeps keyed state in
 //! RocksDB, in `--local-dir` (default: the system's temporary directory) with
-//! a block cache of `--block-cache-mb` (default 128).
+//! a block cache of `--block-cache-mb` (default 128) and an entry cache of
+//! `--entry-cache-mb` (default 32; 0 turns it off).
 //!
 //! ## Output fields
 //!
@@ -180,6 +181,9 @@ struct Args {
     /// RocksDB: the block cache, in MiB.
     #[arg(long, default_value_t = 128)]
     block_cache_mb: usize,
+    /// RocksDB: the entry cache (write-back, per job), in MiB; 0 turns it off.
+    #[arg(long, default_value_t = 32)]
+    entry_cache_mb: usize,
     /// RocksDB: the local working directory.
     #[arg(long, value_name = "DIR")]
     local_dir: Option<std::path::PathBuf>,
@@ -203,7 +207,8 @@ impl Args {
             #[cfg(feature = "rocksdb")]
             "rocksdb" => {
                 let mut backend = weir::state::RocksDbBackend::new()
-                    .with_block_cache_bytes(self.block_cache_mb << 20);
+                    .with_block_cache_bytes(self.block_cache_mb << 20)
+                    .with_entry_cache_bytes(self.entry_cache_mb << 20);
                 if let Some(dir) = &self.local_dir {
                     backend = backend.with_local_dirs([dir.clone()]);
                 }
@@ -798,7 +803,8 @@ fn large_state(args: &Args) -> BenchResult<Report> {
     std::fs::create_dir_all(&shared)?;
     let backend = weir::state::RocksDbBackend::new()
         .with_local_dirs([root.join("local")])
-        .with_block_cache_bytes(args.block_cache_mb << 20);
+        .with_block_cache_bytes(args.block_cache_mb << 20)
+        .with_entry_cache_bytes(args.entry_cache_mb << 20);
     let result =
         weir::testing::with_state_backend(backend, Some(&shared), || -> BenchResult<Report> {
             let function = StoreValue {

@@ -25,9 +25,17 @@ use std::collections::HashMap;
 
 use crate::keys::StableBuildHasher;
 
-/// Bytes counted per entry on top of its key and value: the map's slot and
-/// the two allocations' headers.
-pub(crate) const ENTRY_OVERHEAD: usize = 64;
+/// Bytes the allocator takes for `n` bytes: a header and 16-byte granules.
+fn allocated(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        (n + 8 + 15) & !15
+    }
+}
+
+/// Bytes a map's table takes per slot: the slot and its control byte.
+const SLOT_BYTES: usize = std::mem::size_of::<(Box<[u8]>, Entry)>() + 1;
 
 /// A cached entry: the value's bytes (`None`: known to be absent, or deleted)
 /// and whether the database has yet to hear of it.
@@ -38,8 +46,9 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
+    /// Heap bytes of the entry's key and value (its slot counts with the table).
     fn size(&self, key: &[u8]) -> usize {
-        key.len() + self.value.as_ref().map_or(0, Vec::capacity) + ENTRY_OVERHEAD
+        allocated(key.len()) + allocated(self.value.as_ref().map_or(0, Vec::capacity))
     }
 }
 
@@ -50,7 +59,8 @@ type Map = HashMap<Box<[u8]>, Entry, StableBuildHasher>;
 pub(crate) struct EntryCache {
     hot: Map,
     cold: Map,
-    /// Bytes held by both maps, as [`Entry::size`] counts them.
+    /// Bytes of the entries of both maps, as [`Entry::size`] counts them
+    /// (the tables count apart, by their capacity).
     bytes: usize,
 }
 
@@ -61,10 +71,9 @@ pub(crate) struct Eviction<'a> {
 }
 
 impl EntryCache {
-    /// Bytes held.
-    #[cfg(test)]
+    /// Bytes held: the entries and both tables.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes + (self.hot.capacity() + self.cold.capacity()) * SLOT_BYTES
     }
 
     /// Number of entries held.
@@ -114,13 +123,13 @@ impl EntryCache {
         write(value);
         let after = value.capacity();
         entry.dirty = true;
-        self.bytes = self.bytes + after - before;
+        self.bytes = self.bytes + allocated(after) - allocated(before);
     }
 
     /// Whether the cache holds more than `limit` bytes.
     #[inline]
     pub fn over(&self, limit: usize) -> bool {
-        self.bytes > limit
+        self.bytes() > limit
     }
 
     /// The cold generation's dirty entries, to be written before
@@ -141,10 +150,10 @@ impl EntryCache {
     pub fn finish_eviction(&mut self) {
         let cold_bytes: usize = self.cold.iter().map(|(k, e)| e.size(k)).sum();
         self.bytes -= cold_bytes;
-        self.cold = std::mem::take(&mut self.hot);
-        // The new hot generation starts at the size the last one ended at,
-        // so it does not rehash its way up again.
-        self.hot.reserve(self.cold.len());
+        // The emptied cold table becomes the new hot one: no allocation, and
+        // no rehashing its way up to the size the generations run at.
+        self.cold.clear();
+        std::mem::swap(&mut self.hot, &mut self.cold);
     }
 
     /// Every dirty entry, to be written before [`mark_clean`](Self::mark_clean).
@@ -178,12 +187,13 @@ mod tests {
     }
 
     fn total(cache: &EntryCache) -> usize {
-        cache
+        let entries: usize = cache
             .hot
             .iter()
             .chain(cache.cold.iter())
             .map(|(k, e)| e.size(k))
-            .sum()
+            .sum();
+        entries + (cache.hot.capacity() + cache.cold.capacity()) * SLOT_BYTES
     }
 
     #[test]
@@ -253,7 +263,9 @@ mod tests {
         let mut cache = EntryCache::default();
         assert!(!cache.over(0));
         cache.insert(b"k", Some(vec![0; 100]), true);
-        assert!(cache.over(100));
-        assert!(!cache.over(1000));
+        let held = cache.bytes();
+        assert!(held >= 100 + 1 + SLOT_BYTES, "{held}");
+        assert!(cache.over(held - 1));
+        assert!(!cache.over(held));
     }
 }
