@@ -11,7 +11,10 @@
 //!   RocksDB snapshot into the heap; a savepoint is canonical even when
 //!   checkpoints are incremental;
 //! - **memory**: state ten times the configured memory is kept and read back;
-//! - **local directories** are removed when a job's subtasks end.
+//! - **local directories** are removed when a job's subtasks end;
+//! - **whole jobs**: their checkpoints are incremental, `weir inspect` and the
+//!   pre-flight check see that state, and the shared directory holds exactly
+//!   the files the retained checkpoint refers to after many were subsumed.
 #![cfg(feature = "rocksdb")]
 
 use std::collections::{BTreeMap, HashSet};
@@ -492,4 +495,44 @@ fn an_incremental_checkpoint_is_inspected_and_restores_only_onto_rocksdb() {
     assert!(job.contains("the heap backend"), "{job}");
     let onto_rocksdb = verdict(counting_job(Some(rocksdb(&local)), &checkpoints));
     assert_eq!(onto_rocksdb, Verdict::Matched);
+}
+
+#[test]
+fn a_job_keeps_exactly_the_shared_files_its_retained_checkpoint_refers_to() {
+    let root = tempfile::tempdir().unwrap();
+    let checkpoints = root.path().join("checkpoints");
+    let env = StreamEnv::with_parallelism(2);
+    env.set_state_backend(rocksdb(&root.path().join("local")));
+    env.set_checkpoint_dir(checkpoints.to_str().unwrap());
+    env.enable_checkpointing(std::time::Duration::from_millis(20));
+    env.set_batch_size(64);
+    // Enough records (in small batches) for periodic checkpoints to complete
+    // and be subsumed before the final one; how many does not matter: the
+    // shared files must always match what the retained checkpoint lists.
+    env.from_collection((0..20_000u32).map(|i| (i % 500, i)).collect::<Vec<_>>())
+        .uid("values")
+        .key_by(|r: &(u32, u32)| r.0)
+        .process(Counter::new())
+        .uid("counter")
+        .discard();
+    let result = env.execute_blocking("shared-files").unwrap();
+    let chk = retained_checkpoint(&checkpoints, &result.job_id);
+    let referenced: HashSet<String> = std::fs::read_dir(&chk)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "refs"))
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        !referenced.is_empty(),
+        "the final checkpoint is incremental"
+    );
+    let shared = files_in(&checkpoints.join(&result.job_id).join("shared"));
+    assert_eq!(shared, referenced, "no shared file is missing or left over");
 }

@@ -45,6 +45,19 @@ fn args(dir: &Path, records: u64, parallelism: usize) -> example::Args {
 /// Starts `env`'s job and, once `ready()` holds, stops it with a savepoint
 /// into the configured savepoint directory; returns the savepoint's path
 /// once the job has ended.
+/// A job environment at `parallelism` with small batches, checkpointing on
+/// (savepoints only, in practice), savepoints under `dir`, resuming `from`.
+fn savepointing_env(parallelism: usize, from: Option<&Path>, dir: &Path) -> StreamEnv {
+    let env = StreamEnv::with_parallelism(parallelism);
+    env.set_batch_size(32);
+    env.enable_checkpointing(Duration::from_secs(3600));
+    env.set_savepoint_dir(dir);
+    if let Some(from) = from {
+        env.resume_from(&from.display().to_string());
+    }
+    env
+}
+
 fn stop_when(env: &StreamEnv, job: &str, ready: impl Fn() -> bool) -> PathBuf {
     futures::executor::block_on(async {
         let mut client = env.start(job).await.unwrap();
@@ -142,7 +155,7 @@ mod every_state_kind {
     use weir::testing::{audit_exactly_once, CountLine};
     use weir::{
         Collector, JobClient, KeyedContext, KeyedProcessFunction, ProcessContext, ProcessFunction,
-        StreamEnv, UserError,
+        UserError,
     };
 
     use super::example;
@@ -290,13 +303,7 @@ mod every_state_kind {
         stop: bool,
         dir: &std::path::Path,
     ) -> Run {
-        let env = StreamEnv::with_parallelism(parallelism);
-        env.set_batch_size(32);
-        env.enable_checkpointing(std::time::Duration::from_secs(3600));
-        env.set_savepoint_dir(dir);
-        if let Some(from) = from {
-            env.resume_from(&from.display().to_string());
-        }
+        let env = super::savepointing_env(parallelism, from, dir);
         let restored = Arc::new(Mutex::new(Vec::new()));
         let rate = stop.then_some(60_000);
         let lines = env
@@ -389,8 +396,7 @@ mod broadcast_state_and_timers {
     use weir::state::MapStateDescriptor;
     use weir::time::WatermarkStrategy;
     use weir::{
-        Collector, KeyedBroadcastContext, KeyedBroadcastProcessFunction, KeyedContext, StreamEnv,
-        UserError,
+        Collector, KeyedBroadcastContext, KeyedBroadcastProcessFunction, KeyedContext, UserError,
     };
 
     use super::example;
@@ -524,13 +530,7 @@ mod broadcast_state_and_timers {
         dir: &Path,
         stop_when: Option<&dyn Fn(&Seen) -> bool>,
     ) -> Run {
-        let env = StreamEnv::with_parallelism(parallelism);
-        env.set_batch_size(32);
-        env.enable_checkpointing(std::time::Duration::from_secs(3600));
-        env.set_savepoint_dir(dir);
-        if let Some(from) = from {
-            env.resume_from(&from.display().to_string());
-        }
+        let env = super::savepointing_env(parallelism, from, dir);
         let descriptor = MapStateDescriptor::<String, u64>::new("rules");
         let given = if from.is_none() { rules() } else { Vec::new() };
         let rule_stream = env
