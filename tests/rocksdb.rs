@@ -410,16 +410,21 @@ fn a_jobs_local_directories_are_removed_when_it_ends() {
     );
 }
 
-/// Runs a bounded job counting per key with `backend` and checkpoints under
-/// `checkpoints`, and returns its retained (final) checkpoint.
-fn counting_job(backend: Option<RocksDbBackend>, checkpoints: &Path) -> StreamEnv {
+/// A bounded job at parallelism 2 counting `records` records over `keys`
+/// keys with `backend` (`None`: the heap), checkpoints under `checkpoints`.
+fn counting_job(
+    backend: Option<RocksDbBackend>,
+    checkpoints: &Path,
+    records: u32,
+    keys: u32,
+) -> StreamEnv {
     let env = StreamEnv::with_parallelism(2);
     env.set_checkpoint_dir(checkpoints.to_str().unwrap());
     match backend {
         Some(backend) => env.set_state_backend(backend),
         None => env.set_state_backend(HeapStateBackend),
     };
-    env.from_collection((0..2_000u32).map(|i| (i % 50, i)).collect::<Vec<_>>())
+    env.from_collection((0..records).map(|i| (i % keys, i)).collect::<Vec<_>>())
         .uid("values")
         .key_by(|r: &(u32, u32)| r.0)
         .process(Counter::new())
@@ -445,7 +450,7 @@ fn an_incremental_checkpoint_is_inspected_and_restores_only_onto_rocksdb() {
     let root = tempfile::tempdir().unwrap();
     let checkpoints = root.path().join("checkpoints");
     let local = root.path().join("local");
-    let result = counting_job(Some(rocksdb(&local)), &checkpoints)
+    let result = counting_job(Some(rocksdb(&local)), &checkpoints, 2_000, 50)
         .execute_blocking("incremental")
         .unwrap();
     let chk = retained_checkpoint(&checkpoints, &result.job_id);
@@ -484,7 +489,7 @@ fn an_incremental_checkpoint_is_inspected_and_restores_only_onto_rocksdb() {
             .unwrap()
             .verdict
     };
-    let onto_heap = verdict(counting_job(None, &checkpoints));
+    let onto_heap = verdict(counting_job(None, &checkpoints, 2_000, 50));
     let Verdict::StateTypeMismatch { snapshot, job } = &onto_heap else {
         panic!("onto the heap backend: {onto_heap:?}");
     };
@@ -493,7 +498,7 @@ fn an_incremental_checkpoint_is_inspected_and_restores_only_onto_rocksdb() {
         "{snapshot}"
     );
     assert!(job.contains("the heap backend"), "{job}");
-    let onto_rocksdb = verdict(counting_job(Some(rocksdb(&local)), &checkpoints));
+    let onto_rocksdb = verdict(counting_job(Some(rocksdb(&local)), &checkpoints, 2_000, 50));
     assert_eq!(onto_rocksdb, Verdict::Matched);
 }
 
@@ -501,20 +506,17 @@ fn an_incremental_checkpoint_is_inspected_and_restores_only_onto_rocksdb() {
 fn a_job_keeps_exactly_the_shared_files_its_retained_checkpoint_refers_to() {
     let root = tempfile::tempdir().unwrap();
     let checkpoints = root.path().join("checkpoints");
-    let env = StreamEnv::with_parallelism(2);
-    env.set_state_backend(rocksdb(&root.path().join("local")));
-    env.set_checkpoint_dir(checkpoints.to_str().unwrap());
-    env.enable_checkpointing(std::time::Duration::from_millis(20));
-    env.set_batch_size(64);
     // Enough records (in small batches) for periodic checkpoints to complete
     // and be subsumed before the final one; how many does not matter: the
     // shared files must always match what the retained checkpoint lists.
-    env.from_collection((0..20_000u32).map(|i| (i % 500, i)).collect::<Vec<_>>())
-        .uid("values")
-        .key_by(|r: &(u32, u32)| r.0)
-        .process(Counter::new())
-        .uid("counter")
-        .discard();
+    let env = counting_job(
+        Some(rocksdb(&root.path().join("local"))),
+        &checkpoints,
+        20_000,
+        500,
+    );
+    env.enable_checkpointing(std::time::Duration::from_millis(20));
+    env.set_batch_size(64);
     let result = env.execute_blocking("shared-files").unwrap();
     let chk = retained_checkpoint(&checkpoints, &result.job_id);
     let referenced: HashSet<String> = std::fs::read_dir(&chk)
