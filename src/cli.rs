@@ -11,6 +11,7 @@
 //! | `--checkpoint-interval-ms MS` | `checkpoint.interval_ms` |
 //! | `--resume-from PATH\|latest` | `restore.from` |
 //! | `--allow-non-restored-state` | `restore.allow_non_restored_state` |
+//! | `--allow-sink-rewind` | `sink.allow_rewind` |
 //! | `--savepoint-dir DIR` | `state.savepoints_dir` |
 //! | `--restart SPEC` | `restart.strategy` |
 //! | `--state-backend NAME` (alias `--backend`) | `state.backend` |
@@ -54,13 +55,18 @@ pub struct JobArgs {
     /// Periodic checkpoint interval.
     #[arg(long, value_name = "MS")]
     pub checkpoint_interval_ms: Option<u64>,
-    /// Start from a savepoint or retained checkpoint, or `latest` (the newest
-    /// complete checkpoint in the checkpoint directory).
+    /// Start from a savepoint or retained checkpoint, or `latest`: the newest
+    /// complete snapshot of this job's lineage in the checkpoint directory
+    /// (checkpoint or savepoint); with none, the job starts fresh.
     #[arg(long, value_name = "PATH|latest")]
     pub resume_from: Option<String>,
     /// Drop state whose operator the job no longer has instead of failing.
     #[arg(long)]
     pub allow_non_restored_state: bool,
+    /// Let exactly-once sinks accept a restore behind what they committed
+    /// (or output of another lineage): the output will hold duplicates.
+    #[arg(long)]
+    pub allow_sink_rewind: bool,
     /// Where savepoints go.
     #[arg(long, value_name = "DIR")]
     pub savepoint_dir: Option<String>,
@@ -110,6 +116,11 @@ impl JobArgs {
             "restore.allow_non_restored_state",
             self.allow_non_restored_state.then(|| "true".to_string()),
             "--allow-non-restored-state",
+        )?;
+        set(
+            "sink.allow_rewind",
+            self.allow_sink_rewind.then(|| "true".to_string()),
+            "--allow-sink-rewind",
         )?;
         set(
             "state.savepoints_dir",

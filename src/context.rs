@@ -45,6 +45,23 @@ impl RuntimeContext {
         self.info.checkpointing
     }
 
+    /// The job's name.
+    pub fn job_name(&self) -> &str {
+        &self.info.job
+    }
+
+    /// The job's lineage: the same for every run restored from the job's own
+    /// snapshots (see [`weir_actors::lineage`]).
+    pub fn lineage(&self) -> &str {
+        &self.info.lineage
+    }
+
+    /// The checkpoint (or savepoint) this run of the operator was restored
+    /// from, if it was (Flink's `getRestoredCheckpointId`).
+    pub fn restored_checkpoint_id(&self) -> Option<u64> {
+        self.info.restored_from
+    }
+
     /// The operator's max parallelism (its number of key groups).
     pub fn max_parallelism(&self) -> usize {
         self.info.max_parallelism

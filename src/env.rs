@@ -30,7 +30,9 @@ use weir_actors::{
 
 use crate::config::{apply, ConfigError, Configuration, Effective};
 use crate::data::Data;
-use crate::source::{source_factory, CollectionSource, GeneratorSource, Source, TextFileSource};
+use crate::source::{
+    source_factory, source_preflight, CollectionSource, GeneratorSource, Source, TextFileSource,
+};
 use crate::state::{BackendCell, HeapStateBackend, StateBackend};
 use crate::stream::DataStream;
 use weir_actors::checkpoint::layout::parse_dir;
@@ -61,6 +63,8 @@ pub(crate) struct VertexDraft {
     pub kind: VertexKind,
     /// The key type, for an operator fed by a keyed stream.
     pub key_type: Option<&'static str>,
+    /// What to check (and hold) before the job starts.
+    pub preflight: Option<weir_actors::preflight::PreflightFn>,
 }
 
 pub(crate) struct EdgeDraft {
@@ -214,6 +218,7 @@ impl StreamEnv {
                 k.starts_with("checkpoint.")
                     || k.starts_with("restart.")
                     || k.starts_with("restore.")
+                    || k.starts_with("sink.")
                     || *k == "state.checkpoints_dir"
                     || *k == "state.savepoints_dir"
             })
@@ -325,6 +330,17 @@ impl StreamEnv {
         self
     }
 
+    /// Lets two-phase-commit sinks accept a restore from a snapshot older than
+    /// what they already committed, or into output committed by another
+    /// lineage (`sink.allow_rewind`, `--allow-sink-rewind`). **The output then
+    /// holds duplicates**: what was committed after the snapshot is committed
+    /// again. Without it such a restore stops before the job starts, naming
+    /// both checkpoints.
+    pub fn set_allow_sink_rewind(&self, allow: bool) -> &Self {
+        self.code(&["sink.allow_rewind"]).runtime.allow_sink_rewind = allow;
+        self
+    }
+
     /// Injects the failures of `faults` into the job (see [`crate::testing::Faults`]).
     pub fn set_faults(&self, faults: std::sync::Arc<crate::testing::Faults>) -> &Self {
         self.builder().runtime.faults = Some(faults);
@@ -386,6 +402,7 @@ impl StreamEnv {
             fixed_parallelism,
             max_parallelism: None,
             chaining: ChainingStrategy::Always,
+            preflight: Some(source_preflight(&source)),
             kind: VertexKind::Source(source_factory(source)),
             key_type: None,
         });
@@ -559,6 +576,7 @@ impl Builder {
                 chaining: d.chaining,
                 kind: d.kind.clone(),
                 key_type: d.key_type.map(str::to_string),
+                preflight: d.preflight.clone(),
             });
         }
         // Named by the uid they get and their name: `auto-3 (Sink: Discard)`.

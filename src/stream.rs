@@ -54,6 +54,7 @@ use crate::ops::process::{Process, ProcessFunction};
 use crate::ops::rolling::{Aggregate, Reduce, Rolling, RollingKind};
 use crate::ops::two_input::two_input_factory;
 use crate::sink::{
+    sink_preflight,
     CollectHandle, CollectSink, DiscardCounter, DiscardSink, PrintSink, Sink, SinkOperator,
     TextFileSink, TransactionalFileSink, TwoPhaseCommit,
 };
@@ -145,6 +146,7 @@ impl<T: Data> DataStream<T> {
             chaining: ChainingStrategy::Always,
             kind,
             key_type,
+            preflight: None,
         });
         for input in self.inputs {
             builder.edges.push(EdgeDraft {
@@ -334,7 +336,9 @@ impl<T: Data> DataStream<T> {
     }
 
     fn add_sink_named<S: Sink<T>>(self, name: &str, sink: S) -> DataStreamSink {
+        let preflight = sink_preflight(&sink);
         let stream: DataStream<()> = self.transform(name, SinkOperator(sink));
+        let stream = stream.configure("add_sink()", |v| v.preflight = Some(preflight));
         DataStreamSink { stream }
     }
 
@@ -607,6 +611,7 @@ impl<T: Data> DataStream<T> {
             chaining: ChainingStrategy::Always,
             kind: VertexKind::Operator { inputs: 2, factory },
             key_type,
+            preflight: None,
         });
         type Typed = (fn(Partitioning) -> PartitionerFactory, BatchDecoder);
         let first: Typed = (generic_partitioner::<T>, decode_batch::<T>);

@@ -1766,28 +1766,56 @@ fn checkpoints_that_expire_behind_a_slow_sink_count_as_failures() {
 }
 
 #[test]
-fn an_unwritable_checkpoint_directory_fails_checkpoints_naming_the_path() {
+fn a_checkpoint_directory_that_is_a_file_stops_the_job_before_it_starts() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a-file");
     std::fs::write(&file, "not a directory").unwrap();
     let root = file.join("checkpoints");
+    let env = env_with(1, &root, manual(CheckpointConfig::default()));
+    let seen = Recorder::default();
+    env.add_source(Feed::new(vec![vec![ids(0..5)]]))
+        .uid("feed")
+        .add_sink(seen.clone())
+        .uid("sink");
+    let error = in_system(async { env.start("unwritable").await.err() })
+        .expect("the job must not start");
+    let message = error.to_string();
+    assert!(matches!(error, JobError::InvalidJob(_)), "{error:?}");
+    assert!(message.contains(&root.display().to_string()), "{message}");
+    assert!(message.contains("checkpoint directory"), "{message}");
+    assert!(seen.records().is_empty(), "nothing ran");
+    assert!(file.is_file());
+}
+
+#[test]
+fn a_checkpoint_directory_that_breaks_while_the_job_runs_fails_checkpoints_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("checkpoints");
     let config = CheckpointConfig {
         tolerable_failures: 2,
         ..manual(CheckpointConfig::default())
     };
     let env = env_with(1, &root, config);
-    env.add_source(Feed::new(vec![vec![ids(0..5)]]))
+    // Phase 1 follows the first snapshot: the source runs until then.
+    let feed = Feed::new(vec![vec![ids(0..5), ids(5..10)]]);
+    env.add_source(feed.clone())
         .uid("feed")
         .add_sink(Recorder::default())
         .uid("sink");
-    let (outcome, stats) = in_system(async {
+    let (outcome, stats, lineage_dir) = in_system(async {
         let mut client = env.start("unwritable").await.unwrap();
+        // The job's checkpoint directory is replaced by a file.
+        let lineage_dir = root.join(client.lineage());
+        let _ = std::fs::remove_dir_all(&lineage_dir);
+        std::fs::write(&lineage_dir, "not a directory").unwrap();
+        feed.open_gate(1);
+        let _ = client.trigger_checkpoint().await;
         let outcome = client.wait().await;
-        (outcome, client.checkpoint_stats())
+        (outcome, client.checkpoint_stats(), lineage_dir)
     });
     // The final checkpoint is retried until the failures are more than tolerated.
     let message = checkpoint_failure(outcome.unwrap_err());
-    let path = root.display().to_string();
+    let path = lineage_dir.display().to_string();
     assert!(message.contains(&path), "{message}");
     assert!(message.contains("cannot create directory"), "{message}");
     assert!(
@@ -1800,7 +1828,7 @@ fn an_unwritable_checkpoint_directory_fails_checkpoints_naming_the_path() {
         vec![1, 2, 3]
     );
     assert!(failed.iter().all(|(_, f)| f.contains(&path)), "{failed:?}");
-    assert!(file.is_file());
+    assert!(lineage_dir.is_file());
 }
 
 /// `Tally` keeps 1500 ids in one subtask: its state exceeds a 1 KiB limit,
@@ -2170,6 +2198,7 @@ fn sample_metadata() -> CheckpointMetadata {
         version: METADATA_VERSION,
         job_name: "format".into(),
         job_id: "00000000deadbeef".into(),
+        lineage: "00000000c0ffee00".into(),
         checkpoint_id: 7,
         savepoint: false,
         trigger_time_ms: 1_700_000_000_000,
@@ -2226,6 +2255,22 @@ fn the_metadata_format_is_pinned() {
     assert_eq!(decode_metadata(&bytes, "_metadata").unwrap(), metadata);
     assert_eq!(metadata.state_size(), 180);
     insta::assert_snapshot!("metadata_file", hex_dump(&bytes));
+}
+
+#[test]
+fn metadata_of_version_1_reads_with_the_job_id_as_its_lineage() {
+    // The pinned bytes of a version 1 `_metadata` (before lineages).
+    let bytes = include_bytes!("data/metadata-v1.bin");
+    let metadata = decode_metadata(bytes, "_metadata").unwrap();
+    assert_eq!(metadata.version, 1);
+    assert!(metadata.lineage.is_empty());
+    assert_eq!(metadata.lineage(), "00000000deadbeef");
+    let expected = CheckpointMetadata {
+        version: 1,
+        lineage: String::new(),
+        ..sample_metadata()
+    };
+    assert_eq!(metadata, expected);
 }
 
 #[test]

@@ -85,7 +85,7 @@ fn a_job_that_ends_leaves_no_transaction_open() {
     let hidden: Vec<String> = std::fs::read_dir(&args.output)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with('.'))
+        .filter(|name| name.starts_with(".part-"))
         .collect();
     assert!(hidden.is_empty(), "left open: {hidden:?}");
     let _ = std::fs::remove_dir_all(&dir);

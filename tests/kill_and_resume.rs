@@ -101,23 +101,22 @@ fn a_job_killed_with_sigkill_resumes_from_its_latest_checkpoint_exactly_once() {
 }
 
 #[test]
-fn resuming_without_a_checkpoint_fails_with_a_clear_error() {
+fn resuming_latest_with_nothing_to_resume_starts_fresh_and_says_so() {
     let binary = example_binary();
-    let dir = std::env::temp_dir().join(format!("weir-resume-none-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("checkpoints")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("checkpoints")).unwrap();
     let out = Command::new(&binary)
-        .args(["--records", "10", "--resume-from", "latest", "--output"])
-        .arg(dir.join("out"))
+        .args(["--records", "10", "--keys", "3", "--resume-from", "latest", "--output"])
+        .arg(dir.path().join("out"))
         .arg("--checkpoint-dir")
-        .arg(dir.join("checkpoints"))
+        .arg(dir.path().join("checkpoints"))
         .env("RUST_BACKTRACE", "0")
         .output()
         .unwrap();
-    assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no complete checkpoint under"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("starting fresh"), "{stderr}");
+    assert_eq!(example::audit(&dir.path().join("out"), 10, 3).unwrap(), 10);
 }
 
 /// Runs the `weir` command.

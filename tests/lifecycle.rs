@@ -50,6 +50,7 @@ fn operator_failure(error: JobError) -> (String, usize, usize, String) {
             subtask,
             parallelism,
             cause,
+            ..
         } => (operator, subtask, parallelism, cause),
         other => panic!("expected an operator failure, got {other:?}"),
     }

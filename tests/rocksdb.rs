@@ -124,6 +124,7 @@ fn metadata(id: u64) -> CheckpointMetadata {
         version: 1,
         job_name: "rocksdb".into(),
         job_id: "job".into(),
+        lineage: "lineage".into(),
         checkpoint_id: id,
         savepoint: false,
         trigger_time_ms: 0,

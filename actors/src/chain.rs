@@ -23,6 +23,19 @@ use crate::subtask::SubtaskSpec;
 pub(crate) struct Failure {
     pub operator: String,
     pub cause: String,
+    /// Whether a restart can help (see [`crate::error::is_retryable`]).
+    pub retryable: bool,
+}
+
+impl Failure {
+    /// A failure of `operator` that a restart may fix.
+    pub fn retryable(operator: String, cause: String) -> Self {
+        Failure {
+            operator,
+            cause,
+            retryable: true,
+        }
+    }
 }
 
 fn panic_message(payload: Box<dyn Any + Send>) -> String {
@@ -45,11 +58,12 @@ pub(crate) fn guarded<R>(
         Ok(Err(e)) => Err(Failure {
             operator: info.name.clone(),
             cause: e.to_string(),
+            retryable: crate::error::is_retryable(e.as_ref()),
         }),
-        Err(payload) => Err(Failure {
-            operator: info.name.clone(),
-            cause: panic_message(payload),
-        }),
+        Err(payload) => Err(Failure::retryable(
+            info.name.clone(),
+            panic_message(payload),
+        )),
     }
 }
 
@@ -76,10 +90,7 @@ fn check_faults(
     match faults {
         Some(plan) => plan
             .on_records(&info.name, info.subtask, records)
-            .map_err(|cause| Failure {
-                operator: info.name.clone(),
-                cause,
-            }),
+            .map_err(|cause| Failure::retryable(info.name.clone(), cause)),
         None => Ok(()),
     }
 }
@@ -175,8 +186,8 @@ impl Chain {
             Ok(())
         })
         .map_err(|f| Failure {
-            operator: f.operator,
             cause: format!("partitioning its output failed: {}", f.cause),
+            ..f
         })
     }
 

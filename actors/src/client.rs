@@ -21,6 +21,8 @@ use crate::checkpoint::coordinator::{
     CheckpointCoordinator, SavepointRequest, TriggerCheckpointNow,
 };
 use crate::checkpoint::savepoint::RoutedStorage;
+use crate::lineage::{Lineage, SnapshotRef};
+use crate::startup::prepare;
 use crate::checkpoint::{CheckpointStats, CheckpointStorage, RetainedCheckpoint};
 use crate::config::RuntimeConfig;
 use crate::error::JobError;
@@ -78,6 +80,8 @@ pub(crate) struct JobShared {
     pub storage: Option<Arc<RoutedStorage>>,
     /// Where savepoints go when a call does not say.
     pub savepoint_dir: Option<PathBuf>,
+    /// The job's lineage: what it restores from, and its newest snapshot.
+    pub lineage: Arc<Lineage>,
 }
 
 impl JobShared {
@@ -106,6 +110,18 @@ impl JobClient {
     /// The job's id (unique per launch).
     pub fn job_id(&self) -> &str {
         &self.shared.job_id
+    }
+
+    /// The job's lineage id: the same for every run of the job restored from
+    /// its own snapshots (see [`crate::lineage`]).
+    pub fn lineage(&self) -> String {
+        self.shared.lineage.id()
+    }
+
+    /// The newest complete snapshot of the job's lineage (what a restart, or
+    /// a later run with `resume_from("latest")`, restores).
+    pub fn latest_snapshot(&self) -> Option<SnapshotRef> {
+        self.shared.lineage.latest()
     }
 
     /// The job's name.
@@ -296,27 +312,26 @@ pub async fn launch(
     let plan = plan(&graph, config.chaining);
     let name = graph.name.clone();
     let job_id = new_job_id();
-    let storage = config
-        .checkpointing
-        .as_ref()
-        .map(|c| Arc::new(RoutedStorage::new(c.storage.open(&job_id))));
+    let prepared = prepare(&graph, &config, &job_id)?;
     let savepoint_dir = config.savepoint_dir.clone();
     let shared = Arc::new(JobShared {
         job_id,
         status: Mutex::new(JobStatus::Created),
         checkpoints: Arc::default(),
         coordinator: Mutex::new(None),
-        next_checkpoint_id: Arc::new(AtomicU64::new(1)),
+        next_checkpoint_id: Arc::new(AtomicU64::new(prepared.first_checkpoint_id)),
         restarts: AtomicU32::new(0),
         last_failure: Mutex::new(None),
-        storage,
+        storage: prepared.storage,
         savepoint_dir,
+        lineage: prepared.lineage,
     });
+    let holds = prepared.holds;
     let (result_tx, result_rx) = oneshot::channel();
     let graph = Arc::new(graph);
 
     let supervisor = if System::try_current().is_some() && !own_system {
-        Supervisor::new(graph, plan, config, shared.clone(), result_tx, false).start()
+        Supervisor::new(graph, plan, config, shared.clone(), result_tx, false, holds).start()
     } else {
         let (addr_tx, addr_rx) = oneshot::channel();
         let job_shared = shared.clone();
@@ -326,7 +341,8 @@ pub async fn launch(
                 let system = System::new();
                 system.block_on(async move {
                     let addr =
-                        Supervisor::new(graph, plan, config, job_shared, result_tx, true).start();
+                        Supervisor::new(graph, plan, config, job_shared, result_tx, true, holds)
+                            .start();
                     let _ = addr_tx.send(addr);
                 });
                 if let Err(e) = system.run() {

@@ -47,6 +47,10 @@ pub struct RuntimeConfig {
     pub allow_non_restored_state: bool,
     /// Where savepoints go when the call does not say.
     pub savepoint_dir: Option<std::path::PathBuf>,
+    /// Whether two-phase-commit sinks accept a restore from a checkpoint older
+    /// than what they already committed, or output of another lineage (the
+    /// output then holds duplicates); otherwise the job does not start.
+    pub allow_sink_rewind: bool,
 }
 
 /// Checkpointing of a job: the settings and the storage.
@@ -73,6 +77,7 @@ impl Default for RuntimeConfig {
             restore_from: None,
             allow_non_restored_state: false,
             savepoint_dir: None,
+            allow_sink_rewind: false,
         }
     }
 }

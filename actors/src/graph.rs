@@ -85,6 +85,8 @@ pub struct Vertex {
     /// The key type of a keyed operator (`std::any::type_name`), so that a
     /// restore can tell keyed state written under another key type.
     pub key_type: Option<String>,
+    /// What to check (and hold) before the job starts; see [`crate::preflight`].
+    pub preflight: Option<crate::preflight::PreflightFn>,
 }
 
 impl Vertex {

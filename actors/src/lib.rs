@@ -23,6 +23,10 @@
 //!   bookkeeping, storage (memory and files), file format and statistics.
 //! - [`snapshot`]: operator snapshots (opaque bytes) and their redistribution
 //!   on a change of parallelism.
+//! - [`lineage`]: which snapshots make up a job's history, and which one
+//!   `latest` means; [`lock`]: the locks a running job holds on what it writes;
+//!   [`preflight`]: what operators check and take before a job starts
+//!   (`startup`, internal, settles all of it).
 //! - [`config`], [`metrics`], [`error`]: settings, counters and errors.
 //!
 //! Most users never touch this crate directly: the `weir` crate builds the
@@ -37,14 +41,18 @@ pub mod config;
 pub mod error;
 pub mod faults;
 pub mod graph;
+pub mod lineage;
+pub mod lock;
 pub mod metrics;
 pub mod operator;
 mod output;
 pub mod partition;
 pub mod plan;
+pub mod preflight;
 pub mod restart;
 pub mod restore;
 pub mod snapshot;
+mod startup;
 pub mod subtask;
 pub mod supervisor;
 pub mod watermark;

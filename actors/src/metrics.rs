@@ -23,8 +23,11 @@ pub struct SubtaskMetrics {
 pub struct JobResult {
     /// The job's name.
     pub job_name: String,
-    /// The job's id.
+    /// The job's id (one per run).
     pub job_id: String,
+    /// The job's lineage: the id of the run that began its history (see
+    /// [`crate::lineage`]); its checkpoints are in `<checkpoint dir>/<lineage>/`.
+    pub lineage: String,
     /// Wall time from deployment to the last subtask finishing.
     pub duration: std::time::Duration,
     /// Per subtask counters, ordered by task then subtask.

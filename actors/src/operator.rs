@@ -31,6 +31,12 @@ pub struct OperatorInfo {
     pub parallelism: usize,
     /// Upper bound for the parallelism, fixing the number of key groups.
     pub max_parallelism: usize,
+    /// The job's name.
+    pub job: String,
+    /// The job's lineage (see [`crate::lineage`]).
+    pub lineage: String,
+    /// The checkpoint (or savepoint) id this deployment restored, if any.
+    pub restored_from: Option<u64>,
     /// Whether the job takes checkpoints.
     pub checkpointing: bool,
     /// Where incremental snapshots put files shared between checkpoints (the

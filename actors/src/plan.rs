@@ -181,6 +181,7 @@ mod tests {
             chaining: ChainingStrategy::Always,
             kind,
             key_type: None,
+            preflight: None,
         }
     }
 

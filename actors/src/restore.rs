@@ -20,7 +20,9 @@ use crate::subtask::RestoredSubtask;
 pub enum RestoreSource {
     /// A checkpoint (or savepoint) directory, `.../chk-<n>`.
     Path(PathBuf),
-    /// The newest complete checkpoint of any job under this checkpoint directory.
+    /// The newest complete snapshot (checkpoint or savepoint) of the job's
+    /// own lineage under this checkpoint directory (see [`crate::lineage`]);
+    /// with none, the job starts fresh.
     LatestIn(PathBuf),
 }
 
@@ -69,33 +71,6 @@ pub fn open_snapshot_dir(dir: &Path) -> Result<(FsStorage, CheckpointMetadata), 
         other => other.to_string(),
     })?;
     Ok((storage, metadata))
-}
-
-/// The newest complete checkpoint (by completion time) of any job under `root`.
-pub fn find_latest(root: &Path) -> Result<PathBuf, String> {
-    let entries =
-        std::fs::read_dir(root).map_err(|e| format!("cannot list {}: {e}", root.display()))?;
-    let mut best: Option<(i64, PathBuf)> = None;
-    for entry in entries.flatten() {
-        if !entry.path().is_dir() {
-            continue;
-        }
-        let storage = FsStorage::of_job_dir(&entry.path());
-        let Ok(listed) = storage.list() else { continue };
-        for checkpoint in listed {
-            if best
-                .as_ref()
-                .is_none_or(|(t, _)| checkpoint.completion_time_ms > *t)
-            {
-                best = Some((
-                    checkpoint.completion_time_ms,
-                    storage.paths().checkpoint_dir(checkpoint.id),
-                ));
-            }
-        }
-    }
-    best.map(|(_, path)| path)
-        .ok_or_else(|| format!("no complete checkpoint under {}", root.display()))
 }
 
 /// One operator of a job, as a restore sees it: what a checkpoint's metadata

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use futures::channel::oneshot;
-use tracing::{error, info, warn, Span};
+use tracing::{debug, info, warn, Span};
 
 use crate::channel::{ChannelTarget, Upstream};
 use crate::checkpoint::coordinator::{
@@ -34,8 +34,10 @@ use crate::metrics::{JobResult, SubtaskMetrics};
 use crate::operator::processing_time_now;
 use crate::operator::OperatorInfo;
 use crate::plan::{input_channels, output_channels, ExecutionPlan};
+use crate::preflight::Hold;
 use crate::restart::{RestartDecision, RestartTracker};
-use crate::restore::{self, RestoreSource};
+use crate::restore;
+use crate::startup::{describe_location, snapshot_storage};
 use crate::subtask::{
     Cancel, RestoredSubtask, Start, Subtask, SubtaskCheckpointing, SubtaskOutcome, SubtaskReport,
     SubtaskSpec, Wire,
@@ -65,6 +67,10 @@ pub struct Supervisor {
     attempt: u32,
     /// What each subtask of the current deployment starts from.
     restored: HashMap<(usize, usize), RestoredSubtask>,
+    /// The checkpoint the current deployment restored, if any.
+    restored_from: Option<u64>,
+    /// Locks the job holds while it runs (released before its outcome is announced).
+    holds: Vec<Hold>,
     span: Span,
 }
 
@@ -77,6 +83,7 @@ impl Supervisor {
         shared: Arc<JobShared>,
         result: oneshot::Sender<Result<JobResult, JobError>>,
         stops_system: bool,
+        holds: Vec<Hold>,
     ) -> Self {
         let span = tracing::info_span!("job", job = %graph.name, id = %shared.job_id);
         let config_restart = config.restart_strategy();
@@ -96,6 +103,8 @@ impl Supervisor {
             restart: RestartTracker::new(config_restart),
             attempt: 0,
             restored: HashMap::new(),
+            restored_from: None,
+            holds,
             span,
         }
     }
@@ -108,6 +117,9 @@ impl Supervisor {
             subtask,
             parallelism: v.parallelism,
             max_parallelism: v.max_parallelism,
+            job: self.graph.name.clone(),
+            lineage: self.shared.lineage.id(),
+            restored_from: self.restored_from,
             checkpointing: self.config.checkpointing.is_some(),
             shared_state_dir: self
                 .config
@@ -182,6 +194,7 @@ impl Supervisor {
         let job = JobFacts {
             name: self.graph.name.clone(),
             id: self.shared.job_id.clone(),
+            lineage: self.shared.lineage.clone(),
             operators,
             task_names: self.plan.chains.iter().map(|c| c.name.clone()).collect(),
         };
@@ -343,8 +356,10 @@ impl Supervisor {
         }
     }
 
-    /// A failure: restart from the latest completed checkpoint, or fail the job,
-    /// as the restart strategy decides.
+    /// A failure: restart from the latest completed checkpoint, or fail the
+    /// job, as the restart strategy decides; a failure no restart can fix
+    /// fails the job at once. A failure the job restarts from is logged here,
+    /// once; the last one is the job's outcome and is the caller's to report.
     fn fail_or_restart(&mut self, error: JobError, ctx: &mut Context<Self>) {
         if let Ok(mut last) = self.shared.last_failure.lock() {
             *last = Some(error.clone());
@@ -353,10 +368,15 @@ impl Supervisor {
         if let Some(coordinator) = self.coordinator.take() {
             coordinator.do_send(JobEnded { canceled: false });
         }
-        match self.restart.on_failure(processing_time_now().max(0) as u64) {
+        let decision = if error.is_retryable() {
+            self.restart.on_failure(processing_time_now().max(0) as u64)
+        } else {
+            RestartDecision::GiveUp("a restart cannot fix this failure".into())
+        };
+        match decision {
             RestartDecision::GiveUp(why) => {
                 self.shared.set_status(JobStatus::Failing);
-                warn!(parent: &self.span, error = %error, %why, "not restarting");
+                info!(parent: &self.span, error = %error, %why, "the job fails: not restarting");
                 self.complete(Err(error), ctx);
             }
             RestartDecision::RestartAfter(delay) => {
@@ -369,64 +389,56 @@ impl Supervisor {
         }
     }
 
-    /// Deploys the job again, from the latest completed checkpoint if there is one.
+    /// Deploys the job again, from the newest snapshot of its lineage if there is one.
     fn redeploy(&mut self, ctx: &mut Context<Self>) {
         if self.result.is_none() {
             return;
         }
-        match self.load_latest_checkpoint() {
+        match self.load_restore(true) {
             Ok(restored) => {
                 self.restored = restored;
                 self.deploy(ctx);
             }
-            Err(cause) => {
-                let error = JobError::RestoreFailed(cause);
-                self.fail_or_restart(error, ctx);
-            }
+            Err(error) => self.fail_or_restart(error, ctx),
         }
     }
 
-    /// Reads the latest completed checkpoint and assigns it to the subtasks (empty: start afresh).
-    fn load_latest_checkpoint(&self) -> Result<HashMap<(usize, usize), RestoredSubtask>, String> {
-        if let Some(cause) = self.config.faults.as_ref().and_then(|f| f.on_restore()) {
-            return Err(cause);
-        }
-        // The job's own newest checkpoint, else the one it was started from, else nothing.
-        let own = match &self.shared.storage {
-            Some(storage) => {
-                let listed = storage
-                    .list()
-                    .map_err(|e| format!("cannot list the checkpoints: {e}"))?;
-                listed
-                    .iter()
-                    .filter(|c| !c.savepoint)
-                    .max_by_key(|c| c.id)
-                    .map(|c| (storage.clone() as Arc<dyn CheckpointStorage>, c.id))
+    /// Reads the newest snapshot of the job's lineage and assigns it to the
+    /// subtasks (empty: start afresh). Injected restore faults fire only on
+    /// `restart`.
+    fn load_restore(
+        &mut self,
+        restart: bool,
+    ) -> Result<HashMap<(usize, usize), RestoredSubtask>, JobError> {
+        if restart {
+            if let Some(cause) = self.config.faults.as_ref().and_then(|f| f.on_restore()) {
+                return Err(JobError::RestoreFailed {
+                    cause,
+                    retryable: true,
+                });
             }
-            None => None,
+        }
+        let Some(snapshot) = self.shared.lineage.latest() else {
+            self.restored_from = None;
+            return Ok(HashMap::new());
         };
-        let (storage, id): (Arc<dyn CheckpointStorage>, u64) =
-            match (own, &self.config.restore_from) {
-                (Some(own), _) => own,
-                (None, Some(source)) => {
-                    let dir = match source {
-                        RestoreSource::Path(dir) => dir.clone(),
-                        RestoreSource::LatestIn(root) => restore::find_latest(root)?,
-                    };
-                    let (storage, metadata) = restore::open_snapshot_dir(&dir)?;
-                    (Arc::new(storage), metadata.checkpoint_id)
-                }
-                (None, None) => return Ok(HashMap::new()),
-            };
-        let (metadata, states) = restore::read(storage.as_ref(), id)?;
+        let where_ = describe_location(&snapshot, self.shared.lineage.dir());
+        let damaged = |cause: String| JobError::RestoreFailed {
+            cause: format!("{} ({where_}): {cause}", snapshot.describe()),
+            retryable: false,
+        };
+        let storage = snapshot_storage(&snapshot, self.shared.storage.as_ref()).map_err(damaged)?;
+        let (metadata, states) = restore::read(storage.as_ref(), snapshot.id).map_err(damaged)?;
         let restored = restore::assign(
             &self.graph,
             &self.plan,
             &metadata,
             &states,
             self.config.allow_non_restored_state,
-        )?;
-        info!(parent: &self.span, checkpoint = id, job = %metadata.job_id, "restoring from checkpoint");
+        )
+        .map_err(damaged)?;
+        info!(parent: &self.span, snapshot = %snapshot.describe(), location = %where_, "restoring");
+        self.restored_from = Some(snapshot.id);
         Ok(restored)
     }
 
@@ -439,7 +451,8 @@ impl Supervisor {
         self.shared.set_status(status);
         match &outcome {
             Ok(r) => info!(parent: &self.span, seconds = r.duration.as_secs_f64(), "job finished"),
-            Err(e) => error!(parent: &self.span, error = %e, "job ended"),
+            // The outcome goes to the caller, who reports it.
+            Err(e) => debug!(parent: &self.span, error = %e, "job ended"),
         }
         let canceled = matches!(outcome, Err(JobError::Canceled(_)));
         // The outcome is announced only after the coordinator cleaned up (aborted
@@ -461,6 +474,8 @@ impl Supervisor {
     }
 
     fn announce(&mut self, outcome: Result<JobResult, JobError>) {
+        // Another job may start on the same directories as soon as this one is over.
+        self.holds.clear();
         let outcome = outcome.map(|mut result| {
             result.checkpoints = self
                 .shared
@@ -481,13 +496,11 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.started_at = Instant::now();
-        if self.config.restore_from.is_some() {
-            // A resumed job: its first deployment restores too, and a checkpoint
-            // that cannot be read is the user's to fix, not a reason to retry.
-            match self.load_latest_checkpoint() {
-                Ok(restored) => self.restored = restored,
-                Err(cause) => return self.complete(Err(JobError::RestoreFailed(cause)), ctx),
-            }
+        // A resumed job's first deployment restores too; a snapshot that cannot
+        // be read is the user's to fix, not a reason to retry.
+        match self.load_restore(false) {
+            Ok(restored) => self.restored = restored,
+            Err(error) => return self.complete(Err(error), ctx),
         }
         self.deploy(ctx);
     }
@@ -519,6 +532,7 @@ impl Handler<SubtaskReport> for Supervisor {
                     let result = JobResult {
                         job_name: self.graph.name.clone(),
                         job_id: self.shared.job_id.clone(),
+                        lineage: self.shared.lineage.id(),
                         duration: self.started_at.elapsed(),
                         subtasks,
                         checkpoints: Vec::new(),
@@ -527,12 +541,17 @@ impl Handler<SubtaskReport> for Supervisor {
                     self.complete(Ok(result), ctx);
                 }
             }
-            SubtaskOutcome::Failed { operator, cause } => {
+            SubtaskOutcome::Failed {
+                operator,
+                cause,
+                retryable,
+            } => {
                 let error = JobError::OperatorFailed {
                     operator,
                     subtask: report.subtask,
                     parallelism: report.parallelism,
                     cause,
+                    retryable,
                 };
                 self.fail_or_restart(error, ctx);
             }

@@ -135,6 +135,7 @@ fn apply_one(key: &str, value: &ConfigValue, e: &mut Effective) -> Result<(), St
         "restart.strategy" => e.runtime.restart = Some(RestartStrategy::parse(text(value)?)?),
         "restore.from" => e.resume_from = Some(text(value)?.to_string()),
         "restore.allow_non_restored_state" => e.runtime.allow_non_restored_state = flag(value)?,
+        "sink.allow_rewind" => e.runtime.allow_sink_rewind = flag(value)?,
         other => {
             return Err(format!(
                 "`{other}` is not applied (a bug: every key in KEYS must be)"

@@ -91,6 +91,11 @@ pub const KEYS: &[KeySpec] = &[
     key("restart.strategy", Kind::Restart, "none, fixed-delay:ATTEMPTS:DELAY_MS, failure-rate:MAX:INTERVAL_MS:DELAY_MS or exponential:INITIAL_MS:MAX_MS"),
     key("restore.from", Kind::ResumeFrom, "savepoint or checkpoint directory to start from, or latest"),
     key("restore.allow_non_restored_state", Kind::Bool, "drop state whose operator the job no longer has"),
+    key(
+        "sink.allow_rewind",
+        Kind::Bool,
+        "let exactly-once sinks accept a restore behind their commits, or another lineage's output (you will get duplicates)",
+    ),
 ];
 
 /// The spec of `key`.

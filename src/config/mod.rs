@@ -45,6 +45,9 @@
 //! [restore]
 //! from = "/var/lib/job/savepoints/savepoint-3fa2c1-7"   # or "latest"
 //! allow_non_restored_state = false
+//!
+//! [sink]
+//! allow_rewind = false    # true: exactly-once sinks accept a restore behind their commits (duplicates)
 //! ```
 //!
 //! ```

@@ -170,6 +170,7 @@ mod tests {
             version: METADATA_VERSION,
             job_name: "listed".into(),
             job_id: "0123456789abcdef".into(),
+            lineage: "lineage".into(),
             checkpoint_id: id,
             savepoint,
             trigger_time_ms: completed - 5,

@@ -517,6 +517,7 @@ mod tests {
                 version: METADATA_VERSION,
                 job_name: "unit".into(),
                 job_id: "00ff".into(),
+                lineage: "lineage".into(),
                 checkpoint_id: 4,
                 savepoint: true,
                 trigger_time_ms: 1_700_000_000_000,

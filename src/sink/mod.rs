@@ -12,6 +12,7 @@
 mod collect;
 mod discard;
 mod file;
+mod ledger;
 mod print;
 mod transactional_file;
 mod two_phase;
@@ -21,7 +22,10 @@ pub use discard::{DiscardCounter, DiscardSink};
 pub use file::TextFileSink;
 pub use print::PrintSink;
 pub use transactional_file::{FileTransaction, TransactionalFileSink};
+pub use ledger::{check_rewind, CommitLedger, FileLedger, LedgerEntry, RewindRefused};
 pub use two_phase::{TwoPhaseCommit, TwoPhaseCommitSink};
+pub use weir_actors::preflight::{Hold, PreflightContext};
+use weir_actors::preflight::PreflightFn;
 use weir_actors::{RecordBatch, UserError};
 
 use crate::context::RuntimeContext;
@@ -52,6 +56,14 @@ use crate::state::{StateInitContext, StateSnapshotContext};
 /// assert_eq!(total.0.load(Ordering::Relaxed), 6);
 /// ```
 pub trait Sink<T>: Clone + Send + 'static {
+    /// Called once for the whole sink before any subtask of the job starts
+    /// (on the sink as the program declared it): check that it can write
+    /// (create its output, probe it), and return what it must hold while the
+    /// job runs (a lock on its output). An error stops the job before it
+    /// starts. See [`PreflightContext`].
+    fn preflight(&self, _ctx: &PreflightContext) -> Result<Vec<Hold>, UserError> {
+        Ok(Vec::new())
+    }
     /// Called once per instance, before `open`: restore operator state.
     fn initialize_state(&mut self, _ctx: &mut StateInitContext) -> Result<(), UserError> {
         Ok(())
@@ -83,6 +95,17 @@ pub trait Sink<T>: Clone + Send + 'static {
     fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
         Ok(())
     }
+}
+
+/// The pre-flight check of `sink`, run by the runtime before the job starts.
+pub(crate) fn sink_preflight<T, S: Sink<T>>(sink: &S) -> PreflightFn {
+    let prototype = std::sync::Mutex::new(sink.clone());
+    std::sync::Arc::new(move |ctx: &PreflightContext| {
+        prototype
+            .lock()
+            .map_err(|_| "sink prototype lock poisoned")?
+            .preflight(ctx)
+    })
 }
 
 /// Runs a [`Sink`] as a [`OneInputOperator`] that emits nothing.

@@ -7,6 +7,14 @@
 //! name, so a visible file appears whole, is never rewritten, and a second
 //! commit of the same transaction finds it done. An abort deletes the hidden
 //! file. Readers take the visible files only.
+//!
+//! Before the job starts, the sink creates its directory, checks that it can
+//! write there and locks it (`.weir-lock`: a second job writing there would
+//! duplicate the output); it keeps a commit ledger there (`.weir-commit-<subtask>`,
+//! see [`super::ledger`]); and after its first commit in a run, subtask `i`
+//! removes the `.part-<i>-*.inprogress` files of earlier runs that no
+//! transaction holds any more (subtask 0 also those of subtasks beyond the
+//! current parallelism), so restarts and kills leave no hidden files behind.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -15,10 +23,36 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use weir_actors::lock::{holder, DirLock};
 use weir_actors::UserError;
 
+use super::ledger::{CommitLedger, FileLedger};
 use super::two_phase::TwoPhaseCommitSink;
+use super::{Hold, PreflightContext};
 use crate::context::RuntimeContext;
+
+/// The lock file a running job holds in the sink's directory.
+pub const LOCK_FILE: &str = ".weir-lock";
+
+/// A file operation of the sink failed (the I/O error is kept, so that a
+/// restart is not tried for what it cannot fix, like a permission denied).
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {}: {source}", path.display())]
+pub struct FileSinkError {
+    action: &'static str,
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+fn failed(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileSinkError {
+    let path = path.to_path_buf();
+    move |source| FileSinkError {
+        action,
+        path,
+        source,
+    }
+}
 
 /// One transaction of a [`TransactionalFileSink`]: its hidden and visible names.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +74,7 @@ pub struct FileTransaction {
 pub struct TransactionalFileSink {
     dir: PathBuf,
     subtask: usize,
+    parallelism: usize,
     writer: Option<(String, BufWriter<File>)>,
 }
 
@@ -67,6 +102,7 @@ impl TransactionalFileSink {
         TransactionalFileSink {
             dir: dir.into(),
             subtask: 0,
+            parallelism: 1,
             writer: None,
         }
     }
@@ -97,25 +133,66 @@ impl TransactionalFileSink {
                 return Ok(());
             }
             let path = self.path(&name);
-            writer
-                .flush()
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            writer.flush().map_err(failed("cannot write", &path))?;
             writer
                 .get_ref()
                 .sync_all()
-                .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
+                .map_err(failed("cannot sync", &path))?;
         }
         Ok(())
+    }
+
+    /// The subtask that wrote the in-progress file `name` (`.part-<subtask>-<id>.inprogress`).
+    fn writer_of(name: &str) -> Option<usize> {
+        let rest = name.strip_prefix(".part-")?.strip_suffix(".inprogress")?;
+        rest.split('-').next()?.parse().ok()
     }
 }
 
 impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
     type Transaction = FileTransaction;
 
+    fn preflight(&self, ctx: &PreflightContext) -> Result<Vec<Hold>, UserError> {
+        fs::create_dir_all(&self.dir).map_err(failed("cannot create output directory", &self.dir))?;
+        let lock = DirLock::acquire(
+            &self.dir.join(LOCK_FILE),
+            &holder(&format!("job `{}`", ctx.job_name)),
+        )?;
+        // The lock file was just written: the directory takes files.
+        Ok(vec![Box::new(lock)])
+    }
+
+    fn ledger(&self) -> Option<Box<dyn CommitLedger>> {
+        Some(Box::new(FileLedger::new(self.dir.clone())))
+    }
+
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         self.subtask = ctx.subtask_index();
-        fs::create_dir_all(&self.dir)
-            .map_err(|e| format!("cannot create output directory {}: {e}", self.dir.display()))?;
+        self.parallelism = ctx.parallelism();
+        fs::create_dir_all(&self.dir).map_err(failed("cannot create output directory", &self.dir))?;
+        Ok(())
+    }
+
+    fn remove_orphans(&mut self, keep: &[&FileTransaction]) -> Result<(), UserError> {
+        let entries = fs::read_dir(&self.dir).map_err(failed("cannot list", &self.dir))?;
+        for entry in entries {
+            let entry = entry.map_err(failed("cannot list", &self.dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(writer) = Self::writer_of(name) else {
+                continue;
+            };
+            let mine = writer == self.subtask;
+            let abandoned = self.subtask == 0 && writer >= self.parallelism;
+            if (mine || abandoned) && !keep.iter().any(|t| t.hidden == name) {
+                let path = entry.path();
+                match fs::remove_file(&path) {
+                    Ok(()) => tracing::debug!(file = %path.display(), "removed a transaction file an earlier run left"),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(failed("cannot remove", &path)(e).into()),
+                }
+            }
+        }
         Ok(())
     }
 
@@ -127,8 +204,7 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
             dir: Some(self.dir.clone()),
         };
         let path = self.path(&transaction.hidden);
-        let file =
-            File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let file = File::create(&path).map_err(failed("cannot create", &path))?;
         self.writer = Some((transaction.hidden.clone(), BufWriter::new(file)));
         Ok(transaction)
     }
@@ -137,7 +213,7 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
         let path = self.path(&transaction.hidden);
         match &mut self.writer {
             Some((name, writer)) if *name == transaction.hidden => writeln!(writer, "{record}")
-                .map_err(|e| format!("cannot write {}: {e}", path.display()).into()),
+                .map_err(|e| failed("cannot write", &path)(e).into()),
             _ => Err(format!("{}: the transaction is not open", path.display()).into()),
         }
     }
@@ -158,19 +234,12 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
             // Committed before (a commit repeated after a failure): nothing to do.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && visible.exists() => return Ok(()),
-            Err(e) => {
-                return Err(format!(
-                    "cannot publish {} as {}: {e}",
-                    hidden.display(),
-                    visible.display()
-                )
-                .into())
-            }
+            Err(e) => return Err(failed("cannot publish (hard link) the transaction file", &hidden)(e).into()),
         }
         match fs::remove_file(&hidden) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(format!("cannot remove {}: {e}", hidden.display()).into()),
+            Err(e) => Err(failed("cannot remove", &hidden)(e).into()),
         }
     }
 
@@ -190,7 +259,7 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
         match fs::remove_file(&hidden) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(format!("cannot remove {}: {e}", hidden.display()).into()),
+            Err(e) => Err(failed("cannot remove", &hidden)(e).into()),
         }
     }
 }

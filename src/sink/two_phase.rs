@@ -9,13 +9,23 @@
 //! that was open is aborted (its records are replayed). Commits must be
 //! idempotent: after a failure between pre-commit and commit, a transaction
 //! may be committed twice.
+//!
+//! A sink that keeps a [`CommitLedger`] (the built-in file sink does) refuses
+//! to rewind: before the job starts it compares the ledger with what the job
+//! restores, and refuses a restore behind its commits or into output of
+//! another lineage ([`check_rewind`]); before committing, it records the
+//! checkpoint in the ledger. After its first commit in a run, it asks the
+//! sink to remove what transactions of earlier runs left behind
+//! ([`TwoPhaseCommitSink::remove_orphans`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use weir_actors::error::Permanent;
 use weir_actors::UserError;
 
-use super::Sink;
+use super::ledger::{check_rewind, CommitLedger, LedgerEntry};
+use super::{Hold, PreflightContext, Sink};
 use crate::context::RuntimeContext;
 use crate::state::{ListStateDescriptor, StateData, StateInitContext, StateSnapshotContext};
 
@@ -23,8 +33,25 @@ use crate::state::{ListStateDescriptor, StateData, StateInitContext, StateSnapsh
 pub trait TwoPhaseCommitSink<T>: Clone + Send + 'static {
     /// A transaction's handle: what the checkpoint stores to commit or abort it later.
     type Transaction: StateData;
+    /// Called once for the whole sink before the job starts (see
+    /// [`Sink::preflight`]): create and probe the output, lock it.
+    fn preflight(&self, _ctx: &PreflightContext) -> Result<Vec<Hold>, UserError> {
+        Ok(Vec::new())
+    }
+    /// Where this sink records what it committed, next to its output; `None`
+    /// (the default): it cannot refuse a restore that would commit again.
+    fn ledger(&self) -> Option<Box<dyn CommitLedger>> {
+        None
+    }
     /// Called once per instance before the first transaction.
     fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Removes what transactions of earlier runs of this subtask left behind
+    /// (files of transactions that were neither committed nor aborted), keeping
+    /// `keep`, the transactions this instance holds. Called after the first
+    /// commit of a run, when every restored transaction is settled.
+    fn remove_orphans(&mut self, _keep: &[&Self::Transaction]) -> Result<(), UserError> {
         Ok(())
     }
     /// Starts a transaction.
@@ -57,6 +84,11 @@ pub struct TwoPhaseCommit<S: TwoPhaseCommitSink<T>, T> {
     checkpointing: bool,
     /// All input has been written: the final checkpoint opens no next transaction.
     input_ended: bool,
+    ledger: Option<Box<dyn CommitLedger>>,
+    /// (lineage, job, subtask) of this instance, for its ledger entries.
+    identity: Option<(String, String, usize)>,
+    /// Whether the leftovers of earlier runs were removed.
+    orphans_removed: bool,
     _records: std::marker::PhantomData<fn(T)>,
 }
 
@@ -84,8 +116,35 @@ impl<S: TwoPhaseCommitSink<T>, T> TwoPhaseCommit<S, T> {
             pending: BTreeMap::new(),
             checkpointing: false,
             input_ended: false,
+            ledger: None,
+            identity: None,
+            orphans_removed: false,
             _records: std::marker::PhantomData,
         }
+    }
+
+    /// Records in the ledger that this subtask committed up to `checkpoint`
+    /// (before the commits themselves).
+    fn record(&mut self, checkpoint: u64) -> Result<(), UserError> {
+        if let (Some(ledger), Some((lineage, job, subtask))) = (&self.ledger, &self.identity) {
+            ledger.record(&LedgerEntry {
+                lineage: lineage.clone(),
+                job: job.clone(),
+                subtask: *subtask,
+                checkpoint,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// After a commit: the first one of a run removes what earlier runs left.
+    fn committed(&mut self) -> Result<(), UserError> {
+        if self.orphans_removed {
+            return Ok(());
+        }
+        self.orphans_removed = true;
+        let keep: Vec<&S::Transaction> = self.current.iter().chain(self.pending.values()).collect();
+        self.sink.remove_orphans(&keep)
     }
 }
 
@@ -94,17 +153,49 @@ where
     S: TwoPhaseCommitSink<T>,
     T: Send + 'static,
 {
+    fn preflight(&self, ctx: &PreflightContext) -> Result<Vec<Hold>, UserError> {
+        let holds = self.sink.preflight(ctx)?;
+        let Some(ledger) = self.sink.ledger() else {
+            return Ok(holds);
+        };
+        let entries = ledger.entries()?;
+        if let Err(refused) = check_rewind(
+            &entries,
+            &ctx.lineage,
+            ctx.restored_checkpoint,
+            &ledger.location(),
+        ) {
+            if !ctx.allow_sink_rewind {
+                return Err(Permanent(Box::new(refused)).into());
+            }
+            tracing::warn!(job = %ctx.job_name, "{refused} -- sink.allow_rewind is set: going on, the output will hold duplicates");
+            ledger.reset()?;
+        }
+        Ok(holds)
+    }
+
     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
-        self.checkpointing = ctx.runtime().checkpointing();
+        let runtime = ctx.runtime();
+        self.checkpointing = runtime.checkpointing();
+        self.ledger = self.sink.ledger();
+        self.identity = Some((
+            runtime.lineage().to_string(),
+            runtime.job_name().to_string(),
+            runtime.subtask_index(),
+        ));
+        let restored_from = runtime.restored_checkpoint_id();
         if !ctx.is_restored() {
             return Ok(());
         }
         // Pre-committed in a complete checkpoint: they belong to the output.
-        for pending in ctx
+        let pending = ctx
             .operator_state()
             .list(&state::<S::Transaction>())?
-            .get()?
-        {
+            .get()?;
+        if let Some(last) = pending.iter().map(|p| p.checkpoint).max() {
+            self.record(restored_from.unwrap_or(last).max(last))?;
+        }
+        for pending in pending {
             self.sink.commit(pending.transaction)?;
         }
         // Open at the checkpoint: their records will be replayed.
@@ -172,7 +263,9 @@ where
         }
         if let Some(mut transaction) = self.current.take() {
             self.sink.pre_commit(&mut transaction)?;
+            self.record(0)?;
             self.sink.commit(transaction)?;
+            self.committed()?;
         }
         Ok(())
     }
@@ -185,11 +278,15 @@ where
             .range(..=checkpoint_id)
             .map(|(&id, _)| id)
             .collect();
+        if done.is_empty() {
+            return Ok(());
+        }
+        self.record(checkpoint_id)?;
         for id in done {
             if let Some(transaction) = self.pending.remove(&id) {
                 self.sink.commit(transaction)?;
             }
         }
-        Ok(())
+        self.committed()
     }
 }

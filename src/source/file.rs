@@ -1,5 +1,8 @@
 //! A source of the lines of a text file (not parallel), replayable: its
-//! position (byte offset and line number) is checkpointed.
+//! position (byte offset and line number) is checkpointed. A UTF-8 byte-order
+//! mark at the start of the file is skipped. The file is opened before the
+//! job starts (its pre-flight check): a missing or unreadable file stops the
+//! job at once, naming it.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -7,7 +10,7 @@ use std::path::PathBuf;
 
 use weir_actors::UserError;
 
-use super::{Source, SourceStatus};
+use super::{Hold, PreflightContext, Source, SourceStatus};
 use crate::context::RuntimeContext;
 use crate::state::{ListStateDescriptor, StateInitContext, StateSnapshotContext};
 
@@ -51,6 +54,27 @@ impl TextFileSource {
     pub fn lines_read(&self) -> u64 {
         self.line
     }
+
+    fn error(&self, action: &str, source: std::io::Error) -> UserError {
+        Box::new(TextFileError {
+            action: action.to_string(),
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Reading the file failed; the I/O error is kept (a missing file is not
+/// worth a restart).
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {}: {source}", path.display())]
+struct TextFileError {
+    action: String,
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
 }
 
 impl Source<String> for TextFileSource {
@@ -70,6 +94,11 @@ impl Source<String> for TextFileSource {
         Ok(())
     }
 
+    fn preflight(&self, _ctx: &PreflightContext) -> Result<Vec<Hold>, UserError> {
+        File::open(&self.path).map_err(|e| self.error("cannot open text file", e))?;
+        Ok(Vec::new())
+    }
+
     fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
         ctx.operator_state()
             .list(&position_state())?
@@ -78,18 +107,23 @@ impl Source<String> for TextFileSource {
     }
 
     fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
-        let file = File::open(&self.path)
-            .map_err(|e| format!("cannot open text file {}: {e}", self.path.display()))?;
+        let file = File::open(&self.path).map_err(|e| self.error("cannot open text file", e))?;
         let mut reader = BufReader::new(file);
         if let Some((offset, line)) = self.restored.take() {
-            reader.seek(SeekFrom::Start(offset)).map_err(|e| {
-                format!(
-                    "cannot resume {} at byte {offset}: {e}",
-                    self.path.display()
-                )
-            })?;
+            reader
+                .seek(SeekFrom::Start(offset))
+                .map_err(|e| self.error(&format!("cannot resume at byte {offset} of"), e))?;
             self.offset = offset;
             self.line = line;
+        }
+        if self.offset == 0 {
+            let start = reader
+                .fill_buf()
+                .map_err(|e| self.error("cannot read", e))?;
+            if start.starts_with(UTF8_BOM) {
+                reader.consume(UTF8_BOM.len());
+                self.offset = UTF8_BOM.len() as u64;
+            }
         }
         self.reader = Some(reader);
         Ok(())
@@ -102,13 +136,13 @@ impl Source<String> for TextFileSource {
             .ok_or("text file source polled before open")?;
         while out.len() < max {
             self.buffer.clear();
-            let read = reader.read_line(&mut self.buffer).map_err(|e| {
-                format!(
-                    "cannot read {} at line {}: {e}",
-                    self.path.display(),
-                    self.line + 1
-                )
-            })?;
+            let read = match reader.read_line(&mut self.buffer) {
+                Ok(read) => read,
+                Err(e) => {
+                    let at = format!("cannot read line {} of", self.line + 1);
+                    return Err(self.error(&at, e));
+                }
+            };
             if read == 0 {
                 return Ok(SourceStatus::Finished);
             }

@@ -21,6 +21,8 @@ pub use file::TextFileSource;
 pub use generator::GeneratorSource;
 use weir_actors::graph::SourceFactory;
 use weir_actors::snapshot::OperatorSnapshot;
+pub use weir_actors::preflight::{Hold, PreflightContext};
+use weir_actors::preflight::PreflightFn;
 pub use weir_actors::SourceStatus;
 use weir_actors::{Emitter, OperatorInfo, PendingSnapshot, RecordBatch, SourceOperator, UserError};
 
@@ -60,6 +62,13 @@ pub trait Source<T>: Clone + Send + 'static {
     /// (`Some(1)` for a single reader); `None` lets the job choose.
     fn parallelism(&self) -> Option<usize> {
         None
+    }
+    /// Called once for the whole source before any subtask of the job starts
+    /// (on the source as the program declared it): check that its input is
+    /// there and readable, so that a missing file stops the job before it
+    /// starts. The default checks nothing.
+    fn preflight(&self, _ctx: &PreflightContext) -> Result<Vec<Hold>, UserError> {
+        Ok(Vec::new())
     }
     /// Called once per instance before the first poll.
     fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
@@ -138,6 +147,17 @@ impl<T: Data, S: Source<T>> SourceOperator for SourceAdapter<T, S> {
     fn close(&mut self) -> Result<(), UserError> {
         self.source.close()
     }
+}
+
+/// The pre-flight check of `source`, run by the runtime before the job starts.
+pub(crate) fn source_preflight<T, S: Source<T>>(source: &S) -> PreflightFn {
+    let prototype = Mutex::new(source.clone());
+    Arc::new(move |ctx: &PreflightContext| {
+        prototype
+            .lock()
+            .map_err(|_| "source prototype lock poisoned")?
+            .preflight(ctx)
+    })
 }
 
 pub(crate) fn source_factory<T: Data, S: Source<T>>(prototype: S) -> SourceFactory {

@@ -35,6 +35,7 @@ use super::tracker::{
 use super::{
     BarrierKind, CheckpointBarrier, CheckpointConfig, CheckpointMode, ExternalizedRetention,
 };
+use crate::lineage::{Lineage, SnapshotRef};
 use crate::operator::processing_time_now;
 use crate::subtask::{NotifyCheckpoint, Subtask, TriggerCheckpoint};
 
@@ -113,6 +114,8 @@ pub struct JobFacts {
     pub name: String,
     /// The job's id.
     pub id: String,
+    /// The job's lineage: told of every completed snapshot.
+    pub lineage: Arc<Lineage>,
     /// Every operator.
     pub operators: Vec<OperatorMetadata>,
     /// The display name of each chain, by chain index.
@@ -199,7 +202,7 @@ impl CheckpointCoordinator {
             });
         }
         let id = self.tracker.next_id();
-        let dir = create_savepoint_dir(&request.parent_dir, &self.job.id, id)?;
+        let dir = create_savepoint_dir(&request.parent_dir, &self.job.lineage.id(), id)?;
         self.storage.route_savepoint(id, &dir);
         let triggered = self.trigger_barrier(true, request.stop, request.stop);
         if request.stop {
@@ -373,6 +376,7 @@ impl CheckpointCoordinator {
             version: METADATA_VERSION,
             job_name: self.job.name.clone(),
             job_id: self.job.id.clone(),
+            lineage: self.job.lineage.id(),
             checkpoint_id: id,
             savepoint: pending.savepoint,
             trigger_time_ms,
@@ -396,6 +400,16 @@ impl CheckpointCoordinator {
                 return;
             }
         };
+        // The lineage knows the snapshot before anyone is told it completed (a
+        // sink commits then): a later `latest` never restores behind a commit.
+        let snapshot = SnapshotRef {
+            id,
+            savepoint: pending.savepoint,
+            location: self.storage.savepoint_dir(id),
+        };
+        if let Err(e) = self.job.lineage.completed(snapshot) {
+            warn!(parent: &self.span, checkpoint = id, error = %e, "the lineage record does not know this snapshot; resuming `latest` may refuse to restore");
+        }
         let (subsumed, discard) = self.tracker.complete(id, pending.savepoint, now_ms());
         let mut stats = self.stats_of(&pending, None);
         stats.location = Some(location);

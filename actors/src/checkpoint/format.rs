@@ -28,6 +28,10 @@ pub enum FileKind {
     State = 1,
     /// A checkpoint's `_metadata`.
     Metadata = 2,
+    /// A lineage's record, `<checkpoint dir>/<lineage>/_lineage`.
+    Lineage = 3,
+    /// A two-phase-commit sink's ledger of what it committed.
+    CommitLedger = 4,
 }
 
 /// Why bytes are not a readable weir file.

@@ -2,10 +2,12 @@
 //! readers cannot disagree.
 //!
 //! ```text
-//! <dir>/<job-id>/chk-<n>/_metadata        written last, atomically: the checkpoint exists
-//! <dir>/<job-id>/chk-<n>/<task>-<i>.state  one file per subtask
-//! <dir>/<job-id>/shared/                   files shared by several checkpoints (incremental)
-//! <dir>/<job-id>/taskowned/                files owned by the subtasks
+//! <dir>/<lineage>/_lineage                 the lineage's record (see crate::lineage)
+//! <dir>/<lineage>/chk-<n>/_metadata        written last, atomically: the checkpoint exists
+//! <dir>/<lineage>/chk-<n>/<task>-<i>.state  one file per subtask
+//! <dir>/<lineage>/shared/                   files shared by several checkpoints (incremental)
+//! <dir>/<lineage>/taskowned/                files owned by the subtasks
+//! <dir>/<job>.lock                          held while a job of that name runs
 //!
 //! <savepoint-dir>/savepoint-<job>-<n>/_metadata   a savepoint: the same files, self-contained
 //! ```
@@ -47,10 +49,10 @@ pub struct CheckpointPaths {
 }
 
 impl CheckpointPaths {
-    /// The paths under `root` for job `job_id`.
-    pub fn new(root: &Path, job_id: &str) -> Self {
+    /// The paths under `root` for lineage `lineage`.
+    pub fn new(root: &Path, lineage: &str) -> Self {
         CheckpointPaths {
-            job_dir: root.join(job_id),
+            job_dir: root.join(lineage),
             fixed: None,
         }
     }
@@ -106,10 +108,14 @@ impl CheckpointPaths {
         self.checkpoint_dir(id).join(METADATA_TEMP)
     }
 
-    /// The state file name of subtask `subtask` of the task whose head has `uid`.
-    pub fn state_file_name(uid: &str, subtask: usize) -> String {
-        let safe: String = uid
-            .chars()
+    /// The lock file under checkpoint directory `root` that a running job
+    /// named `job` holds.
+    pub fn job_lock(root: &Path, job: &str) -> PathBuf {
+        root.join(format!("{}.lock", Self::safe_name(job)))
+    }
+
+    fn safe_name(name: &str) -> String {
+        name.chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                     c
@@ -117,8 +123,12 @@ impl CheckpointPaths {
                     '_'
                 }
             })
-            .collect();
-        format!("{safe}-{subtask}.state")
+            .collect()
+    }
+
+    /// The state file name of subtask `subtask` of the task whose head has `uid`.
+    pub fn state_file_name(uid: &str, subtask: usize) -> String {
+        format!("{}-{subtask}.state", Self::safe_name(uid))
     }
 
     /// Files shared between checkpoints.

@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::snapshot::OperatorSnapshot;
 
-/// The version of [`CheckpointMetadata`] written now.
-pub const METADATA_VERSION: u32 = 1;
+/// The version of [`CheckpointMetadata`] written now (2 added `lineage`;
+/// version 1 files read with the job id as their lineage).
+pub const METADATA_VERSION: u32 = 2;
 
 /// Where one subtask's state lives.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,8 +74,12 @@ pub struct CheckpointMetadata {
     pub version: u32,
     /// The job's name.
     pub job_name: String,
-    /// The job's id.
+    /// The job's id (one per run).
     pub job_id: String,
+    /// The lineage the snapshot belongs to (see [`crate::lineage`]); empty in
+    /// version 1 files, see [`CheckpointMetadata::lineage`].
+    #[serde(default)]
+    pub lineage: String,
     /// The checkpoint's id.
     pub checkpoint_id: u64,
     /// Whether it is a savepoint.
@@ -90,6 +95,16 @@ pub struct CheckpointMetadata {
 }
 
 impl CheckpointMetadata {
+    /// The snapshot's lineage: the recorded one, or for files written before
+    /// lineages were recorded, the job id of the run that wrote it.
+    pub fn lineage(&self) -> &str {
+        if self.lineage.is_empty() {
+            &self.job_id
+        } else {
+            &self.lineage
+        }
+    }
+
     /// Bytes of state over all subtasks.
     pub fn state_size(&self) -> u64 {
         self.subtasks.iter().map(|s| s.handle.size()).sum()

@@ -11,12 +11,14 @@
 //!
 //! - [`config`]: [`CheckpointConfig`], the settings.
 //! - [`tracker`]: the coordinator's bookkeeping as a plain, unit-tested type.
-//! - [`format`], [`layout`], [`metadata`], [`storage`]: what is written, where, and how.
+//! - [`format`], [`layout`], [`metadata`], [`storage`]: what is written, where, and how;
+//!   [`durable`]: small files written atomically.
 //! - [`savepoint`]: savepoint directories and the storage that routes to them.
 //! - [`stats`]: per checkpoint and per subtask figures.
 
 pub mod config;
 pub mod coordinator;
+pub mod durable;
 pub mod format;
 pub mod layout;
 pub mod metadata;

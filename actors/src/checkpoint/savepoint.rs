@@ -174,6 +174,7 @@ mod tests {
             version: METADATA_VERSION,
             job_name: "j".into(),
             job_id: "abcdef0123".into(),
+            lineage: "lineage".into(),
             checkpoint_id: id,
             savepoint: true,
             trigger_time_ms: 0,

@@ -271,10 +271,10 @@ fn io<'a>(
 }
 
 impl FsStorage {
-    /// Storage for job `job_id` under `root` (created on first write).
-    pub fn new(root: &Path, job_id: &str) -> Self {
+    /// Storage for lineage `lineage` under `root` (created on first write).
+    pub fn new(root: &Path, lineage: &str) -> Self {
         FsStorage {
-            paths: CheckpointPaths::new(root, job_id),
+            paths: CheckpointPaths::new(root, lineage),
         }
     }
 
@@ -555,11 +555,11 @@ impl Default for StorageSpec {
 }
 
 impl StorageSpec {
-    /// Opens the storage for job `job_id`.
-    pub fn open(&self, job_id: &str) -> Arc<dyn CheckpointStorage> {
+    /// Opens the storage of lineage `lineage` (files go to `<dir>/<lineage>/`).
+    pub fn open(&self, lineage: &str) -> Arc<dyn CheckpointStorage> {
         match self {
             StorageSpec::Memory { max_state_size } => Arc::new(MemoryStorage::new(*max_state_size)),
-            StorageSpec::Filesystem(root) => Arc::new(FsStorage::new(root, job_id)),
+            StorageSpec::Filesystem(root) => Arc::new(FsStorage::new(root, lineage)),
         }
     }
 }
@@ -574,6 +574,7 @@ mod tests {
             version: 1,
             job_name: "j".into(),
             job_id: "id".into(),
+            lineage: "lineage".into(),
             checkpoint_id: id,
             savepoint: false,
             trigger_time_ms: 1,

@@ -418,7 +418,7 @@ impl Subtask {
                 .and_then(|f| f.on_commit(id))
             {
                 let operator = self.spec.task.clone();
-                return self.fail(crate::chain::Failure { operator, cause }, ctx);
+                return self.fail(crate::chain::Failure::retryable(operator, cause), ctx);
             }
         }
         let notified = if complete {

@@ -127,6 +127,8 @@ pub enum SubtaskOutcome {
         operator: String,
         /// What happened.
         cause: String,
+        /// Whether a restart can help.
+        retryable: bool,
     },
 }
 
@@ -357,11 +359,13 @@ impl Subtask {
         ) {
             return;
         }
-        tracing::error!(parent: &self.span, operator = %failure.operator, cause = %failure.cause, "subtask failed");
+        // The supervisor logs the failure once, with what it decides.
+        debug!(parent: &self.span, operator = %failure.operator, cause = %failure.cause, "subtask failed");
         self.phase = Phase::Failed;
         self.report(SubtaskOutcome::Failed {
             operator: failure.operator,
             cause: failure.cause,
+            retryable: failure.retryable,
         });
         ctx.stop();
     }
@@ -668,6 +672,7 @@ impl Drop for Subtask {
             self.report(SubtaskOutcome::Failed {
                 operator,
                 cause: "subtask actor stopped unexpectedly".into(),
+                retryable: true,
             });
         }
     }
@@ -713,7 +718,13 @@ impl Handler<Start> for Subtask {
         }
         if let Err(cause) = self.restore_channel_state() {
             let operator = self.spec.task.clone();
-            return self.fail(Failure { operator, cause }, ctx);
+            // Restored in-flight records that do not decode stay that way.
+            let failure = Failure {
+                operator,
+                cause,
+                retryable: false,
+            };
+            return self.fail(failure, ctx);
         }
         self.phase = Phase::Running;
         debug!(parent: &self.span, "subtask running");

@@ -1,0 +1,291 @@
+//! What a job settles before its first subtask starts: the directories it
+//! writes (created, probed, its checkpoints locked against a second job of
+//! the same name), what it restores from (`latest` resolved within its own
+//! lineage, never by clock, never silently older), the lineage it continues
+//! or begins, the id its next checkpoint gets, and every operator's
+//! pre-flight check. A problem here ends the job before anything runs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::checkpoint::layout::CheckpointPaths;
+use crate::checkpoint::metadata::CheckpointMetadata;
+use crate::checkpoint::savepoint::RoutedStorage;
+use crate::checkpoint::{CheckpointStorage, FsStorage, StorageSpec};
+use crate::config::RuntimeConfig;
+use crate::error::JobError;
+use crate::graph::JobGraph;
+use crate::lineage::{
+    current, next_generation, scan_root, Lineage, LineageDir, LineageRecord,
+    SnapshotRef, LINEAGE_VERSION,
+};
+use crate::lock::{holder, DirLock};
+use crate::preflight::{Hold, PreflightContext};
+use crate::restore::{open_snapshot_dir, RestoreSource};
+
+/// What [`prepare`] settled.
+pub(crate) struct Prepared {
+    /// The lineage the job continues or begins; its newest snapshot is what
+    /// the first deployment restores (none: start empty).
+    pub lineage: Arc<Lineage>,
+    /// Where checkpoints (and savepoints) are written, with checkpointing.
+    pub storage: Option<Arc<RoutedStorage>>,
+    /// The id of the job's first checkpoint.
+    pub first_checkpoint_id: u64,
+    /// Locks to keep while the job runs.
+    pub holds: Vec<Hold>,
+}
+
+fn invalid(message: String) -> JobError {
+    JobError::InvalidJob(message)
+}
+
+fn unreadable_snapshot(cause: String) -> JobError {
+    JobError::RestoreFailed {
+        cause,
+        retryable: false,
+    }
+}
+
+/// Creates `dir` and checks that a file can be written in it.
+pub(crate) fn probe_writable(dir: &Path, what: &str) -> Result<(), String> {
+    fs::create_dir_all(dir)
+        .map_err(|e| format!("{what} {}: cannot create it: {e}", dir.display()))?;
+    let probe = dir.join(format!(".weir-probe-{}", std::process::id()));
+    fs::write(&probe, b"")
+        .map_err(|e| format!("{what} {} is not writable: {e}", dir.display()))?;
+    let _ = fs::remove_file(&probe);
+    Ok(())
+}
+
+/// The snapshot to restore, read as far as its metadata.
+struct Restoring {
+    snapshot: SnapshotRef,
+    metadata: CheckpointMetadata,
+}
+
+/// Settles everything the job needs before it starts; a lineage the job
+/// begins is named by its run's `job_id`.
+pub(crate) fn prepare(
+    graph: &JobGraph,
+    config: &RuntimeConfig,
+    job_id: &str,
+) -> Result<Prepared, JobError> {
+    let job = graph.name.as_str();
+    let spec = config.checkpointing.as_ref().map(|c| &c.storage);
+    let root = match spec {
+        Some(StorageSpec::Filesystem(root)) => Some(root.clone()),
+        _ => None,
+    };
+    let mut holds: Vec<Hold> = Vec::new();
+    if let Some(root) = &root {
+        probe_writable(root, "checkpoint directory").map_err(invalid)?;
+        let lock = DirLock::acquire(
+            &CheckpointPaths::job_lock(root, job),
+            &holder(&format!("job `{job}`")),
+        )
+        .map_err(|e| {
+            invalid(format!(
+                "job `{job}` cannot start: {e} (one running job per job name and checkpoint directory)"
+            ))
+        })?;
+        holds.push(Box::new(lock));
+    }
+    if let Some(dir) = &config.savepoint_dir {
+        probe_writable(dir, "savepoint directory").map_err(invalid)?;
+    }
+    let lineages = match (&config.restore_from, &root) {
+        (Some(RestoreSource::LatestIn(latest_root)), _) => scan_root(latest_root),
+        (_, Some(root)) => scan_root(root),
+        (_, None) => Ok(Vec::new()),
+    }
+    .map_err(|e| invalid(e.to_string()))?;
+
+    // What to restore, and an empty lineage to continue when `latest` finds nothing in it.
+    let mut empty: Option<&LineageDir> = None;
+    let restoring = match &config.restore_from {
+        None => None,
+        Some(RestoreSource::Path(dir)) => {
+            let (_, metadata) = open_snapshot_dir(dir).map_err(unreadable_snapshot)?;
+            Some(Restoring {
+                snapshot: SnapshotRef {
+                    id: metadata.checkpoint_id,
+                    savepoint: metadata.savepoint,
+                    location: Some(dir.clone()),
+                },
+                metadata,
+            })
+        }
+        Some(RestoreSource::LatestIn(latest_root)) => {
+            match current(job, latest_root, &lineages).map_err(|e| invalid(e.to_string()))? {
+                None => {
+                    warn!(job, dir = %latest_root.display(), "resume from latest: no snapshot of this job there; starting fresh");
+                    None
+                }
+                Some(lineage) => match lineage.newest() {
+                    None => {
+                        warn!(job, lineage = %lineage.dir.display(), "resume from latest: the job's lineage has no complete snapshot; starting fresh");
+                        empty = Some(lineage);
+                        None
+                    }
+                    Some(snapshot) => Some(read_latest(job, lineage, snapshot)?),
+                },
+            }
+        }
+    };
+
+    // The lineage: the snapshot's own (same job), a new one (fresh, or a
+    // snapshot of another job), or the empty one `latest` found.
+    let restored_id = restoring.as_ref().map(|r| r.snapshot.id);
+    let (lineage_id, existing, parent) = match &restoring {
+        Some(r) if r.metadata.job_name == job => {
+            let id = r.metadata.lineage().to_string();
+            let existing = lineages.iter().find(|l| l.record.lineage == id);
+            (id, existing, None)
+        }
+        Some(r) => {
+            info!(job, from_job = %r.metadata.job_name, snapshot = %r.snapshot.describe(), "restoring a snapshot of another job: a new lineage begins");
+            (job_id.to_string(), None, Some(r.snapshot.clone()))
+        }
+        None => match empty {
+            Some(l) => (l.record.lineage.clone(), Some(l), None),
+            None => (job_id.to_string(), None, None),
+        },
+    };
+    let lineage_dir = root.as_ref().map(|r| r.join(&lineage_id));
+    let latest = restoring.as_ref().map(|r| {
+        let mut snapshot = r.snapshot.clone();
+        // A checkpoint of this very lineage directory is referred to by id.
+        let own = lineage_dir
+            .as_ref()
+            .map(|d| CheckpointPaths::of_job_dir(d).checkpoint_dir(snapshot.id));
+        if !snapshot.savepoint && snapshot.location.is_some() && snapshot.location == own {
+            snapshot.location = None;
+        }
+        snapshot
+    });
+    let highest = existing.map_or(0, LineageDir::highest_id);
+    let branch_start = highest.max(restored_id.unwrap_or(0)) + 1;
+    let generation = next_generation(job, &lineages, &lineage_id)
+        .max(existing.map_or(0, |l| l.record.generation));
+    let record = LineageRecord {
+        version: LINEAGE_VERSION,
+        lineage: lineage_id.clone(),
+        job_name: job.to_string(),
+        generation,
+        branch_start,
+        latest,
+        parent: parent.or_else(|| existing.and_then(|l| l.record.parent.clone())),
+    };
+
+    // Operators check (and lock) before anything is written.
+    let context = |parallelism| PreflightContext {
+        job_name: job.to_string(),
+        lineage: lineage_id.clone(),
+        restored_checkpoint: restored_id,
+        checkpointing: config.checkpointing.is_some(),
+        allow_sink_rewind: config.allow_sink_rewind,
+        parallelism,
+    };
+    for vertex in &graph.vertices {
+        if let Some(check) = &vertex.preflight {
+            let taken = check(&context(vertex.parallelism)).map_err(|e| {
+                invalid(format!("operator `{}` ({}): {e}", vertex.name, vertex.uid))
+            })?;
+            holds.extend(taken);
+        }
+    }
+
+    let storage = config
+        .checkpointing
+        .as_ref()
+        .map(|c| Arc::new(RoutedStorage::new(c.storage.open(&lineage_id))));
+    if let Some(dir) = &lineage_dir {
+        fs::create_dir_all(dir).map_err(|e| {
+            invalid(format!("cannot create the lineage directory {}: {e}", dir.display()))
+        })?;
+        record.write(dir).map_err(|e| invalid(e.to_string()))?;
+        // Checkpoints that never completed (killed, aborted) are not kept.
+        if let Some(existing) = existing {
+            let storage = FsStorage::of_job_dir(dir);
+            for &id in &existing.without_metadata {
+                if let Err(e) = storage.discard(id) {
+                    warn!(job, checkpoint = id, error = %e, "cannot delete an unfinished checkpoint");
+                }
+            }
+        }
+    }
+    match &record.latest {
+        Some(snapshot) => {
+            info!(job, lineage = %lineage_id, snapshot = %snapshot.describe(), first_checkpoint = branch_start, "restoring")
+        }
+        None => info!(job, lineage = %lineage_id, first_checkpoint = branch_start, "starting"),
+    }
+    Ok(Prepared {
+        lineage: Arc::new(Lineage::new(record, lineage_dir)),
+        storage,
+        first_checkpoint_id: branch_start,
+        holds,
+    })
+}
+
+/// Reads the metadata of `snapshot`, the newest of `lineage`: an error names
+/// it, and the older checkpoints a user may name instead.
+fn read_latest(
+    job: &str,
+    lineage: &LineageDir,
+    snapshot: SnapshotRef,
+) -> Result<Restoring, JobError> {
+    let dir = snapshot
+        .dir(Some(&lineage.dir))
+        .unwrap_or_else(|| lineage.dir.clone());
+    let fail = |problem: String| {
+        let older = lineage.older_than(snapshot.id);
+        let hint = match older.first() {
+            Some(path) => format!(
+                "; an older snapshot is used only when named, for example --resume-from {}",
+                path.display()
+            ),
+            None => String::new(),
+        };
+        unreadable_snapshot(format!(
+            "resume from latest: {} of job `{job}` ({}), the newest of its lineage, cannot be read: {problem}{hint}",
+            snapshot.describe(),
+            dir.display()
+        ))
+    };
+    let (_, metadata) = open_snapshot_dir(&dir).map_err(fail)?;
+    if metadata.checkpoint_id != snapshot.id {
+        return Err(fail(format!(
+            "its _metadata is of checkpoint {}",
+            metadata.checkpoint_id
+        )));
+    }
+    Ok(Restoring { snapshot, metadata })
+}
+
+/// The storage and id to read `snapshot` of `lineage` from: the job's own
+/// checkpoint storage for its checkpoints, the snapshot's directory otherwise.
+pub(crate) fn snapshot_storage(
+    snapshot: &SnapshotRef,
+    own: Option<&Arc<RoutedStorage>>,
+) -> Result<Arc<dyn CheckpointStorage>, String> {
+    match (&snapshot.location, own) {
+        (Some(dir), _) => Ok(Arc::new(FsStorage::of_snapshot_dir(dir))),
+        (None, Some(own)) => Ok(own.clone() as Arc<dyn CheckpointStorage>),
+        (None, None) => Err(format!(
+            "{} has no location and the job has no checkpoint storage",
+            snapshot.describe()
+        )),
+    }
+}
+
+/// Where `snapshot` is, for messages.
+pub(crate) fn describe_location(snapshot: &SnapshotRef, lineage_dir: Option<&Path>) -> String {
+    snapshot
+        .dir(lineage_dir)
+        .map_or_else(|| format!("memory:chk-{}", snapshot.id), |d: PathBuf| d.display().to_string())
+}
