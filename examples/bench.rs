@@ -34,6 +34,10 @@
 //!   ceiling that keyed jobs are compared with. Default 100M records; it
 //!   reports `parallelism` 1, `chaining` false and `first_record_ms` 0.
 //!
+//! - `burst`: one record whose `flat_map` emits `--records` records (default
+//!   5M) at once → `rebalance()` → `discard()`: the cost of a burst must grow
+//!   linearly with its size (time and `peak_rss_mb`).
+//!
 //! - `large-state` (feature `rocksdb`): one keyed operator instance, driven
 //!   directly (no engine), with the RocksDB backend: writes `--keys` keys
 //!   (default 20M) with 100-byte values, takes an incremental checkpoint
@@ -102,6 +106,8 @@ enum Job {
     Recovery,
     /// RocksDB: 20M keys with 100-byte values, then incremental checkpoints before and after changing 1%.
     LargeState,
+    /// one record -> flat_map emitting --records records -> rebalance -> discard.
+    Burst,
 }
 
 impl Job {
@@ -115,6 +121,7 @@ impl Job {
             Job::Snapshot => "snapshot",
             Job::Recovery => "recovery",
             Job::LargeState => "large-state",
+            Job::Burst => "burst",
         }
     }
 
@@ -128,6 +135,7 @@ impl Job {
             Job::Snapshot => 0,
             Job::Recovery => 20_000_000,
             Job::LargeState => 0,
+            Job::Burst => 5_000_000,
         }
     }
 }
@@ -723,7 +731,29 @@ fn run(args: &Args) -> BenchResult<Report> {
         Job::Snapshot => snapshot(args),
         Job::Recovery => recovery(args),
         Job::LargeState => large_state(args),
+        Job::Burst => burst(args),
     }
+}
+
+// ---------------------------------------------------------------------------
+// burst
+// ---------------------------------------------------------------------------
+
+/// One record -> flat_map emitting `records` words -> rebalance -> discard.
+fn burst(args: &Args) -> BenchResult<Report> {
+    let records = args.records();
+    let env = args.env();
+    let counter = env
+        .from_collection(vec![records])
+        .flat_map(|n: u64| (0..n).map(|i| format!("w{i}")).collect::<Vec<String>>())
+        .rebalance()
+        .discard();
+    let start = Instant::now();
+    let result = env.execute_blocking(args.job.name())?;
+    let elapsed = start.elapsed();
+    let kept = counter.records();
+    check("records reaching the sink", kept, records)?;
+    Ok(Report::new(args, records, elapsed).engine(&env, &result, kept))
 }
 
 // ---------------------------------------------------------------------------

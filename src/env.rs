@@ -460,12 +460,13 @@ impl StreamEnv {
     /// max parallelism and key type. `serde_json::to_string(&plan)` is what
     /// `--dump-plan` prints and `weir check-restore --plan` reads.
     pub fn plan(&self, job_name: &str) -> Result<JobPlan, JobError> {
-        let (graph, _) = self.job_graph(job_name)?;
-        self.plan_of(&graph)
+        let (graph, config) = self.job_graph(job_name)?;
+        self.plan_of(&graph, &config)
     }
 
-    fn plan_of(&self, graph: &JobGraph) -> Result<JobPlan, JobError> {
-        let mut plan = JobPlan::of(graph);
+    fn plan_of(&self, graph: &JobGraph, config: &RuntimeConfig) -> Result<JobPlan, JobError> {
+        let execution = weir_actors::plan::plan(graph, config.chaining);
+        let mut plan = JobPlan::with_chains(graph, &execution);
         plan.state_backend = Some(self.state_backend()?.name().to_string());
         Ok(plan)
     }
@@ -486,7 +487,7 @@ impl StreamEnv {
         let (graph, config) = self.job_graph(job_name)?;
         weir_actors::restore::check_dir(
             snapshot.as_ref(),
-            &self.plan_of(&graph)?,
+            &self.plan_of(&graph, &config)?,
             config.allow_non_restored_state,
         )
         .map_err(JobError::InvalidJob)

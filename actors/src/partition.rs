@@ -36,8 +36,19 @@ pub trait ChannelSelector<T>: Send {
 }
 
 /// One typed buffer per channel, filled by a [`ChannelSelector`].
+///
+/// A buffer that grew past a batch (one record became millions in a
+/// `flat_map`) is cut into whole batches once, when the first batch is
+/// taken; the rest wait in the channel's queue of sealed batches. Taking
+/// batch after batch off the front of one long buffer would move the rest
+/// each time: quadratic in the burst.
 pub struct TypedPartitioner<T, S> {
     buffers: Vec<RecordBatch<T>>,
+    /// Per channel: full batches cut from a long buffer, oldest first (all
+    /// older than what its buffer holds).
+    sealed: Vec<std::collections::VecDeque<RecordBatch<T>>>,
+    /// Per channel: records in `sealed`.
+    sealed_records: Vec<usize>,
     selector: S,
     batch_size: usize,
 }
@@ -49,6 +60,8 @@ impl<T, S: ChannelSelector<T>> TypedPartitioner<T, S> {
             buffers: (0..channels)
                 .map(|_| RecordBatch::with_capacity(0))
                 .collect(),
+            sealed: (0..channels).map(|_| Default::default()).collect(),
+            sealed_records: vec![0; channels],
             selector,
             batch_size,
         }
@@ -69,10 +82,14 @@ where
     }
 
     fn buffered(&self, channel: usize) -> usize {
-        self.buffers[channel].len()
+        self.sealed_records[channel] + self.buffers[channel].len()
     }
 
     fn take(&mut self, channel: usize) -> Option<Batch> {
+        if let Some(batch) = self.sealed[channel].pop_front() {
+            self.sealed_records[channel] -= batch.len();
+            return Some(Box::new(batch));
+        }
         let buffer = &mut self.buffers[channel];
         if buffer.is_empty() {
             return None;
@@ -81,15 +98,28 @@ where
             let batch = std::mem::replace(buffer, RecordBatch::with_capacity(self.batch_size));
             return Some(Box::new(batch));
         }
-        // More than a batch is buffered: the oldest batch_size records leave, the rest stay.
-        let rest = RecordBatch {
-            records: buffer.records.split_off(self.batch_size),
-            timestamps: buffer
-                .timestamps
-                .as_mut()
-                .map(|ts| ts.split_off(self.batch_size)),
+        // More than a batch is buffered: cut it into whole batches once, from
+        // the back (each cut moves only what it cuts off); a partial batch at
+        // the end stays in the buffer to fill up.
+        let mut long = std::mem::replace(buffer, RecordBatch::with_capacity(0));
+        let split = |long: &mut RecordBatch<T>, at: usize| RecordBatch {
+            records: long.records.split_off(at),
+            timestamps: long.timestamps.as_mut().map(|ts| ts.split_off(at)),
         };
-        Some(Box::new(std::mem::replace(buffer, rest)))
+        let partial = long.len() % self.batch_size;
+        if partial > 0 {
+            let at = long.len() - partial;
+            *buffer = split(&mut long, at);
+        }
+        let mut cut = Vec::with_capacity(long.len() / self.batch_size);
+        while long.len() > self.batch_size {
+            let at = long.len() - self.batch_size;
+            cut.push(split(&mut long, at));
+        }
+        let queue = &mut self.sealed[channel];
+        queue.extend(cut.into_iter().rev());
+        self.sealed_records[channel] = queue.iter().map(RecordBatch::len).sum();
+        Some(Box::new(long))
     }
 }
 
@@ -286,6 +316,40 @@ mod tests {
         let records: Vec<Vec<u32>> = rest.iter().map(|b| b.records.clone()).collect();
         assert_eq!(records, [vec![4, 5, 6, 7], vec![8, 9, 10, 11]]);
         assert_eq!(rest[1].timestamps, Some(vec![108, 109, 110, 111]));
+    }
+
+    #[test]
+    fn any_mix_of_bursts_and_takes_keeps_order_counts_and_batch_sizes() {
+        // A reference: one queue of records; a take yields at most a batch.
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for round in 0..200 {
+            let batch_size = 1 + next(8) as usize;
+            let mut p = TypedPartitioner::<u32, _>::new(Forward, 1, batch_size);
+            let (mut sent, mut received) = (Vec::new(), Vec::new());
+            let mut counter = 0u32;
+            for _ in 0..40 {
+                if next(3) == 0 {
+                    let size = if next(5) == 0 { next(200) } else { next(10) };
+                    let records: Vec<u32> = (counter..counter + size as u32).collect();
+                    counter += size as u32;
+                    sent.extend(&records);
+                    p.partition(batch(records));
+                } else if let Some(b) = p.take(0) {
+                    assert!(b.len() <= batch_size, "round {round}");
+                    assert!(!b.is_empty(), "round {round}");
+                    received.extend(downcast_batch::<u32>(b).unwrap().records);
+                }
+                assert_eq!(p.buffered(0), sent.len() - received.len(), "round {round}");
+            }
+            received.extend(std::iter::from_fn(|| p.take(0)).flat_map(|b| downcast_batch::<u32>(b).unwrap().records));
+            assert_eq!(received, sent, "round {round}");
+        }
     }
 
     #[test]

@@ -90,10 +90,27 @@ pub struct JobPlan {
     /// that backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_backend: Option<String>,
+    /// The uids of each chain of operators (one subtask actor each), head
+    /// first: in-flight records of an unaligned checkpoint restore only onto
+    /// the same chains. Empty when unknown (then that is not checked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chains: Vec<Vec<String>>,
 }
 
 impl JobPlan {
-    /// The plan of `graph`.
+    /// The plan of `graph` run as `execution` (chains).
+    pub fn with_chains(graph: &JobGraph, execution: &ExecutionPlan) -> Self {
+        JobPlan {
+            chains: execution
+                .chains
+                .iter()
+                .map(|c| c.vertices.iter().map(|&v| graph.vertices[v].uid.clone()).collect())
+                .collect(),
+            ..Self::of(graph)
+        }
+    }
+
+    /// The plan of `graph`, without its chains.
     pub fn of(graph: &JobGraph) -> Self {
         JobPlan {
             job: graph.name.clone(),
@@ -109,6 +126,7 @@ impl JobPlan {
                 })
                 .collect(),
             state_backend: None,
+            chains: Vec::new(),
         }
     }
 }
@@ -146,6 +164,15 @@ pub enum Verdict {
         /// What the job's operator has.
         job: String,
     },
+    /// The snapshot is an unaligned checkpoint whose in-flight records of
+    /// this operator's chain cannot be restored: the job runs the chain at
+    /// another parallelism or chains it differently (an error).
+    InFlightRecords {
+        /// The chain in the snapshot, head first.
+        chain: Vec<String>,
+        /// Why the records cannot go back.
+        reason: String,
+    },
 }
 
 /// The verdict on one uid.
@@ -173,6 +200,14 @@ pub struct RestoreCheck {
     /// One entry per uid of the job or the snapshot: the job's operators in
     /// order, then uids only the snapshot has.
     pub uids: Vec<UidCheck>,
+    /// What prevents the restore beyond single uids (a parallelism above
+    /// its max parallelism).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub job_errors: Vec<String>,
+    /// What the restore does that is worth knowing (a snapshot of another
+    /// job begins a new lineage).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl RestoreCheck {
@@ -204,9 +239,19 @@ impl RestoreCheck {
                     "operator `{}` ({}): the snapshot holds {snapshot}, the job's operator has {job}",
                     u.name, u.uid
                 )),
+                Verdict::InFlightRecords { chain, reason } => errors.push(format!(
+                    "operator `{}` ({}): checkpoint {} is unaligned and holds in-flight records of the chain [{}], \
+                     which restore only at the same parallelism and chaining ({reason}); restore from an aligned \
+                     checkpoint or a savepoint",
+                    u.name,
+                    u.uid,
+                    self.checkpoint,
+                    chain.join(", ")
+                )),
                 _ => {}
             }
         }
+        errors.extend(self.job_errors.iter().cloned());
         errors
     }
 
@@ -243,12 +288,16 @@ impl std::fmt::Display for RestoreCheck {
                     format!("MAX PARALLELISM {snapshot} != {job}")
                 }
                 Verdict::StateTypeMismatch { .. } => "STATE TYPE MISMATCH".to_string(),
+                Verdict::InFlightRecords { .. } => "IN-FLIGHT RECORDS".to_string(),
             };
             writeln!(
                 f,
                 "{:<width$}  {verdict:<24}  {:>11}  {}",
                 u.uid, u.state_bytes, u.name
             )?;
+        }
+        for note in &self.notes {
+            writeln!(f, "note: {note}")?;
         }
         match self.errors().as_slice() {
             [] => write!(f, "restore possible"),
@@ -368,11 +417,74 @@ pub fn check(
             verdict: Verdict::Missing,
         });
     }
+    for (meta, state) in metadata.subtasks.iter().zip(states) {
+        if state.input_channels.is_empty() && state.output_channels.is_empty() {
+            continue;
+        }
+        let Some(reason) = in_flight_problem(metadata, &meta.operators, plan) else {
+            continue;
+        };
+        for u in uids.iter_mut() {
+            let blocked = matches!(u.verdict, Verdict::Matched | Verdict::Rescaled { .. } | Verdict::New);
+            if blocked && meta.operators.contains(&u.uid) {
+                u.verdict = Verdict::InFlightRecords {
+                    chain: meta.operators.clone(),
+                    reason: reason.clone(),
+                };
+            }
+        }
+    }
+    let job_errors = plan
+        .operators
+        .iter()
+        .filter(|o| o.parallelism > o.max_parallelism)
+        .map(|o| {
+            format!(
+                "operator `{}` ({}): parallelism {} is above its max parallelism {}",
+                o.name, o.uid, o.parallelism, o.max_parallelism
+            )
+        })
+        .collect();
+    let mut notes = Vec::new();
+    if metadata.job_name != plan.job {
+        notes.push(format!(
+            "the snapshot is of job `{}`; restored as job `{}`, it begins a new lineage (`latest` of `{}` \
+             will not find the old one's snapshots)",
+            metadata.job_name, plan.job, plan.job
+        ));
+    }
     RestoreCheck {
         checkpoint: metadata.checkpoint_id,
         allow_non_restored_state,
         uids,
+        job_errors,
+        notes,
     }
+}
+
+/// Why the in-flight records of the snapshot's chain `chain` cannot be
+/// restored onto `plan`, if they cannot: the same chain (uids, in order) must
+/// exist, each operator at its snapshot parallelism.
+fn in_flight_problem(
+    metadata: &CheckpointMetadata,
+    chain: &[String],
+    plan: &JobPlan,
+) -> Option<String> {
+    for uid in chain {
+        let before = metadata.operators.iter().find(|o| &o.uid == uid).map(|o| o.parallelism);
+        let now = plan.operators.iter().find(|o| &o.uid == uid).map(|o| o.parallelism);
+        match (before, now) {
+            (Some(before), Some(now)) if before != now => {
+                return Some(format!("`{uid}` runs at parallelism {now}, the checkpoint's at {before}"))
+            }
+            (_, None) => return Some(format!("the job has no operator `{uid}`")),
+            _ => {}
+        }
+    }
+    if !plan.chains.is_empty() && !plan.chains.iter().any(|c| c.as_slice() == chain) {
+        return Some("the job chains these operators differently".to_string());
+    }
+    None
 }
 
 /// Reads the snapshot in `dir` (a savepoint or retained checkpoint) and checks
@@ -400,7 +512,7 @@ pub fn assign(
     let verdicts = check(
         metadata,
         states,
-        &JobPlan::of(graph),
+        &JobPlan::with_chains(graph, plan),
         allow_non_restored_state,
     );
     let errors = verdicts.errors();
@@ -467,48 +579,29 @@ pub fn assign(
             }
         }
     }
-    // In-flight records go back to the same subtask of the same chain: channel
-    // state is restored at an unchanged parallelism and chaining only.
+    // In-flight records go back to the same subtask of the same chain (the
+    // check above refused anything else).
     for (meta, state) in metadata.subtasks.iter().zip(states) {
         if state.input_channels.is_empty() && state.output_channels.is_empty() {
             continue;
         }
-        let target = plan.chains.iter().enumerate().find(|(_, chain)| {
+        let target = plan.chains.iter().position(|chain| {
             chain
                 .vertices
                 .iter()
                 .map(|&v| graph.vertices[v].uid.as_str())
                 .eq(meta.operators.iter().map(String::as_str))
         });
-        let same_parallelism = meta.operators.iter().all(|uid| {
-            let before = metadata
-                .operators
-                .iter()
-                .find(|o| &o.uid == uid)
-                .map(|o| o.parallelism);
-            let now = graph
-                .vertices
-                .iter()
-                .find(|v| &v.uid == uid)
-                .map(|v| v.parallelism);
-            before.is_some() && before == now
-        });
-        match (target, same_parallelism) {
-            (Some((c, _)), true) => {
-                if let Some(subtask) = restored.get_mut(&(c, meta.subtask)) {
-                    subtask.input_channels = state.input_channels.clone();
-                    subtask.output_channels = state.output_channels.clone();
-                }
-            }
-            _ => {
-                return Err(format!(
-                    "checkpoint {checkpoint} is unaligned: the in-flight records of [{}] subtask {} can only be \
-                     restored at the same parallelism and chaining; restore from an aligned checkpoint or savepoint",
-                    meta.operators.join(", "),
-                    meta.subtask
-                ))
-            }
-        }
+        let subtask = target.and_then(|c| restored.get_mut(&(c, meta.subtask)));
+        let Some(subtask) = subtask else {
+            return Err(format!(
+                "checkpoint {checkpoint}: no subtask {} of the chain [{}] for its in-flight records",
+                meta.subtask,
+                meta.operators.join(", ")
+            ));
+        };
+        subtask.input_channels = state.input_channels.clone();
+        subtask.output_channels = state.output_channels.clone();
     }
     Ok(restored)
 }
