@@ -32,7 +32,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use weir::sink::Sink;
 use weir::state::{ListStateDescriptor, StateData, StateInitContext, StateSnapshotContext};
 use weir::{RuntimeContext, StreamEnv, UserError};
@@ -141,27 +140,20 @@ impl<T: StateData> Sink<T> for BufferingSink<T> {
     }
 }
 
-/// Prints a flushed group as one line of stdout.
+/// Prints a flushed group as one line of stdout (quietly nothing once its
+/// reader has gone away).
 pub fn print_flush(subtask: usize, records: Vec<String>) -> Result<(), UserError> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
+    let line = format!(
         "subtask {} flushed {}: {}",
         subtask + 1,
         records.len(),
         records.join(" ")
-    )
-    .map_err(|e| format!("cannot write to stdout: {e}").into())
+    );
+    Ok(weir::cli::write_lines([line])?)
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    weir::cli::init_logging();
     let args = Args::parse();
     let Ok(threshold) = usize::try_from(args.threshold) else {
         eprintln!("error: --threshold {} is too large", args.threshold);

@@ -199,12 +199,7 @@ fn parse_pattern(text: &str) -> Result<Pattern, String> {
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    weir::cli::init_logging();
     let args = Args::parse();
     let pattern = match parse_pattern(&args.pattern) {
         Ok(pattern) => pattern,
@@ -221,8 +216,12 @@ fn main() -> ExitCode {
     }
     let mut found = out.take();
     found.sort();
-    for (user, pattern) in found {
-        println!("{user}\t{} -> {}", pattern.first, pattern.second);
+    let lines = found
+        .iter()
+        .map(|(user, pattern)| format!("{user}\t{} -> {}", pattern.first, pattern.second));
+    if let Err(e) = weir::cli::write_lines(lines) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }

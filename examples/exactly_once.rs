@@ -1,10 +1,10 @@
 //! The exactly-once verification job.
 //!
 //! The values `v` in `0..N` are cut into [`SPLITS`] splits (split `j` holds the
-//! values with `v % SPLITS == j`, in increasing order); each source subtask
-//! reads some splits, and their positions are operator list state, so they are
-//! replayed after a failure and redistributed when the job resumes at another
-//! parallelism.
+//! values with `v % SPLITS == j`, in increasing order); source subtask `i` of
+//! `p` reads the splits `j` with `j % p == i`. Every split's position is in
+//! union list state: after a failure, or when the job resumes at another
+//! parallelism, each subtask gets every position and takes its own splits.
 //! Records are keyed by `v % K`; a keyed operator counts and sums per key and
 //! emits `{"key":k,"count":c,"sum":s}` for every record into a transactional
 //! file sink in `--output` (visible files appear when checkpoints complete).
@@ -18,9 +18,16 @@
 //!
 //! `--stop-with-savepoint-after-ms MS --savepoint-dir DIR` stops the job with a
 //! savepoint after MS milliseconds (the summary line then carries
-//! `"savepoint":"<path>"`); `--resume-from <that path>` with any
+//! `"savepoint":"<path>"`); `--resume-from <that path>` (or `latest`) with any
 //! `--parallelism` finishes the job, and the audit holds over both runs'
-//! committed files together.
+//! committed files together. SIGINT or SIGTERM stops it the same way (with a
+//! savepoint if `--savepoint-dir` is set, else with a checkpoint).
+//!
+//! The summary (the last line of stdout, JSON) counts what is committed in
+//! `--output` after the run: `committed` lines. `--audit` checks them: a run
+//! that finished must hold every record exactly once (at-least-once: none
+//! lost); a stopped one must hold no duplicate. A failed audit names the key
+//! and ends with exit code 1.
 //!
 //! ```sh
 //! cargo run --release --example exactly_once -- --output /tmp/out --checkpoint-dir /tmp/ck --fail-at 300000,700000
@@ -67,6 +74,9 @@ pub struct Args {
     /// `--savepoint-dir`, or the configured savepoint directory).
     #[arg(long)]
     pub stop_with_savepoint_after_ms: Option<u64>,
+    /// Audit the committed output after the run (loss, duplicates, sums).
+    #[arg(long)]
+    pub audit: bool,
     /// The standard job flags: --parallelism (default 2),
     /// --checkpoint-interval-ms (default 100), --checkpoint-dir, --restart
     /// (default fixed-delay:10:0), --resume-from, --savepoint-dir,
@@ -87,6 +97,7 @@ impl Args {
             fail_at: Vec::new(),
             output,
             stop_with_savepoint_after_ms: None,
+            audit: false,
             job: weir::cli::JobArgs::default(),
         }
     }
@@ -149,8 +160,8 @@ impl KeyedProcessFunction<u64, u64, Line> for CountAndSum {
 }
 
 /// A source over its share of the [`SPLITS`] splits, at most `rate` per
-/// second overall; each split's position is an element of operator list
-/// state (even-split redistribution).
+/// second overall; each split's position is an element of union list state,
+/// so that a restored subtask finds its splits whatever the parallelism was.
 #[derive(Clone)]
 pub struct Values {
     records: u64,
@@ -168,8 +179,11 @@ impl weir::source::Source<u64> for Values {
         &mut self,
         ctx: &mut weir::state::StateInitContext,
     ) -> Result<(), UserError> {
-        if ctx.is_restored() {
-            self.restored = Some(ctx.operator_state().list(&position())?.get()?);
+        // Every split's position, or none when the snapshot had no state
+        // for this source (then it starts from the beginning).
+        let restored = ctx.operator_state().union_list(&position())?.get()?;
+        if !restored.is_empty() {
+            self.restored = Some(restored);
         }
         Ok(())
     }
@@ -179,7 +193,7 @@ impl weir::source::Source<u64> for Values {
         ctx: &mut weir::state::StateSnapshotContext,
     ) -> Result<(), UserError> {
         ctx.operator_state()
-            .list(&position())?
+            .union_list(&position())?
             .update(&self.splits)?;
         Ok(())
     }
@@ -187,13 +201,21 @@ impl weir::source::Source<u64> for Values {
     fn open(&mut self, ctx: &weir::RuntimeContext) -> Result<(), UserError> {
         self.parallelism = ctx.parallelism() as u64;
         let subtask = ctx.subtask_index() as u64;
-        self.splits = match self.restored.take() {
-            Some(splits) => splits,
-            None => (0..SPLITS)
-                .filter(|j| j % self.parallelism == subtask)
-                .map(|j| (j, j))
-                .collect(),
+        let positions: Vec<(u64, u64)> = match self.restored.take() {
+            Some(positions) => positions,
+            None => (0..SPLITS).map(|j| (j, j)).collect(),
         };
+        if positions.len() as u64 != SPLITS {
+            return Err(format!(
+                "restored {} split positions, expected {SPLITS}",
+                positions.len()
+            )
+            .into());
+        }
+        self.splits = positions
+            .into_iter()
+            .filter(|(j, _)| j % self.parallelism == subtask)
+            .collect();
         Ok(())
     }
 
@@ -341,63 +363,88 @@ pub fn audit(dir: &Path, records: u64, keys: u64) -> Result<u64, String> {
     audit_exactly_once(committed_lines(dir)?, &expected(records, keys))
 }
 
+/// For a run stopped part-way: every key's committed counts are `1..=n`,
+/// each once (no duplicate, no gap). Returns the number of lines.
+pub fn audit_no_duplicates(dir: &Path) -> Result<u64, String> {
+    weir::testing::audit_no_duplicates(committed_lines(dir)?)
+}
+
 /// At-least-once: nothing lost (see [`weir::testing::audit_no_loss`]).
 pub fn audit_no_loss(dir: &Path, records: u64, keys: u64) -> Result<u64, String> {
     weir::testing::audit_no_loss(committed_lines(dir)?, &expected(records, keys))
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    weir::cli::init_logging();
     let args = Args::parse();
     let env = StreamEnv::new();
     if let Err(e) = build(&env, &args) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
-    if args.job.dump_plan {
-        return match args.job.execute_blocking(&env, "exactly-once") {
-            Ok(_) => ExitCode::SUCCESS,
+    let start = Instant::now();
+    let (result, savepoint) = match run(&env, &args) {
+        Ok(Some(ran)) => ran,
+        Ok(None) => return ExitCode::SUCCESS, // --dump-plan
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let committed = match committed_lines(&args.output) {
+        Ok(lines) => lines.len(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut summary = serde_json::json!({
+        "committed": committed,
+        "restarts": result.restarts,
+        "checkpoints_completed": result.completed_checkpoints().count(),
+        "seconds": start.elapsed().as_secs_f64(),
+    });
+    if let Some(path) = &savepoint {
+        summary["savepoint"] = serde_json::Value::String(path.display().to_string());
+    }
+    let mut code = ExitCode::SUCCESS;
+    if args.audit {
+        // A run that went to its end holds everything; a stopped one a prefix.
+        let finished = savepoint.is_none() && result.stopped_at.is_none();
+        let audit = match (finished, args.mode.as_str()) {
+            (true, "at-least-once") => audit_no_loss(&args.output, args.records, args.keys),
+            (true, _) => audit(&args.output, args.records, args.keys),
+            (false, _) => audit_no_duplicates(&args.output),
+        };
+        summary["audit"] = match audit {
+            Ok(_) if finished => "complete".into(),
+            Ok(_) => "no duplicates (stopped part-way)".into(),
             Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
+                eprintln!("error: audit of {}: {e}", args.output.display());
+                code = ExitCode::FAILURE;
+                "failed".into()
             }
         };
     }
-    let start = Instant::now();
-    match run(&env, &args) {
-        Ok((result, savepoint)) => {
-            let mut summary = serde_json::json!({
-                "records": args.records,
-                "restarts": result.restarts,
-                "checkpoints_completed": result.completed_checkpoints().count(),
-                "seconds": start.elapsed().as_secs_f64(),
-            });
-            if let Some(path) = savepoint {
-                summary["savepoint"] = serde_json::Value::String(path.display().to_string());
-            }
-            println!("{summary}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+    if let Err(e) = weir::cli::write_lines([summary]) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
     }
+    code
 }
 
-/// Runs the job to its end, or until it is stopped with a savepoint
-/// (`--stop-with-savepoint-after-ms`); returns the savepoint's path then.
+/// Runs the job to its end (stopping gracefully on SIGINT/SIGTERM), or until
+/// it is stopped with a savepoint (`--stop-with-savepoint-after-ms`); returns
+/// the savepoint's path then. `None` for `--dump-plan`.
 pub fn run(
     env: &StreamEnv,
     args: &Args,
-) -> Result<(weir::JobResult, Option<PathBuf>), weir::JobError> {
+) -> Result<Option<(weir::JobResult, Option<PathBuf>)>, weir::JobError> {
     let Some(after_ms) = args.stop_with_savepoint_after_ms else {
-        return env.execute_blocking("exactly-once").map(|r| (r, None));
+        return args
+            .job
+            .execute_blocking(env, "exactly-once")
+            .map(|r| r.map(|r| (r, None)));
     };
     if args.job.dump_plan {
         return Err(weir::JobError::InvalidJob(
@@ -413,6 +460,6 @@ pub fn run(
             Some(client.stop_with_savepoint(None).await?)
         };
         let result = client.wait().await?;
-        Ok((result, savepoint))
+        Ok(Some((result, savepoint)))
     })
 }

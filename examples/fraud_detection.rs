@@ -41,13 +41,11 @@
 //! `tests/examples_output.rs` runs the same [`alerts`] pipeline on the bundled
 //! transactions and snapshots the alerts.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use tracing_subscriber::EnvFilter;
 use weir::state::ValueStateDescriptor;
 use weir::time::WatermarkStrategy;
 use weir::{
@@ -282,23 +280,15 @@ fn run(args: &Args) -> Result<(), String> {
     let found = found.take();
     tracing::info!(alerts = found.len(), "job finished");
 
-    let mut out = std::io::stdout().lock();
-    for alert in &found {
-        let json =
-            serde_json::to_string(alert).map_err(|e| format!("cannot encode {alert:?}: {e}"))?;
-        writeln!(out, "{json}").map_err(|e| format!("cannot write to stdout: {e}"))?;
-    }
-    out.flush()
-        .map_err(|e| format!("cannot write to stdout: {e}"))
+    let lines = found
+        .iter()
+        .map(|alert| serde_json::to_string(alert).map_err(|e| format!("cannot encode {alert:?}: {e}")))
+        .collect::<Result<Vec<String>, String>>()?;
+    weir::cli::write_lines(lines)
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    weir::cli::init_logging();
     let args = Args::parse();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,

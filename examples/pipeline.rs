@@ -28,7 +28,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use weir::{DataStream, StreamEnv};
 
 /// The bundled sample text.
@@ -70,12 +69,7 @@ pub fn word_lengths(env: &StreamEnv, input: &Path) -> DataStream<String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    weir::cli::init_logging();
     let args = Args::parse();
 
     let env = StreamEnv::with_parallelism(2);

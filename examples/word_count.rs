@@ -27,12 +27,10 @@
 //! [`word_counts`] pipeline on the bundled sample and snapshots its output.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use weir::{DataStream, StreamEnv};
 
 /// The bundled sample text.
@@ -102,21 +100,11 @@ fn run(args: &Args) -> Result<(), String> {
     tracing::info!(duration = ?result.duration, "job finished");
 
     let counts = final_counts(running.take());
-    let mut out = std::io::stdout().lock();
-    for line in lines(&counts) {
-        writeln!(out, "{line}").map_err(|e| format!("cannot write to stdout: {e}"))?;
-    }
-    out.flush()
-        .map_err(|e| format!("cannot write to stdout: {e}"))
+    weir::cli::write_lines(lines(&counts))
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    weir::cli::init_logging();
     let args = Args::parse();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,6 +19,18 @@
 //!
 //! Flags beat the environment and the file; settings made in code beat flags.
 //!
+//! **Stopping.** A job run by [`JobArgs::execute_blocking`] (or
+//! [`execute_until_signal`]) stops gracefully on SIGINT or SIGTERM: the first
+//! signal stops it with a savepoint when a savepoint directory is configured,
+//! else with a final checkpoint of its lineage (sinks commit what it covers),
+//! and says on stderr where to resume; a second signal cancels it at once.
+//! Without checkpointing the first signal cancels (there is nothing to resume
+//! from). [`JobControl::stop`](crate::JobControl::stop) does the same from code.
+//!
+//! [`init_logging`] and [`write_lines`] are the rest of what a job binary
+//! needs: logs on stderr (`RUST_LOG`, colours only on a terminal), and output
+//! on stdout that ends quietly when its reader goes away (`| head`).
+//!
 //! ```
 //! use clap::Parser;
 //! use weir::cli::JobArgs;
@@ -33,11 +45,14 @@
 //! assert!(result.is_some());
 //! ```
 
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, IsTerminal, Write};
 use std::path::PathBuf;
 
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
 use crate::config::{ConfigError, Configuration};
-use crate::{JobError, JobResult, StreamEnv};
+use crate::{JobControl, JobError, JobResult, StreamEnv};
 
 /// The standard flags of a job binary.
 #[derive(Clone, Debug, Default, clap::Parser)]
@@ -177,7 +192,92 @@ impl JobArgs {
             write_plan(&mut std::io::stdout().lock(), &json)?;
             return Ok(None);
         }
-        env.execute_blocking(job_name).map(Some)
+        execute_until_signal(env, job_name).map(Some)
+    }
+}
+
+/// Runs the job to its end, stopping it gracefully on SIGINT or SIGTERM (see
+/// the module docs): the first signal stops it with a savepoint or a final
+/// checkpoint and the job ends as finished; a second one cancels it. Call it
+/// from a plain thread (not one that runs an actix System).
+pub fn execute_until_signal(env: &StreamEnv, job_name: &str) -> Result<JobResult, JobError> {
+    let mut signals = Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| JobError::Runtime(format!("cannot handle SIGINT and SIGTERM: {e}")))?;
+    let handle = signals.handle();
+    let outcome = futures::executor::block_on(async {
+        let mut client = env.start(job_name).await?;
+        let control = client.control();
+        let watcher = std::thread::Builder::new()
+            .name("weir-signals".into())
+            .spawn(move || {
+                let mut stopping = false;
+                for signal in signals.forever() {
+                    let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+                    if stopping {
+                        eprintln!("{name} again: canceling job `{}`", control.name());
+                        control.cancel();
+                        continue;
+                    }
+                    stopping = true;
+                    eprintln!(
+                        "{name}: stopping job `{}` (a second signal cancels it)",
+                        control.name()
+                    );
+                    let control = control.clone();
+                    std::thread::spawn(move || stop(&control));
+                }
+            });
+        let outcome = client.wait().await;
+        handle.close();
+        if let Ok(watcher) = watcher {
+            let _ = watcher.join();
+        }
+        outcome
+    });
+    outcome
+}
+
+/// Stops the job gracefully and says where it resumes.
+fn stop(control: &JobControl) {
+    match futures::executor::block_on(control.stop()) {
+        Ok(Some(at)) => eprintln!(
+            "job `{}` stopped at {at}; resume it with --resume-from latest (or --resume-from {at})",
+            control.name()
+        ),
+        Ok(None) => eprintln!(
+            "job `{}` canceled: it has no checkpointing, so there is nothing to resume from",
+            control.name()
+        ),
+        Err(e) => {
+            eprintln!("job `{}`: the stop failed ({e}); canceling", control.name());
+            control.cancel();
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `warn`), in colour only
+/// when stderr is a terminal. For job binaries; call it once.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Writes `lines` to stdout, one per line. A reader that went away (`| head`)
+/// ends the output quietly; another failure is an error.
+pub fn write_lines<D: std::fmt::Display>(lines: impl IntoIterator<Item = D>) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    let written = lines
+        .into_iter()
+        .try_for_each(|line| writeln!(out, "{line}"))
+        .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() != ErrorKind::BrokenPipe => Err(format!("cannot write to stdout: {e}")),
+        _ => Ok(()),
     }
 }
 

@@ -403,6 +403,7 @@ fn write_plan(
         job: "cli-test".into(),
         operators,
         state_backend: Some("heap".into()),
+        chains: Vec::new(),
     };
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_string(&plan).unwrap()).unwrap();

@@ -378,21 +378,74 @@ fn an_error_from_a_sinks_finish_fails_the_job() {
 }
 
 #[test]
-fn a_source_that_cannot_open_its_file_names_the_path() {
+fn a_source_that_cannot_open_its_file_stops_the_job_before_it_starts_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.txt");
     let env = StreamEnv::with_parallelism(2);
+    // With checkpointing the default restart strategy restarts without end:
+    // a missing file must not be restarted from.
+    env.enable_checkpointing(std::time::Duration::from_millis(10));
     env.read_text_file(&missing).discard();
     let error = env.execute_blocking("missing-file").unwrap_err();
 
     let path = missing.display().to_string();
-    let (operator, subtask, parallelism, cause) = operator_failure(error);
-    assert_eq!(operator, format!("Source: {path}"));
-    assert_eq!((subtask, parallelism), (0, 1));
+    let message = invalid_job(error);
     assert!(
-        cause.starts_with(&format!("cannot open text file {path}: ")),
-        "{cause}"
+        message.starts_with(&format!("operator `Source: {path}` (auto-0): ")),
+        "{message}"
     );
+    assert!(
+        message.contains(&format!("cannot open text file {path}: ")),
+        "{message}"
+    );
+}
+
+/// A sink whose every write fails with the error `make` returns.
+#[derive(Clone)]
+struct FailingSink(fn() -> UserError);
+
+impl Sink<u64> for FailingSink {
+    fn write(&mut self, _record: u64) -> Result<(), UserError> {
+        Err((self.0)())
+    }
+}
+
+/// Runs a checkpointed job whose sink fails with `make`'s error under a
+/// restart strategy of two immediate restarts; returns the error and the restarts.
+fn fail_with(make: fn() -> UserError) -> (JobError, u32) {
+    let env = StreamEnv::with_parallelism(1);
+    env.enable_checkpointing(std::time::Duration::from_secs(3600));
+    env.set_restart_strategy(weir::RestartStrategy::FixedDelay {
+        attempts: 2,
+        delay: std::time::Duration::ZERO,
+    });
+    env.from_collection(vec![1u64, 2, 3])
+        .add_sink(FailingSink(make));
+    futures::executor::block_on(async {
+        let mut client = env.start("failing").await.unwrap();
+        let error = client.wait().await.unwrap_err();
+        (error, client.restarts())
+    })
+}
+
+#[test]
+fn a_failure_no_restart_can_fix_fails_the_job_at_once_whatever_the_strategy() {
+    let (error, restarts) = fail_with(|| {
+        Box::new(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "cannot open /etc/shadow",
+        ))
+    });
+    assert_eq!(restarts, 0, "{error}");
+    assert!(!error.is_retryable(), "{error:?}");
+    let (error, restarts) =
+        fail_with(|| weir::runtime::error::Permanent("the schema was rejected".into()).into());
+    assert_eq!(restarts, 0, "{error}");
+    assert!(error.to_string().contains("the schema was rejected"), "{error}");
+    // A failure a restart may fix is restarted from, as the strategy allows.
+    let (error, restarts) = fail_with(|| "connection reset".into());
+    assert_eq!(restarts, 2, "{error}");
+    assert!(error.is_retryable(), "{error:?}");
 }
 
 #[test]

@@ -29,6 +29,7 @@ fn args(dir: &Path, records: u64, parallelism: usize) -> example::Args {
         fail_at: Vec::new(),
         output: dir.join("out"),
         stop_with_savepoint_after_ms: None,
+        audit: false,
         job: weir::cli::JobArgs {
             parallelism: Some(parallelism),
             checkpoint_interval_ms: Some(20),
@@ -84,7 +85,7 @@ fn stop_with_savepoint(args: &example::Args, after_ms: u64) -> PathBuf {
     let env = StreamEnv::new();
     env.set_batch_size(64);
     example::build(&env, &args).unwrap();
-    let (result, savepoint) = example::run(&env, &args).unwrap();
+    let (result, savepoint) = example::run(&env, &args).unwrap().unwrap();
     assert_eq!(result.restarts, 0);
     savepoint.expect("the job was still running: it stopped with a savepoint")
 }

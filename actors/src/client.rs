@@ -82,6 +82,8 @@ pub(crate) struct JobShared {
     pub savepoint_dir: Option<PathBuf>,
     /// The job's lineage: what it restores from, and its newest snapshot.
     pub lineage: Arc<Lineage>,
+    /// Where the snapshot the job was stopped with is, once it completed.
+    pub stopped_at: Arc<Mutex<Option<String>>>,
 }
 
 impl JobShared {
@@ -98,15 +100,36 @@ impl JobShared {
 }
 
 /// A handle on a running job: its status, a way to cancel it, and its outcome.
+///
+/// Everything but [`wait`](JobClient::wait) is on its [`JobControl`] (the
+/// client dereferences to it); [`control`](JobClient::control) clones that
+/// for another thread or task, for example to stop the job on a signal while
+/// this one waits.
 pub struct JobClient {
-    name: String,
-    shared: Arc<JobShared>,
-    supervisor: Addr<Supervisor>,
+    control: JobControl,
     result: Option<oneshot::Receiver<Result<JobResult, JobError>>>,
     outcome: Option<Result<JobResult, JobError>>,
 }
 
-impl JobClient {
+/// What can be done with a running job besides waiting for it: status,
+/// checkpoints, savepoints, stop and cancel. Cheap to clone; usable from any
+/// thread or executor.
+#[derive(Clone)]
+pub struct JobControl {
+    name: String,
+    shared: Arc<JobShared>,
+    supervisor: Addr<Supervisor>,
+}
+
+impl std::ops::Deref for JobClient {
+    type Target = JobControl;
+
+    fn deref(&self) -> &JobControl {
+        &self.control
+    }
+}
+
+impl JobControl {
     /// The job's id (unique per launch).
     pub fn job_id(&self) -> &str {
         &self.shared.job_id
@@ -136,7 +159,41 @@ impl JobClient {
 
     /// Triggers a checkpoint now and waits until it completes (or fails).
     pub async fn trigger_checkpoint(&self) -> Result<CheckpointStats, JobError> {
-        self.trigger(None).await
+        self.trigger(None, false).await
+    }
+
+    /// Stops the job with a checkpoint of its lineage (as
+    /// [`stop_with_savepoint`](Self::stop_with_savepoint), but the snapshot is
+    /// a regular checkpoint in the checkpoint directory): sources emit nothing
+    /// after its barrier, sinks commit what it covers, and the job ends.
+    /// Returns its directory (`memory:chk-<n>` for in-memory checkpoints); a
+    /// later run with `resume_from("latest")` continues from it. If the
+    /// checkpoint fails, the job keeps running and the error says why.
+    pub async fn stop_with_checkpoint(&self) -> Result<String, JobError> {
+        let stats = self.trigger(None, true).await?;
+        stats.location.ok_or_else(|| {
+            JobError::Runtime(format!(
+                "job `{}`: checkpoint {} completed without a location",
+                self.name, stats.id
+            ))
+        })
+    }
+
+    /// Stops the job gracefully, as a service manager asks: with a savepoint
+    /// into the configured savepoint directory if there is one, else with a
+    /// checkpoint; without checkpointing, by canceling it (there is nothing
+    /// to resume from). Returns where the job can resume from, if anywhere.
+    /// [`JobClient::wait`] then gives the outcome.
+    pub async fn stop(&self) -> Result<Option<String>, JobError> {
+        if self.shared.storage.is_none() {
+            self.cancel();
+            return Ok(None);
+        }
+        if self.shared.savepoint_dir.is_some() {
+            let path = self.stop_with_savepoint(None).await?;
+            return Ok(Some(path.display().to_string()));
+        }
+        self.stop_with_checkpoint().await.map(Some)
     }
 
     /// Takes a savepoint and returns its directory, `<dir>/savepoint-<job>-<n>`,
@@ -173,7 +230,7 @@ impl JobClient {
                 ))
             })?;
         let stats = self
-            .trigger(Some(SavepointRequest { parent_dir, stop }))
+            .trigger(Some(SavepointRequest { parent_dir, stop }), false)
             .await?;
         stats.location.map(PathBuf::from).ok_or_else(|| {
             JobError::Runtime(format!(
@@ -186,6 +243,7 @@ impl JobClient {
     pub(crate) async fn trigger(
         &self,
         savepoint: Option<SavepointRequest>,
+        stop: bool,
     ) -> Result<CheckpointStats, JobError> {
         if self.shared.storage.is_none() {
             return Err(JobError::InvalidJob(format!(
@@ -213,7 +271,7 @@ impl JobClient {
                 })?,
         };
         let receiver = coordinator
-            .send(TriggerCheckpointNow { savepoint })
+            .send(TriggerCheckpointNow { savepoint, stop })
             .await
             .map_err(|_| {
                 JobError::Runtime(format!(
@@ -264,13 +322,21 @@ impl JobClient {
         self.supervisor.do_send(CancelJob);
     }
 
+}
+
+impl JobClient {
+    /// A handle for another thread or task to stop, cancel or watch the job.
+    pub fn control(&self) -> JobControl {
+        self.control.clone()
+    }
+
     /// Waits until the job ends and returns its outcome (again on later calls).
     pub async fn wait(&mut self) -> Result<JobResult, JobError> {
         if let Some(receiver) = self.result.take() {
             let outcome = receiver.await.unwrap_or_else(|_| {
                 Err(JobError::Runtime(format!(
                     "job `{}` lost its supervisor before reporting an outcome",
-                    self.name
+                    self.control.name
                 )))
             });
             self.outcome = Some(outcome);
@@ -279,7 +345,7 @@ impl JobClient {
             Some(outcome) => outcome.clone(),
             None => Err(JobError::Runtime(format!(
                 "job `{}` has no outcome",
-                self.name
+                self.control.name
             ))),
         }
     }
@@ -325,6 +391,7 @@ pub async fn launch(
         storage: prepared.storage,
         savepoint_dir,
         lineage: prepared.lineage,
+        stopped_at: Arc::default(),
     });
     let holds = prepared.holds;
     let (result_tx, result_rx) = oneshot::channel();
@@ -355,9 +422,11 @@ pub async fn launch(
             .map_err(|_| JobError::Runtime("the job's actor system did not start".into()))?
     };
     Ok(JobClient {
-        name,
-        shared,
-        supervisor,
+        control: JobControl {
+            name,
+            shared,
+            supervisor,
+        },
         result: Some(result_rx),
         outcome: None,
     })

@@ -58,7 +58,7 @@ pub mod supervisor;
 pub mod watermark;
 
 pub use batch::{downcast_batch, Batch, BatchData, RecordBatch};
-pub use client::{launch, JobClient, JobStatus};
+pub use client::{launch, JobClient, JobControl, JobStatus};
 pub use config::RuntimeConfig;
 pub use error::JobError;
 pub use graph::{Edge, JobGraph, Partitioning, Vertex, VertexKind};

@@ -36,6 +36,9 @@ pub struct JobResult {
     pub checkpoints: Vec<crate::checkpoint::CheckpointStats>,
     /// How often the job restarted after a failure.
     pub restarts: u32,
+    /// Where the snapshot is that the job was stopped with (a savepoint, or a
+    /// checkpoint of its lineage); `None` when it ran to its end.
+    pub stopped_at: Option<String>,
 }
 
 impl JobResult {

@@ -211,6 +211,7 @@ impl Supervisor {
             tasks.collect(),
             ctx.address().recipient(),
             self.shared.checkpoints.clone(),
+            self.shared.stopped_at.clone(),
             self.shared.next_checkpoint_id.clone(),
         )
         .start();
@@ -537,6 +538,7 @@ impl Handler<SubtaskReport> for Supervisor {
                         subtasks,
                         checkpoints: Vec::new(),
                         restarts: self.restart.restarts(),
+                        stopped_at: self.shared.stopped_at.lock().ok().and_then(|s| s.clone()),
                     };
                     self.complete(Ok(result), ctx);
                 }

@@ -10,10 +10,12 @@ use crate::context::RuntimeContext;
 /// Prints each record's `Debug` form on its own line of stdout.
 ///
 /// With parallelism above 1 each line starts with `N> `, the 1-based subtask
-/// number (as Flink's `print()` does).
+/// number (as Flink's `print()` does). When stdout's reader has gone away
+/// (`| head`), the rest is dropped quietly; another write error fails the job.
 #[derive(Clone, Debug, Default)]
 pub struct PrintSink {
     prefix: String,
+    closed: bool,
 }
 
 impl<T: std::fmt::Debug> Sink<T> for PrintSink {
@@ -29,10 +31,19 @@ impl<T: std::fmt::Debug> Sink<T> for PrintSink {
     }
 
     fn write_batch(&mut self, batch: Vec<T>) -> Result<(), UserError> {
+        if self.closed {
+            return Ok(());
+        }
         let mut out = std::io::stdout().lock();
         for record in batch {
-            writeln!(out, "{}{record:?}", self.prefix)
-                .map_err(|e| format!("cannot write to stdout: {e}"))?;
+            match writeln!(out, "{}{record:?}", self.prefix) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    self.closed = true;
+                    return Ok(());
+                }
+                Err(e) => return Err(format!("cannot write to stdout: {e}").into()),
+            }
         }
         Ok(())
     }

@@ -74,6 +74,37 @@ pub fn audit_exactly_once(
     }
 }
 
+/// The audit of output that stopped part-way: for every key the counts are
+/// exactly `1..=n` for some `n`, each once (no duplicate, no gap), whatever
+/// `n` is. Returns the number of lines, or what is wrong (naming the key).
+///
+/// ```
+/// use weir::testing::{audit_no_duplicates, CountLine};
+/// let line = |key, count| CountLine { key, count, sum: 0 };
+/// assert_eq!(audit_no_duplicates([line(1, 1), line(1, 2), line(2, 1)]), Ok(3));
+/// assert!(audit_no_duplicates([line(1, 1), line(1, 1)]).unwrap_err().contains("key 1"));
+/// ```
+pub fn audit_no_duplicates(lines: impl IntoIterator<Item = CountLine>) -> Result<u64, String> {
+    let mut seen: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    let mut total = 0;
+    for line in lines {
+        seen.entry(line.key).or_default().push(line.count);
+        total += 1;
+    }
+    for (key, mut counts) in seen {
+        counts.sort_unstable();
+        if counts.iter().copied().ne(1..=counts.len() as u64) {
+            let duplicated = counts.windows(2).filter(|w| w[0] == w[1]).count();
+            return Err(format!(
+                "key {key}: {} lines are not the counts 1..={} ({duplicated} duplicated counts)",
+                counts.len(),
+                counts.len()
+            ));
+        }
+    }
+    Ok(total)
+}
+
 /// The weaker audit of at-least-once: nothing lost. Every expected key
 /// reaches at least its record count and its sum (replays may go beyond).
 pub fn audit_no_loss(

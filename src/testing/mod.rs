@@ -15,7 +15,8 @@
 //!   keyed operators of its harnesses, and the jobs it builds without a backend
 //!   of their own, keep their state there (one suite, every backend).
 //! - [`audit_exactly_once`] checks a committed output of running counts for
-//!   loss and duplicates ([`audit_no_loss`] for at-least-once).
+//!   loss and duplicates ([`audit_no_loss`] for at-least-once, [`audit_no_duplicates`]
+//!   for output that stopped part-way).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -32,6 +33,6 @@ mod harness;
 pub use backend::with_state_backend;
 pub(crate) use backend::{test_backend, test_shared_dir};
 
-pub use audit::{audit_exactly_once, audit_no_loss, CountLine, Expected};
+pub use audit::{audit_exactly_once, audit_no_duplicates, audit_no_loss, CountLine, Expected};
 pub use harness::OperatorHarness;
 pub use weir_actors::faults::FaultPlan as Faults;

@@ -90,6 +90,10 @@ pub struct Participants {
 pub struct TriggerCheckpointNow {
     /// A savepoint rather than a checkpoint.
     pub savepoint: Option<SavepointRequest>,
+    /// Stop the job with this checkpoint (without a savepoint): sources emit
+    /// nothing after its barrier and its completion ends the job, which
+    /// resumes from it with `latest`.
+    pub stop: bool,
 }
 
 /// Where a savepoint goes and whether the job stops with it.
@@ -135,6 +139,8 @@ pub struct CheckpointCoordinator {
     stopping: Option<u64>,
     failure: Recipient<CheckpointingFailed>,
     history: Arc<Mutex<Vec<CheckpointStats>>>,
+    /// Where the job's stop snapshot is, once it completed.
+    stopped_at: Arc<Mutex<Option<String>>>,
     waiters: HashMap<u64, Vec<oneshot::Sender<Result<CheckpointStats, String>>>>,
     trigger_times: BTreeMap<u64, (i64, Instant)>,
     /// The id the next checkpoint gets, shared so that a restarted job goes on counting.
@@ -155,6 +161,7 @@ impl CheckpointCoordinator {
         tasks: Vec<TaskId>,
         failure: Recipient<CheckpointingFailed>,
         history: Arc<Mutex<Vec<CheckpointStats>>>,
+        stopped_at: Arc<Mutex<Option<String>>>,
         next_id: Arc<AtomicU64>,
     ) -> Self {
         let span = tracing::info_span!("checkpoints", job = %job.name, id = %job.id);
@@ -170,6 +177,7 @@ impl CheckpointCoordinator {
             stopping: None,
             failure,
             history,
+            stopped_at,
             waiters: HashMap::new(),
             trigger_times: BTreeMap::new(),
             span,
@@ -209,6 +217,21 @@ impl CheckpointCoordinator {
             self.final_checkpoint = Some(triggered);
             self.stopping = Some(triggered);
         }
+        Ok(triggered)
+    }
+
+    /// Stops the job with a checkpoint (not a savepoint): its last one.
+    fn trigger_stop(&mut self) -> Result<u64, String> {
+        if self.final_checkpoint.is_some() {
+            return Err(if self.stopping.is_some() {
+                "the job is already stopping".to_string()
+            } else {
+                "the job is finishing (its sources ended)".to_string()
+            });
+        }
+        let triggered = self.trigger_barrier(false, true, true);
+        self.final_checkpoint = Some(triggered);
+        self.stopping = Some(triggered);
         Ok(triggered)
     }
 
@@ -412,6 +435,11 @@ impl CheckpointCoordinator {
         }
         let (subsumed, discard) = self.tracker.complete(id, pending.savepoint, now_ms());
         let mut stats = self.stats_of(&pending, None);
+        if self.stopping == Some(id) {
+            if let Ok(mut slot) = self.stopped_at.lock() {
+                *slot = Some(location.clone());
+            }
+        }
         stats.location = Some(location);
         info!(
             parent: &self.span,
@@ -526,6 +554,7 @@ impl Handler<TriggerCheckpointNow> for CheckpointCoordinator {
         let (tx, rx) = oneshot::channel();
         let triggered = match &msg.savepoint {
             Some(request) => self.trigger_savepoint(request),
+            None if msg.stop => self.trigger_stop(),
             None if self.stopping.is_some() => {
                 Err("the job is stopping with a savepoint: no checkpoint can be taken".into())
             }
