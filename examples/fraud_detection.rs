@@ -282,7 +282,9 @@ fn run(args: &Args) -> Result<(), String> {
 
     let lines = found
         .iter()
-        .map(|alert| serde_json::to_string(alert).map_err(|e| format!("cannot encode {alert:?}: {e}")))
+        .map(|alert| {
+            serde_json::to_string(alert).map_err(|e| format!("cannot encode {alert:?}: {e}"))
+        })
         .collect::<Result<Vec<String>, String>>()?;
     weir::cli::write_lines(lines)
 }

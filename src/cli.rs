@@ -212,7 +212,11 @@ pub fn execute_until_signal(env: &StreamEnv, job_name: &str) -> Result<JobResult
             .spawn(move || {
                 let mut stopping = false;
                 for signal in signals.forever() {
-                    let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+                    let name = if signal == SIGINT {
+                        "SIGINT"
+                    } else {
+                        "SIGTERM"
+                    };
                     if stopping {
                         eprintln!("{name} again: canceling job `{}`", control.name());
                         control.cancel();

@@ -73,6 +73,6 @@ pub use weir_actors::checkpoint::{
 pub use weir_actors::restart::RestartStrategy;
 pub use weir_actors::restore::{JobPlan, RestoreCheck, Verdict};
 pub use weir_actors::{
-    JobClient, JobControl, JobError, JobResult, JobStatus, RecordBatch, RuntimeConfig, SubtaskMetrics,
-    UserError,
+    JobClient, JobControl, JobError, JobResult, JobStatus, RecordBatch, RuntimeConfig,
+    SubtaskMetrics, UserError,
 };

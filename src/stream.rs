@@ -54,9 +54,8 @@ use crate::ops::process::{Process, ProcessFunction};
 use crate::ops::rolling::{Aggregate, Reduce, Rolling, RollingKind};
 use crate::ops::two_input::two_input_factory;
 use crate::sink::{
-    sink_preflight,
-    CollectHandle, CollectSink, DiscardCounter, DiscardSink, PrintSink, Sink, SinkOperator,
-    TextFileSink, TransactionalFileSink, TwoPhaseCommit,
+    sink_preflight, CollectHandle, CollectSink, DiscardCounter, DiscardSink, PrintSink, Sink,
+    SinkOperator, TextFileSink, TransactionalFileSink, TwoPhaseCommit,
 };
 use crate::state::{AggregateFunction, Key, MapStateDescriptor, StateData, StateDescriptor};
 use crate::time::{TimestampsAndWatermarks, WatermarkStrategy};

@@ -954,6 +954,9 @@ struct ValveRun {
     stats: CheckpointStats,
     result: JobResult,
     sink: Recorder,
+    /// Where checkpoint 1 is.
+    chk_dir: std::path::PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 const A0: Range<u64> = 0..20;
@@ -1037,7 +1040,8 @@ fn valve_job(mode: Mode) -> ValveRun {
         assert_eq!(stats.id, 1);
         let chk = load(&storage, 1);
         b.open_gate(1);
-        (chk, stats, client.wait().await.unwrap())
+        let result = client.wait().await.unwrap();
+        (chk, stats, result)
     });
     assert!(valve.load(Ordering::SeqCst));
     assert_eq!(
@@ -1047,11 +1051,16 @@ fn valve_job(mode: Mode) -> ValveRun {
     );
     assert_eq!(chk.positions("a"), BTreeMap::from([(0, 20)]));
     assert_eq!(chk.positions("b"), BTreeMap::from([(0, 6)]));
+    let chk_dir = storage_of(dir.path(), &result.job_id)
+        .paths()
+        .checkpoint_dir(1);
     ValveRun {
         chk,
         stats,
         result,
         sink,
+        chk_dir,
+        _dir: dir,
     }
 }
 
@@ -1101,6 +1110,58 @@ fn an_unaligned_checkpoint_holds_every_record_before_its_barrier_once_in_operato
         (last.id, last.failure.clone(), last.unaligned),
         (2, None, false)
     );
+}
+
+#[test]
+fn check_restore_refuses_an_unaligned_checkpoint_with_in_flight_records_at_another_parallelism() {
+    let run = valve_job(Mode::Unaligned);
+    assert!(run.stats.in_flight_bytes > 0);
+    let plan_at = |valve_parallelism: usize| weir::JobPlan {
+        job: run.chk.meta.job_name.clone(),
+        operators: run
+            .chk
+            .meta
+            .operators
+            .iter()
+            .map(|o| weir::runtime::restore::PlannedOperator {
+                parallelism: if o.uid == "valve" {
+                    valve_parallelism
+                } else {
+                    o.parallelism
+                },
+                ..o.clone()
+            })
+            .collect(),
+        state_backend: Some("heap".into()),
+        chains: Vec::new(),
+    };
+    let check = |plan: &weir::JobPlan| {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), serde_json::to_string(plan).unwrap()).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("check-restore")
+            .arg(&run.chk_dir)
+            .arg("--plan")
+            .arg(file.path())
+            .output()
+            .unwrap()
+    };
+    let same = check(&plan_at(2));
+    assert!(
+        same.status.success(),
+        "{}",
+        String::from_utf8_lossy(&same.stdout)
+    );
+    let rescaled = check(&plan_at(3));
+    let text = String::from_utf8_lossy(&rescaled.stdout);
+    assert_eq!(rescaled.status.code(), Some(1), "{text}");
+    assert!(text.contains("IN-FLIGHT RECORDS"), "{text}");
+    assert!(
+        text.contains("checkpoint 1 is unaligned")
+            && text.contains("`valve` runs at parallelism 3"),
+        "{text}"
+    );
+    assert!(text.ends_with("restore NOT possible\n"), "{text}");
 }
 
 /// At-least-once only promises that every record before a barrier is
@@ -1777,8 +1838,8 @@ fn a_checkpoint_directory_that_is_a_file_stops_the_job_before_it_starts() {
         .uid("feed")
         .add_sink(seen.clone())
         .uid("sink");
-    let error = in_system(async { env.start("unwritable").await.err() })
-        .expect("the job must not start");
+    let error =
+        in_system(async { env.start("unwritable").await.err() }).expect("the job must not start");
     let message = error.to_string();
     assert!(matches!(error, JobError::InvalidJob(_)), "{error:?}");
     assert!(message.contains(&root.display().to_string()), "{message}");

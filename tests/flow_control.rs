@@ -203,3 +203,26 @@ fn a_slow_sink_holds_back_the_source() {
         "{largest} records in flight, bound {bound}"
     );
 }
+
+/// One record that a `flat_map` turns into a burst of records: they all
+/// arrive, once, in batches no larger than the batch size.
+#[test]
+fn a_record_that_becomes_a_burst_arrives_whole() {
+    let env = StreamEnv::with_parallelism(2);
+    env.set_batch_size(64);
+    let out = env
+        .from_collection(vec![200_000u64])
+        .flat_map(|n: u64| (0..n).collect::<Vec<u64>>())
+        .rebalance()
+        .collect();
+    let result = env.execute_blocking("burst").unwrap();
+    let mut got = out.take();
+    got.sort_unstable();
+    assert_eq!(got, (0..200_000).collect::<Vec<u64>>());
+    for subtask in result.subtasks.iter().filter(|s| s.records_out > 0) {
+        assert!(
+            subtask.batches_out * 64 >= subtask.records_out,
+            "{subtask:?}"
+        );
+    }
+}

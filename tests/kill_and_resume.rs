@@ -106,7 +106,15 @@ fn resuming_latest_with_nothing_to_resume_starts_fresh_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("checkpoints")).unwrap();
     let out = Command::new(&binary)
-        .args(["--records", "10", "--keys", "3", "--resume-from", "latest", "--output"])
+        .args([
+            "--records",
+            "10",
+            "--keys",
+            "3",
+            "--resume-from",
+            "latest",
+            "--output",
+        ])
         .arg(dir.path().join("out"))
         .arg("--checkpoint-dir")
         .arg(dir.path().join("checkpoints"))

@@ -441,7 +441,10 @@ fn a_failure_no_restart_can_fix_fails_the_job_at_once_whatever_the_strategy() {
     let (error, restarts) =
         fail_with(|| weir::runtime::error::Permanent("the schema was rejected".into()).into());
     assert_eq!(restarts, 0, "{error}");
-    assert!(error.to_string().contains("the schema was rejected"), "{error}");
+    assert!(
+        error.to_string().contains("the schema was rejected"),
+        "{error}"
+    );
     // A failure a restart may fix is restarted from, as the strategy allows.
     let (error, restarts) = fail_with(|| "connection reset".into());
     assert_eq!(restarts, 2, "{error}");
@@ -634,4 +637,18 @@ fn cancel_after_the_job_finished_changes_nothing() {
         assert!(client.wait().await.is_ok());
     });
     assert_eq!(out.len(), 100);
+}
+
+#[test]
+fn the_text_file_source_skips_a_byte_order_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bom.txt");
+    std::fs::write(&path, "\u{feff}first\nsecond\n").unwrap();
+    let env = StreamEnv::with_parallelism(1);
+    let lines = env.read_text_file(&path).collect();
+    env.execute_blocking("bom").unwrap();
+    assert_eq!(
+        lines.take(),
+        vec!["first".to_string(), "second".to_string()]
+    );
 }

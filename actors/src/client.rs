@@ -21,14 +21,14 @@ use crate::checkpoint::coordinator::{
     CheckpointCoordinator, SavepointRequest, TriggerCheckpointNow,
 };
 use crate::checkpoint::savepoint::RoutedStorage;
-use crate::lineage::{Lineage, SnapshotRef};
-use crate::startup::prepare;
 use crate::checkpoint::{CheckpointStats, CheckpointStorage, RetainedCheckpoint};
 use crate::config::RuntimeConfig;
 use crate::error::JobError;
 use crate::graph::JobGraph;
+use crate::lineage::{Lineage, SnapshotRef};
 use crate::metrics::JobResult;
 use crate::plan::plan;
+use crate::startup::prepare;
 use crate::supervisor::{CancelJob, GetCoordinator, Supervisor};
 
 /// Where a job is in its life.
@@ -321,7 +321,6 @@ impl JobControl {
     pub fn cancel(&self) {
         self.supervisor.do_send(CancelJob);
     }
-
 }
 
 impl JobClient {

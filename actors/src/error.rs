@@ -82,6 +82,13 @@ impl JobError {
 #[error("{0}")]
 pub struct Permanent(#[source] pub UserError);
 
+impl Permanent {
+    /// A permanent error with this message.
+    pub fn from_message(message: String) -> Self {
+        Permanent(message.into())
+    }
+}
+
 /// Whether a restart can help with `error`: not if it, or an error in its
 /// source chain, is a [`Permanent`] or an I/O error saying that something is
 /// missing, forbidden or not what it should be.

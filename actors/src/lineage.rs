@@ -72,7 +72,11 @@ impl SnapshotRef {
 
     /// "checkpoint 7" or "savepoint 7".
     pub fn describe(&self) -> String {
-        let kind = if self.savepoint { "savepoint" } else { "checkpoint" };
+        let kind = if self.savepoint {
+            "savepoint"
+        } else {
+            "checkpoint"
+        };
         format!("{kind} {}", self.id)
     }
 }
@@ -103,17 +107,19 @@ pub struct LineageRecord {
 impl LineageRecord {
     /// The record's file bytes.
     pub fn encode(&self) -> Result<Vec<u8>, LineageError> {
-        let payload = rmp_serde::to_vec_named(self).map_err(|e| LineageError::Encode(e.to_string()))?;
+        let payload =
+            rmp_serde::to_vec_named(self).map_err(|e| LineageError::Encode(e.to_string()))?;
         Ok(encode(FileKind::Lineage, &payload))
     }
 
     /// Reads a record file's bytes (`what` names the file in errors).
     pub fn decode(bytes: &[u8], what: &Path) -> Result<Self, LineageError> {
         let shown = what.display().to_string();
-        let payload = decode(bytes, FileKind::Lineage, &shown).map_err(|e| LineageError::Unreadable {
-            path: what.to_path_buf(),
-            cause: e.to_string(),
-        })?;
+        let payload =
+            decode(bytes, FileKind::Lineage, &shown).map_err(|e| LineageError::Unreadable {
+                path: what.to_path_buf(),
+                cause: e.to_string(),
+            })?;
         rmp_serde::from_slice(payload).map_err(|e| LineageError::Unreadable {
             path: what.to_path_buf(),
             cause: format!("cannot decode: {e}"),
@@ -427,7 +433,10 @@ mod tests {
         r.latest = Some(SnapshotRef::checkpoint(7));
         r.branch_start = 5;
         // chk-8 completed, the record was not updated yet: chk-8 is the newest.
-        assert_eq!(listed(r.clone(), &[6, 7, 8], &[9]).newest(), Some(SnapshotRef::checkpoint(8)));
+        assert_eq!(
+            listed(r.clone(), &[6, 7, 8], &[9]).newest(),
+            Some(SnapshotRef::checkpoint(8))
+        );
         // A savepoint newer than the checkpoints.
         let sp = SnapshotRef {
             id: 9,
@@ -472,7 +481,10 @@ mod tests {
             listed(record("b", "job", 2), &[], &[]),
         ];
         let err = current("job", root, &tied).unwrap_err().to_string();
-        assert!(err.contains("2 current lineages") && err.contains("/ck/a"), "{err}");
+        assert!(
+            err.contains("2 current lineages") && err.contains("/ck/a"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -486,7 +498,10 @@ mod tests {
         fs::write(dir.path().join("chk-4").join(METADATA_FILE), b"x").unwrap();
         fs::create_dir_all(dir.path().join("chk-5")).unwrap();
         let scanned = LineageDir::scan(dir.path()).unwrap();
-        assert_eq!((scanned.with_metadata, scanned.without_metadata), (vec![4], vec![5]));
+        assert_eq!(
+            (scanned.with_metadata, scanned.without_metadata),
+            (vec![4], vec![5])
+        );
         fs::write(dir.path().join(LINEAGE_FILE), b"garbage").unwrap();
         let err = LineageRecord::read(dir.path()).unwrap_err().to_string();
         assert!(err.contains(LINEAGE_FILE), "{err}");

@@ -120,7 +120,10 @@ mod tests {
         let path = dir.path().join("l");
         let first = DirLock::acquire(&path, &holder("job `a`")).unwrap();
         let err = DirLock::acquire(&path, "b").unwrap_err().to_string();
-        assert!(err.contains(&format!("process {}", std::process::id())), "{err}");
+        assert!(
+            err.contains(&format!("process {}", std::process::id())),
+            "{err}"
+        );
         drop(first);
         let _second = DirLock::acquire(&path, "job `b`").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "job `b`\n");

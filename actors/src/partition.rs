@@ -347,7 +347,10 @@ mod tests {
                 }
                 assert_eq!(p.buffered(0), sent.len() - received.len(), "round {round}");
             }
-            received.extend(std::iter::from_fn(|| p.take(0)).flat_map(|b| downcast_batch::<u32>(b).unwrap().records));
+            received.extend(
+                std::iter::from_fn(|| p.take(0))
+                    .flat_map(|b| downcast_batch::<u32>(b).unwrap().records),
+            );
             assert_eq!(received, sent, "round {round}");
         }
     }

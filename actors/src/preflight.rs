@@ -12,6 +12,8 @@
 //! program declared it, and may return [`Hold`]s (directory locks): they are
 //! kept while the job runs, across restarts, and released when it ends.
 
+use std::fs;
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::operator::UserError;
@@ -38,5 +40,27 @@ pub struct PreflightContext {
 pub type Hold = Box<dyn std::any::Any + Send>;
 
 /// An operator's pre-flight check.
-pub type PreflightFn =
-    Arc<dyn Fn(&PreflightContext) -> Result<Vec<Hold>, UserError> + Send + Sync>;
+pub type PreflightFn = Arc<dyn Fn(&PreflightContext) -> Result<Vec<Hold>, UserError> + Send + Sync>;
+
+/// Creates the directory `dir` (called `what` in messages: "output
+/// directory") and checks that a file can be written in it.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// weir_actors::preflight::probe_dir(&dir.path().join("out"), "output directory").unwrap();
+/// let file = dir.path().join("file");
+/// std::fs::write(&file, "").unwrap();
+/// let err = weir_actors::preflight::probe_dir(&file, "output directory").unwrap_err();
+/// assert!(err.contains("is not a directory"), "{err}");
+/// ```
+pub fn probe_dir(dir: &Path, what: &str) -> Result<(), String> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!("{what} {} is not a directory", dir.display()));
+    }
+    fs::create_dir_all(dir)
+        .map_err(|e| format!("{what} {}: cannot create it: {e}", dir.display()))?;
+    let probe = dir.join(format!(".weir-probe-{}", std::process::id()));
+    fs::write(&probe, b"").map_err(|e| format!("{what} {} is not writable: {e}", dir.display()))?;
+    let _ = fs::remove_file(&probe);
+    Ok(())
+}

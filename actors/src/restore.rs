@@ -104,7 +104,12 @@ impl JobPlan {
             chains: execution
                 .chains
                 .iter()
-                .map(|c| c.vertices.iter().map(|&v| graph.vertices[v].uid.clone()).collect())
+                .map(|c| {
+                    c.vertices
+                        .iter()
+                        .map(|&v| graph.vertices[v].uid.clone())
+                        .collect()
+                })
                 .collect(),
             ..Self::of(graph)
         }
@@ -425,7 +430,10 @@ pub fn check(
             continue;
         };
         for u in uids.iter_mut() {
-            let blocked = matches!(u.verdict, Verdict::Matched | Verdict::Rescaled { .. } | Verdict::New);
+            let blocked = matches!(
+                u.verdict,
+                Verdict::Matched | Verdict::Rescaled { .. } | Verdict::New
+            );
             if blocked && meta.operators.contains(&u.uid) {
                 u.verdict = Verdict::InFlightRecords {
                     chain: meta.operators.clone(),
@@ -463,26 +471,44 @@ pub fn check(
 }
 
 /// Why the in-flight records of the snapshot's chain `chain` cannot be
-/// restored onto `plan`, if they cannot: the same chain (uids, in order) must
-/// exist, each operator at its snapshot parallelism.
+/// restored onto `plan`, if they cannot. Channel state is indexed by the
+/// channels between subtasks, so the whole job must run as the snapshot did:
+/// every operator at its parallelism, chained the same way.
 fn in_flight_problem(
     metadata: &CheckpointMetadata,
     chain: &[String],
     plan: &JobPlan,
 ) -> Option<String> {
-    for uid in chain {
-        let before = metadata.operators.iter().find(|o| &o.uid == uid).map(|o| o.parallelism);
-        let now = plan.operators.iter().find(|o| &o.uid == uid).map(|o| o.parallelism);
-        match (before, now) {
-            (Some(before), Some(now)) if before != now => {
-                return Some(format!("`{uid}` runs at parallelism {now}, the checkpoint's at {before}"))
+    for before in &metadata.operators {
+        match plan.operators.iter().find(|o| o.uid == before.uid) {
+            Some(now) if now.parallelism != before.parallelism => {
+                return Some(format!(
+                    "`{}` runs at parallelism {}, the checkpoint's at {}",
+                    before.uid, now.parallelism, before.parallelism
+                ))
             }
-            (_, None) => return Some(format!("the job has no operator `{uid}`")),
+            None => return Some(format!("the job has no operator `{}`", before.uid)),
             _ => {}
         }
     }
-    if !plan.chains.is_empty() && !plan.chains.iter().any(|c| c.as_slice() == chain) {
-        return Some("the job chains these operators differently".to_string());
+    if let Some(new) = plan
+        .operators
+        .iter()
+        .find(|o| !metadata.operators.iter().any(|b| b.uid == o.uid))
+    {
+        return Some(format!("the job has a new operator `{}`", new.uid));
+    }
+    if !plan.chains.is_empty() {
+        let chains_before: std::collections::BTreeSet<&[String]> = metadata
+            .subtasks
+            .iter()
+            .map(|s| s.operators.as_slice())
+            .collect();
+        let chains_now: std::collections::BTreeSet<&[String]> =
+            plan.chains.iter().map(Vec::as_slice).collect();
+        if chains_before != chains_now || !chains_now.contains(chain) {
+            return Some("the job chains its operators differently".to_string());
+        }
     }
     None
 }

@@ -19,11 +19,11 @@ use crate::config::RuntimeConfig;
 use crate::error::JobError;
 use crate::graph::JobGraph;
 use crate::lineage::{
-    current, next_generation, scan_root, Lineage, LineageDir, LineageRecord,
-    SnapshotRef, LINEAGE_VERSION,
+    current, next_generation, scan_root, Lineage, LineageDir, LineageRecord, SnapshotRef,
+    LINEAGE_VERSION,
 };
 use crate::lock::{holder, DirLock};
-use crate::preflight::{Hold, PreflightContext};
+use crate::preflight::{probe_dir, Hold, PreflightContext};
 use crate::restore::{open_snapshot_dir, RestoreSource};
 
 /// What [`prepare`] settled.
@@ -50,17 +50,6 @@ fn unreadable_snapshot(cause: String) -> JobError {
     }
 }
 
-/// Creates `dir` and checks that a file can be written in it.
-pub(crate) fn probe_writable(dir: &Path, what: &str) -> Result<(), String> {
-    fs::create_dir_all(dir)
-        .map_err(|e| format!("{what} {}: cannot create it: {e}", dir.display()))?;
-    let probe = dir.join(format!(".weir-probe-{}", std::process::id()));
-    fs::write(&probe, b"")
-        .map_err(|e| format!("{what} {} is not writable: {e}", dir.display()))?;
-    let _ = fs::remove_file(&probe);
-    Ok(())
-}
-
 /// The snapshot to restore, read as far as its metadata.
 struct Restoring {
     snapshot: SnapshotRef,
@@ -82,7 +71,7 @@ pub(crate) fn prepare(
     };
     let mut holds: Vec<Hold> = Vec::new();
     if let Some(root) = &root {
-        probe_writable(root, "checkpoint directory").map_err(invalid)?;
+        probe_dir(root, "checkpoint directory").map_err(invalid)?;
         let lock = DirLock::acquire(
             &CheckpointPaths::job_lock(root, job),
             &holder(&format!("job `{job}`")),
@@ -95,7 +84,7 @@ pub(crate) fn prepare(
         holds.push(Box::new(lock));
     }
     if let Some(dir) = &config.savepoint_dir {
-        probe_writable(dir, "savepoint directory").map_err(invalid)?;
+        probe_dir(dir, "savepoint directory").map_err(invalid)?;
     }
     let lineages = match (&config.restore_from, &root) {
         (Some(RestoreSource::LatestIn(latest_root)), _) => scan_root(latest_root),
@@ -205,7 +194,10 @@ pub(crate) fn prepare(
         .map(|c| Arc::new(RoutedStorage::new(c.storage.open(&lineage_id))));
     if let Some(dir) = &lineage_dir {
         fs::create_dir_all(dir).map_err(|e| {
-            invalid(format!("cannot create the lineage directory {}: {e}", dir.display()))
+            invalid(format!(
+                "cannot create the lineage directory {}: {e}",
+                dir.display()
+            ))
         })?;
         record.write(dir).map_err(|e| invalid(e.to_string()))?;
         // Checkpoints that never completed (killed, aborted) are not kept.
@@ -285,7 +277,8 @@ pub(crate) fn snapshot_storage(
 
 /// Where `snapshot` is, for messages.
 pub(crate) fn describe_location(snapshot: &SnapshotRef, lineage_dir: Option<&Path>) -> String {
-    snapshot
-        .dir(lineage_dir)
-        .map_or_else(|| format!("memory:chk-{}", snapshot.id), |d: PathBuf| d.display().to_string())
+    snapshot.dir(lineage_dir).map_or_else(
+        || format!("memory:chk-{}", snapshot.id),
+        |d: PathBuf| d.display().to_string(),
+    )
 }

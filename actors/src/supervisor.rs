@@ -22,7 +22,8 @@ use tracing::{debug, info, warn, Span};
 
 use crate::channel::{ChannelTarget, Upstream};
 use crate::checkpoint::coordinator::{
-    CheckpointCoordinator, CheckpointingFailed, JobEnded, JobFacts, Participants,
+    CheckpointCoordinator, CheckpointProgress, CheckpointingFailed, JobEnded, JobFacts,
+    Participants,
 };
 use crate::checkpoint::layout::CheckpointPaths;
 use crate::checkpoint::CheckpointStorage;
@@ -210,9 +211,11 @@ impl Supervisor {
             job,
             tasks.collect(),
             ctx.address().recipient(),
-            self.shared.checkpoints.clone(),
-            self.shared.stopped_at.clone(),
-            self.shared.next_checkpoint_id.clone(),
+            CheckpointProgress {
+                history: self.shared.checkpoints.clone(),
+                stopped_at: self.shared.stopped_at.clone(),
+                next_id: self.shared.next_checkpoint_id.clone(),
+            },
         )
         .start();
         if let Ok(mut slot) = self.shared.coordinator.lock() {

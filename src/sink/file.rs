@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use weir_actors::UserError;
 
-use super::Sink;
+use weir_actors::preflight::probe_dir;
+
+use super::{Hold, PreflightContext, Sink};
 use crate::context::RuntimeContext;
 
 /// Writes each record's `Display` form as a line.
@@ -38,6 +40,24 @@ impl TextFileSink {
 }
 
 impl<T: std::fmt::Display> Sink<T> for TextFileSink {
+    /// The output's directory (the file's, at parallelism 1) is created and
+    /// must take files; at parallelism 1 the path must not be a directory.
+    fn preflight(&self, ctx: &PreflightContext) -> Result<Vec<Hold>, UserError> {
+        if ctx.parallelism > 1 {
+            probe_dir(&self.path, "output directory")?;
+            return Ok(Vec::new());
+        }
+        if self.path.is_dir() {
+            return Err(format!("output file {} is a directory", self.path.display()).into());
+        }
+        let parent = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => std::path::Path::new("."),
+        };
+        probe_dir(parent, "output directory")?;
+        Ok(Vec::new())
+    }
+
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         let target = if ctx.parallelism() == 1 {
             self.path.clone()

@@ -242,9 +242,14 @@ mod tests {
             }
         );
         let text = err.to_string();
-        assert!(text.contains("checkpoint 17") && text.contains("restores checkpoint 15"), "{text}");
+        assert!(
+            text.contains("checkpoint 17") && text.contains("restores checkpoint 15"),
+            "{text}"
+        );
         assert!(check_rewind(&entries, "a", Some(17), "/out").is_ok());
-        let fresh = check_rewind(&entries, "a", None, "/out").unwrap_err().to_string();
+        let fresh = check_rewind(&entries, "a", None, "/out")
+            .unwrap_err()
+            .to_string();
         assert!(fresh.contains("starts fresh"), "{fresh}");
     }
 
@@ -253,7 +258,10 @@ mod tests {
         let err = check_rewind(&[entry("old", 0, 3)], "new", Some(40), "/out")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("lineage old") && err.contains("lineage new"), "{err}");
+        assert!(
+            err.contains("lineage old") && err.contains("lineage new"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -264,7 +272,10 @@ mod tests {
         ledger.record(&entry("a", 0, 1)).unwrap();
         ledger.record(&entry("a", 1, 2)).unwrap();
         ledger.record(&entry("a", 0, 3)).unwrap();
-        assert_eq!(ledger.entries().unwrap(), vec![entry("a", 0, 3), entry("a", 1, 2)]);
+        assert_eq!(
+            ledger.entries().unwrap(),
+            vec![entry("a", 0, 3), entry("a", 1, 2)]
+        );
         fs::write(dir.path().join(".weir-commit-1"), b"junk").unwrap();
         let err = ledger.entries().unwrap_err().to_string();
         assert!(err.contains(".weir-commit-1"), "{err}");

@@ -20,12 +20,12 @@ mod two_phase;
 pub use collect::{CollectHandle, CollectSink};
 pub use discard::{DiscardCounter, DiscardSink};
 pub use file::TextFileSink;
+pub use ledger::{check_rewind, CommitLedger, FileLedger, LedgerEntry, RewindRefused};
 pub use print::PrintSink;
 pub use transactional_file::{FileTransaction, TransactionalFileSink};
-pub use ledger::{check_rewind, CommitLedger, FileLedger, LedgerEntry, RewindRefused};
 pub use two_phase::{TwoPhaseCommit, TwoPhaseCommitSink};
-pub use weir_actors::preflight::{Hold, PreflightContext};
 use weir_actors::preflight::PreflightFn;
+pub use weir_actors::preflight::{Hold, PreflightContext};
 use weir_actors::{RecordBatch, UserError};
 
 use crate::context::RuntimeContext;

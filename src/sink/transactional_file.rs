@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use weir_actors::error::Permanent;
 use weir_actors::lock::{holder, DirLock};
+use weir_actors::preflight::probe_dir;
 use weir_actors::UserError;
 
 use super::ledger::{CommitLedger, FileLedger};
@@ -153,12 +155,11 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
     type Transaction = FileTransaction;
 
     fn preflight(&self, ctx: &PreflightContext) -> Result<Vec<Hold>, UserError> {
-        fs::create_dir_all(&self.dir).map_err(failed("cannot create output directory", &self.dir))?;
+        probe_dir(&self.dir, "output directory").map_err(Permanent::from_message)?;
         let lock = DirLock::acquire(
             &self.dir.join(LOCK_FILE),
             &holder(&format!("job `{}`", ctx.job_name)),
         )?;
-        // The lock file was just written: the directory takes files.
         Ok(vec![Box::new(lock)])
     }
 
@@ -169,7 +170,8 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         self.subtask = ctx.subtask_index();
         self.parallelism = ctx.parallelism();
-        fs::create_dir_all(&self.dir).map_err(failed("cannot create output directory", &self.dir))?;
+        fs::create_dir_all(&self.dir)
+            .map_err(failed("cannot create output directory", &self.dir))?;
         Ok(())
     }
 
@@ -187,7 +189,9 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
             if (mine || abandoned) && !keep.iter().any(|t| t.hidden == name) {
                 let path = entry.path();
                 match fs::remove_file(&path) {
-                    Ok(()) => tracing::debug!(file = %path.display(), "removed a transaction file an earlier run left"),
+                    Ok(()) => {
+                        tracing::debug!(file = %path.display(), "removed a transaction file an earlier run left")
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(failed("cannot remove", &path)(e).into()),
                 }
@@ -212,8 +216,9 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
     fn write(&mut self, transaction: &mut FileTransaction, record: T) -> Result<(), UserError> {
         let path = self.path(&transaction.hidden);
         match &mut self.writer {
-            Some((name, writer)) if *name == transaction.hidden => writeln!(writer, "{record}")
-                .map_err(|e| failed("cannot write", &path)(e).into()),
+            Some((name, writer)) if *name == transaction.hidden => {
+                writeln!(writer, "{record}").map_err(|e| failed("cannot write", &path)(e).into())
+            }
             _ => Err(format!("{}: the transaction is not open", path.display()).into()),
         }
     }
@@ -234,7 +239,11 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
             // Committed before (a commit repeated after a failure): nothing to do.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && visible.exists() => return Ok(()),
-            Err(e) => return Err(failed("cannot publish (hard link) the transaction file", &hidden)(e).into()),
+            Err(e) => {
+                return Err(
+                    failed("cannot publish (hard link) the transaction file", &hidden)(e).into(),
+                )
+            }
         }
         match fs::remove_file(&hidden) {
             Ok(()) => Ok(()),

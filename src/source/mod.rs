@@ -20,9 +20,9 @@ pub use collection::CollectionSource;
 pub use file::TextFileSource;
 pub use generator::GeneratorSource;
 use weir_actors::graph::SourceFactory;
-use weir_actors::snapshot::OperatorSnapshot;
-pub use weir_actors::preflight::{Hold, PreflightContext};
 use weir_actors::preflight::PreflightFn;
+pub use weir_actors::preflight::{Hold, PreflightContext};
+use weir_actors::snapshot::OperatorSnapshot;
 pub use weir_actors::SourceStatus;
 use weir_actors::{Emitter, OperatorInfo, PendingSnapshot, RecordBatch, SourceOperator, UserError};
 

@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn punctuated_emits_where_the_function_says() {
-        let mut g = Punctuated::new(|r: &u32, ts| (r % 2 == 0).then_some(ts));
+        let mut g = Punctuated::new(|r: &u32, ts| r.is_multiple_of(2).then_some(ts));
         let mut out = WatermarkOutput::default();
         g.on_event(&1, 10, &mut out);
         assert_eq!(out.watermark, None);

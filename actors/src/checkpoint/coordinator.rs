@@ -126,6 +126,17 @@ pub struct JobFacts {
     pub task_names: Vec<String>,
 }
 
+/// What a coordinator shares with the job's client, kept across restarts.
+#[derive(Clone, Default)]
+pub struct CheckpointProgress {
+    /// Statistics of every checkpoint that ended, oldest first.
+    pub history: Arc<Mutex<Vec<CheckpointStats>>>,
+    /// Where the snapshot the job was stopped with is, once it completed.
+    pub stopped_at: Arc<Mutex<Option<String>>>,
+    /// The id the next checkpoint gets.
+    pub next_id: Arc<AtomicU64>,
+}
+
 /// The coordinator of one job's checkpoints.
 pub struct CheckpointCoordinator {
     tracker: CheckpointTracker<StateHandle>,
@@ -160,11 +171,14 @@ impl CheckpointCoordinator {
         job: JobFacts,
         tasks: Vec<TaskId>,
         failure: Recipient<CheckpointingFailed>,
-        history: Arc<Mutex<Vec<CheckpointStats>>>,
-        stopped_at: Arc<Mutex<Option<String>>>,
-        next_id: Arc<AtomicU64>,
+        progress: CheckpointProgress,
     ) -> Self {
         let span = tracing::info_span!("checkpoints", job = %job.name, id = %job.id);
+        let CheckpointProgress {
+            history,
+            stopped_at,
+            next_id,
+        } = progress;
         CheckpointCoordinator {
             tracker: CheckpointTracker::new(config, tasks, next_id.load(Ordering::Relaxed)),
             next_id,
@@ -483,9 +497,9 @@ impl Actor for CheckpointCoordinator {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.tracker.start(now_ms());
         // Checkpoints retained by an earlier deployment of this job count toward `retained`.
-        if let Ok(listed) = self.storage.list() {
-            self.tracker
-                .adopt_retained(listed.iter().filter(|c| !c.savepoint).map(|c| c.id));
+        // (Savepoints are written elsewhere: these are checkpoints.)
+        if let Ok(ids) = self.storage.retained_ids() {
+            self.tracker.adopt_retained(ids);
         }
         self.schedule(ctx);
     }

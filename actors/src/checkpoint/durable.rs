@@ -41,7 +41,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DurableWriteErr
     file.sync_all().map_err(fail("cannot sync", &temp))?;
     drop(file);
     fs::rename(&temp, path).map_err(fail("cannot rename a file into", path))?;
-    sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(fail("cannot sync the directory of", path))
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+        .map_err(fail("cannot sync the directory of", path))
 }
 
 /// Makes the entries of `dir` (a rename, a new file) durable.

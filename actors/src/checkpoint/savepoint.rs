@@ -144,6 +144,10 @@ impl CheckpointStorage for RoutedStorage {
         self.checkpoints.list()
     }
 
+    fn retained_ids(&self) -> Result<Vec<u64>, StorageError> {
+        self.checkpoints.retained_ids()
+    }
+
     /// The checkpoints' shared directory: incremental checkpoints refer to
     /// files there (a savepoint never does, see
     /// `OperatorSnapshot::check_self_contained`).

@@ -70,6 +70,9 @@ pub enum StorageError {
     /// No such checkpoint, or it has no `_metadata`.
     #[error("no complete checkpoint {0}")]
     NotFound(String),
+    /// A write for a checkpoint that was aborted and deleted meanwhile.
+    #[error("checkpoint {0} was aborted: its files are not written")]
+    Abandoned(u64),
 }
 
 /// A retained checkpoint, as [`CheckpointStorage::list`] reports it.
@@ -106,6 +109,9 @@ pub trait CheckpointStorage: fmt::Debug + Send + Sync + 'static {
     fn discard(&self, checkpoint: u64) -> Result<(), StorageError>;
     /// The complete checkpoints, oldest first.
     fn list(&self) -> Result<Vec<RetainedCheckpoint>, StorageError>;
+    /// The ids of the complete checkpoints, oldest first, without reading
+    /// them (cheap with thousands retained).
+    fn retained_ids(&self) -> Result<Vec<u64>, StorageError>;
     /// The directory for files shared between checkpoints (incremental
     /// snapshots), if this storage has one. (No default: a wrapping storage
     /// that forgot to forward it would silently turn incremental checkpoints
@@ -238,6 +244,12 @@ impl CheckpointStorage for MemoryStorage {
             .collect()
     }
 
+    fn retained_ids(&self) -> Result<Vec<u64>, StorageError> {
+        let mut ids: Vec<u64> = self.metadata.iter().map(|e| *e.key()).collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
     /// In memory there are no shared files: snapshots are full.
     fn shared_dir(&self) -> Option<PathBuf> {
         None
@@ -254,9 +266,15 @@ impl CheckpointStorage for MemoryStorage {
 }
 
 /// Checkpoints as files under a directory.
+///
+/// Once a checkpoint that never completed is discarded, a subtask that is
+/// still writing its part (off the processing path) cannot bring its
+/// directory back: its writes are refused, and one that raced the discard
+/// removes what it wrote.
 #[derive(Clone, Debug)]
 pub struct FsStorage {
     paths: CheckpointPaths,
+    abandoned: Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>,
 }
 
 fn io<'a>(
@@ -275,6 +293,7 @@ impl FsStorage {
     pub fn new(root: &Path, lineage: &str) -> Self {
         FsStorage {
             paths: CheckpointPaths::new(root, lineage),
+            abandoned: Arc::default(),
         }
     }
 
@@ -283,6 +302,7 @@ impl FsStorage {
     pub fn of_snapshot_dir(dir: &Path) -> Self {
         FsStorage {
             paths: CheckpointPaths::of_snapshot_dir(dir),
+            abandoned: Arc::default(),
         }
     }
 
@@ -290,6 +310,7 @@ impl FsStorage {
     pub fn of_job_dir(job_dir: &Path) -> Self {
         FsStorage {
             paths: CheckpointPaths::of_job_dir(job_dir),
+            abandoned: Arc::default(),
         }
     }
 
@@ -364,6 +385,30 @@ impl FsStorage {
         Ok(())
     }
 
+    fn is_abandoned(&self, checkpoint: u64) -> bool {
+        self.abandoned
+            .lock()
+            .map(|a| a.contains(&checkpoint))
+            .unwrap_or(false)
+    }
+
+    /// Writes `bytes` into the directory of `checkpoint` unless it was
+    /// abandoned (before or while writing).
+    fn write_into(&self, checkpoint: u64, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        if self.is_abandoned(checkpoint) {
+            return Err(StorageError::Abandoned(checkpoint));
+        }
+        let dir = self.paths.checkpoint_dir(checkpoint);
+        fs::create_dir_all(&dir).map_err(io("cannot create directory", &dir))?;
+        Self::write_file(&dir.join(name), bytes)?;
+        if self.is_abandoned(checkpoint) {
+            // The discard ran while this was written: remove what came back.
+            let _ = fs::remove_dir_all(&dir);
+            return Err(StorageError::Abandoned(checkpoint));
+        }
+        Ok(())
+    }
+
     fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
         let mut file = File::create(path).map_err(io("cannot create", path))?;
         file.write_all(bytes).map_err(io("cannot write", path))?;
@@ -378,10 +423,7 @@ impl CheckpointStorage for FsStorage {
         name: &str,
         bytes: &[u8],
     ) -> Result<StateHandle, StorageError> {
-        let dir = self.paths.checkpoint_dir(checkpoint);
-        fs::create_dir_all(&dir).map_err(io("cannot create directory", &dir))?;
-        let path = dir.join(name);
-        Self::write_file(&path, &encode(FileKind::State, bytes))?;
+        self.write_into(checkpoint, name, &encode(FileKind::State, bytes))?;
         Ok(StateHandle::File {
             name: name.to_string(),
             size: bytes.len() as u64,
@@ -441,17 +483,26 @@ impl CheckpointStorage for FsStorage {
         let released = if completed {
             self.shared_refs_of(checkpoint)?
         } else {
+            if let Ok(mut abandoned) = self.abandoned.lock() {
+                abandoned.insert(checkpoint);
+            }
             Vec::new()
         };
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(StorageError::Io {
-                    action: "cannot delete",
-                    path: dir,
-                    source: e,
-                })
+        // A writer that got in before the checkpoint was abandoned may add a
+        // file while the directory is removed: try again.
+        let mut attempts = 0;
+        loop {
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(_) if attempts < 3 => attempts += 1,
+                Err(e) => {
+                    return Err(StorageError::Io {
+                        action: "cannot delete",
+                        path: dir,
+                        source: e,
+                    })
+                }
             }
         }
         if !released.is_empty() {
@@ -464,16 +515,50 @@ impl CheckpointStorage for FsStorage {
         Some(self.paths.shared_dir())
     }
 
+    fn retained_ids(&self) -> Result<Vec<u64>, StorageError> {
+        if let Some(dir) = self.paths.fixed_dir() {
+            return match self.read_metadata(0) {
+                Ok(m) => Ok(vec![m.checkpoint_id]),
+                Err(StorageError::NotFound(_)) => Ok(Vec::new()),
+                Err(e) => Err(StorageError::Io {
+                    action: "cannot read",
+                    path: dir.to_path_buf(),
+                    source: std::io::Error::other(e.to_string()),
+                }),
+            };
+        }
+        let job_dir = self.paths.job_dir();
+        let entries = match fs::read_dir(job_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("cannot list", job_dir)(e)),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io("cannot list", job_dir))?;
+            let id = entry
+                .file_name()
+                .to_str()
+                .and_then(CheckpointPaths::checkpoint_id);
+            if let Some(id) = id.filter(|&id| self.paths.metadata(id).exists()) {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
     fn write_shared_refs(
         &self,
         checkpoint: u64,
         name: &str,
         refs: &[String],
     ) -> Result<(), StorageError> {
-        let dir = self.paths.checkpoint_dir(checkpoint);
-        fs::create_dir_all(&dir).map_err(io("cannot create directory", &dir))?;
-        let path = dir.join(format!("{name}{REFS_SUFFIX}"));
-        Self::write_file(&path, refs.join("\n").as_bytes())
+        self.write_into(
+            checkpoint,
+            &format!("{name}{REFS_SUFFIX}"),
+            refs.join("\n").as_bytes(),
+        )
     }
 
     fn list(&self) -> Result<Vec<RetainedCheckpoint>, StorageError> {
@@ -717,6 +802,28 @@ mod tests {
         storage.discard(3).unwrap();
         assert_eq!(left(&shared), vec!["c.sst", "orphan.sst"]);
         fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_discarded_unfinished_checkpoint_does_not_come_back_with_a_late_write() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = FsStorage::new(root.path(), "job");
+        storage.write_state(4, "a-0.state", b"early").unwrap();
+        storage.discard(4).unwrap();
+        let late = storage.write_state(4, "b-0.state", b"late").unwrap_err();
+        assert!(matches!(late, StorageError::Abandoned(4)), "{late}");
+        assert!(storage
+            .write_shared_refs(4, "b-0.state", &["x.sst".into()])
+            .is_err());
+        assert!(!storage.paths().checkpoint_dir(4).exists());
+        // Other checkpoints are written as before; the ids of complete ones
+        // are listed without reading them.
+        for id in [5, 6] {
+            let handle = storage.write_state(id, "a-0.state", b"s").unwrap();
+            storage.write_metadata(&metadata(id, handle)).unwrap();
+        }
+        storage.write_state(7, "a-0.state", b"unfinished").unwrap();
+        assert_eq!(storage.retained_ids().unwrap(), vec![5, 6]);
     }
 
     #[test]
