@@ -1083,6 +1083,44 @@ mod running_job {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A savepoint taken while the job runs commits the sinks (as every
+    /// completed checkpoint does), so a failure after it restarts from the
+    /// savepoint, the newest snapshot of the job's lineage, not from the
+    /// checkpoint before it: that would commit the records in between twice.
+    #[test]
+    fn a_failure_after_a_savepoint_restarts_from_the_savepoint() {
+        let dir = temp_dir("after-savepoint");
+        let records = 40_000;
+        let mut job = args(&dir, records, 2);
+        job.rate = Some(50_000);
+        job.job.checkpoint_interval_ms = Some(3_600_000);
+        job.fail_at = vec![records - 200];
+        let env = StreamEnv::new();
+        env.set_batch_size(64);
+        example::build(&env, &job).unwrap();
+        let (savepoint, result) = futures::executor::block_on(async {
+            let mut client = env.start("after-savepoint").await.unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            client.trigger_checkpoint().await.unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let savepoint = client.trigger_savepoint(None).await.unwrap();
+            (savepoint, client.wait().await.unwrap())
+        });
+        assert_eq!(
+            result.restarts, 1,
+            "the injected failure came after the savepoint"
+        );
+        let savepoint_id: u64 = savepoint
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.rsplit('-').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert_eq!(savepoint_id, 2, "checkpoint 1, then savepoint 2");
+        example::audit(&job.output, records, job.keys).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn savepoint_errors_name_what_is_missing_and_a_failed_stop_leaves_the_job_running() {
         let dir = temp_dir("refused");
