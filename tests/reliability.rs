@@ -85,6 +85,51 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Runs `word_count` with `args`.
+fn word_count(args: &[&str]) -> Output {
+    let mut command = Command::new(binary("word_count"));
+    command.args(args);
+    finish(command)
+}
+
+/// Runs `word_count` to its end, checkpointing into `ck`: another job's
+/// lineage in the same checkpoint directory.
+fn word_count_checkpointing_into(ck: &Path) {
+    let words = word_count(&["--checkpoint-dir", &ck.display().to_string()]);
+    assert!(words.status.success(), "{}", stderr(&words));
+}
+
+/// Runs `exactly_once` at 50 000 records a second and stops it with a
+/// savepoint into `savepoints` after 200 ms; returns its summary.
+fn stop_with_a_savepoint(
+    dir: &Path,
+    records: u64,
+    keys: u64,
+    savepoints: &str,
+) -> serde_json::Value {
+    summary(&finish(exactly_once(
+        dir,
+        records,
+        keys,
+        &[
+            "--rate",
+            "50000",
+            "--savepoint-dir",
+            savepoints,
+            "--stop-with-savepoint-after-ms",
+            "200",
+        ],
+    )))
+}
+
+/// Resumes `exactly_once` with `args` and asserts that its audit is complete.
+fn resume_exactly_once(dir: &Path, records: u64, keys: u64, args: &[&str]) {
+    let args = [args, &["--audit"]].concat();
+    let resumed = summary(&finish(exactly_once(dir, records, keys, &args)));
+    assert_eq!(resumed["audit"], "complete", "{resumed}");
+    assert_eq!(resumed["committed"], records, "{resumed}");
+}
+
 /// The summary line a successful `exactly_once` prints last.
 fn summary(output: &Output) -> serde_json::Value {
     assert!(output.status.success(), "{}", stderr(output));
@@ -152,7 +197,7 @@ fn files_starting(dir: &Path, prefix: &str) -> Vec<String> {
 
 #[test]
 fn an_unreadable_newest_checkpoint_is_an_error_and_an_older_one_is_refused_by_the_sink() {
-    for damage in ["deleted", "emptied", "corrupted"] {
+    for damage in ["deleted", "emptied", "corrupted", "state file"] {
         let dir = tempfile::tempdir().unwrap();
         let (records, keys) = (20_000, 31);
         let first = finish(exactly_once(
@@ -167,15 +212,18 @@ fn an_unreadable_newest_checkpoint_is_an_error_and_an_older_one_is_refused_by_th
         let (newest, newest_id) = complete.last().unwrap().clone();
         let (older, older_id) = complete[complete.len() - 2].clone();
         let metadata = newest.join("_metadata");
+        let flip_last_byte = |path: &Path| {
+            let mut bytes = std::fs::read(path).unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0xff;
+            std::fs::write(path, bytes).unwrap();
+        };
+        let state_file = newest.join("count-and-sum-0.state");
         match damage {
             "deleted" => std::fs::remove_file(&metadata).unwrap(),
             "emptied" => std::fs::write(&metadata, b"").unwrap(),
-            _ => {
-                let mut bytes = std::fs::read(&metadata).unwrap();
-                let last = bytes.len() - 1;
-                bytes[last] ^= 0xff;
-                std::fs::write(&metadata, bytes).unwrap();
-            }
+            "corrupted" => flip_last_byte(&metadata),
+            _ => flip_last_byte(&state_file),
         }
 
         // `latest` is the damaged checkpoint: an error naming it, nothing runs.
@@ -187,15 +235,25 @@ fn an_unreadable_newest_checkpoint_is_an_error_and_an_older_one_is_refused_by_th
         ));
         let text = stderr(&resumed);
         assert!(!resumed.status.success(), "{damage}: {text}");
-        assert!(
-            text.contains(&format!("checkpoint {newest_id} of job `exactly-once`"))
-                && text.contains(&newest.display().to_string()),
-            "{damage}: {text}"
-        );
-        assert!(
-            text.contains("an older snapshot is used only when named"),
-            "{text}"
-        );
+        if damage == "state file" {
+            // The metadata reads; the state file names itself.
+            assert!(
+                text.contains(&format!("checkpoint {newest_id}"))
+                    && text.contains(&state_file.display().to_string())
+                    && text.contains("checksum mismatch"),
+                "{damage}: {text}"
+            );
+        } else {
+            assert!(
+                text.contains(&format!("checkpoint {newest_id} of job `exactly-once`"))
+                    && text.contains(&newest.display().to_string()),
+                "{damage}: {text}"
+            );
+            assert!(
+                text.contains("an older snapshot is used only when named"),
+                "{text}"
+            );
+        }
         assert_eq!(text.matches("error:").count(), 1, "said once: {text}");
         assert_eq!(
             example::audit(&dir.path().join("out"), records, keys),
@@ -257,34 +315,14 @@ fn latest_resumes_a_stop_with_savepoint_not_the_checkpoint_before_it() {
     let dir = tempfile::tempdir().unwrap();
     let (records, keys) = (40_000, 53);
     let savepoints = dir.path().join("sp").display().to_string();
-    let first = summary(&finish(exactly_once(
-        dir.path(),
-        records,
-        keys,
-        &[
-            "--rate",
-            "50000",
-            "--savepoint-dir",
-            &savepoints,
-            "--stop-with-savepoint-after-ms",
-            "200",
-        ],
-    )));
+    let first = stop_with_a_savepoint(dir.path(), records, keys, &savepoints);
     assert!(first["savepoint"].is_string(), "{first}");
-    let resumed = summary(&finish(exactly_once(
+    resume_exactly_once(
         dir.path(),
         records,
         keys,
-        &[
-            "--savepoint-dir",
-            &savepoints,
-            "--resume-from",
-            "latest",
-            "--audit",
-        ],
-    )));
-    assert_eq!(resumed["audit"], "complete", "{resumed}");
-    assert_eq!(resumed["committed"], records);
+        &["--savepoint-dir", &savepoints, "--resume-from", "latest"],
+    );
 }
 
 #[test]
@@ -292,49 +330,21 @@ fn latest_never_takes_another_jobs_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let (records, keys) = (40_000, 53);
     let savepoints = dir.path().join("sp").display().to_string();
-    summary(&finish(exactly_once(
-        dir.path(),
-        records,
-        keys,
-        &[
-            "--rate",
-            "50000",
-            "--savepoint-dir",
-            &savepoints,
-            "--stop-with-savepoint-after-ms",
-            "200",
-        ],
-    )));
+    stop_with_a_savepoint(dir.path(), records, keys, &savepoints);
     // Another job checkpoints into the same directory afterwards.
-    let words = finish({
-        let mut command = Command::new(binary("word_count"));
-        command.arg("--checkpoint-dir").arg(dir.path().join("ck"));
-        command
-    });
-    assert!(words.status.success(), "{}", stderr(&words));
-    let resumed = summary(&finish(exactly_once(
-        dir.path(),
-        records,
-        keys,
-        &["--resume-from", "latest", "--audit"],
-    )));
-    assert_eq!(resumed["audit"], "complete", "{resumed}");
+    word_count_checkpointing_into(&dir.path().join("ck"));
+    resume_exactly_once(dir.path(), records, keys, &["--resume-from", "latest"]);
 }
 
 #[test]
 fn a_snapshot_of_another_job_without_its_state_starts_this_one_over() {
     let dir = tempfile::tempdir().unwrap();
-    let words = finish({
-        let mut command = Command::new(binary("word_count"));
-        command.arg("--checkpoint-dir").arg(dir.path().join("ck"));
-        command
-    });
-    assert!(words.status.success(), "{}", stderr(&words));
+    word_count_checkpointing_into(&dir.path().join("ck"));
     let (snapshot, _) = complete_checkpoints(&dir.path().join("ck"))
         .pop()
         .expect("word_count's final checkpoint");
     let (records, keys) = (5_000, 7);
-    let resumed = summary(&finish(exactly_once(
+    resume_exactly_once(
         dir.path(),
         records,
         keys,
@@ -342,11 +352,8 @@ fn a_snapshot_of_another_job_without_its_state_starts_this_one_over() {
             "--resume-from",
             &snapshot.display().to_string(),
             "--allow-non-restored-state",
-            "--audit",
         ],
-    )));
-    assert_eq!(resumed["audit"], "complete", "{resumed}");
-    assert_eq!(resumed["committed"], records);
+    );
 }
 
 #[test]
@@ -355,11 +362,6 @@ fn what_a_restart_cannot_fix_stops_the_job_before_it_starts_and_is_said_once() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, "").unwrap();
     let shown = file.display().to_string();
-    let word_count = |args: &[&str]| {
-        let mut command = Command::new(binary("word_count"));
-        command.args(args);
-        finish(command)
-    };
     let missing = dir.path().join("missing.txt").display().to_string();
     let cases = [
         (word_count(&["--checkpoint-dir", &shown]), shown.clone()),
@@ -429,13 +431,7 @@ fn a_second_job_on_the_same_output_or_checkpoints_is_refused_naming_the_first() 
     // kill -9 releases both locks: the job resumes where it was.
     first.kill().unwrap();
     first.wait().unwrap();
-    let resumed = summary(&finish(exactly_once(
-        dir.path(),
-        records,
-        keys,
-        &["--resume-from", "latest", "--audit"],
-    )));
-    assert_eq!(resumed["audit"], "complete", "{resumed}");
+    resume_exactly_once(dir.path(), records, keys, &["--resume-from", "latest"]);
 }
 
 #[test]
@@ -505,13 +501,12 @@ fn restarts_and_kills_leave_no_transaction_file_and_no_unfinished_checkpoint() {
     std::thread::sleep(Duration::from_millis(300));
     job.kill().unwrap();
     job.wait().unwrap();
-    let resumed = summary(&finish(exactly_once(
+    resume_exactly_once(
         dir.path(),
         records,
         keys,
-        &["--resume-from", "latest", "--audit", "--fail-at", "150000"],
-    )));
-    assert_eq!(resumed["audit"], "complete", "{resumed}");
+        &["--resume-from", "latest", "--fail-at", "150000"],
+    );
     let out = dir.path().join("out");
     assert_eq!(files_starting(&out, ".part-"), Vec::<String>::new());
     let unfinished: Vec<PathBuf> = checkpoint_dirs(&dir.path().join("ck"))

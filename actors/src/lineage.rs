@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::durable::write_atomically;
 use crate::checkpoint::format::{decode, encode, FileKind};
-use crate::checkpoint::layout::{CheckpointPaths, METADATA_FILE};
+use crate::checkpoint::layout::CheckpointPaths;
 
 /// The record's file name in a lineage directory.
 pub const LINEAGE_FILE: &str = "_lineage";
@@ -199,27 +199,15 @@ impl LineageDir {
     /// Lists the lineage directory `dir`.
     pub fn scan(dir: &Path) -> Result<Self, LineageError> {
         let record = LineageRecord::read(dir)?;
-        let (mut with_metadata, mut without_metadata) = (Vec::new(), Vec::new());
-        let entries = fs::read_dir(dir).map_err(|e| LineageError::List {
-            path: dir.to_path_buf(),
-            cause: e.to_string(),
-        })?;
-        for entry in entries.flatten() {
-            let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(CheckpointPaths::checkpoint_id)
-            else {
-                continue;
-            };
-            if entry.path().join(METADATA_FILE).exists() {
-                with_metadata.push(id);
-            } else {
-                without_metadata.push(id);
-            }
-        }
-        with_metadata.sort_unstable();
-        without_metadata.sort_unstable();
+        let ids = CheckpointPaths::of_job_dir(dir)
+            .checkpoint_ids()
+            .map_err(|e| LineageError::List {
+                path: dir.to_path_buf(),
+                cause: e.to_string(),
+            })?;
+        let (with, without): (Vec<_>, Vec<_>) = ids.into_iter().partition(|&(_, m)| m);
+        let with_metadata = with.into_iter().map(|(id, _)| id).collect();
+        let without_metadata = without.into_iter().map(|(id, _)| id).collect();
         Ok(LineageDir {
             dir: dir.to_path_buf(),
             record,
@@ -405,6 +393,7 @@ impl Lineage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::layout::METADATA_FILE;
 
     fn record(lineage: &str, job: &str, generation: u64) -> LineageRecord {
         LineageRecord {

@@ -98,6 +98,26 @@ impl CheckpointPaths {
         dir_name.strip_prefix("chk-")?.parse().ok()
     }
 
+    /// The ids of the `chk-<n>` directories in this job directory, ascending,
+    /// each with whether it holds a `_metadata` file (not read); none when the
+    /// directory does not exist.
+    pub fn checkpoint_ids(&self) -> std::io::Result<Vec<(u64, bool)>> {
+        let entries = match std::fs::read_dir(&self.job_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            if let Some(id) = entry.file_name().to_str().and_then(Self::checkpoint_id) {
+                ids.push((id, entry.path().join(METADATA_FILE).exists()));
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
     /// The metadata file of checkpoint `id`.
     pub fn metadata(&self, id: u64) -> PathBuf {
         self.checkpoint_dir(id).join(METADATA_FILE)

@@ -353,16 +353,12 @@ impl FsStorage {
     fn delete_unreferenced(&self, released: Vec<String>) -> Result<(), StorageError> {
         let job_dir = self.paths.job_dir();
         let mut referenced = std::collections::HashSet::new();
-        let entries = fs::read_dir(job_dir).map_err(io("cannot list", job_dir))?;
-        for entry in entries {
-            let entry = entry.map_err(io("cannot list", job_dir))?;
-            if let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(CheckpointPaths::checkpoint_id)
-            {
-                referenced.extend(self.shared_refs_of(id)?);
-            }
+        let ids = self
+            .paths
+            .checkpoint_ids()
+            .map_err(io("cannot list", job_dir))?;
+        for (id, _) in ids {
+            referenced.extend(self.shared_refs_of(id)?);
         }
         let shared = self.paths.shared_dir();
         for name in released {
@@ -528,24 +524,15 @@ impl CheckpointStorage for FsStorage {
             };
         }
         let job_dir = self.paths.job_dir();
-        let entries = match fs::read_dir(job_dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io("cannot list", job_dir)(e)),
-        };
-        let mut ids = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io("cannot list", job_dir))?;
-            let id = entry
-                .file_name()
-                .to_str()
-                .and_then(CheckpointPaths::checkpoint_id);
-            if let Some(id) = id.filter(|&id| self.paths.metadata(id).exists()) {
-                ids.push(id);
-            }
-        }
-        ids.sort_unstable();
-        Ok(ids)
+        let ids = self
+            .paths
+            .checkpoint_ids()
+            .map_err(io("cannot list", job_dir))?;
+        Ok(ids
+            .into_iter()
+            .filter(|&(_, complete)| complete)
+            .map(|(id, _)| id)
+            .collect())
     }
 
     fn write_shared_refs(
@@ -576,27 +563,12 @@ impl CheckpointStorage for FsStorage {
             };
         }
         let job_dir = self.paths.job_dir();
-        let entries = match fs::read_dir(job_dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(StorageError::Io {
-                    action: "cannot list",
-                    path: job_dir.to_path_buf(),
-                    source: e,
-                })
-            }
-        };
+        let ids = self
+            .paths
+            .checkpoint_ids()
+            .map_err(io("cannot list", job_dir))?;
         let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io("cannot list", job_dir))?;
-            let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(CheckpointPaths::checkpoint_id)
-            else {
-                continue;
-            };
+        for (id, _) in ids {
             // A directory without _metadata is an unfinished checkpoint: not listed.
             match self.read_metadata(id) {
                 Ok(m) => out.push(RetainedCheckpoint {
@@ -614,7 +586,6 @@ impl CheckpointStorage for FsStorage {
                 }
             }
         }
-        out.sort_by_key(|c| c.id);
         Ok(out)
     }
 }
