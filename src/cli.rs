@@ -52,7 +52,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::config::{ConfigError, Configuration};
-use crate::{JobControl, JobError, JobResult, StreamEnv};
+use crate::{JobControl, JobError, JobResult, JobStatus, StreamEnv};
 
 /// The standard flags of a job binary.
 #[derive(Clone, Debug, Default, clap::Parser)]
@@ -241,21 +241,40 @@ pub fn execute_until_signal(env: &StreamEnv, job_name: &str) -> Result<JobResult
     outcome
 }
 
-/// Stops the job gracefully and says where it resumes.
+/// Stops the job gracefully and says where it resumes. A job that is
+/// restarting is asked again when it runs; a job whose savepoint fails stops
+/// with a checkpoint instead; a stop that fails altogether leaves the job
+/// running (a second signal cancels it).
 fn stop(control: &JobControl) {
-    match futures::executor::block_on(control.stop()) {
+    let name = control.name();
+    let mut attempts = 0;
+    let outcome = loop {
+        match futures::executor::block_on(control.stop()) {
+            Err(_) if control.status() == JobStatus::Restarting && attempts < 600 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) if !control.status().is_terminal() => {
+                eprintln!("job `{name}`: {e}; stopping with a checkpoint instead");
+                break futures::executor::block_on(control.stop_with_checkpoint()).map(Some);
+            }
+            outcome => break outcome,
+        }
+    };
+    match outcome {
+        Ok(Some(at)) if at.starts_with("memory:") => eprintln!(
+            "job `{name}` stopped with checkpoint {at}: its checkpoints are in memory, so nothing \
+             outlives the process to resume from (set a checkpoint directory)"
+        ),
         Ok(Some(at)) => eprintln!(
-            "job `{}` stopped at {at}; resume it with --resume-from latest (or --resume-from {at})",
-            control.name()
+            "job `{name}` stopped at {at}; resume it with --resume-from latest (or --resume-from {at})"
         ),
         Ok(None) => eprintln!(
-            "job `{}` canceled: it has no checkpointing, so there is nothing to resume from",
-            control.name()
+            "job `{name}` canceled: it has no checkpointing, so there is nothing to resume from"
         ),
-        Err(e) => {
-            eprintln!("job `{}`: the stop failed ({e}); canceling", control.name());
-            control.cancel();
-        }
+        Err(e) => eprintln!(
+            "job `{name}`: the stop failed ({e}); the job goes on, a second signal cancels it"
+        ),
     }
 }
 

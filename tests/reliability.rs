@@ -537,3 +537,91 @@ fn examples_end_quietly_when_their_reader_goes_away_and_log_without_colours() {
         );
     }
 }
+
+#[test]
+fn a_failed_explicit_restore_changes_nothing_that_latest_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (records, keys) = (20_000, 31);
+    summary(&finish(exactly_once(
+        dir.path(),
+        records,
+        keys,
+        &["--rate", "40000"],
+    )));
+    let complete = complete_checkpoints(&dir.path().join("ck"));
+    let (older, _) = complete[complete.len() - 2].clone();
+    std::fs::write(older.join("count-and-sum-0.state"), b"damaged").unwrap();
+    // Allowed to rewind, but the older checkpoint cannot be read: nothing
+    // about the run is written down (lineage record, sink ledger).
+    let failed = finish(exactly_once(
+        dir.path(),
+        records,
+        keys,
+        &[
+            "--resume-from",
+            &older.display().to_string(),
+            "--allow-sink-rewind",
+        ],
+    ));
+    let text = stderr(&failed);
+    assert!(!failed.status.success(), "{text}");
+    assert!(text.contains("count-and-sum-0.state"), "{text}");
+    assert!(!text.contains("you will get duplicates"), "{text}");
+    resume_exactly_once(dir.path(), records, keys, &["--resume-from", "latest"]);
+}
+
+#[test]
+fn a_run_killed_before_its_first_checkpoint_resumes_its_own_lineage() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    word_count_checkpointing_into(&ck);
+    let (words_snapshot, _) = complete_checkpoints(&ck).pop().unwrap();
+    let (records, keys) = (2_000, 7);
+    let from_words = [
+        "--resume-from",
+        &words_snapshot.display().to_string(),
+        "--allow-non-restored-state",
+    ];
+    // Started from another job's snapshot, killed before any checkpoint.
+    let mut first = Command::new(binary("exactly_once"))
+        .args([
+            "--records",
+            &records.to_string(),
+            "--keys",
+            &keys.to_string(),
+        ])
+        .args(["--checkpoint-interval-ms", "3600000", "--rate", "1000"])
+        .arg("--output")
+        .arg(dir.path().join("out"))
+        .arg("--checkpoint-dir")
+        .arg(&ck)
+        .args(from_words)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lineages = |ck: &Path| {
+        std::fs::read_dir(ck)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().join("_lineage").exists())
+            .count()
+    };
+    while lineages(&ck) < 2 {
+        assert!(Instant::now() < deadline, "the run did not start");
+        assert!(first.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // `latest` is that run's newest snapshot (the other job's): it continues
+    // that run's lineage instead of beginning a third.
+    resume_exactly_once(
+        dir.path(),
+        records,
+        keys,
+        &[&["--resume-from", "latest"][..], &from_words[2..]].concat(),
+    );
+    assert_eq!(lineages(&ck), 2);
+}

@@ -377,7 +377,7 @@ pub async fn launch(
     let plan = plan(&graph, config.chaining);
     let name = graph.name.clone();
     let job_id = new_job_id();
-    let prepared = prepare(&graph, &config, &job_id)?;
+    let prepared = prepare(&graph, &plan, &config, &job_id)?;
     let savepoint_dir = config.savepoint_dir.clone();
     let shared = Arc::new(JobShared {
         job_id,
@@ -392,12 +392,12 @@ pub async fn launch(
         lineage: prepared.lineage,
         stopped_at: Arc::default(),
     });
-    let holds = prepared.holds;
+    let first = prepared.first;
     let (result_tx, result_rx) = oneshot::channel();
     let graph = Arc::new(graph);
 
     let supervisor = if System::try_current().is_some() && !own_system {
-        Supervisor::new(graph, plan, config, shared.clone(), result_tx, false, holds).start()
+        Supervisor::new(graph, plan, config, shared.clone(), result_tx, false, first).start()
     } else {
         let (addr_tx, addr_rx) = oneshot::channel();
         let job_shared = shared.clone();
@@ -407,7 +407,7 @@ pub async fn launch(
                 let system = System::new();
                 system.block_on(async move {
                     let addr =
-                        Supervisor::new(graph, plan, config, job_shared, result_tx, true, holds)
+                        Supervisor::new(graph, plan, config, job_shared, result_tx, true, first)
                             .start();
                     let _ = addr_tx.send(addr);
                 });

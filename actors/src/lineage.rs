@@ -374,19 +374,20 @@ impl Lineage {
     }
 
     /// Snapshot `snapshot` completed: it becomes the newest if it is newer,
-    /// and the record on disk says so before this returns.
+    /// and the record on disk says so before this returns. If the record
+    /// cannot be written, this run still knows (a restart restores the
+    /// snapshot, whose commits may already be made) and the error says the
+    /// disk does not.
     pub fn completed(&self, snapshot: SnapshotRef) -> Result<(), LineageError> {
         let mut record = self.record();
         if record.latest.as_ref().is_some_and(|l| l.id >= snapshot.id) {
             return Ok(());
         }
-        let mut updated = record.clone();
-        updated.latest = Some(snapshot);
-        if let Some(dir) = &self.dir {
-            updated.write(dir)?;
+        record.latest = Some(snapshot);
+        match &self.dir {
+            Some(dir) => record.write(dir),
+            None => Ok(()),
         }
-        *record = updated;
-        Ok(())
     }
 }
 
@@ -494,6 +495,15 @@ mod tests {
         fs::write(dir.path().join(LINEAGE_FILE), b"garbage").unwrap();
         let err = LineageRecord::read(dir.path()).unwrap_err().to_string();
         assert!(err.contains(LINEAGE_FILE), "{err}");
+    }
+
+    #[test]
+    fn a_completed_snapshot_the_disk_cannot_record_is_still_the_newest_of_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("removed");
+        let lineage = Lineage::new(record("a", "job", 1), Some(gone));
+        assert!(lineage.completed(SnapshotRef::checkpoint(3)).is_err());
+        assert_eq!(lineage.latest(), Some(SnapshotRef::checkpoint(3)));
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub struct DirLock {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another job (in this process or another) holds it.
-    #[error("{} is locked by {holder}: another job is writing there", path.display())]
+    #[error("{} is locked by {holder}: one job at a time writes there", path.display())]
     Held {
         /// The lock file.
         path: PathBuf,

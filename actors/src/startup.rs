@@ -5,6 +5,7 @@
 //! or begins, the id its next checkpoint gets, and every operator's
 //! pre-flight check. A problem here ends the job before anything runs.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,8 +24,10 @@ use crate::lineage::{
     LINEAGE_VERSION,
 };
 use crate::lock::{holder, DirLock};
+use crate::plan::ExecutionPlan;
 use crate::preflight::{probe_dir, Hold, PreflightContext};
-use crate::restore::{open_snapshot_dir, RestoreSource};
+use crate::restore::{self, open_snapshot_dir, RestoreSource};
+use crate::subtask::RestoredSubtask;
 
 /// What [`prepare`] settled.
 pub(crate) struct Prepared {
@@ -35,8 +38,20 @@ pub(crate) struct Prepared {
     pub storage: Option<Arc<RoutedStorage>>,
     /// The id of the job's first checkpoint.
     pub first_checkpoint_id: u64,
+    /// What the supervisor starts the job with.
+    pub first: FirstDeployment,
+}
+
+/// What the first deployment of a job starts from, read and checked before
+/// anything about the run was written down.
+#[derive(Default)]
+pub(crate) struct FirstDeployment {
     /// Locks to keep while the job runs.
     pub holds: Vec<Hold>,
+    /// What each subtask restores.
+    pub restored: HashMap<(usize, usize), RestoredSubtask>,
+    /// The snapshot id they restore, if any.
+    pub restored_from: Option<u64>,
 }
 
 fn invalid(message: String) -> JobError {
@@ -51,15 +66,30 @@ fn unreadable_snapshot(cause: String) -> JobError {
 }
 
 /// The snapshot to restore, read as far as its metadata.
-struct Restoring {
+struct Restoring<'a> {
     snapshot: SnapshotRef,
     metadata: CheckpointMetadata,
+    /// The lineage `latest` found it in (it is that lineage's, whatever job
+    /// wrote the snapshot itself).
+    found_in: Option<&'a LineageDir>,
+}
+
+/// Whether `id` (read from a snapshot) can name a lineage directory.
+fn is_safe_lineage(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Settles everything the job needs before it starts; a lineage the job
-/// begins is named by its run's `job_id`.
+/// begins is named by its run's `job_id`. Nothing is written down (lineage
+/// record, sink ledgers) before the snapshot to restore was read and
+/// assigned and every operator's check passed.
 pub(crate) fn prepare(
     graph: &JobGraph,
+    plan: &ExecutionPlan,
     config: &RuntimeConfig,
     job_id: &str,
 ) -> Result<Prepared, JobError> {
@@ -99,13 +129,16 @@ pub(crate) fn prepare(
         None => None,
         Some(RestoreSource::Path(dir)) => {
             let (_, metadata) = open_snapshot_dir(dir).map_err(unreadable_snapshot)?;
+            // Named by its absolute path: a later run may start elsewhere.
+            let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
             Some(Restoring {
                 snapshot: SnapshotRef {
                     id: metadata.checkpoint_id,
                     savepoint: metadata.savepoint,
-                    location: Some(dir.clone()),
+                    location: Some(dir),
                 },
                 metadata,
+                found_in: None,
             })
         }
         Some(RestoreSource::LatestIn(latest_root)) => {
@@ -130,7 +163,11 @@ pub(crate) fn prepare(
     // snapshot of another job), or the empty one `latest` found.
     let restored_id = restoring.as_ref().map(|r| r.snapshot.id);
     let (lineage_id, existing, parent) = match &restoring {
-        Some(r) if r.metadata.job_name == job => {
+        Some(Restoring {
+            found_in: Some(found),
+            ..
+        }) => (found.record.lineage.clone(), Some(*found), None),
+        Some(r) if r.metadata.job_name == job && is_safe_lineage(r.metadata.lineage()) => {
             let id = r.metadata.lineage().to_string();
             let existing = lineages.iter().find(|l| l.record.lineage == id);
             (id, existing, None)
@@ -156,7 +193,17 @@ pub(crate) fn prepare(
         }
         snapshot
     });
-    let highest = existing.map_or(0, LineageDir::highest_id);
+    // Checkpoint directories there, with a record or not (an older layout),
+    // are never written over.
+    let on_disk = match &lineage_dir {
+        Some(dir) => CheckpointPaths::of_job_dir(dir)
+            .checkpoint_ids()
+            .map_err(|e| invalid(format!("cannot list {}: {e}", dir.display())))?
+            .last()
+            .map_or(0, |&(id, _)| id),
+        None => 0,
+    };
+    let highest = existing.map_or(0, LineageDir::highest_id).max(on_disk);
     let branch_start = highest.max(restored_id.unwrap_or(0)) + 1;
     let generation = next_generation(job, &lineages, &lineage_id)
         .max(existing.map_or(0, |l| l.record.generation));
@@ -169,6 +216,21 @@ pub(crate) fn prepare(
         latest,
         parent: parent.or_else(|| existing.and_then(|l| l.record.parent.clone())),
     };
+
+    let storage = config
+        .checkpointing
+        .as_ref()
+        .map(|c| Arc::new(RoutedStorage::new(c.storage.open(&lineage_id))));
+    let mut first = FirstDeployment {
+        holds,
+        ..FirstDeployment::default()
+    };
+    if let Some(snapshot) = &record.latest {
+        let source = snapshot_storage(snapshot, storage.as_ref()).map_err(unreadable_snapshot)?;
+        let where_ = describe_location(snapshot, lineage_dir.as_deref());
+        first.restored = assign_snapshot(graph, plan, snapshot, source.as_ref(), &where_, config)?;
+        first.restored_from = Some(snapshot.id);
+    }
 
     // Operators check (and lock) before anything is written.
     let context = |parallelism| PreflightContext {
@@ -184,14 +246,10 @@ pub(crate) fn prepare(
             let taken = check(&context(vertex.parallelism)).map_err(|e| {
                 invalid(format!("operator `{}` ({}): {e}", vertex.name, vertex.uid))
             })?;
-            holds.extend(taken);
+            first.holds.extend(taken);
         }
     }
 
-    let storage = config
-        .checkpointing
-        .as_ref()
-        .map(|c| Arc::new(RoutedStorage::new(c.storage.open(&lineage_id))));
     if let Some(dir) = &lineage_dir {
         fs::create_dir_all(dir).map_err(|e| {
             invalid(format!(
@@ -220,17 +278,43 @@ pub(crate) fn prepare(
         lineage: Arc::new(Lineage::new(record, lineage_dir)),
         storage,
         first_checkpoint_id: branch_start,
-        holds,
+        first,
     })
+}
+
+/// Reads `snapshot` from `storage` (its location `where_` for messages) and
+/// assigns it to the subtasks of `graph` run as `plan`. A failure is not
+/// worth a retry: a damaged snapshot stays damaged.
+pub(crate) fn assign_snapshot(
+    graph: &JobGraph,
+    plan: &ExecutionPlan,
+    snapshot: &SnapshotRef,
+    storage: &dyn CheckpointStorage,
+    where_: &str,
+    config: &RuntimeConfig,
+) -> Result<HashMap<(usize, usize), RestoredSubtask>, JobError> {
+    let damaged = |cause: String| JobError::RestoreFailed {
+        cause: format!("{} ({where_}): {cause}", snapshot.describe()),
+        retryable: false,
+    };
+    let (metadata, states) = restore::read(storage, snapshot.id).map_err(damaged)?;
+    restore::assign(
+        graph,
+        plan,
+        &metadata,
+        &states,
+        config.allow_non_restored_state,
+    )
+    .map_err(damaged)
 }
 
 /// Reads the metadata of `snapshot`, the newest of `lineage`: an error names
 /// it, and the older checkpoints a user may name instead.
-fn read_latest(
+fn read_latest<'a>(
     job: &str,
-    lineage: &LineageDir,
+    lineage: &'a LineageDir,
     snapshot: SnapshotRef,
-) -> Result<Restoring, JobError> {
+) -> Result<Restoring<'a>, JobError> {
     let dir = snapshot
         .dir(Some(&lineage.dir))
         .unwrap_or_else(|| lineage.dir.clone());
@@ -256,7 +340,11 @@ fn read_latest(
             metadata.checkpoint_id
         )));
     }
-    Ok(Restoring { snapshot, metadata })
+    Ok(Restoring {
+        snapshot,
+        metadata,
+        found_in: Some(lineage),
+    })
 }
 
 /// The storage and id to read `snapshot` of `lineage` from: the job's own

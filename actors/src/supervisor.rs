@@ -37,8 +37,8 @@ use crate::operator::OperatorInfo;
 use crate::plan::{input_channels, output_channels, ExecutionPlan};
 use crate::preflight::Hold;
 use crate::restart::{RestartDecision, RestartTracker};
-use crate::restore;
-use crate::startup::{describe_location, snapshot_storage};
+use crate::startup::FirstDeployment;
+use crate::startup::{assign_snapshot, describe_location, snapshot_storage};
 use crate::subtask::{
     Cancel, RestoredSubtask, Start, Subtask, SubtaskCheckpointing, SubtaskOutcome, SubtaskReport,
     SubtaskSpec, Wire,
@@ -84,7 +84,7 @@ impl Supervisor {
         shared: Arc<JobShared>,
         result: oneshot::Sender<Result<JobResult, JobError>>,
         stops_system: bool,
-        holds: Vec<Hold>,
+        first: FirstDeployment,
     ) -> Self {
         let span = tracing::info_span!("job", job = %graph.name, id = %shared.job_id);
         let config_restart = config.restart_strategy();
@@ -103,9 +103,9 @@ impl Supervisor {
             coordinator: None,
             restart: RestartTracker::new(config_restart),
             attempt: 0,
-            restored: HashMap::new(),
-            restored_from: None,
-            holds,
+            restored: first.restored,
+            restored_from: first.restored_from,
+            holds: first.holds,
             span,
         }
     }
@@ -191,7 +191,7 @@ impl Supervisor {
         else {
             return;
         };
-        let operators = restore::JobPlan::of(&self.graph).operators;
+        let operators = crate::restore::JobPlan::of(&self.graph).operators;
         let job = JobFacts {
             name: self.graph.name.clone(),
             id: self.shared.job_id.clone(),
@@ -398,7 +398,7 @@ impl Supervisor {
         if self.result.is_none() {
             return;
         }
-        match self.load_restore(true) {
+        match self.load_restore() {
             Ok(restored) => {
                 self.restored = restored;
                 self.deploy(ctx);
@@ -408,39 +408,34 @@ impl Supervisor {
     }
 
     /// Reads the newest snapshot of the job's lineage and assigns it to the
-    /// subtasks (empty: start afresh). Injected restore faults fire only on
-    /// `restart`.
-    fn load_restore(
-        &mut self,
-        restart: bool,
-    ) -> Result<HashMap<(usize, usize), RestoredSubtask>, JobError> {
-        if restart {
-            if let Some(cause) = self.config.faults.as_ref().and_then(|f| f.on_restore()) {
-                return Err(JobError::RestoreFailed {
-                    cause,
-                    retryable: true,
-                });
-            }
+    /// subtasks (empty: start afresh), for a restart.
+    fn load_restore(&mut self) -> Result<HashMap<(usize, usize), RestoredSubtask>, JobError> {
+        if let Some(cause) = self.config.faults.as_ref().and_then(|f| f.on_restore()) {
+            return Err(JobError::RestoreFailed {
+                cause,
+                retryable: true,
+            });
         }
         let Some(snapshot) = self.shared.lineage.latest() else {
             self.restored_from = None;
             return Ok(HashMap::new());
         };
         let where_ = describe_location(&snapshot, self.shared.lineage.dir());
-        let damaged = |cause: String| JobError::RestoreFailed {
-            cause: format!("{} ({where_}): {cause}", snapshot.describe()),
-            retryable: false,
-        };
-        let storage = snapshot_storage(&snapshot, self.shared.storage.as_ref()).map_err(damaged)?;
-        let (metadata, states) = restore::read(storage.as_ref(), snapshot.id).map_err(damaged)?;
-        let restored = restore::assign(
+        let storage =
+            snapshot_storage(&snapshot, self.shared.storage.as_ref()).map_err(|cause| {
+                JobError::RestoreFailed {
+                    cause,
+                    retryable: false,
+                }
+            })?;
+        let restored = assign_snapshot(
             &self.graph,
             &self.plan,
-            &metadata,
-            &states,
-            self.config.allow_non_restored_state,
-        )
-        .map_err(damaged)?;
+            &snapshot,
+            storage.as_ref(),
+            &where_,
+            &self.config,
+        )?;
         info!(parent: &self.span, snapshot = %snapshot.describe(), location = %where_, "restoring");
         self.restored_from = Some(snapshot.id);
         Ok(restored)
@@ -500,12 +495,7 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.started_at = Instant::now();
-        // A resumed job's first deployment restores too; a snapshot that cannot
-        // be read is the user's to fix, not a reason to retry.
-        match self.load_restore(false) {
-            Ok(restored) => self.restored = restored,
-            Err(error) => return self.complete(Err(error), ctx),
-        }
+        // The first deployment's restore was read before the job started.
         self.deploy(ctx);
     }
 

@@ -143,6 +143,26 @@ pub fn check_rewind(
     }
 }
 
+/// A ledger file could not be listed, read, written or removed (the I/O error
+/// is kept: a permission denied is not worth a restart).
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {}: {source}", path.display())]
+pub struct LedgerIoError {
+    action: &'static str,
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+fn failed(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LedgerIoError {
+    let path = path.to_path_buf();
+    move |source| LedgerIoError {
+        action,
+        path,
+        source,
+    }
+}
+
 /// The file prefix of a [`FileLedger`]'s entries.
 pub const LEDGER_PREFIX: &str = ".weir-commit-";
 
@@ -163,11 +183,11 @@ impl FileLedger {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(format!("cannot list {}: {e}", self.dir.display()).into()),
+            Err(e) => return Err(failed("cannot list", &self.dir)(e).into()),
         };
         let mut files = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| format!("cannot list {}: {e}", self.dir.display()))?;
+            let entry = entry.map_err(failed("cannot list", &self.dir))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if name
@@ -182,7 +202,7 @@ impl FileLedger {
     }
 
     fn read(path: &Path) -> Result<LedgerEntry, UserError> {
-        let bytes = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes = fs::read(path).map_err(failed("cannot read", path))?;
         let shown = path.display().to_string();
         let payload = decode(&bytes, FileKind::CommitLedger, &shown)?;
         Ok(rmp_serde::from_slice(payload)
@@ -205,7 +225,7 @@ impl CommitLedger for FileLedger {
 
     fn reset(&self) -> Result<(), UserError> {
         for path in self.files()? {
-            fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+            fs::remove_file(&path).map_err(failed("cannot remove", &path))?;
         }
         Ok(())
     }

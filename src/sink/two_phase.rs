@@ -187,6 +187,17 @@ where
         if !ctx.is_restored() {
             return Ok(());
         }
+        // Checked before the job started; checked again for every restore of
+        // the run (a restart must never commit behind the ledger either).
+        if let (Some(ledger), Some((lineage, _, _))) = (&self.ledger, &self.identity) {
+            let entries: Vec<LedgerEntry> = ledger
+                .entries()?
+                .into_iter()
+                .filter(|e| e.lineage == *lineage)
+                .collect();
+            check_rewind(&entries, lineage, restored_from, &ledger.location())
+                .map_err(|refused| Permanent(Box::new(refused)))?;
+        }
         // Pre-committed in a complete checkpoint: they belong to the output.
         let pending = ctx
             .operator_state()

@@ -234,14 +234,12 @@ impl CheckpointCoordinator {
         Ok(triggered)
     }
 
-    /// Stops the job with a checkpoint (not a savepoint): its last one.
+    /// Stops the job with a checkpoint (not a savepoint): its last one. A job
+    /// already finishing or stopping ends with the checkpoint it is taking:
+    /// the stop waits for that one.
     fn trigger_stop(&mut self) -> Result<u64, String> {
-        if self.final_checkpoint.is_some() {
-            return Err(if self.stopping.is_some() {
-                "the job is already stopping".to_string()
-            } else {
-                "the job is finishing (its sources ended)".to_string()
-            });
+        if let Some(last) = self.final_checkpoint {
+            return Ok(last);
         }
         let triggered = self.trigger_barrier(false, true, true);
         self.final_checkpoint = Some(triggered);
@@ -439,13 +437,18 @@ impl CheckpointCoordinator {
         };
         // The lineage knows the snapshot before anyone is told it completed (a
         // sink commits then): a later `latest` never restores behind a commit.
+        // A savepoint is named by its absolute path: a later run may start
+        // in another working directory.
         let snapshot = SnapshotRef {
             id,
             savepoint: pending.savepoint,
-            location: self.storage.savepoint_dir(id),
+            location: self
+                .storage
+                .savepoint_dir(id)
+                .map(|dir| std::fs::canonicalize(&dir).unwrap_or(dir)),
         };
         if let Err(e) = self.job.lineage.completed(snapshot) {
-            warn!(parent: &self.span, checkpoint = id, error = %e, "the lineage record does not know this snapshot; resuming `latest` may refuse to restore");
+            warn!(parent: &self.span, checkpoint = id, error = %e, "the lineage record on disk does not know this snapshot: after this run, name it to resume from it (`latest` may find an older one, and the sinks then refuse it)");
         }
         let (subsumed, discard) = self.tracker.complete(id, pending.savepoint, now_ms());
         let mut stats = self.stats_of(&pending, None);
