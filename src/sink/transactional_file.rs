@@ -15,6 +15,9 @@
 //! removes the `.part-<i>-*.inprogress` files of earlier runs that no
 //! transaction holds any more (subtask 0 also those of subtasks beyond the
 //! current parallelism), so restarts and kills leave no hidden files behind.
+//! A transaction's id starts with the time it began: only files older than
+//! the instance are removed, so the instance of a failed attempt that is
+//! still ending cannot remove what its successor writes.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -77,6 +80,8 @@ pub struct TransactionalFileSink {
     dir: PathBuf,
     subtask: usize,
     parallelism: usize,
+    /// When this instance opened (ns): an earlier run's transaction began before.
+    opened_at: u64,
     writer: Option<(String, BufWriter<File>)>,
 }
 
@@ -87,13 +92,18 @@ impl Clone for TransactionalFileSink {
     }
 }
 
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A transaction id: the time it began (ns, 16 hex digits) and a counter.
 fn unique_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
     format!(
-        "{nanos:016x}{:04x}",
+        "{:016x}{:04x}",
+        now_nanos(),
         COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff
     )
 }
@@ -105,6 +115,7 @@ impl TransactionalFileSink {
             dir: dir.into(),
             subtask: 0,
             parallelism: 1,
+            opened_at: 0,
             writer: None,
         }
     }
@@ -144,10 +155,13 @@ impl TransactionalFileSink {
         Ok(())
     }
 
-    /// The subtask that wrote the in-progress file `name` (`.part-<subtask>-<id>.inprogress`).
-    fn writer_of(name: &str) -> Option<usize> {
+    /// The subtask that wrote the in-progress file `name`
+    /// (`.part-<subtask>-<id>.inprogress`) and when its transaction began.
+    fn writer_of(name: &str) -> Option<(usize, u64)> {
         let rest = name.strip_prefix(".part-")?.strip_suffix(".inprogress")?;
-        rest.split('-').next()?.parse().ok()
+        let (subtask, id) = rest.split_once('-')?;
+        let began = u64::from_str_radix(id.get(..16)?, 16).ok()?;
+        Some((subtask.parse().ok()?, began))
     }
 }
 
@@ -170,6 +184,7 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         self.subtask = ctx.subtask_index();
         self.parallelism = ctx.parallelism();
+        self.opened_at = now_nanos();
         fs::create_dir_all(&self.dir)
             .map_err(failed("cannot create output directory", &self.dir))?;
         Ok(())
@@ -181,12 +196,15 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
             let entry = entry.map_err(failed("cannot list", &self.dir))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let Some(writer) = Self::writer_of(name) else {
+            let Some((writer, began)) = Self::writer_of(name) else {
                 continue;
             };
+            // Only what began before this instance: the instance of an earlier
+            // attempt may still be ending while this one writes.
+            let earlier = began < self.opened_at;
             let mine = writer == self.subtask;
             let abandoned = self.subtask == 0 && writer >= self.parallelism;
-            if (mine || abandoned) && !keep.iter().any(|t| t.hidden == name) {
+            if earlier && (mine || abandoned) && !keep.iter().any(|t| t.hidden == name) {
                 let path = entry.path();
                 match fs::remove_file(&path) {
                     Ok(()) => {
@@ -307,5 +325,71 @@ mod tests {
             1
         );
         let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod orphan_tests {
+    use super::*;
+    use weir_actors::OperatorInfo;
+
+    fn opened(dir: &Path, subtask: usize, parallelism: usize) -> TransactionalFileSink {
+        let mut sink = TransactionalFileSink::new(dir);
+        let ctx = RuntimeContext::new(OperatorInfo {
+            name: "sink".into(),
+            uid: "sink".into(),
+            subtask,
+            parallelism,
+            max_parallelism: 128,
+            job: "j".into(),
+            lineage: "l".into(),
+            restored_from: None,
+            checkpointing: true,
+            shared_state_dir: None,
+        });
+        TwoPhaseCommitSink::<u32>::open(&mut sink, &ctx).unwrap();
+        sink
+    }
+
+    fn hidden(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".inprogress"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn orphans_are_what_earlier_instances_left_and_nothing_a_later_one_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        // An earlier run's subtasks 1 and 3 left a transaction each.
+        let mut killed = opened(dir.path(), 1, 4);
+        let left = TwoPhaseCommitSink::<u32>::begin_transaction(&mut killed).unwrap();
+        let mut gone = opened(dir.path(), 3, 4);
+        let beyond = TwoPhaseCommitSink::<u32>::begin_transaction(&mut gone).unwrap();
+        // This run: subtask 1 of 2 (the failed attempt's instance, still
+        // ending) and its successor, which already writes.
+        let mut ending = opened(dir.path(), 1, 2);
+        let kept = TwoPhaseCommitSink::<u32>::begin_transaction(&mut ending).unwrap();
+        let mut successor = opened(dir.path(), 1, 2);
+        let new = TwoPhaseCommitSink::<u32>::begin_transaction(&mut successor).unwrap();
+        TwoPhaseCommitSink::<u32>::remove_orphans(&mut ending, &[&kept]).unwrap();
+        assert_eq!(hidden(dir.path()), {
+            let mut v = vec![
+                beyond.hidden.clone(),
+                kept.hidden.clone(),
+                new.hidden.clone(),
+            ];
+            v.sort();
+            v
+        });
+        assert!(!dir.path().join(&left.hidden).exists());
+        // Subtask 0 removes what subtasks beyond the parallelism left.
+        let mut first = opened(dir.path(), 0, 2);
+        TwoPhaseCommitSink::<u32>::remove_orphans(&mut first, &[]).unwrap();
+        assert!(!dir.path().join(&beyond.hidden).exists());
+        assert!(dir.path().join(&new.hidden).exists());
     }
 }
