@@ -215,10 +215,18 @@ impl CommitLedger for FileLedger {
         self.files()?.iter().map(|p| Self::read(p)).collect()
     }
 
+    /// An entry only goes up within its lineage: a late call from an earlier
+    /// attempt's instance never lowers what a later one recorded.
     fn record(&self, entry: &LedgerEntry) -> Result<(), UserError> {
+        let path = self.dir.join(format!("{LEDGER_PREFIX}{}", entry.subtask));
+        if path.exists() {
+            let old = Self::read(&path)?;
+            if old.lineage == entry.lineage && old.checkpoint >= entry.checkpoint {
+                return Ok(());
+            }
+        }
         let payload = rmp_serde::to_vec_named(entry)
             .map_err(|e| format!("cannot encode a commit ledger entry: {e}"))?;
-        let path = self.dir.join(format!("{LEDGER_PREFIX}{}", entry.subtask));
         write_atomically(&path, &encode(FileKind::CommitLedger, &payload))?;
         Ok(())
     }
