@@ -82,6 +82,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use weir::Lifecycle;
 
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
@@ -427,6 +428,8 @@ struct SlowSink {
     first_record_at: Arc<OnceLock<Instant>>,
 }
 
+impl Lifecycle for SlowSink {}
+
 impl Sink<u64> for SlowSink {
     fn write(&mut self, _record: u64) -> Result<(), UserError> {
         self.first_record_at.get_or_init(Instant::now);
@@ -515,6 +518,8 @@ impl CountPerKey {
         }
     }
 }
+
+impl Lifecycle for CountPerKey {}
 
 impl KeyedProcessFunction<u64, u64, (u64, u64)> for CountPerKey {
     fn process_element(
@@ -614,7 +619,7 @@ struct CountThenFail {
     restored: bool,
 }
 
-impl KeyedProcessFunction<u64, u64, (u64, u64)> for CountThenFail {
+impl Lifecycle for CountThenFail {
     fn initialize_state(
         &mut self,
         ctx: &mut weir::state::StateInitContext,
@@ -622,7 +627,9 @@ impl KeyedProcessFunction<u64, u64, (u64, u64)> for CountThenFail {
         self.restored = ctx.is_restored();
         Ok(())
     }
+}
 
+impl KeyedProcessFunction<u64, u64, (u64, u64)> for CountThenFail {
     fn process_element(
         &mut self,
         key: u64,
@@ -659,17 +666,19 @@ impl KeyedProcessFunction<u64, u64, (u64, u64)> for CountThenFail {
 #[derive(Clone)]
 struct ArmOnCheckpoint(RecoveryClock);
 
+impl Lifecycle for ArmOnCheckpoint {
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        self.0.armed.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 impl Sink<(u64, u64)> for ArmOnCheckpoint {
     fn write(&mut self, _record: (u64, u64)) -> Result<(), UserError> {
         Ok(())
     }
 
     fn write_batch(&mut self, _batch: Vec<(u64, u64)>) -> Result<(), UserError> {
-        Ok(())
-    }
-
-    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
-        self.0.armed.store(true, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -863,6 +872,9 @@ fn burst(args: &Args) -> BenchResult<Report> {
 struct StoreValue {
     value: ValueStateDescriptor<Vec<u8>>,
 }
+
+#[cfg(feature = "rocksdb")]
+impl Lifecycle for StoreValue {}
 
 #[cfg(feature = "rocksdb")]
 impl KeyedProcessFunction<u64, (u64, u8), ()> for StoreValue {

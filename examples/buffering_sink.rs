@@ -30,6 +30,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use weir::Lifecycle;
 
 use clap::Parser;
 use weir::sink::Sink;
@@ -101,7 +102,7 @@ impl<T> BufferingSink<T> {
     }
 }
 
-impl<T: StateData> Sink<T> for BufferingSink<T> {
+impl<T: StateData> Lifecycle for BufferingSink<T> {
     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
         self.subtask = ctx.runtime().subtask_index();
         if ctx.is_restored() {
@@ -115,6 +116,11 @@ impl<T: StateData> Sink<T> for BufferingSink<T> {
         Ok(())
     }
 
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
+        self.subtask = ctx.subtask_index();
+        Ok(())
+    }
+
     fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
         ctx.operator_state()
             .list(&self.state)?
@@ -122,21 +128,18 @@ impl<T: StateData> Sink<T> for BufferingSink<T> {
         Ok(())
     }
 
-    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
-        self.subtask = ctx.subtask_index();
-        Ok(())
+    fn finish(&mut self) -> Result<(), UserError> {
+        self.flush_buffer()
     }
+}
 
+impl<T: StateData> Sink<T> for BufferingSink<T> {
     fn write(&mut self, record: T) -> Result<(), UserError> {
         self.buffer.push(record);
         if self.buffer.len() >= self.threshold {
             self.flush_buffer()?;
         }
         Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), UserError> {
-        self.flush_buffer()
     }
 }
 

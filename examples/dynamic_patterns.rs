@@ -16,6 +16,7 @@
 //! ```
 
 use std::process::ExitCode;
+use weir::Lifecycle;
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
@@ -85,6 +86,8 @@ fn follow(
     }
     history.last = Some(action);
 }
+
+impl Lifecycle for MatchPatterns {}
 
 impl KeyedBroadcastProcessFunction<String, Action, Pattern, (String, Pattern)> for MatchPatterns {
     fn process_element(

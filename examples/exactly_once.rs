@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use weir::Lifecycle;
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
@@ -134,6 +135,8 @@ struct CountAndSum {
     fail_at: Arc<Mutex<HashSet<u64>>>,
 }
 
+impl Lifecycle for CountAndSum {}
+
 impl KeyedProcessFunction<u64, u64, Line> for CountAndSum {
     fn process_element(
         &mut self,
@@ -174,7 +177,7 @@ pub struct Values {
     restored: Option<Vec<(u64, u64)>>,
 }
 
-impl weir::source::Source<u64> for Values {
+impl Lifecycle for Values {
     fn initialize_state(
         &mut self,
         ctx: &mut weir::state::StateInitContext,
@@ -185,16 +188,6 @@ impl weir::source::Source<u64> for Values {
         if !restored.is_empty() {
             self.restored = Some(restored);
         }
-        Ok(())
-    }
-
-    fn snapshot_state(
-        &mut self,
-        ctx: &mut weir::state::StateSnapshotContext,
-    ) -> Result<(), UserError> {
-        ctx.operator_state()
-            .union_list(&position())?
-            .update(&self.splits)?;
         Ok(())
     }
 
@@ -219,6 +212,18 @@ impl weir::source::Source<u64> for Values {
         Ok(())
     }
 
+    fn snapshot_state(
+        &mut self,
+        ctx: &mut weir::state::StateSnapshotContext,
+    ) -> Result<(), UserError> {
+        ctx.operator_state()
+            .union_list(&position())?
+            .update(&self.splits)?;
+        Ok(())
+    }
+}
+
+impl weir::source::Source<u64> for Values {
     fn poll_next(
         &mut self,
         out: &mut Vec<u64>,

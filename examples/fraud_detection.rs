@@ -43,6 +43,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use weir::Lifecycle;
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
@@ -147,6 +148,8 @@ impl ParseLines {
     }
 }
 
+impl Lifecycle for ParseLines {}
+
 impl ProcessFunction<String, Transaction> for ParseLines {
     fn process_element(
         &mut self,
@@ -204,6 +207,8 @@ impl FraudDetector {
         Ok(())
     }
 }
+
+impl Lifecycle for FraudDetector {}
 
 impl KeyedProcessFunction<String, Transaction, Alert> for FraudDetector {
     fn process_element(

@@ -21,6 +21,7 @@
 //! - [`env`]: [`StreamEnv`], job-wide defaults, sources and execution.
 //! - [`config`]: `weir.toml` configuration files (the `[checkpoint]` section).
 //! - [`stream`]: [`DataStream`] and [`KeyedStream`], the transformations.
+//! - [`lifecycle`]: the [`Lifecycle`] hooks every operator and function shares.
 //! - [`operator`]: the generic [`OneInputOperator`] every transformation is built on.
 //! - [`ops`]: map, filter, flat_map, process and keyed process as thin operators.
 //! - [`state`]: keyed state (value, list, map, reducing, aggregating), timers, the heap backend.
@@ -32,6 +33,8 @@
 //! - [`testing`]: the operator test harness.
 //! - [`inspect`]: reading retained checkpoints and savepoints (the `weir` command).
 //!
+//! - [`prelude`]: `use weir::prelude::*;` for what a job usually needs.
+//!
 //! The runtime (actors, channels, supervision) is the `weir-actors` crate,
 //! re-exported as [`runtime`].
 
@@ -42,8 +45,10 @@ pub mod data;
 pub mod env;
 pub mod inspect;
 pub mod keys;
+pub mod lifecycle;
 pub mod operator;
 pub mod ops;
+pub mod prelude;
 pub mod sink;
 pub mod source;
 pub mod state;
@@ -54,6 +59,7 @@ pub mod time;
 pub use context::RuntimeContext;
 pub use data::Data;
 pub use env::StreamEnv;
+pub use lifecycle::Lifecycle;
 pub use operator::{Collector, OneInputOperator};
 pub use ops::broadcast_process::{
     BroadcastContext, BroadcastProcessFunction, KeyedBroadcastContext,

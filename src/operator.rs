@@ -8,11 +8,12 @@
 //! only.
 //!
 //! ```
-//! use weir::{Collector, OneInputOperator, RecordBatch, StreamEnv, UserError};
+//! use weir::{Collector, Lifecycle, OneInputOperator, RecordBatch, StreamEnv, UserError};
 //!
 //! /// Emits each record twice.
 //! #[derive(Clone)]
 //! struct Twice;
+//! impl Lifecycle for Twice {}
 //! impl OneInputOperator<u32, u32> for Twice {
 //!     fn process_batch(&mut self, batch: RecordBatch<u32>, out: &mut Collector<u32>) -> Result<(), UserError> {
 //!         for x in batch.records {
@@ -45,6 +46,7 @@ use weir_actors::{
 
 use crate::context::RuntimeContext;
 use crate::data::Data;
+use crate::lifecycle::Lifecycle;
 
 /// Collects an operator's output, in order: records (each with the timestamp
 /// in effect, see [`Collector::set_timestamp`]) and watermarks. What one call
@@ -166,23 +168,13 @@ impl<T: Clone + Send + serde::Serialize + 'static> Collector<T> {
     }
 }
 
-/// An operator with one input, driven batch by batch.
+/// An operator with one input, driven batch by batch. Its lifecycle hooks
+/// (`open`, snapshots, checkpoint notifications, `finish`, `close`) are
+/// [`Lifecycle`]'s.
 ///
 /// One instance runs per parallel subtask, cloned from the value given to
 /// [`crate::DataStream::transform`] (and cloned afresh on every restart).
-pub trait OneInputOperator<In, Out>: Clone + Send + 'static {
-    /// Called once per instance, before `open`: restore state (see [`crate::state`]).
-    fn initialize_state(&mut self, _ctx: &mut StateInitContext) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Called at every snapshot: bring operator state up to date.
-    fn snapshot_state(&mut self, _ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Called once per instance before the first batch.
-    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
-        Ok(())
-    }
+pub trait OneInputOperator<In, Out>: Lifecycle + Clone + Send + 'static {
     /// Processes a batch of input records (with their timestamps, if any).
     fn process_batch(
         &mut self,
@@ -199,11 +191,13 @@ pub trait OneInputOperator<In, Out>: Clone + Send + 'static {
         out.emit_watermark(watermark);
         Ok(())
     }
+
     /// The earliest processing time (ms since the epoch) at which to call
     /// [`OneInputOperator::on_processing_time`], if any.
     fn next_processing_time(&self) -> Option<i64> {
         None
     }
+
     /// Processing time reached `now`.
     fn on_processing_time(
         &mut self,
@@ -212,73 +206,128 @@ pub trait OneInputOperator<In, Out>: Clone + Send + 'static {
     ) -> Result<(), UserError> {
         Ok(())
     }
-    /// The input has ended; emit whatever is still held back.
+
+    /// The input has ended; emit whatever is still held back
+    /// ([`Lifecycle::finish`] follows).
     fn end_input(&mut self, _out: &mut Collector<Out>) -> Result<(), UserError> {
         Ok(())
     }
-    /// Checkpoint `checkpoint_id` completed: what was snapshotted for it is durable.
-    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
-        Ok(())
+}
+
+/// What the runtime drives of a typed operator with one or two inputs: its
+/// batches by input, event and processing time, the end of each input. The
+/// one [`OperatorAdapter`] runs either kind.
+pub(crate) trait TypedInputs<Out>: Send + 'static {
+    /// How many inputs.
+    const INPUTS: usize;
+    /// The operator's lifecycle hooks.
+    fn lifecycle(&mut self) -> &mut dyn Lifecycle;
+    /// A batch that arrived on input `input`.
+    fn process(
+        &mut self,
+        input: usize,
+        batch: Batch,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError>;
+    /// Event time (over every input) reached `watermark`.
+    fn watermark(&mut self, watermark: i64, out: &mut Collector<Out>) -> Result<(), UserError>;
+    /// When to call `processing_time`.
+    fn next_processing_time(&self) -> Option<i64>;
+    /// Processing time reached `now`.
+    fn processing_time(&mut self, now: i64, out: &mut Collector<Out>) -> Result<(), UserError>;
+    /// Input `input` ended.
+    fn end(&mut self, input: usize, out: &mut Collector<Out>) -> Result<(), UserError>;
+}
+
+/// A [`OneInputOperator`] as [`TypedInputs`].
+pub(crate) struct OneInput<In, Op>(Op, PhantomData<fn(In)>);
+
+impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> TypedInputs<Out> for OneInput<In, Op> {
+    const INPUTS: usize = 1;
+
+    fn lifecycle(&mut self) -> &mut dyn Lifecycle {
+        &mut self.0
     }
-    /// Checkpoint `checkpoint_id` will not complete.
-    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
-        Ok(())
+
+    #[inline]
+    fn process(
+        &mut self,
+        _input: usize,
+        batch: Batch,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let records = downcast_batch::<In>(batch)?;
+        out.reserve(records.len());
+        self.0.process_batch(records, out)
     }
-    /// Called once after the last output.
-    fn close(&mut self) -> Result<(), UserError> {
-        Ok(())
+
+    fn watermark(&mut self, watermark: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
+        self.0.process_watermark(watermark, out)
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        self.0.next_processing_time()
+    }
+
+    fn processing_time(&mut self, now: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
+        self.0.on_processing_time(now, out)
+    }
+
+    fn end(&mut self, _input: usize, out: &mut Collector<Out>) -> Result<(), UserError> {
+        self.0.end_input(out)
     }
 }
 
-/// Runs a typed [`OneInputOperator`] as a runtime [`StreamOperator`].
-struct OneInputAdapter<In, Out, Op> {
-    op: Op,
+/// Runs a typed operator with one or two inputs as a runtime
+/// [`StreamOperator`]: type erasure (one downcast per batch), operator state,
+/// output collection and every lifecycle hook, in one place.
+pub(crate) struct OperatorAdapter<Out, I> {
+    inputs: I,
     out: Collector<Out>,
     operator_state: OperatorStateStore,
-    _types: PhantomData<fn(In) -> Out>,
+    ended: usize,
 }
 
-impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> StreamOperator
-    for OneInputAdapter<In, Out, Op>
-{
+impl<Out: Data, I: TypedInputs<Out>> StreamOperator for OperatorAdapter<Out, I> {
     fn initialize_state(
         &mut self,
         info: &OperatorInfo,
         restored: Option<OperatorSnapshot>,
     ) -> Result<(), UserError> {
-        let op = &mut self.op;
+        let op = self.inputs.lifecycle();
         initialize_with(&mut self.operator_state, info, restored, |ctx| {
             op.initialize_state(ctx)
         })
     }
 
     fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
-        let op = &mut self.op;
+        let op = self.inputs.lifecycle();
         snapshot_with(&mut self.operator_state, checkpoint_id, false, |ctx| {
             op.snapshot_state(ctx)
         })
     }
 
     fn snapshot_savepoint(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
-        let op = &mut self.op;
+        let op = self.inputs.lifecycle();
         snapshot_with(&mut self.operator_state, checkpoint_id, true, |ctx| {
             op.snapshot_state(ctx)
         })
     }
 
     fn open(&mut self, info: &OperatorInfo) -> Result<(), UserError> {
-        self.op.open(&RuntimeContext::new(info.clone()))
+        self.inputs
+            .lifecycle()
+            .open(&RuntimeContext::new(info.clone()))
     }
 
+    #[inline]
     fn process_batch(
         &mut self,
-        _input: usize,
+        input: usize,
         batch: Batch,
         out: &mut dyn Emitter,
     ) -> Result<(), UserError> {
-        let records = downcast_batch::<In>(batch)?;
-        self.out.reserve(records.len());
-        self.op.process_batch(records, &mut self.out)?;
+        self.inputs.process(input, batch, &mut self.out)?;
         self.out.flush_into(out);
         Ok(())
     }
@@ -288,37 +337,45 @@ impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> StreamOperator
         watermark: i64,
         out: &mut dyn Emitter,
     ) -> Result<(), UserError> {
-        self.op.process_watermark(watermark, &mut self.out)?;
+        self.inputs.watermark(watermark, &mut self.out)?;
         self.out.flush_into(out);
         Ok(())
     }
 
     fn next_processing_time(&self) -> Option<i64> {
-        self.op.next_processing_time()
+        self.inputs.next_processing_time()
     }
 
     fn on_processing_time(&mut self, now: i64, out: &mut dyn Emitter) -> Result<(), UserError> {
-        self.op.on_processing_time(now, &mut self.out)?;
+        self.inputs.processing_time(now, &mut self.out)?;
         self.out.flush_into(out);
         Ok(())
     }
 
-    fn end_input(&mut self, _input: usize, out: &mut dyn Emitter) -> Result<(), UserError> {
-        self.op.end_input(&mut self.out)?;
+    fn end_input(&mut self, input: usize, out: &mut dyn Emitter) -> Result<(), UserError> {
+        self.inputs.end(input, &mut self.out)?;
         self.out.flush_into(out);
+        self.ended += 1;
+        if self.ended == I::INPUTS {
+            self.inputs.lifecycle().finish()?;
+        }
         Ok(())
     }
 
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
-        self.op.notify_checkpoint_complete(checkpoint_id)
+        self.inputs
+            .lifecycle()
+            .notify_checkpoint_complete(checkpoint_id)
     }
 
     fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
-        self.op.notify_checkpoint_aborted(checkpoint_id)
+        self.inputs
+            .lifecycle()
+            .notify_checkpoint_aborted(checkpoint_id)
     }
 
     fn close(&mut self) -> Result<(), UserError> {
-        self.op.close()
+        self.inputs.lifecycle().close()
     }
 }
 
@@ -379,21 +436,28 @@ pub(crate) fn snapshot_with(
     }))
 }
 
-/// Wraps a typed operator for the runtime.
-pub(crate) fn one_input_operator<In: Data, Out: Data, Op: OneInputOperator<In, Out>>(
-    op: Op,
-) -> Box<dyn StreamOperator> {
-    Box::new(OneInputAdapter {
-        op,
+/// Wraps a typed operator with one or two inputs for the runtime.
+pub(crate) fn typed_operator<Out: Data, I: TypedInputs<Out>>(inputs: I) -> Box<dyn StreamOperator> {
+    Box::new(OperatorAdapter {
+        inputs,
         out: Collector::new(),
         operator_state: OperatorStateStore::default(),
-        _types: PhantomData,
+        ended: 0,
     })
 }
 
-/// A factory that clones `prototype` for every subtask (no `Sync` bound on user code).
-pub(crate) fn one_input_factory<In: Data, Out: Data, Op: OneInputOperator<In, Out>>(
-    prototype: Op,
+/// Wraps a typed one-input operator for the runtime.
+pub(crate) fn one_input_operator<In: Data, Out: Data, Op: OneInputOperator<In, Out>>(
+    op: Op,
+) -> Box<dyn StreamOperator> {
+    typed_operator::<Out, _>(OneInput(op, PhantomData))
+}
+
+/// A factory that builds `make(prototype.clone())` for every subtask (no
+/// `Sync` bound on user code).
+pub(crate) fn cloning_factory<P: Clone + Send + 'static>(
+    prototype: P,
+    make: fn(P) -> Box<dyn StreamOperator>,
 ) -> OperatorFactory {
     let prototype = Arc::new(Mutex::new(prototype));
     Arc::new(move |_info: &OperatorInfo| {
@@ -401,6 +465,13 @@ pub(crate) fn one_input_factory<In: Data, Out: Data, Op: OneInputOperator<In, Ou
             .lock()
             .map_err(|_| "operator prototype lock poisoned by an earlier panic")?
             .clone();
-        Ok(one_input_operator::<In, Out, Op>(op))
+        Ok(make(op))
     })
+}
+
+/// A factory that clones `prototype` for every subtask.
+pub(crate) fn one_input_factory<In: Data, Out: Data, Op: OneInputOperator<In, Out>>(
+    prototype: Op,
+) -> OperatorFactory {
+    cloning_factory(prototype, one_input_operator::<In, Out, Op>)
 }

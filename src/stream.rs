@@ -632,6 +632,19 @@ impl<T: Data> DataStream<T> {
         DataStream::from_vertex(self.env, vertex)
     }
 
+    /// Adds a [`TwoInputOperator`](crate::TwoInputOperator) fed by this
+    /// stream (its first input) and `other` (its second), as Flink's
+    /// `connect(other).transform(..)`.
+    pub fn transform_two_inputs<B: Data, U: Data, Op: crate::TwoInputOperator<T, B, U>>(
+        self,
+        other: DataStream<B>,
+        name: &str,
+        operator: Op,
+    ) -> DataStream<U> {
+        let factory = two_input_factory::<T, B, U, _>(operator);
+        self.add_two_input(other, name, factory)
+    }
+
     /// Connects this stream with a broadcast stream.
     pub fn connect<B: Data>(self, broadcast: BroadcastStream<B>) -> BroadcastConnectedStream<T, B> {
         BroadcastConnectedStream {

@@ -61,6 +61,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use weir::Lifecycle;
 
 use weir::keys::{key_group, KeyGroupRange};
 use weir::runtime::checkpoint::format::{self, FileKind};
@@ -178,12 +179,28 @@ impl Feed {
     }
 }
 
-impl Source<Rec> for Feed {
+impl Lifecycle for Feed {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         self.subtask = ctx.subtask_index();
         Ok(())
     }
 
+    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        ctx.write_raw_state(self.emitted.to_string().into_bytes());
+        self.snapshots += 1;
+        if let Some(flag) = &self.on_snapshot {
+            flag.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        self.completed.lock().unwrap().push(checkpoint_id);
+        Ok(())
+    }
+}
+
+impl Source<Rec> for Feed {
     fn poll_next(&mut self, out: &mut Vec<Rec>, max: usize) -> Result<SourceStatus, UserError> {
         let plan = &self.plan[self.subtask];
         while out.len() < max && self.phase < plan.len() {
@@ -215,20 +232,6 @@ impl Source<Rec> for Feed {
             SourceStatus::More
         })
     }
-
-    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        ctx.write_raw_state(self.emitted.to_string().into_bytes());
-        self.snapshots += 1;
-        if let Some(flag) = &self.on_snapshot {
-            flag.store(true, Ordering::SeqCst);
-        }
-        Ok(())
-    }
-
-    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
-        self.completed.lock().unwrap().push(checkpoint_id);
-        Ok(())
-    }
 }
 
 /// The id of record `n` of subtask `subtask` of a [`Ticker`].
@@ -256,12 +259,29 @@ impl Ticker {
     }
 }
 
-impl Source<Rec> for Ticker {
+impl Lifecycle for Ticker {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         self.subtask = ctx.subtask_index();
         Ok(())
     }
 
+    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        ctx.write_raw_state(self.next.to_string().into_bytes());
+        Ok(())
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        self.notified
+            .lock()
+            .unwrap()
+            .entry(self.subtask)
+            .or_default()
+            .push(checkpoint_id);
+        Ok(())
+    }
+}
+
+impl Source<Rec> for Ticker {
     fn poll_next(&mut self, out: &mut Vec<Rec>, max: usize) -> Result<SourceStatus, UserError> {
         let told = self
             .notified
@@ -282,21 +302,6 @@ impl Source<Rec> for Ticker {
             self.next += 1;
         }
         Ok(SourceStatus::More)
-    }
-
-    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        ctx.write_raw_state(self.next.to_string().into_bytes());
-        Ok(())
-    }
-
-    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
-        self.notified
-            .lock()
-            .unwrap()
-            .entry(self.subtask)
-            .or_default()
-            .push(checkpoint_id);
-        Ok(())
     }
 }
 
@@ -319,6 +324,8 @@ impl Tally {
         }
     }
 }
+
+impl Lifecycle for Tally {}
 
 impl KeyedProcessFunction<u32, Rec, Tallied> for Tally {
     fn process_element(
@@ -352,12 +359,14 @@ struct Valve {
     subtask: usize,
 }
 
-impl OneInputOperator<Rec, Rec> for Valve {
+impl Lifecycle for Valve {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         self.subtask = ctx.subtask_index();
         Ok(())
     }
+}
 
+impl OneInputOperator<Rec, Rec> for Valve {
     fn process_batch(
         &mut self,
         batch: RecordBatch<Rec>,
@@ -395,13 +404,15 @@ fn split(text: &str) -> Vec<u64> {
         .collect()
 }
 
-impl KeyedBroadcastProcessFunction<u32, Rec, Rec, Tallied> for Pair {
+impl Lifecycle for Pair {
     fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
         let raw = format!("{}|{}", join(&self.main), join(&self.side));
         ctx.write_raw_state(raw.into_bytes());
         Ok(())
     }
+}
 
+impl KeyedBroadcastProcessFunction<u32, Rec, Rec, Tallied> for Pair {
     fn process_element(
         &mut self,
         (key, id): Rec,
@@ -544,62 +555,52 @@ impl Recorder {
     }
 }
 
-impl Sink<Tallied> for Recorder {
+impl Lifecycle for Recorder {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         self.subtask = ctx.subtask_index();
         Ok(())
     }
-    fn write(&mut self, (_, ids): Tallied) -> Result<(), UserError> {
-        self.write_ids(ids);
-        Ok(())
-    }
-    fn write_batch(&mut self, batch: Vec<Tallied>) -> Result<(), UserError> {
-        self.write_ids(batch.into_iter().flat_map(|(_, ids)| ids));
-        Ok(())
-    }
+
     fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
         self.snapshot(ctx)
     }
-    fn finish(&mut self) -> Result<(), UserError> {
-        self.push(Event::Finish);
-        Ok(())
-    }
+
     fn notify_checkpoint_complete(&mut self, id: u64) -> Result<(), UserError> {
         self.push(Event::Complete(id));
         Ok(())
     }
+
     fn notify_checkpoint_aborted(&mut self, id: u64) -> Result<(), UserError> {
         self.push(Event::Aborted(id));
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), UserError> {
+        self.push(Event::Finish);
+        Ok(())
+    }
+}
+
+impl Sink<Tallied> for Recorder {
+    fn write(&mut self, (_, ids): Tallied) -> Result<(), UserError> {
+        self.write_ids(ids);
+        Ok(())
+    }
+
+    fn write_batch(&mut self, batch: Vec<Tallied>) -> Result<(), UserError> {
+        self.write_ids(batch.into_iter().flat_map(|(_, ids)| ids));
         Ok(())
     }
 }
 
 impl Sink<Rec> for Recorder {
-    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
-        self.subtask = ctx.subtask_index();
-        Ok(())
-    }
     fn write(&mut self, (_, id): Rec) -> Result<(), UserError> {
         self.write_ids([id]);
         Ok(())
     }
+
     fn write_batch(&mut self, batch: Vec<Rec>) -> Result<(), UserError> {
         self.write_ids(batch.into_iter().map(|(_, id)| id));
-        Ok(())
-    }
-    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        self.snapshot(ctx)
-    }
-    fn finish(&mut self) -> Result<(), UserError> {
-        self.push(Event::Finish);
-        Ok(())
-    }
-    fn notify_checkpoint_complete(&mut self, id: u64) -> Result<(), UserError> {
-        self.push(Event::Complete(id));
-        Ok(())
-    }
-    fn notify_checkpoint_aborted(&mut self, id: u64) -> Result<(), UserError> {
-        self.push(Event::Aborted(id));
         Ok(())
     }
 }
@@ -831,13 +832,15 @@ impl Loaded {
 #[derive(Clone)]
 struct BatchDecoder(Arc<Mutex<Vec<RecordBatch<Rec>>>>);
 
-impl OneInputOperator<u8, u8> for BatchDecoder {
+impl Lifecycle for BatchDecoder {
     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
         let batches = ListStateDescriptor::<RecordBatch<Rec>>::new("batches");
         *self.0.lock().unwrap() = ctx.operator_state().list(&batches)?.get()?;
         Ok(())
     }
+}
 
+impl OneInputOperator<u8, u8> for BatchDecoder {
     fn process_batch(
         &mut self,
         _batch: RecordBatch<u8>,

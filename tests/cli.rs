@@ -15,6 +15,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use weir::Lifecycle;
 
 use weir::state::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
 use weir::{
@@ -31,6 +32,8 @@ struct Totals {
     amounts: ListStateDescriptor<u64>,
     rules: MapStateDescriptor<String, u64>,
 }
+
+impl Lifecycle for Totals {}
 
 impl KeyedBroadcastProcessFunction<u32, Order, (String, u64), u64> for Totals {
     fn process_element(

@@ -13,6 +13,7 @@
 
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
+use weir::Lifecycle;
 
 use weir::sink::{CollectHandle, Sink};
 use weir::{StreamEnv, UserError};
@@ -109,6 +110,8 @@ fn rendezvous() -> (Rendezvous, Rendezvous) {
     };
     (sink(to_b, a_hears), sink(to_a, b_hears))
 }
+
+impl Lifecycle for Rendezvous {}
 
 impl Sink<u64> for Rendezvous {
     fn write(&mut self, record: u64) -> Result<(), UserError> {

@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use weir::Lifecycle;
 
 use serde::{Deserialize, Serialize};
 use weir::source::{Source, SourceStatus};
@@ -68,6 +69,8 @@ struct Probe {
     /// Set when the first timer fires.
     fired: Option<Arc<AtomicBool>>,
 }
+
+impl Lifecycle for Probe {}
 
 impl KeyedProcessFunction<u32, Event, Call> for Probe {
     fn process_element(
@@ -161,6 +164,8 @@ fn every_timer_fires_at_the_end_of_input() {
 /// Registers an event-time timer at 5 for every record (no timestamps needed).
 #[derive(Clone)]
 struct AtFive;
+
+impl Lifecycle for AtFive {}
 
 impl KeyedProcessFunction<u32, u32, (u32, i64)> for AtFive {
     fn process_element(
@@ -355,6 +360,8 @@ struct CountAtTimer {
 
 const WINDOW: i64 = 25;
 
+impl Lifecycle for CountAtTimer {}
+
 impl KeyedProcessFunction<u32, (u32, i64), (u32, i64, u64)> for CountAtTimer {
     fn process_element(
         &mut self,
@@ -462,6 +469,8 @@ struct QuietSource {
     deadline: Option<Instant>,
     ended_by_timer: Arc<Mutex<Option<bool>>>,
 }
+
+impl Lifecycle for QuietSource {}
 
 impl Source<Event> for QuietSource {
     fn parallelism(&self) -> Option<usize> {

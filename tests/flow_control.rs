@@ -15,6 +15,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use weir::Lifecycle;
 
 use weir::sink::Sink;
 use weir::{StreamEnv, UserError};
@@ -31,6 +32,8 @@ impl SlowSink {
         self.largest_batch.load(Ordering::SeqCst)
     }
 }
+
+impl Lifecycle for SlowSink {}
 
 impl Sink<u64> for SlowSink {
     fn write(&mut self, record: u64) -> Result<(), UserError> {
@@ -148,6 +151,8 @@ struct Outstanding {
     consumed: Arc<AtomicU64>,
     largest: Arc<AtomicU64>,
 }
+
+impl Lifecycle for Outstanding {}
 
 impl Sink<u64> for Outstanding {
     fn write(&mut self, record: u64) -> Result<(), UserError> {

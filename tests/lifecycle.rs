@@ -19,6 +19,7 @@
 
 use std::future::Future;
 use std::sync::{mpsc, Arc, Mutex};
+use weir::Lifecycle;
 
 use weir::sink::Sink;
 use weir::{
@@ -124,19 +125,21 @@ struct FinishLog {
     written: usize,
 }
 
-impl Sink<u64> for FinishLog {
+impl Lifecycle for FinishLog {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         self.subtask = ctx.subtask_index();
         Ok(())
     }
 
-    fn write(&mut self, _record: u64) -> Result<(), UserError> {
-        self.written += 1;
-        Ok(())
-    }
-
     fn finish(&mut self) -> Result<(), UserError> {
         self.log.lock().unwrap().push((self.subtask, self.written));
+        Ok(())
+    }
+}
+
+impl Sink<u64> for FinishLog {
+    fn write(&mut self, _record: u64) -> Result<(), UserError> {
+        self.written += 1;
         Ok(())
     }
 }
@@ -174,6 +177,8 @@ fn a_sink_is_finished_even_when_no_record_arrives() {
 struct CountAtEnd {
     count: u64,
 }
+
+impl Lifecycle for CountAtEnd {}
 
 impl OneInputOperator<u64, u64> for CountAtEnd {
     fn process_batch(
@@ -231,6 +236,8 @@ fn records_emitted_at_end_of_input_cross_the_network() {
 struct SumAtEnd {
     sum: u64,
 }
+
+impl Lifecycle for SumAtEnd {}
 
 impl ProcessFunction<u64, u64> for SumAtEnd {
     fn process_element(
@@ -316,6 +323,8 @@ fn a_panic_after_a_rebalance_names_the_receiving_subtask() {
 #[derive(Clone)]
 struct RejectSeven;
 
+impl Lifecycle for RejectSeven {}
+
 impl ProcessFunction<u64, u64> for RejectSeven {
     fn process_element(
         &mut self,
@@ -352,13 +361,15 @@ fn an_error_returned_by_a_process_function_fails_the_job() {
 #[derive(Clone)]
 struct FailingFinish;
 
+impl Lifecycle for FailingFinish {
+    fn finish(&mut self) -> Result<(), UserError> {
+        Err("flush failed".into())
+    }
+}
+
 impl Sink<u64> for FailingFinish {
     fn write(&mut self, _record: u64) -> Result<(), UserError> {
         Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), UserError> {
-        Err("flush failed".into())
     }
 }
 
@@ -403,6 +414,8 @@ fn a_source_that_cannot_open_its_file_stops_the_job_before_it_starts_naming_the_
 /// A sink whose every write fails with the error `make` returns.
 #[derive(Clone)]
 struct FailingSink(fn() -> UserError);
+
+impl Lifecycle for FailingSink {}
 
 impl Sink<u64> for FailingSink {
     fn write(&mut self, _record: u64) -> Result<(), UserError> {
@@ -545,6 +558,8 @@ struct SignalFirstRecord {
     first: Option<mpsc::Sender<()>>,
 }
 
+impl Lifecycle for SignalFirstRecord {}
+
 impl Sink<u64> for SignalFirstRecord {
     fn write(&mut self, _record: u64) -> Result<(), UserError> {
         if let Some(tx) = self.first.take() {
@@ -651,4 +666,314 @@ fn the_text_file_source_skips_a_byte_order_mark() {
         lines.take(),
         vec!["first".to_string(), "second".to_string()]
     );
+}
+
+/// Every kind of operator hears every lifecycle hook: one recorder type
+/// plays a source, a process function, a keyed process function, both
+/// broadcast functions, a one- and a two-input operator, a sink and a
+/// two-phase-commit sink, in a checkpointed job with one aborted checkpoint.
+mod every_hook {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use weir::ops::broadcast_process::{
+        BroadcastContext, BroadcastProcessFunction, KeyedBroadcastContext,
+        KeyedBroadcastProcessFunction, ReadOnlyBroadcastContext,
+    };
+    use weir::sink::{Sink, TwoPhaseCommit, TwoPhaseCommitSink};
+    use weir::source::{Source, SourceStatus};
+    use weir::state::{MapStateDescriptor, StateInitContext, StateSnapshotContext};
+    use weir::testing::Faults;
+    use weir::{
+        CheckpointConfig, Collector, KeyedContext, KeyedProcessFunction, Lifecycle,
+        OneInputOperator, ProcessContext, ProcessFunction, RecordBatch, RestartStrategy,
+        RuntimeContext, StreamEnv, TwoInputOperator, UserError,
+    };
+
+    type Heard = Arc<Mutex<BTreeMap<&'static str, BTreeSet<&'static str>>>>;
+
+    /// Records which hooks reached it, as the kind of operator it plays.
+    #[derive(Clone)]
+    struct Hooks {
+        kind: &'static str,
+        heard: Heard,
+        next: u64,
+    }
+
+    impl Hooks {
+        fn new(kind: &'static str, heard: &Heard) -> Self {
+            Hooks {
+                kind,
+                heard: heard.clone(),
+                next: 0,
+            }
+        }
+
+        fn hear(&self, hook: &'static str) -> Result<(), UserError> {
+            self.heard
+                .lock()
+                .unwrap()
+                .entry(self.kind)
+                .or_default()
+                .insert(hook);
+            Ok(())
+        }
+    }
+
+    impl Lifecycle for Hooks {
+        fn initialize_state(&mut self, _ctx: &mut StateInitContext) -> Result<(), UserError> {
+            self.hear("initialize_state")
+        }
+
+        fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
+            self.hear("open")
+        }
+
+        fn snapshot_state(&mut self, _ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+            self.hear("snapshot_state")
+        }
+
+        fn notify_checkpoint_complete(&mut self, _id: u64) -> Result<(), UserError> {
+            self.hear("notify_checkpoint_complete")
+        }
+
+        fn notify_checkpoint_aborted(&mut self, _id: u64) -> Result<(), UserError> {
+            self.hear("notify_checkpoint_aborted")
+        }
+
+        fn finish(&mut self) -> Result<(), UserError> {
+            self.hear("finish")
+        }
+
+        fn close(&mut self) -> Result<(), UserError> {
+            self.hear("close")
+        }
+    }
+
+    impl Source<u64> for Hooks {
+        fn parallelism(&self) -> Option<usize> {
+            Some(1)
+        }
+
+        fn poll_next(
+            &mut self,
+            out: &mut Vec<u64>,
+            _max: usize,
+        ) -> Result<SourceStatus, UserError> {
+            // A few records per poll and a pause: the job lives through checkpoints.
+            std::thread::sleep(Duration::from_millis(1));
+            out.extend(self.next..self.next + 4);
+            self.next += 4;
+            Ok(if self.next >= 400 {
+                SourceStatus::Finished
+            } else {
+                SourceStatus::More
+            })
+        }
+    }
+
+    impl ProcessFunction<u64, u64> for Hooks {
+        fn process_element(
+            &mut self,
+            v: u64,
+            _: &mut ProcessContext,
+            out: &mut Collector<u64>,
+        ) -> Result<(), UserError> {
+            out.collect(v);
+            Ok(())
+        }
+    }
+
+    impl KeyedProcessFunction<u64, u64, u64> for Hooks {
+        fn process_element(
+            &mut self,
+            v: u64,
+            _: &mut KeyedContext<u64>,
+            out: &mut Collector<u64>,
+        ) -> Result<(), UserError> {
+            out.collect(v);
+            Ok(())
+        }
+    }
+
+    impl BroadcastProcessFunction<u64, u64, u64> for Hooks {
+        fn process_element(
+            &mut self,
+            v: u64,
+            _: &mut ReadOnlyBroadcastContext,
+            out: &mut Collector<u64>,
+        ) -> Result<(), UserError> {
+            out.collect(v);
+            Ok(())
+        }
+
+        fn process_broadcast_element(
+            &mut self,
+            _: u64,
+            _: &mut BroadcastContext,
+            _: &mut Collector<u64>,
+        ) -> Result<(), UserError> {
+            Ok(())
+        }
+    }
+
+    impl KeyedBroadcastProcessFunction<u64, u64, u64, u64> for Hooks {
+        fn process_element(
+            &mut self,
+            v: u64,
+            _: &mut KeyedContext<u64>,
+            out: &mut Collector<u64>,
+        ) -> Result<(), UserError> {
+            out.collect(v);
+            Ok(())
+        }
+
+        fn process_broadcast_element(
+            &mut self,
+            _: u64,
+            _: &mut KeyedBroadcastContext<u64>,
+            _: &mut Collector<u64>,
+        ) -> Result<(), UserError> {
+            Ok(())
+        }
+    }
+
+    impl OneInputOperator<u64, u64> for Hooks {
+        fn process_batch(
+            &mut self,
+            batch: RecordBatch<u64>,
+            out: &mut Collector<u64>,
+        ) -> Result<(), UserError> {
+            out.collect_batch(batch);
+            Ok(())
+        }
+    }
+
+    impl TwoInputOperator<u64, u64, u64> for Hooks {
+        fn process_batch1(
+            &mut self,
+            batch: RecordBatch<u64>,
+            out: &mut Collector<u64>,
+        ) -> Result<(), UserError> {
+            out.collect_batch(batch);
+            Ok(())
+        }
+
+        fn process_batch2(
+            &mut self,
+            batch: RecordBatch<u64>,
+            out: &mut Collector<u64>,
+        ) -> Result<(), UserError> {
+            out.collect_batch(batch);
+            Ok(())
+        }
+    }
+
+    impl Sink<u64> for Hooks {
+        fn write(&mut self, _: u64) -> Result<(), UserError> {
+            Ok(())
+        }
+    }
+
+    impl TwoPhaseCommitSink<u64> for Hooks {
+        type Transaction = u64;
+
+        fn begin_transaction(&mut self) -> Result<u64, UserError> {
+            Ok(0)
+        }
+
+        fn write(&mut self, _: &mut u64, _: u64) -> Result<(), UserError> {
+            Ok(())
+        }
+
+        fn pre_commit(&mut self, _: &mut u64) -> Result<(), UserError> {
+            Ok(())
+        }
+
+        fn commit(&mut self, _: u64) -> Result<(), UserError> {
+            Ok(())
+        }
+
+        fn abort(&mut self, _: u64) -> Result<(), UserError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_hook_reaches_every_kind_of_operator() {
+        let heard = Heard::default();
+        let env = StreamEnv::with_parallelism(2);
+        env.set_checkpoint_config(CheckpointConfig {
+            interval: Some(Duration::from_millis(10)),
+            tolerable_failures: 100,
+            ..CheckpointConfig::default()
+        });
+        env.set_restart_strategy(RestartStrategy::NoRestart);
+        let faults = Arc::new(Faults::new());
+        faults.fail_snapshot(2);
+        env.set_faults(faults);
+        let hooks = |kind| Hooks::new(kind, &heard);
+        let rules = MapStateDescriptor::<u64, u64>::new("rules");
+        let broadcast = || {
+            env.from_collection(vec![1u64])
+                .uid("rules")
+                .broadcast_state(std::slice::from_ref(&rules))
+        };
+        let numbers = env
+            .add_source(hooks("source"))
+            .uid("source")
+            .process(hooks("process"))
+            .uid("process")
+            .key_by(|v: &u64| v % 7)
+            .process(hooks("keyed process"))
+            .uid("keyed-process")
+            .transform("one input", hooks("one input"))
+            .uid("one-input");
+        let through_broadcast = numbers
+            .clone()
+            .connect(broadcast())
+            .process(hooks("broadcast process"))
+            .uid("broadcast-process");
+        let through_keyed_broadcast = numbers
+            .clone()
+            .key_by(|v: &u64| v % 5)
+            .connect(
+                env.from_collection(vec![2u64])
+                    .uid("more-rules")
+                    .broadcast_state(std::slice::from_ref(&rules)),
+            )
+            .process(hooks("keyed broadcast process"))
+            .uid("keyed-broadcast-process");
+        through_broadcast
+            .transform_two_inputs(through_keyed_broadcast, "two input", hooks("two input"))
+            .uid("two-input")
+            .add_sink(hooks("sink"))
+            .uid("sink");
+        numbers
+            .add_sink(TwoPhaseCommit::new(hooks("two-phase-commit sink")))
+            .uid("two-phase-commit-sink");
+        let result = env.execute_blocking("every hook").unwrap();
+        assert!(
+            result.checkpoints.iter().any(|c| c.failure.is_some()),
+            "one checkpoint aborted"
+        );
+        let every: BTreeSet<&str> = [
+            "initialize_state",
+            "open",
+            "snapshot_state",
+            "notify_checkpoint_complete",
+            "notify_checkpoint_aborted",
+            "finish",
+            "close",
+        ]
+        .into();
+        let heard = heard.lock().unwrap();
+        let kinds: Vec<&str> = heard.keys().copied().collect();
+        assert_eq!(kinds.len(), 9, "{kinds:?}");
+        for (kind, hooks) in heard.iter() {
+            let missing: Vec<&&str> = every.difference(hooks).collect();
+            assert!(missing.is_empty(), "{kind} did not hear {missing:?}");
+        }
+    }
 }

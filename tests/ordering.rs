@@ -10,6 +10,7 @@
 //! The collecting sink keeps the order of each of its subtasks, and the
 //! [`ProcessFunction`] below tags records with the subtask that received them.
 
+use weir::Lifecycle;
 use weir::{Collector, ProcessContext, ProcessFunction, StreamEnv, UserError};
 
 const N: u64 = 100_000;
@@ -17,6 +18,8 @@ const N: u64 = 100_000;
 /// Emits `(index of the receiving subtask, record)`.
 #[derive(Clone)]
 struct Tag;
+
+impl Lifecycle for Tag {}
 
 impl ProcessFunction<u64, (usize, u64)> for Tag {
     fn process_element(

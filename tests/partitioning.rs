@@ -14,6 +14,7 @@
 //!   stream unioned with itself).
 
 use std::collections::{BTreeMap, BTreeSet};
+use weir::Lifecycle;
 
 use weir::keys::{key_group, KeyGroupRange};
 use weir::{
@@ -24,6 +25,8 @@ use weir::{
 /// Emits `(index of the receiving subtask, record)`.
 #[derive(Clone)]
 struct Tag;
+
+impl Lifecycle for Tag {}
 
 impl<T> ProcessFunction<T, (usize, T)> for Tag
 where

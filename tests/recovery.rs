@@ -232,10 +232,12 @@ mod aligned_timeout {
     use std::time::Duration;
 
     use weir::sink::Sink;
-    use weir::{CheckpointConfig, RestartStrategy, StreamEnv, UserError};
+    use weir::{CheckpointConfig, Lifecycle, RestartStrategy, StreamEnv, UserError};
 
     #[derive(Clone)]
     struct Slow;
+
+    impl Lifecycle for Slow {}
 
     impl Sink<u64> for Slow {
         fn write(&mut self, _record: u64) -> Result<(), UserError> {

@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use weir::Lifecycle;
 
 use weir::runtime::checkpoint::metadata::SubtaskStateMetadata;
 use weir::runtime::checkpoint::{
@@ -53,6 +54,8 @@ impl Counter {
 
 /// (key, count, list length, map length)
 type Reply = (u32, u64, usize, usize);
+
+impl Lifecycle for Counter {}
 
 impl KeyedProcessFunction<u32, (u32, u32), Reply> for Counter {
     fn process_element(
@@ -346,6 +349,8 @@ fn state_ten_times_the_configured_memory_is_kept_and_read_back() {
     let backend = rocksdb(&root.path().join("local"));
     #[derive(Clone)]
     struct Big(ValueStateDescriptor<Vec<u8>>);
+    impl Lifecycle for Big {}
+
     impl KeyedProcessFunction<u32, (u32, bool), (u32, u8)> for Big {
         fn process_element(
             &mut self,

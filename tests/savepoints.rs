@@ -148,6 +148,7 @@ mod every_state_kind {
 
     use std::collections::BTreeSet;
     use std::sync::{Arc, Mutex};
+    use weir::Lifecycle;
 
     use weir::state::{
         AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
@@ -175,9 +176,11 @@ mod every_state_kind {
         fn create_accumulator(&self) -> u64 {
             0
         }
+
         fn add(&self, _value: u64, acc: &mut u64) {
             *acc += 1;
         }
+
         fn get_result(&self, acc: &u64) -> u64 {
             *acc
         }
@@ -191,6 +194,8 @@ mod every_state_kind {
         reduced: ReducingStateDescriptor<u64>,
         aggregated: AggregatingStateDescriptor<Counter>,
     }
+
+    impl Lifecycle for EveryKind {}
 
     impl KeyedProcessFunction<u64, u64, Line> for EveryKind {
         fn process_element(
@@ -252,7 +257,7 @@ mod every_state_kind {
         ListStateDescriptor::new("tags")
     }
 
-    impl ProcessFunction<u64, u64> for UnionTags {
+    impl Lifecycle for UnionTags {
         fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
             if ctx.is_restored() {
                 let restored: BTreeSet<(u64, u64)> = ctx
@@ -267,6 +272,11 @@ mod every_state_kind {
             Ok(())
         }
 
+        fn open(&mut self, ctx: &weir::RuntimeContext) -> Result<(), UserError> {
+            self.subtask = ctx.subtask_index() as u64;
+            Ok(())
+        }
+
         fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
             let mut all = self.tags.clone();
             all.insert((self.run, self.subtask));
@@ -274,12 +284,9 @@ mod every_state_kind {
             ctx.operator_state().union_list(&tags())?.update(&all)?;
             Ok(())
         }
+    }
 
-        fn open(&mut self, ctx: &weir::RuntimeContext) -> Result<(), UserError> {
-            self.subtask = ctx.subtask_index() as u64;
-            Ok(())
-        }
-
+    impl ProcessFunction<u64, u64> for UnionTags {
         fn process_element(
             &mut self,
             value: u64,
@@ -391,6 +398,7 @@ mod broadcast_state_and_timers {
     use std::collections::{BTreeMap, BTreeSet};
     use std::path::{Path, PathBuf};
     use std::sync::{Arc, Mutex};
+    use weir::Lifecycle;
 
     use serde::{Deserialize, Serialize};
     use weir::inspect::StateReportKind;
@@ -434,6 +442,8 @@ mod broadcast_state_and_timers {
         rules: MapStateDescriptor<String, u64>,
         seen: Arc<Mutex<Seen>>,
     }
+
+    impl Lifecycle for RulesAndTimers {}
 
     impl KeyedBroadcastProcessFunction<u64, u64, (String, u64), Event> for RulesAndTimers {
         fn process_element(
@@ -675,6 +685,7 @@ mod uid_rules {
     use std::collections::BTreeMap;
     use std::path::{Path, PathBuf};
     use std::sync::{Arc, Mutex};
+    use weir::Lifecycle;
 
     use weir::state::ValueStateDescriptor;
     use weir::{Collector, KeyedContext, KeyedProcessFunction, StreamEnv, UserError, Verdict};
@@ -695,6 +706,8 @@ mod uid_rules {
         n: ValueStateDescriptor<u64>,
         seen: Seen,
     }
+
+    impl Lifecycle for Count {}
 
     impl<K: weir::state::Key> KeyedProcessFunction<K, u64, u64> for Count {
         fn process_element(

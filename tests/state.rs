@@ -45,6 +45,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use weir::Lifecycle;
 
 use serde::{Deserialize, Serialize};
 use weir::keys::{key_group, KeyGroupRange};
@@ -78,10 +79,12 @@ impl AggregateFunction for Average {
     fn create_accumulator(&self) -> (u64, u64) {
         (0, 0)
     }
+
     fn add(&self, value: u64, acc: &mut (u64, u64)) {
         acc.0 += value;
         acc.1 += 1;
     }
+
     fn get_result(&self, acc: &(u64, u64)) -> f64 {
         acc.0 as f64 / acc.1 as f64
     }
@@ -177,6 +180,8 @@ impl AllStates {
         }
     }
 }
+
+impl Lifecycle for AllStates {}
 
 impl KeyedProcessFunction<String, (String, Op), Reply> for AllStates {
     fn process_element(
@@ -615,6 +620,13 @@ struct TwoDeclarations<A, B> {
     second: B,
 }
 
+impl<A, B> Lifecycle for TwoDeclarations<A, B>
+where
+    A: weir::state::StateDescriptor + Clone + Send + 'static,
+    B: weir::state::StateDescriptor + Clone + Send + 'static,
+{
+}
+
 impl<A, B> KeyedProcessFunction<u32, u32, u64> for TwoDeclarations<A, B>
 where
     A: weir::state::StateDescriptor + Clone + Send + 'static,
@@ -699,6 +711,8 @@ fn a_name_declared_with_another_kind_or_type_is_a_mismatch_naming_the_state() {
 #[derive(Clone)]
 struct Count<D>(D);
 
+impl Lifecycle for Count<ValueStateDescriptor<u64>> {}
+
 impl KeyedProcessFunction<u32, u32, u64> for Count<ValueStateDescriptor<u64>> {
     fn process_element(
         &mut self,
@@ -713,6 +727,8 @@ impl KeyedProcessFunction<u32, u32, u64> for Count<ValueStateDescriptor<u64>> {
         Ok(())
     }
 }
+
+impl Lifecycle for Count<ValueStateDescriptor<String>> {}
 
 impl KeyedProcessFunction<u32, u32, u64> for Count<ValueStateDescriptor<String>> {
     fn process_element(
@@ -767,6 +783,8 @@ fn restored_state_opened_with_another_type_is_a_mismatch_naming_the_state() {
 fn two_descriptors_with_the_same_name_and_type_share_the_state() {
     #[derive(Clone)]
     struct Twins(ValueStateDescriptor<u64>, ValueStateDescriptor<u64>);
+    impl Lifecycle for Twins {}
+
     impl KeyedProcessFunction<u32, u32, (u64, u64)> for Twins {
         fn process_element(
             &mut self,
@@ -874,6 +892,8 @@ impl Everything {
         }
     }
 }
+
+impl Lifecycle for Everything {}
 
 impl KeyedProcessFunction<u32, (u32, u64), Report> for Everything {
     fn process_element(
@@ -1270,7 +1290,7 @@ impl Buffering {
     }
 }
 
-impl ProcessFunction<Input, Restored> for Buffering {
+impl Lifecycle for Buffering {
     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
         let runtime = ctx.runtime();
         self.subtask = (runtime.subtask_index(), runtime.parallelism());
@@ -1293,6 +1313,15 @@ impl ProcessFunction<Input, Restored> for Buffering {
         Ok(())
     }
 
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
+        assert_eq!(
+            (ctx.subtask_index(), ctx.parallelism()),
+            self.subtask,
+            "initialize_state runs before open, with the same runtime"
+        );
+        Ok(())
+    }
+
     fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
         let (i, p) = self.subtask;
         ctx.operator_state()
@@ -1304,16 +1333,9 @@ impl ProcessFunction<Input, Restored> for Buffering {
         ctx.write_raw_state(format!("raw of {i}/{p} at {}", ctx.checkpoint_id()).into_bytes());
         Ok(())
     }
+}
 
-    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
-        assert_eq!(
-            (ctx.subtask_index(), ctx.parallelism()),
-            self.subtask,
-            "initialize_state runs before open, with the same runtime"
-        );
-        Ok(())
-    }
-
+impl ProcessFunction<Input, Restored> for Buffering {
     fn process_element(
         &mut self,
         input: Input,
@@ -1430,12 +1452,15 @@ fn operator_list_state_is_split_evenly_or_unioned_and_raw_state_stays_by_index()
 fn an_operator_list_state_opened_in_both_modes_is_a_mismatch() {
     #[derive(Clone)]
     struct Both(ListStateDescriptor<u64>);
-    impl ProcessFunction<u64, u64> for Both {
+    impl Lifecycle for Both {
         fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
             ctx.operator_state().list(&self.0)?;
             ctx.operator_state().union_list(&self.0)?;
             Ok(())
         }
+    }
+
+    impl ProcessFunction<u64, u64> for Both {
         fn process_element(
             &mut self,
             _value: u64,
@@ -1514,6 +1539,8 @@ impl TimerProbe {
         })
     }
 }
+
+impl Lifecycle for TimerProbe {}
 
 impl KeyedProcessFunction<String, (String, TimerCmd), Seen> for TimerProbe {
     fn process_element(
@@ -1899,9 +1926,11 @@ impl AggregateFunction for Stats {
     fn create_accumulator(&self) -> Self::Acc {
         (0, 0, 0, 0)
     }
+
     fn add(&self, (key, value): (u64, u64), acc: &mut Self::Acc) {
         *acc = (key, acc.1 + 1, acc.2 + value, acc.3.max(value));
     }
+
     fn get_result(&self, acc: &Self::Acc) -> Self::Out {
         *acc
     }
@@ -2032,6 +2061,8 @@ struct KeysThenWait {
     ended_by_done: Arc<Mutex<Option<bool>>>,
 }
 
+impl Lifecycle for KeysThenWait {}
+
 impl Source<u32> for KeysThenWait {
     fn parallelism(&self) -> Option<usize> {
         Some(1)
@@ -2065,6 +2096,8 @@ struct WallClock {
     fired: Arc<AtomicUsize>,
     done: Arc<AtomicBool>,
 }
+
+impl Lifecycle for WallClock {}
 
 impl KeyedProcessFunction<u32, u32, (u32, i64, String, i64)> for WallClock {
     fn process_element(
@@ -2168,18 +2201,22 @@ macro_rules! every_backend {
         mod heap {
             $( #[test] fn $test() { super::$test() } )*
         }
+
         #[cfg(feature = "rocksdb")]
         mod rocksdb_full {
             $( #[test] fn $test() { super::with_rocksdb(false, super::$test) } )*
         }
+
         #[cfg(feature = "rocksdb")]
         mod rocksdb_incremental {
             $( #[test] fn $test() { super::with_rocksdb(true, super::$test) } )*
         }
+
         #[cfg(feature = "rocksdb")]
         mod rocksdb_uncached {
             $( #[test] fn $test() { super::with_rocksdb_entry_cache(0, super::$test) } )*
         }
+
         #[cfg(feature = "rocksdb")]
         mod rocksdb_evicting {
             $( #[test] fn $test() { super::with_rocksdb_entry_cache(300, super::$test) } )*

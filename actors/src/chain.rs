@@ -305,6 +305,9 @@ impl Chain {
 
     /// Tells every operator that checkpoint `id` was aborted.
     pub fn notify_aborted(&mut self, id: u64) -> Result<(), Failure> {
+        if let Some(source) = self.source.as_mut() {
+            guarded(&source.info, || source.logic.notify_checkpoint_aborted(id))?;
+        }
         for op in &mut self.operators {
             guarded(&op.info, || op.logic.notify_checkpoint_aborted(id))?;
         }

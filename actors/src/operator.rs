@@ -118,21 +118,25 @@ pub trait StreamOperator: Send + 'static {
     ) -> Result<(), UserError> {
         Ok(())
     }
+
     /// Takes the synchronous part of a snapshot (short: no serialisation) and
     /// returns the rest, which runs off the processing path.
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
         Ok(PendingSnapshot::ready(OperatorSnapshot::default()))
     }
+
     /// The same for a savepoint: the state must be self-contained and in its
     /// canonical format (no reference to files shared with checkpoints, so
     /// that it outlives them and any state backend can read it).
     fn snapshot_savepoint(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
         self.snapshot_state(checkpoint_id)
     }
+
     /// Called once before the first batch.
     fn open(&mut self, _info: &OperatorInfo) -> Result<(), UserError> {
         Ok(())
     }
+
     /// Processes one batch that arrived on input `input` (0 for one-input operators).
     fn process_batch(
         &mut self,
@@ -150,28 +154,34 @@ pub trait StreamOperator: Send + 'static {
         out.emit_watermark(watermark);
         Ok(())
     }
+
     /// The earliest processing time (ms since the epoch) at which the operator
     /// wants [`StreamOperator::on_processing_time`] called, if any.
     fn next_processing_time(&self) -> Option<i64> {
         None
     }
+
     /// Processing time reached `now` (at or after what `next_processing_time` asked).
     fn on_processing_time(&mut self, _now: i64, _out: &mut dyn Emitter) -> Result<(), UserError> {
         Ok(())
     }
+
     /// Input `input` has ended: no batch will arrive on it again.
     fn end_input(&mut self, _input: usize, _out: &mut dyn Emitter) -> Result<(), UserError> {
         Ok(())
     }
+
     /// Checkpoint `checkpoint_id` is complete: everything this operator
     /// snapshotted for it is durable (a sink commits here).
     fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
         Ok(())
     }
+
     /// Checkpoint `checkpoint_id` will never complete (a sink aborts what it pre-committed for it).
     fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
         Ok(())
     }
+
     /// Called once after every input ended and the last output was emitted
     /// (and, with checkpointing, after the final checkpoint completed).
     fn close(&mut self) -> Result<(), UserError> {
@@ -198,14 +208,17 @@ pub trait SourceOperator: Send + 'static {
     ) -> Result<(), UserError> {
         Ok(())
     }
+
     /// Snapshots the read position (synchronous part; the rest is returned).
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot, UserError> {
         Ok(PendingSnapshot::ready(OperatorSnapshot::default()))
     }
+
     /// Called once before the first poll.
     fn open(&mut self, _info: &OperatorInfo) -> Result<(), UserError> {
         Ok(())
     }
+
     /// Emits at most `max_records` records (usually one batch).
     fn poll_batch(
         &mut self,
@@ -216,6 +229,12 @@ pub trait SourceOperator: Send + 'static {
     fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
         Ok(())
     }
+
+    /// Checkpoint `checkpoint_id` will never complete.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
+
     /// Called once after the source finished (and, with checkpointing, after
     /// the final checkpoint completed).
     fn close(&mut self) -> Result<(), UserError> {

@@ -3,11 +3,13 @@
 //!
 //! ```
 //! use weir::state::MapStateDescriptor;
-//! use weir::{BroadcastContext, BroadcastProcessFunction, Collector, ReadOnlyBroadcastContext, StreamEnv, UserError};
+//! use weir::{BroadcastContext, BroadcastProcessFunction, Collector, Lifecycle, ReadOnlyBroadcastContext, StreamEnv, UserError};
 //!
 //! /// Tags words with the label the broadcast side last set for them.
 //! #[derive(Clone)]
 //! struct Label { labels: MapStateDescriptor<String, String> }
+//!
+//! impl Lifecycle for Label {}
 //!
 //! impl BroadcastProcessFunction<String, (String, String), String> for Label {
 //!     fn process_element(&mut self, word: String, ctx: &mut ReadOnlyBroadcastContext, out: &mut Collector<String>) -> Result<(), UserError> {
@@ -38,6 +40,7 @@ use super::keyed_process::{KeySelector, KeyedContext};
 use super::two_input::TwoInputOperator;
 use crate::context::RuntimeContext;
 use crate::keys::key_group;
+use crate::lifecycle::{forward_lifecycle, Lifecycle};
 use crate::operator::Collector;
 use crate::state::timers::TimeDomain;
 use crate::state::{
@@ -125,19 +128,7 @@ impl BroadcastContext<'_> {
 
 /// A function over a stream connected with a broadcast stream (as Flink's
 /// `BroadcastProcessFunction`).
-pub trait BroadcastProcessFunction<In, B, Out>: Clone + Send + 'static {
-    /// Called once per instance, before `open`: restore operator state.
-    fn initialize_state(&mut self, _ctx: &mut StateInitContext) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Called at every snapshot (broadcast state is snapshotted by weir).
-    fn snapshot_state(&mut self, _ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Called once per instance before the first record.
-    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
-        Ok(())
-    }
+pub trait BroadcastProcessFunction<In, B, Out>: Lifecycle + Clone + Send + 'static {
     /// A record of the non-broadcast side.
     fn process_element(
         &mut self,
@@ -192,13 +183,7 @@ impl<F> BroadcastProcess<F> {
     }
 }
 
-impl<In, B, Out, F> TwoInputOperator<In, B, Out> for BroadcastProcess<F>
-where
-    In: Send + 'static,
-    B: Send + 'static,
-    Out: Clone + Send + 'static,
-    F: BroadcastProcessFunction<In, B, Out>,
-{
+impl<F: Lifecycle> Lifecycle for BroadcastProcess<F> {
     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
         let store = self.store.get_or_insert_with(Default::default);
         restore_broadcast(&mut store.0, ctx);
@@ -218,6 +203,16 @@ where
         self.function.open(ctx)
     }
 
+    forward_lifecycle!(function: notify_checkpoint_complete, notify_checkpoint_aborted, finish, close);
+}
+
+impl<In, B, Out, F> TwoInputOperator<In, B, Out> for BroadcastProcess<F>
+where
+    In: Send + 'static,
+    B: Send + 'static,
+    Out: Clone + Send + 'static,
+    F: BroadcastProcessFunction<In, B, Out>,
+{
     fn process_batch1(
         &mut self,
         batch: RecordBatch<In>,
@@ -324,19 +319,7 @@ impl<K: Key> KeyedBroadcastContext<'_, K> {
 /// Flink's `KeyedBroadcastProcessFunction`): the keyed side has keyed state,
 /// timers and read-only broadcast state (`ctx.broadcast_state(..)`), the
 /// broadcast side writes broadcast state and may visit all keys' state.
-pub trait KeyedBroadcastProcessFunction<K, In, B, Out>: Clone + Send + 'static {
-    /// Called once per instance, before `open`: restore operator state.
-    fn initialize_state(&mut self, _ctx: &mut StateInitContext) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Called at every snapshot (keyed and broadcast state are snapshotted by weir).
-    fn snapshot_state(&mut self, _ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Called once per instance before the first record.
-    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
-        Ok(())
-    }
+pub trait KeyedBroadcastProcessFunction<K, In, B, Out>: Lifecycle + Clone + Send + 'static {
     /// A record of the keyed side, its key in scope.
     fn process_element(
         &mut self,
@@ -398,14 +381,7 @@ impl<K, In, F> KeyedBroadcastProcess<K, In, F> {
     }
 }
 
-impl<K, In, B, Out, F> TwoInputOperator<In, B, Out> for KeyedBroadcastProcess<K, In, F>
-where
-    K: Key,
-    In: Send + 'static,
-    B: Send + 'static,
-    Out: Clone + Send + 'static,
-    F: KeyedBroadcastProcessFunction<K, In, B, Out>,
-{
+impl<K: Key, In, F: Lifecycle> Lifecycle for KeyedBroadcastProcess<K, In, F> {
     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
         self.keyed.initialize(ctx);
         restore_broadcast(&mut self.broadcast, ctx);
@@ -424,6 +400,23 @@ where
         self.function.open(ctx)
     }
 
+    fn close(&mut self) -> Result<(), UserError> {
+        let closed = self.function.close();
+        self.keyed.close();
+        closed
+    }
+
+    forward_lifecycle!(function: notify_checkpoint_complete, notify_checkpoint_aborted, finish);
+}
+
+impl<K, In, B, Out, F> TwoInputOperator<In, B, Out> for KeyedBroadcastProcess<K, In, F>
+where
+    K: Key,
+    In: Send + 'static,
+    B: Send + 'static,
+    Out: Clone + Send + 'static,
+    F: KeyedBroadcastProcessFunction<K, In, B, Out>,
+{
     fn process_batch1(
         &mut self,
         batch: RecordBatch<In>,
@@ -483,11 +476,6 @@ where
 
     fn on_processing_time(&mut self, now: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
         self.fire(TimeDomain::ProcessingTime, now, out)
-    }
-
-    fn close(&mut self) -> Result<(), UserError> {
-        self.keyed.close();
-        Ok(())
     }
 }
 

@@ -1,5 +1,6 @@
 //! `filter`: keeps the records a predicate accepts, in place.
 
+use crate::lifecycle::Lifecycle;
 use weir_actors::{RecordBatch, UserError};
 
 use crate::operator::{Collector, OneInputOperator};
@@ -7,6 +8,8 @@ use crate::operator::{Collector, OneInputOperator};
 /// Keeps the records for which the predicate returns `true`.
 #[derive(Clone)]
 pub struct Filter<F>(pub F);
+
+impl<F> Lifecycle for Filter<F> {}
 
 impl<T, F> OneInputOperator<T, T> for Filter<F>
 where

@@ -1,5 +1,6 @@
 //! `flat_map`: zero or more output records per input record.
 
+use crate::lifecycle::Lifecycle;
 use weir_actors::{RecordBatch, UserError};
 
 use crate::operator::{Collector, OneInputOperator};
@@ -7,6 +8,8 @@ use crate::operator::{Collector, OneInputOperator};
 /// Emits every item of the iterator the function returns.
 #[derive(Clone)]
 pub struct FlatMap<F>(pub F);
+
+impl<F> Lifecycle for FlatMap<F> {}
 
 impl<In, Out, I, F> OneInputOperator<In, Out> for FlatMap<F>
 where

@@ -7,6 +7,7 @@ use weir_actors::{processing_time_now, RecordBatch, UserError};
 use super::keyed_core::KeyedCore;
 use crate::context::RuntimeContext;
 use crate::keys::key_group;
+use crate::lifecycle::{forward_lifecycle, Lifecycle};
 use crate::operator::{Collector, OneInputOperator};
 use crate::state::timers::{TimeDomain, TimerService};
 use crate::state::{
@@ -111,11 +112,13 @@ impl<K: Key> KeyedContext<'_, K> {
 ///
 /// ```
 /// use weir::state::ValueStateDescriptor;
-/// use weir::{Collector, KeyedContext, KeyedProcessFunction, UserError};
+/// use weir::{Collector, KeyedContext, KeyedProcessFunction, Lifecycle, UserError};
 ///
 /// /// Emits a key once it has been quiet for 10 s of event time.
 /// #[derive(Clone)]
 /// struct Quiet { last: ValueStateDescriptor<i64> }
+///
+/// impl Lifecycle for Quiet {}
 ///
 /// impl KeyedProcessFunction<u32, (u32, i64), u32> for Quiet {
 ///     fn process_element(&mut self, _e: (u32, i64), ctx: &mut KeyedContext<u32>, _out: &mut Collector<u32>) -> Result<(), UserError> {
@@ -135,20 +138,7 @@ impl<K: Key> KeyedContext<'_, K> {
 ///     }
 /// }
 /// ```
-pub trait KeyedProcessFunction<K, In, Out>: Clone + Send + 'static {
-    /// Called once per instance, before `open`: restore operator state.
-    fn initialize_state(&mut self, _ctx: &mut StateInitContext) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Called at every snapshot: bring operator state up to date (keyed state
-    /// and timers are snapshotted by weir).
-    fn snapshot_state(&mut self, _ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Called once per instance before the first record.
-    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
-        Ok(())
-    }
+pub trait KeyedProcessFunction<K, In, Out>: Lifecycle + Clone + Send + 'static {
     /// Handles one record, with its key in scope.
     fn process_element(
         &mut self,
@@ -163,14 +153,6 @@ pub trait KeyedProcessFunction<K, In, Out>: Clone + Send + 'static {
         _ctx: &mut KeyedContext<K>,
         _out: &mut Collector<Out>,
     ) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Checkpoint `checkpoint_id` completed.
-    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Called once after the last record and timer.
-    fn close(&mut self) -> Result<(), UserError> {
         Ok(())
     }
 }
@@ -236,13 +218,7 @@ impl<K: Key, In: Send + 'static, F> KeyedProcess<K, In, F> {
     }
 }
 
-impl<K, In, Out, F> OneInputOperator<In, Out> for KeyedProcess<K, In, F>
-where
-    K: Key,
-    In: Send + 'static,
-    Out: Clone + Send + 'static,
-    F: KeyedProcessFunction<K, In, Out>,
-{
+impl<K: Key, In, F: Lifecycle> Lifecycle for KeyedProcess<K, In, F> {
     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
         self.core.initialize(ctx);
         self.function.initialize_state(ctx)
@@ -258,6 +234,22 @@ where
         self.function.open(ctx)
     }
 
+    fn close(&mut self) -> Result<(), UserError> {
+        let closed = self.function.close();
+        self.core.close();
+        closed
+    }
+
+    forward_lifecycle!(function: notify_checkpoint_complete, notify_checkpoint_aborted, finish);
+}
+
+impl<K, In, Out, F> OneInputOperator<In, Out> for KeyedProcess<K, In, F>
+where
+    K: Key,
+    In: Send + 'static,
+    Out: Clone + Send + 'static,
+    F: KeyedProcessFunction<K, In, Out>,
+{
     fn process_batch(
         &mut self,
         batch: RecordBatch<In>,
@@ -301,15 +293,5 @@ where
 
     fn on_processing_time(&mut self, now: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
         self.fire(TimeDomain::ProcessingTime, now, out)
-    }
-
-    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
-        self.function.notify_checkpoint_complete(checkpoint_id)
-    }
-
-    fn close(&mut self) -> Result<(), UserError> {
-        let closed = self.function.close();
-        self.core.close();
-        closed
     }
 }

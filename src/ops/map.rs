@@ -1,5 +1,6 @@
 //! `map`: one output record per input record.
 
+use crate::lifecycle::Lifecycle;
 use weir_actors::{RecordBatch, UserError};
 
 use crate::operator::{Collector, OneInputOperator};
@@ -7,6 +8,8 @@ use crate::operator::{Collector, OneInputOperator};
 /// Applies a function to every record.
 #[derive(Clone)]
 pub struct Map<F>(pub F);
+
+impl<F> Lifecycle for Map<F> {}
 
 impl<In, Out, F> OneInputOperator<In, Out> for Map<F>
 where

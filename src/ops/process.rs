@@ -3,8 +3,8 @@
 use weir_actors::{RecordBatch, UserError};
 
 use crate::context::RuntimeContext;
+use crate::lifecycle::{forward_lifecycle, Lifecycle};
 use crate::operator::{Collector, OneInputOperator};
-use crate::state::{StateInitContext, StateSnapshotContext};
 
 /// What a [`ProcessFunction`] can see of its situation while it handles a record.
 pub struct ProcessContext<'a> {
@@ -36,11 +36,13 @@ impl ProcessContext<'_> {
 /// One instance runs per subtask, cloned from the value given to `process`.
 ///
 /// ```
-/// use weir::{Collector, ProcessContext, ProcessFunction, StreamEnv, UserError};
+/// use weir::{Collector, Lifecycle, ProcessContext, ProcessFunction, StreamEnv, UserError};
 ///
 /// /// Emits the running total after every record.
 /// #[derive(Clone, Default)]
 /// struct RunningTotal { total: u64 }
+///
+/// impl Lifecycle for RunningTotal {}
 ///
 /// impl ProcessFunction<u64, u64> for RunningTotal {
 ///     fn process_element(&mut self, value: u64, _ctx: &mut ProcessContext, out: &mut Collector<u64>) -> Result<(), UserError> {
@@ -55,19 +57,7 @@ impl ProcessContext<'_> {
 /// env.execute_blocking("totals").unwrap();
 /// assert_eq!(out.take(), vec![1, 3, 6]);
 /// ```
-pub trait ProcessFunction<In, Out>: Clone + Send + 'static {
-    /// Called once per instance, before `open`: restore operator state.
-    fn initialize_state(&mut self, _ctx: &mut StateInitContext) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Called at every snapshot: bring operator state up to date.
-    fn snapshot_state(&mut self, _ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Called once per instance before the first record.
-    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
-        Ok(())
-    }
+pub trait ProcessFunction<In, Out>: Lifecycle + Clone + Send + 'static {
     /// Handles one record.
     fn process_element(
         &mut self,
@@ -75,16 +65,8 @@ pub trait ProcessFunction<In, Out>: Clone + Send + 'static {
         ctx: &mut ProcessContext,
         out: &mut Collector<Out>,
     ) -> Result<(), UserError>;
-    /// The input has ended.
+    /// The input has ended: emit what is held back ([`Lifecycle::finish`] follows).
     fn on_end_of_input(&mut self, _out: &mut Collector<Out>) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Checkpoint `checkpoint_id` completed.
-    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Called once after the last record.
-    fn close(&mut self) -> Result<(), UserError> {
         Ok(())
     }
 }
@@ -108,22 +90,19 @@ impl<F> Process<F> {
     }
 }
 
-impl<In, Out: Clone + Send + 'static, F: ProcessFunction<In, Out>> OneInputOperator<In, Out>
-    for Process<F>
-{
-    fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
-        self.function.initialize_state(ctx)
-    }
-
-    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        self.function.snapshot_state(ctx)
-    }
-
+impl<F: Lifecycle> Lifecycle for Process<F> {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         self.runtime = Some(ctx.clone());
         self.function.open(ctx)
     }
 
+    forward_lifecycle!(function: initialize_state, snapshot_state, notify_checkpoint_complete,
+        notify_checkpoint_aborted, finish, close);
+}
+
+impl<In, Out: Clone + Send + 'static, F: ProcessFunction<In, Out>> OneInputOperator<In, Out>
+    for Process<F>
+{
     fn process_batch(
         &mut self,
         batch: RecordBatch<In>,
@@ -158,13 +137,5 @@ impl<In, Out: Clone + Send + 'static, F: ProcessFunction<In, Out>> OneInputOpera
     fn end_input(&mut self, out: &mut Collector<Out>) -> Result<(), UserError> {
         out.set_timestamp(None);
         self.function.on_end_of_input(out)
-    }
-
-    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
-        self.function.notify_checkpoint_complete(checkpoint_id)
-    }
-
-    fn close(&mut self) -> Result<(), UserError> {
-        self.function.close()
     }
 }

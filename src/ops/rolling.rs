@@ -2,6 +2,7 @@
 //! `max`. Each keeps one value per key in keyed state and emits the updated
 //! result for every record (as Flink's keyed `reduce` and `sum` do).
 
+use crate::lifecycle::Lifecycle;
 use std::sync::Arc;
 
 use weir_actors::UserError;
@@ -36,6 +37,8 @@ impl<T, F> Reduce<T, F> {
         }
     }
 }
+
+impl<T: StateData, F: Fn(T, T) -> T + Send + Sync + 'static> Lifecycle for Reduce<T, F> {}
 
 impl<K: Key, T: StateData, F: Fn(T, T) -> T + Send + Sync + 'static> KeyedProcessFunction<K, T, T>
     for Reduce<T, F>
@@ -77,6 +80,14 @@ impl<A: AggregateFunction> Aggregate<A> {
             state: AggregatingStateDescriptor::new("aggregate", function),
         }
     }
+}
+
+impl<A> Lifecycle for Aggregate<A>
+where
+    A: AggregateFunction,
+    A::In: Send + 'static,
+    A::Out: Clone + Send + 'static,
+{
 }
 
 impl<K: Key, A> KeyedProcessFunction<K, A::In, A::Out> for Aggregate<A>
@@ -137,6 +148,11 @@ impl<F, N> Rolling<F, N> {
             state: ValueStateDescriptor::new("rolling"),
         }
     }
+}
+
+impl<N, F> Lifecycle for Rolling<F, N> where
+    N: StateData + Copy + PartialOrd + std::ops::Add<Output = N>
+{
 }
 
 impl<K, T, N, F> KeyedProcessFunction<K, T, (K, N)> for Rolling<F, N>

@@ -1,5 +1,6 @@
 //! A sink that keeps every record in memory, for tests and small results.
 
+use crate::lifecycle::Lifecycle;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use weir_actors::UserError;
@@ -62,6 +63,8 @@ impl<T: Clone> CollectHandle<T> {
         lock(&self.records).clone()
     }
 }
+
+impl<T: Clone + Send + 'static> Lifecycle for CollectSink<T> {}
 
 impl<T: Clone + Send + 'static> Sink<T> for CollectSink<T> {
     fn write(&mut self, record: T) -> Result<(), UserError> {

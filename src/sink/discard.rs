@@ -1,5 +1,6 @@
 //! A sink that drops every record (benchmarks, side-effect-only jobs).
 
+use crate::lifecycle::Lifecycle;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -45,6 +46,8 @@ impl DiscardSink {
         )
     }
 }
+
+impl Lifecycle for DiscardSink {}
 
 impl<T> Sink<T> for DiscardSink {
     fn write(&mut self, _record: T) -> Result<(), UserError> {

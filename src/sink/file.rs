@@ -1,5 +1,6 @@
 //! A sink that writes records as lines of text files.
 
+use crate::lifecycle::Lifecycle;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -39,6 +40,37 @@ impl TextFileSink {
     }
 }
 
+impl Lifecycle for TextFileSink {
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
+        let target = if ctx.parallelism() == 1 {
+            self.path.clone()
+        } else {
+            fs::create_dir_all(&self.path).map_err(|e| {
+                format!(
+                    "cannot create output directory {}: {e}",
+                    self.path.display()
+                )
+            })?;
+            self.path.join(format!("part-{}", ctx.subtask_index()))
+        };
+        let file = File::create(&target)
+            .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+        self.file = Some((target, BufWriter::new(file)));
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), UserError> {
+        if let Some((path, mut out)) = self.file.take() {
+            out.flush()
+                .map_err(|e| format!("cannot write to {}: {e}", path.display()))?;
+            out.get_ref()
+                .sync_all()
+                .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
 impl<T: std::fmt::Display> Sink<T> for TextFileSink {
     /// The output's directory (the file's, at parallelism 1) is created and
     /// must take files; at parallelism 1 the path must not be a directory.
@@ -58,24 +90,6 @@ impl<T: std::fmt::Display> Sink<T> for TextFileSink {
         Ok(Vec::new())
     }
 
-    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
-        let target = if ctx.parallelism() == 1 {
-            self.path.clone()
-        } else {
-            fs::create_dir_all(&self.path).map_err(|e| {
-                format!(
-                    "cannot create output directory {}: {e}",
-                    self.path.display()
-                )
-            })?;
-            self.path.join(format!("part-{}", ctx.subtask_index()))
-        };
-        let file = File::create(&target)
-            .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
-        self.file = Some((target, BufWriter::new(file)));
-        Ok(())
-    }
-
     fn write(&mut self, record: T) -> Result<(), UserError> {
         let (path, out) = self
             .file
@@ -83,17 +97,6 @@ impl<T: std::fmt::Display> Sink<T> for TextFileSink {
             .ok_or("text file sink written before open")?;
         writeln!(out, "{record}")
             .map_err(|e| format!("cannot write to {}: {e}", path.display()))?;
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), UserError> {
-        if let Some((path, mut out)) = self.file.take() {
-            out.flush()
-                .map_err(|e| format!("cannot write to {}: {e}", path.display()))?;
-            out.get_ref()
-                .sync_all()
-                .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
-        }
         Ok(())
     }
 }

@@ -28,19 +28,20 @@ use weir_actors::preflight::PreflightFn;
 pub use weir_actors::preflight::{Hold, PreflightContext};
 use weir_actors::{RecordBatch, UserError};
 
-use crate::context::RuntimeContext;
+use crate::lifecycle::{forward_lifecycle, Lifecycle};
 use crate::operator::{Collector, OneInputOperator};
-use crate::state::{StateInitContext, StateSnapshotContext};
 
 /// A consumer of records.
 ///
 /// ```
 /// use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
-/// use weir::{sink::Sink, StreamEnv, UserError};
+/// use weir::{sink::Sink, Lifecycle, StreamEnv, UserError};
 ///
 /// /// Adds up every record it sees, over all subtasks.
 /// #[derive(Clone, Default)]
 /// struct Total(Arc<AtomicU64>);
+///
+/// impl Lifecycle for Total {}
 ///
 /// impl Sink<u64> for Total {
 ///     fn write(&mut self, record: u64) -> Result<(), UserError> {
@@ -55,7 +56,7 @@ use crate::state::{StateInitContext, StateSnapshotContext};
 /// env.execute_blocking("total").unwrap();
 /// assert_eq!(total.0.load(Ordering::Relaxed), 6);
 /// ```
-pub trait Sink<T>: Clone + Send + 'static {
+pub trait Sink<T>: Lifecycle + Clone + Send + 'static {
     /// Called once for the whole sink before any subtask of the job starts
     /// (on the sink as the program declared it): check that it can write
     /// (create its output, probe it), and return what it must hold while the
@@ -64,36 +65,12 @@ pub trait Sink<T>: Clone + Send + 'static {
     fn preflight(&self, _ctx: &PreflightContext) -> Result<Vec<Hold>, UserError> {
         Ok(Vec::new())
     }
-    /// Called once per instance, before `open`: restore operator state.
-    fn initialize_state(&mut self, _ctx: &mut StateInitContext) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Called at every snapshot: bring operator state up to date.
-    fn snapshot_state(&mut self, _ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Called once per instance before the first record.
-    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
-        Ok(())
-    }
+
     /// Consumes one record.
     fn write(&mut self, record: T) -> Result<(), UserError>;
     /// Consumes a batch; by default one [`Sink::write`] per record.
     fn write_batch(&mut self, batch: Vec<T>) -> Result<(), UserError> {
         batch.into_iter().try_for_each(|record| self.write(record))
-    }
-    /// The input has ended: flush and release what the sink holds.
-    fn finish(&mut self) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Checkpoint `checkpoint_id` completed: what the sink snapshotted for it is
-    /// durable, so what it wrote before may be made visible (committed).
-    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Checkpoint `checkpoint_id` will not complete.
-    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
-        Ok(())
     }
 }
 
@@ -112,19 +89,12 @@ pub(crate) fn sink_preflight<T, S: Sink<T>>(sink: &S) -> PreflightFn {
 #[derive(Clone)]
 pub struct SinkOperator<S>(pub S);
 
+impl<S: Lifecycle> Lifecycle for SinkOperator<S> {
+    forward_lifecycle!(0: initialize_state, open, snapshot_state, notify_checkpoint_complete,
+        notify_checkpoint_aborted, finish, close);
+}
+
 impl<T, S: Sink<T>> OneInputOperator<T, ()> for SinkOperator<S> {
-    fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
-        self.0.initialize_state(ctx)
-    }
-
-    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        self.0.snapshot_state(ctx)
-    }
-
-    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
-        self.0.open(ctx)
-    }
-
     fn process_batch(
         &mut self,
         batch: RecordBatch<T>,
@@ -139,17 +109,5 @@ impl<T, S: Sink<T>> OneInputOperator<T, ()> for SinkOperator<S> {
         _out: &mut Collector<()>,
     ) -> Result<(), UserError> {
         Ok(())
-    }
-
-    fn end_input(&mut self, _out: &mut Collector<()>) -> Result<(), UserError> {
-        self.0.finish()
-    }
-
-    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
-        self.0.notify_checkpoint_complete(checkpoint_id)
-    }
-
-    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
-        self.0.notify_checkpoint_aborted(checkpoint_id)
     }
 }

@@ -1,5 +1,6 @@
 //! A sink that prints records to stdout.
 
+use crate::lifecycle::Lifecycle;
 use std::io::Write;
 
 use weir_actors::UserError;
@@ -18,14 +19,16 @@ pub struct PrintSink {
     closed: bool,
 }
 
-impl<T: std::fmt::Debug> Sink<T> for PrintSink {
+impl Lifecycle for PrintSink {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         if ctx.parallelism() > 1 {
             self.prefix = format!("{}> ", ctx.subtask_index() + 1);
         }
         Ok(())
     }
+}
 
+impl<T: std::fmt::Debug> Sink<T> for PrintSink {
     fn write(&mut self, record: T) -> Result<(), UserError> {
         self.write_batch(vec![record])
     }

@@ -19,6 +19,7 @@
 //! the instance are removed, so the instance of a failed attempt that is
 //! still ending cannot remove what its successor writes.
 
+use crate::lifecycle::Lifecycle;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -165,6 +166,17 @@ impl TransactionalFileSink {
     }
 }
 
+impl Lifecycle for TransactionalFileSink {
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
+        self.subtask = ctx.subtask_index();
+        self.parallelism = ctx.parallelism();
+        self.opened_at = now_nanos();
+        fs::create_dir_all(&self.dir)
+            .map_err(failed("cannot create output directory", &self.dir))?;
+        Ok(())
+    }
+}
+
 impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
     type Transaction = FileTransaction;
 
@@ -179,15 +191,6 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
 
     fn ledger(&self) -> Option<Box<dyn CommitLedger>> {
         Some(Box::new(FileLedger::new(self.dir.clone())))
-    }
-
-    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
-        self.subtask = ctx.subtask_index();
-        self.parallelism = ctx.parallelism();
-        self.opened_at = now_nanos();
-        fs::create_dir_all(&self.dir)
-            .map_err(failed("cannot create output directory", &self.dir))?;
-        Ok(())
     }
 
     fn remove_orphans(&mut self, keep: &[&FileTransaction]) -> Result<(), UserError> {
@@ -347,7 +350,7 @@ mod orphan_tests {
             checkpointing: true,
             shared_state_dir: None,
         });
-        TwoPhaseCommitSink::<u32>::open(&mut sink, &ctx).unwrap();
+        Lifecycle::open(&mut sink, &ctx).unwrap();
         sink
     }
 

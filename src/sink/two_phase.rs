@@ -18,6 +18,7 @@
 //! sink to remove what transactions of earlier runs left behind
 //! ([`TwoPhaseCommitSink::remove_orphans`]).
 
+use crate::lifecycle::{forward_lifecycle, Lifecycle};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -26,11 +27,10 @@ use weir_actors::UserError;
 
 use super::ledger::{check_rewind, CommitLedger, LedgerEntry};
 use super::{Hold, PreflightContext, Sink};
-use crate::context::RuntimeContext;
 use crate::state::{ListStateDescriptor, StateData, StateInitContext, StateSnapshotContext};
 
 /// A sink with transactions. Implement this; run it with [`TwoPhaseCommit`].
-pub trait TwoPhaseCommitSink<T>: Clone + Send + 'static {
+pub trait TwoPhaseCommitSink<T>: Lifecycle + Clone + Send + 'static {
     /// A transaction's handle: what the checkpoint stores to commit or abort it later.
     type Transaction: StateData;
     /// Called once for the whole sink before the job starts (see
@@ -38,15 +38,13 @@ pub trait TwoPhaseCommitSink<T>: Clone + Send + 'static {
     fn preflight(&self, _ctx: &PreflightContext) -> Result<Vec<Hold>, UserError> {
         Ok(Vec::new())
     }
+
     /// Where this sink records what it committed, next to its output; `None`
     /// (the default): it cannot refuse a restore that would commit again.
     fn ledger(&self) -> Option<Box<dyn CommitLedger>> {
         None
     }
-    /// Called once per instance before the first transaction.
-    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
-        Ok(())
-    }
+
     /// Removes what transactions of earlier runs of this subtask left behind
     /// (files of transactions that were neither committed nor aborted), keeping
     /// `keep`, the transactions this instance holds. Called after the first
@@ -54,6 +52,7 @@ pub trait TwoPhaseCommitSink<T>: Clone + Send + 'static {
     fn remove_orphans(&mut self, _keep: &[&Self::Transaction]) -> Result<(), UserError> {
         Ok(())
     }
+
     /// Starts a transaction.
     fn begin_transaction(&mut self) -> Result<Self::Transaction, UserError>;
     /// Writes a record into the open transaction.
@@ -148,33 +147,13 @@ impl<S: TwoPhaseCommitSink<T>, T> TwoPhaseCommit<S, T> {
     }
 }
 
-impl<S, T> Sink<T> for TwoPhaseCommit<S, T>
+impl<S, T> TwoPhaseCommit<S, T>
 where
     S: TwoPhaseCommitSink<T>,
     T: Send + 'static,
 {
-    fn preflight(&self, ctx: &PreflightContext) -> Result<Vec<Hold>, UserError> {
-        let holds = self.sink.preflight(ctx)?;
-        let Some(ledger) = self.sink.ledger() else {
-            return Ok(holds);
-        };
-        let entries = ledger.entries()?;
-        if let Err(refused) = check_rewind(
-            &entries,
-            &ctx.lineage,
-            ctx.restored_checkpoint,
-            &ledger.location(),
-        ) {
-            if !ctx.allow_sink_rewind {
-                return Err(Permanent(Box::new(refused)).into());
-            }
-            tracing::warn!(job = %ctx.job_name, "{refused} -- sink.allow_rewind is set: going on, the output will hold duplicates");
-            ledger.reset()?;
-        }
-        Ok(holds)
-    }
-
-    fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
+    /// Commits what the restored checkpoint pre-committed, aborts what was open.
+    fn restore_transactions(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
         let runtime = ctx.runtime();
         self.checkpointing = runtime.checkpointing();
         self.ledger = self.sink.ledger();
@@ -220,7 +199,8 @@ where
         Ok(())
     }
 
-    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+    /// Pre-commits the open transaction at the barrier and opens the next.
+    fn pre_commit_at(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
         let mut transaction = match self.current.take() {
             Some(transaction) => transaction,
             None => self.sink.begin_transaction()?,
@@ -252,36 +232,8 @@ where
         Ok(())
     }
 
-    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
-        self.sink.open(ctx)
-    }
-
-    fn write(&mut self, record: T) -> Result<(), UserError> {
-        if self.current.is_none() {
-            self.current = Some(self.sink.begin_transaction()?);
-        }
-        let Some(transaction) = self.current.as_mut() else {
-            return Err("no open transaction".into());
-        };
-        self.sink.write(transaction, record)
-    }
-
-    fn finish(&mut self) -> Result<(), UserError> {
-        self.input_ended = true;
-        if self.checkpointing {
-            // The final checkpoint pre-commits and commits what is left.
-            return Ok(());
-        }
-        if let Some(mut transaction) = self.current.take() {
-            self.sink.pre_commit(&mut transaction)?;
-            self.record(0)?;
-            self.sink.commit(transaction)?;
-            self.committed()?;
-        }
-        Ok(())
-    }
-
-    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+    /// Commits every transaction pre-committed up to `checkpoint_id`.
+    fn commit_up_to(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
         // A transaction of an aborted checkpoint stays pending and is committed
         // with the next complete one (whose state still lists it).
         let done: Vec<u64> = self
@@ -299,5 +251,92 @@ where
             }
         }
         self.committed()
+    }
+
+    /// The input ended: without checkpoints, commit what is left now.
+    fn end_transactions(&mut self) -> Result<(), UserError> {
+        self.input_ended = true;
+        if self.checkpointing {
+            // The final checkpoint pre-commits and commits what is left.
+            return Ok(());
+        }
+        if let Some(mut transaction) = self.current.take() {
+            self.sink.pre_commit(&mut transaction)?;
+            self.record(0)?;
+            self.sink.commit(transaction)?;
+            self.committed()?;
+        }
+        Ok(())
+    }
+}
+
+impl<S, T> Lifecycle for TwoPhaseCommit<S, T>
+where
+    S: TwoPhaseCommitSink<T>,
+    T: Send + 'static,
+{
+    fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
+        self.restore_transactions(ctx)?;
+        self.sink.initialize_state(ctx)
+    }
+
+    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        self.pre_commit_at(ctx)?;
+        self.sink.snapshot_state(ctx)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        self.commit_up_to(checkpoint_id)?;
+        self.sink.notify_checkpoint_complete(checkpoint_id)
+    }
+
+    /// The aborted checkpoint's transaction stays pending: the next complete
+    /// checkpoint still lists it, and commits it.
+    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        self.sink.notify_checkpoint_aborted(checkpoint_id)
+    }
+
+    fn finish(&mut self) -> Result<(), UserError> {
+        self.end_transactions()?;
+        self.sink.finish()
+    }
+
+    forward_lifecycle!(sink: open, close);
+}
+
+impl<S, T> Sink<T> for TwoPhaseCommit<S, T>
+where
+    S: TwoPhaseCommitSink<T>,
+    T: Send + 'static,
+{
+    fn preflight(&self, ctx: &PreflightContext) -> Result<Vec<Hold>, UserError> {
+        let holds = self.sink.preflight(ctx)?;
+        let Some(ledger) = self.sink.ledger() else {
+            return Ok(holds);
+        };
+        let entries = ledger.entries()?;
+        if let Err(refused) = check_rewind(
+            &entries,
+            &ctx.lineage,
+            ctx.restored_checkpoint,
+            &ledger.location(),
+        ) {
+            if !ctx.allow_sink_rewind {
+                return Err(Permanent(Box::new(refused)).into());
+            }
+            tracing::warn!(job = %ctx.job_name, "{refused} -- sink.allow_rewind is set: going on, the output will hold duplicates");
+            ledger.reset()?;
+        }
+        Ok(holds)
+    }
+
+    fn write(&mut self, record: T) -> Result<(), UserError> {
+        if self.current.is_none() {
+            self.current = Some(self.sink.begin_transaction()?);
+        }
+        let Some(transaction) = self.current.as_mut() else {
+            return Err("no open transaction".into());
+        };
+        self.sink.write(transaction, record)
     }
 }

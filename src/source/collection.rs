@@ -1,5 +1,6 @@
 //! A source over an in-memory collection (not parallel).
 
+use crate::lifecycle::Lifecycle;
 use std::sync::Arc;
 
 use weir_actors::UserError;
@@ -33,11 +34,7 @@ impl<T> CollectionSource<T> {
     }
 }
 
-impl<T: Clone + Send + Sync + 'static> Source<T> for CollectionSource<T> {
-    fn parallelism(&self) -> Option<usize> {
-        Some(1)
-    }
-
+impl<T: Clone + Send + Sync + 'static> Lifecycle for CollectionSource<T> {
     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
         if ctx.is_restored() {
             let positions = ctx.operator_state().list(&position_state())?.get()?;
@@ -54,6 +51,12 @@ impl<T: Clone + Send + Sync + 'static> Source<T> for CollectionSource<T> {
             .list(&position_state())?
             .update(&[self.position as u64])?;
         Ok(())
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Source<T> for CollectionSource<T> {
+    fn parallelism(&self) -> Option<usize> {
+        Some(1)
     }
 
     fn poll_next(&mut self, out: &mut Vec<T>, max: usize) -> Result<SourceStatus, UserError> {

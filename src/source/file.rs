@@ -4,6 +4,7 @@
 //! job starts (its pre-flight check): a missing or unreadable file stops the
 //! job at once, naming it.
 
+use crate::lifecycle::Lifecycle;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -77,11 +78,7 @@ struct TextFileError {
     source: std::io::Error,
 }
 
-impl Source<String> for TextFileSource {
-    fn parallelism(&self) -> Option<usize> {
-        Some(1)
-    }
-
+impl Lifecycle for TextFileSource {
     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
         if ctx.is_restored() {
             self.restored = ctx
@@ -91,18 +88,6 @@ impl Source<String> for TextFileSource {
                 .first()
                 .copied();
         }
-        Ok(())
-    }
-
-    fn preflight(&self, _ctx: &PreflightContext) -> Result<Vec<Hold>, UserError> {
-        File::open(&self.path).map_err(|e| self.error("cannot open text file", e))?;
-        Ok(Vec::new())
-    }
-
-    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        ctx.operator_state()
-            .list(&position_state())?
-            .update(&[(self.offset, self.line)])?;
         Ok(())
     }
 
@@ -127,6 +112,24 @@ impl Source<String> for TextFileSource {
         }
         self.reader = Some(reader);
         Ok(())
+    }
+
+    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        ctx.operator_state()
+            .list(&position_state())?
+            .update(&[(self.offset, self.line)])?;
+        Ok(())
+    }
+}
+
+impl Source<String> for TextFileSource {
+    fn parallelism(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn preflight(&self, _ctx: &PreflightContext) -> Result<Vec<Hold>, UserError> {
+        File::open(&self.path).map_err(|e| self.error("cannot open text file", e))?;
+        Ok(Vec::new())
     }
 
     fn poll_next(&mut self, out: &mut Vec<String>, max: usize) -> Result<SourceStatus, UserError> {

@@ -1,5 +1,6 @@
 //! A parallel generator: each subtask produces its share of `0..count`.
 
+use crate::lifecycle::Lifecycle;
 use weir_actors::UserError;
 
 use super::{Source, SourceStatus};
@@ -42,17 +43,7 @@ impl<F> GeneratorSource<F> {
     }
 }
 
-impl<T, F> Source<T> for GeneratorSource<F>
-where
-    F: FnMut(u64) -> T + Clone + Send + 'static,
-{
-    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
-        self.subtask = ctx.subtask_index() as u64;
-        self.step = ctx.parallelism() as u64;
-        self.next = self.restored.take().unwrap_or(self.subtask);
-        Ok(())
-    }
-
+impl<F> Lifecycle for GeneratorSource<F> {
     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
         if !ctx.is_restored() {
             return Ok(());
@@ -82,6 +73,13 @@ where
         Ok(())
     }
 
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
+        self.subtask = ctx.subtask_index() as u64;
+        self.step = ctx.parallelism() as u64;
+        self.next = self.restored.take().unwrap_or(self.subtask);
+        Ok(())
+    }
+
     fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
         let position = (self.subtask, self.step, self.next);
         ctx.operator_state()
@@ -89,7 +87,12 @@ where
             .update(&[position])?;
         Ok(())
     }
+}
 
+impl<T, F> Source<T> for GeneratorSource<F>
+where
+    F: FnMut(u64) -> T + Clone + Send + 'static,
+{
     fn poll_next(&mut self, out: &mut Vec<T>, max: usize) -> Result<SourceStatus, UserError> {
         let mut produced = 0;
         while produced < max && self.next < self.count {

@@ -28,18 +28,21 @@ use weir_actors::{Emitter, OperatorInfo, PendingSnapshot, RecordBatch, SourceOpe
 
 use crate::context::RuntimeContext;
 use crate::data::Data;
+use crate::lifecycle::Lifecycle;
 use crate::operator::{initialize_with, snapshot_with};
-use crate::state::{OperatorStateStore, StateInitContext, StateSnapshotContext};
+use crate::state::OperatorStateStore;
 
 /// A producer of records.
 ///
 /// ```
 /// use weir::source::{Source, SourceStatus};
-/// use weir::{RuntimeContext, StreamEnv, UserError};
+/// use weir::{Lifecycle, StreamEnv, UserError};
 ///
 /// /// Counts down from `from` to 1 (not parallel).
 /// #[derive(Clone)]
 /// struct Countdown { from: u32 }
+///
+/// impl Lifecycle for Countdown {}
 ///
 /// impl Source<u32> for Countdown {
 ///     fn parallelism(&self) -> Option<usize> { Some(1) }
@@ -57,12 +60,13 @@ use crate::state::{OperatorStateStore, StateInitContext, StateSnapshotContext};
 /// env.execute_blocking("countdown").unwrap();
 /// assert_eq!(out.take(), vec![3, 2, 1]);
 /// ```
-pub trait Source<T>: Clone + Send + 'static {
+pub trait Source<T>: Lifecycle + Clone + Send + 'static {
     /// The only parallelism this source supports, if it is not parallel
     /// (`Some(1)` for a single reader); `None` lets the job choose.
     fn parallelism(&self) -> Option<usize> {
         None
     }
+
     /// Called once for the whole source before any subtask of the job starts
     /// (on the source as the program declared it): check that its input is
     /// there and readable, so that a missing file stops the job before it
@@ -70,32 +74,11 @@ pub trait Source<T>: Clone + Send + 'static {
     fn preflight(&self, _ctx: &PreflightContext) -> Result<Vec<Hold>, UserError> {
         Ok(Vec::new())
     }
-    /// Called once per instance before the first poll.
-    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
-        Ok(())
-    }
+
     /// Appends at most `max` records to `out`; says whether more will come.
     /// Returning no record with [`SourceStatus::More`] means "nothing right now":
     /// the source is polled again after a short pause.
     fn poll_next(&mut self, out: &mut Vec<T>, max: usize) -> Result<SourceStatus, UserError>;
-    /// Called once per instance before `open`: restore the read position
-    /// (kept in operator state, see [`crate::state`]).
-    fn initialize_state(&mut self, _ctx: &mut StateInitContext) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Called at every checkpoint, in order with the records: store the read
-    /// position, so that a restored source continues right after it.
-    fn snapshot_state(&mut self, _ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Checkpoint `checkpoint_id` completed.
-    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
-        Ok(())
-    }
-    /// Called once after the source finished.
-    fn close(&mut self) -> Result<(), UserError> {
-        Ok(())
-    }
 }
 
 struct SourceAdapter<T, S> {
@@ -137,11 +120,18 @@ impl<T: Data, S: Source<T>> SourceOperator for SourceAdapter<T, S> {
         if !records.is_empty() {
             out.emit(Box::new(RecordBatch::from(records)));
         }
+        if status == SourceStatus::Finished {
+            self.source.finish()?;
+        }
         Ok(status)
     }
 
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
         self.source.notify_checkpoint_complete(checkpoint_id)
+    }
+
+    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        self.source.notify_checkpoint_aborted(checkpoint_id)
     }
 
     fn close(&mut self) -> Result<(), UserError> {

@@ -20,11 +20,13 @@
 //!
 //! ```
 //! use weir::state::ValueStateDescriptor;
-//! use weir::{Collector, KeyedContext, KeyedProcessFunction, StreamEnv, UserError};
+//! use weir::{Collector, KeyedContext, KeyedProcessFunction, Lifecycle, StreamEnv, UserError};
 //!
 //! /// Counts records per key and emits the running count.
 //! #[derive(Clone)]
 //! struct Count { count: ValueStateDescriptor<u64> }
+//!
+//! impl Lifecycle for Count {}
 //!
 //! impl KeyedProcessFunction<String, String, (String, u64)> for Count {
 //!     fn process_element(&mut self, word: String, ctx: &mut KeyedContext<String>, out: &mut Collector<(String, u64)>) -> Result<(), UserError> {

@@ -19,10 +19,11 @@ use crate::state::Key;
 /// ```
 /// use weir::state::ValueStateDescriptor;
 /// use weir::testing::OperatorHarness;
-/// use weir::{Collector, KeyedContext, KeyedProcessFunction, UserError};
+/// use weir::{Collector, KeyedContext, KeyedProcessFunction, Lifecycle, UserError};
 ///
 /// #[derive(Clone)]
 /// struct Count(ValueStateDescriptor<u64>);
+/// impl Lifecycle for Count {}
 /// impl KeyedProcessFunction<u32, u32, u64> for Count {
 ///     fn process_element(&mut self, _v: u32, ctx: &mut KeyedContext<u32>, out: &mut Collector<u64>) -> Result<(), UserError> {
 ///         let mut count = ctx.state(&self.0)?;

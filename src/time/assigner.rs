@@ -1,5 +1,6 @@
 //! The operator that gives records their timestamps and the stream its watermarks.
 
+use crate::lifecycle::Lifecycle;
 use weir_actors::{processing_time_now, RecordBatch, UserError};
 
 use super::strategy::{WatermarkOutput, WatermarkStrategy};
@@ -48,14 +49,16 @@ impl<T: 'static> TimestampsAndWatermarks<T> {
     }
 }
 
-impl<T: Clone + Send + 'static> OneInputOperator<T, T> for TimestampsAndWatermarks<T> {
+impl<T: Clone + Send + 'static> Lifecycle for TimestampsAndWatermarks<T> {
     fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
         let now = processing_time_now();
         self.next_emit = now + self.strategy.emit_interval.as_millis() as i64;
         self.last_record_at = now;
         Ok(())
     }
+}
 
+impl<T: Clone + Send + 'static> OneInputOperator<T, T> for TimestampsAndWatermarks<T> {
     fn process_batch(
         &mut self,
         batch: RecordBatch<T>,
