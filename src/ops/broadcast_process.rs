@@ -39,7 +39,6 @@ use super::keyed_core::KeyedCore;
 use super::keyed_process::{KeySelector, KeyedContext};
 use super::two_input::TwoInputOperator;
 use crate::context::RuntimeContext;
-use crate::keys::key_group;
 use crate::lifecycle::{forward_lifecycle, Lifecycle};
 use crate::operator::Collector;
 use crate::state::timers::TimeDomain;
@@ -287,16 +286,9 @@ impl<K: Key> KeyedBroadcastContext<'_, K> {
     pub fn apply_to_keyed_state<D: StateDescriptor>(
         &mut self,
         descriptor: &D,
-        mut f: impl FnMut(&K, D::Ref<'_, K>) -> Result<(), UserError>,
+        f: impl FnMut(&K, D::Ref<'_, K>) -> Result<(), UserError>,
     ) -> Result<(), UserError> {
-        let max = self.keyed.max_parallelism();
-        let store = self.keyed.store_mut()?;
-        for key in store.keys(descriptor)? {
-            let group = key_group(&key, max);
-            let state = store.open(descriptor, &key, group)?;
-            f(&key, state)?;
-        }
-        Ok(())
+        self.keyed.for_each_key(descriptor, f)
     }
 
     /// The record's timestamp, if any.
@@ -422,17 +414,14 @@ where
         batch: RecordBatch<In>,
         out: &mut Collector<Out>,
     ) -> Result<(), UserError> {
-        let max = self.keyed.max_parallelism();
-        for (value, timestamp) in batch.into_iter_with_timestamps() {
-            let key = (self.key)(&value);
-            let group = key_group(&key, max);
-            let mut ctx =
-                self.keyed
-                    .context(&key, group, timestamp, None, Some(&mut self.broadcast))?;
-            out.set_timestamp(timestamp);
-            self.function.process_element(value, &mut ctx, out)?;
-        }
-        self.keyed.check_state()
+        let function = &mut self.function;
+        self.keyed.for_each_record(
+            batch,
+            &self.key,
+            Some(&mut self.broadcast),
+            out,
+            |value, ctx, out| function.process_element(value, ctx, out),
+        )
     }
 
     fn process_batch2(
@@ -463,11 +452,11 @@ where
         watermark: i64,
         out: &mut Collector<Out>,
     ) -> Result<(), UserError> {
-        self.keyed.watermark = watermark;
-        self.fire(TimeDomain::EventTime, watermark, out)?;
-        out.set_timestamp(None);
-        out.emit_watermark(watermark);
-        Ok(())
+        let function = &mut self.function;
+        self.keyed
+            .advance_watermark(watermark, Some(&mut self.broadcast), out, |t, ctx, out| {
+                function.on_timer(t, ctx, out)
+            })
     }
 
     fn next_processing_time(&self) -> Option<i64> {
@@ -475,33 +464,13 @@ where
     }
 
     fn on_processing_time(&mut self, now: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
-        self.fire(TimeDomain::ProcessingTime, now, out)
-    }
-}
-
-impl<K: Key, In, F> KeyedBroadcastProcess<K, In, F> {
-    fn fire<B, Out>(
-        &mut self,
-        domain: TimeDomain,
-        time: i64,
-        out: &mut Collector<Out>,
-    ) -> Result<(), UserError>
-    where
-        F: KeyedBroadcastProcessFunction<K, In, B, Out>,
-    {
-        let max = self.keyed.max_parallelism();
-        while let Some((timestamp, key)) = self.keyed.pop_timer(domain, time) {
-            let group = key_group(&key, max);
-            let mut ctx = self.keyed.context(
-                &key,
-                group,
-                Some(timestamp),
-                Some(domain),
-                Some(&mut self.broadcast),
-            )?;
-            out.set_timestamp(Some(timestamp));
-            self.function.on_timer(timestamp, &mut ctx, out)?;
-        }
-        self.keyed.check_state()
+        let function = &mut self.function;
+        self.keyed.fire_timers(
+            TimeDomain::ProcessingTime,
+            now,
+            Some(&mut self.broadcast),
+            out,
+            |t, ctx, out| function.on_timer(t, ctx, out),
+        )
     }
 }

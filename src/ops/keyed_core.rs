@@ -1,20 +1,24 @@
 //! What every keyed operator holds besides its function: the keyed state store,
-//! the timers, the current watermark, and their snapshot and restore.
+//! the timers, the current watermark, and their snapshot and restore; and the
+//! one per-record loop and the one timer loop every keyed operator runs its
+//! function in (the key group of a key is computed here, nowhere else).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use weir_actors::UserError;
 
-use super::keyed_process::KeyedContext;
+use super::keyed_process::{KeySelector, KeyedContext};
 use crate::context::RuntimeContext;
 use crate::keys::{key_group, KeyGroupRange};
+use crate::operator::Collector;
 use crate::state::timers::{TimeDomain, TimerService};
 use crate::state::{
     BackendCell, BroadcastStateStore, Key, KeyedBackend, KeyedStateStore, SnapshotOptions,
-    StateBytes, StateError, StateInitContext, StateSnapshotContext,
+    StateBytes, StateDescriptor, StateError, StateInitContext, StateSnapshotContext,
 };
 use weir_actors::snapshot::KeyedStateHandle;
+use weir_actors::RecordBatch;
 
 /// What a keyed operator snapshots per key group.
 #[derive(Serialize, Deserialize)]
@@ -251,7 +255,7 @@ impl<K: Key> KeyedCore<K> {
         self.timers.processing_time.peek_timestamp()
     }
 
-    /// A context for `key` (in key group `group`).
+    /// A context for `key`, whose key group it computes.
     ///
     /// Always inlined: returned through memory from a call, the context was
     /// read back in wider loads than the narrow stores that had just written
@@ -261,7 +265,6 @@ impl<K: Key> KeyedCore<K> {
     pub fn context<'a>(
         &'a mut self,
         key: &'a K,
-        group: usize,
         timestamp: Option<i64>,
         domain: Option<TimeDomain>,
         broadcast: Option<&'a mut BroadcastStateStore>,
@@ -269,6 +272,7 @@ impl<K: Key> KeyedCore<K> {
         let (Some(store), Some(runtime)) = (self.store.as_mut(), self.runtime.as_ref()) else {
             return Err("keyed operator used before open".into());
         };
+        let group = key_group(key, runtime.max_parallelism());
         store.check_group(group)?;
         Ok(KeyedContext {
             key,
@@ -281,6 +285,92 @@ impl<K: Key> KeyedCore<K> {
             runtime,
             broadcast,
         })
+    }
+
+    /// Calls `f` for every record of `batch` with its key's context (key from
+    /// `key_of`) and the collector set to the record's timestamp, then
+    /// reports a failed state access. The one per-record loop of every keyed
+    /// operator.
+    #[inline(always)]
+    pub fn for_each_record<In, Out>(
+        &mut self,
+        batch: RecordBatch<In>,
+        key_of: &KeySelector<In, K>,
+        mut broadcast: Option<&mut BroadcastStateStore>,
+        out: &mut Collector<Out>,
+        mut f: impl FnMut(In, &mut KeyedContext<'_, K>, &mut Collector<Out>) -> Result<(), UserError>,
+    ) -> Result<(), UserError> {
+        if batch.timestamps.is_none() {
+            for value in batch.records {
+                let key = key_of(&value);
+                let mut ctx = self.context(&key, None, None, broadcast.as_deref_mut())?;
+                f(value, &mut ctx, out)?;
+            }
+            return self.check_state();
+        }
+        for (value, timestamp) in batch.into_iter_with_timestamps() {
+            let key = key_of(&value);
+            let mut ctx = self.context(&key, timestamp, None, broadcast.as_deref_mut())?;
+            out.set_timestamp(timestamp);
+            f(value, &mut ctx, out)?;
+        }
+        self.check_state()
+    }
+
+    /// Fires every timer of `domain` due at `time`, in timestamp order: calls
+    /// `f` with its timestamp and its key's context, the collector set to the
+    /// timer's timestamp. The one timer loop of every keyed operator.
+    pub fn fire_timers<Out>(
+        &mut self,
+        domain: TimeDomain,
+        time: i64,
+        mut broadcast: Option<&mut BroadcastStateStore>,
+        out: &mut Collector<Out>,
+        mut f: impl FnMut(i64, &mut KeyedContext<'_, K>, &mut Collector<Out>) -> Result<(), UserError>,
+    ) -> Result<(), UserError> {
+        while let Some((timestamp, key)) = self.pop_timer(domain, time) {
+            let mut ctx = self.context(
+                &key,
+                Some(timestamp),
+                Some(domain),
+                broadcast.as_deref_mut(),
+            )?;
+            out.set_timestamp(Some(timestamp));
+            f(timestamp, &mut ctx, out)?;
+        }
+        self.check_state()
+    }
+
+    /// The watermark advanced to `watermark`: fires the event-time timers due
+    /// (through `f`) and forwards the watermark behind their output.
+    pub fn advance_watermark<Out>(
+        &mut self,
+        watermark: i64,
+        broadcast: Option<&mut BroadcastStateStore>,
+        out: &mut Collector<Out>,
+        f: impl FnMut(i64, &mut KeyedContext<'_, K>, &mut Collector<Out>) -> Result<(), UserError>,
+    ) -> Result<(), UserError> {
+        self.watermark = watermark;
+        self.fire_timers(TimeDomain::EventTime, watermark, broadcast, out, f)?;
+        out.set_timestamp(None);
+        out.emit_watermark(watermark);
+        Ok(())
+    }
+
+    /// Calls `f` with every key that has a value in `descriptor`'s state and
+    /// that state opened for the key (Flink's `applyToKeyedState`).
+    pub fn for_each_key<D: StateDescriptor>(
+        &mut self,
+        descriptor: &D,
+        mut f: impl FnMut(&K, D::Ref<'_, K>) -> Result<(), UserError>,
+    ) -> Result<(), UserError> {
+        let max = self.max_parallelism();
+        let store = self.store_mut()?;
+        for key in store.keys(descriptor)? {
+            let state = store.open(descriptor, &key, key_group(&key, max))?;
+            f(&key, state)?;
+        }
+        Ok(())
     }
 
     /// Fails with the error a state access met (RocksDB: accessors cannot

@@ -6,7 +6,6 @@ use weir_actors::{processing_time_now, RecordBatch, UserError};
 
 use super::keyed_core::KeyedCore;
 use crate::context::RuntimeContext;
-use crate::keys::key_group;
 use crate::lifecycle::{forward_lifecycle, Lifecycle};
 use crate::operator::{Collector, OneInputOperator};
 use crate::state::timers::{TimeDomain, TimerService};
@@ -195,29 +194,6 @@ impl<K, In, F> KeyedProcess<K, In, F> {
     }
 }
 
-impl<K: Key, In: Send + 'static, F> KeyedProcess<K, In, F> {
-    fn fire<Out>(
-        &mut self,
-        domain: TimeDomain,
-        time: i64,
-        out: &mut Collector<Out>,
-    ) -> Result<(), UserError>
-    where
-        F: KeyedProcessFunction<K, In, Out>,
-    {
-        let max = self.core.max_parallelism();
-        while let Some((timestamp, key)) = self.core.pop_timer(domain, time) {
-            let group = key_group(&key, max);
-            let mut ctx = self
-                .core
-                .context(&key, group, Some(timestamp), Some(domain), None)?;
-            out.set_timestamp(Some(timestamp));
-            self.function.on_timer(timestamp, &mut ctx, out)?;
-        }
-        self.core.check_state()
-    }
-}
-
 impl<K: Key, In, F: Lifecycle> Lifecycle for KeyedProcess<K, In, F> {
     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
         self.core.initialize(ctx);
@@ -250,29 +226,17 @@ where
     Out: Clone + Send + 'static,
     F: KeyedProcessFunction<K, In, Out>,
 {
+    #[inline]
     fn process_batch(
         &mut self,
         batch: RecordBatch<In>,
         out: &mut Collector<Out>,
     ) -> Result<(), UserError> {
-        let max = self.core.max_parallelism();
-        if batch.timestamps.is_none() {
-            for value in batch.records {
-                let key = (self.key)(&value);
-                let group = key_group(&key, max);
-                let mut ctx = self.core.context(&key, group, None, None, None)?;
-                self.function.process_element(value, &mut ctx, out)?;
-            }
-            return self.core.check_state();
-        }
-        for (value, timestamp) in batch.into_iter_with_timestamps() {
-            let key = (self.key)(&value);
-            let group = key_group(&key, max);
-            let mut ctx = self.core.context(&key, group, timestamp, None, None)?;
-            out.set_timestamp(timestamp);
-            self.function.process_element(value, &mut ctx, out)?;
-        }
-        self.core.check_state()
+        let function = &mut self.function;
+        self.core
+            .for_each_record(batch, &self.key, None, out, |value, ctx, out| {
+                function.process_element(value, ctx, out)
+            })
     }
 
     fn process_watermark(
@@ -280,11 +244,11 @@ where
         watermark: i64,
         out: &mut Collector<Out>,
     ) -> Result<(), UserError> {
-        self.core.watermark = watermark;
-        self.fire(TimeDomain::EventTime, watermark, out)?;
-        out.set_timestamp(None);
-        out.emit_watermark(watermark);
-        Ok(())
+        let function = &mut self.function;
+        self.core
+            .advance_watermark(watermark, None, out, |t, ctx, out| {
+                function.on_timer(t, ctx, out)
+            })
     }
 
     fn next_processing_time(&self) -> Option<i64> {
@@ -292,6 +256,10 @@ where
     }
 
     fn on_processing_time(&mut self, now: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
-        self.fire(TimeDomain::ProcessingTime, now, out)
+        let function = &mut self.function;
+        self.core
+            .fire_timers(TimeDomain::ProcessingTime, now, None, out, |t, ctx, out| {
+                function.on_timer(t, ctx, out)
+            })
     }
 }
