@@ -142,45 +142,7 @@ pub fn key_group<K: Hash + ?Sized>(key: &K, max_parallelism: usize) -> usize {
     ((u128::from(mixed) * max_parallelism as u128) >> 64) as usize
 }
 
-/// A contiguous, inclusive-exclusive range of key groups `[start, end)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct KeyGroupRange {
-    /// First key group in the range.
-    pub start: usize,
-    /// One past the last key group.
-    pub end: usize,
-}
-
-impl KeyGroupRange {
-    /// The key groups subtask `subtask` of `parallelism` owns.
-    pub fn of_subtask(subtask: usize, max_parallelism: usize, parallelism: usize) -> Self {
-        KeyGroupRange {
-            start: (subtask * max_parallelism).div_ceil(parallelism),
-            end: ((subtask + 1) * max_parallelism).div_ceil(parallelism),
-        }
-    }
-
-    /// The subtask of `parallelism` that owns key group `group`.
-    #[inline]
-    pub fn owner_of(group: usize, max_parallelism: usize, parallelism: usize) -> usize {
-        group * parallelism / max_parallelism
-    }
-
-    /// Whether `group` lies in the range.
-    pub fn contains(&self, group: usize) -> bool {
-        (self.start..self.end).contains(&group)
-    }
-
-    /// Number of key groups in the range.
-    pub fn len(&self) -> usize {
-        self.end - self.start
-    }
-
-    /// Whether the range holds no key group.
-    pub fn is_empty(&self) -> bool {
-        self.end == self.start
-    }
-}
+pub use weir_actors::key_groups::KeyGroupRange;
 
 #[cfg(test)]
 mod tests {
@@ -197,32 +159,6 @@ mod tests {
         insta::assert_debug_snapshot!(snapshot);
         let ints: Vec<usize> = (0u64..8).map(|k| key_group(&k, 128)).collect();
         insta::assert_debug_snapshot!(ints);
-    }
-
-    #[test]
-    fn every_key_group_is_in_exactly_one_range_and_ranges_are_balanced() {
-        for max in [1usize, 7, 128, 1000] {
-            for p in 1..=max.min(17) {
-                let ranges: Vec<_> = (0..p)
-                    .map(|i| KeyGroupRange::of_subtask(i, max, p))
-                    .collect();
-                assert_eq!(ranges[0].start, 0);
-                assert_eq!(ranges[p - 1].end, max);
-                for w in ranges.windows(2) {
-                    assert_eq!(w[0].end, w[1].start, "contiguous");
-                }
-                let (min_len, max_len) = (
-                    ranges.iter().map(|r| r.len()).min().unwrap(),
-                    ranges.iter().map(|r| r.len()).max().unwrap(),
-                );
-                assert!(max_len - min_len <= 1, "balanced: {ranges:?}");
-                for g in 0..max {
-                    let owner = KeyGroupRange::owner_of(g, max, p);
-                    assert!(ranges[owner].contains(g), "group {g} max {max} p {p}");
-                    assert_eq!(ranges.iter().filter(|r| r.contains(g)).count(), 1);
-                }
-            }
-        }
     }
 
     #[test]

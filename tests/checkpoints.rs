@@ -1887,10 +1887,9 @@ fn a_checkpoint_directory_that_breaks_while_the_job_runs_fails_checkpoints_namin
         "{message}"
     );
     let failed = failures(&stats);
-    assert_eq!(
-        failed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
-        vec![1, 2, 3]
-    );
+    // The manual checkpoint and the final one may fail in either order.
+    let ids: BTreeSet<u64> = failed.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, BTreeSet::from([1, 2, 3]));
     assert!(failed.iter().all(|(_, f)| f.contains(&path)), "{failed:?}");
     assert!(lineage_dir.is_file());
 }

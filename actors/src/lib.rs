@@ -21,6 +21,8 @@
 //! - [`client`]: [`launch`] and the [`JobClient`] of a running job.
 //! - [`checkpoint`]: checkpoints: configuration, the coordinator actor and its
 //!   bookkeeping, storage (memory and files), file format and statistics.
+//! - [`key_groups`]: [`KeyGroupRange`](key_groups::KeyGroupRange), the one home
+//!   of the key-group range formula.
 //! - [`snapshot`]: operator snapshots (opaque bytes) and their redistribution
 //!   on a change of parallelism.
 //! - [`lineage`]: which snapshots make up a job's history, and which one
@@ -41,6 +43,7 @@ pub mod config;
 pub mod error;
 pub mod faults;
 pub mod graph;
+pub mod key_groups;
 pub mod lineage;
 pub mod lock;
 pub mod metrics;

@@ -31,6 +31,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::key_groups::KeyGroupRange;
+
 /// How an operator list state is spread over subtasks on restore.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Redistribution {
@@ -164,15 +166,6 @@ impl OperatorSnapshot {
     }
 }
 
-/// The contiguous key-group range `[start, end)` of subtask `index` of `parallelism`
-/// (the same assignment as the API layer's `KeyGroupRange`).
-pub fn key_group_range(index: usize, max_parallelism: usize, parallelism: usize) -> (usize, usize) {
-    (
-        (index * max_parallelism).div_ceil(parallelism),
-        ((index + 1) * max_parallelism).div_ceil(parallelism),
-    )
-}
-
 /// The snapshots for `new_parallelism` subtasks made from those of the old ones.
 pub fn redistribute(
     old: &[OperatorSnapshot],
@@ -188,7 +181,8 @@ pub fn redistribute(
         keyed.extend(snapshot.keyed.iter().map(|(g, b)| (*g, b)));
     }
     for (index, target) in new.iter_mut().enumerate() {
-        let (start, end) = key_group_range(index, max_parallelism, new_parallelism);
+        let KeyGroupRange { start, end } =
+            KeyGroupRange::of_subtask(index, max_parallelism, new_parallelism);
         target.keyed = keyed
             .range(start..end)
             .map(|(g, b)| (*g, (*b).clone()))

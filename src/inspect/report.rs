@@ -14,14 +14,15 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use weir_actors::checkpoint::metadata::SubtaskState;
 use weir_actors::restore;
 use weir_actors::snapshot::{OperatorSnapshot, Redistribution};
 
 use super::table::{Align, Table};
 use super::{format_rfc3339_millis, InspectError, SnapshotKind};
-use crate::state::{StateBytes, StateKind};
+use crate::state::key_group_format::read_key_group;
+use crate::state::StateKind;
 
 /// A snapshot (checkpoint or savepoint), as [`inspect`] reads it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -244,17 +245,6 @@ fn in_flight(state: &SubtaskState) -> (u64, u64) {
     (bytes(&state.input_channels), bytes(&state.output_channels))
 }
 
-/// What one key group of a keyed operator holds, as the API layer's keyed
-/// operators write it (`ops::keyed_core::KeyGroupState`, encoded with
-/// `rmp_serde::to_vec_named`): decoding needs only the field names, so this
-/// reader declares the same shape.
-#[derive(Serialize, Deserialize)]
-struct KeyGroupState {
-    states: Vec<StateBytes>,
-    /// rmp-serde of `Vec<(timer kind, timestamp, key)>`.
-    timers: Vec<u8>,
-}
-
 /// The number of elements of an rmp-serde encoded sequence, from its header.
 fn array_len(bytes: &[u8]) -> Option<u64> {
     rmp::decode::read_array_len(&mut &bytes[..])
@@ -312,7 +302,7 @@ impl Tally {
     fn add(&mut self, snapshot: &OperatorSnapshot) {
         self.bytes += snapshot.size() as u64;
         for bytes in snapshot.keyed.values() {
-            match rmp_serde::from_slice::<KeyGroupState>(bytes) {
+            match read_key_group(bytes) {
                 Ok(group) => {
                     for state in &group.states {
                         let tally = self.state(StateReportKind::of_keyed(state.kind), &state.name);
@@ -448,24 +438,25 @@ mod tests {
     use weir_actors::checkpoint::{CheckpointStorage, FsStorage};
     use weir_actors::snapshot::ListStateSnapshot;
 
+    use crate::state::key_group_format::{encode_key_group, Timer, TimerKind};
+    use crate::state::StateBytes;
+
     fn keyed_group(states: &[(&str, StateKind, usize)], timers: usize) -> Vec<u8> {
-        let group = KeyGroupState {
-            states: states
-                .iter()
-                .map(|(name, kind, keys)| StateBytes {
-                    name: name.to_string(),
-                    kind: *kind,
-                    type_name: "u64".into(),
-                    entries: rmp_serde::to_vec_named(&vec![(1u32, 7u64); *keys]).unwrap(),
-                })
-                .collect(),
-            timers: if timers == 0 {
-                Vec::new()
-            } else {
-                rmp_serde::to_vec_named(&vec![(0u8, 5i64, 1u32); timers]).unwrap()
-            },
+        let states = states
+            .iter()
+            .map(|(name, kind, keys)| StateBytes {
+                name: name.to_string(),
+                kind: *kind,
+                type_name: "u64".into(),
+                entries: rmp_serde::to_vec_named(&vec![(1u32, 7u64); *keys]).unwrap(),
+            })
+            .collect();
+        let timer = Timer {
+            kind: TimerKind::EventTime,
+            timestamp: 5,
+            key: 1u32,
         };
-        rmp_serde::to_vec_named(&group).unwrap()
+        encode_key_group(states, &vec![timer; timers]).unwrap()
     }
 
     /// Writes a snapshot of two subtasks of `keyed` (chained behind nothing)

@@ -5,13 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use weir_actors::UserError;
 
 use super::keyed_process::{KeySelector, KeyedContext};
 use crate::context::RuntimeContext;
 use crate::keys::{key_group, KeyGroupRange};
 use crate::operator::Collector;
+use crate::state::key_group_format::{decode_key_group, encode_key_group, Timer, TimerKind};
 use crate::state::timers::{TimeDomain, TimerService};
 use crate::state::{
     BackendCell, BroadcastStateStore, Key, KeyedBackend, KeyedStateStore, SnapshotOptions,
@@ -19,17 +19,6 @@ use crate::state::{
 };
 use weir_actors::snapshot::KeyedStateHandle;
 use weir_actors::RecordBatch;
-
-/// What a keyed operator snapshots per key group.
-#[derive(Serialize, Deserialize)]
-struct KeyGroupState {
-    states: Vec<StateBytes>,
-    /// rmp-serde of `Vec<(timer kind, timestamp, key)>`.
-    timers: Vec<u8>,
-}
-
-const EVENT_TIMER: u8 = 0;
-const PROCESSING_TIMER: u8 = 1;
 
 /// Keyed state, timers and event time of one keyed operator subtask.
 pub(crate) struct KeyedCore<K> {
@@ -132,22 +121,17 @@ impl<K: Key> KeyedCore<K> {
         if let Some(groups) = self.restored.take() {
             let mut states = BTreeMap::new();
             for (&group, bytes) in groups.range(range.start..range.end) {
-                let corrupt = |cause: String| StateError::Corrupt {
-                    name: "keyed state".into(),
-                    group,
-                    cause,
-                };
-                let state: KeyGroupState =
-                    rmp_serde::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-                states.insert(group, state.states);
-                if !state.timers.is_empty() {
-                    let timers: Vec<(u8, i64, K)> =
-                        rmp_serde::from_slice(&state.timers).map_err(|e| corrupt(e.to_string()))?;
-                    for (kind, timestamp, key) in timers {
-                        match kind {
-                            EVENT_TIMER => self.timers.event_time.register(key, timestamp),
-                            _ => self.timers.processing_time.register(key, timestamp),
+                let (group_states, timers) = decode_key_group::<K>(bytes, group)?;
+                states.insert(group, group_states);
+                for timer in timers {
+                    match timer.kind {
+                        TimerKind::EventTime => {
+                            self.timers.event_time.register(timer.key, timer.timestamp)
                         }
+                        TimerKind::ProcessingTime => self
+                            .timers
+                            .processing_time
+                            .register(timer.key, timer.timestamp),
                     }
                 }
             }
@@ -169,65 +153,45 @@ impl<K: Key> KeyedCore<K> {
             checkpoint_id: ctx.checkpoint_id(),
             full: ctx.is_full(),
         })?;
-        let mut timers: Vec<(u8, i64, K)> = Vec::new();
-        timers.extend(
-            self.timers
-                .event_time
-                .to_vec()
-                .into_iter()
-                .map(|(t, k)| (EVENT_TIMER, t, k)),
-        );
-        timers.extend(
-            self.timers
-                .processing_time
-                .to_vec()
-                .into_iter()
-                .map(|(t, k)| (PROCESSING_TIMER, t, k)),
-        );
+        let timer = |kind| {
+            move |(timestamp, key)| Timer {
+                kind,
+                timestamp,
+                key,
+            }
+        };
+        let timers: Vec<Timer<K>> = self
+            .timers
+            .event_time
+            .to_vec()
+            .into_iter()
+            .map(timer(TimerKind::EventTime))
+            .chain(
+                self.timers
+                    .processing_time
+                    .to_vec()
+                    .into_iter()
+                    .map(timer(TimerKind::ProcessingTime)),
+            )
+            .collect();
         ctx.set_keyed(Box::new(move || {
             let parts = states.serialize()?;
-            let mut groups: BTreeMap<usize, KeyGroupState> = parts
+            let mut groups: BTreeMap<usize, (Vec<StateBytes>, Vec<Timer<K>>)> = parts
                 .groups
                 .into_iter()
-                .map(|(group, states)| {
-                    (
-                        group,
-                        KeyGroupState {
-                            states,
-                            timers: Vec::new(),
-                        },
-                    )
-                })
+                .map(|(group, states)| (group, (states, Vec::new())))
                 .collect();
-            let mut timers_by_group: BTreeMap<usize, Vec<(u8, i64, K)>> = BTreeMap::new();
             for timer in timers {
-                timers_by_group
-                    .entry(key_group(&timer.2, max))
-                    .or_default()
-                    .push(timer);
-            }
-            for (group, timers) in timers_by_group {
-                let bytes = rmp_serde::to_vec_named(&timers).map_err(|e| StateError::Encode {
-                    name: "timers".into(),
-                    cause: e.to_string(),
-                })?;
                 groups
-                    .entry(group)
-                    .or_insert_with(|| KeyGroupState {
-                        states: Vec::new(),
-                        timers: Vec::new(),
-                    })
-                    .timers = bytes;
+                    .entry(key_group(&timer.key, max))
+                    .or_default()
+                    .1
+                    .push(timer);
             }
             let groups = groups
                 .into_iter()
-                .map(|(group, state)| {
-                    rmp_serde::to_vec_named(&state)
-                        .map(|bytes| (group, bytes))
-                        .map_err(|e| StateError::Encode {
-                            name: format!("key group {group}"),
-                            cause: e.to_string(),
-                        })
+                .map(|(group, (states, timers))| {
+                    encode_key_group(states, &timers).map(|bytes| (group, bytes))
                 })
                 .collect::<Result<_, _>>()?;
             Ok((groups, parts.handles))

@@ -55,6 +55,7 @@ mod broadcast;
 mod descriptor;
 mod error;
 mod heap;
+pub mod key_group_format;
 mod keyed;
 mod operator_state;
 #[cfg(feature = "rocksdb")]

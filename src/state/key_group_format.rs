@@ -1,0 +1,159 @@
+//! The canonical format of one key group of a keyed operator's snapshot: its
+//! states (each a [`StateBytes`]: name, kind, type and rmp-serde entries) and
+//! its timers. Keyed operators write it ([`encode_key_group`]), restores read
+//! it ([`decode_key_group`]), and `weir inspect` reads it without knowing the
+//! key type ([`KeyGroupState`], whose timers stay bytes). A savepoint's keyed
+//! state is in this format whatever the backend.
+//!
+//! ```
+//! use weir::state::key_group_format::{decode_key_group, encode_key_group, Timer, TimerKind};
+//! let bytes = encode_key_group(Vec::new(), &[Timer { kind: TimerKind::EventTime, timestamp: 7, key: 3u32 }]).unwrap();
+//! let (states, timers) = decode_key_group::<u32>(&bytes, 5).unwrap();
+//! assert!(states.is_empty());
+//! assert_eq!(timers[0].timestamp, 7);
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use super::{Key, StateBytes, StateError};
+
+/// One key group's part of a keyed snapshot, timers still encoded.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyGroupState {
+    /// Every state's entries of the key group.
+    pub states: Vec<StateBytes>,
+    /// rmp-serde of the key group's timers, `Vec<(kind, timestamp, key)>`
+    /// (empty: none).
+    pub timers: Vec<u8>,
+}
+
+/// Which clock a timer waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimerKind {
+    /// The watermark.
+    EventTime,
+    /// The wall clock.
+    ProcessingTime,
+}
+
+impl TimerKind {
+    fn code(self) -> u8 {
+        match self {
+            TimerKind::EventTime => 0,
+            TimerKind::ProcessingTime => 1,
+        }
+    }
+
+    fn of(code: u8) -> Self {
+        match code {
+            0 => TimerKind::EventTime,
+            _ => TimerKind::ProcessingTime,
+        }
+    }
+}
+
+/// A timer of one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timer<K> {
+    /// Its clock.
+    pub kind: TimerKind,
+    /// When it fires (ms).
+    pub timestamp: i64,
+    /// Its key.
+    pub key: K,
+}
+
+/// The bytes of one key group: `states` and `timers`.
+pub fn encode_key_group<K: Key>(
+    states: Vec<StateBytes>,
+    timers: &[Timer<K>],
+) -> Result<Vec<u8>, StateError> {
+    let encode_error = |name: &str, e: rmp_serde::encode::Error| StateError::Encode {
+        name: name.to_string(),
+        cause: e.to_string(),
+    };
+    let timers = if timers.is_empty() {
+        Vec::new()
+    } else {
+        let rows: Vec<(u8, i64, &K)> = timers
+            .iter()
+            .map(|t| (t.kind.code(), t.timestamp, &t.key))
+            .collect();
+        rmp_serde::to_vec_named(&rows).map_err(|e| encode_error("timers", e))?
+    };
+    rmp_serde::to_vec_named(&KeyGroupState { states, timers })
+        .map_err(|e| encode_error("key group", e))
+}
+
+/// Reads the bytes of key group `group`: its states and timers.
+pub fn decode_key_group<K: Key>(
+    bytes: &[u8],
+    group: usize,
+) -> Result<(Vec<StateBytes>, Vec<Timer<K>>), StateError> {
+    let corrupt = |cause: String| StateError::Corrupt {
+        name: "keyed state".into(),
+        group,
+        cause,
+    };
+    let state = read_key_group(bytes).map_err(corrupt)?;
+    let timers = if state.timers.is_empty() {
+        Vec::new()
+    } else {
+        let rows: Vec<(u8, i64, K)> =
+            rmp_serde::from_slice(&state.timers).map_err(|e| corrupt(e.to_string()))?;
+        rows.into_iter()
+            .map(|(kind, timestamp, key)| Timer {
+                kind: TimerKind::of(kind),
+                timestamp,
+                key,
+            })
+            .collect()
+    };
+    Ok((state.states, timers))
+}
+
+/// Reads the bytes of a key group without decoding its timers' keys (for
+/// tools that do not know the key type).
+pub fn read_key_group(bytes: &[u8]) -> Result<KeyGroupState, String> {
+    rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::StateKind;
+
+    #[test]
+    fn a_key_group_round_trips_and_its_timers_count_without_the_key_type() {
+        let states = vec![StateBytes {
+            name: "count".into(),
+            kind: StateKind::Value,
+            type_name: "u64".into(),
+            entries: vec![0x90],
+        }];
+        let timers = [
+            Timer {
+                kind: TimerKind::EventTime,
+                timestamp: 5,
+                key: "a".to_string(),
+            },
+            Timer {
+                kind: TimerKind::ProcessingTime,
+                timestamp: 9,
+                key: "b".to_string(),
+            },
+        ];
+        let bytes = encode_key_group(states.clone(), &timers).unwrap();
+        let (read_states, read_timers) = decode_key_group::<String>(&bytes, 3).unwrap();
+        assert_eq!((read_states, read_timers), (states, timers.to_vec()));
+        let raw = read_key_group(&bytes).unwrap();
+        assert_eq!(
+            rmp::decode::read_array_len(&mut &raw.timers[..]).unwrap(),
+            2
+        );
+        let err = decode_key_group::<String>(b"\xc1", 3)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key group 3"), "{err}");
+    }
+}
