@@ -16,7 +16,7 @@ use crate::operator::{
     OperatorInfo, PendingSnapshot, SourceOperator, SourceStatus, StreamOperator, UserError,
 };
 use crate::output::Outputs;
-use crate::subtask::SubtaskSpec;
+use crate::subtask::spec::SubtaskSpec;
 
 /// User code failed in `operator`.
 #[derive(Debug)]

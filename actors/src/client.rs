@@ -17,87 +17,19 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use actix::{Actor, Addr, System};
 use futures::channel::oneshot;
 
-use crate::checkpoint::coordinator::{
-    CheckpointCoordinator, SavepointRequest, TriggerCheckpointNow,
-};
-use crate::checkpoint::savepoint::RoutedStorage;
+use crate::checkpoint::coordinator::{SavepointRequest, TriggerCheckpointNow};
 use crate::checkpoint::{CheckpointStats, CheckpointStorage, RetainedCheckpoint};
 use crate::config::RuntimeConfig;
 use crate::error::JobError;
 use crate::graph::JobGraph;
-use crate::lineage::{Lineage, SnapshotRef};
+use crate::job::JobShared;
+pub use crate::job::JobStatus;
+use crate::lineage::SnapshotRef;
 use crate::metrics::JobResult;
 use crate::plan::plan;
 use crate::startup::prepare;
-use crate::supervisor::{CancelJob, GetCoordinator, Supervisor};
-
-/// Where a job is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JobStatus {
-    /// Accepted, not yet deployed.
-    Created,
-    /// Every subtask is deployed and running.
-    Running,
-    /// A subtask failed; the job is being restarted from its latest checkpoint.
-    Restarting,
-    /// A subtask failed; the others are being canceled.
-    Failing,
-    /// The job failed.
-    Failed,
-    /// A cancel was requested; the subtasks are being stopped.
-    Canceling,
-    /// The job was canceled.
-    Canceled,
-    /// Every subtask finished.
-    Finished,
-}
-
-impl JobStatus {
-    /// Whether the job has ended (finished, failed or canceled).
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled
-        )
-    }
-}
-
-/// State shared between a job's supervisor and its clients.
-pub(crate) struct JobShared {
-    pub job_id: String,
-    status: Mutex<JobStatus>,
-    /// Statistics of every finished checkpoint, oldest first.
-    pub checkpoints: Arc<Mutex<Vec<CheckpointStats>>>,
-    /// The checkpoint coordinator, once deployed.
-    pub coordinator: Mutex<Option<Addr<CheckpointCoordinator>>>,
-    /// The id the next checkpoint gets (kept across restarts).
-    pub next_checkpoint_id: Arc<AtomicU64>,
-    /// Restarts so far.
-    pub restarts: AtomicU32,
-    /// The last failure, restarted from or not.
-    pub last_failure: Mutex<Option<JobError>>,
-    /// Where checkpoints (and savepoints) go, if the job has checkpointing.
-    pub storage: Option<Arc<RoutedStorage>>,
-    /// Where savepoints go when a call does not say.
-    pub savepoint_dir: Option<PathBuf>,
-    /// The job's lineage: what it restores from, and its newest snapshot.
-    pub lineage: Arc<Lineage>,
-    /// Where the snapshot the job was stopped with is, once it completed.
-    pub stopped_at: Arc<Mutex<Option<String>>>,
-}
-
-impl JobShared {
-    pub fn set_status(&self, status: JobStatus) {
-        if let Ok(mut s) = self.status.lock() {
-            tracing::debug!(job_id = %self.job_id, from = ?*s, to = ?status, "job status");
-            *s = status;
-        }
-    }
-
-    fn status(&self) -> JobStatus {
-        self.status.lock().map(|s| *s).unwrap_or(JobStatus::Failed)
-    }
-}
+use crate::supervisor::protocol::{CancelJob, GetCoordinator};
+use crate::supervisor::Supervisor;
 
 /// A handle on a running job: its status, a way to cancel it, and its outcome.
 ///

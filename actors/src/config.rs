@@ -6,8 +6,18 @@ use crate::checkpoint::{CheckpointConfig, StorageSpec};
 use crate::error::JobError;
 use crate::faults::FaultPlan;
 use crate::restart::RestartStrategy;
-use crate::restore::RestoreSource;
 use std::sync::Arc;
+
+/// Where a job's first deployment restores from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestoreSource {
+    /// A checkpoint (or savepoint) directory, `.../chk-<n>`.
+    Path(std::path::PathBuf),
+    /// The newest complete snapshot (checkpoint or savepoint) of the job's
+    /// own lineage under this checkpoint directory (see [`crate::lineage`]);
+    /// with none, the job starts fresh.
+    LatestIn(std::path::PathBuf),
+}
 
 /// How the runtime moves records. Every field has a sensible default.
 ///

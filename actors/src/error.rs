@@ -14,7 +14,8 @@ use std::io::ErrorKind;
 
 use thiserror::Error;
 
-use crate::operator::UserError;
+/// An error returned by user code (an operator, a source or a sink).
+pub type UserError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The ways a job can end other than by finishing.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]

@@ -9,14 +9,11 @@
 //! `t`: no record with a smaller timestamp should follow) and *processing time*
 //! (wall-clock callbacks it asked for). Both drive its timers.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::batch::Batch;
-use crate::channel::ChannelEvent;
 use crate::snapshot::OperatorSnapshot;
 
-/// An error returned by user code (an operator, a source or a sink).
-pub type UserError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use crate::clock::processing_time_now;
+pub use crate::error::UserError;
 
 /// Identity of one parallel instance of an operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,13 +42,6 @@ pub struct OperatorInfo {
     pub shared_state_dir: Option<std::path::PathBuf>,
 }
 
-/// The current processing time: milliseconds since the Unix epoch.
-pub fn processing_time_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Where an operator puts its output, in order.
 pub trait Emitter {
     /// Hands one batch to whatever follows the operator.
@@ -60,22 +50,6 @@ pub trait Emitter {
     fn emit_watermark(&mut self, watermark: i64);
     /// This output goes idle (`true`: exclude it from downstream watermarks) or active again.
     fn emit_idle(&mut self, idle: bool);
-}
-
-impl Emitter for Vec<ChannelEvent> {
-    fn emit(&mut self, batch: Batch) {
-        if !batch.is_empty() {
-            self.push(ChannelEvent::Records(batch));
-        }
-    }
-
-    fn emit_watermark(&mut self, watermark: i64) {
-        self.push(ChannelEvent::Watermark(watermark));
-    }
-
-    fn emit_idle(&mut self, idle: bool) {
-        self.push(ChannelEvent::Idle(idle));
-    }
 }
 
 /// The asynchronous part of a snapshot: serialisation and the like, run off

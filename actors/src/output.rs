@@ -12,11 +12,11 @@
 use std::collections::VecDeque;
 
 use crate::batch::Batch;
-use crate::channel::{ChannelEvent, ChannelTarget};
+use crate::channel::ChannelEvent;
 use crate::checkpoint::metadata::ChannelState;
 use crate::checkpoint::CheckpointBarrier;
 use crate::partition::OutputPartitioner;
-use crate::subtask::Deliver;
+use crate::subtask::protocol::{ChannelTarget, Deliver};
 
 struct OutputChannel {
     target: ChannelTarget,

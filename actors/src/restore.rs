@@ -4,27 +4,29 @@
 //! checkpoint holds; reading the checkpoint is the caller's business.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::metadata::ChannelState;
 use crate::checkpoint::metadata::{CheckpointMetadata, OperatorMetadata, SubtaskState};
 use crate::checkpoint::storage::{CheckpointStorage, FsStorage};
 use crate::graph::JobGraph;
 use crate::plan::ExecutionPlan;
 use crate::snapshot::{redistribute, OperatorSnapshot};
-use crate::subtask::RestoredSubtask;
 
-/// Where a job's first deployment restores from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RestoreSource {
-    /// A checkpoint (or savepoint) directory, `.../chk-<n>`.
-    Path(PathBuf),
-    /// The newest complete snapshot (checkpoint or savepoint) of the job's
-    /// own lineage under this checkpoint directory (see [`crate::lineage`]);
-    /// with none, the job starts fresh.
-    LatestIn(PathBuf),
+/// What a subtask starts from when the job is restored.
+#[derive(Clone, Debug, Default)]
+pub struct RestoredSubtask {
+    /// Per operator uid, its (redistributed) snapshot.
+    pub operators: HashMap<String, OperatorSnapshot>,
+    /// In-flight records of its input channels (unaligned checkpoints): processed first.
+    pub input_channels: Vec<ChannelState>,
+    /// In-flight records of its output channels (unaligned checkpoints): sent first.
+    pub output_channels: Vec<ChannelState>,
 }
+
+pub use crate::config::RestoreSource;
 
 /// Reads checkpoint `id` of `storage`: its metadata and every subtask's state.
 pub fn read(

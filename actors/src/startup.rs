@@ -16,6 +16,7 @@ use crate::checkpoint::layout::CheckpointPaths;
 use crate::checkpoint::metadata::CheckpointMetadata;
 use crate::checkpoint::savepoint::RoutedStorage;
 use crate::checkpoint::{CheckpointStorage, FsStorage, StorageSpec};
+use crate::config::RestoreSource;
 use crate::config::RuntimeConfig;
 use crate::error::JobError;
 use crate::graph::JobGraph;
@@ -26,8 +27,7 @@ use crate::lineage::{
 use crate::lock::{holder, DirLock};
 use crate::plan::ExecutionPlan;
 use crate::preflight::{probe_dir, Hold, PreflightContext};
-use crate::restore::{self, open_snapshot_dir, RestoreSource};
-use crate::subtask::RestoredSubtask;
+use crate::restore::{self, open_snapshot_dir, RestoredSubtask};
 
 /// What [`prepare`] settled.
 pub(crate) struct Prepared {

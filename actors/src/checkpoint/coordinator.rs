@@ -4,17 +4,17 @@
 //! [`CheckpointTracker`]'s; this actor only feeds it messages and the clock,
 //! and carries out what it decides.
 //!
-//! Its protocol:
+//! Its protocol (in [`super::protocol`]):
 //! - [`CheckpointReport`] (from subtasks): acknowledged, declined, or a source finished.
 //! - [`TriggerCheckpointNow`] (from the job client): a manual checkpoint.
 //! - [`Participants`] (from the supervisor, once): the subtasks' addresses.
+//! - [`JobEnded`] (from the supervisor): clean up and stop.
 //!
 //! When every source has finished, it triggers a final checkpoint; subtasks
 //! wait for its completion before they close, so that what they pre-committed
 //! last is committed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,6 +26,10 @@ use tracing::{info, warn, Span};
 use super::metadata::{
     CheckpointMetadata, OperatorMetadata, StateHandle, SubtaskStateMetadata, METADATA_VERSION,
 };
+pub use super::protocol::{
+    CheckpointReport, JobEnded, Participant, Participants, ReportKind, SavepointRequest,
+    TriggerCheckpointNow,
+};
 use super::savepoint::{create_savepoint_dir, RoutedStorage};
 use super::stats::{CheckpointStats, SubtaskCheckpointStats};
 use super::storage::CheckpointStorage;
@@ -35,81 +39,10 @@ use super::tracker::{
 use super::{
     BarrierKind, CheckpointBarrier, CheckpointConfig, CheckpointMode, ExternalizedRetention,
 };
+use crate::clock::processing_time_now;
 use crate::lineage::{Lineage, SnapshotRef};
-use crate::operator::processing_time_now;
-use crate::subtask::{NotifyCheckpoint, Subtask, TriggerCheckpoint};
-
-/// What a subtask tells the coordinator.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct CheckpointReport {
-    /// The reporting subtask.
-    pub task: TaskId,
-    /// What it reports.
-    pub kind: ReportKind,
-}
-
-/// The kinds of [`CheckpointReport`].
-#[derive(Debug)]
-pub enum ReportKind {
-    /// Its part of checkpoint `id` is written.
-    Acknowledged {
-        /// The checkpoint.
-        id: u64,
-        /// Where its state is.
-        handle: StateHandle,
-        /// Its figures.
-        stats: SubtaskCheckpointStats,
-    },
-    /// It cannot take checkpoint `id`.
-    Declined {
-        /// The checkpoint.
-        id: u64,
-        /// Why.
-        reason: String,
-        /// Because a newer checkpoint's barrier overtook it (not a failure).
-        subsumed: bool,
-    },
-    /// A source subtask has emitted its last record.
-    SourceFinished,
-}
-
-/// Who takes part in checkpoints, sent once by the supervisor.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Participants {
-    /// Every subtask, with the uids of its chain's operators.
-    pub subtasks: Vec<(TaskId, Addr<Subtask>, Vec<String>)>,
-    /// Which of them are sources.
-    pub sources: Vec<TaskId>,
-}
-
-/// A manual checkpoint (or savepoint); the receiver resolves when it ends.
-#[derive(Message)]
-#[rtype(result = "oneshot::Receiver<Result<CheckpointStats, String>>")]
-pub struct TriggerCheckpointNow {
-    /// A savepoint rather than a checkpoint.
-    pub savepoint: Option<SavepointRequest>,
-    /// Stop the job with this checkpoint (without a savepoint): sources emit
-    /// nothing after its barrier and its completion ends the job, which
-    /// resumes from it with `latest`.
-    pub stop: bool,
-}
-
-/// Where a savepoint goes and whether the job stops with it.
-#[derive(Clone, Debug)]
-pub struct SavepointRequest {
-    /// The directory under which `savepoint-<job>-<n>/` is created.
-    pub parent_dir: PathBuf,
-    /// Stop the job with this savepoint: sources emit nothing after its
-    /// barrier, and its completion (which commits the sinks) ends the job.
-    pub stop: bool,
-}
-
-/// The checkpointing of a job failed past the tolerable failures.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CheckpointingFailed(pub String);
+use crate::subtask::protocol::{NotifyCheckpoint, TriggerCheckpoint};
+use crate::supervisor::protocol::CheckpointingFailed;
 
 /// Static facts about the job the metadata records.
 #[derive(Clone, Debug)]
@@ -142,7 +75,7 @@ pub struct CheckpointCoordinator {
     tracker: CheckpointTracker<StateHandle>,
     storage: Arc<RoutedStorage>,
     job: JobFacts,
-    subtasks: Vec<(TaskId, Addr<Subtask>, Vec<String>)>,
+    subtasks: Vec<Participant>,
     sources: BTreeSet<TaskId>,
     finished_sources: BTreeSet<TaskId>,
     final_checkpoint: Option<u64>,
@@ -267,9 +200,9 @@ impl CheckpointCoordinator {
             is_final,
             stop,
         };
-        for (task, addr, _) in &self.subtasks {
-            if self.sources.contains(task) {
-                addr.do_send(TriggerCheckpoint { barrier });
+        for participant in &self.subtasks {
+            if self.sources.contains(&participant.task) {
+                participant.trigger.do_send(TriggerCheckpoint { barrier });
             }
         }
         tracing::debug!(parent: &self.span, checkpoint = id, "triggered");
@@ -349,8 +282,10 @@ impl CheckpointCoordinator {
     }
 
     fn notify(&self, id: u64, complete: bool) {
-        for (_, addr, _) in &self.subtasks {
-            addr.do_send(NotifyCheckpoint { id, complete });
+        for participant in &self.subtasks {
+            participant
+                .notify
+                .do_send(NotifyCheckpoint { id, complete });
         }
     }
 
@@ -399,8 +334,8 @@ impl CheckpointCoordinator {
                 operators: self
                     .subtasks
                     .iter()
-                    .find(|(t, _, _)| t == task)
-                    .map(|(_, _, uids)| uids.clone())
+                    .find(|p| p.task == *task)
+                    .map(|p| p.uids.clone())
                     .unwrap_or_default(),
                 subtask: task.1,
                 handle: ack.handle.clone(),
@@ -585,14 +520,6 @@ impl Handler<TriggerCheckpointNow> for CheckpointCoordinator {
         }
         MessageResult(rx)
     }
-}
-
-/// The job ended; `canceled` says whether by cancellation.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct JobEnded {
-    /// Whether the job was canceled (retention applies).
-    pub canceled: bool,
 }
 
 impl Handler<JobEnded> for CheckpointCoordinator {

@@ -10,7 +10,8 @@
 //! writes `_metadata` (the checkpoint now exists) and notifies every operator.
 //!
 //! - [`config`]: [`CheckpointConfig`], the settings.
-//! - [`tracker`]: the coordinator's bookkeeping as a plain, unit-tested type.
+//! - [`tracker`]: the coordinator's bookkeeping as a plain, unit-tested type;
+//!   [`protocol`]: the coordinator's messages.
 //! - [`format`], [`layout`], [`metadata`], [`storage`]: what is written, where, and how;
 //!   [`durable`]: small files written atomically.
 //! - [`savepoint`]: savepoint directories and the storage that routes to them.
@@ -22,6 +23,7 @@ pub mod durable;
 pub mod format;
 pub mod layout;
 pub mod metadata;
+pub mod protocol;
 pub mod savepoint;
 pub mod stats;
 pub mod storage;

@@ -33,180 +33,30 @@ use actix::prelude::*;
 use tracing::{debug, Span};
 
 mod checkpointing;
+mod input_gate;
+pub mod protocol;
+pub mod spec;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+pub use protocol::{
+    Cancel, ChannelTarget, Credit, Deliver, NotifyCheckpoint, Start, TriggerCheckpoint, Upstream,
+    Wire,
+};
+pub use spec::{SubtaskCheckpointing, SubtaskSpec};
+
 use std::time::Instant;
 
-use crate::batch::BatchDecoder;
 use crate::chain::{Chain, Failure};
-use crate::channel::{ChannelEvent, ChannelTarget, InputChannel, InputGate, Upstream};
-use crate::checkpoint::coordinator::{CheckpointReport, ReportKind};
-use crate::checkpoint::metadata::ChannelState;
-use crate::checkpoint::tracker::TaskId;
-use crate::checkpoint::{BarrierKind, CheckpointBarrier, CheckpointStorage};
-use crate::config::RuntimeConfig;
-use crate::graph::{OperatorFactory, PartitionerContext, PartitionerFactory, SourceFactory};
+use crate::channel::ChannelEvent;
+use crate::checkpoint::protocol::{CheckpointReport, ReportKind};
+use crate::checkpoint::BarrierKind;
 use crate::metrics::SubtaskMetrics;
-use crate::operator::{processing_time_now, OperatorInfo, SourceStatus};
+use crate::operator::{processing_time_now, SourceStatus};
 use crate::output::Outputs;
-use crate::snapshot::OperatorSnapshot;
+use crate::supervisor::protocol::{SubtaskOutcome, SubtaskReport};
+use input_gate::{InputChannel, InputGate};
 
 /// The longest a step runs before it yields (when its batches take long).
 const STEP_TIME_BUDGET: Duration = Duration::from_millis(1);
-
-/// How to build one subtask: everything but its peers' addresses.
-#[derive(Clone)]
-pub struct SubtaskSpec {
-    /// Index of the chain in the execution plan.
-    pub chain: usize,
-    /// The chain's display name.
-    pub task: String,
-    /// The job's name (for logs).
-    pub job: String,
-    /// This subtask's index.
-    pub index: usize,
-    /// The chain's parallelism.
-    pub parallelism: usize,
-    /// The source at the head of the chain, if it is a source chain.
-    pub source: Option<(OperatorInfo, SourceFactory)>,
-    /// The operators of the chain, head first (after the source, if any).
-    pub operators: Vec<(OperatorInfo, OperatorFactory)>,
-    /// Logical input of each input channel, in gate order.
-    pub input_channels: Vec<usize>,
-    /// Per output edge: the partitioner factory and its context.
-    pub outputs: Vec<(PartitionerFactory, PartitionerContext)>,
-    /// Batching and flow-control settings.
-    pub config: RuntimeConfig,
-    /// How this subtask takes part in checkpoints, if the job has them.
-    pub checkpointing: Option<SubtaskCheckpointing>,
-    /// Which deployment of the job this is (0, then +1 per restart).
-    pub attempt: u32,
-    /// The state to start from (after a restart or from a savepoint).
-    pub restored: Option<RestoredSubtask>,
-    /// Per input channel, how its in-flight records are decoded.
-    pub input_decoders: Vec<BatchDecoder>,
-    /// Per output edge, how its in-flight records are decoded.
-    pub output_decoders: Vec<BatchDecoder>,
-}
-
-/// What a subtask starts from when the job is restored.
-#[derive(Clone, Debug, Default)]
-pub struct RestoredSubtask {
-    /// Per operator uid, its (redistributed) snapshot.
-    pub operators: HashMap<String, OperatorSnapshot>,
-    /// In-flight records of its input channels (unaligned checkpoints): processed first.
-    pub input_channels: Vec<ChannelState>,
-    /// In-flight records of its output channels (unaligned checkpoints): sent first.
-    pub output_channels: Vec<ChannelState>,
-}
-
-/// A subtask's part in checkpointing.
-#[derive(Clone)]
-pub struct SubtaskCheckpointing {
-    /// Where acknowledgements go.
-    pub coordinator: Recipient<CheckpointReport>,
-    /// Where state is written.
-    pub storage: Arc<dyn CheckpointStorage>,
-    /// This subtask's id (chain, index).
-    pub task: TaskId,
-    /// The name its state file gets.
-    pub state_name: String,
-    /// An aligned checkpoint whose alignment takes longer becomes unaligned.
-    pub aligned_timeout: Option<Duration>,
-}
-
-/// How a subtask ended, as reported to the supervisor.
-#[derive(Debug)]
-pub enum SubtaskOutcome {
-    /// All inputs ended and all output was delivered.
-    Finished(SubtaskMetrics),
-    /// User code failed, or the actor went away.
-    Failed {
-        /// The failing operator's name.
-        operator: String,
-        /// What happened.
-        cause: String,
-        /// Whether a restart can help.
-        retryable: bool,
-    },
-}
-
-/// A subtask's report to its supervisor.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct SubtaskReport {
-    /// The deployment the subtask belongs to.
-    pub attempt: u32,
-    /// Chain index.
-    pub chain: usize,
-    /// Subtask index.
-    pub subtask: usize,
-    /// Parallelism of the chain.
-    pub parallelism: usize,
-    /// The outcome.
-    pub outcome: SubtaskOutcome,
-}
-
-/// The peers of a subtask, sent once before [`Start`].
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Wire {
-    /// Per output edge, per channel: the receiving subtask and gate channel.
-    pub outputs: Vec<Vec<ChannelTarget>>,
-    /// Per input channel: who sends on it.
-    pub inputs: Vec<Upstream>,
-}
-
-/// Open the operators and start processing.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Start;
-
-/// An event for one input channel.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Deliver {
-    /// Index in the receiver's input gate.
-    pub channel: usize,
-    /// The batch or end-of-input.
-    pub event: ChannelEvent,
-}
-
-/// Room for `credits` more batches on one output channel.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Credit {
-    /// The sender's output (edge slot).
-    pub output: usize,
-    /// The channel on that output.
-    pub channel: usize,
-    /// Number of batches granted.
-    pub credits: u32,
-}
-
-/// Stop processing and stop the actor.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Cancel;
-
-/// Take checkpoint `barrier.id` now (sent to source subtasks).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct TriggerCheckpoint {
-    /// The barrier to emit.
-    pub barrier: CheckpointBarrier,
-}
-
-/// Checkpoint `id` completed (`complete`) or was aborted.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct NotifyCheckpoint {
-    /// The checkpoint.
-    pub id: u64,
-    /// Completed, or aborted.
-    pub complete: bool,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {

@@ -11,6 +11,8 @@
 //! point): every other subtask is canceled and the job's result names the
 //! operator, the subtask and the cause.
 
+pub mod protocol;
+
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,34 +22,26 @@ use actix::prelude::*;
 use futures::channel::oneshot;
 use tracing::{debug, info, warn, Span};
 
-use crate::channel::{ChannelTarget, Upstream};
-use crate::checkpoint::coordinator::{
-    CheckpointCoordinator, CheckpointProgress, CheckpointingFailed, JobEnded, JobFacts,
-    Participants,
-};
+use crate::checkpoint::coordinator::{CheckpointCoordinator, CheckpointProgress, JobFacts};
 use crate::checkpoint::layout::CheckpointPaths;
+use crate::checkpoint::protocol::{JobEnded, Participant, Participants, TriggerCheckpointNow};
 use crate::checkpoint::CheckpointStorage;
-use crate::client::{JobShared, JobStatus};
+use crate::clock::processing_time_now;
 use crate::config::RuntimeConfig;
 use crate::error::JobError;
 use crate::graph::{JobGraph, PartitionerContext, VertexKind};
+use crate::job::{JobShared, JobStatus};
 use crate::metrics::{JobResult, SubtaskMetrics};
-use crate::operator::processing_time_now;
 use crate::operator::OperatorInfo;
 use crate::plan::{input_channels, output_channels, ExecutionPlan};
 use crate::preflight::Hold;
 use crate::restart::{RestartDecision, RestartTracker};
+use crate::restore::RestoredSubtask;
 use crate::startup::FirstDeployment;
 use crate::startup::{assign_snapshot, describe_location, snapshot_storage};
-use crate::subtask::{
-    Cancel, RestoredSubtask, Start, Subtask, SubtaskCheckpointing, SubtaskOutcome, SubtaskReport,
-    SubtaskSpec, Wire,
-};
-
-/// Asks the supervisor to cancel the job.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CancelJob;
+use crate::subtask::protocol::{Cancel, ChannelTarget, Start, Upstream, Wire};
+use crate::subtask::{Subtask, SubtaskCheckpointing, SubtaskSpec};
+use protocol::{CancelJob, CheckpointingFailed, GetCoordinator, SubtaskOutcome, SubtaskReport};
 
 /// The actor that owns one running job.
 pub struct Supervisor {
@@ -219,7 +213,7 @@ impl Supervisor {
         )
         .start();
         if let Ok(mut slot) = self.shared.coordinator.lock() {
-            *slot = Some(coordinator.clone());
+            *slot = Some(coordinator.clone().recipient());
         }
         self.coordinator = Some(coordinator);
     }
@@ -290,7 +284,12 @@ impl Supervisor {
                     .first()
                     .is_some_and(|&v| matches!(self.graph.vertices[v].kind, VertexKind::Source(_)));
                 for (i, addr) in self.subtasks[c].iter().enumerate() {
-                    subtasks.push(((c, i), addr.clone(), uids.clone()));
+                    subtasks.push(Participant {
+                        task: (c, i),
+                        trigger: addr.clone().recipient(),
+                        notify: addr.clone().recipient(),
+                        uids: uids.clone(),
+                    });
                     if is_source {
                         sources.push((c, i));
                     }
@@ -327,7 +326,7 @@ impl Supervisor {
                         output_channels(&self.graph, e, i)
                             .into_iter()
                             .map(|r| ChannelTarget {
-                                subtask: self.subtasks[target_chain][r].clone(),
+                                subtask: self.subtasks[target_chain][r].clone().recipient(),
                                 gate_channel: gate_index[&(e, i, r)],
                             })
                             .collect()
@@ -343,7 +342,7 @@ impl Supervisor {
                             .position(|&e| e == spec.edge)
                             .unwrap_or_default();
                         Upstream {
-                            subtask: self.subtasks[source_chain][spec.sender].clone(),
+                            subtask: self.subtasks[source_chain][spec.sender].clone().recipient(),
                             output,
                             channel: spec.sender_channel,
                         }
@@ -565,16 +564,11 @@ impl Handler<CheckpointingFailed> for Supervisor {
     }
 }
 
-/// Asks the supervisor for the checkpoint coordinator of the current deployment.
-#[derive(Message)]
-#[rtype(result = "Option<Addr<CheckpointCoordinator>>")]
-pub struct GetCoordinator;
-
 impl Handler<GetCoordinator> for Supervisor {
-    type Result = Option<Addr<CheckpointCoordinator>>;
+    type Result = Option<Recipient<TriggerCheckpointNow>>;
 
     fn handle(&mut self, _: GetCoordinator, _ctx: &mut Self::Context) -> Self::Result {
-        self.coordinator.clone()
+        self.coordinator.clone().map(Addr::recipient)
     }
 }
 

@@ -1,0 +1,85 @@
+//! What a running job's supervisor, its checkpoint coordinator and its
+//! clients share: its status, checkpoint history, lineage and storage.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::{Arc, Mutex};
+
+use actix::Recipient;
+
+use crate::checkpoint::protocol::TriggerCheckpointNow;
+use crate::checkpoint::savepoint::RoutedStorage;
+use crate::checkpoint::CheckpointStats;
+use crate::error::JobError;
+use crate::lineage::Lineage;
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Accepted, not yet deployed.
+    Created,
+    /// Every subtask is deployed and running.
+    Running,
+    /// A subtask failed; the job is being restarted from its latest checkpoint.
+    Restarting,
+    /// A subtask failed; the others are being canceled.
+    Failing,
+    /// The job failed.
+    Failed,
+    /// A cancel was requested; the subtasks are being stopped.
+    Canceling,
+    /// The job was canceled.
+    Canceled,
+    /// Every subtask finished.
+    Finished,
+}
+
+impl JobStatus {
+    /// Whether the job has ended (finished, failed or canceled).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled
+        )
+    }
+}
+
+/// State shared between a job's supervisor and its clients.
+pub struct JobShared {
+    /// The job's id (one per run).
+    pub job_id: String,
+    pub(crate) status: Mutex<JobStatus>,
+    /// Statistics of every finished checkpoint, oldest first.
+    pub checkpoints: Arc<Mutex<Vec<CheckpointStats>>>,
+    /// Where the checkpoint coordinator takes triggers, once deployed.
+    pub coordinator: Mutex<Option<Recipient<TriggerCheckpointNow>>>,
+    /// The id the next checkpoint gets (kept across restarts).
+    pub next_checkpoint_id: Arc<AtomicU64>,
+    /// Restarts so far.
+    pub restarts: AtomicU32,
+    /// The last failure, restarted from or not.
+    pub last_failure: Mutex<Option<JobError>>,
+    /// Where checkpoints (and savepoints) go, if the job has checkpointing.
+    pub storage: Option<Arc<RoutedStorage>>,
+    /// Where savepoints go when a call does not say.
+    pub savepoint_dir: Option<PathBuf>,
+    /// The job's lineage: what it restores from, and its newest snapshot.
+    pub lineage: Arc<Lineage>,
+    /// Where the snapshot the job was stopped with is, once it completed.
+    pub stopped_at: Arc<Mutex<Option<String>>>,
+}
+
+impl JobShared {
+    /// Sets the job's status.
+    pub fn set_status(&self, status: JobStatus) {
+        if let Ok(mut s) = self.status.lock() {
+            tracing::debug!(job_id = %self.job_id, from = ?*s, to = ?status, "job status");
+            *s = status;
+        }
+    }
+
+    /// The job's status.
+    pub fn status(&self) -> JobStatus {
+        self.status.lock().map(|s| *s).unwrap_or(JobStatus::Failed)
+    }
+}
