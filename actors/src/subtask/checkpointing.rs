@@ -355,8 +355,7 @@ impl Subtask {
                     output_channels: taken.output_channels,
                 };
                 let in_flight = state.in_flight_bytes();
-                let bytes = rmp_serde::to_vec_named(&state)
-                    .map_err(|e| format!("cannot encode the state: {e}"))?;
+                let bytes = state.encode()?;
                 let shared_refs = state.shared_refs();
                 if !shared_refs.is_empty() {
                     // Written before the state, so that no moment exists where
