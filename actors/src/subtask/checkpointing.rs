@@ -15,8 +15,10 @@
 //! - **At-least-once**: nothing is blocked; the snapshot is taken when the
 //!   last barrier arrived, so records after an early barrier may be in it.
 //!
-//! The synchronous part of a snapshot runs here; serialising and writing run
-//! on a blocking thread, which then acknowledges (or declines) to the coordinator.
+//! The rules are the [`BarrierAligner`]'s (a plain type, see `aligner`); this
+//! file carries its decisions out. The synchronous part of a snapshot runs
+//! here; serialising and writing run on a blocking thread, which then
+//! acknowledges (or declines) to the coordinator.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tracing::{debug, warn};
 
+use super::aligner::{BarrierAligner, Decision};
 use super::{Phase, Subtask};
 use crate::batch::BatchData;
 use crate::checkpoint::coordinator::{CheckpointReport, ReportKind};
@@ -44,14 +47,25 @@ pub(crate) struct TakenSnapshot {
     broken: Option<String>,
 }
 
-/// The checkpoint whose barriers are arriving at this subtask.
-pub(crate) struct Alignment {
-    barrier: CheckpointBarrier,
-    seen: Vec<bool>,
-    remaining: usize,
-    started: Instant,
-    /// Taken at the first barrier (unaligned) or at the aligned timeout.
+/// What the subtask keeps of the checkpoint its barriers are arriving for
+/// (the decisions are the [`BarrierAligner`]'s).
+#[derive(Default)]
+pub(crate) struct Checkpointing {
+    aligner: BarrierAligner,
+    /// When the alignment of this checkpoint began.
+    started: Option<(u64, Instant)>,
+    /// Its snapshot, once taken (unaligned: before every barrier arrived).
     taken: Option<TakenSnapshot>,
+}
+
+impl Checkpointing {
+    /// Checkpointing over `channels` input channels.
+    pub fn new(channels: usize) -> Self {
+        Checkpointing {
+            aligner: BarrierAligner::new(channels),
+            ..Checkpointing::default()
+        }
+    }
 }
 
 impl Subtask {
@@ -88,13 +102,11 @@ impl Subtask {
         barrier: CheckpointBarrier,
         ctx: &mut Context<Self>,
     ) {
-        if !self.checkpointable() || barrier.id <= self.last_checkpoint {
+        if !self.checkpointable() {
             return;
         }
-        self.last_checkpoint = barrier.id;
-        let unaligned = barrier.kind == BarrierKind::Unaligned;
-        let taken = self.take_snapshot(barrier, unaligned, Duration::ZERO);
-        self.complete_snapshot(taken);
+        let decisions = self.checkpoints.aligner.on_trigger(barrier);
+        self.carry_out(decisions, ctx);
         self.after_work(ctx);
     }
 
@@ -107,89 +119,66 @@ impl Subtask {
         priority: bool,
         ctx: &mut Context<Self>,
     ) {
-        if !self.checkpointable() || barrier.id <= self.last_checkpoint {
+        if !self.checkpointable() {
             return;
         }
-        if let Some(current) = &self.alignment {
-            if barrier.id < current.barrier.id {
-                return;
-            }
-            if barrier.id > current.barrier.id {
-                let old = current.barrier.id;
-                self.abandon_alignment();
-                debug!(parent: &self.span, checkpoint = old, newer = barrier.id, "checkpoint overtaken");
-                self.report_checkpoint(ReportKind::Declined {
-                    id: old,
-                    reason: format!("overtaken by the barrier of checkpoint {}", barrier.id),
-                    subsumed: true,
-                });
-            }
+        let decisions = self
+            .checkpoints
+            .aligner
+            .on_barrier(channel, barrier, priority);
+        let aligning = self.checkpoints.aligner.pending().map(|b| b.id);
+        if aligning.is_some() && self.checkpoints.started.map(|(id, _)| id) != aligning {
+            self.checkpoints.started = aligning.map(|id| (id, Instant::now()));
         }
-        let channels = self.gate.channels.len();
-        let alignment = self.alignment.get_or_insert_with(|| Alignment {
-            barrier,
-            seen: vec![false; channels],
-            remaining: channels,
-            started: Instant::now(),
-            taken: None,
-        });
-        if alignment.seen[channel] {
-            return;
-        }
-        let first = alignment.remaining == channels;
-        alignment.seen[channel] = true;
-        alignment.remaining -= 1;
-        let done = alignment.remaining == 0;
-        let kind = alignment.barrier.kind;
-
-        match kind {
-            BarrierKind::Unaligned => {
-                if alignment.taken.is_none() {
-                    let taken = self.take_snapshot(barrier, true, Duration::ZERO);
-                    if let Some(alignment) = self.alignment.as_mut() {
-                        alignment.taken = Some(taken);
-                    }
-                }
-                if priority {
-                    // What is still queued on this channel came before its barrier.
-                    self.capture_queue(channel);
-                }
-            }
-            BarrierKind::Aligned => {
-                if alignment.taken.is_none() && !done {
-                    self.gate.channels[channel].blocked = true;
-                    if first {
-                        self.arm_aligned_timeout(barrier, ctx);
-                    }
-                }
-            }
-            BarrierKind::AtLeastOnce => {}
-        }
-        if done {
-            self.end_alignment();
-        }
+        self.carry_out(decisions, ctx);
         self.after_work(ctx);
     }
 
-    /// All barriers arrived: snapshot (if not yet), release the channels, write.
-    fn end_alignment(&mut self) {
-        let Some(alignment) = self.alignment.take() else {
-            return;
-        };
-        self.gate.unblock_all();
-        self.last_checkpoint = alignment.barrier.id;
-        let taken = match alignment.taken {
-            Some(taken) => taken,
-            None => self.take_snapshot(alignment.barrier, false, alignment.started.elapsed()),
-        };
-        self.complete_snapshot(taken);
+    /// Does what the aligner decided.
+    fn carry_out(&mut self, decisions: Vec<Decision>, ctx: &mut Context<Self>) {
+        for decision in decisions {
+            match decision {
+                Decision::Block(channel) => self.gate.channels[channel].blocked = true,
+                Decision::ArmTimeout(barrier) => self.arm_aligned_timeout(barrier, ctx),
+                Decision::Snapshot { barrier, unaligned } => {
+                    let waited = match self.checkpoints.started {
+                        Some((id, started)) if id == barrier.id => started.elapsed(),
+                        _ => Duration::ZERO,
+                    };
+                    let taken = self.take_snapshot(barrier, unaligned, waited);
+                    self.checkpoints.taken = Some(taken);
+                }
+                Decision::CaptureQueue(channel) => self.capture_queue(channel),
+                Decision::Release => self.gate.unblock_all(),
+                Decision::Complete(id) => {
+                    if let Some(taken) = self.checkpoints.taken.take() {
+                        if taken.barrier.id == id {
+                            self.complete_snapshot(taken);
+                        }
+                    }
+                }
+                Decision::Subsumed { checkpoint, by } => {
+                    self.drop_snapshot(checkpoint);
+                    debug!(parent: &self.span, checkpoint, newer = by, "checkpoint overtaken");
+                    self.report_checkpoint(ReportKind::Declined {
+                        id: checkpoint,
+                        reason: format!("overtaken by the barrier of checkpoint {by}"),
+                        subsumed: true,
+                    });
+                }
+            }
+        }
     }
 
-    /// Gives up the alignment in progress (aborted, or overtaken by a newer one).
-    fn abandon_alignment(&mut self) {
-        if let Some(alignment) = self.alignment.take() {
-            self.last_checkpoint = self.last_checkpoint.max(alignment.barrier.id);
-            self.gate.unblock_all();
+    /// Forgets the snapshot taken for `checkpoint`, if any (given up).
+    fn drop_snapshot(&mut self, checkpoint: u64) {
+        if self
+            .checkpoints
+            .taken
+            .as_ref()
+            .is_some_and(|t| t.barrier.id == checkpoint)
+        {
+            self.checkpoints.taken = None;
         }
     }
 
@@ -202,25 +191,13 @@ impl Subtask {
         else {
             return;
         };
-        if barrier.is_final {
-            return;
-        }
         ctx.run_later(timeout, move |act, ctx| {
-            let Some(alignment) = act.alignment.as_mut() else { return };
-            if alignment.barrier.id != barrier.id || alignment.taken.is_some() {
+            let decisions = act.checkpoints.aligner.on_timeout(barrier.id);
+            if decisions.is_empty() {
                 return;
             }
-            let waited = alignment.started.elapsed();
-            let mut unaligned = alignment.barrier;
-            unaligned.kind = BarrierKind::Unaligned;
-            alignment.barrier.kind = BarrierKind::Unaligned;
             debug!(parent: &act.span, checkpoint = barrier.id, "alignment timed out: switching to unaligned");
-            // Records held on blocked channels came after their barrier: not captured.
-            act.gate.unblock_all();
-            let taken = act.take_snapshot(unaligned, true, waited);
-            if let Some(alignment) = act.alignment.as_mut() {
-                alignment.taken = Some(taken);
-            }
+            act.carry_out(decisions, ctx);
             act.after_work(ctx);
             act.schedule_step(ctx);
         });
@@ -284,7 +261,7 @@ impl Subtask {
     }
 
     fn capture(&mut self, channel: usize, encoded: Result<Vec<Vec<u8>>, String>) {
-        let Some(taken) = self.alignment.as_mut().and_then(|a| a.taken.as_mut()) else {
+        let Some(taken) = self.checkpoints.taken.as_mut() else {
             return;
         };
         match encoded {
@@ -306,11 +283,7 @@ impl Subtask {
     /// A batch taken from `channel` while an unaligned snapshot waits for that
     /// channel's barrier was in flight at the snapshot: it is channel state.
     pub(super) fn capture_in_flight(&mut self, channel: usize, batch: &dyn BatchData) {
-        let capturing = self
-            .alignment
-            .as_ref()
-            .is_some_and(|a| a.taken.is_some() && !a.seen[channel]);
-        if capturing {
+        if self.checkpoints.aligner.captures(channel) {
             let encoded = batch.encode().map(|b| vec![b]);
             self.capture(channel, encoded);
         }
@@ -440,9 +413,13 @@ impl Subtask {
             self.final_checkpoint = None;
             self.schedule_step(ctx);
         }
-        if !complete && self.alignment.as_ref().is_some_and(|a| a.barrier.id == id) {
-            self.abandon_alignment();
-            self.schedule_step(ctx);
+        if !complete {
+            let decisions = self.checkpoints.aligner.on_abort(id);
+            if !decisions.is_empty() {
+                self.carry_out(decisions, ctx);
+                self.drop_snapshot(id);
+                self.schedule_step(ctx);
+            }
         }
         if complete && self.final_checkpoint.is_some_and(|f| id >= f) {
             self.final_complete = true;

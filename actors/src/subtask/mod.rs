@@ -32,6 +32,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{debug, Span};
 
+mod aligner;
 mod checkpointing;
 mod input_gate;
 pub mod protocol;
@@ -89,9 +90,7 @@ pub struct Subtask {
     source_wait_armed: bool,
     records_in: u64,
     /// The checkpoint whose barriers are arriving.
-    alignment: Option<checkpointing::Alignment>,
-    /// The newest checkpoint this subtask snapshotted or gave up.
-    last_checkpoint: u64,
+    checkpoints: checkpointing::Checkpointing,
     /// The first checkpoint snapshotted after all input ended: its completion ends the subtask.
     final_checkpoint: Option<u64>,
     final_complete: bool,
@@ -137,8 +136,7 @@ impl Subtask {
             source_backoff: Duration::ZERO,
             source_wait_armed: false,
             records_in: 0,
-            alignment: None,
-            last_checkpoint: 0,
+            checkpoints: checkpointing::Checkpointing::default(),
             final_checkpoint: None,
             final_complete: false,
             stopping: None,
@@ -552,6 +550,7 @@ impl Handler<Wire> for Subtask {
             .map(|(&input, upstream)| InputChannel::new(input, upstream))
             .collect();
         self.gate = InputGate::new(channels);
+        self.checkpoints = checkpointing::Checkpointing::new(self.gate.channels.len());
     }
 }
 
