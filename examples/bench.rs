@@ -82,16 +82,15 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use weir::Lifecycle;
 
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use weir::keys::KeyMap;
 use weir::sink::Sink;
-use weir::state::ValueStateDescriptor;
+use weir::state::{ValueStateDescriptor, ValueStateWithDefault};
 use weir::testing::OperatorHarness;
-use weir::{CheckpointConfig, CheckpointMode, RestartStrategy, StorageSpec};
+use weir::{CheckpointConfig, CheckpointMode, Lifecycle, RestartStrategy, StorageSpec};
 use weir::{Collector, KeyedContext, KeyedProcessFunction};
 use weir::{JobResult, StreamEnv, UserError};
 
@@ -508,7 +507,7 @@ fn raw_loop(args: &Args) -> BenchResult<Report> {
 /// Counts records per key in keyed `ValueState` and emits `(key, count)`.
 #[derive(Clone)]
 struct CountPerKey {
-    count: ValueStateDescriptor<u64>,
+    count: ValueStateWithDefault<u64>,
 }
 
 impl CountPerKey {
@@ -528,11 +527,11 @@ impl KeyedProcessFunction<u64, u64, (u64, u64)> for CountPerKey {
         ctx: &mut KeyedContext<u64>,
         out: &mut Collector<(u64, u64)>,
     ) -> Result<(), UserError> {
-        let count = ctx.state(&self.count)?.modify(|c| {
+        let count = self.count.modify(ctx, |c| {
             *c += 1;
             *c
-        });
-        out.collect((key, count.unwrap_or_default()));
+        })?;
+        out.collect((key, count));
         Ok(())
     }
 }
@@ -614,7 +613,7 @@ struct RecoveryClock {
 /// Counts per key; fails once, on the first record after the first completed checkpoint.
 #[derive(Clone)]
 struct CountThenFail {
-    count: ValueStateDescriptor<u64>,
+    count: ValueStateWithDefault<u64>,
     clock: RecoveryClock,
     restored: bool,
 }
@@ -653,11 +652,11 @@ impl KeyedProcessFunction<u64, u64, (u64, u64)> for CountThenFail {
                 at.get_or_insert_with(Instant::now);
             }
         }
-        let count = ctx.state(&self.count)?.modify(|c| {
+        let count = self.count.modify(ctx, |c| {
             *c += 1;
             *c
-        });
-        out.collect((key, count.unwrap_or_default()));
+        })?;
+        out.collect((key, count));
         Ok(())
     }
 }

@@ -30,12 +30,11 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use weir::Lifecycle;
 
 use clap::Parser;
 use weir::sink::Sink;
 use weir::state::{ListStateDescriptor, StateData, StateInitContext, StateSnapshotContext};
-use weir::{RuntimeContext, StreamEnv, UserError};
+use weir::{Lifecycle, RuntimeContext, StreamEnv, UserError};
 
 /// Buffers generated events in a sink and flushes them in groups.
 #[derive(Parser)]

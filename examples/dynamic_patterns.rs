@@ -16,14 +16,13 @@
 //! ```
 
 use std::process::ExitCode;
-use weir::Lifecycle;
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use weir::state::{MapStateDescriptor, ValueStateDescriptor};
 use weir::{
     Collector, DataStream, KeyedBroadcastContext, KeyedBroadcastProcessFunction, KeyedContext,
-    StreamEnv, UserError,
+    Lifecycle, StreamEnv, UserError,
 };
 
 /// A user did something.

@@ -38,14 +38,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use weir::Lifecycle;
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use weir::sink::TransactionalFileSink;
 use weir::state::ValueStateDescriptor;
 use weir::testing::{audit_exactly_once, CountLine, Expected};
-use weir::{Collector, KeyedContext, KeyedProcessFunction, StreamEnv, UserError};
+use weir::{Collector, KeyedContext, KeyedProcessFunction, Lifecycle, StreamEnv, UserError};
 
 /// The verification job's flags.
 #[derive(Clone, Debug, Parser)]

@@ -43,15 +43,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use weir::Lifecycle;
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use weir::state::ValueStateDescriptor;
+use weir::state::{ValueStateDescriptor, ValueStateWithDefault};
 use weir::time::WatermarkStrategy;
 use weir::{
-    Collector, DataStream, KeyedContext, KeyedProcessFunction, ProcessContext, ProcessFunction,
-    StreamEnv, UserError,
+    Collector, DataStream, KeyedContext, KeyedProcessFunction, Lifecycle, ProcessContext,
+    ProcessFunction, StreamEnv, UserError,
 };
 
 /// The bundled transactions.
@@ -183,7 +182,7 @@ impl ProcessFunction<String, Transaction> for ParseLines {
 /// when its window ends.
 #[derive(Clone)]
 pub struct FraudDetector {
-    flag: ValueStateDescriptor<bool>,
+    flag: ValueStateWithDefault<bool>,
     timer: ValueStateDescriptor<i64>,
 }
 
@@ -199,11 +198,11 @@ impl Default for FraudDetector {
 impl FraudDetector {
     /// Deletes the account's timer and clears its state.
     fn clean_up(&self, ctx: &mut KeyedContext<String>) -> Result<(), UserError> {
-        if let Some(timer) = ctx.state(&self.timer)?.value() {
+        if let Some(timer) = self.timer.value(ctx)? {
             ctx.delete_event_time_timer(timer);
         }
-        ctx.state(&self.timer)?.clear();
-        ctx.state(&self.flag)?.clear();
+        self.timer.clear(ctx)?;
+        self.flag.clear(ctx)?;
         Ok(())
     }
 }
@@ -217,8 +216,8 @@ impl KeyedProcessFunction<String, Transaction, Alert> for FraudDetector {
         ctx: &mut KeyedContext<String>,
         out: &mut Collector<Alert>,
     ) -> Result<(), UserError> {
-        if ctx.state(&self.flag)?.value() == Some(true) {
-            let window_end = ctx.state(&self.timer)?.value();
+        if self.flag.value(ctx)? {
+            let window_end = self.timer.value(ctx)?;
             let in_window = window_end.is_some_and(|end| tx.timestamp_ms < end);
             if tx.amount > LARGE && in_window {
                 tracing::info!(account = %tx.account_id, amount = tx.amount, "alert");
@@ -232,8 +231,8 @@ impl KeyedProcessFunction<String, Transaction, Alert> for FraudDetector {
         }
         if tx.amount < SMALL {
             let window_end = tx.timestamp_ms + WINDOW_MS;
-            ctx.state(&self.flag)?.update(true);
-            ctx.state(&self.timer)?.update(window_end);
+            self.flag.update(ctx, true)?;
+            self.timer.update(ctx, window_end)?;
             ctx.register_event_time_timer(window_end);
         }
         Ok(())
@@ -245,8 +244,8 @@ impl KeyedProcessFunction<String, Transaction, Alert> for FraudDetector {
         ctx: &mut KeyedContext<String>,
         _out: &mut Collector<Alert>,
     ) -> Result<(), UserError> {
-        ctx.state(&self.timer)?.clear();
-        ctx.state(&self.flag)?.clear();
+        self.timer.clear(ctx)?;
+        self.flag.clear(ctx)?;
         Ok(())
     }
 }

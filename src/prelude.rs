@@ -24,6 +24,7 @@ pub use crate::source::{Source, SourceStatus};
 pub use crate::state::{
     AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
     ReducingStateDescriptor, StateInitContext, StateSnapshotContext, ValueStateDescriptor,
+    ValueStateWithDefault,
 };
 pub use crate::stream::{DataStream, KeyedStream};
 pub use crate::time::WatermarkStrategy;

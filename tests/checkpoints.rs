@@ -61,7 +61,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use weir::Lifecycle;
 
 use weir::keys::{key_group, KeyGroupRange};
 use weir::runtime::checkpoint::format::{self, FileKind};
@@ -83,8 +82,8 @@ use weir::testing::OperatorHarness;
 use weir::{
     CheckpointConfig, CheckpointMode, CheckpointStats, Collector, ExternalizedRetention, JobClient,
     JobError, JobResult, KeyedBroadcastContext, KeyedBroadcastProcessFunction, KeyedContext,
-    KeyedProcessFunction, OneInputOperator, RecordBatch, RestartStrategy, RuntimeContext,
-    StorageSpec, StreamEnv, UserError,
+    KeyedProcessFunction, Lifecycle, OneInputOperator, RecordBatch, RestartStrategy,
+    RuntimeContext, StorageSpec, StreamEnv, UserError,
 };
 
 // ------------------------------------------------------------------ records

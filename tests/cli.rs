@@ -15,12 +15,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use weir::Lifecycle;
 
 use weir::state::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
 use weir::{
-    Collector, KeyedBroadcastContext, KeyedBroadcastProcessFunction, KeyedContext, StreamEnv,
-    UserError,
+    Collector, KeyedBroadcastContext, KeyedBroadcastProcessFunction, KeyedContext, Lifecycle,
+    StreamEnv, UserError,
 };
 
 /// An order: (customer, amount).

@@ -13,10 +13,9 @@
 
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
-use weir::Lifecycle;
 
 use weir::sink::{CollectHandle, Sink};
-use weir::{StreamEnv, UserError};
+use weir::{Lifecycle, StreamEnv, UserError};
 
 /// A small job: the squares of 0..100, rebalanced over two subtasks.
 fn squares() -> (StreamEnv, CollectHandle<u64>) {

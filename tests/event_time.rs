@@ -30,13 +30,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use weir::Lifecycle;
 
 use serde::{Deserialize, Serialize};
 use weir::source::{Source, SourceStatus};
 use weir::testing::OperatorHarness;
 use weir::time::{TimestampsAndWatermarks, WatermarkStrategy, MAX_WATERMARK};
-use weir::{Collector, KeyedContext, KeyedProcessFunction, StreamEnv, UserError};
+use weir::{Collector, KeyedContext, KeyedProcessFunction, Lifecycle, StreamEnv, UserError};
 
 /// One record: which source, key, event time.
 type Event = (char, u32, i64);
@@ -355,7 +354,7 @@ fn the_min_over_inputs_check_catches_a_watermark_that_runs_ahead() {
 /// emits `(key, its time, the key's count then)`.
 #[derive(Clone)]
 struct CountAtTimer {
-    count: weir::state::ValueStateDescriptor<u64>,
+    count: weir::state::ValueStateWithDefault<u64>,
 }
 
 const WINDOW: i64 = 25;

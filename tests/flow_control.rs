@@ -15,10 +15,9 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use weir::Lifecycle;
 
 use weir::sink::Sink;
-use weir::{StreamEnv, UserError};
+use weir::{Lifecycle, StreamEnv, UserError};
 
 /// Sleeps per batch; records the largest batch it received.
 #[derive(Clone, Default)]

@@ -19,12 +19,11 @@
 
 use std::future::Future;
 use std::sync::{mpsc, Arc, Mutex};
-use weir::Lifecycle;
 
 use weir::sink::Sink;
 use weir::{
-    Collector, JobClient, JobError, JobStatus, OneInputOperator, ProcessContext, ProcessFunction,
-    RecordBatch, RuntimeContext, StreamEnv, UserError,
+    Collector, JobClient, JobError, JobStatus, Lifecycle, OneInputOperator, ProcessContext,
+    ProcessFunction, RecordBatch, RuntimeContext, StreamEnv, UserError,
 };
 
 /// Runs `f` in a fresh actix System on this thread (the job's supervisor runs

@@ -10,8 +10,7 @@
 //! The collecting sink keeps the order of each of its subtasks, and the
 //! [`ProcessFunction`] below tags records with the subtask that received them.
 
-use weir::Lifecycle;
-use weir::{Collector, ProcessContext, ProcessFunction, StreamEnv, UserError};
+use weir::{Collector, Lifecycle, ProcessContext, ProcessFunction, StreamEnv, UserError};
 
 const N: u64 = 100_000;
 

@@ -14,12 +14,11 @@
 //!   stream unioned with itself).
 
 use std::collections::{BTreeMap, BTreeSet};
-use weir::Lifecycle;
 
 use weir::keys::{key_group, KeyGroupRange};
 use weir::{
-    Collector, KeyedContext, KeyedProcessFunction, ProcessContext, ProcessFunction, StreamEnv,
-    UserError,
+    Collector, KeyedContext, KeyedProcessFunction, Lifecycle, ProcessContext, ProcessFunction,
+    StreamEnv, UserError,
 };
 
 /// Emits `(index of the receiving subtask, record)`.

@@ -19,7 +19,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use weir::Lifecycle;
 
 use weir::runtime::checkpoint::metadata::SubtaskStateMetadata;
 use weir::runtime::checkpoint::{
@@ -30,7 +29,7 @@ use weir::state::{
     HeapStateBackend, ListStateDescriptor, MapStateDescriptor, RocksDbBackend, ValueStateDescriptor,
 };
 use weir::testing::{with_state_backend, OperatorHarness};
-use weir::{Collector, KeyedContext, KeyedProcessFunction, StreamEnv, UserError};
+use weir::{Collector, KeyedContext, KeyedProcessFunction, Lifecycle, StreamEnv, UserError};
 
 const QUERY: u32 = u32::MAX;
 

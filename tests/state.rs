@@ -45,7 +45,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use weir::Lifecycle;
 
 use serde::{Deserialize, Serialize};
 use weir::keys::{key_group, KeyGroupRange};
@@ -56,13 +55,13 @@ use weir::state::timers::TimeDomain;
 use weir::state::{
     AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
     ReducingStateDescriptor, StateError, StateInitContext, StateSnapshotContext,
-    ValueStateDescriptor,
+    ValueStateDescriptor, ValueStateWithDefault,
 };
 use weir::testing::OperatorHarness;
 use weir::time::WatermarkStrategy;
 use weir::{
-    Collector, KeyedContext, KeyedProcessFunction, ProcessContext, ProcessFunction, RuntimeContext,
-    StreamEnv, UserError,
+    Collector, KeyedContext, KeyedProcessFunction, Lifecycle, ProcessContext, ProcessFunction,
+    RuntimeContext, StreamEnv, UserError,
 };
 
 const MAX_P: usize = 128;
@@ -161,7 +160,7 @@ fn concat(a: String, b: String) -> String {
 #[derive(Clone)]
 struct AllStates {
     plain: ValueStateDescriptor<u64>,
-    with_default: ValueStateDescriptor<u64>,
+    with_default: ValueStateWithDefault<u64>,
     list: ListStateDescriptor<u64>,
     map: MapStateDescriptor<String, u64>,
     concat: ReducingStateDescriptor<String>,
@@ -874,7 +873,7 @@ enum Report {
 /// Keeps every kind of keyed state and registers both kinds of timers.
 #[derive(Clone)]
 struct Everything {
-    count: ValueStateDescriptor<u64>,
+    count: ValueStateWithDefault<u64>,
     values: ListStateDescriptor<u64>,
     by_residue: MapStateDescriptor<u64, u64>,
     total: ReducingStateDescriptor<u64>,
@@ -1516,7 +1515,7 @@ struct Seen {
 /// Registers and deletes timers as it is told, and reports every call.
 #[derive(Clone)]
 struct TimerProbe {
-    records: ValueStateDescriptor<u64>,
+    records: ValueStateWithDefault<u64>,
     chain_until: MapStateDescriptor<i64, i64>,
 }
 

@@ -4,6 +4,11 @@
 //! `ctx.state(&descriptor)?`; it reads and writes the value of the key whose
 //! record (or timer) is being processed, in whichever backend holds it.
 
+use std::borrow::Borrow;
+use std::hash::Hash;
+
+use serde::Serialize;
+
 use super::descriptor::AggregateFunction;
 use super::heap::HeapTable;
 #[cfg(feature = "rocksdb")]
@@ -209,8 +214,13 @@ impl<'a, K: Key, UK: Key, UV: StateData> MapStateRef<'a, K, UK, UV> {
         MapStateRef { table, key, group }
     }
 
-    /// The value under `user_key`.
-    pub fn get(&self, user_key: &UK) -> Option<UV> {
+    /// The value under `user_key` (any borrowed form of the user key: `&str`
+    /// for `String` keys; it must hash, compare and serialise as the key does).
+    pub fn get<Q>(&self, user_key: &Q) -> Option<UV>
+    where
+        UK: Borrow<Q>,
+        Q: Hash + Eq + Serialize + ?Sized,
+    {
         match &self.table {
             TableRef::Heap(table) => table
                 .get(self.group, self.key)
@@ -221,15 +231,19 @@ impl<'a, K: Key, UK: Key, UV: StateData> MapStateRef<'a, K, UK, UV> {
         }
     }
 
-    /// Whether `user_key` has a value.
-    pub fn contains(&self, user_key: &UK) -> bool {
+    /// Whether `user_key` (or a borrowed form of it) has a value.
+    pub fn contains<Q>(&self, user_key: &Q) -> bool
+    where
+        UK: Borrow<Q>,
+        Q: Hash + Eq + Serialize + ?Sized,
+    {
         match &self.table {
             TableRef::Heap(table) => table
                 .get(self.group, self.key)
                 .is_some_and(|m| m.contains_key(user_key)),
             #[cfg(feature = "rocksdb")]
             TableRef::RocksDb(table) => table
-                .map_get::<K, UK, serde::de::IgnoredAny>(self.group, self.key, user_key)
+                .map_get::<K, Q, serde::de::IgnoredAny>(self.group, self.key, user_key)
                 .is_some(),
         }
     }
@@ -252,8 +266,12 @@ impl<'a, K: Key, UK: Key, UV: StateData> MapStateRef<'a, K, UK, UV> {
         }
     }
 
-    /// Removes the value under `user_key`, returning it.
-    pub fn remove(&mut self, user_key: &UK) -> Option<UV> {
+    /// Removes the value under `user_key` (or a borrowed form of it), returning it.
+    pub fn remove<Q>(&mut self, user_key: &Q) -> Option<UV>
+    where
+        UK: Borrow<Q>,
+        Q: Hash + Eq + Serialize + ?Sized,
+    {
         match &mut self.table {
             TableRef::Heap(table) => {
                 let map = table.get_mut(self.group, self.key)?;

@@ -79,10 +79,40 @@ impl<V> ValueStateDescriptor<V> {
         }
     }
 
-    /// What `value()` returns for a key that never set one.
-    pub fn with_default(mut self, default: V) -> Self {
+    /// The same state with a value for keys that never set one: its
+    /// [`value`](ValueStateWithDefault::value) is that value, not an `Option`.
+    pub fn with_default(mut self, default: V) -> ValueStateWithDefault<V> {
         self.default = Some(default);
-        self
+        ValueStateWithDefault { inner: self }
+    }
+}
+
+/// A [`ValueStateDescriptor`] with a default: reading it gives the value, or
+/// the default for a key that never set one (`with_default`).
+#[derive(Clone, Debug)]
+pub struct ValueStateWithDefault<V> {
+    pub(crate) inner: ValueStateDescriptor<V>,
+}
+
+impl<V: StateData> StateDescriptor for ValueStateWithDefault<V> {
+    type Stored = V;
+    type Ref<'a, K: Key> = ValueStateRef<'a, K, V>;
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn slot(&self) -> &Slot {
+        self.inner.slot()
+    }
+    fn kind(&self) -> StateKind {
+        StateKind::Value
+    }
+    fn open<'a, K: Key>(
+        &'a self,
+        table: TableRef<'a, K, V>,
+        key: &'a K,
+        group: usize,
+    ) -> ValueStateRef<'a, K, V> {
+        self.inner.open(table, key, group)
     }
 }
 

@@ -54,6 +54,7 @@ mod access;
 mod broadcast;
 mod descriptor;
 mod error;
+mod handles;
 mod heap;
 pub mod key_group_format;
 mod keyed;
@@ -68,7 +69,7 @@ pub use access::{AggregatingStateRef, ListStateRef, MapStateRef, ReducingStateRe
 pub use broadcast::{BroadcastState, BroadcastStateStore, ReadOnlyBroadcastState};
 pub use descriptor::{
     AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
-    ReducingStateDescriptor, StateDescriptor, ValueStateDescriptor,
+    ReducingStateDescriptor, StateDescriptor, ValueStateDescriptor, ValueStateWithDefault,
 };
 pub use error::StateError;
 pub use heap::{HeapStateBackend, HeapTable};

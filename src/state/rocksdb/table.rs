@@ -308,7 +308,7 @@ impl<'a> RocksTableRef<'a> {
     // --- map state: one database entry per user key
 
     /// The value under `user_key` in the map of `key`.
-    pub(crate) fn map_get<K: Key, UK: Key, UV: DeserializeOwned>(
+    pub(crate) fn map_get<K: Key, UK: Serialize + ?Sized, UV: DeserializeOwned>(
         &self,
         group: usize,
         key: &K,
@@ -351,7 +351,12 @@ impl<'a> RocksTableRef<'a> {
     }
 
     /// Removes `user_key` from the map of `key`.
-    pub(crate) fn map_delete<K: Key, UK: Key>(&mut self, group: usize, key: &K, user_key: &UK) {
+    pub(crate) fn map_delete<K: Key, UK: Serialize + ?Sized>(
+        &mut self,
+        group: usize,
+        key: &K,
+        user_key: &UK,
+    ) {
         let written = self.with_key(group, key, Some(&Ser(user_key)), |k| {
             self.db.db().delete_opt(k, self.db.write_options())
         });
@@ -437,9 +442,9 @@ trait ErasedSer {
     fn write(&self, out: &mut Vec<u8>) -> Result<(), rmp_serde::encode::Error>;
 }
 
-struct Ser<'a, T>(&'a T);
+struct Ser<'a, T: ?Sized>(&'a T);
 
-impl<T: Serialize> ErasedSer for Ser<'_, T> {
+impl<T: Serialize + ?Sized> ErasedSer for Ser<'_, T> {
     fn write(&self, out: &mut Vec<u8>) -> Result<(), rmp_serde::encode::Error> {
         rmp_serde::encode::write_named(out, self.0)
     }
