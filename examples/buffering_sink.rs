@@ -155,25 +155,19 @@ pub fn print_flush(subtask: usize, records: Vec<String>) -> Result<(), UserError
 }
 
 fn main() -> ExitCode {
-    weir::cli::init_logging();
-    let args = Args::parse();
-    let Ok(threshold) = usize::try_from(args.threshold) else {
-        eprintln!("error: --threshold {} is too large", args.threshold);
-        return ExitCode::FAILURE;
-    };
+    weir::cli::main(run)
+}
 
+fn run(args: Args) -> Result<(), String> {
+    let threshold = usize::try_from(args.threshold)
+        .map_err(|_| format!("--threshold {} is too large", args.threshold))?;
     let env = StreamEnv::with_parallelism(2);
     env.generate(args.count, |i| format!("event-{i}"))
         .add_sink(BufferingSink::new(threshold, print_flush))
         .name("Buffering sink");
-    match env.execute_blocking("buffering-sink") {
-        Ok(result) => {
-            tracing::info!(duration = ?result.duration, "job finished");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    let result = env
+        .execute_blocking("buffering-sink")
+        .map_err(|e| e.to_string())?;
+    tracing::info!(duration = ?result.duration, "job finished");
+    Ok(())
 }

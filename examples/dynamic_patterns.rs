@@ -201,29 +201,20 @@ fn parse_pattern(text: &str) -> Result<Pattern, String> {
 }
 
 fn main() -> ExitCode {
-    weir::cli::init_logging();
-    let args = Args::parse();
-    let pattern = match parse_pattern(&args.pattern) {
-        Ok(pattern) => pattern,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    weir::cli::main(run)
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let pattern = parse_pattern(&args.pattern)?;
     let env = StreamEnv::with_parallelism(args.parallelism);
     let out = matches(&env, sample_actions(), pattern).collect();
-    if let Err(e) = env.execute_blocking("dynamic patterns") {
-        eprintln!("error: {e}");
-        return ExitCode::FAILURE;
-    }
+    env.execute_blocking("dynamic patterns")
+        .map_err(|e| e.to_string())?;
     let mut found = out.take();
     found.sort();
-    let lines = found
-        .iter()
-        .map(|(user, pattern)| format!("{user}\t{} -> {}", pattern.first, pattern.second));
-    if let Err(e) = weir::cli::write_lines(lines) {
-        eprintln!("error: {e}");
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+    weir::cli::write_lines(
+        found
+            .iter()
+            .map(|(user, pattern)| format!("{user}\t{} -> {}", pattern.first, pattern.second)),
+    )
 }

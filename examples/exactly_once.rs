@@ -379,31 +379,19 @@ pub fn audit_no_loss(dir: &Path, records: u64, keys: u64) -> Result<u64, String>
 }
 
 fn main() -> ExitCode {
-    weir::cli::init_logging();
-    let args = Args::parse();
+    weir::cli::main(run_and_report)
+}
+
+/// Runs the job and prints its summary (and audit) as one JSON line.
+fn run_and_report(args: Args) -> Result<(), String> {
     let env = StreamEnv::new();
-    if let Err(e) = build(&env, &args) {
-        eprintln!("error: {e}");
-        return ExitCode::FAILURE;
-    }
+    build(&env, &args)?;
     let start = Instant::now();
-    let (result, savepoint) = match run(&env, &args) {
-        Ok(Some(ran)) => ran,
-        Ok(None) => return ExitCode::SUCCESS, // --dump-plan
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let committed = match committed_lines(&args.output) {
-        Ok(lines) => lines.len(),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some((result, savepoint)) = run(&env, &args).map_err(|e| e.to_string())? else {
+        return Ok(()); // --dump-plan
     };
     let mut summary = serde_json::json!({
-        "committed": committed,
+        "committed": committed_lines(&args.output)?.len(),
         "restarts": result.restarts,
         "checkpoints_completed": result.completed_checkpoints().count(),
         "seconds": start.elapsed().as_secs_f64(),
@@ -411,7 +399,7 @@ fn main() -> ExitCode {
     if let Some(path) = &savepoint {
         summary["savepoint"] = serde_json::Value::String(path.display().to_string());
     }
-    let mut code = ExitCode::SUCCESS;
+    let mut failed_audit = None;
     if args.audit {
         // A run that went to its end holds everything; a stopped one a prefix.
         let finished = savepoint.is_none() && result.stopped_at.is_none();
@@ -424,17 +412,13 @@ fn main() -> ExitCode {
             Ok(_) if finished => "complete".into(),
             Ok(_) => "no duplicates (stopped part-way)".into(),
             Err(e) => {
-                eprintln!("error: audit of {}: {e}", args.output.display());
-                code = ExitCode::FAILURE;
+                failed_audit = Some(format!("audit of {}: {e}", args.output.display()));
                 "failed".into()
             }
         };
     }
-    if let Err(e) = weir::cli::write_lines([summary]) {
-        eprintln!("error: {e}");
-        return ExitCode::FAILURE;
-    }
-    code
+    weir::cli::write_lines([summary])?;
+    failed_audit.map_or(Ok(()), Err)
 }
 
 /// Runs the job to its end (stopping gracefully on SIGINT/SIGTERM), or until

@@ -268,7 +268,8 @@ pub fn alerts(env: &StreamEnv, input: &Path) -> DataStream<Alert> {
         .set_parallelism(2)
 }
 
-fn run(args: &Args) -> Result<(), String> {
+fn run(args: Args) -> Result<(), String> {
+    let args = &args;
     let env = args
         .job
         .environment(&[("parallelism", "2")])
@@ -294,13 +295,5 @@ fn run(args: &Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    weir::cli::init_logging();
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    weir::cli::main(run)
 }

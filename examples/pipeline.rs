@@ -69,23 +69,14 @@ pub fn word_lengths(env: &StreamEnv, input: &Path) -> DataStream<String> {
 }
 
 fn main() -> ExitCode {
-    weir::cli::init_logging();
-    let args = Args::parse();
-
-    let env = StreamEnv::with_parallelism(2);
-    word_lengths(&env, &args.input).print();
-
-    match env.execute_blocking("pipeline") {
-        Ok(result) => {
-            eprintln!(
-                "job `{}` finished in {:.1?}",
-                result.job_name, result.duration
-            );
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    weir::cli::main(|args: Args| {
+        let env = StreamEnv::with_parallelism(2);
+        word_lengths(&env, &args.input).print();
+        let result = env.execute_blocking("pipeline")?;
+        eprintln!(
+            "job `{}` finished in {:.1?}",
+            result.job_name, result.duration
+        );
+        Ok::<_, weir::JobError>(())
+    })
 }

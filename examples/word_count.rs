@@ -84,7 +84,8 @@ pub fn lines(counts: &BTreeMap<String, u64>) -> Vec<String> {
         .collect()
 }
 
-fn run(args: &Args) -> Result<(), String> {
+fn run(args: Args) -> Result<(), String> {
+    let args = &args;
     let env = args
         .job
         .environment(&[("parallelism", "2")])
@@ -104,13 +105,5 @@ fn run(args: &Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    weir::cli::init_logging();
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    weir::cli::main(run)
 }

@@ -278,6 +278,43 @@ fn stop(control: &JobControl) {
     }
 }
 
+/// The `main` of a job binary, in one line: logs to stderr
+/// ([`init_logging`]), parses the flags `A`, runs `run` with them and says
+/// an error once (`error: ...`, exit status 1).
+///
+/// ```no_run
+/// use clap::Parser;
+///
+/// #[derive(Parser)]
+/// struct Args {
+///     #[command(flatten)]
+///     job: weir::cli::JobArgs,
+/// }
+///
+/// fn run(args: Args) -> Result<(), String> {
+///     let env = args.job.environment(&[]).map_err(|e| e.to_string())?;
+///     env.from_collection(vec![1, 2, 3]).uid("numbers").print();
+///     args.job.execute_blocking(&env, "numbers").map_err(|e| e.to_string())?;
+///     Ok(())
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     weir::cli::main(run)
+/// }
+/// ```
+pub fn main<A: clap::Parser, E: std::fmt::Display>(
+    run: impl FnOnce(A) -> Result<(), E>,
+) -> std::process::ExitCode {
+    init_logging();
+    match run(A::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `warn`), in colour only
 /// when stderr is a terminal. For job binaries; call it once.
 pub fn init_logging() {

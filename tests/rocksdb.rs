@@ -26,7 +26,8 @@ use weir::runtime::checkpoint::{
 };
 use weir::runtime::snapshot::OperatorSnapshot;
 use weir::state::{
-    HeapStateBackend, ListStateDescriptor, MapStateDescriptor, RocksDbBackend, ValueStateDescriptor,
+    HeapStateBackend, ListStateDescriptor, MapStateDescriptor, RocksDbBackend,
+    ValueStateDescriptor, ValueStateWithDefault,
 };
 use weir::testing::{with_state_backend, OperatorHarness};
 use weir::{Collector, KeyedContext, KeyedProcessFunction, Lifecycle, StreamEnv, UserError};
@@ -36,7 +37,7 @@ const QUERY: u32 = u32::MAX;
 /// Per key: a count, the values seen (list) and the last value per residue mod 7 (map).
 #[derive(Clone)]
 struct Counter {
-    count: ValueStateDescriptor<u64>,
+    count: ValueStateWithDefault<u64>,
     seen: ListStateDescriptor<u32>,
     by_residue: MapStateDescriptor<u8, u32>,
 }
