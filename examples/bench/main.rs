@@ -1,0 +1,430 @@
+//! # bench: weir's benchmark harness
+//!
+//! Runs one benchmark job and prints, as the **last line of stdout**, one JSON
+//! object describing the run. Everything else (progress, engine logs) goes to
+//! stderr, so `... | tail -n 1` always yields the result.
+//!
+//! ```text
+//! cargo run --release --example bench -- --job JOB [--records N] [--keys K]
+//!     [--parallelism P] [--no-chaining] [--sink-delay-ms MS]
+//!     [--batch-size B] [--channel-credits C] [--arbiters A]
+//! ```
+//!
+//! This file parses the arguments, runs the job and prints its [`Report`];
+//! every job lives in a module of its own, whose documentation says what it
+//! measures.
+//!
+//! ## Jobs
+//!
+//! - `stateless` ([`stateless`]): generate → map → filter → discard, chained
+//!   or not: the engine's own per-batch cost.
+//! - `slow-sink` ([`slow_sink`]): a sink far slower than its sources:
+//!   credit-based flow control bounds memory.
+//! - `raw-loop` ([`raw_loop`]): the keyed count in a plain loop, no engine:
+//!   the ceiling of keyed jobs.
+//! - `keyed-count` ([`keyed_count`]): a count per key in keyed `ValueState`.
+//! - `snapshot` ([`snapshot`]): the synchronous and asynchronous parts of a
+//!   snapshot of one keyed operator instance.
+//! - `recovery` ([`recovery`]): from an injected failure to the first record
+//!   after the restore.
+//! - `burst` ([`burst`]): one record whose `flat_map` emits `--records`
+//!   records at once.
+//! - `lineage` ([`lineage`]): finding the newest of `--checkpoints` retained
+//!   checkpoints, and a run resumed from it.
+//! - `large-state` ([`large_state`], feature `rocksdb`): full and incremental
+//!   checkpoints of a large RocksDB state.
+//!
+//! `--batch-size`, `--channel-credits` and `--arbiters` override the engine's
+//! runtime defaults (1024, 4, one Arbiter per core) for any engine job.
+//! `--backend rocksdb` (built with `--features rocksdb`) keeps keyed state in
+//! RocksDB, in `--local-dir` (default: the system's temporary directory) with
+//! a block cache of `--block-cache-mb` (default 128) and an entry cache of
+//! `--entry-cache-mb` (default 32; 0 turns it off).
+//!
+//! ## Output fields
+//!
+//! Always: `job`, `records` (generated), `parallelism`, `chaining`,
+//! `seconds` (wall time of the job's execution, including deployment and
+//! teardown), `records_per_sec` (`records / seconds`), `peak_rss_mb` (VmHWM of
+//! the process, `null` where `/proc/self/status` is unreadable) and
+//! `first_record_ms` (from just before execution to the first record reaching
+//! the sink; `null` if none did, 0 for `raw-loop`). Engine jobs add
+//! `batch_size`, `channel_credits`, `engine_seconds` (the job's own duration
+//! from deployment to the last subtask), `records_out` (records that reached
+//! the sink) and `max_queued_batches`; each job may add its own fields.
+//!
+//! The job's output is checked (for example that the sink saw exactly the
+//! records it should); a wrong count, like a failed job, is reported on stderr
+//! and the harness exits non-zero.
+
+mod burst;
+mod keyed_count;
+mod large_state;
+mod lineage;
+mod raw_loop;
+mod recovery;
+mod slow_sink;
+mod snapshot;
+mod stateless;
+
+use std::error::Error;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use weir::{CheckpointConfig, CheckpointMode, JobResult, StorageSpec, StreamEnv};
+
+type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+/// The benchmark jobs (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Job {
+    /// generate -> map -> filter -> discard.
+    Stateless,
+    /// generate -> rebalance -> a sink that sleeps per batch.
+    SlowSink,
+    /// a plain single-threaded counting loop, no engine.
+    RawLoop,
+    /// generate (key = i % keys) -> key_by -> count in ValueState -> emit (key, count) -> discard.
+    KeyedCount,
+    /// one keyed operator instance holding `--keys` keys: times a snapshot's two parts.
+    Snapshot,
+    /// keyed-count with checkpoints every second and one failure after the first one completed.
+    Recovery,
+    /// RocksDB: 20M keys with 100-byte values, then incremental checkpoints before and after changing 1%.
+    LargeState,
+    /// one record -> flat_map emitting --records records -> rebalance -> discard.
+    Burst,
+    /// resolve `latest` among --checkpoints retained checkpoints, and run a job from it.
+    Lineage,
+}
+
+impl Job {
+    /// The job's name in the JSON output (as on the command line).
+    fn name(self) -> &'static str {
+        match self {
+            Job::Stateless => "stateless",
+            Job::SlowSink => "slow-sink",
+            Job::RawLoop => "raw-loop",
+            Job::KeyedCount => "keyed-count",
+            Job::Snapshot => "snapshot",
+            Job::Recovery => "recovery",
+            Job::LargeState => "large-state",
+            Job::Burst => "burst",
+            Job::Lineage => "lineage",
+        }
+    }
+
+    /// Records generated when `--records` is not given.
+    fn default_records(self) -> u64 {
+        match self {
+            Job::Stateless => 1_000_000_000,
+            Job::SlowSink => 20_000_000,
+            Job::RawLoop => 100_000_000,
+            Job::KeyedCount => 100_000_000,
+            Job::Snapshot => 0,
+            Job::Recovery => 20_000_000,
+            Job::LargeState => 0,
+            Job::Burst => 5_000_000,
+            Job::Lineage => 1,
+        }
+    }
+}
+
+/// Runs one weir benchmark job and prints its result as JSON on stdout's last line.
+#[derive(Debug, Parser)]
+#[command(name = "bench")]
+struct Args {
+    /// The job to run.
+    #[arg(long, value_enum)]
+    job: Job,
+    /// Records to generate (default depends on the job).
+    #[arg(long)]
+    records: Option<u64>,
+    /// Distinct keys, for keyed jobs and raw-loop (key = i % keys).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    keys: u64,
+    /// Parallelism of every operator (raw-loop always runs on one thread).
+    #[arg(long, default_value_t = 2)]
+    parallelism: usize,
+    /// Run every operator in its own actor.
+    #[arg(long)]
+    no_chaining: bool,
+    /// Milliseconds the slow-sink job's sink sleeps per batch.
+    #[arg(long, default_value_t = 1)]
+    sink_delay_ms: u64,
+    /// Records per batch (engine default: 1024).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Batches in flight per channel (engine default: 4).
+    #[arg(long)]
+    channel_credits: Option<u32>,
+    /// Threads the subtasks run on (engine default: one per core).
+    #[arg(long)]
+    arbiters: Option<usize>,
+    /// Checkpoint every MS milliseconds (off when not given).
+    #[arg(long, value_name = "MS")]
+    checkpoint_interval_ms: Option<u64>,
+    /// Checkpointing mode.
+    #[arg(long, value_enum, default_value_t = Mode::ExactlyOnce)]
+    mode: Mode,
+    /// Unaligned checkpoints (exactly-once only).
+    #[arg(long)]
+    unaligned: bool,
+    /// Where checkpoints are written (default: in memory).
+    #[arg(long, value_name = "DIR")]
+    checkpoint_dir: Option<String>,
+    /// State backend: heap, or rocksdb (built with `--features rocksdb`).
+    #[arg(long, default_value = "heap")]
+    backend: String,
+    /// RocksDB: the block cache, in MiB.
+    #[arg(long, default_value_t = 128)]
+    block_cache_mb: usize,
+    /// RocksDB: the entry cache (write-back, per job), in MiB; 0 turns it off.
+    #[arg(long, default_value_t = 32)]
+    entry_cache_mb: usize,
+    /// RocksDB: the local working directory.
+    #[arg(long, value_name = "DIR")]
+    local_dir: Option<std::path::PathBuf>,
+    /// lineage: retained checkpoints of the job.
+    #[arg(long, default_value_t = 20_000)]
+    checkpoints: u64,
+}
+
+/// `--mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    ExactlyOnce,
+    AtLeastOnce,
+}
+
+impl Args {
+    fn records(&self) -> u64 {
+        self.records.unwrap_or_else(|| self.job.default_records())
+    }
+
+    /// The state backend the command line names.
+    fn backend(&self) -> BenchResult<Arc<dyn weir::state::StateBackend>> {
+        match self.backend.as_str() {
+            #[cfg(feature = "rocksdb")]
+            "rocksdb" => {
+                let mut backend = weir::state::RocksDbBackend::new()
+                    .with_block_cache_bytes(self.block_cache_mb << 20)
+                    .with_entry_cache_bytes(self.entry_cache_mb << 20);
+                if let Some(dir) = &self.local_dir {
+                    backend = backend.with_local_dirs([dir.clone()]);
+                }
+                Ok(Arc::new(backend))
+            }
+            other => Ok(weir::state::backend_from_config(other)
+                .map_err(|e| format!("--backend {other:?}: {e}"))?),
+        }
+    }
+
+    /// A stream environment configured from the command line.
+    fn env(&self) -> StreamEnv {
+        let env = StreamEnv::with_parallelism(self.parallelism);
+        match self.backend() {
+            Ok(backend) => {
+                env.set_state_backend(backend);
+            }
+            Err(e) => {
+                // Reported again (and fatally) by `run`, before any job starts.
+                eprintln!("bench: {e}");
+            }
+        }
+        if self.no_chaining {
+            env.disable_chaining();
+        }
+        if let Some(records) = self.batch_size {
+            env.set_batch_size(records);
+        }
+        if let Some(credits) = self.channel_credits {
+            env.set_channel_credits(credits);
+        }
+        if let Some(arbiters) = self.arbiters {
+            env.set_arbiters(arbiters);
+        }
+        if let Some(ms) = self.checkpoint_interval_ms {
+            env.set_checkpoint_config(CheckpointConfig {
+                interval: Some(Duration::from_millis(ms)),
+                mode: match self.mode {
+                    Mode::ExactlyOnce => CheckpointMode::ExactlyOnce,
+                    Mode::AtLeastOnce => CheckpointMode::AtLeastOnce,
+                },
+                unaligned: self.unaligned,
+                ..CheckpointConfig::default()
+            });
+            match &self.checkpoint_dir {
+                Some(dir) => {
+                    env.set_checkpoint_dir(dir);
+                }
+                None => {
+                    env.set_checkpoint_storage(StorageSpec::Memory {
+                        max_state_size: 1 << 30,
+                    });
+                }
+            }
+        }
+        env
+    }
+}
+
+/// The JSON line: the fields every job reports, plus job-specific ones.
+#[derive(Debug, Serialize)]
+struct Report {
+    job: &'static str,
+    records: u64,
+    parallelism: usize,
+    chaining: bool,
+    seconds: f64,
+    records_per_sec: f64,
+    peak_rss_mb: Option<f64>,
+    first_record_ms: Option<f64>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+impl Report {
+    /// A report for `records` records processed in `elapsed`; peak RSS is read now.
+    fn new(args: &Args, records: u64, elapsed: Duration) -> Self {
+        let seconds = elapsed.as_secs_f64();
+        Report {
+            job: args.job.name(),
+            records,
+            parallelism: args.parallelism,
+            chaining: !args.no_chaining,
+            seconds,
+            records_per_sec: if seconds > 0.0 {
+                records as f64 / seconds
+            } else {
+                0.0
+            },
+            peak_rss_mb: peak_rss_mb(),
+            first_record_ms: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// Sets the delay from `start` to the first record, if one arrived.
+    fn first_record(mut self, start: Instant, first: Option<Instant>) -> Self {
+        self.first_record_ms = first.map(|at| millis(at.saturating_duration_since(start)));
+        self
+    }
+
+    /// Adds the engine-side figures of a finished job.
+    fn engine(self, env: &StreamEnv, result: &JobResult, records_out: u64) -> Self {
+        let config = env.runtime_config();
+        let mut durations: Vec<f64> = result
+            .completed_checkpoints()
+            .map(|c| millis(c.end_to_end))
+            .collect();
+        durations.sort_by(f64::total_cmp);
+        let median = durations.get(durations.len() / 2).copied();
+        let checkpoint_bytes = result.completed_checkpoints().last().map(|c| c.state_bytes);
+        let failed = result.checkpoints.len() - durations.len();
+        let this = self
+            .with("checkpoints_completed", json!(durations.len()))
+            .with("checkpoints_failed", json!(failed))
+            .with("checkpoint_median_ms", json!(median))
+            .with("checkpoint_last_bytes", json!(checkpoint_bytes));
+        this.with("batch_size", json!(config.batch_size))
+            .with("channel_credits", json!(config.channel_credits))
+            .with("engine_seconds", json!(result.duration.as_secs_f64()))
+            .with("records_out", json!(records_out))
+            .with("max_queued_batches", json!(result.max_queued_batches()))
+    }
+
+    /// Adds a job-specific field.
+    fn with(mut self, key: &str, value: Value) -> Self {
+        self.extra.insert(key.to_string(), value);
+        self
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The process's peak resident set size (VmHWM) in MB, if `/proc` tells.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Fails unless `actual == expected`, naming `what`.
+fn check(what: &str, actual: u64, expected: u64) -> BenchResult<()> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(format!("{what}: expected {expected}, got {actual}").into())
+    }
+}
+
+/// Runs the job `--job` names, in the module of that job, once the
+/// `--backend` it names is known to exist.
+fn run(args: &Args) -> BenchResult<Report> {
+    args.backend()?;
+    match args.job {
+        Job::Stateless => stateless::run(args),
+        Job::SlowSink => slow_sink::run(args),
+        Job::RawLoop => raw_loop::run(args),
+        Job::KeyedCount => keyed_count::run(args),
+        Job::Snapshot => snapshot::run(args),
+        Job::Recovery => recovery::run(args),
+        Job::LargeState => large_state::run(args),
+        Job::Burst => burst::run(args),
+        Job::Lineage => lineage::run(args),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    eprintln!(
+        "bench: job={} records={} parallelism={} chaining={}",
+        args.job.name(),
+        args.records(),
+        args.parallelism,
+        !args.no_chaining
+    );
+    let report = match run(&args) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("bench: job `{}` failed: {e}", args.job.name());
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "bench: done in {:.3} s ({:.1} M records/s)",
+        report.seconds,
+        report.records_per_sec / 1e6
+    );
+    match serde_json::to_string(&report) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bench: cannot serialise the report: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
