@@ -74,11 +74,12 @@ pub use stream::{
 };
 pub use weir_actors as runtime;
 pub use weir_actors::checkpoint::{
-    CheckpointConfig, CheckpointMode, CheckpointStats, ExternalizedRetention, StorageSpec,
+    CheckpointConfig, CheckpointFailure, CheckpointMode, CheckpointStats, ExternalizedRetention,
+    StorageSpec,
 };
 pub use weir_actors::restart::RestartStrategy;
 pub use weir_actors::restore::{JobPlan, RestoreCheck, Verdict};
 pub use weir_actors::{
-    JobClient, JobControl, JobError, JobResult, JobStatus, RecordBatch, RuntimeConfig,
-    SubtaskMetrics, UserError,
+    JobClient, JobControl, JobError, JobResult, JobStatus, Permanent, RecordBatch, RestoreError,
+    RuntimeConfig, SubtaskMetrics, UserError,
 };

@@ -15,6 +15,7 @@
 //! assert_eq!(records.records, vec![1, 2, 3]);
 //! ```
 
+use crate::codec::{self, CodecError};
 use std::any::Any;
 
 use serde::{Deserialize, Serialize};
@@ -134,7 +135,7 @@ pub trait BatchData: Send + 'static {
     /// The record type's name, for error messages.
     fn record_type(&self) -> &'static str;
     /// The batch serialised (rmp-serde), for in-flight data in unaligned checkpoints.
-    fn encode(&self) -> Result<Vec<u8>, String>;
+    fn encode(&self) -> Result<Vec<u8>, CodecError>;
 }
 
 impl<T: Clone + Send + Serialize + 'static> BatchData for RecordBatch<T> {
@@ -154,27 +155,21 @@ impl<T: Clone + Send + Serialize + 'static> BatchData for RecordBatch<T> {
         std::any::type_name::<T>()
     }
 
-    fn encode(&self) -> Result<Vec<u8>, String> {
-        rmp_serde::to_vec_named(self)
-            .map_err(|e| format!("cannot encode a batch of `{}`: {e}", self.record_type()))
+    fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        codec::encode(self)
     }
 }
 
 /// Turns bytes written by [`BatchData::encode`] back into a batch of `T`
 /// (in-flight records of an unaligned checkpoint, on restore).
-pub type BatchDecoder = fn(&[u8]) -> Result<Batch, String>;
+pub type BatchDecoder = fn(&[u8]) -> Result<Batch, CodecError>;
 
 /// The [`BatchDecoder`] for records of type `T`.
-pub fn decode_batch<T>(bytes: &[u8]) -> Result<Batch, String>
+pub fn decode_batch<T>(bytes: &[u8]) -> Result<Batch, CodecError>
 where
     T: Clone + Send + Serialize + serde::de::DeserializeOwned + 'static,
 {
-    let batch: RecordBatch<T> = rmp_serde::from_slice(bytes).map_err(|e| {
-        format!(
-            "cannot decode in-flight records of `{}`: {e}",
-            std::any::type_name::<T>()
-        )
-    })?;
+    let batch: RecordBatch<T> = codec::decode(bytes)?;
     Ok(Box::new(batch))
 }
 

@@ -213,7 +213,7 @@ impl JobControl {
             })?;
         match receiver.await {
             Ok(Ok(stats)) => Ok(stats),
-            Ok(Err(why)) => Err(JobError::CheckpointingFailed(why)),
+            Ok(Err(not_taken)) => Err(not_taken),
             Err(_) => Err(JobError::Runtime(format!(
                 "job `{}` ended before the checkpoint completed",
                 self.name

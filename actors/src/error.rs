@@ -14,6 +14,8 @@ use std::io::ErrorKind;
 
 use thiserror::Error;
 
+use crate::checkpoint::CheckpointFailure;
+
 /// An error returned by user code (an operator, a source or a sink).
 pub type UserError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -38,16 +40,31 @@ pub enum JobError {
         retryable: bool,
     },
     /// The state the job restores from could not be read or assigned.
-    #[error("restoring the job failed: {cause}")]
-    RestoreFailed {
-        /// What failed, naming the snapshot and the file.
-        cause: String,
-        /// Whether a restart can help (a damaged snapshot stays damaged).
-        retryable: bool,
-    },
+    #[error("restoring the job failed: {0}")]
+    RestoreFailed(RestoreError),
     /// More checkpoints failed in a row than the job tolerates.
-    #[error("checkpointing failed: {0}")]
-    CheckpointingFailed(String),
+    #[error("checkpointing failed: checkpoint {checkpoint} {failure} ({failed_in_a_row} failed in a row, {tolerated} tolerated)")]
+    CheckpointingFailed {
+        /// The checkpoint whose failure was one too many.
+        checkpoint: u64,
+        /// Why it failed (which subtask declined, or the timeout, ...).
+        failure: CheckpointFailure,
+        /// Consecutive failures, this one included.
+        failed_in_a_row: u32,
+        /// The tolerable consecutive failures configured.
+        tolerated: u32,
+    },
+    /// A checkpoint or savepoint asked for through the
+    /// [`crate::JobClient`] did not complete; the job keeps running.
+    #[error("{} {}{}", if *.savepoint { "savepoint" } else { "checkpoint" }, .checkpoint.map(|id| format!("{id} ")).unwrap_or_default(), .failure)]
+    CheckpointNotTaken {
+        /// Its id, if it was triggered.
+        checkpoint: Option<u64>,
+        /// Whether a savepoint was asked for.
+        savepoint: bool,
+        /// Why it did not complete.
+        failure: CheckpointFailure,
+    },
     /// The job was canceled through its [`crate::JobClient`].
     #[error("job `{0}` was canceled")]
     Canceled(String),
@@ -60,11 +77,53 @@ impl JobError {
     /// Whether running the job again (a restart) can help.
     pub fn is_retryable(&self) -> bool {
         match self {
-            JobError::OperatorFailed { retryable, .. }
-            | JobError::RestoreFailed { retryable, .. } => *retryable,
-            JobError::CheckpointingFailed(_) | JobError::Runtime(_) => true,
+            JobError::OperatorFailed { retryable, .. } => *retryable,
+            JobError::RestoreFailed(cause) => cause.is_retryable(),
+            JobError::CheckpointingFailed { .. }
+            | JobError::CheckpointNotTaken { .. }
+            | JobError::Runtime(_) => true,
             JobError::InvalidJob(_) | JobError::Canceled(_) => false,
         }
+    }
+}
+
+/// Why the state a job starts from could not be restored.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum RestoreError {
+    /// The snapshot's files are missing, damaged or do not decode: a restart
+    /// cannot help (name an older snapshot to resume from instead).
+    #[error("{snapshot} ({location}) cannot be read: {reason}")]
+    Unreadable {
+        /// The snapshot (`checkpoint 7`, `savepoint 3`, ...).
+        snapshot: String,
+        /// Its directory, or `memory:chk-<n>`.
+        location: String,
+        /// What is wrong, naming the file.
+        reason: String,
+    },
+    /// The snapshot does not fit the job: state of an operator the job lacks,
+    /// another max parallelism, in-flight records at another parallelism, ...
+    #[error("{snapshot} ({location}) does not fit this job: {}", .problems.join("; "))]
+    Incompatible {
+        /// The snapshot.
+        snapshot: String,
+        /// Its directory, or `memory:chk-<n>`.
+        location: String,
+        /// Each problem, naming the operator.
+        problems: Vec<String>,
+    },
+    /// Reading the snapshot was interrupted by something that may pass.
+    #[error("{reason}")]
+    Interrupted {
+        /// What happened.
+        reason: String,
+    },
+}
+
+impl RestoreError {
+    /// Whether a restart can help: a damaged or unfitting snapshot stays so.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, RestoreError::Interrupted { .. })
     }
 }
 
@@ -157,7 +216,29 @@ mod tests {
     #[test]
     fn job_errors_say_whether_a_restart_helps() {
         assert!(!JobError::InvalidJob("x".into()).is_retryable());
-        assert!(JobError::CheckpointingFailed("x".into()).is_retryable());
+        let expired = JobError::CheckpointingFailed {
+            checkpoint: 3,
+            failure: CheckpointFailure::Expired { timeout_ms: 10 },
+            failed_in_a_row: 1,
+            tolerated: 0,
+        };
+        assert!(expired.is_retryable());
+        assert_eq!(
+            expired.to_string(),
+            "checkpointing failed: checkpoint 3 expired before all subtasks acknowledged \
+             (timeout 10 ms) (1 failed in a row, 0 tolerated)"
+        );
+        let not_taken = JobError::CheckpointNotTaken {
+            checkpoint: None,
+            savepoint: true,
+            failure: CheckpointFailure::NotTriggered {
+                reason: "the job is finishing".into(),
+            },
+        };
+        assert_eq!(
+            not_taken.to_string(),
+            "savepoint not triggered: the job is finishing"
+        );
         let failed = |retryable| JobError::OperatorFailed {
             operator: "o".into(),
             subtask: 0,

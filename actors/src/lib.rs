@@ -40,6 +40,7 @@ pub mod channel;
 pub mod checkpoint;
 pub mod client;
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod error;
 pub mod faults;
@@ -65,7 +66,7 @@ pub mod watermark;
 pub use batch::{downcast_batch, Batch, BatchData, RecordBatch};
 pub use client::{launch, JobClient, JobControl, JobStatus};
 pub use config::RuntimeConfig;
-pub use error::JobError;
+pub use error::{JobError, Permanent, RestoreError};
 pub use graph::{Edge, JobGraph, Partitioning, Vertex, VertexKind};
 pub use metrics::{JobResult, SubtaskMetrics};
 pub use operator::{

@@ -25,6 +25,7 @@
 //! again; each start makes its lineage the current one (the highest
 //! *generation*), and `latest` follows the current one.
 
+use crate::codec;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -107,8 +108,7 @@ pub struct LineageRecord {
 impl LineageRecord {
     /// The record's file bytes.
     pub fn encode(&self) -> Result<Vec<u8>, LineageError> {
-        let payload =
-            rmp_serde::to_vec_named(self).map_err(|e| LineageError::Encode(e.to_string()))?;
+        let payload = codec::encode(self).map_err(|e| LineageError::Encode(e.to_string()))?;
         Ok(encode(FileKind::Lineage, &payload))
     }
 
@@ -120,7 +120,7 @@ impl LineageRecord {
                 path: what.to_path_buf(),
                 cause: e.to_string(),
             })?;
-        rmp_serde::from_slice(payload).map_err(|e| LineageError::Unreadable {
+        codec::decode(payload).map_err(|e| LineageError::Unreadable {
             path: what.to_path_buf(),
             cause: format!("cannot decode: {e}"),
         })

@@ -9,6 +9,7 @@
 //! events in the order they were emitted. A queued batch waits for credit;
 //! events pass without.
 
+use crate::codec::CodecError;
 use std::collections::VecDeque;
 
 use crate::batch::Batch;
@@ -115,7 +116,7 @@ impl Outputs {
     pub fn emit_barrier_ahead(
         &mut self,
         barrier: CheckpointBarrier,
-    ) -> Result<Vec<ChannelState>, String> {
+    ) -> Result<Vec<ChannelState>, CodecError> {
         let mut captured = Vec::new();
         for (o, edge) in self.edges.iter_mut().enumerate() {
             for (c, ch) in edge.channels.iter_mut().enumerate() {
@@ -129,7 +130,7 @@ impl Outputs {
                         ChannelEvent::Records(batch) => Some(batch.encode()),
                         _ => None,
                     })
-                    .collect::<Result<Vec<_>, String>>()?;
+                    .collect::<Result<Vec<_>, CodecError>>()?;
                 if !batches.is_empty() {
                     captured.push(ChannelState {
                         index: o,

@@ -535,7 +535,7 @@ pub fn assign(
     metadata: &CheckpointMetadata,
     states: &[SubtaskState],
     allow_non_restored_state: bool,
-) -> Result<HashMap<(usize, usize), RestoredSubtask>, String> {
+) -> Result<HashMap<(usize, usize), RestoredSubtask>, Vec<String>> {
     let checkpoint = metadata.checkpoint_id;
     let verdicts = check(
         metadata,
@@ -545,7 +545,7 @@ pub fn assign(
     );
     let errors = verdicts.errors();
     if !errors.is_empty() {
-        return Err(errors.join("; "));
+        return Err(errors);
     }
     for dropped in verdicts
         .uids
@@ -582,17 +582,17 @@ pub fn assign(
             .iter()
             .find(|o| o.uid == vertex.uid)
             .ok_or_else(|| {
-                format!(
+                vec![format!(
                     "checkpoint {checkpoint}: operator `{}` has state but no metadata entry",
                     vertex.uid
-                )
+                )]
             })?;
         if before.max_parallelism != vertex.max_parallelism {
-            return Err(format!(
+            return Err(vec![format!(
                 "operator `{}` ({}): the checkpoint has max parallelism {} and the job {}; the max parallelism is \
                  fixed by the first run",
                 vertex.name, vertex.uid, before.max_parallelism, vertex.max_parallelism
-            ));
+            )]);
         }
         let olds: Vec<OperatorSnapshot> = (0..before.parallelism)
             .map(|i| snapshots.get(&i).map(|s| (*s).clone()).unwrap_or_default())
@@ -622,11 +622,11 @@ pub fn assign(
         });
         let subtask = target.and_then(|c| restored.get_mut(&(c, meta.subtask)));
         let Some(subtask) = subtask else {
-            return Err(format!(
+            return Err(vec![format!(
                 "checkpoint {checkpoint}: no subtask {} of the chain [{}] for its in-flight records",
                 meta.subtask,
                 meta.operators.join(", ")
-            ));
+            )]);
         };
         subtask.input_channels = state.input_channels.clone();
         subtask.output_channels = state.output_channels.clone();

@@ -18,7 +18,7 @@ use crate::checkpoint::savepoint::RoutedStorage;
 use crate::checkpoint::{CheckpointStorage, FsStorage, StorageSpec};
 use crate::config::RestoreSource;
 use crate::config::RuntimeConfig;
-use crate::error::JobError;
+use crate::error::{JobError, RestoreError};
 use crate::graph::JobGraph;
 use crate::lineage::{
     current, next_generation, scan_root, Lineage, LineageDir, LineageRecord, SnapshotRef,
@@ -56,13 +56,6 @@ pub(crate) struct FirstDeployment {
 
 fn invalid(message: String) -> JobError {
     JobError::InvalidJob(message)
-}
-
-fn unreadable_snapshot(cause: String) -> JobError {
-    JobError::RestoreFailed {
-        cause,
-        retryable: false,
-    }
 }
 
 /// The snapshot to restore, read as far as its metadata.
@@ -128,7 +121,16 @@ pub(crate) fn prepare(
     let restoring = match &config.restore_from {
         None => None,
         Some(RestoreSource::Path(dir)) => {
-            let (_, metadata) = open_snapshot_dir(dir).map_err(unreadable_snapshot)?;
+            let (_, metadata) = open_snapshot_dir(dir).map_err(|reason| {
+                let shown = dir.display().to_string();
+                JobError::RestoreFailed(RestoreError::Unreadable {
+                    snapshot: "the snapshot to resume from".into(),
+                    reason: reason
+                        .strip_prefix(&format!("{shown}: "))
+                        .map_or_else(|| reason.clone(), str::to_string),
+                    location: shown,
+                })
+            })?;
             // Named by its absolute path: a later run may start elsewhere.
             let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
             Some(Restoring {
@@ -226,8 +228,14 @@ pub(crate) fn prepare(
         ..FirstDeployment::default()
     };
     if let Some(snapshot) = &record.latest {
-        let source = snapshot_storage(snapshot, storage.as_ref()).map_err(unreadable_snapshot)?;
         let where_ = describe_location(snapshot, lineage_dir.as_deref());
+        let source = snapshot_storage(snapshot, storage.as_ref()).map_err(|reason| {
+            JobError::RestoreFailed(RestoreError::Unreadable {
+                snapshot: snapshot.describe(),
+                location: where_.clone(),
+                reason,
+            })
+        })?;
         first.restored = assign_snapshot(graph, plan, snapshot, source.as_ref(), &where_, config)?;
         first.restored_from = Some(snapshot.id);
     }
@@ -293,11 +301,13 @@ pub(crate) fn assign_snapshot(
     where_: &str,
     config: &RuntimeConfig,
 ) -> Result<HashMap<(usize, usize), RestoredSubtask>, JobError> {
-    let damaged = |cause: String| JobError::RestoreFailed {
-        cause: format!("{} ({where_}): {cause}", snapshot.describe()),
-        retryable: false,
-    };
-    let (metadata, states) = restore::read(storage, snapshot.id).map_err(damaged)?;
+    let (metadata, states) = restore::read(storage, snapshot.id).map_err(|reason| {
+        JobError::RestoreFailed(RestoreError::Unreadable {
+            snapshot: snapshot.describe(),
+            location: where_.to_string(),
+            reason,
+        })
+    })?;
     restore::assign(
         graph,
         plan,
@@ -305,7 +315,13 @@ pub(crate) fn assign_snapshot(
         &states,
         config.allow_non_restored_state,
     )
-    .map_err(damaged)
+    .map_err(|problems| {
+        JobError::RestoreFailed(RestoreError::Incompatible {
+            snapshot: snapshot.describe(),
+            location: where_.to_string(),
+            problems,
+        })
+    })
 }
 
 /// Reads the metadata of `snapshot`, the newest of `lineage`: an error names
@@ -327,11 +343,14 @@ fn read_latest<'a>(
             ),
             None => String::new(),
         };
-        unreadable_snapshot(format!(
-            "resume from latest: {} of job `{job}` ({}), the newest of its lineage, cannot be read: {problem}{hint}",
-            snapshot.describe(),
-            dir.display()
-        ))
+        JobError::RestoreFailed(RestoreError::Unreadable {
+            snapshot: format!(
+                "{} of job `{job}`, the newest of its lineage,",
+                snapshot.describe()
+            ),
+            location: dir.display().to_string(),
+            reason: format!("{problem}{hint}"),
+        })
     };
     let (_, metadata) = open_snapshot_dir(&dir).map_err(fail)?;
     if metadata.checkpoint_id != snapshot.id {

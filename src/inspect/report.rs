@@ -10,6 +10,7 @@
 //! the shared files it refers to and the backend's inline bytes); a damaged
 //! file (checksum, magic, truncation) is an error.
 
+use crate::runtime::codec;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -245,13 +246,6 @@ fn in_flight(state: &SubtaskState) -> (u64, u64) {
     (bytes(&state.input_channels), bytes(&state.output_channels))
 }
 
-/// The number of elements of an rmp-serde encoded sequence, from its header.
-fn array_len(bytes: &[u8]) -> Option<u64> {
-    rmp::decode::read_array_len(&mut &bytes[..])
-        .ok()
-        .map(u64::from)
-}
-
 /// One state, summed over subtasks.
 #[derive(Default)]
 struct StateTally {
@@ -306,14 +300,19 @@ impl Tally {
                 Ok(group) => {
                     for state in &group.states {
                         let tally = self.state(StateReportKind::of_keyed(state.kind), &state.name);
-                        tally.add(array_len(&state.entries), state.entries.len() as u64);
+                        tally.add(
+                            codec::sequence_len(&state.entries),
+                            state.entries.len() as u64,
+                        );
                         tally
                             .type_name
                             .get_or_insert_with(|| state.type_name.clone());
                     }
                     if !group.timers.is_empty() {
-                        self.state(StateReportKind::Timers, "timers")
-                            .add(array_len(&group.timers), group.timers.len() as u64);
+                        self.state(StateReportKind::Timers, "timers").add(
+                            codec::sequence_len(&group.timers),
+                            group.timers.len() as u64,
+                        );
                     }
                 }
                 Err(_) => self
@@ -343,7 +342,7 @@ impl Tally {
         }
         for (name, bytes) in &snapshot.broadcast {
             self.state(StateReportKind::Broadcast, name)
-                .add_copy(array_len(bytes), bytes.len() as u64);
+                .add_copy(codec::sequence_len(bytes), bytes.len() as u64);
         }
         if let Some(raw) = &snapshot.raw {
             self.state(StateReportKind::Raw, "raw")
@@ -448,7 +447,7 @@ mod tests {
                 name: name.to_string(),
                 kind: *kind,
                 type_name: "u64".into(),
-                entries: rmp_serde::to_vec_named(&vec![(1u32, 7u64); *keys]).unwrap(),
+                entries: codec::encode(&vec![(1u32, 7u64); *keys]).unwrap(),
             })
             .collect();
         let timer = Timer {
@@ -543,7 +542,7 @@ mod tests {
         let k1 = OperatorSnapshot {
             broadcast: BTreeMap::from([(
                 "rules".to_string(),
-                rmp_serde::to_vec_named(&vec![(1u8, 2u8), (3, 4)]).unwrap(),
+                codec::encode(&vec![(1u8, 2u8), (3, 4)]).unwrap(),
             )]),
             raw: Some(b"raw!".to_vec()),
             ..keyed(&[(5, keyed_group(&[("count", StateKind::Value, 4)], 2))])

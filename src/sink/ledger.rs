@@ -12,6 +12,7 @@
 //! transactions are committed, so the ledger never says less than the output
 //! holds.
 
+use crate::runtime::codec;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -205,7 +206,7 @@ impl FileLedger {
         let bytes = fs::read(path).map_err(failed("cannot read", path))?;
         let shown = path.display().to_string();
         let payload = decode(&bytes, FileKind::CommitLedger, &shown)?;
-        Ok(rmp_serde::from_slice(payload)
+        Ok(codec::decode(payload)
             .map_err(|e| format!("{shown}: not a commit ledger entry: {e}"))?)
     }
 }
@@ -225,7 +226,7 @@ impl CommitLedger for FileLedger {
                 return Ok(());
             }
         }
-        let payload = rmp_serde::to_vec_named(entry)
+        let payload = codec::encode(entry)
             .map_err(|e| format!("cannot encode a commit ledger entry: {e}"))?;
         write_atomically(&path, &encode(FileKind::CommitLedger, &payload))?;
         Ok(())

@@ -15,6 +15,7 @@
 //! }
 //! ```
 
+use crate::runtime::codec;
 use std::any::Any;
 use std::collections::BTreeMap;
 
@@ -34,7 +35,7 @@ impl<K: Key, V: StateData> ErasedMap for KeyMap<K, V> {
     }
     fn encode(&self, name: &str) -> Result<Vec<u8>, StateError> {
         let entries: Vec<(&K, &V)> = self.iter().collect();
-        rmp_serde::to_vec_named(&entries).map_err(|e| StateError::Encode {
+        codec::encode(&entries).map_err(|e| StateError::Encode {
             name: name.to_string(),
             cause: e.to_string(),
         })
@@ -72,7 +73,7 @@ impl BroadcastStateStore {
             let mut map: KeyMap<K, V> = KeyMap::default();
             if let Some(bytes) = self.pending.remove(name) {
                 let entries: Vec<(K, V)> =
-                    rmp_serde::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                    codec::decode(&bytes).map_err(|e| StateError::Corrupt {
                         name: name.to_string(),
                         group: 0,
                         cause: e.to_string(),

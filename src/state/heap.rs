@@ -15,6 +15,7 @@
 //! owned again. Serialisation works on the frozen maps, off the processing
 //! path.
 
+use crate::runtime::codec;
 use std::sync::Arc;
 
 use super::error::StateError;
@@ -269,12 +270,11 @@ impl<K: Key, S: StateData> HeapTable<K, S> {
         group: usize,
         bytes: &[u8],
     ) -> Result<(), StateError> {
-        let entries: Vec<(K, S)> =
-            rmp_serde::from_slice(bytes).map_err(|e| StateError::Corrupt {
-                name: name.to_string(),
-                group,
-                cause: e.to_string(),
-            })?;
+        let entries: Vec<(K, S)> = codec::decode(bytes).map_err(|e| StateError::Corrupt {
+            name: name.to_string(),
+            group,
+            cause: e.to_string(),
+        })?;
         for (key, value) in entries {
             self.put(group, &key, value);
         }
@@ -296,7 +296,7 @@ impl<K: Key, S: StateData> HeapTableSnapshot<K, S> {
             return Ok(None);
         }
         let entries: Vec<(&K, &S)> = map.iter().collect();
-        rmp_serde::to_vec_named(&entries)
+        codec::encode(&entries)
             .map(Some)
             .map_err(|e| StateError::Encode {
                 name: name.to_string(),

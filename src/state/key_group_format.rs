@@ -13,6 +13,7 @@
 //! assert_eq!(timers[0].timestamp, 7);
 //! ```
 
+use crate::runtime::codec::{self, CodecError};
 use serde::{Deserialize, Serialize};
 
 use super::{Key, StateBytes, StateError};
@@ -68,7 +69,7 @@ pub fn encode_key_group<K: Key>(
     states: Vec<StateBytes>,
     timers: &[Timer<K>],
 ) -> Result<Vec<u8>, StateError> {
-    let encode_error = |name: &str, e: rmp_serde::encode::Error| StateError::Encode {
+    let encode_error = |name: &str, e: codec::CodecError| StateError::Encode {
         name: name.to_string(),
         cause: e.to_string(),
     };
@@ -79,10 +80,9 @@ pub fn encode_key_group<K: Key>(
             .iter()
             .map(|t| (t.kind.code(), t.timestamp, &t.key))
             .collect();
-        rmp_serde::to_vec_named(&rows).map_err(|e| encode_error("timers", e))?
+        codec::encode(&rows).map_err(|e| encode_error("timers", e))?
     };
-    rmp_serde::to_vec_named(&KeyGroupState { states, timers })
-        .map_err(|e| encode_error("key group", e))
+    codec::encode(&KeyGroupState { states, timers }).map_err(|e| encode_error("key group", e))
 }
 
 /// Reads the bytes of key group `group`: its states and timers.
@@ -95,12 +95,12 @@ pub fn decode_key_group<K: Key>(
         group,
         cause,
     };
-    let state = read_key_group(bytes).map_err(corrupt)?;
+    let state = read_key_group(bytes).map_err(|e| corrupt(e.to_string()))?;
     let timers = if state.timers.is_empty() {
         Vec::new()
     } else {
         let rows: Vec<(u8, i64, K)> =
-            rmp_serde::from_slice(&state.timers).map_err(|e| corrupt(e.to_string()))?;
+            codec::decode(&state.timers).map_err(|e| corrupt(e.to_string()))?;
         rows.into_iter()
             .map(|(kind, timestamp, key)| Timer {
                 kind: TimerKind::of(kind),
@@ -114,8 +114,8 @@ pub fn decode_key_group<K: Key>(
 
 /// Reads the bytes of a key group without decoding its timers' keys (for
 /// tools that do not know the key type).
-pub fn read_key_group(bytes: &[u8]) -> Result<KeyGroupState, String> {
-    rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+pub fn read_key_group(bytes: &[u8]) -> Result<KeyGroupState, CodecError> {
+    codec::decode(bytes)
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@
 //! }
 //! ```
 
+use crate::runtime::codec;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
@@ -117,7 +118,7 @@ pub struct OperatorListState<'a, T> {
 
 impl<T: StateData> OperatorListState<'_, T> {
     fn encode(&self, value: &T) -> Result<Vec<u8>, StateError> {
-        rmp_serde::to_vec_named(value).map_err(|e| StateError::Encode {
+        codec::encode(value).map_err(|e| StateError::Encode {
             name: self.name.to_string(),
             cause: e.to_string(),
         })
@@ -128,7 +129,7 @@ impl<T: StateData> OperatorListState<'_, T> {
         self.elements
             .iter()
             .map(|bytes| {
-                rmp_serde::from_slice(bytes).map_err(|e| StateError::Corrupt {
+                codec::decode(bytes).map_err(|e| StateError::Corrupt {
                     name: self.name.to_string(),
                     group: 0,
                     cause: e.to_string(),

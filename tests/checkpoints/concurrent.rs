@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir::runtime::checkpoint::CheckpointStorage;
-use weir::{CheckpointConfig, CheckpointMode, CheckpointStats, JobError};
+use weir::{CheckpointConfig, CheckpointFailure, CheckpointMode, CheckpointStats, JobError};
 
 use crate::content::{Mode, A0, A1, B0, B1};
 use crate::kit::{
@@ -80,10 +80,7 @@ fn periodic(mode: Mode) -> (Vec<CheckpointStats>, Recorder) {
     let all: BTreeSet<u64> = stats.iter().map(|s| s.id).collect();
     assert_eq!(all.len(), stats.len(), "each checkpoint ends once");
     for (id, failure) in failures(&stats) {
-        assert_eq!(
-            failure, "subsumed by a newer completed checkpoint",
-            "checkpoint {id}"
-        );
+        assert_eq!(failure, CheckpointFailure::Subsumed, "checkpoint {id}");
     }
     for s in stats.iter().filter(|s| s.failure.is_none()) {
         assert_eq!(s.unaligned, mode == Mode::Unaligned, "{s:?}");

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use weir::runtime::checkpoint::CheckpointStorage;
 use weir::{
-    CheckpointConfig, CheckpointStats, JobError, JobResult, RestartStrategy, StorageSpec, StreamEnv,
+    CheckpointConfig, CheckpointFailure, CheckpointStats, JobError, JobResult, RestartStrategy,
+    StorageSpec, StreamEnv,
 };
 
 use crate::kit::{
@@ -48,7 +49,12 @@ fn a_declined_checkpoint_is_aborted_and_later_ones_complete_when_failures_are_to
         let mut client = env.start("declined").await.unwrap();
         let storage = storage_of(dir.path(), client.job_id());
         until("phase 0 out", || feed.phases_done(0) >= 1).await;
-        let declined = checkpoint_failure(client.trigger_checkpoint().await.unwrap_err());
+        let (failure, declined) =
+            checkpoint_failure(client.trigger_checkpoint().await.unwrap_err());
+        assert!(
+            matches!(&failure, CheckpointFailure::Declined { operator, .. } if operator.contains("Sink: Recorder")),
+            "{failure:?}"
+        );
         assert!(declined.contains("checkpoint 1 declined"), "{declined}");
         assert!(
             declined.contains("boom: the recorder refuses checkpoint 1"),
@@ -63,8 +69,11 @@ fn a_declined_checkpoint_is_aborted_and_later_ones_complete_when_failures_are_to
     let failed = failures(&result.checkpoints);
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].0, 1);
-    assert!(failed[0].1.contains("declined"), "{}", failed[0].1);
-    assert!(failed[0].1.contains("boom"), "{}", failed[0].1);
+    assert!(
+        matches!(&failed[0].1, CheckpointFailure::Declined { reason, .. } if reason.contains("boom")),
+        "{:?}",
+        failed[0].1
+    );
     assert_eq!(completed_ids(&result.checkpoints), vec![2, 3]);
     // Every operator of every subtask heard of the abort, and of the completions.
     assert_eq!(sink.aborted(), BTreeMap::from([(0, vec![1]), (1, vec![1])]));
@@ -91,7 +100,7 @@ fn a_declined_checkpoint_fails_the_job_when_no_failure_is_tolerated() {
         (triggered, outcome, client.checkpoint_stats())
     });
     assert!(triggered.is_err());
-    let message = checkpoint_failure(outcome.unwrap_err());
+    let (_, message) = checkpoint_failure(outcome.unwrap_err());
     assert!(message.contains("checkpoint 1 declined"), "{message}");
     assert!(
         message.contains("boom: the recorder refuses checkpoint 1"),
@@ -128,7 +137,7 @@ fn slow_sink_job(tolerable: u32) -> (Result<JobResult, JobError>, Vec<Checkpoint
                 let stats = client.checkpoint_stats();
                 let expired = stats
                     .iter()
-                    .filter(|s| s.failure.as_deref().is_some_and(|f| f.contains("expired")))
+                    .filter(|s| matches!(s.failure, Some(CheckpointFailure::Expired { .. })))
                     .map(|s| s.id)
                     .min();
                 expired.is_some_and(|e| completed_ids(&stats).iter().any(|&c| c > e))
@@ -147,14 +156,18 @@ fn checkpoints_that_expire_behind_a_slow_sink_count_as_failures() {
     assert!(matches!(outcome, Err(JobError::Canceled(_))), "{outcome:?}");
     let expired: Vec<u64> = failures(&stats)
         .into_iter()
-        .filter(|(_, f)| f == "expired before all subtasks acknowledged")
+        .filter(|(_, f)| matches!(f, CheckpointFailure::Expired { .. }))
         .map(|(id, _)| id)
         .collect();
     assert!(!expired.is_empty(), "{stats:?}");
     assert!(completed_ids(&stats).iter().any(|&c| c > expired[0]));
 
     let (outcome, stats) = slow_sink_job(0);
-    let message = checkpoint_failure(outcome.unwrap_err());
+    let (failure, message) = checkpoint_failure(outcome.unwrap_err());
+    assert!(
+        matches!(failure, CheckpointFailure::Expired { timeout_ms: 15 }),
+        "{failure:?}"
+    );
     assert!(
         message.contains("expired before all subtasks acknowledged"),
         "{message}"
@@ -163,7 +176,9 @@ fn checkpoints_that_expire_behind_a_slow_sink_count_as_failures() {
         message.contains("(1 failed in a row, 0 tolerated)"),
         "{message}"
     );
-    assert!(failures(&stats).iter().any(|(_, f)| f.contains("expired")));
+    assert!(failures(&stats)
+        .iter()
+        .any(|(_, f)| matches!(f, CheckpointFailure::Expired { .. })));
 }
 
 #[test]
@@ -215,7 +230,7 @@ fn a_checkpoint_directory_that_breaks_while_the_job_runs_fails_checkpoints_namin
         (outcome, client.checkpoint_stats(), lineage_dir)
     });
     // The final checkpoint is retried until the failures are more than tolerated.
-    let message = checkpoint_failure(outcome.unwrap_err());
+    let (_, message) = checkpoint_failure(outcome.unwrap_err());
     let path = lineage_dir.display().to_string();
     assert!(message.contains(&path), "{message}");
     assert!(message.contains("cannot create directory"), "{message}");
@@ -227,7 +242,10 @@ fn a_checkpoint_directory_that_breaks_while_the_job_runs_fails_checkpoints_namin
     // The manual checkpoint and the final one may fail in either order.
     let ids: BTreeSet<u64> = failed.iter().map(|(id, _)| *id).collect();
     assert_eq!(ids, BTreeSet::from([1, 2, 3]));
-    assert!(failed.iter().all(|(_, f)| f.contains(&path)), "{failed:?}");
+    assert!(
+        failed.iter().all(|(_, f)| f.to_string().contains(&path)),
+        "{failed:?}"
+    );
     assert!(lineage_dir.is_file());
 }
 
@@ -255,7 +273,7 @@ fn memory_job(limit: u64) -> (StreamEnv, Recorder) {
 #[test]
 fn in_memory_storage_refuses_a_state_larger_than_its_limit_naming_size_and_limit() {
     let (env, _) = memory_job(1024);
-    let message = checkpoint_failure(in_system(env.execute("too-large")).unwrap_err());
+    let (_, message) = checkpoint_failure(in_system(env.execute("too-large")).unwrap_err());
     assert!(
         message.contains("exceeds the in-memory storage limit of 1024 bytes"),
         "{message}"

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir::CheckpointConfig;
+use weir::{CheckpointConfig, CheckpointFailure};
 
 use crate::kit::{
     completed_ids, env_with, failures, ids, in_system, manual, storage_of, until, Event, Feed, Rec,
@@ -190,7 +190,8 @@ fn a_bounded_job_with_periodic_checkpoints_ends_with_its_final_checkpoint() {
         assert_eq!(result.checkpoints, stats, "run {run}");
         for (id, failure) in failures(&stats) {
             assert_eq!(
-                failure, "subsumed by a newer completed checkpoint",
+                failure,
+                CheckpointFailure::Subsumed,
                 "run {run}, checkpoint {id}"
             );
         }

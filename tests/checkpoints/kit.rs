@@ -19,9 +19,10 @@ use weir::sink::Sink;
 use weir::source::{Source, SourceStatus};
 use weir::state::{ListStateDescriptor, MapStateDescriptor, StateSnapshotContext};
 use weir::{
-    CheckpointConfig, CheckpointStats, Collector, JobError, JobResult, KeyedBroadcastContext,
-    KeyedBroadcastProcessFunction, KeyedContext, KeyedProcessFunction, Lifecycle, OneInputOperator,
-    RecordBatch, RestartStrategy, RuntimeContext, StreamEnv, UserError,
+    CheckpointConfig, CheckpointFailure, CheckpointStats, Collector, JobError, JobResult,
+    KeyedBroadcastContext, KeyedBroadcastProcessFunction, KeyedContext, KeyedProcessFunction,
+    Lifecycle, OneInputOperator, RecordBatch, RestartStrategy, RuntimeContext, StreamEnv,
+    UserError,
 };
 
 // ------------------------------------------------------------------ records
@@ -597,17 +598,21 @@ pub(crate) fn completed_ids(stats: &[CheckpointStats]) -> Vec<u64> {
         .collect()
 }
 
-pub(crate) fn failures(stats: &[CheckpointStats]) -> Vec<(u64, String)> {
+pub(crate) fn failures(stats: &[CheckpointStats]) -> Vec<(u64, CheckpointFailure)> {
     stats
         .iter()
         .filter_map(|s| s.failure.clone().map(|f| (s.id, f)))
         .collect()
 }
 
-pub(crate) fn checkpoint_failure(error: JobError) -> String {
+/// The checkpoint failure of a job that failed its checkpointing (or of a
+/// checkpoint asked for that was not taken), and the error's message.
+pub(crate) fn checkpoint_failure(error: JobError) -> (CheckpointFailure, String) {
+    let message = error.to_string();
     match error {
-        JobError::CheckpointingFailed(message) => message,
-        other => panic!("expected CheckpointingFailed, got {other:?}"),
+        JobError::CheckpointingFailed { failure, .. }
+        | JobError::CheckpointNotTaken { failure, .. } => (failure, message),
+        other => panic!("expected a checkpoint failure, got {other:?}"),
     }
 }
 

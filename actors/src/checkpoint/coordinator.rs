@@ -23,6 +23,7 @@ use actix::prelude::*;
 use futures::channel::oneshot;
 use tracing::{info, warn, Span};
 
+use super::failure::CheckpointFailure;
 use super::metadata::{
     CheckpointMetadata, OperatorMetadata, StateHandle, SubtaskStateMetadata, METADATA_VERSION,
 };
@@ -40,6 +41,7 @@ use super::{
     BarrierKind, CheckpointBarrier, CheckpointConfig, CheckpointMode, ExternalizedRetention,
 };
 use crate::clock::processing_time_now;
+use crate::error::JobError;
 use crate::lineage::{Lineage, SnapshotRef};
 use crate::subtask::protocol::{NotifyCheckpoint, TriggerCheckpoint};
 use crate::supervisor::protocol::CheckpointingFailed;
@@ -85,7 +87,7 @@ pub struct CheckpointCoordinator {
     history: Arc<Mutex<Vec<CheckpointStats>>>,
     /// Where the job's stop snapshot is, once it completed.
     stopped_at: Arc<Mutex<Option<String>>>,
-    waiters: HashMap<u64, Vec<oneshot::Sender<Result<CheckpointStats, String>>>>,
+    waiters: HashMap<u64, Vec<oneshot::Sender<Result<CheckpointStats, JobError>>>>,
     trigger_times: BTreeMap<u64, (i64, Instant)>,
     /// The id the next checkpoint gets, shared so that a restarted job goes on counting.
     next_id: Arc<AtomicU64>,
@@ -157,7 +159,8 @@ impl CheckpointCoordinator {
             });
         }
         let id = self.tracker.next_id();
-        let dir = create_savepoint_dir(&request.parent_dir, &self.job.lineage.id(), id)?;
+        let dir = create_savepoint_dir(&request.parent_dir, &self.job.lineage.id(), id)
+            .map_err(|e| e.to_string())?;
         self.storage.route_savepoint(id, &dir);
         let triggered = self.trigger_barrier(true, request.stop, request.stop);
         if request.stop {
@@ -236,7 +239,7 @@ impl CheckpointCoordinator {
     fn stats_of(
         &self,
         pending: &PendingCheckpoint<StateHandle>,
-        failure: Option<String>,
+        failure: Option<CheckpointFailure>,
     ) -> CheckpointStats {
         let (trigger_time_ms, started) = self
             .trigger_times
@@ -270,7 +273,11 @@ impl CheckpointCoordinator {
             for waiter in waiters {
                 let _ = waiter.send(match &stats.failure {
                     None => Ok(stats.clone()),
-                    Some(why) => Err(format!("checkpoint {} {why}", stats.id)),
+                    Some(failure) => Err(JobError::CheckpointNotTaken {
+                        checkpoint: Some(stats.id),
+                        savepoint: stats.savepoint,
+                        failure: failure.clone(),
+                    }),
                 });
             }
         }
@@ -300,20 +307,20 @@ impl CheckpointCoordinator {
             warn!(parent: &self.span, checkpoint = aborted.id, error = %e, "cannot delete an aborted checkpoint");
         }
         self.notify(aborted.id, false);
-        let stats = self.stats_of(&pending, Some(aborted.reason.to_string()));
+        let stats = self.stats_of(&pending, Some(aborted.reason.clone()));
         self.record(stats);
         self.after_failure(aborted, ctx);
     }
 
     fn after_failure(&mut self, aborted: Aborted, _ctx: &mut Context<Self>) {
         if aborted.fail_job {
-            self.failure.do_send(CheckpointingFailed(format!(
-                "checkpoint {} {} ({} failed in a row, {} tolerated)",
-                aborted.id,
-                aborted.reason,
-                self.tracker.consecutive_failures(),
-                self.tracker.config().tolerable_failures
-            )));
+            self.failure
+                .do_send(CheckpointingFailed(JobError::CheckpointingFailed {
+                    checkpoint: aborted.id,
+                    failure: aborted.reason,
+                    failed_in_a_row: self.tracker.consecutive_failures(),
+                    tolerated: self.tracker.config().tolerable_failures,
+                }));
         } else if self.stopping == Some(aborted.id) {
             // A failed stop-with-savepoint leaves the job running (as Flink).
             self.stopping = None;
@@ -357,13 +364,15 @@ impl CheckpointCoordinator {
         let location = match self.storage.write_metadata(&metadata) {
             Ok(location) => location,
             Err(e) => {
-                let reason = format!("cannot write its metadata: {e}");
-                if let Some(aborted) = self.tracker.fail(id, reason.clone(), now_ms()) {
+                let reason = CheckpointFailure::MetadataNotWritten {
+                    reason: e.to_string(),
+                };
+                if let Some(aborted) = self.tracker.fail(id, reason, now_ms()) {
                     if let Err(e) = self.storage.discard(id) {
                         warn!(parent: &self.span, checkpoint = id, error = %e, "cannot delete a failed checkpoint");
                     }
                     self.notify(id, false);
-                    let stats = self.stats_of(&pending, Some(aborted.reason.to_string()));
+                    let stats = self.stats_of(&pending, Some(aborted.reason.clone()));
                     self.record(stats);
                     self.after_failure(aborted, ctx);
                 }
@@ -481,7 +490,17 @@ impl Handler<CheckpointReport> for CheckpointCoordinator {
                 let declined = if subsumed {
                     self.tracker.subsume(id, now_ms())
                 } else {
-                    self.tracker.decline(id, reason, now_ms())
+                    let declined = CheckpointFailure::Declined {
+                        operator: self
+                            .job
+                            .task_names
+                            .get(report.task.0)
+                            .cloned()
+                            .unwrap_or_default(),
+                        subtask: report.task.1,
+                        reason,
+                    };
+                    self.tracker.decline(id, declined, now_ms())
                 };
                 if let Some((pending, aborted)) = declined {
                     self.aborted(pending, aborted, ctx);
@@ -514,8 +533,12 @@ impl Handler<TriggerCheckpointNow> for CheckpointCoordinator {
         };
         match triggered {
             Ok(id) => self.waiters.entry(id).or_default().push(tx),
-            Err(why) => {
-                let _ = tx.send(Err(why));
+            Err(reason) => {
+                let _ = tx.send(Err(JobError::CheckpointNotTaken {
+                    checkpoint: None,
+                    savepoint: msg.savepoint.is_some(),
+                    failure: CheckpointFailure::NotTriggered { reason },
+                }));
             }
         }
         MessageResult(rx)

@@ -1,6 +1,7 @@
 //! What a completed checkpoint records in its `_metadata`, and what each
 //! subtask writes as its state.
 
+use crate::codec::{self, CodecError};
 use serde::{Deserialize, Serialize};
 
 use crate::snapshot::OperatorSnapshot;
@@ -137,15 +138,13 @@ pub struct SubtaskState {
 
 impl SubtaskState {
     /// Decodes what a subtask wrote (the payload of its state file).
-    pub fn decode(bytes: &[u8]) -> Result<SubtaskState, String> {
-        rmp_serde::from_slice(bytes)
-            .map_err(|e| format!("cannot decode a subtask's checkpoint state: {e}"))
+    pub fn decode(bytes: &[u8]) -> Result<SubtaskState, CodecError> {
+        codec::decode(bytes)
     }
 
     /// Encodes the state (as a subtask writes it).
-    pub fn encode(&self) -> Result<Vec<u8>, String> {
-        rmp_serde::to_vec_named(self)
-            .map_err(|e| format!("cannot encode a subtask's checkpoint state: {e}"))
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        codec::encode(self)
     }
 
     /// The names of the files in the storage's shared directory that the

@@ -20,6 +20,7 @@
 pub mod config;
 pub mod coordinator;
 pub mod durable;
+pub mod failure;
 pub mod format;
 pub mod layout;
 pub mod metadata;
@@ -30,6 +31,7 @@ pub mod storage;
 pub mod tracker;
 
 pub use config::{CheckpointConfig, CheckpointMode, ExternalizedRetention};
+pub use failure::CheckpointFailure;
 pub use metadata::{CheckpointMetadata, StateHandle, SubtaskState};
 pub use stats::{CheckpointStats, SubtaskCheckpointStats};
 pub use storage::{

@@ -9,6 +9,7 @@ use futures::channel::oneshot;
 use super::metadata::StateHandle;
 use super::stats::{CheckpointStats, SubtaskCheckpointStats};
 use super::tracker::TaskId;
+use crate::error::JobError;
 use crate::subtask::protocol::{NotifyCheckpoint, TriggerCheckpoint};
 
 /// What a subtask tells the coordinator.
@@ -71,7 +72,7 @@ pub struct Participant {
 
 /// A manual checkpoint (or savepoint); the receiver resolves when it ends.
 #[derive(Message)]
-#[rtype(result = "oneshot::Receiver<Result<CheckpointStats, String>>")]
+#[rtype(result = "oneshot::Receiver<Result<CheckpointStats, JobError>>")]
 pub struct TriggerCheckpointNow {
     /// A savepoint rather than a checkpoint.
     pub savepoint: Option<SavepointRequest>,

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::failure::CheckpointFailure;
+
 /// One subtask's part of a checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SubtaskCheckpointStats {
@@ -37,7 +39,7 @@ pub struct CheckpointStats {
     /// Whether it is a savepoint.
     pub savepoint: bool,
     /// `None` if it completed, else why it did not.
-    pub failure: Option<String>,
+    pub failure: Option<CheckpointFailure>,
     /// Where it was written, once complete (a directory, or `memory:chk-<n>`).
     pub location: Option<String>,
     /// Per subtask: (task name, subtask index, its figures).

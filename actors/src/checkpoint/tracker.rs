@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::config::CheckpointConfig;
+use super::failure::CheckpointFailure;
 use super::stats::SubtaskCheckpointStats;
 
 /// Identifies a subtask: (chain index, subtask index).
@@ -58,40 +59,13 @@ pub struct CheckpointTracker<H> {
     consecutive_failures: u32,
 }
 
-/// Why a checkpoint ended without completing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AbortReason {
-    /// Not complete within the timeout.
-    Expired,
-    /// A subtask declined it (the reason it gave).
-    Declined(String),
-    /// Its state or metadata could not be written.
-    Failed(String),
-    /// A newer checkpoint completed first.
-    Subsumed,
-    /// The job stopped.
-    JobEnded,
-}
-
-impl std::fmt::Display for AbortReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AbortReason::Expired => f.write_str("expired before all subtasks acknowledged"),
-            AbortReason::Declined(why) => write!(f, "declined: {why}"),
-            AbortReason::Failed(why) => write!(f, "failed: {why}"),
-            AbortReason::Subsumed => f.write_str("subsumed by a newer completed checkpoint"),
-            AbortReason::JobEnded => f.write_str("the job ended"),
-        }
-    }
-}
-
 /// What an abort means for the job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Aborted {
     /// The aborted checkpoint.
     pub id: u64,
     /// Why.
-    pub reason: AbortReason,
+    pub reason: CheckpointFailure,
     /// Whether this failure exceeds the tolerable consecutive failures.
     pub fail_job: bool,
 }
@@ -209,11 +183,11 @@ impl<H> CheckpointTracker<H> {
     fn abort(
         &mut self,
         id: u64,
-        reason: AbortReason,
+        reason: CheckpointFailure,
         now: u64,
     ) -> Option<(PendingCheckpoint<H>, Aborted)> {
         let pending = self.pending.remove(&id)?;
-        let counts = !matches!(reason, AbortReason::Subsumed | AbortReason::JobEnded);
+        let counts = reason.counts_as_failure();
         if counts {
             self.consecutive_failures += 1;
             self.last_end_at = Some(now);
@@ -229,47 +203,48 @@ impl<H> CheckpointTracker<H> {
         ))
     }
 
-    /// A subtask declined checkpoint `id`: it is aborted.
+    /// A subtask declined checkpoint `id` (`declined` says which and why):
+    /// it is aborted.
     pub fn decline(
         &mut self,
         id: u64,
-        reason: String,
+        declined: CheckpointFailure,
         now: u64,
     ) -> Option<(PendingCheckpoint<H>, Aborted)> {
-        self.abort(id, AbortReason::Declined(reason), now)
+        self.abort(id, declined, now)
     }
 
     /// Checkpoint `id` was overtaken by a newer one at some subtask: aborted,
     /// but not counted as a failure.
     pub fn subsume(&mut self, id: u64, now: u64) -> Option<(PendingCheckpoint<H>, Aborted)> {
-        self.abort(id, AbortReason::Subsumed, now)
+        self.abort(id, CheckpointFailure::Subsumed, now)
     }
 
-    /// Finalising checkpoint `id` failed (state or metadata not written).
-    pub fn fail(&mut self, id: u64, reason: String, now: u64) -> Option<Aborted> {
+    /// Finalising checkpoint `id` failed (its metadata not written).
+    pub fn fail(&mut self, id: u64, reason: CheckpointFailure, now: u64) -> Option<Aborted> {
         // The checkpoint left `pending` when its last ack came in; count it here.
         self.consecutive_failures += 1;
         self.last_end_at = Some(now);
         let _ = self.pending.remove(&id);
         Some(Aborted {
             id,
-            reason: AbortReason::Failed(reason),
+            reason,
             fail_job: self.consecutive_failures > self.config.tolerable_failures,
         })
     }
 
     /// Aborts every checkpoint older than the timeout at `now`.
     pub fn expire(&mut self, now: u64) -> Vec<(PendingCheckpoint<H>, Aborted)> {
-        let timeout = self.config.timeout.as_millis() as u64;
+        let timeout_ms = self.config.timeout.as_millis() as u64;
         let expired: Vec<u64> = self
             .pending
             .values()
-            .filter(|p| now >= p.triggered_at + timeout)
+            .filter(|p| now >= p.triggered_at + timeout_ms)
             .map(|p| p.id)
             .collect();
         expired
             .into_iter()
-            .filter_map(|id| self.abort(id, AbortReason::Expired, now))
+            .filter_map(|id| self.abort(id, CheckpointFailure::Expired { timeout_ms }, now))
             .collect()
     }
 
@@ -277,7 +252,7 @@ impl<H> CheckpointTracker<H> {
     pub fn abort_all(&mut self, now: u64) -> Vec<(PendingCheckpoint<H>, Aborted)> {
         let ids: Vec<u64> = self.pending.keys().copied().collect();
         ids.into_iter()
-            .filter_map(|id| self.abort(id, AbortReason::JobEnded, now))
+            .filter_map(|id| self.abort(id, CheckpointFailure::JobEnded, now))
             .collect()
     }
 
@@ -301,7 +276,7 @@ impl<H> CheckpointTracker<H> {
             .collect();
         let subsumed = older
             .into_iter()
-            .filter_map(|old| self.abort(old, AbortReason::Subsumed, now))
+            .filter_map(|old| self.abort(old, CheckpointFailure::Subsumed, now))
             .collect();
         let mut discard = Vec::new();
         if !savepoint {
@@ -336,6 +311,14 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    fn declined(reason: &str) -> CheckpointFailure {
+        CheckpointFailure::Declined {
+            operator: "map".into(),
+            subtask: 0,
+            reason: reason.into(),
+        }
+    }
 
     fn tracker(config: CheckpointConfig) -> CheckpointTracker<&'static str> {
         CheckpointTracker::new(config, [(0, 0), (0, 1), (1, 0)], 1)
@@ -411,11 +394,11 @@ mod tests {
             expired[0].1,
             Aborted {
                 id: 1,
-                reason: AbortReason::Expired,
+                reason: CheckpointFailure::Expired { timeout_ms: 100 },
                 fail_job: false
             }
         );
-        let (_, declined) = t.decline(2, "no".into(), 120).unwrap();
+        let (_, declined) = t.decline(2, declined("no"), 120).unwrap();
         assert!(declined.fail_job, "second failure in a row, one tolerated");
         assert_eq!(t.consecutive_failures(), 2);
     }
@@ -432,14 +415,14 @@ mod tests {
         for now in [0, 10, 20] {
             t.trigger(now, false);
         }
-        t.decline(1, "x".into(), 25);
+        t.decline(1, declined("x"), 25);
         let (subsumed, discard) = t.complete(3, false, 30);
         assert_eq!(
             subsumed
                 .iter()
                 .map(|(_, a)| (a.id, a.reason.clone()))
                 .collect::<Vec<_>>(),
-            vec![(2, AbortReason::Subsumed)]
+            vec![(2, CheckpointFailure::Subsumed)]
         );
         assert!(discard.is_empty());
         assert_eq!(t.consecutive_failures(), 0);

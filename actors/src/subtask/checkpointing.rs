@@ -20,6 +20,7 @@
 //! here; serialising and writing run on a blocking thread, which then
 //! acknowledges (or declines) to the coordinator.
 
+use crate::codec::CodecError;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -234,7 +235,7 @@ impl Subtask {
             forwarded.kind = BarrierKind::Unaligned;
             match self.outputs.emit_barrier_ahead(forwarded) {
                 Ok(captured) => output_channels = captured,
-                Err(e) => broken = Some(e),
+                Err(e) => broken = Some(format!("cannot capture in-flight output records: {e}")),
             }
         } else {
             self.outputs
@@ -260,7 +261,7 @@ impl Subtask {
         }
     }
 
-    fn capture(&mut self, channel: usize, encoded: Result<Vec<Vec<u8>>, String>) {
+    fn capture(&mut self, channel: usize, encoded: Result<Vec<Vec<u8>>, CodecError>) {
         let Some(taken) = self.checkpoints.taken.as_mut() else {
             return;
         };
@@ -271,7 +272,11 @@ impl Subtask {
                 .entry(channel)
                 .or_default()
                 .extend(batches),
-            Err(e) => taken.broken = Some(e),
+            Err(e) => {
+                taken.broken = Some(format!(
+                    "cannot capture in-flight records of input channel {channel}: {e}"
+                ))
+            }
         }
     }
 
@@ -328,7 +333,7 @@ impl Subtask {
                     output_channels: taken.output_channels,
                 };
                 let in_flight = state.in_flight_bytes();
-                let bytes = state.encode()?;
+                let bytes = state.encode().map_err(|e| e.to_string())?;
                 let shared_refs = state.shared_refs();
                 if !shared_refs.is_empty() {
                     // Written before the state, so that no moment exists where

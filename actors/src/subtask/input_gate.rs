@@ -3,6 +3,7 @@
 //! [`WatermarkValve`](crate::watermark::WatermarkValve). A channel held back
 //! for a checkpoint's alignment is skipped until it is released.
 
+use crate::codec::CodecError;
 use std::collections::VecDeque;
 
 use super::protocol::Upstream;
@@ -104,7 +105,7 @@ impl InputGate {
 
     /// Takes a copy of the records queued in channel `channel` (encoded), for
     /// an unaligned checkpoint's channel state.
-    pub fn queued_records(&self, channel: usize) -> Result<Vec<Vec<u8>>, String> {
+    pub fn queued_records(&self, channel: usize) -> Result<Vec<Vec<u8>>, CodecError> {
         self.channels[channel]
             .queue
             .iter()

@@ -159,7 +159,8 @@ impl Subtask {
                 .batches
                 .iter()
                 .map(|b| decode(b))
-                .collect::<Result<Vec<_>, String>>()?;
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("restored in-flight records: {e}"))?;
             self.gate.restore_front(state.index, batches);
         }
         for state in &restored.output_channels {
@@ -173,7 +174,8 @@ impl Subtask {
                 .batches
                 .iter()
                 .map(|b| decode(b))
-                .collect::<Result<Vec<_>, String>>()?;
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("restored in-flight records: {e}"))?;
             self.outputs
                 .restore_front(state.index, state.channel, batches)?;
         }

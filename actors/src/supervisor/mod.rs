@@ -28,7 +28,7 @@ use crate::checkpoint::protocol::{JobEnded, Participant, Participants, TriggerCh
 use crate::checkpoint::CheckpointStorage;
 use crate::clock::processing_time_now;
 use crate::config::RuntimeConfig;
-use crate::error::JobError;
+use crate::error::{JobError, RestoreError};
 use crate::graph::{JobGraph, PartitionerContext, VertexKind};
 use crate::job::{JobShared, JobStatus};
 use crate::metrics::{JobResult, SubtaskMetrics};
@@ -410,10 +410,9 @@ impl Supervisor {
     /// subtasks (empty: start afresh), for a restart.
     fn load_restore(&mut self) -> Result<HashMap<(usize, usize), RestoredSubtask>, JobError> {
         if let Some(cause) = self.config.faults.as_ref().and_then(|f| f.on_restore()) {
-            return Err(JobError::RestoreFailed {
-                cause,
-                retryable: true,
-            });
+            return Err(JobError::RestoreFailed(RestoreError::Interrupted {
+                reason: cause,
+            }));
         }
         let Some(snapshot) = self.shared.lineage.latest() else {
             self.restored_from = None;
@@ -421,11 +420,12 @@ impl Supervisor {
         };
         let where_ = describe_location(&snapshot, self.shared.lineage.dir());
         let storage =
-            snapshot_storage(&snapshot, self.shared.storage.as_ref()).map_err(|cause| {
-                JobError::RestoreFailed {
-                    cause,
-                    retryable: false,
-                }
+            snapshot_storage(&snapshot, self.shared.storage.as_ref()).map_err(|reason| {
+                JobError::RestoreFailed(RestoreError::Unreadable {
+                    snapshot: snapshot.describe(),
+                    location: where_.clone(),
+                    reason,
+                })
             })?;
         let restored = assign_snapshot(
             &self.graph,
@@ -560,7 +560,7 @@ impl Handler<CheckpointingFailed> for Supervisor {
         if self.result.is_none() {
             return;
         }
-        self.fail_or_restart(JobError::CheckpointingFailed(msg.0), ctx);
+        self.fail_or_restart(msg.0, ctx);
     }
 }
 

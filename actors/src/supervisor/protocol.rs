@@ -4,6 +4,7 @@
 use actix::prelude::*;
 
 use crate::checkpoint::protocol::TriggerCheckpointNow;
+use crate::error::JobError;
 use crate::metrics::SubtaskMetrics;
 
 /// How a subtask ended, as reported to the supervisor.
@@ -43,10 +44,11 @@ pub struct SubtaskReport {
 #[rtype(result = "()")]
 pub struct CancelJob;
 
-/// The checkpointing of a job failed past the tolerable failures.
+/// The checkpointing of a job failed past the tolerable failures (a
+/// [`JobError::CheckpointingFailed`]).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct CheckpointingFailed(pub String);
+pub struct CheckpointingFailed(pub JobError);
 
 /// Asks the supervisor for the checkpoint coordinator of the current deployment.
 #[derive(Message)]

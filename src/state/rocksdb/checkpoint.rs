@@ -12,6 +12,7 @@
 //! - **full**: the checkpoint is opened read-only and every state of every key
 //!   group written in the canonical format of the heap backend.
 
+use crate::runtime::codec;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{Read, Write};
@@ -228,7 +229,7 @@ impl RocksSnapshot {
         // Files compacted away are never needed again by this instance.
         uploaded.retain(|local, _| names.contains(local));
         drop(uploaded);
-        let data = rmp_serde::to_vec_named(&data).map_err(|e| StateError::Encode {
+        let data = codec::encode(&data).map_err(|e| StateError::Encode {
             name: "RocksDB handle".into(),
             cause: e.to_string(),
         })?;
@@ -277,7 +278,7 @@ fn copy_with_crc(from: &Path, to: &Path) -> std::io::Result<(u64, u32)> {
 
 /// Copies the files of `handle` into `dir` (created), checking each shared file.
 fn download(handle: &KeyedStateHandle, dir: &Path) -> Result<(), StateError> {
-    let data: HandleData = rmp_serde::from_slice(&handle.data).map_err(|e| {
+    let data: HandleData = codec::decode(&handle.data).map_err(|e| {
         StateError::Backend(format!(
             "the RocksDB snapshot of key groups {}..{} is unreadable: {e}",
             handle.start, handle.end
@@ -357,7 +358,7 @@ pub(crate) fn open_database(
         // The files are in this job's shared directory already: later
         // checkpoints refer to them instead of uploading them again.
         let data: HandleData =
-            rmp_serde::from_slice(&base.data).map_err(|e| StateError::Backend(e.to_string()))?;
+            codec::decode(&base.data).map_err(|e| StateError::Backend(e.to_string()))?;
         let files: HashMap<&str, &SharedFile> =
             base.shared.iter().map(|f| (f.name.as_str(), f)).collect();
         let mut uploaded = site.uploaded.lock().unwrap_or_else(|p| p.into_inner());
@@ -422,7 +423,7 @@ fn ingest(
         let Some(name) = key.strip_prefix(&META_PREFIX[..]) else {
             break;
         };
-        let (kind, type_name): (StateKind, String) = rmp_serde::from_slice(value)
+        let (kind, type_name): (StateKind, String) = codec::decode(value)
             .map_err(|e| db.error("unreadable state registration in a restored snapshot", e))?;
         registrations.push((String::from_utf8_lossy(name).into_owned(), kind, type_name));
         meta.next();

@@ -2,6 +2,7 @@
 //! from incremental handles), the state registry, reads and writes of raw
 //! keys, and the error slot the accessors report into.
 
+use crate::runtime::codec;
 use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -191,7 +192,7 @@ impl RocksKeyedDb {
                 break;
             };
             let name = String::from_utf8_lossy(name).into_owned();
-            let entry: (StateKind, String) = rmp_serde::from_slice(value).map_err(|e| {
+            let entry: (StateKind, String) = codec::decode(value).map_err(|e| {
                 self.error(&format!("state `{name}` has an unreadable registration"), e)
             })?;
             registry.insert(name, entry);
@@ -232,7 +233,7 @@ impl RocksKeyedDb {
             }
             return Ok(());
         }
-        let value = rmp_serde::to_vec(&(kind, type_name)).map_err(|e| StateError::Encode {
+        let value = codec::encode(&(kind, type_name)).map_err(|e| StateError::Encode {
             name: name.to_string(),
             cause: e.to_string(),
         })?;
@@ -387,7 +388,7 @@ impl RocksKeyedDb {
     ) -> Result<Vec<K>, StateError> {
         let mut keys = Vec::new();
         self.for_each_key_bytes(name, kind, |bytes| {
-            let key: K = rmp_serde::from_slice(bytes)
+            let key: K = codec::decode(bytes)
                 .map_err(|e| self.error(&format!("undecodable key of state `{name}`"), e))?;
             keys.push(key);
             Ok(())

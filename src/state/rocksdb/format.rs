@@ -267,6 +267,7 @@ pub(crate) fn read_canonical(
 mod tests {
     use super::*;
     use crate::keys::KeyMap;
+    use crate::runtime::codec;
     use serde::{Deserialize, Serialize};
 
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -278,7 +279,7 @@ mod tests {
     }
 
     fn named<T: Serialize>(v: &T) -> Vec<u8> {
-        rmp_serde::to_vec_named(v).unwrap()
+        codec::encode(v).unwrap()
     }
 
     #[test]
@@ -354,7 +355,7 @@ mod tests {
             writer.add(k, v).unwrap();
         }
         let back: Vec<(u16, KeyMap<String, u8>)> =
-            rmp_serde::from_slice(&writer.finish().unwrap()).unwrap();
+            codec::decode(&writer.finish().unwrap()).unwrap();
         assert_eq!(back, vec![(1, m1), (2, m2)]);
     }
 

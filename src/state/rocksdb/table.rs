@@ -7,6 +7,7 @@
 //! behaves as if the state were empty, and the operator fails with the error
 //! when the current batch ends, before anything it emitted is sent on.
 
+use crate::runtime::codec;
 use std::cell::RefCell;
 
 use serde::de::DeserializeOwned;
@@ -65,7 +66,7 @@ impl<'a> RocksTableRef<'a> {
     ) -> Option<R> {
         let mut buf = self.table.key.borrow_mut();
         format::data_prefix(&mut buf, group, self.table.name.as_bytes());
-        if let Err(e) = rmp_serde::encode::write_named(&mut *buf, key) {
+        if let Err(e) = codec::encode_into(&mut buf, key) {
             drop(buf);
             self.fail("cannot encode a key of", e);
             return None;
@@ -81,7 +82,7 @@ impl<'a> RocksTableRef<'a> {
     }
 
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Option<T> {
-        match rmp_serde::from_slice(bytes) {
+        match codec::decode(bytes) {
             Ok(value) => Some(value),
             Err(e) => {
                 self.fail("cannot decode a value of", e);
@@ -120,7 +121,7 @@ impl<'a> RocksTableRef<'a> {
     #[inline]
     pub(crate) fn put<K: Key, S: Serialize>(&mut self, group: usize, key: &K, value: &S) {
         self.table.value.clear();
-        if let Err(e) = rmp_serde::encode::write_named(&mut self.table.value, value) {
+        if let Err(e) = codec::encode_into(&mut self.table.value, value) {
             return self.fail("cannot encode a value of", e);
         }
         let this = &*self;
@@ -162,13 +163,13 @@ impl<'a> RocksTableRef<'a> {
         };
         let mut k = buf.borrow_mut();
         format::data_prefix(&mut k, group, name.as_bytes());
-        if let Err(e) = rmp_serde::encode::write_named(&mut *k, key) {
+        if let Err(e) = codec::encode_into(&mut k, key) {
             fail("cannot encode a key of", &e);
             return None;
         }
         let mut cache = db.cache();
         let stored: Option<S> = match cache.get_mut(&k) {
-            Some(entry) => match entry.value.as_deref().map(rmp_serde::from_slice) {
+            Some(entry) => match entry.value.as_deref().map(codec::decode) {
                 Some(Ok(value)) => Some(value),
                 Some(Err(e)) => {
                     fail("cannot decode a value of", &e);
@@ -187,7 +188,7 @@ impl<'a> RocksTableRef<'a> {
         let result = f(&mut value);
         let mut encoded = Ok(());
         cache.set(&k, |bytes| {
-            encoded = rmp_serde::encode::write_named(bytes, &value);
+            encoded = codec::encode_into(bytes, &value);
         });
         if let Err(e) = encoded {
             fail("cannot encode a value of", &e);
@@ -252,7 +253,7 @@ impl<'a> RocksTableRef<'a> {
         let mut rd: &[u8] = &bytes;
         let mut out = Vec::new();
         while !rd.is_empty() {
-            match V::deserialize(&mut rmp_serde::Deserializer::new(&mut rd)) {
+            match codec::decode_next::<V>(&mut rd) {
                 Ok(v) => out.push(v),
                 Err(e) => {
                     self.fail("cannot decode a list element of", e);
@@ -281,7 +282,7 @@ impl<'a> RocksTableRef<'a> {
     pub(crate) fn list_add<K: Key, V: Serialize>(&mut self, group: usize, key: &K, values: &[V]) {
         self.table.value.clear();
         for value in values {
-            if let Err(e) = rmp_serde::encode::write_named(&mut self.table.value, value) {
+            if let Err(e) = codec::encode_into(&mut self.table.value, value) {
                 return self.fail("cannot encode a list element of", e);
             }
         }
@@ -336,7 +337,7 @@ impl<'a> RocksTableRef<'a> {
         value: &UV,
     ) {
         self.table.value.clear();
-        if let Err(e) = rmp_serde::encode::write_named(&mut self.table.value, value) {
+        if let Err(e) = codec::encode_into(&mut self.table.value, value) {
             return self.fail("cannot encode a value of", e);
         }
         let this = &*self;
@@ -373,8 +374,8 @@ impl<'a> RocksTableRef<'a> {
     ) -> Vec<(UK, UV)> {
         let mut out = Vec::new();
         self.map_scan(group, key, |user_key, value| {
-            let user_key: UK = rmp_serde::from_slice(user_key).map_err(|e| e.to_string())?;
-            let value: UV = rmp_serde::from_slice(value).map_err(|e| e.to_string())?;
+            let user_key: UK = codec::decode(user_key).map_err(|e| e.to_string())?;
+            let value: UV = codec::decode(value).map_err(|e| e.to_string())?;
             out.push((user_key, value));
             Ok(())
         });
@@ -385,7 +386,7 @@ impl<'a> RocksTableRef<'a> {
     pub(crate) fn map_keys<K: Key, UK: Key>(&self, group: usize, key: &K) -> Vec<UK> {
         let mut out = Vec::new();
         self.map_scan(group, key, |user_key, _| {
-            out.push(rmp_serde::from_slice(user_key).map_err(|e| e.to_string())?);
+            out.push(codec::decode(user_key).map_err(|e| e.to_string())?);
             Ok(())
         });
         out
@@ -439,13 +440,13 @@ impl<'a> RocksTableRef<'a> {
 
 /// A user key, serialisable without naming its type.
 trait ErasedSer {
-    fn write(&self, out: &mut Vec<u8>) -> Result<(), rmp_serde::encode::Error>;
+    fn write(&self, out: &mut Vec<u8>) -> Result<(), codec::CodecError>;
 }
 
 struct Ser<'a, T: ?Sized>(&'a T);
 
 impl<T: Serialize + ?Sized> ErasedSer for Ser<'_, T> {
-    fn write(&self, out: &mut Vec<u8>) -> Result<(), rmp_serde::encode::Error> {
-        rmp_serde::encode::write_named(out, self.0)
+    fn write(&self, out: &mut Vec<u8>) -> Result<(), codec::CodecError> {
+        codec::encode_into(out, self.0)
     }
 }

@@ -4,10 +4,11 @@
 use super::StorageError;
 use crate::checkpoint::format::{decode, encode, FileKind};
 use crate::checkpoint::metadata::CheckpointMetadata;
+use crate::codec;
 
 /// The bytes of a `_metadata` file (header and rmp-serde payload).
 pub fn encode_metadata(metadata: &CheckpointMetadata) -> Result<Vec<u8>, StorageError> {
-    let payload = rmp_serde::to_vec_named(metadata).map_err(|e| StorageError::Decode {
+    let payload = codec::encode(metadata).map_err(|e| StorageError::Decode {
         what: "metadata".into(),
         cause: e.to_string(),
     })?;
@@ -17,7 +18,7 @@ pub fn encode_metadata(metadata: &CheckpointMetadata) -> Result<Vec<u8>, Storage
 /// Reads the bytes of a `_metadata` file named `what`.
 pub fn decode_metadata(bytes: &[u8], what: &str) -> Result<CheckpointMetadata, StorageError> {
     let payload = decode(bytes, FileKind::Metadata, what)?;
-    rmp_serde::from_slice(payload).map_err(|e| StorageError::Decode {
+    codec::decode(payload).map_err(|e| StorageError::Decode {
         what: what.to_string(),
         cause: e.to_string(),
     })
