@@ -688,7 +688,10 @@ mod uid_rules {
     use weir::Lifecycle;
 
     use weir::state::ValueStateDescriptor;
-    use weir::{Collector, KeyedContext, KeyedProcessFunction, StreamEnv, UserError, Verdict};
+    use weir::{
+        Collector, JobError, KeyedContext, KeyedProcessFunction, RestoreError, StreamEnv,
+        UserError, Verdict,
+    };
 
     use super::example;
 
@@ -798,10 +801,12 @@ mod uid_rules {
 
     /// Restores `env`'s job from `savepoint` on a bounded source and runs it.
     fn restore(env: &StreamEnv, savepoint: &Path) -> Result<(), String> {
+        restore_typed(env, savepoint).map_err(|e| e.to_string())
+    }
+
+    fn restore_typed(env: &StreamEnv, savepoint: &Path) -> Result<(), JobError> {
         env.resume_from(&savepoint.display().to_string());
-        env.execute_blocking("changed")
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        env.execute_blocking("changed").map(|_| ())
     }
 
     #[test]
@@ -910,10 +915,24 @@ mod uid_rules {
                 job: 64
             }
         )));
-        let err = restore(&other_max, &savepoint).unwrap_err();
+        let error = restore_typed(&other_max, &savepoint).unwrap_err();
+        match &error {
+            JobError::RestoreFailed(RestoreError::Incompatible {
+                snapshot, problems, ..
+            }) => {
+                assert!(snapshot.contains("savepoint"), "{snapshot}");
+                assert!(
+                    problems
+                        .iter()
+                        .any(|p| p.contains("max parallelism 128") && p.contains("counter")),
+                    "{problems:?}"
+                );
+            }
+            other => panic!("expected an incompatible snapshot, got {other:?}"),
+        }
         assert!(
-            err.contains("max parallelism 128") && err.contains("counter"),
-            "{err}"
+            !error.is_retryable(),
+            "a restart cannot change the snapshot"
         );
 
         // Keyed state under another key type: a state type mismatch.
@@ -936,13 +955,21 @@ mod uid_rules {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// Log output, written by a `tracing` subscriber, read by the test.
-    #[derive(Clone, Default)]
-    struct Logs(Arc<Mutex<Vec<u8>>>);
+    thread_local! {
+        /// What this thread logged at warn level while capturing.
+        static CAPTURED: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+    }
 
-    impl std::io::Write for Logs {
+    /// Writes log output into this thread's capture, if one is on.
+    struct ThisThread;
+
+    impl std::io::Write for ThisThread {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
+            CAPTURED.with_borrow_mut(|c| {
+                if let Some(captured) = c {
+                    captured.extend_from_slice(bytes)
+                }
+            });
             Ok(bytes.len())
         }
 
@@ -951,17 +978,27 @@ mod uid_rules {
         }
     }
 
-    /// The warnings building `env`'s job logs (on this thread).
+    /// The warnings planning `env`'s job logs (on this thread).
+    ///
+    /// One process-wide subscriber writes each thread's warnings to that
+    /// thread's capture. A subscriber scoped to the test thread would not
+    /// do: tracing caches per call site whether anyone listens, and a job of
+    /// a concurrent test that reaches the call site first can leave "nobody"
+    /// cached.
     fn build_warnings(env: &StreamEnv) -> String {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || env.plan("warned").unwrap());
-        let text = logs.0.lock().unwrap().clone();
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(|| ThisThread)
+                .with_ansi(false)
+                .with_max_level(tracing::Level::WARN)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other test of this binary installs a subscriber");
+        });
+        CAPTURED.set(Some(Vec::new()));
+        env.plan("warned").unwrap();
+        let text = CAPTURED.take().unwrap_or_default();
         String::from_utf8(text).unwrap()
     }
 
