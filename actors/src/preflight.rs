@@ -13,7 +13,8 @@
 //! kept while the job runs, across restarts, and released when it ends.
 
 use std::fs;
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::operator::UserError;
@@ -51,16 +52,72 @@ pub type PreflightFn = Arc<dyn Fn(&PreflightContext) -> Result<Vec<Hold>, UserEr
 /// let file = dir.path().join("file");
 /// std::fs::write(&file, "").unwrap();
 /// let err = weir_actors::preflight::probe_dir(&file, "output directory").unwrap_err();
-/// assert!(err.contains("is not a directory"), "{err}");
+/// assert!(err.to_string().contains("is not a directory"), "{err}");
+/// assert!(!weir_actors::error::is_retryable(&err));
 /// ```
-pub fn probe_dir(dir: &Path, what: &str) -> Result<(), String> {
+pub fn probe_dir(dir: &Path, what: &'static str) -> Result<(), DirectoryError> {
+    let error = |problem, source| DirectoryError {
+        what,
+        dir: dir.to_path_buf(),
+        problem,
+        source,
+    };
     if dir.exists() && !dir.is_dir() {
-        return Err(format!("{what} {} is not a directory", dir.display()));
+        return Err(error(
+            DirectoryProblem::NotADirectory,
+            io::Error::from(io::ErrorKind::NotADirectory),
+        ));
     }
-    fs::create_dir_all(dir)
-        .map_err(|e| format!("{what} {}: cannot create it: {e}", dir.display()))?;
+    fs::create_dir_all(dir).map_err(|e| error(DirectoryProblem::CannotCreate, e))?;
     let probe = dir.join(format!(".weir-probe-{}", std::process::id()));
-    fs::write(&probe, b"").map_err(|e| format!("{what} {} is not writable: {e}", dir.display()))?;
+    fs::write(&probe, b"").map_err(|e| error(DirectoryProblem::NotWritable, e))?;
     let _ = fs::remove_file(&probe);
     Ok(())
+}
+
+/// A directory a job needs is not usable; its source is the I/O error (so
+/// [`crate::error::is_retryable`] sees a permission denied or a missing
+/// parent as permanent).
+#[derive(Debug, thiserror::Error)]
+pub struct DirectoryError {
+    /// What the directory is for ("output directory", "checkpoint directory").
+    pub what: &'static str,
+    /// The directory.
+    pub dir: PathBuf,
+    /// What is wrong with it.
+    pub problem: DirectoryProblem,
+    /// The I/O error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl std::fmt::Display for DirectoryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}{}", self.what, self.dir.display(), self.problem)?;
+        if self.problem != DirectoryProblem::NotADirectory {
+            write!(f, ": {}", self.source)?;
+        }
+        Ok(())
+    }
+}
+
+/// What is wrong with a directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirectoryProblem {
+    /// The path exists and is not a directory.
+    NotADirectory,
+    /// It could not be created.
+    CannotCreate,
+    /// No file can be written in it.
+    NotWritable,
+}
+
+impl std::fmt::Display for DirectoryProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DirectoryProblem::NotADirectory => " is not a directory",
+            DirectoryProblem::CannotCreate => ": cannot create it",
+            DirectoryProblem::NotWritable => " is not writable",
+        })
+    }
 }

@@ -94,7 +94,7 @@ pub(crate) fn prepare(
     };
     let mut holds: Vec<Hold> = Vec::new();
     if let Some(root) = &root {
-        probe_dir(root, "checkpoint directory").map_err(invalid)?;
+        probe_dir(root, "checkpoint directory").map_err(|e| invalid(e.to_string()))?;
         let lock = DirLock::acquire(
             &CheckpointPaths::job_lock(root, job),
             &holder(&format!("job `{job}`")),
@@ -107,7 +107,7 @@ pub(crate) fn prepare(
         holds.push(Box::new(lock));
     }
     if let Some(dir) = &config.savepoint_dir {
-        probe_dir(dir, "savepoint directory").map_err(invalid)?;
+        probe_dir(dir, "savepoint directory").map_err(|e| invalid(e.to_string()))?;
     }
     let lineages = match (&config.restore_from, &root) {
         (Some(RestoreSource::LatestIn(latest_root)), _) => scan_root(latest_root),

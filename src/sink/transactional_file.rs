@@ -181,7 +181,7 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
     type Transaction = FileTransaction;
 
     fn preflight(&self, ctx: &PreflightContext) -> Result<Vec<Hold>, UserError> {
-        probe_dir(&self.dir, "output directory").map_err(Permanent::from_message)?;
+        probe_dir(&self.dir, "output directory").map_err(|e| Permanent(e.into()))?;
         let lock = DirLock::acquire(
             &self.dir.join(LOCK_FILE),
             &holder(&format!("job `{}`", ctx.job_name)),
