@@ -96,12 +96,15 @@ impl<V: StateData> ValueStateDescriptor<V> {
 }
 
 impl<V: StateData> ValueStateWithDefault<V> {
+    /// A value with a default is always there; this says otherwise.
+    fn no_default(&self) -> StateError {
+        StateError::Unavailable(format!("state `{}` has no default", self.inner.name()))
+    }
+
     /// The current key's value, or the default.
     #[inline]
     pub fn value<K: Key>(&self, ctx: &mut KeyedContext<'_, K>) -> Result<V, StateError> {
-        ctx.state(self)?.value().ok_or_else(|| {
-            StateError::Unavailable(format!("state `{}` has no default", self.inner.name()))
-        })
+        ctx.state(self)?.value().ok_or_else(|| self.no_default())
     }
 
     /// Sets the current key's value.
@@ -123,9 +126,7 @@ impl<V: StateData> ValueStateWithDefault<V> {
         ctx: &mut KeyedContext<'_, K>,
         f: impl FnOnce(&mut V) -> R,
     ) -> Result<R, StateError> {
-        ctx.state(self)?.modify(f).ok_or_else(|| {
-            StateError::Unavailable(format!("state `{}` has no default", self.inner.name()))
-        })
+        ctx.state(self)?.modify(f).ok_or_else(|| self.no_default())
     }
 
     /// Removes the current key's value (it reads as the default again).
