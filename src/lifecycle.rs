@@ -76,7 +76,10 @@ pub trait Lifecycle {
     fn finish(&mut self) -> Result<(), UserError> {
         Ok(())
     }
-    /// Once, at the end: release what the instance holds.
+    /// Once, at the end, whether the subtask finished, failed or was
+    /// canceled (as Flink's `close`; `finish` only runs when the input
+    /// ended): release what the instance holds. A restart or the job's
+    /// outcome waits until every subtask closed.
     fn close(&mut self) -> Result<(), UserError> {
         Ok(())
     }

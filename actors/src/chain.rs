@@ -79,6 +79,8 @@ pub(crate) struct Chain {
     source: Option<Link<dyn SourceOperator>>,
     operators: Vec<Link<dyn StreamOperator>>,
     faults: Option<Arc<FaultPlan>>,
+    /// `close` ran (it runs once, whatever ended the subtask).
+    closed: bool,
 }
 
 /// Fails with a planned fault if `records` more records of `info` reach one.
@@ -96,12 +98,24 @@ fn check_faults(
 }
 
 impl Chain {
-    /// Builds and opens the operators of `spec`.
+    /// Builds and opens the operators of `spec`. If one fails to, those
+    /// already open are closed.
     pub fn open(spec: &SubtaskSpec) -> Result<Chain, Failure> {
         let mut chain = Chain {
             faults: spec.config.faults.clone(),
             ..Chain::default()
         };
+        match chain.open_all(spec) {
+            Ok(()) => Ok(chain),
+            Err(failure) => {
+                let _ = chain.close();
+                Err(failure)
+            }
+        }
+    }
+
+    fn open_all(&mut self, spec: &SubtaskSpec) -> Result<(), Failure> {
+        let chain = self;
         let mut restored = spec
             .restored
             .as_ref()
@@ -132,7 +146,7 @@ impl Chain {
                 watermark: i64::MIN,
             });
         }
-        Ok(chain)
+        Ok(())
     }
 
     pub fn is_source(&self) -> bool {
@@ -256,15 +270,24 @@ impl Chain {
         Ok(())
     }
 
-    /// Closes the source and every operator, head first.
+    /// Closes the source and every operator, head first, once: after the
+    /// subtask finished, failed or was canceled (as Flink's `close`). Every
+    /// operator is closed even if one fails to; the first failure is returned.
     pub fn close(&mut self) -> Result<(), Failure> {
+        if std::mem::replace(&mut self.closed, true) {
+            return Ok(());
+        }
+        let mut first = Ok(());
         if let Some(source) = self.source.as_mut() {
-            guarded(&source.info, || source.logic.close())?;
+            first = guarded(&source.info, || source.logic.close());
         }
         for op in &mut self.operators {
-            guarded(&op.info, || op.logic.close())?;
+            let closed = guarded(&op.info, || op.logic.close());
+            if first.is_ok() {
+                first = closed;
+            }
         }
-        Ok(())
+        first
     }
 
     /// The synchronous part of every operator's snapshot, by uid, source

@@ -46,7 +46,11 @@
 //! Always: `job`, `records` (generated), `parallelism`, `chaining`,
 //! `seconds` (wall time of the job's execution, including deployment and
 //! teardown), `records_per_sec` (`records / seconds`), `peak_rss_mb` (VmHWM of
-//! the process, `null` where `/proc/self/status` is unreadable) and
+//! the process, `null` where `/proc/self/status` is unreadable),
+//! `cpu_seconds` (user and system CPU time of the whole process, every
+//! thread, setup included), `records_per_cpu_sec` (`records / cpu_seconds`:
+//! throughput per core), `cores_busy` (`cpu_seconds / seconds`: a job that
+//! leaves its core idle while input waits shows below its parallelism) and
 //! `first_record_ms` (from just before execution to the first record reaching
 //! the sink; `null` if none did, 0 for `raw-loop`). Engine jobs add
 //! `batch_size`, `channel_credits`, `engine_seconds` (the job's own duration
@@ -283,6 +287,12 @@ struct Report {
     seconds: f64,
     records_per_sec: f64,
     peak_rss_mb: Option<f64>,
+    /// User and system CPU time of the whole process, all threads.
+    cpu_seconds: Option<f64>,
+    /// `records / cpu_seconds`: throughput per core.
+    records_per_cpu_sec: Option<f64>,
+    /// `cpu_seconds / seconds`: how many cores the run kept busy.
+    cores_busy: Option<f64>,
     first_record_ms: Option<f64>,
     #[serde(flatten)]
     extra: Map<String, Value>,
@@ -292,6 +302,8 @@ impl Report {
     /// A report for `records` records processed in `elapsed`; peak RSS is read now.
     fn new(args: &Args, records: u64, elapsed: Duration) -> Self {
         let seconds = elapsed.as_secs_f64();
+        let cpu_seconds = cpu_seconds();
+        let per = |n: f64, d: f64| (d > 0.0).then(|| n / d);
         Report {
             job: args.job.name(),
             records,
@@ -304,6 +316,9 @@ impl Report {
                 0.0
             },
             peak_rss_mb: peak_rss_mb(),
+            cpu_seconds,
+            records_per_cpu_sec: cpu_seconds.and_then(|cpu| per(records as f64, cpu)),
+            cores_busy: cpu_seconds.and_then(|cpu| per(cpu, seconds)),
             first_record_ms: None,
             extra: Map::new(),
         }
@@ -347,6 +362,19 @@ impl Report {
 
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// The CPU time (user and system, every thread) the process used so far.
+fn cpu_seconds() -> Option<f64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a `rusage` into the pointer it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: it returned 0, so it filled the struct.
+    let usage = unsafe { usage.assume_init() };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
 }
 
 /// The process's peak resident set size (VmHWM) in MB, if `/proc` tells.

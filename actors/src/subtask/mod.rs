@@ -50,6 +50,7 @@ use crate::chain::{Chain, Failure};
 use crate::channel::ChannelEvent;
 use crate::checkpoint::protocol::{CheckpointReport, ReportKind};
 use crate::checkpoint::BarrierKind;
+use crate::liveness::Alive;
 use crate::metrics::SubtaskMetrics;
 use crate::operator::{processing_time_now, SourceStatus};
 use crate::output::Outputs;
@@ -76,6 +77,8 @@ enum Phase {
 pub struct Subtask {
     spec: SubtaskSpec,
     reporter: Recipient<SubtaskReport>,
+    /// Dropped with the subtask: tells the supervisor it is gone.
+    _alive: Alive,
     chain: Chain,
     gate: InputGate,
     outputs: Outputs,
@@ -119,12 +122,13 @@ impl Future for YieldNow {
 
 impl Subtask {
     /// A subtask that reports to `reporter`; it does nothing before [`Wire`] and [`Start`].
-    pub fn new(spec: SubtaskSpec, reporter: Recipient<SubtaskReport>) -> Self {
+    pub(crate) fn new(spec: SubtaskSpec, reporter: Recipient<SubtaskReport>, alive: Alive) -> Self {
         let span =
             tracing::info_span!("subtask", job = %spec.job, task = %spec.task, index = spec.index);
         Subtask {
             spec,
             reporter,
+            _alive: alive,
             chain: Chain::default(),
             gate: InputGate::default(),
             outputs: Outputs::default(),
@@ -217,7 +221,17 @@ impl Subtask {
             cause: failure.cause,
             retryable: failure.retryable,
         });
+        self.close_after_abort();
         ctx.stop();
+    }
+
+    /// Closes the operators of a failed or canceled subtask (a finished one
+    /// closed them already); a failure to close is only logged: the
+    /// subtask's outcome is decided.
+    fn close_after_abort(&mut self) {
+        if let Err(failure) = self.chain.close() {
+            debug!(parent: &self.span, operator = %failure.operator, cause = %failure.cause, "closing after the subtask ended failed");
+        }
     }
 
     fn schedule_step(&mut self, ctx: &mut Context<Self>) {
@@ -230,15 +244,24 @@ impl Subtask {
         }
     }
 
-    /// After a step whose user code took long, the next step waits for a
-    /// zero-length timer instead of re-queueing at once: a task that keeps
-    /// re-queueing itself on its thread's local queue would let the tasks woken
-    /// from other threads (a source's checkpoint trigger, say) wait for tokio's
-    /// remote-queue check, which comes only every 31 polls.
+    /// After a step whose user code took long, the next step comes after a
+    /// deferred yield (`tokio::task::yield_now` in a task of its own): the
+    /// thread first runs every actor that is ready, those woken from other
+    /// threads included (a source's checkpoint trigger, a cancel), and polls
+    /// its timers and I/O; then this subtask goes on at once, without
+    /// sleeping. Re-queueing on the thread's local queue instead would let
+    /// actors woken from other threads wait for the remote-queue check
+    /// (every 31 polls); a zero-length timer would sleep up to a millisecond
+    /// (the timer wheel's resolution) with the core idle while input waits.
     fn schedule_slow_step(&mut self, ctx: &mut Context<Self>) {
         if !self.step_scheduled && matches!(self.phase, Phase::Running | Phase::Finishing) {
             self.step_scheduled = true;
-            ctx.run_later(Duration::ZERO, |act, ctx| act.step(ctx));
+            // The yield runs as a task of its own: a message arriving
+            // meanwhile polls this actor, and would end a yield polled here.
+            ctx.spawn(
+                actix::fut::wrap_future::<_, Self>(actix_rt::spawn(actix_rt::task::yield_now()))
+                    .map(|_, act, ctx| act.step(ctx)),
+            );
         }
     }
 
@@ -650,6 +673,7 @@ impl Handler<Cancel> for Subtask {
         ) {
             self.phase = Phase::Canceled;
         }
+        self.close_after_abort();
         ctx.stop();
     }
 }

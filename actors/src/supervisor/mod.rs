@@ -16,7 +16,7 @@ pub mod protocol;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::channel::oneshot;
@@ -31,6 +31,7 @@ use crate::config::RuntimeConfig;
 use crate::error::{JobError, RestoreError};
 use crate::graph::{JobGraph, PartitionerContext, VertexKind};
 use crate::job::{JobShared, JobStatus};
+use crate::liveness::{self, Gone};
 use crate::metrics::{JobResult, SubtaskMetrics};
 use crate::operator::OperatorInfo;
 use crate::plan::{input_channels, output_channels, ExecutionPlan};
@@ -52,6 +53,8 @@ pub struct Supervisor {
     result: Option<oneshot::Sender<Result<JobResult, JobError>>>,
     arbiters: Vec<Arbiter>,
     subtasks: Vec<Vec<Addr<Subtask>>>,
+    /// Resolve when the subtasks of the current deployment are gone.
+    gone: Vec<Gone>,
     remaining: usize,
     finished: Vec<SubtaskMetrics>,
     started_at: Instant,
@@ -68,6 +71,10 @@ pub struct Supervisor {
     holds: Vec<Hold>,
     span: Span,
 }
+
+/// How long the supervisor waits for canceled subtasks to end before it
+/// goes on (a restart, the job's outcome) without them.
+const SUBTASK_EXIT_LIMIT: Duration = Duration::from_secs(30);
 
 impl Supervisor {
     /// A supervisor for `graph` (validated and planned) that sends the job's outcome on `result`.
@@ -90,6 +97,7 @@ impl Supervisor {
             result: Some(result),
             arbiters: Vec::new(),
             subtasks: Vec::new(),
+            gone: Vec::new(),
             remaining: 0,
             finished: Vec::new(),
             started_at: Instant::now(),
@@ -243,13 +251,20 @@ impl Supervisor {
     }
 
     fn deploy(&mut self, ctx: &mut Context<Self>) {
+        if self.arbiters.is_empty() {
+            match (0..self.config.arbiter_count())
+                .map(|_| Arbiter::try_new())
+                .collect::<std::io::Result<Vec<_>>>()
+            {
+                Ok(arbiters) => self.arbiters = arbiters,
+                Err(e) => {
+                    let error = JobError::Runtime(format!("cannot start the job's threads: {e}"));
+                    return self.complete(Err(error), ctx);
+                }
+            }
+        }
         self.start_coordinator(ctx);
         let reporter = ctx.address().recipient::<SubtaskReport>();
-        if self.arbiters.is_empty() {
-            self.arbiters = (0..self.config.arbiter_count())
-                .map(|_| Arbiter::new())
-                .collect();
-        }
         self.subtasks.clear();
         self.finished.clear();
         let mut placed = 0;
@@ -262,8 +277,10 @@ impl Supervisor {
                 // forward pipeline stays on one thread and its hops cost no wake-up.
                 let arbiter = self.arbiters[i % self.arbiters.len()].handle();
                 placed += 1;
+                let (alive, gone) = liveness::token();
+                self.gone.push(gone);
                 addrs.push(Subtask::start_in_arbiter(&arbiter, move |_| {
-                    Subtask::new(spec, reporter)
+                    Subtask::new(spec, reporter, alive)
                 }));
             }
             self.subtasks.push(addrs);
@@ -387,7 +404,18 @@ impl Supervisor {
                 self.shared.restarts.fetch_add(1, Ordering::Relaxed);
                 self.attempt += 1;
                 warn!(parent: &self.span, error = %error, attempt = self.attempt, delay_ms = delay.as_millis() as u64, "restarting");
-                ctx.run_later(delay, |act, ctx| act.redeploy(ctx));
+                // The new subtasks start once the delay passed and the old
+                // ones are gone (closed, their last writes done).
+                let gone = self.subtasks_gone();
+                async move {
+                    futures::join!(gone, actix_rt::time::sleep(delay));
+                }
+                .into_actor(self)
+                .then(|_, act, ctx| {
+                    act.redeploy(ctx);
+                    actix::fut::ready(())
+                })
+                .spawn(ctx);
             }
         }
     }
@@ -453,22 +481,39 @@ impl Supervisor {
             Err(e) => debug!(parent: &self.span, error = %e, "job ended"),
         }
         let canceled = matches!(outcome, Err(JobError::Canceled(_)));
-        // The outcome is announced only after the coordinator cleaned up (aborted
-        // checkpoints deleted, retention applied), so `wait` sees the final state.
-        let Some(coordinator) = self.coordinator.take() else {
-            self.announce(outcome);
+        // The outcome is announced only after every subtask is gone (its
+        // operators closed) and the coordinator cleaned up (aborted
+        // checkpoints deleted, retention applied), so `wait` sees the final
+        // state and another run may take the directories.
+        let gone = self.subtasks_gone();
+        let coordinator = self.coordinator.take();
+        async move {
+            gone.await;
+            if let Some(coordinator) = coordinator {
+                let _ = coordinator.send(JobEnded { canceled }).await;
+            }
+        }
+        .into_actor(self)
+        .then(move |_, act, ctx| {
+            act.announce(outcome);
             ctx.stop();
-            return;
-        };
-        coordinator
-            .send(JobEnded { canceled })
-            .into_actor(self)
-            .then(move |_, act, ctx| {
-                act.announce(outcome);
-                ctx.stop();
-                actix::fut::ready(())
-            })
-            .wait(ctx);
+            actix::fut::ready(())
+        })
+        .wait(ctx);
+    }
+
+    /// Resolves when the current deployment's subtasks are gone (they were
+    /// told to cancel, or finished), or after [`SUBTASK_EXIT_LIMIT`] with a
+    /// warning naming how many still run user code that does not return.
+    fn subtasks_gone(&mut self) -> impl std::future::Future<Output = ()> + 'static {
+        let gone = std::mem::take(&mut self.gone);
+        let span = self.span.clone();
+        async move {
+            let still_there = liveness::all_gone(gone, SUBTASK_EXIT_LIMIT).await;
+            if still_there > 0 {
+                warn!(parent: &span, subtasks = still_there, limit_s = SUBTASK_EXIT_LIMIT.as_secs(), "subtasks did not end after being canceled (user code that does not return?): going on without them");
+            }
+        }
     }
 
     fn announce(&mut self, outcome: Result<JobResult, JobError>) {
