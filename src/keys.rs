@@ -11,6 +11,12 @@
 //! `Hash` implementation feeds it the same values, which holds for integers,
 //! strings, tuples and derived impls of those).
 //!
+//! The in-memory maps that hold state ([`KeyMap`]) hash differently: with
+//! [`KeyMapHasher`], seeded at random once per process. Their layout is
+//! rebuilt on every restore, so it need not be stable, and keys often come from
+//! outside (user ids, addresses): with a fixed, public hash a sender could
+//! choose keys that collide and turn every lookup into a scan (hash flooding).
+//!
 //! ```
 //! use weir::keys::{key_group, KeyGroupRange};
 //! let group = key_group(&"alice", 128);
@@ -20,10 +26,9 @@
 
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-/// A fast, deterministic 64-bit hasher (multiply-rotate mixing, murmur3 finaliser).
-///
-/// Also the hasher of weir's in-memory keyed maps, so that keyed jobs and the
-/// `raw-loop` benchmark ceiling use the same map type.
+/// A fast, deterministic 64-bit hasher (multiply-rotate mixing, murmur3 finaliser):
+/// the hash that places keys in key groups. It is not seeded, so it is not
+/// used for in-memory maps (see [`KeyMap`]).
 #[derive(Clone, Copy, Debug)]
 pub struct StableHasher {
     state: u64,
@@ -115,11 +120,27 @@ impl Hasher for StableHasher {
     }
 }
 
-/// `BuildHasher` for maps keyed the way weir keys state.
+/// `BuildHasher` of the stable hash, for a map that must iterate in the same
+/// order in every process (never for keys a sender controls).
 pub type StableBuildHasher = BuildHasherDefault<StableHasher>;
 
-/// The `HashMap` type weir's in-memory keyed state uses.
-pub type KeyMap<K, V> = std::collections::HashMap<K, V, StableBuildHasher>;
+/// The hasher of weir's in-memory maps: [foldhash](https://docs.rs/foldhash)'s
+/// fast hash, seeded from a per-process random seed, so that colliding keys
+/// cannot be computed in advance (hash flooding).
+pub type KeyMapHasher = foldhash::fast::RandomState;
+
+/// The `HashMap` type weir's in-memory state uses (keyed state, map state,
+/// broadcast state, timers), hashed with the seeded [`KeyMapHasher`]. The
+/// `raw-loop` benchmark ceiling uses it too, so that keyed jobs are compared
+/// with a loop over the same map.
+///
+/// ```
+/// use weir::keys::KeyMap;
+/// let mut counts: KeyMap<&str, u64> = KeyMap::default();
+/// *counts.entry("alice").or_insert(0) += 1;
+/// assert_eq!(counts["alice"], 1);
+/// ```
+pub type KeyMap<K, V> = std::collections::HashMap<K, V, KeyMapHasher>;
 
 /// The stable 64-bit hash of a key.
 #[inline]
@@ -144,9 +165,29 @@ pub fn key_group<K: Hash + ?Sized>(key: &K, max_parallelism: usize) -> usize {
 
 pub use weir_actors::key_groups::KeyGroupRange;
 
+/// `n` distinct 16-byte keys whose [`stable_hash`] is one and the same (so they
+/// share a key group too): what a sender who knows the stable hash can make.
+/// Each key's second word cancels what its first did to the hasher's state.
+#[cfg(test)]
+pub(crate) fn colliding_keys(n: u64) -> Vec<Vec<u8>> {
+    const TARGET: u64 = 0x0123_4567_89AB_CDEF;
+    (0..n)
+        .map(|i| {
+            let mut hasher = StableHasher::default();
+            hasher.write_usize(16); // a Vec<u8>'s length prefix
+            hasher.mix(i);
+            let second = hasher.state.rotate_left(5) ^ TARGET;
+            let mut key = i.to_le_bytes().to_vec();
+            key.extend_from_slice(&second.to_le_bytes());
+            key
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::hash::BuildHasher;
 
     #[test]
     fn hashes_are_fixed_across_builds() {
@@ -159,6 +200,17 @@ mod tests {
         insta::assert_debug_snapshot!(snapshot);
         let ints: Vec<usize> = (0u64..8).map(|k| key_group(&k, 128)).collect();
         insta::assert_debug_snapshot!(ints);
+    }
+
+    #[test]
+    fn colliding_keys_collide_in_the_stable_hash_only() {
+        let keys = colliding_keys(1000);
+        let stable: std::collections::HashSet<u64> = keys.iter().map(stable_hash).collect();
+        assert_eq!(stable.len(), 1, "the keys collide in the stable hash");
+        let seeded = KeyMapHasher::default();
+        let hashes: std::collections::HashSet<u64> =
+            keys.iter().map(|k| seeded.hash_one(k)).collect();
+        assert_eq!(hashes.len(), 1000, "but not in the seeded map hash");
     }
 
     #[test]

@@ -41,21 +41,25 @@ impl KeyGroupRange {
     }
 
     /// Whether `group` lies in the range.
+    #[inline]
     pub fn contains(&self, group: usize) -> bool {
         (self.start..self.end).contains(&group)
     }
 
     /// Whether the range shares a key group with `[start, end)`.
+    #[inline]
     pub fn overlaps(&self, start: usize, end: usize) -> bool {
         self.start < end && start < self.end
     }
 
     /// Number of key groups in the range.
+    #[inline]
     pub fn len(&self) -> usize {
         self.end - self.start
     }
 
     /// Whether the range holds no key group.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.end == self.start
     }

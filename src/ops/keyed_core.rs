@@ -254,7 +254,9 @@ impl<K: Key> KeyedCore<K> {
     /// Calls `f` for every record of `batch` with its key's context (key from
     /// `key_of`) and the collector set to the record's timestamp, then
     /// reports a failed state access. The one per-record loop of every keyed
-    /// operator.
+    /// operator: what does not change within a batch (the store, the key
+    /// groups, the watermark) is looked up once, and each record costs its
+    /// key, its key group and the context.
     #[inline(always)]
     pub fn for_each_record<In, Out>(
         &mut self,
@@ -264,19 +266,65 @@ impl<K: Key> KeyedCore<K> {
         out: &mut Collector<Out>,
         mut f: impl FnMut(In, &mut KeyedContext<'_, K>, &mut Collector<Out>) -> Result<(), UserError>,
     ) -> Result<(), UserError> {
-        if batch.timestamps.is_none() {
+        let (Some(store), Some(runtime)) = (self.store.as_mut(), self.runtime.as_ref()) else {
+            return Err("keyed operator used before open".into());
+        };
+        let max = runtime.max_parallelism();
+        let owned = store.key_groups();
+        let watermark = self.watermark;
+        let timers = &mut self.timers;
+        // RocksDB: the batch's keys first, and their values read with one
+        // multi-get; then the records.
+        let keys_ahead = store.prefetches().then(|| {
+            let keys: Vec<(K, usize)> = batch
+                .records
+                .iter()
+                .map(|value| {
+                    let key = key_of(value);
+                    let group = key_group(&key, max);
+                    (key, group)
+                })
+                .collect();
+            store.prefetch(&keys);
+            keys
+        });
+        let mut each = |value: In, key: K, timestamp: Option<i64>, out: &mut Collector<Out>| {
+            let group = key_group(&key, max);
+            if !owned.contains(group) {
+                store.check_group(group)?;
+            }
+            let mut ctx = KeyedContext {
+                key: &key,
+                group,
+                timestamp,
+                watermark,
+                domain: None,
+                store: &mut *store,
+                timers: &mut *timers,
+                runtime,
+                broadcast: broadcast.as_deref_mut(),
+            };
+            f(value, &mut ctx, out)
+        };
+        let stamped = batch.timestamps.is_some();
+        if let Some(keys) = keys_ahead {
+            for ((value, timestamp), (key, _)) in batch.into_iter_with_timestamps().zip(keys) {
+                if stamped {
+                    out.set_timestamp(timestamp);
+                }
+                each(value, key, timestamp, out)?;
+            }
+        } else if batch.timestamps.is_none() {
             for value in batch.records {
                 let key = key_of(&value);
-                let mut ctx = self.context(&key, None, None, broadcast.as_deref_mut())?;
-                f(value, &mut ctx, out)?;
+                each(value, key, None, out)?;
             }
-            return self.check_state();
-        }
-        for (value, timestamp) in batch.into_iter_with_timestamps() {
-            let key = key_of(&value);
-            let mut ctx = self.context(&key, timestamp, None, broadcast.as_deref_mut())?;
-            out.set_timestamp(timestamp);
-            f(value, &mut ctx, out)?;
+        } else {
+            for (value, timestamp) in batch.into_iter_with_timestamps() {
+                out.set_timestamp(timestamp);
+                let key = key_of(&value);
+                each(value, key, timestamp, out)?;
+            }
         }
         self.check_state()
     }
@@ -337,11 +385,16 @@ impl<K: Key> KeyedCore<K> {
         Ok(())
     }
 
-    /// Fails with the error a state access met (RocksDB: accessors cannot
-    /// return errors); called at the end of every batch and timer round.
+    /// Ends a batch or timer round: a RocksDB store without an entry cache
+    /// writes the batch's values back (one write batch); then fails with the
+    /// error a state access met (RocksDB: accessors cannot return errors).
     #[inline]
     pub fn check_state(&mut self) -> Result<(), UserError> {
-        match self.store.as_mut().and_then(KeyedStateStore::take_failure) {
+        let Some(store) = self.store.as_mut() else {
+            return Ok(());
+        };
+        store.end_batch();
+        match store.take_failure() {
             None => Ok(()),
             Some(error) => Err(error.into()),
         }

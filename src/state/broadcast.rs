@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use super::descriptor::{MapStateDescriptor, StateDescriptor};
 use super::error::StateError;
 use super::{Key, StateData};
-use crate::keys::KeyMap;
+use crate::keys::{stable_hash, KeyMap};
 
 trait ErasedMap: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
@@ -34,7 +34,9 @@ impl<K: Key, V: StateData> ErasedMap for KeyMap<K, V> {
         self
     }
     fn encode(&self, name: &str) -> Result<Vec<u8>, StateError> {
-        let entries: Vec<(&K, &V)> = self.iter().collect();
+        // In stable-hash order, not the seeded map's: the same bytes in every process.
+        let mut entries: Vec<(&K, &V)> = self.iter().collect();
+        entries.sort_by_cached_key(|(key, _)| stable_hash(*key));
         codec::encode(&entries).map_err(|e| StateError::Encode {
             name: name.to_string(),
             cause: e.to_string(),

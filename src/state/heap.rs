@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use super::error::StateError;
 use super::{Key, StateBackend, StateData};
-use crate::keys::{KeyGroupRange, KeyMap};
+use crate::keys::{stable_hash, KeyGroupRange, KeyMap};
 
 /// The default state backend: typed values in memory.
 #[derive(Clone, Copy, Debug, Default)]
@@ -295,7 +295,10 @@ impl<K: Key, S: StateData> HeapTableSnapshot<K, S> {
         if map.is_empty() {
             return Ok(None);
         }
-        let entries: Vec<(&K, &S)> = map.iter().collect();
+        // In stable-hash order: the map's own order depends on its seed, and
+        // the same state should make the same bytes in every process.
+        let mut entries: Vec<(&K, &S)> = map.iter().collect();
+        entries.sort_by_cached_key(|(key, _)| stable_hash(*key));
         codec::encode(&entries)
             .map(Some)
             .map_err(|e| StateError::Encode {
@@ -368,6 +371,73 @@ mod tests {
             (table.get(0, &1), table.get(0, &3)),
             (Some(&101), Some(&33))
         );
+    }
+
+    thread_local! {
+        static COMPARISONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// A key that counts how often it is compared: a lookup that scans
+    /// colliding keys compares many.
+    #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+    struct CountingKey(Vec<u8>);
+
+    /// Hashes as its bytes do (the colliding keys collide as `Vec<u8>`).
+    impl std::hash::Hash for CountingKey {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            self.0.hash(state);
+        }
+    }
+
+    impl PartialEq for CountingKey {
+        fn eq(&self, other: &Self) -> bool {
+            COMPARISONS.with(|c| c.set(c.get() + 1));
+            self.0 == other.0
+        }
+    }
+    impl Eq for CountingKey {}
+
+    /// Key comparisons made by `n` inserts and `n` lookups of `keys` in a
+    /// one-group map hashed with `S`.
+    fn comparisons<S: std::hash::BuildHasher + Default>(keys: &[CountingKey]) -> u64 {
+        let mut map: std::collections::HashMap<CountingKey, u64, S> = Default::default();
+        COMPARISONS.with(|c| c.set(0));
+        for (i, key) in keys.iter().enumerate() {
+            map.insert(key.clone(), i as u64);
+        }
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(map.get(key), Some(&(i as u64)));
+        }
+        COMPARISONS.with(std::cell::Cell::get)
+    }
+
+    #[test]
+    fn keys_that_collide_in_the_stable_hash_keep_lookups_short() {
+        let n = 2_000;
+        let keys: Vec<CountingKey> = crate::keys::colliding_keys(n)
+            .into_iter()
+            .map(CountingKey)
+            .collect();
+        // With the stable hash as the map's hash, every lookup scans the keys
+        // inserted before it (what hash flooding does to a fixed hash).
+        let flooded = comparisons::<crate::keys::StableBuildHasher>(&keys);
+        assert!(flooded > n * n / 4, "{flooded} comparisons");
+        // The keyed state's map type: about one comparison per lookup.
+        let seeded = comparisons::<crate::keys::KeyMapHasher>(&keys);
+        assert!(seeded <= 2 * n, "{seeded} comparisons for {n} lookups");
+
+        // And the table keeps them all, in one key group.
+        let range = KeyGroupRange { start: 0, end: 1 };
+        let mut table = HeapTable::<CountingKey, u64>::new(range);
+        for (i, key) in keys.iter().enumerate() {
+            table.put(0, key, i as u64);
+        }
+        COMPARISONS.with(|c| c.set(0));
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(table.get(0, key), Some(&(i as u64)));
+        }
+        let lookups = COMPARISONS.with(std::cell::Cell::get);
+        assert!(lookups <= 2 * n, "{lookups} comparisons for {n} lookups");
     }
 
     #[test]

@@ -245,6 +245,54 @@ impl<K: Key> KeyedStateStore<K> {
         }
     }
 
+    /// The end of a batch of records (or of a round of timers): a RocksDB
+    /// store without an entry cache writes the batch's values back in one
+    /// write batch. Call before [`take_failure`](Self::take_failure).
+    #[inline]
+    pub fn end_batch(&mut self) {
+        #[cfg(feature = "rocksdb")]
+        if let Backing::RocksDb(db) = &self.backing {
+            db.end_batch();
+        }
+    }
+
+    /// Whether [`prefetch`](Self::prefetch) does anything: the store is in a
+    /// RocksDB database, where reading a batch's keys at once pays.
+    #[inline]
+    pub fn prefetches(&self) -> bool {
+        match &self.backing {
+            Backing::Heap => false,
+            #[cfg(feature = "rocksdb")]
+            Backing::RocksDb(_) => true,
+        }
+    }
+
+    /// Reads, with one RocksDB multi-get, the values of `keys` (the keys of a
+    /// batch's records, with their key groups) in every state with one value
+    /// per key that the previous batch read, so that this batch's accesses
+    /// find them in the entry cache. Errors are reported as accessors'
+    /// errors are (see [`take_failure`](Self::take_failure)).
+    pub fn prefetch(&mut self, keys: &[(K, usize)]) {
+        #[cfg(feature = "rocksdb")]
+        if let Backing::RocksDb(db) = &mut self.backing {
+            let range = self.range;
+            let tables = &self.tables;
+            db.prefetch(|data_keys| {
+                for t in tables {
+                    let Some(table) = t.table.downcast_ref::<RocksTable>() else {
+                        continue;
+                    };
+                    if table.take_read() {
+                        let owned = keys.iter().filter(|(_, group)| range.contains(*group));
+                        table.data_keys(owned.map(|(key, group)| (key, *group)), data_keys);
+                    }
+                }
+            });
+        }
+        #[cfg(not(feature = "rocksdb"))]
+        let _ = keys;
+    }
+
     /// The key groups this store holds.
     pub fn key_groups(&self) -> KeyGroupRange {
         self.range
@@ -263,12 +311,23 @@ impl<K: Key> KeyedStateStore<K> {
         }
     }
 
+    /// The index of `descriptor`'s table: remembered in the descriptor after
+    /// its first use with this store (the per-record path), else looked up or
+    /// created.
+    #[inline(always)]
     fn resolve<D: StateDescriptor>(&mut self, descriptor: &D) -> Result<usize, StateError> {
-        if let Some((store, index)) = descriptor.slot().get() {
-            if store == self.id {
-                return Ok(index);
-            }
+        match descriptor.slot().get() {
+            Some((store, index)) if store == self.id => Ok(index),
+            _ => self.resolve_first_use(descriptor),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn resolve_first_use<D: StateDescriptor>(
+        &mut self,
+        descriptor: &D,
+    ) -> Result<usize, StateError> {
         let type_name = std::any::type_name::<D::Stored>();
         let index = match self.tables.iter().position(|t| t.name == descriptor.name()) {
             Some(index) => {
@@ -301,7 +360,7 @@ impl<K: Key> KeyedStateStore<K> {
                 name: name.to_string(),
                 kind,
                 type_name,
-                table: Box::new(RocksTable::new(name, db.caches(kind))),
+                table: Box::new(RocksTable::new(name, RocksKeyedDb::caches(kind))),
                 ops: Box::new(RocksOps),
             });
             return Ok(self.tables.len() - 1);
@@ -490,5 +549,134 @@ mod tests {
         let count = ValueStateDescriptor::<u64>::new("n");
         assert_eq!(after.open(&count, &7, 1).unwrap().value(), Some(70));
         assert_eq!(after.open(&count, &8, 3).unwrap().value(), Some(80));
+    }
+
+    #[cfg(feature = "rocksdb")]
+    mod rocksdb {
+        use super::*;
+        use crate::state::rocksdb::{open_database, SnapshotSite};
+        use crate::state::RocksDbBackend;
+        use std::sync::Arc;
+
+        const RANGE: KeyGroupRange = KeyGroupRange { start: 0, end: 8 };
+
+        fn rocks_store(dir: &std::path::Path, entry_cache: usize) -> KeyedStateStore<u64> {
+            let backend = RocksDbBackend::new()
+                .with_local_dirs([dir.join("local")])
+                .with_entry_cache_bytes(entry_cache);
+            let site = Arc::new(SnapshotSite::new(&backend, None, "op", 0));
+            let db = open_database(&backend, site, "op", 0, RANGE, &[]).unwrap();
+            KeyedStateStore::with_rocksdb(db)
+        }
+
+        fn db(store: &KeyedStateStore<u64>) -> &RocksKeyedDb {
+            match &store.backing {
+                Backing::RocksDb(db) => db,
+                Backing::Heap => unreachable!("a RocksDB store"),
+            }
+        }
+
+        fn keys(n: u64) -> Vec<(u64, usize)> {
+            (0..n).map(|k| (k, (k % 8) as usize)).collect()
+        }
+
+        fn count_each(store: &mut KeyedStateStore<u64>, keys: &[(u64, usize)]) {
+            let count = ValueStateDescriptor::<u64>::new("n").with_default(0);
+            for (key, group) in keys {
+                store.open(&count, key, *group).unwrap().modify(|n| *n += 1);
+            }
+        }
+
+        fn counts(store: &mut KeyedStateStore<u64>, keys: &[(u64, usize)]) -> Vec<u64> {
+            let count = ValueStateDescriptor::<u64>::new("n");
+            let values = keys
+                .iter()
+                .map(|(key, group)| {
+                    store
+                        .open(&count, key, *group)
+                        .unwrap()
+                        .value()
+                        .unwrap_or(0)
+                })
+                .collect();
+            store.end_batch();
+            values
+        }
+
+        #[test]
+        fn without_an_entry_cache_a_batch_is_written_back_once_at_its_end() {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = rocks_store(dir.path(), 0);
+            let batch = keys(100);
+            count_each(&mut store, &batch);
+            count_each(&mut store, &batch[..10]);
+            assert_eq!(
+                db(&store).cache_counts(),
+                (100, 100),
+                "held until the batch ends"
+            );
+            store.end_batch();
+            assert_eq!(db(&store).cache_counts(), (0, 0), "written and dropped");
+            assert!(store.take_failure().is_none());
+            let mut expected = vec![1; 100];
+            expected[..10].fill(2);
+            assert_eq!(
+                counts(&mut store, &batch),
+                expected,
+                "read back from the database"
+            );
+        }
+
+        #[test]
+        fn a_batch_prefetches_the_states_the_previous_batch_read() {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = rocks_store(dir.path(), 0);
+            let first = keys(100);
+            store.prefetch(&first);
+            assert_eq!(db(&store).cache_counts(), (0, 0), "no state was read yet");
+            count_each(&mut store, &first);
+            store.end_batch();
+
+            // 100 keys with a value and 50 without: all in the cache, clean.
+            let second = keys(150);
+            store.prefetch(&second);
+            assert_eq!(db(&store).cache_counts(), (150, 0));
+            count_each(&mut store, &second);
+            assert_eq!(db(&store).cache_counts(), (150, 150));
+            store.end_batch();
+            let mut expected = vec![2; 150];
+            expected[100..].fill(1);
+            assert_eq!(counts(&mut store, &second), expected);
+
+            // A batch that read nothing: the next one prefetches nothing.
+            store.prefetch(&second);
+            store.end_batch();
+            store.prefetch(&second);
+            assert_eq!(db(&store).cache_counts(), (0, 0));
+            assert!(store.take_failure().is_none());
+        }
+
+        #[test]
+        fn with_an_entry_cache_prefetch_reads_only_what_it_does_not_hold() {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = rocks_store(dir.path(), 64 << 20);
+            let first = keys(100);
+            count_each(&mut store, &first);
+            store.end_batch();
+            assert_eq!(
+                db(&store).cache_counts(),
+                (100, 100),
+                "the entry cache keeps its entries"
+            );
+            store.prefetch(&keys(120));
+            assert_eq!(
+                db(&store).cache_counts(),
+                (120, 100),
+                "20 absent keys added, clean"
+            );
+            let mut expected = vec![1; 120];
+            expected[100..].fill(0);
+            assert_eq!(counts(&mut store, &keys(120)), expected);
+        }
     }
 }

@@ -16,6 +16,10 @@
 //! dropped, and the hot map becomes the cold one. A hit in the cold map moves
 //! the entry back to the hot map. A key is in at most one of the two.
 //!
+//! With the job's entry cache off, the same cache holds one batch's values:
+//! filled by the batch's multi-get and its writes, written out in one
+//! `WriteBatch` and emptied when the batch ends (see `db.rs`, `end_batch`).
+//!
 //! This type decides and keeps; the database (see `db.rs`) does the writing:
 //! [`EntryCache::evict`] and [`EntryCache::dirty_entries`] hand out what must
 //! be written, and the entries leave the cache (or turn clean) only once the
@@ -23,7 +27,7 @@
 
 use std::collections::HashMap;
 
-use crate::keys::StableBuildHasher;
+use crate::keys::KeyMapHasher;
 
 /// Bytes the allocator takes for `n` bytes: a header and 16-byte granules.
 fn allocated(n: usize) -> usize {
@@ -52,7 +56,8 @@ impl Entry {
     }
 }
 
-type Map = HashMap<Box<[u8]>, Entry, StableBuildHasher>;
+/// Seeded: the keys embed user keys, which a sender may choose (see `KeyMap`).
+type Map = HashMap<Box<[u8]>, Entry, KeyMapHasher>;
 
 /// The cache of one subtask's database.
 #[derive(Debug, Default)]
@@ -80,6 +85,12 @@ impl EntryCache {
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.hot.len() + self.cold.len()
+    }
+
+    /// Whether `key` has an entry (without moving it between generations).
+    #[inline]
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.hot.contains_key(key) || self.cold.contains_key(key)
     }
 
     /// The entry of `key`, moved to the hot generation if it was cold.
@@ -170,6 +181,14 @@ impl EntryCache {
         self.hot.values().chain(self.cold.values()).any(|e| e.dirty)
     }
 
+    /// Drops every entry (their writes reached the database), keeping the
+    /// tables' memory for the next batch.
+    pub fn clear(&mut self) {
+        self.hot.clear();
+        self.cold.clear();
+        self.bytes = 0;
+    }
+
     /// Marks every entry clean (their writes reached the database).
     pub fn mark_clean(&mut self) {
         for entry in self.hot.values_mut().chain(self.cold.values_mut()) {
@@ -256,6 +275,20 @@ mod tests {
         assert!(!cache.has_dirty());
         assert_eq!(cache.dirty_entries().count(), 0);
         assert_eq!(cache.len(), 3, "clean entries stay cached");
+    }
+
+    #[test]
+    fn clear_drops_everything_and_contains_does_not_move_entries() {
+        let mut cache = EntryCache::default();
+        cache.insert(b"cold", Some(b"1".to_vec()), true);
+        cache.finish_eviction();
+        assert!(cache.contains(b"cold"));
+        assert!(cache.hot.is_empty(), "contains leaves a cold entry cold");
+        cache.insert(b"hot", None, false);
+        cache.clear();
+        assert_eq!(cache.len(), 0);
+        assert!(!cache.contains(b"cold") && !cache.contains(b"hot"));
+        assert_eq!(cache.bytes(), total(&cache));
     }
 
     #[test]

@@ -396,6 +396,8 @@ fn ingest(
     let (lo, hi) = (handle.start.max(range.start), handle.end.min(range.end));
     let mut read = rocksdb::ReadOptions::default();
     read.set_iterate_upper_bound(format::group_start(hi).to_vec());
+    // Across key groups: not a prefix seek (see `db_options`).
+    read.set_total_order_seek(true);
     read.fill_cache(false);
     let mut iter = source.raw_iterator_opt(read);
     iter.seek(format::group_start(lo));

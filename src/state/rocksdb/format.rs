@@ -30,13 +30,22 @@ pub(crate) const META_PREFIX: [u8; 2] = [0xff, 0xff];
 /// The prefix of `name`'s data in key group `group`.
 pub(crate) fn data_prefix(out: &mut Vec<u8>, group: usize, name: &[u8]) {
     out.clear();
-    out.extend_from_slice(&(group as u16).to_be_bytes());
+    append_data_prefix(out, group, name);
+}
+
+/// Appends the prefix of `name`'s data in key group `group` to `out`.
+pub(crate) fn append_data_prefix(out: &mut Vec<u8>, group: usize, name: &[u8]) {
+    out.extend_from_slice(&group_start(group));
     out.push(name.len() as u8);
     out.extend_from_slice(name);
 }
 
+/// Bytes of the key group at the start of every data key (the memtable's
+/// hash prefix).
+pub(crate) const GROUP_BYTES: usize = 2;
+
 /// The first key of key group `group` (`group` may be one past the last).
-pub(crate) fn group_start(group: usize) -> [u8; 2] {
+pub(crate) fn group_start(group: usize) -> [u8; GROUP_BYTES] {
     (group as u16).to_be_bytes()
 }
 

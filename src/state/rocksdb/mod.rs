@@ -27,6 +27,16 @@
 //! savepoints and `apply_to_keyed_state` see every write. List and map state
 //! always go to the database.
 //!
+//! **Batched access.** A keyed operator reads its batch's keys first: for
+//! every state with one value per key that the previous batch read, the
+//! values the entry cache does not hold are read with one batched
+//! `multi_get` (sorted keys) into the cache, and the batch's records then
+//! find them there. With the entry cache off (0 bytes), the cache lives for
+//! one batch: the batch's writes reach the database in one `WriteBatch` when
+//! it ends, and the next batch reads the database again, so every record
+//! still costs its share of a RocksDB read and write, as in Flink, but
+//! batched.
+//!
 //! **Checkpoints** are incremental by default: at a snapshot the subtask takes
 //! a RocksDB checkpoint (a flush and hard links, on the processing thread);
 //! off the processing path it copies the SST files the checkpoint storage's

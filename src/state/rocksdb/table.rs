@@ -8,11 +8,12 @@
 //! when the current batch ends, before anything it emitted is sent on.
 
 use crate::runtime::codec;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::db::KeyBuffer;
 use super::format;
 use super::RocksKeyedDb;
 use crate::state::Key;
@@ -20,8 +21,11 @@ use crate::state::Key;
 /// One state of a subtask's database: its name and scratch buffers.
 pub(crate) struct RocksTable {
     name: Box<str>,
-    /// Whether its values go through the database's entry cache.
+    /// Whether its values go through the database's entry cache (states
+    /// with one value per key).
     cached: bool,
+    /// Whether a value was read since the last [`take_read`](Self::take_read).
+    read: Cell<bool>,
     key: RefCell<Vec<u8>>,
     value: Vec<u8>,
 }
@@ -31,8 +35,31 @@ impl RocksTable {
         RocksTable {
             name: name.into(),
             cached,
+            read: Cell::new(false),
             key: RefCell::new(Vec::with_capacity(64)),
             value: Vec::with_capacity(64),
+        }
+    }
+
+    /// Whether a value of this (cached) state was read since the last call:
+    /// the states a batch read are the ones the next batch prefetches.
+    pub(crate) fn take_read(&self) -> bool {
+        self.cached && self.read.replace(false)
+    }
+
+    /// Appends the data keys of `keys` (with their key groups) in this state
+    /// to `out`; a key that cannot be encoded is skipped (its access reports
+    /// the error).
+    pub(crate) fn data_keys<'k, K: Key + 'k>(
+        &self,
+        keys: impl Iterator<Item = (&'k K, usize)>,
+        out: &mut KeyBuffer,
+    ) {
+        for (key, group) in keys {
+            let _ = out.push(|k| {
+                format::append_data_prefix(k, group, self.name.as_bytes());
+                codec::encode_into(k, key)
+            });
         }
     }
 }
@@ -91,21 +118,10 @@ impl<'a> RocksTableRef<'a> {
         }
     }
 
-    /// The stored value of `key`.
+    /// The stored value of `key` (a state with one value per key).
     #[inline]
     pub(crate) fn get<K: Key, S: DeserializeOwned>(&self, group: usize, key: &K) -> Option<S> {
-        if self.table.cached {
-            return self.with_key(group, key, None, |k| self.cached_get(k))?;
-        }
-        let read = self.with_key(group, key, None, |k| self.db.db().get_pinned(k))?;
-        match read {
-            Ok(Some(bytes)) => self.decode(&bytes),
-            Ok(None) => None,
-            Err(e) => {
-                self.fail("cannot read", e);
-                None
-            }
-        }
+        self.with_key(group, key, None, |k| self.cached_get(k))?
     }
 
     /// The raw stored bytes of `key` (a list: its elements' encodings).
@@ -117,7 +133,7 @@ impl<'a> RocksTableRef<'a> {
         })
     }
 
-    /// Stores `value` for `key`.
+    /// Stores `value` for `key` (a state with one value per key).
     #[inline]
     pub(crate) fn put<K: Key, S: Serialize>(&mut self, group: usize, key: &K, value: &S) {
         self.table.value.clear();
@@ -125,23 +141,12 @@ impl<'a> RocksTableRef<'a> {
             return self.fail("cannot encode a value of", e);
         }
         let this = &*self;
-        if this.table.cached {
-            this.with_key(group, key, None, |k| this.cached_put(k, &this.table.value));
-            return;
-        }
-        let written = this.with_key(group, key, None, |k| {
-            this.db
-                .db()
-                .put_opt(k, &this.table.value, this.db.write_options())
-        });
-        if let Some(Err(e)) = written {
-            self.fail("cannot write", e);
-        }
+        this.with_key(group, key, None, |k| this.cached_put(k, &this.table.value));
     }
 
     /// Changes the value of `key` in place (starting from `default` if it has
-    /// none) and returns what `f` returns; with the entry cache, one key
-    /// encoding and one lookup.
+    /// none) and returns what `f` returns: one key encoding and one lookup in
+    /// the entry cache.
     #[inline]
     pub(crate) fn modify<K: Key, S: Serialize + DeserializeOwned + Clone, R>(
         &mut self,
@@ -150,12 +155,7 @@ impl<'a> RocksTableRef<'a> {
         default: Option<&S>,
         f: impl FnOnce(&mut S) -> R,
     ) -> Option<R> {
-        if !self.table.cached {
-            let mut value = self.get(group, key).or_else(|| default.cloned())?;
-            let result = f(&mut value);
-            self.put(group, key, &value);
-            return Some(result);
-        }
+        self.table.read.set(true);
         let RocksTable { name, key: buf, .. } = &*self.table;
         let db = self.db;
         let fail = |what: &str, e: &dyn std::fmt::Display| {
@@ -200,6 +200,7 @@ impl<'a> RocksTableRef<'a> {
     /// The value of the data key `k` through the entry cache; a miss reads
     /// the database and keeps what it found (or that nothing was there).
     fn cached_get<S: DeserializeOwned>(&self, k: &[u8]) -> Option<S> {
+        self.table.read.set(true);
         let mut cache = self.db.cache();
         if let Some(entry) = cache.get_mut(k) {
             return entry.value.as_deref().and_then(|bytes| self.decode(bytes));
