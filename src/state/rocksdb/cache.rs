@@ -19,6 +19,9 @@
 //! With the job's entry cache off, the same cache holds one batch's values:
 //! filled by the batch's multi-get and its writes, written out in one
 //! `WriteBatch` and emptied when the batch ends (see `db.rs`, `end_batch`).
+//! The byte buffers of dropped entries are kept (a bounded number of small
+//! ones) for the next entries, so a batch does not allocate and free two
+//! buffers per key.
 //!
 //! This type decides and keeps; the database (see `db.rs`) does the writing:
 //! [`EntryCache::evict`] and [`EntryCache::dirty_entries`] hand out what must
@@ -56,6 +59,42 @@ impl Entry {
     }
 }
 
+/// Most buffers [`EntryCache`] keeps for reuse, and the largest it keeps.
+const SPARE_BUFFERS: usize = 8192;
+const SPARE_BUFFER_BYTES: usize = 256;
+
+/// Byte buffers of dropped entries, for the next ones: a cache that lives for
+/// one batch makes and drops an entry per key every batch.
+#[derive(Debug, Default)]
+struct Spare(Vec<Vec<u8>>);
+
+impl Spare {
+    /// A buffer holding `bytes`.
+    #[inline]
+    fn copy_of(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut buffer = self.0.pop().unwrap_or_default();
+        buffer.clear();
+        buffer.extend_from_slice(bytes);
+        buffer
+    }
+
+    fn keep(&mut self, buffer: Vec<u8>) {
+        if self.0.len() < SPARE_BUFFERS && buffer.capacity() <= SPARE_BUFFER_BYTES {
+            self.0.push(buffer);
+        }
+    }
+
+    /// Keeps the buffers of the entries of `map`, which it empties.
+    fn drain(&mut self, map: &mut Map) {
+        for (key, entry) in map.drain() {
+            self.keep(key.into_vec());
+            if let Some(value) = entry.value {
+                self.keep(value);
+            }
+        }
+    }
+}
+
 /// Seeded: the keys embed user keys, which a sender may choose (see `KeyMap`).
 type Map = HashMap<Box<[u8]>, Entry, KeyMapHasher>;
 
@@ -67,6 +106,7 @@ pub(crate) struct EntryCache {
     /// Bytes of the entries of both maps, as [`Entry::size`] counts them
     /// (the tables count apart, by their capacity).
     bytes: usize,
+    spare: Spare,
 }
 
 /// What [`EntryCache::evict`] wants written before the cold entries go.
@@ -103,19 +143,33 @@ impl EntryCache {
         Some(self.hot.entry(key).or_insert(entry))
     }
 
-    /// Stores `value` for `key` (dirty: a write; clean: what a read found).
-    pub fn insert(&mut self, key: &[u8], value: Option<Vec<u8>>, dirty: bool) {
+    /// Stores (a copy of) `value` for `key` (dirty: a write; clean: what a
+    /// read found).
+    pub fn insert(&mut self, key: &[u8], value: Option<&[u8]>, dirty: bool) {
+        let value = value.map(|bytes| self.spare.copy_of(bytes));
+        self.insert_owned(key, value, dirty);
+    }
+
+    fn insert_owned(&mut self, key: &[u8], value: Option<Vec<u8>>, dirty: bool) {
         let entry = Entry { value, dirty };
         self.bytes += entry.size(key);
         let old = match self.hot.get_mut(key) {
             Some(slot) => Some(std::mem::replace(slot, entry)),
             None => {
-                self.hot.insert(key.into(), entry);
-                self.cold.remove(key)
+                let key = self.spare.copy_of(key).into_boxed_slice();
+                let cold = self.cold.remove_entry(&key[..]);
+                self.hot.insert(key, entry);
+                cold.map(|(key, old)| {
+                    self.spare.keep(key.into_vec());
+                    old
+                })
             }
         };
         if let Some(old) = old {
             self.bytes -= old.size(key);
+            if let Some(value) = old.value {
+                self.spare.keep(value);
+            }
         }
     }
 
@@ -124,9 +178,9 @@ impl EntryCache {
     #[inline]
     pub fn set(&mut self, key: &[u8], write: impl FnOnce(&mut Vec<u8>)) {
         let Some(entry) = self.hot.get_mut(key) else {
-            let mut value = Vec::new();
+            let mut value = self.spare.copy_of(&[]);
             write(&mut value);
-            return self.insert(key, Some(value), true);
+            return self.insert_owned(key, Some(value), true);
         };
         let before = entry.value.as_ref().map_or(0, Vec::capacity);
         let value = entry.value.get_or_insert_with(Vec::new);
@@ -163,7 +217,7 @@ impl EntryCache {
         self.bytes -= cold_bytes;
         // The emptied cold table becomes the new hot one: no allocation, and
         // no rehashing its way up to the size the generations run at.
-        self.cold.clear();
+        self.spare.drain(&mut self.cold);
         std::mem::swap(&mut self.hot, &mut self.cold);
     }
 
@@ -184,8 +238,8 @@ impl EntryCache {
     /// Drops every entry (their writes reached the database), keeping the
     /// tables' memory for the next batch.
     pub fn clear(&mut self) {
-        self.hot.clear();
-        self.cold.clear();
+        self.spare.drain(&mut self.hot);
+        self.spare.drain(&mut self.cold);
         self.bytes = 0;
     }
 
@@ -218,7 +272,7 @@ mod tests {
     #[test]
     fn reads_what_was_written_and_counts_bytes() {
         let mut cache = EntryCache::default();
-        cache.insert(b"a", Some(b"1".to_vec()), true);
+        cache.insert(b"a", Some(&b"1"[..]), true);
         cache.insert(b"b", None, false);
         assert_eq!(value(&mut cache, b"a"), Some(Some(b"1".to_vec())));
         assert_eq!(value(&mut cache, b"b"), Some(None));
@@ -236,13 +290,13 @@ mod tests {
     #[test]
     fn eviction_writes_the_cold_dirty_entries_and_keeps_the_hot_ones() {
         let mut cache = EntryCache::default();
-        cache.insert(b"old-dirty", Some(b"1".to_vec()), true);
-        cache.insert(b"old-clean", Some(b"2".to_vec()), false);
+        cache.insert(b"old-dirty", Some(&b"1"[..]), true);
+        cache.insert(b"old-clean", Some(&b"2"[..]), false);
         assert!(cache.evict().dirty.is_empty(), "nothing is cold yet");
         cache.finish_eviction();
-        cache.insert(b"new", Some(b"3".to_vec()), true);
+        cache.insert(b"new", Some(&b"3"[..]), true);
         // A hit moves a cold entry back to the hot generation.
-        cache.insert(b"used", Some(b"4".to_vec()), true);
+        cache.insert(b"used", Some(&b"4"[..]), true);
         cache.finish_eviction(); // old-*: cold -> dropped; new, used: hot -> cold
         assert_eq!(value(&mut cache, b"old-dirty"), None);
         assert_eq!(value(&mut cache, b"used"), Some(Some(b"4".to_vec())));
@@ -263,10 +317,10 @@ mod tests {
     #[test]
     fn a_snapshot_sees_every_dirty_entry_once_and_then_none() {
         let mut cache = EntryCache::default();
-        cache.insert(b"a", Some(b"1".to_vec()), true);
+        cache.insert(b"a", Some(&b"1"[..]), true);
         cache.finish_eviction();
         cache.insert(b"b", None, true);
-        cache.insert(b"c", Some(b"3".to_vec()), false);
+        cache.insert(b"c", Some(&b"3"[..]), false);
         let mut dirty: Vec<_> = cache.dirty_entries().map(|(k, _)| k.to_vec()).collect();
         dirty.sort();
         assert_eq!(dirty, vec![b"a".to_vec(), b"b".to_vec()]);
@@ -280,7 +334,7 @@ mod tests {
     #[test]
     fn clear_drops_everything_and_contains_does_not_move_entries() {
         let mut cache = EntryCache::default();
-        cache.insert(b"cold", Some(b"1".to_vec()), true);
+        cache.insert(b"cold", Some(&b"1"[..]), true);
         cache.finish_eviction();
         assert!(cache.contains(b"cold"));
         assert!(cache.hot.is_empty(), "contains leaves a cold entry cold");
@@ -292,10 +346,36 @@ mod tests {
     }
 
     #[test]
+    fn dropped_entries_leave_their_buffers_for_the_next_ones() {
+        let mut cache = EntryCache::default();
+        for i in 0..10u8 {
+            cache.insert(&[i], Some(&[i; 8]), true);
+        }
+        cache.insert(b"large", Some(&[0; SPARE_BUFFER_BYTES + 1]), true);
+        cache.clear();
+        assert_eq!(
+            cache.spare.0.len(),
+            21,
+            "10 keys, 10 values, 1 key; not the large value"
+        );
+        cache.insert(b"k", Some(b"v"), false);
+        cache.set(b"new", |v| v.push(1));
+        assert_eq!(
+            cache.spare.0.len(),
+            17,
+            "two keys and two values came from the spare"
+        );
+        assert_eq!(value(&mut cache, b"k"), Some(Some(b"v".to_vec())));
+        assert_eq!(value(&mut cache, b"new"), Some(Some(vec![1])));
+        assert_eq!(value(&mut cache, &[3]), None);
+        assert_eq!(cache.bytes(), total(&cache));
+    }
+
+    #[test]
     fn over_reports_the_limit() {
         let mut cache = EntryCache::default();
         assert!(!cache.over(0));
-        cache.insert(b"k", Some(vec![0; 100]), true);
+        cache.insert(b"k", Some(&[0; 100][..]), true);
         let held = cache.bytes();
         assert!(held >= 100 + 1 + SLOT_BYTES, "{held}");
         assert!(cache.over(held - 1));

@@ -169,6 +169,11 @@ pub(super) fn db_options(backend: &RocksDbBackend) -> Options {
     // (counters, accumulators) is updated in place in the memtable.
     options.set_allow_concurrent_memtable_write(false);
     options.set_inplace_update_support(true);
+    // One thread writes a database: its reads and writes take these locks
+    // uncontended, and a small array of them stays in the CPU cache (the
+    // default 10 000 cost a cache miss per access: keyed-count without the
+    // entry cache 0.87-0.90 -> 0.95-0.98 M records/s).
+    options.set_inplace_update_locks(64);
     // The memtable is a hash of skip lists, one per key group (the keys'
     // first two bytes, `format::GROUP_BYTES`): a lookup searches its group's
     // list instead of one of all keys (keyed-count without the entry cache:
@@ -462,7 +467,7 @@ impl RocksKeyedDb {
             .batched_multi_get_cf(column, wanted.iter().copied(), true);
         for (key, value) in wanted.iter().zip(found) {
             match value {
-                Ok(value) => cache.insert(key, value.map(|v| v.to_vec()), false),
+                Ok(value) => cache.insert(key, value.as_deref(), false),
                 Err(e) => return self.fail(self.error("cannot read", e)),
             }
         }

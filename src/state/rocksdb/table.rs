@@ -206,7 +206,7 @@ impl<'a> RocksTableRef<'a> {
             return entry.value.as_deref().and_then(|bytes| self.decode(bytes));
         }
         let found = match self.db.db().get_pinned(k) {
-            Ok(found) => found.map(|bytes| bytes.to_vec()),
+            Ok(found) => found,
             Err(e) => {
                 drop(cache);
                 self.fail("cannot read", e);
@@ -214,7 +214,7 @@ impl<'a> RocksTableRef<'a> {
             }
         };
         let value = found.as_deref().and_then(|bytes| self.decode(bytes));
-        cache.insert(k, found, false);
+        cache.insert(k, found.as_deref(), false);
         self.db.evict_if_full(&mut cache);
         value
     }
