@@ -274,7 +274,9 @@ impl<K: Key> KeyedCore<K> {
         let watermark = self.watermark;
         let timers = &mut self.timers;
         // RocksDB: the batch's keys first, and their values read with one
-        // multi-get; then the records.
+        // multi-get; then the records. (`each` computes the key group again:
+        // passing it in made the heap path ~7% slower, and a hash is nothing
+        // next to a RocksDB read.)
         let keys_ahead = store.prefetches().then(|| {
             let keys: Vec<(K, usize)> = batch
                 .records

@@ -24,7 +24,7 @@ use crate::state::{StateBytes, StateError, StateKind};
 /// How many bytes a database's entry cache may hold when the job's entry
 /// cache is off and it lives for one batch: a batch of 1 024 records with
 /// small values takes ~100 KiB.
-pub(crate) const BATCH_BUFFER_BYTES: usize = 4 << 20;
+const BATCH_BUFFER_BYTES: usize = 4 << 20;
 
 /// Hash buckets of a memtable (8 bytes each, part of the memtable's memory;
 /// key groups beyond it share buckets).
