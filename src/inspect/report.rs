@@ -448,6 +448,7 @@ mod tests {
                 kind: *kind,
                 type_name: "u64".into(),
                 entries: codec::encode(&vec![(1u32, 7u64); *keys]).unwrap(),
+                ttl: None,
             })
             .collect();
         let timer = Timer {

@@ -15,7 +15,7 @@ use crate::state::key_group_format::{decode_key_group, encode_key_group, Timer, 
 use crate::state::timers::{TimeDomain, TimerService};
 use crate::state::{
     BackendCell, BroadcastStateStore, Key, KeyedBackend, KeyedStateStore, SnapshotOptions,
-    StateBytes, StateDescriptor, StateError, StateInitContext, StateSnapshotContext,
+    StateBytes, StateDescriptor, StateError, StateInitContext, StateSnapshotContext, StateTime,
 };
 use weir_actors::snapshot::KeyedStateHandle;
 use weir_actors::RecordBatch;
@@ -30,6 +30,20 @@ pub(crate) struct KeyedCore<K> {
     restored_handles: Vec<KeyedStateHandle>,
     /// The job's state backend, known once the job is built.
     backend: BackendCell,
+    /// A processing clock set by hand (tests: `OperatorHarness`); else the wall clock.
+    clock: Option<ManualClock>,
+}
+
+/// A processing-time clock set by hand, shared by a test harness and its operator.
+pub(crate) type ManualClock = std::sync::Arc<std::sync::atomic::AtomicI64>;
+
+/// The processing time: `clock` if set by hand, else the wall clock.
+#[inline]
+fn read_clock(clock: &Option<ManualClock>) -> i64 {
+    match clock {
+        Some(clock) => clock.load(std::sync::atomic::Ordering::Relaxed),
+        None => weir_actors::processing_time_now(),
+    }
 }
 
 impl<K> Default for KeyedCore<K> {
@@ -42,6 +56,7 @@ impl<K> Default for KeyedCore<K> {
             restored: None,
             restored_handles: Vec::new(),
             backend: BackendCell::default(),
+            clock: None,
         }
     }
 }
@@ -57,7 +72,24 @@ impl<K> KeyedCore<K> {
 
     /// A fresh core with the same backend (for a fresh operator instance).
     pub fn fresh(&self) -> Self {
-        Self::with_backend(self.backend.clone())
+        KeyedCore {
+            clock: self.clock.clone(),
+            ..Self::with_backend(self.backend.clone())
+        }
+    }
+
+    /// Reads processing time from `clock` instead of the wall clock.
+    pub fn with_clock(mut self, clock: ManualClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The times state accesses see now.
+    fn state_time(&self) -> StateTime {
+        StateTime {
+            processing: read_clock(&self.clock),
+            watermark: self.watermark,
+        }
     }
 }
 
@@ -118,6 +150,7 @@ impl<K: Key> KeyedCore<K> {
             ctx.parallelism(),
         );
         let mut store = self.create_store(ctx, range)?;
+        store.set_time(self.state_time());
         if let Some(groups) = self.restored.take() {
             let mut states = BTreeMap::new();
             for (&group, bytes) in groups.range(range.start..range.end) {
@@ -149,6 +182,12 @@ impl<K: Key> KeyedCore<K> {
             return Err("keyed operator snapshotted before open".into());
         };
         let max = runtime.max_parallelism();
+        if store.has_ttl() {
+            store.set_time(StateTime {
+                processing: read_clock(&self.clock),
+                watermark: self.watermark,
+            });
+        }
         let states = store.snapshot(SnapshotOptions {
             checkpoint_id: ctx.checkpoint_id(),
             full: ctx.is_full(),
@@ -216,7 +255,15 @@ impl<K: Key> KeyedCore<K> {
 
     /// The earliest processing-time timer (possibly a deleted one).
     pub fn next_processing_time(&self) -> Option<i64> {
-        self.timers.processing_time.peek_timestamp()
+        let timers = self.timers.processing_time.peek_timestamp();
+        let cleanup = self
+            .store
+            .as_ref()
+            .and_then(KeyedStateStore::next_ttl_cleanup);
+        match (timers, cleanup) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// A context for `key`, whose key group it computes.
@@ -272,6 +319,13 @@ impl<K: Key> KeyedCore<K> {
         let max = runtime.max_parallelism();
         let owned = store.key_groups();
         let watermark = self.watermark;
+        if store.has_ttl() {
+            store.set_time(StateTime {
+                processing: read_clock(&self.clock),
+                watermark,
+            });
+            store.ttl_records_processed(batch.records.len());
+        }
         let timers = &mut self.timers;
         // RocksDB: the batch's keys first, and their values read with one
         // multi-get; then the records. (`each` computes the key group again:
@@ -342,6 +396,11 @@ impl<K: Key> KeyedCore<K> {
         out: &mut Collector<Out>,
         mut f: impl FnMut(i64, &mut KeyedContext<'_, K>, &mut Collector<Out>) -> Result<(), UserError>,
     ) -> Result<(), UserError> {
+        let time_now = self.state_time();
+        if let Some(store) = self.store.as_mut().filter(|s| s.has_ttl()) {
+            store.set_time(time_now);
+            store.run_ttl_cleanups();
+        }
         while let Some((timestamp, key)) = self.pop_timer(domain, time) {
             let mut ctx = self.context(
                 &key,

@@ -65,7 +65,8 @@ impl<K: Key> KeyedContext<'_, K> {
         &'c mut self,
         descriptor: &'c D,
     ) -> Result<D::Ref<'c, K>, StateError> {
-        self.store.open(descriptor, self.key, self.group)
+        self.store
+            .open_at(descriptor, self.key, self.group, self.timestamp)
     }
 
     /// Reads `descriptor`'s broadcast state (only in the keyed side of a
@@ -185,6 +186,12 @@ impl<K, In, F> KeyedProcess<K, In, F> {
             key,
             core: KeyedCore::default(),
         }
+    }
+
+    /// Reads processing time from `clock` (a test harness's) instead of the wall clock.
+    pub(crate) fn with_clock(mut self, clock: super::keyed_core::ManualClock) -> Self {
+        self.core = std::mem::take(&mut self.core).with_clock(clock);
+        self
     }
 
     /// Keeps keyed state in the backend the job resolves to.

@@ -3,7 +3,7 @@
 pub mod broadcast_process;
 pub mod filter;
 pub mod flat_map;
-mod keyed_core;
+pub(crate) mod keyed_core;
 pub mod keyed_process;
 pub mod map;
 pub mod process;

@@ -69,6 +69,7 @@ impl BroadcastStateStore {
         &mut self,
         descriptor: &MapStateDescriptor<K, V>,
     ) -> Result<&mut KeyMap<K, V>, StateError> {
+        super::operator_state::no_ttl(descriptor, "broadcast")?;
         let name = descriptor.name();
         let type_name = std::any::type_name::<KeyMap<K, V>>();
         if !self.maps.contains_key(name) {

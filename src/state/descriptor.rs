@@ -14,6 +14,7 @@ use super::access::{
     AggregatingStateRef, ListStateRef, MapStateRef, ReducingStateRef, ValueStateRef,
 };
 use super::keyed::StateKind;
+use super::ttl::{Expirable, Expiring, TtlAccess, TtlConfig};
 use super::{Key, StateData};
 use crate::keys::KeyMap;
 
@@ -24,6 +25,10 @@ pub(crate) type Slot = Cell<Option<(u64, usize)>>;
 pub trait StateDescriptor {
     /// What the store keeps per key.
     type Stored: StateData;
+    /// What the store keeps per key when the state has a time to live: the
+    /// same, with an expiry on each value, list element or map value.
+    #[doc(hidden)]
+    type TtlStored: Expirable;
     /// The accessor for one key.
     type Ref<'a, K: Key>
     where
@@ -32,6 +37,8 @@ pub trait StateDescriptor {
     fn name(&self) -> &str;
     /// The state's kind.
     fn kind(&self) -> StateKind;
+    /// The state's time to live, if it has one.
+    fn ttl(&self) -> Option<&TtlConfig>;
     #[doc(hidden)]
     fn slot(&self) -> &Slot;
     #[doc(hidden)]
@@ -41,6 +48,21 @@ pub trait StateDescriptor {
         key: &'a K,
         group: usize,
     ) -> Self::Ref<'a, K>;
+    #[doc(hidden)]
+    fn open_ttl<'a, K: Key>(
+        &'a self,
+        table: TableRef<'a, K, Self::TtlStored>,
+        key: &'a K,
+        group: usize,
+        ttl: TtlAccess<'a>,
+    ) -> Self::Ref<'a, K>;
+    /// A stored value restored without expiries, each part given `expiry`.
+    #[doc(hidden)]
+    fn with_expiry(stored: Self::Stored, expiry: i64) -> Self::TtlStored;
+    /// A stored value restored with expiries, without them and without the
+    /// parts expired at `now` (`None`: nothing left).
+    #[doc(hidden)]
+    fn without_expiry(stored: Self::TtlStored, now: i64) -> Option<Self::Stored>;
 }
 
 macro_rules! descriptor_basics {
@@ -50,6 +72,33 @@ macro_rules! descriptor_basics {
         }
         fn slot(&self) -> &Slot {
             &self.slot
+        }
+        fn ttl(&self) -> Option<&TtlConfig> {
+            self.ttl.as_ref()
+        }
+    };
+}
+
+/// The parts of one value, list or map with an expiry.
+macro_rules! single_value_expiry {
+    ($v:ty) => {
+        fn with_expiry(stored: $v, expiry: i64) -> Expiring<$v> {
+            Expiring(expiry, stored)
+        }
+        fn without_expiry(stored: Expiring<$v>, now: i64) -> Option<$v> {
+            (!super::ttl::is_expired(stored.0, now)).then_some(stored.1)
+        }
+    };
+}
+
+/// `with_ttl` for a descriptor type.
+macro_rules! with_ttl {
+    () => {
+        /// The same state with a time to live (see [`TtlConfig`]): entries
+        /// expire, per value, list element or map entry.
+        pub fn with_ttl(mut self, ttl: TtlConfig) -> Self {
+            self.ttl = Some(ttl);
+            self
         }
     };
 }
@@ -67,6 +116,7 @@ pub struct ValueStateDescriptor<V> {
     name: Arc<str>,
     default: Option<V>,
     slot: Slot,
+    ttl: Option<TtlConfig>,
 }
 
 impl<V> ValueStateDescriptor<V> {
@@ -76,8 +126,11 @@ impl<V> ValueStateDescriptor<V> {
             name: name.into(),
             default: None,
             slot: Slot::default(),
+            ttl: None,
         }
     }
+
+    with_ttl!();
 
     /// The same state with a value for keys that never set one: its
     /// [`value`](ValueStateWithDefault::value) is that value, not an `Option`.
@@ -94,14 +147,27 @@ pub struct ValueStateWithDefault<V> {
     pub(crate) inner: ValueStateDescriptor<V>,
 }
 
+impl<V> ValueStateWithDefault<V> {
+    /// The same state with a time to live (see [`TtlConfig`]): an expired
+    /// value reads as the default.
+    pub fn with_ttl(mut self, ttl: TtlConfig) -> Self {
+        self.inner.ttl = Some(ttl);
+        self
+    }
+}
+
 impl<V: StateData> StateDescriptor for ValueStateWithDefault<V> {
     type Stored = V;
+    type TtlStored = Expiring<V>;
     type Ref<'a, K: Key> = ValueStateRef<'a, K, V>;
     fn name(&self) -> &str {
         self.inner.name()
     }
     fn slot(&self) -> &Slot {
         self.inner.slot()
+    }
+    fn ttl(&self) -> Option<&TtlConfig> {
+        self.inner.ttl()
     }
     fn kind(&self) -> StateKind {
         StateKind::Value
@@ -114,10 +180,21 @@ impl<V: StateData> StateDescriptor for ValueStateWithDefault<V> {
     ) -> ValueStateRef<'a, K, V> {
         self.inner.open(table, key, group)
     }
+    fn open_ttl<'a, K: Key>(
+        &'a self,
+        table: TableRef<'a, K, Expiring<V>>,
+        key: &'a K,
+        group: usize,
+        ttl: TtlAccess<'a>,
+    ) -> ValueStateRef<'a, K, V> {
+        self.inner.open_ttl(table, key, group, ttl)
+    }
+    single_value_expiry!(V);
 }
 
 impl<V: StateData> StateDescriptor for ValueStateDescriptor<V> {
     type Stored = V;
+    type TtlStored = Expiring<V>;
     type Ref<'a, K: Key> = ValueStateRef<'a, K, V>;
     descriptor_basics!();
     fn kind(&self) -> StateKind {
@@ -131,6 +208,16 @@ impl<V: StateData> StateDescriptor for ValueStateDescriptor<V> {
     ) -> ValueStateRef<'a, K, V> {
         ValueStateRef::new(table, key, group, self.default.as_ref())
     }
+    fn open_ttl<'a, K: Key>(
+        &'a self,
+        table: TableRef<'a, K, Expiring<V>>,
+        key: &'a K,
+        group: usize,
+        ttl: TtlAccess<'a>,
+    ) -> ValueStateRef<'a, K, V> {
+        ValueStateRef::with_ttl(table, key, group, self.default.as_ref(), ttl)
+    }
+    single_value_expiry!(V);
 }
 
 /// A list of values per key.
@@ -138,6 +225,7 @@ impl<V: StateData> StateDescriptor for ValueStateDescriptor<V> {
 pub struct ListStateDescriptor<V> {
     name: Arc<str>,
     slot: Slot,
+    ttl: Option<TtlConfig>,
     _value: PhantomData<fn() -> V>,
 }
 
@@ -147,13 +235,17 @@ impl<V> ListStateDescriptor<V> {
         ListStateDescriptor {
             name: name.into(),
             slot: Slot::default(),
+            ttl: None,
             _value: PhantomData,
         }
     }
+
+    with_ttl!();
 }
 
 impl<V: StateData> StateDescriptor for ListStateDescriptor<V> {
     type Stored = Vec<V>;
+    type TtlStored = Vec<Expiring<V>>;
     type Ref<'a, K: Key> = ListStateRef<'a, K, V>;
     descriptor_basics!();
     fn kind(&self) -> StateKind {
@@ -167,6 +259,26 @@ impl<V: StateData> StateDescriptor for ListStateDescriptor<V> {
     ) -> ListStateRef<'a, K, V> {
         ListStateRef::new(table, key, group)
     }
+    fn open_ttl<'a, K: Key>(
+        &'a self,
+        table: TableRef<'a, K, Vec<Expiring<V>>>,
+        key: &'a K,
+        group: usize,
+        ttl: TtlAccess<'a>,
+    ) -> ListStateRef<'a, K, V> {
+        ListStateRef::with_ttl(table, key, group, ttl)
+    }
+    fn with_expiry(stored: Vec<V>, expiry: i64) -> Vec<Expiring<V>> {
+        stored.into_iter().map(|v| Expiring(expiry, v)).collect()
+    }
+    fn without_expiry(stored: Vec<Expiring<V>>, now: i64) -> Option<Vec<V>> {
+        let live: Vec<V> = stored
+            .into_iter()
+            .filter(|e| !super::ttl::is_expired(e.0, now))
+            .map(|e| e.1)
+            .collect();
+        (!live.is_empty()).then_some(live)
+    }
 }
 
 /// A map per key.
@@ -174,6 +286,7 @@ impl<V: StateData> StateDescriptor for ListStateDescriptor<V> {
 pub struct MapStateDescriptor<UK, UV> {
     name: Arc<str>,
     slot: Slot,
+    ttl: Option<TtlConfig>,
     _types: PhantomData<fn() -> (UK, UV)>,
 }
 
@@ -183,13 +296,17 @@ impl<UK, UV> MapStateDescriptor<UK, UV> {
         MapStateDescriptor {
             name: name.into(),
             slot: Slot::default(),
+            ttl: None,
             _types: PhantomData,
         }
     }
+
+    with_ttl!();
 }
 
 impl<UK: Key, UV: StateData> StateDescriptor for MapStateDescriptor<UK, UV> {
     type Stored = KeyMap<UK, UV>;
+    type TtlStored = KeyMap<UK, Expiring<UV>>;
     type Ref<'a, K: Key> = MapStateRef<'a, K, UK, UV>;
     descriptor_basics!();
     fn kind(&self) -> StateKind {
@@ -203,6 +320,29 @@ impl<UK: Key, UV: StateData> StateDescriptor for MapStateDescriptor<UK, UV> {
     ) -> MapStateRef<'a, K, UK, UV> {
         MapStateRef::new(table, key, group)
     }
+    fn open_ttl<'a, K: Key>(
+        &'a self,
+        table: TableRef<'a, K, KeyMap<UK, Expiring<UV>>>,
+        key: &'a K,
+        group: usize,
+        ttl: TtlAccess<'a>,
+    ) -> MapStateRef<'a, K, UK, UV> {
+        MapStateRef::with_ttl(table, key, group, ttl)
+    }
+    fn with_expiry(stored: KeyMap<UK, UV>, expiry: i64) -> KeyMap<UK, Expiring<UV>> {
+        stored
+            .into_iter()
+            .map(|(k, v)| (k, Expiring(expiry, v)))
+            .collect()
+    }
+    fn without_expiry(stored: KeyMap<UK, Expiring<UV>>, now: i64) -> Option<KeyMap<UK, UV>> {
+        let live: KeyMap<UK, UV> = stored
+            .into_iter()
+            .filter(|(_, e)| !super::ttl::is_expired(e.0, now))
+            .map(|(k, e)| (k, e.1))
+            .collect();
+        (!live.is_empty()).then_some(live)
+    }
 }
 
 type ReduceFn<V> = Arc<dyn Fn(V, V) -> V + Send + Sync>;
@@ -212,6 +352,7 @@ type ReduceFn<V> = Arc<dyn Fn(V, V) -> V + Send + Sync>;
 pub struct ReducingStateDescriptor<V> {
     name: Arc<str>,
     slot: Slot,
+    ttl: Option<TtlConfig>,
     reduce: ReduceFn<V>,
 }
 
@@ -221,13 +362,17 @@ impl<V> ReducingStateDescriptor<V> {
         ReducingStateDescriptor {
             name: name.into(),
             slot: Slot::default(),
+            ttl: None,
             reduce: Arc::new(reduce),
         }
     }
+
+    with_ttl!();
 }
 
 impl<V: StateData> StateDescriptor for ReducingStateDescriptor<V> {
     type Stored = V;
+    type TtlStored = Expiring<V>;
     type Ref<'a, K: Key> = ReducingStateRef<'a, K, V>;
     descriptor_basics!();
     fn kind(&self) -> StateKind {
@@ -241,6 +386,16 @@ impl<V: StateData> StateDescriptor for ReducingStateDescriptor<V> {
     ) -> ReducingStateRef<'a, K, V> {
         ReducingStateRef::new(table, key, group, &*self.reduce)
     }
+    fn open_ttl<'a, K: Key>(
+        &'a self,
+        table: TableRef<'a, K, Expiring<V>>,
+        key: &'a K,
+        group: usize,
+        ttl: TtlAccess<'a>,
+    ) -> ReducingStateRef<'a, K, V> {
+        ReducingStateRef::with_ttl(table, key, group, &*self.reduce, ttl)
+    }
+    single_value_expiry!(V);
 }
 
 /// Folds input values into an accumulator and reads a result from it (as
@@ -279,6 +434,7 @@ pub trait AggregateFunction: Send + Sync + 'static {
 pub struct AggregatingStateDescriptor<A> {
     name: Arc<str>,
     slot: Slot,
+    ttl: Option<TtlConfig>,
     function: Arc<A>,
 }
 
@@ -287,6 +443,7 @@ impl<A> Clone for AggregatingStateDescriptor<A> {
         AggregatingStateDescriptor {
             name: self.name.clone(),
             slot: self.slot.clone(),
+            ttl: self.ttl.clone(),
             function: self.function.clone(),
         }
     }
@@ -298,13 +455,17 @@ impl<A: AggregateFunction> AggregatingStateDescriptor<A> {
         AggregatingStateDescriptor {
             name: name.into(),
             slot: Slot::default(),
+            ttl: None,
             function: Arc::new(function),
         }
     }
+
+    with_ttl!();
 }
 
 impl<A: AggregateFunction> StateDescriptor for AggregatingStateDescriptor<A> {
     type Stored = A::Acc;
+    type TtlStored = Expiring<A::Acc>;
     type Ref<'a, K: Key> = AggregatingStateRef<'a, K, A>;
     descriptor_basics!();
     fn kind(&self) -> StateKind {
@@ -318,4 +479,14 @@ impl<A: AggregateFunction> StateDescriptor for AggregatingStateDescriptor<A> {
     ) -> AggregatingStateRef<'a, K, A> {
         AggregatingStateRef::new(table, key, group, &*self.function)
     }
+    fn open_ttl<'a, K: Key>(
+        &'a self,
+        table: TableRef<'a, K, Expiring<A::Acc>>,
+        key: &'a K,
+        group: usize,
+        ttl: TtlAccess<'a>,
+    ) -> AggregatingStateRef<'a, K, A> {
+        AggregatingStateRef::with_ttl(table, key, group, &*self.function, ttl)
+    }
+    single_value_expiry!(A::Acc);
 }

@@ -49,6 +49,10 @@ pub enum StateError {
         /// The encoder's message.
         cause: String,
     },
+    /// A time-to-live configuration that cannot work (zero, or on a state
+    /// that has no time to live); the message names the state.
+    #[error("invalid state time-to-live: {0}")]
+    InvalidTtl(String),
     /// The state backend failed (I/O, RocksDB, a missing or corrupt file); the
     /// message names what and where.
     #[error("{0}")]

@@ -130,6 +130,46 @@ impl<K: Key, S: StateData> Group<K, S> {
         }
     }
 
+    /// Number of entries (an upper bound while frozen: changed keys count twice).
+    fn len(&self) -> usize {
+        match self {
+            Group::Owned(map) => map.len(),
+            Group::Frozen { base, delta } => base.len() + delta.len(),
+        }
+    }
+
+    /// Applies `purge` to every value (owned groups only: a group a snapshot
+    /// still shares is left for a later pass) and drops the values it empties;
+    /// returns the total it counted.
+    fn purge(&mut self, mut purge: impl FnMut(&mut S) -> (usize, bool)) -> usize {
+        self.thaw();
+        let Group::Owned(map) = self else {
+            return 0;
+        };
+        let mut removed = 0;
+        map.retain(|_, value| {
+            let (n, empty) = purge(value);
+            removed += n;
+            !empty
+        });
+        removed
+    }
+
+    fn for_each_entry(&self, mut f: impl FnMut(&K, &S)) {
+        match self {
+            Group::Owned(map) => map.iter().for_each(|(k, v)| f(k, v)),
+            Group::Frozen { base, delta } => {
+                base.iter()
+                    .filter(|(k, _)| !delta.contains_key(*k))
+                    .for_each(|(k, v)| f(k, v));
+                delta
+                    .iter()
+                    .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+                    .for_each(|(k, v)| f(k, v));
+            }
+        }
+    }
+
     fn for_each_key(&self, mut f: impl FnMut(&K)) {
         match self {
             Group::Owned(map) => map.keys().for_each(f),
@@ -255,6 +295,50 @@ impl<K: Key, S: StateData> HeapTable<K, S> {
         self.len() == 0
     }
 
+    /// Number of key groups.
+    pub(crate) fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Number of entries of the `index`th key group (about, while a snapshot shares it).
+    pub(crate) fn group_len(&self, index: usize) -> usize {
+        self.groups[index].len()
+    }
+
+    /// Applies `purge` to every value of the `index`th key group and drops
+    /// the values it empties (see `Expirable`); returns what it counted.
+    pub(crate) fn purge_group(
+        &mut self,
+        index: usize,
+        purge: impl FnMut(&mut S) -> (usize, bool),
+    ) -> usize {
+        self.groups[index].purge(purge)
+    }
+
+    /// Calls `f` with every (key group, key, value).
+    pub(crate) fn for_each_entry(&self, mut f: impl FnMut(usize, &K, &S)) {
+        for (index, group) in self.groups.iter().enumerate() {
+            group.for_each_entry(|k, v| f(self.start + index, k, v));
+        }
+    }
+
+    /// The value of `key`, removed if `purge` empties it; returns what it counted.
+    pub(crate) fn purge_key(
+        &mut self,
+        group: usize,
+        key: &K,
+        purge: impl FnOnce(&mut S) -> (usize, bool),
+    ) -> usize {
+        let Some(value) = self.get_mut(group, key) else {
+            return 0;
+        };
+        let (n, empty) = purge(value);
+        if empty {
+            self.remove(group, key);
+        }
+        n
+    }
+
     /// The synchronous part of a snapshot: freezes every key group's map and shares it.
     pub fn snapshot(&mut self) -> HeapTableSnapshot<K, S> {
         HeapTableSnapshot {
@@ -270,13 +354,28 @@ impl<K: Key, S: StateData> HeapTable<K, S> {
         group: usize,
         bytes: &[u8],
     ) -> Result<(), StateError> {
-        let entries: Vec<(K, S)> = codec::decode(bytes).map_err(|e| StateError::Corrupt {
+        self.restore_group_as::<S>(name, group, bytes, Some)
+    }
+
+    /// Adds the entries of one serialised key group stored as `R` (another
+    /// form of this table's values: with or without expiries), converted by
+    /// `convert` (`None`: the entry is dropped).
+    pub(crate) fn restore_group_as<R: serde::de::DeserializeOwned>(
+        &mut self,
+        name: &str,
+        group: usize,
+        bytes: &[u8],
+        mut convert: impl FnMut(R) -> Option<S>,
+    ) -> Result<(), StateError> {
+        let entries: Vec<(K, R)> = codec::decode(bytes).map_err(|e| StateError::Corrupt {
             name: name.to_string(),
             group,
             cause: e.to_string(),
         })?;
         for (key, value) in entries {
-            self.put(group, &key, value);
+            if let Some(value) = convert(value) {
+                self.put(group, &key, value);
+            }
         }
         Ok(())
     }
@@ -291,13 +390,30 @@ pub struct HeapTableSnapshot<K, S> {
 impl<K: Key, S: StateData> HeapTableSnapshot<K, S> {
     /// Serialises key group `group` (rmp-serde); `None` if it holds no key.
     pub fn write_group(&self, name: &str, group: usize) -> Result<Option<Vec<u8>>, StateError> {
+        self.write_group_filtered(name, group, |v| Some(std::borrow::Cow::Borrowed(v)))
+    }
+
+    /// Serialises key group `group` with each value as `keep` gives it
+    /// (`None`: left out, as an expired entry is); `None` if no key is left.
+    pub(crate) fn write_group_filtered<'s>(
+        &'s self,
+        name: &str,
+        group: usize,
+        keep: impl Fn(&'s S) -> Option<std::borrow::Cow<'s, S>>,
+    ) -> Result<Option<Vec<u8>>, StateError> {
         let map = &self.groups[group - self.start];
         if map.is_empty() {
             return Ok(None);
         }
         // In stable-hash order: the map's own order depends on its seed, and
         // the same state should make the same bytes in every process.
-        let mut entries: Vec<(&K, &S)> = map.iter().collect();
+        let mut entries: Vec<(&K, std::borrow::Cow<'s, S>)> = map
+            .iter()
+            .filter_map(|(k, v)| Some((k, keep(v)?)))
+            .collect();
+        if entries.is_empty() {
+            return Ok(None);
+        }
         entries.sort_by_cached_key(|(key, _)| stable_hash(*key));
         codec::encode(&entries)
             .map(Some)

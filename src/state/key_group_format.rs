@@ -130,6 +130,7 @@ mod tests {
             kind: StateKind::Value,
             type_name: "u64".into(),
             entries: vec![0x90],
+            ttl: None,
         }];
         let timers = [
             Timer {

@@ -25,8 +25,14 @@ use super::error::StateError;
 use super::heap::{HeapTable, HeapTableSnapshot};
 #[cfg(feature = "rocksdb")]
 use super::rocksdb::{RocksKeyedDb, RocksSnapshot, RocksTable, RocksTableRef};
+use super::ttl::sweep::{ErasureSchedule, IncrementalCursor};
+use super::ttl::{
+    Expirable, ExpiredCounters, TtlAccess, TtlConfig, TtlSettings, TtlTime, TtlUpdate,
+    TtlVisibility,
+};
 use super::{Key, StateData};
 use crate::keys::KeyGroupRange;
+use crate::keys::KeyMap;
 
 /// The kinds of keyed state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -50,6 +56,45 @@ trait TableOps<K>: Send + Sync {
     fn keys(&self, table: &dyn Any) -> Vec<K>;
     fn len(&self, table: &dyn Any) -> usize;
     fn snapshot(&self, table: &mut dyn Any) -> Option<Box<dyn ErasedTableSnapshot>>;
+    // What a heap table of entries with a time to live does besides (the
+    // defaults: a table without one, or in RocksDB, where the database does it).
+    /// A snapshot without the entries expired at `now`.
+    fn snapshot_unexpired(
+        &self,
+        table: &mut dyn Any,
+        _now: i64,
+    ) -> Option<Box<dyn ErasedTableSnapshot>> {
+        self.snapshot(table)
+    }
+    fn group_count(&self, _table: &dyn Any) -> usize {
+        0
+    }
+    fn group_len(&self, _table: &dyn Any, _index: usize) -> usize {
+        0
+    }
+    /// Removes what expired at `now` in the `index`th key group; returns how many.
+    fn purge_group(&self, _table: &mut dyn Any, _index: usize, _now: i64) -> usize {
+        0
+    }
+    /// Removes what of `key` expired at `now`: how many, and the earliest
+    /// expiry of what is left.
+    fn purge_key(
+        &self,
+        _table: &mut dyn Any,
+        _group: usize,
+        _key: &K,
+        _now: i64,
+    ) -> (usize, Option<i64>) {
+        (0, None)
+    }
+    /// Every key with its key group and earliest expiry.
+    fn expiries(&self, _table: &dyn Any) -> Vec<(K, usize, i64)> {
+        Vec::new()
+    }
+    /// (live, expired) parts at `now`.
+    fn count_expired(&self, _table: &dyn Any, _now: i64) -> (usize, usize) {
+        (0, 0)
+    }
 }
 
 struct HeapOps<K, S>(PhantomData<fn() -> (K, S)>);
@@ -72,6 +117,87 @@ impl<K: Key, S: StateData> TableOps<K> for HeapOps<K, S> {
     }
 }
 
+/// The heap table operations of a state with a time to live, whose values
+/// (`T`: one value, list or map, each part with its expiry) are [`Expirable`].
+struct HeapTtlOps<K, T>(PhantomData<fn() -> (K, T)>);
+
+impl<K: Key, T: Expirable> HeapTtlOps<K, T> {
+    fn table(table: &dyn Any) -> Option<&HeapTable<K, T>> {
+        table.downcast_ref::<HeapTable<K, T>>()
+    }
+    fn table_mut(table: &mut dyn Any) -> Option<&mut HeapTable<K, T>> {
+        table.downcast_mut::<HeapTable<K, T>>()
+    }
+}
+
+impl<K: Key, T: Expirable> TableOps<K> for HeapTtlOps<K, T> {
+    fn keys(&self, table: &dyn Any) -> Vec<K> {
+        HeapOps::<K, T>(PhantomData).keys(table)
+    }
+    fn len(&self, table: &dyn Any) -> usize {
+        HeapOps::<K, T>(PhantomData).len(table)
+    }
+    fn snapshot(&self, table: &mut dyn Any) -> Option<Box<dyn ErasedTableSnapshot>> {
+        HeapOps::<K, T>(PhantomData).snapshot(table)
+    }
+    fn snapshot_unexpired(
+        &self,
+        table: &mut dyn Any,
+        now: i64,
+    ) -> Option<Box<dyn ErasedTableSnapshot>> {
+        let table = Self::table_mut(table)?;
+        Some(Box::new(UnexpiredSnapshot {
+            inner: table.snapshot(),
+            now,
+        }))
+    }
+    fn group_count(&self, table: &dyn Any) -> usize {
+        Self::table(table).map_or(0, HeapTable::group_count)
+    }
+    fn group_len(&self, table: &dyn Any, index: usize) -> usize {
+        Self::table(table).map_or(0, |t| t.group_len(index))
+    }
+    fn purge_group(&self, table: &mut dyn Any, index: usize, now: i64) -> usize {
+        Self::table_mut(table).map_or(0, |t| t.purge_group(index, |v| v.purge(now)))
+    }
+    fn purge_key(
+        &self,
+        table: &mut dyn Any,
+        group: usize,
+        key: &K,
+        now: i64,
+    ) -> (usize, Option<i64>) {
+        let Some(table) = Self::table_mut(table) else {
+            return (0, None);
+        };
+        let removed = table.purge_key(group, key, |v| v.purge(now));
+        let next = table.get(group, key).and_then(Expirable::earliest_expiry);
+        (removed, next)
+    }
+    fn expiries(&self, table: &dyn Any) -> Vec<(K, usize, i64)> {
+        let mut out = Vec::new();
+        if let Some(table) = Self::table(table) {
+            table.for_each_entry(|group, k, v| {
+                if let Some(at) = v.earliest_expiry() {
+                    out.push((k.clone(), group, at));
+                }
+            });
+        }
+        out
+    }
+    fn count_expired(&self, table: &dyn Any, now: i64) -> (usize, usize) {
+        let (mut live, mut expired) = (0, 0);
+        if let Some(table) = Self::table(table) {
+            table.for_each_entry(|_, _, v| {
+                let (l, e) = v.count_parts(now);
+                live += l;
+                expired += e;
+            });
+        }
+        (live, expired)
+    }
+}
+
 trait ErasedTableSnapshot: Send {
     fn write_group(&self, name: &str, group: usize) -> Result<Option<Vec<u8>>, StateError>;
 }
@@ -79,6 +205,21 @@ trait ErasedTableSnapshot: Send {
 impl<K: Key, S: StateData> ErasedTableSnapshot for HeapTableSnapshot<K, S> {
     fn write_group(&self, name: &str, group: usize) -> Result<Option<Vec<u8>>, StateError> {
         HeapTableSnapshot::write_group(self, name, group)
+    }
+}
+
+/// A heap snapshot of a state with a time to live: written without the
+/// entries (list elements, map entries) expired at the snapshot's time.
+struct UnexpiredSnapshot<K, T> {
+    inner: HeapTableSnapshot<K, T>,
+    now: i64,
+}
+
+impl<K: Key, T: Expirable> ErasedTableSnapshot for UnexpiredSnapshot<K, T> {
+    fn write_group(&self, name: &str, group: usize) -> Result<Option<Vec<u8>>, StateError> {
+        let now = self.now;
+        self.inner
+            .write_group_filtered(name, group, |v: &T| v.unexpired(now))
     }
 }
 
@@ -105,6 +246,127 @@ struct Table<K> {
     type_name: &'static str,
     table: Box<dyn Any + Send>,
     ops: Box<dyn TableOps<K>>,
+    /// The state's time to live and its cleanups, if it has one.
+    ttl: Option<TableTtl<K>>,
+}
+
+/// A table's time to live, and the state of its cleanups.
+struct TableTtl<K> {
+    config: TtlConfig,
+    /// Processing-time states paused during downtime: how far their clock is
+    /// behind processing time (the downtimes so far).
+    offset: i64,
+    counters: ExpiredCounters,
+    /// The heap's incremental cleanup.
+    cursor: IncrementalCursor,
+    /// The guaranteed-erasure sweep, if the state has a bound.
+    erasure: Option<ErasureSchedule>,
+    /// Cleanup timers (one per key at most), if the state asked for them.
+    timers: Option<CleanupTimers<K>>,
+}
+
+impl<K: Key> TableTtl<K> {
+    fn new(config: TtlConfig, groups: usize, now: i64) -> Self {
+        TableTtl {
+            erasure: config.erasure_bound().map(|b| {
+                ErasureSchedule::new(
+                    b.as_millis().min(i64::MAX as u128) as i64,
+                    groups.max(1),
+                    now,
+                )
+            }),
+            timers: config.timers().then(CleanupTimers::default),
+            config,
+            offset: 0,
+            counters: ExpiredCounters::default(),
+            cursor: IncrementalCursor::default(),
+        }
+    }
+
+    /// The time expiries of this state are compared with (and, in
+    /// processing time, written with).
+    fn now(&self, time: StateTime) -> i64 {
+        match self.config.time_characteristic() {
+            TtlTime::ProcessingTime => time.processing.saturating_sub(self.offset),
+            TtlTime::EventTime => time.watermark,
+        }
+    }
+
+    /// Resumes the clock of a state paused during downtime from `restored`
+    /// (its settings in the snapshot), the store having opened at `opened`.
+    fn resume(&mut self, restored: Option<TtlSettings>, opened: i64) {
+        let paused = self.config.downtime_policy()
+            == super::ttl::DowntimePolicy::PauseDuringDowntime
+            && self.config.time_characteristic() == TtlTime::ProcessingTime;
+        if let (true, Some(clock)) = (paused, restored.and_then(|s| s.clock_ms)) {
+            self.offset = opened.saturating_sub(clock).max(0);
+        }
+    }
+
+    /// The settings a snapshot records at `time`.
+    fn settings_at(&self, time: StateTime) -> TtlSettings {
+        let mut settings = self.config.settings();
+        if self.config.time_characteristic() == TtlTime::ProcessingTime {
+            settings.clock_ms = Some(self.now(time));
+        }
+        settings
+    }
+}
+
+/// The cleanup timers of one state: a key has at most one, at the earliest
+/// expiry known when it was set; when it fires, what expired is removed and
+/// a new one is set for what is left.
+struct CleanupTimers<K> {
+    queue: crate::state::timers::TimerQueue<(K, usize)>,
+    pending: KeyMap<K, i64>,
+}
+
+impl<K> Default for CleanupTimers<K> {
+    fn default() -> Self {
+        CleanupTimers {
+            queue: Default::default(),
+            pending: KeyMap::default(),
+        }
+    }
+}
+
+impl<K: Key> CleanupTimers<K> {
+    /// A timer for `key` at `at`, unless it has one.
+    fn ensure(&mut self, key: &K, group: usize, at: i64) {
+        if !self.pending.contains_key(key) {
+            self.pending.insert(key.clone(), at);
+            self.queue.register((key.clone(), group), at);
+        }
+    }
+
+    fn pop_due(&mut self, now: i64) -> Option<(K, usize)> {
+        let (_, (key, group)) = self.queue.pop_due(now)?;
+        self.pending.remove(&key);
+        Some((key, group))
+    }
+
+    fn next(&self) -> Option<i64> {
+        self.queue.peek_timestamp()
+    }
+}
+
+/// The times state accesses see: the processing time and the watermark (set
+/// per batch by the operator).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateTime {
+    /// Processing time, ms.
+    pub processing: i64,
+    /// The operator's watermark.
+    pub watermark: i64,
+}
+
+impl Default for StateTime {
+    fn default() -> Self {
+        StateTime {
+            processing: 0,
+            watermark: i64::MIN,
+        }
+    }
 }
 
 /// Serialised state of one state table in one key group.
@@ -118,6 +380,10 @@ pub struct StateBytes {
     pub type_name: String,
     /// The entries, rmp-serde encoded.
     pub entries: Vec<u8>,
+    /// The state's time to live when the snapshot was taken (then every
+    /// value is stored with its expiry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<TtlSettings>,
 }
 
 /// What a snapshot is for.
@@ -135,15 +401,19 @@ pub struct SnapshotOptions {
 /// processing path).
 pub struct KeyedStateSnapshot {
     range: KeyGroupRange,
-    tables: Vec<(
-        String,
-        StateKind,
-        &'static str,
-        Box<dyn ErasedTableSnapshot>,
-    )>,
+    tables: Vec<SnapshotTable>,
     pending: BTreeMap<usize, Vec<StateBytes>>,
     #[cfg(feature = "rocksdb")]
     rocks: Option<RocksSnapshot>,
+}
+
+/// One heap table in a snapshot.
+struct SnapshotTable {
+    name: String,
+    kind: StateKind,
+    type_name: &'static str,
+    ttl: Option<TtlSettings>,
+    snapshot: Box<dyn ErasedTableSnapshot>,
 }
 
 /// A serialised keyed snapshot: canonical bytes per key group, and handles
@@ -175,13 +445,14 @@ impl KeyedStateSnapshot {
             }
         }
         for group in self.range.start..self.range.end {
-            for (name, kind, type_name, table) in &self.tables {
-                if let Some(entries) = table.write_group(name, group)? {
+            for table in &self.tables {
+                if let Some(entries) = table.snapshot.write_group(&table.name, group)? {
                     parts.groups.entry(group).or_default().push(StateBytes {
-                        name: name.clone(),
-                        kind: *kind,
-                        type_name: type_name.to_string(),
+                        name: table.name.clone(),
+                        kind: table.kind,
+                        type_name: table.type_name.to_string(),
                         entries,
+                        ttl: table.ttl,
                     });
                 }
             }
@@ -210,6 +481,12 @@ pub struct KeyedStateStore<K> {
     /// Restored bytes of states no descriptor has opened yet, by key group (heap).
     pending: BTreeMap<usize, Vec<StateBytes>>,
     backing: Backing,
+    /// The times accesses see (states with a time to live).
+    time: StateTime,
+    /// Whether some table has a time to live.
+    has_ttl: bool,
+    /// The processing time the store was opened (restored) at.
+    opened_at: Option<i64>,
 }
 
 impl<K: Key> KeyedStateStore<K> {
@@ -221,7 +498,33 @@ impl<K: Key> KeyedStateStore<K> {
             tables: Vec::new(),
             pending: BTreeMap::new(),
             backing: Backing::Heap,
+            time: StateTime::default(),
+            has_ttl: false,
+            opened_at: None,
         }
+    }
+
+    /// Sets the times state accesses see until the next call (the operator
+    /// calls it per batch, timer round and snapshot).
+    #[inline]
+    pub fn set_time(&mut self, time: StateTime) {
+        self.time = time;
+        self.opened_at.get_or_insert(time.processing);
+        #[cfg(feature = "rocksdb")]
+        if let Backing::RocksDb(db) = &self.backing {
+            db.set_time(time);
+        }
+    }
+
+    /// The times state accesses see.
+    pub fn time(&self) -> StateTime {
+        self.time
+    }
+
+    /// Whether a state of this store has a time to live.
+    #[inline]
+    pub fn has_ttl(&self) -> bool {
+        self.has_ttl
     }
 
     /// A store kept in a RocksDB database (restored already, if it was).
@@ -328,7 +631,14 @@ impl<K: Key> KeyedStateStore<K> {
         &mut self,
         descriptor: &D,
     ) -> Result<usize, StateError> {
-        let type_name = std::any::type_name::<D::Stored>();
+        let type_name = if descriptor.ttl().is_some() {
+            std::any::type_name::<D::TtlStored>()
+        } else {
+            std::any::type_name::<D::Stored>()
+        };
+        if let Some(ttl) = descriptor.ttl() {
+            ttl.check(descriptor.name())?;
+        }
         let index = match self.tables.iter().position(|t| t.name == descriptor.name()) {
             Some(index) => {
                 let t = &self.tables[index];
@@ -341,7 +651,7 @@ impl<K: Key> KeyedStateStore<K> {
                 }
                 index
             }
-            None => self.create::<D>(descriptor.name(), descriptor.kind(), type_name)?,
+            None => self.create(descriptor, type_name)?,
         };
         descriptor.slot().set(Some((self.id, index)));
         Ok(index)
@@ -349,53 +659,172 @@ impl<K: Key> KeyedStateStore<K> {
 
     fn create<D: StateDescriptor>(
         &mut self,
-        name: &str,
-        kind: StateKind,
+        descriptor: &D,
         type_name: &'static str,
     ) -> Result<usize, StateError> {
+        let (name, kind) = (descriptor.name(), descriptor.kind());
+        let opened = self.opened_at.unwrap_or(self.time.processing);
+        let mut ttl = descriptor
+            .ttl()
+            .map(|config| TableTtl::new(config.clone(), self.range.len(), self.time.processing));
+        if let Some(ttl) = ttl.as_mut() {
+            let restored = match &self.backing {
+                Backing::Heap => self
+                    .pending
+                    .values()
+                    .flat_map(|states| states.iter().filter(|s| s.name == name))
+                    .find_map(|s| s.ttl),
+                #[cfg(feature = "rocksdb")]
+                Backing::RocksDb(db) => db.stored_ttl(name)?,
+            };
+            ttl.resume(restored, opened);
+        }
         #[cfg(feature = "rocksdb")]
         if let Backing::RocksDb(db) = &mut self.backing {
-            db.register(name, kind, type_name)?;
+            let other_form = match &ttl {
+                Some(ttl) => (
+                    std::any::type_name::<D::Stored>(),
+                    super::rocksdb::FormChange::AddExpiry(
+                        ttl.now(self.time).saturating_add(ttl.config.ttl_ms()),
+                    ),
+                ),
+                None => (
+                    std::any::type_name::<D::TtlStored>(),
+                    super::rocksdb::FormChange::DropExpiry,
+                ),
+            };
+            db.register(
+                name,
+                kind,
+                type_name,
+                other_form,
+                ttl.as_ref().map(|t| (&t.config, t.offset)),
+            )?;
+            self.has_ttl |= ttl.is_some();
             self.tables.push(Table {
                 name: name.to_string(),
                 kind,
                 type_name,
                 table: Box::new(RocksTable::new(name, RocksKeyedDb::caches(kind))),
                 ops: Box::new(RocksOps),
+                ttl,
             });
-            return Ok(self.tables.len() - 1);
+            let index = self.tables.len() - 1;
+            self.rebuild_cleanup_timers(index);
+            return Ok(index);
         }
         // Restored bytes leave `pending` only once every group of the state has
         // been read: after a mismatch or corrupt bytes they are still there,
         // and the next snapshot carries them on.
-        let mut table = HeapTable::<K, D::Stored>::new(self.range);
+        let plain = std::any::type_name::<D::Stored>();
+        let with_expiry = std::any::type_name::<D::TtlStored>();
+        let restore_expiry = ttl
+            .as_ref()
+            .map(|t| t.now(self.time).saturating_add(t.config.ttl_ms()));
+        let time = self.time;
+        let (table, ops): (Box<dyn Any + Send>, Box<dyn TableOps<K>>) = if ttl.is_some() {
+            let mut table = HeapTable::<K, D::TtlStored>::new(self.range);
+            self.restore_pending(name, kind, type_name, |group, bytes| {
+                if bytes.type_name == with_expiry {
+                    table.restore_group(name, group, &bytes.entries)
+                } else if bytes.type_name == plain {
+                    // Restored without expiries: they live from the restore.
+                    let at = restore_expiry.unwrap_or(i64::MAX);
+                    table.restore_group_as::<D::Stored>(name, group, &bytes.entries, |v| {
+                        Some(D::with_expiry(v, at))
+                    })
+                } else {
+                    Err(mismatch_restored(name, bytes, kind, type_name))
+                }
+            })?;
+            (
+                Box::new(table),
+                Box::new(HeapTtlOps::<K, D::TtlStored>(PhantomData)),
+            )
+        } else {
+            let mut table = HeapTable::<K, D::Stored>::new(self.range);
+            self.restore_pending(name, kind, type_name, |group, bytes| {
+                if bytes.type_name == plain {
+                    table.restore_group(name, group, &bytes.entries)
+                } else if bytes.type_name == with_expiry {
+                    // The time to live was switched off: what had expired stays gone.
+                    let now = restored_now(bytes.ttl, time);
+                    table.restore_group_as::<D::TtlStored>(name, group, &bytes.entries, |v| {
+                        D::without_expiry(v, now)
+                    })
+                } else {
+                    Err(mismatch_restored(name, bytes, kind, type_name))
+                }
+            })?;
+            (
+                Box::new(table),
+                Box::new(HeapOps::<K, D::Stored>(PhantomData)),
+            )
+        };
+        self.has_ttl |= ttl.is_some();
+        self.tables.push(Table {
+            name: name.to_string(),
+            kind,
+            type_name,
+            table,
+            ops,
+            ttl,
+        });
+        let index = self.tables.len() - 1;
+        self.rebuild_cleanup_timers(index);
+        Ok(index)
+    }
+
+    /// Feeds the restored bytes of state `name` to `restore`, group by group,
+    /// and forgets them once all were read.
+    fn restore_pending(
+        &mut self,
+        name: &str,
+        kind: StateKind,
+        type_name: &str,
+        mut restore: impl FnMut(usize, &StateBytes) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
         for (&group, states) in &self.pending {
             if let Some(bytes) = states.iter().find(|s| s.name == name) {
-                if bytes.kind != kind || bytes.type_name != type_name {
-                    return Err(StateError::Mismatch {
-                        name: name.to_string(),
-                        declared: format!("{:?}<{}> (restored)", bytes.kind, bytes.type_name),
-                        requested: format!("{kind:?}<{type_name}>"),
-                    });
+                if bytes.kind != kind {
+                    return Err(mismatch_restored(name, bytes, kind, type_name));
                 }
-                table.restore_group(name, group, &bytes.entries)?;
+                restore(group, bytes)?;
             }
         }
         for states in self.pending.values_mut() {
             states.retain(|s| s.name != name);
         }
         self.pending.retain(|_, states| !states.is_empty());
-        self.tables.push(Table {
-            name: name.to_string(),
-            kind,
-            type_name,
-            table: Box::new(table),
-            ops: Box::new(HeapOps::<K, D::Stored>(PhantomData)),
-        });
-        Ok(self.tables.len() - 1)
+        Ok(())
     }
 
-    /// Opens `descriptor`'s state for `key` (in key group `group`).
+    /// Sets a cleanup timer for every key of a table whose state asked for
+    /// them (after a restore: timers are not part of a snapshot).
+    fn rebuild_cleanup_timers(&mut self, index: usize) {
+        let t = &mut self.tables[index];
+        let Some(ttl) = t.ttl.as_mut() else {
+            return;
+        };
+        let Some(timers) = ttl.timers.as_mut() else {
+            return;
+        };
+        let expiries = match &self.backing {
+            Backing::Heap => t.ops.expiries(t.table.as_ref()),
+            #[cfg(feature = "rocksdb")]
+            Backing::RocksDb(db) => db.expiries(&t.name, t.kind).unwrap_or_else(|e| {
+                db.fail(e);
+                Vec::new()
+            }),
+        };
+        for (key, group, at) in expiries {
+            timers.ensure(&key, group, at);
+        }
+    }
+
+    /// Opens `descriptor`'s state for `key` (in key group `group`), at no
+    /// record's time (a state with an event-time time to live stamps with the
+    /// watermark).
     #[inline(always)]
     pub fn open<'a, D: StateDescriptor>(
         &'a mut self,
@@ -403,7 +832,23 @@ impl<K: Key> KeyedStateStore<K> {
         key: &'a K,
         group: usize,
     ) -> Result<D::Ref<'a, K>, StateError> {
+        self.open_at(descriptor, key, group, None)
+    }
+
+    /// Opens `descriptor`'s state for `key` (in key group `group`) while the
+    /// record or timer of `timestamp` is handled.
+    #[inline(always)]
+    pub fn open_at<'a, D: StateDescriptor>(
+        &'a mut self,
+        descriptor: &'a D,
+        key: &'a K,
+        group: usize,
+        timestamp: Option<i64>,
+    ) -> Result<D::Ref<'a, K>, StateError> {
         let index = self.resolve(descriptor)?;
+        if descriptor.ttl().is_some() {
+            return self.open_ttl(index, descriptor, key, group, timestamp);
+        }
         let Table {
             name,
             type_name,
@@ -427,6 +872,216 @@ impl<K: Key> KeyedStateStore<K> {
             },
         };
         Ok(descriptor.open(table, key, group))
+    }
+
+    /// [`open_at`](Self::open_at) for a state with a time to live: the
+    /// access's times, a step of the incremental cleanup, a cleanup timer.
+    #[inline(never)]
+    fn open_ttl<'a, D: StateDescriptor>(
+        &'a mut self,
+        index: usize,
+        descriptor: &'a D,
+        key: &'a K,
+        group: usize,
+        timestamp: Option<i64>,
+    ) -> Result<D::Ref<'a, K>, StateError> {
+        let time = self.time;
+        let Table {
+            name,
+            type_name,
+            table,
+            ops,
+            ttl,
+            ..
+        } = &mut self.tables[index];
+        let mismatch = |name: &String, declared: &str| StateError::Mismatch {
+            name: name.clone(),
+            declared: declared.to_string(),
+            requested: std::any::type_name::<D::TtlStored>().to_string(),
+        };
+        let Some(state) = ttl.as_mut() else {
+            return Err(mismatch(name, type_name));
+        };
+        let config = &state.config;
+        let now = state.now(time);
+        let stamp = match config.time_characteristic() {
+            TtlTime::ProcessingTime => now,
+            TtlTime::EventTime => timestamp.unwrap_or(time.watermark),
+        };
+        if let (Backing::Heap, Some(incremental)) = (&self.backing, config.incremental_cleanup()) {
+            let removed = incremental_step(
+                &mut state.cursor,
+                incremental.entries,
+                &**ops,
+                table.as_mut(),
+                now,
+            );
+            ExpiredCounters::add(&state.counters.by_sweep, removed);
+        }
+        let access = TtlAccess::new(
+            config.ttl_ms(),
+            stamp,
+            now,
+            config.update() == TtlUpdate::OnReadAndWrite,
+            config.visibility_of_expired() == TtlVisibility::ReturnExpiredIfNotCleanedUp,
+            &state.counters,
+        );
+        if let Some(timers) = state.timers.as_mut() {
+            timers.ensure(key, group, access.expiry());
+        }
+        let table = match &self.backing {
+            Backing::Heap => match table.downcast_mut::<HeapTable<K, D::TtlStored>>() {
+                Some(table) => TableRef::Heap(table),
+                None => return Err(mismatch(name, type_name)),
+            },
+            #[cfg(feature = "rocksdb")]
+            Backing::RocksDb(db) => match table.downcast_mut::<RocksTable>() {
+                Some(table) => TableRef::RocksDb(RocksTableRef::new(db, table)),
+                None => return Err(mismatch(name, type_name)),
+            },
+        };
+        Ok(descriptor.open_ttl(table, key, group, access))
+    }
+
+    /// A step of every heap state's incremental cleanup that asked for one
+    /// per record: `records` records' worth (called per batch).
+    pub fn ttl_records_processed(&mut self, records: usize) {
+        if !matches!(self.backing, Backing::Heap) {
+            return;
+        }
+        let time = self.time;
+        for t in &mut self.tables {
+            let Some(state) = t.ttl.as_mut() else {
+                continue;
+            };
+            let Some(incremental) = state.config.incremental_cleanup() else {
+                continue;
+            };
+            if !incremental.every_record {
+                continue;
+            }
+            let now = state.now(time);
+            let removed = incremental_step(
+                &mut state.cursor,
+                incremental.entries.saturating_mul(records),
+                &*t.ops,
+                t.table.as_mut(),
+                now,
+            );
+            ExpiredCounters::add(&state.counters.by_sweep, removed);
+        }
+    }
+
+    /// Runs what is due of the background cleanups at the store's time: the
+    /// guaranteed-erasure sweeps (heap: the key groups due; RocksDB: a
+    /// compaction) and the cleanup timers.
+    pub fn run_ttl_cleanups(&mut self) {
+        if !self.has_ttl {
+            return;
+        }
+        let time = self.time;
+        #[cfg(feature = "rocksdb")]
+        let mut compact = false;
+        for t in &mut self.tables {
+            let Some(state) = t.ttl.as_mut() else {
+                continue;
+            };
+            let now = state.now(time);
+            if let Some(schedule) = state.erasure.as_mut() {
+                let due = schedule.due(time.processing);
+                match &self.backing {
+                    Backing::Heap => {
+                        let mut removed = 0;
+                        for g in due {
+                            removed += t.ops.purge_group(t.table.as_mut(), g, now);
+                        }
+                        ExpiredCounters::add(&state.counters.by_sweep, removed);
+                    }
+                    #[cfg(feature = "rocksdb")]
+                    Backing::RocksDb(_) => compact |= !due.is_empty(),
+                }
+            }
+            if let Some(timers) = state.timers.as_mut() {
+                while let Some((key, group)) = timers.pop_due(now) {
+                    let (removed, next) = match &self.backing {
+                        Backing::Heap => t.ops.purge_key(t.table.as_mut(), group, &key, now),
+                        #[cfg(feature = "rocksdb")]
+                        Backing::RocksDb(db) => db.purge_key(&t.name, t.kind, group, &key, now),
+                    };
+                    ExpiredCounters::add(&state.counters.by_timer, removed);
+                    if let Some(at) = next {
+                        timers.ensure(&key, group, at);
+                    }
+                }
+            }
+        }
+        #[cfg(feature = "rocksdb")]
+        if let (true, Backing::RocksDb(db)) = (compact, &self.backing) {
+            db.erase_expired();
+        }
+    }
+
+    /// When [`run_ttl_cleanups`](Self::run_ttl_cleanups) has work next, in
+    /// processing time (erasure sweeps, processing-time cleanup timers).
+    pub fn next_ttl_cleanup(&self) -> Option<i64> {
+        if !self.has_ttl {
+            return None;
+        }
+        self.tables
+            .iter()
+            .filter_map(|t| t.ttl.as_ref())
+            .flat_map(|state| {
+                let sweep = state.erasure.as_ref().and_then(ErasureSchedule::next_due);
+                let timer = match state.config.time_characteristic() {
+                    TtlTime::ProcessingTime => state.timers.as_ref().and_then(CleanupTimers::next),
+                    TtlTime::EventTime => None,
+                };
+                [sweep, timer]
+            })
+            .flatten()
+            .min()
+    }
+
+    /// Per state with a time to live: its name, settings and the expired
+    /// entries removed so far (on read, by sweeps and cleanups, by timers).
+    pub fn ttl_metrics(&self) -> Vec<TtlMetrics> {
+        self.tables
+            .iter()
+            .filter_map(|t| {
+                let state = t.ttl.as_ref()?;
+                Some(TtlMetrics {
+                    state: t.name.clone(),
+                    settings: state.config.settings(),
+                    expired_on_read: state.counters.on_read.get(),
+                    expired_by_sweep: state.counters.by_sweep.get(),
+                    expired_by_timer: state.counters.by_timer.get(),
+                    #[cfg(feature = "rocksdb")]
+                    expired_by_compaction: match &self.backing {
+                        Backing::RocksDb(db) => db.expired_by_compaction(&t.name),
+                        Backing::Heap => 0,
+                    },
+                    #[cfg(not(feature = "rocksdb"))]
+                    expired_by_compaction: 0,
+                })
+            })
+            .collect()
+    }
+
+    /// (live, expired) entries of `descriptor`'s state at the store's time
+    /// (values, list elements and map entries; heap only, else `None`).
+    pub fn ttl_counts<D: StateDescriptor>(
+        &mut self,
+        descriptor: &D,
+    ) -> Result<Option<(usize, usize)>, StateError> {
+        let index = self.resolve(descriptor)?;
+        let time = self.time;
+        let t = &self.tables[index];
+        match (&self.backing, t.ttl.as_ref()) {
+            (Backing::Heap, Some(state)) => {
+                Ok(Some(t.ops.count_expired(t.table.as_ref(), state.now(time))))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The keys that have a value in `descriptor`'s state.
@@ -466,8 +1121,16 @@ impl<K: Key> KeyedStateStore<K> {
     /// (heap), or takes a local RocksDB checkpoint.
     pub fn snapshot(&mut self, options: SnapshotOptions) -> Result<KeyedStateSnapshot, StateError> {
         let _ = options;
+        let time = self.time;
         #[cfg(feature = "rocksdb")]
         if let Backing::RocksDb(db) = &self.backing {
+            // The states' TTL settings (with their clocks) go into the
+            // snapshot with the data.
+            for t in &self.tables {
+                if let Some(state) = &t.ttl {
+                    db.restore_ttl_settings(&t.name, state.settings_at(self.time))?;
+                }
+            }
             return Ok(KeyedStateSnapshot {
                 range: self.range,
                 tables: Vec::new(),
@@ -481,8 +1144,18 @@ impl<K: Key> KeyedStateStore<K> {
                 .tables
                 .iter_mut()
                 .filter_map(|t| {
-                    let snapshot = t.ops.snapshot(t.table.as_mut())?;
-                    Some((t.name.clone(), t.kind, t.type_name, snapshot))
+                    let snapshot = match &t.ttl {
+                        // A full snapshot holds no expired entry.
+                        Some(state) => t.ops.snapshot_unexpired(t.table.as_mut(), state.now(time)),
+                        None => t.ops.snapshot(t.table.as_mut()),
+                    }?;
+                    Some(SnapshotTable {
+                        name: t.name.clone(),
+                        kind: t.kind,
+                        type_name: t.type_name,
+                        ttl: t.ttl.as_ref().map(|state| state.settings_at(time)),
+                        snapshot,
+                    })
                 })
                 .collect(),
             pending: self.pending.clone(),
@@ -512,6 +1185,66 @@ impl<K: Key> KeyedStateStore<K> {
     }
 }
 
+/// The TTL metrics of one state of a subtask.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TtlMetrics {
+    /// The state's name.
+    pub state: String,
+    /// Its time to live.
+    pub settings: TtlSettings,
+    /// Expired entries removed when read.
+    pub expired_on_read: u64,
+    /// Removed by the incremental cleanup and the erasure sweep (heap).
+    pub expired_by_sweep: u64,
+    /// Removed by cleanup timers.
+    pub expired_by_timer: u64,
+    /// Removed by RocksDB compactions.
+    pub expired_by_compaction: u64,
+}
+
+/// A step of a heap table's incremental cleanup: `entries` entries' worth
+/// of the rolling cursor; returns the expired entries removed.
+fn incremental_step<K>(
+    cursor: &mut IncrementalCursor,
+    entries: usize,
+    ops: &dyn TableOps<K>,
+    table: &mut dyn Any,
+    now: i64,
+) -> usize {
+    let groups = ops.group_count(table);
+    let mut removed = 0;
+    cursor.step(
+        entries,
+        groups,
+        table,
+        |table, g| ops.group_len(table, g),
+        |table, g| removed += ops.purge_group(table, g, now),
+    );
+    removed
+}
+
+/// The time to compare expiries of restored entries with, by the clock their
+/// snapshot's settings name (processing time if it names none).
+fn restored_now(settings: Option<TtlSettings>, time: StateTime) -> i64 {
+    match settings.map(|s| s.time) {
+        Some(TtlTime::EventTime) => time.watermark,
+        _ => time.processing,
+    }
+}
+
+fn mismatch_restored(
+    name: &str,
+    bytes: &StateBytes,
+    kind: StateKind,
+    type_name: &str,
+) -> StateError {
+    StateError::Mismatch {
+        name: name.to_string(),
+        declared: format!("{:?}<{}> (restored)", bytes.kind, bytes.type_name),
+        requested: format!("{kind:?}<{type_name}>"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,6 +1257,53 @@ mod tests {
             .serialize()
             .unwrap()
             .groups
+    }
+
+    fn at(store: &mut KeyedStateStore<u64>, processing: i64) {
+        store.set_time(StateTime {
+            processing,
+            watermark: i64::MIN,
+        });
+    }
+
+    #[test]
+    fn values_expire_and_leave_snapshots_and_restores_without_a_time_to_live() {
+        use crate::state::ttl::TtlConfig;
+        let range = KeyGroupRange { start: 0, end: 4 };
+        let ttl = TtlConfig::new(std::time::Duration::from_millis(100));
+        let seen = ValueStateDescriptor::<u64>::new("seen").with_ttl(ttl.clone());
+        let mut store = KeyedStateStore::new(range);
+        at(&mut store, 1_000);
+        store.open(&seen, &1, 1).unwrap().update(10);
+        at(&mut store, 1_050);
+        store.open(&seen, &2, 2).unwrap().update(20);
+        at(&mut store, 1_099);
+        assert_eq!(store.open(&seen, &1, 1).unwrap().value(), Some(10));
+        at(&mut store, 1_100);
+        assert_eq!(
+            store.open(&seen, &1, 1).unwrap().value(),
+            None,
+            "expired at write + ttl"
+        );
+        let saved = snapshot_of(&mut store);
+        assert_eq!(saved.len(), 1, "only key 2 is in the snapshot: {saved:?}");
+
+        // Restored with the time to live switched off: key 2 is there, plain.
+        let plain = ValueStateDescriptor::<u64>::new("seen");
+        let mut off = KeyedStateStore::new(range);
+        at(&mut off, 1_100);
+        off.restore(&saved).unwrap();
+        assert_eq!(off.open(&plain, &2, 2).unwrap().value(), Some(20));
+
+        // And switched on again: it lives for a whole ttl from the restore.
+        let again = snapshot_of(&mut off);
+        let mut on = KeyedStateStore::new(range);
+        at(&mut on, 5_000);
+        on.restore(&again).unwrap();
+        let seen = ValueStateDescriptor::<u64>::new("seen").with_ttl(ttl);
+        assert_eq!(on.open(&seen, &2, 2).unwrap().value(), Some(20));
+        at(&mut on, 5_100);
+        assert_eq!(on.open(&seen, &2, 2).unwrap().value(), None);
     }
 
     #[test]

@@ -62,6 +62,7 @@ mod operator_state;
 #[cfg(feature = "rocksdb")]
 pub mod rocksdb;
 pub mod timers;
+pub mod ttl;
 
 #[doc(hidden)]
 pub use access::TableRef;
@@ -74,7 +75,8 @@ pub use descriptor::{
 pub use error::StateError;
 pub use heap::{HeapStateBackend, HeapTable};
 pub use keyed::{
-    KeyedSnapshotParts, KeyedStateSnapshot, KeyedStateStore, SnapshotOptions, StateBytes, StateKind,
+    KeyedSnapshotParts, KeyedStateSnapshot, KeyedStateStore, SnapshotOptions, StateBytes,
+    StateKind, StateTime, TtlMetrics,
 };
 pub use operator_state::{
     OperatorListState, OperatorStateStore, StateInitContext, StateSnapshotContext,

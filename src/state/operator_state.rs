@@ -97,6 +97,7 @@ impl OperatorStateStore {
         &'a mut self,
         descriptor: &'a ListStateDescriptor<T>,
     ) -> Result<OperatorListState<'a, T>, StateError> {
+        no_ttl(descriptor, "operator")?;
         self.open(descriptor.name(), Redistribution::EvenSplit)
     }
 
@@ -105,7 +106,21 @@ impl OperatorStateStore {
         &'a mut self,
         descriptor: &'a ListStateDescriptor<T>,
     ) -> Result<OperatorListState<'a, T>, StateError> {
+        no_ttl(descriptor, "operator")?;
         self.open(descriptor.name(), Redistribution::Union)
+    }
+}
+
+/// Refuses a descriptor with a time to live for `what` (operator or
+/// broadcast) state, which has none, as in Flink.
+pub(crate) fn no_ttl(descriptor: &impl StateDescriptor, what: &str) -> Result<(), StateError> {
+    match descriptor.ttl() {
+        None => Ok(()),
+        Some(_) => Err(StateError::InvalidTtl(format!(
+            "{what} state `{}` cannot have a time to live (only keyed state can): \
+             remove `with_ttl` from its descriptor",
+            descriptor.name()
+        ))),
     }
 }
 

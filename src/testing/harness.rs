@@ -49,6 +49,8 @@ pub struct OperatorHarness<In, Out> {
     operator: Box<dyn StreamOperator>,
     info: OperatorInfo,
     events: Vec<ChannelEvent>,
+    /// The processing time of a keyed harness's operator (starts at 0).
+    clock: Option<crate::ops::keyed_core::ManualClock>,
     _types: PhantomData<fn(In) -> Out>,
 }
 
@@ -74,6 +76,7 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
                 shared_state_dir: super::test_shared_dir(),
             },
             events: Vec::new(),
+            clock: None,
             _types: PhantomData,
         }
     }
@@ -111,8 +114,13 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
         if let Some(test_backend) = super::test_backend() {
             backend.set(test_backend);
         }
-        let operator = KeyedProcess::new(function, Arc::new(key)).with_backend(backend);
-        Self::new(operator, subtask, parallelism, max_parallelism)
+        let clock = crate::ops::keyed_core::ManualClock::default();
+        let operator = KeyedProcess::new(function, Arc::new(key))
+            .with_backend(backend)
+            .with_clock(clock.clone());
+        let mut harness = Self::new(operator, subtask, parallelism, max_parallelism);
+        harness.clock = Some(clock);
+        harness
     }
 
     /// Restores from `restored` (if any) and opens the operator.
@@ -148,9 +156,22 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
         self.operator.next_processing_time()
     }
 
-    /// Tells the operator that processing time is `now`.
+    /// Tells the operator that processing time is `now`. A keyed harness's
+    /// operator reads its processing time from this clock (which starts at
+    /// 0): state time-to-live and `next_processing_time` follow it.
     pub fn processing_time(&mut self, now: i64) -> Result<(), UserError> {
+        if let Some(clock) = &self.clock {
+            clock.store(now, std::sync::atomic::Ordering::Relaxed);
+        }
         self.operator.on_processing_time(now, &mut self.events)
+    }
+
+    /// Sets a keyed harness's processing time to `now` without a callback
+    /// (as time passing between records).
+    pub fn set_processing_time(&mut self, now: i64) {
+        if let Some(clock) = &self.clock {
+            clock.store(now, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Ends the input and closes the operator.

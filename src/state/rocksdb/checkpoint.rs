@@ -27,9 +27,11 @@ use weir_actors::snapshot::{KeyedStateHandle, SharedFile};
 
 use super::db::{db_options, relevant, RocksKeyedDb, SnapshotSite};
 use super::dirs::{local_error, LocalDir};
+use super::expiry;
 use super::format::{self, CanonicalWriter, META_PREFIX};
 use super::RocksDbBackend;
 use crate::keys::KeyGroupRange;
+use crate::state::ttl::TtlTime;
 use crate::state::{StateBytes, StateError, StateKind};
 
 /// The `backend` of the handles this backend writes.
@@ -45,12 +47,21 @@ struct HandleData {
 }
 
 /// The synchronous part of a snapshot: a RocksDB checkpoint on local disk.
+/// A state as a snapshot found it registered: with its TTL settings and the
+/// time its expiries are compared with, if it has a time to live.
+struct RegisteredState {
+    name: String,
+    kind: StateKind,
+    type_name: String,
+    ttl: Option<(crate::state::ttl::TtlSettings, i64)>,
+}
+
 pub(crate) struct RocksSnapshot {
     dir: PathBuf,
     range: KeyGroupRange,
     site: Arc<SnapshotSite>,
     options: Options,
-    registry: Vec<(String, StateKind, String)>,
+    registry: Vec<RegisteredState>,
     full: bool,
 }
 
@@ -93,12 +104,26 @@ impl RocksKeyedDb {
             let _ = fs::remove_dir_all(&dir);
             return Err(e);
         }
-        let mut registry: Vec<(String, StateKind, String)> = self
-            .registry()
-            .iter()
-            .map(|(n, (k, t))| (n.clone(), *k, t.clone()))
-            .collect();
-        registry.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut registry = Vec::with_capacity(self.registry().len());
+        for (name, (kind, type_name)) in self.registry() {
+            // A state with a time to live: what expired by now stays out of
+            // a full snapshot.
+            let ttl = self.stored_ttl(name)?.map(|settings| {
+                let now = match (settings.time, settings.clock_ms) {
+                    // The state's own clock (behind, if paused during downtime).
+                    (TtlTime::ProcessingTime, Some(clock)) => clock,
+                    (time, _) => self.ttl_now(time),
+                };
+                (settings, now)
+            });
+            registry.push(RegisteredState {
+                name: name.clone(),
+                kind: *kind,
+                type_name: type_name.clone(),
+                ttl,
+            });
+        }
+        registry.sort_by(|a, b| a.name.cmp(&b.name));
         let site = self.site.clone();
         let full = full || !site.incremental || site.shared_dir.is_none();
         Ok(RocksSnapshot {
@@ -139,7 +164,13 @@ impl RocksSnapshot {
         let mut groups: BTreeMap<usize, Vec<StateBytes>> = BTreeMap::new();
         let mut prefix = Vec::new();
         for group in self.range.start..self.range.end {
-            for (name, kind, type_name) in &self.registry {
+            for RegisteredState {
+                name,
+                kind,
+                type_name,
+                ttl,
+            } in &self.registry
+            {
                 format::data_prefix(&mut prefix, group, name.as_bytes());
                 let mut read = rocksdb::ReadOptions::default();
                 if let Some(end) = format::prefix_end(&prefix) {
@@ -149,14 +180,25 @@ impl RocksSnapshot {
                 let mut iter = db.raw_iterator_opt(read);
                 iter.seek(&prefix);
                 let mut writer = CanonicalWriter::new(*kind);
+                let corrupt = |cause| StateError::Corrupt {
+                    name: name.clone(),
+                    group,
+                    cause,
+                };
                 while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-                    writer.add(&key[prefix.len()..], value).map_err(|cause| {
-                        StateError::Corrupt {
-                            name: name.clone(),
-                            group,
-                            cause,
+                    let value = match ttl {
+                        Some((_, now)) => {
+                            match expiry::unexpired(*kind, value, *now).map_err(corrupt)? {
+                                Some(live) => live,
+                                None => {
+                                    iter.next();
+                                    continue;
+                                }
+                            }
                         }
-                    })?;
+                        None => std::borrow::Cow::Borrowed(value),
+                    };
+                    writer.add(&key[prefix.len()..], &value).map_err(corrupt)?;
                     iter.next();
                 }
                 iter.status()
@@ -167,6 +209,7 @@ impl RocksSnapshot {
                         kind: *kind,
                         type_name: type_name.clone(),
                         entries,
+                        ttl: ttl.map(|(settings, _)| settings),
                     });
                 }
             }
@@ -422,6 +465,10 @@ fn ingest(
     let mut meta = source.raw_iterator();
     meta.seek(META_PREFIX);
     while let (Some(key), Some(value)) = (meta.key(), meta.value()) {
+        if key.starts_with(&format::TTL_META_PREFIX) {
+            meta.next();
+            continue;
+        }
         let Some(name) = key.strip_prefix(&META_PREFIX[..]) else {
             break;
         };
@@ -442,7 +489,7 @@ fn ingest(
     }
     drop(writer);
     for (name, kind, type_name) in registrations {
-        db.register(&name, kind, &type_name)?;
+        db.record_registration(&name, kind, &type_name)?;
     }
     let _ = fs::remove_file(&sst);
     fs::remove_dir_all(&temp).map_err(|e| local_error(&temp, "cannot remove", e))?;

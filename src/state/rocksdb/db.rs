@@ -128,6 +128,9 @@ pub(crate) struct RocksKeyedDb {
     open: OpenDatabase,
     /// The data keys of the batch being prefetched (reused batch after batch).
     prefetch_keys: KeyBuffer,
+    /// The states with a time to live and the clocks, shared with the
+    /// compaction filter (see `expiry.rs`).
+    ttl: Arc<super::expiry::TtlShared>,
     pub(super) site: Arc<SnapshotSite>,
     // Declared last: dropped after the database is closed.
     pub(super) dir: LocalDir,
@@ -204,7 +207,14 @@ impl RocksKeyedDb {
         range: KeyGroupRange,
         site: Arc<SnapshotSite>,
     ) -> Result<Self, StateError> {
-        let options = db_options(backend);
+        let mut options = db_options(backend);
+        // Expired values of states with a time to live are dropped by
+        // compactions (the filter knows which states have one).
+        let ttl = Arc::new(super::expiry::TtlShared::default());
+        let filter = ttl.clone();
+        options.set_compaction_filter("weir-ttl", move |_level: u32, key: &[u8], value: &[u8]| {
+            filter.filter(key, value)
+        });
         let path = dir.path().join("db");
         // Opened with its (only) column family named, so that a handle to it
         // is at hand for the batched multi-get (see `prefetch`).
@@ -229,6 +239,7 @@ impl RocksKeyedDb {
             cache: RefCell::new(EntryCache::default()),
             open: backend.resources.open_database(),
             prefetch_keys: KeyBuffer::default(),
+            ttl,
             site,
             dir,
         };
@@ -238,6 +249,10 @@ impl RocksKeyedDb {
 
     pub(super) fn db(&self) -> &DB {
         &self.db
+    }
+
+    pub(super) fn ttl_shared(&self) -> &super::expiry::TtlShared {
+        &self.ttl
     }
 
     pub(super) fn options(&self) -> &Options {
@@ -262,6 +277,10 @@ impl RocksKeyedDb {
         let mut iter = self.db.raw_iterator();
         iter.seek(META_PREFIX);
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            if key.starts_with(&format::TTL_META_PREFIX) {
+                iter.next();
+                continue;
+            }
             let Some(name) = key.strip_prefix(&META_PREFIX[..]) else {
                 break;
             };
@@ -283,8 +302,38 @@ impl RocksKeyedDb {
         &self.registry
     }
 
-    /// Registers state `name`, or checks it against its registration.
+    /// Registers state `name` as a descriptor opens it, or checks it against
+    /// its registration. A state registered in `other_form` (the same state
+    /// with its time to live switched on or off) is rewritten in this form
+    /// first. Records its time to live, `ttl`.
     pub(crate) fn register(
+        &mut self,
+        name: &str,
+        kind: StateKind,
+        type_name: &str,
+        other_form: (&str, super::FormChange),
+        ttl: Option<(&crate::state::ttl::TtlConfig, i64)>,
+    ) -> Result<(), StateError> {
+        if let Some((k, t)) = self.registry.get(name) {
+            if *k == kind && t != type_name && t == other_form.0 {
+                self.change_form(name, kind, other_form.1)?;
+                self.registry.remove(name);
+            } else if *k != kind || t != type_name {
+                return Err(StateError::Mismatch {
+                    name: name.to_string(),
+                    // Tables opened in this run are checked before: a
+                    // registration found here came with restored state.
+                    declared: format!("{k:?}<{t}> (restored)"),
+                    requested: format!("{kind:?}<{type_name}>"),
+                });
+            }
+        }
+        self.record_registration(name, kind, type_name)?;
+        self.record_ttl(name, kind, ttl)
+    }
+
+    /// Records state `name`'s kind and type (as restored, or as opened).
+    pub(super) fn record_registration(
         &mut self,
         name: &str,
         kind: StateKind,
@@ -295,12 +344,15 @@ impl RocksKeyedDb {
                 "state name `{name}` is longer than 255 bytes, the RocksDB backend's limit"
             )));
         }
+        if name.starts_with('\0') {
+            return Err(StateError::Backend(format!(
+                "state name {name:?} starts with a NUL byte, which the RocksDB backend reserves"
+            )));
+        }
         if let Some((k, t)) = self.registry.get(name) {
             if *k != kind || t != type_name {
                 return Err(StateError::Mismatch {
                     name: name.to_string(),
-                    // Tables opened in this run are checked before: a
-                    // registration found here came with restored state.
                     declared: format!("{k:?}<{t}> (restored)"),
                     requested: format!("{kind:?}<{type_name}>"),
                 });
@@ -329,7 +381,10 @@ impl RocksKeyedDb {
         for (&group, states) in groups.range(self.range.start..self.range.end) {
             let mut batch = WriteBatch::default();
             for state in states {
-                self.register(&state.name, state.kind, &state.type_name)?;
+                self.record_registration(&state.name, state.kind, &state.type_name)?;
+                if let Some(settings) = state.ttl {
+                    self.restore_ttl_settings(&state.name, settings)?;
+                }
                 format::data_prefix(&mut prefix, group, state.name.as_bytes());
                 format::read_canonical(state.kind, &state.entries, |suffix, value| {
                     key.clear();

@@ -13,7 +13,8 @@
 //! merge, no read-modify-write); a map entry's value is the user value.
 //!
 //! State registrations (name -> kind and type) live under the key
-//! `0xFFFF | name`, outside every key-group range.
+//! `0xFFFF | name`, outside every key-group range; the TTL settings of a
+//! state with a time to live under `0xFFFF 0x00 | name`.
 //!
 //! The canonical format of one state in one key group is what the heap backend
 //! writes: `msgpack([(key, value), ...])`, with a list as a msgpack array and a
@@ -26,6 +27,11 @@ use super::super::keyed::StateKind;
 
 /// The first two bytes of a registration key.
 pub(crate) const META_PREFIX: [u8; 2] = [0xff, 0xff];
+
+/// The first bytes of the key under which a state's TTL settings are kept
+/// (`0xFFFF 0x00 | name`: among the registrations, which skip it; no state
+/// name starts with a NUL byte).
+pub(crate) const TTL_META_PREFIX: [u8; 3] = [0xff, 0xff, 0x00];
 
 /// The prefix of `name`'s data in key group `group`.
 pub(crate) fn data_prefix(out: &mut Vec<u8>, group: usize, name: &[u8]) {

@@ -71,6 +71,7 @@ mod cache;
 mod checkpoint;
 mod db;
 mod dirs;
+mod expiry;
 pub(crate) mod format;
 mod table;
 
@@ -81,6 +82,7 @@ pub(crate) use checkpoint::{open_database, RocksSnapshot, WrittenSnapshot, HANDL
 pub(crate) use db::RocksKeyedDb;
 pub(crate) use db::SnapshotSite;
 pub use dirs::LocalDirStrategy;
+pub(crate) use expiry::FormChange;
 pub(crate) use table::RocksTable;
 #[doc(hidden)]
 pub use table::RocksTableRef;

@@ -330,7 +330,7 @@ impl<'a> RocksTableRef<'a> {
     }
 
     /// Sets the value under `user_key` in the map of `key`.
-    pub(crate) fn map_put<K: Key, UK: Key, UV: Serialize>(
+    pub(crate) fn map_put<K: Key, UK: Serialize + ?Sized, UV: Serialize>(
         &mut self,
         group: usize,
         key: &K,

@@ -1,0 +1,615 @@
+//! Time to live in the RocksDB backend: values stored with their expiry
+//! (`msgpack([expiry, value])`, see [`Expiring`](crate::state::ttl::Expiring)),
+//! read here without their types, by the compaction filter that drops expired
+//! values, by full snapshots that leave them out, by the cleanup timers and
+//! the erasure sweep, and by the rewrite that adds or drops expiries when a
+//! state's time to live is switched on or off across a restore.
+//!
+//! A list's value is the concatenation of its elements, each with its own
+//! expiry; a map entry's value is one value with its expiry.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use rocksdb::compaction_filter::Decision;
+use rocksdb::WriteBatch;
+
+use super::db::RocksKeyedDb;
+use super::format::{self, TTL_META_PREFIX};
+use crate::runtime::codec;
+use crate::state::ttl::{is_expired, TtlConfig, TtlSettings, TtlTime};
+use crate::state::{Key, StateError, StateKind, StateTime};
+
+/// How a state's stored values change when it is opened with the time to
+/// live switched on or off since they were written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FormChange {
+    /// Switched on: every value gets this expiry.
+    AddExpiry(i64),
+    /// Switched off: expiries are dropped, and what had expired with them.
+    DropExpiry,
+}
+
+/// What the compaction filter knows of a state with a time to live.
+struct FilteredState {
+    kind: StateKind,
+    time: TtlTime,
+    /// How far its processing-time clock is behind (paused during downtime).
+    offset: i64,
+    /// Whether its compaction-filter cleanup is on.
+    filter: bool,
+    removed: Arc<AtomicU64>,
+}
+
+/// The states with a time to live and the clocks, shared by a database and
+/// its compaction filter (which runs on RocksDB's threads).
+pub(crate) struct TtlShared {
+    states: RwLock<HashMap<Vec<u8>, FilteredState>>,
+    processing: AtomicI64,
+    watermark: AtomicI64,
+}
+
+impl Default for TtlShared {
+    fn default() -> Self {
+        TtlShared {
+            states: RwLock::new(HashMap::new()),
+            processing: AtomicI64::new(0),
+            watermark: AtomicI64::new(i64::MIN),
+        }
+    }
+}
+
+impl TtlShared {
+    fn now(&self, time: TtlTime) -> i64 {
+        match time {
+            TtlTime::ProcessingTime => self.processing.load(Ordering::Relaxed),
+            TtlTime::EventTime => self.watermark.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The compaction filter: drops a value of a state with a time to live
+    /// once it expired (a list once all its elements did); keeps everything
+    /// else, and whatever it cannot read.
+    pub(crate) fn filter(&self, key: &[u8], value: &[u8]) -> Decision {
+        let Some(name) = state_name(key) else {
+            return Decision::Keep;
+        };
+        let states = self.states.read().unwrap_or_else(|p| p.into_inner());
+        let Some(state) = states.get(name) else {
+            return Decision::Keep;
+        };
+        if !state.filter {
+            return Decision::Keep;
+        }
+        let now = match state.time {
+            TtlTime::ProcessingTime => self.now(state.time).saturating_sub(state.offset),
+            TtlTime::EventTime => self.now(state.time),
+        };
+        let expired = match state.kind {
+            StateKind::List => list_parts(value)
+                .map(|parts| !parts.is_empty() && parts.iter().all(|(at, _)| is_expired(*at, now))),
+            _ => split_expiry(value).map(|(at, _)| is_expired(at, now)),
+        };
+        match expired {
+            Ok(true) => {
+                state.removed.fetch_add(1, Ordering::Relaxed);
+                Decision::Remove
+            }
+            _ => Decision::Keep,
+        }
+    }
+}
+
+/// The state name of a data key (`None`: a registration or a short key).
+fn state_name(key: &[u8]) -> Option<&[u8]> {
+    if key.starts_with(&format::META_PREFIX) {
+        return None;
+    }
+    let len = usize::from(*key.get(format::GROUP_BYTES)?);
+    key.get(format::GROUP_BYTES + 1..format::GROUP_BYTES + 1 + len)
+}
+
+/// A value stored with its expiry: (expiry, the value's own bytes).
+pub(crate) fn split_expiry(bytes: &[u8]) -> Result<(i64, &[u8]), String> {
+    let mut rd = bytes;
+    let len = rmp::decode::read_array_len(&mut rd).map_err(|e| e.to_string())?;
+    if len != 2 {
+        return Err(format!(
+            "a value with an expiry is a pair, not an array of {len}"
+        ));
+    }
+    let at: i64 = rmp::decode::read_int(&mut rd).map_err(|e| e.to_string())?;
+    Ok((at, rd))
+}
+
+/// The elements of a list stored with expiries: (expiry, the element's
+/// bytes, expiry included), in order.
+pub(crate) fn list_parts(bytes: &[u8]) -> Result<Vec<(i64, &[u8])>, String> {
+    let mut parts = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let end = format::skip_value(bytes, pos)?;
+        let element = &bytes[pos..end];
+        parts.push((split_expiry(element)?.0, element));
+        pos = end;
+    }
+    Ok(parts)
+}
+
+/// Appends `value` with expiry `at` to `out`.
+pub(crate) fn add_expiry(value: &[u8], at: i64, out: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail.
+    let _ = rmp::encode::write_array_len(out, 2);
+    let _ = rmp::encode::write_sint(out, at);
+    out.extend_from_slice(value);
+}
+
+/// A stored value of `kind` (with expiries) without what expired at `now`:
+/// `None` if nothing is left, borrowed if nothing expired.
+pub(crate) fn unexpired(
+    kind: StateKind,
+    value: &[u8],
+    now: i64,
+) -> Result<Option<Cow<'_, [u8]>>, String> {
+    if kind != StateKind::List {
+        let (at, _) = split_expiry(value)?;
+        return Ok((!is_expired(at, now)).then_some(Cow::Borrowed(value)));
+    }
+    let parts = list_parts(value)?;
+    let live: Vec<&[u8]> = parts
+        .iter()
+        .filter(|(at, _)| !is_expired(*at, now))
+        .map(|(_, bytes)| *bytes)
+        .collect();
+    Ok(match live.len() {
+        0 => None,
+        n if n == parts.len() => Some(Cow::Borrowed(value)),
+        _ => Some(Cow::Owned(live.concat())),
+    })
+}
+
+/// A stored value of `kind` in the form `change` asks for (`None`: dropped).
+fn change_form(
+    kind: StateKind,
+    value: &[u8],
+    change: FormChange,
+    now: i64,
+) -> Result<Option<Vec<u8>>, String> {
+    let mut out = Vec::with_capacity(value.len() + 10);
+    match (change, kind) {
+        (FormChange::AddExpiry(at), StateKind::List) => {
+            let mut pos = 0;
+            while pos < value.len() {
+                let end = format::skip_value(value, pos)?;
+                add_expiry(&value[pos..end], at, &mut out);
+                pos = end;
+            }
+        }
+        (FormChange::AddExpiry(at), _) => add_expiry(value, at, &mut out),
+        (FormChange::DropExpiry, StateKind::List) => {
+            for (at, element) in list_parts(value)? {
+                if !is_expired(at, now) {
+                    out.extend_from_slice(split_expiry(element)?.1);
+                }
+            }
+        }
+        (FormChange::DropExpiry, _) => {
+            let (at, inner) = split_expiry(value)?;
+            if is_expired(at, now) {
+                return Ok(None);
+            }
+            out.extend_from_slice(inner);
+        }
+    }
+    Ok((!out.is_empty()).then_some(out))
+}
+
+/// The key of state `name`'s TTL settings.
+fn ttl_meta_key(name: &str) -> Vec<u8> {
+    let mut key = TTL_META_PREFIX.to_vec();
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+impl RocksKeyedDb {
+    /// The clocks the compaction filter compares expiries with.
+    pub(crate) fn set_time(&self, time: StateTime) {
+        let shared = self.ttl_shared();
+        shared.processing.store(time.processing, Ordering::Relaxed);
+        shared.watermark.store(time.watermark, Ordering::Relaxed);
+    }
+
+    /// The time expiries on clock `time` are compared with.
+    pub(crate) fn ttl_now(&self, time: TtlTime) -> i64 {
+        self.ttl_shared().now(time)
+    }
+
+    /// The TTL settings stored for state `name` (from this run or a restore).
+    pub(crate) fn stored_ttl(&self, name: &str) -> Result<Option<TtlSettings>, StateError> {
+        let found = self
+            .db()
+            .get(ttl_meta_key(name))
+            .map_err(|e| self.error(&format!("cannot read the TTL of state `{name}`"), e))?;
+        found
+            .map(|bytes| codec::decode(&bytes))
+            .transpose()
+            .map_err(|e| self.error(&format!("state `{name}` has unreadable TTL settings"), e))
+    }
+
+    /// Records state `name`'s time to live (or that it has none) and how far
+    /// its clock is behind processing time: kept in the database for
+    /// snapshots and later restores, and told to the compaction filter; the
+    /// state's periodic compaction is applied.
+    pub(crate) fn record_ttl(
+        &self,
+        name: &str,
+        kind: StateKind,
+        ttl: Option<(&TtlConfig, i64)>,
+    ) -> Result<(), StateError> {
+        let key = ttl_meta_key(name);
+        let shared = self.ttl_shared();
+        let mut states = shared.states.write().unwrap_or_else(|p| p.into_inner());
+        let Some((config, offset)) = ttl else {
+            states.remove(name.as_bytes());
+            return self
+                .db()
+                .delete_opt(key, self.write_options())
+                .map_err(|e| self.error(&format!("cannot write the TTL of state `{name}`"), e));
+        };
+        let settings = config.settings();
+        let bytes = codec::encode(&settings).map_err(|e| StateError::Encode {
+            name: name.to_string(),
+            cause: e.to_string(),
+        })?;
+        self.db()
+            .put_opt(key, bytes, self.write_options())
+            .map_err(|e| self.error(&format!("cannot write the TTL of state `{name}`"), e))?;
+        if let Some(periodic) = config.compaction_filter() {
+            let secs = periodic.as_secs().max(1).to_string();
+            self.db()
+                .set_options(&[("periodic_compaction_seconds", secs.as_str())])
+                .map_err(|e| self.error("cannot set the periodic compaction", e))?;
+        }
+        states.insert(
+            name.as_bytes().to_vec(),
+            FilteredState {
+                kind,
+                time: settings.time,
+                offset,
+                filter: config.compaction_filter().is_some(),
+                removed: Arc::default(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Keeps the TTL settings a restored state was snapshotted with (until
+    /// a descriptor opens it and records its own).
+    pub(crate) fn restore_ttl_settings(
+        &self,
+        name: &str,
+        settings: TtlSettings,
+    ) -> Result<(), StateError> {
+        let bytes = codec::encode(&settings).map_err(|e| StateError::Encode {
+            name: name.to_string(),
+            cause: e.to_string(),
+        })?;
+        self.db()
+            .put_opt(ttl_meta_key(name), bytes, self.write_options())
+            .map_err(|e| self.error(&format!("cannot write the TTL of state `{name}`"), e))
+    }
+
+    /// Expired values the compaction filter dropped from state `name`.
+    pub(crate) fn expired_by_compaction(&self, name: &str) -> u64 {
+        let states = self
+            .ttl_shared()
+            .states
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        states
+            .get(name.as_bytes())
+            .map_or(0, |s| s.removed.load(Ordering::Relaxed))
+    }
+
+    /// Rewrites every stored value of state `name` in the form `change` asks
+    /// for (the time to live was switched on or off since they were written).
+    pub(crate) fn change_form(
+        &self,
+        name: &str,
+        kind: StateKind,
+        change: FormChange,
+    ) -> Result<(), StateError> {
+        self.flush_cache()?;
+        let time = self
+            .stored_ttl(name)?
+            .map_or(TtlTime::ProcessingTime, |s| s.time);
+        let now = self.ttl_shared().now(time);
+        let mut prefix = Vec::new();
+        for group in self.range().start..self.range().end {
+            format::data_prefix(&mut prefix, group, name.as_bytes());
+            let mut batch = WriteBatch::default();
+            let mut iter = self.prefix_iter(&prefix);
+            while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+                match change_form(kind, value, change, now) {
+                    Ok(Some(changed)) => batch.put(key, changed),
+                    Ok(None) => batch.delete(key),
+                    Err(cause) => {
+                        return Err(StateError::Corrupt {
+                            name: name.to_string(),
+                            group,
+                            cause,
+                        })
+                    }
+                }
+                iter.next();
+            }
+            iter.status()
+                .map_err(|e| self.error(&format!("cannot read state `{name}`"), e))?;
+            drop(iter);
+            self.db()
+                .write_opt(batch, self.write_options())
+                .map_err(|e| self.error(&format!("cannot rewrite state `{name}`"), e))?;
+        }
+        // The entry cache may hold values in the old form.
+        self.cache().clear();
+        Ok(())
+    }
+
+    /// Every key of state `name` with its key group and earliest expiry.
+    pub(crate) fn expiries<K: Key>(
+        &self,
+        name: &str,
+        kind: StateKind,
+    ) -> Result<Vec<(K, usize, i64)>, StateError> {
+        self.flush_cache()?;
+        let mut out: Vec<(K, usize, i64)> = Vec::new();
+        let mut prefix = Vec::new();
+        let corrupt = |group, cause: String| StateError::Corrupt {
+            name: name.to_string(),
+            group,
+            cause,
+        };
+        for group in self.range().start..self.range().end {
+            format::data_prefix(&mut prefix, group, name.as_bytes());
+            let mut iter = self.prefix_iter(&prefix);
+            let mut last: Option<(Vec<u8>, i64)> = None;
+            while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+                let suffix = &key[prefix.len()..];
+                let key_end = format::skip_value(suffix, 0).map_err(|e| corrupt(group, e))?;
+                let key_bytes = &suffix[..key_end];
+                let at = match kind {
+                    StateKind::List => list_parts(value)
+                        .map_err(|e| corrupt(group, e))?
+                        .iter()
+                        .map(|(at, _)| *at)
+                        .min(),
+                    _ => Some(split_expiry(value).map_err(|e| corrupt(group, e))?.0),
+                };
+                if let Some(at) = at {
+                    match &mut last {
+                        Some((k, earliest)) if k.as_slice() == key_bytes => {
+                            *earliest = (*earliest).min(at)
+                        }
+                        _ => {
+                            if let Some((k, earliest)) = last.take() {
+                                let key: K =
+                                    codec::decode(&k).map_err(|e| corrupt(group, e.to_string()))?;
+                                out.push((key, group, earliest));
+                            }
+                            last = Some((key_bytes.to_vec(), at));
+                        }
+                    }
+                }
+                iter.next();
+            }
+            iter.status()
+                .map_err(|e| self.error(&format!("cannot read state `{name}`"), e))?;
+            if let Some((k, earliest)) = last {
+                let key: K = codec::decode(&k).map_err(|e| corrupt(group, e.to_string()))?;
+                out.push((key, group, earliest));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes what of `key`'s value in state `name` expired at `now`: how
+    /// many values (list elements, map entries) and the earliest expiry left.
+    pub(crate) fn purge_key<K: Key>(
+        &self,
+        name: &str,
+        kind: StateKind,
+        group: usize,
+        key: &K,
+        now: i64,
+    ) -> (usize, Option<i64>) {
+        match self.try_purge_key(name, kind, group, key, now) {
+            Ok(result) => result,
+            Err(e) => {
+                self.fail(e);
+                (0, None)
+            }
+        }
+    }
+
+    fn try_purge_key<K: Key>(
+        &self,
+        name: &str,
+        kind: StateKind,
+        group: usize,
+        key: &K,
+        now: i64,
+    ) -> Result<(usize, Option<i64>), StateError> {
+        self.flush_cache()?;
+        let corrupt = |cause: String| StateError::Corrupt {
+            name: name.to_string(),
+            group,
+            cause,
+        };
+        let mut prefix = Vec::new();
+        format::data_prefix(&mut prefix, group, name.as_bytes());
+        codec::encode_into(&mut prefix, key).map_err(|e| corrupt(e.to_string()))?;
+        let (mut removed, mut next) = (0, None::<i64>);
+        let mut batch = WriteBatch::default();
+        let mut iter = self.prefix_iter(&prefix);
+        while let (Some(k), Some(value)) = (iter.key(), iter.value()) {
+            let parts: Vec<i64> = match kind {
+                StateKind::List => list_parts(value)
+                    .map_err(corrupt)?
+                    .iter()
+                    .map(|p| p.0)
+                    .collect(),
+                _ => vec![split_expiry(value).map_err(corrupt)?.0],
+            };
+            let expired = parts.iter().filter(|at| is_expired(**at, now)).count();
+            removed += expired;
+            let left = parts
+                .iter()
+                .copied()
+                .filter(|at| !is_expired(*at, now))
+                .min();
+            next = match (next, left) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if expired > 0 {
+                match unexpired(kind, value, now).map_err(corrupt)? {
+                    Some(live) => batch.put(k, live),
+                    None => batch.delete(k),
+                }
+            }
+            iter.next();
+        }
+        iter.status()
+            .map_err(|e| self.error(&format!("cannot read state `{name}`"), e))?;
+        drop(iter);
+        if !batch.is_empty() {
+            self.db()
+                .write_opt(batch, self.write_options())
+                .map_err(|e| self.error(&format!("cannot clean up state `{name}`"), e))?;
+            // The entry cache must not serve the removed value again.
+            self.cache().clear();
+        }
+        Ok((removed, next))
+    }
+
+    /// The erasure sweep: the entry cache is written back and emptied, the
+    /// memtables flushed and the whole database compacted, so that the
+    /// compaction filter drops every expired value from disk and memory.
+    pub(crate) fn erase_expired(&self) {
+        if let Err(e) = self.flush_cache() {
+            return self.fail(e);
+        }
+        self.cache().clear();
+        if let Err(e) = self.db().flush() {
+            return self.fail(self.error("cannot flush the memtables", e));
+        }
+        self.db().compact_range(None::<&[u8]>, None::<&[u8]>);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ttl::Expiring;
+
+    fn enc<T: serde::Serialize>(value: &T) -> Vec<u8> {
+        codec::encode(value).unwrap()
+    }
+
+    #[test]
+    fn expiries_are_read_without_the_value_type() {
+        let bytes = enc(&Expiring(1_700_000_000_000i64, "hello".to_string()));
+        let (at, rest) = split_expiry(&bytes).unwrap();
+        assert_eq!(at, 1_700_000_000_000);
+        assert_eq!(rest, enc(&"hello".to_string()).as_slice());
+        let mut added = Vec::new();
+        add_expiry(&enc(&42u32), -5, &mut added);
+        assert_eq!(
+            codec::decode::<Expiring<u32>>(&added).unwrap(),
+            Expiring(-5, 42)
+        );
+    }
+
+    #[test]
+    fn list_elements_expire_one_by_one() {
+        let list = [
+            enc(&Expiring(10, 1u8)),
+            enc(&Expiring(30, 2u8)),
+            enc(&Expiring(20, 3u8)),
+        ]
+        .concat();
+        assert_eq!(list_parts(&list).unwrap().len(), 3);
+        let live = unexpired(StateKind::List, &list, 20).unwrap().unwrap();
+        assert_eq!(live.as_ref(), enc(&Expiring(30, 2u8)).as_slice());
+        assert!(unexpired(StateKind::List, &list, 30).unwrap().is_none());
+        assert!(matches!(
+            unexpired(StateKind::List, &list, 0).unwrap(),
+            Some(Cow::Borrowed(_))
+        ));
+    }
+
+    #[test]
+    fn forms_change_both_ways() {
+        let plain = [enc(&1u8), enc(&2u8)].concat();
+        let with = change_form(StateKind::List, &plain, FormChange::AddExpiry(50), 0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            with,
+            [enc(&Expiring(50, 1u8)), enc(&Expiring(50, 2u8))].concat()
+        );
+        let back = change_form(StateKind::List, &with, FormChange::DropExpiry, 10).unwrap();
+        assert_eq!(back, Some(plain));
+        assert_eq!(
+            change_form(
+                StateKind::Value,
+                &enc(&Expiring(5, 1u8)),
+                FormChange::DropExpiry,
+                5
+            )
+            .unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn the_filter_drops_expired_values_of_filtered_states_only() {
+        let shared = TtlShared::default();
+        shared.processing.store(100, Ordering::Relaxed);
+        let removed = Arc::new(AtomicU64::new(0));
+        shared.states.write().unwrap().insert(
+            b"seen".to_vec(),
+            FilteredState {
+                kind: StateKind::Value,
+                time: TtlTime::ProcessingTime,
+                offset: 0,
+                filter: true,
+                removed: removed.clone(),
+            },
+        );
+        let mut key = Vec::new();
+        format::data_prefix(&mut key, 3, b"seen");
+        key.extend(enc(&7u64));
+        assert!(matches!(
+            shared.filter(&key, &enc(&Expiring(100, ()))),
+            Decision::Remove
+        ));
+        assert!(matches!(
+            shared.filter(&key, &enc(&Expiring(101, ()))),
+            Decision::Keep
+        ));
+        let mut other = Vec::new();
+        format::data_prefix(&mut other, 3, b"count");
+        assert!(matches!(
+            shared.filter(&other, &enc(&Expiring(1, ()))),
+            Decision::Keep
+        ));
+        assert!(matches!(
+            shared.filter(&format::meta_key("seen"), b"x"),
+            Decision::Keep
+        ));
+        assert_eq!(removed.load(Ordering::Relaxed), 1);
+    }
+}
