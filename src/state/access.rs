@@ -209,28 +209,26 @@ fn ttl_modify<K: Key, V: StateData, R>(
             return ttl_modify_by_copy(table, ttl, group, key, default, f)
         }
     };
-    {
-        if let Some(entry) = table.get_mut(group, key) {
-            if ttl.expired(entry.0) {
-                ttl.removed_on_read(1);
-                if !ttl.return_expired() {
-                    match default {
-                        Some(default) => entry.1 = default.clone(),
-                        None => {
-                            table.remove(group, key);
-                            return None;
-                        }
+    if let Some(entry) = table.get_mut(group, key) {
+        if ttl.expired(entry.0) {
+            ttl.removed_on_read(1);
+            if !ttl.return_expired() {
+                match default {
+                    Some(default) => entry.1 = default.clone(),
+                    None => {
+                        table.remove(group, key);
+                        return None;
                     }
                 }
             }
-            entry.0 = ttl.expiry();
-            return Some(f(&mut entry.1));
         }
-        let mut value = default.cloned()?;
-        let result = f(&mut value);
-        table.put(group, key, ttl.wrap(value));
-        Some(result)
+        entry.0 = ttl.expiry();
+        return Some(f(&mut entry.1));
     }
+    let mut value = default.cloned()?;
+    let result = f(&mut value);
+    table.put(group, key, ttl.wrap(value));
+    Some(result)
 }
 
 /// [`ttl_modify`] by a read and a write (RocksDB).

@@ -855,22 +855,7 @@ impl<K: Key> KeyedStateStore<K> {
             table,
             ..
         } = &mut self.tables[index];
-        let mismatch = |name: &String, declared: &str| StateError::Mismatch {
-            name: name.clone(),
-            declared: declared.to_string(),
-            requested: std::any::type_name::<D::Stored>().to_string(),
-        };
-        let table = match &self.backing {
-            Backing::Heap => match table.downcast_mut::<HeapTable<K, D::Stored>>() {
-                Some(table) => TableRef::Heap(table),
-                None => return Err(mismatch(name, type_name)),
-            },
-            #[cfg(feature = "rocksdb")]
-            Backing::RocksDb(db) => match table.downcast_mut::<RocksTable>() {
-                Some(table) => TableRef::RocksDb(RocksTableRef::new(db, table)),
-                None => return Err(mismatch(name, type_name)),
-            },
-        };
+        let table = typed_table::<K, D::Stored>(&self.backing, name, type_name, table)?;
         Ok(descriptor.open(table, key, group))
     }
 
@@ -929,17 +914,7 @@ impl<K: Key> KeyedStateStore<K> {
         if let Some(timers) = state.timers.as_mut() {
             timers.ensure(key, group, access.expiry());
         }
-        let table = match &self.backing {
-            Backing::Heap => match table.downcast_mut::<HeapTable<K, D::TtlStored>>() {
-                Some(table) => TableRef::Heap(table),
-                None => return Err(mismatch(name, type_name)),
-            },
-            #[cfg(feature = "rocksdb")]
-            Backing::RocksDb(db) => match table.downcast_mut::<RocksTable>() {
-                Some(table) => TableRef::RocksDb(RocksTableRef::new(db, table)),
-                None => return Err(mismatch(name, type_name)),
-            },
-        };
+        let table = typed_table::<K, D::TtlStored>(&self.backing, name, type_name, table)?;
         Ok(descriptor.open_ttl(table, key, group, access))
     }
 
@@ -1200,6 +1175,33 @@ pub struct TtlMetrics {
     pub expired_by_timer: u64,
     /// Removed by RocksDB compactions.
     pub expired_by_compaction: u64,
+}
+
+/// A table as the accessors use it: a heap table of `S`, or a state of the
+/// RocksDB database; a table of another type is a mismatch naming both.
+#[inline(always)]
+fn typed_table<'a, K: Key, S: StateData>(
+    backing: &'a Backing,
+    name: &str,
+    type_name: &str,
+    table: &'a mut Box<dyn Any + Send>,
+) -> Result<TableRef<'a, K, S>, StateError> {
+    let mismatch = || StateError::Mismatch {
+        name: name.to_string(),
+        declared: type_name.to_string(),
+        requested: std::any::type_name::<S>().to_string(),
+    };
+    match backing {
+        Backing::Heap => table
+            .downcast_mut::<HeapTable<K, S>>()
+            .map(TableRef::Heap)
+            .ok_or_else(mismatch),
+        #[cfg(feature = "rocksdb")]
+        Backing::RocksDb(db) => table
+            .downcast_mut::<RocksTable>()
+            .map(|table| TableRef::RocksDb(RocksTableRef::new(db, table)))
+            .ok_or_else(mismatch),
+    }
 }
 
 /// A step of a heap table's incremental cleanup: `entries` entries' worth
