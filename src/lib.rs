@@ -81,5 +81,5 @@ pub use weir_actors::restart::RestartStrategy;
 pub use weir_actors::restore::{JobPlan, RestoreCheck, Verdict};
 pub use weir_actors::{
     JobClient, JobControl, JobError, JobResult, JobStatus, Permanent, RecordBatch, RestoreError,
-    RuntimeConfig, SubtaskMetrics, UserError,
+    RuntimeConfig, StateMetrics, SubtaskMetrics, UserError,
 };

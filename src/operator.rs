@@ -212,6 +212,13 @@ pub trait OneInputOperator<In, Out>: Lifecycle + Clone + Send + 'static {
     fn end_input(&mut self, _out: &mut Collector<Out>) -> Result<(), UserError> {
         Ok(())
     }
+
+    /// The counters of its keyed states: keys held, entries expired (the
+    /// keyed operators weir provides report theirs; the runtime adds them to
+    /// the subtask's [`crate::SubtaskMetrics`] when it ends).
+    fn state_metrics(&self) -> Vec<crate::StateMetrics> {
+        Vec::new()
+    }
 }
 
 /// What the runtime drives of a typed operator with one or two inputs: its
@@ -237,6 +244,8 @@ pub(crate) trait TypedInputs<Out>: Send + 'static {
     fn processing_time(&mut self, now: i64, out: &mut Collector<Out>) -> Result<(), UserError>;
     /// Input `input` ended.
     fn end(&mut self, input: usize, out: &mut Collector<Out>) -> Result<(), UserError>;
+    /// The counters of its keyed states.
+    fn state_metrics(&self) -> Vec<crate::StateMetrics>;
 }
 
 /// A [`OneInputOperator`] as [`TypedInputs`].
@@ -275,6 +284,10 @@ impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> TypedInputs<Out> for On
 
     fn end(&mut self, _input: usize, out: &mut Collector<Out>) -> Result<(), UserError> {
         self.0.end_input(out)
+    }
+
+    fn state_metrics(&self) -> Vec<crate::StateMetrics> {
+        self.0.state_metrics()
     }
 }
 
@@ -376,6 +389,10 @@ impl<Out: Data, I: TypedInputs<Out>> StreamOperator for OperatorAdapter<Out, I> 
 
     fn close(&mut self) -> Result<(), UserError> {
         self.inputs.lifecycle().close()
+    }
+
+    fn state_metrics(&self) -> Vec<crate::StateMetrics> {
+        self.inputs.state_metrics()
     }
 }
 

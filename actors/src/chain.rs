@@ -270,6 +270,20 @@ impl Chain {
         Ok(())
     }
 
+    /// The keyed-state metrics of every operator, each named by its operator.
+    pub fn state_metrics(&self) -> Vec<crate::metrics::StateMetrics> {
+        let mut all = Vec::new();
+        for op in &self.operators {
+            all.extend(op.logic.state_metrics().into_iter().map(|m| {
+                crate::metrics::StateMetrics {
+                    operator: op.info.name.clone(),
+                    ..m
+                }
+            }));
+        }
+        all
+    }
+
     /// Closes the source and every operator, head first, once: after the
     /// subtask finished, failed or was canceled (as Flink's `close`). Every
     /// operator is closed even if one fails to; the first failure is returned.

@@ -1,5 +1,6 @@
-//! Counters a subtask reports when it ends: records in and out, and the deepest
-//! input queue it saw (the figure that proves flow control bounds memory).
+//! Counters a subtask reports when it ends: records in and out, the deepest
+//! input queue it saw (the figure that proves flow control bounds memory), and
+//! per keyed state the keys it holds and the entries expired and how.
 
 /// What one subtask did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -16,6 +17,46 @@ pub struct SubtaskMetrics {
     pub batches_out: u64,
     /// The most batches ever waiting in one of its input channels.
     pub max_queued_batches: usize,
+    /// Per keyed state, of every operator of the chain.
+    pub states: Vec<StateMetrics>,
+}
+
+/// The counters of one keyed state, in one subtask.
+///
+/// Expired entries (values, list elements, map entries) are counted where they
+/// were removed: on read, by a background cleanup (the incremental cleanup,
+/// the erasure sweep, the full-snapshot filter), by a cleanup timer, or by a
+/// RocksDB compaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateMetrics {
+    /// The operator that owns the state.
+    pub operator: String,
+    /// The state's name.
+    pub state: String,
+    /// Its time-to-live settings, as `weir inspect` shows them (`None`: it
+    /// has no time to live, and the expired counts are 0).
+    pub ttl: Option<String>,
+    /// Expired entries removed when they were read.
+    pub expired_on_read: u64,
+    /// Expired entries removed by a background cleanup or snapshot filter.
+    pub expired_by_sweep: u64,
+    /// Expired entries removed by their cleanup timer.
+    pub expired_by_timer: u64,
+    /// Expired entries dropped by RocksDB compactions.
+    pub expired_by_compaction: u64,
+    /// Keys with an entry stored now (expired ones not yet removed
+    /// included), where the backend knows it cheaply (the heap); `None` else.
+    pub stored_keys: Option<u64>,
+}
+
+impl StateMetrics {
+    /// Every expired entry removed, however.
+    pub fn expired(&self) -> u64 {
+        self.expired_on_read
+            + self.expired_by_sweep
+            + self.expired_by_timer
+            + self.expired_by_compaction
+    }
 }
 
 /// The outcome of a finished job.
@@ -47,6 +88,11 @@ impl JobResult {
         &self,
     ) -> impl Iterator<Item = &crate::checkpoint::CheckpointStats> {
         self.checkpoints.iter().filter(|c| c.failure.is_none())
+    }
+
+    /// The metrics of every keyed state, of every subtask.
+    pub fn state_metrics(&self) -> impl Iterator<Item = &StateMetrics> {
+        self.subtasks.iter().flat_map(|s| s.states.iter())
     }
 
     /// The deepest input queue of any subtask, in batches.

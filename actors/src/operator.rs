@@ -161,6 +161,12 @@ pub trait StreamOperator: Send + 'static {
     fn close(&mut self) -> Result<(), UserError> {
         Ok(())
     }
+
+    /// The counters of its keyed states (`operator` left empty: the chain
+    /// fills it in). Read before `close`.
+    fn state_metrics(&self) -> Vec<crate::metrics::StateMetrics> {
+        Vec::new()
+    }
 }
 
 /// Whether a source has more to give.

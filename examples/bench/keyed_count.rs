@@ -2,11 +2,15 @@
 //! (a count per key in keyed `ValueState`, emitting `(key, count)`) →
 //! `discard()`: the engine's keyed path, compared with `raw-loop`. Default
 //! 100M records over `--keys` (100 000) keys; with `--backend rocksdb` the
-//! counts live in RocksDB. [`CountPerKey`] is also what `snapshot` fills.
+//! counts live in RocksDB. With `--ttl-ms MS` the count has a processing-time
+//! time to live of MS ([`TtlConfig`]'s defaults: `OnCreateAndWrite`,
+//! incremental cleanup on the heap, the compaction filter on RocksDB): what
+//! TTL costs. [`CountPerKey`] is also what `snapshot` fills.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
+use weir::state::ttl::TtlConfig;
 use weir::state::{ValueStateDescriptor, ValueStateWithDefault};
 use weir::{Collector, KeyedContext, KeyedProcessFunction, Lifecycle, UserError};
 
@@ -22,6 +26,15 @@ impl CountPerKey {
     pub(crate) fn new() -> Self {
         CountPerKey {
             count: ValueStateDescriptor::new("count").with_default(0),
+        }
+    }
+
+    /// The count with a processing-time time to live of `ttl`.
+    pub(crate) fn with_ttl(ttl: Duration) -> Self {
+        CountPerKey {
+            count: ValueStateDescriptor::new("count")
+                .with_ttl(TtlConfig::new(ttl))
+                .with_default(0),
         }
     }
 }
@@ -49,10 +62,14 @@ pub(crate) fn run(args: &Args) -> BenchResult<Report> {
     let records = args.records();
     let keys = args.keys;
     let env = args.env();
+    let function = match args.ttl_ms {
+        Some(ms) => CountPerKey::with_ttl(Duration::from_millis(ms)),
+        None => CountPerKey::new(),
+    };
     let counter = env
         .generate(records, move |i| i % keys)
         .key_by(|key: &u64| *key)
-        .process(CountPerKey::new())
+        .process(function)
         .discard();
 
     let start = Instant::now();
@@ -63,5 +80,10 @@ pub(crate) fn run(args: &Args) -> BenchResult<Report> {
     Ok(Report::new(args, records, elapsed)
         .first_record(start, counter.first_record_at())
         .engine(&env, &result, counter.records())
-        .with("keys", json!(keys)))
+        .with("keys", json!(keys))
+        .with("ttl_ms", json!(args.ttl_ms))
+        .with(
+            "ttl_expired",
+            json!(result.state_metrics().map(|s| s.expired()).sum::<u64>()),
+        ))
 }

@@ -22,7 +22,11 @@
 //!   credit-based flow control bounds memory.
 //! - `raw-loop` ([`raw_loop`]): the keyed count in a plain loop, no engine:
 //!   the ceiling of keyed jobs.
-//! - `keyed-count` ([`keyed_count`]): a count per key in keyed `ValueState`.
+//! - `keyed-count` ([`keyed_count`]): a count per key in keyed `ValueState`
+//!   (with `--ttl-ms`: with a time to live).
+//! - `ttl-churn` ([`ttl_churn`]): distinct keys each seen once, with or
+//!   without a time to live (`--ttl-ms`, `--cleanup-within-ms`): peak RSS,
+//!   live entries over time, and the time from expiry to physical removal.
 //! - `snapshot` ([`snapshot`]): the synchronous and asynchronous parts of a
 //!   snapshot of one keyed operator instance.
 //! - `recovery` ([`recovery`]): from an injected failure to the first record
@@ -70,6 +74,7 @@ mod recovery;
 mod slow_sink;
 mod snapshot;
 mod stateless;
+mod ttl_churn;
 
 use std::error::Error;
 use std::process::ExitCode;
@@ -104,6 +109,8 @@ enum Job {
     Burst,
     /// resolve `latest` among --checkpoints retained checkpoints, and run a job from it.
     Lineage,
+    /// one keyed operator instance seeing --records distinct keys once each, with or without TTL.
+    TtlChurn,
 }
 
 impl Job {
@@ -119,6 +126,7 @@ impl Job {
             Job::LargeState => "large-state",
             Job::Burst => "burst",
             Job::Lineage => "lineage",
+            Job::TtlChurn => "ttl-churn",
         }
     }
 
@@ -134,6 +142,7 @@ impl Job {
             Job::LargeState => 0,
             Job::Burst => 5_000_000,
             Job::Lineage => 1,
+            Job::TtlChurn => 50_000_000,
         }
     }
 }
@@ -193,6 +202,12 @@ struct Args {
     /// RocksDB: the local working directory.
     #[arg(long, value_name = "DIR")]
     local_dir: Option<std::path::PathBuf>,
+    /// keyed-count, ttl-churn: a processing-time time to live on the state, in ms.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    ttl_ms: Option<u64>,
+    /// ttl-churn: with --ttl-ms, a guaranteed-erasure bound (`cleanup_within`), in ms.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    cleanup_within_ms: Option<u64>,
     /// lineage: retained checkpoints of the job.
     #[arg(long, default_value_t = 20_000)]
     checkpoints: u64,
@@ -414,6 +429,7 @@ fn run(args: &Args) -> BenchResult<Report> {
         Job::LargeState => large_state::run(args),
         Job::Burst => burst::run(args),
         Job::Lineage => lineage::run(args),
+        Job::TtlChurn => ttl_churn::run(args),
     }
 }
 

@@ -473,4 +473,8 @@ where
             |t, ctx, out| function.on_timer(t, ctx, out),
         )
     }
+
+    fn state_metrics(&self) -> Vec<crate::StateMetrics> {
+        self.keyed.state_metrics()
+    }
 }

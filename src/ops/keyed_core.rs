@@ -35,13 +35,48 @@ pub(crate) struct KeyedCore<K> {
 }
 
 /// A processing-time clock set by hand, shared by a test harness and its operator.
-pub(crate) type ManualClock = std::sync::Arc<std::sync::atomic::AtomicI64>;
+pub(crate) type ManualClock = std::sync::Arc<HarnessLink>;
+
+/// A look at a keyed store that a test harness asked for (given the store as
+/// `&dyn Any`: a `KeyedStateStore<K>`).
+type StoreProbe = Box<dyn FnOnce(&dyn std::any::Any) + Send>;
+
+/// What a test harness shares with its keyed operator: the processing time it
+/// sets by hand, and a probe to run on the operator's keyed store.
+#[derive(Default)]
+pub(crate) struct HarnessLink {
+    now: std::sync::atomic::AtomicI64,
+    probe: std::sync::Mutex<Option<StoreProbe>>,
+}
+
+impl HarnessLink {
+    /// Sets the processing time.
+    pub(crate) fn set(&self, now: i64) {
+        self.now.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The processing time.
+    pub(crate) fn now(&self) -> i64 {
+        self.now.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Leaves `probe` for the operator to run on its keyed store the next
+    /// time it is asked for its next processing time.
+    pub(crate) fn set_probe(&self, probe: StoreProbe) {
+        *self.probe.lock().unwrap_or_else(|p| p.into_inner()) = Some(probe);
+    }
+
+    /// Takes the probe left, if any.
+    pub(crate) fn take_probe(&self) -> Option<StoreProbe> {
+        self.probe.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
 
 /// The processing time: `clock` if set by hand, else the wall clock.
 #[inline]
 fn read_clock(clock: &Option<ManualClock>) -> i64 {
     match clock {
-        Some(clock) => clock.load(std::sync::atomic::Ordering::Relaxed),
+        Some(clock) => clock.now(),
         None => weir_actors::processing_time_now(),
     }
 }
@@ -182,12 +217,12 @@ impl<K: Key> KeyedCore<K> {
             return Err("keyed operator snapshotted before open".into());
         };
         let max = runtime.max_parallelism();
-        if store.has_ttl() {
-            store.set_time(StateTime {
-                processing: read_clock(&self.clock),
-                watermark: self.watermark,
-            });
-        }
+        // Also without a state with a time to live opened: restored ones
+        // that no record touched yet leave a full snapshot what expired.
+        store.set_time(StateTime {
+            processing: read_clock(&self.clock),
+            watermark: self.watermark,
+        });
         let states = store.snapshot(SnapshotOptions {
             checkpoint_id: ctx.checkpoint_id(),
             full: ctx.is_full(),
@@ -253,8 +288,16 @@ impl<K: Key> KeyedCore<K> {
         }
     }
 
-    /// The earliest processing-time timer (possibly a deleted one).
+    /// The earliest processing-time timer (possibly a deleted one). With a
+    /// test harness's clock, first runs the probe the harness left on the
+    /// store, if any (`OperatorHarness::keyed_state`).
     pub fn next_processing_time(&self) -> Option<i64> {
+        if let (Some(probe), Some(store)) = (
+            self.clock.as_ref().and_then(|c| c.take_probe()),
+            self.store.as_ref(),
+        ) {
+            probe(store);
+        }
         let timers = self.timers.processing_time.peek_timestamp();
         let cleanup = self
             .store
@@ -319,11 +362,13 @@ impl<K: Key> KeyedCore<K> {
         let max = runtime.max_parallelism();
         let owned = store.key_groups();
         let watermark = self.watermark;
+        // Always: a state with a time to live may be opened for the first
+        // time in this batch (a clock read per batch, not per record).
+        store.set_time(StateTime {
+            processing: read_clock(&self.clock),
+            watermark,
+        });
         if store.has_ttl() {
-            store.set_time(StateTime {
-                processing: read_clock(&self.clock),
-                watermark,
-            });
             store.ttl_records_processed(batch.records.len());
         }
         let timers = &mut self.timers;
@@ -397,7 +442,8 @@ impl<K: Key> KeyedCore<K> {
         mut f: impl FnMut(i64, &mut KeyedContext<'_, K>, &mut Collector<Out>) -> Result<(), UserError>,
     ) -> Result<(), UserError> {
         let time_now = self.state_time();
-        if let Some(store) = self.store.as_mut().filter(|s| s.has_ttl()) {
+        if let Some(store) = self.store.as_mut() {
+            // Also without a time to live yet: `on_timer` may open the first.
             store.set_time(time_now);
             store.run_ttl_cleanups();
         }
@@ -459,6 +505,14 @@ impl<K: Key> KeyedCore<K> {
             None => Ok(()),
             Some(error) => Err(error.into()),
         }
+    }
+
+    /// The counters of the keyed states (none before open).
+    pub fn state_metrics(&self) -> Vec<weir_actors::StateMetrics> {
+        self.store
+            .as_ref()
+            .map(KeyedStateStore::state_metrics)
+            .unwrap_or_default()
     }
 
     /// Releases the keyed state when the operator closes (after the final

@@ -269,4 +269,7 @@ where
                 function.on_timer(t, ctx, out)
             })
     }
+    fn state_metrics(&self) -> Vec<crate::StateMetrics> {
+        self.core.state_metrics()
+    }
 }

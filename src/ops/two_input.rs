@@ -53,6 +53,13 @@ pub trait TwoInputOperator<In1, In2, Out>: Lifecycle + Clone + Send + 'static {
     fn end_input(&mut self, _input: usize, _out: &mut Collector<Out>) -> Result<(), UserError> {
         Ok(())
     }
+
+    /// The counters of its keyed states: keys held, entries expired (the
+    /// keyed operators weir provides report theirs; the runtime adds them to
+    /// the subtask's [`crate::SubtaskMetrics`] when it ends).
+    fn state_metrics(&self) -> Vec<crate::StateMetrics> {
+        Vec::new()
+    }
 }
 
 /// A [`TwoInputOperator`] as the runtime drives it.
@@ -94,6 +101,10 @@ impl<In1: Data, In2: Data, Out: Data, Op: TwoInputOperator<In1, In2, Out>> Typed
 
     fn end(&mut self, input: usize, out: &mut Collector<Out>) -> Result<(), UserError> {
         self.0.end_input(input, out)
+    }
+
+    fn state_metrics(&self) -> Vec<crate::StateMetrics> {
+        self.0.state_metrics()
     }
 }
 

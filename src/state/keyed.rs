@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use weir_actors::snapshot::KeyedStateHandle;
+use weir_actors::StateMetrics;
 
 use super::access::TableRef;
 use super::descriptor::StateDescriptor;
@@ -27,8 +28,8 @@ use super::heap::{HeapTable, HeapTableSnapshot};
 use super::rocksdb::{RocksKeyedDb, RocksSnapshot, RocksTable, RocksTableRef};
 use super::ttl::sweep::{ErasureSchedule, IncrementalCursor};
 use super::ttl::{
-    Expirable, ExpiredCounters, TtlAccess, TtlConfig, TtlSettings, TtlTime, TtlUpdate,
-    TtlVisibility,
+    unexpired_entries, DowntimePolicy, Expirable, ExpiredCounters, TtlAccess, TtlConfig,
+    TtlSettings, TtlTime, TtlUpdate, TtlVisibility,
 };
 use super::{Key, StateData};
 use crate::keys::KeyGroupRange;
@@ -72,9 +73,10 @@ trait TableOps<K>: Send + Sync {
     fn group_len(&self, _table: &dyn Any, _index: usize) -> usize {
         0
     }
-    /// Removes what expired at `now` in the `index`th key group; returns how many.
-    fn purge_group(&self, _table: &mut dyn Any, _index: usize, _now: i64) -> usize {
-        0
+    /// Removes what expired at `now` in the `index`th key group: how many,
+    /// and the earliest expiry of what is left.
+    fn purge_group(&self, _table: &mut dyn Any, _index: usize, _now: i64) -> (usize, Option<i64>) {
+        (0, None)
     }
     /// Removes what of `key` expired at `now`: how many, and the earliest
     /// expiry of what is left.
@@ -157,8 +159,22 @@ impl<K: Key, T: Expirable> TableOps<K> for HeapTtlOps<K, T> {
     fn group_len(&self, table: &dyn Any, index: usize) -> usize {
         Self::table(table).map_or(0, |t| t.group_len(index))
     }
-    fn purge_group(&self, table: &mut dyn Any, index: usize, now: i64) -> usize {
-        Self::table_mut(table).map_or(0, |t| t.purge_group(index, |v| v.purge(now)))
+    fn purge_group(&self, table: &mut dyn Any, index: usize, now: i64) -> (usize, Option<i64>) {
+        let Some(table) = Self::table_mut(table) else {
+            return (0, None);
+        };
+        let mut earliest: Option<i64> = None;
+        let removed = table.purge_group(index, |v| {
+            let (removed, empty) = v.purge(now);
+            if !empty {
+                earliest = match (earliest, v.earliest_expiry()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            (removed, empty)
+        });
+        (removed, earliest)
     }
     fn purge_key(
         &self,
@@ -253,6 +269,8 @@ struct Table<K> {
 /// A table's time to live, and the state of its cleanups.
 struct TableTtl<K> {
     config: TtlConfig,
+    /// The time to live in ms (`config`'s, converted once).
+    ttl_ms: i64,
     /// Processing-time states paused during downtime: how far their clock is
     /// behind processing time (the downtimes so far).
     offset: i64,
@@ -276,6 +294,7 @@ impl<K: Key> TableTtl<K> {
                 )
             }),
             timers: config.timers().then(CleanupTimers::default),
+            ttl_ms: config.ttl_ms(),
             config,
             offset: 0,
             counters: ExpiredCounters::default(),
@@ -295,8 +314,7 @@ impl<K: Key> TableTtl<K> {
     /// Resumes the clock of a state paused during downtime from `restored`
     /// (its settings in the snapshot), the store having opened at `opened`.
     fn resume(&mut self, restored: Option<TtlSettings>, opened: i64) {
-        let paused = self.config.downtime_policy()
-            == super::ttl::DowntimePolicy::PauseDuringDowntime
+        let paused = self.config.downtime_policy() == DowntimePolicy::PauseDuringDowntime
             && self.config.time_characteristic() == TtlTime::ProcessingTime;
         if let (true, Some(clock)) = (paused, restored.and_then(|s| s.clock_ms)) {
             self.offset = opened.saturating_sub(clock).max(0);
@@ -403,6 +421,10 @@ pub struct KeyedStateSnapshot {
     range: KeyGroupRange,
     tables: Vec<SnapshotTable>,
     pending: BTreeMap<usize, Vec<StateBytes>>,
+    /// The store's times at the snapshot and its opening (restore): what
+    /// restored bytes with a time to live are filtered with.
+    time: StateTime,
+    opened: i64,
     #[cfg(feature = "rocksdb")]
     rocks: Option<RocksSnapshot>,
 }
@@ -430,7 +452,7 @@ impl KeyedStateSnapshot {
     /// Serialises the snapshot (and, for an incremental one, uploads its new files).
     pub fn serialize(self) -> Result<KeyedSnapshotParts, StateError> {
         let mut parts = KeyedSnapshotParts {
-            groups: self.pending,
+            groups: unexpired_pending(self.pending, self.time, self.opened)?,
             handles: Vec::new(),
         };
         #[cfg(feature = "rocksdb")]
@@ -679,14 +701,22 @@ impl<K: Key> KeyedStateStore<K> {
             };
             ttl.resume(restored, opened);
         }
+        // Entries restored without an expiry (the time to live was switched
+        // on) live from the restore: its processing time, on the state's
+        // clock; in event time, the watermark when the state is first used.
+        let restore_expiry = ttl.as_ref().map(|t| {
+            let restored_at = match t.config.time_characteristic() {
+                TtlTime::ProcessingTime => opened.saturating_sub(t.offset),
+                TtlTime::EventTime => self.time.watermark,
+            };
+            restored_at.saturating_add(t.config.ttl_ms())
+        });
         #[cfg(feature = "rocksdb")]
         if let Backing::RocksDb(db) = &mut self.backing {
-            let other_form = match &ttl {
-                Some(ttl) => (
+            let other_form = match restore_expiry {
+                Some(at) => (
                     std::any::type_name::<D::Stored>(),
-                    super::rocksdb::FormChange::AddExpiry(
-                        ttl.now(self.time).saturating_add(ttl.config.ttl_ms()),
-                    ),
+                    super::rocksdb::FormChange::AddExpiry(at),
                 ),
                 None => (
                     std::any::type_name::<D::TtlStored>(),
@@ -718,9 +748,6 @@ impl<K: Key> KeyedStateStore<K> {
         // and the next snapshot carries them on.
         let plain = std::any::type_name::<D::Stored>();
         let with_expiry = std::any::type_name::<D::TtlStored>();
-        let restore_expiry = ttl
-            .as_ref()
-            .map(|t| t.now(self.time).saturating_add(t.config.ttl_ms()));
         let time = self.time;
         let (table, ops): (Box<dyn Any + Send>, Box<dyn TableOps<K>>) = if ttl.is_some() {
             let mut table = HeapTable::<K, D::TtlStored>::new(self.range);
@@ -861,7 +888,7 @@ impl<K: Key> KeyedStateStore<K> {
 
     /// [`open_at`](Self::open_at) for a state with a time to live: the
     /// access's times, a step of the incremental cleanup, a cleanup timer.
-    #[inline(never)]
+    #[inline]
     fn open_ttl<'a, D: StateDescriptor>(
         &'a mut self,
         index: usize,
@@ -900,11 +927,14 @@ impl<K: Key> KeyedStateStore<K> {
                 &**ops,
                 table.as_mut(),
                 now,
+                config,
             );
-            ExpiredCounters::add(&state.counters.by_sweep, removed);
+            if removed > 0 {
+                ExpiredCounters::add(&state.counters.by_sweep, removed);
+            }
         }
         let access = TtlAccess::new(
-            config.ttl_ms(),
+            state.ttl_ms,
             stamp,
             now,
             config.update() == TtlUpdate::OnReadAndWrite,
@@ -942,6 +972,7 @@ impl<K: Key> KeyedStateStore<K> {
                 &*t.ops,
                 t.table.as_mut(),
                 now,
+                &state.config,
             );
             ExpiredCounters::add(&state.counters.by_sweep, removed);
         }
@@ -968,7 +999,7 @@ impl<K: Key> KeyedStateStore<K> {
                     Backing::Heap => {
                         let mut removed = 0;
                         for g in due {
-                            removed += t.ops.purge_group(t.table.as_mut(), g, now);
+                            removed += t.ops.purge_group(t.table.as_mut(), g, now).0;
                         }
                         ExpiredCounters::add(&state.counters.by_sweep, removed);
                     }
@@ -1017,27 +1048,33 @@ impl<K: Key> KeyedStateStore<K> {
             .min()
     }
 
-    /// Per state with a time to live: its name, settings and the expired
-    /// entries removed so far (on read, by sweeps and cleanups, by timers).
-    pub fn ttl_metrics(&self) -> Vec<TtlMetrics> {
+    /// Per state: its name, its time-to-live settings, the expired entries
+    /// removed so far (on read, by sweeps and cleanups, by timers, by
+    /// compactions) and, on the heap, the keys stored. The operator's name is
+    /// left empty (the runtime's chain fills it in).
+    pub fn state_metrics(&self) -> Vec<StateMetrics> {
         self.tables
             .iter()
-            .filter_map(|t| {
-                let state = t.ttl.as_ref()?;
-                Some(TtlMetrics {
-                    state: t.name.clone(),
-                    settings: state.config.settings(),
-                    expired_on_read: state.counters.on_read.get(),
-                    expired_by_sweep: state.counters.by_sweep.get(),
-                    expired_by_timer: state.counters.by_timer.get(),
+            .map(|t| {
+                let (expired_by_compaction, stored_keys) = match &self.backing {
+                    Backing::Heap => (0, Some(t.ops.len(t.table.as_ref()) as u64)),
                     #[cfg(feature = "rocksdb")]
-                    expired_by_compaction: match &self.backing {
-                        Backing::RocksDb(db) => db.expired_by_compaction(&t.name),
-                        Backing::Heap => 0,
-                    },
-                    #[cfg(not(feature = "rocksdb"))]
-                    expired_by_compaction: 0,
-                })
+                    Backing::RocksDb(db) => (db.expired_by_compaction(&t.name), None),
+                };
+                let counters = t.ttl.as_ref().map(|state| &state.counters);
+                let count = |c: fn(&ExpiredCounters) -> &std::cell::Cell<u64>| {
+                    counters.map_or(0, |counters| c(counters).get())
+                };
+                StateMetrics {
+                    operator: String::new(),
+                    state: t.name.clone(),
+                    ttl: t.ttl.as_ref().map(|s| s.config.settings().to_string()),
+                    expired_on_read: count(|c| &c.on_read),
+                    expired_by_sweep: count(|c| &c.by_sweep),
+                    expired_by_timer: count(|c| &c.by_timer),
+                    expired_by_compaction,
+                    stored_keys,
+                }
             })
             .collect()
     }
@@ -1110,6 +1147,8 @@ impl<K: Key> KeyedStateStore<K> {
                 range: self.range,
                 tables: Vec::new(),
                 pending: BTreeMap::new(),
+                time,
+                opened: self.opened_at.unwrap_or(time.processing),
                 rocks: Some(db.snapshot(options.checkpoint_id, options.full)?),
             });
         }
@@ -1134,6 +1173,8 @@ impl<K: Key> KeyedStateStore<K> {
                 })
                 .collect(),
             pending: self.pending.clone(),
+            time,
+            opened: self.opened_at.unwrap_or(time.processing),
             #[cfg(feature = "rocksdb")]
             rocks: None,
         })
@@ -1158,23 +1199,6 @@ impl<K: Key> KeyedStateStore<K> {
         }
         Ok(())
     }
-}
-
-/// The TTL metrics of one state of a subtask.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TtlMetrics {
-    /// The state's name.
-    pub state: String,
-    /// Its time to live.
-    pub settings: TtlSettings,
-    /// Expired entries removed when read.
-    pub expired_on_read: u64,
-    /// Removed by the incremental cleanup and the erasure sweep (heap).
-    pub expired_by_sweep: u64,
-    /// Removed by cleanup timers.
-    pub expired_by_timer: u64,
-    /// Removed by RocksDB compactions.
-    pub expired_by_compaction: u64,
 }
 
 /// A table as the accessors use it: a heap table of `S`, or a state of the
@@ -1212,17 +1236,77 @@ fn incremental_step<K>(
     ops: &dyn TableOps<K>,
     table: &mut dyn Any,
     now: i64,
+    config: &TtlConfig,
 ) -> usize {
-    let groups = ops.group_count(table);
     let mut removed = 0;
     cursor.step(
         entries,
-        groups,
+        now,
         table,
+        |table| ops.group_count(table),
         |table, g| ops.group_len(table, g),
-        |table, g| removed += ops.purge_group(table, g, now),
+        |table, g| {
+            let (n, earliest_left) = ops.purge_group(table, g, now);
+            removed += n;
+            // Processing time only moves on, so what is written from now on
+            // expires at `now + ttl` or later (a wall clock set back delays
+            // this best-effort cleanup by as much; the erasure sweep does not
+            // skip); an event-time entry may get any timestamp.
+            let new_entries_from = match config.time_characteristic() {
+                TtlTime::ProcessingTime => now.saturating_add(config.ttl_ms()),
+                TtlTime::EventTime => i64::MIN,
+            };
+            earliest_left.map_or(new_entries_from, |e| e.min(new_entries_from))
+        },
     );
     removed
+}
+
+/// Restored bytes that no descriptor has opened, carried on by a snapshot
+/// at `time` of a store opened at `opened`: without what expired by then, if
+/// they have a time to live (a full snapshot holds no expired entry), and
+/// with the state's clock of the snapshot.
+fn unexpired_pending(
+    pending: BTreeMap<usize, Vec<StateBytes>>,
+    time: StateTime,
+    opened: i64,
+) -> Result<BTreeMap<usize, Vec<StateBytes>>, StateError> {
+    let mut out = BTreeMap::new();
+    for (group, states) in pending {
+        let mut kept = Vec::with_capacity(states.len());
+        for mut bytes in states {
+            let Some(settings) = bytes.ttl.as_mut() else {
+                kept.push(bytes);
+                continue;
+            };
+            let now = match (settings.time, settings.downtime, settings.clock_ms) {
+                (TtlTime::EventTime, ..) => time.watermark,
+                // Paused during downtime: the clock resumed at the opening.
+                (_, DowntimePolicy::PauseDuringDowntime, Some(clock)) => {
+                    clock.saturating_add(time.processing.saturating_sub(opened).max(0))
+                }
+                _ => time.processing,
+            };
+            if settings.time == TtlTime::ProcessingTime {
+                settings.clock_ms = Some(now);
+            }
+            let corrupt = |cause| StateError::Corrupt {
+                name: bytes.name.clone(),
+                group,
+                cause,
+            };
+            if let Some(entries) =
+                unexpired_entries(bytes.kind, &bytes.entries, now).map_err(corrupt)?
+            {
+                bytes.entries = entries;
+                kept.push(bytes);
+            }
+        }
+        if !kept.is_empty() {
+            out.insert(group, kept);
+        }
+    }
+    Ok(out)
 }
 
 /// The time to compare expiries of restored entries with, by the clock their

@@ -12,7 +12,7 @@ use weir_actors::{
 use crate::data::Data;
 use crate::operator::{one_input_operator, OneInputOperator};
 use crate::ops::keyed_process::{KeyedProcess, KeyedProcessFunction};
-use crate::state::Key;
+use crate::state::{Key, KeyedStateStore};
 
 /// One instance of an operator, fed and inspected by a test.
 ///
@@ -161,7 +161,7 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
     /// 0): state time-to-live and `next_processing_time` follow it.
     pub fn processing_time(&mut self, now: i64) -> Result<(), UserError> {
         if let Some(clock) = &self.clock {
-            clock.store(now, std::sync::atomic::Ordering::Relaxed);
+            clock.set(now);
         }
         self.operator.on_processing_time(now, &mut self.events)
     }
@@ -170,8 +170,58 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
     /// (as time passing between records).
     pub fn set_processing_time(&mut self, now: i64) {
         if let Some(clock) = &self.clock {
-            clock.store(now, std::sync::atomic::Ordering::Relaxed);
+            clock.set(now);
         }
+    }
+
+    /// The counters of the operator's keyed states (the keys stored, on the
+    /// heap; expired entries removed on read, by sweeps, timers and
+    /// compactions), as the subtask metrics report them.
+    pub fn state_metrics(&self) -> Vec<weir_actors::StateMetrics> {
+        self.operator.state_metrics()
+    }
+
+    /// Runs `look` on the keyed state store of a keyed harness's operator
+    /// (opened, with keys of type `K`) and returns what it returns; `None` if
+    /// the harness is not keyed, not open, or its keys are not `K`. Nothing
+    /// else happens: no timer fires, no cleanup runs.
+    ///
+    /// ```
+    /// # use weir::state::{KeyedStateStore, ValueStateDescriptor};
+    /// # use weir::testing::OperatorHarness;
+    /// # use weir::{Collector, KeyedContext, KeyedProcessFunction, Lifecycle, UserError};
+    /// # #[derive(Clone)]
+    /// # struct Remember(ValueStateDescriptor<u32>);
+    /// # impl Lifecycle for Remember {}
+    /// # impl KeyedProcessFunction<u32, u32, ()> for Remember {
+    /// #     fn process_element(&mut self, v: u32, ctx: &mut KeyedContext<u32>, _: &mut Collector<()>) -> Result<(), UserError> {
+    /// #         ctx.state(&self.0)?.update(v);
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// let mut h = OperatorHarness::keyed(Remember(ValueStateDescriptor::new("v")), |v: &u32| *v, 0, 1, 128);
+    /// h.open(None).unwrap();
+    /// h.process(vec![1, 2, 3]).unwrap();
+    /// assert_eq!(h.keyed_state(|store: &KeyedStateStore<u32>| store.entries()), Some(3));
+    /// ```
+    pub fn keyed_state<K: Key, R: Send + 'static>(
+        &self,
+        look: impl FnOnce(&KeyedStateStore<K>) -> R + Send + 'static,
+    ) -> Option<R> {
+        let clock = self.clock.as_ref()?;
+        let result = Arc::new(std::sync::Mutex::new(None));
+        let slot = result.clone();
+        clock.set_probe(Box::new(move |store: &dyn std::any::Any| {
+            if let Some(store) = store.downcast_ref::<KeyedStateStore<K>>() {
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(look(store));
+            }
+        }));
+        // The operator runs the probe when asked for its next processing time.
+        let _ = self.operator.next_processing_time();
+        // Not run (the operator was not open): not left for a later call.
+        drop(clock.take_probe());
+        let taken = result.lock().unwrap_or_else(|p| p.into_inner()).take();
+        taken
     }
 
     /// Ends the input and closes the operator.

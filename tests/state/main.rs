@@ -15,6 +15,12 @@
 //! - [`timers`]: event-time and processing-time timers;
 //! - [`jobs`]: whole jobs (rolling aggregations, keyed functions, timers by
 //!   the wall clock);
+//! - [`ttl`]: state time-to-live: expiry, update types, visibility, event
+//!   time, bad configurations;
+//! - [`ttl_cleanup`]: time-to-live cleanups (timers, incremental, guaranteed
+//!   erasure) and their metrics;
+//! - [`ttl_restore`]: time-to-live across snapshots, restores, rescaling,
+//!   switching it on, off or changing it, and downtime policies;
 //! - [`kit`]: what they share (the command harness, `Count`, ...).
 //!
 //! The keyed-state tests are one suite run for every backend
@@ -30,6 +36,9 @@ mod kit;
 mod operator_state;
 mod snapshots;
 mod timers;
+mod ttl;
+mod ttl_cleanup;
+mod ttl_restore;
 
 /// Runs each keyed-state test once per backend, in a module per backend.
 macro_rules! every_backend {
@@ -124,3 +133,36 @@ every_backend!(
     jobs::a_keyed_function_counts_right_when_its_state_outgrows_the_caches,
     jobs::a_keyed_function_with_its_own_max_parallelism_sees_every_key_at_its_owner,
 );
+
+/// The time-to-live suite on every backend, apart (`cargo test --test state ttl`).
+mod ttl_suite {
+    use super::{ttl, ttl_cleanup, ttl_restore};
+    #[cfg(feature = "rocksdb")]
+    use super::{with_rocksdb, with_rocksdb_entry_cache};
+
+    every_backend!(
+        ttl::every_kind_of_state_expires_exactly_ttl_after_its_write,
+        ttl::a_read_restarts_the_clock_only_with_on_read_and_write,
+        ttl::a_write_restarts_the_clock_of_what_it_writes,
+        ttl::an_expired_entry_is_returned_once_if_visible_until_cleaned_up,
+        ttl::never_return_expired_hides_an_expired_entry_and_removes_it_on_read,
+        ttl::list_elements_expire_one_by_one_and_the_survivors_keep_their_order,
+        ttl::map_entries_expire_one_by_one,
+        ttl::event_time_entries_are_stamped_with_the_record_timestamp_and_expire_by_the_watermark,
+        ttl::in_on_timer_an_event_time_entry_is_stamped_with_the_timer_time,
+        ttl_cleanup::cleanup_timers_remove_each_entry_at_its_expiry_without_an_access,
+        ttl_cleanup::cleanup_within_alone_removes_entries_of_keys_never_seen_again,
+        ttl_cleanup::ttl_metrics_count_expired_entries_per_state_and_way_of_removal,
+        ttl::bad_ttl_configurations_are_errors_naming_the_state,
+        ttl::operator_and_broadcast_state_refuse_a_ttl,
+        ttl_restore::a_savepoint_after_expiry_holds_no_expired_entry,
+        ttl_restore::a_savepoint_of_restored_state_no_record_touched_holds_no_expired_entry,
+        ttl_restore::a_restored_entry_keeps_its_absolute_expiry,
+        ttl_restore::ttl_state_keeps_its_expiries_across_parallelism_1_3_2,
+        ttl_restore::switching_ttl_on_at_a_restore_stamps_restored_entries_with_the_restore_time,
+        ttl_restore::switching_ttl_off_at_a_restore_keeps_live_values_and_drops_expired_ones,
+        ttl_restore::changing_the_ttl_at_a_restore_keeps_the_stored_expiries,
+        ttl_restore::with_the_clock_continuing_a_long_downtime_expires_everything,
+        ttl_restore::paused_during_downtime_entries_are_shifted_by_the_downtime,
+    );
+}

@@ -513,6 +513,7 @@ impl Subtask {
 
     /// Closes the operators and reports the subtask finished.
     fn finish(&mut self, ctx: &mut Context<Self>) {
+        let states = self.chain.state_metrics();
         if let Err(failure) = self.chain.close() {
             return self.fail(failure, ctx);
         }
@@ -524,6 +525,7 @@ impl Subtask {
             records_out: self.outputs.records_out,
             batches_out: self.outputs.batches_out,
             max_queued_batches: self.gate.max_queued_batches,
+            states,
         };
         debug!(parent: &self.span, records_in = metrics.records_in, records_out = metrics.records_out, "subtask finished");
         self.report(SubtaskOutcome::Finished(metrics));

@@ -31,7 +31,7 @@ use super::expiry;
 use super::format::{self, CanonicalWriter, META_PREFIX};
 use super::RocksDbBackend;
 use crate::keys::KeyGroupRange;
-use crate::state::ttl::TtlTime;
+use crate::state::ttl::{DowntimePolicy, TtlTime};
 use crate::state::{StateBytes, StateError, StateKind};
 
 /// The `backend` of the handles this backend writes.
@@ -109,10 +109,18 @@ impl RocksKeyedDb {
             // A state with a time to live: what expired by now stays out of
             // a full snapshot.
             let ttl = self.stored_ttl(name)?.map(|settings| {
-                let now = match (settings.time, settings.clock_ms) {
-                    // The state's own clock (behind, if paused during downtime).
-                    (TtlTime::ProcessingTime, Some(clock)) => clock,
-                    (time, _) => self.ttl_now(time),
+                let now = match (settings.time, settings.downtime, settings.clock_ms) {
+                    // The state's own clock, behind processing time. (As the
+                    // store recorded it for this snapshot; a restored state
+                    // not opened since keeps the clock of its snapshot, which
+                    // leaves in what expired since: never too much.)
+                    (TtlTime::ProcessingTime, DowntimePolicy::PauseDuringDowntime, Some(clock)) => {
+                        clock
+                    }
+                    // Else the clock of now, also for restored states that
+                    // no descriptor opened since (their recorded clock is
+                    // their snapshot's).
+                    (time, _, _) => self.ttl_now(time),
                 };
                 (settings, now)
             });

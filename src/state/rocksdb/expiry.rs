@@ -38,7 +38,8 @@ struct FilteredState {
     time: TtlTime,
     /// How far its processing-time clock is behind (paused during downtime).
     offset: i64,
-    /// Whether its compaction-filter cleanup is on.
+    /// Whether the compaction filter drops its expired values (its cleanup
+    /// or the erasure sweep is on).
     filter: bool,
     removed: Arc<AtomicU64>,
 }
@@ -278,7 +279,9 @@ impl RocksKeyedDb {
                 kind,
                 time: settings.time,
                 offset,
-                filter: config.compaction_filter().is_some(),
+                // The erasure sweep is a compaction that relies on the
+                // filter, also when the filter cleanup itself is off.
+                filter: config.compaction_filter().is_some() || config.erasure_bound().is_some(),
                 removed: Arc::default(),
             },
         );

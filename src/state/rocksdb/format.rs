@@ -76,53 +76,7 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The end (exclusive) of the msgpack value starting at `bytes[pos]`.
-pub(crate) fn skip_value(bytes: &[u8], mut pos: usize) -> Result<usize, String> {
-    let truncated = || "truncated msgpack value".to_string();
-    let mut remaining: u64 = 1;
-    while remaining > 0 {
-        remaining -= 1;
-        let marker = *bytes.get(pos).ok_or_else(truncated)?;
-        pos += 1;
-        let len = |n: usize, pos: usize| -> Result<u64, String> {
-            let b = bytes.get(pos..pos + n).ok_or_else(truncated)?;
-            Ok(b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
-        };
-        let (skip, children): (u64, u64) = match marker {
-            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
-            0x80..=0x8f => (0, 2 * u64::from(marker & 0x0f)),
-            0x90..=0x9f => (0, u64::from(marker & 0x0f)),
-            0xa0..=0xbf => (u64::from(marker & 0x1f), 0),
-            0xc4 | 0xd9 => (1 + len(1, pos)?, 0),
-            0xc5 | 0xda => (2 + len(2, pos)?, 0),
-            0xc6 | 0xdb => (4 + len(4, pos)?, 0),
-            0xc7 => (2 + len(1, pos)?, 0),
-            0xc8 => (3 + len(2, pos)?, 0),
-            0xc9 => (5 + len(4, pos)?, 0),
-            0xca => (4, 0),
-            0xcb => (8, 0),
-            0xcc | 0xd0 => (1, 0),
-            0xcd | 0xd1 => (2, 0),
-            0xce | 0xd2 => (4, 0),
-            0xcf | 0xd3 => (8, 0),
-            0xd4 => (2, 0),
-            0xd5 => (3, 0),
-            0xd6 => (5, 0),
-            0xd7 => (9, 0),
-            0xd8 => (17, 0),
-            0xdc => (2, len(2, pos)?),
-            0xdd => (4, len(4, pos)?),
-            0xde => (2, 2 * len(2, pos)?),
-            0xdf => (4, 2 * len(4, pos)?),
-            0xc1 => return Err("invalid msgpack marker 0xc1".into()),
-        };
-        pos = pos
-            .checked_add(usize::try_from(skip).map_err(|_| truncated())?)
-            .filter(|&p| p <= bytes.len())
-            .ok_or_else(truncated)?;
-        remaining += children;
-    }
-    Ok(pos)
-}
+pub(crate) use crate::state::ttl::skip_value;
 
 /// Number of msgpack values in `bytes` (a list state's value).
 pub(crate) fn count_values(bytes: &[u8]) -> Result<u32, String> {

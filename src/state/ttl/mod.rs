@@ -26,9 +26,13 @@
 //! Operator state and broadcast state have no time to live: opening one with
 //! a descriptor that has a [`TtlConfig`] is an error.
 
+mod canonical;
 mod expiring;
 pub(crate) mod sweep;
 
+#[cfg(feature = "rocksdb")]
+pub(crate) use canonical::skip_value;
+pub(crate) use canonical::unexpired_entries;
 pub use expiring::Expiring;
 pub(crate) use expiring::{is_expired, ExpiredCounters};
 #[doc(hidden)]

@@ -8,41 +8,77 @@
 /// check) step by step and cleans a whole key group once it has earned the
 /// group's size: the same number of entries checked per step as an
 /// entry-by-entry cursor, without a position inside a hash map.
+///
+/// A cleaned group reports the earliest time one of its entries can expire
+/// (its earliest remaining expiry, and no earlier than what new entries can
+/// get); until then the cursor passes over it without checking an entry (the
+/// credit is spent all the same: what it would have found is known).
 #[derive(Debug, Default)]
 pub(crate) struct IncrementalCursor {
     /// The next key group to clean, as an index into the table's groups.
     next: usize,
     credit: usize,
+    /// The size of the next group when last looked at: below it, a step
+    /// only adds credit (no look at the table).
+    next_size: usize,
+    /// Per group, the earliest time an entry of it can be expired (empty:
+    /// unknown for every group).
+    not_before: Vec<i64>,
 }
 
 impl IncrementalCursor {
-    /// Adds `entries` of credit; returns the group indices (of `groups`
-    /// groups, sized by `size_of`) now paid for, to be cleaned.
+    /// Adds `entries` of credit at time `now`; cleans the groups (of
+    /// `groups(table)`, sized by `size_of`) now paid for that may hold an
+    /// expired entry. `clean` returns the earliest time the group can next
+    /// hold one.
+    #[inline]
     pub(crate) fn step<C: ?Sized>(
         &mut self,
         entries: usize,
-        groups: usize,
+        now: i64,
         table: &mut C,
+        groups: impl FnOnce(&C) -> usize,
         size_of: impl Fn(&C, usize) -> usize,
-        mut clean: impl FnMut(&mut C, usize),
+        clean: impl FnMut(&mut C, usize) -> i64,
+    ) {
+        self.credit = self.credit.saturating_add(entries);
+        if self.credit < self.next_size {
+            return;
+        }
+        self.pay(now, table, groups(table), size_of, clean);
+    }
+
+    fn pay<C: ?Sized>(
+        &mut self,
+        now: i64,
+        table: &mut C,
+        groups: usize,
+        size_of: impl Fn(&C, usize) -> usize,
+        mut clean: impl FnMut(&mut C, usize) -> i64,
     ) {
         if groups == 0 {
             return;
         }
-        self.credit = self.credit.saturating_add(entries);
+        if self.not_before.len() != groups {
+            self.not_before = vec![i64::MIN; groups];
+        }
         // At most one lap per step: an empty table earns no unbounded loop.
         for _ in 0..groups {
             let group = self.next % groups;
             let size = size_of(table, group).max(1);
             if self.credit < size {
+                self.next_size = size;
                 return;
             }
             self.credit -= size;
-            clean(table, group);
+            if now >= self.not_before[group] {
+                self.not_before[group] = clean(table, group);
+            }
             self.next = (group + 1) % groups;
         }
         // A lap over empty groups: keep no credit beyond it.
         self.credit = 0;
+        self.next_size = 0;
     }
 }
 
@@ -94,15 +130,47 @@ mod tests {
         let sizes = [10, 0, 3];
         let mut cursor = IncrementalCursor::default();
         let mut cleaned: Vec<usize> = Vec::new();
+        let clean = |c: &mut Vec<usize>, g| {
+            c.push(g);
+            i64::MIN
+        };
         for _ in 0..4 {
-            cursor.step(5, 3, &mut cleaned, |_, g| sizes[g], |c, g| c.push(g));
+            cursor.step(5, 0, &mut cleaned, |_| 3, |_, g| sizes[g], clean);
         }
         // 20 credits: group 0 (10), group 1 (counts as 1), group 2 (3), group 0 ...
         assert_eq!(cleaned, vec![0, 1, 2]);
         let mut empty = IncrementalCursor::default();
         let mut n = 0;
-        empty.step(1_000_000, 4, &mut n, |_, _| 0, |n, _| *n += 1);
+        let count = |n: &mut i32, _| {
+            *n += 1;
+            i64::MIN
+        };
+        empty.step(1_000_000, 0, &mut n, |_| 4, |_, _| 0, count);
         assert_eq!(n, 4, "one lap at most");
+    }
+
+    #[test]
+    fn a_group_that_cannot_hold_an_expired_entry_is_passed_over() {
+        let mut cursor = IncrementalCursor::default();
+        let mut cleaned: Vec<(i64, usize)> = Vec::new();
+        // Group 0 can next expire at 100, group 1 at 50.
+        let mut step = |now| {
+            cursor.step(
+                2,
+                now,
+                &mut cleaned,
+                |_| 2,
+                |_, _| 1,
+                |c, g| {
+                    c.push((now, g));
+                    [100, 50][g]
+                },
+            )
+        };
+        step(0);
+        step(60);
+        step(100);
+        assert_eq!(cleaned, vec![(0, 0), (0, 1), (60, 1), (100, 0), (100, 1)]);
     }
 
     #[test]
