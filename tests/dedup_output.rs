@@ -172,3 +172,25 @@ fn events_parse_from_csv_fields() {
         assert!(dedup::parse_event(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn an_invalid_time_to_live_fails_the_job_at_once_whatever_the_restart_strategy() {
+    let env = StreamEnv::with_parallelism(1);
+    env.set_restart_strategy(weir::RestartStrategy::FixedDelay {
+        attempts: 3,
+        delay: Duration::ZERO,
+    });
+    let unique = dedup::unique_events(&env, Path::new(dedup::EVENTS), Duration::ZERO).collect();
+    let error = futures::executor::block_on(async {
+        let mut client = env.start("dedup").await.unwrap();
+        let error = client.wait().await.unwrap_err();
+        assert_eq!(client.restarts(), 0, "no restart can fix a configuration");
+        error
+    });
+    assert!(!error.is_retryable());
+    let message = error.to_string();
+    assert!(message.contains("invalid state time-to-live"), "{message}");
+    assert!(message.contains("state `seen`"), "{message}");
+    assert!(message.contains("at least 1 ms"), "{message}");
+    assert!(unique.take().is_empty());
+}

@@ -149,13 +149,20 @@ impl Permanent {
     }
 }
 
+/// A cause that marks the error it is the source of as one no restart can
+/// fix (as [`Permanent`] does), for error types that stay `Clone` and
+/// `PartialEq`: a configuration the engine refuses, say.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Error)]
+#[error("a restart cannot fix this")]
+pub struct NotRetryable;
+
 /// Whether a restart can help with `error`: not if it, or an error in its
-/// source chain, is a [`Permanent`] or an I/O error saying that something is
+/// source chain, is a [`Permanent`] (or [`NotRetryable`]) or an I/O error saying that something is
 /// missing, forbidden or not what it should be.
 pub fn is_retryable(error: &(dyn Error + 'static)) -> bool {
     let mut next: Option<&(dyn Error + 'static)> = Some(error);
     while let Some(e) = next {
-        if e.is::<Permanent>() {
+        if e.is::<Permanent>() || e.is::<NotRetryable>() {
             return false;
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {

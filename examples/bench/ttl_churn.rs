@@ -13,7 +13,8 @@
 //! `ttl + bound + 30 s`) until every entry is physically removed, and
 //! reports `erasure_ms`: from the last entry's expiry to the removal of the
 //! last one (`null` if they were not all removed in that time, as without
-//! `cleanup_within` nothing touches the keys again).
+//! `cleanup_within` nothing touches the keys again). With `--local-dir`
+//! (RocksDB) it reports the bytes in that directory at the end.
 
 use std::time::{Duration, Instant};
 
@@ -133,6 +134,7 @@ pub(crate) fn run(args: &Args) -> BenchResult<Report> {
             }
         }
         let (stored, expired) = driver.counts();
+        let disk_bytes = args.local_dir.as_deref().map(dir_bytes);
         let peak_rss = crate::peak_rss_mb();
         let mut report = Report::new(args, records, elapsed)
             .with("ttl_ms", json!(args.ttl_ms))
@@ -142,6 +144,7 @@ pub(crate) fn run(args: &Args) -> BenchResult<Report> {
             .with("stored_keys_at_end", json!(stored))
             .with("expired_at_end", json!(expired))
             .with("erasure_ms", json!(erasure_ms))
+            .with("local_dir_bytes_at_end", json!(disk_bytes))
             .with(
                 "wall_ms_with_erasure",
                 json!(millis(driver.start.elapsed())),
@@ -150,4 +153,19 @@ pub(crate) fn run(args: &Args) -> BenchResult<Report> {
         report.peak_rss_mb = peak_rss;
         Ok(report)
     })
+}
+
+/// The bytes of the files under `dir` (0 where it cannot be read).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => dir_bytes(&entry.path()),
+            Ok(_) => entry.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }

@@ -231,8 +231,10 @@ fn ttl_modify<K: Key, V: StateData, R>(
     Some(result)
 }
 
-/// [`ttl_modify`] by a read and a write (RocksDB).
+/// [`ttl_modify`] on RocksDB: one lookup in the entry cache, the value
+/// replaced by its changed copy (or removed).
 #[cfg(feature = "rocksdb")]
+#[inline(never)]
 fn ttl_modify_by_copy<K: Key, V: StateData, R>(
     table: &mut TableRef<'_, K, Expiring<V>>,
     ttl: &TtlAccess<'_>,
@@ -241,28 +243,28 @@ fn ttl_modify_by_copy<K: Key, V: StateData, R>(
     default: Option<&V>,
     f: impl FnOnce(&mut V) -> R,
 ) -> Option<R> {
-    let mut value = match table.read(group, key) {
-        Some(Expiring(at, value)) if !ttl.expired(at) || ttl.return_expired() => {
-            if ttl.expired(at) {
+    let TableRef::RocksDb(table) = table else {
+        return None;
+    };
+    table.replace(group, key, |stored: Option<Expiring<V>>| {
+        let mut value = match stored {
+            Some(Expiring(at, value)) if !ttl.expired(at) => value,
+            Some(Expiring(_, value)) => {
                 ttl.removed_on_read(1);
-            }
-            value
-        }
-        Some(_) => {
-            ttl.removed_on_read(1);
-            match default {
-                Some(default) => default.clone(),
-                None => {
-                    table.erase(group, key);
-                    return None;
+                match (ttl.return_expired(), default) {
+                    (true, _) => value,
+                    (false, Some(default)) => default.clone(),
+                    (false, None) => return (None, None),
                 }
             }
-        }
-        None => default.cloned()?,
-    };
-    let result = f(&mut value);
-    table.write(group, key, ttl.wrap(value));
-    Some(result)
+            None => match default {
+                Some(default) => default.clone(),
+                None => return (None, None),
+            },
+        };
+        let result = f(&mut value);
+        (Some(ttl.wrap(value)), Some(result))
+    })
 }
 
 /// The RocksDB side of [`ValueStateRef::modify`], out of line so that the

@@ -98,6 +98,8 @@ macro_rules! with_ttl {
         /// expire, per value, list element or map entry.
         pub fn with_ttl(mut self, ttl: TtlConfig) -> Self {
             self.ttl = Some(ttl);
+            // Stored differently: resolved afresh in every store.
+            self.slot = Slot::default();
             self
         }
     };
@@ -151,7 +153,7 @@ impl<V> ValueStateWithDefault<V> {
     /// The same state with a time to live (see [`TtlConfig`]): an expired
     /// value reads as the default.
     pub fn with_ttl(mut self, ttl: TtlConfig) -> Self {
-        self.inner.ttl = Some(ttl);
+        self.inner = self.inner.with_ttl(ttl);
         self
     }
 }

@@ -50,11 +50,28 @@ pub enum StateError {
         cause: String,
     },
     /// A time-to-live configuration that cannot work (zero, or on a state
-    /// that has no time to live); the message names the state.
-    #[error("invalid state time-to-live: {0}")]
-    InvalidTtl(String),
+    /// that has no time to live); the message names the state. No restart
+    /// can fix it: a job fails at once.
+    #[error("invalid state time-to-live: {message}")]
+    InvalidTtl {
+        /// What is wrong, naming the state.
+        message: String,
+        /// Marks the error as one a restart cannot fix.
+        #[source]
+        cause: weir_actors::error::NotRetryable,
+    },
     /// The state backend failed (I/O, RocksDB, a missing or corrupt file); the
     /// message names what and where.
     #[error("{0}")]
     Backend(String),
+}
+
+impl StateError {
+    /// An invalid time-to-live configuration: `message` names the state.
+    pub fn invalid_ttl(message: String) -> Self {
+        StateError::InvalidTtl {
+            message,
+            cause: weir_actors::error::NotRetryable,
+        }
+    }
 }

@@ -116,7 +116,7 @@ impl OperatorStateStore {
 pub(crate) fn no_ttl(descriptor: &impl StateDescriptor, what: &str) -> Result<(), StateError> {
     match descriptor.ttl() {
         None => Ok(()),
-        Some(_) => Err(StateError::InvalidTtl(format!(
+        Some(_) => Err(StateError::invalid_ttl(format!(
             "{what} state `{}` cannot have a time to live (only keyed state can): \
              remove `with_ttl` from its descriptor",
             descriptor.name()

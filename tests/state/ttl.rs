@@ -635,7 +635,7 @@ pub(crate) fn in_on_timer_an_event_time_entry_is_stamped_with_the_timer_time() {
 pub(crate) fn bad_ttl_configurations_are_errors_naming_the_state() {
     for ms in [0, -5] {
         let err = TtlConfig::from_millis(ms).unwrap_err();
-        assert!(matches!(err, StateError::InvalidTtl(_)), "{err:?}");
+        assert!(matches!(err, StateError::InvalidTtl { .. }), "{err:?}");
         assert!(err.to_string().contains("must be positive"), "{err}");
         assert!(err.to_string().contains(&format!("{ms} ms")), "{err}");
     }
@@ -658,7 +658,7 @@ pub(crate) fn bad_ttl_configurations_are_errors_naming_the_state() {
         );
         h.open(None).unwrap();
         match state_error(h.process(vec![1]).unwrap_err()) {
-            StateError::InvalidTtl(message) => {
+            StateError::InvalidTtl { message, .. } => {
                 assert!(message.contains("state `seen`"), "{message}");
                 assert!(message.contains(expected), "{message}");
             }
@@ -700,7 +700,7 @@ pub(crate) fn operator_and_broadcast_state_refuse_a_ttl() {
         let mut h: OperatorHarness<u64, u64> =
             OperatorHarness::new(Process::new(OperatorStateWithTtl { union }), 0, 1, MAX_P);
         match state_error(h.open(None).unwrap_err()) {
-            StateError::InvalidTtl(message) => {
+            StateError::InvalidTtl { message, .. } => {
                 assert!(message.contains("operator state `buffer`"), "{message}");
                 assert!(message.contains("cannot have a time to live"), "{message}");
             }
@@ -710,7 +710,7 @@ pub(crate) fn operator_and_broadcast_state_refuse_a_ttl() {
     let mut broadcast = BroadcastStateStore::default();
     let rules = MapStateDescriptor::<String, u64>::new("rules").with_ttl(ttl(1_000));
     match broadcast.state(&rules).err() {
-        Some(StateError::InvalidTtl(message)) => {
+        Some(StateError::InvalidTtl { message, .. }) => {
             assert!(message.contains("broadcast state `rules`"), "{message}");
         }
         other => panic!("expected InvalidTtl, got {other:?}"),

@@ -155,6 +155,25 @@ impl<'a> RocksTableRef<'a> {
         default: Option<&S>,
         f: impl FnOnce(&mut S) -> R,
     ) -> Option<R> {
+        self.replace(group, key, |stored| {
+            let Some(mut value) = stored.or_else(|| default.cloned()) else {
+                return (None, None);
+            };
+            let result = f(&mut value);
+            (Some(value), Some(result))
+        })
+    }
+
+    /// Replaces the value of `key` by what `f` makes of the stored one:
+    /// `(Some(new), r)` stores `new`, `(None, r)` removes a stored value; one
+    /// key encoding and one lookup in the entry cache. Returns `r`.
+    #[inline]
+    pub(crate) fn replace<K: Key, S: Serialize + DeserializeOwned, R>(
+        &mut self,
+        group: usize,
+        key: &K,
+        f: impl FnOnce(Option<S>) -> (Option<S>, Option<R>),
+    ) -> Option<R> {
         self.table.read.set(true);
         let RocksTable { name, key: buf, .. } = &*self.table;
         let db = self.db;
@@ -184,17 +203,23 @@ impl<'a> RocksTableRef<'a> {
                 stored
             }
         };
-        let mut value = stored.or_else(|| default.cloned())?;
-        let result = f(&mut value);
-        let mut encoded = Ok(());
-        cache.set(&k, |bytes| {
-            encoded = codec::encode_into(bytes, &value);
-        });
-        if let Err(e) = encoded {
-            fail("cannot encode a value of", &e);
+        let existed = stored.is_some();
+        let (value, result) = f(stored);
+        match value {
+            Some(value) => {
+                let mut encoded = Ok(());
+                cache.set(&k, |bytes| {
+                    encoded = codec::encode_into(bytes, &value);
+                });
+                if let Err(e) = encoded {
+                    fail("cannot encode a value of", &e);
+                }
+            }
+            None if existed => cache.insert(&k, None, true),
+            None => {}
         }
         db.evict_if_full(&mut cache);
-        Some(result)
+        result
     }
 
     /// The value of the data key `k` through the entry cache; a miss reads

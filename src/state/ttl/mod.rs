@@ -167,7 +167,7 @@ impl TtlConfig {
     /// ```
     pub fn from_millis(ms: i64) -> Result<Self, StateError> {
         if ms <= 0 {
-            return Err(StateError::InvalidTtl(format!(
+            return Err(StateError::invalid_ttl(format!(
                 "a time to live must be positive, not {ms} ms"
             )));
         }
@@ -295,7 +295,7 @@ impl TtlConfig {
     /// Checks the configuration of state `name`: a clear error for a zero
     /// time to live or cleanup bound, or an incremental cleanup of 0 entries.
     pub(crate) fn check(&self, name: &str) -> Result<(), StateError> {
-        let bad = |what: String| Err(StateError::InvalidTtl(format!("state `{name}`: {what}")));
+        let bad = |what: String| Err(StateError::invalid_ttl(format!("state `{name}`: {what}")));
         if self.ttl_ms() <= 0 {
             return bad(format!(
                 "the time to live must be at least 1 ms, not {:?}",
