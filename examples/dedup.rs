@@ -16,7 +16,7 @@
 //! different ids in no fixed order); logs go to stderr.
 //!
 //! What it shows:
-//! - a non-parallel text source chained with a parser and the timestamp
+//! - a non-parallel text source chained with a parser ([`ParseLines`]) and the timestamp
 //!   assigner, with punctuated watermarks equal to each event's timestamp
 //!   (emitted after the event), so the result does not depend on batching;
 //! - `key_by(id)` into a [`KeyedProcessFunction`] (parallelism from
@@ -45,12 +45,12 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
+use weir::source::ParseLines;
 use weir::state::ttl::{TtlConfig, TtlTime, TtlUpdate, TtlVisibility};
 use weir::state::ValueStateDescriptor;
 use weir::time::WatermarkStrategy;
 use weir::{
-    Collector, DataStream, KeyedContext, KeyedProcessFunction, Lifecycle, ProcessContext,
-    ProcessFunction, StreamEnv, UserError,
+    Collector, DataStream, KeyedContext, KeyedProcessFunction, Lifecycle, StreamEnv, UserError,
 };
 
 /// The bundled events.
@@ -105,58 +105,6 @@ pub fn parse_event(line: &str) -> Result<Event, String> {
     })
 }
 
-/// Parses the lines of one file, in order (run it with parallelism 1, right
-/// after the file's reader, so that it sees every line and counts them).
-#[derive(Clone)]
-pub struct ParseEvents {
-    path: PathBuf,
-    line: u64,
-    last_timestamp: Option<i64>,
-}
-
-impl ParseEvents {
-    /// A parser for the lines of `path`.
-    pub fn new(path: &Path) -> Self {
-        ParseEvents {
-            path: path.to_path_buf(),
-            line: 0,
-            last_timestamp: None,
-        }
-    }
-}
-
-impl Lifecycle for ParseEvents {}
-
-impl ProcessFunction<String, Event> for ParseEvents {
-    fn process_element(
-        &mut self,
-        line: String,
-        _ctx: &mut ProcessContext,
-        out: &mut Collector<Event>,
-    ) -> Result<(), UserError> {
-        self.line += 1;
-        let text = line.trim();
-        if text.is_empty() || text.starts_with('#') {
-            return Ok(());
-        }
-        let at = |why: String| format!("{}:{}: {why}", self.path.display(), self.line);
-        let event = parse_event(text).map_err(&at)?;
-        if let Some(last) = self
-            .last_timestamp
-            .filter(|last| event.timestamp_ms < *last)
-        {
-            return Err(at(format!(
-                "timestamp {} is before the previous one ({last}): the file must be sorted by timestamp",
-                event.timestamp_ms
-            ))
-            .into());
-        }
-        self.last_timestamp = Some(event.timestamp_ms);
-        out.collect(event);
-        Ok(())
-    }
-}
-
 /// Emits the first event of an id, and the first after its state expired.
 #[derive(Clone)]
 pub struct Deduplicate {
@@ -197,7 +145,7 @@ impl KeyedProcessFunction<String, Event, Event> for Deduplicate {
 /// within `ttl`. The de-duplicator runs at the environment's parallelism.
 pub fn unique_events(env: &StreamEnv, input: &Path, ttl: Duration) -> DataStream<Event> {
     env.read_text_file(input)
-        .process(ParseEvents::new(input))
+        .process(ParseLines::new(input, parse_event).sorted_by(|event: &Event| event.timestamp_ms))
         .name("Parse")
         .set_parallelism(1)
         .assign_timestamps_and_watermarks(
@@ -229,13 +177,7 @@ fn run(args: Args) -> Result<(), String> {
     let unique = unique.take();
     tracing::info!(emitted = unique.len(), "job finished");
 
-    let lines = unique
-        .iter()
-        .map(|event| {
-            serde_json::to_string(event).map_err(|e| format!("cannot encode {event:?}: {e}"))
-        })
-        .collect::<Result<Vec<String>, String>>()?;
-    weir::cli::write_lines(lines)
+    weir::cli::write_json_lines(&unique)
 }
 
 fn main() -> ExitCode {

@@ -14,7 +14,7 @@
 //! (alerts of different accounts in no fixed order); logs go to stderr.
 //!
 //! What it shows:
-//! - a non-parallel text source chained with a parser and the timestamp
+//! - a non-parallel text source chained with a parser ([`ParseLines`]) and the timestamp
 //!   assigner (all with parallelism 1), so that event time starts in file order;
 //! - punctuated watermarks, `WatermarkStrategy::punctuated(|_, ts| Some(ts))`:
 //!   a watermark after every transaction, so the result does not depend on
@@ -46,11 +46,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
+use weir::source::ParseLines;
 use weir::state::{ValueStateDescriptor, ValueStateWithDefault};
 use weir::time::WatermarkStrategy;
 use weir::{
-    Collector, DataStream, KeyedContext, KeyedProcessFunction, Lifecycle, ProcessContext,
-    ProcessFunction, StreamEnv, UserError,
+    Collector, DataStream, KeyedContext, KeyedProcessFunction, Lifecycle, StreamEnv, UserError,
 };
 
 /// The bundled transactions.
@@ -125,57 +125,6 @@ pub fn parse_transaction(line: &str) -> Result<Transaction, String> {
         timestamp_ms,
         amount,
     })
-}
-
-/// Parses the lines of one file, in order (run it with parallelism 1, right
-/// after the file's reader, so that it sees every line and counts them).
-#[derive(Clone)]
-pub struct ParseLines {
-    path: PathBuf,
-    line: u64,
-    last_timestamp: Option<i64>,
-}
-
-impl ParseLines {
-    /// A parser for the lines of `path`.
-    pub fn new(path: &Path) -> Self {
-        ParseLines {
-            path: path.to_path_buf(),
-            line: 0,
-            last_timestamp: None,
-        }
-    }
-}
-
-impl Lifecycle for ParseLines {}
-
-impl ProcessFunction<String, Transaction> for ParseLines {
-    fn process_element(
-        &mut self,
-        line: String,
-        _ctx: &mut ProcessContext,
-        out: &mut Collector<Transaction>,
-    ) -> Result<(), UserError> {
-        self.line += 1;
-        let text = line.trim();
-        if text.is_empty() || text.starts_with('#') {
-            return Ok(());
-        }
-        let at = |why: String| format!("{}:{}: {why}", self.path.display(), self.line);
-        let transaction = parse_transaction(text).map_err(&at)?;
-        if let Some(last) = self.last_timestamp {
-            if transaction.timestamp_ms < last {
-                return Err(at(format!(
-                    "timestamp {} is before the previous one ({last}): the file must be sorted by timestamp",
-                    transaction.timestamp_ms
-                ))
-                .into());
-            }
-        }
-        self.last_timestamp = Some(transaction.timestamp_ms);
-        out.collect(transaction);
-        Ok(())
-    }
 }
 
 /// The detector: per account, whether the last transaction was small, and
@@ -253,7 +202,9 @@ impl KeyedProcessFunction<String, Transaction, Alert> for FraudDetector {
 /// Declares the job on `env`: the alerts for the transactions in `input`.
 pub fn alerts(env: &StreamEnv, input: &Path) -> DataStream<Alert> {
     env.read_text_file(input)
-        .process(ParseLines::new(input))
+        .process(
+            ParseLines::new(input, parse_transaction).sorted_by(|tx: &Transaction| tx.timestamp_ms),
+        )
         .name("Parse")
         .set_parallelism(1)
         .assign_timestamps_and_watermarks(
@@ -285,13 +236,7 @@ fn run(args: Args) -> Result<(), String> {
     let found = found.take();
     tracing::info!(alerts = found.len(), "job finished");
 
-    let lines = found
-        .iter()
-        .map(|alert| {
-            serde_json::to_string(alert).map_err(|e| format!("cannot encode {alert:?}: {e}"))
-        })
-        .collect::<Result<Vec<String>, String>>()?;
-    weir::cli::write_lines(lines)
+    weir::cli::write_json_lines(&found)
 }
 
 fn main() -> ExitCode {

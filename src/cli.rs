@@ -341,6 +341,16 @@ pub fn write_lines<D: std::fmt::Display>(lines: impl IntoIterator<Item = D>) -> 
     }
 }
 
+/// Writes `items` to stdout as JSON lines, one per item (see
+/// [`write_lines`]); an item that does not encode is an error naming it.
+pub fn write_json_lines<T: serde::Serialize + std::fmt::Debug>(items: &[T]) -> Result<(), String> {
+    let lines = items
+        .iter()
+        .map(|item| serde_json::to_string(item).map_err(|e| format!("cannot encode {item:?}: {e}")))
+        .collect::<Result<Vec<String>, String>>()?;
+    write_lines(lines)
+}
+
 /// Writes the plan's `json` and a newline to `out`; a closed pipe
 /// (`--dump-plan | head`) is not an error.
 fn write_plan(out: &mut impl Write, json: &str) -> Result<(), JobError> {

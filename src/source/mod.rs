@@ -7,11 +7,13 @@
 //! of a slow consumer.
 //!
 //! Built in: [`CollectionSource`] (`from_collection`), [`GeneratorSource`]
-//! (`generate`, parallel) and [`TextFileSource`] (`read_text_file`).
+//! (`generate`, parallel) and [`TextFileSource`] (`read_text_file`), whose
+//! lines [`ParseLines`] turns into records.
 
 mod collection;
 mod file;
 mod generator;
+mod lines;
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
@@ -19,6 +21,7 @@ use std::sync::{Arc, Mutex};
 pub use collection::CollectionSource;
 pub use file::TextFileSource;
 pub use generator::GeneratorSource;
+pub use lines::ParseLines;
 use weir_actors::graph::SourceFactory;
 use weir_actors::preflight::PreflightFn;
 pub use weir_actors::preflight::{Hold, PreflightContext};
