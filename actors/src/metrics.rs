@@ -25,7 +25,7 @@ pub struct SubtaskMetrics {
 ///
 /// Expired entries (values, list elements, map entries) are counted where they
 /// were removed: on read, by a background cleanup (the incremental cleanup,
-/// the erasure sweep, the full-snapshot filter), by a cleanup timer, or by a
+/// the erasure sweep), by a cleanup timer, or by a
 /// RocksDB compaction.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StateMetrics {
@@ -38,7 +38,7 @@ pub struct StateMetrics {
     pub ttl: Option<String>,
     /// Expired entries removed when they were read.
     pub expired_on_read: u64,
-    /// Expired entries removed by a background cleanup or snapshot filter.
+    /// Expired entries removed by a background cleanup (incremental, erasure sweep).
     pub expired_by_sweep: u64,
     /// Expired entries removed by their cleanup timer.
     pub expired_by_timer: u64,

@@ -139,12 +139,12 @@ impl<K: Key, S: StateData> Group<K, S> {
     }
 
     /// Applies `purge` to every value (owned groups only: a group a snapshot
-    /// still shares is left for a later pass) and drops the values it empties;
-    /// returns the total it counted.
-    fn purge(&mut self, mut purge: impl FnMut(&mut S) -> (usize, bool)) -> usize {
+    /// still shares is left for a later pass, `None`) and drops the values it
+    /// empties; returns the total it counted.
+    fn purge(&mut self, mut purge: impl FnMut(&mut S) -> (usize, bool)) -> Option<usize> {
         self.thaw();
         let Group::Owned(map) = self else {
-            return 0;
+            return None;
         };
         let mut removed = 0;
         map.retain(|_, value| {
@@ -152,7 +152,7 @@ impl<K: Key, S: StateData> Group<K, S> {
             removed += n;
             !empty
         });
-        removed
+        Some(removed)
     }
 
     fn for_each_entry(&self, mut f: impl FnMut(&K, &S)) {
@@ -306,12 +306,13 @@ impl<K: Key, S: StateData> HeapTable<K, S> {
     }
 
     /// Applies `purge` to every value of the `index`th key group and drops
-    /// the values it empties (see `Expirable`); returns what it counted.
+    /// the values it empties (see `Expirable`); returns what it counted, or
+    /// `None` if a snapshot still shares the group (left for a later pass).
     pub(crate) fn purge_group(
         &mut self,
         index: usize,
         purge: impl FnMut(&mut S) -> (usize, bool),
-    ) -> usize {
+    ) -> Option<usize> {
         self.groups[index].purge(purge)
     }
 

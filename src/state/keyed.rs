@@ -74,9 +74,15 @@ trait TableOps<K>: Send + Sync {
         0
     }
     /// Removes what expired at `now` in the `index`th key group: how many,
-    /// and the earliest expiry of what is left.
-    fn purge_group(&self, _table: &mut dyn Any, _index: usize, _now: i64) -> (usize, Option<i64>) {
-        (0, None)
+    /// and the earliest expiry of what is left; `None` if the group could not
+    /// be cleaned now (a snapshot still shares it).
+    fn purge_group(
+        &self,
+        _table: &mut dyn Any,
+        _index: usize,
+        _now: i64,
+    ) -> Option<(usize, Option<i64>)> {
+        Some((0, None))
     }
     /// Removes what of `key` expired at `now`: how many, and the earliest
     /// expiry of what is left.
@@ -159,9 +165,14 @@ impl<K: Key, T: Expirable> TableOps<K> for HeapTtlOps<K, T> {
     fn group_len(&self, table: &dyn Any, index: usize) -> usize {
         Self::table(table).map_or(0, |t| t.group_len(index))
     }
-    fn purge_group(&self, table: &mut dyn Any, index: usize, now: i64) -> (usize, Option<i64>) {
+    fn purge_group(
+        &self,
+        table: &mut dyn Any,
+        index: usize,
+        now: i64,
+    ) -> Option<(usize, Option<i64>)> {
         let Some(table) = Self::table_mut(table) else {
-            return (0, None);
+            return Some((0, None));
         };
         let mut earliest: Option<i64> = None;
         let removed = table.purge_group(index, |v| {
@@ -173,8 +184,8 @@ impl<K: Key, T: Expirable> TableOps<K> for HeapTtlOps<K, T> {
                 };
             }
             (removed, empty)
-        });
-        (removed, earliest)
+        })?;
+        Some((removed, earliest))
     }
     fn purge_key(
         &self,
@@ -349,11 +360,21 @@ impl<K> Default for CleanupTimers<K> {
 }
 
 impl<K: Key> CleanupTimers<K> {
-    /// A timer for `key` at `at`, unless it has one.
+    /// A timer for `key` at `at`, unless it has one at or before `at` (an
+    /// event-time entry can be stamped earlier than one written before it;
+    /// the later timer that stays finds nothing expired, or what expired
+    /// since).
     fn ensure(&mut self, key: &K, group: usize, at: i64) {
-        if !self.pending.contains_key(key) {
-            self.pending.insert(key.clone(), at);
-            self.queue.register((key.clone(), group), at);
+        match self.pending.get_mut(key) {
+            Some(pending) if *pending <= at => {}
+            Some(pending) => {
+                *pending = at;
+                self.queue.register((key.clone(), group), at);
+            }
+            None => {
+                self.pending.insert(key.clone(), at);
+                self.queue.register((key.clone(), group), at);
+            }
         }
     }
 
@@ -641,9 +662,21 @@ impl<K: Key> KeyedStateStore<K> {
     /// created.
     #[inline(always)]
     fn resolve<D: StateDescriptor>(&mut self, descriptor: &D) -> Result<usize, StateError> {
+        self.resolve_at(descriptor, None)
+    }
+
+    /// [`resolve`](Self::resolve) for an access by a record or timer of
+    /// `timestamp` (what an event-time state restored without expiries is
+    /// stamped with when it is first used).
+    #[inline(always)]
+    fn resolve_at<D: StateDescriptor>(
+        &mut self,
+        descriptor: &D,
+        timestamp: Option<i64>,
+    ) -> Result<usize, StateError> {
         match descriptor.slot().get() {
             Some((store, index)) if store == self.id => Ok(index),
-            _ => self.resolve_first_use(descriptor),
+            _ => self.resolve_first_use(descriptor, timestamp),
         }
     }
 
@@ -652,6 +685,7 @@ impl<K: Key> KeyedStateStore<K> {
     fn resolve_first_use<D: StateDescriptor>(
         &mut self,
         descriptor: &D,
+        timestamp: Option<i64>,
     ) -> Result<usize, StateError> {
         let type_name = if descriptor.ttl().is_some() {
             std::any::type_name::<D::TtlStored>()
@@ -671,9 +705,18 @@ impl<K: Key> KeyedStateStore<K> {
                         requested: format!("{:?}<{}>", descriptor.kind(), type_name),
                     });
                 }
+                if t.ttl.as_ref().map(|state| &state.config) != descriptor.ttl() {
+                    return Err(StateError::invalid_ttl(format!(
+                        "state `{}` is opened with two different time-to-live configurations \
+                         ({:?} and {:?}): give its descriptors the same one",
+                        t.name,
+                        t.ttl.as_ref().map(|state| &state.config),
+                        descriptor.ttl()
+                    )));
+                }
                 index
             }
-            None => self.create(descriptor, type_name)?,
+            None => self.create(descriptor, type_name, timestamp)?,
         };
         descriptor.slot().set(Some((self.id, index)));
         Ok(index)
@@ -683,6 +726,7 @@ impl<K: Key> KeyedStateStore<K> {
         &mut self,
         descriptor: &D,
         type_name: &'static str,
+        timestamp: Option<i64>,
     ) -> Result<usize, StateError> {
         let (name, kind) = (descriptor.name(), descriptor.kind());
         let opened = self.opened_at.unwrap_or(self.time.processing);
@@ -703,11 +747,19 @@ impl<K: Key> KeyedStateStore<K> {
         }
         // Entries restored without an expiry (the time to live was switched
         // on) live from the restore: its processing time, on the state's
-        // clock; in event time, the watermark when the state is first used.
+        // clock; in event time, the event time when the state is first used
+        // (the later of the record's timestamp and the watermark; before
+        // either is known, the processing time, as event time is usually
+        // the same epoch).
         let restore_expiry = ttl.as_ref().map(|t| {
             let restored_at = match t.config.time_characteristic() {
                 TtlTime::ProcessingTime => opened.saturating_sub(t.offset),
-                TtlTime::EventTime => self.time.watermark,
+                TtlTime::EventTime => {
+                    match timestamp.unwrap_or(i64::MIN).max(self.time.watermark) {
+                        i64::MIN => opened,
+                        event_time => event_time,
+                    }
+                }
             };
             restored_at.saturating_add(t.config.ttl_ms())
         });
@@ -872,7 +924,7 @@ impl<K: Key> KeyedStateStore<K> {
         group: usize,
         timestamp: Option<i64>,
     ) -> Result<D::Ref<'a, K>, StateError> {
-        let index = self.resolve(descriptor)?;
+        let index = self.resolve_at(descriptor, timestamp)?;
         if descriptor.ttl().is_some() {
             return self.open_ttl(index, descriptor, key, group, timestamp);
         }
@@ -999,7 +1051,11 @@ impl<K: Key> KeyedStateStore<K> {
                     Backing::Heap => {
                         let mut removed = 0;
                         for g in due {
-                            removed += t.ops.purge_group(t.table.as_mut(), g, now).0;
+                            match t.ops.purge_group(t.table.as_mut(), g, now) {
+                                Some((n, _)) => removed += n,
+                                // Shared with a snapshot being written: soon again.
+                                None => schedule.retry_soon(g),
+                            }
                         }
                         ExpiredCounters::add(&state.counters.by_sweep, removed);
                     }
@@ -1039,7 +1095,12 @@ impl<K: Key> KeyedStateStore<K> {
             .flat_map(|state| {
                 let sweep = state.erasure.as_ref().and_then(ErasureSchedule::next_due);
                 let timer = match state.config.time_characteristic() {
-                    TtlTime::ProcessingTime => state.timers.as_ref().and_then(CleanupTimers::next),
+                    // On the state's clock, `offset` behind processing time.
+                    TtlTime::ProcessingTime => state
+                        .timers
+                        .as_ref()
+                        .and_then(CleanupTimers::next)
+                        .map(|at| at.saturating_add(state.offset)),
                     TtlTime::EventTime => None,
                 };
                 [sweep, timer]
@@ -1246,7 +1307,11 @@ fn incremental_step<K>(
         |table| ops.group_count(table),
         |table, g| ops.group_len(table, g),
         |table, g| {
-            let (n, earliest_left) = ops.purge_group(table, g, now);
+            let Some((n, earliest_left)) = ops.purge_group(table, g, now) else {
+                // Shared with a snapshot being written: not cleaned, so
+                // nothing is known of it (next lap).
+                return i64::MIN;
+            };
             removed += n;
             // Processing time only moves on, so what is written from now on
             // expires at `now + ttl` or later (a wall clock set back delays

@@ -718,3 +718,38 @@ pub(crate) fn operator_and_broadcast_state_refuse_a_ttl() {
     let err = broadcast.read_only(&rules).err().expect("refused");
     assert!(err.to_string().contains("time to live"), "{err}");
 }
+
+/// Opens state "n" through two descriptors with different times to live.
+#[derive(Clone)]
+struct TwoConfigs(ValueStateDescriptor<u64>, ValueStateDescriptor<u64>);
+
+impl Lifecycle for TwoConfigs {}
+
+impl KeyedProcessFunction<u32, u32, u64> for TwoConfigs {
+    fn process_element(
+        &mut self,
+        _: u32,
+        ctx: &mut KeyedContext<u32>,
+        _: &mut Collector<u64>,
+    ) -> Result<(), UserError> {
+        ctx.state(&self.0)?.update(1);
+        ctx.state(&self.1)?.update(2);
+        Ok(())
+    }
+}
+
+pub(crate) fn one_state_opened_with_two_different_times_to_live_is_an_error_naming_it() {
+    let function = TwoConfigs(
+        ValueStateDescriptor::new("n").with_ttl(ttl(100)),
+        ValueStateDescriptor::new("n").with_ttl(ttl(200)),
+    );
+    let mut h = OperatorHarness::keyed(function, |v: &u32| *v, 0, 1, MAX_P);
+    h.open(None).unwrap();
+    match state_error(h.process(vec![1]).unwrap_err()) {
+        StateError::InvalidTtl { message, .. } => {
+            assert!(message.contains("state `n`"), "{message}");
+            assert!(message.contains("two different time-to-live"), "{message}");
+        }
+        other => panic!("expected InvalidTtl, got {other:?}"),
+    }
+}

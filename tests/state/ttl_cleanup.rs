@@ -290,3 +290,20 @@ fn a_million_keys_written_once_are_erased_within_the_bound_in_rocksdb() {
         keys_written_once_are_erased_within_the_bound(1_000_000)
     });
 }
+
+pub(crate) fn an_event_time_entry_stamped_earlier_than_the_last_moves_its_key_cleanup_timer_earlier(
+) {
+    let mut h = harness(
+        only(ttl(100))
+            .cleanup_with_timers()
+            .time(TtlTime::EventTime),
+    );
+    stamped(&mut h, 1_000, "k", vec![Cmd::ListAdd(1)]);
+    // A late record: its element expires at 600, before the first's 1 100.
+    stamped(&mut h, 500, "k", vec![Cmd::ListAdd(2)]);
+    h.watermark(600).unwrap();
+    assert_eq!(metrics(&h, "list").expired_by_timer, 1, "removed at 600");
+    h.watermark(1_100).unwrap();
+    assert_eq!(metrics(&h, "list").expired_by_timer, 2);
+    assert_eq!(stored(&h), 0);
+}

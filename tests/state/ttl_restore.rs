@@ -385,3 +385,48 @@ pub(crate) fn a_savepoint_of_restored_state_no_record_touched_holds_no_expired_e
         );
     }
 }
+
+pub(crate) fn paused_cleanup_timers_wake_the_operator_at_their_expiry_in_processing_time() {
+    let config = ttl(100)
+        .downtime(DowntimePolicy::PauseDuringDowntime)
+        .cleanup_with_timers();
+    let mut h = subtask(0, 1, Some(config.clone()), None, 0);
+    at(&mut h, 950, "k", vec![Cmd::Put(1)]);
+    h.set_processing_time(1_000);
+    let snapshot = h.snapshot(1).unwrap();
+    // Down from 1 000 to DOWN_UNTIL: "k" expires 50 ms after the restore,
+    // on the paused clock at 1 050; the wake-up is in processing time.
+    let mut r = restored(Some(config), snapshot, DOWN_UNTIL);
+    at(&mut r, DOWN_UNTIL, "other", vec![Cmd::Put(2)]);
+    assert_eq!(r.next_processing_time(), Some(DOWN_UNTIL + 50));
+    r.processing_time(DOWN_UNTIL + 50).unwrap();
+    assert_eq!(r.next_processing_time(), Some(DOWN_UNTIL + 100));
+}
+
+pub(crate) fn event_time_ttl_switched_on_at_a_restore_stamps_entries_with_the_first_event_time() {
+    let mut plain = subtask(0, 1, None, None, 0);
+    at(&mut plain, 0, "k", vec![Cmd::Put(1)]);
+    for (kind, snapshot) in checkpoint_and_savepoint(&mut plain, 1) {
+        let config = ttl(1_000).time(weir::state::ttl::TtlTime::EventTime);
+        let mut r = restored(Some(config), snapshot, 0);
+        // First used by a record of event time 5 000, before any watermark:
+        // "k" lives until 6 000 of event time.
+        assert_eq!(
+            crate::ttl::stamped(&mut r, 5_000, "k", vec![Cmd::Get]),
+            vec![Reply::Value(Some(1))],
+            "{kind}"
+        );
+        r.watermark(5_999).unwrap();
+        assert_eq!(
+            crate::ttl::stamped(&mut r, 6_000, "k", vec![Cmd::Get]),
+            vec![Reply::Value(Some(1))],
+            "{kind}"
+        );
+        r.watermark(6_000).unwrap();
+        assert_eq!(
+            crate::ttl::stamped(&mut r, 6_000, "k", vec![Cmd::Get]),
+            vec![Reply::Value(None)],
+            "{kind}"
+        );
+    }
+}

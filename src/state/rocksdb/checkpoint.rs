@@ -31,7 +31,7 @@ use super::expiry;
 use super::format::{self, CanonicalWriter, META_PREFIX};
 use super::RocksDbBackend;
 use crate::keys::KeyGroupRange;
-use crate::state::ttl::{DowntimePolicy, TtlTime};
+use crate::state::ttl::{DowntimePolicy, TtlSettings, TtlTime};
 use crate::state::{StateBytes, StateError, StateKind};
 
 /// The `backend` of the handles this backend writes.
@@ -468,12 +468,16 @@ fn ingest(
     iter.status()
         .map_err(|e| db.error("cannot read a restored snapshot", e))?;
     drop(iter);
-    // Registrations of states this database does not know yet.
+    // Registrations and TTL settings of states this database does not know yet.
     let mut registrations = Vec::new();
+    let mut ttl_settings = Vec::new();
     let mut meta = source.raw_iterator();
     meta.seek(META_PREFIX);
     while let (Some(key), Some(value)) = (meta.key(), meta.value()) {
-        if key.starts_with(&format::TTL_META_PREFIX) {
+        if let Some(name) = key.strip_prefix(&format::TTL_META_PREFIX[..]) {
+            let settings: TtlSettings = codec::decode(value)
+                .map_err(|e| db.error("unreadable TTL settings in a restored snapshot", e))?;
+            ttl_settings.push((String::from_utf8_lossy(name).into_owned(), settings));
             meta.next();
             continue;
         }
@@ -498,6 +502,11 @@ fn ingest(
     drop(writer);
     for (name, kind, type_name) in registrations {
         db.record_registration(&name, kind, &type_name)?;
+    }
+    for (name, settings) in ttl_settings {
+        if db.stored_ttl(&name)?.is_none() {
+            db.restore_ttl_settings(&name, settings)?;
+        }
     }
     let _ = fs::remove_file(&sst);
     fs::remove_dir_all(&temp).map_err(|e| local_error(&temp, "cannot remove", e))?;

@@ -267,11 +267,18 @@ impl RocksKeyedDb {
         self.db()
             .put_opt(key, bytes, self.write_options())
             .map_err(|e| self.error(&format!("cannot write the TTL of state `{name}`"), e))?;
-        if let Some(periodic) = config.compaction_filter() {
+        // A zero period turns the periodic compaction off (as Flink's 0).
+        // The option is the database's: the last state opened sets it.
+        if let Some(periodic) = config.compaction_filter().filter(|p| !p.is_zero()) {
             let secs = periodic.as_secs().max(1).to_string();
             self.db()
                 .set_options(&[("periodic_compaction_seconds", secs.as_str())])
-                .map_err(|e| self.error("cannot set the periodic compaction", e))?;
+                .map_err(|e| {
+                    self.error(
+                        &format!("cannot set the periodic compaction of state `{name}`"),
+                        e,
+                    )
+                })?;
         }
         states.insert(
             name.as_bytes().to_vec(),

@@ -215,7 +215,9 @@ impl TtlConfig {
     }
 
     /// RocksDB's compaction filter, with files older than `periodic`
-    /// compacted even if nothing else triggers it.
+    /// compacted even if nothing else triggers it (`Duration::ZERO`: no
+    /// periodic compaction, as Flink's 0). The periodic compaction is the
+    /// database's setting: the last state with a time to live opened sets it.
     pub fn cleanup_in_compaction_filter(mut self, periodic: Duration) -> Self {
         self.compaction_filter = Some(periodic);
         self

@@ -93,10 +93,24 @@ pub(crate) struct ErasureSchedule {
 }
 
 impl ErasureSchedule {
+    /// A schedule for `groups` groups, staggered over the first period so
+    /// that the groups are not all swept at once.
     pub(crate) fn new(bound_ms: i64, groups: usize, now: i64) -> Self {
+        let period_ms = (bound_ms / 2).max(1);
+        let step = period_ms / groups.max(1) as i64;
         ErasureSchedule {
-            period_ms: (bound_ms / 2).max(1),
-            last: vec![now; groups],
+            period_ms,
+            last: (0..groups)
+                .map(|g| now - period_ms + step * (g as i64 + 1))
+                .collect(),
+        }
+    }
+
+    /// Group `group`, due but not swept (a snapshot shares it), is due again
+    /// an eighth of a period from its due time.
+    pub(crate) fn retry_soon(&mut self, group: usize) {
+        if let Some(last) = self.last.get_mut(group) {
+            *last -= self.period_ms - (self.period_ms / 8).max(1);
         }
     }
 
@@ -174,10 +188,17 @@ mod tests {
     }
 
     #[test]
-    fn every_group_is_swept_once_per_half_bound() {
-        let mut schedule = ErasureSchedule::new(1_000, 3, 0);
-        assert!(schedule.due(499).is_empty());
-        assert_eq!(schedule.due(500), vec![0, 1, 2]);
-        assert_eq!(schedule.next_due(), Some(1_000));
+    fn every_group_is_swept_once_per_half_bound_staggered() {
+        let mut schedule = ErasureSchedule::new(1_200, 3, 0);
+        // Period 600: the groups are first due at 200, 400 and 600.
+        assert!(schedule.due(199).is_empty());
+        assert_eq!(schedule.due(200), vec![0]);
+        assert_eq!(schedule.due(600), vec![1, 2]);
+        assert_eq!(schedule.next_due(), Some(800));
+        assert_eq!(schedule.due(800), vec![0]);
+        // Not swept (shared with a snapshot): due again 75 ms later.
+        schedule.retry_soon(0);
+        assert_eq!(schedule.next_due(), Some(875));
+        assert_eq!(schedule.due(875), vec![0]);
     }
 }
