@@ -332,12 +332,12 @@ impl<K: Key> TableTtl<K> {
         }
     }
 
-    /// The settings a snapshot records at `time`.
+    /// The settings a snapshot records at `time`, with the state's clock
+    /// (processing time: what a paused restore resumes from; event time: the
+    /// watermark, below which a restore never goes back).
     fn settings_at(&self, time: StateTime) -> TtlSettings {
         let mut settings = self.config.settings();
-        if self.config.time_characteristic() == TtlTime::ProcessingTime {
-            settings.clock_ms = Some(self.now(time));
-        }
+        settings.clock_ms = Some(self.now(time)).filter(|&now| now != i64::MIN);
         settings
     }
 }
@@ -530,6 +530,10 @@ pub struct KeyedStateStore<K> {
     has_ttl: bool,
     /// The processing time the store was opened (restored) at.
     opened_at: Option<i64>,
+    /// The highest watermark a restored event-time state was snapshotted at:
+    /// the watermark states see never goes below it (a restored job starts
+    /// without one, and what expired must stay expired).
+    restored_watermark: i64,
 }
 
 impl<K: Key> KeyedStateStore<K> {
@@ -544,13 +548,15 @@ impl<K: Key> KeyedStateStore<K> {
             time: StateTime::default(),
             has_ttl: false,
             opened_at: None,
+            restored_watermark: i64::MIN,
         }
     }
 
     /// Sets the times state accesses see until the next call (the operator
     /// calls it per batch, timer round and snapshot).
     #[inline]
-    pub fn set_time(&mut self, time: StateTime) {
+    pub fn set_time(&mut self, mut time: StateTime) {
+        time.watermark = time.watermark.max(self.restored_watermark);
         self.time = time;
         self.opened_at.get_or_insert(time.processing);
         #[cfg(feature = "rocksdb")]
@@ -744,6 +750,12 @@ impl<K: Key> KeyedStateStore<K> {
                 Backing::RocksDb(db) => db.stored_ttl(name)?,
             };
             ttl.resume(restored, opened);
+            if let Some(clock) = restored
+                .filter(|s| s.time == TtlTime::EventTime)
+                .and_then(|s| s.clock_ms)
+            {
+                self.raise_restored_watermark(clock);
+            }
         }
         // Entries restored without an expiry (the time to live was switched
         // on) live from the restore: its processing time, on the state's
@@ -1248,6 +1260,16 @@ impl<K: Key> KeyedStateStore<K> {
         if !self.tables.is_empty() {
             return Err(StateError::RestoreAfterUse);
         }
+        let restored_watermark = groups
+            .values()
+            .flatten()
+            .filter_map(|bytes| bytes.ttl)
+            .filter(|settings| settings.time == TtlTime::EventTime)
+            .filter_map(|settings| settings.clock_ms)
+            .max();
+        if let Some(watermark) = restored_watermark {
+            self.raise_restored_watermark(watermark);
+        }
         #[cfg(feature = "rocksdb")]
         if let Backing::RocksDb(db) = &mut self.backing {
             return db.import(groups);
@@ -1259,6 +1281,19 @@ impl<K: Key> KeyedStateStore<K> {
                 .extend(states.iter().cloned());
         }
         Ok(())
+    }
+}
+
+impl<K> KeyedStateStore<K> {
+    /// Event time never goes below `watermark`, the clock an event-time state
+    /// was snapshotted at.
+    fn raise_restored_watermark(&mut self, watermark: i64) {
+        self.restored_watermark = self.restored_watermark.max(watermark);
+        self.time.watermark = self.time.watermark.max(watermark);
+        #[cfg(feature = "rocksdb")]
+        if let Backing::RocksDb(db) = &self.backing {
+            db.set_time(self.time);
+        }
     }
 }
 
@@ -1345,16 +1380,14 @@ fn unexpired_pending(
                 continue;
             };
             let now = match (settings.time, settings.downtime, settings.clock_ms) {
-                (TtlTime::EventTime, ..) => time.watermark,
+                (TtlTime::EventTime, _, clock) => time.watermark.max(clock.unwrap_or(i64::MIN)),
                 // Paused during downtime: the clock resumed at the opening.
                 (_, DowntimePolicy::PauseDuringDowntime, Some(clock)) => {
                     clock.saturating_add(time.processing.saturating_sub(opened).max(0))
                 }
                 _ => time.processing,
             };
-            if settings.time == TtlTime::ProcessingTime {
-                settings.clock_ms = Some(now);
-            }
+            settings.clock_ms = Some(now).filter(|&now| now != i64::MIN);
             let corrupt = |cause| StateError::Corrupt {
                 name: bytes.name.clone(),
                 group,
@@ -1377,8 +1410,12 @@ fn unexpired_pending(
 /// The time to compare expiries of restored entries with, by the clock their
 /// snapshot's settings name (processing time if it names none).
 fn restored_now(settings: Option<TtlSettings>, time: StateTime) -> i64 {
-    match settings.map(|s| s.time) {
-        Some(TtlTime::EventTime) => time.watermark,
+    match settings {
+        Some(TtlSettings {
+            time: TtlTime::EventTime,
+            clock_ms,
+            ..
+        }) => time.watermark.max(clock_ms.unwrap_or(i64::MIN)),
         _ => time.processing,
     }
 }

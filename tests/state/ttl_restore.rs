@@ -430,3 +430,29 @@ pub(crate) fn event_time_ttl_switched_on_at_a_restore_stamps_entries_with_the_fi
         );
     }
 }
+
+pub(crate) fn event_time_entries_expired_at_the_snapshot_stay_expired_after_the_restore() {
+    let config = ttl(100)
+        .time(weir::state::ttl::TtlTime::EventTime)
+        .update_type(weir::state::ttl::TtlUpdate::OnReadAndWrite)
+        .disable_cleanup_in_background();
+    let mut h = subtask(0, 1, Some(config.clone()), None, 0);
+    crate::ttl::stamped(&mut h, 1_000, "old", vec![Cmd::WriteAll(1)]);
+    crate::ttl::stamped(&mut h, 1_090, "new", vec![Cmd::WriteAll(2)]);
+    h.watermark(1_100).unwrap();
+    for (kind, snapshot) in checkpoint_and_savepoint(&mut h, 1) {
+        let mut r = restored(Some(config.clone()), snapshot, 0);
+        // Before any watermark, a late record reads: "old" expired at the
+        // snapshot's watermark and is not revived; "new" lives to 1 190.
+        assert_eq!(
+            crate::ttl::stamped(&mut r, 1_050, "old", vec![Cmd::ReadAll]),
+            vec![Reply::All(All::none())],
+            "{kind}"
+        );
+        assert_eq!(
+            crate::ttl::stamped(&mut r, 1_050, "new", vec![Cmd::Get]),
+            vec![Reply::Value(Some(2))],
+            "{kind}"
+        );
+    }
+}

@@ -117,6 +117,10 @@ impl RocksKeyedDb {
                     (TtlTime::ProcessingTime, DowntimePolicy::PauseDuringDowntime, Some(clock)) => {
                         clock
                     }
+                    // Event time: never below the watermark recorded.
+                    (TtlTime::EventTime, _, clock) => self
+                        .ttl_now(TtlTime::EventTime)
+                        .max(clock.unwrap_or(i64::MIN)),
                     // Else the clock of now, also for restored states that
                     // no descriptor opened since (their recorded clock is
                     // their snapshot's).

@@ -332,10 +332,16 @@ impl RocksKeyedDb {
         change: FormChange,
     ) -> Result<(), StateError> {
         self.flush_cache()?;
-        let time = self
-            .stored_ttl(name)?
-            .map_or(TtlTime::ProcessingTime, |s| s.time);
-        let now = self.ttl_shared().now(time);
+        let stored = self.stored_ttl(name)?;
+        let time = stored.map_or(TtlTime::ProcessingTime, |s| s.time);
+        let now = match (stored, time) {
+            // Event time never goes back below the watermark of the snapshot.
+            (Some(settings), TtlTime::EventTime) => self
+                .ttl_shared()
+                .now(time)
+                .max(settings.clock_ms.unwrap_or(i64::MIN)),
+            _ => self.ttl_shared().now(time),
+        };
         let mut prefix = Vec::new();
         for group in self.range().start..self.range().end {
             format::data_prefix(&mut prefix, group, name.as_bytes());
