@@ -12,14 +12,30 @@
 //! Errors: a missing path, a directory without `_metadata`, a corrupted state
 //! file and a corrupted `_metadata` exit with status 1 and a message on
 //! stderr naming the path and the problem.
+//!
+//! Time to live: a second job keeps visits per user in keyed states with a
+//! time to live (event time; processing time, long enough that nothing
+//! expires before the inspection, with either downtime policy) and is
+//! stopped with a savepoint once it has processed its 12 visits (no
+//! end-of-input watermark, which would expire the event-time entries);
+//! `weir inspect` shows their settings and live and expired entries. With
+//! the RocksDB backend too: its savepoint shows the same, its incremental
+//! checkpoints are not decoded and show as unknown. Expired entries at a
+//! fixed time are the unit tests' (`weir::inspect::inspect_at`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use weir::source::{Source, SourceStatus};
+use weir::state::ttl::{DowntimePolicy, TtlConfig, TtlTime, TtlUpdate};
 use weir::state::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
+use weir::time::WatermarkStrategy;
 use weir::{
-    Collector, KeyedBroadcastContext, KeyedBroadcastProcessFunction, KeyedContext, Lifecycle,
-    StreamEnv, UserError,
+    Collector, KeyedBroadcastContext, KeyedBroadcastProcessFunction, KeyedContext,
+    KeyedProcessFunction, Lifecycle, StreamEnv, UserError,
 };
 
 /// An order: (customer, amount).
@@ -91,7 +107,12 @@ fn checkpoint() -> Checkpoint {
         .uid("totals")
         .discard();
     let result = env.execute_blocking("cli-test").unwrap();
-    let job_dir = root.path().join(&result.job_id);
+    retained(root, result.job_id)
+}
+
+/// The one retained checkpoint of job `job_id` under `root`.
+fn retained(root: tempfile::TempDir, job_id: String) -> Checkpoint {
+    let job_dir = root.path().join(&job_id);
     let mut chk: Vec<PathBuf> = std::fs::read_dir(&job_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -100,7 +121,7 @@ fn checkpoint() -> Checkpoint {
     assert_eq!(chk.len(), 1, "one retained checkpoint: {chk:?}");
     Checkpoint {
         path: chk.pop().unwrap(),
-        job_id: result.job_id,
+        job_id,
         root,
     }
 }
@@ -475,5 +496,329 @@ fn check_restore_reports_every_uid_and_fails_when_state_would_be_lost() {
     assert!(
         err.contains("bad.json") && err.contains("not a job plan"),
         "{err}"
+    );
+}
+
+/// A visit: (user, page, event time).
+type Visit = (u32, u32, i64);
+
+/// 4 users, 12 visits, at most 5 distinct pages per user.
+fn visits() -> Vec<Visit> {
+    (0..12)
+        .map(|i| (i % 4, i % 5, 1_000 * i64::from(i)))
+        .collect()
+}
+
+/// Emits [`visits`], then nothing until the job is stopped.
+#[derive(Clone)]
+struct HeldVisits {
+    left: Vec<Visit>,
+}
+
+impl Lifecycle for HeldVisits {}
+
+impl Source<Visit> for HeldVisits {
+    fn parallelism(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn poll_next(&mut self, out: &mut Vec<Visit>, max: usize) -> Result<SourceStatus, UserError> {
+        let n = self.left.len().min(max);
+        out.extend(self.left.drain(..n));
+        Ok(SourceStatus::More)
+    }
+}
+
+/// Per user: the time of the last visit (event-time TTL), the pages visited
+/// (processing-time TTL, the clock continuing through downtime) and visits
+/// per page (processing-time TTL paused during downtime).
+#[derive(Clone)]
+struct Visits {
+    last: ValueStateDescriptor<i64>,
+    pages: ListStateDescriptor<u32>,
+    per_page: MapStateDescriptor<u32, u64>,
+    processed: Arc<AtomicUsize>,
+}
+
+impl Visits {
+    fn new(processed: Arc<AtomicUsize>) -> Self {
+        // Ten years: nothing written by the job expires before it is inspected.
+        let long = Duration::from_secs(10 * 365 * 24 * 3600);
+        Visits {
+            last: ValueStateDescriptor::new("last-visit")
+                .with_ttl(TtlConfig::new(Duration::from_secs(3600)).time(TtlTime::EventTime)),
+            pages: ListStateDescriptor::new("pages").with_ttl(TtlConfig::new(long)),
+            per_page: MapStateDescriptor::new("per-page").with_ttl(
+                TtlConfig::new(long)
+                    .update_type(TtlUpdate::OnReadAndWrite)
+                    .downtime(DowntimePolicy::PauseDuringDowntime),
+            ),
+            processed,
+        }
+    }
+}
+
+impl Lifecycle for Visits {}
+
+impl KeyedProcessFunction<u32, Visit, u64> for Visits {
+    fn process_element(
+        &mut self,
+        (_, page, time): Visit,
+        ctx: &mut KeyedContext<u32>,
+        out: &mut Collector<u64>,
+    ) -> Result<(), UserError> {
+        ctx.state(&self.last)?.update(time);
+        ctx.state(&self.pages)?.add(page);
+        let mut per_page = ctx.state(&self.per_page)?;
+        let n = per_page.get(&page).unwrap_or(0) + 1;
+        per_page.put(page, n);
+        out.collect(n);
+        self.processed.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A new job environment of parallelism 2 keeping visits from `source`,
+/// with checkpoints and savepoints under `root`.
+fn visits_env<S: Source<Visit>>(
+    root: &Path,
+    source: S,
+    processed: Arc<AtomicUsize>,
+    configure: impl FnOnce(&StreamEnv),
+) -> StreamEnv {
+    let env = StreamEnv::with_parallelism(2);
+    env.set_checkpoint_dir(root.to_str().unwrap());
+    env.set_savepoint_dir(root.join("savepoints"));
+    configure(&env);
+    env.add_source(source)
+        .uid("visits")
+        .assign_timestamps_and_watermarks(
+            // A watermark after every visit: what the savepoint holds does
+            // not depend on when periodic watermarks happen to be emitted.
+            WatermarkStrategy::punctuated(|_: &Visit, ts| Some(ts))
+                .with_timestamp_assigner(|v: &Visit| v.2),
+        )
+        .uid("timestamps")
+        .key_by(|v: &Visit| v.0)
+        .process(Visits::new(processed))
+        .uid("per-user")
+        .discard();
+    env
+}
+
+/// Runs the visits job until it has processed every visit, and stops it
+/// with a savepoint (`configure` may set the state backend).
+fn ttl_savepoint(configure: impl FnOnce(&StreamEnv)) -> Checkpoint {
+    let root = tempfile::tempdir().unwrap();
+    let processed = Arc::new(AtomicUsize::new(0));
+    let source = HeldVisits { left: visits() };
+    let env = visits_env(root.path(), source, processed.clone(), |env| {
+        env.enable_checkpointing(Duration::from_secs(3600));
+        configure(env);
+    });
+    let (job_id, path) = futures::executor::block_on(async {
+        let mut client = env.start("cli-ttl").await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while processed.load(Ordering::SeqCst) < 12 {
+            assert!(Instant::now() < deadline, "12 visits not processed in 60 s");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let path = client.stop_with_savepoint(None).await.unwrap();
+        let result = client.wait().await.unwrap();
+        (result.job_id, path)
+    });
+    Checkpoint { root, job_id, path }
+}
+
+/// [`stable`], and without the savepoint's name, any time (the
+/// processing-time clocks in the snapshot, the time of the inspection) and
+/// the bytes of whole subtask files and operators (a few of them depend on
+/// the run's timing and on the snapshot format's metadata, not on the
+/// entries; the BYTES of each state stay).
+fn stable_ttl(text: &str, savepoint: &Checkpoint) -> String {
+    let name = savepoint.path.file_name().unwrap().to_str().unwrap();
+    let text = mask_times(&mask(text, name, "<SAVEPOINT>"));
+    let report = weir::inspect::inspect(&savepoint.path).unwrap();
+    let mut text = text.replace(
+        &format!("state:      {} bytes", report.state_bytes),
+        "state:      <BYTES> bytes",
+    );
+    for operator in report.operators.iter().filter(|o| o.state_bytes > 0) {
+        let row = format!("  {}  ", operator.state_bytes);
+        text = text.replace(
+            &row,
+            &format!("  {:>width$}  ", "<B>", width = row.len() - 4),
+        );
+    }
+    stable(&text, savepoint)
+}
+
+/// `text` with every RFC 3339 time (`2023-11-14T22:13:20.123Z`) replaced by
+/// `<TIME>` padded to the same width.
+fn mask_times(text: &str) -> String {
+    let shape = "dddd-dd-ddTdd:dd:dd.dddZ";
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(ch) = rest.chars().next() {
+        let is_time = rest.len() >= shape.len()
+            && rest.bytes().zip(shape.bytes()).all(|(b, s)| match s {
+                b'd' => b.is_ascii_digit(),
+                s => b == s,
+            });
+        if is_time {
+            out.push_str(&format!("{:_<width$}", "<TIME>", width = shape.len()));
+            rest = &rest[shape.len()..];
+        } else {
+            out.push(ch);
+            rest = &rest[ch.len_utf8()..];
+        }
+    }
+    out
+}
+
+/// The TTL table of `weir inspect`'s text and what follows it.
+#[cfg(feature = "rocksdb")]
+fn ttl_table(text: &str) -> &str {
+    let start = text
+        .rfind("\nOPERATOR  STATE ")
+        .filter(|&i| text[i..].contains(" LIVE  EXPIRED "))
+        .unwrap_or_else(|| panic!("a TTL table in {text}"));
+    &text[start + 1..]
+}
+
+#[test]
+fn inspect_shows_the_time_to_live_of_keyed_states() {
+    let savepoint = ttl_savepoint(|_| ());
+    let text = stdout(&weir(&["inspect", arg(&savepoint.path)]));
+    insta::assert_snapshot!(stable_ttl(&text, &savepoint));
+
+    let json = stdout(&weir(&[
+        "inspect",
+        arg(&savepoint.path),
+        "--format",
+        "json",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let per_user = report["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["uid"] == "per-user")
+        .unwrap();
+    let state = |name: &str| {
+        per_user["states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {per_user}"))
+    };
+    let last = state("last-visit");
+    let mut settings = last["ttl"].clone();
+    // The watermark at the savepoint, if the snapshot records it: then
+    // expired entries are counted against it; else they are not counted.
+    let watermark = settings
+        .as_object_mut()
+        .unwrap()
+        .remove("clock_ms")
+        .and_then(|c| c.as_i64());
+    assert_eq!(
+        settings,
+        serde_json::json!({
+            "ttl_ms": 3_600_000,
+            "update": "OnCreateAndWrite",
+            "visibility": "NeverReturnExpired",
+            "time": "EventTime",
+            "downtime": "ClockContinues"
+        })
+    );
+    let (expired, against): (serde_json::Value, &str) = match watermark {
+        Some(watermark) => {
+            assert!(watermark <= 11_000, "watermark {watermark}");
+            (0.into(), "snapshot_clock")
+        }
+        None => (serde_json::Value::Null, "unknown"),
+    };
+    assert_eq!(
+        (
+            &last["live_entries"],
+            &last["expired_entries"],
+            &last["expired_against"]
+        ),
+        (&4.into(), &expired, &against.into())
+    );
+    // Processing time: the state's clock at the savepoint is recorded, and
+    // expired entries are counted against the time of the inspection.
+    let pages = state("pages");
+    assert_eq!(pages["ttl"]["time"], "ProcessingTime");
+    let clock = pages["ttl"]["clock_ms"].as_i64().unwrap();
+    let (triggered, completed) = (
+        report["trigger_time_ms"].as_i64().unwrap(),
+        report["completion_time_ms"].as_i64().unwrap(),
+    );
+    assert!(
+        (triggered - 1_000..=completed).contains(&clock),
+        "clock {clock} at a savepoint taken from {triggered} to {completed}"
+    );
+    assert!(pages["expired_as_of_ms"].as_i64().unwrap() >= completed);
+    assert_eq!(
+        (
+            &pages["entries"],
+            &pages["live_entries"],
+            &pages["expired_entries"],
+            &pages["expired_against"]
+        ),
+        (&4.into(), &12.into(), &0.into(), &"inspection_time".into())
+    );
+    let per_page = state("per-page");
+    assert_eq!(per_page["ttl"]["downtime"], "PauseDuringDowntime");
+    assert_eq!(per_page["ttl"]["update"], "OnReadAndWrite");
+    assert_eq!(per_page["expired_against"], "snapshot_clock");
+    assert_eq!(per_page["expired_as_of_ms"], per_page["ttl"]["clock_ms"]);
+    assert_eq!(
+        (&per_page["live_entries"], &per_page["expired_entries"]),
+        (&12.into(), &0.into())
+    );
+}
+
+#[cfg(feature = "rocksdb")]
+#[test]
+fn inspect_shows_the_time_to_live_of_rocksdb_state_or_says_it_is_unknown() {
+    use weir::state::RocksDbBackend;
+    let heap = ttl_savepoint(|_| ());
+    let heap_text = stable_ttl(&stdout(&weir(&["inspect", arg(&heap.path)])), &heap);
+
+    // A savepoint is in the canonical format whatever the backend.
+    let local = tempfile::tempdir().unwrap();
+    let backend = RocksDbBackend::new().with_local_dirs([local.path().to_path_buf()]);
+    let savepoint = ttl_savepoint(|env| {
+        env.set_state_backend(backend.clone());
+    });
+    let text = stable_ttl(
+        &stdout(&weir(&["inspect", arg(&savepoint.path)])),
+        &savepoint,
+    );
+    assert_eq!(ttl_table(&text), ttl_table(&heap_text));
+
+    // The final checkpoint of a bounded job: incremental, the database's own
+    // files, which are not decoded.
+    let root = tempfile::tempdir().unwrap();
+    let processed = Arc::new(AtomicUsize::new(0));
+    let source = weir::source::CollectionSource::new(visits());
+    let env = visits_env(root.path(), source, processed, |env| {
+        env.set_state_backend(backend);
+    });
+    let result = env.execute_blocking("cli-ttl").unwrap();
+    let checkpoint = retained(root, result.job_id);
+    let text = stdout(&weir(&["inspect", arg(&checkpoint.path)]));
+    assert_eq!(
+        ttl_table(&text),
+        "\
+OPERATOR  STATE                         LIVE  EXPIRED  AS OF  SNAPSHOT CLOCK  TIME TO LIVE
+per-user  keyed (rocksdb, incremental)     -        -  -      -               unknown
+
+LIVE and EXPIRED count values, list elements and map entries (ENTRIES counts keys).
+unknown: keyed bytes in a backend's own format (incremental checkpoint) are not decoded.
+"
     );
 }

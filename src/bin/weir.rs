@@ -49,7 +49,10 @@ enum Command {
     ///
     /// For each operator: uid, name, parallelism, max parallelism, and per
     /// state its kind, number of keys (or entries) and bytes; and the bytes
-    /// of in-flight records. Every state file is read and its checksum
+    /// of in-flight records. Keyed states with a time to live also show
+    /// their TTL settings and live and expired entries (processing time:
+    /// expired as of now; event time: as of the watermark the snapshot
+    /// records, if any). Every state file is read and its checksum
     /// verified: a damaged snapshot exits with 1.
     Inspect {
         /// The snapshot directory (`.../chk-<n>` or `.../savepoint-<job>-<n>`).

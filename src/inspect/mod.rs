@@ -10,7 +10,10 @@
 //!   only their `_metadata`.
 //! - [`inspect`] reads one snapshot completely, state files included (every
 //!   file's checksum is verified), and reports per operator its states: kind,
-//!   number of keys or entries and bytes, as far as the bytes can be decoded.
+//!   number of keys or entries and bytes, as far as the bytes can be decoded;
+//!   for keyed states with a time to live, their TTL settings and their live
+//!   and expired entries ([`StateTtlReport`]; [`inspect_at`] counts expired
+//!   entries at a given time instead of now).
 //!
 //! Both return plain values that print as aligned text tables
 //! ([`std::fmt::Display`]) and serialise to JSON (`serde::Serialize`).
@@ -33,7 +36,10 @@ use serde::Serialize;
 use thiserror::Error;
 
 pub use listing::{list_checkpoints, ListedSnapshot, Listing};
-pub use report::{inspect, OperatorReport, SnapshotReport, StateReport, StateReportKind};
+pub use report::{
+    inspect, inspect_at, ExpiredAgainst, OperatorReport, SnapshotReport, StateReport,
+    StateReportKind, StateTtlReport,
+};
 
 /// Reading a snapshot or listing a directory failed.
 #[derive(Debug, Error)]

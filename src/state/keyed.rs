@@ -784,7 +784,11 @@ impl<K: Key> KeyedStateStore<K> {
                 ),
                 None => (
                     std::any::type_name::<D::TtlStored>(),
-                    super::rocksdb::FormChange::DropExpiry,
+                    super::rocksdb::FormChange::DropExpiry(restored_now(
+                        db.stored_ttl(name)?,
+                        self.time,
+                        opened,
+                    )),
                 ),
             };
             db.register(
@@ -839,7 +843,7 @@ impl<K: Key> KeyedStateStore<K> {
                     table.restore_group(name, group, &bytes.entries)
                 } else if bytes.type_name == with_expiry {
                     // The time to live was switched off: what had expired stays gone.
-                    let now = restored_now(bytes.ttl, time);
+                    let now = restored_now(bytes.ttl, time, opened);
                     table.restore_group_as::<D::TtlStored>(name, group, &bytes.entries, |v| {
                         D::without_expiry(v, now)
                     })
@@ -1379,14 +1383,7 @@ fn unexpired_pending(
                 kept.push(bytes);
                 continue;
             };
-            let now = match (settings.time, settings.downtime, settings.clock_ms) {
-                (TtlTime::EventTime, _, clock) => time.watermark.max(clock.unwrap_or(i64::MIN)),
-                // Paused during downtime: the clock resumed at the opening.
-                (_, DowntimePolicy::PauseDuringDowntime, Some(clock)) => {
-                    clock.saturating_add(time.processing.saturating_sub(opened).max(0))
-                }
-                _ => time.processing,
-            };
+            let now = restored_now(Some(*settings), time, opened);
             settings.clock_ms = Some(now).filter(|&now| now != i64::MIN);
             let corrupt = |cause| StateError::Corrupt {
                 name: bytes.name.clone(),
@@ -1407,15 +1404,19 @@ fn unexpired_pending(
     Ok(out)
 }
 
-/// The time to compare expiries of restored entries with, by the clock their
-/// snapshot's settings name (processing time if it names none).
-fn restored_now(settings: Option<TtlSettings>, time: StateTime) -> i64 {
-    match settings {
-        Some(TtlSettings {
-            time: TtlTime::EventTime,
-            clock_ms,
-            ..
-        }) => time.watermark.max(clock_ms.unwrap_or(i64::MIN)),
+/// The time to compare expiries of restored entries with, on the clock of
+/// the settings they were snapshotted with (processing time if none): the
+/// watermark, never below the snapshot's; processing time, or for a state
+/// paused during downtime its clock resumed at the opening (`opened`).
+fn restored_now(settings: Option<TtlSettings>, time: StateTime, opened: i64) -> i64 {
+    let Some(settings) = settings else {
+        return time.processing;
+    };
+    match (settings.time, settings.downtime, settings.clock_ms) {
+        (TtlTime::EventTime, _, clock) => time.watermark.max(clock.unwrap_or(i64::MIN)),
+        (_, DowntimePolicy::PauseDuringDowntime, Some(clock)) => {
+            clock.saturating_add(time.processing.saturating_sub(opened).max(0))
+        }
         _ => time.processing,
     }
 }

@@ -160,6 +160,7 @@ mod ttl_suite {
         ttl_restore::paused_cleanup_timers_wake_the_operator_at_their_expiry_in_processing_time,
         ttl_restore::event_time_ttl_switched_on_at_a_restore_stamps_entries_with_the_first_event_time,
         ttl_restore::event_time_entries_expired_at_the_snapshot_stay_expired_after_the_restore,
+        ttl_restore::switching_off_the_ttl_of_a_paused_state_keeps_what_was_live_on_its_clock,
         ttl_restore::a_savepoint_after_expiry_holds_no_expired_entry,
         ttl_restore::a_savepoint_of_restored_state_no_record_touched_holds_no_expired_entry,
         ttl_restore::a_restored_entry_keeps_its_absolute_expiry,

@@ -456,3 +456,26 @@ pub(crate) fn event_time_entries_expired_at_the_snapshot_stay_expired_after_the_
         );
     }
 }
+
+pub(crate) fn switching_off_the_ttl_of_a_paused_state_keeps_what_was_live_on_its_clock() {
+    let config = ttl(100).downtime(DowntimePolicy::PauseDuringDowntime);
+    let mut h = subtask(0, 1, Some(config), None, 0);
+    at(&mut h, 900, "gone", vec![Cmd::Put(1)]);
+    at(&mut h, 950, "live", vec![Cmd::Put(2)]);
+    h.set_processing_time(1_000);
+    for (kind, snapshot) in checkpoint_and_savepoint(&mut h, 1) {
+        // Down from 1 000 to DOWN_UNTIL: on the paused clock, "live" had 50
+        // ms left and "gone" had expired at 1 000.
+        let mut r = restored(None, snapshot, DOWN_UNTIL);
+        assert_eq!(
+            at(&mut r, DOWN_UNTIL, "live", vec![Cmd::Get]),
+            vec![Reply::Value(Some(2))],
+            "{kind}"
+        );
+        assert_eq!(
+            at(&mut r, DOWN_UNTIL, "gone", vec![Cmd::Get]),
+            vec![Reply::Value(None)],
+            "{kind}"
+        );
+    }
+}

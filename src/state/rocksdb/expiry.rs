@@ -28,8 +28,9 @@ use crate::state::{Key, StateError, StateKind, StateTime};
 pub(crate) enum FormChange {
     /// Switched on: every value gets this expiry.
     AddExpiry(i64),
-    /// Switched off: expiries are dropped, and what had expired with them.
-    DropExpiry,
+    /// Switched off: expiries are dropped, and what had expired at this
+    /// time (on the state's former clock) with them.
+    DropExpiry(i64),
 }
 
 /// What the compaction filter knows of a state with a time to live.
@@ -189,14 +190,14 @@ fn change_form(
             }
         }
         (FormChange::AddExpiry(at), _) => add_expiry(value, at, &mut out),
-        (FormChange::DropExpiry, StateKind::List) => {
+        (FormChange::DropExpiry(_), StateKind::List) => {
             for (at, element) in list_parts(value)? {
                 if !is_expired(at, now) {
                     out.extend_from_slice(split_expiry(element)?.1);
                 }
             }
         }
-        (FormChange::DropExpiry, _) => {
+        (FormChange::DropExpiry(_), _) => {
             let (at, inner) = split_expiry(value)?;
             if is_expired(at, now) {
                 return Ok(None);
@@ -332,15 +333,9 @@ impl RocksKeyedDb {
         change: FormChange,
     ) -> Result<(), StateError> {
         self.flush_cache()?;
-        let stored = self.stored_ttl(name)?;
-        let time = stored.map_or(TtlTime::ProcessingTime, |s| s.time);
-        let now = match (stored, time) {
-            // Event time never goes back below the watermark of the snapshot.
-            (Some(settings), TtlTime::EventTime) => self
-                .ttl_shared()
-                .now(time)
-                .max(settings.clock_ms.unwrap_or(i64::MIN)),
-            _ => self.ttl_shared().now(time),
+        let now = match change {
+            FormChange::DropExpiry(now) => now,
+            FormChange::AddExpiry(_) => i64::MIN,
         };
         let mut prefix = Vec::new();
         for group in self.range().start..self.range().end {
@@ -576,13 +571,13 @@ mod tests {
             with,
             [enc(&Expiring(50, 1u8)), enc(&Expiring(50, 2u8))].concat()
         );
-        let back = change_form(StateKind::List, &with, FormChange::DropExpiry, 10).unwrap();
+        let back = change_form(StateKind::List, &with, FormChange::DropExpiry(10), 10).unwrap();
         assert_eq!(back, Some(plain));
         assert_eq!(
             change_form(
                 StateKind::Value,
                 &enc(&Expiring(5, 1u8)),
-                FormChange::DropExpiry,
+                FormChange::DropExpiry(0),
                 5
             )
             .unwrap(),

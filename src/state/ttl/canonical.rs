@@ -159,6 +159,74 @@ pub(crate) fn unexpired_entries(
     Ok(Some(out))
 }
 
+/// Entries of a state with a time to live, as [`count_by_expiry`] counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ExpiryCounts {
+    /// Entries not expired (all of them when no time was given).
+    pub live: u64,
+    /// Entries expired at the time given.
+    pub expired: u64,
+}
+
+/// Counts the entries of a state of `kind` with a time to live in its
+/// canonical bytes (one key group): each value, list element and map entry
+/// is one entry, expired once its expiry is `<= now`. Without a `now` (the
+/// time is not known) every entry counts as live. Reads only the expiries:
+/// no value type is needed.
+pub(crate) fn count_by_expiry(
+    kind: StateKind,
+    bytes: &[u8],
+    now: Option<i64>,
+) -> Result<ExpiryCounts, String> {
+    let mut counts = ExpiryCounts::default();
+    let mut count = |v: &[u8]| -> Result<(), String> {
+        let at = expiry(v)?;
+        if now.is_some_and(|now| is_expired(at, now)) {
+            counts.expired += 1;
+        } else {
+            counts.live += 1;
+        }
+        Ok(())
+    };
+    let mut rd = bytes;
+    let n = rmp::decode::read_array_len(&mut rd).map_err(|e| e.to_string())?;
+    let mut pos = bytes.len() - rd.len();
+    for _ in 0..n {
+        let end = skip_value(bytes, pos)?;
+        let entry = &bytes[pos..end];
+        pos = end;
+        let mut rd = entry;
+        let pair = rmp::decode::read_array_len(&mut rd).map_err(|e| e.to_string())?;
+        if pair != 2 {
+            return Err(format!("an entry is an array of {pair}, not a pair"));
+        }
+        let key_end = skip_value(entry, entry.len() - rd.len())?;
+        let value = &entry[key_end..];
+        match kind {
+            StateKind::List => {
+                let mut rd = value;
+                let m = rmp::decode::read_array_len(&mut rd).map_err(|e| e.to_string())?;
+                for element in values(value, value.len() - rd.len(), m)? {
+                    count(element)?;
+                }
+            }
+            StateKind::Map => {
+                let mut rd = value;
+                let m = rmp::decode::read_map_len(&mut rd).map_err(|e| e.to_string())?;
+                let parts = values(value, value.len() - rd.len(), 2 * m)?;
+                for pair in parts.chunks(2) {
+                    count(pair[1])?;
+                }
+            }
+            _ => count(value)?,
+        }
+    }
+    if pos != bytes.len() {
+        return Err(format!("{} bytes after the last entry", bytes.len() - pos));
+    }
+    Ok(counts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +271,77 @@ mod tests {
         assert_eq!(left[0].1.get("y"), Some(&Expiring(30, 2)));
         assert_eq!(left[0].1.len(), 1);
         assert!(unexpired_entries(StateKind::Map, b"\xc1", 0).is_err());
+    }
+
+    #[test]
+    fn entries_are_counted_by_expiry_without_their_types() {
+        let counts = |live, expired| ExpiryCounts { live, expired };
+        let values = vec![
+            (1u32, Expiring(10, "a".to_string())),
+            (2, Expiring(30, "b".into())),
+            (3, Expiring(i64::MAX, "c".into())),
+        ];
+        let bytes = codec::encode(&values).unwrap();
+        assert_eq!(
+            count_by_expiry(StateKind::Value, &bytes, Some(9)),
+            Ok(counts(3, 0))
+        );
+        // Expired at exactly its expiry.
+        assert_eq!(
+            count_by_expiry(StateKind::Value, &bytes, Some(10)),
+            Ok(counts(2, 1))
+        );
+        assert_eq!(
+            count_by_expiry(StateKind::Reducing, &bytes, Some(i64::MAX - 1)),
+            Ok(counts(1, 2))
+        );
+        // No time: everything is live.
+        assert_eq!(
+            count_by_expiry(StateKind::Value, &bytes, None),
+            Ok(counts(3, 0))
+        );
+
+        // A list counts its elements, a map its entries, not the keys.
+        let lists = vec![
+            (
+                1u32,
+                vec![Expiring(10, 'a'), Expiring(30, 'b'), Expiring(5, 'c')],
+            ),
+            (2, vec![Expiring(40, 'd')]),
+        ];
+        let bytes = codec::encode(&lists).unwrap();
+        assert_eq!(
+            count_by_expiry(StateKind::List, &bytes, Some(10)),
+            Ok(counts(2, 2))
+        );
+        let mut map: KeyMap<String, Expiring<Vec<u8>>> = KeyMap::default();
+        map.insert("x".into(), Expiring(10, vec![1, 2]));
+        map.insert("y".into(), Expiring(30, vec![]));
+        map.insert("z".into(), Expiring(-4, vec![3]));
+        let bytes = codec::encode(&vec![(7u64, map)]).unwrap();
+        assert_eq!(
+            count_by_expiry(StateKind::Map, &bytes, Some(10)),
+            Ok(counts(1, 2))
+        );
+        assert_eq!(
+            count_by_expiry(StateKind::Map, &bytes, None),
+            Ok(counts(3, 0))
+        );
+
+        // Bytes that are not values with expiries are an error, not a count.
+        let plain = codec::encode(&vec![(1u32, 5u64)]).unwrap();
+        assert!(count_by_expiry(StateKind::Value, &plain, Some(0)).is_err());
+        assert!(count_by_expiry(StateKind::List, b"\xc1", None).is_err());
+        let mut trailing = codec::encode(&values).unwrap();
+        trailing.push(0);
+        assert!(count_by_expiry(StateKind::Value, &trailing, None).is_err());
+        assert_eq!(
+            count_by_expiry(
+                StateKind::Map,
+                &codec::encode(&Vec::<(u32, u32)>::new()).unwrap(),
+                None
+            ),
+            Ok(counts(0, 0))
+        );
     }
 }

@@ -30,6 +30,7 @@ mod canonical;
 mod expiring;
 pub(crate) mod sweep;
 
+pub(crate) use canonical::count_by_expiry;
 #[cfg(feature = "rocksdb")]
 pub(crate) use canonical::skip_value;
 pub(crate) use canonical::unexpired_entries;
