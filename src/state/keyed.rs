@@ -295,13 +295,17 @@ struct TableTtl<K> {
 }
 
 impl<K: Key> TableTtl<K> {
-    fn new(config: TtlConfig, groups: usize, now: i64) -> Self {
+    /// `staggered`: the erasure sweep spreads the key groups over its period
+    /// (the heap sweeps group by group; RocksDB sweeps them together, one
+    /// flush and compaction per period).
+    fn new(config: TtlConfig, groups: usize, now: i64, staggered: bool) -> Self {
         TableTtl {
             erasure: config.erasure_bound().map(|b| {
                 ErasureSchedule::new(
                     b.as_millis().min(i64::MAX as u128) as i64,
                     groups.max(1),
                     now,
+                    staggered,
                 )
             }),
             timers: config.timers().then(CleanupTimers::default),
@@ -736,9 +740,15 @@ impl<K: Key> KeyedStateStore<K> {
     ) -> Result<usize, StateError> {
         let (name, kind) = (descriptor.name(), descriptor.kind());
         let opened = self.opened_at.unwrap_or(self.time.processing);
-        let mut ttl = descriptor
-            .ttl()
-            .map(|config| TableTtl::new(config.clone(), self.range.len(), self.time.processing));
+        let mut ttl = descriptor.ttl().map(|config| {
+            let staggered = matches!(self.backing, Backing::Heap);
+            TableTtl::new(
+                config.clone(),
+                self.range.len(),
+                self.time.processing,
+                staggered,
+            )
+        });
         if let Some(ttl) = ttl.as_mut() {
             let restored = match &self.backing {
                 Backing::Heap => self
@@ -1055,7 +1065,7 @@ impl<K: Key> KeyedStateStore<K> {
         }
         let time = self.time;
         #[cfg(feature = "rocksdb")]
-        let mut compact = false;
+        let mut compact: Vec<usize> = Vec::new();
         for t in &mut self.tables {
             let Some(state) = t.ttl.as_mut() else {
                 continue;
@@ -1076,26 +1086,42 @@ impl<K: Key> KeyedStateStore<K> {
                         ExpiredCounters::add(&state.counters.by_sweep, removed);
                     }
                     #[cfg(feature = "rocksdb")]
-                    Backing::RocksDb(_) => compact |= !due.is_empty(),
+                    Backing::RocksDb(db) => {
+                        let groups: Vec<usize> = due.iter().map(|g| self.range.start + g).collect();
+                        if t.kind == StateKind::List {
+                            let removed = db.erase_expired_elements(&t.name, &groups, now);
+                            ExpiredCounters::add(&state.counters.by_sweep, removed);
+                        }
+                        compact.extend(groups);
+                    }
                 }
             }
             if let Some(timers) = state.timers.as_mut() {
-                while let Some((key, group)) = timers.pop_due(now) {
-                    let (removed, next) = match &self.backing {
-                        Backing::Heap => t.ops.purge_key(t.table.as_mut(), group, &key, now),
-                        #[cfg(feature = "rocksdb")]
-                        Backing::RocksDb(db) => db.purge_key(&t.name, t.kind, group, &key, now),
-                    };
+                let mut due = Vec::new();
+                while let Some(key_and_group) = timers.pop_due(now) {
+                    due.push(key_and_group);
+                }
+                let purged: Vec<(usize, Option<i64>)> = match &self.backing {
+                    Backing::Heap => due
+                        .iter()
+                        .map(|(key, group)| t.ops.purge_key(t.table.as_mut(), *group, key, now))
+                        .collect(),
+                    #[cfg(feature = "rocksdb")]
+                    Backing::RocksDb(db) => db.purge_keys(&t.name, t.kind, &due, now),
+                };
+                for ((key, group), (removed, next)) in due.iter().zip(purged) {
                     ExpiredCounters::add(&state.counters.by_timer, removed);
                     if let Some(at) = next {
-                        timers.ensure(&key, group, at);
+                        timers.ensure(key, *group, at);
                     }
                 }
             }
         }
         #[cfg(feature = "rocksdb")]
-        if let (true, Backing::RocksDb(db)) = (compact, &self.backing) {
-            db.erase_expired();
+        if let (false, Backing::RocksDb(db)) = (compact.is_empty(), &self.backing) {
+            compact.sort_unstable();
+            compact.dedup();
+            db.erase_expired(&compact);
         }
     }
 

@@ -152,6 +152,7 @@ mod ttl_suite {
         ttl::in_on_timer_an_event_time_entry_is_stamped_with_the_timer_time,
         ttl_cleanup::cleanup_timers_remove_each_entry_at_its_expiry_without_an_access,
         ttl_cleanup::cleanup_within_alone_removes_entries_of_keys_never_seen_again,
+        ttl_cleanup::cleanup_within_removes_expired_list_elements_next_to_live_ones,
         ttl_cleanup::ttl_metrics_count_expired_entries_per_state_and_way_of_removal,
         ttl::bad_ttl_configurations_are_errors_naming_the_state,
         ttl::operator_and_broadcast_state_refuse_a_ttl,

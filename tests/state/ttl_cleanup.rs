@@ -307,3 +307,32 @@ pub(crate) fn an_event_time_entry_stamped_earlier_than_the_last_moves_its_key_cl
     assert_eq!(metrics(&h, "list").expired_by_timer, 2);
     assert_eq!(stored(&h), 0);
 }
+
+pub(crate) fn cleanup_within_removes_expired_list_elements_next_to_live_ones() {
+    let mut h = harness(only(ttl(100)).cleanup_within(Duration::from_millis(50)));
+    at(&mut h, 0, "k", vec![Cmd::ListAdd(1)]);
+    at(&mut h, 80, "k", vec![Cmd::ListAdd(2)]);
+    // The first element expires at 100, the second at 180: by 150 the
+    // first is physically gone though the list lives on.
+    let mut now = 80;
+    while now < 150 {
+        now += 10;
+        h.processing_time(now).unwrap();
+    }
+    let list = metrics(&h, "list");
+    assert_eq!(
+        list.expired_by_sweep + list.expired_by_compaction,
+        1,
+        "{list:?}"
+    );
+    assert_eq!(list.expired_on_read, 0);
+    assert_eq!(
+        at(&mut h, 150, "k", vec![Cmd::ListGet]),
+        vec![Reply::List(vec![2])]
+    );
+    assert_eq!(
+        metrics(&h, "list").expired_on_read,
+        0,
+        "nothing left to remove on read"
+    );
+}

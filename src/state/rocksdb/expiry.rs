@@ -425,45 +425,97 @@ impl RocksKeyedDb {
         Ok(out)
     }
 
-    /// Removes what of `key`'s value in state `name` expired at `now`: how
-    /// many values (list elements, map entries) and the earliest expiry left.
-    pub(crate) fn purge_key<K: Key>(
+    /// Removes what of each key's value in state `name` expired at `now`
+    /// (the keys whose cleanup timers fired, with their key groups): per key,
+    /// how many values (list elements, map entries) and the earliest expiry
+    /// left. One write-back of the entry cache and one write for them all.
+    pub(crate) fn purge_keys<K: Key>(
         &self,
         name: &str,
         kind: StateKind,
-        group: usize,
-        key: &K,
+        keys: &[(K, usize)],
         now: i64,
-    ) -> (usize, Option<i64>) {
-        match self.try_purge_key(name, kind, group, key, now) {
+    ) -> Vec<(usize, Option<i64>)> {
+        match self.try_purge_keys(name, kind, keys, now) {
             Ok(result) => result,
             Err(e) => {
                 self.fail(e);
-                (0, None)
+                vec![(0, None); keys.len()]
             }
         }
     }
 
-    fn try_purge_key<K: Key>(
+    fn try_purge_keys<K: Key>(
+        &self,
+        name: &str,
+        kind: StateKind,
+        keys: &[(K, usize)],
+        now: i64,
+    ) -> Result<Vec<(usize, Option<i64>)>, StateError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.flush_cache()?;
+        let mut batch = WriteBatch::default();
+        // Data keys changed, with their new values (`None`: deleted).
+        let mut changed: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut results = Vec::with_capacity(keys.len());
+        let mut prefix = Vec::new();
+        for (key, group) in keys {
+            format::data_prefix(&mut prefix, *group, name.as_bytes());
+            codec::encode_into(&mut prefix, key).map_err(|e| StateError::Corrupt {
+                name: name.to_string(),
+                group: *group,
+                cause: e.to_string(),
+            })?;
+            results.push(self.purge_prefix(
+                name,
+                kind,
+                *group,
+                &prefix,
+                now,
+                &mut batch,
+                &mut changed,
+            )?);
+        }
+        if !batch.is_empty() {
+            self.db()
+                .write_opt(batch, self.write_options())
+                .map_err(|e| self.error(&format!("cannot clean up state `{name}`"), e))?;
+            // The entry cache (written back above) must not serve a removed
+            // value again: its copies of the changed keys are replaced.
+            let mut cache = self.cache();
+            for (k, live) in &changed {
+                if cache.contains(k) {
+                    cache.insert(k, live.as_deref(), false);
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// Removes what expired at `now` of the values under `prefix` (in key
+    /// group `group` of state `name`) into `batch`, noting each changed data
+    /// key with its new value in `changed`: how many values (list elements,
+    /// map entries) and the earliest expiry left.
+    #[allow(clippy::too_many_arguments)]
+    fn purge_prefix(
         &self,
         name: &str,
         kind: StateKind,
         group: usize,
-        key: &K,
+        prefix: &[u8],
         now: i64,
+        batch: &mut WriteBatch,
+        changed: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(usize, Option<i64>), StateError> {
-        self.flush_cache()?;
         let corrupt = |cause: String| StateError::Corrupt {
             name: name.to_string(),
             group,
             cause,
         };
-        let mut prefix = Vec::new();
-        format::data_prefix(&mut prefix, group, name.as_bytes());
-        codec::encode_into(&mut prefix, key).map_err(|e| corrupt(e.to_string()))?;
         let (mut removed, mut next) = (0, None::<i64>);
-        let mut batch = WriteBatch::default();
-        let mut iter = self.prefix_iter(&prefix);
+        let mut iter = self.prefix_iter(prefix);
         while let (Some(k), Some(value)) = (iter.key(), iter.value()) {
             let parts: Vec<i64> = match kind {
                 StateKind::List => list_parts(value)
@@ -485,30 +537,66 @@ impl RocksKeyedDb {
                 (a, b) => a.or(b),
             };
             if expired > 0 {
-                match unexpired(kind, value, now).map_err(corrupt)? {
+                let live = unexpired(kind, value, now).map_err(corrupt)?;
+                match &live {
                     Some(live) => batch.put(k, live),
                     None => batch.delete(k),
                 }
+                changed.push((k.to_vec(), live.map(|l| l.into_owned())));
             }
             iter.next();
         }
         iter.status()
             .map_err(|e| self.error(&format!("cannot read state `{name}`"), e))?;
-        drop(iter);
-        if !batch.is_empty() {
-            self.db()
-                .write_opt(batch, self.write_options())
-                .map_err(|e| self.error(&format!("cannot clean up state `{name}`"), e))?;
-            // The entry cache must not serve the removed value again.
-            self.cache().clear();
-        }
         Ok((removed, next))
     }
 
-    /// The erasure sweep: the entry cache is written back and emptied, the
-    /// memtables flushed and the whole database compacted, so that the
-    /// compaction filter drops every expired value from disk and memory.
-    pub(crate) fn erase_expired(&self) {
+    /// The expired elements of list state `name` in key groups `groups`,
+    /// removed (the compaction filter drops a list only when all its
+    /// elements expired): how many. Part of the erasure sweep.
+    pub(crate) fn erase_expired_elements(&self, name: &str, groups: &[usize], now: i64) -> usize {
+        let mut removed = 0;
+        let mut prefix = Vec::new();
+        for &group in groups {
+            let mut batch = WriteBatch::default();
+            let mut changed = Vec::new();
+            format::data_prefix(&mut prefix, group, name.as_bytes());
+            let purged = self
+                .purge_prefix(
+                    name,
+                    StateKind::List,
+                    group,
+                    &prefix,
+                    now,
+                    &mut batch,
+                    &mut changed,
+                )
+                .and_then(|(n, _)| {
+                    if !batch.is_empty() {
+                        self.db()
+                            .write_opt(batch, self.write_options())
+                            .map_err(|e| {
+                                self.error(&format!("cannot clean up state `{name}`"), e)
+                            })?;
+                    }
+                    Ok(n)
+                });
+            match purged {
+                Ok(n) => removed += n,
+                Err(e) => {
+                    self.fail(e);
+                    break;
+                }
+            }
+        }
+        removed
+    }
+
+    /// The erasure sweep of key groups `groups` (sorted): the entry cache is
+    /// written back and emptied, the memtables flushed and the key ranges of
+    /// those groups compacted, so that the compaction filter drops their
+    /// expired values from disk and memory.
+    pub(crate) fn erase_expired(&self, groups: &[usize]) {
         if let Err(e) = self.flush_cache() {
             return self.fail(e);
         }
@@ -516,7 +604,20 @@ impl RocksKeyedDb {
         if let Err(e) = self.db().flush() {
             return self.fail(self.error("cannot flush the memtables", e));
         }
-        self.db().compact_range(None::<&[u8]>, None::<&[u8]>);
+        // One compaction per run of consecutive groups.
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for &group in groups {
+            match runs.last_mut() {
+                Some((_, end)) if *end == group => *end = group + 1,
+                _ => runs.push((group, group + 1)),
+            }
+        }
+        for (start, end) in runs {
+            self.db().compact_range(
+                Some(&format::group_start(start)[..]),
+                Some(&format::group_start(end)[..]),
+            );
+        }
     }
 }
 

@@ -93,15 +93,19 @@ pub(crate) struct ErasureSchedule {
 }
 
 impl ErasureSchedule {
-    /// A schedule for `groups` groups, staggered over the first period so
-    /// that the groups are not all swept at once.
-    pub(crate) fn new(bound_ms: i64, groups: usize, now: i64) -> Self {
+    /// A schedule for `groups` groups, first due one period from `now`, or
+    /// if `staggered` spread over the first period so that the groups are
+    /// not all swept at once.
+    pub(crate) fn new(bound_ms: i64, groups: usize, now: i64, staggered: bool) -> Self {
         let period_ms = (bound_ms / 2).max(1);
         let step = period_ms / groups.max(1) as i64;
         ErasureSchedule {
             period_ms,
             last: (0..groups)
-                .map(|g| now - period_ms + step * (g as i64 + 1))
+                .map(|g| match staggered {
+                    true => now - period_ms + step * (g as i64 + 1),
+                    false => now,
+                })
                 .collect(),
         }
     }
@@ -189,7 +193,7 @@ mod tests {
 
     #[test]
     fn every_group_is_swept_once_per_half_bound_staggered() {
-        let mut schedule = ErasureSchedule::new(1_200, 3, 0);
+        let mut schedule = ErasureSchedule::new(1_200, 3, 0, true);
         // Period 600: the groups are first due at 200, 400 and 600.
         assert!(schedule.due(199).is_empty());
         assert_eq!(schedule.due(200), vec![0]);
@@ -200,5 +204,9 @@ mod tests {
         schedule.retry_soon(0);
         assert_eq!(schedule.next_due(), Some(875));
         assert_eq!(schedule.due(875), vec![0]);
+
+        let mut together = ErasureSchedule::new(1_200, 3, 0, false);
+        assert!(together.due(599).is_empty());
+        assert_eq!(together.due(600), vec![0, 1, 2]);
     }
 }
