@@ -282,6 +282,12 @@ struct TableTtl<K> {
     config: TtlConfig,
     /// The time to live in ms (`config`'s, converted once).
     ttl_ms: i64,
+    /// What every access asks of `config`, read once.
+    event_time: bool,
+    refresh_on_read: bool,
+    return_expired: bool,
+    /// Entries the heap's incremental cleanup checks per access (0: none).
+    incremental_per_access: usize,
     /// Processing-time states paused during downtime: how far their clock is
     /// behind processing time (the downtimes so far).
     offset: i64,
@@ -310,6 +316,11 @@ impl<K: Key> TableTtl<K> {
             }),
             timers: config.timers().then(CleanupTimers::default),
             ttl_ms: config.ttl_ms(),
+            event_time: config.time_characteristic() == TtlTime::EventTime,
+            refresh_on_read: config.update() == TtlUpdate::OnReadAndWrite,
+            return_expired: config.visibility_of_expired()
+                == TtlVisibility::ReturnExpiredIfNotCleanedUp,
+            incremental_per_access: config.incremental_cleanup().map_or(0, |i| i.entries),
             config,
             offset: 0,
             counters: ExpiredCounters::default(),
@@ -319,10 +330,11 @@ impl<K: Key> TableTtl<K> {
 
     /// The time expiries of this state are compared with (and, in
     /// processing time, written with).
+    #[inline]
     fn now(&self, time: StateTime) -> i64 {
-        match self.config.time_characteristic() {
-            TtlTime::ProcessingTime => time.processing.saturating_sub(self.offset),
-            TtlTime::EventTime => time.watermark,
+        match self.event_time {
+            false => time.processing.saturating_sub(self.offset),
+            true => time.watermark,
         }
     }
 
@@ -992,20 +1004,19 @@ impl<K: Key> KeyedStateStore<K> {
         let Some(state) = ttl.as_mut() else {
             return Err(mismatch(name, type_name));
         };
-        let config = &state.config;
         let now = state.now(time);
-        let stamp = match config.time_characteristic() {
-            TtlTime::ProcessingTime => now,
-            TtlTime::EventTime => timestamp.unwrap_or(time.watermark),
+        let stamp = match state.event_time {
+            false => now,
+            true => timestamp.unwrap_or(time.watermark),
         };
-        if let (Backing::Heap, Some(incremental)) = (&self.backing, config.incremental_cleanup()) {
+        if state.incremental_per_access > 0 && matches!(self.backing, Backing::Heap) {
             let removed = incremental_step(
                 &mut state.cursor,
-                incremental.entries,
+                state.incremental_per_access,
                 &**ops,
                 table.as_mut(),
                 now,
-                config,
+                &state.config,
             );
             if removed > 0 {
                 ExpiredCounters::add(&state.counters.by_sweep, removed);
@@ -1015,8 +1026,8 @@ impl<K: Key> KeyedStateStore<K> {
             state.ttl_ms,
             stamp,
             now,
-            config.update() == TtlUpdate::OnReadAndWrite,
-            config.visibility_of_expired() == TtlVisibility::ReturnExpiredIfNotCleanedUp,
+            state.refresh_on_read,
+            state.return_expired,
             &state.counters,
         );
         if let Some(timers) = state.timers.as_mut() {

@@ -40,9 +40,9 @@ impl ExpiredCounters {
 /// The time of one access to a state with a time to live (internal).
 #[derive(Clone, Copy)]
 pub struct TtlAccess<'a> {
-    ttl_ms: i64,
-    /// The time this access stamps entries with (record timestamp or now).
-    stamp: i64,
+    /// The expiry of an entry written (or refreshed) by this access: the
+    /// time it stamps entries with (record timestamp or now) plus the ttl.
+    expiry: i64,
     /// The time expiries are compared with (processing time or watermark).
     now: i64,
     refresh_on_read: bool,
@@ -60,8 +60,7 @@ impl<'a> TtlAccess<'a> {
         counters: &'a ExpiredCounters,
     ) -> Self {
         TtlAccess {
-            ttl_ms,
-            stamp,
+            expiry: stamp.saturating_add(ttl_ms),
             now,
             refresh_on_read,
             return_expired,
@@ -72,7 +71,7 @@ impl<'a> TtlAccess<'a> {
     /// The expiry of an entry written (or refreshed) by this access.
     #[inline]
     pub(crate) fn expiry(&self) -> i64 {
-        self.stamp.saturating_add(self.ttl_ms)
+        self.expiry
     }
 
     /// Whether an entry that expires at `at` has expired.
