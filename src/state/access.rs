@@ -189,6 +189,37 @@ impl<'a, K: Key, V: StateData> ValueStateRef<'a, K, V> {
     }
 }
 
+/// What [`ValueStateRef::modify`] with a time to live starts from, given
+/// the stored value's expiry (if any): the one decision both backends apply.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum TtlStart {
+    /// The stored value (live, or expired and visible).
+    Stored,
+    /// The descriptor's default (nothing stored, or expired and hidden).
+    Default,
+    /// Nothing to modify: the expired value is removed (if stored), `f` is
+    /// not called.
+    Nothing,
+}
+
+/// Decides [`TtlStart`], counting an expired value as removed on read.
+#[inline]
+fn ttl_start(stored_expiry: Option<i64>, ttl: &TtlAccess<'_>, has_default: bool) -> TtlStart {
+    match stored_expiry {
+        Some(at) if !ttl.expired(at) => TtlStart::Stored,
+        Some(_) => {
+            ttl.removed_on_read(1);
+            match (ttl.return_expired(), has_default) {
+                (true, _) => TtlStart::Stored,
+                (false, true) => TtlStart::Default,
+                (false, false) => TtlStart::Nothing,
+            }
+        }
+        None if has_default => TtlStart::Default,
+        None => TtlStart::Nothing,
+    }
+}
+
 /// [`ValueStateRef::modify`] with a time to live: a live value is changed in
 /// place and its expiry restarts; an expired one is counted and replaced by
 /// the default (or kept, if expired values are visible).
@@ -209,26 +240,29 @@ fn ttl_modify<K: Key, V: StateData, R>(
             return ttl_modify_by_copy(table, ttl, group, key, default, f)
         }
     };
-    if let Some(entry) = table.get_mut(group, key) {
-        if ttl.expired(entry.0) {
-            ttl.removed_on_read(1);
-            if !ttl.return_expired() {
-                match default {
-                    Some(default) => entry.1 = default.clone(),
-                    None => {
-                        table.remove(group, key);
-                        return None;
-                    }
-                }
-            }
+    let stored = table.get_mut(group, key);
+    let start = ttl_start(stored.as_ref().map(|e| e.0), ttl, default.is_some());
+    match (start, stored, default) {
+        (TtlStart::Stored, Some(entry), _) => {
+            entry.0 = ttl.expiry();
+            Some(f(&mut entry.1))
         }
-        entry.0 = ttl.expiry();
-        return Some(f(&mut entry.1));
+        (TtlStart::Default, Some(entry), Some(default)) => {
+            *entry = ttl.wrap(default.clone());
+            Some(f(&mut entry.1))
+        }
+        (TtlStart::Default, None, Some(default)) => {
+            let mut value = default.clone();
+            let result = f(&mut value);
+            table.put(group, key, ttl.wrap(value));
+            Some(result)
+        }
+        (_, Some(_), _) => {
+            table.remove(group, key);
+            None
+        }
+        _ => None,
     }
-    let mut value = default.cloned()?;
-    let result = f(&mut value);
-    table.put(group, key, ttl.wrap(value));
-    Some(result)
 }
 
 /// [`ttl_modify`] on RocksDB: one lookup in the entry cache, the value
@@ -247,20 +281,11 @@ fn ttl_modify_by_copy<K: Key, V: StateData, R>(
         return None;
     };
     table.replace(group, key, |stored: Option<Expiring<V>>| {
-        let mut value = match stored {
-            Some(Expiring(at, value)) if !ttl.expired(at) => value,
-            Some(Expiring(_, value)) => {
-                ttl.removed_on_read(1);
-                match (ttl.return_expired(), default) {
-                    (true, _) => value,
-                    (false, Some(default)) => default.clone(),
-                    (false, None) => return (None, None),
-                }
-            }
-            None => match default {
-                Some(default) => default.clone(),
-                None => return (None, None),
-            },
+        let start = ttl_start(stored.as_ref().map(|e| e.0), ttl, default.is_some());
+        let mut value = match (start, stored, default) {
+            (TtlStart::Stored, Some(Expiring(_, value)), _) => value,
+            (TtlStart::Default, _, Some(default)) => default.clone(),
+            _ => return (None, None),
         };
         let result = f(&mut value);
         (Some(ttl.wrap(value)), Some(result))
@@ -900,5 +925,30 @@ impl<'a, K: Key, A: AggregateFunction> AggregatingStateRef<'a, K, A> {
             Cells::Plain(table) => table.erase(self.group, self.key),
             Cells::Ttl(table, _) => table.get_mut().erase(self.group, self.key),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ttl::ExpiredCounters;
+
+    #[test]
+    fn a_modify_with_a_time_to_live_starts_from_what_its_settings_say() {
+        let counters = ExpiredCounters::default();
+        // now = 100: an expiry of 100 has expired, 101 has not.
+        let hidden = TtlAccess::new(50, 100, 100, false, false, &counters);
+        let visible = TtlAccess::new(50, 100, 100, false, true, &counters);
+        assert_eq!(ttl_start(Some(101), &hidden, false), TtlStart::Stored);
+        assert_eq!(ttl_start(Some(100), &hidden, true), TtlStart::Default);
+        assert_eq!(ttl_start(Some(100), &hidden, false), TtlStart::Nothing);
+        assert_eq!(ttl_start(Some(100), &visible, false), TtlStart::Stored);
+        assert_eq!(ttl_start(None, &hidden, true), TtlStart::Default);
+        assert_eq!(ttl_start(None, &visible, false), TtlStart::Nothing);
+        assert_eq!(
+            counters.on_read.get(),
+            3,
+            "each expired value read counts once"
+        );
     }
 }
