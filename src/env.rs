@@ -79,6 +79,8 @@ pub(crate) struct EdgeDraft {
     pub generic: fn(Partitioning) -> PartitionerFactory,
     /// Decodes the edge's records (in-flight data of unaligned checkpoints).
     pub decoder: weir_actors::batch::BatchDecoder,
+    /// The side output of `source` the edge carries (`None`: its main output).
+    pub side_output: Option<Arc<str>>,
 }
 
 pub(crate) struct Builder {
@@ -613,6 +615,7 @@ impl Builder {
                     _ => (d.generic)(partitioning),
                 };
                 Edge {
+                    side_output: d.side_output.clone(),
                     decoder: d.decoder,
                     source: d.source,
                     target: d.target,

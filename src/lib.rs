@@ -49,18 +49,21 @@ pub mod lifecycle;
 pub mod operator;
 pub mod ops;
 pub mod prelude;
+pub mod side_output;
 pub mod sink;
 pub mod source;
 pub mod state;
 pub mod stream;
 pub mod testing;
 pub mod time;
+pub mod window;
 
 pub use context::RuntimeContext;
 pub use data::Data;
 pub use env::StreamEnv;
 pub use lifecycle::Lifecycle;
 pub use operator::{Collector, OneInputOperator};
+pub use side_output::OutputTag;
 pub use ops::broadcast_process::{
     BroadcastContext, BroadcastProcessFunction, KeyedBroadcastContext,
     KeyedBroadcastProcessFunction, ReadOnlyBroadcastContext,

@@ -47,6 +47,7 @@ use weir_actors::{
 use crate::context::RuntimeContext;
 use crate::data::Data;
 use crate::lifecycle::Lifecycle;
+use crate::side_output::{OutputTag, SideOutputs};
 
 /// Collects an operator's output, in order: records (each with the timestamp
 /// in effect, see [`Collector::set_timestamp`]) and watermarks. What one call
@@ -55,10 +56,12 @@ pub struct Collector<T> {
     batch: RecordBatch<T>,
     timestamp: Option<i64>,
     sealed: Vec<Sealed<T>>,
+    side: SideOutputs,
 }
 
 enum Sealed<T> {
     Records(RecordBatch<T>),
+    Side(std::sync::Arc<str>, Batch),
     Watermark(i64),
     Idle(bool),
 }
@@ -69,7 +72,19 @@ impl<T> Collector<T> {
             batch: RecordBatch::with_capacity(0),
             timestamp: None,
             sealed: Vec::new(),
+            side: SideOutputs::default(),
         }
+    }
+
+    /// Emits `value` to the side output `tag`, with the current timestamp.
+    pub fn output<S: Data>(&mut self, tag: &OutputTag<S>, value: S) {
+        self.side.push(tag, value, self.timestamp);
+    }
+
+    /// The side records collected since the last flush (functions whose
+    /// context emits them borrow these while the collector is lent out too).
+    pub(crate) fn side_outputs(&mut self) -> &mut SideOutputs {
+        &mut self.side
     }
 
     /// The timestamp given to records collected from now on (`None`: no event time).
@@ -151,6 +166,11 @@ impl<T> Collector<T> {
             let batch = std::mem::replace(&mut self.batch, RecordBatch::with_capacity(0));
             self.sealed.push(Sealed::Records(batch));
         }
+        if !self.side.is_empty() {
+            for (tag, batch) in self.side.take_batches() {
+                self.sealed.push(Sealed::Side(tag, batch));
+            }
+        }
     }
 }
 
@@ -160,6 +180,7 @@ impl<T: Clone + Send + serde::Serialize + 'static> Collector<T> {
         for event in self.sealed.drain(..) {
             match event {
                 Sealed::Records(batch) => out.emit(Box::new(batch)),
+                Sealed::Side(tag, batch) => out.emit_side(&tag, batch),
                 Sealed::Watermark(w) => out.emit_watermark(w),
                 Sealed::Idle(i) => out.emit_idle(i),
             }
@@ -219,6 +240,12 @@ pub trait OneInputOperator<In, Out>: Lifecycle + Clone + Send + 'static {
     fn state_metrics(&self) -> Vec<crate::StateMetrics> {
         Vec::new()
     }
+
+    /// Its own counters by name (a window operator's late records), added to
+    /// the subtask's metrics when it ends (`JobResult::counter`).
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// What the runtime drives of a typed operator with one or two inputs: its
@@ -246,6 +273,10 @@ pub(crate) trait TypedInputs<Out>: Send + 'static {
     fn end(&mut self, input: usize, out: &mut Collector<Out>) -> Result<(), UserError>;
     /// The counters of its keyed states.
     fn state_metrics(&self) -> Vec<crate::StateMetrics>;
+    /// Its own counters.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// A [`OneInputOperator`] as [`TypedInputs`].
@@ -288,6 +319,10 @@ impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> TypedInputs<Out> for On
 
     fn state_metrics(&self) -> Vec<crate::StateMetrics> {
         self.0.state_metrics()
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.0.counters()
     }
 }
 
@@ -393,6 +428,10 @@ impl<Out: Data, I: TypedInputs<Out>> StreamOperator for OperatorAdapter<Out, I> 
 
     fn state_metrics(&self) -> Vec<crate::StateMetrics> {
         self.inputs.state_metrics()
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.inputs.counters()
     }
 }
 

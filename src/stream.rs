@@ -42,6 +42,7 @@ use crate::data::Data;
 use crate::env::{EdgeDraft, StreamEnv, VertexDraft};
 use crate::keys::{key_group, KeyGroupRange};
 use crate::operator::{one_input_factory, OneInputOperator};
+use crate::side_output::OutputTag;
 use crate::ops::broadcast_process::{
     BroadcastProcess, BroadcastProcessFunction, KeyedBroadcastProcess,
     KeyedBroadcastProcessFunction,
@@ -67,6 +68,8 @@ struct StreamInput {
     hash: Option<PartitionerFactory>,
     /// The key type of a keyed (hash) edge, as `std::any::type_name` spells it.
     key_type: Option<&'static str>,
+    /// The side output of `vertex` this stream is (`None`: its main output).
+    side_output: Option<Arc<str>>,
 }
 
 /// A stream of records of type `T`.
@@ -122,6 +125,7 @@ impl<T: Data> DataStream<T> {
                 partitioning: None,
                 hash: None,
                 key_type: None,
+                side_output: None,
             }],
             _records: PhantomData,
         }
@@ -156,10 +160,33 @@ impl<T: Data> DataStream<T> {
                 hash: input.hash,
                 generic: generic_partitioner::<T>,
                 decoder: decode_batch::<T>,
+                side_output: input.side_output,
             });
         }
         drop(builder);
         DataStream::from_vertex(self.env, vertex)
+    }
+
+    /// The records the operator producing this stream emitted to the side
+    /// output `tag` (see [`crate::side_output`]), as Flink's
+    /// `getSideOutput(tag)`. The producer's main output and each side output
+    /// may be consumed any number of times.
+    pub fn side_output<S: Data>(&self, tag: &OutputTag<S>) -> DataStream<S> {
+        DataStream {
+            env: self.env.clone(),
+            inputs: self
+                .inputs
+                .iter()
+                .map(|input| StreamInput {
+                    vertex: input.vertex,
+                    partitioning: None,
+                    hash: None,
+                    key_type: None,
+                    side_output: Some(tag.shared_id().clone()),
+                })
+                .collect(),
+            _records: PhantomData,
+        }
     }
 
     /// Applies a [`OneInputOperator`]: the general transformation every other one is built on.
@@ -436,6 +463,16 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         (self.key)(record)
     }
 
+    /// The key selector, shared.
+    pub(crate) fn key_selector(&self) -> Arc<dyn Fn(&T) -> K + Send + Sync> {
+        self.key.clone()
+    }
+
+    /// The environment of the stream.
+    pub(crate) fn env_handle(&self) -> StreamEnv {
+        self.stream.env().clone()
+    }
+
     /// Applies a [`OneInputOperator`] to the keyed stream.
     pub fn transform<U: Data, Op: OneInputOperator<T, U>>(
         self,
@@ -626,6 +663,7 @@ impl<T: Data> DataStream<T> {
                 hash: input.hash,
                 generic,
                 decoder,
+                side_output: input.side_output,
             });
         }
         drop(builder);

@@ -181,6 +181,10 @@ mod every_state_kind {
             *acc += 1;
         }
 
+        fn merge(&self, acc: &mut u64, other: u64) {
+            *acc += other;
+        }
+
         fn get_result(&self, acc: &u64) -> u64 {
             *acc
         }

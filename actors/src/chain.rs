@@ -177,6 +177,9 @@ impl Chain {
                             guarded(&op.info, || op.logic.process_watermark(w, &mut next))?;
                         }
                     }
+                    // The operator before produced them and, being chained,
+                    // has no side output consumers: dropped, as in Flink.
+                    ChannelEvent::Side(..) => {}
                     other => next.push(other),
                 }
             }
@@ -282,6 +285,23 @@ impl Chain {
             }));
         }
         all
+    }
+
+    /// The counters of every operator, each named by its operator.
+    pub fn counters(&self) -> Vec<crate::metrics::OperatorCounter> {
+        self.operators
+            .iter()
+            .flat_map(|op| {
+                op.logic
+                    .counters()
+                    .into_iter()
+                    .map(|(name, value)| crate::metrics::OperatorCounter {
+                        operator: op.info.name.clone(),
+                        name: name.to_string(),
+                        value,
+                    })
+            })
+            .collect()
     }
 
     /// Closes the source and every operator, head first, once: after the

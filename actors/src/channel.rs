@@ -26,6 +26,10 @@ pub enum ChannelEvent {
     Barrier(CheckpointBarrier),
     /// The sender will send nothing more on this channel.
     EndOfInput,
+    /// Records of a side output (named by its tag), from an operator to its
+    /// subtask's outputs: they leave on the edges of that side output as
+    /// `Records`. Never sent on a channel.
+    Side(std::sync::Arc<str>, Batch),
 }
 
 impl std::fmt::Debug for ChannelEvent {
@@ -36,6 +40,7 @@ impl std::fmt::Debug for ChannelEvent {
             ChannelEvent::Idle(i) => write!(f, "Idle({i})"),
             ChannelEvent::Barrier(b) => write!(f, "Barrier({})", b.id),
             ChannelEvent::EndOfInput => f.write_str("EndOfInput"),
+            ChannelEvent::Side(tag, b) => write!(f, "Side({tag}, {})", b.len()),
         }
     }
 }
@@ -53,5 +58,11 @@ impl Emitter for Vec<ChannelEvent> {
 
     fn emit_idle(&mut self, idle: bool) {
         self.push(ChannelEvent::Idle(idle));
+    }
+
+    fn emit_side(&mut self, tag: &std::sync::Arc<str>, batch: Batch) {
+        if !batch.is_empty() {
+            self.push(ChannelEvent::Side(tag.clone(), batch));
+        }
     }
 }

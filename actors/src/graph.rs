@@ -154,6 +154,8 @@ pub struct Edge {
     pub partitioner: PartitionerFactory,
     /// Decodes this edge's in-flight records (unaligned checkpoints).
     pub decoder: crate::batch::BatchDecoder,
+    /// The side output this edge carries (its tag), or `None`: the main output.
+    pub side_output: Option<std::sync::Arc<str>>,
 }
 
 impl fmt::Debug for Edge {

@@ -69,7 +69,7 @@ pub use client::{launch, JobClient, JobControl, JobStatus};
 pub use config::RuntimeConfig;
 pub use error::{JobError, Permanent, RestoreError};
 pub use graph::{Edge, JobGraph, Partitioning, Vertex, VertexKind};
-pub use metrics::{JobResult, StateMetrics, SubtaskMetrics};
+pub use metrics::{JobResult, OperatorCounter, StateMetrics, SubtaskMetrics};
 pub use operator::{
     processing_time_now, Emitter, OperatorInfo, PendingSnapshot, SourceOperator, SourceStatus,
     StreamOperator, UserError,

@@ -19,6 +19,19 @@ pub struct SubtaskMetrics {
     pub max_queued_batches: usize,
     /// Per keyed state, of every operator of the chain.
     pub states: Vec<StateMetrics>,
+    /// The operators' own counters (late records of a window, ...).
+    pub counters: Vec<OperatorCounter>,
+}
+
+/// A counter an operator keeps (see `StreamOperator::counters`), in one subtask.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorCounter {
+    /// The operator's name.
+    pub operator: String,
+    /// What it counts (`late_records`, ...).
+    pub name: String,
+    /// The count.
+    pub value: u64,
 }
 
 /// The counters of one keyed state, in one subtask.
@@ -93,6 +106,17 @@ impl JobResult {
     /// The metrics of every keyed state, of every subtask.
     pub fn state_metrics(&self) -> impl Iterator<Item = &StateMetrics> {
         self.subtasks.iter().flat_map(|s| s.states.iter())
+    }
+
+    /// The counter `name` of the operators named `operator`, summed over
+    /// their subtasks (0 if none keeps it).
+    pub fn counter(&self, operator: &str, name: &str) -> u64 {
+        self.subtasks
+            .iter()
+            .flat_map(|s| s.counters.iter())
+            .filter(|c| c.operator == operator && c.name == name)
+            .map(|c| c.value)
+            .sum()
     }
 
     /// The deepest input queue of any subtask, in batches.

@@ -50,6 +50,10 @@ pub trait Emitter {
     fn emit_watermark(&mut self, watermark: i64);
     /// This output goes idle (`true`: exclude it from downstream watermarks) or active again.
     fn emit_idle(&mut self, idle: bool);
+    /// Hands one batch of the side output `tag` to the edges that consume
+    /// it (none: the records are dropped, as Flink drops an unconsumed side
+    /// output). Watermarks and idleness reach side outputs as well.
+    fn emit_side(&mut self, tag: &std::sync::Arc<str>, batch: Batch);
 }
 
 /// The asynchronous part of a snapshot: serialisation and the like, run off
@@ -165,6 +169,12 @@ pub trait StreamOperator: Send + 'static {
     /// The counters of its keyed states (`operator` left empty: the chain
     /// fills it in). Read before `close`.
     fn state_metrics(&self) -> Vec<crate::metrics::StateMetrics> {
+        Vec::new()
+    }
+
+    /// The operator's own counters, by name (a window's late records, ...).
+    /// Read before `close`, into the subtask's metrics.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
 }

@@ -27,6 +27,8 @@ struct OutputChannel {
 
 struct OutputEdge {
     partitioner: Box<dyn OutputPartitioner>,
+    /// The side output this edge carries, or `None`: the main output.
+    side_output: Option<std::sync::Arc<str>>,
     channels: Vec<OutputChannel>,
 }
 
@@ -40,16 +42,22 @@ pub(crate) struct Outputs {
 }
 
 impl Outputs {
-    /// Outputs over `edges` (partitioner, channel targets), each channel starting with `credits`.
+    /// Outputs over `edges` (partitioner, side output tag or `None` for the
+    /// main output, channel targets), each channel starting with `credits`.
     pub fn new(
-        edges: Vec<(Box<dyn OutputPartitioner>, Vec<ChannelTarget>)>,
+        edges: Vec<(
+            Box<dyn OutputPartitioner>,
+            Option<std::sync::Arc<str>>,
+            Vec<ChannelTarget>,
+        )>,
         credits: u32,
         batch_size: usize,
     ) -> Self {
         let edges = edges
             .into_iter()
-            .map(|(partitioner, targets)| OutputEdge {
+            .map(|(partitioner, side_output, targets)| OutputEdge {
                 partitioner,
+                side_output,
                 channels: targets
                     .into_iter()
                     .map(|target| OutputChannel {
@@ -73,17 +81,31 @@ impl Outputs {
         match event {
             ChannelEvent::Records(batch) => {
                 self.records_out += batch.len() as u64;
-                if let Some((last, rest)) = self.edges.split_last_mut() {
-                    for edge in rest {
-                        edge.partitioner.partition(batch.clone_batch());
-                    }
-                    last.partitioner.partition(batch);
-                }
+                self.partition(None, batch);
             }
+            ChannelEvent::Side(tag, batch) => self.partition(Some(&tag), batch),
             ChannelEvent::Watermark(w) => self.broadcast_event(|| ChannelEvent::Watermark(w)),
             ChannelEvent::Idle(i) => self.broadcast_event(|| ChannelEvent::Idle(i)),
             ChannelEvent::EndOfInput => self.broadcast_event(|| ChannelEvent::EndOfInput),
             ChannelEvent::Barrier(b) => self.broadcast_event(|| ChannelEvent::Barrier(b)),
+        }
+    }
+
+    /// Partitions `batch` over the edges of output `side` (`None`: the main
+    /// output), copying it for all but the last.
+    fn partition(&mut self, side: Option<&std::sync::Arc<str>>, batch: crate::Batch) {
+        let mut edges = self
+            .edges
+            .iter_mut()
+            .filter(|edge| edge.side_output.as_ref() == side)
+            .peekable();
+        while let Some(edge) = edges.next() {
+            if edges.peek().is_some() {
+                edge.partitioner.partition(batch.clone_batch());
+            } else {
+                edge.partitioner.partition(batch);
+                return;
+            }
         }
     }
 

@@ -54,6 +54,7 @@ fn chainable(graph: &JobGraph, edge: usize, enabled: bool) -> bool {
     let (from, to) = (&graph.vertices[e.source], &graph.vertices[e.target]);
     enabled
         && e.partitioning == Partitioning::Forward
+        && e.side_output.is_none()
         && from.parallelism == to.parallelism
         && from.chaining != ChainingStrategy::Never
         && to.chaining == ChainingStrategy::Always
@@ -195,6 +196,7 @@ mod tests {
                 Box::new(TypedPartitioner::<u8, _>::new(Forward, ctx.channels, 1))
             }),
             decoder: crate::batch::decode_batch::<u8>,
+            side_output: None,
         }
     }
 

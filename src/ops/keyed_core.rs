@@ -11,6 +11,7 @@ use super::keyed_process::{KeySelector, KeyedContext};
 use crate::context::RuntimeContext;
 use crate::keys::{key_group, KeyGroupRange};
 use crate::operator::Collector;
+use crate::side_output::SideOutputs;
 use crate::state::key_group_format::{decode_key_group, encode_key_group, Timer, TimerKind};
 use crate::state::timers::{TimeDomain, TimerService};
 use crate::state::{
@@ -322,6 +323,7 @@ impl<K: Key> KeyedCore<K> {
         timestamp: Option<i64>,
         domain: Option<TimeDomain>,
         broadcast: Option<&'a mut BroadcastStateStore>,
+        side: &'a mut SideOutputs,
     ) -> Result<KeyedContext<'a, K>, UserError> {
         let (Some(store), Some(runtime)) = (self.store.as_mut(), self.runtime.as_ref()) else {
             return Err("keyed operator used before open".into());
@@ -338,6 +340,7 @@ impl<K: Key> KeyedCore<K> {
             timers: &mut self.timers,
             runtime,
             broadcast,
+            side,
         })
     }
 
@@ -372,6 +375,7 @@ impl<K: Key> KeyedCore<K> {
             store.ttl_records_processed(batch.records.len());
         }
         let timers = &mut self.timers;
+        let mut side = std::mem::take(out.side_outputs());
         // RocksDB: the batch's keys first, and their values read with one
         // multi-get; then the records. (`each` computes the key group again:
         // passing it in made the heap path ~7% slower, and a hash is nothing
@@ -404,6 +408,7 @@ impl<K: Key> KeyedCore<K> {
                 timers: &mut *timers,
                 runtime,
                 broadcast: broadcast.as_deref_mut(),
+                side: &mut side,
             };
             f(value, &mut ctx, out)
         };
@@ -427,6 +432,8 @@ impl<K: Key> KeyedCore<K> {
                 each(value, key, timestamp, out)?;
             }
         }
+        drop(each);
+        *out.side_outputs() = side;
         self.check_state()
     }
 
@@ -447,16 +454,19 @@ impl<K: Key> KeyedCore<K> {
             store.set_time(time_now);
             store.run_ttl_cleanups();
         }
+        let mut side = std::mem::take(out.side_outputs());
         while let Some((timestamp, key)) = self.pop_timer(domain, time) {
             let mut ctx = self.context(
                 &key,
                 Some(timestamp),
                 Some(domain),
                 broadcast.as_deref_mut(),
+                &mut side,
             )?;
             out.set_timestamp(Some(timestamp));
             f(timestamp, &mut ctx, out)?;
         }
+        *out.side_outputs() = side;
         self.check_state()
     }
 

@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use weir_actors::{processing_time_now, RecordBatch, UserError};
+use weir_actors::{RecordBatch, UserError};
 
 use super::keyed_core::KeyedCore;
 use crate::context::RuntimeContext;
 use crate::lifecycle::{forward_lifecycle, Lifecycle};
 use crate::operator::{Collector, OneInputOperator};
+use crate::side_output::{OutputTag, SideOutputs};
 use crate::state::timers::{TimeDomain, TimerService};
 use crate::state::{
     BroadcastStateStore, Key, KeyedStateStore, MapStateDescriptor, ReadOnlyBroadcastState,
@@ -26,6 +27,7 @@ pub struct KeyedContext<'a, K> {
     pub(crate) timers: &'a mut TimerService<K>,
     pub(crate) runtime: &'a RuntimeContext,
     pub(crate) broadcast: Option<&'a mut BroadcastStateStore>,
+    pub(crate) side: &'a mut SideOutputs,
 }
 
 impl<K: Key> KeyedContext<'_, K> {
@@ -44,9 +46,10 @@ impl<K: Key> KeyedContext<'_, K> {
         self.watermark
     }
 
-    /// The current processing time (ms since the epoch).
+    /// The current processing time (ms since the epoch), as read when the
+    /// batch or timer round began (a test harness's clock, if it set one).
     pub fn current_processing_time(&self) -> i64 {
-        processing_time_now()
+        self.store.time().processing
     }
 
     /// In `on_timer`: which kind of timer fired; `None` while handling a record.
@@ -81,6 +84,12 @@ impl<K: Key> KeyedContext<'_, K> {
                 "broadcast state is only available to functions on a stream connected to a broadcast stream".into(),
             )),
         }
+    }
+
+    /// Emits `value` to the side output `tag` (see [`crate::side_output`]),
+    /// with the timestamp of the record or timer being handled.
+    pub fn output<S: crate::Data>(&mut self, tag: &OutputTag<S>, value: S) {
+        self.side.push(tag, value, self.timestamp);
     }
 
     /// Calls `on_timer` for the current key once the watermark reaches `timestamp`.

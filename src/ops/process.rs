@@ -4,13 +4,16 @@ use weir_actors::{RecordBatch, UserError};
 
 use crate::context::RuntimeContext;
 use crate::lifecycle::{forward_lifecycle, Lifecycle};
+use crate::data::Data;
 use crate::operator::{Collector, OneInputOperator};
+use crate::side_output::{OutputTag, SideOutputs};
 
 /// What a [`ProcessFunction`] can see of its situation while it handles a record.
 pub struct ProcessContext<'a> {
     runtime: &'a RuntimeContext,
     timestamp: Option<i64>,
     watermark: i64,
+    side: &'a mut SideOutputs,
 }
 
 impl ProcessContext<'_> {
@@ -27,6 +30,12 @@ impl ProcessContext<'_> {
     /// The operator's current watermark (`i64::MIN` before the first).
     pub fn current_watermark(&self) -> i64 {
         self.watermark
+    }
+
+    /// Emits `value` to the side output `tag` (see [`crate::side_output`]),
+    /// with the record's timestamp.
+    pub fn output<S: Data>(&mut self, tag: &OutputTag<S>, value: S) {
+        self.side.push(tag, value, self.timestamp);
     }
 }
 
@@ -112,15 +121,18 @@ impl<In, Out: Clone + Send + 'static, F: ProcessFunction<In, Out>> OneInputOpera
             .runtime
             .as_ref()
             .ok_or("process function used before open")?;
+        let mut side = std::mem::take(out.side_outputs());
         for (value, timestamp) in batch.into_iter_with_timestamps() {
             let mut ctx = ProcessContext {
                 runtime,
                 timestamp,
                 watermark: self.watermark,
+                side: &mut side,
             };
             out.set_timestamp(timestamp);
             self.function.process_element(value, &mut ctx, out)?;
         }
+        *out.side_outputs() = side;
         Ok(())
     }
 

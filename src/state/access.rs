@@ -647,6 +647,30 @@ impl<'a, K: Key, UK: Key, UV: StateData> MapStateRef<'a, K, UK, UV> {
         }
     }
 
+    /// Changes the value under `user_key` in place (starting from `make()`
+    /// when there is none) and returns what `f` returns: one lookup on the
+    /// heap instead of a copy out and a write back. With a time to live this
+    /// is a write (the entry's expiry restarts).
+    pub fn modify_or_insert<R>(
+        &mut self,
+        user_key: &UK,
+        make: impl FnOnce() -> UV,
+        f: impl FnOnce(&mut UV) -> R,
+    ) -> R {
+        if let Cells::Plain(TableRef::Heap(table)) = &mut self.cells {
+            if let Some(value) = table
+                .get_mut(self.group, self.key)
+                .and_then(|map| map.get_mut(user_key))
+            {
+                return f(value);
+            }
+        }
+        let mut value = self.get(user_key).unwrap_or_else(make);
+        let result = f(&mut value);
+        self.put(user_key.clone(), value);
+        result
+    }
+
     /// Removes the value under `user_key` (or a borrowed form of it), returning it.
     pub fn remove<Q>(&mut self, user_key: &Q) -> Option<UV>
     where

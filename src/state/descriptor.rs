@@ -415,6 +415,7 @@ impl<V: StateData> StateDescriptor for ReducingStateDescriptor<V> {
 ///     fn create_accumulator(&self) -> (f64, u64) { (0.0, 0) }
 ///     fn add(&self, value: f64, acc: &mut (f64, u64)) { acc.0 += value; acc.1 += 1; }
 ///     fn get_result(&self, acc: &(f64, u64)) -> f64 { acc.0 / acc.1 as f64 }
+///     fn merge(&self, acc: &mut (f64, u64), other: (f64, u64)) { acc.0 += other.0; acc.1 += other.1; }
 /// }
 /// ```
 pub trait AggregateFunction: Send + Sync + 'static {
@@ -430,6 +431,8 @@ pub trait AggregateFunction: Send + Sync + 'static {
     fn add(&self, value: Self::In, acc: &mut Self::Acc);
     /// The result for an accumulator.
     fn get_result(&self, acc: &Self::Acc) -> Self::Out;
+    /// Merges `other` into `acc` (session windows merge their accumulators).
+    fn merge(&self, acc: &mut Self::Acc, other: Self::Acc);
 }
 
 /// One accumulator per key, fed by an [`AggregateFunction`].

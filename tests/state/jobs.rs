@@ -104,6 +104,10 @@ impl AggregateFunction for Stats {
     fn get_result(&self, acc: &Self::Acc) -> Self::Out {
         *acc
     }
+
+    fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) {
+        *acc = (acc.0, acc.1 + other.1, acc.2 + other.2, acc.3.max(other.3));
+    }
 }
 
 pub(crate) fn rolling_aggregate_ends_with_the_result_of_every_key() {

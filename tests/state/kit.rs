@@ -36,6 +36,11 @@ impl AggregateFunction for Average {
     fn get_result(&self, acc: &(u64, u64)) -> f64 {
         acc.0 as f64 / acc.1 as f64
     }
+
+    fn merge(&self, acc: &mut (u64, u64), other: (u64, u64)) {
+        acc.0 += other.0;
+        acc.1 += other.1;
+    }
 }
 
 // ------------------------------------------------------------ keyed semantics

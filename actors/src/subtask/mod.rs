@@ -420,6 +420,12 @@ impl Subtask {
                 self.on_event_time(watermark, idleness)?;
             }
             ChannelEvent::Barrier(barrier) => self.on_barrier(channel, barrier, false, ctx),
+            ChannelEvent::Side(tag, _) => {
+                return Err(Failure::retryable(
+                    self.spec.task.clone(),
+                    format!("side output `{tag}` arrived on input channel {channel}: side outputs never leave their subtask as such"),
+                ))
+            }
             ChannelEvent::EndOfInput => {
                 self.gate.channels[channel].ended = true;
                 let (watermark, idleness) = self.gate.valve.on_end(channel);
@@ -514,6 +520,7 @@ impl Subtask {
     /// Closes the operators and reports the subtask finished.
     fn finish(&mut self, ctx: &mut Context<Self>) {
         let states = self.chain.state_metrics();
+        let counters = self.chain.counters();
         if let Err(failure) = self.chain.close() {
             return self.fail(failure, ctx);
         }
@@ -526,6 +533,7 @@ impl Subtask {
             batches_out: self.outputs.batches_out,
             max_queued_batches: self.gate.max_queued_batches,
             states,
+            counters,
         };
         debug!(parent: &self.span, records_in = metrics.records_in, records_out = metrics.records_out, "subtask finished");
         self.report(SubtaskOutcome::Finished(metrics));
@@ -562,7 +570,7 @@ impl Handler<Wire> for Subtask {
             .outputs
             .iter()
             .zip(msg.outputs)
-            .map(|((factory, pctx), targets)| (factory(pctx), targets))
+            .map(|((factory, pctx, side), targets)| (factory(pctx), side.clone(), targets))
             .collect();
         self.outputs = Outputs::new(
             edges,

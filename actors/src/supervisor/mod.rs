@@ -155,7 +155,7 @@ impl Supervisor {
                     receiver_max_parallelism: self.graph.vertices[edge.target].max_parallelism,
                     batch_size: self.config.batch_size,
                 };
-                (edge.partitioner.clone(), ctx)
+                (edge.partitioner.clone(), ctx, edge.side_output.clone())
             })
             .collect();
         SubtaskSpec {

@@ -1,0 +1,612 @@
+//! The window operator: a keyed operator that puts each element into its
+//! windows, asks the trigger, fires the window function, and removes a
+//! window once the watermark passes its end plus the allowed lateness (as
+//! Flink's `WindowOperator`, with the same lateness rules).
+//!
+//! Per key, the windows live in one map state (`window-contents`: window ->
+//! contents, the trigger's state and the window's timers), so they are
+//! checkpointed, restored and rescaled like any keyed state, on either
+//! backend. The operator's timers are the keyed timers of its key; a timer
+//! that fires reaches the windows of that key that registered it. Sessions
+//! merge physically: the merged window's contents are the merge of its
+//! parts', and the parts are removed.
+
+use serde::{Deserialize, Serialize};
+use weir_actors::{RecordBatch, UserError};
+
+use crate::context::RuntimeContext;
+use crate::lifecycle::Lifecycle;
+use crate::operator::{Collector, OneInputOperator};
+use crate::ops::keyed_core::KeyedCore;
+use crate::ops::keyed_process::{KeySelector, KeyedContext};
+use crate::side_output::OutputTag;
+use crate::state::timers::TimeDomain;
+use crate::state::{
+    BackendCell, Key, MapStateDescriptor, StateData, StateInitContext, StateSnapshotContext,
+};
+
+use super::assigners::WindowAssigner;
+use super::evictors::EvictorContext;
+use super::functions::{WindowContext, WindowLogic};
+use super::triggers::{Trigger, TriggerContext, TriggerResult, WindowTimer};
+use super::windows::Window;
+
+/// The name of the window operator's keyed state.
+pub const WINDOW_STATE: &str = "window-contents";
+
+/// One window of one key: its contents (`None`: empty, or purged), its
+/// trigger's state, and the timers registered for it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct WindowEntry<Acc, S> {
+    contents: Option<Acc>,
+    trigger: S,
+    timers: Vec<WindowTimer>,
+}
+
+impl<Acc, S: Default> Default for WindowEntry<Acc, S> {
+    fn default() -> Self {
+        WindowEntry {
+            contents: None,
+            trigger: S::default(),
+            timers: Vec::new(),
+        }
+    }
+}
+
+/// Late records, counted per subtask.
+#[derive(Clone, Copy, Debug, Default)]
+struct LateCounts {
+    /// Every late record (dropped or sent to the late side output).
+    late: u64,
+    /// Late records dropped (no late side output).
+    dropped: u64,
+}
+
+/// The window operator (see the module documentation).
+pub(crate) struct WindowOperator<K, T, Out, A, Tr, L>
+where
+    A: WindowAssigner<T>,
+    Tr: Trigger<T, A::W>,
+    L: WindowLogic<K, T, A::W, Out>,
+{
+    assigner: A,
+    trigger: Tr,
+    logic: L,
+    allowed_lateness: i64,
+    late_tag: Option<OutputTag<T>>,
+    key: KeySelector<T, K>,
+    core: KeyedCore<K>,
+    windows: MapStateDescriptor<A::W, WindowEntry<L::Acc, Tr::State>>,
+    late: LateCounts,
+    scratch: Vec<A::W>,
+    _out: std::marker::PhantomData<fn() -> Out>,
+}
+
+impl<K, T, Out, A, Tr, L> Clone for WindowOperator<K, T, Out, A, Tr, L>
+where
+    A: WindowAssigner<T>,
+    Tr: Trigger<T, A::W>,
+    L: WindowLogic<K, T, A::W, Out>,
+{
+    /// A fresh instance: same settings, no state.
+    fn clone(&self) -> Self {
+        WindowOperator {
+            assigner: self.assigner.clone(),
+            trigger: self.trigger.clone(),
+            logic: self.logic.clone(),
+            allowed_lateness: self.allowed_lateness,
+            late_tag: self.late_tag.clone(),
+            key: self.key.clone(),
+            core: self.core.fresh(),
+            windows: MapStateDescriptor::new(WINDOW_STATE),
+            late: LateCounts::default(),
+            scratch: Vec::new(),
+            _out: std::marker::PhantomData,
+        }
+    }
+}
+
+/// Everything a window operator is built from.
+pub(crate) struct WindowSpec<K, T, A, Tr, L> {
+    pub assigner: A,
+    pub trigger: Tr,
+    pub logic: L,
+    pub allowed_lateness: i64,
+    pub late_tag: Option<OutputTag<T>>,
+    pub key: KeySelector<T, K>,
+    pub backend: BackendCell,
+}
+
+impl<K, T, Out, A, Tr, L> WindowOperator<K, T, Out, A, Tr, L>
+where
+    K: Key,
+    T: crate::Data,
+    Out: 'static,
+    A: WindowAssigner<T>,
+    Tr: Trigger<T, A::W>,
+    L: WindowLogic<K, T, A::W, Out>,
+    L::Acc: StateData,
+{
+    pub(crate) fn new(spec: WindowSpec<K, T, A, Tr, L>) -> Self {
+        WindowOperator {
+            assigner: spec.assigner,
+            trigger: spec.trigger,
+            logic: spec.logic,
+            allowed_lateness: spec.allowed_lateness,
+            late_tag: spec.late_tag,
+            key: spec.key,
+            core: KeyedCore::with_backend(spec.backend),
+            windows: MapStateDescriptor::new(WINDOW_STATE),
+            late: LateCounts::default(),
+            scratch: Vec::new(),
+            _out: std::marker::PhantomData,
+        }
+    }
+
+    /// Reads processing time from `clock` (a test harness's).
+    #[cfg(test)]
+    pub(crate) fn with_clock(mut self, clock: crate::ops::keyed_core::ManualClock) -> Self {
+        self.core = std::mem::take(&mut self.core).with_clock(clock);
+        self
+    }
+
+    /// When the window's state is removed: the watermark passed its end plus
+    /// the allowed lateness (event time), or the clock passed its end.
+    fn cleanup_time(&self, window: &A::W) -> i64 {
+        if self.assigner.is_event_time() {
+            window
+                .max_timestamp()
+                .checked_add(self.allowed_lateness)
+                .unwrap_or(i64::MAX)
+        } else {
+            window.max_timestamp()
+        }
+    }
+
+    /// The cleanup timer of `window`, if it has one (a global window has none).
+    fn cleanup_timer(&self, window: &A::W) -> Option<WindowTimer> {
+        let at = self.cleanup_time(window);
+        (at != i64::MAX).then_some(WindowTimer {
+            event_time: self.assigner.is_event_time(),
+            at,
+        })
+    }
+
+    /// Whether `window` was already cleaned up (event time only).
+    fn is_window_late(&self, window: &A::W, watermark: i64) -> bool {
+        self.assigner.is_event_time() && self.cleanup_time(window) <= watermark
+    }
+
+    fn on_element(
+        &mut self,
+        value: T,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let timestamp = ctx.timestamp();
+        let now = ctx.current_processing_time();
+        let watermark = ctx.current_watermark();
+        let mut windows = std::mem::take(&mut self.scratch);
+        windows.clear();
+        self.assigner
+            .assign_windows(&value, timestamp, now, &mut windows)?;
+        let mut value = Some(value);
+        let mut placed = false;
+        let last = windows.len().saturating_sub(1);
+        for (i, window) in windows.iter().enumerate() {
+            let window = if self.assigner.is_merging() {
+                self.merge_in(window, now, watermark, ctx)?
+            } else {
+                window.clone()
+            };
+            if self.is_window_late(&window, watermark) {
+                continue;
+            }
+            let element = if i == last {
+                value.take()
+            } else {
+                value.clone()
+            };
+            let Some(element) = element else { break };
+            placed = true;
+            self.add_to_window(&window, element, timestamp, now, watermark, ctx, out)?;
+        }
+        self.scratch = windows;
+        if let (false, Some(value)) = (placed, value) {
+            // In no window that is still open: late, if its time says so.
+            self.on_late(value, timestamp, watermark, ctx);
+        }
+        Ok(())
+    }
+
+    /// An element no open window took (Flink's rule: it is late when its
+    /// timestamp plus the allowed lateness is at most the watermark); it goes
+    /// to the late side output, or is dropped, and is counted either way.
+    fn on_late(
+        &mut self,
+        value: T,
+        timestamp: Option<i64>,
+        watermark: i64,
+        ctx: &mut KeyedContext<'_, K>,
+    ) {
+        let late = self.assigner.is_event_time()
+            && timestamp.is_some_and(|t| t.saturating_add(self.allowed_lateness) <= watermark);
+        if !late {
+            return;
+        }
+        self.late.late += 1;
+        match &self.late_tag {
+            Some(tag) => ctx.output(tag, value),
+            None => self.late.dropped += 1,
+        }
+    }
+
+    /// Adds `element` to `window` and does what the trigger says.
+    #[allow(clippy::too_many_arguments)]
+    fn add_to_window(
+        &mut self,
+        window: &A::W,
+        element: T,
+        timestamp: Option<i64>,
+        now: i64,
+        watermark: i64,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let mut added = Vec::new();
+        let cleanup = self.cleanup_timer(window);
+        let (trigger, logic) = (&self.trigger, &self.logic);
+        let result = ctx.state(&self.windows)?.modify_or_insert(
+            window,
+            WindowEntry::default,
+            |entry| {
+                let mut tctx = TriggerContext {
+                    state: &mut entry.trigger,
+                    timers: &mut entry.timers,
+                    added: &mut added,
+                    watermark,
+                    processing_time: now,
+                };
+                let result = trigger.on_element(&element, timestamp, window, &mut tctx);
+                if let Some(cleanup) = cleanup {
+                    tctx.register(cleanup);
+                }
+                logic.add(&mut entry.contents, element, timestamp);
+                result
+            },
+        );
+        register_timers(ctx, &added);
+        if result != TriggerResult::Continue {
+            self.apply_result(window, result, now, watermark, ctx, out)?;
+            out.set_timestamp(timestamp);
+        }
+        Ok(())
+    }
+
+    /// Fires and/or purges `window` as a trigger decided.
+    fn apply_result(
+        &mut self,
+        window: &A::W,
+        result: TriggerResult,
+        now: i64,
+        watermark: i64,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let Some(mut entry) = ctx.state(&self.windows)?.get(window) else {
+            return Ok(());
+        };
+        if result.is_fire() {
+            if let Some(mut contents) = entry.contents.take() {
+                self.fire(window, &mut contents, now, watermark, ctx, out)?;
+                entry.contents = Some(contents);
+            }
+        }
+        if result.is_purge() {
+            entry.contents = None;
+        }
+        ctx.state(&self.windows)?.put(window.clone(), entry);
+        Ok(())
+    }
+
+    /// Runs the window function on `contents`.
+    fn fire(
+        &mut self,
+        window: &A::W,
+        contents: &mut L::Acc,
+        now: i64,
+        watermark: i64,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let key = ctx.current_key().clone();
+        out.set_timestamp(Some(window.max_timestamp()));
+        let mut wctx = WindowContext {
+            window,
+            keyed: ctx,
+            processing_time: now,
+        };
+        let evicting = EvictorContext {
+            watermark,
+            processing_time: now,
+        };
+        self.logic.fire(&key, contents, evicting, &mut wctx, out)
+    }
+
+    /// Merges `new` with the key's windows it overlaps (sessions) and returns
+    /// the window the element goes to; the merged windows' contents and
+    /// trigger states are merged into it (Flink's `MergingWindowSet.addWindow`).
+    fn merge_in(
+        &mut self,
+        new: &A::W,
+        now: i64,
+        watermark: i64,
+        ctx: &mut KeyedContext<'_, K>,
+    ) -> Result<A::W, UserError> {
+        let mut all = ctx.state(&self.windows)?.keys();
+        all.push(new.clone());
+        let mut result = new.clone();
+        for (merged, mut parts) in self.assigner.merge_windows(&all) {
+            if let Some(at) = parts.iter().position(|w| w == new) {
+                parts.remove(at);
+                result = merged.clone();
+            }
+            if parts.is_empty() || (parts.len() == 1 && parts[0] == merged) {
+                continue;
+            }
+            if self.assigner.is_event_time() {
+                if self.cleanup_time(&merged) <= watermark {
+                    return Err(format!(
+                        "merging windows into {merged:?} would make it end before the current watermark {watermark}"
+                    )
+                    .into());
+                }
+            } else if merged.max_timestamp() <= now {
+                return Err(format!(
+                    "merging windows into {merged:?} would make it end before the current processing time {now}"
+                )
+                .into());
+            }
+            let mut state = ctx.state(&self.windows)?;
+            let mut contents = None;
+            let mut trigger_states = Vec::with_capacity(parts.len());
+            for part in &parts {
+                if let Some(entry) = state.remove(part) {
+                    self.logic.merge(&mut contents, entry.contents);
+                    trigger_states.push(entry.trigger);
+                }
+            }
+            let mut entry = WindowEntry {
+                contents,
+                ..WindowEntry::default()
+            };
+            let mut added = Vec::new();
+            let mut tctx = TriggerContext {
+                state: &mut entry.trigger,
+                timers: &mut entry.timers,
+                added: &mut added,
+                watermark,
+                processing_time: now,
+            };
+            self.trigger.on_merge(&merged, trigger_states, &mut tctx);
+            if let Some(cleanup) = self.cleanup_timer(&merged) {
+                tctx.register(cleanup);
+            }
+            state.put(merged, entry);
+            register_timers(ctx, &added);
+        }
+        Ok(result)
+    }
+
+    /// A timer of the key in `ctx` fired at `time`: every window of the key
+    /// that registered it is asked (trigger), fired, and removed at its
+    /// cleanup time.
+    fn on_timer(
+        &mut self,
+        time: i64,
+        event_time: bool,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let now = ctx.current_processing_time();
+        let watermark = ctx.current_watermark();
+        let timer = WindowTimer {
+            event_time,
+            at: time,
+        };
+        let mut due: Vec<(A::W, WindowEntry<L::Acc, Tr::State>)> = ctx
+            .state(&self.windows)?
+            .entries()
+            .into_iter()
+            .filter(|(_, entry)| entry.timers.contains(&timer))
+            .collect();
+        due.sort_by(|a, b| a.0.cmp(&b.0));
+        for (window, mut entry) in due {
+            entry.timers.retain(|t| *t != timer);
+            let mut added = Vec::new();
+            let result = {
+                let mut tctx = TriggerContext {
+                    state: &mut entry.trigger,
+                    timers: &mut entry.timers,
+                    added: &mut added,
+                    watermark,
+                    processing_time: now,
+                };
+                if event_time {
+                    self.trigger.on_event_time(time, &window, &mut tctx)
+                } else {
+                    self.trigger.on_processing_time(time, &window, &mut tctx)
+                }
+            };
+            if result.is_fire() {
+                if let Some(mut contents) = entry.contents.take() {
+                    self.fire(&window, &mut contents, now, watermark, ctx, out)?;
+                    entry.contents = Some(contents);
+                }
+            }
+            if result.is_purge() {
+                entry.contents = None;
+            }
+            let cleanup = self.assigner.is_event_time() == event_time
+                && time == self.cleanup_time(&window);
+            if cleanup {
+                let mut tctx = TriggerContext {
+                    state: &mut entry.trigger,
+                    timers: &mut entry.timers,
+                    added: &mut added,
+                    watermark,
+                    processing_time: now,
+                };
+                self.trigger.clear(&window, &mut tctx);
+                let mut wctx = WindowContext {
+                    window: &window,
+                    keyed: ctx,
+                    processing_time: now,
+                };
+                self.logic.clear(&mut wctx)?;
+                ctx.state(&self.windows)?.remove(&window);
+                continue;
+            }
+            ctx.state(&self.windows)?.put(window, entry);
+            register_timers(ctx, &added);
+        }
+        Ok(())
+    }
+
+    /// The late-record counters, for the subtask's metrics.
+    pub(crate) fn late_counts(&self) -> (u64, u64) {
+        (self.late.late, self.late.dropped)
+    }
+}
+
+/// Registers the timers triggers added with the key's timer service (a
+/// timer some other window of the key registered already is one timer).
+fn register_timers<K: Key>(ctx: &mut KeyedContext<'_, K>, added: &[WindowTimer]) {
+    for timer in added {
+        if timer.event_time {
+            ctx.register_event_time_timer(timer.at);
+        } else {
+            ctx.register_processing_time_timer(timer.at);
+        }
+    }
+}
+
+impl<K, T, Out, A, Tr, L> Lifecycle for WindowOperator<K, T, Out, A, Tr, L>
+where
+    K: Key,
+    T: crate::Data,
+    Out: 'static,
+    A: WindowAssigner<T>,
+    Tr: Trigger<T, A::W>,
+    L: WindowLogic<K, T, A::W, Out>,
+{
+    fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
+        self.core.initialize(ctx);
+        self.logic.initialize_state(ctx)
+    }
+
+    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        self.core.snapshot(ctx)?;
+        self.logic.snapshot_state(ctx)
+    }
+
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
+        let name = ctx.operator_name();
+        self.assigner
+            .validate()
+            .map_err(|e| format!("window operator `{name}`: {e}"))?;
+        if self.assigner.is_merging() && !self.trigger.can_merge() {
+            return Err(format!(
+                "window operator `{name}`: the trigger {} cannot merge, and {} merges windows",
+                self.trigger.describe(),
+                self.assigner.describe()
+            )
+            .into());
+        }
+        if self.allowed_lateness < 0 {
+            return Err(format!(
+                "window operator `{name}`: the allowed lateness must not be negative"
+            )
+            .into());
+        }
+        self.core.open(ctx)?;
+        self.logic.open(ctx)
+    }
+
+    fn notify_checkpoint_complete(&mut self, id: u64) -> Result<(), UserError> {
+        self.logic.notify_checkpoint_complete(id)
+    }
+
+    fn notify_checkpoint_aborted(&mut self, id: u64) -> Result<(), UserError> {
+        self.logic.notify_checkpoint_aborted(id)
+    }
+
+    fn finish(&mut self) -> Result<(), UserError> {
+        self.logic.finish()
+    }
+
+    fn close(&mut self) -> Result<(), UserError> {
+        let closed = self.logic.close();
+        self.core.close();
+        closed
+    }
+}
+
+impl<K, T, Out, A, Tr, L> OneInputOperator<T, Out> for WindowOperator<K, T, Out, A, Tr, L>
+where
+    K: Key,
+    T: crate::Data,
+    Out: Clone + Send + 'static,
+    A: WindowAssigner<T>,
+    Tr: Trigger<T, A::W>,
+    L: WindowLogic<K, T, A::W, Out>,
+{
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch<T>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let key = self.key.clone();
+        let mut core = std::mem::take(&mut self.core);
+        let result = core.for_each_record(batch, &key, None, out, |value, ctx, out| {
+            self.on_element(value, ctx, out)
+        });
+        self.core = core;
+        result
+    }
+
+    fn process_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let mut core = std::mem::take(&mut self.core);
+        let result = core.advance_watermark(watermark, None, out, |t, ctx, out| {
+            self.on_timer(t, true, ctx, out)
+        });
+        self.core = core;
+        result
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        self.core.next_processing_time()
+    }
+
+    fn on_processing_time(&mut self, now: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
+        let mut core = std::mem::take(&mut self.core);
+        let result = core.fire_timers(TimeDomain::ProcessingTime, now, None, out, |t, ctx, out| {
+            self.on_timer(t, false, ctx, out)
+        });
+        self.core = core;
+        result
+    }
+
+    fn state_metrics(&self) -> Vec<crate::StateMetrics> {
+        self.core.state_metrics()
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let (late, dropped) = self.late_counts();
+        vec![("late_records", late), ("late_records_dropped", dropped)]
+    }
+}
