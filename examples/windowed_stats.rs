@@ -188,7 +188,12 @@ impl AggregateFunction for Stats {
     }
 
     fn add(&self, r: Reading, acc: &mut Self::Acc) {
-        *acc = (acc.0 + 1, acc.1 + r.value, acc.2.min(r.value), acc.3.max(r.value));
+        *acc = (
+            acc.0 + 1,
+            acc.1 + r.value,
+            acc.2.min(r.value),
+            acc.3.max(r.value),
+        );
     }
 
     fn get_result(&self, acc: &Self::Acc) -> Self::Out {

@@ -63,7 +63,6 @@ pub use data::Data;
 pub use env::StreamEnv;
 pub use lifecycle::Lifecycle;
 pub use operator::{Collector, OneInputOperator};
-pub use side_output::OutputTag;
 pub use ops::broadcast_process::{
     BroadcastContext, BroadcastProcessFunction, KeyedBroadcastContext,
     KeyedBroadcastProcessFunction, ReadOnlyBroadcastContext,
@@ -71,6 +70,7 @@ pub use ops::broadcast_process::{
 pub use ops::keyed_process::{KeyedContext, KeyedProcessFunction};
 pub use ops::process::{ProcessContext, ProcessFunction};
 pub use ops::two_input::TwoInputOperator;
+pub use side_output::OutputTag;
 pub use stream::{
     BroadcastConnectedStream, BroadcastStream, DataStream, DataStreamSink,
     KeyedBroadcastConnectedStream, KeyedStream,

@@ -42,7 +42,6 @@ use crate::data::Data;
 use crate::env::{EdgeDraft, StreamEnv, VertexDraft};
 use crate::keys::{key_group, KeyGroupRange};
 use crate::operator::{one_input_factory, OneInputOperator};
-use crate::side_output::OutputTag;
 use crate::ops::broadcast_process::{
     BroadcastProcess, BroadcastProcessFunction, KeyedBroadcastProcess,
     KeyedBroadcastProcessFunction,
@@ -54,6 +53,7 @@ use crate::ops::map::Map;
 use crate::ops::process::{Process, ProcessFunction};
 use crate::ops::rolling::{Aggregate, Reduce, Rolling, RollingKind};
 use crate::ops::two_input::two_input_factory;
+use crate::side_output::OutputTag;
 use crate::sink::{
     sink_preflight, CollectHandle, CollectSink, DiscardCounter, DiscardSink, PrintSink, Sink,
     SinkOperator, TextFileSink, TransactionalFileSink, TwoPhaseCommit,

@@ -292,14 +292,13 @@ impl Chain {
         self.operators
             .iter()
             .flat_map(|op| {
-                op.logic
-                    .counters()
-                    .into_iter()
-                    .map(|(name, value)| crate::metrics::OperatorCounter {
+                op.logic.counters().into_iter().map(|(name, value)| {
+                    crate::metrics::OperatorCounter {
                         operator: op.info.name.clone(),
                         name: name.to_string(),
                         value,
-                    })
+                    }
+                })
             })
             .collect()
     }

@@ -3,8 +3,8 @@
 use weir_actors::{RecordBatch, UserError};
 
 use crate::context::RuntimeContext;
-use crate::lifecycle::{forward_lifecycle, Lifecycle};
 use crate::data::Data;
+use crate::lifecycle::{forward_lifecycle, Lifecycle};
 use crate::operator::{Collector, OneInputOperator};
 use crate::side_output::{OutputTag, SideOutputs};
 

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use weir_actors::error::Permanent;
 use weir_actors::UserError;
 
 use super::triggers::{NeverTrigger, TimeTrigger, Trigger};
@@ -77,12 +78,13 @@ impl TimeKind {
     fn time_of(self, timestamp: Option<i64>, now: i64, assigner: &str) -> Result<i64, UserError> {
         match self {
             TimeKind::ProcessingTime => Ok(now),
+            // Permanent: the record has no timestamp in any replay either.
             TimeKind::EventTime => timestamp.ok_or_else(|| {
-                format!(
+                Permanent::from_message(format!(
                     "{assigner} got a record without a timestamp: give the stream event time \
                      (assign_timestamps_and_watermarks, or a source with timestamps) or use a \
                      processing-time window"
-                )
+                ))
                 .into()
             }),
         }
@@ -458,7 +460,9 @@ impl EventTimeSessionWindows {
     }
 
     /// Sessions whose gap each element gives (in ms; it must be positive).
-    pub fn with_dynamic_gap<T>(gap: impl Fn(&T) -> i64 + Send + Sync + 'static) -> SessionWindows<T> {
+    pub fn with_dynamic_gap<T>(
+        gap: impl Fn(&T) -> i64 + Send + Sync + 'static,
+    ) -> SessionWindows<T> {
         SessionWindows {
             gap: Gap::Dynamic(Arc::new(gap)),
             time: TimeKind::EventTime,
@@ -479,7 +483,9 @@ impl ProcessingTimeSessionWindows {
     }
 
     /// Sessions whose gap each element gives (in ms; it must be positive).
-    pub fn with_dynamic_gap<T>(gap: impl Fn(&T) -> i64 + Send + Sync + 'static) -> SessionWindows<T> {
+    pub fn with_dynamic_gap<T>(
+        gap: impl Fn(&T) -> i64 + Send + Sync + 'static,
+    ) -> SessionWindows<T> {
         SessionWindows {
             gap: Gap::Dynamic(Arc::new(gap)),
             time: TimeKind::ProcessingTime,
@@ -504,9 +510,9 @@ impl<T: 'static> WindowAssigner<T> for SessionWindows<T> {
             Gap::Dynamic(f) => {
                 let gap = f(element);
                 if gap <= 0 {
-                    return Err(format!(
+                    return Err(Permanent::from_message(format!(
                         "a dynamic session gap must be positive; the gap function gave {gap} for the record at {time}"
-                    )
+                    ))
                     .into());
                 }
                 gap
@@ -604,7 +610,10 @@ mod tests {
         let a = SlidingEventTimeWindows::of(Duration::from_millis(10), Duration::from_millis(3));
         for ts in -20..40 {
             let ws = windows(&a, ts);
-            assert!(ws.iter().all(|w| w.start <= ts && ts < w.end), "{ts}: {ws:?}");
+            assert!(
+                ws.iter().all(|w| w.start <= ts && ts < w.end),
+                "{ts}: {ws:?}"
+            );
             assert!(ws.len() == 3 || ws.len() == 4, "{ts}: {ws:?}");
         }
     }
@@ -612,7 +621,10 @@ mod tests {
     #[test]
     fn cumulating_windows_grow_from_one_start() {
         let a = CumulatingEventTimeWindows::of(Duration::from_millis(10), Duration::from_millis(5));
-        assert_eq!(windows(&a, 3), vec![TimeWindow::new(0, 5), TimeWindow::new(0, 10)]);
+        assert_eq!(
+            windows(&a, 3),
+            vec![TimeWindow::new(0, 5), TimeWindow::new(0, 10)]
+        );
         assert_eq!(windows(&a, 7), vec![TimeWindow::new(0, 10)]);
         assert_eq!(windows(&a, -1), vec![TimeWindow::new(-10, 0)]);
     }
@@ -624,7 +636,9 @@ mod tests {
         let a = TumblingEventTimeWindows::of(Duration::from_millis(5)).with_offset_ms(5);
         assert!(WindowAssigner::<u8>::validate(&a).is_err());
         let a = TumblingEventTimeWindows::of(Duration::from_millis(5));
-        let err = a.assign_windows(&0u8, None, 0, &mut Vec::new()).unwrap_err();
+        let err = a
+            .assign_windows(&0u8, None, 0, &mut Vec::new())
+            .unwrap_err();
         assert!(err.to_string().contains("without a timestamp"), "{err}");
         let a = EventTimeSessionWindows::with_dynamic_gap(|x: &u8| *x as i64 - 1);
         assert!(a.assign_windows(&0u8, Some(1), 0, &mut Vec::new()).is_err());

@@ -28,9 +28,21 @@ pub struct EvictorContext {
 pub trait Evictor<T, W>: Clone + Send + Sync + 'static {
     /// Before the function runs: remove elements from `elements` (in the
     /// order they were added).
-    fn evict_before(&self, _elements: &mut Vec<TimestampedValue<T>>, _window: &W, _ctx: &EvictorContext) {}
+    fn evict_before(
+        &self,
+        _elements: &mut Vec<TimestampedValue<T>>,
+        _window: &W,
+        _ctx: &EvictorContext,
+    ) {
+    }
     /// After the function ran.
-    fn evict_after(&self, _elements: &mut Vec<TimestampedValue<T>>, _window: &W, _ctx: &EvictorContext) {}
+    fn evict_after(
+        &self,
+        _elements: &mut Vec<TimestampedValue<T>>,
+        _window: &W,
+        _ctx: &EvictorContext,
+    ) {
+    }
     /// `true` only for [`NoEvictor`]: the window may aggregate incrementally.
     fn is_none(&self) -> bool {
         false
@@ -244,7 +256,12 @@ mod tests {
         Evictor::<i64, ()>::evict_before(&CountEvictor::of(2), &mut e, &(), &CTX);
         assert_eq!(e, values(&[3, 4]));
         let mut e = values(&[1, 5, 9, 10]);
-        Evictor::<i64, ()>::evict_before(&TimeEvictor::of(std::time::Duration::from_millis(5)), &mut e, &(), &CTX);
+        Evictor::<i64, ()>::evict_before(
+            &TimeEvictor::of(std::time::Duration::from_millis(5)),
+            &mut e,
+            &(),
+            &CTX,
+        );
         assert_eq!(e, values(&[9, 10]));
         let mut e = values(&[1, 5, 9, 10]);
         let delta = DeltaEvictor::of(3.0, |a: &i64, b: &i64| (b - a) as f64);

@@ -12,6 +12,7 @@
 //! parts', and the parts are removed.
 
 use serde::{Deserialize, Serialize};
+use weir_actors::error::Permanent;
 use weir_actors::{RecordBatch, UserError};
 
 use crate::context::RuntimeContext;
@@ -256,25 +257,23 @@ where
         let mut added = Vec::new();
         let cleanup = self.cleanup_timer(window);
         let (trigger, logic) = (&self.trigger, &self.logic);
-        let result = ctx.state(&self.windows)?.modify_or_insert(
-            window,
-            WindowEntry::default,
-            |entry| {
-                let mut tctx = TriggerContext {
-                    state: &mut entry.trigger,
-                    timers: &mut entry.timers,
-                    added: &mut added,
-                    watermark,
-                    processing_time: now,
-                };
-                let result = trigger.on_element(&element, timestamp, window, &mut tctx);
-                if let Some(cleanup) = cleanup {
-                    tctx.register(cleanup);
-                }
-                logic.add(&mut entry.contents, element, timestamp);
-                result
-            },
-        );
+        let result =
+            ctx.state(&self.windows)?
+                .modify_or_insert(window, WindowEntry::default, |entry| {
+                    let mut tctx = TriggerContext {
+                        state: &mut entry.trigger,
+                        timers: &mut entry.timers,
+                        added: &mut added,
+                        watermark,
+                        processing_time: now,
+                    };
+                    let result = trigger.on_element(&element, timestamp, window, &mut tctx);
+                    if let Some(cleanup) = cleanup {
+                        tctx.register(cleanup);
+                    }
+                    logic.add(&mut entry.contents, element, timestamp);
+                    result
+                });
         register_timers(ctx, &added);
         if result != TriggerResult::Continue {
             self.apply_result(window, result, now, watermark, ctx, out)?;
@@ -447,8 +446,8 @@ where
             if result.is_purge() {
                 entry.contents = None;
             }
-            let cleanup = self.assigner.is_event_time() == event_time
-                && time == self.cleanup_time(&window);
+            let cleanup =
+                self.assigner.is_event_time() == event_time && time == self.cleanup_time(&window);
             if cleanup {
                 let mut tctx = TriggerContext {
                     state: &mut entry.trigger,
@@ -511,23 +510,21 @@ where
     }
 
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
+        // Settings no restart can fix: the job fails once.
         let name = ctx.operator_name();
-        self.assigner
-            .validate()
-            .map_err(|e| format!("window operator `{name}`: {e}"))?;
+        let refuse = |what: String| -> UserError {
+            Permanent::from_message(format!("window operator `{name}`: {what}")).into()
+        };
+        self.assigner.validate().map_err(refuse)?;
         if self.assigner.is_merging() && !self.trigger.can_merge() {
-            return Err(format!(
-                "window operator `{name}`: the trigger {} cannot merge, and {} merges windows",
+            return Err(refuse(format!(
+                "the trigger {} cannot merge, and {} merges windows",
                 self.trigger.describe(),
                 self.assigner.describe()
-            )
-            .into());
+            )));
         }
         if self.allowed_lateness < 0 {
-            return Err(format!(
-                "window operator `{name}`: the allowed lateness must not be negative"
-            )
-            .into());
+            return Err(refuse("the allowed lateness must not be negative".into()));
         }
         self.core.open(ctx)?;
         self.logic.open(ctx)

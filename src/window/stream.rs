@@ -95,7 +95,9 @@ impl<T: StateData, K: Key + Data> KeyedStream<T, K> {
         slide: u64,
     ) -> WindowedStream<T, K, GlobalWindows, CountTrigger, CountEvictor> {
         self.window(GlobalWindows)
-            .evictor(CountEvictor::of(usize::try_from(size).unwrap_or(usize::MAX)))
+            .evictor(CountEvictor::of(
+                usize::try_from(size).unwrap_or(usize::MAX),
+            ))
             .trigger(CountTrigger::of(slide))
     }
 }

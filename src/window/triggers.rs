@@ -183,7 +183,12 @@ impl<T, W: Window> Trigger<T, W> for EventTimeTrigger {
         }
     }
 
-    fn on_event_time(&self, time: i64, window: &W, _: &mut TriggerContext<'_, ()>) -> TriggerResult {
+    fn on_event_time(
+        &self,
+        time: i64,
+        window: &W,
+        _: &mut TriggerContext<'_, ()>,
+    ) -> TriggerResult {
         if time == window.max_timestamp() {
             TriggerResult::Fire
         } else {
@@ -288,20 +293,15 @@ impl<T, W: Window> Trigger<T, W> for TimeTrigger {
 
     fn on_event_time(&self, t: i64, w: &W, ctx: &mut TriggerContext<'_, ()>) -> TriggerResult {
         match self {
-            TimeTrigger::EventTime => <EventTimeTrigger as Trigger<T, W>>::on_event_time(
-                &EventTimeTrigger,
+            TimeTrigger::EventTime => {
+                <EventTimeTrigger as Trigger<T, W>>::on_event_time(&EventTimeTrigger, t, w, ctx)
+            }
+            TimeTrigger::ProcessingTime => <ProcessingTimeTrigger as Trigger<T, W>>::on_event_time(
+                &ProcessingTimeTrigger,
                 t,
                 w,
                 ctx,
             ),
-            TimeTrigger::ProcessingTime => {
-                <ProcessingTimeTrigger as Trigger<T, W>>::on_event_time(
-                    &ProcessingTimeTrigger,
-                    t,
-                    w,
-                    ctx,
-                )
-            }
         }
     }
 
@@ -369,7 +369,13 @@ pub struct NeverTrigger;
 impl<T, W: Window> Trigger<T, W> for NeverTrigger {
     type State = ();
 
-    fn on_element(&self, _: &T, _: Option<i64>, _: &W, _: &mut TriggerContext<'_, ()>) -> TriggerResult {
+    fn on_element(
+        &self,
+        _: &T,
+        _: Option<i64>,
+        _: &W,
+        _: &mut TriggerContext<'_, ()>,
+    ) -> TriggerResult {
         TriggerResult::Continue
     }
 
@@ -477,7 +483,12 @@ impl<T, W: Window, Tr: Trigger<T, W>> Trigger<T, W> for PurgingTrigger<Tr> {
         purging(self.inner.on_element(e, ts, w, ctx))
     }
 
-    fn on_event_time(&self, t: i64, w: &W, ctx: &mut TriggerContext<'_, Self::State>) -> TriggerResult {
+    fn on_event_time(
+        &self,
+        t: i64,
+        w: &W,
+        ctx: &mut TriggerContext<'_, Self::State>,
+    ) -> TriggerResult {
         purging(self.inner.on_event_time(t, w, ctx))
     }
 
@@ -720,10 +731,22 @@ mod tests {
     #[test]
     fn event_time_trigger_registers_the_window_end_or_fires_late() {
         let w = TimeWindow::new(0, 10);
-        let (r, _, timers) = run(|c| Trigger::<u8, _>::on_element(&EventTimeTrigger, &1, Some(3), &w, c), 5);
+        let (r, _, timers) = run(
+            |c| Trigger::<u8, _>::on_element(&EventTimeTrigger, &1, Some(3), &w, c),
+            5,
+        );
         assert_eq!(r, TriggerResult::Continue);
-        assert_eq!(timers, vec![WindowTimer { event_time: true, at: 9 }]);
-        let (r, _, _) = run(|c| Trigger::<u8, _>::on_element(&EventTimeTrigger, &1, Some(3), &w, c), 9);
+        assert_eq!(
+            timers,
+            vec![WindowTimer {
+                event_time: true,
+                at: 9
+            }]
+        );
+        let (r, _, _) = run(
+            |c| Trigger::<u8, _>::on_element(&EventTimeTrigger, &1, Some(3), &w, c),
+            9,
+        );
         assert_eq!(r, TriggerResult::Fire);
     }
 
@@ -743,20 +766,33 @@ mod tests {
                 watermark: 0,
                 processing_time: 0,
             };
-            results.push(Trigger::<u8, _>::on_element(&trigger, &1, None, &w, &mut ctx));
+            results.push(Trigger::<u8, _>::on_element(
+                &trigger, &1, None, &w, &mut ctx,
+            ));
         }
         use TriggerResult::*;
-        assert_eq!(results, vec![Continue, FireAndPurge, Continue, FireAndPurge]);
+        assert_eq!(
+            results,
+            vec![Continue, FireAndPurge, Continue, FireAndPurge]
+        );
     }
 
     #[test]
     fn continuous_event_time_trigger_fires_each_interval() {
         let w = TimeWindow::new(0, 100);
         let trigger = ContinuousEventTimeTrigger::of(std::time::Duration::from_millis(30));
-        let (_, state, timers) =
-            run(|c| Trigger::<u8, _>::on_element(&trigger, &1, Some(42), &w, c), 0);
+        let (_, state, timers) = run(
+            |c| Trigger::<u8, _>::on_element(&trigger, &1, Some(42), &w, c),
+            0,
+        );
         assert_eq!(state, Some(60));
-        assert!(timers.contains(&WindowTimer { event_time: true, at: 60 }));
-        assert!(timers.contains(&WindowTimer { event_time: true, at: 99 }));
+        assert!(timers.contains(&WindowTimer {
+            event_time: true,
+            at: 60
+        }));
+        assert!(timers.contains(&WindowTimer {
+            event_time: true,
+            at: 99
+        }));
     }
 }

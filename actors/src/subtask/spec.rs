@@ -35,7 +35,11 @@ pub struct SubtaskSpec {
     pub input_channels: Vec<usize>,
     /// Per output edge: the partitioner factory, its context, and the side
     /// output it carries (`None`: the main output).
-    pub outputs: Vec<(PartitionerFactory, PartitionerContext, Option<std::sync::Arc<str>>)>,
+    pub outputs: Vec<(
+        PartitionerFactory,
+        PartitionerContext,
+        Option<std::sync::Arc<str>>,
+    )>,
     /// Batching and flow-control settings.
     pub config: RuntimeConfig,
     /// How this subtask takes part in checkpoints, if the job has them.
