@@ -27,6 +27,9 @@
 //! - `ttl-churn` ([`ttl_churn`]): distinct keys each seen once, with or
 //!   without a time to live (`--ttl-ms`, `--cleanup-within-ms`): peak RSS,
 //!   live entries over time, and the time from expiry to physical removal.
+//! - `window-count`, `window-sliding`, `window-session` ([`windows`]): a
+//!   count per key in 1 s tumbling, 60 s/1 s sliding or 1 s-gap session
+//!   event-time windows.
 //! - `snapshot` ([`snapshot`]): the synchronous and asynchronous parts of a
 //!   snapshot of one keyed operator instance.
 //! - `recovery` ([`recovery`]): from an injected failure to the first record
@@ -75,6 +78,7 @@ mod slow_sink;
 mod snapshot;
 mod stateless;
 mod ttl_churn;
+mod windows;
 
 use std::error::Error;
 use std::process::ExitCode;
@@ -111,6 +115,12 @@ enum Job {
     Lineage,
     /// one keyed operator instance seeing --records distinct keys once each, with or without TTL.
     TtlChurn,
+    /// generate (1 000 records per ms) -> key_by -> 1 s tumbling event-time count -> discard.
+    WindowCount,
+    /// the same with 60 s windows sliding by 1 s.
+    WindowSliding,
+    /// the same with sessions of a 1 s gap.
+    WindowSession,
 }
 
 impl Job {
@@ -127,6 +137,9 @@ impl Job {
             Job::Burst => "burst",
             Job::Lineage => "lineage",
             Job::TtlChurn => "ttl-churn",
+            Job::WindowCount => "window-count",
+            Job::WindowSliding => "window-sliding",
+            Job::WindowSession => "window-session",
         }
     }
 
@@ -143,6 +156,7 @@ impl Job {
             Job::Burst => 5_000_000,
             Job::Lineage => 1,
             Job::TtlChurn => 50_000_000,
+            Job::WindowCount | Job::WindowSliding | Job::WindowSession => 100_000_000,
         }
     }
 }
@@ -424,6 +438,7 @@ fn run(args: &Args) -> BenchResult<Report> {
         Job::SlowSink => slow_sink::run(args),
         Job::RawLoop => raw_loop::run(args),
         Job::KeyedCount => keyed_count::run(args),
+        Job::WindowCount | Job::WindowSliding | Job::WindowSession => windows::run(args),
         Job::Snapshot => snapshot::run(args),
         Job::Recovery => recovery::run(args),
         Job::LargeState => large_state::run(args),
