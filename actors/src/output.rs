@@ -32,6 +32,14 @@ struct OutputEdge {
     channels: Vec<OutputChannel>,
 }
 
+/// One output edge as a subtask is given it: its partitioner, the side
+/// output it carries (`None`: the main output), and its channels' targets.
+pub(crate) type EdgeSpec = (
+    Box<dyn OutputPartitioner>,
+    Option<std::sync::Arc<str>>,
+    Vec<ChannelTarget>,
+);
+
 /// All outputs of one subtask.
 #[derive(Default)]
 pub(crate) struct Outputs {
@@ -45,11 +53,7 @@ impl Outputs {
     /// Outputs over `edges` (partitioner, side output tag or `None` for the
     /// main output, channel targets), each channel starting with `credits`.
     pub fn new(
-        edges: Vec<(
-            Box<dyn OutputPartitioner>,
-            Option<std::sync::Arc<str>>,
-            Vec<ChannelTarget>,
-        )>,
+        edges: Vec<EdgeSpec>,
         credits: u32,
         batch_size: usize,
     ) -> Self {

@@ -432,7 +432,6 @@ impl<K: Key> KeyedCore<K> {
                 each(value, key, timestamp, out)?;
             }
         }
-        drop(each);
         *out.side_outputs() = side;
         self.check_state()
     }

@@ -165,11 +165,14 @@ impl<T, W> Evictor<T, W> for TimeEvictor {
     }
 }
 
+/// How far apart two elements are.
+type Delta<T> = Arc<dyn Fn(&T, &T) -> f64 + Send + Sync>;
+
 /// Removes the elements whose `delta` to the newest element is at least
 /// `threshold` (Flink's `DeltaEvictor`).
 pub struct DeltaEvictor<T> {
     threshold: f64,
-    delta: Arc<dyn Fn(&T, &T) -> f64 + Send + Sync>,
+    delta: Delta<T>,
     after: bool,
 }
 

@@ -54,6 +54,9 @@ impl<Acc, S: Default> Default for WindowEntry<Acc, S> {
     }
 }
 
+/// Windows of one key with their entries.
+type WindowsOfKey<W, Acc, S> = Vec<(W, WindowEntry<Acc, S>)>;
+
 /// Late records, counted per subtask.
 #[derive(Clone, Copy, Debug, Default)]
 struct LateCounts {
@@ -142,13 +145,6 @@ where
             scratch: Vec::new(),
             _out: std::marker::PhantomData,
         }
-    }
-
-    /// Reads processing time from `clock` (a test harness's).
-    #[cfg(test)]
-    pub(crate) fn with_clock(mut self, clock: crate::ops::keyed_core::ManualClock) -> Self {
-        self.core = std::mem::take(&mut self.core).with_clock(clock);
-        self
     }
 
     /// When the window's state is removed: the watermark passed its end plus
@@ -413,7 +409,7 @@ where
             event_time,
             at: time,
         };
-        let mut due: Vec<(A::W, WindowEntry<L::Acc, Tr::State>)> = ctx
+        let mut due: WindowsOfKey<A::W, L::Acc, Tr::State> = ctx
             .state(&self.windows)?
             .entries()
             .into_iter()

@@ -95,7 +95,7 @@ impl<S> TriggerContext<'_, S> {
 
     /// Deletes this window's processing-time timer at `time`.
     pub fn delete_processing_time_timer(&mut self, time: i64) {
-        self.timers.retain(|t| !(!t.event_time && t.at == time));
+        self.timers.retain(|t| t.event_time || t.at != time);
     }
 
     pub(crate) fn register(&mut self, timer: WindowTimer) {
