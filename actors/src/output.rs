@@ -52,11 +52,7 @@ pub(crate) struct Outputs {
 impl Outputs {
     /// Outputs over `edges` (partitioner, side output tag or `None` for the
     /// main output, channel targets), each channel starting with `credits`.
-    pub fn new(
-        edges: Vec<EdgeSpec>,
-        credits: u32,
-        batch_size: usize,
-    ) -> Self {
+    pub fn new(edges: Vec<EdgeSpec>, credits: u32, batch_size: usize) -> Self {
         let edges = edges
             .into_iter()
             .map(|(partitioner, side_output, targets)| OutputEdge {

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use weir_actors::{RecordBatch, UserError};
 
-use super::keyed_core::KeyedCore;
+use super::keyed_core::{KeyedCore, TimersAndSide};
 use crate::context::RuntimeContext;
 use crate::lifecycle::{forward_lifecycle, Lifecycle};
 use crate::operator::{Collector, OneInputOperator};
-use crate::side_output::{OutputTag, SideOutputs};
-use crate::state::timers::{TimeDomain, TimerService};
+use crate::side_output::OutputTag;
+use crate::state::timers::TimeDomain;
 use crate::state::{
     BroadcastStateStore, Key, KeyedStateStore, MapStateDescriptor, ReadOnlyBroadcastState,
     StateData, StateDescriptor, StateError, StateInitContext, StateSnapshotContext,
@@ -24,10 +24,9 @@ pub struct KeyedContext<'a, K> {
     pub(crate) watermark: i64,
     pub(crate) domain: Option<TimeDomain>,
     pub(crate) store: &'a mut KeyedStateStore<K>,
-    pub(crate) timers: &'a mut TimerService<K>,
+    pub(crate) timers: &'a mut TimersAndSide<K>,
     pub(crate) runtime: &'a RuntimeContext,
     pub(crate) broadcast: Option<&'a mut BroadcastStateStore>,
-    pub(crate) side: &'a mut SideOutputs,
 }
 
 impl<K: Key> KeyedContext<'_, K> {
@@ -89,7 +88,7 @@ impl<K: Key> KeyedContext<'_, K> {
     /// Emits `value` to the side output `tag` (see [`crate::side_output`]),
     /// with the timestamp of the record or timer being handled.
     pub fn output<S: crate::Data>(&mut self, tag: &OutputTag<S>, value: S) {
-        self.side.push(tag, value, self.timestamp);
+        self.timers.side.push(tag, value, self.timestamp);
     }
 
     /// Calls `on_timer` for the current key once the watermark reaches `timestamp`.
