@@ -65,6 +65,24 @@ impl<T, W> Evictor<T, W> for NoEvictor {
     }
 }
 
+/// `evict_before` and `evict_after` of an evictor with an `after` flag and
+/// an `evict` method: it evicts on the side the flag names.
+macro_rules! evict_on_one_side {
+    () => {
+        fn evict_before(&self, elements: &mut Vec<TimestampedValue<T>>, _: &W, _: &EvictorContext) {
+            if !self.after {
+                self.evict(elements);
+            }
+        }
+
+        fn evict_after(&self, elements: &mut Vec<TimestampedValue<T>>, _: &W, _: &EvictorContext) {
+            if self.after {
+                self.evict(elements);
+            }
+        }
+    };
+}
+
 /// Keeps at most `count` elements (the newest), before the function runs
 /// (or after, with [`CountEvictor::of_after`]).
 #[derive(Clone, Copy, Debug)]
@@ -96,17 +114,7 @@ impl CountEvictor {
 }
 
 impl<T, W> Evictor<T, W> for CountEvictor {
-    fn evict_before(&self, elements: &mut Vec<TimestampedValue<T>>, _: &W, _: &EvictorContext) {
-        if !self.after {
-            self.evict(elements);
-        }
-    }
-
-    fn evict_after(&self, elements: &mut Vec<TimestampedValue<T>>, _: &W, _: &EvictorContext) {
-        if self.after {
-            self.evict(elements);
-        }
-    }
+    evict_on_one_side!();
 
     fn describe(&self) -> String {
         format!("CountEvictor({})", self.count)
@@ -148,17 +156,7 @@ impl TimeEvictor {
 }
 
 impl<T, W> Evictor<T, W> for TimeEvictor {
-    fn evict_before(&self, elements: &mut Vec<TimestampedValue<T>>, _: &W, _: &EvictorContext) {
-        if !self.after {
-            self.evict(elements);
-        }
-    }
-
-    fn evict_after(&self, elements: &mut Vec<TimestampedValue<T>>, _: &W, _: &EvictorContext) {
-        if self.after {
-            self.evict(elements);
-        }
-    }
+    evict_on_one_side!();
 
     fn describe(&self) -> String {
         format!("TimeEvictor({})", self.window_size)
@@ -218,17 +216,7 @@ impl<T> DeltaEvictor<T> {
 }
 
 impl<T: 'static, W> Evictor<T, W> for DeltaEvictor<T> {
-    fn evict_before(&self, elements: &mut Vec<TimestampedValue<T>>, _: &W, _: &EvictorContext) {
-        if !self.after {
-            self.evict(elements);
-        }
-    }
-
-    fn evict_after(&self, elements: &mut Vec<TimestampedValue<T>>, _: &W, _: &EvictorContext) {
-        if self.after {
-            self.evict(elements);
-        }
-    }
+    evict_on_one_side!();
 
     fn describe(&self) -> String {
         format!("DeltaEvictor({})", self.threshold)

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::data::Data;
-use crate::lifecycle::Lifecycle;
 use crate::side_output::OutputTag;
 use crate::state::{AggregateFunction, Key, StateData};
 use crate::stream::{DataStream, KeyedStream};
@@ -21,7 +20,6 @@ use super::functions::{
 };
 use super::operator::{WindowOperator, WindowSpec};
 use super::triggers::{CountTrigger, PurgingTrigger, Trigger};
-use super::windows::GlobalWindow;
 
 /// A keyed stream cut into windows, waiting for its window function (Flink's
 /// `WindowedStream`). `A` assigns windows, `Tr` fires them, `E` evicts.
@@ -241,7 +239,7 @@ where
 
     fn build<L, Out>(self, what: &str, logic: L) -> DataStream<Out>
     where
-        L: WindowLogic<K, T, A::W, Out> + Lifecycle,
+        L: WindowLogic<K, T, A::W, Out>,
         Out: Data,
     {
         let name = {
@@ -277,6 +275,3 @@ where
         }
     }
 }
-
-/// A global window is what count windows fire.
-pub type CountWindow = GlobalWindow;

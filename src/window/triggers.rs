@@ -159,13 +159,57 @@ pub trait Trigger<T, W>: Clone + Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
-/// Fires once the watermark passes the window's end (the default of
-/// event-time windows), and at once for an element added to a window the
-/// watermark already passed (a late firing).
-#[derive(Clone, Copy, Debug, Default)]
+/// Fires when time passes the window's end: the default trigger of time
+/// windows, in event time (the watermark; an element added to a window the
+/// watermark already passed fires it at once: a late firing) or processing
+/// time (the wall clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeTrigger {
+    /// Fired by the watermark (Flink's `EventTimeTrigger`).
+    EventTime,
+    /// Fired by the wall clock (Flink's `ProcessingTimeTrigger`).
+    ProcessingTime,
+}
+
+/// Flink's name for [`TimeTrigger::EventTime`].
 pub struct EventTimeTrigger;
 
-impl<T, W: Window> Trigger<T, W> for EventTimeTrigger {
+impl EventTimeTrigger {
+    /// The event-time trigger.
+    pub fn create() -> TimeTrigger {
+        TimeTrigger::EventTime
+    }
+}
+
+/// Flink's name for [`TimeTrigger::ProcessingTime`].
+pub struct ProcessingTimeTrigger;
+
+impl ProcessingTimeTrigger {
+    /// The processing-time trigger.
+    pub fn create() -> TimeTrigger {
+        TimeTrigger::ProcessingTime
+    }
+}
+
+impl TimeTrigger {
+    /// The window's timer, in this trigger's time.
+    fn timer(self, window_max: i64) -> WindowTimer {
+        WindowTimer {
+            event_time: self == TimeTrigger::EventTime,
+            at: window_max,
+        }
+    }
+
+    /// The time this trigger follows now.
+    fn now<S>(self, ctx: &TriggerContext<'_, S>) -> i64 {
+        match self {
+            TimeTrigger::EventTime => ctx.current_watermark(),
+            TimeTrigger::ProcessingTime => ctx.current_processing_time(),
+        }
+    }
+}
+
+impl<T, W: Window> Trigger<T, W> for TimeTrigger {
     type State = ();
 
     fn on_element(
@@ -175,12 +219,11 @@ impl<T, W: Window> Trigger<T, W> for EventTimeTrigger {
         window: &W,
         ctx: &mut TriggerContext<'_, ()>,
     ) -> TriggerResult {
-        if window.max_timestamp() <= ctx.current_watermark() {
-            TriggerResult::Fire
-        } else {
-            ctx.register_event_time_timer(window.max_timestamp());
-            TriggerResult::Continue
+        if *self == TimeTrigger::EventTime && window.max_timestamp() <= ctx.current_watermark() {
+            return TriggerResult::Fire;
         }
+        ctx.register(self.timer(window.max_timestamp()));
+        TriggerResult::Continue
     }
 
     fn on_event_time(
@@ -189,7 +232,7 @@ impl<T, W: Window> Trigger<T, W> for EventTimeTrigger {
         window: &W,
         _: &mut TriggerContext<'_, ()>,
     ) -> TriggerResult {
-        if time == window.max_timestamp() {
+        if *self == TimeTrigger::EventTime && time == window.max_timestamp() {
             TriggerResult::Fire
         } else {
             TriggerResult::Continue
@@ -197,7 +240,11 @@ impl<T, W: Window> Trigger<T, W> for EventTimeTrigger {
     }
 
     fn on_processing_time(&self, _: i64, _: &W, _: &mut TriggerContext<'_, ()>) -> TriggerResult {
-        TriggerResult::Continue
+        if *self == TimeTrigger::ProcessingTime {
+            TriggerResult::Fire
+        } else {
+            TriggerResult::Continue
+        }
     }
 
     fn can_merge(&self) -> bool {
@@ -205,152 +252,14 @@ impl<T, W: Window> Trigger<T, W> for EventTimeTrigger {
     }
 
     fn on_merge(&self, window: &W, _: Vec<()>, ctx: &mut TriggerContext<'_, ()>) {
-        if window.max_timestamp() > ctx.current_watermark() {
-            ctx.register_event_time_timer(window.max_timestamp());
+        if window.max_timestamp() > self.now(ctx) {
+            ctx.register(self.timer(window.max_timestamp()));
         }
     }
 
     fn clear(&self, window: &W, ctx: &mut TriggerContext<'_, ()>) {
-        ctx.delete_event_time_timer(window.max_timestamp());
-    }
-
-    fn describe(&self) -> String {
-        "EventTimeTrigger".into()
-    }
-}
-
-/// Fires when the wall clock passes the window's end (the default of
-/// processing-time windows).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ProcessingTimeTrigger;
-
-impl<T, W: Window> Trigger<T, W> for ProcessingTimeTrigger {
-    type State = ();
-
-    fn on_element(
-        &self,
-        _: &T,
-        _: Option<i64>,
-        window: &W,
-        ctx: &mut TriggerContext<'_, ()>,
-    ) -> TriggerResult {
-        ctx.register_processing_time_timer(window.max_timestamp());
-        TriggerResult::Continue
-    }
-
-    fn on_event_time(&self, _: i64, _: &W, _: &mut TriggerContext<'_, ()>) -> TriggerResult {
-        TriggerResult::Continue
-    }
-
-    fn on_processing_time(&self, _: i64, _: &W, _: &mut TriggerContext<'_, ()>) -> TriggerResult {
-        TriggerResult::Fire
-    }
-
-    fn can_merge(&self) -> bool {
-        true
-    }
-
-    fn on_merge(&self, window: &W, _: Vec<()>, ctx: &mut TriggerContext<'_, ()>) {
-        if window.max_timestamp() > ctx.current_processing_time() {
-            ctx.register_processing_time_timer(window.max_timestamp());
-        }
-    }
-
-    fn clear(&self, window: &W, ctx: &mut TriggerContext<'_, ()>) {
-        ctx.delete_processing_time_timer(window.max_timestamp());
-    }
-
-    fn describe(&self) -> String {
-        "ProcessingTimeTrigger".into()
-    }
-}
-
-/// The default trigger of a time window: event time or processing time, as
-/// its assigner says.
-#[derive(Clone, Copy, Debug)]
-pub enum TimeTrigger {
-    /// [`EventTimeTrigger`].
-    EventTime,
-    /// [`ProcessingTimeTrigger`].
-    ProcessingTime,
-}
-
-impl<T, W: Window> Trigger<T, W> for TimeTrigger {
-    type State = ();
-
-    fn on_element(
-        &self,
-        e: &T,
-        ts: Option<i64>,
-        w: &W,
-        ctx: &mut TriggerContext<'_, ()>,
-    ) -> TriggerResult {
-        match self {
-            TimeTrigger::EventTime => EventTimeTrigger.on_element(e, ts, w, ctx),
-            TimeTrigger::ProcessingTime => ProcessingTimeTrigger.on_element(e, ts, w, ctx),
-        }
-    }
-
-    fn on_event_time(&self, t: i64, w: &W, ctx: &mut TriggerContext<'_, ()>) -> TriggerResult {
-        match self {
-            TimeTrigger::EventTime => {
-                <EventTimeTrigger as Trigger<T, W>>::on_event_time(&EventTimeTrigger, t, w, ctx)
-            }
-            TimeTrigger::ProcessingTime => <ProcessingTimeTrigger as Trigger<T, W>>::on_event_time(
-                &ProcessingTimeTrigger,
-                t,
-                w,
-                ctx,
-            ),
-        }
-    }
-
-    fn on_processing_time(&self, t: i64, w: &W, ctx: &mut TriggerContext<'_, ()>) -> TriggerResult {
-        match self {
-            TimeTrigger::EventTime => <EventTimeTrigger as Trigger<T, W>>::on_processing_time(
-                &EventTimeTrigger,
-                t,
-                w,
-                ctx,
-            ),
-            TimeTrigger::ProcessingTime => {
-                <ProcessingTimeTrigger as Trigger<T, W>>::on_processing_time(
-                    &ProcessingTimeTrigger,
-                    t,
-                    w,
-                    ctx,
-                )
-            }
-        }
-    }
-
-    fn can_merge(&self) -> bool {
-        true
-    }
-
-    fn on_merge(&self, w: &W, merged: Vec<()>, ctx: &mut TriggerContext<'_, ()>) {
-        match self {
-            TimeTrigger::EventTime => {
-                <EventTimeTrigger as Trigger<T, W>>::on_merge(&EventTimeTrigger, w, merged, ctx)
-            }
-            TimeTrigger::ProcessingTime => <ProcessingTimeTrigger as Trigger<T, W>>::on_merge(
-                &ProcessingTimeTrigger,
-                w,
-                merged,
-                ctx,
-            ),
-        }
-    }
-
-    fn clear(&self, w: &W, ctx: &mut TriggerContext<'_, ()>) {
-        match self {
-            TimeTrigger::EventTime => {
-                <EventTimeTrigger as Trigger<T, W>>::clear(&EventTimeTrigger, w, ctx)
-            }
-            TimeTrigger::ProcessingTime => {
-                <ProcessingTimeTrigger as Trigger<T, W>>::clear(&ProcessingTimeTrigger, w, ctx)
-            }
-        }
+        let timer = self.timer(window.max_timestamp());
+        ctx.timers.retain(|t| *t != timer);
     }
 
     fn describe(&self) -> String {
@@ -732,7 +641,7 @@ mod tests {
     fn event_time_trigger_registers_the_window_end_or_fires_late() {
         let w = TimeWindow::new(0, 10);
         let (r, _, timers) = run(
-            |c| Trigger::<u8, _>::on_element(&EventTimeTrigger, &1, Some(3), &w, c),
+            |c| Trigger::<u8, _>::on_element(&TimeTrigger::EventTime, &1, Some(3), &w, c),
             5,
         );
         assert_eq!(r, TriggerResult::Continue);
@@ -744,7 +653,7 @@ mod tests {
             }]
         );
         let (r, _, _) = run(
-            |c| Trigger::<u8, _>::on_element(&EventTimeTrigger, &1, Some(3), &w, c),
+            |c| Trigger::<u8, _>::on_element(&TimeTrigger::EventTime, &1, Some(3), &w, c),
             9,
         );
         assert_eq!(r, TriggerResult::Fire);
