@@ -22,14 +22,11 @@
 //! between marks in one poll, so every checkpoint holds the source at a mark
 //! (or at the start), and a failure restores from the last mark before it.
 //!
-//! Watermarks are not part of a checkpoint (as in Flink): a restored job
-//! starts at the minimum watermark, and its first records see no watermark
-//! at all. The marks are therefore records with a new largest timestamp
-//! (with watermarks that trail the largest timestamp, the restored job's
-//! watermarks are then those of the failure-free run). What happens when a
-//! job restores at a record behind the largest timestamp is
-//! `a_record_that_was_late_before_a_restore_is_late_after_it` (ignored:
-//! it fails).
+//! A keyed operator's watermark is part of its checkpoint (Flink's is not):
+//! a restored job resumes at the watermark it was checkpointed at, so a
+//! record that was late before a failure is late after it
+//! (`a_record_that_was_late_before_a_restore_is_late_after_it`, where the
+//! restore point is behind the largest timestamp).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -747,19 +744,16 @@ fn rescaled_windows_restore_from_failures_exactly_on_rocksdb() {
     rescale_through_a_savepoint(Backend::RocksDb, Some(faults_after_rescale()));
 }
 
-/// A record late in the failure-free run, the first after a restore, is not
-/// late in the restored job: neither the watermark assigner's watermark nor
-/// the window operator's is in the checkpoint, the record meets no watermark
-/// at all, and makes a window that was already fired and removed fire again
-/// instead of going to the late side output.
+/// A record late in the failure-free run, the first after a restore, is late
+/// in the restored job too: the window operator's watermark is in the
+/// checkpoint, so the record goes to the late side output instead of making
+/// a window that was already fired and removed fire again.
 ///
 /// Input (key 1): 0, 5 000, then (the mark: a checkpoint) 100, 6 000. The
 /// watermark after 5 000 is 4 900: the windows of 0 were fired and removed
 /// (tumbling [0, 500) cleaned up at 799), so 100 is late. A failure at the
 /// batch holding 100 restores from the mark.
-#[test]
-#[ignore = "weir: a restored job starts at the minimum watermark, so records late before the restore are not late after it"]
-fn a_record_that_was_late_before_a_restore_is_late_after_it() {
+fn a_record_late_before_a_restore_is_late_after_it(backend: Backend) {
     let root = tempfile::tempdir().unwrap();
     let records: Vec<Rec> = vec![(1, 0, 1), (1, 5_000, 2), (1, 100, 3), (1, 6_000, 4)];
     let mut reference = Job::new(&records, Backend::Heap, root.path(), "reference");
@@ -770,7 +764,7 @@ fn a_record_that_was_late_before_a_restore_is_late_after_it() {
 
     let faults = Arc::new(Faults::new());
     faults.fail_at_record("tumbling", 3, None);
-    let mut job = Job::new(&records, Backend::Heap, root.path(), "failure");
+    let mut job = Job::new(&records, backend, root.path(), "failure");
     job.marks = vec![2];
     job.faults = Some(faults.clone());
     let (result, progress) = job.run();
@@ -781,4 +775,15 @@ fn a_record_that_was_late_before_a_restore_is_late_after_it() {
         &expected,
         "restored at the late record",
     );
+}
+
+#[test]
+fn a_record_that_was_late_before_a_restore_is_late_after_it() {
+    a_record_late_before_a_restore_is_late_after_it(Backend::Heap);
+}
+
+#[cfg(feature = "rocksdb")]
+#[test]
+fn a_record_that_was_late_before_a_restore_is_late_after_it_on_rocksdb() {
+    a_record_late_before_a_restore_is_late_after_it(Backend::RocksDb);
 }

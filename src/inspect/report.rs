@@ -776,7 +776,7 @@ mod tests {
             timestamp: 5,
             key: 1u32,
         };
-        encode_key_group(states, &vec![timer; timers]).unwrap()
+        encode_key_group(states, &vec![timer; timers], None).unwrap()
     }
 
     /// Writes a snapshot of two subtasks of `keyed` (chained behind nothing)
@@ -1017,7 +1017,7 @@ mod tests {
     fn ttl_snapshot(dir: &Path) {
         use DowntimePolicy::*;
         use TtlTime::*;
-        let group = |states: Vec<StateBytes>| encode_key_group::<u32>(states, &[]).unwrap();
+        let group = |states: Vec<StateBytes>| encode_key_group::<u32>(states, &[], None).unwrap();
         let k0 = keyed(&[(
             0,
             group(vec![
@@ -1289,7 +1289,7 @@ event time: the snapshot does not record the watermark; every entry is counted l
         );
         // Values without their expiries.
         broken.entries = codec::encode(&vec![(1u32, 7u64)]).unwrap();
-        let k0 = keyed(&[(0, encode_key_group::<u32>(vec![broken], &[]).unwrap())]);
+        let k0 = keyed(&[(0, encode_key_group::<u32>(vec![broken], &[], None).unwrap())]);
         write_snapshot(
             &path,
             [k0, OperatorSnapshot::default()],

@@ -220,10 +220,12 @@ impl<K: Key> KeyedCore<K> {
         store.set_time(self.state_time());
         if let Some(groups) = self.restored.take() {
             let mut states = BTreeMap::new();
+            let mut watermarks = Vec::new();
             for (&group, bytes) in groups.range(range.start..range.end) {
-                let (group_states, timers) = decode_key_group::<K>(bytes, group)?;
-                states.insert(group, group_states);
-                for timer in timers {
+                let decoded = decode_key_group::<K>(bytes, group)?;
+                states.insert(group, decoded.states);
+                watermarks.extend(decoded.watermark);
+                for timer in decoded.timers {
                     match timer.kind {
                         TimerKind::EventTime => {
                             self.timers.event_time.register(timer.key, timer.timestamp)
@@ -234,6 +236,20 @@ impl<K: Key> KeyedCore<K> {
                             .register(timer.key, timer.timestamp),
                     }
                 }
+            }
+            if watermarks.is_empty() {
+                // None of this subtask's groups was written (a rescale gave
+                // it groups no one had state in): the others' watermark.
+                for (&group, bytes) in &groups {
+                    watermarks.extend(decode_key_group::<K>(bytes, group)?.watermark);
+                }
+            }
+            // Event time resumes where the snapshot left it: the lowest
+            // watermark a restored group was taken at (aligned, every
+            // subtask's is the same).
+            if let Some(&watermark) = watermarks.iter().min() {
+                self.watermark = self.watermark.max(watermark);
+                store.set_time(self.state_time());
             }
             store.restore(&states)?;
         }
@@ -266,6 +282,11 @@ impl<K: Key> KeyedCore<K> {
                 key,
             }
         };
+        let watermark = (self.watermark > i64::MIN).then_some(self.watermark);
+        // The watermark is in every group written, and the first group of
+        // the subtask's range is written even without state, so that a
+        // restore finds it.
+        let first_group = store.key_groups().start;
         let timers: Vec<Timer<K>> = self
             .timers
             .event_time
@@ -294,10 +315,13 @@ impl<K: Key> KeyedCore<K> {
                     .1
                     .push(timer);
             }
+            if watermark.is_some() {
+                groups.entry(first_group).or_default();
+            }
             let groups = groups
                 .into_iter()
                 .map(|(group, (states, timers))| {
-                    encode_key_group(states, &timers).map(|bytes| (group, bytes))
+                    encode_key_group(states, &timers, watermark).map(|bytes| (group, bytes))
                 })
                 .collect::<Result<_, _>>()?;
             Ok((groups, parts.handles))
@@ -505,6 +529,11 @@ impl<K: Key> KeyedCore<K> {
         out: &mut Collector<Out>,
         f: impl FnMut(i64, &mut KeyedContext<'_, K>, &mut Collector<Out>) -> Result<(), UserError>,
     ) -> Result<(), UserError> {
+        if watermark < self.watermark {
+            // Below the watermark a restore resumed from: event time does
+            // not go back (and downstream has seen it already).
+            return Ok(());
+        }
         self.watermark = watermark;
         self.fire_timers(TimeDomain::EventTime, watermark, broadcast, out, f)?;
         out.set_timestamp(None);

@@ -1,16 +1,19 @@
 //! The canonical format of one key group of a keyed operator's snapshot: its
 //! states (each a [`StateBytes`]: name, kind, type and rmp-serde entries) and
-//! its timers. Keyed operators write it ([`encode_key_group`]), restores read
-//! it ([`decode_key_group`]), and `weir inspect` reads it without knowing the
+//! its timers, and the operator's watermark when it was taken. Keyed
+//! operators write it ([`encode_key_group`]), restores read it
+//! ([`decode_key_group`]), and `weir inspect` reads it without knowing the
 //! key type ([`KeyGroupState`], whose timers stay bytes). A savepoint's keyed
 //! state is in this format whatever the backend.
 //!
 //! ```
 //! use weir::state::key_group_format::{decode_key_group, encode_key_group, Timer, TimerKind};
-//! let bytes = encode_key_group(Vec::new(), &[Timer { kind: TimerKind::EventTime, timestamp: 7, key: 3u32 }]).unwrap();
-//! let (states, timers) = decode_key_group::<u32>(&bytes, 5).unwrap();
-//! assert!(states.is_empty());
-//! assert_eq!(timers[0].timestamp, 7);
+//! let timers = [Timer { kind: TimerKind::EventTime, timestamp: 7, key: 3u32 }];
+//! let bytes = encode_key_group(Vec::new(), &timers, Some(5)).unwrap();
+//! let group = decode_key_group::<u32>(&bytes, 5).unwrap();
+//! assert!(group.states.is_empty());
+//! assert_eq!(group.timers[0].timestamp, 7);
+//! assert_eq!(group.watermark, Some(5));
 //! ```
 
 use crate::runtime::codec::{self, CodecError};
@@ -26,6 +29,22 @@ pub struct KeyGroupState {
     /// rmp-serde of the key group's timers, `Vec<(kind, timestamp, key)>`
     /// (empty: none).
     pub timers: Vec<u8>,
+    /// The operator's watermark when the snapshot was taken (absent: none
+    /// yet, or a snapshot from before weir recorded it). A restore starts
+    /// from it, so that a record late before a failure is late after it.
+    #[serde(default)]
+    pub watermark: Option<i64>,
+}
+
+/// One key group read back with its key type known.
+#[derive(Debug)]
+pub struct DecodedKeyGroup<K> {
+    /// Every state's entries of the key group.
+    pub states: Vec<StateBytes>,
+    /// The key group's timers.
+    pub timers: Vec<Timer<K>>,
+    /// The operator's watermark when the snapshot was taken, if it had one.
+    pub watermark: Option<i64>,
 }
 
 /// Which clock a timer waits for.
@@ -64,10 +83,12 @@ pub struct Timer<K> {
     pub key: K,
 }
 
-/// The bytes of one key group: `states` and `timers`.
+/// The bytes of one key group: `states`, `timers` and the operator's
+/// `watermark` (`None` before the first).
 pub fn encode_key_group<K: Key>(
     states: Vec<StateBytes>,
     timers: &[Timer<K>],
+    watermark: Option<i64>,
 ) -> Result<Vec<u8>, StateError> {
     let encode_error = |name: &str, e: codec::CodecError| StateError::Encode {
         name: name.to_string(),
@@ -82,14 +103,19 @@ pub fn encode_key_group<K: Key>(
             .collect();
         codec::encode(&rows).map_err(|e| encode_error("timers", e))?
     };
-    codec::encode(&KeyGroupState { states, timers }).map_err(|e| encode_error("key group", e))
+    codec::encode(&KeyGroupState {
+        states,
+        timers,
+        watermark,
+    })
+    .map_err(|e| encode_error("key group", e))
 }
 
-/// Reads the bytes of key group `group`: its states and timers.
+/// Reads the bytes of key group `group`: its states, timers and watermark.
 pub fn decode_key_group<K: Key>(
     bytes: &[u8],
     group: usize,
-) -> Result<(Vec<StateBytes>, Vec<Timer<K>>), StateError> {
+) -> Result<DecodedKeyGroup<K>, StateError> {
     let corrupt = |cause: String| StateError::Corrupt {
         name: "keyed state".into(),
         group,
@@ -109,7 +135,11 @@ pub fn decode_key_group<K: Key>(
             })
             .collect()
     };
-    Ok((state.states, timers))
+    Ok(DecodedKeyGroup {
+        states: state.states,
+        timers,
+        watermark: state.watermark,
+    })
 }
 
 /// Reads the bytes of a key group without decoding its timers' keys (for
@@ -144,9 +174,12 @@ mod tests {
                 key: "b".to_string(),
             },
         ];
-        let bytes = encode_key_group(states.clone(), &timers).unwrap();
-        let (read_states, read_timers) = decode_key_group::<String>(&bytes, 3).unwrap();
-        assert_eq!((read_states, read_timers), (states, timers.to_vec()));
+        let bytes = encode_key_group(states.clone(), &timers, Some(-4)).unwrap();
+        let read = decode_key_group::<String>(&bytes, 3).unwrap();
+        assert_eq!(
+            (read.states, read.timers, read.watermark),
+            (states.clone(), timers.to_vec(), Some(-4))
+        );
         let raw = read_key_group(&bytes).unwrap();
         assert_eq!(
             rmp::decode::read_array_len(&mut &raw.timers[..]).unwrap(),
@@ -156,5 +189,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("key group 3"), "{err}");
+    }
+
+    #[test]
+    fn a_key_group_written_before_watermarks_were_recorded_reads_without_one() {
+        #[derive(Serialize)]
+        struct Before {
+            states: Vec<StateBytes>,
+            timers: Vec<u8>,
+        }
+        let bytes = codec::encode(&Before {
+            states: Vec::new(),
+            timers: Vec::new(),
+        })
+        .unwrap();
+        let read = decode_key_group::<u32>(&bytes, 0).unwrap();
+        assert_eq!(read.watermark, None);
     }
 }
