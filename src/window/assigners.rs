@@ -11,6 +11,8 @@ use std::time::Duration;
 use weir_actors::error::Permanent;
 use weir_actors::UserError;
 
+use super::slices::SliceShape;
+use super::slicing::Slicing;
 use super::triggers::{NeverTrigger, TimeTrigger, Trigger};
 use super::windows::{merge_overlapping, window_start, GlobalWindow, TimeWindow, Window};
 
@@ -62,6 +64,16 @@ pub trait WindowAssigner<T>: Clone + Send + Sync + 'static {
 
     /// How the operator's name shows it.
     fn describe(&self) -> String;
+
+    /// How the windows are made of equal slices, if they are (tumbling,
+    /// sliding, cumulating): with the default trigger, no evictor and an
+    /// incremental function, such windows run on the slice engine, which
+    /// keeps one partial aggregate per key and slice (see
+    /// [`crate::window::slicing`]). `None` (the default): the general
+    /// window operator.
+    fn slicing(&self) -> Option<Slicing<Self::W>> {
+        None
+    }
 }
 
 /// Event time or processing time.
@@ -94,6 +106,14 @@ impl TimeKind {
         match self {
             TimeKind::EventTime => TimeTrigger::EventTime,
             TimeKind::ProcessingTime => TimeTrigger::ProcessingTime,
+        }
+    }
+
+    fn slicing(self, shape: SliceShape) -> Slicing<TimeWindow> {
+        Slicing {
+            shape,
+            event_time: self == TimeKind::EventTime,
+            window: TimeWindow::new,
         }
     }
 
@@ -203,6 +223,14 @@ impl<T: 'static> WindowAssigner<T> for TumblingWindows {
     fn describe(&self) -> String {
         format!("Tumbling{}Windows({})", self.time.prefix(), self.size)
     }
+
+    fn slicing(&self) -> Option<Slicing<TimeWindow>> {
+        Some(self.time.slicing(SliceShape::Hopping {
+            size: self.size,
+            slide: self.size,
+            offset: self.offset,
+        }))
+    }
 }
 
 /// Windows of `size` starting every `slide`: each element is in
@@ -307,6 +335,14 @@ impl<T: 'static> WindowAssigner<T> for SlidingWindows {
             self.size,
             self.slide
         )
+    }
+
+    fn slicing(&self) -> Option<Slicing<TimeWindow>> {
+        Some(self.time.slicing(SliceShape::Hopping {
+            size: self.size,
+            slide: self.slide,
+            offset: self.offset,
+        }))
     }
 }
 
@@ -413,6 +449,14 @@ impl<T: 'static> WindowAssigner<T> for CumulatingWindows {
             self.max_size,
             self.step
         )
+    }
+
+    fn slicing(&self) -> Option<Slicing<TimeWindow>> {
+        Some(self.time.slicing(SliceShape::Cumulating {
+            max_size: self.max_size,
+            step: self.step,
+            offset: self.offset,
+        }))
     }
 }
 

@@ -55,7 +55,10 @@
 pub mod assigners;
 pub mod evictors;
 pub mod functions;
+mod late;
 pub mod operator;
+pub mod slices;
+pub mod slicing;
 pub mod stream;
 pub mod triggers;
 pub mod windows;
@@ -71,6 +74,8 @@ pub use evictors::{
 };
 pub use functions::{PassThrough, ProcessWindowFunction, WindowContext};
 pub use operator::WINDOW_STATE;
+pub use slices::SliceShape;
+pub use slicing::{Slicing, WINDOW_SLICES};
 pub use stream::WindowedStream;
 pub use triggers::{
     ContinuousEventTimeTrigger, ContinuousProcessingTimeTrigger, CountTrigger, EventTimeTrigger,

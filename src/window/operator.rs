@@ -29,6 +29,7 @@ use crate::state::{
 use super::assigners::WindowAssigner;
 use super::evictors::EvictorContext;
 use super::functions::{WindowContext, WindowLogic};
+use super::late::LateData;
 use super::triggers::{Trigger, TriggerContext, TriggerResult, WindowTimer};
 use super::windows::Window;
 
@@ -57,15 +58,6 @@ impl<Acc, S: Default> Default for WindowEntry<Acc, S> {
 /// Windows of one key with their entries.
 type WindowsOfKey<W, Acc, S> = Vec<(W, WindowEntry<Acc, S>)>;
 
-/// Late records, counted per subtask.
-#[derive(Clone, Copy, Debug, Default)]
-struct LateCounts {
-    /// Every late record (dropped or sent to the late side output).
-    late: u64,
-    /// Late records dropped (no late side output).
-    dropped: u64,
-}
-
 /// The window operator (see the module documentation).
 pub(crate) struct WindowOperator<K, T, Out, A, Tr, L>
 where
@@ -76,12 +68,10 @@ where
     assigner: A,
     trigger: Tr,
     logic: L,
-    allowed_lateness: i64,
-    late_tag: Option<OutputTag<T>>,
+    late: LateData<T>,
     key: KeySelector<T, K>,
     core: KeyedCore<K>,
     windows: MapStateDescriptor<A::W, WindowEntry<L::Acc, Tr::State>>,
-    late: LateCounts,
     scratch: Vec<A::W>,
     _out: std::marker::PhantomData<fn() -> Out>,
 }
@@ -98,12 +88,10 @@ where
             assigner: self.assigner.clone(),
             trigger: self.trigger.clone(),
             logic: self.logic.clone(),
-            allowed_lateness: self.allowed_lateness,
-            late_tag: self.late_tag.clone(),
+            late: self.late.clone(),
             key: self.key.clone(),
             core: self.core.fresh(),
             windows: MapStateDescriptor::new(WINDOW_STATE),
-            late: LateCounts::default(),
             scratch: Vec::new(),
             _out: std::marker::PhantomData,
         }
@@ -136,12 +124,10 @@ where
             assigner: spec.assigner,
             trigger: spec.trigger,
             logic: spec.logic,
-            allowed_lateness: spec.allowed_lateness,
-            late_tag: spec.late_tag,
+            late: LateData::new(spec.allowed_lateness, spec.late_tag),
             key: spec.key,
             core: KeyedCore::with_backend(spec.backend),
             windows: MapStateDescriptor::new(WINDOW_STATE),
-            late: LateCounts::default(),
             scratch: Vec::new(),
             _out: std::marker::PhantomData,
         }
@@ -153,7 +139,7 @@ where
         if self.assigner.is_event_time() {
             window
                 .max_timestamp()
-                .checked_add(self.allowed_lateness)
+                .checked_add(self.late.allowed_lateness)
                 .unwrap_or(i64::MAX)
         } else {
             window.max_timestamp()
@@ -211,31 +197,11 @@ where
         self.scratch = windows;
         if let (false, Some(value)) = (placed, value) {
             // In no window that is still open: late, if its time says so.
-            self.on_late(value, timestamp, watermark, ctx);
+            let event_time = self.assigner.is_event_time();
+            self.late
+                .on_unplaced(value, timestamp, watermark, event_time, ctx);
         }
         Ok(())
-    }
-
-    /// An element no open window took (Flink's rule: it is late when its
-    /// timestamp plus the allowed lateness is at most the watermark); it goes
-    /// to the late side output, or is dropped, and is counted either way.
-    fn on_late(
-        &mut self,
-        value: T,
-        timestamp: Option<i64>,
-        watermark: i64,
-        ctx: &mut KeyedContext<'_, K>,
-    ) {
-        let late = self.assigner.is_event_time()
-            && timestamp.is_some_and(|t| t.saturating_add(self.allowed_lateness) <= watermark);
-        if !late {
-            return;
-        }
-        self.late.late += 1;
-        match &self.late_tag {
-            Some(tag) => ctx.output(tag, value),
-            None => self.late.dropped += 1,
-        }
     }
 
     /// Adds `element` to `window` and does what the trigger says.
@@ -467,11 +433,24 @@ where
         }
         Ok(())
     }
+}
 
-    /// The late-record counters, for the subtask's metrics.
-    pub(crate) fn late_counts(&self) -> (u64, u64) {
-        (self.late.late, self.late.dropped)
+/// Fails the job once (no restart can fix settings) if `settings` (the
+/// assigner's and trigger's verdict) or the allowed lateness is wrong.
+pub(crate) fn check_settings(
+    ctx: &RuntimeContext,
+    settings: Result<(), String>,
+    allowed_lateness: i64,
+) -> Result<(), UserError> {
+    let name = ctx.operator_name();
+    let refuse = |what: String| -> UserError {
+        Permanent::from_message(format!("window operator `{name}`: {what}")).into()
+    };
+    settings.map_err(refuse)?;
+    if allowed_lateness < 0 {
+        return Err(refuse("the allowed lateness must not be negative".into()));
     }
+    Ok(())
 }
 
 /// Registers the timers triggers added with the key's timer service (a
@@ -506,22 +485,15 @@ where
     }
 
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
-        // Settings no restart can fix: the job fails once.
-        let name = ctx.operator_name();
-        let refuse = |what: String| -> UserError {
-            Permanent::from_message(format!("window operator `{name}`: {what}")).into()
-        };
-        self.assigner.validate().map_err(refuse)?;
+        let mut settings = self.assigner.validate();
         if self.assigner.is_merging() && !self.trigger.can_merge() {
-            return Err(refuse(format!(
+            settings = Err(format!(
                 "the trigger {} cannot merge, and {} merges windows",
                 self.trigger.describe(),
                 self.assigner.describe()
-            )));
+            ));
         }
-        if self.allowed_lateness < 0 {
-            return Err(refuse("the allowed lateness must not be negative".into()));
-        }
+        check_settings(ctx, settings, self.late.allowed_lateness)?;
         self.core.open(ctx)?;
         self.logic.open(ctx)
     }
@@ -599,7 +571,6 @@ where
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        let (late, dropped) = self.late_counts();
-        vec![("late_records", late), ("late_records_dropped", dropped)]
+        self.late.counters()
     }
 }

@@ -19,6 +19,7 @@ use super::functions::{
     ProcessWindowFunction, ReduceFold, WindowLogic,
 };
 use super::operator::{WindowOperator, WindowSpec};
+use super::slicing::{SliceSpec, SliceWindowOperator};
 use super::triggers::{CountTrigger, PurgingTrigger, Trigger};
 
 /// A keyed stream cut into windows, waiting for its window function (Flink's
@@ -32,6 +33,8 @@ pub struct WindowedStream<T, K, A, Tr, E> {
     late_tag: Option<OutputTag<T>>,
     /// `window_all`: one subtask sees every record.
     all: bool,
+    /// Whether the trigger is the assigner's default (no `trigger(..)`).
+    default_trigger: bool,
 }
 
 impl<T: StateData, K: Key + Data> KeyedStream<T, K> {
@@ -72,6 +75,7 @@ impl<T: StateData, K: Key + Data> KeyedStream<T, K> {
             allowed_lateness: 0,
             late_tag: None,
             all: false,
+            default_trigger: true,
         }
     }
 
@@ -131,6 +135,7 @@ where
             allowed_lateness: self.allowed_lateness,
             late_tag: self.late_tag,
             all: self.all,
+            default_trigger: false,
         }
     }
 
@@ -145,6 +150,7 @@ where
             allowed_lateness: self.allowed_lateness,
             late_tag: self.late_tag,
             all: self.all,
+            default_trigger: self.default_trigger,
         }
     }
 
@@ -217,14 +223,33 @@ where
         self.build("Process", logic)
     }
 
-    /// An incremental fold without an evictor; with one, the fold runs over
-    /// what the evictor leaves when the window fires.
+    /// An incremental fold without an evictor (on the slice engine if the
+    /// assigner slices and the trigger is its default); with one, the fold
+    /// runs over what the evictor leaves when the window fires.
     fn folded<F, P, Out>(self, what: &str, fold: F, function: P) -> DataStream<Out>
     where
         F: Fold<T>,
         P: ProcessWindowFunction<K, F::Out, Out, A::W>,
         Out: Data,
     {
+        let slicing = self
+            .assigner
+            .slicing()
+            .filter(|_| self.default_trigger && self.evictor.is_none());
+        if let Some(slicing) = slicing {
+            let name = self.name(what);
+            let operator = SliceWindowOperator::new(SliceSpec {
+                slicing,
+                settings: self.assigner.validate(),
+                fold,
+                function,
+                allowed_lateness: self.allowed_lateness,
+                late_tag: self.late_tag.clone(),
+                key: self.keyed.key_selector(),
+                backend: self.keyed.env_handle().backend_cell(),
+            });
+            return add_window_operator(self.keyed, self.all, &name, operator);
+        }
         if self.evictor.is_none() {
             self.build(what, Incremental { fold, function })
         } else {
@@ -237,41 +262,54 @@ where
         }
     }
 
+    /// The operator's name: `Window(assigner, trigger[, evictor], function)`.
+    fn name(&self, what: &str) -> String {
+        let evictor = self.evictor.describe();
+        let evictor = if evictor.is_empty() {
+            String::new()
+        } else {
+            format!(", {evictor}")
+        };
+        format!(
+            "Window({}, {}{evictor}, {what})",
+            self.assigner.describe(),
+            self.trigger.describe()
+        )
+    }
+
     fn build<L, Out>(self, what: &str, logic: L) -> DataStream<Out>
     where
         L: WindowLogic<K, T, A::W, Out>,
         Out: Data,
     {
-        let name = {
-            let evictor = self.evictor.describe();
-            let evictor = if evictor.is_empty() {
-                String::new()
-            } else {
-                format!(", {evictor}")
-            };
-            format!(
-                "Window({}, {}{evictor}, {what})",
-                self.assigner.describe(),
-                self.trigger.describe()
-            )
-        };
+        let name = self.name(what);
         let env = self.keyed.env_handle();
         let backend = env.backend_cell();
         let key = self.keyed.key_selector();
         let operator: WindowOperator<K, T, Out, A, Tr, L> = WindowOperator::new(WindowSpec {
             assigner: self.assigner,
-            trigger: self.trigger,
+            trigger: self.trigger.clone(),
             logic,
             allowed_lateness: self.allowed_lateness,
-            late_tag: self.late_tag,
+            late_tag: self.late_tag.clone(),
             key,
             backend,
         });
-        let stream = self.keyed.transform(&name, operator);
-        if self.all {
-            stream.set_parallelism(1)
-        } else {
-            stream
-        }
+        add_window_operator(self.keyed, self.all, &name, operator)
+    }
+}
+
+/// Adds `operator` as the window operator (one subtask for `window_all`).
+fn add_window_operator<T: Data, K: Key + Data, Out: Data>(
+    keyed: KeyedStream<T, K>,
+    all: bool,
+    name: &str,
+    operator: impl crate::operator::OneInputOperator<T, Out>,
+) -> DataStream<Out> {
+    let stream = keyed.transform(name, operator);
+    if all {
+        stream.set_parallelism(1)
+    } else {
+        stream
     }
 }

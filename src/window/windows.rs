@@ -72,6 +72,7 @@ impl Window for TimeWindow {
 /// assert_eq!(window_start(-1, 0, 1_000), -1_000);
 /// assert_eq!(window_start(1_999, 200, 1_000), 1_200);
 /// ```
+#[inline]
 pub fn window_start(timestamp: i64, offset: i64, size: i64) -> i64 {
     let remainder = (timestamp - offset).rem_euclid(size);
     timestamp - remainder

@@ -1,0 +1,461 @@
+//! The slice engine: the window operator for tumbling, sliding and
+//! cumulating windows with an incremental function (`reduce`, `aggregate`,
+//! alone or with a process function), the default trigger and no evictor.
+//!
+//! Per key it keeps one partial aggregate per slice ([`Slices`], keyed state
+//! `window-slices`) instead of one per window: an element costs one slice
+//! update whatever `size / slide`, and a window that fires merges its
+//! slices. Timers: a slice's first window registers one timer at its end -
+//! 1; a window that fires registers the next one if it holds a slice (so a
+//! key has one pending timer per run of windows, not one per window), and,
+//! with allowed lateness, its cleanup timer at `end - 1 + lateness`. A timer
+//! at `t` fires the window ending at `t + 1` if it holds slices, calls the
+//! function's `clear` for the window cleaned up at `t`, and removes the
+//! slices whose last window is cleaned up. Output, lateness and late data
+//! follow Flink's rules exactly as the general operator
+//! ([`super::operator`]) does; the differential tests run both.
+
+use weir_actors::{RecordBatch, UserError};
+
+use crate::context::RuntimeContext;
+use crate::lifecycle::Lifecycle;
+use crate::operator::{Collector, OneInputOperator};
+use crate::ops::keyed_core::KeyedCore;
+use crate::ops::keyed_process::{KeySelector, KeyedContext};
+use crate::side_output::OutputTag;
+use crate::state::timers::TimeDomain;
+use crate::state::{
+    BackendCell, Key, StateData, StateInitContext, StateSnapshotContext, ValueStateDescriptor,
+    ValueStateWithDefault,
+};
+
+use super::evictors::EvictorContext;
+use super::functions::{Fold, Incremental, ProcessWindowFunction, WindowContext, WindowLogic};
+use super::late::LateData;
+use super::operator::check_settings;
+use super::slices::{SliceShape, Slices};
+
+/// The name of the slice engine's keyed state.
+pub const WINDOW_SLICES: &str = "window-slices";
+
+/// What the slice engine needs of an assigner whose windows are made of
+/// slices ([`crate::window::WindowAssigner::slicing`]).
+pub struct Slicing<W> {
+    /// How the windows are made of slices.
+    pub shape: SliceShape,
+    /// Event time (else processing time).
+    pub event_time: bool,
+    /// The window `[start, end)`, as the function sees it.
+    pub window: fn(i64, i64) -> W,
+}
+
+impl<W> Clone for Slicing<W> {
+    fn clone(&self) -> Self {
+        Slicing {
+            shape: self.shape,
+            event_time: self.event_time,
+            window: self.window,
+        }
+    }
+}
+
+/// The slice engine (see the module documentation).
+pub(crate) struct SliceWindowOperator<K, T, Out, F: Fold<T>, P, W> {
+    slicing: Slicing<W>,
+    settings: Result<(), String>,
+    logic: Incremental<F, P>,
+    late: LateData<T>,
+    key: KeySelector<T, K>,
+    core: KeyedCore<K>,
+    slices: ValueStateWithDefault<Slices<F::Acc>>,
+    _out: std::marker::PhantomData<fn() -> Out>,
+}
+
+/// Everything the slice engine is built from.
+pub(crate) struct SliceSpec<K, T, F, P, W> {
+    pub slicing: Slicing<W>,
+    /// The assigner's verdict on its settings.
+    pub settings: Result<(), String>,
+    pub fold: F,
+    pub function: P,
+    pub allowed_lateness: i64,
+    pub late_tag: Option<OutputTag<T>>,
+    pub key: KeySelector<T, K>,
+    pub backend: BackendCell,
+}
+
+fn slices_descriptor<Acc: StateData>() -> ValueStateWithDefault<Slices<Acc>> {
+    ValueStateDescriptor::new(WINDOW_SLICES).with_default(Slices::default())
+}
+
+impl<K, T, Out, F, P, W> Clone for SliceWindowOperator<K, T, Out, F, P, W>
+where
+    T: crate::Data,
+    F: Fold<T>,
+    F::Acc: StateData,
+    P: Clone,
+{
+    /// A fresh instance: same settings, no state.
+    fn clone(&self) -> Self {
+        SliceWindowOperator {
+            slicing: self.slicing.clone(),
+            settings: self.settings.clone(),
+            logic: self.logic.clone(),
+            late: self.late.clone(),
+            key: self.key.clone(),
+            core: self.core.fresh(),
+            slices: slices_descriptor(),
+            _out: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K, T, Out, F, P, W> SliceWindowOperator<K, T, Out, F, P, W>
+where
+    K: Key,
+    T: crate::Data,
+    Out: 'static,
+    F: Fold<T>,
+    F::Acc: StateData,
+    P: ProcessWindowFunction<K, F::Out, Out, W>,
+    W: 'static,
+{
+    pub(crate) fn new(spec: SliceSpec<K, T, F, P, W>) -> Self {
+        SliceWindowOperator {
+            slicing: spec.slicing,
+            settings: spec.settings,
+            logic: Incremental {
+                fold: spec.fold,
+                function: spec.function,
+            },
+            late: LateData::new(spec.allowed_lateness, spec.late_tag),
+            key: spec.key,
+            core: KeyedCore::with_backend(spec.backend),
+            slices: slices_descriptor(),
+            _out: std::marker::PhantomData,
+        }
+    }
+
+    /// The allowed lateness that applies (processing-time windows have none).
+    fn lateness(&self) -> i64 {
+        if self.slicing.event_time {
+            self.late.allowed_lateness
+        } else {
+            0
+        }
+    }
+
+    /// When the window ending at `end` is cleaned up.
+    fn cleanup_time(&self, end: i64) -> i64 {
+        (end - 1).saturating_add(self.lateness())
+    }
+
+    fn register(&self, ctx: &mut KeyedContext<'_, K>, at: i64) {
+        if self.slicing.event_time {
+            ctx.register_event_time_timer(at);
+        } else {
+            ctx.register_processing_time_timer(at);
+        }
+    }
+
+    #[inline]
+    fn on_element(
+        &mut self,
+        value: T,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let timestamp = ctx.timestamp();
+        let shape = self.slicing.shape;
+        let event_time = self.slicing.event_time;
+        let time = if event_time {
+            match timestamp {
+                Some(t) => t,
+                None => return Err(missing_timestamp()),
+            }
+        } else {
+            ctx.current_processing_time()
+        };
+        // Processing time: windows ahead of the clock, none fired yet.
+        let watermark = if event_time {
+            ctx.current_watermark()
+        } else {
+            i64::MIN
+        };
+        let slice_end = shape.slice_end(time);
+        let first = shape.first_window_end(slice_end);
+        let last = shape.last_window_end(slice_end);
+        if first > last || self.cleanup_time(last) <= watermark {
+            // In no window, or in none still open.
+            self.late
+                .on_unplaced(value, timestamp, watermark, event_time, ctx);
+            return Ok(());
+        }
+        let fold = &self.logic.fold;
+        let created = ctx
+            .state(&self.slices)?
+            .modify(|slices| {
+                slices.add(
+                    slice_end,
+                    value,
+                    |acc, v| fold.add(acc, v),
+                    |v| fold.first(v),
+                )
+            })
+            .unwrap_or(false);
+        if first - 1 > watermark {
+            if created {
+                self.register(ctx, first - 1);
+            }
+            return Ok(());
+        }
+        // Late, but some of its windows are still open: those not due yet
+        // fire by timer (the first of them registered here), those due
+        // fire again now, in the assigner's order (Flink's event-time
+        // trigger fires a window whose end passed on every element).
+        let mut due = Vec::new();
+        let mut end = first;
+        while end <= last {
+            if end - 1 > watermark {
+                if created {
+                    self.register(ctx, end - 1);
+                }
+                break;
+            }
+            if self.cleanup_time(end) > watermark {
+                due.push(end);
+            }
+            end = shape.next_window_end(end);
+        }
+        if shape.latest_first() {
+            due.reverse();
+        }
+        for end in due {
+            self.fire_window(end, ctx, out)?;
+            self.register(ctx, self.cleanup_time(end));
+        }
+        out.set_timestamp(timestamp);
+        Ok(())
+    }
+
+    /// Fires the window ending at `end` now with its slices (late firings).
+    fn fire_window(
+        &mut self,
+        end: i64,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let start = self.slicing.shape.window_start(end);
+        let fold = &self.logic.fold;
+        let merged = ctx
+            .state(&self.slices)?
+            .value()
+            .and_then(|slices| slices.merged(start, end, |a, b| fold.merge(a, b)));
+        match merged {
+            Some(mut acc) => self.emit(start, end, &mut acc, ctx, out),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs the function on a window's merged aggregate.
+    fn emit(
+        &mut self,
+        start: i64,
+        end: i64,
+        acc: &mut F::Acc,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let key = ctx.current_key().clone();
+        let now = ctx.current_processing_time();
+        let watermark = ctx.current_watermark();
+        let window = (self.slicing.window)(start, end);
+        out.set_timestamp(Some(end - 1));
+        let mut wctx = WindowContext {
+            window: &window,
+            keyed: ctx,
+            processing_time: now,
+        };
+        let evicting = EvictorContext {
+            watermark,
+            processing_time: now,
+        };
+        WindowLogic::<K, T, W, Out>::fire(&mut self.logic, &key, acc, evicting, &mut wctx, out)
+    }
+
+    /// A timer of the key in `ctx` at `time` (see the module documentation).
+    fn on_timer(
+        &mut self,
+        time: i64,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let shape = self.slicing.shape;
+        let end = time.saturating_add(1);
+        let start = shape.window_start(end);
+        let fires = shape.is_window_end(end);
+        // The window cleaned up now (with allowed lateness, an earlier one).
+        let cleaned_end = time.saturating_sub(self.lateness()).saturating_add(1);
+        let cleaned = shape.is_window_end(cleaned_end).then(|| {
+            let start = shape.window_start(cleaned_end);
+            (start, cleaned_end)
+        });
+        let fold = &self.logic.fold;
+        let lateness = self.lateness();
+        let mut state = ctx.state(&self.slices)?;
+        let Some((mut acc, cleaned, next, empty)) = state.modify(|slices| {
+            let cleaned = cleaned.filter(|(s, e)| slices.any_in(*s, *e));
+            // A slice stays while a window it is in is not cleaned up.
+            let keep = |slice_end: i64| {
+                (shape.last_window_end(slice_end) - 1).saturating_add(lateness) > time
+            };
+            let acc = slices
+                .merged_then_removed(fires.then_some((start, end)), keep, |a, b| fold.merge(a, b));
+            let next = shape.next_window_end(end);
+            let next =
+                (acc.is_some() && slices.any_in(shape.window_start(next), next)).then_some(next);
+            (acc, cleaned, next, slices.is_empty())
+        }) else {
+            return Ok(());
+        };
+        if empty {
+            state.clear();
+        }
+        if let Some(acc) = acc.as_mut() {
+            self.emit(start, end, acc, ctx, out)?;
+            if let Some(next) = next {
+                self.register(ctx, next - 1);
+            }
+            if lateness > 0 {
+                self.register(ctx, self.cleanup_time(end));
+            }
+        }
+        if let Some((start, end)) = cleaned {
+            let now = ctx.current_processing_time();
+            let window = (self.slicing.window)(start, end);
+            let mut wctx = WindowContext {
+                window: &window,
+                keyed: ctx,
+                processing_time: now,
+            };
+            WindowLogic::<K, T, W, Out>::clear(&mut self.logic, &mut wctx)?;
+        }
+        Ok(())
+    }
+}
+
+/// The error of an event-time window fed a record without a timestamp
+/// (permanent: the record has none in any replay either).
+fn missing_timestamp() -> UserError {
+    weir_actors::error::Permanent::from_message(
+        "an event-time window got a record without a timestamp: give the stream event time \
+         (assign_timestamps_and_watermarks, or a source with timestamps) or use a \
+         processing-time window"
+            .to_string(),
+    )
+    .into()
+}
+
+impl<K, T, Out, F, P, W> Lifecycle for SliceWindowOperator<K, T, Out, F, P, W>
+where
+    K: Key,
+    T: crate::Data,
+    Out: 'static,
+    F: Fold<T>,
+    F::Acc: StateData,
+    P: ProcessWindowFunction<K, F::Out, Out, W>,
+    W: 'static,
+{
+    fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
+        self.core.initialize(ctx);
+        self.logic.initialize_state(ctx)
+    }
+
+    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+        self.core.snapshot(ctx)?;
+        self.logic.snapshot_state(ctx)
+    }
+
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
+        check_settings(ctx, self.settings.clone(), self.late.allowed_lateness)?;
+        self.core.open(ctx)?;
+        self.logic.open(ctx)
+    }
+
+    fn notify_checkpoint_complete(&mut self, id: u64) -> Result<(), UserError> {
+        self.logic.notify_checkpoint_complete(id)
+    }
+
+    fn notify_checkpoint_aborted(&mut self, id: u64) -> Result<(), UserError> {
+        self.logic.notify_checkpoint_aborted(id)
+    }
+
+    fn finish(&mut self) -> Result<(), UserError> {
+        self.logic.finish()
+    }
+
+    fn close(&mut self) -> Result<(), UserError> {
+        let closed = self.logic.close();
+        self.core.close();
+        closed
+    }
+}
+
+impl<K, T, Out, F, P, W> OneInputOperator<T, Out> for SliceWindowOperator<K, T, Out, F, P, W>
+where
+    K: Key,
+    T: crate::Data,
+    Out: Clone + Send + 'static,
+    F: Fold<T>,
+    F::Acc: StateData,
+    P: ProcessWindowFunction<K, F::Out, Out, W>,
+    W: Send + 'static,
+{
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch<T>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let key = self.key.clone();
+        let mut core = std::mem::take(&mut self.core);
+        let result = core.for_each_record(batch, &key, None, out, |value, ctx, out| {
+            self.on_element(value, ctx, out)
+        });
+        self.core = core;
+        result
+    }
+
+    fn process_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let mut core = std::mem::take(&mut self.core);
+        let result = core.advance_watermark(watermark, None, out, |t, ctx, out| {
+            self.on_timer(t, ctx, out)
+        });
+        self.core = core;
+        result
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        self.core.next_processing_time()
+    }
+
+    fn on_processing_time(&mut self, now: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
+        let mut core = std::mem::take(&mut self.core);
+        let result = core.fire_timers(TimeDomain::ProcessingTime, now, None, out, |t, ctx, out| {
+            self.on_timer(t, ctx, out)
+        });
+        self.core = core;
+        result
+    }
+
+    fn state_metrics(&self) -> Vec<crate::StateMetrics> {
+        self.core.state_metrics()
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.late.counters()
+    }
+}
