@@ -87,7 +87,12 @@ pub enum TimeKind {
 
 impl TimeKind {
     /// The time an element is windowed by.
-    fn time_of(self, timestamp: Option<i64>, now: i64, assigner: &str) -> Result<i64, UserError> {
+    pub(crate) fn time_of(
+        self,
+        timestamp: Option<i64>,
+        now: i64,
+        assigner: &str,
+    ) -> Result<i64, UserError> {
         match self {
             TimeKind::ProcessingTime => Ok(now),
             // Permanent: the record has no timestamp in any replay either.

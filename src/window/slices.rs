@@ -208,23 +208,6 @@ impl<Acc> Slices<Acc> {
         self.0.get(from).is_some_and(|(e, _)| *e <= end)
     }
 
-    /// The slices ending in `(start, end]`, merged (cloned) by `merge`, in
-    /// slice order; `None` if there are none.
-    pub fn merged(&self, start: i64, end: i64, merge: impl Fn(&mut Acc, Acc)) -> Option<Acc>
-    where
-        Acc: Clone,
-    {
-        let from = self.0.partition_point(|(e, _)| *e <= start);
-        let mut result: Option<Acc> = None;
-        for (_, acc) in self.0[from..].iter().take_while(|(e, _)| *e <= end) {
-            match result.as_mut() {
-                None => result = Some(acc.clone()),
-                Some(into) => merge(into, acc.clone()),
-            }
-        }
-        result
-    }
-
     /// Removes the slices before the first one `keep` holds for (`keep` is
     /// false for a prefix: slices are ordered by end), and returns the
     /// merge of those removed that end in `(start, end]` (moved, not
@@ -349,8 +332,14 @@ mod tests {
         assert_eq!(slices.0.to_vec(), vec![(0, 100), (10, 3), (20, 7), (30, 5)]);
         assert!(slices.any_in(10, 20) && !slices.any_in(30, 40));
         let merge = |a: &mut u64, b: u64| *a += b;
-        assert_eq!(slices.merged(0, 20, merge), Some(10));
-        assert_eq!(slices.merged(30, 39, merge), None);
+        assert_eq!(
+            slices.merged_then_removed(Some((0, 20)), |_| true, merge),
+            Some(10)
+        );
+        assert_eq!(
+            slices.merged_then_removed(Some((30, 39)), |_| true, merge),
+            None
+        );
         let got = slices.merged_then_removed(Some((0, 30)), |end| end > 10, merge);
         assert_eq!(got, Some(15));
         assert_eq!(slices.0.to_vec(), vec![(20, 7), (30, 5)]);

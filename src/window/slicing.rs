@@ -29,6 +29,7 @@ use crate::state::{
     ValueStateWithDefault,
 };
 
+use super::assigners::TimeKind;
 use super::evictors::EvictorContext;
 use super::functions::{Fold, Incremental, ProcessWindowFunction, WindowContext, WindowLogic};
 use super::late::LateData;
@@ -168,13 +169,10 @@ where
         let timestamp = ctx.timestamp();
         let shape = self.slicing.shape;
         let event_time = self.slicing.event_time;
-        let time = if event_time {
-            match timestamp {
-                Some(t) => t,
-                None => return Err(missing_timestamp()),
-            }
-        } else {
-            ctx.current_processing_time()
+        let time = match (event_time, timestamp) {
+            (true, Some(t)) => t,
+            (true, None) => TimeKind::EventTime.time_of(None, 0, "an event-time window")?,
+            (false, _) => ctx.current_processing_time(),
         };
         // Processing time: windows ahead of the clock, none fired yet.
         let watermark = if event_time {
@@ -247,11 +245,10 @@ where
     ) -> Result<(), UserError> {
         let start = self.slicing.shape.window_start(end);
         let fold = &self.logic.fold;
-        let merged = ctx
-            .state(&self.slices)?
-            .value()
-            .and_then(|slices| slices.merged(start, end, |a, b| fold.merge(a, b)));
-        match merged {
+        let merged = ctx.state(&self.slices)?.modify(|slices| {
+            slices.merged_then_removed(Some((start, end)), |_| true, |a, b| fold.merge(a, b))
+        });
+        match merged.flatten() {
             Some(mut acc) => self.emit(start, end, &mut acc, ctx, out),
             None => Ok(()),
         }
@@ -342,18 +339,6 @@ where
         }
         Ok(())
     }
-}
-
-/// The error of an event-time window fed a record without a timestamp
-/// (permanent: the record has none in any replay either).
-fn missing_timestamp() -> UserError {
-    weir_actors::error::Permanent::from_message(
-        "an event-time window got a record without a timestamp: give the stream event time \
-         (assign_timestamps_and_watermarks, or a source with timestamps) or use a \
-         processing-time window"
-            .to_string(),
-    )
-    .into()
 }
 
 impl<K, T, Out, F, P, W> Lifecycle for SliceWindowOperator<K, T, Out, F, P, W>
