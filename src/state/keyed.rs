@@ -288,6 +288,9 @@ struct TableTtl<K> {
     return_expired: bool,
     /// Entries the heap's incremental cleanup checks per access (0: none).
     incremental_per_access: usize,
+    /// Accesses since the incremental cleanup last stepped: it steps for them
+    /// at the end of the batch (or timer round), not in each access.
+    accesses: usize,
     /// Processing-time states paused during downtime: how far their clock is
     /// behind processing time (the downtimes so far).
     offset: i64,
@@ -321,6 +324,7 @@ impl<K: Key> TableTtl<K> {
             return_expired: config.visibility_of_expired()
                 == TtlVisibility::ReturnExpiredIfNotCleanedUp,
             incremental_per_access: config.incremental_cleanup().map_or(0, |i| i.entries),
+            accesses: 0,
             config,
             offset: 0,
             counters: ExpiredCounters::default(),
@@ -618,6 +622,9 @@ impl<K: Key> KeyedStateStore<K> {
     /// write batch. Call before [`take_failure`](Self::take_failure).
     #[inline]
     pub fn end_batch(&mut self) {
+        if self.has_ttl {
+            self.ttl_accesses_processed();
+        }
         #[cfg(feature = "rocksdb")]
         if let Backing::RocksDb(db) = &self.backing {
             db.end_batch();
@@ -978,7 +985,7 @@ impl<K: Key> KeyedStateStore<K> {
 
     /// [`open_at`](Self::open_at) for a state with a time to live: the
     /// access's times, a step of the incremental cleanup, a cleanup timer.
-    #[inline]
+    #[inline(always)]
     fn open_ttl<'a, D: StateDescriptor>(
         &'a mut self,
         index: usize,
@@ -992,7 +999,6 @@ impl<K: Key> KeyedStateStore<K> {
             name,
             type_name,
             table,
-            ops,
             ttl,
             ..
         } = &mut self.tables[index];
@@ -1009,19 +1015,7 @@ impl<K: Key> KeyedStateStore<K> {
             false => now,
             true => timestamp.unwrap_or(time.watermark),
         };
-        if state.incremental_per_access > 0 && matches!(self.backing, Backing::Heap) {
-            let removed = incremental_step(
-                &mut state.cursor,
-                state.incremental_per_access,
-                &**ops,
-                table.as_mut(),
-                now,
-                &state.config,
-            );
-            if removed > 0 {
-                ExpiredCounters::add(&state.counters.by_sweep, removed);
-            }
-        }
+        state.accesses += 1;
         let access = TtlAccess::new(
             state.ttl_ms,
             stamp,
@@ -1035,6 +1029,35 @@ impl<K: Key> KeyedStateStore<K> {
         }
         let table = typed_table::<K, D::TtlStored>(&self.backing, name, type_name, table)?;
         Ok(descriptor.open_ttl(table, key, group, access))
+    }
+
+    /// A step of every heap state's incremental cleanup for the accesses
+    /// since the last one (called at the end of a batch or timer round: the
+    /// same entries checked per access as a step in each access, without
+    /// its cost on the record path).
+    #[cold]
+    fn ttl_accesses_processed(&mut self) {
+        let heap = matches!(self.backing, Backing::Heap);
+        let time = self.time;
+        for t in &mut self.tables {
+            let Some(state) = t.ttl.as_mut() else {
+                continue;
+            };
+            let accesses = std::mem::take(&mut state.accesses);
+            if !heap || accesses == 0 || state.incremental_per_access == 0 {
+                continue;
+            }
+            let now = state.now(time);
+            let removed = incremental_step(
+                &mut state.cursor,
+                state.incremental_per_access.saturating_mul(accesses),
+                &*t.ops,
+                t.table.as_mut(),
+                now,
+                &state.config,
+            );
+            ExpiredCounters::add(&state.counters.by_sweep, removed);
+        }
     }
 
     /// A step of every heap state's incremental cleanup that asked for one

@@ -94,7 +94,8 @@ pub enum DowntimePolicy {
 
 /// The incremental cleanup of the heap backend: each state access (and, if
 /// asked, each record) checks the next `entries` entries of a rolling cursor
-/// over all key groups and removes the expired ones.
+/// over all key groups and removes the expired ones. The checks of a batch's
+/// (or timer round's) accesses run together at its end, off the record path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct IncrementalCleanup {
     /// Entries checked per step.
