@@ -6,6 +6,7 @@
 //! triggers, evictors, `window_all`, and side outputs.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use weir::state::AggregateFunction;
@@ -13,7 +14,8 @@ use weir::time::WatermarkStrategy;
 use weir::window::{
     ContinuousEventTimeTrigger, CountEvictor, CumulatingEventTimeWindows, EventTimeSessionWindows,
     ProcessWindowFunction, SlidingEventTimeWindows, TimeEvictor, TimeWindow,
-    TumblingEventTimeWindows, WindowAssigner, WindowContext,
+    TumblingEventTimeWindows, WindowAssigner, WindowContext, WindowListStateDescriptor,
+    WindowValueStateDescriptor,
 };
 use weir::{
     Collector, DataStream, KeyedContext, KeyedProcessFunction, Lifecycle, OutputTag,
@@ -652,4 +654,126 @@ fn an_unconsumed_side_output_is_dropped_and_the_main_output_chains_on() {
         .collect();
     env.execute_blocking("unconsumed").unwrap();
     assert_eq!(evens.take(), vec![1, 3, 5]);
+}
+
+/// What [`NumberedFirings`] saw in `clear`: window start, its firing count
+/// before and after clearing, and its list of earlier sums after clearing.
+type Cleared = (i64, Option<u32>, Option<u32>, Vec<i64>);
+
+/// Numbers each firing of a window and lists the sums of its earlier firings,
+/// in per-window state (Flink's `windowState()`); clears both in `clear`.
+#[derive(Clone)]
+struct NumberedFirings {
+    firings: WindowValueStateDescriptor<TimeWindow, u32>,
+    sums: WindowListStateDescriptor<TimeWindow, i64>,
+    cleared: Arc<Mutex<Vec<Cleared>>>,
+}
+
+impl Lifecycle for NumberedFirings {}
+
+impl ProcessWindowFunction<u32, Rec, (u32, i64, i64, u32, Vec<i64>), TimeWindow>
+    for NumberedFirings
+{
+    fn process(
+        &mut self,
+        key: &u32,
+        ctx: &mut WindowContext<u32, TimeWindow>,
+        elements: Vec<Rec>,
+        out: &mut Collector<(u32, i64, i64, u32, Vec<i64>)>,
+    ) -> Result<(), UserError> {
+        let start = ctx.window().start;
+        let sum = elements.iter().map(|r| r.2).sum();
+        let mut firings = ctx.window_state(&self.firings)?;
+        let n = firings.value().unwrap_or(0) + 1;
+        firings.update(n);
+        let mut sums = ctx.window_state(&self.sums)?;
+        let earlier = sums.get();
+        sums.add(sum);
+        out.collect((*key, start, sum, n, earlier));
+        Ok(())
+    }
+
+    fn clear(&mut self, ctx: &mut WindowContext<u32, TimeWindow>) -> Result<(), UserError> {
+        let start = ctx.window().start;
+        let before = ctx.window_state(&self.firings)?.value();
+        ctx.window_state(&self.firings)?.clear();
+        ctx.window_state(&self.sums)?.clear();
+        let after = ctx.window_state(&self.firings)?.value();
+        let sums = ctx.window_state(&self.sums)?.get();
+        self.cleared
+            .lock()
+            .unwrap()
+            .push((start, before, after, sums));
+        Ok(())
+    }
+}
+
+/// Per-window state through both window engines (a process function over
+/// the elements, and one fed by an incremental reduce), on both backends.
+fn per_window_state_case(incremental: bool, rocksdb: bool) {
+    // [0, 1000) fires at watermark 1500 (sum 12), again for the late 300
+    // (sum 13), and is cleaned up at 2999 (lateness 2 s) by watermark 3500;
+    // [1000, 2000) and [3000, 4000) fire once, at 1999 and at the end.
+    let records = vec![
+        (1, 100, 5),
+        (1, 500, 7),
+        (1, 1_500, 0),
+        (1, 300, 1),
+        (1, 3_500, 0),
+    ];
+    let env = StreamEnv::with_parallelism(2);
+    let dir = tempfile::tempdir().unwrap();
+    if rocksdb {
+        #[cfg(feature = "rocksdb")]
+        env.set_state_backend(weir::state::RocksDbBackend::new().with_local_dirs([dir.path()]));
+    }
+    let cleared = Arc::new(Mutex::new(Vec::new()));
+    let function = NumberedFirings {
+        firings: WindowValueStateDescriptor::new("firings"),
+        sums: WindowListStateDescriptor::new("sums"),
+        cleared: cleared.clone(),
+    };
+    let windowed = timed(&env, records, 0)
+        .key_by(|r: &Rec| r.0)
+        .window(TumblingEventTimeWindows::of(Duration::from_secs(1)))
+        .allowed_lateness(Duration::from_secs(2));
+    let fired = match incremental {
+        true => windowed.reduce_with(|a, b| (a.0, a.1, a.2 + b.2), function),
+        false => windowed.process(function),
+    }
+    .collect();
+    env.execute_blocking("per-window state").unwrap();
+    let mut fired = fired.take();
+    fired.sort();
+    let case = format!("incremental: {incremental}, rocksdb: {rocksdb}");
+    assert_eq!(
+        fired,
+        vec![
+            (1, 0, 12, 1, vec![]),
+            (1, 0, 13, 2, vec![12]),
+            (1, 1_000, 0, 1, vec![]),
+            (1, 3_000, 0, 1, vec![]),
+        ],
+        "{case}"
+    );
+    let mut cleared = cleared.lock().unwrap().clone();
+    cleared.sort();
+    assert_eq!(
+        cleared,
+        vec![
+            (0, Some(2), None, vec![]),
+            (1_000, Some(1), None, vec![]),
+            (3_000, Some(1), None, vec![]),
+        ],
+        "{case}"
+    );
+}
+
+#[test]
+fn per_window_state_numbers_late_firings_and_is_cleared_with_the_window() {
+    for incremental in [false, true] {
+        per_window_state_case(incremental, false);
+        #[cfg(feature = "rocksdb")]
+        per_window_state_case(incremental, true);
+    }
 }

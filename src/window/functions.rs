@@ -20,6 +20,7 @@ use crate::side_output::OutputTag;
 use crate::state::{AggregateFunction, Key, StateData, StateDescriptor, StateError};
 
 use super::evictors::{Evictor, EvictorContext, TimestampedValue};
+use super::window_state::WindowStateDescriptor;
 
 /// What a [`ProcessWindowFunction`] sees while its window fires.
 pub struct WindowContext<'c, 'k, K, W> {
@@ -66,6 +67,21 @@ impl<'k, K: Key, W> WindowContext<'_, 'k, K, W> {
     /// Emits `value` to the side output `tag`.
     pub fn output<S: Data>(&mut self, tag: &OutputTag<S>, value: S) {
         self.keyed.output(tag, value);
+    }
+}
+
+impl<'k, K: Key, W: Key> WindowContext<'_, 'k, K, W> {
+    /// The state `descriptor` describes for this key and this window (Flink's
+    /// `windowState()`): see [`window_state`](super::window_state). Remove
+    /// it in [`ProcessWindowFunction::clear`], which runs when the window is
+    /// cleaned up.
+    pub fn window_state<'s, D: WindowStateDescriptor<W>>(
+        &'s mut self,
+        descriptor: &'s D,
+    ) -> Result<D::Ref<'s, K>, StateError> {
+        let window = self.window.clone();
+        let windows = self.keyed.state(descriptor.windows())?;
+        Ok(D::scope(windows, window))
     }
 }
 

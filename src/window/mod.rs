@@ -61,6 +61,7 @@ pub mod slices;
 pub mod slicing;
 pub mod stream;
 pub mod triggers;
+pub mod window_state;
 pub mod windows;
 
 pub use assigners::{
@@ -81,5 +82,9 @@ pub use triggers::{
     ContinuousEventTimeTrigger, ContinuousProcessingTimeTrigger, CountTrigger, EventTimeTrigger,
     NeverTrigger, ProcessingTimeTrigger, PurgingTrigger, TimeTrigger, Trigger, TriggerContext,
     TriggerResult,
+};
+pub use window_state::{
+    WindowListState, WindowListStateDescriptor, WindowStateDescriptor, WindowValueState,
+    WindowValueStateDescriptor,
 };
 pub use windows::{window_start, GlobalWindow, TimeWindow, Window};
