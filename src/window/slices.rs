@@ -23,6 +23,7 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use super::windows::window_start;
 
@@ -60,8 +61,10 @@ fn gcd(mut a: i64, mut b: i64) -> i64 {
 
 impl SliceShape {
     /// The length of a slice.
+    #[inline]
     pub fn width(&self) -> i64 {
         match *self {
+            SliceShape::Hopping { size, slide, .. } if size == slide => size.max(1),
             SliceShape::Hopping { size, slide, .. } => gcd(size, slide).max(1),
             SliceShape::Cumulating { step, .. } => step,
         }
@@ -163,13 +166,58 @@ impl SliceShape {
     }
 }
 
+/// Where a time falls: its slice and the windows that slice is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Placement {
+    /// The slice: `[slice_start, slice_end)`.
+    pub slice_start: i64,
+    pub slice_end: i64,
+    /// See [`SliceShape::first_window_end`].
+    pub first_window_end: i64,
+    /// See [`SliceShape::last_window_end`].
+    pub last_window_end: i64,
+}
+
+impl SliceShape {
+    /// Where `time` falls.
+    pub(crate) fn placement(&self, time: i64) -> Placement {
+        let slice_end = self.slice_end(time);
+        Placement {
+            slice_start: slice_end.saturating_sub(self.width()),
+            slice_end,
+            first_window_end: self.first_window_end(slice_end),
+            last_window_end: self.last_window_end(slice_end),
+        }
+    }
+}
+
+/// The last [`Placement`] computed, reused while times fall in its slice:
+/// in-order input divides once per slice, not three times per record.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LastPlacement(Option<Placement>);
+
+impl LastPlacement {
+    /// Where `time` falls in `shape`.
+    #[inline]
+    pub(crate) fn of(&mut self, shape: &SliceShape, time: i64) -> Placement {
+        match self.0 {
+            Some(last) if time >= last.slice_start && time < last.slice_end => last,
+            _ => {
+                let placement = shape.placement(time);
+                self.0 = Some(placement);
+                placement
+            }
+        }
+    }
+}
+
 /// One key's partial aggregates, one per slice, ordered by slice end.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Slices<Acc>(pub Vec<(i64, Acc)>);
+pub(crate) struct Slices<Acc>(pub SmallVec<[(i64, Acc); 1]>);
 
 impl<Acc> Default for Slices<Acc> {
     fn default() -> Self {
-        Slices(Vec::new())
+        Slices(SmallVec::new())
     }
 }
 
@@ -251,6 +299,37 @@ impl<Acc> Slices<Acc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remembered_placement_is_the_placement_of_every_time_in_its_slice() {
+        let shapes = [
+            SliceShape::Hopping {
+                size: 10,
+                slide: 10,
+                offset: 3,
+            },
+            SliceShape::Hopping {
+                size: 10,
+                slide: 4,
+                offset: -1,
+            },
+            SliceShape::Cumulating {
+                max_size: 12,
+                step: 4,
+                offset: 0,
+            },
+        ];
+        for shape in shapes {
+            let mut last = LastPlacement::default();
+            for time in (-40..40).chain((-40..40).rev()).chain([5, -17, 33, 0, 0]) {
+                assert_eq!(
+                    last.of(&shape, time),
+                    shape.placement(time),
+                    "{shape:?} {time}"
+                );
+            }
+        }
+    }
 
     /// Every window end of `shape` from `from` to `to`, by brute force.
     fn window_ends(shape: &SliceShape, from: i64, to: i64) -> Vec<i64> {

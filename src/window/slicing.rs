@@ -34,7 +34,7 @@ use super::evictors::EvictorContext;
 use super::functions::{Fold, Incremental, ProcessWindowFunction, WindowContext, WindowLogic};
 use super::late::LateData;
 use super::operator::check_settings;
-use super::slices::{SliceShape, Slices};
+use super::slices::{LastPlacement, Placement, SliceShape, Slices};
 
 /// The name of the slice engine's keyed state.
 pub const WINDOW_SLICES: &str = "window-slices";
@@ -69,6 +69,8 @@ pub(crate) struct SliceWindowOperator<K, T, Out, F: Fold<T>, P, W> {
     key: KeySelector<T, K>,
     core: KeyedCore<K>,
     slices: ValueStateWithDefault<Slices<F::Acc>>,
+    /// Where the last record fell.
+    placed: LastPlacement,
     _out: std::marker::PhantomData<fn() -> Out>,
 }
 
@@ -106,6 +108,7 @@ where
             key: self.key.clone(),
             core: self.core.fresh(),
             slices: slices_descriptor(),
+            placed: LastPlacement::default(),
             _out: std::marker::PhantomData,
         }
     }
@@ -133,6 +136,7 @@ where
             key: spec.key,
             core: KeyedCore::with_backend(spec.backend),
             slices: slices_descriptor(),
+            placed: LastPlacement::default(),
             _out: std::marker::PhantomData,
         }
     }
@@ -180,9 +184,12 @@ where
         } else {
             i64::MIN
         };
-        let slice_end = shape.slice_end(time);
-        let first = shape.first_window_end(slice_end);
-        let last = shape.last_window_end(slice_end);
+        let Placement {
+            slice_end,
+            first_window_end: first,
+            last_window_end: last,
+            ..
+        } = self.placed.of(&shape, time);
         if first > last || self.cleanup_time(last) <= watermark {
             // In no window, or in none still open.
             self.late
