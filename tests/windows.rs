@@ -1,7 +1,8 @@
 //! Windows as a user writes them: a differential oracle (random out-of-order
-//! streams with punctuated watermarks, every event-time assigner, count /
-//! sum / min / max incrementally and distinct values through a process
-//! function, several lateness and parallelism settings, compared with a
+//! streams with punctuated watermarks, every event-time assigner with and
+//! without an offset, count / sum / min / max incrementally on the slice
+//! engine and on the general operator, and distinct values through a
+//! process function, several lateness and parallelism settings, compared with a
 //! naive copy-into-every-window reference written here), then count windows,
 //! triggers, evictors, `window_all`, and side outputs.
 
@@ -13,7 +14,7 @@ use weir::state::AggregateFunction;
 use weir::time::WatermarkStrategy;
 use weir::window::{
     ContinuousEventTimeTrigger, CountEvictor, CumulatingEventTimeWindows, EventTimeSessionWindows,
-    ProcessWindowFunction, SlidingEventTimeWindows, TimeEvictor, TimeWindow,
+    EventTimeTrigger, ProcessWindowFunction, SlidingEventTimeWindows, TimeEvictor, TimeWindow,
     TumblingEventTimeWindows, WindowAssigner, WindowContext, WindowListStateDescriptor,
     WindowValueStateDescriptor,
 };
@@ -73,9 +74,10 @@ enum Shape {
     Session(i64),
 }
 
-/// The reference's window assignment, written from the definitions.
-fn windows_of(shape: Shape, ts: i64) -> Vec<(i64, i64)> {
-    let floor = |t: i64, n: i64| t.div_euclid(n) * n;
+/// The reference's window assignment, written from the definitions, with
+/// windows aligned at `offset` (Flink's window offset).
+fn windows_of(shape: Shape, offset: i64, ts: i64) -> Vec<(i64, i64)> {
+    let floor = |t: i64, n: i64| (t - offset).div_euclid(n) * n + offset;
     match shape {
         Shape::Tumbling(size) => vec![(floor(ts, size), floor(ts, size) + size)],
         Shape::Sliding(size, slide) => {
@@ -122,6 +124,7 @@ fn summary(key: u32, (start, end): (i64, i64), values: &[i64], distinct: bool) -
 fn reference(
     records: &[Rec],
     shape: Shape,
+    offset: i64,
     lateness: i64,
     ooo: i64,
     distinct: bool,
@@ -134,7 +137,7 @@ fn reference(
     let max_ts = |w: (i64, i64)| w.1 - 1;
     for &(key, ts, value) in records {
         let mut placed = false;
-        for window in windows_of(shape, ts) {
+        for window in windows_of(shape, offset, ts) {
             let mut window = window;
             if let Shape::Session(_) = shape {
                 // Merge with the key's sessions it overlaps or touches.
@@ -266,12 +269,25 @@ fn timed(env: &StreamEnv, records: Vec<Rec>, ooo: i64) -> DataStream<Rec> {
         .set_parallelism(1)
 }
 
+/// How the windows under test compute.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Engine {
+    /// `aggregate_with`, the default trigger: the slice engine where the
+    /// assigner slices (the general operator for sessions).
+    Incremental,
+    /// `aggregate_with` with the event-time trigger set explicitly: the
+    /// general operator, whatever the assigner.
+    General,
+    /// `process` over the elements (distinct values): the general operator.
+    Elements,
+}
+
 fn run_weir<A: WindowAssigner<Rec, W = TimeWindow>>(
     records: &[Rec],
     assigner: A,
     lateness: i64,
     ooo: i64,
-    distinct: bool,
+    engine: Engine,
     parallelism: usize,
 ) -> (Vec<Firing>, Vec<Rec>) {
     let env = StreamEnv::with_parallelism(parallelism);
@@ -281,10 +297,12 @@ fn run_weir<A: WindowAssigner<Rec, W = TimeWindow>>(
         .window(assigner)
         .allowed_lateness(Duration::from_millis(lateness as u64))
         .side_output_late_data(&tag);
-    let fired = if distinct {
-        windowed.process(Distinct)
-    } else {
-        windowed.aggregate_with(Stats, WithWindow)
+    let fired = match engine {
+        Engine::Elements => windowed.process(Distinct),
+        Engine::Incremental => windowed.aggregate_with(Stats, WithWindow),
+        Engine::General => windowed
+            .trigger(EventTimeTrigger::create())
+            .aggregate_with(Stats, WithWindow),
     };
     let late = fired.side_output(&tag).collect();
     let fired = fired.collect();
@@ -303,31 +321,36 @@ fn check(shape: Shape, seeds: std::ops::Range<u64>) {
         let lateness = [0, 60, 700][(seed % 3) as usize];
         let ooo = [0, 150][(seed % 2) as usize];
         let parallelism = 1 + (seed % 2) as usize;
-        for distinct in [false, true] {
-            let expected = reference(&records, shape, lateness, ooo, distinct);
+        let offset = match shape {
+            Shape::Session(_) => 0,
+            _ => [0, 170, -230][(seed / 3 % 3) as usize],
+        };
+        for engine in [Engine::Incremental, Engine::General, Engine::Elements] {
+            let distinct = engine == Engine::Elements;
+            let expected = reference(&records, shape, offset, lateness, ooo, distinct);
             let got = match shape {
                 Shape::Tumbling(size) => run_weir(
                     &records,
-                    TumblingEventTimeWindows::of(ms(size)),
+                    TumblingEventTimeWindows::of(ms(size)).with_offset_ms(offset),
                     lateness,
                     ooo,
-                    distinct,
+                    engine,
                     parallelism,
                 ),
                 Shape::Sliding(size, slide) => run_weir(
                     &records,
-                    SlidingEventTimeWindows::of(ms(size), ms(slide)),
+                    SlidingEventTimeWindows::of(ms(size), ms(slide)).with_offset_ms(offset),
                     lateness,
                     ooo,
-                    distinct,
+                    engine,
                     parallelism,
                 ),
                 Shape::Cumulating(max, step) => run_weir(
                     &records,
-                    CumulatingEventTimeWindows::of(ms(max), ms(step)),
+                    CumulatingEventTimeWindows::of(ms(max), ms(step)).with_offset_ms(offset),
                     lateness,
                     ooo,
-                    distinct,
+                    engine,
                     parallelism,
                 ),
                 Shape::Session(gap) => run_weir(
@@ -335,14 +358,14 @@ fn check(shape: Shape, seeds: std::ops::Range<u64>) {
                     EventTimeSessionWindows::with_gap(ms(gap)),
                     lateness,
                     ooo,
-                    distinct,
+                    engine,
                     parallelism,
                 ),
             };
             assert!(!expected.0.is_empty());
             assert_eq!(
                 got, expected,
-                "{shape:?} seed {seed} lateness {lateness} ooo {ooo} p{parallelism} distinct {distinct}"
+                "{shape:?} seed {seed} offset {offset} lateness {lateness} ooo {ooo} p{parallelism} {engine:?}"
             );
         }
     }
@@ -380,7 +403,7 @@ fn a_late_element_within_the_lateness_bridges_two_sessions() {
         EventTimeSessionWindows::with_gap(Duration::from_millis(100)),
         400,
         100,
-        false,
+        Engine::Incremental,
         2,
     );
     assert!(late.is_empty());
