@@ -7,15 +7,18 @@
 //! triggers, evictors, `window_all`, and side outputs.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use weir::source::{Source, SourceStatus};
 use weir::state::AggregateFunction;
 use weir::time::WatermarkStrategy;
 use weir::window::{
     ContinuousEventTimeTrigger, CountEvictor, CumulatingEventTimeWindows, EventTimeSessionWindows,
-    EventTimeTrigger, ProcessWindowFunction, SlidingEventTimeWindows, TimeEvictor, TimeWindow,
-    TumblingEventTimeWindows, WindowAssigner, WindowContext, WindowListStateDescriptor,
+    EventTimeTrigger, ProcessWindowFunction, ProcessingTimeSessionWindows, SlidingEventTimeWindows,
+    SlidingProcessingTimeWindows, TimeEvictor, TimeWindow, TumblingEventTimeWindows,
+    TumblingProcessingTimeWindows, WindowAssigner, WindowContext, WindowListStateDescriptor,
     WindowValueStateDescriptor,
 };
 use weir::{
@@ -798,5 +801,118 @@ fn per_window_state_numbers_late_firings_and_is_cleared_with_the_window() {
         per_window_state_case(incremental, false);
         #[cfg(feature = "rocksdb")]
         per_window_state_case(incremental, true);
+    }
+}
+
+/// Emits `(key, 0, 1)` records, one every 2 ms over two keys, until
+/// `fired` counts `until` window results (or 20 s pass): a processing-time
+/// job that runs exactly as long as it takes windows to fire.
+#[derive(Clone)]
+struct UntilFired {
+    fired: Arc<AtomicUsize>,
+    until: usize,
+    emitted: Arc<AtomicUsize>,
+    last: Option<Instant>,
+    started: Option<Instant>,
+}
+
+impl Lifecycle for UntilFired {}
+
+impl Source<Rec> for UntilFired {
+    fn parallelism(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn poll_next(&mut self, out: &mut Vec<Rec>, _max: usize) -> Result<SourceStatus, UserError> {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        if self.fired.load(Ordering::SeqCst) >= self.until
+            || started.elapsed() > Duration::from_secs(20)
+        {
+            return Ok(SourceStatus::Finished);
+        }
+        if self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(2))
+        {
+            self.last = Some(Instant::now());
+            let n = self.emitted.fetch_add(1, Ordering::SeqCst);
+            out.push(((n % 2) as u32, 0, 1));
+        }
+        Ok(SourceStatus::More)
+    }
+}
+
+/// Processing-time windows in a whole job, on the wall clock: the slice
+/// engine (tumbling, sliding) and the general operator (sessions) fire
+/// windows aligned to their size, each holding records, none twice, and
+/// never more records than were emitted.
+#[test]
+fn processing_time_windows_fire_on_the_wall_clock() {
+    type Out = (u32, i64, i64, u64, i64, i64, i64);
+    let cases: Vec<(&str, i64, i64)> = vec![
+        ("tumbling", 100, 100),
+        ("sliding", 200, 100),
+        ("session", 0, 0),
+    ];
+    for (name, size, slide) in cases {
+        let env = StreamEnv::with_parallelism(2);
+        let fired = Arc::new(AtomicUsize::new(0));
+        let emitted = Arc::new(AtomicUsize::new(0));
+        let source = UntilFired {
+            fired: fired.clone(),
+            until: 6,
+            emitted: emitted.clone(),
+            last: None,
+            started: None,
+        };
+        let keyed = env.add_source(source).key_by(|r: &Rec| r.0);
+        let ms = |n: i64| Duration::from_millis(n as u64);
+        let windows: DataStream<Out> = match name {
+            "tumbling" => keyed
+                .window(TumblingProcessingTimeWindows::of(ms(size)))
+                .aggregate_with(Stats, WithWindow),
+            "sliding" => keyed
+                .window(SlidingProcessingTimeWindows::of(ms(size), ms(slide)))
+                .aggregate_with(Stats, WithWindow),
+            // A key's records come 4 ms apart: each is a session of its own.
+            _ => keyed
+                .window(ProcessingTimeSessionWindows::with_gap(ms(1)))
+                .aggregate_with(Stats, WithWindow),
+        };
+        let counter = fired.clone();
+        let out = windows
+            .map(move |w: Out| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                w
+            })
+            .collect();
+        env.execute_blocking("processing-time windows").unwrap();
+        let out = out.take();
+        let emitted = emitted.load(Ordering::SeqCst) as u64;
+        assert!(out.len() >= 6, "{name}: {} windows fired", out.len());
+        let mut seen = BTreeSet::new();
+        for &(key, start, end, count, ..) in &out {
+            assert!(
+                seen.insert((key, start, end)),
+                "{name}: {key} [{start}, {end}) twice"
+            );
+            assert!(count >= 1, "{name}: an empty window fired");
+            if name == "session" {
+                assert!(end > start, "{name}: [{start}, {end})");
+            } else {
+                assert_eq!(end - start, size, "{name}: [{start}, {end})");
+                assert_eq!(
+                    start.rem_euclid(slide),
+                    0,
+                    "{name}: [{start}, {end}) not aligned"
+                );
+            }
+        }
+        let counted: u64 = out.iter().map(|w| w.3).sum();
+        let copies = if name == "sliding" { 2 } else { 1 };
+        assert!(
+            counted <= copies * emitted,
+            "{name}: {counted} counted of {emitted}"
+        );
     }
 }
