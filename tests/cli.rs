@@ -822,3 +822,243 @@ unknown: keyed bytes in a backend's own format (incremental checkpoint) are not 
 "
     );
 }
+
+// ------------------------------------------------------------------ query
+
+/// `weir query`'s lines, parsed as JSON.
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+        .collect()
+}
+
+#[test]
+fn query_prints_a_keyed_state_entry_by_entry_and_the_typed_reader_agrees() {
+    let checkpoint = checkpoint();
+    let path = arg(&checkpoint.path);
+    let text = stdout(&weir(&[
+        "query", path, "--uid", "totals", "--state", "total", "--all", "--format", "json",
+    ]));
+    insta::assert_snapshot!(text);
+    // Orders (i % 4, 5 i) for i < 12: customer c paid 5 (c + c+4 + c+8).
+    let mut totals: Vec<(u64, u64)> = json_lines(&text)
+        .iter()
+        .map(|row| (row["key"].as_u64().unwrap(), row["value"].as_u64().unwrap()))
+        .collect();
+    totals.sort();
+    assert_eq!(totals, vec![(0, 60), (1, 75), (2, 90), (3, 105)]);
+    let mut typed: Vec<(u32, u64)> =
+        weir::inspect::read_keyed_state(&checkpoint.path, "totals", "total").unwrap();
+    typed.sort();
+    let as_u64: Vec<(u64, u64)> = typed.iter().map(|&(k, v)| (u64::from(k), v)).collect();
+    assert_eq!(as_u64, totals);
+
+    // One key of a list state, as text.
+    let text = stdout(&weir(&[
+        "query", path, "--uid", "totals", "--state", "amounts", "--key", "1",
+    ]));
+    assert_eq!(text, "1 -> [5,25,45]\n");
+    let lists: Vec<(u32, Vec<u64>)> =
+        weir::inspect::read_keyed_state(&checkpoint.path, "totals", "amounts").unwrap();
+    assert!(lists.contains(&(1, vec![5, 25, 45])), "{lists:?}");
+    // A key that is not there: no line.
+    let text = stdout(&weir(&[
+        "query", path, "--uid", "totals", "--state", "amounts", "--key", "9",
+    ]));
+    assert_eq!(text, "");
+}
+
+#[test]
+fn query_reads_map_and_ttl_state_without_expiries() {
+    let savepoint = ttl_savepoint(|_| ());
+    let path = arg(&savepoint.path);
+    // Visits (i % 4, page i % 5) for i < 12: user 1 saw pages 1, 0, 4.
+    let text = stdout(&weir(&[
+        "query", path, "--uid", "per-user", "--state", "per-page", "--key", "1", "--format", "json",
+    ]));
+    let mut rows: Vec<(u64, u64)> = json_lines(&text)
+        .iter()
+        .map(|row| {
+            assert_eq!(row["key"], 1);
+            (
+                row["user_key"].as_u64().unwrap(),
+                row["value"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(rows, vec![(0, 1), (1, 1), (4, 1)]);
+    let text = stdout(&weir(&[
+        "query", path, "--uid", "per-user", "--state", "pages", "--key", "1",
+    ]));
+    assert_eq!(text, "1 -> [1,0,4]\n");
+    let last: Vec<(u32, i64)> =
+        weir::inspect::read_keyed_state(&savepoint.path, "per-user", "last-visit").unwrap();
+    let mut last = last;
+    last.sort();
+    assert_eq!(last, vec![(0, 8_000), (1, 9_000), (2, 10_000), (3, 11_000)]);
+    let maps: Vec<(u32, std::collections::BTreeMap<u32, u64>)> =
+        weir::inspect::read_keyed_state(&savepoint.path, "per-user", "per-page").unwrap();
+    assert_eq!(maps.len(), 4);
+}
+
+#[test]
+fn query_names_what_is_there_when_the_uid_or_the_state_is_not() {
+    let checkpoint = checkpoint();
+    let path = arg(&checkpoint.path);
+    let err = failure(&weir(&[
+        "query", path, "--uid", "nope", "--state", "total", "--all",
+    ]));
+    assert!(err.contains("no operator with uid \"nope\""), "{err}");
+    assert!(err.contains("totals"), "{err}");
+    let err = failure(&weir(&[
+        "query", path, "--uid", "totals", "--state", "nope", "--all",
+    ]));
+    assert!(
+        err.contains(
+            "operator totals has no keyed state \"nope\"; its keyed states are: amounts, total"
+        ),
+        "{err}"
+    );
+    // Neither --key nor --all: a usage error.
+    let output = weir(&["query", path, "--uid", "totals", "--state", "total"]);
+    assert!(!output.status.success());
+}
+
+/// Sets an event-time timer a minute after each visit.
+#[derive(Clone)]
+struct Reminders {
+    processed: Arc<AtomicUsize>,
+}
+
+impl Lifecycle for Reminders {}
+
+impl KeyedProcessFunction<u32, Visit, u64> for Reminders {
+    fn process_element(
+        &mut self,
+        (_, _, time): Visit,
+        ctx: &mut KeyedContext<u32>,
+        _out: &mut Collector<u64>,
+    ) -> Result<(), UserError> {
+        ctx.register_event_time_timer(time + 60_000);
+        self.processed.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[test]
+fn query_prints_the_timers_of_a_keyed_operator() {
+    let root = tempfile::tempdir().unwrap();
+    let processed = Arc::new(AtomicUsize::new(0));
+    let env = StreamEnv::with_parallelism(2);
+    env.set_checkpoint_dir(root.path().to_str().unwrap());
+    env.enable_checkpointing(Duration::from_secs(3600));
+    env.set_savepoint_dir(root.path().join("savepoints"));
+    env.add_source(HeldVisits { left: visits() })
+        .uid("visits")
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::punctuated(|_: &Visit, ts| Some(ts))
+                .with_timestamp_assigner(|v: &Visit| v.2),
+        )
+        .key_by(|v: &Visit| v.0)
+        .process(Reminders {
+            processed: processed.clone(),
+        })
+        .uid("reminders")
+        .discard();
+    let path = futures::executor::block_on(async {
+        let mut client = env.start("cli-timers").await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while processed.load(Ordering::SeqCst) < 12 {
+            assert!(Instant::now() < deadline, "12 visits not processed in 60 s");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let path = client.stop_with_savepoint(None).await.unwrap();
+        client.wait().await.unwrap();
+        path
+    });
+    let text = stdout(&weir(&[
+        "query",
+        arg(&path),
+        "--uid",
+        "reminders",
+        "--timers",
+        "--all",
+        "--format",
+        "json",
+    ]));
+    let mut timers: Vec<(u64, i64, String)> = json_lines(&text)
+        .iter()
+        .map(|t| {
+            (
+                t["key"].as_u64().unwrap(),
+                t["timestamp"].as_i64().unwrap(),
+                t["domain"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    timers.sort();
+    // Visit i at 1 000 i ms by user i % 4: a timer at 60 000 + 1 000 i.
+    let mut expected: Vec<(u64, i64, String)> = (0..12)
+        .map(|i| (i % 4, 60_000 + 1_000 * i as i64, "event_time".to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(timers, expected);
+    let text = stdout(&weir(&[
+        "query",
+        arg(&path),
+        "--uid",
+        "reminders",
+        "--timers",
+        "--key",
+        "2",
+    ]));
+    assert_eq!(
+        text,
+        "2 -> event_time at 62000\n2 -> event_time at 66000\n2 -> event_time at 70000\n"
+    );
+}
+
+/// The final checkpoint of a bounded job on RocksDB is incremental: its
+/// keyed state is the database's files, which `weir query` says it does
+/// not read (a savepoint of the same job reads).
+#[cfg(feature = "rocksdb")]
+#[test]
+fn query_says_an_incremental_rocksdb_checkpoint_is_not_read() {
+    let local = tempfile::tempdir().unwrap();
+    let backend = weir::state::RocksDbBackend::new().with_local_dirs([local.path().to_path_buf()]);
+    let root = tempfile::tempdir().unwrap();
+    let processed = Arc::new(AtomicUsize::new(0));
+    let source = weir::source::CollectionSource::new(visits());
+    let env = visits_env(root.path(), source, processed, |env| {
+        env.set_state_backend(backend.clone());
+    });
+    let result = env.execute_blocking("cli-query-rocksdb").unwrap();
+    let checkpoint = retained(root, result.job_id);
+    let err = failure(&weir(&[
+        "query",
+        arg(&checkpoint.path),
+        "--uid",
+        "per-user",
+        "--state",
+        "pages",
+        "--all",
+    ]));
+    assert!(err.contains("incremental rocksdb checkpoint"), "{err}");
+    assert!(err.contains("read a savepoint"), "{err}");
+
+    let savepoint = ttl_savepoint(|env| {
+        env.set_state_backend(backend);
+    });
+    let text = stdout(&weir(&[
+        "query",
+        arg(&savepoint.path),
+        "--uid",
+        "per-user",
+        "--state",
+        "pages",
+        "--key",
+        "1",
+    ]));
+    assert_eq!(text, "1 -> [1,0,4]\n");
+}

@@ -14,6 +14,9 @@
 //!   for keyed states with a time to live, their TTL settings and their live
 //!   and expired entries ([`StateTtlReport`]; [`inspect_at`] counts expired
 //!   entries at a given time instead of now).
+//! - [`query_keyed_state`] and [`query_timers`] read one keyed state (or the
+//!   timers) of one operator entry by entry, as JSON, without the job's
+//!   types; [`read_keyed_state`] reads it into the job's types.
 //!
 //! Both return plain values that print as aligned text tables
 //! ([`std::fmt::Display`]) and serialise to JSON (`serde::Serialize`).
@@ -27,6 +30,7 @@
 //! ```
 
 mod listing;
+mod query;
 mod report;
 mod table;
 
@@ -36,6 +40,9 @@ use serde::Serialize;
 use thiserror::Error;
 
 pub use listing::{list_checkpoints, ListedSnapshot, Listing};
+pub use query::{
+    query_keyed_state, query_timers, read_keyed_state, KeySelection, QueryRow, TimerRow,
+};
 pub use report::{
     inspect, inspect_at, ExpiredAgainst, OperatorReport, SnapshotReport, StateReport,
     StateReportKind, StateTtlReport,

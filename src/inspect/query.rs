@@ -1,0 +1,517 @@
+//! Reading the keyed state of a checkpoint or savepoint entry by entry
+//! (`weir query`; Flink's State Processor API, read side, without code).
+//!
+//! Keyed state is stored as MessagePack with struct fields by name
+//! ([`crate::runtime::codec`]), so it decodes without the job's Rust types:
+//! [`query_keyed_state`] and [`query_timers`] turn every key, user key and
+//! value into JSON as serde would write it (a map whose keys are not strings
+//! gets them as JSON text: `{"7": ..}`). [`read_keyed_state`] reads the same
+//! entries into the job's own types. Entries of a state with a time to live
+//! come without their expiries (a full snapshot holds none expired at its
+//! own time).
+//!
+//! Only the canonical keyed format is decoded: a savepoint's, whatever the
+//! backend, and the checkpoints of the heap backend. The keyed state of an
+//! incremental RocksDB checkpoint is in the database's own files: reading it
+//! is an error that says so.
+//!
+//! ```no_run
+//! use weir::inspect::{query_keyed_state, KeySelection};
+//! let rows = query_keyed_state("/var/weir/savepoints/savepoint-3f2a-7".as_ref(), "totals", "total", &KeySelection::All)?;
+//! for row in rows {
+//!     println!("{} -> {}", row.key, row.value);
+//! }
+//! # Ok::<(), weir::inspect::InspectError>(())
+//! ```
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+
+use serde::de::{DeserializeOwned, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value as Json;
+use weir_actors::restore;
+use weir_actors::snapshot::OperatorSnapshot;
+
+use super::InspectError;
+use crate::runtime::codec;
+use crate::state::key_group_format::read_key_group;
+use crate::state::{StateBytes, StateKind};
+
+/// Which keys a query returns.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeySelection {
+    /// Every key.
+    All,
+    /// The key that is this JSON value (as serde writes the key type to JSON).
+    Key(Json),
+}
+
+impl KeySelection {
+    fn admits(&self, key: &Json) -> bool {
+        match self {
+            KeySelection::All => true,
+            KeySelection::Key(wanted) => wanted == key,
+        }
+    }
+}
+
+/// One entry of a keyed state: for map state one per map entry (with its
+/// `user_key`), for value, list, reducing and aggregating state one per key
+/// (a list's value is the JSON array of its elements).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct QueryRow {
+    /// The key.
+    pub key: Json,
+    /// The map entry's key (map state only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_key: Option<Json>,
+    /// The value.
+    pub value: Json,
+}
+
+impl fmt::Display for QueryRow {
+    /// `key -> value`, or `key / user_key -> value`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.user_key {
+            Some(user_key) => write!(f, "{} / {} -> {}", self.key, user_key, self.value),
+            None => write!(f, "{} -> {}", self.key, self.value),
+        }
+    }
+}
+
+/// One timer of a keyed operator.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TimerRow {
+    /// The key it fires for.
+    pub key: Json,
+    /// When it fires (ms).
+    pub timestamp: i64,
+    /// `event_time` or `processing_time`.
+    pub domain: &'static str,
+}
+
+impl fmt::Display for TimerRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {} at {}", self.key, self.domain, self.timestamp)
+    }
+}
+
+/// The entries of keyed state `state` of operator `uid` in the snapshot at
+/// `path`, the keys `keys` selects, in key-group order.
+pub fn query_keyed_state(
+    path: &Path,
+    uid: &str,
+    state: &str,
+    keys: &KeySelection,
+) -> Result<Vec<QueryRow>, InspectError> {
+    let mut rows = Vec::new();
+    for part in state_parts(path, uid, state)? {
+        let entries: Vec<(Generic, Generic)> = decode(path, uid, state, &part.entries)?;
+        for (key, value) in entries {
+            let key = key.to_json();
+            if !keys.admits(&key) {
+                continue;
+            }
+            let value = value.without_expiries(part.kind, part.ttl.is_some());
+            match (part.kind, value) {
+                (StateKind::Map, Generic::Map(entries)) => {
+                    rows.extend(entries.into_iter().map(|(user_key, value)| QueryRow {
+                        key: key.clone(),
+                        user_key: Some(user_key.to_json()),
+                        value: value.to_json(),
+                    }));
+                }
+                (_, value) => rows.push(QueryRow {
+                    key,
+                    user_key: None,
+                    value: value.to_json(),
+                }),
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The entries of keyed state `state` of operator `uid` in the snapshot at
+/// `path`, as the job's types: `V` is the value for value, reducing and
+/// aggregating state, `Vec<E>` for list state, a map (`HashMap`,
+/// `BTreeMap`) for map state.
+///
+/// ```no_run
+/// let totals: Vec<(u32, u64)> = weir::inspect::read_keyed_state("/var/weir/savepoints/savepoint-3f2a-7".as_ref(), "totals", "total")?;
+/// # Ok::<(), weir::inspect::InspectError>(())
+/// ```
+pub fn read_keyed_state<K: DeserializeOwned, V: DeserializeOwned>(
+    path: &Path,
+    uid: &str,
+    state: &str,
+) -> Result<Vec<(K, V)>, InspectError> {
+    let mut out = Vec::new();
+    for part in state_parts(path, uid, state)? {
+        let typed = if part.ttl.is_none() {
+            decode::<Vec<(K, V)>>(path, uid, state, &part.entries)?
+        } else {
+            let entries: Vec<(Generic, Generic)> = decode(path, uid, state, &part.entries)?;
+            let plain: Vec<(Generic, Generic)> = entries
+                .into_iter()
+                .map(|(key, value)| (key, value.without_expiries(part.kind, true)))
+                .collect();
+            let bytes = codec::encode(&plain).map_err(|e| read_error(path, uid, state, e))?;
+            decode::<Vec<(K, V)>>(path, uid, state, &bytes)?
+        };
+        out.extend(typed);
+    }
+    Ok(out)
+}
+
+/// The timers of keyed operator `uid` in the snapshot at `path`, of the keys
+/// `keys` selects, in key-group order.
+pub fn query_timers(
+    path: &Path,
+    uid: &str,
+    keys: &KeySelection,
+) -> Result<Vec<TimerRow>, InspectError> {
+    let mut rows = Vec::new();
+    for group in key_groups(path, uid)? {
+        if group.timers.is_empty() {
+            continue;
+        }
+        let timers: Vec<(u8, i64, Generic)> = decode(path, uid, "timers", &group.timers)?;
+        for (kind, timestamp, key) in timers {
+            let key = key.to_json();
+            if keys.admits(&key) {
+                rows.push(TimerRow {
+                    key,
+                    timestamp,
+                    domain: if kind == 0 {
+                        "event_time"
+                    } else {
+                        "processing_time"
+                    },
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+fn read_error(path: &Path, uid: &str, state: &str, cause: impl fmt::Display) -> InspectError {
+    InspectError::Read {
+        path: path.to_path_buf(),
+        cause: format!("operator {uid}, state {state}: {cause}"),
+    }
+}
+
+fn decode<T: DeserializeOwned>(
+    path: &Path,
+    uid: &str,
+    state: &str,
+    bytes: &[u8],
+) -> Result<T, InspectError> {
+    codec::decode(bytes).map_err(|e| read_error(path, uid, state, e))
+}
+
+/// Every key group of `uid`'s keyed state in the snapshot, decoded.
+fn key_groups(
+    path: &Path,
+    uid: &str,
+) -> Result<Vec<crate::state::key_group_format::KeyGroupState>, InspectError> {
+    let snapshots = operator_snapshots(path, uid)?;
+    if snapshots.iter().any(|s| !s.keyed_handles.is_empty()) {
+        let backends: BTreeSet<&str> = snapshots
+            .iter()
+            .flat_map(|s| &s.keyed_handles)
+            .map(|h| h.backend.as_str())
+            .collect();
+        return Err(read_error(
+            path,
+            uid,
+            "(keyed)",
+            format!(
+                "the keyed state is an incremental {} checkpoint's own files, which are not \
+                 decoded; read a savepoint (`stop_with_savepoint`, or a savepoint of the \
+                 running job) instead",
+                backends.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    let mut groups: Vec<(usize, &Vec<u8>)> = snapshots
+        .iter()
+        .flat_map(|s| s.keyed.iter().map(|(g, b)| (*g, b)))
+        .collect();
+    groups.sort_by_key(|(g, _)| *g);
+    groups
+        .into_iter()
+        .map(|(group, bytes)| {
+            read_key_group(bytes).map_err(|e| {
+                read_error(
+                    path,
+                    uid,
+                    "(keyed)",
+                    format!(
+                        "key group {group} is not in weir's canonical keyed format (a state \
+                         backend's own format?): {e}"
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The parts (one per key group) of keyed state `state` of `uid`.
+fn state_parts(path: &Path, uid: &str, state: &str) -> Result<Vec<StateBytes>, InspectError> {
+    let groups = key_groups(path, uid)?;
+    let mut names = BTreeSet::new();
+    let mut parts = Vec::new();
+    for group in groups {
+        for bytes in group.states {
+            names.insert(bytes.name.clone());
+            if bytes.name == state {
+                parts.push(bytes);
+            }
+        }
+    }
+    if parts.is_empty() {
+        let known = match names.is_empty() {
+            true => "it holds no keyed state".to_string(),
+            false => format!(
+                "its keyed states are: {}",
+                names.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        };
+        return Err(InspectError::Open(format!(
+            "{}: operator {uid} has no keyed state {state:?}; {known}",
+            path.display()
+        )));
+    }
+    Ok(parts)
+}
+
+/// Operator `uid`'s part of every subtask's state.
+fn operator_snapshots(path: &Path, uid: &str) -> Result<Vec<OperatorSnapshot>, InspectError> {
+    if !path.exists() {
+        return Err(InspectError::Open(format!(
+            "{}: no such file or directory",
+            path.display()
+        )));
+    }
+    let (storage, metadata) = restore::open_snapshot_dir(path).map_err(InspectError::Open)?;
+    if !metadata.operators.iter().any(|o| o.uid == uid) {
+        let uids: Vec<&str> = metadata.operators.iter().map(|o| o.uid.as_str()).collect();
+        return Err(InspectError::Open(format!(
+            "{}: no operator with uid {uid:?}; its operators are: {}",
+            path.display(),
+            uids.join(", ")
+        )));
+    }
+    let (_, states) =
+        restore::read(&storage, metadata.checkpoint_id).map_err(|cause| InspectError::Read {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+    Ok(states
+        .into_iter()
+        .flat_map(|s| s.operators)
+        .filter(|(u, _)| u == uid)
+        .map(|(_, snapshot)| snapshot)
+        .collect())
+}
+
+/// Any MessagePack value, maps kept as pairs (their keys may be any value).
+#[derive(Clone, Debug, PartialEq)]
+enum Generic {
+    Scalar(Json),
+    Bytes(Vec<u8>),
+    Array(Vec<Generic>),
+    Map(Vec<(Generic, Generic)>),
+}
+
+impl Generic {
+    /// The value as JSON; a map key that is not a string becomes its JSON text.
+    fn to_json(&self) -> Json {
+        match self {
+            Generic::Scalar(value) => value.clone(),
+            Generic::Bytes(bytes) => Json::Array(bytes.iter().map(|&b| Json::from(b)).collect()),
+            Generic::Array(items) => Json::Array(items.iter().map(Generic::to_json).collect()),
+            Generic::Map(entries) => Json::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = match k.to_json() {
+                            Json::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        (key, v.to_json())
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// A stored value of a state of `kind` without the expiries a time to
+    /// live adds (`[expiry, value]` pairs: the value, the list's elements,
+    /// the map's values), if `ttl`.
+    fn without_expiries(self, kind: StateKind, ttl: bool) -> Generic {
+        if !ttl {
+            return self;
+        }
+        let value_of = |pair: Generic| match pair {
+            Generic::Array(mut items) if items.len() == 2 => {
+                items.pop().unwrap_or(Generic::Scalar(Json::Null))
+            }
+            other => other,
+        };
+        match (kind, self) {
+            (StateKind::List, Generic::Array(items)) => {
+                Generic::Array(items.into_iter().map(value_of).collect())
+            }
+            (StateKind::Map, Generic::Map(entries)) => {
+                Generic::Map(entries.into_iter().map(|(k, v)| (k, value_of(v))).collect())
+            }
+            (_, value) => value_of(value),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Generic {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(GenericVisitor)
+    }
+}
+
+struct GenericVisitor;
+
+impl<'de> Visitor<'de> for GenericVisitor {
+    type Value = Generic;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any MessagePack value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Generic, E> {
+        Ok(Generic::Scalar(Json::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Generic, E> {
+        Ok(Generic::Scalar(Json::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Generic, E> {
+        Ok(Generic::Scalar(Json::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Generic, E> {
+        Ok(Generic::Scalar(Json::from(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Generic, E> {
+        Ok(Generic::Scalar(Json::String(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Generic, E> {
+        Ok(Generic::Scalar(Json::String(v)))
+    }
+    fn visit_bytes<E>(self, v: &[u8]) -> Result<Generic, E> {
+        Ok(Generic::Bytes(v.to_vec()))
+    }
+    fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Generic, E> {
+        Ok(Generic::Bytes(v))
+    }
+    fn visit_unit<E>(self) -> Result<Generic, E> {
+        Ok(Generic::Scalar(Json::Null))
+    }
+    fn visit_none<E>(self) -> Result<Generic, E> {
+        Ok(Generic::Scalar(Json::Null))
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Generic, D::Error> {
+        Generic::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Generic, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Generic::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Generic, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096));
+        while let Some(entry) = map.next_entry()? {
+            entries.push(entry);
+        }
+        Ok(Generic::Map(entries))
+    }
+}
+
+impl Serialize for Generic {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Generic::Scalar(value) => value.serialize(serializer),
+            Generic::Bytes(bytes) => serializer.serialize_bytes(bytes),
+            Generic::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Generic::Map(entries) => {
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Serialize)]
+    struct Reading {
+        sensor: String,
+        values: Vec<i32>,
+    }
+
+    #[test]
+    fn stored_values_decode_to_json_as_serde_writes_them() {
+        let mut per_page: BTreeMap<u32, Reading> = BTreeMap::new();
+        per_page.insert(
+            7,
+            Reading {
+                sensor: "t1".into(),
+                values: vec![-1, 2],
+            },
+        );
+        let bytes = codec::encode(&vec![("ann", per_page)]).unwrap();
+        let entries: Vec<(Generic, Generic)> = codec::decode(&bytes).unwrap();
+        assert_eq!(entries[0].0.to_json(), serde_json::json!("ann"));
+        assert_eq!(
+            entries[0].1.to_json(),
+            serde_json::json!({"7": {"sensor": "t1", "values": [-1, 2]}})
+        );
+        // Round trip through the generic form: the same bytes.
+        assert_eq!(codec::encode(&entries).unwrap(), bytes);
+    }
+
+    #[test]
+    fn expiries_are_dropped_by_state_kind() {
+        let pair = |at: i64, v: i64| {
+            Generic::Array(vec![Generic::Scalar(at.into()), Generic::Scalar(v.into())])
+        };
+        let value = pair(100, 5).without_expiries(StateKind::Value, true);
+        assert_eq!(value.to_json(), serde_json::json!(5));
+        let list =
+            Generic::Array(vec![pair(1, 2), pair(3, 4)]).without_expiries(StateKind::List, true);
+        assert_eq!(list.to_json(), serde_json::json!([2, 4]));
+        let map = Generic::Map(vec![(Generic::Scalar(9.into()), pair(1, 8))])
+            .without_expiries(StateKind::Map, true);
+        assert_eq!(map.to_json(), serde_json::json!({"9": 8}));
+        // Without a time to live, nothing changes.
+        assert_eq!(
+            pair(1, 2).without_expiries(StateKind::Value, false),
+            pair(1, 2)
+        );
+    }
+}
