@@ -1020,11 +1020,11 @@ fn query_prints_the_timers_of_a_keyed_operator() {
 }
 
 /// The final checkpoint of a bounded job on RocksDB is incremental: its
-/// keyed state is the database's files, which `weir query` says it does
-/// not read (a savepoint of the same job reads).
+/// keyed state is the database's own files, which `weir query` opens and
+/// reads; a savepoint of the same job (canonical) reads the same.
 #[cfg(feature = "rocksdb")]
 #[test]
-fn query_says_an_incremental_rocksdb_checkpoint_is_not_read() {
+fn query_reads_an_incremental_rocksdb_checkpoint_and_a_rocksdb_savepoint() {
     let local = tempfile::tempdir().unwrap();
     let backend = weir::state::RocksDbBackend::new().with_local_dirs([local.path().to_path_buf()]);
     let root = tempfile::tempdir().unwrap();
@@ -1035,17 +1035,31 @@ fn query_says_an_incremental_rocksdb_checkpoint_is_not_read() {
     });
     let result = env.execute_blocking("cli-query-rocksdb").unwrap();
     let checkpoint = retained(root, result.job_id);
-    let err = failure(&weir(&[
+    let report = stdout(&weir(&["inspect", arg(&checkpoint.path)]));
+    assert!(report.contains("keyed (rocksdb, incremental)"), "{report}");
+    let text = stdout(&weir(&[
         "query",
         arg(&checkpoint.path),
         "--uid",
         "per-user",
         "--state",
         "pages",
-        "--all",
+        "--key",
+        "1",
     ]));
-    assert!(err.contains("incremental rocksdb checkpoint"), "{err}");
-    assert!(err.contains("read a savepoint"), "{err}");
+    assert_eq!(text, "1 -> [1,0,4]\n");
+    let mut pages: Vec<(u32, Vec<u32>)> =
+        weir::inspect::read_keyed_state(&checkpoint.path, "per-user", "pages").unwrap();
+    pages.sort();
+    assert_eq!(
+        pages,
+        vec![
+            (0, vec![0, 4, 3]),
+            (1, vec![1, 0, 4]),
+            (2, vec![2, 1, 0]),
+            (3, vec![3, 2, 1])
+        ]
+    );
 
     let savepoint = ttl_savepoint(|env| {
         env.set_state_backend(backend);

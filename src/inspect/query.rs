@@ -10,10 +10,11 @@
 //! come without their expiries (a full snapshot holds none expired at its
 //! own time).
 //!
-//! Only the canonical keyed format is decoded: a savepoint's, whatever the
-//! backend, and the checkpoints of the heap backend. The keyed state of an
-//! incremental RocksDB checkpoint is in the database's own files: reading it
-//! is an error that says so.
+//! Savepoints and full checkpoints hold keyed state in the canonical format,
+//! whatever the backend. An incremental RocksDB checkpoint refers to the
+//! database's own files: with the `rocksdb` feature they are copied into a
+//! temporary directory, opened and read (entries expired as of now left out,
+//! as a full snapshot would); without it, reading them is an error that says so.
 //!
 //! ```no_run
 //! use weir::inspect::{query_keyed_state, KeySelection};
@@ -24,7 +25,7 @@
 //! # Ok::<(), weir::inspect::InspectError>(())
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
@@ -214,51 +215,90 @@ fn decode<T: DeserializeOwned>(
     codec::decode(bytes).map_err(|e| read_error(path, uid, state, e))
 }
 
-/// Every key group of `uid`'s keyed state in the snapshot, decoded.
+/// Every key group of `uid`'s keyed state in the snapshot, decoded: the
+/// canonical key groups (states, timers, watermark), with the states of
+/// incremental RocksDB handles read into them.
 fn key_groups(
     path: &Path,
     uid: &str,
 ) -> Result<Vec<crate::state::key_group_format::KeyGroupState>, InspectError> {
     let snapshots = operator_snapshots(path, uid)?;
-    if snapshots.iter().any(|s| !s.keyed_handles.is_empty()) {
-        let backends: BTreeSet<&str> = snapshots
-            .iter()
-            .flat_map(|s| &s.keyed_handles)
-            .map(|h| h.backend.as_str())
-            .collect();
+    let mut groups = BTreeMap::new();
+    for (&group, bytes) in snapshots.iter().flat_map(|s| &s.keyed) {
+        let decoded = read_key_group(bytes).map_err(|e| {
+            read_error(
+                path,
+                uid,
+                "(keyed)",
+                format!(
+                    "key group {group} is not in weir's canonical keyed format (a state \
+                     backend's own format?): {e}"
+                ),
+            )
+        })?;
+        groups.insert(group, decoded);
+    }
+    for handle in snapshots.iter().flat_map(|s| &s.keyed_handles) {
+        for (group, states) in handle_states(path, uid, handle)? {
+            groups
+                .entry(group)
+                .or_insert_with(|| crate::state::key_group_format::KeyGroupState {
+                    states: Vec::new(),
+                    timers: Vec::new(),
+                    watermark: None,
+                })
+                .states
+                .extend(states);
+        }
+    }
+    Ok(groups.into_values().collect())
+}
+
+/// The states an incremental snapshot's handle holds, per key group.
+#[cfg(feature = "rocksdb")]
+fn handle_states(
+    path: &Path,
+    uid: &str,
+    handle: &weir_actors::snapshot::KeyedStateHandle,
+) -> Result<BTreeMap<usize, Vec<StateBytes>>, InspectError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    if handle.backend != crate::state::rocksdb::HANDLE_BACKEND {
         return Err(read_error(
             path,
             uid,
             "(keyed)",
-            format!(
-                "the keyed state is an incremental {} checkpoint's own files, which are not \
-                 decoded; read a savepoint (`stop_with_savepoint`, or a savepoint of the \
-                 running job) instead",
-                backends.into_iter().collect::<Vec<_>>().join(", ")
-            ),
+            format!("keyed state of an unknown backend {:?}", handle.backend),
         ));
     }
-    let mut groups: Vec<(usize, &Vec<u8>)> = snapshots
-        .iter()
-        .flat_map(|s| s.keyed.iter().map(|(g, b)| (*g, b)))
-        .collect();
-    groups.sort_by_key(|(g, _)| *g);
-    groups
-        .into_iter()
-        .map(|(group, bytes)| {
-            read_key_group(bytes).map_err(|e| {
-                read_error(
-                    path,
-                    uid,
-                    "(keyed)",
-                    format!(
-                        "key group {group} is not in weir's canonical keyed format (a state \
-                         backend's own format?): {e}"
-                    ),
-                )
-            })
-        })
-        .collect()
+    let work = std::env::temp_dir().join(format!(
+        "weir-query-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let read = crate::state::rocksdb::read_handle(handle, uid, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    read.map_err(|e| read_error(path, uid, "(keyed)", e))
+}
+
+/// Without the RocksDB backend built in, an incremental snapshot's handle
+/// cannot be read.
+#[cfg(not(feature = "rocksdb"))]
+fn handle_states(
+    path: &Path,
+    uid: &str,
+    handle: &weir_actors::snapshot::KeyedStateHandle,
+) -> Result<BTreeMap<usize, Vec<StateBytes>>, InspectError> {
+    Err(read_error(
+        path,
+        uid,
+        "(keyed)",
+        format!(
+            "the keyed state is an incremental {} checkpoint's own files; this weir was \
+             built without the `rocksdb` feature, which reads them (or read a savepoint)",
+            handle.backend
+        ),
+    ))
 }
 
 /// The parts (one per key group) of keyed state `state` of `uid`.

@@ -381,6 +381,33 @@ fn download(handle: &KeyedStateHandle, dir: &Path) -> Result<(), StateError> {
     Ok(())
 }
 
+/// The keyed state an incremental snapshot's `handle` holds, in the
+/// canonical format (per key group, as a full snapshot writes it): the
+/// handle's files are copied into a temporary working directory under
+/// `work_root`, opened, read, and removed (`weir query` on an incremental
+/// checkpoint). Entries expired as of now are left out, as from a full
+/// snapshot.
+pub(crate) fn read_handle(
+    handle: &KeyedStateHandle,
+    uid: &str,
+    work_root: &Path,
+) -> Result<BTreeMap<usize, Vec<StateBytes>>, StateError> {
+    let backend = RocksDbBackend::new().with_local_dirs([work_root.to_path_buf()]);
+    // No shared directory: the snapshot below is a full one.
+    let site = Arc::new(SnapshotSite::new(&backend, None, uid, 0));
+    let range = KeyGroupRange {
+        start: handle.start,
+        end: handle.end,
+    };
+    let db = open_database(&backend, site, uid, 0, range, std::slice::from_ref(handle))?;
+    match db.snapshot(0, true)?.write()? {
+        WrittenSnapshot::Full(groups) => Ok(groups),
+        WrittenSnapshot::Incremental(_) => Err(StateError::Backend(
+            "a full snapshot of a restored database came out incremental".into(),
+        )),
+    }
+}
+
 /// Opens a subtask's database: from the handles that cover its key groups
 /// (rescaled if need be), else empty.
 pub(crate) fn open_database(

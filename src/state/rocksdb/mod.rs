@@ -78,7 +78,9 @@ mod table;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub(crate) use checkpoint::{open_database, RocksSnapshot, WrittenSnapshot, HANDLE_BACKEND};
+pub(crate) use checkpoint::{
+    open_database, read_handle, RocksSnapshot, WrittenSnapshot, HANDLE_BACKEND,
+};
 pub(crate) use db::RocksKeyedDb;
 pub(crate) use db::SnapshotSite;
 pub use dirs::LocalDirStrategy;
