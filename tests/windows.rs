@@ -753,6 +753,7 @@ fn per_window_state_case(incremental: bool, rocksdb: bool) {
         #[cfg(feature = "rocksdb")]
         env.set_state_backend(weir::state::RocksDbBackend::new().with_local_dirs([dir.path()]));
     }
+    let _ = &dir;
     let cleared = Arc::new(Mutex::new(Vec::new()));
     let function = NumberedFirings {
         firings: WindowValueStateDescriptor::new("firings"),
