@@ -314,7 +314,7 @@ pub fn build(env: &StreamEnv, args: &Args) -> Result<(), String> {
         .uid("values")
         .key_by(move |v: &u64| v % keys)
         .process(CountAndSum {
-            state: ValueStateDescriptor::new("count-and-sum"),
+            state: ValueStateDescriptor::new("count-and-sum").queryable("count-and-sum"),
             fail_at,
         })
         .name("count-and-sum")

@@ -49,6 +49,7 @@ pub mod lifecycle;
 pub mod operator;
 pub mod ops;
 pub mod prelude;
+pub mod query;
 pub mod side_output;
 pub mod sink;
 pub mod source;

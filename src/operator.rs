@@ -246,6 +246,23 @@ pub trait OneInputOperator<In, Out>: Lifecycle + Clone + Send + 'static {
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+
+    /// Answers a live query of its queryable state `name` (see
+    /// [`crate::query`]): the keyed operators weir provides answer theirs;
+    /// the default has none.
+    fn query_state(
+        &mut self,
+        uid: &str,
+        name: &str,
+        _key_group: usize,
+        _key: &[u8],
+    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
+        Err(weir_actors::QueryError::UnknownState {
+            uid: uid.to_string(),
+            name: name.to_string(),
+            known: "none".into(),
+        })
+    }
 }
 
 /// What the runtime drives of a typed operator with one or two inputs: its
@@ -277,6 +294,14 @@ pub(crate) trait TypedInputs<Out>: Send + 'static {
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+    /// A live query of its queryable state.
+    fn query_state(
+        &mut self,
+        uid: &str,
+        name: &str,
+        key_group: usize,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError>;
 }
 
 /// A [`OneInputOperator`] as [`TypedInputs`].
@@ -323,6 +348,16 @@ impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> TypedInputs<Out> for On
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
         self.0.counters()
+    }
+
+    fn query_state(
+        &mut self,
+        uid: &str,
+        name: &str,
+        key_group: usize,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
+        self.0.query_state(uid, name, key_group, key)
     }
 }
 
@@ -398,6 +433,16 @@ impl<Out: Data, I: TypedInputs<Out>> StreamOperator for OperatorAdapter<Out, I> 
         self.inputs.processing_time(now, &mut self.out)?;
         self.out.flush_into(out);
         Ok(())
+    }
+
+    fn query_state(
+        &mut self,
+        info: &OperatorInfo,
+        name: &str,
+        key_group: usize,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
+        self.inputs.query_state(&info.uid, name, key_group, key)
     }
 
     fn end_input(&mut self, input: usize, out: &mut dyn Emitter) -> Result<(), UserError> {

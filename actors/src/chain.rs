@@ -98,6 +98,34 @@ fn check_faults(
 }
 
 impl Chain {
+    /// Answers a live query addressed to one of the chain's operators
+    /// (`None`: no operator of the chain has the uid).
+    pub fn query(
+        &mut self,
+        query: &crate::query::QuerySubtask,
+    ) -> Option<Result<Option<Vec<u8>>, crate::query::QueryError>> {
+        if self
+            .source
+            .as_ref()
+            .is_some_and(|s| s.info.uid == query.uid)
+        {
+            // A source has no keyed state.
+            return Some(Err(crate::query::QueryError::UnknownState {
+                uid: query.uid.clone(),
+                name: query.name.clone(),
+                known: "none".into(),
+            }));
+        }
+        let link = self
+            .operators
+            .iter_mut()
+            .find(|l| l.info.uid == query.uid)?;
+        Some(
+            link.logic
+                .query_state(&link.info, &query.name, query.key_group, &query.key),
+        )
+    }
+
     /// Builds and opens the operators of `spec`. If one fails to, those
     /// already open are closed.
     pub fn open(spec: &SubtaskSpec) -> Result<Chain, Failure> {

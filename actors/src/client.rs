@@ -89,6 +89,32 @@ impl JobControl {
         self.shared.status()
     }
 
+    /// Asks the subtask that owns `key` (encoded; its key group given the
+    /// max parallelism by `key_group`) for its value in queryable state
+    /// `name` of operator `uid`: a live query (see [`crate::query`]). The
+    /// typed form is the API layer's.
+    pub async fn query_state(
+        &self,
+        uid: &str,
+        name: &str,
+        key: Vec<u8>,
+        key_group: crate::query::KeyGroupOf,
+    ) -> Result<Option<Vec<u8>>, crate::query::QueryError> {
+        let query = crate::query::QueryState {
+            uid: uid.to_string(),
+            name: name.to_string(),
+            key,
+            key_group,
+        };
+        self.supervisor.send(query).await.unwrap_or_else(|_| {
+            Err(crate::query::QueryError::Unavailable {
+                job: self.name.clone(),
+                reason: format!("it is {:?}", self.status()),
+                retry: false,
+            })
+        })
+    }
+
     /// Triggers a checkpoint now and waits until it completes (or fails).
     pub async fn trigger_checkpoint(&self) -> Result<CheckpointStats, JobError> {
         self.trigger(None, false).await

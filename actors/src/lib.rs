@@ -56,6 +56,7 @@ mod output;
 pub mod partition;
 pub mod plan;
 pub mod preflight;
+pub mod query;
 pub mod restart;
 pub mod restore;
 pub mod snapshot;
@@ -74,6 +75,7 @@ pub use operator::{
     processing_time_now, Emitter, OperatorInfo, PendingSnapshot, SourceOperator, SourceStatus,
     StreamOperator, UserError,
 };
+pub use query::QueryError;
 pub use subtask::Subtask;
 pub use supervisor::Supervisor;
 

@@ -149,6 +149,24 @@ pub trait StreamOperator: Send + 'static {
         Ok(())
     }
 
+    /// Answers a live query (see [`crate::query`]): the value of the key
+    /// `key` (encoded) of key group `key_group` in the queryable state
+    /// `name`, encoded; `None` if the key has none. The default: the
+    /// operator has no queryable state.
+    fn query_state(
+        &mut self,
+        info: &OperatorInfo,
+        name: &str,
+        _key_group: usize,
+        _key: &[u8],
+    ) -> Result<Option<Vec<u8>>, crate::query::QueryError> {
+        Err(crate::query::QueryError::UnknownState {
+            uid: info.uid.clone(),
+            name: name.to_string(),
+            known: "none".into(),
+        })
+    }
+
     /// Checkpoint `checkpoint_id` is complete: everything this operator
     /// snapshotted for it is durable (a sink commits here).
     fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {

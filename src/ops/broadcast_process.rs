@@ -477,4 +477,14 @@ where
     fn state_metrics(&self) -> Vec<crate::StateMetrics> {
         self.keyed.state_metrics()
     }
+
+    fn query_state(
+        &mut self,
+        uid: &str,
+        name: &str,
+        key_group: usize,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
+        self.keyed.query(uid, name, key_group, key)
+    }
 }

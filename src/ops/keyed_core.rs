@@ -572,6 +572,56 @@ impl<K: Key> KeyedCore<K> {
         }
     }
 
+    /// Answers a live query (see [`crate::query`]): decodes the key, checks
+    /// that it hashes to `key_group` (a key of another type may not), and
+    /// reads the queryable state `name` for it.
+    pub fn query(
+        &mut self,
+        uid: &str,
+        name: &str,
+        key_group_asked: usize,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
+        use weir_actors::QueryError;
+        let max = self.max_parallelism();
+        let Some(store) = self.store.as_mut() else {
+            return Err(QueryError::Unavailable {
+                job: String::new(),
+                reason: format!("operator `{uid}` is not open"),
+                retry: true,
+            });
+        };
+        let key: K = weir_actors::codec::decode(key).map_err(|e| {
+            QueryError::Codec(format!(
+                "the key does not decode as operator `{uid}`'s key type `{}`: {e}",
+                std::any::type_name::<K>()
+            ))
+        })?;
+        let group = key_group(&key, max);
+        if group != key_group_asked {
+            return Err(QueryError::Codec(format!(
+                "the key was sent as another type than operator `{uid}`'s key type `{}` \
+                 (it hashes to another key group)",
+                std::any::type_name::<K>()
+            )));
+        }
+        match store.query(name, &key, group) {
+            Ok(answer) => answer.map_err(|e| QueryError::Failed {
+                uid: uid.to_string(),
+                name: name.to_string(),
+                cause: e.to_string(),
+            }),
+            Err(unknown) => Err(QueryError::UnknownState {
+                uid: uid.to_string(),
+                name: name.to_string(),
+                known: match unknown.known.is_empty() {
+                    true => "none".into(),
+                    false => unknown.known.join(", "),
+                },
+            }),
+        }
+    }
+
     /// The counters of the keyed states (none before open).
     pub fn state_metrics(&self) -> Vec<weir_actors::StateMetrics> {
         self.store

@@ -60,6 +60,23 @@ pub trait TwoInputOperator<In1, In2, Out>: Lifecycle + Clone + Send + 'static {
     fn state_metrics(&self) -> Vec<crate::StateMetrics> {
         Vec::new()
     }
+
+    /// Answers a live query of its queryable state `name` (see
+    /// [`crate::query`]): the keyed operators weir provides answer theirs;
+    /// the default has none.
+    fn query_state(
+        &mut self,
+        uid: &str,
+        name: &str,
+        _key_group: usize,
+        _key: &[u8],
+    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
+        Err(weir_actors::QueryError::UnknownState {
+            uid: uid.to_string(),
+            name: name.to_string(),
+            known: "none".into(),
+        })
+    }
 }
 
 /// A [`TwoInputOperator`] as the runtime drives it.
@@ -105,6 +122,16 @@ impl<In1: Data, In2: Data, Out: Data, Op: TwoInputOperator<In1, In2, Out>> Typed
 
     fn state_metrics(&self) -> Vec<crate::StateMetrics> {
         self.0.state_metrics()
+    }
+
+    fn query_state(
+        &mut self,
+        uid: &str,
+        name: &str,
+        key_group: usize,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
+        self.0.query_state(uid, name, key_group, key)
     }
 }
 

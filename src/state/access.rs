@@ -891,6 +891,17 @@ impl<'a, K: Key, A: AggregateFunction> AggregatingStateRef<'a, K, A> {
         }
     }
 
+    /// The accumulator, if anything was added (and, with a time to live,
+    /// has not expired): what a live query answers.
+    pub(crate) fn accumulator(&self) -> Option<A::Acc> {
+        match &self.cells {
+            Cells::Plain(TableRef::Heap(table)) => table.get(self.group, self.key).cloned(),
+            #[cfg(feature = "rocksdb")]
+            Cells::Plain(table) => table.read(self.group, self.key),
+            Cells::Ttl(table, ttl) => ttl_read(table, ttl, self.group, self.key),
+        }
+    }
+
     /// The aggregate's result, if anything was added (and, with a time to
     /// live, has not expired).
     pub fn get(&self) -> Option<A::Out> {

@@ -17,12 +17,13 @@ use super::keyed::StateKind;
 use super::ttl::{Expirable, Expiring, TtlAccess, TtlConfig};
 use super::{Key, StateData};
 use crate::keys::KeyMap;
+use crate::runtime::codec::{self, CodecError};
 
 /// Where a descriptor resolved: (store id, table index).
 pub(crate) type Slot = Cell<Option<(u64, usize)>>;
 
 /// What every state descriptor provides; implemented by the five kinds below.
-pub trait StateDescriptor {
+pub trait StateDescriptor: Clone + Send + 'static {
     /// What the store keeps per key.
     type Stored: StateData;
     /// What the store keeps per key when the state has a time to live: the
@@ -39,6 +40,13 @@ pub trait StateDescriptor {
     fn kind(&self) -> StateKind;
     /// The state's time to live, if it has one.
     fn ttl(&self) -> Option<&TtlConfig>;
+    /// The name live queries reach the state by, if it is queryable.
+    fn queryable_name(&self) -> Option<&str>;
+    /// What a live query of one key answers: the key's value (list: its
+    /// elements; map: its entries as a map; aggregating: its accumulator),
+    /// encoded; `None` if the key has none.
+    #[doc(hidden)]
+    fn queried<K: Key>(state: Self::Ref<'_, K>) -> Result<Option<Vec<u8>>, CodecError>;
     #[doc(hidden)]
     fn slot(&self) -> &Slot;
     #[doc(hidden)]
@@ -75,6 +83,22 @@ macro_rules! descriptor_basics {
         }
         fn ttl(&self) -> Option<&TtlConfig> {
             self.ttl.as_ref()
+        }
+        fn queryable_name(&self) -> Option<&str> {
+            self.queryable.as_deref()
+        }
+    };
+}
+
+/// `queryable` for a descriptor type.
+macro_rules! queryable {
+    () => {
+        /// The same state, readable while the job runs: a live query
+        /// (`weir::query`) names the operator's uid and `name`, unique
+        /// among the operator's queryable states.
+        pub fn queryable(mut self, name: &str) -> Self {
+            self.queryable = Some(name.into());
+            self
         }
     };
 }
@@ -119,6 +143,7 @@ pub struct ValueStateDescriptor<V> {
     default: Option<V>,
     slot: Slot,
     ttl: Option<TtlConfig>,
+    queryable: Option<Arc<str>>,
 }
 
 impl<V> ValueStateDescriptor<V> {
@@ -129,10 +154,12 @@ impl<V> ValueStateDescriptor<V> {
             default: None,
             slot: Slot::default(),
             ttl: None,
+            queryable: None,
         }
     }
 
     with_ttl!();
+    queryable!();
 
     /// The same state with a value for keys that never set one: its
     /// [`value`](ValueStateWithDefault::value) is that value, not an `Option`.
@@ -156,6 +183,14 @@ impl<V> ValueStateWithDefault<V> {
         self.inner = self.inner.with_ttl(ttl);
         self
     }
+
+    /// The same state, readable while the job runs (see
+    /// [`ValueStateDescriptor::queryable`]); a key without a value answers
+    /// the default.
+    pub fn queryable(mut self, name: &str) -> Self {
+        self.inner = self.inner.queryable(name);
+        self
+    }
 }
 
 impl<V: StateData> StateDescriptor for ValueStateWithDefault<V> {
@@ -170,6 +205,12 @@ impl<V: StateData> StateDescriptor for ValueStateWithDefault<V> {
     }
     fn ttl(&self) -> Option<&TtlConfig> {
         self.inner.ttl()
+    }
+    fn queryable_name(&self) -> Option<&str> {
+        self.inner.queryable_name()
+    }
+    fn queried<K: Key>(state: ValueStateRef<'_, K, V>) -> Result<Option<Vec<u8>>, CodecError> {
+        state.value().map(|v| codec::encode(&v)).transpose()
     }
     fn kind(&self) -> StateKind {
         StateKind::Value
@@ -199,6 +240,9 @@ impl<V: StateData> StateDescriptor for ValueStateDescriptor<V> {
     type TtlStored = Expiring<V>;
     type Ref<'a, K: Key> = ValueStateRef<'a, K, V>;
     descriptor_basics!();
+    fn queried<K: Key>(state: ValueStateRef<'_, K, V>) -> Result<Option<Vec<u8>>, CodecError> {
+        state.value().map(|v| codec::encode(&v)).transpose()
+    }
     fn kind(&self) -> StateKind {
         StateKind::Value
     }
@@ -228,6 +272,7 @@ pub struct ListStateDescriptor<V> {
     name: Arc<str>,
     slot: Slot,
     ttl: Option<TtlConfig>,
+    queryable: Option<Arc<str>>,
     _value: PhantomData<fn() -> V>,
 }
 
@@ -238,11 +283,13 @@ impl<V> ListStateDescriptor<V> {
             name: name.into(),
             slot: Slot::default(),
             ttl: None,
+            queryable: None,
             _value: PhantomData,
         }
     }
 
     with_ttl!();
+    queryable!();
 }
 
 impl<V: StateData> StateDescriptor for ListStateDescriptor<V> {
@@ -250,6 +297,12 @@ impl<V: StateData> StateDescriptor for ListStateDescriptor<V> {
     type TtlStored = Vec<Expiring<V>>;
     type Ref<'a, K: Key> = ListStateRef<'a, K, V>;
     descriptor_basics!();
+    fn queried<K: Key>(state: ListStateRef<'_, K, V>) -> Result<Option<Vec<u8>>, CodecError> {
+        let values = state.get();
+        (!values.is_empty())
+            .then(|| codec::encode(&values))
+            .transpose()
+    }
     fn kind(&self) -> StateKind {
         StateKind::List
     }
@@ -289,6 +342,7 @@ pub struct MapStateDescriptor<UK, UV> {
     name: Arc<str>,
     slot: Slot,
     ttl: Option<TtlConfig>,
+    queryable: Option<Arc<str>>,
     _types: PhantomData<fn() -> (UK, UV)>,
 }
 
@@ -299,11 +353,13 @@ impl<UK, UV> MapStateDescriptor<UK, UV> {
             name: name.into(),
             slot: Slot::default(),
             ttl: None,
+            queryable: None,
             _types: PhantomData,
         }
     }
 
     with_ttl!();
+    queryable!();
 }
 
 impl<UK: Key, UV: StateData> StateDescriptor for MapStateDescriptor<UK, UV> {
@@ -311,6 +367,12 @@ impl<UK: Key, UV: StateData> StateDescriptor for MapStateDescriptor<UK, UV> {
     type TtlStored = KeyMap<UK, Expiring<UV>>;
     type Ref<'a, K: Key> = MapStateRef<'a, K, UK, UV>;
     descriptor_basics!();
+    fn queried<K: Key>(state: MapStateRef<'_, K, UK, UV>) -> Result<Option<Vec<u8>>, CodecError> {
+        let entries: KeyMap<UK, UV> = state.entries().into_iter().collect();
+        (!entries.is_empty())
+            .then(|| codec::encode(&entries))
+            .transpose()
+    }
     fn kind(&self) -> StateKind {
         StateKind::Map
     }
@@ -355,6 +417,7 @@ pub struct ReducingStateDescriptor<V> {
     name: Arc<str>,
     slot: Slot,
     ttl: Option<TtlConfig>,
+    queryable: Option<Arc<str>>,
     reduce: ReduceFn<V>,
 }
 
@@ -365,11 +428,13 @@ impl<V> ReducingStateDescriptor<V> {
             name: name.into(),
             slot: Slot::default(),
             ttl: None,
+            queryable: None,
             reduce: Arc::new(reduce),
         }
     }
 
     with_ttl!();
+    queryable!();
 }
 
 impl<V: StateData> StateDescriptor for ReducingStateDescriptor<V> {
@@ -377,6 +442,9 @@ impl<V: StateData> StateDescriptor for ReducingStateDescriptor<V> {
     type TtlStored = Expiring<V>;
     type Ref<'a, K: Key> = ReducingStateRef<'a, K, V>;
     descriptor_basics!();
+    fn queried<K: Key>(state: ReducingStateRef<'_, K, V>) -> Result<Option<Vec<u8>>, CodecError> {
+        state.get().map(|v| codec::encode(&v)).transpose()
+    }
     fn kind(&self) -> StateKind {
         StateKind::Reducing
     }
@@ -440,6 +508,7 @@ pub struct AggregatingStateDescriptor<A> {
     name: Arc<str>,
     slot: Slot,
     ttl: Option<TtlConfig>,
+    queryable: Option<Arc<str>>,
     function: Arc<A>,
 }
 
@@ -449,6 +518,7 @@ impl<A> Clone for AggregatingStateDescriptor<A> {
             name: self.name.clone(),
             slot: self.slot.clone(),
             ttl: self.ttl.clone(),
+            queryable: self.queryable.clone(),
             function: self.function.clone(),
         }
     }
@@ -461,11 +531,13 @@ impl<A: AggregateFunction> AggregatingStateDescriptor<A> {
             name: name.into(),
             slot: Slot::default(),
             ttl: None,
+            queryable: None,
             function: Arc::new(function),
         }
     }
 
     with_ttl!();
+    queryable!();
 }
 
 impl<A: AggregateFunction> StateDescriptor for AggregatingStateDescriptor<A> {
@@ -473,6 +545,14 @@ impl<A: AggregateFunction> StateDescriptor for AggregatingStateDescriptor<A> {
     type TtlStored = Expiring<A::Acc>;
     type Ref<'a, K: Key> = AggregatingStateRef<'a, K, A>;
     descriptor_basics!();
+    fn queried<K: Key>(
+        state: AggregatingStateRef<'_, K, A>,
+    ) -> Result<Option<Vec<u8>>, CodecError> {
+        state
+            .accumulator()
+            .map(|acc| codec::encode(&acc))
+            .transpose()
+    }
     fn kind(&self) -> StateKind {
         StateKind::Aggregating
     }

@@ -554,6 +554,20 @@ pub struct KeyedStateStore<K> {
     /// the watermark states see never goes below it (a restored job starts
     /// without one, and what expired must stay expired).
     restored_watermark: i64,
+    /// The queryable states used so far: queryable name -> (state name, reader).
+    queryable: BTreeMap<String, (String, QueryReader<K>)>,
+}
+
+/// Reads one key's value of a queryable state, encoded (the descriptor's
+/// [`StateDescriptor::queried`]).
+type QueryReader<K> =
+    Box<dyn Fn(&mut KeyedStateStore<K>, &K, usize) -> Result<Option<Vec<u8>>, StateError> + Send>;
+
+/// A live query that found no queryable state of the name.
+#[derive(Debug)]
+pub struct UnknownQueryable {
+    /// The queryable names there are.
+    pub known: Vec<String>,
 }
 
 impl<K: Key> KeyedStateStore<K> {
@@ -569,6 +583,7 @@ impl<K: Key> KeyedStateStore<K> {
             has_ttl: false,
             opened_at: None,
             restored_watermark: i64::MIN,
+            queryable: BTreeMap::new(),
         }
     }
 
@@ -709,6 +724,56 @@ impl<K: Key> KeyedStateStore<K> {
         }
     }
 
+    /// Makes `descriptor`'s state answer live queries under `queryable`.
+    fn register_queryable<D: StateDescriptor>(
+        &mut self,
+        queryable: &str,
+        descriptor: &D,
+    ) -> Result<(), StateError> {
+        if let Some((state, _)) = self.queryable.get(queryable) {
+            if state == descriptor.name() {
+                return Ok(());
+            }
+            return Err(StateError::Backend(format!(
+                "states `{state}` and `{}` are both queryable as `{queryable}`: give them \
+                 different queryable names",
+                descriptor.name()
+            )));
+        }
+        let name = descriptor.name().to_string();
+        let reader_descriptor = descriptor.clone();
+        let reader: QueryReader<K> = Box::new(move |store, key, group| {
+            let state = store.open(&reader_descriptor, key, group)?;
+            D::queried(state).map_err(|e| StateError::Encode {
+                name: reader_descriptor.name().to_string(),
+                cause: e.to_string(),
+            })
+        });
+        self.queryable.insert(queryable.to_string(), (name, reader));
+        Ok(())
+    }
+
+    /// The value of `key` (in key group `group`) in the state queryable as
+    /// `queryable`, encoded; `None` if the key has none. Reads as the
+    /// function would: a state with a time to live that restarts on reads
+    /// (`OnReadAndWrite`) restarts on a query too.
+    pub fn query(
+        &mut self,
+        queryable: &str,
+        key: &K,
+        group: usize,
+    ) -> Result<Result<Option<Vec<u8>>, StateError>, UnknownQueryable> {
+        let Some((state, reader)) = self.queryable.remove(queryable) else {
+            return Err(UnknownQueryable {
+                known: self.queryable.keys().cloned().collect(),
+            });
+        };
+        let answer = reader(self, key, group);
+        self.queryable
+            .insert(queryable.to_string(), (state, reader));
+        Ok(answer)
+    }
+
     #[cold]
     #[inline(never)]
     fn resolve_first_use<D: StateDescriptor>(
@@ -747,6 +812,9 @@ impl<K: Key> KeyedStateStore<K> {
             }
             None => self.create(descriptor, type_name, timestamp)?,
         };
+        if let Some(queryable) = descriptor.queryable_name() {
+            self.register_queryable(queryable, descriptor)?;
+        }
         descriptor.slot().set(Some((self.id, index)));
         Ok(index)
     }

@@ -570,6 +570,16 @@ where
         self.core.state_metrics()
     }
 
+    fn query_state(
+        &mut self,
+        uid: &str,
+        name: &str,
+        key_group: usize,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
+        self.core.query(uid, name, key_group, key)
+    }
+
     fn counters(&self) -> Vec<(&'static str, u64)> {
         self.late.counters()
     }

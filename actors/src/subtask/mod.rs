@@ -687,3 +687,32 @@ impl Handler<Cancel> for Subtask {
         ctx.stop();
     }
 }
+
+impl Handler<crate::query::QuerySubtask> for Subtask {
+    type Result = Result<Option<Vec<u8>>, crate::query::QueryError>;
+
+    /// Between two processing steps: the chain's state is whole.
+    fn handle(&mut self, query: crate::query::QuerySubtask, _: &mut Self::Context) -> Self::Result {
+        let unavailable = |reason: &str| crate::query::QueryError::Unavailable {
+            job: self.spec.job.clone(),
+            reason: reason.to_string(),
+            retry: true,
+        };
+        match self.phase {
+            Phase::Running | Phase::Draining | Phase::Finishing => {}
+            Phase::Created => return Err(unavailable("the subtask is starting")),
+            Phase::Finished => return Err(unavailable("the subtask has finished")),
+            Phase::Failed | Phase::Canceled => {
+                return Err(unavailable(
+                    "the subtask failed or was canceled (restarting?)",
+                ))
+            }
+        }
+        self.chain.query(&query).unwrap_or_else(|| {
+            Err(unavailable(&format!(
+                "operator `{}` is not in this subtask's chain",
+                query.uid
+            )))
+        })
+    }
+}

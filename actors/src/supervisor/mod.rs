@@ -629,3 +629,54 @@ impl Handler<CancelJob> for Supervisor {
         self.complete(Err(JobError::Canceled(self.graph.name.clone())), ctx);
     }
 }
+
+impl Handler<crate::query::QueryState> for Supervisor {
+    type Result = ResponseFuture<Result<Option<Vec<u8>>, crate::query::QueryError>>;
+
+    /// Routes a live query by key group to the subtask that owns the key.
+    fn handle(&mut self, query: crate::query::QueryState, _: &mut Self::Context) -> Self::Result {
+        use crate::key_groups::KeyGroupRange;
+        use crate::query::{QueryError, QuerySubtask};
+        let job = self.graph.name.clone();
+        let Some(vertex) = self.graph.vertices.iter().position(|v| v.uid == query.uid) else {
+            let known: Vec<&str> = self.graph.vertices.iter().map(|v| v.uid.as_str()).collect();
+            return Box::pin(std::future::ready(Err(QueryError::UnknownOperator {
+                job,
+                uid: query.uid,
+                known: known.join(", "),
+            })));
+        };
+        let status = self.shared.status();
+        let chain = self.plan.chain_of[vertex];
+        let v = &self.graph.vertices[vertex];
+        let group = (query.key_group)(v.max_parallelism);
+        let index = KeyGroupRange::owner_of(group, v.max_parallelism, v.parallelism);
+        let target = (status == JobStatus::Running)
+            .then(|| self.subtasks.get(chain).and_then(|s| s.get(index)))
+            .flatten()
+            .cloned();
+        let Some(target) = target else {
+            let retry = !status.is_terminal();
+            return Box::pin(std::future::ready(Err(QueryError::Unavailable {
+                job,
+                reason: format!("it is {status:?}"),
+                retry,
+            })));
+        };
+        let message = QuerySubtask {
+            uid: query.uid,
+            name: query.name,
+            key_group: group,
+            key: query.key,
+        };
+        Box::pin(async move {
+            target.send(message).await.unwrap_or_else(|_| {
+                Err(QueryError::Unavailable {
+                    job,
+                    reason: "the subtask that owns the key has stopped".into(),
+                    retry: true,
+                })
+            })
+        })
+    }
+}

@@ -1,0 +1,98 @@
+//! Live queries: read a key's state straight from a running job (the seed
+//! documents' "stream job as a database").
+//!
+//! A keyed state is made queryable on its descriptor
+//! (`ValueStateDescriptor::new("count").queryable("count")`, on every keyed
+//! state kind). [`QueryableState::query`] on a [`JobClient`](crate::JobClient)
+//! or [`JobControl`] sends the key to the job's supervisor, which routes it
+//! by key group to the subtask that owns the key, as a restore assigns key
+//! groups; the subtask actor answers between two processing steps. So an
+//! answer never sees a half-applied write, and reflects every record whose
+//! processing was acknowledged (read-your-writes). Queries are messages:
+//! any actix actor or async code in the process can ask, concurrently with
+//! the job.
+//!
+//! What a query answers: a value state's value (with a default: the
+//! default for a key without one), a list state's elements (`Vec<V>`), a
+//! map state's entries (any map type, `HashMap<UK, UV>`, `BTreeMap<UK, UV>`),
+//! a reducing state's value, an aggregating state's accumulator; `None` for
+//! a key without one. A state becomes queryable once its operator has used
+//! it (as in Flink, where a state registers when it is created). The read is
+//! the function's: a state with a time to live that restarts on reads
+//! (`OnReadAndWrite`) restarts on a query too.
+//!
+//! Errors ([`QueryError`]): an unknown uid lists the operators, an unknown
+//! queryable name lists the operator's queryable names, a key of another type
+//! than the operator's is refused, and a job that is not running says so
+//! (`Unavailable`, with whether a retry may help: a restart).
+//!
+//! ```no_run
+//! use weir::query::QueryableState;
+//! # async fn example(client: weir::JobClient) -> Result<(), weir::query::QueryError> {
+//! let count: Option<u64> = client.query("counter", "count", &"alice".to_string()).await?;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+
+use serde::de::DeserializeOwned;
+
+use crate::keys::key_group;
+use crate::runtime::codec;
+use crate::state::Key;
+use crate::JobControl;
+
+pub use weir_actors::QueryError;
+
+/// Live queries of a running job's queryable keyed state.
+pub trait QueryableState {
+    /// The value of `key` in the state that operator `uid` made queryable
+    /// as `name`, decoded as `V`; `None` if the key has none.
+    fn query<V: DeserializeOwned, K: Key>(
+        &self,
+        uid: &str,
+        name: &str,
+        key: &K,
+    ) -> impl Future<Output = Result<Option<V>, QueryError>> + Send;
+}
+
+impl QueryableState for JobControl {
+    fn query<V: DeserializeOwned, K: Key>(
+        &self,
+        uid: &str,
+        name: &str,
+        key: &K,
+    ) -> impl Future<Output = Result<Option<V>, QueryError>> + Send {
+        let encoded = codec::encode(key).map_err(|e| QueryError::Codec(e.to_string()));
+        let typed = key.clone();
+        let group = Box::new(move |max: usize| key_group(&typed, max));
+        let control = self.clone();
+        let (uid, name) = (uid.to_string(), name.to_string());
+        async move {
+            let answer = control.query_state(&uid, &name, encoded?, group).await?;
+            answer
+                .map(|bytes| {
+                    codec::decode::<V>(&bytes).map_err(|e| {
+                        QueryError::Codec(format!(
+                            "the value of state `{name}` of operator `{uid}` does not decode \
+                             as `{}`: {e}",
+                            std::any::type_name::<V>()
+                        ))
+                    })
+                })
+                .transpose()
+        }
+    }
+}
+
+impl QueryableState for crate::JobClient {
+    fn query<V: DeserializeOwned, K: Key>(
+        &self,
+        uid: &str,
+        name: &str,
+        key: &K,
+    ) -> impl Future<Output = Result<Option<V>, QueryError>> + Send {
+        let control: &JobControl = self;
+        control.query(uid, name, key)
+    }
+}

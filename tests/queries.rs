@@ -1,0 +1,294 @@
+//! Live queries of a running job's keyed state (`weir::query`): values,
+//! lists and maps by key across subtasks, read-your-writes, and every
+//! error a user can meet.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use weir::query::{QueryError, QueryableState};
+use weir::source::{Source, SourceStatus};
+use weir::state::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
+use weir::{
+    Collector, JobClient, KeyedContext, KeyedProcessFunction, Lifecycle, StreamEnv, UserError,
+};
+
+/// (user, amount)
+type Payment = (String, u64);
+
+/// Emits what the test pushes, and never ends by itself.
+#[derive(Clone)]
+struct Pushed {
+    queue: Arc<Mutex<VecDeque<Payment>>>,
+}
+
+impl Lifecycle for Pushed {}
+
+impl Source<Payment> for Pushed {
+    fn parallelism(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn poll_next(&mut self, out: &mut Vec<Payment>, max: usize) -> Result<SourceStatus, UserError> {
+        let mut queue = self.queue.lock().unwrap();
+        while out.len() < max {
+            match queue.pop_front() {
+                Some(p) => out.push(p),
+                None => break,
+            }
+        }
+        Ok(SourceStatus::More)
+    }
+}
+
+/// Per user: the total (value state), every amount (list state) and the
+/// payments per amount (map state), all queryable; counts what it processed.
+#[derive(Clone)]
+struct Totals {
+    total: ValueStateDescriptor<u64>,
+    amounts: ListStateDescriptor<u64>,
+    per_amount: MapStateDescriptor<u64, u32>,
+    processed: Arc<AtomicUsize>,
+}
+
+impl Lifecycle for Totals {}
+
+impl KeyedProcessFunction<String, Payment, u64> for Totals {
+    fn process_element(
+        &mut self,
+        (_, amount): Payment,
+        ctx: &mut KeyedContext<String>,
+        out: &mut Collector<u64>,
+    ) -> Result<(), UserError> {
+        let total = ctx.state(&self.total)?.value().unwrap_or(0) + amount;
+        ctx.state(&self.total)?.update(total);
+        ctx.state(&self.amounts)?.add(amount);
+        let mut per_amount = ctx.state(&self.per_amount)?;
+        let n = per_amount.get(&amount).unwrap_or(0) + 1;
+        per_amount.put(amount, n);
+        out.collect(total);
+        self.processed.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+struct Running {
+    client: JobClient,
+    queue: Arc<Mutex<VecDeque<Payment>>>,
+    processed: Arc<AtomicUsize>,
+    pushed: usize,
+}
+
+impl Running {
+    fn start(parallelism: usize) -> Running {
+        Self::start_with(parallelism, |_| ())
+    }
+
+    fn start_with(parallelism: usize, configure: impl FnOnce(&StreamEnv)) -> Running {
+        let queue = Arc::new(Mutex::new(VecDeque::new()));
+        let processed = Arc::new(AtomicUsize::new(0));
+        let env = StreamEnv::with_parallelism(parallelism);
+        configure(&env);
+        env.add_source(Pushed {
+            queue: queue.clone(),
+        })
+        .uid("payments")
+        .key_by(|p: &Payment| p.0.clone())
+        .process(Totals {
+            total: ValueStateDescriptor::new("total").queryable("total"),
+            amounts: ListStateDescriptor::new("amounts").queryable("amounts"),
+            per_amount: MapStateDescriptor::new("per-amount").queryable("per-amount"),
+            processed: processed.clone(),
+        })
+        .uid("totals")
+        .discard();
+        let client = futures::executor::block_on(env.start("queries")).unwrap();
+        Running {
+            client,
+            queue,
+            processed,
+            pushed: 0,
+        }
+    }
+
+    /// Pushes `payments` and waits until the job has processed them.
+    fn pay(&mut self, payments: &[(&str, u64)]) {
+        let mut queue = self.queue.lock().unwrap();
+        queue.extend(payments.iter().map(|(u, a)| (u.to_string(), *a)));
+        drop(queue);
+        self.pushed += payments.len();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.processed.load(Ordering::SeqCst) < self.pushed {
+            assert!(Instant::now() < deadline, "payments not processed in 30 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn query<V: serde::de::DeserializeOwned>(
+        &self,
+        uid: &str,
+        name: &str,
+        user: &str,
+    ) -> Result<Option<V>, QueryError> {
+        futures::executor::block_on(self.client.query(uid, name, &user.to_string()))
+    }
+
+    fn stop(self) {
+        self.client.cancel();
+        let mut client = self.client;
+        let _ = futures::executor::block_on(client.wait());
+    }
+}
+
+#[test]
+fn queries_read_values_lists_and_maps_of_keys_on_every_subtask() {
+    values_lists_and_maps(Running::start(2));
+}
+
+#[cfg(feature = "rocksdb")]
+#[test]
+fn queries_read_rocksdb_state_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().to_path_buf();
+    values_lists_and_maps(Running::start_with(2, |env| {
+        env.set_state_backend(weir::state::RocksDbBackend::new().with_local_dirs([local]));
+    }));
+}
+
+fn values_lists_and_maps(mut job: Running) {
+    let users: Vec<String> = (0..20).map(|i| format!("user-{i}")).collect();
+    let payments: Vec<(&str, u64)> = users
+        .iter()
+        .enumerate()
+        .flat_map(|(i, u)| [(u.as_str(), i as u64), (u.as_str(), 10), (u.as_str(), 10)])
+        .collect();
+    job.pay(&payments);
+    for (i, user) in users.iter().enumerate() {
+        let i = i as u64;
+        assert_eq!(
+            job.query::<u64>("totals", "total", user),
+            Ok(Some(i + 20)),
+            "{user}"
+        );
+        assert_eq!(
+            job.query::<Vec<u64>>("totals", "amounts", user),
+            Ok(Some(vec![i, 10, 10])),
+            "{user}"
+        );
+        let mut expected = BTreeMap::new();
+        *expected.entry(i).or_insert(0) += 1;
+        *expected.entry(10).or_insert(0) += 2;
+        assert_eq!(
+            job.query::<BTreeMap<u64, u32>>("totals", "per-amount", user),
+            Ok(Some(expected)),
+            "{user}"
+        );
+    }
+    assert_eq!(job.query::<u64>("totals", "total", "nobody"), Ok(None));
+    job.stop();
+}
+
+#[test]
+fn a_query_sees_every_record_whose_processing_was_acknowledged() {
+    let mut job = Running::start(2);
+    for n in 1..=50_u64 {
+        job.pay(&[("ann", 1)]);
+        assert_eq!(job.query::<u64>("totals", "total", "ann"), Ok(Some(n)));
+    }
+    job.stop();
+}
+
+#[test]
+fn query_errors_name_what_is_there() {
+    let mut job = Running::start(2);
+    job.pay(&[("ann", 5)]);
+    let err = job.query::<u64>("nope", "total", "ann").unwrap_err();
+    assert!(matches!(err, QueryError::UnknownOperator { .. }), "{err}");
+    assert!(
+        err.to_string().contains("payments") && err.to_string().contains("totals"),
+        "{err}"
+    );
+
+    let err = job.query::<u64>("totals", "nope", "ann").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "operator `totals` has no queryable state `nope` (a state is queryable once the \
+         operator has used it); its queryable states are: amounts, per-amount, total"
+    );
+
+    // An operator without queryable state.
+    let err = job.query::<u64>("payments", "total", "ann").unwrap_err();
+    assert!(matches!(err, QueryError::UnknownState { .. }), "{err}");
+
+    // A key of another type than the operator's: refused, not answered
+    // from the wrong subtask.
+    let err = futures::executor::block_on(job.client.query::<u64, u64>("totals", "total", &7))
+        .unwrap_err();
+    assert!(matches!(err, QueryError::Codec(_)), "{err}");
+
+    // A value read as the wrong type.
+    let err = job.query::<String>("totals", "total", "ann").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not decode as `alloc::string::String`"),
+        "{err}"
+    );
+
+    // A job that has ended.
+    let control = job.client.control();
+    job.stop();
+    let err = futures::executor::block_on(control.query::<u64, String>(
+        "totals",
+        "total",
+        &"ann".to_string(),
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(err, QueryError::Unavailable { retry: false, .. }),
+        "{err}"
+    );
+}
+
+/// After a rescale from a savepoint (2 -> 3 subtasks) queries reach the new
+/// owners of the keys: the restored totals, plus what came since.
+#[test]
+fn queries_are_routed_to_the_new_owners_after_a_rescale() {
+    let dir = tempfile::tempdir().unwrap();
+    let savepoints = dir.path().join("savepoints");
+    let checkpoints = dir.path().join("checkpoints");
+    let users: Vec<String> = (0..12).map(|i| format!("user-{i}")).collect();
+    let configure = |env: &StreamEnv| {
+        env.set_checkpoint_dir(checkpoints.to_str().unwrap());
+        env.enable_checkpointing(Duration::from_secs(3600));
+        env.set_savepoint_dir(savepoints.clone());
+    };
+    let mut job = Running::start_with(2, configure);
+    let payments: Vec<(&str, u64)> = users.iter().map(|u| (u.as_str(), 7)).collect();
+    job.pay(&payments);
+    let path = futures::executor::block_on(job.client.stop_with_savepoint(None)).unwrap();
+    let mut client = job.client;
+    futures::executor::block_on(client.wait()).unwrap();
+
+    let path = path.to_str().unwrap().to_string();
+    let mut job = Running::start_with(3, |env| {
+        configure(env);
+        env.resume_from(&path);
+    });
+    // A state is queryable once its subtask has used it: one more payment
+    // of every user.
+    let payments: Vec<(&str, u64)> = users.iter().map(|u| (u.as_str(), 1)).collect();
+    job.pay(&payments);
+    for user in &users {
+        assert_eq!(
+            job.query::<u64>("totals", "total", user),
+            Ok(Some(8)),
+            "{user}"
+        );
+        assert_eq!(
+            job.query::<Vec<u64>>("totals", "amounts", user),
+            Ok(Some(vec![7, 1]))
+        );
+    }
+    job.stop();
+}
