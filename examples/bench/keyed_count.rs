@@ -29,6 +29,15 @@ impl CountPerKey {
         }
     }
 
+    /// The count, queryable as `count` (live queries).
+    pub(crate) fn queryable() -> Self {
+        CountPerKey {
+            count: ValueStateDescriptor::new("count")
+                .queryable("count")
+                .with_default(0),
+        }
+    }
+
     /// The count with a processing-time time to live of `ttl`.
     pub(crate) fn with_ttl(ttl: Duration) -> Self {
         CountPerKey {
@@ -59,6 +68,9 @@ impl KeyedProcessFunction<u64, u64, (u64, u64)> for CountPerKey {
 
 /// generate (key = i % keys) -> key_by -> count per key -> discard.
 pub(crate) fn run(args: &Args) -> BenchResult<Report> {
+    if let Some(rate) = args.queries_per_sec {
+        return run_with_queries(args, rate);
+    }
     let records = args.records();
     let keys = args.keys;
     let env = args.env();
@@ -86,4 +98,85 @@ pub(crate) fn run(args: &Args) -> BenchResult<Report> {
             "ttl_expired",
             json!(result.state_metrics().map(|s| s.expired()).sum::<u64>()),
         ))
+}
+
+/// keyed-count with live queries of the count at `rate` per second (a
+/// random key each, from another thread) while it runs: their latency.
+fn run_with_queries(args: &Args, rate: u64) -> BenchResult<Report> {
+    let records = args.records();
+    let keys = args.keys;
+    let env = args.env();
+    let counter = env
+        .generate(records, move |i| i % keys)
+        .key_by(|key: &u64| *key)
+        .process(CountPerKey::queryable())
+        .uid("counter")
+        .discard();
+    let start = Instant::now();
+    let mut client = futures::executor::block_on(env.start("keyed-count"))?;
+    // Each querier thread waits for its answers: several share the rate,
+    // so that one slow answer does not hold the rate back.
+    let threads = rate.div_ceil(2_500).max(1);
+    let queriers: Vec<_> = (0..threads)
+        .map(|t| {
+            let control = client.control();
+            std::thread::spawn(move || query_at(&control, rate as f64 / threads as f64, keys, t))
+        })
+        .collect();
+    let result = futures::executor::block_on(client.wait())?;
+    let elapsed = start.elapsed();
+    let (mut latencies, mut answered, mut unanswered) = (Vec::new(), 0, 0);
+    for querier in queriers {
+        let (l, a, u) = querier.join().map_err(|_| "a query thread panicked")?;
+        latencies.extend(l);
+        answered += a;
+        unanswered += u;
+    }
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        (!latencies.is_empty()).then(|| latencies[((latencies.len() - 1) as f64 * q) as usize])
+    };
+    check("records counted", counter.records(), records)?;
+    Ok(Report::new(args, records, elapsed)
+        .engine(&env, &result, counter.records())
+        .with("keys", json!(keys))
+        .with("queries_per_sec", json!(rate))
+        .with("queries_answered", json!(answered))
+        .with("queries_unanswered", json!(unanswered))
+        .with("query_p50_us", json!(at(0.5)))
+        .with("query_p99_us", json!(at(0.99)))
+        .with("query_max_us", json!(at(1.0))))
+}
+
+/// Queries the count of random keys at `rate` per second until the job
+/// ends: the latencies of the answers (µs), how many were answered, how
+/// many were not (the state not registered yet, at the start).
+fn query_at(control: &weir::JobControl, rate: f64, keys: u64, seed: u64) -> (Vec<f64>, u64, u64) {
+    use weir::query::QueryableState;
+    let mut latencies_us: Vec<f64> = Vec::new();
+    let (mut answered, mut unanswered) = (0_u64, 0_u64);
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let begin = Instant::now();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64 ^ (seed + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for i in 0_u32.. {
+        if control.status().is_terminal() {
+            break;
+        }
+        if let Some(wait) = (begin + period * i).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let key = seed % keys;
+        let asked = Instant::now();
+        match futures::executor::block_on(control.query::<u64, u64>("counter", "count", &key)) {
+            Ok(_) => {
+                latencies_us.push(asked.elapsed().as_secs_f64() * 1e6);
+                answered += 1;
+            }
+            Err(_) => unanswered += 1,
+        }
+    }
+    (latencies_us, answered, unanswered)
 }

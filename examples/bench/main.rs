@@ -219,6 +219,10 @@ struct Args {
     /// keyed-count, ttl-churn: a processing-time time to live on the state, in ms.
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     ttl_ms: Option<u64>,
+    /// keyed-count: live queries of the count (a random key each) at this
+    /// rate while the job runs; reports their latency (p50, p99, max).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    queries_per_sec: Option<u64>,
     /// ttl-churn: with --ttl-ms, a guaranteed-erasure bound (`cleanup_within`), in ms.
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     cleanup_within_ms: Option<u64>,
