@@ -100,17 +100,28 @@ impl JobControl {
         key: Vec<u8>,
         key_group: crate::query::KeyGroupOf,
     ) -> Result<Option<Vec<u8>>, crate::query::QueryError> {
-        let query = crate::query::QueryState {
+        use crate::query::{QueryError, QuerySubtask};
+        let routes = self.shared.query_routes.lock().ok().and_then(|r| r.clone());
+        let Some(routes) = routes else {
+            let status = self.status();
+            return Err(QueryError::Unavailable {
+                job: self.name.clone(),
+                reason: format!("it is {status:?}"),
+                retry: !status.is_terminal(),
+            });
+        };
+        let (target, group) = routes.route(uid, key_group)?;
+        let query = QuerySubtask {
             uid: uid.to_string(),
             name: name.to_string(),
+            key_group: group,
             key,
-            key_group,
         };
-        self.supervisor.send(query).await.unwrap_or_else(|_| {
-            Err(crate::query::QueryError::Unavailable {
+        target.send(query).await.unwrap_or_else(|_| {
+            Err(QueryError::Unavailable {
                 job: self.name.clone(),
-                reason: format!("it is {:?}", self.status()),
-                retry: false,
+                reason: "the subtask that owns the key has stopped (restarting?)".into(),
+                retry: true,
             })
         })
     }
@@ -349,6 +360,7 @@ pub async fn launch(
         savepoint_dir,
         lineage: prepared.lineage,
         stopped_at: Arc::default(),
+        query_routes: Mutex::new(None),
     });
     let first = prepared.first;
     let (result_tx, result_rx) = oneshot::channel();

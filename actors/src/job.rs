@@ -67,6 +67,8 @@ pub struct JobShared {
     pub lineage: Arc<Lineage>,
     /// Where the snapshot the job was stopped with is, once it completed.
     pub stopped_at: Arc<Mutex<Option<String>>>,
+    /// Where live queries go while a deployment runs (see [`crate::query`]).
+    pub(crate) query_routes: Mutex<Option<Arc<crate::query::QueryRoutes>>>,
 }
 
 impl JobShared {

@@ -1,10 +1,12 @@
 //! Live queries of a running job's keyed state: a query is a message.
 //!
-//! [`JobControl::query_state`](crate::JobControl::query_state) sends a
-//! [`QueryState`] to the job's supervisor, which routes it by key group to
-//! the subtask that owns the key (the same assignment a restore uses,
-//! [`KeyGroupRange::owner_of`](crate::key_groups::KeyGroupRange::owner_of))
-//! and forwards it there as a [`QuerySubtask`]. The subtask actor answers
+//! When a deployment starts, the supervisor publishes its [`QueryRoutes`]
+//! (per operator: max parallelism and the subtasks' addresses), and takes
+//! them back when it cancels the subtasks (a restart, the end).
+//! [`JobControl::query_state`](crate::JobControl::query_state) routes a key
+//! by key group to the subtask that owns it (the same assignment a restore
+//! uses, [`KeyGroupRange::owner_of`](crate::key_groups::KeyGroupRange::owner_of))
+//! and sends it a [`QuerySubtask`] directly. The subtask actor answers
 //! between two processing steps, so an answer never sees a half-applied
 //! write, and a record whose processing was acknowledged is in it. The
 //! operator decodes the key and encodes the value itself
@@ -18,21 +20,8 @@ use thiserror::Error;
 /// caller knows the key's type; the runtime knows the max parallelism).
 pub type KeyGroupOf = Box<dyn FnOnce(usize) -> usize + Send>;
 
-/// A query of one key of one queryable state, to the job's supervisor.
-#[derive(Message)]
-#[rtype(result = "Result<Option<Vec<u8>>, QueryError>")]
-pub struct QueryState {
-    /// The operator's uid.
-    pub uid: String,
-    /// The state's queryable name.
-    pub name: String,
-    /// The key, encoded ([`crate::codec`]).
-    pub key: Vec<u8>,
-    /// The key's key group, given the max parallelism.
-    pub key_group: KeyGroupOf,
-}
-
-/// [`QueryState`] routed to the subtask that owns the key group.
+/// A query of one key of one queryable state, to the subtask that owns
+/// the key's group.
 #[derive(Message)]
 #[rtype(result = "Result<Option<Vec<u8>>, QueryError>")]
 pub struct QuerySubtask {
@@ -97,4 +86,50 @@ pub enum QueryError {
         /// What failed.
         cause: String,
     },
+}
+
+/// Where live queries go in one deployment.
+pub struct QueryRoutes {
+    job: String,
+    /// Per operator: uid, max parallelism, its subtasks.
+    operators: Vec<(String, usize, Vec<Recipient<QuerySubtask>>)>,
+}
+
+impl QueryRoutes {
+    /// The routes of job `job`: per operator, its uid, max parallelism and
+    /// subtasks in index order.
+    pub(crate) fn new(
+        job: String,
+        operators: Vec<(String, usize, Vec<Recipient<QuerySubtask>>)>,
+    ) -> Self {
+        QueryRoutes { job, operators }
+    }
+
+    /// The subtask that owns the key of operator `uid` whose group
+    /// `key_group` computes, and that group.
+    pub(crate) fn route(
+        &self,
+        uid: &str,
+        key_group: KeyGroupOf,
+    ) -> Result<(Recipient<QuerySubtask>, usize), QueryError> {
+        let Some((_, max, subtasks)) = self.operators.iter().find(|(u, ..)| u == uid) else {
+            let known: Vec<&str> = self.operators.iter().map(|(u, ..)| u.as_str()).collect();
+            return Err(QueryError::UnknownOperator {
+                job: self.job.clone(),
+                uid: uid.to_string(),
+                known: known.join(", "),
+            });
+        };
+        let group = key_group(*max);
+        let owner = crate::key_groups::KeyGroupRange::owner_of(group, *max, subtasks.len());
+        let target = subtasks
+            .get(owner)
+            .cloned()
+            .ok_or_else(|| QueryError::Unavailable {
+                job: self.job.clone(),
+                reason: format!("operator `{uid}` has no subtask {owner}"),
+                retry: false,
+            })?;
+        Ok((target, group))
+    }
 }

@@ -116,7 +116,7 @@ fn run_with_queries(args: &Args, rate: u64) -> BenchResult<Report> {
     let mut client = futures::executor::block_on(env.start("keyed-count"))?;
     // Each querier thread waits for its answers: several share the rate,
     // so that one slow answer does not hold the rate back.
-    let threads = rate.div_ceil(2_500).max(1);
+    let threads = rate.div_ceil(5_000).max(1);
     let queriers: Vec<_> = (0..threads)
         .map(|t| {
             let control = client.control();

@@ -317,6 +317,7 @@ impl Supervisor {
         for addr in self.subtasks.iter().flatten() {
             addr.do_send(Start);
         }
+        self.publish_query_routes();
         self.shared.set_status(JobStatus::Running);
         info!(parent: &self.span, subtasks = placed, tasks = self.plan.chains.len(), "job running");
     }
@@ -370,7 +371,33 @@ impl Supervisor {
         }
     }
 
+    /// Makes the running deployment's subtasks reachable by live queries.
+    fn publish_query_routes(&self) {
+        let operators = self
+            .graph
+            .vertices
+            .iter()
+            .enumerate()
+            .map(|(v, vertex)| {
+                let chain = self.plan.chain_of[v];
+                let subtasks = self
+                    .subtasks
+                    .get(chain)
+                    .map(|s| s.iter().map(|a| a.clone().recipient()).collect())
+                    .unwrap_or_default();
+                (vertex.uid.clone(), vertex.max_parallelism, subtasks)
+            })
+            .collect();
+        let routes = crate::query::QueryRoutes::new(self.graph.name.clone(), operators);
+        if let Ok(mut published) = self.shared.query_routes.lock() {
+            *published = Some(Arc::new(routes));
+        }
+    }
+
     fn cancel_subtasks(&self) {
+        if let Ok(mut published) = self.shared.query_routes.lock() {
+            *published = None;
+        }
         for addr in self.subtasks.iter().flatten() {
             addr.do_send(Cancel);
         }
@@ -474,6 +501,9 @@ impl Supervisor {
             Err(JobError::Canceled(_)) => JobStatus::Canceled,
             Err(_) => JobStatus::Failed,
         };
+        if let Ok(mut published) = self.shared.query_routes.lock() {
+            *published = None;
+        }
         self.shared.set_status(status);
         match &outcome {
             Ok(r) => info!(parent: &self.span, seconds = r.duration.as_secs_f64(), "job finished"),
@@ -627,56 +657,5 @@ impl Handler<CancelJob> for Supervisor {
         self.shared.set_status(JobStatus::Canceling);
         self.cancel_subtasks();
         self.complete(Err(JobError::Canceled(self.graph.name.clone())), ctx);
-    }
-}
-
-impl Handler<crate::query::QueryState> for Supervisor {
-    type Result = ResponseFuture<Result<Option<Vec<u8>>, crate::query::QueryError>>;
-
-    /// Routes a live query by key group to the subtask that owns the key.
-    fn handle(&mut self, query: crate::query::QueryState, _: &mut Self::Context) -> Self::Result {
-        use crate::key_groups::KeyGroupRange;
-        use crate::query::{QueryError, QuerySubtask};
-        let job = self.graph.name.clone();
-        let Some(vertex) = self.graph.vertices.iter().position(|v| v.uid == query.uid) else {
-            let known: Vec<&str> = self.graph.vertices.iter().map(|v| v.uid.as_str()).collect();
-            return Box::pin(std::future::ready(Err(QueryError::UnknownOperator {
-                job,
-                uid: query.uid,
-                known: known.join(", "),
-            })));
-        };
-        let status = self.shared.status();
-        let chain = self.plan.chain_of[vertex];
-        let v = &self.graph.vertices[vertex];
-        let group = (query.key_group)(v.max_parallelism);
-        let index = KeyGroupRange::owner_of(group, v.max_parallelism, v.parallelism);
-        let target = (status == JobStatus::Running)
-            .then(|| self.subtasks.get(chain).and_then(|s| s.get(index)))
-            .flatten()
-            .cloned();
-        let Some(target) = target else {
-            let retry = !status.is_terminal();
-            return Box::pin(std::future::ready(Err(QueryError::Unavailable {
-                job,
-                reason: format!("it is {status:?}"),
-                retry,
-            })));
-        };
-        let message = QuerySubtask {
-            uid: query.uid,
-            name: query.name,
-            key_group: group,
-            key: query.key,
-        };
-        Box::pin(async move {
-            target.send(message).await.unwrap_or_else(|_| {
-                Err(QueryError::Unavailable {
-                    job,
-                    reason: "the subtask that owns the key has stopped".into(),
-                    retry: true,
-                })
-            })
-        })
     }
 }
