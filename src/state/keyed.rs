@@ -1105,50 +1105,41 @@ impl<K: Key> KeyedStateStore<K> {
     /// its cost on the record path).
     #[cold]
     fn ttl_accesses_processed(&mut self) {
+        self.step_incremental_cleanups(|state| {
+            let accesses = std::mem::take(&mut state.accesses);
+            state.incremental_per_access.saturating_mul(accesses)
+        });
+    }
+
+    /// A step of every heap state's incremental cleanup that asked for one
+    /// per record: `records` records' worth (called per batch).
+    pub fn ttl_records_processed(&mut self, records: usize) {
+        self.step_incremental_cleanups(|state| match state.config.incremental_cleanup() {
+            Some(incremental) if incremental.every_record => {
+                incremental.entries.saturating_mul(records)
+            }
+            _ => 0,
+        });
+    }
+
+    /// Steps every heap state's incremental cleanup by the entries `credit`
+    /// grants it (on RocksDB the credit is taken and nothing is done: the
+    /// compaction filter cleans).
+    fn step_incremental_cleanups(&mut self, mut credit: impl FnMut(&mut TableTtl<K>) -> usize) {
         let heap = matches!(self.backing, Backing::Heap);
         let time = self.time;
         for t in &mut self.tables {
             let Some(state) = t.ttl.as_mut() else {
                 continue;
             };
-            let accesses = std::mem::take(&mut state.accesses);
-            if !heap || accesses == 0 || state.incremental_per_access == 0 {
+            let entries = credit(state);
+            if !heap || entries == 0 {
                 continue;
             }
             let now = state.now(time);
             let removed = incremental_step(
                 &mut state.cursor,
-                state.incremental_per_access.saturating_mul(accesses),
-                &*t.ops,
-                t.table.as_mut(),
-                now,
-                &state.config,
-            );
-            ExpiredCounters::add(&state.counters.by_sweep, removed);
-        }
-    }
-
-    /// A step of every heap state's incremental cleanup that asked for one
-    /// per record: `records` records' worth (called per batch).
-    pub fn ttl_records_processed(&mut self, records: usize) {
-        if !matches!(self.backing, Backing::Heap) {
-            return;
-        }
-        let time = self.time;
-        for t in &mut self.tables {
-            let Some(state) = t.ttl.as_mut() else {
-                continue;
-            };
-            let Some(incremental) = state.config.incremental_cleanup() else {
-                continue;
-            };
-            if !incremental.every_record {
-                continue;
-            }
-            let now = state.now(time);
-            let removed = incremental_step(
-                &mut state.cursor,
-                incremental.entries.saturating_mul(records),
+                entries,
                 &*t.ops,
                 t.table.as_mut(),
                 now,
