@@ -254,9 +254,8 @@ pub trait OneInputOperator<In, Out>: Lifecycle + Clone + Send + 'static {
         &mut self,
         uid: &str,
         name: &str,
-        _key_group: usize,
-        _key: &[u8],
-    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
+        _query: &weir_actors::query::StateQuery,
+    ) -> Result<weir_actors::query::StateAnswer, weir_actors::QueryError> {
         Err(weir_actors::QueryError::UnknownState {
             uid: uid.to_string(),
             name: name.to_string(),
@@ -299,9 +298,8 @@ pub(crate) trait TypedInputs<Out>: Send + 'static {
         &mut self,
         uid: &str,
         name: &str,
-        key_group: usize,
-        key: &[u8],
-    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError>;
+        query: &weir_actors::query::StateQuery,
+    ) -> Result<weir_actors::query::StateAnswer, weir_actors::QueryError>;
 }
 
 /// A [`OneInputOperator`] as [`TypedInputs`].
@@ -354,10 +352,9 @@ impl<In: Data, Out: Data, Op: OneInputOperator<In, Out>> TypedInputs<Out> for On
         &mut self,
         uid: &str,
         name: &str,
-        key_group: usize,
-        key: &[u8],
-    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
-        self.0.query_state(uid, name, key_group, key)
+        query: &weir_actors::query::StateQuery,
+    ) -> Result<weir_actors::query::StateAnswer, weir_actors::QueryError> {
+        self.0.query_state(uid, name, query)
     }
 }
 
@@ -439,10 +436,9 @@ impl<Out: Data, I: TypedInputs<Out>> StreamOperator for OperatorAdapter<Out, I> 
         &mut self,
         info: &OperatorInfo,
         name: &str,
-        key_group: usize,
-        key: &[u8],
-    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
-        self.inputs.query_state(&info.uid, name, key_group, key)
+        query: &weir_actors::query::StateQuery,
+    ) -> Result<weir_actors::query::StateAnswer, weir_actors::QueryError> {
+        self.inputs.query_state(&info.uid, name, query)
     }
 
     fn end_input(&mut self, input: usize, out: &mut dyn Emitter) -> Result<(), UserError> {

@@ -12,6 +12,9 @@
 //! any actix actor or async code in the process can ask, concurrently with
 //! the job.
 //!
+//! [`QueryableState::keys`] lists the keys that have a value, a bounded
+//! page at a time, over every subtask of the operator.
+//!
 //! What a query answers: a value state's value (with a default: the
 //! default for a key without one), a list state's elements (`Vec<V>`), a
 //! map state's entries (any map type, `HashMap<UK, UV>`, `BTreeMap<UK, UV>`),
@@ -54,6 +57,19 @@ pub trait QueryableState {
         name: &str,
         key: &K,
     ) -> impl Future<Output = Result<Option<V>, QueryError>> + Send;
+
+    /// A page of the keys that have a value in the state that operator
+    /// `uid` made queryable as `name`, over all its subtasks: at most
+    /// `limit`, after `after` (the last key of the previous page). Keys come
+    /// in the order of their encoded bytes, which is stable from page to
+    /// page but is not the keys' own order.
+    fn keys<K: Key>(
+        &self,
+        uid: &str,
+        name: &str,
+        limit: usize,
+        after: Option<&K>,
+    ) -> impl Future<Output = Result<Vec<K>, QueryError>> + Send;
 }
 
 impl QueryableState for JobControl {
@@ -83,6 +99,38 @@ impl QueryableState for JobControl {
                 .transpose()
         }
     }
+
+    fn keys<K: Key>(
+        &self,
+        uid: &str,
+        name: &str,
+        limit: usize,
+        after: Option<&K>,
+    ) -> impl Future<Output = Result<Vec<K>, QueryError>> + Send {
+        let after = after
+            .map(|k| codec::encode(k).map_err(|e| QueryError::Codec(e.to_string())))
+            .transpose();
+        let control = self.clone();
+        let (uid, name) = (uid.to_string(), name.to_string());
+        async move {
+            let keys = control.query_keys(&uid, &name, limit, after?).await?;
+            decode_keys(&uid, &name, keys)
+        }
+    }
+}
+
+/// The keys of a listing, decoded.
+fn decode_keys<K: Key>(uid: &str, name: &str, keys: Vec<Vec<u8>>) -> Result<Vec<K>, QueryError> {
+    keys.iter()
+        .map(|bytes| {
+            codec::decode::<K>(bytes).map_err(|e| {
+                QueryError::Codec(format!(
+                    "a key of state `{name}` of operator `{uid}` does not decode as `{}`: {e}",
+                    std::any::type_name::<K>()
+                ))
+            })
+        })
+        .collect()
 }
 
 impl QueryableState for crate::JobClient {
@@ -94,5 +142,16 @@ impl QueryableState for crate::JobClient {
     ) -> impl Future<Output = Result<Option<V>, QueryError>> + Send {
         let control: &JobControl = self;
         control.query(uid, name, key)
+    }
+
+    fn keys<K: Key>(
+        &self,
+        uid: &str,
+        name: &str,
+        limit: usize,
+        after: Option<&K>,
+    ) -> impl Future<Output = Result<Vec<K>, QueryError>> + Send {
+        let control: &JobControl = self;
+        control.keys(uid, name, limit, after)
     }
 }

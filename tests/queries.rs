@@ -292,3 +292,51 @@ fn queries_are_routed_to_the_new_owners_after_a_rescale() {
     }
     job.stop();
 }
+
+/// A bounded listing of the keys, page by page, over every subtask: each
+/// key once, pages of at most the limit, the same keys as were written.
+#[test]
+fn keys_are_listed_page_by_page_across_subtasks() {
+    let mut job = Running::start(3);
+    let users: Vec<String> = (0..25).map(|i| format!("user-{i:02}")).collect();
+    let payments: Vec<(&str, u64)> = users.iter().map(|u| (u.as_str(), 1)).collect();
+    job.pay(&payments);
+    let mut listed: Vec<String> = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..10 {
+        let page: Vec<String> =
+            futures::executor::block_on(job.client.keys("totals", "total", 7, after.as_ref()))
+                .unwrap();
+        assert!(page.len() <= 7, "{page:?}");
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().cloned();
+        listed.extend(page);
+    }
+    let mut sorted = listed.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), listed.len(), "a key listed twice: {listed:?}");
+    assert_eq!(sorted, users);
+    // An unknown name lists the queryable ones.
+    let err = futures::executor::block_on(job.client.keys::<String>("totals", "nope", 5, None))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("amounts, per-amount, total"),
+        "{err}"
+    );
+    job.stop();
+}
+
+/// A subtask that has not used the state yet has none of its keys: the
+/// listing has the others' keys (one user: one subtask of three knows it).
+#[test]
+fn keys_of_subtasks_that_have_not_used_the_state_are_none() {
+    let mut job = Running::start(3);
+    job.pay(&[("solo", 3)]);
+    let keys: Vec<String> =
+        futures::executor::block_on(job.client.keys("totals", "total", 10, None)).unwrap();
+    assert_eq!(keys, vec!["solo".to_string()]);
+    job.stop();
+}

@@ -103,7 +103,7 @@ impl Chain {
     pub fn query(
         &mut self,
         query: &crate::query::QuerySubtask,
-    ) -> Option<Result<Option<Vec<u8>>, crate::query::QueryError>> {
+    ) -> Option<Result<crate::query::StateAnswer, crate::query::QueryError>> {
         if self
             .source
             .as_ref()
@@ -122,7 +122,7 @@ impl Chain {
             .find(|l| l.info.uid == query.uid)?;
         Some(
             link.logic
-                .query_state(&link.info, &query.name, query.key_group, &query.key),
+                .query_state(&link.info, &query.name, &query.query),
         )
     }
 

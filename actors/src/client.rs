@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use actix::{Actor, Addr, System};
+use actix::{Actor, Addr, Recipient, System};
 use futures::channel::oneshot;
 
 use crate::checkpoint::coordinator::{SavepointRequest, TriggerCheckpointNow};
@@ -100,27 +100,96 @@ impl JobControl {
         key: Vec<u8>,
         key_group: crate::query::KeyGroupOf,
     ) -> Result<Option<Vec<u8>>, crate::query::QueryError> {
-        use crate::query::{QueryError, QuerySubtask};
-        let routes = self.shared.query_routes.lock().ok().and_then(|r| r.clone());
-        let Some(routes) = routes else {
-            let status = self.status();
-            return Err(QueryError::Unavailable {
-                job: self.name.clone(),
-                reason: format!("it is {status:?}"),
-                retry: !status.is_terminal(),
-            });
-        };
-        let (target, group) = routes.route(uid, key_group)?;
-        let query = QuerySubtask {
-            uid: uid.to_string(),
-            name: name.to_string(),
+        use crate::query::{QueryError, StateAnswer, StateQuery};
+        let (target, group) = self.query_routes()?.route(uid, key_group)?;
+        let query = StateQuery::Get {
             key_group: group,
             key,
         };
-        target.send(query).await.unwrap_or_else(|_| {
-            Err(QueryError::Unavailable {
+        match self.ask(target, uid, name, query).await? {
+            StateAnswer::Value(value) => Ok(value),
+            StateAnswer::Keys(_) => {
+                Err(QueryError::Codec("a key listing answered a lookup".into()))
+            }
+        }
+    }
+
+    /// Up to `limit` keys (encoded, in byte order, after `after` if given)
+    /// that have a value in queryable state `name` of operator `uid`, from
+    /// every subtask of the operator: a page of a bounded listing.
+    pub async fn query_keys(
+        &self,
+        uid: &str,
+        name: &str,
+        limit: usize,
+        after: Option<Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>, crate::query::QueryError> {
+        use crate::query::{QueryError, StateAnswer, StateQuery};
+        let subtasks = self.query_routes()?.all(uid)?;
+        let asks = subtasks.into_iter().map(|target| {
+            let query = StateQuery::Keys {
+                limit,
+                after: after.clone(),
+            };
+            self.ask(target, uid, name, query)
+        });
+        let mut keys = Vec::new();
+        // A subtask whose keys never used the state does not know it yet:
+        // it has none of its keys, unless no subtask knows the name.
+        let mut unknown = None;
+        let mut known = false;
+        for answer in futures::future::join_all(asks).await {
+            match answer {
+                Ok(StateAnswer::Keys(some)) => {
+                    known = true;
+                    keys.extend(some);
+                }
+                Ok(StateAnswer::Value(_)) => {
+                    return Err(QueryError::Codec("a lookup answered a key listing".into()))
+                }
+                Err(e @ QueryError::UnknownState { .. }) => unknown = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        if let (false, Some(unknown)) = (known, unknown) {
+            return Err(unknown);
+        }
+        keys.sort();
+        keys.dedup();
+        keys.truncate(limit);
+        Ok(keys)
+    }
+
+    /// The current deployment's query routes, or why there are none.
+    fn query_routes(&self) -> Result<Arc<crate::query::QueryRoutes>, crate::query::QueryError> {
+        let routes = self.shared.query_routes.lock().ok().and_then(|r| r.clone());
+        routes.ok_or_else(|| {
+            let status = self.status();
+            crate::query::QueryError::Unavailable {
                 job: self.name.clone(),
-                reason: "the subtask that owns the key has stopped (restarting?)".into(),
+                reason: format!("it is {status:?}"),
+                retry: !status.is_terminal(),
+            }
+        })
+    }
+
+    /// Sends `query` to one subtask.
+    async fn ask(
+        &self,
+        target: Recipient<crate::query::QuerySubtask>,
+        uid: &str,
+        name: &str,
+        query: crate::query::StateQuery,
+    ) -> Result<crate::query::StateAnswer, crate::query::QueryError> {
+        let message = crate::query::QuerySubtask {
+            uid: uid.to_string(),
+            name: name.to_string(),
+            query,
+        };
+        target.send(message).await.unwrap_or_else(|_| {
+            Err(crate::query::QueryError::Unavailable {
+                job: self.name.clone(),
+                reason: "a subtask of the operator has stopped (restarting?)".into(),
                 retry: true,
             })
         })

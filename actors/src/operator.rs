@@ -149,17 +149,14 @@ pub trait StreamOperator: Send + 'static {
         Ok(())
     }
 
-    /// Answers a live query (see [`crate::query`]): the value of the key
-    /// `key` (encoded) of key group `key_group` in the queryable state
-    /// `name`, encoded; `None` if the key has none. The default: the
-    /// operator has no queryable state.
+    /// Answers a live query (see [`crate::query`]) of its queryable state
+    /// `name`. The default: the operator has no queryable state.
     fn query_state(
         &mut self,
         info: &OperatorInfo,
         name: &str,
-        _key_group: usize,
-        _key: &[u8],
-    ) -> Result<Option<Vec<u8>>, crate::query::QueryError> {
+        _query: &crate::query::StateQuery,
+    ) -> Result<crate::query::StateAnswer, crate::query::QueryError> {
         Err(crate::query::QueryError::UnknownState {
             uid: info.uid.clone(),
             name: name.to_string(),

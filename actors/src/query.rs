@@ -20,19 +20,46 @@ use thiserror::Error;
 /// caller knows the key's type; the runtime knows the max parallelism).
 pub type KeyGroupOf = Box<dyn FnOnce(usize) -> usize + Send>;
 
-/// A query of one key of one queryable state, to the subtask that owns
-/// the key's group.
+/// What a query asks of one subtask's queryable state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateQuery {
+    /// The value of one key (encoded) of key group `key_group`.
+    Get {
+        /// The key's key group (the subtask checks it).
+        key_group: usize,
+        /// The key, encoded ([`crate::codec`]).
+        key: Vec<u8>,
+    },
+    /// Up to `limit` of the subtask's keys with a value, encoded, in the
+    /// order of their bytes, after the key `after` (encoded), if given.
+    Keys {
+        /// At most this many.
+        limit: usize,
+        /// Only keys whose encoding sorts after this one.
+        after: Option<Vec<u8>>,
+    },
+}
+
+/// A subtask's answer to a [`StateQuery`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateAnswer {
+    /// The key's value, encoded (`None`: the key has none).
+    Value(Option<Vec<u8>>),
+    /// Keys, encoded, in byte order.
+    Keys(Vec<Vec<u8>>),
+}
+
+/// A query of one queryable state, to one subtask (for a key: the one that
+/// owns the key's group).
 #[derive(Message)]
-#[rtype(result = "Result<Option<Vec<u8>>, QueryError>")]
+#[rtype(result = "Result<StateAnswer, QueryError>")]
 pub struct QuerySubtask {
     /// The operator's uid.
     pub uid: String,
     /// The state's queryable name.
     pub name: String,
-    /// The key's key group.
-    pub key_group: usize,
-    /// The key, encoded.
-    pub key: Vec<u8>,
+    /// What is asked.
+    pub query: StateQuery,
 }
 
 /// Why a query has no answer.
@@ -105,6 +132,26 @@ impl QueryRoutes {
         QueryRoutes { job, operators }
     }
 
+    /// Operator `uid`'s max parallelism and subtasks.
+    fn operator(&self, uid: &str) -> Result<(usize, &[Recipient<QuerySubtask>]), QueryError> {
+        match self.operators.iter().find(|(u, ..)| u == uid) {
+            Some((_, max, subtasks)) => Ok((*max, subtasks)),
+            None => {
+                let known: Vec<&str> = self.operators.iter().map(|(u, ..)| u.as_str()).collect();
+                Err(QueryError::UnknownOperator {
+                    job: self.job.clone(),
+                    uid: uid.to_string(),
+                    known: known.join(", "),
+                })
+            }
+        }
+    }
+
+    /// Every subtask of operator `uid`.
+    pub(crate) fn all(&self, uid: &str) -> Result<Vec<Recipient<QuerySubtask>>, QueryError> {
+        self.operator(uid).map(|(_, subtasks)| subtasks.to_vec())
+    }
+
     /// The subtask that owns the key of operator `uid` whose group
     /// `key_group` computes, and that group.
     pub(crate) fn route(
@@ -112,14 +159,8 @@ impl QueryRoutes {
         uid: &str,
         key_group: KeyGroupOf,
     ) -> Result<(Recipient<QuerySubtask>, usize), QueryError> {
-        let Some((_, max, subtasks)) = self.operators.iter().find(|(u, ..)| u == uid) else {
-            let known: Vec<&str> = self.operators.iter().map(|(u, ..)| u.as_str()).collect();
-            return Err(QueryError::UnknownOperator {
-                job: self.job.clone(),
-                uid: uid.to_string(),
-                known: known.join(", "),
-            });
-        };
+        let (max, subtasks) = self.operator(uid)?;
+        let max = &max;
         let group = key_group(*max);
         let owner = crate::key_groups::KeyGroupRange::owner_of(group, *max, subtasks.len());
         let target = subtasks

@@ -482,9 +482,8 @@ where
         &mut self,
         uid: &str,
         name: &str,
-        key_group: usize,
-        key: &[u8],
-    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
-        self.keyed.query(uid, name, key_group, key)
+        query: &weir_actors::query::StateQuery,
+    ) -> Result<weir_actors::query::StateAnswer, weir_actors::QueryError> {
+        self.keyed.query(uid, name, query)
     }
 }

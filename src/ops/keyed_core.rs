@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use weir_actors::codec;
+use weir_actors::query::{QueryError, StateAnswer, StateQuery};
 use weir_actors::UserError;
 
 use super::keyed_process::{KeySelector, KeyedContext};
@@ -572,17 +574,16 @@ impl<K: Key> KeyedCore<K> {
         }
     }
 
-    /// Answers a live query (see [`crate::query`]): decodes the key, checks
-    /// that it hashes to `key_group` (a key of another type may not), and
-    /// reads the queryable state `name` for it.
+    /// Answers a live query (see [`crate::query`]) of queryable state
+    /// `name`: a key's value (the key decoded, and checked to hash to the
+    /// key group it was routed by: a key of another type may not), or a
+    /// page of the keys with a value.
     pub fn query(
         &mut self,
         uid: &str,
         name: &str,
-        key_group_asked: usize,
-        key: &[u8],
-    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
-        use weir_actors::QueryError;
+        query: &StateQuery,
+    ) -> Result<StateAnswer, QueryError> {
         let max = self.max_parallelism();
         let Some(store) = self.store.as_mut() else {
             return Err(QueryError::Unavailable {
@@ -591,35 +592,48 @@ impl<K: Key> KeyedCore<K> {
                 retry: true,
             });
         };
-        let key: K = weir_actors::codec::decode(key).map_err(|e| {
-            QueryError::Codec(format!(
-                "the key does not decode as operator `{uid}`'s key type `{}`: {e}",
-                std::any::type_name::<K>()
-            ))
-        })?;
-        let group = key_group(&key, max);
-        if group != key_group_asked {
-            return Err(QueryError::Codec(format!(
-                "the key was sent as another type than operator `{uid}`'s key type `{}` \
-                 (it hashes to another key group)",
-                std::any::type_name::<K>()
-            )));
-        }
-        match store.query(name, &key, group) {
-            Ok(answer) => answer.map_err(|e| QueryError::Failed {
-                uid: uid.to_string(),
-                name: name.to_string(),
-                cause: e.to_string(),
-            }),
-            Err(unknown) => Err(QueryError::UnknownState {
+        let failed = |e: StateError| QueryError::Failed {
+            uid: uid.to_string(),
+            name: name.to_string(),
+            cause: e.to_string(),
+        };
+        let answer = match query {
+            StateQuery::Get {
+                key_group: asked,
+                key,
+            } => {
+                let key: K = codec::decode(key).map_err(|e| {
+                    QueryError::Codec(format!(
+                        "the key does not decode as operator `{uid}`'s key type `{}`: {e}",
+                        std::any::type_name::<K>()
+                    ))
+                })?;
+                let group = key_group(&key, max);
+                if group != *asked {
+                    return Err(QueryError::Codec(format!(
+                        "the key was sent as another type than operator `{uid}`'s key type \
+                         `{}` (it hashes to another key group)",
+                        std::any::type_name::<K>()
+                    )));
+                }
+                store
+                    .query(name, &key, group)
+                    .map(|value| value.map(StateAnswer::Value).map_err(failed))
+            }
+            StateQuery::Keys { limit, after } => store
+                .query_keys(name, *limit, after.as_deref())
+                .map(|keys| keys.map(StateAnswer::Keys).map_err(failed)),
+        };
+        answer.unwrap_or_else(|unknown| {
+            Err(QueryError::UnknownState {
                 uid: uid.to_string(),
                 name: name.to_string(),
                 known: match unknown.known.is_empty() {
                     true => "none".into(),
                     false => unknown.known.join(", "),
                 },
-            }),
-        }
+            })
+        })
     }
 
     /// The counters of the keyed states (none before open).

@@ -68,9 +68,8 @@ pub trait TwoInputOperator<In1, In2, Out>: Lifecycle + Clone + Send + 'static {
         &mut self,
         uid: &str,
         name: &str,
-        _key_group: usize,
-        _key: &[u8],
-    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
+        _query: &weir_actors::query::StateQuery,
+    ) -> Result<weir_actors::query::StateAnswer, weir_actors::QueryError> {
         Err(weir_actors::QueryError::UnknownState {
             uid: uid.to_string(),
             name: name.to_string(),
@@ -128,10 +127,9 @@ impl<In1: Data, In2: Data, Out: Data, Op: TwoInputOperator<In1, In2, Out>> Typed
         &mut self,
         uid: &str,
         name: &str,
-        key_group: usize,
-        key: &[u8],
-    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
-        self.0.query_state(uid, name, key_group, key)
+        query: &weir_actors::query::StateQuery,
+    ) -> Result<weir_actors::query::StateAnswer, weir_actors::QueryError> {
+        self.0.query_state(uid, name, query)
     }
 }
 

@@ -554,14 +554,20 @@ pub struct KeyedStateStore<K> {
     /// the watermark states see never goes below it (a restored job starts
     /// without one, and what expired must stay expired).
     restored_watermark: i64,
-    /// The queryable states used so far: queryable name -> (state name, reader).
-    queryable: BTreeMap<String, (String, QueryReader<K>)>,
+    /// The queryable states used so far, by queryable name.
+    queryable: BTreeMap<String, Queryable<K>>,
 }
 
-/// Reads one key's value of a queryable state, encoded (the descriptor's
-/// [`StateDescriptor::queried`]).
-type QueryReader<K> =
-    Box<dyn Fn(&mut KeyedStateStore<K>, &K, usize) -> Result<Option<Vec<u8>>, StateError> + Send>;
+/// A queryable state: its name and how to read it without its types.
+struct Queryable<K> {
+    state: String,
+    /// One key's value, encoded (the descriptor's [`StateDescriptor::queried`]).
+    read: Box<
+        dyn Fn(&mut KeyedStateStore<K>, &K, usize) -> Result<Option<Vec<u8>>, StateError> + Send,
+    >,
+    /// The keys with a value.
+    keys: Box<dyn Fn(&mut KeyedStateStore<K>) -> Result<Vec<K>, StateError> + Send>,
+}
 
 /// A live query that found no queryable state of the name.
 #[derive(Debug)]
@@ -730,7 +736,7 @@ impl<K: Key> KeyedStateStore<K> {
         queryable: &str,
         descriptor: &D,
     ) -> Result<(), StateError> {
-        if let Some((state, _)) = self.queryable.get(queryable) {
+        if let Some(Queryable { state, .. }) = self.queryable.get(queryable) {
             if state == descriptor.name() {
                 return Ok(());
             }
@@ -740,16 +746,20 @@ impl<K: Key> KeyedStateStore<K> {
                 descriptor.name()
             )));
         }
-        let name = descriptor.name().to_string();
-        let reader_descriptor = descriptor.clone();
-        let reader: QueryReader<K> = Box::new(move |store, key, group| {
-            let state = store.open(&reader_descriptor, key, group)?;
-            D::queried(state).map_err(|e| StateError::Encode {
-                name: reader_descriptor.name().to_string(),
-                cause: e.to_string(),
-            })
-        });
-        self.queryable.insert(queryable.to_string(), (name, reader));
+        let reader = descriptor.clone();
+        let lister = descriptor.clone();
+        let entry = Queryable {
+            state: descriptor.name().to_string(),
+            read: Box::new(move |store, key, group| {
+                let state = store.open(&reader, key, group)?;
+                D::queried(state).map_err(|e| StateError::Encode {
+                    name: reader.name().to_string(),
+                    cause: e.to_string(),
+                })
+            }),
+            keys: Box::new(move |store| store.keys(&lister)),
+        };
+        self.queryable.insert(queryable.to_string(), entry);
         Ok(())
     }
 
@@ -763,14 +773,49 @@ impl<K: Key> KeyedStateStore<K> {
         key: &K,
         group: usize,
     ) -> Result<Result<Option<Vec<u8>>, StateError>, UnknownQueryable> {
-        let Some((state, reader)) = self.queryable.remove(queryable) else {
+        self.with_queryable(queryable, |store, q| (q.read)(store, key, group))
+    }
+
+    /// Up to `limit` keys with a value in the state queryable as
+    /// `queryable`, encoded, in byte order, after `after` if given.
+    pub fn query_keys(
+        &mut self,
+        queryable: &str,
+        limit: usize,
+        after: Option<&[u8]>,
+    ) -> Result<Result<Vec<Vec<u8>>, StateError>, UnknownQueryable> {
+        self.with_queryable(queryable, |store, q| {
+            let mut keys = Vec::new();
+            for key in (q.keys)(store)? {
+                let encoded =
+                    crate::runtime::codec::encode(&key).map_err(|e| StateError::Encode {
+                        name: q.state.clone(),
+                        cause: e.to_string(),
+                    })?;
+                if after.is_none_or(|after| encoded.as_slice() > after) {
+                    keys.push(encoded);
+                }
+            }
+            keys.sort();
+            keys.truncate(limit);
+            Ok(keys)
+        })
+    }
+
+    /// Runs `f` with the queryable state `queryable` (taken out of the
+    /// registry meanwhile: it reads the store).
+    fn with_queryable<R>(
+        &mut self,
+        queryable: &str,
+        f: impl FnOnce(&mut Self, &Queryable<K>) -> R,
+    ) -> Result<R, UnknownQueryable> {
+        let Some(entry) = self.queryable.remove(queryable) else {
             return Err(UnknownQueryable {
                 known: self.queryable.keys().cloned().collect(),
             });
         };
-        let answer = reader(self, key, group);
-        self.queryable
-            .insert(queryable.to_string(), (state, reader));
+        let answer = f(self, &entry);
+        self.queryable.insert(queryable.to_string(), entry);
         Ok(answer)
     }
 

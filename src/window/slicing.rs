@@ -451,10 +451,9 @@ where
         &mut self,
         uid: &str,
         name: &str,
-        key_group: usize,
-        key: &[u8],
-    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
-        self.core.query(uid, name, key_group, key)
+        query: &weir_actors::query::StateQuery,
+    ) -> Result<weir_actors::query::StateAnswer, weir_actors::QueryError> {
+        self.core.query(uid, name, query)
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {

@@ -689,7 +689,7 @@ impl Handler<Cancel> for Subtask {
 }
 
 impl Handler<crate::query::QuerySubtask> for Subtask {
-    type Result = Result<Option<Vec<u8>>, crate::query::QueryError>;
+    type Result = Result<crate::query::StateAnswer, crate::query::QueryError>;
 
     /// Between two processing steps: the chain's state is whole.
     fn handle(&mut self, query: crate::query::QuerySubtask, _: &mut Self::Context) -> Self::Result {
