@@ -558,15 +558,19 @@ pub struct KeyedStateStore<K> {
     queryable: BTreeMap<String, Queryable<K>>,
 }
 
+/// Reads one key's value of a queryable state, encoded (the descriptor's
+/// [`StateDescriptor::queried`]).
+type ReadQueried<K> =
+    Box<dyn Fn(&mut KeyedStateStore<K>, &K, usize) -> Result<Option<Vec<u8>>, StateError> + Send>;
+
+/// Lists the keys with a value of a queryable state.
+type ListQueried<K> = Box<dyn Fn(&mut KeyedStateStore<K>) -> Result<Vec<K>, StateError> + Send>;
+
 /// A queryable state: its name and how to read it without its types.
 struct Queryable<K> {
     state: String,
-    /// One key's value, encoded (the descriptor's [`StateDescriptor::queried`]).
-    read: Box<
-        dyn Fn(&mut KeyedStateStore<K>, &K, usize) -> Result<Option<Vec<u8>>, StateError> + Send,
-    >,
-    /// The keys with a value.
-    keys: Box<dyn Fn(&mut KeyedStateStore<K>) -> Result<Vec<K>, StateError> + Send>,
+    read: ReadQueried<K>,
+    keys: ListQueried<K>,
 }
 
 /// A live query that found no queryable state of the name.
