@@ -12,7 +12,8 @@
 //! any actix actor or async code in the process can ask, concurrently with
 //! the job.
 //!
-//! [`QueryableState::keys`] lists the keys that have a value, a bounded
+//! [`QueryableState::query_entry`] reads one entry of a map state without
+//! the whole map; [`QueryableState::keys`] lists the keys that have a value, a bounded
 //! page at a time, over every subtask of the operator.
 //!
 //! What a query answers: a value state's value (with a default: the
@@ -58,6 +59,18 @@ pub trait QueryableState {
         key: &K,
     ) -> impl Future<Output = Result<Option<V>, QueryError>> + Send;
 
+    /// One entry of a map state: the value under `user_key` in the map of
+    /// `key` (of the map state that operator `uid` made queryable as
+    /// `name`), decoded as `V`, without moving the whole map; `None` if
+    /// there is none.
+    fn query_entry<V: DeserializeOwned, K: Key, UK: Key>(
+        &self,
+        uid: &str,
+        name: &str,
+        key: &K,
+        user_key: &UK,
+    ) -> impl Future<Output = Result<Option<V>, QueryError>> + Send;
+
     /// A page of the keys that have a value in the state that operator
     /// `uid` made queryable as `name`, over all its subtasks: at most
     /// `limit`, after `after` (the last key of the previous page). Keys come
@@ -86,17 +99,28 @@ impl QueryableState for JobControl {
         let (uid, name) = (uid.to_string(), name.to_string());
         async move {
             let answer = control.query_state(&uid, &name, encoded?, group).await?;
-            answer
-                .map(|bytes| {
-                    codec::decode::<V>(&bytes).map_err(|e| {
-                        QueryError::Codec(format!(
-                            "the value of state `{name}` of operator `{uid}` does not decode \
-                             as `{}`: {e}",
-                            std::any::type_name::<V>()
-                        ))
-                    })
-                })
-                .transpose()
+            decode_value(&uid, &name, answer)
+        }
+    }
+
+    fn query_entry<V: DeserializeOwned, K: Key, UK: Key>(
+        &self,
+        uid: &str,
+        name: &str,
+        key: &K,
+        user_key: &UK,
+    ) -> impl Future<Output = Result<Option<V>, QueryError>> + Send {
+        let encoded = codec::encode(key).map_err(|e| QueryError::Codec(e.to_string()));
+        let user_key = codec::encode(user_key).map_err(|e| QueryError::Codec(e.to_string()));
+        let typed = key.clone();
+        let group = Box::new(move |max: usize| key_group(&typed, max));
+        let control = self.clone();
+        let (uid, name) = (uid.to_string(), name.to_string());
+        async move {
+            let answer = control
+                .query_entry_state(&uid, &name, encoded?, group, user_key?)
+                .await?;
+            decode_value(&uid, &name, answer)
         }
     }
 
@@ -117,6 +141,24 @@ impl QueryableState for JobControl {
             decode_keys(&uid, &name, keys)
         }
     }
+}
+
+/// An answer's value, decoded.
+fn decode_value<V: DeserializeOwned>(
+    uid: &str,
+    name: &str,
+    answer: Option<Vec<u8>>,
+) -> Result<Option<V>, QueryError> {
+    answer
+        .map(|bytes| {
+            codec::decode::<V>(&bytes).map_err(|e| {
+                QueryError::Codec(format!(
+                    "the value of state `{name}` of operator `{uid}` does not decode as `{}`: {e}",
+                    std::any::type_name::<V>()
+                ))
+            })
+        })
+        .transpose()
 }
 
 /// The keys of a listing, decoded.
@@ -142,6 +184,17 @@ impl QueryableState for crate::JobClient {
     ) -> impl Future<Output = Result<Option<V>, QueryError>> + Send {
         let control: &JobControl = self;
         control.query(uid, name, key)
+    }
+
+    fn query_entry<V: DeserializeOwned, K: Key, UK: Key>(
+        &self,
+        uid: &str,
+        name: &str,
+        key: &K,
+        user_key: &UK,
+    ) -> impl Future<Output = Result<Option<V>, QueryError>> + Send {
+        let control: &JobControl = self;
+        control.query_entry(uid, name, key, user_key)
     }
 
     fn keys<K: Key>(

@@ -186,6 +186,28 @@ fn values_lists_and_maps(mut job: Running) {
         );
     }
     assert_eq!(job.query::<u64>("totals", "total", "nobody"), Ok(None));
+    // One map entry, without the whole map.
+    let entry = |user: &str, amount: u64| {
+        futures::executor::block_on(job.client.query_entry::<u32, String, u64>(
+            "totals",
+            "per-amount",
+            &user.to_string(),
+            &amount,
+        ))
+    };
+    assert_eq!(entry("user-3", 10), Ok(Some(2)));
+    assert_eq!(entry("user-3", 3), Ok(Some(1)));
+    assert_eq!(entry("user-3", 4), Ok(None));
+    assert_eq!(entry("nobody", 10), Ok(None));
+    // An entry of a state that is not a map.
+    let err = futures::executor::block_on(job.client.query_entry::<u32, String, u64>(
+        "totals",
+        "total",
+        &"user-3".to_string(),
+        &10,
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("not a map state"), "{err}");
     job.stop();
 }
 

@@ -114,6 +114,32 @@ impl JobControl {
         }
     }
 
+    /// The value under `user_key` (encoded) in the map of `key` (encoded;
+    /// its group given by `key_group`) of queryable map state `name` of
+    /// operator `uid`: one entry, not the whole map.
+    pub async fn query_entry_state(
+        &self,
+        uid: &str,
+        name: &str,
+        key: Vec<u8>,
+        key_group: crate::query::KeyGroupOf,
+        user_key: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, crate::query::QueryError> {
+        use crate::query::{QueryError, StateAnswer, StateQuery};
+        let (target, group) = self.query_routes()?.route(uid, key_group)?;
+        let query = StateQuery::Entry {
+            key_group: group,
+            key,
+            user_key,
+        };
+        match self.ask(target, uid, name, query).await? {
+            StateAnswer::Value(value) => Ok(value),
+            StateAnswer::Keys(_) => {
+                Err(QueryError::Codec("a key listing answered a lookup".into()))
+            }
+        }
+    }
+
     /// Up to `limit` keys (encoded, in byte order, after `after` if given)
     /// that have a value in queryable state `name` of operator `uid`, from
     /// every subtask of the operator: a page of a bounded listing.

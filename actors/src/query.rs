@@ -30,6 +30,15 @@ pub enum StateQuery {
         /// The key, encoded ([`crate::codec`]).
         key: Vec<u8>,
     },
+    /// The value under one user key (encoded) of one key's map (map state).
+    Entry {
+        /// The key's key group (the subtask checks it).
+        key_group: usize,
+        /// The key, encoded.
+        key: Vec<u8>,
+        /// The map's key, encoded.
+        user_key: Vec<u8>,
+    },
     /// Up to `limit` of the subtask's keys with a value, encoded, in the
     /// order of their bytes, after the key `after` (encoded), if given.
     Keys {

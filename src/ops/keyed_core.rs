@@ -597,28 +597,48 @@ impl<K: Key> KeyedCore<K> {
             name: name.to_string(),
             cause: e.to_string(),
         };
+        // The key of a lookup, decoded and checked against the key group
+        // it was routed by.
+        let decoded = |key: &[u8], asked: usize| -> Result<(K, usize), QueryError> {
+            let key: K = codec::decode(key).map_err(|e| {
+                QueryError::Codec(format!(
+                    "the key does not decode as operator `{uid}`'s key type `{}`: {e}",
+                    std::any::type_name::<K>()
+                ))
+            })?;
+            let group = key_group(&key, max);
+            if group != asked {
+                return Err(QueryError::Codec(format!(
+                    "the key was sent as another type than operator `{uid}`'s key type `{}` \
+                     (it hashes to another key group)",
+                    std::any::type_name::<K>()
+                )));
+            }
+            Ok((key, group))
+        };
         let answer = match query {
-            StateQuery::Get {
-                key_group: asked,
-                key,
-            } => {
-                let key: K = codec::decode(key).map_err(|e| {
-                    QueryError::Codec(format!(
-                        "the key does not decode as operator `{uid}`'s key type `{}`: {e}",
-                        std::any::type_name::<K>()
-                    ))
-                })?;
-                let group = key_group(&key, max);
-                if group != *asked {
-                    return Err(QueryError::Codec(format!(
-                        "the key was sent as another type than operator `{uid}`'s key type \
-                         `{}` (it hashes to another key group)",
-                        std::any::type_name::<K>()
-                    )));
-                }
+            StateQuery::Get { key_group, key } => {
+                let (key, group) = decoded(key, *key_group)?;
                 store
                     .query(name, &key, group)
                     .map(|value| value.map(StateAnswer::Value).map_err(failed))
+            }
+            StateQuery::Entry {
+                key_group,
+                key,
+                user_key,
+            } => {
+                let (key, group) = decoded(key, *key_group)?;
+                store.query_entry(name, &key, group, user_key).map(|value| {
+                    value.map(StateAnswer::Value).map_err(|e| match e {
+                        Some(e) => failed(e),
+                        None => QueryError::Failed {
+                            uid: uid.to_string(),
+                            name: name.to_string(),
+                            cause: "not a map state: query its whole value instead".into(),
+                        },
+                    })
+                })
             }
             StateQuery::Keys { limit, after } => store
                 .query_keys(name, *limit, after.as_deref())

@@ -47,6 +47,15 @@ pub trait StateDescriptor: Clone + Send + 'static {
     /// encoded; `None` if the key has none.
     #[doc(hidden)]
     fn queried<K: Key>(state: Self::Ref<'_, K>) -> Result<Option<Vec<u8>>, CodecError>;
+    /// What a live query of one map entry answers: the value under the
+    /// encoded `user_key`, encoded (`Err(None)`: not a map state).
+    #[doc(hidden)]
+    fn queried_entry<K: Key>(
+        _state: Self::Ref<'_, K>,
+        _user_key: &[u8],
+    ) -> Result<Option<Vec<u8>>, Option<CodecError>> {
+        Err(None)
+    }
     #[doc(hidden)]
     fn slot(&self) -> &Slot;
     #[doc(hidden)]
@@ -372,6 +381,16 @@ impl<UK: Key, UV: StateData> StateDescriptor for MapStateDescriptor<UK, UV> {
         (!entries.is_empty())
             .then(|| codec::encode(&entries))
             .transpose()
+    }
+    fn queried_entry<K: Key>(
+        state: MapStateRef<'_, K, UK, UV>,
+        user_key: &[u8],
+    ) -> Result<Option<Vec<u8>>, Option<CodecError>> {
+        let user_key: UK = codec::decode(user_key)?;
+        Ok(state
+            .get(&user_key)
+            .map(|v| codec::encode(&v))
+            .transpose()?)
     }
     fn kind(&self) -> StateKind {
         StateKind::Map

@@ -563,6 +563,13 @@ pub struct KeyedStateStore<K> {
 type ReadQueried<K> =
     Box<dyn Fn(&mut KeyedStateStore<K>, &K, usize) -> Result<Option<Vec<u8>>, StateError> + Send>;
 
+/// Reads one map entry of a queryable map state, encoded (`Err(None)`: not
+/// a map state).
+type ReadQueriedEntry<K> = Box<
+    dyn Fn(&mut KeyedStateStore<K>, &K, usize, &[u8]) -> Result<Option<Vec<u8>>, Option<StateError>>
+        + Send,
+>;
+
 /// Lists the keys with a value of a queryable state.
 type ListQueried<K> = Box<dyn Fn(&mut KeyedStateStore<K>) -> Result<Vec<K>, StateError> + Send>;
 
@@ -570,6 +577,7 @@ type ListQueried<K> = Box<dyn Fn(&mut KeyedStateStore<K>) -> Result<Vec<K>, Stat
 struct Queryable<K> {
     state: String,
     read: ReadQueried<K>,
+    entry: ReadQueriedEntry<K>,
     keys: ListQueried<K>,
 }
 
@@ -751,6 +759,7 @@ impl<K: Key> KeyedStateStore<K> {
             )));
         }
         let reader = descriptor.clone();
+        let entry_reader = descriptor.clone();
         let lister = descriptor.clone();
         let entry = Queryable {
             state: descriptor.name().to_string(),
@@ -759,6 +768,15 @@ impl<K: Key> KeyedStateStore<K> {
                 D::queried(state).map_err(|e| StateError::Encode {
                     name: reader.name().to_string(),
                     cause: e.to_string(),
+                })
+            }),
+            entry: Box::new(move |store, key, group, user_key| {
+                let state = store.open(&entry_reader, key, group)?;
+                D::queried_entry(state, user_key).map_err(|e| {
+                    e.map(|e| StateError::Encode {
+                        name: entry_reader.name().to_string(),
+                        cause: e.to_string(),
+                    })
                 })
             }),
             keys: Box::new(move |store| store.keys(&lister)),
@@ -778,6 +796,18 @@ impl<K: Key> KeyedStateStore<K> {
         group: usize,
     ) -> Result<Result<Option<Vec<u8>>, StateError>, UnknownQueryable> {
         self.with_queryable(queryable, |store, q| (q.read)(store, key, group))
+    }
+
+    /// The value under the encoded `user_key` in `key`'s map, in the map
+    /// state queryable as `queryable` (`Err(None)`: not a map state).
+    pub fn query_entry(
+        &mut self,
+        queryable: &str,
+        key: &K,
+        group: usize,
+        user_key: &[u8],
+    ) -> Result<Result<Option<Vec<u8>>, Option<StateError>>, UnknownQueryable> {
+        self.with_queryable(queryable, |store, q| (q.entry)(store, key, group, user_key))
     }
 
     /// Up to `limit` keys with a value in the state queryable as
