@@ -25,6 +25,9 @@
 //! the function's: a state with a time to live that restarts on reads
 //! (`OnReadAndWrite`) restarts on a query too.
 //!
+//! [`QueryableState::query_with`] chooses the [`Consistency`]: the live
+//! state, or the latest completed checkpoint (`Committed`, `AtLeast(n)`).
+//!
 //! Errors ([`QueryError`]): an unknown uid lists the operators, an unknown
 //! queryable name lists the operator's queryable names, a key of another type
 //! than the operator's is refused, and a job that is not running says so
@@ -38,15 +41,97 @@
 //! ```
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 
+use crate::inspect::CommittedState;
 use crate::keys::key_group;
 use crate::runtime::codec;
 use crate::state::Key;
 use crate::JobControl;
 
 pub use weir_actors::QueryError;
+
+/// Which state a query reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// The running job's state, between two processing steps of the
+    /// subtask that owns the key (read-your-writes).
+    Live,
+    /// The state as of the latest completed checkpoint (or savepoint):
+    /// consistent across every key and operator of the job, a value written
+    /// after it is not seen, and answered also while the job restarts. Read
+    /// from the snapshot's files (checkpoint storage on disk), decoded once
+    /// per snapshot and operator.
+    Committed,
+    /// [`Consistency::Committed`], once checkpoint `n` has completed;
+    /// before, [`QueryError::NotYet`].
+    AtLeast(u64),
+}
+
+/// The decoded committed state of the snapshots read lately, by (snapshot
+/// directory, operator uid): a committed query reads a snapshot's files
+/// once.
+static COMMITTED: Mutex<Vec<(PathBuf, String, Arc<CommittedState>)>> = Mutex::new(Vec::new());
+
+/// How many (snapshot, operator) pairs [`COMMITTED`] keeps.
+const COMMITTED_KEPT: usize = 8;
+
+/// Operator `uid`'s committed state in the snapshot at `dir`, read once.
+fn committed_state(dir: &Path, uid: &str) -> Result<Arc<CommittedState>, QueryError> {
+    let cached = COMMITTED.lock().ok().and_then(|kept| {
+        kept.iter()
+            .find(|(d, u, _)| d == dir && u == uid)
+            .map(|(.., state)| state.clone())
+    });
+    if let Some(state) = cached {
+        return Ok(state);
+    }
+    let state = Arc::new(
+        CommittedState::read(dir, uid).map_err(|e| QueryError::Failed {
+            uid: uid.to_string(),
+            name: String::new(),
+            cause: e.to_string(),
+        })?,
+    );
+    if let Ok(mut kept) = COMMITTED.lock() {
+        if kept.len() >= COMMITTED_KEPT {
+            kept.remove(0);
+        }
+        kept.push((dir.to_path_buf(), uid.to_string(), state.clone()));
+    }
+    Ok(state)
+}
+
+/// A committed query of `key` (at least checkpoint `wanted`).
+fn query_committed<K: Key>(
+    control: &JobControl,
+    uid: &str,
+    name: &str,
+    key: &K,
+    wanted: u64,
+) -> Result<Option<Vec<u8>>, QueryError> {
+    let latest = control.latest_snapshot_dir();
+    let Some((id, dir)) = latest.filter(|(id, _)| *id >= wanted) else {
+        return Err(QueryError::NotYet {
+            job: control.name().to_string(),
+            wanted,
+            latest: control.latest_snapshot().map(|s| s.id),
+        });
+    };
+    let state = committed_state(&dir, uid).map_err(|e| match e {
+        QueryError::Failed { uid, cause, .. } => QueryError::Failed {
+            uid,
+            name: name.to_string(),
+            cause: format!("reading checkpoint {id}: {cause}"),
+        },
+        other => other,
+    })?;
+    let encoded = codec::encode(key).map_err(|e| QueryError::Codec(e.to_string()))?;
+    state.lookup(name, &encoded, key_group(key, state.max_parallelism()))
+}
 
 /// Live queries of a running job's queryable keyed state.
 pub trait QueryableState {
@@ -57,6 +142,15 @@ pub trait QueryableState {
         uid: &str,
         name: &str,
         key: &K,
+    ) -> impl Future<Output = Result<Option<V>, QueryError>> + Send;
+
+    /// [`query`](Self::query) at a chosen [`Consistency`].
+    fn query_with<V: DeserializeOwned, K: Key>(
+        &self,
+        uid: &str,
+        name: &str,
+        key: &K,
+        consistency: Consistency,
     ) -> impl Future<Output = Result<Option<V>, QueryError>> + Send;
 
     /// One entry of a map state: the value under `user_key` in the map of
@@ -100,6 +194,32 @@ impl QueryableState for JobControl {
         async move {
             let answer = control.query_state(&uid, &name, encoded?, group).await?;
             decode_value(&uid, &name, answer)
+        }
+    }
+
+    fn query_with<V: DeserializeOwned, K: Key>(
+        &self,
+        uid: &str,
+        name: &str,
+        key: &K,
+        consistency: Consistency,
+    ) -> impl Future<Output = Result<Option<V>, QueryError>> + Send {
+        let wanted = match consistency {
+            Consistency::Live => None,
+            Consistency::Committed => Some(1),
+            Consistency::AtLeast(n) => Some(n.max(1)),
+        };
+        let committed = wanted.map(|wanted| query_committed(self, uid, name, key, wanted));
+        let live = committed
+            .is_none()
+            .then(|| self.query::<V, K>(uid, name, key));
+        let (uid, name) = (uid.to_string(), name.to_string());
+        async move {
+            match (committed, live) {
+                (Some(answer), _) => decode_value(&uid, &name, answer?),
+                (None, Some(live)) => live.await,
+                (None, None) => Ok(None),
+            }
         }
     }
 
@@ -184,6 +304,17 @@ impl QueryableState for crate::JobClient {
     ) -> impl Future<Output = Result<Option<V>, QueryError>> + Send {
         let control: &JobControl = self;
         control.query(uid, name, key)
+    }
+
+    fn query_with<V: DeserializeOwned, K: Key>(
+        &self,
+        uid: &str,
+        name: &str,
+        key: &K,
+        consistency: Consistency,
+    ) -> impl Future<Output = Result<Option<V>, QueryError>> + Send {
+        let control: &JobControl = self;
+        control.query_with(uid, name, key, consistency)
     }
 
     fn query_entry<V: DeserializeOwned, K: Key, UK: Key>(

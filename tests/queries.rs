@@ -362,3 +362,97 @@ fn keys_of_subtasks_that_have_not_used_the_state_are_none() {
     assert_eq!(keys, vec!["solo".to_string()]);
     job.stop();
 }
+
+fn committed_reads_the_latest_completed_checkpoint(rocksdb: bool) {
+    use weir::query::Consistency;
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+    let local = dir.path().join("local");
+    let mut job = Running::start_with(2, |env| {
+        env.set_checkpoint_dir(checkpoints.to_str().unwrap());
+        env.enable_checkpointing(Duration::from_secs(3600));
+        if rocksdb {
+            #[cfg(feature = "rocksdb")]
+            env.set_state_backend(
+                weir::state::RocksDbBackend::new().with_local_dirs([local.clone()]),
+            );
+        }
+        let _ = &local;
+    });
+    let at = |job: &Running, consistency: Consistency| {
+        futures::executor::block_on(job.client.query_with::<u64, String>(
+            "totals",
+            "total",
+            &"ann".to_string(),
+            consistency,
+        ))
+    };
+    job.pay(&[("ann", 5), ("bob", 1)]);
+    let err = at(&job, Consistency::Committed).unwrap_err();
+    assert!(matches!(err, QueryError::NotYet { .. }), "{err}");
+
+    let first = futures::executor::block_on(job.client.trigger_checkpoint())
+        .unwrap()
+        .id;
+    assert_eq!(at(&job, Consistency::Committed), Ok(Some(5)));
+    job.pay(&[("ann", 2)]);
+    // Live sees the write; committed does not until the next checkpoint.
+    assert_eq!(at(&job, Consistency::Live), Ok(Some(7)));
+    assert_eq!(at(&job, Consistency::Committed), Ok(Some(5)));
+    let err = at(&job, Consistency::AtLeast(first + 1)).unwrap_err();
+    assert!(matches!(err, QueryError::NotYet { .. }), "{err}");
+
+    let second = futures::executor::block_on(job.client.trigger_checkpoint())
+        .unwrap()
+        .id;
+    assert!(second > first);
+    assert_eq!(at(&job, Consistency::Committed), Ok(Some(7)));
+    assert_eq!(at(&job, Consistency::AtLeast(second)), Ok(Some(7)));
+    let bob = futures::executor::block_on(job.client.query_with::<u64, String>(
+        "totals",
+        "total",
+        &"bob".to_string(),
+        Consistency::Committed,
+    ));
+    assert_eq!(bob, Ok(Some(1)));
+    let nobody = futures::executor::block_on(job.client.query_with::<u64, String>(
+        "totals",
+        "total",
+        &"nobody".to_string(),
+        Consistency::Committed,
+    ));
+    assert_eq!(nobody, Ok(None));
+    let lists = futures::executor::block_on(job.client.query_with::<Vec<u64>, String>(
+        "totals",
+        "amounts",
+        &"ann".to_string(),
+        Consistency::Committed,
+    ));
+    assert_eq!(lists, Ok(Some(vec![5, 2])));
+    let err = futures::executor::block_on(job.client.query_with::<u64, String>(
+        "totals",
+        "nope",
+        &"ann".to_string(),
+        Consistency::Committed,
+    ))
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("amounts, per-amount, total"),
+        "{err}"
+    );
+    job.stop();
+}
+
+/// `Committed` answers from the latest completed checkpoint: a write after
+/// it is invisible until the next one completes; `AtLeast(n)` waits for n.
+#[test]
+fn committed_queries_read_the_latest_completed_checkpoint() {
+    committed_reads_the_latest_completed_checkpoint(false);
+}
+
+/// The same on RocksDB, whose checkpoints are incremental.
+#[cfg(feature = "rocksdb")]
+#[test]
+fn committed_queries_read_incremental_rocksdb_checkpoints() {
+    committed_reads_the_latest_completed_checkpoint(true);
+}

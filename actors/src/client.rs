@@ -79,6 +79,14 @@ impl JobControl {
         self.shared.lineage.latest()
     }
 
+    /// The newest complete snapshot's id and directory, if it is on disk
+    /// (`None`: none yet, or in-memory checkpoint storage).
+    pub fn latest_snapshot_dir(&self) -> Option<(u64, PathBuf)> {
+        let latest = self.latest_snapshot()?;
+        let dir = latest.dir(self.shared.lineage.dir())?;
+        Some((latest.id, dir))
+    }
+
     /// The job's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -109,6 +109,17 @@ pub enum QueryError {
         /// Whether the same query may be answered later (a restart).
         retry: bool,
     },
+    /// A committed query asked for a checkpoint that has not completed yet
+    /// (`AtLeast`), or no checkpoint has completed yet.
+    #[error("job `{job}`: checkpoint {wanted} has not completed yet (the latest is {latest:?})")]
+    NotYet {
+        /// The job's name.
+        job: String,
+        /// The checkpoint asked for (1 for `Committed`: any).
+        wanted: u64,
+        /// The latest completed checkpoint, if any.
+        latest: Option<u64>,
+    },
     /// The key or the value does not decode (the wrong type for the state).
     #[error("{0}")]
     Codec(String),

@@ -120,7 +120,10 @@ fn run_with_queries(args: &Args, rate: u64) -> BenchResult<Report> {
     let queriers: Vec<_> = (0..threads)
         .map(|t| {
             let control = client.control();
-            std::thread::spawn(move || query_at(&control, rate as f64 / threads as f64, keys, t))
+            let committed = args.committed_queries;
+            std::thread::spawn(move || {
+                query_at(&control, rate as f64 / threads as f64, keys, t, committed)
+            })
         })
         .collect();
     let result = futures::executor::block_on(client.wait())?;
@@ -141,6 +144,7 @@ fn run_with_queries(args: &Args, rate: u64) -> BenchResult<Report> {
         .engine(&env, &result, counter.records())
         .with("keys", json!(keys))
         .with("queries_per_sec", json!(rate))
+        .with("committed_queries", json!(args.committed_queries))
         .with("queries_answered", json!(answered))
         .with("queries_unanswered", json!(unanswered))
         .with("query_p50_us", json!(at(0.5)))
@@ -151,8 +155,18 @@ fn run_with_queries(args: &Args, rate: u64) -> BenchResult<Report> {
 /// Queries the count of random keys at `rate` per second until the job
 /// ends: the latencies of the answers (µs), how many were answered, how
 /// many were not (the state not registered yet, at the start).
-fn query_at(control: &weir::JobControl, rate: f64, keys: u64, seed: u64) -> (Vec<f64>, u64, u64) {
-    use weir::query::QueryableState;
+fn query_at(
+    control: &weir::JobControl,
+    rate: f64,
+    keys: u64,
+    seed: u64,
+    committed: bool,
+) -> (Vec<f64>, u64, u64) {
+    use weir::query::{Consistency, QueryableState};
+    let consistency = match committed {
+        true => Consistency::Committed,
+        false => Consistency::Live,
+    };
     let mut latencies_us: Vec<f64> = Vec::new();
     let (mut answered, mut unanswered) = (0_u64, 0_u64);
     let period = Duration::from_secs_f64(1.0 / rate);
@@ -170,7 +184,8 @@ fn query_at(control: &weir::JobControl, rate: f64, keys: u64, seed: u64) -> (Vec
         seed ^= seed << 17;
         let key = seed % keys;
         let asked = Instant::now();
-        match futures::executor::block_on(control.query::<u64, u64>("counter", "count", &key)) {
+        let query = control.query_with::<u64, u64>("counter", "count", &key, consistency);
+        match futures::executor::block_on(query) {
             Ok(_) => {
                 latencies_us.push(asked.elapsed().as_secs_f64() * 1e6);
                 answered += 1;

@@ -223,6 +223,11 @@ struct Args {
     /// rate while the job runs; reports their latency (p50, p99, max).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     queries_per_sec: Option<u64>,
+    /// keyed-count with --queries-per-sec: read the latest completed
+    /// checkpoint (`Committed`) instead of the live state (needs
+    /// --checkpoint-interval-ms).
+    #[arg(long)]
+    committed_queries: bool,
     /// ttl-churn: with --ttl-ms, a guaranteed-erasure bound (`cleanup_within`), in ms.
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     cleanup_within_ms: Option<u64>,

@@ -41,7 +41,8 @@ use thiserror::Error;
 
 pub use listing::{list_checkpoints, ListedSnapshot, Listing};
 pub use query::{
-    query_keyed_state, query_timers, read_keyed_state, KeySelection, QueryRow, TimerRow,
+    query_keyed_state, query_timers, read_keyed_state, CommittedState, KeySelection, QueryRow,
+    TimerRow,
 };
 pub use report::{
     inspect, inspect_at, ExpiredAgainst, OperatorReport, SnapshotReport, StateReport,

@@ -176,7 +176,7 @@ pub fn query_timers(
     keys: &KeySelection,
 ) -> Result<Vec<TimerRow>, InspectError> {
     let mut rows = Vec::new();
-    for group in key_groups(path, uid)? {
+    for group in key_groups(path, uid)?.into_values() {
         if group.timers.is_empty() {
             continue;
         }
@@ -221,8 +221,22 @@ fn decode<T: DeserializeOwned>(
 fn key_groups(
     path: &Path,
     uid: &str,
-) -> Result<Vec<crate::state::key_group_format::KeyGroupState>, InspectError> {
-    let snapshots = operator_snapshots(path, uid)?;
+) -> Result<BTreeMap<usize, crate::state::key_group_format::KeyGroupState>, InspectError> {
+    key_groups_and_max(path, uid).map(|(groups, _)| groups)
+}
+
+/// [`key_groups`], and the operator's max parallelism.
+fn key_groups_and_max(
+    path: &Path,
+    uid: &str,
+) -> Result<
+    (
+        BTreeMap<usize, crate::state::key_group_format::KeyGroupState>,
+        usize,
+    ),
+    InspectError,
+> {
+    let (snapshots, max_parallelism) = operator_snapshots_and_max(path, uid)?;
     let mut groups = BTreeMap::new();
     for (&group, bytes) in snapshots.iter().flat_map(|s| &s.keyed) {
         let decoded = read_key_group(bytes).map_err(|e| {
@@ -246,12 +260,13 @@ fn key_groups(
                     states: Vec::new(),
                     timers: Vec::new(),
                     watermark: None,
+                    queryable: BTreeMap::new(),
                 })
                 .states
                 .extend(states);
         }
     }
-    Ok(groups.into_values().collect())
+    Ok((groups, max_parallelism))
 }
 
 /// The states an incremental snapshot's handle holds, per key group.
@@ -306,7 +321,7 @@ fn state_parts(path: &Path, uid: &str, state: &str) -> Result<Vec<StateBytes>, I
     let groups = key_groups(path, uid)?;
     let mut names = BTreeSet::new();
     let mut parts = Vec::new();
-    for group in groups {
+    for group in groups.into_values() {
         for bytes in group.states {
             names.insert(bytes.name.clone());
             if bytes.name == state {
@@ -330,8 +345,11 @@ fn state_parts(path: &Path, uid: &str, state: &str) -> Result<Vec<StateBytes>, I
     Ok(parts)
 }
 
-/// Operator `uid`'s part of every subtask's state.
-fn operator_snapshots(path: &Path, uid: &str) -> Result<Vec<OperatorSnapshot>, InspectError> {
+/// Operator `uid`'s part of every subtask's state, and its max parallelism.
+fn operator_snapshots_and_max(
+    path: &Path,
+    uid: &str,
+) -> Result<(Vec<OperatorSnapshot>, usize), InspectError> {
     if !path.exists() {
         return Err(InspectError::Open(format!(
             "{}: no such file or directory",
@@ -339,25 +357,111 @@ fn operator_snapshots(path: &Path, uid: &str) -> Result<Vec<OperatorSnapshot>, I
         )));
     }
     let (storage, metadata) = restore::open_snapshot_dir(path).map_err(InspectError::Open)?;
-    if !metadata.operators.iter().any(|o| o.uid == uid) {
+    let Some(max_parallelism) = metadata
+        .operators
+        .iter()
+        .find(|o| o.uid == uid)
+        .map(|o| o.max_parallelism)
+    else {
         let uids: Vec<&str> = metadata.operators.iter().map(|o| o.uid.as_str()).collect();
         return Err(InspectError::Open(format!(
             "{}: no operator with uid {uid:?}; its operators are: {}",
             path.display(),
             uids.join(", ")
         )));
-    }
+    };
     let (_, states) =
         restore::read(&storage, metadata.checkpoint_id).map_err(|cause| InspectError::Read {
             path: path.to_path_buf(),
             cause,
         })?;
-    Ok(states
+    let snapshots = states
         .into_iter()
         .flat_map(|s| s.operators)
         .filter(|(u, _)| u == uid)
         .map(|(_, snapshot)| snapshot)
-        .collect())
+        .collect();
+    Ok((snapshots, max_parallelism))
+}
+
+/// One operator's keyed state in one snapshot, decoded once, as committed
+/// queries read it (`weir::query` with `Consistency::Committed`).
+pub struct CommittedState {
+    uid: String,
+    max_parallelism: usize,
+    /// Queryable name -> state name.
+    queryable: BTreeMap<String, String>,
+    groups: BTreeMap<usize, Vec<StateBytes>>,
+}
+
+impl CommittedState {
+    /// Reads operator `uid`'s keyed state from the snapshot at `path`.
+    pub fn read(path: &Path, uid: &str) -> Result<Self, InspectError> {
+        let (groups, max_parallelism) = key_groups_and_max(path, uid)?;
+        let mut queryable = BTreeMap::new();
+        let mut states = BTreeMap::new();
+        for (group, state) in groups {
+            queryable.extend(state.queryable);
+            states.insert(group, state.states);
+        }
+        Ok(CommittedState {
+            uid: uid.to_string(),
+            max_parallelism,
+            queryable,
+            groups: states,
+        })
+    }
+
+    /// The operator's max parallelism (to place a key in its key group).
+    pub fn max_parallelism(&self) -> usize {
+        self.max_parallelism
+    }
+
+    /// The value (encoded, without expiries) of the key `key` (encoded) of
+    /// key group `group` in the state queryable as `queryable`.
+    pub fn lookup(
+        &self,
+        queryable: &str,
+        key: &[u8],
+        group: usize,
+    ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
+        use weir_actors::QueryError;
+        let Some(state) = self.queryable.get(queryable) else {
+            let known: Vec<&str> = self.queryable.keys().map(String::as_str).collect();
+            return Err(QueryError::UnknownState {
+                uid: self.uid.clone(),
+                name: queryable.to_string(),
+                known: if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                },
+            });
+        };
+        let Some(part) = self
+            .groups
+            .get(&group)
+            .and_then(|states| states.iter().find(|s| &s.name == state))
+        else {
+            return Ok(None);
+        };
+        let failed = |cause: String| QueryError::Failed {
+            uid: self.uid.clone(),
+            name: queryable.to_string(),
+            cause,
+        };
+        let entries: Vec<(Generic, Generic)> =
+            codec::decode(&part.entries).map_err(|e| failed(e.to_string()))?;
+        for (stored_key, value) in entries {
+            if codec::encode(&stored_key).map_err(|e| failed(e.to_string()))? == key {
+                let value = value.without_expiries(part.kind, part.ttl.is_some());
+                return codec::encode(&value)
+                    .map(Some)
+                    .map_err(|e| failed(e.to_string()));
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// Any MessagePack value, maps kept as pairs (their keys may be any value).

@@ -14,7 +14,7 @@ use crate::context::RuntimeContext;
 use crate::keys::{key_group, KeyGroupRange};
 use crate::operator::Collector;
 use crate::side_output::SideOutputs;
-use crate::state::key_group_format::{decode_key_group, encode_key_group, Timer, TimerKind};
+use crate::state::key_group_format::{decode_key_group, encode_key_group_with, Timer, TimerKind};
 use crate::state::timers::{TimeDomain, TimerService};
 use crate::state::{
     BackendCell, BroadcastStateStore, Key, KeyedBackend, KeyedStateStore, SnapshotOptions,
@@ -289,6 +289,7 @@ impl<K: Key> KeyedCore<K> {
         // the subtask's range is written even without state, so that a
         // restore finds it.
         let first_group = store.key_groups().start;
+        let queryable = store.queryable_states();
         let timers: Vec<Timer<K>> = self
             .timers
             .event_time
@@ -317,13 +318,18 @@ impl<K: Key> KeyedCore<K> {
                     .1
                     .push(timer);
             }
-            if watermark.is_some() {
+            if watermark.is_some() || !queryable.is_empty() {
                 groups.entry(first_group).or_default();
             }
             let groups = groups
                 .into_iter()
                 .map(|(group, (states, timers))| {
-                    encode_key_group(states, &timers, watermark).map(|bytes| (group, bytes))
+                    let queryable = match group == first_group {
+                        true => queryable.clone(),
+                        false => BTreeMap::new(),
+                    };
+                    encode_key_group_with(states, &timers, watermark, queryable)
+                        .map(|bytes| (group, bytes))
                 })
                 .collect::<Result<_, _>>()?;
             Ok((groups, parts.handles))

@@ -17,6 +17,8 @@
 //! ```
 
 use crate::runtime::codec::{self, CodecError};
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{Key, StateBytes, StateError};
@@ -34,6 +36,11 @@ pub struct KeyGroupState {
     /// from it, so that a record late before a failure is late after it.
     #[serde(default)]
     pub watermark: Option<i64>,
+    /// The operator's queryable states, queryable name -> state name (in
+    /// the first key group of each subtask; empty elsewhere): what a
+    /// committed query reads from a checkpoint.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub queryable: BTreeMap<String, String>,
 }
 
 /// One key group read back with its key type known.
@@ -90,6 +97,17 @@ pub fn encode_key_group<K: Key>(
     timers: &[Timer<K>],
     watermark: Option<i64>,
 ) -> Result<Vec<u8>, StateError> {
+    encode_key_group_with(states, timers, watermark, BTreeMap::new())
+}
+
+/// [`encode_key_group`] with the operator's queryable states (queryable
+/// name -> state name).
+pub fn encode_key_group_with<K: Key>(
+    states: Vec<StateBytes>,
+    timers: &[Timer<K>],
+    watermark: Option<i64>,
+    queryable: BTreeMap<String, String>,
+) -> Result<Vec<u8>, StateError> {
     let encode_error = |name: &str, e: codec::CodecError| StateError::Encode {
         name: name.to_string(),
         cause: e.to_string(),
@@ -107,6 +125,7 @@ pub fn encode_key_group<K: Key>(
         states,
         timers,
         watermark,
+        queryable,
     })
     .map_err(|e| encode_error("key group", e))
 }

@@ -836,6 +836,14 @@ impl<K: Key> KeyedStateStore<K> {
         })
     }
 
+    /// The queryable states used so far: queryable name -> state name.
+    pub fn queryable_states(&self) -> BTreeMap<String, String> {
+        self.queryable
+            .iter()
+            .map(|(queryable, q)| (queryable.clone(), q.state.clone()))
+            .collect()
+    }
+
     /// Runs `f` with the queryable state `queryable` (taken out of the
     /// registry meanwhile: it reads the store).
     fn with_queryable<R>(
