@@ -456,3 +456,108 @@ fn committed_queries_read_the_latest_completed_checkpoint() {
 fn committed_queries_read_incremental_rocksdb_checkpoints() {
     committed_reads_the_latest_completed_checkpoint(true);
 }
+
+/// Emits transfers between two accounts, debit and credit in one batch
+/// (so a checkpoint barrier never falls between them), until stopped.
+#[derive(Clone)]
+struct Transfers {
+    sent: u64,
+}
+
+impl Lifecycle for Transfers {}
+
+impl Source<(String, i64)> for Transfers {
+    fn parallelism(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn poll_next(
+        &mut self,
+        out: &mut Vec<(String, i64)>,
+        _max: usize,
+    ) -> Result<SourceStatus, UserError> {
+        for _ in 0..8 {
+            self.sent += 1;
+            let amount = (self.sent % 7 + 1) as i64;
+            let (from, to) = if self.sent % 2 == 0 {
+                ("alice", "bob")
+            } else {
+                ("bob", "alice")
+            };
+            out.push((from.to_string(), -amount));
+            out.push((to.to_string(), amount));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+        Ok(SourceStatus::More)
+    }
+}
+
+/// A balance per account, starting at 1 000.
+#[derive(Clone)]
+struct Balances {
+    balance: weir::state::ValueStateWithDefault<i64>,
+}
+
+impl Lifecycle for Balances {}
+
+impl KeyedProcessFunction<String, (String, i64), i64> for Balances {
+    fn process_element(
+        &mut self,
+        (_, delta): (String, i64),
+        ctx: &mut KeyedContext<String>,
+        out: &mut Collector<i64>,
+    ) -> Result<(), UserError> {
+        let balance = self.balance.modify(ctx, |b| {
+            *b += delta;
+            *b
+        })?;
+        out.collect(balance);
+        Ok(())
+    }
+}
+
+/// Transfers between two accounts in different subtasks keep the sum of
+/// their balances at 2 000. `Committed` reads both from one checkpoint, in
+/// which every transfer is whole, so it never sees another sum (`Live` may:
+/// a debit processed before its credit).
+#[test]
+fn committed_queries_never_see_a_transfer_half_done() {
+    use weir::query::Consistency;
+    let dir = tempfile::tempdir().unwrap();
+    let env = StreamEnv::with_parallelism(2);
+    env.set_checkpoint_dir(dir.path().to_str().unwrap());
+    env.enable_checkpointing(Duration::from_secs(3600));
+    env.add_source(Transfers { sent: 0 })
+        .uid("transfers")
+        .key_by(|t: &(String, i64)| t.0.clone())
+        .process(Balances {
+            balance: ValueStateDescriptor::new("balance")
+                .queryable("balance")
+                .with_default(1_000),
+        })
+        .uid("balances")
+        .discard();
+    let mut client = futures::executor::block_on(env.start("transfers")).unwrap();
+    let balance = |client: &JobClient, who: &str| {
+        futures::executor::block_on(client.query_with::<i64, String>(
+            "balances",
+            "balance",
+            &who.to_string(),
+            Consistency::Committed,
+        ))
+        .unwrap()
+        .unwrap_or(1_000)
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        // Checkpoints only when triggered: both reads see the same one.
+        futures::executor::block_on(client.trigger_checkpoint()).unwrap();
+        let (alice, bob) = (balance(&client, "alice"), balance(&client, "bob"));
+        assert_eq!(alice + bob, 2_000, "alice {alice}, bob {bob}");
+        seen.insert(alice);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(seen.len() > 1, "the balances never moved: {seen:?}");
+    client.cancel();
+    let _ = futures::executor::block_on(client.wait());
+}
