@@ -479,7 +479,7 @@ impl Source<(String, i64)> for Transfers {
         for _ in 0..8 {
             self.sent += 1;
             let amount = (self.sent % 7 + 1) as i64;
-            let (from, to) = if self.sent % 2 == 0 {
+            let (from, to) = if self.sent.is_multiple_of(2) {
                 ("alice", "bob")
             } else {
                 ("bob", "alice")
