@@ -102,6 +102,7 @@ impl Running {
             processed: processed.clone(),
         })
         .uid("totals")
+        .name("totals")
         .discard();
         let client = futures::executor::block_on(env.start("queries")).unwrap();
         Running {
@@ -560,4 +561,55 @@ fn committed_queries_never_see_a_transfer_half_done() {
     assert!(seen.len() > 1, "the balances never moved: {seen:?}");
     client.cancel();
     let _ = futures::executor::block_on(client.wait());
+}
+
+/// While the job restarts after a failure, a live query answers
+/// `Unavailable` with a retry hint, and a committed one still answers, from
+/// the checkpoint the restart restores.
+#[test]
+fn during_a_restart_live_queries_are_unavailable_and_committed_ones_answer() {
+    use weir::query::Consistency;
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(weir::testing::Faults::new());
+    // The third payment reaching a subtask of the operator fails it.
+    faults.fail_at_record("totals", 3, None);
+    let mut job = Running::start_with(2, |env| {
+        env.set_checkpoint_dir(dir.path().to_str().unwrap());
+        env.enable_checkpointing(Duration::from_secs(3600));
+        env.set_restart_strategy(weir::RestartStrategy::FixedDelay {
+            attempts: 1,
+            delay: Duration::from_secs(3),
+        });
+        env.set_faults(faults.clone());
+    });
+    // The fault counts per subtask: all of ann's payments reach one.
+    job.pay(&[("ann", 2), ("ann", 3)]);
+    futures::executor::block_on(job.client.trigger_checkpoint()).unwrap();
+    job.queue.lock().unwrap().push_back(("ann".to_string(), 9));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while job.client.status() != weir::JobStatus::Restarting {
+        assert!(
+            Instant::now() < deadline,
+            "no restart in 30 s: {:?}, fired {:?}, processed {}",
+            job.client.status(),
+            faults.fired(),
+            job.processed.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let ann = |consistency| {
+        futures::executor::block_on(job.client.query_with::<u64, String>(
+            "totals",
+            "total",
+            &"ann".to_string(),
+            consistency,
+        ))
+    };
+    let live = ann(Consistency::Live).unwrap_err();
+    assert!(
+        matches!(live, QueryError::Unavailable { retry: true, .. }),
+        "{live}"
+    );
+    assert_eq!(ann(Consistency::Committed), Ok(Some(5)));
+    job.stop();
 }
