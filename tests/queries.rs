@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use weir::query::{QueryError, QueryableState};
+use weir::query::{Consistency, QueryError, QueryableState};
 use weir::source::{Source, SourceStatus};
 use weir::state::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
 use weir::{
@@ -132,7 +132,11 @@ impl Running {
         name: &str,
         user: &str,
     ) -> Result<Option<V>, QueryError> {
-        futures::executor::block_on(self.client.query(uid, name, &user.to_string()))
+        futures::executor::block_on(self.client.query(
+            (uid, name),
+            &user.to_string(),
+            Consistency::Live,
+        ))
     }
 
     fn stop(self) {
@@ -190,8 +194,7 @@ fn values_lists_and_maps(mut job: Running) {
     // One map entry, without the whole map.
     let entry = |user: &str, amount: u64| {
         futures::executor::block_on(job.client.query_entry::<u32, String, u64>(
-            "totals",
-            "per-amount",
+            ("totals", "per-amount"),
             &user.to_string(),
             &amount,
         ))
@@ -202,8 +205,7 @@ fn values_lists_and_maps(mut job: Running) {
     assert_eq!(entry("nobody", 10), Ok(None));
     // An entry of a state that is not a map.
     let err = futures::executor::block_on(job.client.query_entry::<u32, String, u64>(
-        "totals",
-        "total",
+        ("totals", "total"),
         &"user-3".to_string(),
         &10,
     ))
@@ -246,8 +248,12 @@ fn query_errors_name_what_is_there() {
 
     // A key of another type than the operator's: refused, not answered
     // from the wrong subtask.
-    let err = futures::executor::block_on(job.client.query::<u64, u64>("totals", "total", &7))
-        .unwrap_err();
+    let err = futures::executor::block_on(job.client.query::<u64, u64>(
+        ("totals", "total"),
+        &7,
+        Consistency::Live,
+    ))
+    .unwrap_err();
     assert!(matches!(err, QueryError::Codec(_)), "{err}");
 
     // A value read as the wrong type.
@@ -262,9 +268,9 @@ fn query_errors_name_what_is_there() {
     let control = job.client.control();
     job.stop();
     let err = futures::executor::block_on(control.query::<u64, String>(
-        "totals",
-        "total",
+        ("totals", "total"),
         &"ann".to_string(),
+        Consistency::Live,
     ))
     .unwrap_err();
     assert!(
@@ -328,7 +334,7 @@ fn keys_are_listed_page_by_page_across_subtasks() {
     let mut after: Option<String> = None;
     for _ in 0..10 {
         let page: Vec<String> =
-            futures::executor::block_on(job.client.keys("totals", "total", 7, after.as_ref()))
+            futures::executor::block_on(job.client.keys(("totals", "total"), 7, after.as_ref()))
                 .unwrap();
         assert!(page.len() <= 7, "{page:?}");
         if page.is_empty() {
@@ -343,7 +349,7 @@ fn keys_are_listed_page_by_page_across_subtasks() {
     assert_eq!(sorted.len(), listed.len(), "a key listed twice: {listed:?}");
     assert_eq!(sorted, users);
     // An unknown name lists the queryable ones.
-    let err = futures::executor::block_on(job.client.keys::<String>("totals", "nope", 5, None))
+    let err = futures::executor::block_on(job.client.keys::<String>(("totals", "nope"), 5, None))
         .unwrap_err();
     assert!(
         err.to_string().contains("amounts, per-amount, total"),
@@ -359,13 +365,12 @@ fn keys_of_subtasks_that_have_not_used_the_state_are_none() {
     let mut job = Running::start(3);
     job.pay(&[("solo", 3)]);
     let keys: Vec<String> =
-        futures::executor::block_on(job.client.keys("totals", "total", 10, None)).unwrap();
+        futures::executor::block_on(job.client.keys(("totals", "total"), 10, None)).unwrap();
     assert_eq!(keys, vec!["solo".to_string()]);
     job.stop();
 }
 
 fn committed_reads_the_latest_completed_checkpoint(rocksdb: bool) {
-    use weir::query::Consistency;
     let dir = tempfile::tempdir().unwrap();
     let checkpoints = dir.path().join("checkpoints");
     let local = dir.path().join("local");
@@ -381,9 +386,8 @@ fn committed_reads_the_latest_completed_checkpoint(rocksdb: bool) {
         let _ = &local;
     });
     let at = |job: &Running, consistency: Consistency| {
-        futures::executor::block_on(job.client.query_with::<u64, String>(
-            "totals",
-            "total",
+        futures::executor::block_on(job.client.query::<u64, String>(
+            ("totals", "total"),
             &"ann".to_string(),
             consistency,
         ))
@@ -409,30 +413,26 @@ fn committed_reads_the_latest_completed_checkpoint(rocksdb: bool) {
     assert!(second > first);
     assert_eq!(at(&job, Consistency::Committed), Ok(Some(7)));
     assert_eq!(at(&job, Consistency::AtLeast(second)), Ok(Some(7)));
-    let bob = futures::executor::block_on(job.client.query_with::<u64, String>(
-        "totals",
-        "total",
+    let bob = futures::executor::block_on(job.client.query::<u64, String>(
+        ("totals", "total"),
         &"bob".to_string(),
         Consistency::Committed,
     ));
     assert_eq!(bob, Ok(Some(1)));
-    let nobody = futures::executor::block_on(job.client.query_with::<u64, String>(
-        "totals",
-        "total",
+    let nobody = futures::executor::block_on(job.client.query::<u64, String>(
+        ("totals", "total"),
         &"nobody".to_string(),
         Consistency::Committed,
     ));
     assert_eq!(nobody, Ok(None));
-    let lists = futures::executor::block_on(job.client.query_with::<Vec<u64>, String>(
-        "totals",
-        "amounts",
+    let lists = futures::executor::block_on(job.client.query::<Vec<u64>, String>(
+        ("totals", "amounts"),
         &"ann".to_string(),
         Consistency::Committed,
     ));
     assert_eq!(lists, Ok(Some(vec![5, 2])));
-    let err = futures::executor::block_on(job.client.query_with::<u64, String>(
-        "totals",
-        "nope",
+    let err = futures::executor::block_on(job.client.query::<u64, String>(
+        ("totals", "nope"),
         &"ann".to_string(),
         Consistency::Committed,
     ))
@@ -523,7 +523,6 @@ impl KeyedProcessFunction<String, (String, i64), i64> for Balances {
 /// a debit processed before its credit).
 #[test]
 fn committed_queries_never_see_a_transfer_half_done() {
-    use weir::query::Consistency;
     let dir = tempfile::tempdir().unwrap();
     let env = StreamEnv::with_parallelism(2);
     env.set_checkpoint_dir(dir.path().to_str().unwrap());
@@ -540,9 +539,8 @@ fn committed_queries_never_see_a_transfer_half_done() {
         .discard();
     let mut client = futures::executor::block_on(env.start("transfers")).unwrap();
     let balance = |client: &JobClient, who: &str| {
-        futures::executor::block_on(client.query_with::<i64, String>(
-            "balances",
-            "balance",
+        futures::executor::block_on(client.query::<i64, String>(
+            ("balances", "balance"),
             &who.to_string(),
             Consistency::Committed,
         ))
@@ -568,7 +566,6 @@ fn committed_queries_never_see_a_transfer_half_done() {
 /// the checkpoint the restart restores.
 #[test]
 fn during_a_restart_live_queries_are_unavailable_and_committed_ones_answer() {
-    use weir::query::Consistency;
     let dir = tempfile::tempdir().unwrap();
     let faults = Arc::new(weir::testing::Faults::new());
     // The third payment reaching a subtask of the operator fails it.
@@ -598,9 +595,8 @@ fn during_a_restart_live_queries_are_unavailable_and_committed_ones_answer() {
         std::thread::sleep(Duration::from_millis(1));
     }
     let ann = |consistency| {
-        futures::executor::block_on(job.client.query_with::<u64, String>(
-            "totals",
-            "total",
+        futures::executor::block_on(job.client.query::<u64, String>(
+            ("totals", "total"),
             &"ann".to_string(),
             consistency,
         ))
@@ -611,5 +607,44 @@ fn during_a_restart_live_queries_are_unavailable_and_committed_ones_answer() {
         "{live}"
     );
     assert_eq!(ann(Consistency::Committed), Ok(Some(5)));
+    job.stop();
+}
+
+/// A query by name alone finds the operator that has the queryable state,
+/// live and committed; a name no operator has lists those there are.
+#[test]
+fn a_query_by_name_finds_its_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = Running::start_with(2, |env| {
+        env.set_checkpoint_dir(dir.path().to_str().unwrap());
+        env.enable_checkpointing(Duration::from_secs(3600));
+    });
+    job.pay(&[("ann", 5), ("bob", 2)]);
+    let by_name = |name: &str, who: &str, consistency| {
+        futures::executor::block_on(job.client.query::<u64, String>(
+            name,
+            &who.to_string(),
+            consistency,
+        ))
+    };
+    assert_eq!(by_name("total", "ann", Consistency::Live), Ok(Some(5)));
+    assert_eq!(by_name("total", "bob", Consistency::Live), Ok(Some(2)));
+    assert_eq!(by_name("total", "nobody", Consistency::Live), Ok(None));
+    let err = by_name("nope", "ann", Consistency::Live).unwrap_err();
+    assert!(matches!(err, QueryError::UnknownName { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("totals/amounts, totals/per-amount, totals/total"),
+        "{err}"
+    );
+    futures::executor::block_on(job.client.trigger_checkpoint()).unwrap();
+    assert_eq!(by_name("total", "ann", Consistency::Committed), Ok(Some(5)));
+    let err = by_name("nope", "ann", Consistency::Committed).unwrap_err();
+    assert!(matches!(err, QueryError::UnknownName { .. }), "{err}");
+    let keys: Vec<String> =
+        futures::executor::block_on(job.client.keys("total", 10, None)).unwrap();
+    let mut keys = keys;
+    keys.sort();
+    assert_eq!(keys, vec!["ann".to_string(), "bob".to_string()]);
     job.stop();
 }

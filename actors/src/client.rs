@@ -97,101 +97,168 @@ impl JobControl {
         self.shared.status()
     }
 
-    /// Asks the subtask that owns `key` (encoded; its key group given the
-    /// max parallelism by `key_group`) for its value in queryable state
-    /// `name` of operator `uid`: a live query (see [`crate::query`]). The
-    /// typed form is the API layer's.
+    /// The value of `key` (encoded; its key group given the max parallelism
+    /// by `key_group`) in queryable state `name` of operator `uid` (`None`:
+    /// whichever operator has a queryable state of that name): a live query
+    /// (see [`crate::query`]), answered by the subtask that owns the key.
+    /// The typed form is the API layer's.
     pub async fn query_state(
         &self,
-        uid: &str,
+        uid: Option<&str>,
         name: &str,
         key: Vec<u8>,
         key_group: crate::query::KeyGroupOf,
     ) -> Result<Option<Vec<u8>>, crate::query::QueryError> {
-        use crate::query::{QueryError, StateAnswer, StateQuery};
-        let (target, group) = self.query_routes()?.route(uid, key_group)?;
-        let query = StateQuery::Get {
-            key_group: group,
-            key,
-        };
-        match self.ask(target, uid, name, query).await? {
-            StateAnswer::Value(value) => Ok(value),
-            StateAnswer::Keys(_) => {
-                Err(QueryError::Codec("a key listing answered a lookup".into()))
-            }
-        }
+        use crate::query::StateQuery;
+        self.lookup(uid, name, &key_group, |key_group| StateQuery::Get {
+            key_group,
+            key: key.clone(),
+        })
+        .await
     }
 
     /// The value under `user_key` (encoded) in the map of `key` (encoded;
     /// its group given by `key_group`) of queryable map state `name` of
-    /// operator `uid`: one entry, not the whole map.
+    /// operator `uid` (`None`: whichever has it): one entry, not the whole map.
     pub async fn query_entry_state(
         &self,
-        uid: &str,
+        uid: Option<&str>,
         name: &str,
         key: Vec<u8>,
         key_group: crate::query::KeyGroupOf,
         user_key: Vec<u8>,
     ) -> Result<Option<Vec<u8>>, crate::query::QueryError> {
-        use crate::query::{QueryError, StateAnswer, StateQuery};
-        let (target, group) = self.query_routes()?.route(uid, key_group)?;
-        let query = StateQuery::Entry {
-            key_group: group,
-            key,
-            user_key,
+        use crate::query::StateQuery;
+        self.lookup(uid, name, &key_group, |key_group| StateQuery::Entry {
+            key_group,
+            key: key.clone(),
+            user_key: user_key.clone(),
+        })
+        .await
+    }
+
+    /// A lookup of one key, in operator `uid` or in whichever operator has
+    /// the queryable name. The subtask that owns the key answers; if it has
+    /// not used the state yet while another subtask of the operator has,
+    /// the key has no value (`None`).
+    async fn lookup(
+        &self,
+        uid: Option<&str>,
+        name: &str,
+        key_group: &crate::query::KeyGroupOf,
+        query: impl Fn(usize) -> crate::query::StateQuery,
+    ) -> Result<Option<Vec<u8>>, crate::query::QueryError> {
+        use crate::query::{QueryError, StateAnswer};
+        let routes = self.query_routes()?;
+        let named = uid.is_some();
+        let candidates = match uid {
+            Some(uid) => vec![uid.to_string()],
+            None => routes.candidates(name),
         };
-        match self.ask(target, uid, name, query).await? {
-            StateAnswer::Value(value) => Ok(value),
-            StateAnswer::Keys(_) => {
-                Err(QueryError::Codec("a key listing answered a lookup".into()))
+        let mut unknown = Vec::new();
+        let mut wrong_key = None;
+        for uid in &candidates {
+            let (target, group) = routes.route(uid, key_group)?;
+            match self.ask(target, uid, name, query(group)).await {
+                Ok(StateAnswer::Value(value)) => {
+                    routes.learn(name, uid);
+                    return Ok(value);
+                }
+                Ok(StateAnswer::Keys(_)) => {
+                    return Err(QueryError::Codec("a key listing answered a lookup".into()))
+                }
+                Err(e @ QueryError::UnknownState { .. }) => {
+                    if self.known_by(&routes, uid, name).await {
+                        routes.learn(name, uid);
+                        return Ok(None);
+                    }
+                    unknown.push(e);
+                }
+                // Another operator's key type: not the operator asked for,
+                // unless it was named.
+                Err(e @ QueryError::Codec(_)) if !named => {
+                    wrong_key.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
             }
         }
+        let asked = named.then_some(candidates[0].as_str());
+        Err(wrong_key.unwrap_or_else(|| routes.unknown(asked, name, unknown)))
+    }
+
+    /// Whether some subtask of operator `uid` has queryable state `name`.
+    async fn known_by(&self, routes: &crate::query::QueryRoutes, uid: &str, name: &str) -> bool {
+        use crate::query::StateQuery;
+        let Ok(subtasks) = routes.all(uid) else {
+            return false;
+        };
+        let probes = subtasks.into_iter().map(|target| {
+            let probe = StateQuery::Keys {
+                limit: 0,
+                after: None,
+            };
+            self.ask(target, uid, name, probe)
+        });
+        futures::future::join_all(probes)
+            .await
+            .iter()
+            .any(Result::is_ok)
     }
 
     /// Up to `limit` keys (encoded, in byte order, after `after` if given)
-    /// that have a value in queryable state `name` of operator `uid`, from
-    /// every subtask of the operator: a page of a bounded listing.
+    /// that have a value in queryable state `name` of operator `uid`
+    /// (`None`: whichever has it), from every subtask of the operator: a
+    /// page of a bounded listing.
     pub async fn query_keys(
         &self,
-        uid: &str,
+        uid: Option<&str>,
         name: &str,
         limit: usize,
         after: Option<Vec<u8>>,
     ) -> Result<Vec<Vec<u8>>, crate::query::QueryError> {
         use crate::query::{QueryError, StateAnswer, StateQuery};
-        let subtasks = self.query_routes()?.all(uid)?;
-        let asks = subtasks.into_iter().map(|target| {
-            let query = StateQuery::Keys {
-                limit,
-                after: after.clone(),
-            };
-            self.ask(target, uid, name, query)
-        });
-        let mut keys = Vec::new();
-        // A subtask whose keys never used the state does not know it yet:
-        // it has none of its keys, unless no subtask knows the name.
-        let mut unknown = None;
-        let mut known = false;
-        for answer in futures::future::join_all(asks).await {
-            match answer {
-                Ok(StateAnswer::Keys(some)) => {
-                    known = true;
-                    keys.extend(some);
+        let routes = self.query_routes()?;
+        let candidates = match uid {
+            Some(uid) => vec![uid.to_string()],
+            None => routes.candidates(name),
+        };
+        let mut unknown_errors = Vec::new();
+        for uid in &candidates {
+            let asks = routes.all(uid)?.into_iter().map(|target| {
+                let query = StateQuery::Keys {
+                    limit,
+                    after: after.clone(),
+                };
+                self.ask(target, uid, name, query)
+            });
+            let mut keys = Vec::new();
+            // A subtask whose keys never used the state does not know it
+            // yet: it has none of its keys, unless no subtask knows the name.
+            let mut unknown = None;
+            let mut known = false;
+            for answer in futures::future::join_all(asks).await {
+                match answer {
+                    Ok(StateAnswer::Keys(some)) => {
+                        known = true;
+                        keys.extend(some);
+                    }
+                    Ok(StateAnswer::Value(_)) => {
+                        return Err(QueryError::Codec("a lookup answered a key listing".into()))
+                    }
+                    Err(e @ QueryError::UnknownState { .. }) => unknown = Some(e),
+                    Err(e) => return Err(e),
                 }
-                Ok(StateAnswer::Value(_)) => {
-                    return Err(QueryError::Codec("a lookup answered a key listing".into()))
-                }
-                Err(e @ QueryError::UnknownState { .. }) => unknown = Some(e),
-                Err(e) => return Err(e),
             }
+            if known {
+                routes.learn(name, uid);
+                keys.sort();
+                keys.dedup();
+                keys.truncate(limit);
+                return Ok(keys);
+            }
+            unknown_errors.extend(unknown);
         }
-        if let (false, Some(unknown)) = (known, unknown) {
-            return Err(unknown);
-        }
-        keys.sort();
-        keys.dedup();
-        keys.truncate(limit);
-        Ok(keys)
+        Err(routes.unknown(uid, name, unknown_errors))
     }
 
     /// The current deployment's query routes, or why there are none.

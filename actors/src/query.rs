@@ -18,7 +18,7 @@ use thiserror::Error;
 
 /// Computes a key's key group from the operator's max parallelism (the
 /// caller knows the key's type; the runtime knows the max parallelism).
-pub type KeyGroupOf = Box<dyn FnOnce(usize) -> usize + Send>;
+pub type KeyGroupOf = Box<dyn Fn(usize) -> usize + Send + Sync>;
 
 /// What a query asks of one subtask's queryable state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,6 +120,17 @@ pub enum QueryError {
         /// The latest completed checkpoint, if any.
         latest: Option<u64>,
     },
+    /// No operator of the job has a queryable state of this name (among the
+    /// subtasks asked: a state is queryable once it has been used).
+    #[error("job `{job}` has no queryable state `{name}`; its queryable states are: {known}")]
+    UnknownName {
+        /// The job's name.
+        job: String,
+        /// The name asked for.
+        name: String,
+        /// `uid/name` of the queryable states found, comma-separated (or "none").
+        known: String,
+    },
     /// The key or the value does not decode (the wrong type for the state).
     #[error("{0}")]
     Codec(String),
@@ -140,6 +151,8 @@ pub struct QueryRoutes {
     job: String,
     /// Per operator: uid, max parallelism, its subtasks.
     operators: Vec<(String, usize, Vec<Recipient<QuerySubtask>>)>,
+    /// Queryable name -> the uid of the operator found to have it.
+    learned: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl QueryRoutes {
@@ -149,7 +162,63 @@ impl QueryRoutes {
         job: String,
         operators: Vec<(String, usize, Vec<Recipient<QuerySubtask>>)>,
     ) -> Self {
-        QueryRoutes { job, operators }
+        QueryRoutes {
+            job,
+            operators,
+            learned: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The operators that may have queryable state `name`: the one found
+    /// to have it before, else every operator.
+    pub(crate) fn candidates(&self, name: &str) -> Vec<String> {
+        let learned = self.learned.lock().ok().and_then(|l| l.get(name).cloned());
+        match learned {
+            Some(uid) => vec![uid],
+            None => self.operators.iter().map(|(uid, ..)| uid.clone()).collect(),
+        }
+    }
+
+    /// Remembers that operator `uid` has queryable state `name`.
+    pub(crate) fn learn(&self, name: &str, uid: &str) {
+        if let Ok(mut learned) = self.learned.lock() {
+            learned.insert(name.to_string(), uid.to_string());
+        }
+    }
+
+    /// The error for a name no candidate knew (`uid`: the one asked for).
+    pub(crate) fn unknown(
+        &self,
+        uid: Option<&str>,
+        name: &str,
+        answers: Vec<QueryError>,
+    ) -> QueryError {
+        if let (Some(_), Some(answer)) = (uid, answers.first()) {
+            return answer.clone();
+        }
+        let mut known: Vec<String> = answers
+            .iter()
+            .filter_map(|e| match e {
+                QueryError::UnknownState { uid, known, .. } if known != "none" => Some(
+                    known
+                        .split(", ")
+                        .map(|n| format!("{uid}/{n}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                _ => None,
+            })
+            .collect();
+        known.sort();
+        QueryError::UnknownName {
+            job: self.job.clone(),
+            name: name.to_string(),
+            known: if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            },
+        }
     }
 
     /// Operator `uid`'s max parallelism and subtasks.
@@ -177,7 +246,7 @@ impl QueryRoutes {
     pub(crate) fn route(
         &self,
         uid: &str,
-        key_group: KeyGroupOf,
+        key_group: &KeyGroupOf,
     ) -> Result<(Recipient<QuerySubtask>, usize), QueryError> {
         let (max, subtasks) = self.operator(uid)?;
         let max = &max;

@@ -184,7 +184,7 @@ fn query_at(
         seed ^= seed << 17;
         let key = seed % keys;
         let asked = Instant::now();
-        let query = control.query_with::<u64, u64>("counter", "count", &key, consistency);
+        let query = control.query::<u64, u64>(("counter", "count"), &key, consistency);
         match futures::executor::block_on(query) {
             Ok(_) => {
                 latencies_us.push(asked.elapsed().as_secs_f64() * 1e6);

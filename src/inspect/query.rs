@@ -412,6 +412,16 @@ impl CommittedState {
         })
     }
 
+    /// Whether the operator has a queryable state `queryable`.
+    pub fn has_queryable(&self, queryable: &str) -> bool {
+        self.queryable.contains_key(queryable)
+    }
+
+    /// The operator's queryable names.
+    pub fn queryable_names(&self) -> Vec<String> {
+        self.queryable.keys().cloned().collect()
+    }
+
     /// The operator's max parallelism (to place a key in its key group).
     pub fn max_parallelism(&self) -> usize {
         self.max_parallelism

@@ -598,6 +598,14 @@ impl<K: Key> KeyedCore<K> {
                 retry: true,
             });
         };
+        let unknown = |unknown: crate::state::UnknownQueryable| QueryError::UnknownState {
+            uid: uid.to_string(),
+            name: name.to_string(),
+            known: match unknown.known.is_empty() {
+                true => "none".into(),
+                false => unknown.known.join(", "),
+            },
+        };
         let failed = |e: StateError| QueryError::Failed {
             uid: uid.to_string(),
             name: name.to_string(),
@@ -650,16 +658,7 @@ impl<K: Key> KeyedCore<K> {
                 .query_keys(name, *limit, after.as_deref())
                 .map(|keys| keys.map(StateAnswer::Keys).map_err(failed)),
         };
-        answer.unwrap_or_else(|unknown| {
-            Err(QueryError::UnknownState {
-                uid: uid.to_string(),
-                name: name.to_string(),
-                known: match unknown.known.is_empty() {
-                    true => "none".into(),
-                    false => unknown.known.join(", "),
-                },
-            })
-        })
+        answer.unwrap_or_else(|missing| Err(unknown(missing)))
     }
 
     /// The counters of the keyed states (none before open).

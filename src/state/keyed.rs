@@ -819,6 +819,9 @@ impl<K: Key> KeyedStateStore<K> {
         after: Option<&[u8]>,
     ) -> Result<Result<Vec<Vec<u8>>, StateError>, UnknownQueryable> {
         self.with_queryable(queryable, |store, q| {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
             let mut keys = Vec::new();
             for key in (q.keys)(store)? {
                 let encoded =
@@ -833,6 +836,14 @@ impl<K: Key> KeyedStateStore<K> {
             keys.sort();
             keys.truncate(limit);
             Ok(keys)
+        })
+    }
+
+    /// The names of the queryable states used so far (`None`: `queryable`
+    /// is one of them).
+    pub fn unknown_queryable(&self, queryable: &str) -> Option<UnknownQueryable> {
+        (!self.queryable.contains_key(queryable)).then(|| UnknownQueryable {
+            known: self.queryable.keys().cloned().collect(),
         })
     }
 

@@ -76,7 +76,7 @@ pub use error::StateError;
 pub use heap::{HeapStateBackend, HeapTable};
 pub use keyed::{
     KeyedSnapshotParts, KeyedStateSnapshot, KeyedStateStore, SnapshotOptions, StateBytes,
-    StateKind, StateTime,
+    StateKind, StateTime, UnknownQueryable,
 };
 pub use operator_state::{
     OperatorListState, OperatorStateStore, StateInitContext, StateSnapshotContext,
