@@ -166,6 +166,17 @@ impl QueryableState for JobControl {
         let control = self.clone();
         async move {
             let answer = match committed {
+                // A name the snapshot does not know may be a state first
+                // used after it: if the running job has it, the key had no
+                // committed value.
+                Some(Err(QueryError::UnknownState { .. } | QueryError::UnknownName { .. }))
+                    if control
+                        .query_keys(target.uid.as_deref(), &target.name, 0, None)
+                        .await
+                        .is_ok() =>
+                {
+                    None
+                }
                 Some(answer) => answer?,
                 None => {
                     control

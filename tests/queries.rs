@@ -407,10 +407,15 @@ fn committed_reads_the_latest_completed_checkpoint(rocksdb: bool) {
     let err = at(&job, Consistency::AtLeast(first + 1)).unwrap_err();
     assert!(matches!(err, QueryError::NotYet { .. }), "{err}");
 
-    let second = futures::executor::block_on(job.client.trigger_checkpoint())
-        .unwrap()
-        .id;
+    let stats = futures::executor::block_on(job.client.trigger_checkpoint()).unwrap();
+    let second = stats.id;
     assert!(second > first);
+    // What a committed query answers is what reading the checkpoint says.
+    let chk = std::path::PathBuf::from(stats.location.clone().expect("a checkpoint on disk"));
+    let mut read: Vec<(String, u64)> =
+        weir::inspect::read_keyed_state(&chk, "totals", "total").unwrap();
+    read.sort();
+    assert_eq!(read, vec![("ann".to_string(), 7), ("bob".to_string(), 1)]);
     assert_eq!(at(&job, Consistency::Committed), Ok(Some(7)));
     assert_eq!(at(&job, Consistency::AtLeast(second)), Ok(Some(7)));
     let bob = futures::executor::block_on(job.client.query::<u64, String>(
@@ -547,6 +552,14 @@ fn committed_queries_never_see_a_transfer_half_done() {
         .unwrap()
         .unwrap_or(1_000)
     };
+    // Queryable once used: wait for the first transfers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while futures::executor::block_on(client.keys::<String>(("balances", "balance"), 2, None))
+        .map_or(true, |keys| keys.len() < 2)
+    {
+        assert!(Instant::now() < deadline, "no transfer in 30 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..10 {
         // Checkpoints only when triggered: both reads see the same one.
