@@ -661,3 +661,54 @@ fn a_query_by_name_finds_its_operator() {
     assert_eq!(keys, vec!["ann".to_string(), "bob".to_string()]);
     job.stop();
 }
+
+/// Two states queryable under one name: the job fails at once (no restart
+/// can fix it), naming both.
+#[derive(Clone)]
+struct TwoUnderOneName {
+    a: ValueStateDescriptor<u64>,
+    b: ValueStateDescriptor<u64>,
+}
+
+impl Lifecycle for TwoUnderOneName {}
+
+impl KeyedProcessFunction<String, Payment, u64> for TwoUnderOneName {
+    fn process_element(
+        &mut self,
+        (_, amount): Payment,
+        ctx: &mut KeyedContext<String>,
+        _out: &mut Collector<u64>,
+    ) -> Result<(), UserError> {
+        ctx.state(&self.a)?.update(amount);
+        ctx.state(&self.b)?.update(amount);
+        Ok(())
+    }
+}
+
+#[test]
+fn two_states_queryable_under_one_name_fail_the_job_once() {
+    let env = StreamEnv::with_parallelism(1);
+    env.set_restart_strategy(weir::RestartStrategy::FixedDelay {
+        attempts: 5,
+        delay: Duration::ZERO,
+    });
+    env.from_collection(vec![("ann".to_string(), 1_u64)])
+        .key_by(|p: &Payment| p.0.clone())
+        .process(TwoUnderOneName {
+            a: ValueStateDescriptor::new("a").queryable("x"),
+            b: ValueStateDescriptor::new("b").queryable("x"),
+        })
+        .discard();
+    let error = futures::executor::block_on(async {
+        let mut client = env.start("two-under-one").await.unwrap();
+        let error = client.wait().await.unwrap_err();
+        assert_eq!(client.restarts(), 0, "no restart can fix a declaration");
+        error
+    });
+    assert!(!error.is_retryable());
+    let err = error.to_string();
+    assert!(
+        err.contains("states `a` and `b` are both queryable as `x`"),
+        "{err}"
+    );
+}

@@ -60,6 +60,16 @@ pub enum StateError {
         #[source]
         cause: weir_actors::error::NotRetryable,
     },
+    /// Two states of one operator made queryable under one name; no restart
+    /// can fix it: the job fails at once.
+    #[error("{message}")]
+    InvalidQueryable {
+        /// Which states and which name.
+        message: String,
+        /// Marks the error as one a restart cannot fix.
+        #[source]
+        cause: weir_actors::error::NotRetryable,
+    },
     /// The state backend failed (I/O, RocksDB, a missing or corrupt file); the
     /// message names what and where.
     #[error("{0}")]

@@ -752,11 +752,14 @@ impl<K: Key> KeyedStateStore<K> {
             if state == descriptor.name() {
                 return Ok(());
             }
-            return Err(StateError::Backend(format!(
-                "states `{state}` and `{}` are both queryable as `{queryable}`: give them \
-                 different queryable names",
-                descriptor.name()
-            )));
+            return Err(StateError::InvalidQueryable {
+                message: format!(
+                    "states `{state}` and `{}` are both queryable as `{queryable}`: give them \
+                     different queryable names",
+                    descriptor.name()
+                ),
+                cause: weir_actors::error::NotRetryable,
+            });
         }
         let reader = descriptor.clone();
         let entry_reader = descriptor.clone();
