@@ -307,6 +307,8 @@ where
         let mut all = ctx.state(&self.windows)?.keys();
         all.push(new.clone());
         let mut result = new.clone();
+        // Windows made by earlier merges of this call.
+        let mut created: Vec<A::W> = Vec::new();
         for (merged, mut parts) in self.assigner.merge_windows(&all) {
             if let Some(at) = parts.iter().position(|w| w == new) {
                 parts.remove(at);
@@ -331,10 +333,12 @@ where
             let mut state = ctx.state(&self.windows)?;
             let mut contents = None;
             let mut trigger_states = Vec::with_capacity(parts.len());
+            let mut released = Vec::new();
             for part in &parts {
                 if let Some(entry) = state.remove(part) {
                     self.logic.merge(&mut contents, entry.contents);
                     trigger_states.push(entry.trigger);
+                    released.extend(entry.timers);
                 }
             }
             let mut entry = WindowEntry {
@@ -353,7 +357,26 @@ where
             if let Some(cleanup) = self.cleanup_timer(&merged) {
                 tctx.register(cleanup);
             }
-            state.put(merged, entry);
+            // The merged-away windows' timers that no window of the key
+            // holds any more go (as Flink's trigger `clear` of merged
+            // windows): else each would fire later and find nothing to do.
+            let mut kept = entry.timers.clone();
+            let others = all.iter().chain(&created);
+            for other in others.filter(|w| **w != merged && !parts.contains(w)) {
+                if let Some(other) = state.get(other) {
+                    kept.extend(other.timers);
+                }
+            }
+            released.retain(|t| !kept.contains(t));
+            state.put(merged.clone(), entry);
+            created.push(merged);
+            for timer in released {
+                if timer.event_time {
+                    ctx.delete_event_time_timer(timer.at);
+                } else {
+                    ctx.delete_processing_time_timer(timer.at);
+                }
+            }
             register_timers(ctx, &added);
         }
         Ok(result)
