@@ -314,8 +314,8 @@ impl StreamEnv {
         self
     }
 
-    /// Where savepoints go when [`JobClient::trigger_savepoint`] or
-    /// [`JobClient::stop_with_savepoint`] is given no directory (Flink's
+    /// Where savepoints go when [`JobControl::trigger_savepoint`](crate::JobControl::trigger_savepoint) or
+    /// [`JobControl::stop_with_savepoint`](crate::JobControl::stop_with_savepoint) is given no directory (Flink's
     /// `state.savepoints.dir`).
     pub fn set_savepoint_dir(&self, dir: impl Into<PathBuf>) -> &Self {
         self.code(&["state.savepoints_dir"]).runtime.savepoint_dir = Some(dir.into());

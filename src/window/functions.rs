@@ -3,8 +3,8 @@
 //! fed by an incremental aggregate or by the window's elements.
 //!
 //! Inside the operator a window's contents are either an incremental
-//! accumulator ([`Incremental`]: reduce or aggregate, merged when sessions
-//! merge) or the elements themselves ([`Evicting`]: needed by evictors and
+//! accumulator (`Incremental`: reduce or aggregate, merged when sessions
+//! merge) or the elements themselves (`Evicting`: needed by evictors and
 //! by a process function alone).
 
 use std::marker::PhantomData;

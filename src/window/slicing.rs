@@ -2,7 +2,7 @@
 //! cumulating windows with an incremental function (`reduce`, `aggregate`,
 //! alone or with a process function), the default trigger and no evictor.
 //!
-//! Per key it keeps one partial aggregate per slice ([`Slices`], keyed state
+//! Per key it keeps one partial aggregate per slice (`Slices`, keyed state
 //! `window-slices`) instead of one per window: an element costs one slice
 //! update whatever `size / slide`, and a window that fires merges its
 //! slices. Timers: a slice's first window registers one timer at its end -
