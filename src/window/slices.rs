@@ -269,7 +269,9 @@ impl<Acc> Slices<Acc> {
     where
         Acc: Clone,
     {
-        let removed = self.0.partition_point(|(e, _)| !keep(*e));
+        // A scan from the front, not a binary search: usually one slice or
+        // none goes, and `keep` may divide.
+        let removed = self.0.iter().take_while(|(e, _)| !keep(*e)).count();
         let mut result: Option<Acc> = None;
         let mut take = |acc: Acc| match result.as_mut() {
             None => result = Some(acc),
