@@ -40,9 +40,9 @@ use serde::Serialize;
 use thiserror::Error;
 
 pub use listing::{list_checkpoints, ListedSnapshot, Listing};
+pub(crate) use query::CommittedState;
 pub use query::{
-    query_keyed_state, query_timers, read_keyed_state, CommittedState, KeySelection, QueryRow,
-    TimerRow,
+    query_keyed_state, query_timers, read_keyed_state, KeySelection, QueryRow, TimerRow,
 };
 pub use report::{
     inspect, inspect_at, ExpiredAgainst, OperatorReport, SnapshotReport, StateReport,

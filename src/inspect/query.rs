@@ -386,7 +386,7 @@ fn operator_snapshots_and_max(
 
 /// One operator's keyed state in one snapshot, decoded once, as committed
 /// queries read it (`weir::query` with `Consistency::Committed`).
-pub struct CommittedState {
+pub(crate) struct CommittedState {
     uid: String,
     max_parallelism: usize,
     /// Queryable name -> state name.
@@ -396,7 +396,7 @@ pub struct CommittedState {
 
 impl CommittedState {
     /// Reads operator `uid`'s keyed state from the snapshot at `path`.
-    pub fn read(path: &Path, uid: &str) -> Result<Self, InspectError> {
+    pub(crate) fn read(path: &Path, uid: &str) -> Result<Self, InspectError> {
         let (groups, max_parallelism) = key_groups_and_max(path, uid)?;
         let mut queryable = BTreeMap::new();
         let mut states = BTreeMap::new();
@@ -413,23 +413,23 @@ impl CommittedState {
     }
 
     /// Whether the operator has a queryable state `queryable`.
-    pub fn has_queryable(&self, queryable: &str) -> bool {
+    pub(crate) fn has_queryable(&self, queryable: &str) -> bool {
         self.queryable.contains_key(queryable)
     }
 
     /// The operator's queryable names.
-    pub fn queryable_names(&self) -> Vec<String> {
+    pub(crate) fn queryable_names(&self) -> Vec<String> {
         self.queryable.keys().cloned().collect()
     }
 
     /// The operator's max parallelism (to place a key in its key group).
-    pub fn max_parallelism(&self) -> usize {
+    pub(crate) fn max_parallelism(&self) -> usize {
         self.max_parallelism
     }
 
     /// The value (encoded, without expiries) of the key `key` (encoded) of
     /// key group `group` in the state queryable as `queryable`.
-    pub fn lookup(
+    pub(crate) fn lookup(
         &self,
         queryable: &str,
         key: &[u8],
