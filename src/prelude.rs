@@ -19,6 +19,7 @@ pub use crate::ops::broadcast_process::{
 pub use crate::ops::keyed_process::{KeyedContext, KeyedProcessFunction};
 pub use crate::ops::process::{ProcessContext, ProcessFunction};
 pub use crate::ops::two_input::TwoInputOperator;
+pub use crate::query::{Consistency, QueryableState};
 pub use crate::sink::Sink;
 pub use crate::source::{Source, SourceStatus};
 pub use crate::state::{
