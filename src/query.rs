@@ -42,6 +42,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -294,32 +295,34 @@ fn decode_value<V: DeserializeOwned>(
         .transpose()
 }
 
-/// The decoded committed state of the snapshots read lately, by (snapshot
-/// directory, operator uid): a committed query reads a snapshot's files
-/// once.
-static COMMITTED: Mutex<Vec<(PathBuf, String, Arc<CommittedState>)>> = Mutex::new(Vec::new());
+/// The decoded committed state of the snapshots read lately, by snapshot
+/// directory (every operator's, by uid): a committed query reads a
+/// snapshot's files once.
+#[allow(clippy::type_complexity)]
+static COMMITTED: Mutex<Vec<(PathBuf, Arc<BTreeMap<String, CommittedState>>)>> =
+    Mutex::new(Vec::new());
 
-/// How many (snapshot, operator) pairs [`COMMITTED`] keeps.
-const COMMITTED_KEPT: usize = 16;
+/// How many snapshots [`COMMITTED`] keeps.
+const COMMITTED_KEPT: usize = 4;
 
-/// Operator `uid`'s committed state in the snapshot at `dir`, read once.
-fn committed_state(dir: &Path, uid: &str) -> Result<Arc<CommittedState>, String> {
+/// Every operator's committed state in the snapshot at `dir`, read once.
+fn committed_states(dir: &Path) -> Result<Arc<BTreeMap<String, CommittedState>>, String> {
     let cached = COMMITTED.lock().ok().and_then(|kept| {
         kept.iter()
-            .find(|(d, u, _)| d == dir && u == uid)
-            .map(|(.., state)| state.clone())
+            .find(|(d, _)| d == dir)
+            .map(|(_, states)| states.clone())
     });
-    if let Some(state) = cached {
-        return Ok(state);
+    if let Some(states) = cached {
+        return Ok(states);
     }
-    let state = Arc::new(CommittedState::read(dir, uid).map_err(|e| e.to_string())?);
+    let states = Arc::new(CommittedState::read_all(dir).map_err(|e| e.to_string())?);
     if let Ok(mut kept) = COMMITTED.lock() {
         if kept.len() >= COMMITTED_KEPT {
             kept.remove(0);
         }
-        kept.push((dir.to_path_buf(), uid.to_string(), state.clone()));
+        kept.push((dir.to_path_buf(), states.clone()));
     }
-    Ok(state)
+    Ok(states)
 }
 
 /// A committed query of `key` in `target` (at least checkpoint `wanted`).
@@ -342,21 +345,25 @@ fn query_committed<K: Key>(
         name: target.name.clone(),
         cause: format!("reading checkpoint {id}: {cause}"),
     };
-    let uids = match &target.uid {
-        Some(uid) => vec![uid.clone()],
-        None => weir_actors::restore::open_snapshot_dir(&dir)
-            .map_err(|e| failed("?", e))?
-            .1
-            .operators
-            .iter()
-            .map(|o| o.uid.clone())
-            .collect(),
-    };
+    let states = committed_states(&dir).map_err(|e| failed("?", e))?;
     let encoded = codec::encode(key).map_err(|e| QueryError::Codec(e.to_string()))?;
+    if let Some(uid) = &target.uid {
+        let Some(state) = states.get(uid) else {
+            return Err(QueryError::UnknownOperator {
+                job: control.name().to_string(),
+                uid: uid.clone(),
+                known: states.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        };
+        return state.lookup(
+            &target.name,
+            &encoded,
+            key_group(key, state.max_parallelism()),
+        );
+    }
     let mut known = Vec::new();
-    for uid in &uids {
-        let state = committed_state(&dir, uid).map_err(|e| failed(uid, e))?;
-        if target.uid.is_some() || state.has_queryable(&target.name) {
+    for (uid, state) in states.iter() {
+        if state.has_queryable(&target.name) {
             return state.lookup(
                 &target.name,
                 &encoded,

@@ -237,6 +237,16 @@ fn key_groups_and_max(
     InspectError,
 > {
     let (snapshots, max_parallelism) = operator_snapshots_and_max(path, uid)?;
+    Ok((decode_groups(path, uid, &snapshots)?, max_parallelism))
+}
+
+/// The key groups of `uid`'s part `snapshots` of the snapshot at `path`,
+/// decoded, with the states of incremental RocksDB handles read into them.
+fn decode_groups(
+    path: &Path,
+    uid: &str,
+    snapshots: &[OperatorSnapshot],
+) -> Result<BTreeMap<usize, crate::state::key_group_format::KeyGroupState>, InspectError> {
     let mut groups = BTreeMap::new();
     for (&group, bytes) in snapshots.iter().flat_map(|s| &s.keyed) {
         let decoded = read_key_group(bytes).map_err(|e| {
@@ -266,7 +276,7 @@ fn key_groups_and_max(
                 .extend(states);
         }
     }
-    Ok((groups, max_parallelism))
+    Ok(groups)
 }
 
 /// The states an incremental snapshot's handle holds, per key group.
@@ -350,6 +360,30 @@ fn operator_snapshots_and_max(
     path: &Path,
     uid: &str,
 ) -> Result<(Vec<OperatorSnapshot>, usize), InspectError> {
+    let (operators, mut snapshots) = all_operator_snapshots(path)?;
+    let Some(&(_, max_parallelism)) = operators.iter().find(|(u, _)| u == uid) else {
+        let uids: Vec<&str> = operators.iter().map(|(u, _)| u.as_str()).collect();
+        return Err(InspectError::Open(format!(
+            "{}: no operator with uid {uid:?}; its operators are: {}",
+            path.display(),
+            uids.join(", ")
+        )));
+    };
+    Ok((snapshots.remove(uid).unwrap_or_default(), max_parallelism))
+}
+
+/// Every operator of the snapshot at `path` (uid, max parallelism), and
+/// every subtask's part of each, by uid: the snapshot read once.
+#[allow(clippy::type_complexity)]
+fn all_operator_snapshots(
+    path: &Path,
+) -> Result<
+    (
+        Vec<(String, usize)>,
+        BTreeMap<String, Vec<OperatorSnapshot>>,
+    ),
+    InspectError,
+> {
     if !path.exists() {
         return Err(InspectError::Open(format!(
             "{}: no such file or directory",
@@ -357,31 +391,21 @@ fn operator_snapshots_and_max(
         )));
     }
     let (storage, metadata) = restore::open_snapshot_dir(path).map_err(InspectError::Open)?;
-    let Some(max_parallelism) = metadata
+    let operators = metadata
         .operators
         .iter()
-        .find(|o| o.uid == uid)
-        .map(|o| o.max_parallelism)
-    else {
-        let uids: Vec<&str> = metadata.operators.iter().map(|o| o.uid.as_str()).collect();
-        return Err(InspectError::Open(format!(
-            "{}: no operator with uid {uid:?}; its operators are: {}",
-            path.display(),
-            uids.join(", ")
-        )));
-    };
+        .map(|o| (o.uid.clone(), o.max_parallelism))
+        .collect();
     let (_, states) =
         restore::read(&storage, metadata.checkpoint_id).map_err(|cause| InspectError::Read {
             path: path.to_path_buf(),
             cause,
         })?;
-    let snapshots = states
-        .into_iter()
-        .flat_map(|s| s.operators)
-        .filter(|(u, _)| u == uid)
-        .map(|(_, snapshot)| snapshot)
-        .collect();
-    Ok((snapshots, max_parallelism))
+    let mut snapshots: BTreeMap<String, Vec<OperatorSnapshot>> = BTreeMap::new();
+    for (uid, snapshot) in states.into_iter().flat_map(|s| s.operators) {
+        snapshots.entry(uid).or_default().push(snapshot);
+    }
+    Ok((operators, snapshots))
 }
 
 /// One operator's keyed state in one snapshot, decoded once, as committed
@@ -395,21 +419,28 @@ pub(crate) struct CommittedState {
 }
 
 impl CommittedState {
-    /// Reads operator `uid`'s keyed state from the snapshot at `path`.
-    pub(crate) fn read(path: &Path, uid: &str) -> Result<Self, InspectError> {
-        let (groups, max_parallelism) = key_groups_and_max(path, uid)?;
-        let mut queryable = BTreeMap::new();
-        let mut states = BTreeMap::new();
-        for (group, state) in groups {
-            queryable.extend(state.queryable);
-            states.insert(group, state.states);
+    /// Reads every operator's keyed state from the snapshot at `path` (the
+    /// snapshot read once), by uid.
+    pub(crate) fn read_all(path: &Path) -> Result<BTreeMap<String, Self>, InspectError> {
+        let (operators, mut snapshots) = all_operator_snapshots(path)?;
+        let mut all = BTreeMap::new();
+        for (uid, max_parallelism) in operators {
+            let parts = snapshots.remove(&uid).unwrap_or_default();
+            let mut queryable = BTreeMap::new();
+            let mut states = BTreeMap::new();
+            for (group, state) in decode_groups(path, &uid, &parts)? {
+                queryable.extend(state.queryable);
+                states.insert(group, state.states);
+            }
+            let state = CommittedState {
+                uid: uid.clone(),
+                max_parallelism,
+                queryable,
+                groups: states,
+            };
+            all.insert(uid, state);
         }
-        Ok(CommittedState {
-            uid: uid.to_string(),
-            max_parallelism,
-            queryable,
-            groups: states,
-        })
+        Ok(all)
     }
 
     /// Whether the operator has a queryable state `queryable`.
