@@ -4,7 +4,8 @@
 //! A keyed state is made queryable on its descriptor
 //! (`ValueStateDescriptor::new("count").queryable("count")`, on every keyed
 //! state kind); names should be unique in the job. [`QueryableState::query`]
-//! on a [`JobClient`](crate::JobClient) or [`JobControl`] finds the operator
+//! on a [`JobControl`] (and so on a [`JobClient`](crate::JobClient), which
+//! derefs to one) finds the operator
 //! that has the name (or the one a [`QueryTarget`] names) and sends the key,
 //! routed by key group as a restore assigns key groups, to the subtask actor
 //! that owns it, which answers between two processing steps: an answer never
@@ -245,38 +246,6 @@ impl QueryableState for JobControl {
     }
 }
 
-impl QueryableState for crate::JobClient {
-    fn query<V: DeserializeOwned, K: Key>(
-        &self,
-        target: impl Into<QueryTarget>,
-        key: &K,
-        consistency: Consistency,
-    ) -> impl Future<Output = Result<Option<V>, QueryError>> + Send {
-        let control: &JobControl = self;
-        control.query(target, key, consistency)
-    }
-
-    fn query_entry<V: DeserializeOwned, K: Key, UK: Key>(
-        &self,
-        target: impl Into<QueryTarget>,
-        key: &K,
-        user_key: &UK,
-    ) -> impl Future<Output = Result<Option<V>, QueryError>> + Send {
-        let control: &JobControl = self;
-        control.query_entry(target, key, user_key)
-    }
-
-    fn keys<K: Key>(
-        &self,
-        target: impl Into<QueryTarget>,
-        limit: usize,
-        after: Option<&K>,
-    ) -> impl Future<Output = Result<Vec<K>, QueryError>> + Send {
-        let control: &JobControl = self;
-        control.keys(target, limit, after)
-    }
-}
-
 /// An answer's value, decoded.
 fn decode_value<V: DeserializeOwned>(
     target: &QueryTarget,
@@ -352,7 +321,7 @@ fn query_committed<K: Key>(
             return Err(QueryError::UnknownOperator {
                 job: control.name().to_string(),
                 uid: uid.clone(),
-                known: states.keys().cloned().collect::<Vec<_>>().join(", "),
+                known: weir_actors::query::known_names(states.keys()),
             });
         };
         return state.lookup(
@@ -380,10 +349,6 @@ fn query_committed<K: Key>(
     Err(QueryError::UnknownName {
         job: control.name().to_string(),
         name: target.name.clone(),
-        known: if known.is_empty() {
-            "none".into()
-        } else {
-            known.join(", ")
-        },
+        known: weir_actors::query::known_names(known),
     })
 }

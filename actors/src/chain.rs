@@ -110,11 +110,10 @@ impl Chain {
             .is_some_and(|s| s.info.uid == query.uid)
         {
             // A source has no keyed state.
-            return Some(Err(crate::query::QueryError::UnknownState {
-                uid: query.uid.clone(),
-                name: query.name.clone(),
-                known: "none".into(),
-            }));
+            return Some(Err(crate::query::QueryError::no_queryable_state(
+                &query.uid,
+                &query.name,
+            )));
         }
         let link = self
             .operators

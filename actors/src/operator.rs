@@ -157,11 +157,9 @@ pub trait StreamOperator: Send + 'static {
         name: &str,
         _query: &crate::query::StateQuery,
     ) -> Result<crate::query::StateAnswer, crate::query::QueryError> {
-        Err(crate::query::QueryError::UnknownState {
-            uid: info.uid.clone(),
-            name: name.to_string(),
-            known: "none".into(),
-        })
+        Err(crate::query::QueryError::no_queryable_state(
+            &info.uid, name,
+        ))
     }
 
     /// Checkpoint `checkpoint_id` is complete: everything this operator

@@ -146,6 +146,33 @@ pub enum QueryError {
     },
 }
 
+/// What [`known_names`] says of no names.
+const NO_NAMES: &str = "none";
+
+/// Names for an error message: comma-separated, or "none".
+pub fn known_names<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
+    let names: Vec<S> = names.into_iter().collect();
+    match names.is_empty() {
+        true => NO_NAMES.into(),
+        false => names
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+impl QueryError {
+    /// Operator `uid` has no queryable state at all (asked for `name`).
+    pub fn no_queryable_state(uid: &str, name: &str) -> Self {
+        QueryError::UnknownState {
+            uid: uid.to_string(),
+            name: name.to_string(),
+            known: NO_NAMES.into(),
+        }
+    }
+}
+
 /// Where live queries go in one deployment.
 pub struct QueryRoutes {
     job: String,
@@ -199,7 +226,7 @@ impl QueryRoutes {
         let mut known: Vec<String> = answers
             .iter()
             .filter_map(|e| match e {
-                QueryError::UnknownState { uid, known, .. } if known != "none" => Some(
+                QueryError::UnknownState { uid, known, .. } if known != NO_NAMES => Some(
                     known
                         .split(", ")
                         .map(|n| format!("{uid}/{n}"))
@@ -213,11 +240,7 @@ impl QueryRoutes {
         QueryError::UnknownName {
             job: self.job.clone(),
             name: name.to_string(),
-            known: if known.is_empty() {
-                "none".into()
-            } else {
-                known.join(", ")
-            },
+            known: known_names(known),
         }
     }
 

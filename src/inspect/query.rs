@@ -468,15 +468,10 @@ impl CommittedState {
     ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
         use weir_actors::QueryError;
         let Some(state) = self.queryable.get(queryable) else {
-            let known: Vec<&str> = self.queryable.keys().map(String::as_str).collect();
             return Err(QueryError::UnknownState {
                 uid: self.uid.clone(),
                 name: queryable.to_string(),
-                known: if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                },
+                known: weir_actors::query::known_names(self.queryable.keys()),
             });
         };
         let Some(part) = self

@@ -601,10 +601,7 @@ impl<K: Key> KeyedCore<K> {
         let unknown = |unknown: crate::state::UnknownQueryable| QueryError::UnknownState {
             uid: uid.to_string(),
             name: name.to_string(),
-            known: match unknown.known.is_empty() {
-                true => "none".into(),
-                false => unknown.known.join(", "),
-            },
+            known: weir_actors::query::known_names(unknown.known),
         };
         let failed = |e: StateError| QueryError::Failed {
             uid: uid.to_string(),

@@ -70,11 +70,7 @@ pub trait TwoInputOperator<In1, In2, Out>: Lifecycle + Clone + Send + 'static {
         name: &str,
         _query: &weir_actors::query::StateQuery,
     ) -> Result<weir_actors::query::StateAnswer, weir_actors::QueryError> {
-        Err(weir_actors::QueryError::UnknownState {
-            uid: uid.to_string(),
-            name: name.to_string(),
-            known: "none".into(),
-        })
+        Err(weir_actors::QueryError::no_queryable_state(uid, name))
     }
 }
 
