@@ -16,7 +16,7 @@ use weir_actors::error::Permanent;
 use weir_actors::{RecordBatch, UserError};
 
 use crate::context::RuntimeContext;
-use crate::lifecycle::Lifecycle;
+use crate::lifecycle::{forward_lifecycle, Lifecycle};
 use crate::operator::{Collector, OneInputOperator};
 use crate::ops::keyed_core::KeyedCore;
 use crate::ops::keyed_process::{KeySelector, KeyedContext};
@@ -521,23 +521,13 @@ where
         self.logic.open(ctx)
     }
 
-    fn notify_checkpoint_complete(&mut self, id: u64) -> Result<(), UserError> {
-        self.logic.notify_checkpoint_complete(id)
-    }
-
-    fn notify_checkpoint_aborted(&mut self, id: u64) -> Result<(), UserError> {
-        self.logic.notify_checkpoint_aborted(id)
-    }
-
-    fn finish(&mut self) -> Result<(), UserError> {
-        self.logic.finish()
-    }
-
     fn close(&mut self) -> Result<(), UserError> {
         let closed = self.logic.close();
         self.core.close();
         closed
     }
+
+    forward_lifecycle!(logic: notify_checkpoint_complete, notify_checkpoint_aborted, finish);
 }
 
 impl<K, T, Out, A, Tr, L> OneInputOperator<T, Out> for WindowOperator<K, T, Out, A, Tr, L>
