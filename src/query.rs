@@ -324,20 +324,12 @@ fn query_committed<K: Key>(
                 known: weir_actors::query::known_names(states.keys()),
             });
         };
-        return state.lookup(
-            &target.name,
-            &encoded,
-            key_group(key, state.max_parallelism()),
-        );
+        return state.lookup(&target.name, &encoded);
     }
     let mut known = Vec::new();
     for (uid, state) in states.iter() {
         if state.has_queryable(&target.name) {
-            return state.lookup(
-                &target.name,
-                &encoded,
-                key_group(key, state.max_parallelism()),
-            );
+            return state.lookup(&target.name, &encoded);
         }
         known.extend(
             state

@@ -25,7 +25,7 @@
 //! # Ok::<(), weir::inspect::InspectError>(())
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::Path;
 
@@ -412,33 +412,48 @@ fn all_operator_snapshots(
 /// queries read it (`weir::query` with `Consistency::Committed`).
 pub(crate) struct CommittedState {
     uid: String,
-    max_parallelism: usize,
     /// Queryable name -> state name.
     queryable: BTreeMap<String, String>,
-    groups: BTreeMap<usize, Vec<StateBytes>>,
+    /// Per queryable state: encoded key -> encoded value (without expiries).
+    values: BTreeMap<String, HashMap<Vec<u8>, Vec<u8>>>,
 }
 
 impl CommittedState {
     /// Reads every operator's keyed state from the snapshot at `path` (the
-    /// snapshot read once), by uid.
+    /// snapshot read once), by uid, and indexes its queryable states by key.
     pub(crate) fn read_all(path: &Path) -> Result<BTreeMap<String, Self>, InspectError> {
         let (operators, mut snapshots) = all_operator_snapshots(path)?;
         let mut all = BTreeMap::new();
-        for (uid, max_parallelism) in operators {
+        for (uid, _) in operators {
             let parts = snapshots.remove(&uid).unwrap_or_default();
-            let mut queryable = BTreeMap::new();
-            let mut states = BTreeMap::new();
-            for (group, state) in decode_groups(path, &uid, &parts)? {
-                queryable.extend(state.queryable);
-                states.insert(group, state.states);
+            let groups = decode_groups(path, &uid, &parts)?;
+            let queryable: BTreeMap<String, String> =
+                groups.values().flat_map(|g| g.queryable.clone()).collect();
+            let mut values: BTreeMap<String, HashMap<Vec<u8>, Vec<u8>>> = BTreeMap::new();
+            for part in groups.into_values().flat_map(|g| g.states) {
+                if !queryable.values().any(|state| *state == part.name) {
+                    continue;
+                }
+                let failed = |e: codec::CodecError| read_error(path, &uid, &part.name, e);
+                let entries: Vec<(Generic, Generic)> =
+                    codec::decode(&part.entries).map_err(failed)?;
+                let index = values.entry(part.name.clone()).or_default();
+                for (key, value) in entries {
+                    let value = value.without_expiries(part.kind, part.ttl.is_some());
+                    index.insert(
+                        codec::encode(&key).map_err(failed)?,
+                        codec::encode(&value).map_err(failed)?,
+                    );
+                }
             }
-            let state = CommittedState {
-                uid: uid.clone(),
-                max_parallelism,
-                queryable,
-                groups: states,
-            };
-            all.insert(uid, state);
+            all.insert(
+                uid.clone(),
+                CommittedState {
+                    uid,
+                    queryable,
+                    values,
+                },
+            );
         }
         Ok(all)
     }
@@ -453,50 +468,21 @@ impl CommittedState {
         self.queryable.keys().cloned().collect()
     }
 
-    /// The operator's max parallelism (to place a key in its key group).
-    pub(crate) fn max_parallelism(&self) -> usize {
-        self.max_parallelism
-    }
-
-    /// The value (encoded, without expiries) of the key `key` (encoded) of
-    /// key group `group` in the state queryable as `queryable`.
+    /// The value (encoded, without expiries) of the key `key` (encoded) in
+    /// the state queryable as `queryable`.
     pub(crate) fn lookup(
         &self,
         queryable: &str,
         key: &[u8],
-        group: usize,
     ) -> Result<Option<Vec<u8>>, weir_actors::QueryError> {
-        use weir_actors::QueryError;
         let Some(state) = self.queryable.get(queryable) else {
-            return Err(QueryError::UnknownState {
+            return Err(weir_actors::QueryError::UnknownState {
                 uid: self.uid.clone(),
                 name: queryable.to_string(),
                 known: weir_actors::query::known_names(self.queryable.keys()),
             });
         };
-        let Some(part) = self
-            .groups
-            .get(&group)
-            .and_then(|states| states.iter().find(|s| &s.name == state))
-        else {
-            return Ok(None);
-        };
-        let failed = |cause: String| QueryError::Failed {
-            uid: self.uid.clone(),
-            name: queryable.to_string(),
-            cause,
-        };
-        let entries: Vec<(Generic, Generic)> =
-            codec::decode(&part.entries).map_err(|e| failed(e.to_string()))?;
-        for (stored_key, value) in entries {
-            if codec::encode(&stored_key).map_err(|e| failed(e.to_string()))? == key {
-                let value = value.without_expiries(part.kind, part.ttl.is_some());
-                return codec::encode(&value)
-                    .map(Some)
-                    .map_err(|e| failed(e.to_string()));
-            }
-        }
-        Ok(None)
+        Ok(self.values.get(state).and_then(|v| v.get(key)).cloned())
     }
 }
 
