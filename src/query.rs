@@ -67,8 +67,8 @@ pub enum Consistency {
     /// The state as of the latest completed checkpoint (or savepoint):
     /// consistent across every key and operator of the job, a value written
     /// after it is not seen, and answered also while the job restarts. Read
-    /// from the snapshot's files (checkpoint storage on disk), decoded once
-    /// per snapshot and operator.
+    /// from the snapshot's files (checkpoint storage on disk), indexed by key
+    /// once per snapshot.
     Committed,
     /// [`Consistency::Committed`], once checkpoint `n` has completed;
     /// before, [`QueryError::NotYet`].

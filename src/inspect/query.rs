@@ -408,8 +408,8 @@ fn all_operator_snapshots(
     Ok((operators, snapshots))
 }
 
-/// One operator's keyed state in one snapshot, decoded once, as committed
-/// queries read it (`weir::query` with `Consistency::Committed`).
+/// One operator's queryable keyed state in one snapshot, indexed by key, as
+/// committed queries read it (`weir::query` with `Consistency::Committed`).
 pub(crate) struct CommittedState {
     uid: String,
     /// Queryable name -> state name.
