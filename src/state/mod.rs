@@ -61,6 +61,7 @@ mod keyed;
 mod operator_state;
 #[cfg(feature = "rocksdb")]
 pub mod rocksdb;
+pub mod schema;
 pub mod timers;
 pub mod ttl;
 

@@ -31,7 +31,6 @@ mod expiring;
 pub(crate) mod sweep;
 
 pub(crate) use canonical::count_by_expiry;
-#[cfg(feature = "rocksdb")]
 pub(crate) use canonical::skip_value;
 pub(crate) use canonical::unexpired_entries;
 pub use expiring::Expiring;

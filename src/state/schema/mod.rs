@@ -1,0 +1,47 @@
+//! State schema evolution: what a snapshot records of each keyed state's
+//! types, and how a restore decides whether the job can read it.
+//!
+//! - [`TypeSchema`] (in `shape`): a type's structural description, traced
+//!   from its `Deserialize` implementation, with a fingerprint.
+//! - [`StateSchema`]: a state's version and value (and map key) schemas,
+//!   written into every checkpoint and savepoint.
+//! - [`Evolution`] (in `evolution`): the version a descriptor declares and
+//!   its migrations from older versions.
+//! - [`Compatibility`] (in `verdict`): identical, readable as is, readable
+//!   after migration, or [`SchemaProblem`] (incompatible, or a downgrade).
+//! - `rewrite`: applying migrations to a state's stored bytes.
+//!
+//! Compatible as is, with no code: adding a field with `#[serde(default)]`
+//! (or an `Option`), removing a field, renaming one with
+//! `#[serde(alias)]`, adding an enum variant, widening an integer. Anything
+//! else needs a migration:
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use weir::state::ValueStateDescriptor;
+//!
+//! #[derive(Clone, Serialize, Deserialize)]
+//! struct CountV2 { count: u32, #[serde(default)] last_seen_ms: i64 }
+//! #[derive(Clone, Serialize, Deserialize)]
+//! struct CountV3 { count: u64, last_seen_ms: i64 }
+//!
+//! let state = ValueStateDescriptor::<CountV3>::new("count")
+//!     .version(3)
+//!     .migrate_from::<CountV2>(2, |old| CountV3 {
+//!         count: u64::from(old.count),
+//!         last_seen_ms: old.last_seen_ms,
+//!     });
+//! # let _ = state;
+//! ```
+
+mod evolution;
+mod probe;
+pub(crate) mod rewrite;
+mod shape;
+mod verdict;
+
+pub(crate) use evolution::{decodes, migrate_value, MigrationStep};
+pub use evolution::{Evolution, Migrate};
+pub use shape::{Container, Field, Shape, TypeSchema, Variant, VariantFields};
+pub use verdict::{differences, Compatibility, SchemaProblem, StateSchema};
+pub(crate) use verdict::{judge, Declared};
