@@ -768,6 +768,7 @@ mod tests {
                 kind: *kind,
                 type_name: "u64".into(),
                 entries: codec::encode(&vec![(1u32, 7u64); *keys]).unwrap(),
+                schema: None,
                 ttl: None,
             })
             .collect();
@@ -997,6 +998,7 @@ mod tests {
             kind,
             type_name: "t".into(),
             entries,
+            schema: None,
             ttl: Some(settings),
         }
     }

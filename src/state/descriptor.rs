@@ -14,6 +14,7 @@ use super::access::{
     AggregatingStateRef, ListStateRef, MapStateRef, ReducingStateRef, ValueStateRef,
 };
 use super::keyed::StateKind;
+use super::schema::{Declared, Evolution, Migrate};
 use super::ttl::{Expirable, Expiring, TtlAccess, TtlConfig};
 use super::{Key, StateData};
 use crate::keys::KeyMap;
@@ -42,6 +43,9 @@ pub trait StateDescriptor: Clone + Send + 'static {
     fn ttl(&self) -> Option<&TtlConfig>;
     /// The name live queries reach the state by, if it is queryable.
     fn queryable_name(&self) -> Option<&str>;
+    /// The state's schema, version and migrations.
+    #[doc(hidden)]
+    fn declared(&self) -> Declared;
     /// What a live query of one key answers: the key's value (list: its
     /// elements; map: its entries as a map; aggregating: its accumulator),
     /// encoded; `None` if the key has none.
@@ -96,6 +100,9 @@ macro_rules! descriptor_basics {
         fn queryable_name(&self) -> Option<&str> {
             self.queryable.as_deref()
         }
+        fn declared(&self) -> Declared {
+            self.declared_schema()
+        }
     };
 }
 
@@ -120,6 +127,37 @@ macro_rules! single_value_expiry {
         }
         fn without_expiry(stored: Expiring<$v>, now: i64) -> Option<$v> {
             (!super::ttl::is_expired(stored.0, now)).then_some(stored.1)
+        }
+    };
+}
+
+/// `version` and `migrate_from` for a descriptor type.
+macro_rules! evolves {
+    ($what:literal) => {
+        /// The same state at schema version `version` (1 unless set):
+        /// snapshots record it, and restoring one written by an older
+        /// version runs the migrations declared with
+        /// [`migrate_from`](Self::migrate_from); one written by a newer
+        /// version is refused.
+        pub fn version(mut self, version: u32) -> Self {
+            self.evolution = self.evolution.with_version(version);
+            self
+        }
+
+        #[doc = concat!(
+            "The same state, migrating ", $what, " written at version `from` (an `Old`) to the next ",
+            "version this descriptor knows (the next `migrate_from`, or the current version) with ",
+            "`migrate`. Migrations chain: v1 -> v2 -> v3. A restore applies them to every value of ",
+            "an older snapshot; the next snapshot holds the current version. See ",
+            "[`schema`](crate::state::schema)."
+        )]
+        pub fn migrate_from<Old: serde::de::DeserializeOwned + 'static>(
+            mut self,
+            from: u32,
+            migrate: impl Migrate<Old>,
+        ) -> Self {
+            self.evolution = self.evolution.with_migration(from, migrate);
+            self
         }
     };
 }
@@ -149,6 +187,7 @@ macro_rules! with_ttl {
 #[derive(Clone, Debug)]
 pub struct ValueStateDescriptor<V> {
     name: Arc<str>,
+    evolution: Evolution,
     default: Option<V>,
     slot: Slot,
     ttl: Option<TtlConfig>,
@@ -160,6 +199,7 @@ impl<V> ValueStateDescriptor<V> {
     pub fn new(name: &str) -> Self {
         ValueStateDescriptor {
             name: name.into(),
+            evolution: Evolution::default(),
             default: None,
             slot: Slot::default(),
             ttl: None,
@@ -169,6 +209,7 @@ impl<V> ValueStateDescriptor<V> {
 
     with_ttl!();
     queryable!();
+    evolves!("values");
 
     /// The same state with a value for keys that never set one: its
     /// [`value`](ValueStateWithDefault::value) is that value, not an `Option`.
@@ -200,6 +241,22 @@ impl<V> ValueStateWithDefault<V> {
         self.inner = self.inner.queryable(name);
         self
     }
+
+    /// See [`ValueStateDescriptor::version`].
+    pub fn version(mut self, version: u32) -> Self {
+        self.inner = self.inner.version(version);
+        self
+    }
+
+    /// See [`ValueStateDescriptor::migrate_from`].
+    pub fn migrate_from<Old: serde::de::DeserializeOwned + 'static>(
+        mut self,
+        from: u32,
+        migrate: impl Migrate<Old>,
+    ) -> Self {
+        self.inner = self.inner.migrate_from(from, migrate);
+        self
+    }
 }
 
 impl<V: StateData> StateDescriptor for ValueStateWithDefault<V> {
@@ -217,6 +274,9 @@ impl<V: StateData> StateDescriptor for ValueStateWithDefault<V> {
     }
     fn queryable_name(&self) -> Option<&str> {
         self.inner.queryable_name()
+    }
+    fn declared(&self) -> Declared {
+        self.inner.declared()
     }
     fn queried<K: Key>(state: ValueStateRef<'_, K, V>) -> Result<Option<Vec<u8>>, CodecError> {
         state.value().map(|v| codec::encode(&v)).transpose()
@@ -242,6 +302,12 @@ impl<V: StateData> StateDescriptor for ValueStateWithDefault<V> {
         self.inner.open_ttl(table, key, group, ttl)
     }
     single_value_expiry!(V);
+}
+
+impl<V: StateData> ValueStateDescriptor<V> {
+    fn declared_schema(&self) -> Declared {
+        Declared::of::<V>(self.evolution.clone())
+    }
 }
 
 impl<V: StateData> StateDescriptor for ValueStateDescriptor<V> {
@@ -279,6 +345,7 @@ impl<V: StateData> StateDescriptor for ValueStateDescriptor<V> {
 #[derive(Clone, Debug)]
 pub struct ListStateDescriptor<V> {
     name: Arc<str>,
+    evolution: Evolution,
     slot: Slot,
     ttl: Option<TtlConfig>,
     queryable: Option<Arc<str>>,
@@ -290,6 +357,7 @@ impl<V> ListStateDescriptor<V> {
     pub fn new(name: &str) -> Self {
         ListStateDescriptor {
             name: name.into(),
+            evolution: Evolution::default(),
             slot: Slot::default(),
             ttl: None,
             queryable: None,
@@ -299,6 +367,13 @@ impl<V> ListStateDescriptor<V> {
 
     with_ttl!();
     queryable!();
+    evolves!("elements");
+}
+
+impl<V: StateData> ListStateDescriptor<V> {
+    fn declared_schema(&self) -> Declared {
+        Declared::of::<V>(self.evolution.clone())
+    }
 }
 
 impl<V: StateData> StateDescriptor for ListStateDescriptor<V> {
@@ -349,6 +424,7 @@ impl<V: StateData> StateDescriptor for ListStateDescriptor<V> {
 #[derive(Clone, Debug)]
 pub struct MapStateDescriptor<UK, UV> {
     name: Arc<str>,
+    evolution: Evolution,
     slot: Slot,
     ttl: Option<TtlConfig>,
     queryable: Option<Arc<str>>,
@@ -360,6 +436,7 @@ impl<UK, UV> MapStateDescriptor<UK, UV> {
     pub fn new(name: &str) -> Self {
         MapStateDescriptor {
             name: name.into(),
+            evolution: Evolution::default(),
             slot: Slot::default(),
             ttl: None,
             queryable: None,
@@ -369,6 +446,13 @@ impl<UK, UV> MapStateDescriptor<UK, UV> {
 
     with_ttl!();
     queryable!();
+    evolves!("values (not keys)");
+}
+
+impl<UK: Key, UV: StateData> MapStateDescriptor<UK, UV> {
+    fn declared_schema(&self) -> Declared {
+        Declared::of::<UV>(self.evolution.clone()).with_user_key::<UK>()
+    }
 }
 
 impl<UK: Key, UV: StateData> StateDescriptor for MapStateDescriptor<UK, UV> {
@@ -434,6 +518,7 @@ type ReduceFn<V> = Arc<dyn Fn(V, V) -> V + Send + Sync>;
 #[derive(Clone)]
 pub struct ReducingStateDescriptor<V> {
     name: Arc<str>,
+    evolution: Evolution,
     slot: Slot,
     ttl: Option<TtlConfig>,
     queryable: Option<Arc<str>>,
@@ -445,6 +530,7 @@ impl<V> ReducingStateDescriptor<V> {
     pub fn new(name: &str, reduce: impl Fn(V, V) -> V + Send + Sync + 'static) -> Self {
         ReducingStateDescriptor {
             name: name.into(),
+            evolution: Evolution::default(),
             slot: Slot::default(),
             ttl: None,
             queryable: None,
@@ -454,6 +540,13 @@ impl<V> ReducingStateDescriptor<V> {
 
     with_ttl!();
     queryable!();
+    evolves!("values");
+}
+
+impl<V: StateData> ReducingStateDescriptor<V> {
+    fn declared_schema(&self) -> Declared {
+        Declared::of::<V>(self.evolution.clone())
+    }
 }
 
 impl<V: StateData> StateDescriptor for ReducingStateDescriptor<V> {
@@ -525,6 +618,7 @@ pub trait AggregateFunction: Send + Sync + 'static {
 /// One accumulator per key, fed by an [`AggregateFunction`].
 pub struct AggregatingStateDescriptor<A> {
     name: Arc<str>,
+    evolution: Evolution,
     slot: Slot,
     ttl: Option<TtlConfig>,
     queryable: Option<Arc<str>>,
@@ -535,6 +629,7 @@ impl<A> Clone for AggregatingStateDescriptor<A> {
     fn clone(&self) -> Self {
         AggregatingStateDescriptor {
             name: self.name.clone(),
+            evolution: self.evolution.clone(),
             slot: self.slot.clone(),
             ttl: self.ttl.clone(),
             queryable: self.queryable.clone(),
@@ -548,6 +643,7 @@ impl<A: AggregateFunction> AggregatingStateDescriptor<A> {
     pub fn new(name: &str, function: A) -> Self {
         AggregatingStateDescriptor {
             name: name.into(),
+            evolution: Evolution::default(),
             slot: Slot::default(),
             ttl: None,
             queryable: None,
@@ -557,6 +653,13 @@ impl<A: AggregateFunction> AggregatingStateDescriptor<A> {
 
     with_ttl!();
     queryable!();
+    evolves!("accumulators");
+}
+
+impl<A: AggregateFunction> AggregatingStateDescriptor<A> {
+    fn declared_schema(&self) -> Declared {
+        Declared::of::<A::Acc>(self.evolution.clone())
+    }
 }
 
 impl<A: AggregateFunction> StateDescriptor for AggregatingStateDescriptor<A> {

@@ -70,6 +70,20 @@ pub enum StateError {
         #[source]
         cause: weir_actors::error::NotRetryable,
     },
+    /// A restored state the job cannot read: the schema its snapshot
+    /// recorded does not read as the descriptor's type and no migration
+    /// covers it, or the snapshot was written by a newer version of the
+    /// state. No restart can fix it: the job fails at once.
+    #[error("state `{name}` cannot be restored: {message}")]
+    Schema {
+        /// The state's name.
+        name: String,
+        /// What differs and what to do.
+        message: String,
+        /// Marks the error as one a restart cannot fix.
+        #[source]
+        cause: weir_actors::error::NotRetryable,
+    },
     /// The state backend failed (I/O, RocksDB, a missing or corrupt file); the
     /// message names what and where.
     #[error("{0}")]
@@ -77,6 +91,15 @@ pub enum StateError {
 }
 
 impl StateError {
+    /// A restored state whose schema the job cannot read.
+    pub fn schema(name: &str, message: impl Into<String>) -> Self {
+        StateError::Schema {
+            name: name.to_string(),
+            message: message.into(),
+            cause: weir_actors::error::NotRetryable,
+        }
+    }
+
     /// An invalid time-to-live configuration: `message` names the state.
     pub fn invalid_ttl(message: String) -> Self {
         StateError::InvalidTtl {

@@ -179,6 +179,7 @@ mod tests {
             kind: StateKind::Value,
             type_name: "u64".into(),
             entries: vec![0x90],
+            schema: None,
             ttl: None,
         }];
         let timers = [

@@ -14,6 +14,7 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,7 @@ use super::error::StateError;
 use super::heap::{HeapTable, HeapTableSnapshot};
 #[cfg(feature = "rocksdb")]
 use super::rocksdb::{RocksKeyedDb, RocksSnapshot, RocksTable, RocksTableRef};
+use super::schema::{self, StateSchema};
 use super::ttl::sweep::{ErasureSchedule, IncrementalCursor};
 use super::ttl::{
     unexpired_entries, DowntimePolicy, Expirable, ExpiredCounters, TtlAccess, TtlConfig,
@@ -271,6 +273,8 @@ struct Table<K> {
     name: String,
     kind: StateKind,
     type_name: &'static str,
+    /// The state's version and types, as the snapshots record them.
+    schema: Arc<StateSchema>,
     table: Box<dyn Any + Send>,
     ops: Box<dyn TableOps<K>>,
     /// The state's time to live and its cleanups, if it has one.
@@ -439,6 +443,10 @@ pub struct StateBytes {
     pub type_name: String,
     /// The entries, rmp-serde encoded.
     pub entries: Vec<u8>,
+    /// The state's version and types when the snapshot was taken (absent
+    /// in snapshots from before weir recorded them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<StateSchema>,
     /// The state's time to live when the snapshot was taken (then every
     /// value is stored with its expiry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -475,6 +483,7 @@ struct SnapshotTable {
     name: String,
     kind: StateKind,
     type_name: &'static str,
+    schema: Arc<StateSchema>,
     ttl: Option<TtlSettings>,
     snapshot: Box<dyn ErasedTableSnapshot>,
 }
@@ -515,6 +524,7 @@ impl KeyedStateSnapshot {
                         kind: table.kind,
                         type_name: table.type_name.to_string(),
                         entries,
+                        schema: Some(StateSchema::clone(&table.schema)),
                         ttl: table.ttl,
                     });
                 }
@@ -928,6 +938,7 @@ impl<K: Key> KeyedStateStore<K> {
     ) -> Result<usize, StateError> {
         let (name, kind) = (descriptor.name(), descriptor.kind());
         let opened = self.opened_at.unwrap_or(self.time.processing);
+        let (schema, migrations) = self.judge_restored(descriptor)?;
         let mut ttl = descriptor.ttl().map(|config| {
             let staggered = matches!(self.backing, Backing::Heap);
             TableTtl::new(
@@ -989,10 +1000,25 @@ impl<K: Key> KeyedStateStore<K> {
                     )),
                 ),
             };
+            if db.registered_schema(name).is_some() {
+                // Its schema was judged readable: registered under this
+                // job's type, in the form (with expiries or not) it was
+                // stored in, and its values migrated if they must be.
+                let stored_with_expiry = db.stored_ttl(name)?.is_some();
+                let stored_as = match stored_with_expiry {
+                    true => std::any::type_name::<D::TtlStored>(),
+                    false => std::any::type_name::<D::Stored>(),
+                };
+                db.retype(name, kind, stored_as)?;
+                if !migrations.is_empty() {
+                    db.migrate_values(name, kind, stored_with_expiry, &migrations)?;
+                }
+            }
             db.register(
                 name,
                 kind,
                 type_name,
+                &schema,
                 other_form,
                 ttl.as_ref().map(|t| (&t.config, t.offset)),
             )?;
@@ -1001,6 +1027,7 @@ impl<K: Key> KeyedStateStore<K> {
                 name: name.to_string(),
                 kind,
                 type_name,
+                schema: Arc::new(schema),
                 table: Box::new(RocksTable::new(name, RocksKeyedDb::caches(kind))),
                 ops: Box::new(RocksOps),
                 ttl,
@@ -1015,19 +1042,28 @@ impl<K: Key> KeyedStateStore<K> {
         let plain = std::any::type_name::<D::Stored>();
         let with_expiry = std::any::type_name::<D::TtlStored>();
         let time = self.time;
+        // Whether restored bytes hold expiries: as their snapshot says when
+        // it recorded their schema (judged readable above, whatever the type
+        // is called now), else as their type's name says.
+        let stored_with_expiry = |bytes: &StateBytes| match bytes.schema {
+            Some(_) => Ok(bytes.ttl.is_some()),
+            None if bytes.type_name == with_expiry => Ok(true),
+            None if bytes.type_name == plain => Ok(false),
+            None => Err(mismatch_restored(name, bytes, kind, type_name)),
+        };
         let (table, ops): (Box<dyn Any + Send>, Box<dyn TableOps<K>>) = if ttl.is_some() {
             let mut table = HeapTable::<K, D::TtlStored>::new(self.range);
             self.restore_pending(name, kind, type_name, |group, bytes| {
-                if bytes.type_name == with_expiry {
-                    table.restore_group(name, group, &bytes.entries)
-                } else if bytes.type_name == plain {
+                let with_expiry = stored_with_expiry(bytes)?;
+                let entries = migrate_restored(name, group, bytes, with_expiry, &migrations)?;
+                if with_expiry {
+                    table.restore_group(name, group, &entries)
+                } else {
                     // Restored without expiries: they live from the restore.
                     let at = restore_expiry.unwrap_or(i64::MAX);
-                    table.restore_group_as::<D::Stored>(name, group, &bytes.entries, |v| {
+                    table.restore_group_as::<D::Stored>(name, group, &entries, |v| {
                         Some(D::with_expiry(v, at))
                     })
-                } else {
-                    Err(mismatch_restored(name, bytes, kind, type_name))
                 }
             })?;
             (
@@ -1037,16 +1073,16 @@ impl<K: Key> KeyedStateStore<K> {
         } else {
             let mut table = HeapTable::<K, D::Stored>::new(self.range);
             self.restore_pending(name, kind, type_name, |group, bytes| {
-                if bytes.type_name == plain {
-                    table.restore_group(name, group, &bytes.entries)
-                } else if bytes.type_name == with_expiry {
+                let with_expiry = stored_with_expiry(bytes)?;
+                let entries = migrate_restored(name, group, bytes, with_expiry, &migrations)?;
+                if !with_expiry {
+                    table.restore_group(name, group, &entries)
+                } else {
                     // The time to live was switched off: what had expired stays gone.
                     let now = restored_now(bytes.ttl, time, opened);
-                    table.restore_group_as::<D::TtlStored>(name, group, &bytes.entries, |v| {
+                    table.restore_group_as::<D::TtlStored>(name, group, &entries, |v| {
                         D::without_expiry(v, now)
                     })
-                } else {
-                    Err(mismatch_restored(name, bytes, kind, type_name))
                 }
             })?;
             (
@@ -1059,6 +1095,7 @@ impl<K: Key> KeyedStateStore<K> {
             name: name.to_string(),
             kind,
             type_name,
+            schema: Arc::new(schema),
             table,
             ops,
             ttl,
@@ -1066,6 +1103,44 @@ impl<K: Key> KeyedStateStore<K> {
         let index = self.tables.len() - 1;
         self.rebuild_cleanup_timers(index);
         Ok(index)
+    }
+
+    /// The schema `descriptor` declares, and the migrations its restored
+    /// values need: the verdict on the schema the snapshot recorded (heap:
+    /// in its bytes; RocksDB: in its registration). An incompatible state
+    /// or a downgrade is an error naming the state, what differs and what
+    /// to do.
+    fn judge_restored<D: StateDescriptor>(
+        &self,
+        descriptor: &D,
+    ) -> Result<(StateSchema, Vec<schema::MigrationStep>), StateError> {
+        let name = descriptor.name();
+        let declared = descriptor.declared();
+        declared
+            .evolution
+            .check(name)
+            .map_err(|message| StateError::schema(name, message))?;
+        let recorded = match &self.backing {
+            Backing::Heap => self
+                .pending
+                .values()
+                .flat_map(|states| states.iter().filter(|s| s.name == name))
+                .find_map(|s| s.schema.clone()),
+            #[cfg(feature = "rocksdb")]
+            Backing::RocksDb(db) => db.registered_schema(name).cloned(),
+        };
+        let migrations = match recorded {
+            None => Vec::new(),
+            Some(recorded) => {
+                let (verdict, migrations) = schema::judge(&recorded, &declared)
+                    .map_err(|problem| StateError::schema(name, problem.to_string()))?;
+                if verdict != schema::Compatibility::Identical {
+                    tracing::info!(state = name, ?verdict, "restored state schema");
+                }
+                migrations
+            }
+        };
+        Ok((declared.schema, migrations))
     }
 
     /// Feeds the restored bytes of state `name` to `restore`, group by group,
@@ -1464,6 +1539,7 @@ impl<K: Key> KeyedStateStore<K> {
                         name: t.name.clone(),
                         kind: t.kind,
                         type_name: t.type_name,
+                        schema: t.schema.clone(),
                         ttl: t.ttl.as_ref().map(|state| state.settings_at(time)),
                         snapshot,
                     })
@@ -1641,6 +1717,25 @@ fn restored_now(settings: Option<TtlSettings>, time: StateTime, opened: i64) -> 
     }
 }
 
+/// The restored entries of state `name` in key group `group`, migrated
+/// (borrowed if there is nothing to migrate).
+fn migrate_restored<'b>(
+    name: &str,
+    group: usize,
+    bytes: &'b StateBytes,
+    with_expiry: bool,
+    migrations: &[schema::MigrationStep],
+) -> Result<std::borrow::Cow<'b, [u8]>, StateError> {
+    if migrations.is_empty() {
+        return Ok(std::borrow::Cow::Borrowed(&bytes.entries));
+    }
+    schema::rewrite::canonical_entries(bytes.kind, &bytes.entries, with_expiry, &|value| {
+        schema::migrate_value(migrations, value)
+    })
+    .map(std::borrow::Cow::Owned)
+    .map_err(|e| StateError::schema(name, format!("migrating key group {group}: {e}")))
+}
+
 fn mismatch_restored(
     name: &str,
     bytes: &StateBytes,
@@ -1730,7 +1825,7 @@ mod tests {
         let wrong = ValueStateDescriptor::<String>::new("n");
         assert!(matches!(
             after.open(&wrong, &7, 1),
-            Err(StateError::Mismatch { .. })
+            Err(StateError::Schema { .. })
         ));
         // Nothing was lost: a snapshot still carries the state, and the right
         // descriptor reads it.

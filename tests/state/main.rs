@@ -21,6 +21,8 @@
 //!   erasure) and their metrics;
 //! - [`ttl_restore`]: time-to-live across snapshots, restores, rescaling,
 //!   switching it on, off or changing it, and downtime policies;
+//! - [`schema`]: state schema evolution at a restore: compatible changes,
+//!   migrations, incompatible changes and downgrades;
 //! - [`kit`]: what they share (the command harness, `Count`, ...).
 //!
 //! The keyed-state tests are one suite run for every backend
@@ -34,6 +36,7 @@ mod jobs;
 mod keyed_state;
 mod kit;
 mod operator_state;
+mod schema;
 mod snapshots;
 mod timers;
 mod ttl;
@@ -132,6 +135,12 @@ every_backend!(
     jobs::a_keyed_process_function_counts_every_key_in_a_job,
     jobs::a_keyed_function_counts_right_when_its_state_outgrows_the_caches,
     jobs::a_keyed_function_with_its_own_max_parallelism_sees_every_key_at_its_owner,
+    schema::a_field_with_a_default_reads_as_is_and_a_later_snapshot_records_the_new_version,
+    schema::migrations_chain_from_any_older_version_across_a_change_of_parallelism,
+    schema::migrations_keep_the_expiries_of_a_state_with_a_time_to_live,
+    schema::an_incompatible_change_fails_naming_the_state_the_field_and_what_to_do,
+    schema::a_snapshot_of_a_newer_version_is_refused_naming_both_versions,
+    schema::a_migration_from_the_current_version_is_refused,
 );
 
 /// The time-to-live suite on every backend, apart (`cargo test --test state ttl`).

@@ -53,6 +53,7 @@ struct RegisteredState {
     name: String,
     kind: StateKind,
     type_name: String,
+    schema: Option<crate::state::schema::StateSchema>,
     ttl: Option<(crate::state::ttl::TtlSettings, i64)>,
 }
 
@@ -105,7 +106,7 @@ impl RocksKeyedDb {
             return Err(e);
         }
         let mut registry = Vec::with_capacity(self.registry().len());
-        for (name, (kind, type_name)) in self.registry() {
+        for (name, registration) in self.registry() {
             // A state with a time to live: what expired by now stays out of
             // a full snapshot.
             let ttl = self.stored_ttl(name)?.map(|settings| {
@@ -130,8 +131,9 @@ impl RocksKeyedDb {
             });
             registry.push(RegisteredState {
                 name: name.clone(),
-                kind: *kind,
-                type_name: type_name.clone(),
+                kind: registration.kind,
+                type_name: registration.type_name.clone(),
+                schema: registration.schema.clone(),
                 ttl,
             });
         }
@@ -180,6 +182,7 @@ impl RocksSnapshot {
                 name,
                 kind,
                 type_name,
+                schema,
                 ttl,
             } in &self.registry
             {
@@ -221,6 +224,7 @@ impl RocksSnapshot {
                         kind: *kind,
                         type_name: type_name.clone(),
                         entries,
+                        schema: schema.clone(),
                         ttl: ttl.map(|(settings, _)| settings),
                     });
                 }
@@ -515,9 +519,9 @@ fn ingest(
         let Some(name) = key.strip_prefix(&META_PREFIX[..]) else {
             break;
         };
-        let (kind, type_name): (StateKind, String) = codec::decode(value)
+        let registration = super::db::Registration::decode(value)
             .map_err(|e| db.error("unreadable state registration in a restored snapshot", e))?;
-        registrations.push((String::from_utf8_lossy(name).into_owned(), kind, type_name));
+        registrations.push((String::from_utf8_lossy(name).into_owned(), registration));
         meta.next();
     }
     drop(meta);
@@ -531,8 +535,8 @@ fn ingest(
             .map_err(|e| db.error(&format!("cannot ingest {}", sst.display()), e))?;
     }
     drop(writer);
-    for (name, kind, type_name) in registrations {
-        db.record_registration(&name, kind, &type_name)?;
+    for (name, r) in registrations {
+        db.record_registration(&name, r.kind, &r.type_name, r.schema.as_ref())?;
     }
     for (name, settings) in ttl_settings {
         if db.stored_ttl(&name)?.is_none() {

@@ -3,6 +3,7 @@
 //! keys, and the error slot the accessors report into.
 
 use crate::runtime::codec;
+use crate::state::schema::StateSchema;
 use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -114,13 +115,50 @@ impl SnapshotSite {
     }
 }
 
+/// What the database records of a state: its kind, the type it is
+/// stored as, and its schema (absent in snapshots from before weir
+/// recorded schemas). Stored under the state's registration key as
+/// `msgpack([kind, type name, schema])` (older: `[kind, type name]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Registration {
+    pub(crate) kind: StateKind,
+    pub(crate) type_name: String,
+    pub(crate) schema: Option<StateSchema>,
+}
+
+impl Registration {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, codec::CodecError> {
+        match codec::decode::<(StateKind, String, StateSchema)>(bytes) {
+            Ok((kind, type_name, schema)) => Ok(Registration {
+                kind,
+                type_name,
+                schema: Some(schema),
+            }),
+            Err(_) => {
+                codec::decode::<(StateKind, String)>(bytes).map(|(kind, type_name)| Registration {
+                    kind,
+                    type_name,
+                    schema: None,
+                })
+            }
+        }
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, codec::CodecError> {
+        match &self.schema {
+            Some(schema) => codec::encode(&(self.kind, &self.type_name, schema)),
+            None => codec::encode(&(self.kind, &self.type_name)),
+        }
+    }
+}
+
 /// A keyed operator subtask's database.
 pub(crate) struct RocksKeyedDb {
     db: DB,
     write: WriteOptions,
     range: KeyGroupRange,
     options: Options,
-    registry: HashMap<String, (StateKind, String)>,
+    registry: HashMap<String, Registration>,
     failure: RefCell<Option<StateError>>,
     /// Recent values of the states with one value per key (see `cache.rs`).
     cache: RefCell<EntryCache>,
@@ -285,7 +323,7 @@ impl RocksKeyedDb {
                 break;
             };
             let name = String::from_utf8_lossy(name).into_owned();
-            let entry: (StateKind, String) = codec::decode(value).map_err(|e| {
+            let entry = Registration::decode(value).map_err(|e| {
                 self.error(&format!("state `{name}` has an unreadable registration"), e)
             })?;
             registry.insert(name, entry);
@@ -297,9 +335,58 @@ impl RocksKeyedDb {
         Ok(())
     }
 
-    /// The states stored, by name: (kind, type name).
-    pub(super) fn registry(&self) -> &HashMap<String, (StateKind, String)> {
+    /// The states stored, by name.
+    pub(super) fn registry(&self) -> &HashMap<String, Registration> {
         &self.registry
+    }
+
+    /// The schema state `name` was registered with, if it is registered
+    /// and its snapshot recorded one.
+    pub(crate) fn registered_schema(&self, name: &str) -> Option<&StateSchema> {
+        self.registry.get(name)?.schema.as_ref()
+    }
+
+    /// Registers restored state `name`, whose schema was judged readable by
+    /// this job's type, as stored as `type_name` (the job's type, in the
+    /// form its values are stored in).
+    pub(crate) fn retype(
+        &mut self,
+        name: &str,
+        kind: StateKind,
+        type_name: &str,
+    ) -> Result<(), StateError> {
+        let Some(registered) = self.registry.get(name) else {
+            return Ok(());
+        };
+        if registered.kind != kind {
+            return Err(StateError::Mismatch {
+                name: name.to_string(),
+                declared: format!("{:?}<{}> (restored)", registered.kind, registered.type_name),
+                requested: format!("{kind:?}<{type_name}>"),
+            });
+        }
+        let registration = Registration {
+            kind,
+            type_name: type_name.to_string(),
+            schema: registered.schema.clone(),
+        };
+        self.store_registration(name, registration)
+    }
+
+    fn store_registration(
+        &mut self,
+        name: &str,
+        registration: Registration,
+    ) -> Result<(), StateError> {
+        let value = registration.encode().map_err(|e| StateError::Encode {
+            name: name.to_string(),
+            cause: e.to_string(),
+        })?;
+        self.db
+            .put_opt(format::meta_key(name), value, &self.write)
+            .map_err(|e| self.error(&format!("cannot register state `{name}`"), e))?;
+        self.registry.insert(name.to_string(), registration);
+        Ok(())
     }
 
     /// Registers state `name` as a descriptor opens it, or checks it against
@@ -311,10 +398,16 @@ impl RocksKeyedDb {
         name: &str,
         kind: StateKind,
         type_name: &str,
+        schema: &StateSchema,
         other_form: (&str, super::FormChange),
         ttl: Option<(&crate::state::ttl::TtlConfig, i64)>,
     ) -> Result<(), StateError> {
-        if let Some((k, t)) = self.registry.get(name) {
+        if let Some(Registration {
+            kind: k,
+            type_name: t,
+            ..
+        }) = self.registry.get(name)
+        {
             if *k == kind && t != type_name && t == other_form.0 {
                 self.change_form(name, kind, other_form.1)?;
                 self.registry.remove(name);
@@ -328,16 +421,18 @@ impl RocksKeyedDb {
                 });
             }
         }
-        self.record_registration(name, kind, type_name)?;
+        self.record_registration(name, kind, type_name, Some(schema))?;
         self.record_ttl(name, kind, ttl)
     }
 
-    /// Records state `name`'s kind and type (as restored, or as opened).
+    /// Records state `name`'s kind, type and schema (as restored, or as
+    /// opened: then the schema is this job's).
     pub(super) fn record_registration(
         &mut self,
         name: &str,
         kind: StateKind,
         type_name: &str,
+        schema: Option<&StateSchema>,
     ) -> Result<(), StateError> {
         if name.len() > 255 {
             return Err(StateError::Backend(format!(
@@ -349,26 +444,24 @@ impl RocksKeyedDb {
                 "state name {name:?} starts with a NUL byte, which the RocksDB backend reserves"
             )));
         }
-        if let Some((k, t)) = self.registry.get(name) {
-            if *k != kind || t != type_name {
+        if let Some(registered) = self.registry.get(name) {
+            if registered.kind != kind || registered.type_name != type_name {
                 return Err(StateError::Mismatch {
                     name: name.to_string(),
-                    declared: format!("{k:?}<{t}> (restored)"),
+                    declared: format!("{:?}<{}> (restored)", registered.kind, registered.type_name),
                     requested: format!("{kind:?}<{type_name}>"),
                 });
             }
-            return Ok(());
+            if schema.is_none() || registered.schema.as_ref() == schema {
+                return Ok(());
+            }
         }
-        let value = codec::encode(&(kind, type_name)).map_err(|e| StateError::Encode {
-            name: name.to_string(),
-            cause: e.to_string(),
-        })?;
-        self.db
-            .put_opt(format::meta_key(name), value, &self.write)
-            .map_err(|e| self.error(&format!("cannot register state `{name}`"), e))?;
-        self.registry
-            .insert(name.to_string(), (kind, type_name.to_string()));
-        Ok(())
+        let registration = Registration {
+            kind,
+            type_name: type_name.to_string(),
+            schema: schema.cloned(),
+        };
+        self.store_registration(name, registration)
     }
 
     /// Writes canonical (heap-format) bytes of key groups into the database.
@@ -381,7 +474,12 @@ impl RocksKeyedDb {
         for (&group, states) in groups.range(self.range.start..self.range.end) {
             let mut batch = WriteBatch::default();
             for state in states {
-                self.record_registration(&state.name, state.kind, &state.type_name)?;
+                self.record_registration(
+                    &state.name,
+                    state.kind,
+                    &state.type_name,
+                    state.schema.as_ref(),
+                )?;
                 if let Some(settings) = state.ttl {
                     self.restore_ttl_settings(&state.name, settings)?;
                 }
@@ -634,6 +732,63 @@ impl RocksKeyedDb {
             last.clear();
         }
         Ok(())
+    }
+
+    /// Rewrites every stored value of state `name` with `rewrite` (`None`:
+    /// the entry goes), one write batch per key group, and clears the entry
+    /// cache, which may hold values in the old form. The caller flushes the
+    /// cache first.
+    pub(crate) fn rewrite_values(
+        &self,
+        name: &str,
+        rewrite: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, String>,
+    ) -> Result<(), StateError> {
+        let mut prefix = Vec::new();
+        for group in self.range().start..self.range().end {
+            format::data_prefix(&mut prefix, group, name.as_bytes());
+            let mut batch = WriteBatch::default();
+            let mut iter = self.prefix_iter(&prefix);
+            while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+                match rewrite(value) {
+                    Ok(Some(changed)) => batch.put(key, changed),
+                    Ok(None) => batch.delete(key),
+                    Err(cause) => {
+                        return Err(StateError::Corrupt {
+                            name: name.to_string(),
+                            group,
+                            cause,
+                        })
+                    }
+                }
+                iter.next();
+            }
+            iter.status()
+                .map_err(|e| self.error(&format!("cannot read state `{name}`"), e))?;
+            drop(iter);
+            self.db()
+                .write_opt(batch, self.write_options())
+                .map_err(|e| self.error(&format!("cannot rewrite state `{name}`"), e))?;
+        }
+        self.cache().clear();
+        Ok(())
+    }
+
+    /// Migrates every stored value of restored state `name` (stored with
+    /// expiries if `with_expiry`) through `migrations`, at its first use.
+    pub(crate) fn migrate_values(
+        &self,
+        name: &str,
+        kind: StateKind,
+        with_expiry: bool,
+        migrations: &[crate::state::schema::MigrationStep],
+    ) -> Result<(), StateError> {
+        self.flush_cache()?;
+        self.rewrite_values(name, |value| {
+            crate::state::schema::rewrite::rocksdb_value(kind, value, with_expiry, &|v| {
+                crate::state::schema::migrate_value(migrations, v)
+            })
+            .map(Some)
+        })
     }
 
     /// A raw iterator over the keys that start with `prefix`, positioned at the first.

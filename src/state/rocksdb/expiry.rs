@@ -337,35 +337,7 @@ impl RocksKeyedDb {
             FormChange::DropExpiry(now) => now,
             FormChange::AddExpiry(_) => i64::MIN,
         };
-        let mut prefix = Vec::new();
-        for group in self.range().start..self.range().end {
-            format::data_prefix(&mut prefix, group, name.as_bytes());
-            let mut batch = WriteBatch::default();
-            let mut iter = self.prefix_iter(&prefix);
-            while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-                match change_form(kind, value, change, now) {
-                    Ok(Some(changed)) => batch.put(key, changed),
-                    Ok(None) => batch.delete(key),
-                    Err(cause) => {
-                        return Err(StateError::Corrupt {
-                            name: name.to_string(),
-                            group,
-                            cause,
-                        })
-                    }
-                }
-                iter.next();
-            }
-            iter.status()
-                .map_err(|e| self.error(&format!("cannot read state `{name}`"), e))?;
-            drop(iter);
-            self.db()
-                .write_opt(batch, self.write_options())
-                .map_err(|e| self.error(&format!("cannot rewrite state `{name}`"), e))?;
-        }
-        // The entry cache may hold values in the old form.
-        self.cache().clear();
-        Ok(())
+        self.rewrite_values(name, |value| change_form(kind, value, change, now))
     }
 
     /// Every key of state `name` with its key group and earliest expiry.

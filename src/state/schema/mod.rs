@@ -40,8 +40,10 @@ pub(crate) mod rewrite;
 mod shape;
 mod verdict;
 
-pub(crate) use evolution::{decodes, migrate_value, MigrationStep};
+pub(crate) use evolution::{migrate_value, MigrationStep};
 pub use evolution::{Evolution, Migrate};
 pub use shape::{Container, Field, Shape, TypeSchema, Variant, VariantFields};
+pub(crate) use verdict::judge;
+#[doc(hidden)]
+pub use verdict::Declared;
 pub use verdict::{differences, Compatibility, SchemaProblem, StateSchema};
-pub(crate) use verdict::{judge, Declared};

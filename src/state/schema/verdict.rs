@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::evolution::{Evolution, MigrationStep};
+use serde::de::DeserializeOwned;
+
+use super::evolution::{decodes, Evolution, MigrationStep};
 use super::probe;
 use super::shape::{Container, Field, Shape, TypeSchema, VariantFields};
 
@@ -28,11 +30,35 @@ pub struct StateSchema {
 /// What the job declares of one state now: its schema, how to tell whether
 /// bytes decode as its types, and its migrations.
 #[derive(Clone, Debug)]
-pub(crate) struct Declared {
+#[doc(hidden)]
+pub struct Declared {
     pub(crate) schema: StateSchema,
     pub(crate) value_decodes: fn(&[u8]) -> Result<(), String>,
     pub(crate) user_key_decodes: Option<fn(&[u8]) -> Result<(), String>>,
     pub(crate) evolution: Evolution,
+}
+
+impl Declared {
+    /// A state whose values are `T`s, at `evolution`'s version.
+    pub(crate) fn of<T: DeserializeOwned>(evolution: Evolution) -> Self {
+        Declared {
+            schema: StateSchema {
+                version: evolution.version(),
+                value: TypeSchema::of::<T>(),
+                user_key: None,
+            },
+            value_decodes: decodes::<T>,
+            user_key_decodes: None,
+            evolution,
+        }
+    }
+
+    /// The same, a map state whose user keys are `UK`s.
+    pub(crate) fn with_user_key<UK: DeserializeOwned>(mut self) -> Self {
+        self.schema.user_key = Some(TypeSchema::of::<UK>());
+        self.user_key_decodes = Some(decodes::<UK>);
+        self
+    }
 }
 
 /// How a state of a snapshot restores onto the job.
@@ -304,7 +330,6 @@ impl Differ<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::evolution::decodes;
     use super::*;
 
     mod v1 {
