@@ -40,8 +40,6 @@ pub(crate) struct MigrationStep {
     pub(crate) from: u32,
     /// The schema of the old type.
     pub(crate) old_schema: fn() -> TypeSchema,
-    /// Whether bytes decode as the old type (the error if not).
-    pub(crate) old_decodes: fn(&[u8]) -> Result<(), String>,
     pub(crate) apply: Step,
 }
 
@@ -116,7 +114,6 @@ impl Evolution {
         self.steps.push(MigrationStep {
             from,
             old_schema: TypeSchema::of::<Old>,
-            old_decodes: decodes::<Old>,
             apply,
         });
         self.steps.sort_by_key(|s| s.from);

@@ -46,4 +46,4 @@ pub use shape::{Container, Field, Shape, TypeSchema, Variant, VariantFields};
 pub(crate) use verdict::judge;
 #[doc(hidden)]
 pub use verdict::Declared;
-pub use verdict::{differences, Compatibility, SchemaProblem, StateSchema};
+pub use verdict::{problems, Compatibility, SchemaProblem, StateSchema};

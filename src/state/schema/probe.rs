@@ -15,11 +15,82 @@ const FULL_DEPTH: usize = 6;
 /// Nothing is written below this depth (a recursive type with no way out).
 const MAX_DEPTH: usize = 16;
 
-/// The samples of `schema` (empty: the shape is opaque).
-pub(crate) fn samples(schema: &TypeSchema) -> Vec<Vec<u8>> {
-    if !schema.is_traced() {
-        return Vec::new();
+/// A change to one field of one struct in the samples: left out
+/// (`rename: None`) or written under another name.
+#[derive(Clone, Copy)]
+struct Edit<'a> {
+    container: &'a str,
+    field: &'a str,
+    rename: Option<&'a str>,
+}
+
+/// Marks, in `schema`, the struct fields that data without them reads
+/// (`default`) and the names each is also read under (`aliases`, among
+/// `unread`: per struct, the names serde lists but the trace never read),
+/// by decoding edited samples with `decodes`.
+pub(crate) fn annotate(
+    schema: &mut TypeSchema,
+    unread: &BTreeMap<String, Vec<String>>,
+    decodes: fn(&[u8]) -> Result<(), String>,
+) {
+    let mut found: Vec<(String, usize, bool, Vec<String>)> = Vec::new();
+    for (name, container) in &schema.containers {
+        let Container::Struct(fields) = container else {
+            continue;
+        };
+        let candidates = unread.get(name).map(Vec::as_slice).unwrap_or_default();
+        for (index, field) in fields.iter().enumerate() {
+            let reads = |rename| {
+                let edit = Edit {
+                    container: name,
+                    field: &field.name,
+                    rename,
+                };
+                reads_edited(schema, edit, decodes)
+            };
+            let default = reads(None);
+            let aliases = candidates
+                .iter()
+                .filter(|&alias| reads(Some(alias)))
+                .cloned()
+                .collect();
+            found.push((name.clone(), index, default, aliases));
+        }
     }
+    for (name, index, default, aliases) in found {
+        if let Some(Container::Struct(fields)) = schema.containers.get_mut(&name) {
+            fields[index].default = default;
+            fields[index].aliases = aliases;
+        }
+    }
+}
+
+/// Whether every sample of `schema` edited by `edit` decodes, and at least
+/// one was edited.
+fn reads_edited(
+    schema: &TypeSchema,
+    edit: Edit<'_>,
+    decodes: fn(&[u8]) -> Result<(), String>,
+) -> bool {
+    let mut edited = false;
+    for choice in 0..sample_count(schema) {
+        let writer = Writer {
+            containers: &schema.containers,
+            choice,
+            edit: Some(edit),
+            edited: std::cell::Cell::new(false),
+        };
+        let mut out = Vec::new();
+        writer.shape(&mut out, &schema.root, 0);
+        edited |= writer.edited.get();
+        if decodes(&out).is_err() {
+            return false;
+        }
+    }
+    edited
+}
+
+fn sample_count(schema: &TypeSchema) -> usize {
     let variants = schema
         .containers
         .values()
@@ -29,12 +100,23 @@ pub(crate) fn samples(schema: &TypeSchema) -> Vec<Vec<u8>> {
         })
         .max()
         .unwrap_or(1);
-    (0..variants.max(2))
+    variants.max(2)
+}
+
+/// The samples of `schema` (empty: the shape is opaque).
+#[cfg(test)]
+pub(crate) fn samples(schema: &TypeSchema) -> Vec<Vec<u8>> {
+    if !schema.is_traced() {
+        return Vec::new();
+    }
+    (0..sample_count(schema))
         .map(|choice| {
             let mut out = Vec::new();
             Writer {
                 containers: &schema.containers,
                 choice,
+                edit: None,
+                edited: std::cell::Cell::new(false),
             }
             .shape(&mut out, &schema.root, 0);
             out
@@ -47,6 +129,9 @@ struct Writer<'a> {
     /// Which sample: picks the variant (`choice % variants`), the integer
     /// extreme and `Some` or `None` (by parity).
     choice: usize,
+    edit: Option<Edit<'a>>,
+    /// Whether `edit` was applied.
+    edited: std::cell::Cell<bool>,
 }
 
 impl Writer<'_> {
@@ -150,10 +235,23 @@ impl Writer<'_> {
         }
     }
 
-    fn fields(&self, out: &mut Vec<u8>, fields: &[Field], depth: usize) {
-        let _ = rmp::encode::write_map_len(out, fields.len() as u32);
+    /// The fields of struct `container` (`None`: of an enum variant).
+    fn fields(&self, out: &mut Vec<u8>, fields: &[Field], depth: usize, container: Option<&str>) {
+        let edit = self
+            .edit
+            .filter(|e| Some(e.container) == container && fields.iter().any(|f| f.name == e.field));
+        let left_out = edit.is_some_and(|e| e.rename.is_none());
+        let _ = rmp::encode::write_map_len(out, fields.len() as u32 - u32::from(left_out));
         for field in fields {
-            let _ = rmp::encode::write_str(out, &field.name);
+            let mut name = field.name.as_str();
+            if let Some(e) = edit.filter(|e| e.field == field.name) {
+                self.edited.set(true);
+                match e.rename {
+                    None => continue,
+                    Some(rename) => name = rename,
+                }
+            }
+            let _ = rmp::encode::write_str(out, name);
             self.shape(out, &field.shape, depth + 1);
         }
     }
@@ -169,7 +267,7 @@ impl Writer<'_> {
             }
             Some(Container::Newtype(inner)) => self.shape(out, inner, depth + 1),
             Some(Container::TupleStruct(parts)) => self.tuple(out, parts, depth),
-            Some(Container::Struct(fields)) => self.fields(out, fields, depth),
+            Some(Container::Struct(fields)) => self.fields(out, fields, depth, Some(name)),
             Some(Container::Enum(variants)) if variants.is_empty() => {
                 let _ = write_nil(out);
             }
@@ -193,7 +291,7 @@ impl Writer<'_> {
                     VariantFields::Unit => {}
                     VariantFields::Newtype(inner) => self.shape(out, inner, depth + 1),
                     VariantFields::Tuple(parts) => self.tuple(out, parts, depth),
-                    VariantFields::Struct(fields) => self.fields(out, fields, depth),
+                    VariantFields::Struct(fields) => self.fields(out, fields, depth, None),
                 }
             }
         }

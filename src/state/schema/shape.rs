@@ -69,13 +69,28 @@ pub enum Container {
     Enum(Vec<Variant>),
 }
 
-/// A named field of a struct or struct variant (its serialized name).
+/// A named field of a struct or struct variant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Field {
-    /// The name serde writes.
+    /// Its name.
     pub name: String,
     /// Its shape.
     pub shape: Shape,
+    /// Whether data without it reads (`#[serde(default)]`, an `Option`):
+    /// found by decoding samples without it, for a struct's fields.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
+    /// The other names it is read by (`#[serde(alias)]`), found by
+    /// decoding samples with it under each name serde lists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+}
+
+impl Field {
+    /// Whether the field is read under `name`.
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.name == name || self.aliases.iter().any(|a| a == name)
+    }
 }
 
 /// An enum variant.
@@ -121,11 +136,15 @@ impl TypeSchema {
     pub fn of<T: DeserializeOwned>() -> TypeSchema {
         let type_name = std::any::type_name::<T>().to_string();
         match trace::<T>() {
-            Some((root, containers)) => TypeSchema {
-                type_name,
-                root,
-                containers,
-            },
+            Some((root, containers, unread)) => {
+                let mut schema = TypeSchema {
+                    type_name,
+                    root,
+                    containers,
+                };
+                super::probe::annotate(&mut schema, &unread, super::evolution::decodes::<T>);
+                schema
+            }
             None => TypeSchema {
                 type_name,
                 root: Shape::Opaque,
@@ -152,11 +171,20 @@ impl TypeSchema {
     }
 }
 
+type Traced = (
+    Shape,
+    BTreeMap<String, Container>,
+    BTreeMap<String, Vec<String>>,
+);
+
 /// Traces `T`. serde-reflection visits one variant of a nested enum per
 /// pass and marks the enum incomplete; the passes repeat while an enum
 /// known to be incomplete has variants left, and start over when the
 /// registry names enums not known before.
-fn trace<T: DeserializeOwned>() -> Option<(Shape, BTreeMap<String, Container>)> {
+///
+/// Also returns, per struct, the names serde lists among its fields but
+/// never reads a value for: its aliases.
+fn trace<T: DeserializeOwned>() -> Option<Traced> {
     let samples = serde_reflection::Samples::new();
     let passes = |enums: &[String]| -> Option<(Tracer, Format)> {
         let mut tracer = Tracer::new(TracerConfig::default().is_human_readable(false));
@@ -197,11 +225,19 @@ fn trace<T: DeserializeOwned>() -> Option<(Shape, BTreeMap<String, Container>)> 
             }
             Err(_) => return None,
         };
+        let mut unread = BTreeMap::new();
         let containers = registry
             .into_iter()
-            .map(|(name, c)| Some((name, container(c)?)))
+            .map(|(name, c)| {
+                let mut names = Vec::new();
+                let container = container(c, &mut names)?;
+                if !names.is_empty() {
+                    unread.insert(name.clone(), names);
+                }
+                Some((name, container))
+            })
             .collect::<Option<BTreeMap<_, _>>>()?;
-        return Some((shape(root)?, containers));
+        return Some((shape(root)?, containers, unread));
     }
     None
 }
@@ -240,27 +276,34 @@ fn shapes(formats: Vec<Format>) -> Option<Vec<Shape>> {
 }
 
 /// A struct's fields; one whose format stayed unknown is an alias of
-/// another (serde lists aliases among the fields) and is left out.
-fn fields(named: Vec<Named<Format>>) -> Option<Vec<Field>> {
+/// another (serde lists aliases among the fields): left out, its name put
+/// in `unread`.
+fn fields(named: Vec<Named<Format>>, unread: &mut Vec<String>) -> Option<Vec<Field>> {
     Some(
         named
             .into_iter()
-            .filter_map(|n| {
-                Some(Field {
+            .filter_map(|n| match shape(n.value) {
+                Some(shape) => Some(Field {
                     name: n.name,
-                    shape: shape(n.value)?,
-                })
+                    shape,
+                    default: false,
+                    aliases: Vec::new(),
+                }),
+                None => {
+                    unread.push(n.name);
+                    None
+                }
             })
             .collect(),
     )
 }
 
-fn container(format: ContainerFormat) -> Option<Container> {
+fn container(format: ContainerFormat, unread: &mut Vec<String>) -> Option<Container> {
     Some(match format {
         ContainerFormat::UnitStruct => Container::UnitStruct,
         ContainerFormat::NewTypeStruct(inner) => Container::Newtype(shape(*inner)?),
         ContainerFormat::TupleStruct(parts) => Container::TupleStruct(shapes(parts)?),
-        ContainerFormat::Struct(named) => Container::Struct(fields(named)?),
+        ContainerFormat::Struct(named) => Container::Struct(fields(named, unread)?),
         ContainerFormat::Enum(variants) => Container::Enum(
             variants
                 .into_values()
@@ -272,7 +315,9 @@ fn container(format: ContainerFormat) -> Option<Container> {
                             VariantFormat::Unit => VariantFields::Unit,
                             VariantFormat::NewType(inner) => VariantFields::Newtype(shape(*inner)?),
                             VariantFormat::Tuple(parts) => VariantFields::Tuple(shapes(parts)?),
-                            VariantFormat::Struct(named) => VariantFields::Struct(fields(named)?),
+                            VariantFormat::Struct(named) => {
+                                VariantFields::Struct(fields(named, &mut Vec::new())?)
+                            }
                         },
                     })
                 })
