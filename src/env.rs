@@ -30,6 +30,7 @@ use weir_actors::{
 
 use crate::config::{apply, ConfigError, Configuration, Effective};
 use crate::data::Data;
+use crate::plan::{Plan, RestoreReport};
 use crate::source::{
     source_factory, source_preflight, CollectionSource, GeneratorSource, Source, TextFileSource,
 };
@@ -39,7 +40,7 @@ use weir_actors::checkpoint::layout::parse_dir;
 use weir_actors::checkpoint::{CheckpointConfig, StorageSpec};
 use weir_actors::config::CheckpointSettings;
 use weir_actors::restart::RestartStrategy;
-use weir_actors::restore::{JobPlan, RestoreCheck, RestoreSource};
+use weir_actors::restore::{JobPlan, RestoreSource};
 
 /// The default max parallelism (number of key groups), as in Flink for small jobs.
 pub const DEFAULT_MAX_PARALLELISM: usize = 128;
@@ -65,6 +66,9 @@ pub(crate) struct VertexDraft {
     pub key_type: Option<&'static str>,
     /// What to check (and hold) before the job starts.
     pub preflight: Option<weir_actors::preflight::PreflightFn>,
+    /// The keyed states its function declares (see
+    /// [`Lifecycle::declare_states`](crate::Lifecycle::declare_states)).
+    pub states: Vec<crate::state::schema::DeclaredState>,
 }
 
 pub(crate) struct EdgeDraft {
@@ -407,6 +411,7 @@ impl StreamEnv {
             preflight: Some(source_preflight(&source)),
             kind: VertexKind::Source(source_factory(source)),
             key_type: None,
+            states: Vec::new(),
         });
         DataStream::from_vertex(self.clone(), vertex)
     }
@@ -461,16 +466,25 @@ impl StreamEnv {
     /// What a restore sees of the job: its operators with uid, parallelism,
     /// max parallelism and key type. `serde_json::to_string(&plan)` is what
     /// `--dump-plan` prints and `weir check-restore --plan` reads.
-    pub fn plan(&self, job_name: &str) -> Result<JobPlan, JobError> {
+    pub fn plan(&self, job_name: &str) -> Result<Plan, JobError> {
         let (graph, config) = self.job_graph(job_name)?;
         self.plan_of(&graph, &config)
     }
 
-    fn plan_of(&self, graph: &JobGraph, config: &RuntimeConfig) -> Result<JobPlan, JobError> {
+    fn plan_of(&self, graph: &JobGraph, config: &RuntimeConfig) -> Result<Plan, JobError> {
         let execution = weir_actors::plan::plan(graph, config.chaining);
-        let mut plan = JobPlan::with_chains(graph, &execution);
-        plan.state_backend = Some(self.state_backend()?.name().to_string());
-        Ok(plan)
+        let mut job = JobPlan::with_chains(graph, &execution);
+        job.state_backend = Some(self.state_backend()?.name().to_string());
+        // The uids as the graph gave them (the drafts are in its order).
+        let states = self
+            .builder()
+            .vertices
+            .iter()
+            .zip(&graph.vertices)
+            .filter(|(draft, _)| !draft.states.is_empty())
+            .map(|(draft, vertex)| (vertex.uid.clone(), draft.states.clone()))
+            .collect();
+        Ok(Plan { job, states })
     }
 
     /// The pre-flight check of a restore: whether the savepoint or retained
@@ -478,16 +492,18 @@ impl StreamEnv {
     /// rescaled, new, missing, max parallelism changed, state type mismatch),
     /// without starting anything.
     ///
-    /// Value types of keyed state are checked when a state is first used
-    /// (an error names the state); the check compares what the job graph
-    /// knows: uids, parallelism, max parallelism and key types.
+    /// The keyed states functions declare
+    /// ([`Lifecycle::declare_states`](crate::Lifecycle::declare_states))
+    /// are checked against the schemas the snapshot recorded: identical,
+    /// compatible as is, after migration (from which version), or refused
+    /// (why); a state not declared is checked when it is first used.
     pub fn check_restore(
         &self,
         snapshot: impl AsRef<std::path::Path>,
         job_name: &str,
-    ) -> Result<RestoreCheck, JobError> {
+    ) -> Result<RestoreReport, JobError> {
         let (graph, config) = self.job_graph(job_name)?;
-        weir_actors::restore::check_dir(
+        crate::plan::check_restore_dir(
             snapshot.as_ref(),
             &self.plan_of(&graph, &config)?,
             config.allow_non_restored_state,
@@ -571,9 +587,11 @@ impl Builder {
                     )));
                 }
             }
+            let uid = d.uid.clone().unwrap_or_else(|| format!("auto-{id}"));
             vertices.push(Vertex {
                 name: d.name.clone(),
-                uid: d.uid.clone().unwrap_or_else(|| format!("auto-{id}")),
+                restore_check: restore_check(&uid, &d.states),
+                uid,
                 parallelism,
                 max_parallelism: d.max_parallelism.unwrap_or(effective.max_parallelism),
                 chaining: d.chaining,
@@ -654,4 +672,32 @@ fn restore_source(path: &str, runtime: &RuntimeConfig) -> Result<RestoreSource, 
     parse_dir(path)
         .map(RestoreSource::Path)
         .map_err(|e| JobError::InvalidJob(format!("resume from {path:?}: {e}")))
+}
+
+/// The check of an operator's restored keyed state against the states its
+/// function declares: every one must restore (see
+/// [`crate::state::schema::check_states`]).
+fn restore_check(
+    uid: &str,
+    states: &[crate::state::schema::DeclaredState],
+) -> Option<weir_actors::graph::RestoreCheckFn> {
+    if states.is_empty() {
+        return None;
+    }
+    let (uid, states) = (uid.to_string(), states.to_vec());
+    Some(Arc::new(move |snapshots| {
+        let checks = crate::state::schema::check_states(&uid, &states, snapshots)?;
+        let refused: Vec<String> = checks
+            .iter()
+            .filter_map(|c| {
+                c.verdict
+                    .error()
+                    .map(|e| format!("state `{}` cannot be restored: {e}", c.state))
+            })
+            .collect();
+        match refused.is_empty() {
+            true => Ok(()),
+            false => Err(refused.join("; ")),
+        }
+    }))
 }

@@ -48,6 +48,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod operator;
 pub mod ops;
+pub mod plan;
 pub mod prelude;
 pub mod query;
 pub mod side_output;

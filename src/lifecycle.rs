@@ -49,6 +49,24 @@ use crate::state::{StateInitContext, StateSnapshotContext};
 /// The hooks every operator and function hears over its life (see the
 /// module docs for their order). One instance per parallel subtask.
 pub trait Lifecycle {
+    /// When the job is built: the keyed states the function uses, each
+    /// descriptor given to `states.keyed(..)`. Their schemas go into the
+    /// job's plan (`--dump-plan`), and a restore checks them against the
+    /// snapshot before the job starts (`check_restore`, `weir
+    /// check-restore`; an incompatible state stops the start). A state not
+    /// declared is checked at its first use.
+    ///
+    /// ```
+    /// # use weir::state::ValueStateDescriptor;
+    /// # use weir::state::schema::StateDeclarations;
+    /// # struct Counter { count: ValueStateDescriptor<u64> }
+    /// impl weir::Lifecycle for Counter {
+    ///     fn declare_states(&self, states: &mut StateDeclarations) {
+    ///         states.keyed(&self.count);
+    ///     }
+    /// }
+    /// ```
+    fn declare_states(&self, _states: &mut crate::state::schema::StateDeclarations) {}
     /// Once, before `open`: restore operator state (see [`crate::state`]).
     fn initialize_state(&mut self, _ctx: &mut StateInitContext) -> Result<(), UserError> {
         Ok(())

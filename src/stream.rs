@@ -136,6 +136,17 @@ impl<T: Data> DataStream<T> {
         &self.env
     }
 
+    /// Records `states` as declared by the operator producing this stream.
+    pub(crate) fn with_declared_states(
+        self,
+        states: Vec<crate::state::schema::DeclaredState>,
+    ) -> Self {
+        if let [input] = self.inputs.as_slice() {
+            self.env.builder().vertices[input.vertex].states = states;
+        }
+        self
+    }
+
     /// Adds an operator fed by this stream and returns its output stream.
     fn add_operator<U: Data>(self, name: &str, kind: VertexKind) -> DataStream<U> {
         let mut builder = self.env.builder();
@@ -150,6 +161,7 @@ impl<T: Data> DataStream<T> {
             kind,
             key_type,
             preflight: None,
+            states: Vec::new(),
         });
         for input in self.inputs {
             builder.edges.push(EdgeDraft {
@@ -511,10 +523,13 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
     pub fn process<U: Data, P: KeyedProcessFunction<K, T, U>>(self, function: P) -> DataStream<U> {
         let key = self.key.clone();
         let backend = self.stream.env().backend_cell();
-        self.stream.transform(
-            "KeyedProcess",
-            KeyedProcess::new(function, key).with_backend(backend),
-        )
+        let states = declared_states(&function);
+        self.stream
+            .transform(
+                "KeyedProcess",
+                KeyedProcess::new(function, key).with_backend(backend),
+            )
+            .with_declared_states(states)
     }
 
     /// Folds each key's records with `reduce(accumulated, next)`, emitting every new result.
@@ -648,6 +663,7 @@ impl<T: Data> DataStream<T> {
             kind: VertexKind::Operator { inputs: 2, factory },
             key_type,
             preflight: None,
+            states: Vec::new(),
         });
         type Typed = (fn(Partitioning) -> PartitionerFactory, BatchDecoder);
         let first: Typed = (generic_partitioner::<T>, decode_batch::<T>);
@@ -735,11 +751,22 @@ impl<T: Data, K: Key + Data, B: Data> KeyedBroadcastConnectedStream<T, K, B> {
         self,
         function: F,
     ) -> DataStream<U> {
+        let states = declared_states(&function);
         let operator = KeyedBroadcastProcess::new(function, self.keyed.key.clone())
             .with_backend(self.keyed.stream.env().backend_cell());
         let factory = two_input_factory::<T, B, U, _>(operator);
         self.keyed
             .stream
             .add_two_input(self.broadcast.stream, "KeyedBroadcastProcess", factory)
+            .with_declared_states(states)
     }
+}
+
+/// The keyed states `function` declares.
+pub(crate) fn declared_states(
+    function: &impl crate::Lifecycle,
+) -> Vec<crate::state::schema::DeclaredState> {
+    let mut states = crate::state::schema::StateDeclarations::default();
+    function.declare_states(&mut states);
+    states.into_states()
 }

@@ -489,6 +489,7 @@ fn an_incremental_checkpoint_is_inspected_and_restores_only_onto_rocksdb() {
     let verdict = |env: StreamEnv| {
         env.check_restore(&chk, "incremental")
             .unwrap()
+            .check
             .uids
             .into_iter()
             .find(|u| u.uid == "counter")

@@ -797,6 +797,7 @@ mod uid_rules {
     fn verdicts(env: &StreamEnv, savepoint: &Path) -> Vec<(String, Verdict)> {
         env.check_restore(savepoint, "changed")
             .unwrap()
+            .check
             .uids
             .into_iter()
             .map(|u| (u.uid, u.verdict))

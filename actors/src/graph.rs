@@ -87,7 +87,17 @@ pub struct Vertex {
     pub key_type: Option<String>,
     /// What to check (and hold) before the job starts; see [`crate::preflight`].
     pub preflight: Option<crate::preflight::PreflightFn>,
+    /// What to check of the state a restore gives the operator (its
+    /// snapshots, one per subtask of the snapshot that held state for its
+    /// uid) before the job starts: an error stops the start.
+    pub restore_check: Option<RestoreCheckFn>,
 }
+
+/// A check of the state a restore gives an operator (see
+/// [`Vertex::restore_check`]).
+pub type RestoreCheckFn = std::sync::Arc<
+    dyn Fn(&[&crate::snapshot::OperatorSnapshot]) -> Result<(), String> + Send + Sync,
+>;
 
 impl Vertex {
     /// Number of logical inputs (0 for a source).

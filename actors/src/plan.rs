@@ -183,6 +183,7 @@ mod tests {
             kind,
             key_type: None,
             preflight: None,
+            restore_check: None,
         }
     }
 

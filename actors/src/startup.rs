@@ -238,6 +238,7 @@ pub(crate) fn prepare(
         })?;
         first.restored = assign_snapshot(graph, plan, snapshot, source.as_ref(), &where_, config)?;
         first.restored_from = Some(snapshot.id);
+        check_restored_state(graph, &first.restored)?;
     }
 
     // Operators check (and lock) before anything is written.
@@ -293,6 +294,34 @@ pub(crate) fn prepare(
 /// Reads `snapshot` from `storage` (its location `where_` for messages) and
 /// assigns it to the subtasks of `graph` run as `plan`. A failure is not
 /// worth a retry: a damaged snapshot stays damaged.
+/// Runs every operator's [`restore_check`](crate::graph::Vertex::restore_check)
+/// on the state the restore gives it.
+fn check_restored_state(
+    graph: &JobGraph,
+    restored: &HashMap<(usize, usize), RestoredSubtask>,
+) -> Result<(), JobError> {
+    let mut by_uid: HashMap<&str, Vec<&crate::snapshot::OperatorSnapshot>> = HashMap::new();
+    for subtask in restored.values() {
+        for (uid, snapshot) in &subtask.operators {
+            by_uid.entry(uid.as_str()).or_default().push(snapshot);
+        }
+    }
+    for vertex in &graph.vertices {
+        if let Some(check) = &vertex.restore_check {
+            let snapshots = by_uid
+                .get(vertex.uid.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            check(snapshots).map_err(|e| {
+                invalid(format!(
+                    "operator `{}` ({}) cannot restore its state: {e}",
+                    vertex.name, vertex.uid
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn assign_snapshot(
     graph: &JobGraph,
     plan: &ExecutionPlan,

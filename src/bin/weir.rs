@@ -181,13 +181,13 @@ fn check_restore(
 ) -> Result<ExitCode, String> {
     let text = std::fs::read_to_string(plan)
         .map_err(|e| format!("cannot read the plan {}: {e}", plan.display()))?;
-    let plan: weir::JobPlan = serde_json::from_str(&text).map_err(|e| {
+    let plan: weir::plan::Plan = serde_json::from_str(&text).map_err(|e| {
         format!(
             "{}: not a job plan (as `--dump-plan` writes it): {e}",
             plan.display()
         )
     })?;
-    let check = weir::runtime::restore::check_dir(path, &plan, allow_non_restored_state)?;
+    let check = weir::plan::check_restore_dir(path, &plan, allow_non_restored_state)?;
     let text = match format {
         Format::Text => format!("{check}\n"),
         Format::Json => serde_json::to_string_pretty(&check).map_err(|e| e.to_string())? + "\n",

@@ -32,7 +32,7 @@
 mod listing;
 mod query;
 mod report;
-mod table;
+pub(crate) mod table;
 
 use std::path::PathBuf;
 

@@ -412,6 +412,27 @@ pub(crate) fn read_handle(
     }
 }
 
+/// The states registered in the database `handle` restores (name, kind
+/// and recorded schema), read by opening it under `work_root`.
+pub(crate) fn read_handle_registrations(
+    handle: &KeyedStateHandle,
+    uid: &str,
+    work_root: &Path,
+) -> Result<Vec<(String, StateKind, Option<crate::state::schema::StateSchema>)>, StateError> {
+    let backend = RocksDbBackend::new().with_local_dirs([work_root.to_path_buf()]);
+    let site = Arc::new(SnapshotSite::new(&backend, None, uid, 0));
+    let range = KeyGroupRange {
+        start: handle.start,
+        end: handle.end,
+    };
+    let db = open_database(&backend, site, uid, 0, range, std::slice::from_ref(handle))?;
+    Ok(db
+        .registry()
+        .iter()
+        .map(|(name, r)| (name.clone(), r.kind, r.schema.clone()))
+        .collect())
+}
+
 /// Opens a subtask's database: from the handles that cover its key groups
 /// (rescaled if need be), else empty.
 pub(crate) fn open_database(

@@ -120,6 +120,11 @@ impl Evolution {
         self
     }
 
+    /// Every migration, oldest first.
+    pub(crate) fn steps(&self) -> &[MigrationStep] {
+        &self.steps
+    }
+
     /// The migrations that bring a value of version `recorded` to the
     /// current version: the steps from the first one at or after it.
     pub(crate) fn chain_from(&self, recorded: u32) -> &[MigrationStep] {

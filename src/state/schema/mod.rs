@@ -9,6 +9,8 @@
 //!   its migrations from older versions.
 //! - [`Compatibility`] (in `verdict`): identical, readable as is, readable
 //!   after migration, or [`SchemaProblem`] (incompatible, or a downgrade).
+//! - [`StateDeclarations`] (in `declare`): the states a function declares
+//!   ahead of their first use, for the plan and the pre-flight check.
 //! - `rewrite`: applying migrations to a state's stored bytes.
 //!
 //! Compatible as is, with no code: adding a field with `#[serde(default)]`
@@ -34,16 +36,20 @@
 //! # let _ = state;
 //! ```
 
+mod declare;
 mod evolution;
 mod probe;
+mod recorded;
 pub(crate) mod rewrite;
 mod shape;
 mod verdict;
 
+pub use declare::{DeclaredMigration, DeclaredState, StateDeclarations};
 pub(crate) use evolution::{migrate_value, MigrationStep};
 pub use evolution::{Evolution, Migrate};
+pub use recorded::{check_states, recorded_states, RecordedState, StateCheck, StateVerdict};
 pub use shape::{Container, Field, Shape, TypeSchema, Variant, VariantFields};
 pub(crate) use verdict::judge;
 #[doc(hidden)]
 pub use verdict::Declared;
-pub use verdict::{problems, Compatibility, SchemaProblem, StateSchema};
+pub use verdict::{problems, verdict, Compatibility, SchemaProblem, StateSchema};

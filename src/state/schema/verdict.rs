@@ -111,14 +111,33 @@ pub(crate) fn judge(
     recorded: &StateSchema,
     declared: &Declared,
 ) -> Result<(Compatibility, Vec<MigrationStep>), SchemaProblem> {
-    let job_version = declared.evolution.version();
+    let chain = declared.evolution.chain_from(recorded.version);
+    let first = chain.first().map(|step| (step.from, (step.old_schema)()));
+    let compatibility = verdict(
+        recorded,
+        &declared.schema,
+        first.as_ref().map(|(from, old)| (*from, old)),
+    )?;
+    Ok((compatibility, chain.to_vec()))
+}
+
+/// The verdict on a state recorded with `recorded` that the job declares
+/// as `current`: `first_migration` is the first migration a value of the
+/// recorded version goes through (the version it migrates from and its old
+/// type), if the job has one.
+pub fn verdict(
+    recorded: &StateSchema,
+    current: &StateSchema,
+    first_migration: Option<(u32, &TypeSchema)>,
+) -> Result<Compatibility, SchemaProblem> {
+    let job_version = current.version;
     if recorded.version > job_version {
         return Err(SchemaProblem::Downgrade {
             snapshot: recorded.version,
             job: job_version,
         });
     }
-    if let (Some(old), Some(new)) = (&recorded.user_key, &declared.schema.user_key) {
+    if let (Some(old), Some(new)) = (&recorded.user_key, &current.user_key) {
         check(old, new).map_err(|why| SchemaProblem::Incompatible {
             detail: format!(
                 "its map keys were {old} and are {new} now, which does not read them ({why}); \
@@ -126,40 +145,33 @@ pub(crate) fn judge(
             ),
         })?;
     }
-    let chain = declared.evolution.chain_from(recorded.version);
-    let Some(first) = chain.first() else {
-        let new = &declared.schema.value;
-        let compatibility =
-            check(&recorded.value, new).map_err(|why| SchemaProblem::Incompatible {
-                detail: format!(
-                    "it holds {} (version {}) and the job reads {new} (version {job_version}), \
-                     which does not read it: {why}. Either make the change readable as is \
-                     (give an added field `#[serde(default)]`, rename with \
-                     `#[serde(alias = \"..\")]`), or raise the descriptor's version and \
-                     migrate: `.version({}).migrate_from::<Old>({}, |old| ..)`",
-                    recorded.value,
-                    recorded.version,
-                    job_version.max(recorded.version) + u32::from(job_version == recorded.version),
-                    recorded.version,
-                ),
-            })?;
-        return Ok((compatibility, Vec::new()));
+    let Some((from, old)) = first_migration else {
+        let new = &current.value;
+        return check(&recorded.value, new).map_err(|why| SchemaProblem::Incompatible {
+            detail: format!(
+                "it holds {} (version {}) and the job reads {new} (version {job_version}), \
+                 which does not read it: {why}. Either make the change readable as is \
+                 (give an added field `#[serde(default)]`, rename with \
+                 `#[serde(alias = \"..\")]`), or raise the descriptor's version and \
+                 migrate: `.version({}).migrate_from::<Old>({}, |old| ..)`",
+                recorded.value,
+                recorded.version,
+                job_version.max(recorded.version) + u32::from(job_version == recorded.version),
+                recorded.version,
+            ),
+        });
     };
-    let old = (first.old_schema)();
-    check(&recorded.value, &old).map_err(|why| SchemaProblem::Incompatible {
+    check(&recorded.value, old).map_err(|why| SchemaProblem::Incompatible {
         detail: format!(
-            "it holds {} (version {}), which the migration from version {} does not read \
+            "it holds {} (version {}), which the migration from version {from} does not read \
              as its old type {old}: {why}",
-            recorded.value, recorded.version, first.from
+            recorded.value, recorded.version
         ),
     })?;
-    Ok((
-        Compatibility::AfterMigration {
-            from: recorded.version,
-            to: job_version,
-        },
-        chain.to_vec(),
-    ))
+    Ok(Compatibility::AfterMigration {
+        from: recorded.version,
+        to: job_version,
+    })
 }
 
 /// Whether data of shape `old` reads as `new`: the same shape, or a shape
