@@ -14,7 +14,7 @@ use super::access::{
     AggregatingStateRef, ListStateRef, MapStateRef, ReducingStateRef, ValueStateRef,
 };
 use super::keyed::StateKind;
-use super::schema::{Declared, Evolution, Migrate};
+use super::schema::{Declared, Evolution};
 use super::ttl::{Expirable, Expiring, TtlAccess, TtlConfig};
 use super::{Key, StateData};
 use crate::keys::KeyMap;
@@ -131,13 +131,15 @@ macro_rules! single_value_expiry {
     };
 }
 
-/// `version` and `migrate_from` for a descriptor type.
+/// `version`, `migrate_from` and `migrate_via` for a descriptor type
+/// whose migrated values are `$unit`s.
 macro_rules! evolves {
-    ($what:literal) => {
+    ($what:literal, $unit:ty) => {
         /// The same state at schema version `version` (1 unless set):
         /// snapshots record it, and restoring one written by an older
         /// version runs the migrations declared with
-        /// [`migrate_from`](Self::migrate_from); one written by a newer
+        /// [`migrate_from`](Self::migrate_from) and
+        /// [`migrate_via`](Self::migrate_via); one written by a newer
         /// version is refused.
         pub fn version(mut self, version: u32) -> Self {
             self.evolution = self.evolution.with_version(version);
@@ -145,18 +147,40 @@ macro_rules! evolves {
         }
 
         #[doc = concat!(
-            "The same state, migrating ", $what, " written at version `from` (an `Old`) to the next ",
-            "version this descriptor knows (the next `migrate_from`, or the current version) with ",
-            "`migrate`. Migrations chain: v1 -> v2 -> v3. A restore applies them to every value of ",
-            "an older snapshot; the next snapshot holds the current version. See ",
+            "The same state, migrating ", $what, " written at version `from` (`Old`s) to the ",
+            "current type with `migrate`. A restore applies it to every value of an older ",
+            "snapshot; the next snapshot holds the current version. See ",
             "[`schema`](crate::state::schema)."
         )]
-        pub fn migrate_from<Old: serde::de::DeserializeOwned + 'static>(
+        pub fn migrate_from<Old>(
             mut self,
             from: u32,
-            migrate: impl Migrate<Old>,
-        ) -> Self {
-            self.evolution = self.evolution.with_migration(from, migrate);
+            migrate: impl Fn(Old) -> $unit + Send + Sync + 'static,
+        ) -> Self
+        where
+            Old: serde::de::DeserializeOwned + 'static,
+            $unit: serde::Serialize + serde::de::DeserializeOwned + 'static,
+        {
+            self.evolution = self.evolution.with_migration(from, migrate, true);
+            self
+        }
+
+        #[doc = concat!(
+            "The same state, migrating ", $what, " written at version `from` (`Old`s) to ",
+            "`New`s, the old type of the next migration: a step of a chain (v1 -> v2 with ",
+            "`migrate_via`, then v2 -> v3 with `migrate_from`). The first use of the state ",
+            "checks that each step produces what the next one reads."
+        )]
+        pub fn migrate_via<Old, New>(
+            mut self,
+            from: u32,
+            migrate: impl Fn(Old) -> New + Send + Sync + 'static,
+        ) -> Self
+        where
+            Old: serde::de::DeserializeOwned + 'static,
+            New: serde::Serialize + serde::de::DeserializeOwned + 'static,
+        {
+            self.evolution = self.evolution.with_migration(from, migrate, false);
             self
         }
     };
@@ -209,7 +233,7 @@ impl<V> ValueStateDescriptor<V> {
 
     with_ttl!();
     queryable!();
-    evolves!("values");
+    evolves!("values", V);
 
     /// The same state with a value for keys that never set one: its
     /// [`value`](ValueStateWithDefault::value) is that value, not an `Option`.
@@ -249,12 +273,30 @@ impl<V> ValueStateWithDefault<V> {
     }
 
     /// See [`ValueStateDescriptor::migrate_from`].
-    pub fn migrate_from<Old: serde::de::DeserializeOwned + 'static>(
+    pub fn migrate_from<Old>(
         mut self,
         from: u32,
-        migrate: impl Migrate<Old>,
-    ) -> Self {
+        migrate: impl Fn(Old) -> V + Send + Sync + 'static,
+    ) -> Self
+    where
+        Old: serde::de::DeserializeOwned + 'static,
+        V: serde::Serialize + serde::de::DeserializeOwned + 'static,
+    {
         self.inner = self.inner.migrate_from(from, migrate);
+        self
+    }
+
+    /// See [`ValueStateDescriptor::migrate_via`].
+    pub fn migrate_via<Old, New>(
+        mut self,
+        from: u32,
+        migrate: impl Fn(Old) -> New + Send + Sync + 'static,
+    ) -> Self
+    where
+        Old: serde::de::DeserializeOwned + 'static,
+        New: serde::Serialize + serde::de::DeserializeOwned + 'static,
+    {
+        self.inner = self.inner.migrate_via(from, migrate);
         self
     }
 }
@@ -367,7 +409,7 @@ impl<V> ListStateDescriptor<V> {
 
     with_ttl!();
     queryable!();
-    evolves!("elements");
+    evolves!("elements", V);
 }
 
 impl<V: StateData> ListStateDescriptor<V> {
@@ -446,7 +488,7 @@ impl<UK, UV> MapStateDescriptor<UK, UV> {
 
     with_ttl!();
     queryable!();
-    evolves!("values (not keys)");
+    evolves!("values (not keys)", UV);
 }
 
 impl<UK: Key, UV: StateData> MapStateDescriptor<UK, UV> {
@@ -540,7 +582,7 @@ impl<V> ReducingStateDescriptor<V> {
 
     with_ttl!();
     queryable!();
-    evolves!("values");
+    evolves!("values", V);
 }
 
 impl<V: StateData> ReducingStateDescriptor<V> {
@@ -653,7 +695,7 @@ impl<A: AggregateFunction> AggregatingStateDescriptor<A> {
 
     with_ttl!();
     queryable!();
-    evolves!("accumulators");
+    evolves!("accumulators", A::Acc);
 }
 
 impl<A: AggregateFunction> AggregatingStateDescriptor<A> {

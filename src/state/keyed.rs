@@ -1118,7 +1118,7 @@ impl<K: Key> KeyedStateStore<K> {
         let declared = descriptor.declared();
         declared
             .evolution
-            .check(name)
+            .check(name, &declared.schema.value)
             .map_err(|message| StateError::schema(name, message))?;
         let recorded = match &self.backing {
             Backing::Heap => self

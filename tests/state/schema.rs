@@ -144,17 +144,17 @@ fn v3(from_v1: bool) -> States<V3> {
             |d| {
                 d.version(3)
                     .migrate_from::<V2>(2, to_v3)
-                    .migrate_from::<V1>(1, to_v2)
+                    .migrate_via::<V1, V2>(1, to_v2)
             },
             |d| {
                 d.version(3)
                     .migrate_from::<V2>(2, to_v3)
-                    .migrate_from::<V1>(1, to_v2)
+                    .migrate_via::<V1, V2>(1, to_v2)
             },
             |d| {
                 d.version(3)
                     .migrate_from::<V2>(2, to_v3)
-                    .migrate_from::<V1>(1, to_v2)
+                    .migrate_via::<V1, V2>(1, to_v2)
             },
         )
     } else {

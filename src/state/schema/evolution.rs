@@ -13,33 +13,18 @@ use serde::Serialize;
 use super::shape::TypeSchema;
 use crate::runtime::codec;
 
-/// A function that migrates a state value from an older type `Old` to the
-/// next version's type: any `Fn(Old) -> New` with `New: Serialize`.
-pub trait Migrate<Old>: Send + Sync + 'static {
-    /// The migrated value, encoded.
-    #[doc(hidden)]
-    fn migrate_encoded(&self, old: Old) -> Result<Vec<u8>, String>;
-}
-
-impl<Old, New, F> Migrate<Old> for F
-where
-    F: Fn(Old) -> New + Send + Sync + 'static,
-    New: Serialize,
-{
-    fn migrate_encoded(&self, old: Old) -> Result<Vec<u8>, String> {
-        codec::encode(&self(old)).map_err(|e| e.to_string())
-    }
-}
-
 type Step = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Send + Sync>;
 
-/// One migration: from version `from` to the next version the descriptor
-/// knows.
+/// One migration: from version `from`, to the current version or (a step
+/// of a chain) to the version of the next migration.
 #[derive(Clone)]
 pub(crate) struct MigrationStep {
     pub(crate) from: u32,
     /// The schema of the old type.
     pub(crate) old_schema: fn() -> TypeSchema,
+    /// The schema of what it produces, if not the current type (a step
+    /// of a chain: `migrate_via`).
+    pub(crate) new_schema: Option<fn() -> TypeSchema>,
     pub(crate) apply: Step,
 }
 
@@ -95,12 +80,19 @@ impl Evolution {
         self
     }
 
-    /// Adds the migration from version `from`, whose values are `Old`s.
-    pub(crate) fn with_migration<Old: DeserializeOwned + 'static>(
+    /// Adds the migration from version `from`, whose values are `Old`s, to
+    /// `New`s: the current type (`to_current`), or the next migration's old
+    /// type.
+    pub(crate) fn with_migration<Old, New>(
         mut self,
         from: u32,
-        migrate: impl Migrate<Old>,
-    ) -> Self {
+        migrate: impl Fn(Old) -> New + Send + Sync + 'static,
+        to_current: bool,
+    ) -> Self
+    where
+        Old: DeserializeOwned + 'static,
+        New: Serialize + DeserializeOwned + 'static,
+    {
         let apply: Step = Arc::new(move |bytes: &[u8]| {
             let old: Old = codec::decode(bytes).map_err(|e| {
                 format!(
@@ -108,12 +100,13 @@ impl Evolution {
                     std::any::type_name::<Old>()
                 )
             })?;
-            migrate.migrate_encoded(old)
+            codec::encode(&migrate(old)).map_err(|e| e.to_string())
         });
         self.steps.retain(|s| s.from != from);
         self.steps.push(MigrationStep {
             from,
             old_schema: TypeSchema::of::<Old>,
+            new_schema: (!to_current).then_some(TypeSchema::of::<New> as fn() -> TypeSchema),
             apply,
         });
         self.steps.sort_by_key(|s| s.from);
@@ -129,24 +122,56 @@ impl Evolution {
     /// current version: the steps from the first one at or after it.
     pub(crate) fn chain_from(&self, recorded: u32) -> &[MigrationStep] {
         let first = self.steps.partition_point(|s| s.from < recorded);
-        let last = self.steps.partition_point(|s| s.from < self.version);
-        &self.steps[first..last.max(first)]
+        let below = self.steps.partition_point(|s| s.from < self.version);
+        // Up to and with the first step that produces the current type.
+        let last = self.steps[first..below.max(first)]
+            .iter()
+            .position(|s| s.new_schema.is_none())
+            .map_or(below.max(first), |i| first + i + 1);
+        &self.steps[first..last]
     }
 
-    /// Checks that the migrations are declared from versions older than
-    /// the current one (a descriptor mistake, found on first use).
-    pub(crate) fn check(&self, name: &str) -> Result<(), String> {
+    /// Checks the descriptor's declarations (a mistake found on first use):
+    /// migrations come from versions older than the current one, and what
+    /// a step of a chain produces reads as the next step's old type (the
+    /// current type, `current`, after the last).
+    pub(crate) fn check(&self, name: &str, current: &TypeSchema) -> Result<(), String> {
         if self.version == 0 {
             return Err(format!("state `{name}`: versions start at 1, not 0"));
         }
-        match self.steps.iter().find(|s| s.from >= self.version) {
-            Some(s) => Err(format!(
+        if let Some(s) = self.steps.iter().find(|s| s.from >= self.version) {
+            return Err(format!(
                 "state `{name}` is at version {} but declares a migration from version {}: \
                  a migration must come from an older version",
                 self.version, s.from
-            )),
-            None => Ok(()),
+            ));
         }
+        for (i, step) in self.steps.iter().enumerate() {
+            let Some(new_schema) = step.new_schema else {
+                continue;
+            };
+            let produced = new_schema();
+            let (next, what) = match self.steps.get(i + 1) {
+                Some(next) => (
+                    (next.old_schema)(),
+                    format!("the migration from version {}", next.from),
+                ),
+                None => (
+                    current.clone(),
+                    format!("the current version {}", self.version),
+                ),
+            };
+            let problems = super::verdict::problems(&produced, &next);
+            if !problems.is_empty() {
+                return Err(format!(
+                    "state `{name}`: the migration from version {} produces {produced}, which \
+                     {what} does not read as {next}: {}",
+                    step.from,
+                    problems.join("; ")
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -164,7 +189,7 @@ mod tests {
     use super::*;
     use serde::Deserialize;
 
-    #[derive(Serialize, Deserialize)]
+    #[derive(Clone, Serialize, Deserialize)]
     struct V1 {
         count: u32,
     }
@@ -183,14 +208,22 @@ mod tests {
     fn steps_chain_from_the_recorded_version() {
         let evolution = Evolution::default()
             .with_version(3)
-            .with_migration::<V2>(2, |old: V2| V3 {
-                count: u64::from(old.count) * 10,
-                last: old.last,
-            })
-            .with_migration::<V1>(1, |old: V1| V2 {
-                count: old.count + 1,
-                last: -1,
-            });
+            .with_migration(
+                2,
+                |old: V2| V3 {
+                    count: u64::from(old.count) * 10,
+                    last: old.last,
+                },
+                true,
+            )
+            .with_migration(
+                1,
+                |old: V1| V2 {
+                    count: old.count + 1,
+                    last: -1,
+                },
+                false,
+            );
         assert_eq!(evolution.chain_from(1).len(), 2);
         assert_eq!(evolution.chain_from(2).len(), 1);
         assert!(evolution.chain_from(3).is_empty());
@@ -205,8 +238,33 @@ mod tests {
         );
         let err = migrate_value(evolution.chain_from(2), &v1).unwrap_err();
         assert!(err.contains("version 2"), "{err}");
-        assert!(evolution.check("s").is_ok());
+        let current = TypeSchema::of::<V3>();
+        assert!(evolution.check("s", &current).is_ok());
+        // A step that produces what the next one does not read.
+        let broken = evolution
+            .clone()
+            .with_migration(1, |old: V1| old.count.to_string(), false);
+        let err = broken.check("s", &current).unwrap_err();
+        assert!(
+            err.contains("migration from version 1 produces String"),
+            "{err}"
+        );
+        // A direct migration ends the chain: v1 goes straight to v3.
+        let direct = evolution.clone().with_migration(
+            1,
+            |old: V1| V3 {
+                count: 7 + u64::from(old.count),
+                last: 0,
+            },
+            true,
+        );
+        assert_eq!(direct.chain_from(1).len(), 1);
+        let v3: V3 = codec::decode(&migrate_value(direct.chain_from(1), &v1).unwrap()).unwrap();
+        assert_eq!(v3.count, 11);
         let wrong = evolution.with_version(2);
-        assert!(wrong.check("s").unwrap_err().contains("from version 2"));
+        assert!(wrong
+            .check("s", &current)
+            .unwrap_err()
+            .contains("from version 2"));
     }
 }

@@ -27,12 +27,18 @@
 //! #[derive(Clone, Serialize, Deserialize)]
 //! struct CountV3 { count: u64, last_seen_ms: i64 }
 //!
+//! #[derive(Clone, Serialize, Deserialize)]
+//! struct CountV1 { count: u32 }
+//!
 //! let state = ValueStateDescriptor::<CountV3>::new("count")
 //!     .version(3)
+//!     // Version 2 -> 3 (the current type).
 //!     .migrate_from::<CountV2>(2, |old| CountV3 {
 //!         count: u64::from(old.count),
 //!         last_seen_ms: old.last_seen_ms,
-//!     });
+//!     })
+//!     // Version 1 -> 2, then on through 2 -> 3: a chain.
+//!     .migrate_via::<CountV1, CountV2>(1, |old| CountV2 { count: old.count, last_seen_ms: 0 });
 //! # let _ = state;
 //! ```
 
@@ -45,8 +51,8 @@ mod shape;
 mod verdict;
 
 pub use declare::{DeclaredMigration, DeclaredState, StateDeclarations};
+pub use evolution::Evolution;
 pub(crate) use evolution::{migrate_value, MigrationStep};
-pub use evolution::{Evolution, Migrate};
 pub use recorded::{check_states, recorded_states, RecordedState, StateCheck, StateVerdict};
 pub use shape::{Container, Field, Shape, TypeSchema, Variant, VariantFields};
 pub(crate) use verdict::judge;

@@ -487,11 +487,13 @@ mod tests {
 
     #[test]
     fn a_migration_covers_an_incompatible_change_and_a_newer_snapshot_is_refused() {
-        let evolution = Evolution::default()
-            .with_version(2)
-            .with_migration::<widened::Count>(1, |old: widened::Count| v1::Count {
+        let evolution = Evolution::default().with_version(2).with_migration(
+            1,
+            |old: widened::Count| v1::Count {
                 count: old.count.min(u64::from(u32::MAX)) as u32,
-            });
+            },
+            true,
+        );
         let d = declared::<v1::Count>(evolution);
         let (verdict, steps) = judge(&schema::<widened::Count>(1), &d).unwrap();
         assert_eq!(verdict, Compatibility::AfterMigration { from: 1, to: 2 });
