@@ -490,6 +490,7 @@ pub(crate) fn initialize_with(
         raw: snapshot.raw.as_deref(),
         keyed: is_restored.then_some(&snapshot.keyed),
         keyed_handles: &snapshot.keyed_handles,
+        keyed_meta: is_restored.then_some(&snapshot.keyed_meta),
         broadcast: is_restored.then_some(&snapshot.broadcast),
     };
     initialize(&mut ctx)
@@ -515,13 +516,14 @@ pub(crate) fn snapshot_with(
     let (raw, keyed, broadcast) = (ctx.raw, ctx.keyed, ctx.broadcast.unwrap_or_default());
     let lists = operator_state.to_snapshot();
     Ok(PendingSnapshot::new(move || {
-        let (keyed, keyed_handles) = match keyed {
+        let (keyed, keyed_handles, keyed_meta) = match keyed {
             Some(finish) => finish()?,
             None => Default::default(),
         };
         Ok(OperatorSnapshot {
             keyed,
             keyed_handles,
+            keyed_meta,
             lists,
             broadcast,
             raw,

@@ -113,6 +113,12 @@ pub struct OperatorSnapshot {
     /// keep the format they had before handles existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keyed_handles: Vec<KeyedStateHandle>,
+    /// What describes the keyed state as a whole rather than a key group
+    /// (the schemas of its states), by name: written once per subtask, and
+    /// on a change of parallelism given to every subtask that gets keyed
+    /// state (the union over the old subtasks, the first of a name wins).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keyed_meta: BTreeMap<String, Vec<u8>>,
     /// Operator list states.
     pub lists: Vec<ListStateSnapshot>,
     /// Broadcast states by name.
@@ -126,6 +132,7 @@ impl OperatorSnapshot {
     pub fn is_empty(&self) -> bool {
         self.keyed.is_empty()
             && self.keyed_handles.is_empty()
+            && self.keyed_meta.is_empty()
             && self.lists.is_empty()
             && self.broadcast.is_empty()
             && self.raw.is_none()
@@ -162,6 +169,7 @@ impl OperatorSnapshot {
                 .map(Vec::len)
                 .sum::<usize>()
             + self.broadcast.values().map(Vec::len).sum::<usize>()
+            + self.keyed_meta.values().map(Vec::len).sum::<usize>()
             + self.raw.as_ref().map_or(0, Vec::len)
     }
 }
@@ -193,6 +201,14 @@ pub fn redistribute(
             .filter(|h| h.overlaps(start, end))
             .cloned()
             .collect();
+        if !target.keyed.is_empty() || !target.keyed_handles.is_empty() {
+            for (name, bytes) in old.iter().flat_map(|s| &s.keyed_meta) {
+                target
+                    .keyed_meta
+                    .entry(name.clone())
+                    .or_insert_with(|| bytes.clone());
+            }
+        }
     }
 
     let mut names: Vec<(&str, Redistribution)> = Vec::new();
@@ -248,6 +264,29 @@ mod tests {
             keyed: groups.iter().map(|&g| (g, vec![g as u8])).collect(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn keyed_meta_goes_to_every_subtask_with_keyed_state() {
+        let with_meta = |groups: &[usize], meta: &[(&str, u8)]| OperatorSnapshot {
+            keyed_meta: meta
+                .iter()
+                .map(|(n, b)| (n.to_string(), vec![*b]))
+                .collect(),
+            ..keyed(groups)
+        };
+        let old = [
+            with_meta(&[0, 1, 2, 3], &[("a", 1)]),
+            with_meta(&[4, 5, 6, 7], &[("a", 2), ("b", 3)]),
+        ];
+        let new = redistribute(&old, 4, 8);
+        for target in &new {
+            assert_eq!(target.keyed_meta.len(), 2, "{target:?}");
+            assert_eq!(target.keyed_meta["a"], vec![1]);
+        }
+        // A subtask without keyed state gets none.
+        let new = redistribute(&[with_meta(&[0], &[("a", 1)])], 2, 8);
+        assert!(new[1].keyed_meta.is_empty() && new[1].is_empty());
     }
 
     #[test]

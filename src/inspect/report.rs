@@ -45,6 +45,7 @@ use weir_actors::snapshot::{OperatorSnapshot, Redistribution};
 use super::table::{Align, Table};
 use super::{format_rfc3339_millis, InspectError, SnapshotKind};
 use crate::state::key_group_format::read_key_group;
+use crate::state::schema::decode_schemas;
 use crate::state::ttl::{count_by_expiry, DowntimePolicy, TtlSettings, TtlTime};
 use crate::state::{StateBytes, StateKind};
 
@@ -97,6 +98,11 @@ pub struct OperatorReport {
     pub in_flight_bytes: u64,
     /// Its states, keyed first, by kind and name.
     pub states: Vec<StateReport>,
+    /// Its keyed states' versions and types as the snapshot recorded them,
+    /// by state name (none: no keyed state, or written before weir
+    /// recorded schemas).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub schemas: BTreeMap<String, crate::state::schema::StateSchema>,
 }
 
 /// One state of an operator, summed over its subtasks.
@@ -285,6 +291,7 @@ pub fn inspect_at(path: &Path, now_ms: i64) -> Result<SnapshotReport, InspectErr
             state_bytes: 0,
             in_flight_bytes: 0,
             states: Vec::new(),
+            schemas: BTreeMap::new(),
         })
         .collect();
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
@@ -309,7 +316,7 @@ pub fn inspect_at(path: &Path, now_ms: i64) -> Result<SnapshotReport, InspectErr
                 .in_flight += outputs;
         }
     }
-    for (uid, tally) in tallies {
+    for (uid, mut tally) in tallies {
         let index = match operators.iter().position(|o| o.uid == uid) {
             Some(index) => index,
             None => {
@@ -323,6 +330,7 @@ pub fn inspect_at(path: &Path, now_ms: i64) -> Result<SnapshotReport, InspectErr
                     state_bytes: 0,
                     in_flight_bytes: 0,
                     states: Vec::new(),
+                    schemas: BTreeMap::new(),
                 });
                 operators.len() - 1
             }
@@ -330,6 +338,7 @@ pub fn inspect_at(path: &Path, now_ms: i64) -> Result<SnapshotReport, InspectErr
         let operator = &mut operators[index];
         operator.state_bytes = tally.bytes;
         operator.in_flight_bytes = tally.in_flight;
+        operator.schemas = std::mem::take(&mut tally.schemas);
         operator.states = tally.into_states();
     }
 
@@ -440,6 +449,7 @@ impl StateTally {
         );
         self.type_name
             .get_or_insert_with(|| state.type_name.clone());
+
         let Some(settings) = state.ttl else {
             self.plain_parts = true;
             return;
@@ -483,6 +493,8 @@ impl StateTally {
 /// One operator's states, summed over its subtasks.
 struct Tally {
     states: BTreeMap<(StateReportKind, String), StateTally>,
+    /// The keyed states' recorded schemas, by name.
+    schemas: BTreeMap<String, crate::state::schema::StateSchema>,
     bytes: u64,
     in_flight: u64,
     /// The wall clock of the inspection (ms since the epoch).
@@ -493,6 +505,7 @@ impl Tally {
     fn new(now: i64) -> Self {
         Tally {
             states: BTreeMap::new(),
+            schemas: BTreeMap::new(),
             bytes: 0,
             in_flight: 0,
             now,
@@ -505,6 +518,10 @@ impl Tally {
 
     fn add(&mut self, snapshot: &OperatorSnapshot) {
         self.bytes += snapshot.size() as u64;
+        // Schemas that do not decode are left out (a restore names them).
+        for (name, recorded) in decode_schemas(&snapshot.keyed_meta).unwrap_or_default() {
+            self.schemas.entry(name).or_insert(recorded.schema);
+        }
         for bytes in snapshot.keyed.values() {
             match read_key_group(bytes) {
                 Ok(group) => {
@@ -634,8 +651,41 @@ impl fmt::Display for SnapshotReport {
             }
         }
         write!(f, "{states}")?;
+        write_schemas(f, &self.operators)?;
         write_ttl(f, &self.operators)
     }
+}
+
+/// The table of the keyed states' recorded schemas (none: nothing): each
+/// state's version and type, its shape written out.
+fn write_schemas(f: &mut fmt::Formatter<'_>, operators: &[OperatorReport]) -> fmt::Result {
+    let mut table = Table::new(&[
+        ("OPERATOR", Align::Left),
+        ("STATE", Align::Left),
+        ("VERSION", Align::Right),
+        ("TYPE", Align::Left),
+    ]);
+    let mut any = false;
+    for o in operators {
+        for (name, schema) in &o.schemas {
+            any = true;
+            let shape = match &schema.user_key {
+                Some(key) => format!("{key} -> {}", schema.value),
+                None => schema.value.to_string(),
+            };
+            table.row(vec![
+                o.uid.clone(),
+                name.clone(),
+                schema.version.to_string(),
+                shape,
+            ]);
+        }
+    }
+    if !any {
+        return Ok(());
+    }
+    writeln!(f)?;
+    write!(f, "{table}")
 }
 
 /// The table of the states with a time to live (none: nothing), and what
@@ -768,7 +818,6 @@ mod tests {
                 kind: *kind,
                 type_name: "u64".into(),
                 entries: codec::encode(&vec![(1u32, 7u64); *keys]).unwrap(),
-                schema: None,
                 ttl: None,
             })
             .collect();
@@ -998,7 +1047,6 @@ mod tests {
             kind,
             type_name: "t".into(),
             entries,
-            schema: None,
             ttl: Some(settings),
         }
     }

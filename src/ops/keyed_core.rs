@@ -31,6 +31,8 @@ pub(crate) struct KeyedCore<K> {
     pub watermark: i64,
     restored: Option<BTreeMap<usize, Vec<u8>>>,
     restored_handles: Vec<KeyedStateHandle>,
+    /// The restored keyed metadata (the states' schemas) until `open`.
+    restored_meta: BTreeMap<String, Vec<u8>>,
     /// The job's state backend, known once the job is built.
     backend: BackendCell,
     /// A processing clock set by hand (tests: `OperatorHarness`); else the wall clock.
@@ -124,6 +126,7 @@ impl<K> Default for KeyedCore<K> {
             watermark: i64::MIN,
             restored: None,
             restored_handles: Vec::new(),
+            restored_meta: BTreeMap::new(),
             backend: BackendCell::default(),
             clock: None,
         }
@@ -167,6 +170,7 @@ impl<K: Key> KeyedCore<K> {
     pub fn initialize(&mut self, ctx: &StateInitContext) {
         self.restored = ctx.keyed_state().cloned();
         self.restored_handles = ctx.keyed_handles().to_vec();
+        self.restored_meta = ctx.keyed_meta().cloned().unwrap_or_default();
     }
 
     /// The store for `range`, in the job's backend, restored from the handles
@@ -220,6 +224,11 @@ impl<K: Key> KeyedCore<K> {
         );
         let mut store = self.create_store(ctx, range)?;
         store.set_time(self.state_time());
+        let meta = std::mem::take(&mut self.restored_meta);
+        store.restore_schemas(
+            crate::state::schema::decode_schemas(&meta)
+                .map_err(|e| StateError::Backend(format!("operator `{}`: {e}", ctx.uid())))?,
+        );
         if let Some(groups) = self.restored.take() {
             let mut states = BTreeMap::new();
             let mut watermarks = Vec::new();
@@ -332,7 +341,13 @@ impl<K: Key> KeyedCore<K> {
                         .map(|bytes| (group, bytes))
                 })
                 .collect::<Result<_, _>>()?;
-            Ok((groups, parts.handles))
+            let meta = crate::state::schema::encode_schemas(&parts.schemas).map_err(|e| {
+                StateError::Encode {
+                    name: "the keyed state's schemas".into(),
+                    cause: e.to_string(),
+                }
+            })?;
+            Ok((groups, parts.handles, meta))
         }));
         Ok(())
     }

@@ -179,7 +179,6 @@ mod tests {
             kind: StateKind::Value,
             type_name: "u64".into(),
             entries: vec![0x90],
-            schema: None,
             ttl: None,
         }];
         let timers = [

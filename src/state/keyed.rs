@@ -27,7 +27,7 @@ use super::error::StateError;
 use super::heap::{HeapTable, HeapTableSnapshot};
 #[cfg(feature = "rocksdb")]
 use super::rocksdb::{RocksKeyedDb, RocksSnapshot, RocksTable, RocksTableRef};
-use super::schema::{self, StateSchema};
+use super::schema::{self, RecordedState, StateSchema};
 use super::ttl::sweep::{ErasureSchedule, IncrementalCursor};
 use super::ttl::{
     unexpired_entries, DowntimePolicy, Expirable, ExpiredCounters, TtlAccess, TtlConfig,
@@ -443,10 +443,6 @@ pub struct StateBytes {
     pub type_name: String,
     /// The entries, rmp-serde encoded.
     pub entries: Vec<u8>,
-    /// The state's version and types when the snapshot was taken (absent
-    /// in snapshots from before weir recorded them).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<StateSchema>,
     /// The state's time to live when the snapshot was taken (then every
     /// value is stored with its expiry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -468,6 +464,8 @@ pub struct SnapshotOptions {
 /// processing path).
 pub struct KeyedStateSnapshot {
     range: KeyGroupRange,
+    /// The kinds and schemas of the states, by name.
+    schemas: BTreeMap<String, RecordedState>,
     tables: Vec<SnapshotTable>,
     pending: BTreeMap<usize, Vec<StateBytes>>,
     /// The store's times at the snapshot and its opening (restore): what
@@ -483,7 +481,6 @@ struct SnapshotTable {
     name: String,
     kind: StateKind,
     type_name: &'static str,
-    schema: Arc<StateSchema>,
     ttl: Option<TtlSettings>,
     snapshot: Box<dyn ErasedTableSnapshot>,
 }
@@ -496,6 +493,8 @@ pub struct KeyedSnapshotParts {
     pub groups: BTreeMap<usize, Vec<StateBytes>>,
     /// Handles of incremental snapshots.
     pub handles: Vec<KeyedStateHandle>,
+    /// The kinds and schemas of the states, by name.
+    pub schemas: BTreeMap<String, RecordedState>,
 }
 
 impl KeyedStateSnapshot {
@@ -504,6 +503,7 @@ impl KeyedStateSnapshot {
         let mut parts = KeyedSnapshotParts {
             groups: unexpired_pending(self.pending, self.time, self.opened)?,
             handles: Vec::new(),
+            schemas: self.schemas,
         };
         #[cfg(feature = "rocksdb")]
         if let Some(rocks) = self.rocks {
@@ -524,7 +524,6 @@ impl KeyedStateSnapshot {
                         kind: table.kind,
                         type_name: table.type_name.to_string(),
                         entries,
-                        schema: Some(StateSchema::clone(&table.schema)),
                         ttl: table.ttl,
                     });
                 }
@@ -566,6 +565,8 @@ pub struct KeyedStateStore<K> {
     restored_watermark: i64,
     /// The queryable states used so far, by queryable name.
     queryable: BTreeMap<String, Queryable<K>>,
+    /// The kinds and schemas the restored snapshot recorded, by state name.
+    restored_schemas: BTreeMap<String, RecordedState>,
 }
 
 /// Reads one key's value of a queryable state, encoded (the descriptor's
@@ -612,6 +613,7 @@ impl<K: Key> KeyedStateStore<K> {
             opened_at: None,
             restored_watermark: i64::MIN,
             queryable: BTreeMap::new(),
+            restored_schemas: BTreeMap::new(),
         }
     }
 
@@ -938,7 +940,7 @@ impl<K: Key> KeyedStateStore<K> {
     ) -> Result<usize, StateError> {
         let (name, kind) = (descriptor.name(), descriptor.kind());
         let opened = self.opened_at.unwrap_or(self.time.processing);
-        let (schema, migrations) = self.judge_restored(descriptor)?;
+        let (schema, migrations, recorded) = self.judge_restored(descriptor)?;
         let mut ttl = descriptor.ttl().map(|config| {
             let staggered = matches!(self.backing, Backing::Heap);
             TableTtl::new(
@@ -1000,7 +1002,7 @@ impl<K: Key> KeyedStateStore<K> {
                     )),
                 ),
             };
-            if db.registered_schema(name).is_some() {
+            if recorded {
                 // Its schema was judged readable: registered under this
                 // job's type, in the form (with expiries or not) it was
                 // stored in, and its values migrated if they must be.
@@ -1043,13 +1045,13 @@ impl<K: Key> KeyedStateStore<K> {
         let with_expiry = std::any::type_name::<D::TtlStored>();
         let time = self.time;
         // Whether restored bytes hold expiries: as their snapshot says when
-        // it recorded their schema (judged readable above, whatever the type
-        // is called now), else as their type's name says.
-        let stored_with_expiry = |bytes: &StateBytes| match bytes.schema {
-            Some(_) => Ok(bytes.ttl.is_some()),
-            None if bytes.type_name == with_expiry => Ok(true),
-            None if bytes.type_name == plain => Ok(false),
-            None => Err(mismatch_restored(name, bytes, kind, type_name)),
+        // it recorded the state's schema (judged readable above, whatever
+        // the type is called now), else as their type's name says.
+        let stored_with_expiry = |bytes: &StateBytes| match recorded {
+            true => Ok(bytes.ttl.is_some()),
+            false if bytes.type_name == with_expiry => Ok(true),
+            false if bytes.type_name == plain => Ok(false),
+            false => Err(mismatch_restored(name, bytes, kind, type_name)),
         };
         let (table, ops): (Box<dyn Any + Send>, Box<dyn TableOps<K>>) = if ttl.is_some() {
             let mut table = HeapTable::<K, D::TtlStored>::new(self.range);
@@ -1105,30 +1107,37 @@ impl<K: Key> KeyedStateStore<K> {
         Ok(index)
     }
 
-    /// The schema `descriptor` declares, and the migrations its restored
-    /// values need: the verdict on the schema the snapshot recorded (heap:
-    /// in its bytes; RocksDB: in its registration). An incompatible state
-    /// or a downgrade is an error naming the state, what differs and what
-    /// to do.
+    /// The schema `descriptor` declares, the migrations its restored values
+    /// need, and whether the snapshot recorded a schema for it: the verdict
+    /// on the schema the snapshot recorded (in its keyed metadata; RocksDB:
+    /// also in its registration). An incompatible state or a downgrade is
+    /// an error naming the state, what differs and what to do.
     fn judge_restored<D: StateDescriptor>(
         &self,
         descriptor: &D,
-    ) -> Result<(StateSchema, Vec<schema::MigrationStep>), StateError> {
+    ) -> Result<(StateSchema, Vec<schema::MigrationStep>, bool), StateError> {
         let name = descriptor.name();
         let declared = descriptor.declared();
         declared
             .evolution
             .check(name, &declared.schema.value)
             .map_err(|message| StateError::schema(name, message))?;
-        let recorded = match &self.backing {
-            Backing::Heap => self
-                .pending
-                .values()
-                .flat_map(|states| states.iter().filter(|s| s.name == name))
-                .find_map(|s| s.schema.clone()),
-            #[cfg(feature = "rocksdb")]
-            Backing::RocksDb(db) => db.registered_schema(name).cloned(),
+        let recorded = match self.restored_schemas.get(name) {
+            Some(restored) if restored.kind != descriptor.kind() => {
+                return Err(StateError::Mismatch {
+                    name: name.to_string(),
+                    declared: format!("{:?} (restored)", restored.kind),
+                    requested: format!("{:?}", descriptor.kind()),
+                })
+            }
+            Some(restored) => Some(restored.schema.clone()),
+            None => match &self.backing {
+                Backing::Heap => None,
+                #[cfg(feature = "rocksdb")]
+                Backing::RocksDb(db) => db.registered_schema(name).cloned(),
+            },
         };
+        let was_recorded = recorded.is_some();
         let migrations = match recorded {
             None => Vec::new(),
             Some(recorded) => {
@@ -1140,7 +1149,7 @@ impl<K: Key> KeyedStateStore<K> {
                 migrations
             }
         };
-        Ok((declared.schema, migrations))
+        Ok((declared.schema, migrations, was_recorded))
     }
 
     /// Feeds the restored bytes of state `name` to `restore`, group by group,
@@ -1517,6 +1526,7 @@ impl<K: Key> KeyedStateStore<K> {
             }
             return Ok(KeyedStateSnapshot {
                 range: self.range,
+                schemas: self.schemas_to_record(),
                 tables: Vec::new(),
                 pending: BTreeMap::new(),
                 time,
@@ -1526,6 +1536,7 @@ impl<K: Key> KeyedStateStore<K> {
         }
         Ok(KeyedStateSnapshot {
             range: self.range,
+            schemas: self.schemas_to_record(),
             tables: self
                 .tables
                 .iter_mut()
@@ -1539,7 +1550,6 @@ impl<K: Key> KeyedStateStore<K> {
                         name: t.name.clone(),
                         kind: t.kind,
                         type_name: t.type_name,
-                        schema: t.schema.clone(),
                         ttl: t.ttl.as_ref().map(|state| state.settings_at(time)),
                         snapshot,
                     })
@@ -1551,6 +1561,29 @@ impl<K: Key> KeyedStateStore<K> {
             #[cfg(feature = "rocksdb")]
             rocks: None,
         })
+    }
+
+    /// Takes the kinds and schemas the restored snapshot recorded (its keyed
+    /// metadata), before any state is opened: each state is judged against
+    /// them when it is first opened.
+    pub fn restore_schemas(&mut self, schemas: BTreeMap<String, RecordedState>) {
+        self.restored_schemas = schemas;
+    }
+
+    /// The kinds and schemas a snapshot records: the opened states', and the
+    /// restored ones' that no descriptor opened yet.
+    fn schemas_to_record(&self) -> BTreeMap<String, RecordedState> {
+        let mut schemas = self.restored_schemas.clone();
+        for t in &self.tables {
+            schemas.insert(
+                t.name.clone(),
+                RecordedState {
+                    kind: t.kind,
+                    schema: StateSchema::clone(&t.schema),
+                },
+            );
+        }
+        schemas
     }
 
     /// Adds serialised state for the key groups of this store, before any state
@@ -1823,9 +1856,10 @@ mod tests {
         let mut after = KeyedStateStore::new(range);
         after.restore(&saved).unwrap();
         let wrong = ValueStateDescriptor::<String>::new("n");
+        // Restored without recorded schemas: the type's name is compared.
         assert!(matches!(
             after.open(&wrong, &7, 1),
-            Err(StateError::Schema { .. })
+            Err(StateError::Mismatch { .. })
         ));
         // Nothing was lost: a snapshot still carries the state, and the right
         // descriptor reads it.

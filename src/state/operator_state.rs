@@ -194,6 +194,7 @@ pub struct StateInitContext<'a> {
     pub(crate) raw: Option<&'a [u8]>,
     pub(crate) keyed: Option<&'a BTreeMap<usize, Vec<u8>>>,
     pub(crate) keyed_handles: &'a [weir_actors::snapshot::KeyedStateHandle],
+    pub(crate) keyed_meta: Option<&'a BTreeMap<String, Vec<u8>>>,
     pub(crate) broadcast: Option<&'a BTreeMap<String, Vec<u8>>>,
 }
 
@@ -226,16 +227,22 @@ impl StateInitContext<'_> {
         self.keyed_handles
     }
 
+    pub(crate) fn keyed_meta(&self) -> Option<&BTreeMap<String, Vec<u8>>> {
+        self.keyed_meta
+    }
+
     pub(crate) fn broadcast_state(&self) -> Option<&BTreeMap<String, Vec<u8>>> {
         self.broadcast
     }
 }
 
-/// The keyed part of a snapshot: bytes per key group, and handles over
-/// key-group ranges (incremental snapshots).
+/// The keyed part of a snapshot: bytes per key group, handles over
+/// key-group ranges (incremental snapshots), and what describes the keyed
+/// state as a whole (its states' schemas).
 pub(crate) type KeyedOutput = (
     BTreeMap<usize, Vec<u8>>,
     Vec<weir_actors::snapshot::KeyedStateHandle>,
+    BTreeMap<String, Vec<u8>>,
 );
 
 type KeyedFinish = Box<dyn FnOnce() -> Result<KeyedOutput, StateError> + Send>;

@@ -53,7 +53,6 @@ struct RegisteredState {
     name: String,
     kind: StateKind,
     type_name: String,
-    schema: Option<crate::state::schema::StateSchema>,
     ttl: Option<(crate::state::ttl::TtlSettings, i64)>,
 }
 
@@ -133,7 +132,6 @@ impl RocksKeyedDb {
                 name: name.clone(),
                 kind: registration.kind,
                 type_name: registration.type_name.clone(),
-                schema: registration.schema.clone(),
                 ttl,
             });
         }
@@ -182,7 +180,6 @@ impl RocksSnapshot {
                 name,
                 kind,
                 type_name,
-                schema,
                 ttl,
             } in &self.registry
             {
@@ -224,7 +221,6 @@ impl RocksSnapshot {
                         kind: *kind,
                         type_name: type_name.clone(),
                         entries,
-                        schema: schema.clone(),
                         ttl: ttl.map(|(settings, _)| settings),
                     });
                 }
@@ -410,27 +406,6 @@ pub(crate) fn read_handle(
             "a full snapshot of a restored database came out incremental".into(),
         )),
     }
-}
-
-/// The states registered in the database `handle` restores (name, kind
-/// and recorded schema), read by opening it under `work_root`.
-pub(crate) fn read_handle_registrations(
-    handle: &KeyedStateHandle,
-    uid: &str,
-    work_root: &Path,
-) -> Result<Vec<(String, StateKind, Option<crate::state::schema::StateSchema>)>, StateError> {
-    let backend = RocksDbBackend::new().with_local_dirs([work_root.to_path_buf()]);
-    let site = Arc::new(SnapshotSite::new(&backend, None, uid, 0));
-    let range = KeyGroupRange {
-        start: handle.start,
-        end: handle.end,
-    };
-    let db = open_database(&backend, site, uid, 0, range, std::slice::from_ref(handle))?;
-    Ok(db
-        .registry()
-        .iter()
-        .map(|(name, r)| (name.clone(), r.kind, r.schema.clone()))
-        .collect())
 }
 
 /// Opens a subtask's database: from the handles that cover its key groups

@@ -474,12 +474,7 @@ impl RocksKeyedDb {
         for (&group, states) in groups.range(self.range.start..self.range.end) {
             let mut batch = WriteBatch::default();
             for state in states {
-                self.record_registration(
-                    &state.name,
-                    state.kind,
-                    &state.type_name,
-                    state.schema.as_ref(),
-                )?;
+                self.record_registration(&state.name, state.kind, &state.type_name, None)?;
                 if let Some(settings) = state.ttl {
                     self.restore_ttl_settings(&state.name, settings)?;
                 }

@@ -79,8 +79,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub(crate) use checkpoint::{
-    open_database, read_handle, read_handle_registrations, RocksSnapshot, WrittenSnapshot,
-    HANDLE_BACKEND,
+    open_database, read_handle, RocksSnapshot, WrittenSnapshot, HANDLE_BACKEND,
 };
 pub(crate) use db::RocksKeyedDb;
 pub(crate) use db::SnapshotSite;

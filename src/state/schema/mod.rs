@@ -53,7 +53,10 @@ mod verdict;
 pub use declare::{DeclaredMigration, DeclaredState, StateDeclarations};
 pub use evolution::Evolution;
 pub(crate) use evolution::{migrate_value, MigrationStep};
-pub use recorded::{check_states, recorded_states, RecordedState, StateCheck, StateVerdict};
+pub(crate) use recorded::encode_schemas;
+pub use recorded::{
+    check_states, decode_schemas, recorded_states, RecordedState, StateCheck, StateVerdict,
+};
 pub use shape::{Container, Field, Shape, TypeSchema, Variant, VariantFields};
 pub(crate) use verdict::judge;
 #[doc(hidden)]

@@ -1,7 +1,8 @@
-//! What a snapshot recorded of an operator's keyed states (kind and
-//! schema, per state name), read from its subtasks' snapshots: the key
-//! groups' bytes, and for incremental RocksDB handles the registrations in
-//! the database they restore.
+//! What a snapshot records of an operator's keyed states as a whole: each
+//! state's kind and schema, in the operator snapshot's `keyed_meta` under
+//! `schema/<state name>` as `msgpack([kind, schema])` (one owner of that
+//! format: [`encode_schemas`], [`decode_schemas`]); and the verdict on the
+//! states a job declares against them.
 
 use std::collections::BTreeMap;
 
@@ -9,72 +10,69 @@ use weir_actors::snapshot::OperatorSnapshot;
 
 use super::declare::DeclaredState;
 use super::verdict::{Compatibility, SchemaProblem, StateSchema};
-use crate::state::key_group_format::read_key_group;
+use crate::runtime::codec;
 use crate::state::StateKind;
+
+/// The prefix of a schema's key in `keyed_meta`.
+const SCHEMA_PREFIX: &str = "schema/";
 
 /// One keyed state as a snapshot recorded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedState {
     /// Its kind.
     pub kind: StateKind,
-    /// Its schema (`None`: written before weir recorded schemas).
-    pub schema: Option<StateSchema>,
+    /// Its schema.
+    pub schema: StateSchema,
+}
+
+/// The `keyed_meta` entries of `states` (name -> kind and schema).
+pub(crate) fn encode_schemas(
+    states: &BTreeMap<String, RecordedState>,
+) -> Result<BTreeMap<String, Vec<u8>>, codec::CodecError> {
+    states
+        .iter()
+        .map(|(name, r)| {
+            codec::encode(&(r.kind, &r.schema))
+                .map(|bytes| (format!("{SCHEMA_PREFIX}{name}"), bytes))
+        })
+        .collect()
+}
+
+/// The states' kinds and schemas in `keyed_meta`, by name; an entry that
+/// does not decode is an error naming the state.
+pub fn decode_schemas(
+    meta: &BTreeMap<String, Vec<u8>>,
+) -> Result<BTreeMap<String, RecordedState>, String> {
+    meta.iter()
+        .filter_map(|(key, bytes)| Some((key.strip_prefix(SCHEMA_PREFIX)?, bytes)))
+        .map(|(name, bytes)| {
+            let (kind, schema): (StateKind, StateSchema) = codec::decode(bytes).map_err(|e| {
+                format!("the recorded schema of state `{name}` does not decode: {e}")
+            })?;
+            Ok((name.to_string(), RecordedState { kind, schema }))
+        })
+        .collect()
 }
 
 /// The keyed states `snapshots` (one operator's, any subtasks) recorded,
-/// by name. Key groups in another format are skipped (the restore reports
-/// them); an incremental handle's database is opened in a temporary
-/// directory to read its registrations.
+/// by name.
 pub fn recorded_states(
-    uid: &str,
     snapshots: &[&OperatorSnapshot],
 ) -> Result<BTreeMap<String, RecordedState>, String> {
-    let mut out: BTreeMap<String, RecordedState> = BTreeMap::new();
-    let mut note = |name: &str, kind: StateKind, schema: Option<&StateSchema>| {
-        let entry = out
-            .entry(name.to_string())
-            .or_insert(RecordedState { kind, schema: None });
-        if entry.schema.is_none() {
-            entry.schema = schema.cloned();
-        }
-    };
-    // After a change of parallelism, one handle reaches several subtasks.
-    #[cfg(feature = "rocksdb")]
-    let mut handles_read: Vec<&weir_actors::snapshot::KeyedStateHandle> = Vec::new();
+    let mut out = BTreeMap::new();
     for snapshot in snapshots {
-        for bytes in snapshot.keyed.values() {
-            if let Ok(group) = read_key_group(bytes) {
-                for state in &group.states {
-                    note(&state.name, state.kind, state.schema.as_ref());
-                }
-            }
-        }
-        #[cfg(feature = "rocksdb")]
-        for handle in &snapshot.keyed_handles {
-            if handles_read.contains(&handle) {
-                continue;
-            }
-            handles_read.push(handle);
-            let work = std::env::temp_dir().join(format!(
-                "weir-schemas-{}-{}",
-                std::process::id(),
-                handle.start
-            ));
-            let read = crate::state::rocksdb::read_handle_registrations(handle, uid, &work);
-            let _ = std::fs::remove_dir_all(&work);
-            for (name, kind, schema) in read.map_err(|e| e.to_string())? {
-                note(&name, kind, schema.as_ref());
-            }
-        }
-        #[cfg(not(feature = "rocksdb"))]
-        if !snapshot.keyed_handles.is_empty() {
-            return Err(format!(
-                "operator `{uid}` has incremental RocksDB state: its schemas are read by a \
-                 binary built with the `rocksdb` feature"
-            ));
+        for (name, state) in decode_schemas(&snapshot.keyed_meta)? {
+            out.entry(name).or_insert(state);
         }
     }
     Ok(out)
+}
+
+/// Whether `snapshots` hold keyed state at all.
+fn has_keyed_state(snapshots: &[&OperatorSnapshot]) -> bool {
+    snapshots
+        .iter()
+        .any(|s| !s.keyed.is_empty() || !s.keyed_handles.is_empty())
 }
 
 /// The verdict on one declared state against what a snapshot recorded.
@@ -89,8 +87,8 @@ pub enum StateVerdict {
     },
     /// The snapshot does not hold it: it starts empty.
     New,
-    /// The snapshot holds it without a schema (written before weir
-    /// recorded schemas): it is checked as it is decoded.
+    /// The snapshot holds keyed state without schemas (written before
+    /// weir recorded them): it is checked as it is decoded.
     NotRecorded,
     /// Another kind of state under the same name.
     KindChanged {
@@ -107,10 +105,19 @@ pub enum StateVerdict {
 }
 
 impl StateVerdict {
-    /// The verdict on `declared`, recorded as `recorded` (if at all).
-    pub fn of(declared: &DeclaredState, recorded: Option<&RecordedState>) -> StateVerdict {
+    /// The verdict on `declared`, recorded as `recorded` (if at all; a
+    /// snapshot with keyed state but no schemas was written before weir
+    /// recorded them: `legacy`).
+    pub fn of(
+        declared: &DeclaredState,
+        recorded: Option<&RecordedState>,
+        legacy: bool,
+    ) -> StateVerdict {
         let Some(recorded) = recorded else {
-            return StateVerdict::New;
+            return match legacy {
+                true => StateVerdict::NotRecorded,
+                false => StateVerdict::New,
+            };
         };
         if recorded.kind != declared.kind {
             return StateVerdict::KindChanged {
@@ -118,10 +125,7 @@ impl StateVerdict {
                 job: declared.kind,
             };
         }
-        let Some(schema) = &recorded.schema else {
-            return StateVerdict::NotRecorded;
-        };
-        match declared.verdict(schema) {
+        match declared.verdict(&recorded.schema) {
             Ok(compatibility) => StateVerdict::Restores { compatibility },
             Err(
                 problem @ (SchemaProblem::Downgrade { .. } | SchemaProblem::Incompatible { .. }),
@@ -191,14 +195,15 @@ pub fn check_states(
     if declared.is_empty() {
         return Ok(Vec::new());
     }
-    let recorded = recorded_states(uid, snapshots)?;
+    let recorded = recorded_states(snapshots).map_err(|e| format!("operator `{uid}`: {e}"))?;
+    let legacy = recorded.is_empty() && has_keyed_state(snapshots);
     Ok(declared
         .iter()
         .map(|d| StateCheck {
             uid: uid.to_string(),
             state: d.name.clone(),
             version: d.schema.version,
-            verdict: StateVerdict::of(d, recorded.get(&d.name)),
+            verdict: StateVerdict::of(d, recorded.get(&d.name), legacy),
         })
         .collect())
 }
