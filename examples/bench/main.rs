@@ -40,6 +40,9 @@
 //!   checkpoints, and a run resumed from it.
 //! - `large-state` ([`large_state`], feature `rocksdb`): full and incremental
 //!   checkpoints of a large RocksDB state.
+//! - `schema-migration` ([`schema_migration`]): a restore of `--keys` keys
+//!   with and without a state schema migration (heap or `--backend
+//!   rocksdb`), and the pre-flight check of 100 states.
 //!
 //! `--batch-size`, `--channel-credits` and `--arbiters` override the engine's
 //! runtime defaults (1024, 4, one Arbiter per core) for any engine job.
@@ -74,6 +77,7 @@ mod large_state;
 mod lineage;
 mod raw_loop;
 mod recovery;
+mod schema_migration;
 mod slow_sink;
 mod snapshot;
 mod stateless;
@@ -121,6 +125,8 @@ enum Job {
     WindowSliding,
     /// the same with sessions of a 1 s gap.
     WindowSession,
+    /// one keyed operator instance: --keys keys (default 1M) restored with and without a schema migration.
+    SchemaMigration,
 }
 
 impl Job {
@@ -140,6 +146,7 @@ impl Job {
             Job::WindowCount => "window-count",
             Job::WindowSliding => "window-sliding",
             Job::WindowSession => "window-session",
+            Job::SchemaMigration => "schema-migration",
         }
     }
 
@@ -157,6 +164,7 @@ impl Job {
             Job::Lineage => 1,
             Job::TtlChurn => 50_000_000,
             Job::WindowCount | Job::WindowSliding | Job::WindowSession => 100_000_000,
+            Job::SchemaMigration => 0,
         }
     }
 }
@@ -454,6 +462,7 @@ fn run(args: &Args) -> BenchResult<Report> {
         Job::Burst => burst::run(args),
         Job::Lineage => lineage::run(args),
         Job::TtlChurn => ttl_churn::run(args),
+        Job::SchemaMigration => schema_migration::run(args),
     }
 }
 
