@@ -482,7 +482,8 @@ pub(crate) fn initialize_with(
     let runtime = RuntimeContext::new(info.clone());
     let is_restored = restored.is_some();
     let snapshot = restored.unwrap_or_default();
-    *operator_state = OperatorStateStore::from_snapshot(snapshot.lists);
+    *operator_state = OperatorStateStore::from_snapshot(snapshot.lists, &snapshot.meta)
+        .map_err(|e| format!("operator `{}`: {e}", info.uid))?;
     let mut ctx = StateInitContext {
         runtime: &runtime,
         restored: is_restored,
@@ -490,7 +491,7 @@ pub(crate) fn initialize_with(
         raw: snapshot.raw.as_deref(),
         keyed: is_restored.then_some(&snapshot.keyed),
         keyed_handles: &snapshot.keyed_handles,
-        keyed_meta: is_restored.then_some(&snapshot.keyed_meta),
+        meta: is_restored.then_some(&snapshot.meta),
         broadcast: is_restored.then_some(&snapshot.broadcast),
     };
     initialize(&mut ctx)
@@ -511,19 +512,23 @@ pub(crate) fn snapshot_with(
         keyed: None,
         full,
         broadcast: None,
+        meta: std::collections::BTreeMap::new(),
     };
     snapshot(&mut ctx)?;
     let (raw, keyed, broadcast) = (ctx.raw, ctx.keyed, ctx.broadcast.unwrap_or_default());
+    let mut meta = ctx.meta;
+    meta.extend(operator_state.meta()?);
     let lists = operator_state.to_snapshot();
     Ok(PendingSnapshot::new(move || {
         let (keyed, keyed_handles, keyed_meta) = match keyed {
             Some(finish) => finish()?,
             None => Default::default(),
         };
+        meta.extend(keyed_meta);
         Ok(OperatorSnapshot {
             keyed,
             keyed_handles,
-            keyed_meta,
+            meta,
             lists,
             broadcast,
             raw,

@@ -113,12 +113,12 @@ pub struct OperatorSnapshot {
     /// keep the format they had before handles existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keyed_handles: Vec<KeyedStateHandle>,
-    /// What describes the keyed state as a whole rather than a key group
-    /// (the schemas of its states), by name: written once per subtask, and
-    /// on a change of parallelism given to every subtask that gets keyed
-    /// state (the union over the old subtasks, the first of a name wins).
+    /// What describes the operator's state as a whole rather than a key
+    /// group or an element (the schemas of its states), by name: written by
+    /// every subtask, and on a change of parallelism given to every new
+    /// subtask (the union over the old subtasks; the first of a name wins).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub keyed_meta: BTreeMap<String, Vec<u8>>,
+    pub meta: BTreeMap<String, Vec<u8>>,
     /// Operator list states.
     pub lists: Vec<ListStateSnapshot>,
     /// Broadcast states by name.
@@ -132,7 +132,7 @@ impl OperatorSnapshot {
     pub fn is_empty(&self) -> bool {
         self.keyed.is_empty()
             && self.keyed_handles.is_empty()
-            && self.keyed_meta.is_empty()
+            && self.meta.is_empty()
             && self.lists.is_empty()
             && self.broadcast.is_empty()
             && self.raw.is_none()
@@ -169,7 +169,7 @@ impl OperatorSnapshot {
                 .map(Vec::len)
                 .sum::<usize>()
             + self.broadcast.values().map(Vec::len).sum::<usize>()
-            + self.keyed_meta.values().map(Vec::len).sum::<usize>()
+            + self.meta.values().map(Vec::len).sum::<usize>()
             + self.raw.as_ref().map_or(0, Vec::len)
     }
 }
@@ -201,13 +201,11 @@ pub fn redistribute(
             .filter(|h| h.overlaps(start, end))
             .cloned()
             .collect();
-        if !target.keyed.is_empty() || !target.keyed_handles.is_empty() {
-            for (name, bytes) in old.iter().flat_map(|s| &s.keyed_meta) {
-                target
-                    .keyed_meta
-                    .entry(name.clone())
-                    .or_insert_with(|| bytes.clone());
-            }
+        for (name, bytes) in old.iter().flat_map(|s| &s.meta) {
+            target
+                .meta
+                .entry(name.clone())
+                .or_insert_with(|| bytes.clone());
         }
     }
 
@@ -267,9 +265,9 @@ mod tests {
     }
 
     #[test]
-    fn keyed_meta_goes_to_every_subtask_with_keyed_state() {
+    fn meta_goes_to_every_subtask_with_keyed_state() {
         let with_meta = |groups: &[usize], meta: &[(&str, u8)]| OperatorSnapshot {
-            keyed_meta: meta
+            meta: meta
                 .iter()
                 .map(|(n, b)| (n.to_string(), vec![*b]))
                 .collect(),
@@ -281,12 +279,12 @@ mod tests {
         ];
         let new = redistribute(&old, 4, 8);
         for target in &new {
-            assert_eq!(target.keyed_meta.len(), 2, "{target:?}");
-            assert_eq!(target.keyed_meta["a"], vec![1]);
+            assert_eq!(target.meta.len(), 2, "{target:?}");
+            assert_eq!(target.meta["a"], vec![1]);
         }
-        // A subtask without keyed state gets none.
+        // Also a subtask without keyed state (its operator state has some).
         let new = redistribute(&[with_meta(&[0], &[("a", 1)])], 2, 8);
-        assert!(new[1].keyed_meta.is_empty() && new[1].is_empty());
+        assert_eq!(new[1].meta["a"], vec![1]);
     }
 
     #[test]

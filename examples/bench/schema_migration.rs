@@ -155,10 +155,14 @@ fn check_of_100_states() -> BenchResult<f64> {
     let savepoint = h.savepoint(1)?;
     let mut declarations = StateDeclarations::default();
     for name in &names {
-        declarations.keyed(&ValueStateDescriptor::<V3>::new(name).version(3).migrate_from::<V2>(2, |old| V3 {
-            count: old.count.into(),
-            last_seen_ms: old.last_seen_ms,
-        }));
+        declarations.keyed(
+            &ValueStateDescriptor::<V3>::new(name)
+                .version(3)
+                .migrate_from::<V2>(2, |old| V3 {
+                    count: old.count.into(),
+                    last_seen_ms: old.last_seen_ms,
+                }),
+        );
     }
     let declared = declarations.states().to_vec();
     let started = Instant::now();
@@ -171,7 +175,11 @@ fn check_of_100_states() -> BenchResult<f64> {
 }
 
 pub(crate) fn run(args: &Args) -> BenchResult<Report> {
-    let keys = if args.keys == 100_000 { 1_000_000 } else { args.keys };
+    let keys = if args.keys == 100_000 {
+        1_000_000
+    } else {
+        args.keys
+    };
     let root = args
         .local_dir
         .clone()
@@ -216,7 +224,9 @@ pub(crate) fn run(args: &Args) -> BenchResult<Report> {
         let best = |runs: &[(f64, f64, f64)]| {
             runs.iter()
                 .copied()
-                .fold((f64::MAX, f64::MAX, f64::MAX), |a, r| (a.0.min(r.0), a.1.min(r.1), a.2.min(r.2)))
+                .fold((f64::MAX, f64::MAX, f64::MAX), |a, r| {
+                    (a.0.min(r.0), a.1.min(r.1), a.2.min(r.2))
+                })
         };
         let (plain, with_migration) = (best(&plain), best(&with_migration));
         let check_ms = check_of_100_states()?;

@@ -98,9 +98,9 @@ pub struct OperatorReport {
     pub in_flight_bytes: u64,
     /// Its states, keyed first, by kind and name.
     pub states: Vec<StateReport>,
-    /// Its keyed states' versions and types as the snapshot recorded them,
-    /// by state name (none: no keyed state, or written before weir
-    /// recorded schemas).
+    /// Its states' versions and types as the snapshot recorded them, by
+    /// state name (none: no state, or written before weir recorded
+    /// schemas).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub schemas: BTreeMap<String, crate::state::schema::StateSchema>,
 }
@@ -519,8 +519,11 @@ impl Tally {
     fn add(&mut self, snapshot: &OperatorSnapshot) {
         self.bytes += snapshot.size() as u64;
         // Schemas that do not decode are left out (a restore names them).
-        for (name, recorded) in decode_schemas(&snapshot.keyed_meta).unwrap_or_default() {
-            self.schemas.entry(name).or_insert(recorded.schema);
+        use crate::state::schema::Scope;
+        for scope in [Scope::Keyed, Scope::Operator, Scope::Broadcast] {
+            for (name, recorded) in decode_schemas(scope, &snapshot.meta).unwrap_or_default() {
+                self.schemas.entry(name).or_insert(recorded.schema);
+            }
         }
         for bytes in snapshot.keyed.values() {
             match read_key_group(bytes) {
@@ -656,7 +659,7 @@ impl fmt::Display for SnapshotReport {
     }
 }
 
-/// The table of the keyed states' recorded schemas (none: nothing): each
+/// The table of the states' recorded schemas (none: nothing): each
 /// state's version and type, its shape written out.
 fn write_schemas(f: &mut fmt::Formatter<'_>, operators: &[OperatorReport]) -> fmt::Result {
     let mut table = Table::new(&[

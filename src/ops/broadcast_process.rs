@@ -47,15 +47,22 @@ use crate::state::{
     StateData, StateDescriptor, StateError, StateInitContext, StateSnapshotContext,
 };
 
-fn restore_broadcast(store: &mut BroadcastStateStore, ctx: &StateInitContext) {
-    store.restore(ctx.broadcast_state().cloned().unwrap_or_default());
+fn restore_broadcast(
+    store: &mut BroadcastStateStore,
+    ctx: &StateInitContext,
+) -> Result<(), StateError> {
+    store.restore(
+        ctx.broadcast_state().cloned().unwrap_or_default(),
+        ctx.meta().unwrap_or(&Default::default()),
+    )
 }
 
 fn snapshot_broadcast(
     store: &BroadcastStateStore,
     ctx: &mut StateSnapshotContext,
 ) -> Result<(), UserError> {
-    ctx.set_broadcast(store.snapshot()?);
+    let (states, meta) = store.snapshot()?;
+    ctx.set_broadcast(states, meta);
     Ok(())
 }
 
@@ -185,7 +192,7 @@ impl<F> BroadcastProcess<F> {
 impl<F: Lifecycle> Lifecycle for BroadcastProcess<F> {
     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
         let store = self.store.get_or_insert_with(Default::default);
-        restore_broadcast(&mut store.0, ctx);
+        restore_broadcast(&mut store.0, ctx)?;
         self.function.initialize_state(ctx)
     }
 
@@ -376,7 +383,7 @@ impl<K, In, F> KeyedBroadcastProcess<K, In, F> {
 impl<K: Key, In, F: Lifecycle> Lifecycle for KeyedBroadcastProcess<K, In, F> {
     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
         self.keyed.initialize(ctx);
-        restore_broadcast(&mut self.broadcast, ctx);
+        restore_broadcast(&mut self.broadcast, ctx)?;
         self.function.initialize_state(ctx)
     }
 

@@ -170,7 +170,7 @@ impl<K: Key> KeyedCore<K> {
     pub fn initialize(&mut self, ctx: &StateInitContext) {
         self.restored = ctx.keyed_state().cloned();
         self.restored_handles = ctx.keyed_handles().to_vec();
-        self.restored_meta = ctx.keyed_meta().cloned().unwrap_or_default();
+        self.restored_meta = ctx.meta().cloned().unwrap_or_default();
     }
 
     /// The store for `range`, in the job's backend, restored from the handles
@@ -226,7 +226,7 @@ impl<K: Key> KeyedCore<K> {
         store.set_time(self.state_time());
         let meta = std::mem::take(&mut self.restored_meta);
         store.restore_schemas(
-            crate::state::schema::decode_schemas(&meta)
+            crate::state::schema::decode_schemas(crate::state::schema::Scope::Keyed, &meta)
                 .map_err(|e| StateError::Backend(format!("operator `{}`: {e}", ctx.uid())))?,
         );
         if let Some(groups) = self.restored.take() {
@@ -341,11 +341,13 @@ impl<K: Key> KeyedCore<K> {
                         .map(|bytes| (group, bytes))
                 })
                 .collect::<Result<_, _>>()?;
-            let meta = crate::state::schema::encode_schemas(&parts.schemas).map_err(|e| {
-                StateError::Encode {
-                    name: "the keyed state's schemas".into(),
-                    cause: e.to_string(),
-                }
+            let meta = crate::state::schema::encode_schemas(
+                crate::state::schema::Scope::Keyed,
+                &parts.schemas,
+            )
+            .map_err(|e| StateError::Encode {
+                name: "the keyed state's schemas".into(),
+                cause: e.to_string(),
             })?;
             Ok((groups, parts.handles, meta))
         }));

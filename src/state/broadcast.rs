@@ -21,7 +21,12 @@ use std::collections::BTreeMap;
 
 use super::descriptor::{MapStateDescriptor, StateDescriptor};
 use super::error::StateError;
-use super::{Key, StateData};
+use super::schema::{self, decode_schemas, encode_schemas, RecordedState, Scope};
+use super::{Key, StateData, StateKind};
+
+/// A snapshot of the broadcast states: their bytes by name, and the `meta`
+/// entries of their schemas.
+pub(crate) type BroadcastSnapshot = (BTreeMap<String, Vec<u8>>, BTreeMap<String, Vec<u8>>);
 use crate::keys::{stable_hash, KeyMap};
 
 trait ErasedMap: Send {
@@ -50,19 +55,80 @@ pub struct BroadcastStateStore {
     maps: BTreeMap<String, (&'static str, Box<dyn ErasedMap>)>,
     /// Restored bytes of states not opened yet.
     pending: BTreeMap<String, Vec<u8>>,
+    /// Each state's schema: as restored until a descriptor opens it (then
+    /// its restored entries are judged, and migrated if need be), then the
+    /// descriptor's.
+    schemas: BTreeMap<String, RecordedState>,
 }
 
 impl BroadcastStateStore {
-    pub(crate) fn restore(&mut self, states: BTreeMap<String, Vec<u8>>) {
+    /// Takes the restored `states` and the schemas `meta` recorded (an
+    /// entry that does not decode is an error naming the state).
+    pub(crate) fn restore(
+        &mut self,
+        states: BTreeMap<String, Vec<u8>>,
+        meta: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<(), StateError> {
         self.pending = states;
+        self.schemas = decode_schemas(Scope::Broadcast, meta).map_err(StateError::Backend)?;
+        Ok(())
     }
 
-    pub(crate) fn snapshot(&self) -> Result<BTreeMap<String, Vec<u8>>, StateError> {
+    /// The states' bytes, and the `meta` entries of their schemas.
+    pub(crate) fn snapshot(&self) -> Result<BroadcastSnapshot, StateError> {
         let mut out = self.pending.clone();
         for (name, (_, map)) in &self.maps {
             out.insert(name.clone(), map.encode(name)?);
         }
-        Ok(out)
+        let meta =
+            encode_schemas(Scope::Broadcast, &self.schemas).map_err(|e| StateError::Encode {
+                name: "the broadcast states' schemas".into(),
+                cause: e.to_string(),
+            })?;
+        Ok((out, meta))
+    }
+
+    /// The restored entries of `descriptor`'s state, judged against the
+    /// schema they were recorded with and migrated if need be (`None`:
+    /// none restored); records the descriptor's schema.
+    fn restored_entries<K: Key, V: StateData>(
+        &mut self,
+        descriptor: &MapStateDescriptor<K, V>,
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        let name = descriptor.name();
+        let declared = descriptor.declared();
+        declared
+            .evolution
+            .check(name, &declared.schema.value)
+            .map_err(|message| StateError::schema(name, message))?;
+        let mut bytes = self.pending.remove(name);
+        if let (Some(recorded), Some(entries)) = (self.schemas.get(name), bytes.as_mut()) {
+            let judged = schema::judge(&recorded.schema, &declared);
+            let (_, migrations) = match judged {
+                Ok(verdict) => verdict,
+                Err(problem) => {
+                    // Kept for the next snapshot: nothing is lost.
+                    self.pending.insert(name.to_string(), entries.clone());
+                    return Err(StateError::schema(name, problem.to_string()));
+                }
+            };
+            if !migrations.is_empty() {
+                // `[(key, value), ...]`, as a value state's entries.
+                *entries =
+                    schema::rewrite::canonical_entries(StateKind::Value, entries, false, &|v| {
+                        schema::migrate_value(&migrations, v)
+                    })
+                    .map_err(|e| StateError::schema(name, format!("migrating its entries: {e}")))?;
+            }
+        }
+        self.schemas.insert(
+            name.to_string(),
+            RecordedState {
+                kind: StateKind::Map,
+                schema: declared.schema,
+            },
+        );
+        Ok(bytes)
     }
 
     fn map<K: Key, V: StateData>(
@@ -74,7 +140,7 @@ impl BroadcastStateStore {
         let type_name = std::any::type_name::<KeyMap<K, V>>();
         if !self.maps.contains_key(name) {
             let mut map: KeyMap<K, V> = KeyMap::default();
-            if let Some(bytes) = self.pending.remove(name) {
+            if let Some(bytes) = self.restored_entries(descriptor)? {
                 let entries: Vec<(K, V)> =
                     codec::decode(&bytes).map_err(|e| StateError::Corrupt {
                         name: name.to_string(),
@@ -211,10 +277,10 @@ mod tests {
         let rules = MapStateDescriptor::<String, u32>::new("rules");
         let mut store = BroadcastStateStore::default();
         store.state(&rules).unwrap().put("limit".into(), 5);
-        let bytes = store.snapshot().unwrap();
+        let (bytes, meta) = store.snapshot().unwrap();
 
         let mut restored = BroadcastStateStore::default();
-        restored.restore(bytes);
+        restored.restore(bytes, &meta).unwrap();
         assert_eq!(
             restored.read_only(&rules).unwrap().get(&"limit".into()),
             Some(&5)
@@ -224,5 +290,40 @@ mod tests {
             restored.read_only(&wrong),
             Err(StateError::Mismatch { .. })
         ));
+    }
+
+    #[test]
+    fn restored_broadcast_state_is_judged_by_its_schema_and_migrated() {
+        let rules = MapStateDescriptor::<String, u32>::new("rules");
+        let mut store = BroadcastStateStore::default();
+        store.state(&rules).unwrap().put("limit".into(), 5);
+        let (bytes, meta) = store.snapshot().unwrap();
+
+        // A type that does not read it: refused, and the state kept.
+        let mut restored = BroadcastStateStore::default();
+        restored.restore(bytes.clone(), &meta).unwrap();
+        let wrong = MapStateDescriptor::<String, String>::new("rules");
+        let Err(err) = restored.read_only(&wrong) else {
+            panic!("a state of another type was read")
+        };
+        assert!(
+            err.to_string().contains("the value: u32 -> String"),
+            "{err}"
+        );
+        assert_eq!(restored.snapshot().unwrap().0, bytes);
+
+        // Migrated to a newer version.
+        let migrated = MapStateDescriptor::<String, String>::new("rules")
+            .version(2)
+            .migrate_from::<u32>(1, |n| format!("at most {n}"));
+        let mut restored = BroadcastStateStore::default();
+        restored.restore(bytes, &meta).unwrap();
+        assert_eq!(
+            restored.read_only(&migrated).unwrap().get(&"limit".into()),
+            Some(&"at most 5".to_string())
+        );
+        let (_, meta) = restored.snapshot().unwrap();
+        let recorded = decode_schemas(Scope::Broadcast, &meta).unwrap();
+        assert_eq!(recorded["rules"].schema.version, 2);
     }
 }

@@ -32,30 +32,91 @@
 //! ```
 
 use crate::runtime::codec;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 
 use weir_actors::snapshot::{ListStateSnapshot, Redistribution};
 
 use super::descriptor::{ListStateDescriptor, StateDescriptor};
 use super::error::StateError;
-use super::StateData;
+use super::schema::{self, decode_schemas, encode_schemas, RecordedState, Scope};
+use super::{StateData, StateKind};
 use crate::context::RuntimeContext;
 
 /// The operator list states of one operator subtask, kept serialised.
 #[derive(Clone, Debug, Default)]
 pub struct OperatorStateStore {
     lists: BTreeMap<String, (Redistribution, Vec<Vec<u8>>)>,
+    /// Each state's schema: as restored until a descriptor opens it (then
+    /// its restored elements are judged, and migrated if need be), then
+    /// the descriptor's.
+    schemas: BTreeMap<String, RecordedState>,
+    /// The states a descriptor opened.
+    opened: BTreeSet<String>,
 }
 
 impl OperatorStateStore {
-    pub(crate) fn from_snapshot(lists: Vec<ListStateSnapshot>) -> Self {
-        OperatorStateStore {
+    /// The restored `lists`, with the schemas `meta` recorded (an entry
+    /// that does not decode is an error naming the state).
+    pub(crate) fn from_snapshot(
+        lists: Vec<ListStateSnapshot>,
+        meta: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<Self, StateError> {
+        Ok(OperatorStateStore {
             lists: lists
                 .into_iter()
                 .map(|l| (l.name, (l.mode, l.elements)))
                 .collect(),
+            schemas: decode_schemas(Scope::Operator, meta).map_err(StateError::Backend)?,
+            opened: BTreeSet::new(),
+        })
+    }
+
+    /// The `meta` entries of the states' schemas.
+    pub(crate) fn meta(&self) -> Result<BTreeMap<String, Vec<u8>>, StateError> {
+        encode_schemas(Scope::Operator, &self.schemas).map_err(|e| StateError::Encode {
+            name: "the operator states' schemas".into(),
+            cause: e.to_string(),
+        })
+    }
+
+    /// At the first open of `descriptor`'s state: judges its restored
+    /// elements against the schema they were recorded with, migrates them
+    /// if need be, and records the descriptor's schema.
+    fn judge<T: StateData>(
+        &mut self,
+        descriptor: &ListStateDescriptor<T>,
+    ) -> Result<(), StateError> {
+        let name = descriptor.name();
+        if self.opened.contains(name) {
+            return Ok(());
         }
+        let declared = descriptor.declared();
+        declared
+            .evolution
+            .check(name, &declared.schema.value)
+            .map_err(|message| StateError::schema(name, message))?;
+        if let Some(recorded) = self.schemas.get(name) {
+            let (_, migrations) = schema::judge(&recorded.schema, &declared)
+                .map_err(|problem| StateError::schema(name, problem.to_string()))?;
+            if let (false, Some((_, elements))) = (migrations.is_empty(), self.lists.get_mut(name))
+            {
+                for element in elements.iter_mut() {
+                    *element = schema::migrate_value(&migrations, element).map_err(|e| {
+                        StateError::schema(name, format!("migrating an element: {e}"))
+                    })?;
+                }
+            }
+        }
+        self.schemas.insert(
+            name.to_string(),
+            RecordedState {
+                kind: StateKind::List,
+                schema: declared.schema,
+            },
+        );
+        self.opened.insert(name.to_string());
+        Ok(())
     }
 
     pub(crate) fn to_snapshot(&self) -> Vec<ListStateSnapshot> {
@@ -98,6 +159,7 @@ impl OperatorStateStore {
         descriptor: &'a ListStateDescriptor<T>,
     ) -> Result<OperatorListState<'a, T>, StateError> {
         no_ttl(descriptor, "operator")?;
+        self.judge(descriptor)?;
         self.open(descriptor.name(), Redistribution::EvenSplit)
     }
 
@@ -107,6 +169,7 @@ impl OperatorStateStore {
         descriptor: &'a ListStateDescriptor<T>,
     ) -> Result<OperatorListState<'a, T>, StateError> {
         no_ttl(descriptor, "operator")?;
+        self.judge(descriptor)?;
         self.open(descriptor.name(), Redistribution::Union)
     }
 }
@@ -194,7 +257,7 @@ pub struct StateInitContext<'a> {
     pub(crate) raw: Option<&'a [u8]>,
     pub(crate) keyed: Option<&'a BTreeMap<usize, Vec<u8>>>,
     pub(crate) keyed_handles: &'a [weir_actors::snapshot::KeyedStateHandle],
-    pub(crate) keyed_meta: Option<&'a BTreeMap<String, Vec<u8>>>,
+    pub(crate) meta: Option<&'a BTreeMap<String, Vec<u8>>>,
     pub(crate) broadcast: Option<&'a BTreeMap<String, Vec<u8>>>,
 }
 
@@ -227,8 +290,8 @@ impl StateInitContext<'_> {
         self.keyed_handles
     }
 
-    pub(crate) fn keyed_meta(&self) -> Option<&BTreeMap<String, Vec<u8>>> {
-        self.keyed_meta
+    pub(crate) fn meta(&self) -> Option<&BTreeMap<String, Vec<u8>>> {
+        self.meta
     }
 
     pub(crate) fn broadcast_state(&self) -> Option<&BTreeMap<String, Vec<u8>>> {
@@ -256,6 +319,8 @@ pub struct StateSnapshotContext<'a> {
     /// A full snapshot in the canonical format is required (a savepoint).
     pub(crate) full: bool,
     pub(crate) broadcast: Option<BTreeMap<String, Vec<u8>>>,
+    /// What describes the states as a whole (the broadcast states' schemas).
+    pub(crate) meta: BTreeMap<String, Vec<u8>>,
 }
 
 impl StateSnapshotContext<'_> {
@@ -284,7 +349,59 @@ impl StateSnapshotContext<'_> {
         self.keyed = Some(finish);
     }
 
-    pub(crate) fn set_broadcast(&mut self, states: BTreeMap<String, Vec<u8>>) {
+    pub(crate) fn set_broadcast(
+        &mut self,
+        states: BTreeMap<String, Vec<u8>>,
+        meta: BTreeMap<String, Vec<u8>>,
+    ) {
         self.broadcast = Some(states);
+        self.meta.extend(meta);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn restored(store: &OperatorStateStore) -> OperatorStateStore {
+        OperatorStateStore::from_snapshot(store.to_snapshot(), &store.meta().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn restored_list_state_is_judged_by_its_schema_and_migrated() {
+        let buffer = ListStateDescriptor::<u32>::new("buffer");
+        let mut store = OperatorStateStore::default();
+        store.list(&buffer).unwrap().update(&[1, 2]).unwrap();
+
+        // A type that does not read the elements: refused, nothing lost.
+        let mut again = restored(&store);
+        let wrong = ListStateDescriptor::<String>::new("buffer");
+        let Err(err) = again.list(&wrong) else {
+            panic!("a state of another type was read")
+        };
+        assert!(
+            err.to_string().contains("the value: u32 -> String"),
+            "{err}"
+        );
+        assert_eq!(again.to_snapshot(), store.to_snapshot());
+
+        // Widened as is, and migrated.
+        let mut again = restored(&store);
+        let wide = ListStateDescriptor::<u64>::new("buffer");
+        assert_eq!(again.list(&wide).unwrap().get().unwrap(), vec![1, 2]);
+        let mut again = restored(&store);
+        let migrated = ListStateDescriptor::<String>::new("buffer")
+            .version(2)
+            .migrate_from::<u32>(1, |n| n.to_string());
+        assert!(matches!(
+            again.union_list(&migrated),
+            Err(StateError::Mismatch { .. })
+        ));
+        assert_eq!(
+            again.list(&migrated).unwrap().get().unwrap(),
+            vec!["1", "2"]
+        );
+        let recorded = decode_schemas(Scope::Operator, &again.meta().unwrap()).unwrap();
+        assert_eq!(recorded["buffer"].schema.version, 2);
     }
 }

@@ -127,7 +127,7 @@ fn the_state_file_format_is_pinned() {
             OperatorSnapshot {
                 keyed: BTreeMap::from([(3, vec![1, 2, 3])]),
                 keyed_handles: Vec::new(),
-                keyed_meta: BTreeMap::new(),
+                meta: BTreeMap::new(),
                 lists: vec![ListStateSnapshot::new(
                     "buffer",
                     Redistribution::Union,

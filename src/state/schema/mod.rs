@@ -55,7 +55,7 @@ pub use evolution::Evolution;
 pub(crate) use evolution::{migrate_value, MigrationStep};
 pub(crate) use recorded::encode_schemas;
 pub use recorded::{
-    check_states, decode_schemas, recorded_states, RecordedState, StateCheck, StateVerdict,
+    check_states, decode_schemas, recorded_states, RecordedState, Scope, StateCheck, StateVerdict,
 };
 pub use shape::{Container, Field, Shape, TypeSchema, Variant, VariantFields};
 pub(crate) use verdict::judge;

@@ -136,7 +136,7 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn high(&self) -> bool {
-        self.choice % 2 == 0
+        self.choice.is_multiple_of(2)
     }
 
     fn shape(&self, out: &mut Vec<u8>, shape: &Shape, depth: usize) {

@@ -1,8 +1,10 @@
-//! What a snapshot records of an operator's keyed states as a whole: each
-//! state's kind and schema, in the operator snapshot's `keyed_meta` under
-//! `schema/<state name>` as `msgpack([kind, schema])` (one owner of that
-//! format: [`encode_schemas`], [`decode_schemas`]); and the verdict on the
-//! states a job declares against them.
+//! What a snapshot records of an operator's states as a whole: each
+//! state's kind and schema, in the operator snapshot's `meta` under
+//! `schema/<name>` (keyed states), `operator-schema/<name>` (operator list
+//! states) or `broadcast-schema/<name>` (broadcast states), as
+//! `msgpack([kind, schema])` (one owner of that format: [`encode_schemas`],
+//! [`decode_schemas`]); and the verdict on the states a job declares
+//! against them.
 
 use std::collections::BTreeMap;
 
@@ -13,10 +15,28 @@ use super::verdict::{Compatibility, SchemaProblem, StateSchema};
 use crate::runtime::codec;
 use crate::state::StateKind;
 
-/// The prefix of a schema's key in `keyed_meta`.
-const SCHEMA_PREFIX: &str = "schema/";
+/// Which states a schema in `meta` belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Keyed states.
+    Keyed,
+    /// Operator list states.
+    Operator,
+    /// Broadcast states.
+    Broadcast,
+}
 
-/// One keyed state as a snapshot recorded it.
+impl Scope {
+    fn prefix(self) -> &'static str {
+        match self {
+            Scope::Keyed => "schema/",
+            Scope::Operator => "operator-schema/",
+            Scope::Broadcast => "broadcast-schema/",
+        }
+    }
+}
+
+/// One state as a snapshot recorded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedState {
     /// Its kind.
@@ -25,26 +45,29 @@ pub struct RecordedState {
     pub schema: StateSchema,
 }
 
-/// The `keyed_meta` entries of `states` (name -> kind and schema).
+/// The `meta` entries of the states of `scope` in `states` (name -> kind
+/// and schema).
 pub(crate) fn encode_schemas(
+    scope: Scope,
     states: &BTreeMap<String, RecordedState>,
 ) -> Result<BTreeMap<String, Vec<u8>>, codec::CodecError> {
     states
         .iter()
         .map(|(name, r)| {
             codec::encode(&(r.kind, &r.schema))
-                .map(|bytes| (format!("{SCHEMA_PREFIX}{name}"), bytes))
+                .map(|bytes| (format!("{}{name}", scope.prefix()), bytes))
         })
         .collect()
 }
 
-/// The states' kinds and schemas in `keyed_meta`, by name; an entry that
-/// does not decode is an error naming the state.
+/// The kinds and schemas of the states of `scope` in `meta`, by name; an
+/// entry that does not decode is an error naming the state.
 pub fn decode_schemas(
+    scope: Scope,
     meta: &BTreeMap<String, Vec<u8>>,
 ) -> Result<BTreeMap<String, RecordedState>, String> {
     meta.iter()
-        .filter_map(|(key, bytes)| Some((key.strip_prefix(SCHEMA_PREFIX)?, bytes)))
+        .filter_map(|(key, bytes)| Some((key.strip_prefix(scope.prefix())?, bytes)))
         .map(|(name, bytes)| {
             let (kind, schema): (StateKind, StateSchema) = codec::decode(bytes).map_err(|e| {
                 format!("the recorded schema of state `{name}` does not decode: {e}")
@@ -61,7 +84,7 @@ pub fn recorded_states(
 ) -> Result<BTreeMap<String, RecordedState>, String> {
     let mut out = BTreeMap::new();
     for snapshot in snapshots {
-        for (name, state) in decode_schemas(&snapshot.keyed_meta)? {
+        for (name, state) in decode_schemas(Scope::Keyed, &snapshot.meta)? {
             out.entry(name).or_insert(state);
         }
     }

@@ -12,11 +12,14 @@
 use crate::state::ttl::skip_value;
 use crate::state::StateKind;
 
+/// Migrates one encoded value (the error says why it could not).
+pub(crate) type MigrateValue<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, String> + 'a;
+
 /// Rewrites one value (or `[expiry, value]` pair when `ttl`).
 fn unit(
     bytes: &[u8],
     ttl: bool,
-    migrate: &dyn Fn(&[u8]) -> Result<Vec<u8>, String>,
+    migrate: &MigrateValue<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     if !ttl {
@@ -53,7 +56,7 @@ fn canonical_value(
     kind: StateKind,
     bytes: &[u8],
     ttl: bool,
-    migrate: &dyn Fn(&[u8]) -> Result<Vec<u8>, String>,
+    migrate: &MigrateValue<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     match kind {
@@ -90,7 +93,7 @@ pub(crate) fn canonical_entries(
     kind: StateKind,
     entries: &[u8],
     ttl: bool,
-    migrate: &dyn Fn(&[u8]) -> Result<Vec<u8>, String>,
+    migrate: &MigrateValue<'_>,
 ) -> Result<Vec<u8>, String> {
     let (n, mut pos) = read_len(entries, 0, |rd| rmp::decode::read_array_len(rd))?;
     let mut out = Vec::with_capacity(entries.len());
@@ -118,7 +121,7 @@ pub(crate) fn rocksdb_value(
     kind: StateKind,
     value: &[u8],
     ttl: bool,
-    migrate: &dyn Fn(&[u8]) -> Result<Vec<u8>, String>,
+    migrate: &MigrateValue<'_>,
 ) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(value.len());
     if kind == StateKind::List {
@@ -157,7 +160,8 @@ mod tests {
 
         let lists = codec::encode(&vec![(7u8, vec![(100i64, 1u32), (200, 3)])]).unwrap();
         let out = canonical_entries(StateKind::List, &lists, true, &double).unwrap();
-        let read: Vec<(u8, Vec<(i64, (u64, String))>)> = codec::decode(&out).unwrap();
+        type Lists = Vec<(u8, Vec<(i64, (u64, String))>)>;
+        let read: Lists = codec::decode(&out).unwrap();
         assert_eq!(
             read,
             vec![(7, vec![(100, (2, "x".into())), (200, (6, "x".into()))])]
@@ -165,7 +169,8 @@ mod tests {
 
         let maps = codec::encode(&vec![(1u8, BTreeMap::from([("k", 5u32)]))]).unwrap();
         let out = canonical_entries(StateKind::Map, &maps, false, &double).unwrap();
-        let read: Vec<(u8, BTreeMap<String, (u64, String)>)> = codec::decode(&out).unwrap();
+        type Maps = Vec<(u8, BTreeMap<String, (u64, String)>)>;
+        let read: Maps = codec::decode(&out).unwrap();
         assert_eq!(read[0].1["k"], (10, "x".into()));
 
         #[cfg(feature = "rocksdb")]
