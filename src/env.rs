@@ -66,6 +66,8 @@ pub(crate) struct VertexDraft {
     pub key_type: Option<&'static str>,
     /// What to check (and hold) before the job starts.
     pub preflight: Option<weir_actors::preflight::PreflightFn>,
+    /// The key type whose keyed state it restores by migrating the keys.
+    pub migrates_keys_from: Option<String>,
     /// The keyed states its function declares (see
     /// [`Lifecycle::declare_states`](crate::Lifecycle::declare_states)).
     pub states: Vec<crate::state::schema::DeclaredState>,
@@ -412,6 +414,7 @@ impl StreamEnv {
             kind: VertexKind::Source(source_factory(source)),
             key_type: None,
             states: Vec::new(),
+            migrates_keys_from: None,
         });
         DataStream::from_vertex(self.clone(), vertex)
     }
@@ -598,6 +601,7 @@ impl Builder {
                 kind: d.kind.clone(),
                 key_type: d.key_type.map(str::to_string),
                 preflight: d.preflight.clone(),
+                migrates_keys_from: d.migrates_keys_from.clone(),
             });
         }
         // Named by the uid they get and their name: `auto-3 (Sink: Discard)`.

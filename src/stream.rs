@@ -162,6 +162,7 @@ impl<T: Data> DataStream<T> {
             key_type,
             preflight: None,
             states: Vec::new(),
+            migrates_keys_from: None,
         });
         for input in self.inputs {
             builder.edges.push(EdgeDraft {
@@ -277,6 +278,7 @@ impl<T: Data> DataStream<T> {
         KeyedStream {
             stream,
             key,
+            key_migration: None,
             _key: PhantomData,
         }
     }
@@ -466,6 +468,7 @@ impl DataStreamSink {
 pub struct KeyedStream<T, K> {
     stream: DataStream<T>,
     key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    key_migration: Option<crate::state::key_migration::KeyMigration<K>>,
     _key: PhantomData<fn() -> K>,
 }
 
@@ -519,17 +522,48 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         self.stream.flat_map(f)
     }
 
+    /// The keyed state of the next [`process`](Self::process), restored
+    /// from a snapshot written under the key type `Old`, has its keys
+    /// migrated with `migrate` (one-to-one: two old keys that become one are
+    /// an error listing them) and re-hashed to their key groups. Without it,
+    /// a restore under another key type is refused. The snapshot must hold
+    /// the state in full (a savepoint, or a heap checkpoint), not
+    /// incremental RocksDB files.
+    ///
+    /// ```
+    /// # let env = weir::StreamEnv::new();
+    /// // Keys were `u64` user ids; now they are strings.
+    /// let by_user = env
+    ///     .from_collection(vec![("7".to_string(), 1u64)])
+    ///     .key_by(|r: &(String, u64)| r.0.clone())
+    ///     .migrate_keys_from::<u64>(|id| id.to_string());
+    /// # let _ = by_user;
+    /// ```
+    pub fn migrate_keys_from<Old: serde::de::DeserializeOwned + 'static>(
+        mut self,
+        migrate: impl Fn(Old) -> K + Send + Sync + 'static,
+    ) -> Self {
+        self.key_migration = Some(crate::state::key_migration::KeyMigration::new(migrate));
+        self
+    }
+
     /// Applies a [`KeyedProcessFunction`]: per-key state and timers.
     pub fn process<U: Data, P: KeyedProcessFunction<K, T, U>>(self, function: P) -> DataStream<U> {
         let key = self.key.clone();
         let backend = self.stream.env().backend_cell();
         let states = declared_states(&function);
-        self.stream
-            .transform(
-                "KeyedProcess",
-                KeyedProcess::new(function, key).with_backend(backend),
-            )
-            .with_declared_states(states)
+        let migrates_from = self.key_migration.as_ref().map(|m| m.from.to_string());
+        let operator = KeyedProcess::new(function, key)
+            .with_backend(backend)
+            .with_key_migration(self.key_migration);
+        let stream = self
+            .stream
+            .transform("KeyedProcess", operator)
+            .with_declared_states(states);
+        if let (Some(from), [input]) = (migrates_from, stream.inputs.as_slice()) {
+            stream.env.builder().vertices[input.vertex].migrates_keys_from = Some(from);
+        }
+        stream
     }
 
     /// Folds each key's records with `reduce(accumulated, next)`, emitting every new result.
@@ -664,6 +698,7 @@ impl<T: Data> DataStream<T> {
             key_type,
             preflight: None,
             states: Vec::new(),
+            migrates_keys_from: None,
         });
         type Typed = (fn(Partitioning) -> PartitionerFactory, BatchDecoder);
         let first: Typed = (generic_partitioner::<T>, decode_batch::<T>);

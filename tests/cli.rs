@@ -427,6 +427,7 @@ fn write_plan(
         operators,
         state_backend: Some("heap".into()),
         chains: Vec::new(),
+        key_migrations: Default::default(),
     };
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_string(&plan).unwrap()).unwrap();

@@ -187,3 +187,155 @@ fn a_snapshot_the_job_cannot_read_stops_it_before_it_starts() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Counts per key of any type, emitting `{"key":n,"count":c}` with the
+/// key's number (`number(key)`).
+#[derive(Clone)]
+struct CountByKey<K> {
+    count: ValueStateDescriptor<u64>,
+    number: fn(&K) -> u64,
+}
+
+impl<K> weir::Lifecycle for CountByKey<K> {}
+
+impl<K: weir::state::Key + weir::Data> weir::KeyedProcessFunction<K, u64, String>
+    for CountByKey<K>
+{
+    fn process_element(
+        &mut self,
+        _value: u64,
+        ctx: &mut weir::KeyedContext<K>,
+        out: &mut weir::Collector<String>,
+    ) -> Result<(), weir::UserError> {
+        let number = (self.number)(ctx.current_key());
+        let mut state = ctx.state(&self.count)?;
+        let count = state.value().unwrap_or(0) + 1;
+        state.update(count);
+        out.collect(format!(r#"{{"key":{number},"count":{count}}}"#));
+        Ok(())
+    }
+}
+
+/// A job counting by key, keyed by `u64` (`None`) or by `"k<n>"` strings
+/// migrated from the `u64`s with `migrate` (`Some`).
+fn keyed_job(
+    dir: &Path,
+    backend: &str,
+    parallelism: usize,
+    from: Option<&Path>,
+    migrate: Option<fn(u64) -> String>,
+) -> StreamEnv {
+    let mut args = args(dir, 1, backend, parallelism);
+    args.job.resume_from = from.map(|p| p.display().to_string());
+    let env = StreamEnv::new();
+    args.job.configure(&env).unwrap();
+    let values = env
+        .generate(RECORDS, |i| {
+            if i % 64 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            i
+        })
+        .uid("values")
+        .set_parallelism(2);
+    let counts = match migrate {
+        None => values
+            .key_by(|v: &u64| v % KEYS)
+            .process(CountByKey::<u64> {
+                count: ValueStateDescriptor::new("count"),
+                number: |k| *k,
+            }),
+        Some(migrate) => values
+            .key_by(|v: &u64| format!("k{}", v % KEYS))
+            .migrate_keys_from::<u64>(migrate)
+            .process(CountByKey::<String> {
+                count: ValueStateDescriptor::new("count"),
+                number: |k| k.trim_start_matches('k').parse().unwrap_or(u64::MAX),
+            }),
+    };
+    counts
+        .uid("counter")
+        .write_text_files_exactly_once(dir.join("out"))
+        .uid("output");
+    env
+}
+
+fn stop_with_savepoint(env: &StreamEnv, after_ms: u64) -> PathBuf {
+    futures::executor::block_on(async {
+        let mut client = env.start("schema-upgrade").await.unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(after_ms));
+        let savepoint = client.stop_with_savepoint(None).await.unwrap();
+        client.wait().await.unwrap();
+        savepoint
+    })
+}
+
+fn keys_migrate(backend: &str) {
+    let dir = temp_dir(&format!("keys-{backend}"));
+    let savepoint = stop_with_savepoint(&keyed_job(&dir, backend, 2, None, None), 300);
+    let stopped = example::audit(&dir.join("out"), RECORDS, KEYS, false).unwrap();
+    assert!(stopped > 0 && stopped < RECORDS, "{stopped} lines");
+
+    // Another key type without a migration: refused before it starts.
+    let env = StreamEnv::new();
+    let mut refused = args(&dir, 1, backend, 2);
+    refused.job.resume_from = Some(savepoint.display().to_string());
+    refused.job.configure(&env).unwrap();
+    env.generate(RECORDS, |i| i)
+        .uid("values")
+        .set_parallelism(2)
+        .key_by(|v: &u64| format!("k{}", v % KEYS))
+        .process(CountByKey::<String> {
+            count: ValueStateDescriptor::new("count"),
+            number: |_| 0,
+        })
+        .uid("counter")
+        .write_text_files_exactly_once(dir.join("out"))
+        .uid("output");
+    let error = env
+        .execute_blocking("schema-upgrade")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("key type"), "{error}");
+
+    // Two old keys that become one: an error naming them.
+    let collide = keyed_job(
+        &dir,
+        backend,
+        3,
+        Some(&savepoint),
+        Some(|k| format!("k{}", k % 3)),
+    );
+    let error = collide
+        .execute_blocking("schema-upgrade")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("not one-to-one"), "{error}");
+    assert!(error.contains("-> \"k0\""), "{error}");
+
+    // Migrated, at another parallelism: every key's counts continue.
+    let migrated = keyed_job(
+        &dir,
+        backend,
+        3,
+        Some(&savepoint),
+        Some(|k| format!("k{k}")),
+    );
+    migrated.execute_blocking("schema-upgrade").unwrap();
+    assert_eq!(
+        example::audit(&dir.join("out"), RECORDS, KEYS, true).unwrap(),
+        RECORDS
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn keys_migrated_to_another_type_are_rehashed_and_counted_exactly_once_on_the_heap() {
+    keys_migrate("heap");
+}
+
+#[cfg(feature = "rocksdb")]
+#[test]
+fn keys_migrated_to_another_type_are_rehashed_and_counted_exactly_once_on_rocksdb() {
+    keys_migrate("rocksdb");
+}

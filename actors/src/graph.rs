@@ -87,6 +87,11 @@ pub struct Vertex {
     pub key_type: Option<String>,
     /// What to check (and hold) before the job starts; see [`crate::preflight`].
     pub preflight: Option<crate::preflight::PreflightFn>,
+    /// The key type (`std::any::type_name`) of keyed state this operator
+    /// restores by migrating its keys to its own key type: a restore under
+    /// that key type gives every subtask all the keyed state, and the
+    /// operator keeps the keys that are its own once migrated.
+    pub migrates_keys_from: Option<String>,
     /// What to check of the state a restore gives the operator (its
     /// snapshots, one per subtask of the snapshot that held state for its
     /// uid) before the job starts: an error stops the start.

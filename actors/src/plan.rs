@@ -184,6 +184,7 @@ mod tests {
             key_type: None,
             preflight: None,
             restore_check: None,
+            migrates_keys_from: None,
         }
     }
 

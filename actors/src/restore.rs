@@ -97,6 +97,10 @@ pub struct JobPlan {
     /// the same chains. Empty when unknown (then that is not checked).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chains: Vec<Vec<String>>,
+    /// Per uid, the key type its keyed state may have been written under
+    /// and is migrated from (see [`Vertex::migrates_keys_from`](crate::graph::Vertex::migrates_keys_from)).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub key_migrations: BTreeMap<String, String>,
 }
 
 impl JobPlan {
@@ -134,6 +138,11 @@ impl JobPlan {
                 .collect(),
             state_backend: None,
             chains: Vec::new(),
+            key_migrations: graph
+                .vertices
+                .iter()
+                .filter_map(|v| Some((v.uid.clone(), v.migrates_keys_from.clone()?)))
+                .collect(),
         }
     }
 }
@@ -366,7 +375,22 @@ pub fn check(
                         ),
                         job: "an operator that is not keyed".into(),
                     }
-                } else if keyed && before.key_type.is_some() && before.key_type != operator.key_type
+                } else if keyed
+                    && before.key_type.is_some()
+                    && before.key_type.as_ref() == plan.key_migrations.get(&operator.uid)
+                    && handles_of.contains_key(operator.uid.as_str())
+                {
+                    Verdict::StateTypeMismatch {
+                        snapshot: format!(
+                            "keyed state with key type {}, checkpointed incrementally",
+                            before.key_type.as_deref().unwrap_or_default()
+                        ),
+                        job: "a migration of its keys, which restores from a savepoint".into(),
+                    }
+                } else if keyed
+                    && before.key_type.is_some()
+                    && before.key_type != operator.key_type
+                    && before.key_type.as_ref() != plan.key_migrations.get(&operator.uid)
                 {
                     Verdict::StateTypeMismatch {
                         snapshot: format!(
@@ -598,10 +622,19 @@ pub fn assign(
             .map(|i| snapshots.get(&i).map(|s| (*s).clone()).unwrap_or_default())
             .collect();
         let chain = plan.chain_of[v];
-        for (i, snapshot) in redistribute(&olds, vertex.parallelism, vertex.max_parallelism)
+        // Keys migrated to another type land in other key groups: every
+        // subtask gets all the keyed state, and keeps its own keys.
+        let all_keyed: Option<BTreeMap<usize, Vec<u8>>> = (before.key_type.is_some()
+            && before.key_type != vertex.key_type
+            && before.key_type == vertex.migrates_keys_from)
+            .then(|| olds.iter().flat_map(|s| s.keyed.clone()).collect());
+        for (i, mut snapshot) in redistribute(&olds, vertex.parallelism, vertex.max_parallelism)
             .into_iter()
             .enumerate()
         {
+            if let Some(all) = &all_keyed {
+                snapshot.keyed = all.clone();
+            }
             if let Some(target) = restored.get_mut(&(chain, i)) {
                 target.operators.insert(vertex.uid.clone(), snapshot);
             }

@@ -40,6 +40,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 pub use listing::{list_checkpoints, ListedSnapshot, Listing};
+pub(crate) use query::msgpack_as_json;
 pub(crate) use query::CommittedState;
 pub use query::{
     query_keyed_state, query_timers, read_keyed_state, KeySelection, QueryRow, TimerRow,

@@ -486,6 +486,15 @@ impl CommittedState {
     }
 }
 
+/// One encoded value as JSON text, without its type (for messages); bytes
+/// that do not decode are shown as such.
+pub(crate) fn msgpack_as_json(bytes: &[u8]) -> String {
+    match codec::decode::<Generic>(bytes) {
+        Ok(value) => value.to_json().to_string(),
+        Err(_) => format!("<{} undecodable bytes>", bytes.len()),
+    }
+}
+
 /// Any MessagePack value, maps kept as pairs (their keys may be any value).
 #[derive(Clone, Debug, PartialEq)]
 enum Generic {

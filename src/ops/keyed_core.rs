@@ -15,6 +15,7 @@ use crate::keys::{key_group, KeyGroupRange};
 use crate::operator::Collector;
 use crate::side_output::SideOutputs;
 use crate::state::key_group_format::{decode_key_group, encode_key_group_with, Timer, TimerKind};
+use crate::state::key_migration::{regroup, KeyMigration};
 use crate::state::timers::{TimeDomain, TimerService};
 use crate::state::{
     BackendCell, BroadcastStateStore, Key, KeyedBackend, KeyedStateStore, SnapshotOptions,
@@ -37,7 +38,12 @@ pub(crate) struct KeyedCore<K> {
     backend: BackendCell,
     /// A processing clock set by hand (tests: `OperatorHarness`); else the wall clock.
     clock: Option<ManualClock>,
+    /// Keys to migrate from an older key type at a restore, if any.
+    key_migration: Option<KeyMigration<K>>,
 }
+
+/// The `meta` entry naming the key type the keyed state was written under.
+const KEY_TYPE_META: &str = "key-type";
 
 /// The keyed timers, and the side records a function emits while it runs:
 /// one pointer in the per-record context for both (a wider context cost the
@@ -129,6 +135,7 @@ impl<K> Default for KeyedCore<K> {
             restored_meta: BTreeMap::new(),
             backend: BackendCell::default(),
             clock: None,
+            key_migration: None,
         }
     }
 }
@@ -146,6 +153,7 @@ impl<K> KeyedCore<K> {
     pub fn fresh(&self) -> Self {
         KeyedCore {
             clock: self.clock.clone(),
+            key_migration: self.key_migration.clone(),
             ..Self::with_backend(self.backend.clone())
         }
     }
@@ -215,6 +223,38 @@ impl<K: Key> KeyedCore<K> {
         }
     }
 
+    /// Migrates the keys of restored state written under the key type
+    /// `migration` names.
+    pub fn with_key_migration(mut self, migration: KeyMigration<K>) -> Self {
+        self.key_migration = Some(migration);
+        self
+    }
+
+    /// The key migration to run on the restored state: the configured one,
+    /// if the state was written under its old key type (or before weir
+    /// recorded key types).
+    fn pending_key_migration(&self) -> Option<&KeyMigration<K>> {
+        let migration = self.key_migration.as_ref()?;
+        match self.restored_meta.get(KEY_TYPE_META) {
+            Some(written) if written.as_slice() == std::any::type_name::<K>().as_bytes() => None,
+            _ => Some(migration),
+        }
+    }
+
+    /// Gives `store` the schemas the restored snapshot recorded.
+    fn restore_schemas(
+        &mut self,
+        store: &mut KeyedStateStore<K>,
+        ctx: &RuntimeContext,
+    ) -> Result<(), StateError> {
+        let meta = std::mem::take(&mut self.restored_meta);
+        store.restore_schemas(
+            crate::state::schema::decode_schemas(crate::state::schema::Scope::Keyed, &meta)
+                .map_err(|e| StateError::Backend(format!("operator `{}`: {e}", ctx.uid())))?,
+        );
+        Ok(())
+    }
+
     /// Creates the store for this subtask's key groups and restores into it.
     pub fn open(&mut self, ctx: &RuntimeContext) -> Result<(), StateError> {
         let range = KeyGroupRange::of_subtask(
@@ -224,11 +264,36 @@ impl<K: Key> KeyedCore<K> {
         );
         let mut store = self.create_store(ctx, range)?;
         store.set_time(self.state_time());
-        let meta = std::mem::take(&mut self.restored_meta);
-        store.restore_schemas(
-            crate::state::schema::decode_schemas(crate::state::schema::Scope::Keyed, &meta)
-                .map_err(|e| StateError::Backend(format!("operator `{}`: {e}", ctx.uid())))?,
-        );
+        // Keys written under an older key type: all of the snapshot's keyed
+        // state, regrouped by the migrated keys.
+        let migrating = match self.pending_key_migration().cloned() {
+            Some(migration) => self.restored.take().map(|groups| (migration, groups)),
+            None => None,
+        };
+        if let Some((migration, groups)) = migrating {
+            let regrouped = regroup(&groups, range, ctx.max_parallelism(), &migration)?;
+            for timer in regrouped.timers {
+                match timer.kind {
+                    TimerKind::EventTime => {
+                        self.timers.event_time.register(timer.key, timer.timestamp)
+                    }
+                    TimerKind::ProcessingTime => self
+                        .timers
+                        .processing_time
+                        .register(timer.key, timer.timestamp),
+                }
+            }
+            if let Some(&watermark) = regrouped.watermarks.iter().min() {
+                self.watermark = self.watermark.max(watermark);
+                store.set_time(self.state_time());
+            }
+            self.restore_schemas(&mut store, ctx)?;
+            store.restore(&regrouped.states)?;
+            self.store = Some(store);
+            self.runtime = Some(ctx.clone());
+            return Ok(());
+        }
+        self.restore_schemas(&mut store, ctx)?;
         if let Some(groups) = self.restored.take() {
             let mut states = BTreeMap::new();
             let mut watermarks = Vec::new();
@@ -349,6 +414,11 @@ impl<K: Key> KeyedCore<K> {
                 name: "the keyed state's schemas".into(),
                 cause: e.to_string(),
             })?;
+            let mut meta = meta;
+            meta.insert(
+                KEY_TYPE_META.to_string(),
+                std::any::type_name::<K>().as_bytes().to_vec(),
+            );
             Ok((groups, parts.handles, meta))
         }));
         Ok(())

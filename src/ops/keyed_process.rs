@@ -209,6 +209,19 @@ impl<K, In, F> KeyedProcess<K, In, F> {
     }
 }
 
+impl<K: Key, In, F> KeyedProcess<K, In, F> {
+    /// Migrates the keys of restored state written under an older key type.
+    pub(crate) fn with_key_migration(
+        mut self,
+        migration: Option<crate::state::key_migration::KeyMigration<K>>,
+    ) -> Self {
+        if let Some(migration) = migration {
+            self.core = std::mem::take(&mut self.core).with_key_migration(migration);
+        }
+        self
+    }
+}
+
 impl<K: Key, In, F: Lifecycle> Lifecycle for KeyedProcess<K, In, F> {
     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
         self.core.initialize(ctx);

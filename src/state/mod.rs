@@ -57,6 +57,7 @@ mod error;
 mod handles;
 mod heap;
 pub mod key_group_format;
+pub mod key_migration;
 mod keyed;
 mod operator_state;
 #[cfg(feature = "rocksdb")]

@@ -279,6 +279,7 @@ fn check_restore_refuses_an_unaligned_checkpoint_with_in_flight_records_at_anoth
             .collect(),
         state_backend: Some("heap".into()),
         chains: Vec::new(),
+        key_migrations: Default::default(),
     };
     let check = |plan: &weir::JobPlan| {
         let file = tempfile::NamedTempFile::new().unwrap();
