@@ -275,10 +275,27 @@ struct Table<K> {
     type_name: &'static str,
     /// The state's version and types, as the snapshots record them.
     schema: Arc<StateSchema>,
+    /// Restored values still to migrate, by key group (RocksDB; `None`:
+    /// nothing to migrate).
+    migrating: Option<Box<GroupMigration>>,
     table: Box<dyn Any + Send>,
     ops: Box<dyn TableOps<K>>,
     /// The state's time to live and its cleanups, if it has one.
     ttl: Option<TableTtl<K>>,
+}
+
+/// The key groups of a restored RocksDB state whose values are still at
+/// an older version: each is migrated when one of its keys is first used,
+/// and every one left before a snapshot, so that the restore itself does not
+/// depend on the state's size and a snapshot holds the current version.
+#[cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
+struct GroupMigration {
+    migrations: Vec<schema::MigrationStep>,
+    /// Whether the values are stored with expiries.
+    with_expiry: bool,
+    /// Per key group of the store's range: still to migrate.
+    pending: Vec<bool>,
+    left: usize,
 }
 
 /// A table's time to live, and the state of its cleanups.
@@ -1002,6 +1019,7 @@ impl<K: Key> KeyedStateStore<K> {
                     )),
                 ),
             };
+            let mut migrating = None;
             if recorded {
                 // Its schema was judged readable: registered under this
                 // job's type, in the form (with expiries or not) it was
@@ -1013,7 +1031,14 @@ impl<K: Key> KeyedStateStore<K> {
                 };
                 db.retype(name, kind, stored_as)?;
                 if !migrations.is_empty() {
-                    db.migrate_values(name, kind, stored_with_expiry, &migrations)?;
+                    // `register` below brings the values to this state's
+                    // form (with expiries or not) first.
+                    migrating = Some(Box::new(GroupMigration {
+                        migrations: migrations.clone(),
+                        with_expiry: ttl.is_some(),
+                        pending: vec![true; self.range.len()],
+                        left: self.range.len(),
+                    }));
                 }
             }
             db.register(
@@ -1030,6 +1055,7 @@ impl<K: Key> KeyedStateStore<K> {
                 kind,
                 type_name,
                 schema: Arc::new(schema),
+                migrating,
                 table: Box::new(RocksTable::new(name, RocksKeyedDb::caches(kind))),
                 ops: Box::new(RocksOps),
                 ttl,
@@ -1098,6 +1124,7 @@ impl<K: Key> KeyedStateStore<K> {
             kind,
             type_name,
             schema: Arc::new(schema),
+            migrating: None,
             table,
             ops,
             ttl,
@@ -1176,6 +1203,55 @@ impl<K: Key> KeyedStateStore<K> {
         Ok(())
     }
 
+    /// Migrates table `index`'s restored values in key group `group`, if
+    /// they are still to migrate (see [`GroupMigration`]).
+    #[cold]
+    #[inline(never)]
+    fn migrate_group(&mut self, index: usize, group: usize) -> Result<(), StateError> {
+        let table = &mut self.tables[index];
+        let Some(migration) = table.migrating.as_mut() else {
+            return Ok(());
+        };
+        let Some(pending) = group
+            .checked_sub(self.range.start)
+            .and_then(|offset| migration.pending.get_mut(offset))
+        else {
+            return Ok(());
+        };
+        if !*pending {
+            return Ok(());
+        }
+        #[cfg(feature = "rocksdb")]
+        if let Backing::RocksDb(db) = &self.backing {
+            db.migrate_group_values(
+                &table.name,
+                table.kind,
+                migration.with_expiry,
+                &migration.migrations,
+                group,
+            )?;
+        }
+        *pending = false;
+        migration.left -= 1;
+        if migration.left == 0 {
+            table.migrating = None;
+        }
+        Ok(())
+    }
+
+    /// Migrates every restored value still to migrate (before a snapshot).
+    fn migrate_every_group(&mut self) -> Result<(), StateError> {
+        for index in 0..self.tables.len() {
+            for group in self.range.start..self.range.end {
+                if self.tables[index].migrating.is_none() {
+                    break;
+                }
+                self.migrate_group(index, group)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Sets a cleanup timer for every key of a table whose state asked for
     /// them (after a restore: timers are not part of a snapshot).
     fn rebuild_cleanup_timers(&mut self, index: usize) {
@@ -1223,6 +1299,9 @@ impl<K: Key> KeyedStateStore<K> {
         timestamp: Option<i64>,
     ) -> Result<D::Ref<'a, K>, StateError> {
         let index = self.resolve_at(descriptor, timestamp)?;
+        if self.tables[index].migrating.is_some() {
+            self.migrate_group(index, group)?;
+        }
         if descriptor.ttl().is_some() {
             return self.open_ttl(index, descriptor, key, group, timestamp);
         }
@@ -1515,6 +1594,7 @@ impl<K: Key> KeyedStateStore<K> {
     pub fn snapshot(&mut self, options: SnapshotOptions) -> Result<KeyedStateSnapshot, StateError> {
         let _ = options;
         let time = self.time;
+        self.migrate_every_group()?;
         #[cfg(feature = "rocksdb")]
         if let Backing::RocksDb(db) = &self.backing {
             // The states' TTL settings (with their clocks) go into the

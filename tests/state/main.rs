@@ -141,6 +141,7 @@ every_backend!(
     schema::an_incompatible_change_fails_naming_the_state_the_field_and_what_to_do,
     schema::a_snapshot_of_a_newer_version_is_refused_naming_both_versions,
     schema::a_migration_from_the_current_version_is_refused,
+    schema::a_snapshot_taken_before_every_key_was_read_holds_every_value_migrated,
 );
 
 /// The time-to-live suite on every backend, apart (`cargo test --test state ttl`).

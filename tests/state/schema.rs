@@ -450,3 +450,33 @@ pub(crate) fn a_migration_from_the_current_version_is_refused() {
         .to_string();
     assert!(error.contains("must come from an older version"), "{error}");
 }
+
+pub(crate) fn a_snapshot_taken_before_every_key_was_read_holds_every_value_migrated() {
+    let mut h = written(v2());
+    for (kind, snapshot) in snapshots(&mut h) {
+        let mut hs = restored(|| v3(false), snapshot, 1).unwrap();
+        // One key read (RocksDB migrates its key group), then snapshots.
+        hs[0].process(vec![("k0".into(), None)]).unwrap();
+        let _ = hs[0].take_output();
+        for again in [hs[0].snapshot(7).unwrap(), hs[0].savepoint(8).unwrap()] {
+            let plain = || {
+                states(
+                    |n| V3 {
+                        count: u64::from(n),
+                        last_seen_ms: 0,
+                    },
+                    |d| d.version(3),
+                    |d| d.version(3),
+                    |d| d.version(3),
+                )
+            };
+            let mut hs = restored(plain, again, 2).unwrap();
+            let read = read_all(&mut hs).unwrap();
+            let v3 = |n: u32| V3 {
+                count: u64::from(n) + 1_000_000,
+                last_seen_ms: i64::from(n) * 1000,
+            };
+            assert_eq!(read, expected(v3), "{kind}");
+        }
+    }
+}

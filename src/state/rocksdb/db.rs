@@ -738,8 +738,18 @@ impl RocksKeyedDb {
         name: &str,
         rewrite: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, String>,
     ) -> Result<(), StateError> {
+        self.rewrite_values_in(name, self.range().start..self.range().end, rewrite)
+    }
+
+    /// [`rewrite_values`](Self::rewrite_values) in the key groups `groups` only.
+    pub(crate) fn rewrite_values_in(
+        &self,
+        name: &str,
+        groups: std::ops::Range<usize>,
+        rewrite: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, String>,
+    ) -> Result<(), StateError> {
         let mut prefix = Vec::new();
-        for group in self.range().start..self.range().end {
+        for group in groups {
             format::data_prefix(&mut prefix, group, name.as_bytes());
             let mut batch = WriteBatch::default();
             let mut iter = self.prefix_iter(&prefix);
@@ -768,17 +778,19 @@ impl RocksKeyedDb {
         Ok(())
     }
 
-    /// Migrates every stored value of restored state `name` (stored with
-    /// expiries if `with_expiry`) through `migrations`, at its first use.
-    pub(crate) fn migrate_values(
+    /// Migrates the stored values of restored state `name` (stored with
+    /// expiries if `with_expiry`) in key group `group` through `migrations`
+    /// (when a key of the group is first used, or before a snapshot).
+    pub(crate) fn migrate_group_values(
         &self,
         name: &str,
         kind: StateKind,
         with_expiry: bool,
         migrations: &[crate::state::schema::MigrationStep],
+        group: usize,
     ) -> Result<(), StateError> {
         self.flush_cache()?;
-        self.rewrite_values(name, |value| {
+        self.rewrite_values_in(name, group..group + 1, |value| {
             crate::state::schema::rewrite::rocksdb_value(kind, value, with_expiry, &|v| {
                 crate::state::schema::migrate_value(migrations, v)
             })
