@@ -72,9 +72,15 @@ pub fn check_restore_dir(
         }
     }
     let mut states = Vec::new();
-    for (uid, declared) in &plan.states {
-        let snapshots = by_uid.get(uid.as_str()).map_or(&[][..], Vec::as_slice);
-        states.extend(check_states(uid, declared, snapshots)?);
+    for operator in &plan.job.operators {
+        let declared = plan
+            .states
+            .get(&operator.uid)
+            .map_or(&[][..], Vec::as_slice);
+        let snapshots = by_uid
+            .get(operator.uid.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        states.extend(check_states(&operator.uid, declared, snapshots)?);
     }
     for state in &states {
         if let Some(error) = state.verdict.error() {

@@ -1299,6 +1299,8 @@ impl<K: Key> KeyedStateStore<K> {
         timestamp: Option<i64>,
     ) -> Result<D::Ref<'a, K>, StateError> {
         let index = self.resolve_at(descriptor, timestamp)?;
+        // Only RocksDB migrates lazily.
+        #[cfg(feature = "rocksdb")]
         if self.tables[index].migrating.is_some() {
             self.migrate_group(index, group)?;
         }

@@ -102,6 +102,9 @@ fn has_keyed_state(snapshots: &[&OperatorSnapshot]) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "verdict", rename_all = "kebab-case")]
 pub enum StateVerdict {
+    /// The snapshot holds it and the job does not declare it: it is judged
+    /// when a descriptor first opens it.
+    Undeclared,
     /// The snapshot recorded it with a schema the job reads.
     Restores {
         /// How.
@@ -182,6 +185,7 @@ impl std::fmt::Display for StateVerdict {
                 Compatibility::Unchecked => f.write_str("unchecked (opaque type)"),
             },
             StateVerdict::New => f.write_str("new (starts empty)"),
+            StateVerdict::Undeclared => f.write_str("not declared (judged when first opened)"),
             StateVerdict::NotRecorded => f.write_str("no schema recorded"),
             StateVerdict::KindChanged { .. } => f.write_str("KIND CHANGED"),
             StateVerdict::Refused { reason }
@@ -208,19 +212,18 @@ pub struct StateCheck {
     pub verdict: StateVerdict,
 }
 
-/// The verdicts on the states operator `uid` declares, against its
-/// `snapshots`.
+/// The verdicts on the keyed states operator `uid` declares, against its
+/// `snapshots`, and the states the snapshots recorded that it does not
+/// declare (keyed, operator and broadcast: [`StateVerdict::Undeclared`],
+/// with their recorded version).
 pub fn check_states(
     uid: &str,
     declared: &[DeclaredState],
     snapshots: &[&OperatorSnapshot],
 ) -> Result<Vec<StateCheck>, String> {
-    if declared.is_empty() {
-        return Ok(Vec::new());
-    }
     let recorded = recorded_states(snapshots).map_err(|e| format!("operator `{uid}`: {e}"))?;
     let legacy = recorded.is_empty() && has_keyed_state(snapshots);
-    Ok(declared
+    let mut checks: Vec<StateCheck> = declared
         .iter()
         .map(|d| StateCheck {
             uid: uid.to_string(),
@@ -228,5 +231,32 @@ pub fn check_states(
             version: d.schema.version,
             verdict: StateVerdict::of(d, recorded.get(&d.name), legacy),
         })
-        .collect())
+        .collect();
+    let mut undeclared = |name: &str, state: &RecordedState| {
+        checks.push(StateCheck {
+            uid: uid.to_string(),
+            state: name.to_string(),
+            version: state.schema.version,
+            verdict: StateVerdict::Undeclared,
+        })
+    };
+    for (name, state) in &recorded {
+        if !declared.iter().any(|d| &d.name == name) {
+            undeclared(name, state);
+        }
+    }
+    for scope in [Scope::Operator, Scope::Broadcast] {
+        let mut seen = BTreeMap::new();
+        for snapshot in snapshots {
+            for (name, state) in decode_schemas(scope, &snapshot.meta)
+                .map_err(|e| format!("operator `{uid}`: {e}"))?
+            {
+                seen.entry(name).or_insert(state);
+            }
+        }
+        for (name, state) in &seen {
+            undeclared(name, state);
+        }
+    }
+    Ok(checks)
 }
