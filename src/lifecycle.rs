@@ -49,12 +49,12 @@ use crate::state::{StateInitContext, StateSnapshotContext};
 /// The hooks every operator and function hears over its life (see the
 /// module docs for their order). One instance per parallel subtask.
 pub trait Lifecycle {
-    /// When the job is built: the keyed states the function uses, each
-    /// descriptor given to `states.keyed(..)`. Their schemas go into the
-    /// job's plan (`--dump-plan`), and a restore checks them against the
-    /// snapshot before the job starts (`check_restore`, `weir
-    /// check-restore`; an incompatible state stops the start). A state not
-    /// declared is checked at its first use.
+    /// When the job is built: the states the function uses, each descriptor
+    /// given to `states.keyed(..)` (or `operator(..)`, `broadcast(..)`).
+    /// Their schemas go into the job's plan (`--dump-plan`), and a restore
+    /// checks them against the snapshot before the job starts
+    /// (`check_restore`, `weir check-restore`; an incompatible state stops
+    /// the start). A state not declared is checked at its first use.
     ///
     /// ```
     /// # use weir::state::ValueStateDescriptor;

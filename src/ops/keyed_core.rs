@@ -241,6 +241,17 @@ impl<K: Key> KeyedCore<K> {
         }
     }
 
+    /// Registers a timer the restored snapshot holds.
+    fn register_restored_timer(&mut self, timer: Timer<K>) {
+        match timer.kind {
+            TimerKind::EventTime => self.timers.event_time.register(timer.key, timer.timestamp),
+            TimerKind::ProcessingTime => self
+                .timers
+                .processing_time
+                .register(timer.key, timer.timestamp),
+        }
+    }
+
     /// Gives `store` the schemas the restored snapshot recorded.
     fn restore_schemas(
         &mut self,
@@ -273,15 +284,7 @@ impl<K: Key> KeyedCore<K> {
         if let Some((migration, groups)) = migrating {
             let regrouped = regroup(&groups, range, ctx.max_parallelism(), &migration)?;
             for timer in regrouped.timers {
-                match timer.kind {
-                    TimerKind::EventTime => {
-                        self.timers.event_time.register(timer.key, timer.timestamp)
-                    }
-                    TimerKind::ProcessingTime => self
-                        .timers
-                        .processing_time
-                        .register(timer.key, timer.timestamp),
-                }
+                self.register_restored_timer(timer);
             }
             if let Some(&watermark) = regrouped.watermarks.iter().min() {
                 self.watermark = self.watermark.max(watermark);
@@ -302,15 +305,7 @@ impl<K: Key> KeyedCore<K> {
                 states.insert(group, decoded.states);
                 watermarks.extend(decoded.watermark);
                 for timer in decoded.timers {
-                    match timer.kind {
-                        TimerKind::EventTime => {
-                            self.timers.event_time.register(timer.key, timer.timestamp)
-                        }
-                        TimerKind::ProcessingTime => self
-                            .timers
-                            .processing_time
-                            .register(timer.key, timer.timestamp),
-                    }
+                    self.register_restored_timer(timer);
                 }
             }
             if watermarks.is_empty() {

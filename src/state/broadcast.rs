@@ -96,11 +96,7 @@ impl BroadcastStateStore {
         descriptor: &MapStateDescriptor<K, V>,
     ) -> Result<Option<Vec<u8>>, StateError> {
         let name = descriptor.name();
-        let declared = descriptor.declared();
-        declared
-            .evolution
-            .check(name, &declared.schema.value)
-            .map_err(|message| StateError::schema(name, message))?;
+        let declared = schema::declared_checked(descriptor)?;
         let mut bytes = self.pending.remove(name);
         if let (Some(recorded), Some(entries)) = (self.schemas.get(name), bytes.as_mut()) {
             let judged = schema::judge(&recorded.schema, &declared);

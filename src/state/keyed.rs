@@ -1144,11 +1144,7 @@ impl<K: Key> KeyedStateStore<K> {
         descriptor: &D,
     ) -> Result<(StateSchema, Vec<schema::MigrationStep>, bool), StateError> {
         let name = descriptor.name();
-        let declared = descriptor.declared();
-        declared
-            .evolution
-            .check(name, &declared.schema.value)
-            .map_err(|message| StateError::schema(name, message))?;
+        let declared = schema::declared_checked(descriptor)?;
         let recorded = match self.restored_schemas.get(name) {
             Some(restored) if restored.kind != descriptor.kind() => {
                 return Err(StateError::Mismatch {

@@ -91,11 +91,7 @@ impl OperatorStateStore {
         if self.opened.contains(name) {
             return Ok(());
         }
-        let declared = descriptor.declared();
-        declared
-            .evolution
-            .check(name, &declared.schema.value)
-            .map_err(|message| StateError::schema(name, message))?;
+        let declared = schema::declared_checked(descriptor)?;
         if let Some(recorded) = self.schemas.get(name) {
             let (_, migrations) = schema::judge(&recorded.schema, &declared)
                 .map_err(|problem| StateError::schema(name, problem.to_string()))?;

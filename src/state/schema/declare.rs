@@ -6,15 +6,25 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::recorded::Scope;
 use super::shape::TypeSchema;
 use super::verdict::{verdict, Compatibility, SchemaProblem, StateSchema};
-use crate::state::{StateDescriptor, StateKind};
+use crate::state::{
+    Key, ListStateDescriptor, MapStateDescriptor, StateData, StateDescriptor, StateKind,
+};
+
+fn is_keyed(scope: &Scope) -> bool {
+    *scope == Scope::Keyed
+}
 
 /// One declared state: its name, kind, schema and migrations.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeclaredState {
     /// The state's name.
     pub name: String,
+    /// Keyed, operator or broadcast state.
+    #[serde(default, skip_serializing_if = "is_keyed")]
+    pub scope: Scope,
     /// Its kind.
     pub kind: StateKind,
     /// Its version and types.
@@ -67,6 +77,24 @@ pub struct StateDeclarations {
 impl StateDeclarations {
     /// Declares the keyed state `descriptor` opens.
     pub fn keyed<D: StateDescriptor>(&mut self, descriptor: &D) -> &mut Self {
+        self.declare(Scope::Keyed, descriptor)
+    }
+
+    /// Declares the operator list state `descriptor` opens (`list` or
+    /// `union_list` in `initialize_state`).
+    pub fn operator<T: StateData>(&mut self, descriptor: &ListStateDescriptor<T>) -> &mut Self {
+        self.declare(Scope::Operator, descriptor)
+    }
+
+    /// Declares the broadcast state `descriptor` opens.
+    pub fn broadcast<K: Key, V: StateData>(
+        &mut self,
+        descriptor: &MapStateDescriptor<K, V>,
+    ) -> &mut Self {
+        self.declare(Scope::Broadcast, descriptor)
+    }
+
+    fn declare<D: StateDescriptor>(&mut self, scope: Scope, descriptor: &D) -> &mut Self {
         let declared = descriptor.declared();
         let migrations = declared
             .evolution
@@ -77,9 +105,11 @@ impl StateDeclarations {
                 old: (step.old_schema)(),
             })
             .collect();
-        self.states.retain(|s| s.name != descriptor.name());
+        self.states
+            .retain(|s| s.scope != scope || s.name != descriptor.name());
         self.states.push(DeclaredState {
             name: descriptor.name().to_string(),
+            scope,
             kind: descriptor.kind(),
             schema: declared.schema,
             migrations,

@@ -58,7 +58,7 @@ pub use recorded::{
     check_states, decode_schemas, recorded_states, RecordedState, Scope, StateCheck, StateVerdict,
 };
 pub use shape::{Container, Field, Shape, TypeSchema, Variant, VariantFields};
-pub(crate) use verdict::judge;
 #[doc(hidden)]
 pub use verdict::Declared;
+pub(crate) use verdict::{declared_checked, judge};
 pub use verdict::{problems, verdict, Compatibility, SchemaProblem, StateSchema};

@@ -16,9 +16,22 @@ use crate::runtime::codec;
 use crate::state::StateKind;
 
 /// Which states a schema in `meta` belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Scope {
     /// Keyed states.
+    #[default]
     Keyed,
     /// Operator list states.
     Operator,
@@ -223,13 +236,28 @@ pub fn check_states(
 ) -> Result<Vec<StateCheck>, String> {
     let recorded = recorded_states(snapshots).map_err(|e| format!("operator `{uid}`: {e}"))?;
     let legacy = recorded.is_empty() && has_keyed_state(snapshots);
+    let mut scoped: BTreeMap<Scope, BTreeMap<String, RecordedState>> = BTreeMap::new();
+    scoped.insert(Scope::Keyed, recorded);
+    for scope in [Scope::Operator, Scope::Broadcast] {
+        let states = scoped.entry(scope).or_default();
+        for snapshot in snapshots {
+            for (name, state) in decode_schemas(scope, &snapshot.meta)
+                .map_err(|e| format!("operator `{uid}`: {e}"))?
+            {
+                states.entry(name).or_insert(state);
+            }
+        }
+    }
     let mut checks: Vec<StateCheck> = declared
         .iter()
-        .map(|d| StateCheck {
-            uid: uid.to_string(),
-            state: d.name.clone(),
-            version: d.schema.version,
-            verdict: StateVerdict::of(d, recorded.get(&d.name), legacy),
+        .map(|d| {
+            let recorded = scoped.get(&d.scope).and_then(|states| states.get(&d.name));
+            StateCheck {
+                uid: uid.to_string(),
+                state: d.name.clone(),
+                version: d.schema.version,
+                verdict: StateVerdict::of(d, recorded, legacy && d.scope == Scope::Keyed),
+            }
         })
         .collect();
     let mut undeclared = |name: &str, state: &RecordedState| {
@@ -240,23 +268,79 @@ pub fn check_states(
             verdict: StateVerdict::Undeclared,
         })
     };
-    for (name, state) in &recorded {
-        if !declared.iter().any(|d| &d.name == name) {
-            undeclared(name, state);
-        }
-    }
-    for scope in [Scope::Operator, Scope::Broadcast] {
-        let mut seen = BTreeMap::new();
-        for snapshot in snapshots {
-            for (name, state) in decode_schemas(scope, &snapshot.meta)
-                .map_err(|e| format!("operator `{uid}`: {e}"))?
+    for (scope, states) in &scoped {
+        for (name, state) in states {
+            if !declared
+                .iter()
+                .any(|d| d.scope == *scope && &d.name == name)
             {
-                seen.entry(name).or_insert(state);
+                undeclared(name, state);
             }
-        }
-        for (name, state) in &seen {
-            undeclared(name, state);
         }
     }
     Ok(checks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::schema::{StateDeclarations, TypeSchema};
+    use crate::state::{ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor};
+
+    fn recorded<T: serde::de::DeserializeOwned>(kind: StateKind) -> RecordedState {
+        RecordedState {
+            kind,
+            schema: StateSchema {
+                version: 1,
+                value: TypeSchema::of::<T>(),
+                user_key: (kind == StateKind::Map).then(TypeSchema::of::<String>),
+            },
+        }
+    }
+
+    #[test]
+    fn every_state_of_every_scope_gets_a_verdict() {
+        let mut meta = BTreeMap::new();
+        for (scope, name, state) in [
+            (Scope::Keyed, "count", recorded::<u32>(StateKind::Value)),
+            (Scope::Operator, "buffer", recorded::<u32>(StateKind::List)),
+            (Scope::Broadcast, "rules", recorded::<u32>(StateKind::Map)),
+            (
+                Scope::Operator,
+                "positions",
+                recorded::<u64>(StateKind::List),
+            ),
+        ] {
+            meta.extend(
+                encode_schemas(scope, &BTreeMap::from([(name.to_string(), state)])).unwrap(),
+            );
+        }
+        let snapshot = OperatorSnapshot {
+            meta,
+            ..Default::default()
+        };
+        let mut states = StateDeclarations::default();
+        states
+            .keyed(&ValueStateDescriptor::<u64>::new("count"))
+            .operator(&ListStateDescriptor::<String>::new("buffer"))
+            .broadcast(&MapStateDescriptor::<String, u32>::new("rules"))
+            .keyed(&ValueStateDescriptor::<u64>::new("new"));
+        let checks = check_states("op", states.states(), &[&snapshot]).unwrap();
+        let verdict = |name: &str| {
+            checks
+                .iter()
+                .find(|c| c.state == name)
+                .map(|c| c.verdict.to_string())
+                .unwrap()
+        };
+        assert_eq!(verdict("count"), "compatible as is");
+        assert_eq!(verdict("buffer"), "INCOMPATIBLE");
+        assert_eq!(verdict("rules"), "identical");
+        assert_eq!(verdict("new"), "new (starts empty)");
+        assert_eq!(
+            verdict("positions"),
+            "not declared (judged when first opened)"
+        );
+        assert_eq!(checks.len(), 5);
+    }
 }

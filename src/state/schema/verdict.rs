@@ -32,6 +32,20 @@ pub struct Declared {
     pub(crate) evolution: Evolution,
 }
 
+/// What `descriptor` declares, its migrations checked (a descriptor mistake
+/// is an error naming the state).
+pub(crate) fn declared_checked<D: crate::state::StateDescriptor>(
+    descriptor: &D,
+) -> Result<Declared, crate::state::StateError> {
+    let name = descriptor.name();
+    let declared = descriptor.declared();
+    declared
+        .evolution
+        .check(name, &declared.schema.value)
+        .map_err(|message| crate::state::StateError::schema(name, message))?;
+    Ok(declared)
+}
+
 impl Declared {
     /// A state whose values are `T`s, at `evolution`'s version.
     pub(crate) fn of<T: DeserializeOwned>(evolution: Evolution) -> Self {
