@@ -329,28 +329,9 @@ pub fn run(
     env: &StreamEnv,
     args: &Args,
 ) -> Result<Option<(weir::JobResult, Option<PathBuf>)>, weir::JobError> {
-    let Some(after_ms) = args.stop_with_savepoint_after_ms else {
-        return args
-            .job
-            .execute_blocking(env, "schema-upgrade")
-            .map(|r| r.map(|r| (r, None)));
-    };
-    if args.job.dump_plan {
-        return Err(weir::JobError::InvalidJob(
-            "--dump-plan and --stop-with-savepoint-after-ms do not go together".into(),
-        ));
-    }
-    futures::executor::block_on(async {
-        let mut client = env.start("schema-upgrade").await?;
-        std::thread::sleep(Duration::from_millis(after_ms));
-        let savepoint = if client.status().is_terminal() {
-            None
-        } else {
-            Some(client.stop_with_savepoint(None).await?)
-        };
-        let result = client.wait().await?;
-        Ok(Some((result, savepoint)))
-    })
+    let stop_after = args.stop_with_savepoint_after_ms.map(Duration::from_millis);
+    args.job
+        .execute_or_stop_with_savepoint(env, "schema-upgrade", stop_after)
 }
 
 fn main() -> ExitCode {

@@ -194,6 +194,39 @@ impl JobArgs {
         }
         execute_until_signal(env, job_name).map(Some)
     }
+
+    /// [`execute_blocking`](Self::execute_blocking), or with `stop_after`,
+    /// runs the job that long and stops it with a savepoint (into the
+    /// configured savepoint directory), returning its path (`None` if the
+    /// job had ended by then). `Ok(None)` for `--dump-plan`.
+    pub fn execute_or_stop_with_savepoint(
+        &self,
+        env: &StreamEnv,
+        job_name: &str,
+        stop_after: Option<std::time::Duration>,
+    ) -> Result<Option<(JobResult, Option<PathBuf>)>, JobError> {
+        let Some(after) = stop_after else {
+            return self
+                .execute_blocking(env, job_name)
+                .map(|r| r.map(|r| (r, None)));
+        };
+        if self.dump_plan {
+            return Err(JobError::InvalidJob(
+                "--dump-plan and stopping with a savepoint do not go together".into(),
+            ));
+        }
+        futures::executor::block_on(async {
+            let mut client = env.start(job_name).await?;
+            std::thread::sleep(after);
+            let savepoint = if client.status().is_terminal() {
+                None
+            } else {
+                Some(client.stop_with_savepoint(None).await?)
+            };
+            let result = client.wait().await?;
+            Ok(Some((result, savepoint)))
+        })
+    }
 }
 
 /// Runs the job to its end, stopping it gracefully on SIGINT or SIGTERM (see
