@@ -339,3 +339,70 @@ fn keys_migrated_to_another_type_are_rehashed_and_counted_exactly_once_on_the_he
 fn keys_migrated_to_another_type_are_rehashed_and_counted_exactly_once_on_rocksdb() {
     keys_migrate("rocksdb");
 }
+
+/// Counts per `u64` key in a state of the given type (not declared).
+#[derive(Clone)]
+struct Undeclared<V> {
+    count: ValueStateDescriptor<V>,
+    next: fn(Option<V>) -> V,
+}
+
+impl<V> weir::Lifecycle for Undeclared<V> {}
+
+impl<V: weir::state::StateData> weir::KeyedProcessFunction<u64, u64, String> for Undeclared<V> {
+    fn process_element(
+        &mut self,
+        _value: u64,
+        ctx: &mut weir::KeyedContext<u64>,
+        _out: &mut weir::Collector<String>,
+    ) -> Result<(), weir::UserError> {
+        let mut state = ctx.state(&self.count)?;
+        let next = (self.next)(state.value());
+        state.update(next);
+        Ok(())
+    }
+}
+
+#[test]
+fn an_undeclared_state_the_job_cannot_read_fails_the_job_once_naming_it() {
+    let dir = temp_dir("undeclared");
+    let job = |from: Option<&Path>, string: bool| {
+        let env = StreamEnv::new();
+        let mut a = args(&dir, 1, "heap", 2);
+        a.job.resume_from = from.map(|p| p.display().to_string());
+        a.job.restart = Some("fixed-delay:3:0".into());
+        a.job.configure(&env).unwrap();
+        let keyed = env
+            .generate(RECORDS, |i| {
+                if i % 64 == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                i
+            })
+            .uid("values")
+            .set_parallelism(2)
+            .key_by(|v: &u64| v % KEYS);
+        let counts = match string {
+            false => keyed.process(Undeclared::<u64> {
+                count: ValueStateDescriptor::new("count"),
+                next: |n| n.unwrap_or(0) + 1,
+            }),
+            true => keyed.process(Undeclared::<String> {
+                count: ValueStateDescriptor::new("count"),
+                next: |s| s.unwrap_or_default() + "x",
+            }),
+        };
+        counts.uid("counter").discard();
+        env
+    };
+    let savepoint = stop_with_savepoint(&job(None, false), 300);
+    let error = job(Some(&savepoint), true)
+        .execute_blocking("schema-upgrade")
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("state `count` cannot be restored"), "{text}");
+    assert!(text.contains("the value: u64 -> String"), "{text}");
+    // Not retried: a restart cannot fix it.
+    assert!(!error.is_retryable(), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
