@@ -400,7 +400,10 @@ fn an_undeclared_state_the_job_cannot_read_fails_the_job_once_naming_it() {
         .execute_blocking("schema-upgrade")
         .unwrap_err();
     let text = error.to_string();
-    assert!(text.contains("state `count` cannot be restored"), "{text}");
+    assert!(
+        text.contains("state `count` of operator `counter` cannot be restored"),
+        "{text}"
+    );
     assert!(text.contains("the value: u64 -> String"), "{text}");
     // Not retried: a restart cannot fix it.
     assert!(!error.is_retryable(), "{text}");

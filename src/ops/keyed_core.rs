@@ -274,6 +274,7 @@ impl<K: Key> KeyedCore<K> {
             ctx.parallelism(),
         );
         let mut store = self.create_store(ctx, range)?;
+        store.set_operator(ctx.uid());
         store.set_time(self.state_time());
         // Keys written under an older key type: all of the snapshot's keyed
         // state, regrouped by the migrated keys.
@@ -282,7 +283,8 @@ impl<K: Key> KeyedCore<K> {
             None => None,
         };
         if let Some((migration, groups)) = migrating {
-            let regrouped = regroup(&groups, range, ctx.max_parallelism(), &migration)?;
+            let regrouped = regroup(&groups, range, ctx.max_parallelism(), &migration)
+                .map_err(|e| e.of_operator(ctx.uid()))?;
             for timer in regrouped.timers {
                 self.register_restored_timer(timer);
             }

@@ -74,10 +74,12 @@ pub enum StateError {
     /// recorded does not read as the descriptor's type and no migration
     /// covers it, or the snapshot was written by a newer version of the
     /// state. No restart can fix it: the job fails at once.
-    #[error("state `{name}` cannot be restored: {message}")]
+    #[error("state `{name}`{} cannot be restored: {message}", of_operator(.operator))]
     Schema {
         /// The state's name.
         name: String,
+        /// The uid of the operator whose state it is, if known.
+        operator: Option<String>,
         /// What differs and what to do.
         message: String,
         /// Marks the error as one a restart cannot fix.
@@ -90,11 +92,27 @@ pub enum StateError {
     Backend(String),
 }
 
+/// ` of operator `uid``, if the operator is known.
+fn of_operator(operator: &Option<String>) -> String {
+    operator
+        .as_ref()
+        .map_or_else(String::new, |uid| format!(" of operator `{uid}`"))
+}
+
 impl StateError {
+    /// The same error, naming operator `uid` if it is a schema error.
+    pub fn of_operator(mut self, uid: &str) -> Self {
+        if let StateError::Schema { operator, .. } = &mut self {
+            operator.get_or_insert_with(|| uid.to_string());
+        }
+        self
+    }
+
     /// A restored state whose schema the job cannot read.
     pub fn schema(name: &str, message: impl Into<String>) -> Self {
         StateError::Schema {
             name: name.to_string(),
+            operator: None,
             message: message.into(),
             cause: weir_actors::error::NotRetryable,
         }

@@ -584,6 +584,8 @@ pub struct KeyedStateStore<K> {
     queryable: BTreeMap<String, Queryable<K>>,
     /// The kinds and schemas the restored snapshot recorded, by state name.
     restored_schemas: BTreeMap<String, RecordedState>,
+    /// The uid of the operator whose state this is (for errors), if known.
+    operator: Option<String>,
 }
 
 /// Reads one key's value of a queryable state, encoded (the descriptor's
@@ -631,6 +633,7 @@ impl<K: Key> KeyedStateStore<K> {
             restored_watermark: i64::MIN,
             queryable: BTreeMap::new(),
             restored_schemas: BTreeMap::new(),
+            operator: None,
         }
     }
 
@@ -957,7 +960,12 @@ impl<K: Key> KeyedStateStore<K> {
     ) -> Result<usize, StateError> {
         let (name, kind) = (descriptor.name(), descriptor.kind());
         let opened = self.opened_at.unwrap_or(self.time.processing);
-        let (schema, migrations, recorded) = self.judge_restored(descriptor)?;
+        let (schema, migrations, recorded) =
+            self.judge_restored(descriptor)
+                .map_err(|e| match &self.operator {
+                    Some(uid) => e.of_operator(uid),
+                    None => e,
+                })?;
         let mut ttl = descriptor.ttl().map(|config| {
             let staggered = matches!(self.backing, Backing::Heap);
             TableTtl::new(
@@ -1646,6 +1654,11 @@ impl<K: Key> KeyedStateStore<K> {
     /// them when it is first opened.
     pub fn restore_schemas(&mut self, schemas: BTreeMap<String, RecordedState>) {
         self.restored_schemas = schemas;
+    }
+
+    /// Names operator `uid` in the errors of restored states.
+    pub fn set_operator(&mut self, uid: &str) {
+        self.operator = Some(uid.to_string());
     }
 
     /// The kinds and schemas a snapshot records: the opened states', and the
