@@ -97,17 +97,12 @@ impl BroadcastStateStore {
     ) -> Result<Option<Vec<u8>>, StateError> {
         let name = descriptor.name();
         let declared = schema::declared_checked(descriptor)?;
-        let mut bytes = self.pending.remove(name);
+        // The restored bytes stay pending until they were judged and
+        // migrated: after an error the next snapshot still holds them.
+        let mut bytes = self.pending.get(name).cloned();
         if let (Some(recorded), Some(entries)) = (self.schemas.get(name), bytes.as_mut()) {
-            let judged = schema::judge(&recorded.schema, &declared);
-            let (_, migrations) = match judged {
-                Ok(verdict) => verdict,
-                Err(problem) => {
-                    // Kept for the next snapshot: nothing is lost.
-                    self.pending.insert(name.to_string(), entries.clone());
-                    return Err(StateError::schema(name, problem.to_string()));
-                }
-            };
+            let (_, migrations) = schema::judge(&recorded.schema, &declared)
+                .map_err(|problem| StateError::schema(name, problem.to_string()))?;
             if !migrations.is_empty() {
                 // `[(key, value), ...]`, as a value state's entries.
                 *entries =
@@ -117,6 +112,7 @@ impl BroadcastStateStore {
                     .map_err(|e| StateError::schema(name, format!("migrating its entries: {e}")))?;
             }
         }
+        self.pending.remove(name);
         self.schemas.insert(
             name.to_string(),
             RecordedState {

@@ -1053,7 +1053,6 @@ impl<K: Key> KeyedStateStore<K> {
                 name,
                 kind,
                 type_name,
-                &schema,
                 other_form,
                 ttl.as_ref().map(|t| (&t.config, t.offset)),
             )?;
@@ -1161,12 +1160,7 @@ impl<K: Key> KeyedStateStore<K> {
                     requested: format!("{:?}", descriptor.kind()),
                 })
             }
-            Some(restored) => Some(restored.schema.clone()),
-            None => match &self.backing {
-                Backing::Heap => None,
-                #[cfg(feature = "rocksdb")]
-                Backing::RocksDb(db) => db.registered_schema(name).cloned(),
-            },
+            other => other.map(|restored| restored.schema.clone()),
         };
         let was_recorded = recorded.is_some();
         let migrations = match recorded {

@@ -97,11 +97,12 @@ impl OperatorStateStore {
                 .map_err(|problem| StateError::schema(name, problem.to_string()))?;
             if let (false, Some((_, elements))) = (migrations.is_empty(), self.lists.get_mut(name))
             {
-                for element in elements.iter_mut() {
-                    *element = schema::migrate_value(&migrations, element).map_err(|e| {
-                        StateError::schema(name, format!("migrating an element: {e}"))
-                    })?;
-                }
+                // All or nothing: a failed migration leaves the restored elements.
+                *elements = elements
+                    .iter()
+                    .map(|element| schema::migrate_value(&migrations, element))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| StateError::schema(name, format!("migrating an element: {e}")))?;
             }
         }
         self.schemas.insert(

@@ -532,7 +532,7 @@ fn ingest(
     }
     drop(writer);
     for (name, r) in registrations {
-        db.record_registration(&name, r.kind, &r.type_name, r.schema.as_ref())?;
+        db.record_registration(&name, r.kind, &r.type_name)?;
     }
     for (name, settings) in ttl_settings {
         if db.stored_ttl(&name)?.is_none() {

@@ -3,7 +3,6 @@
 //! keys, and the error slot the accessors report into.
 
 use crate::runtime::codec;
-use crate::state::schema::StateSchema;
 use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -115,40 +114,23 @@ impl SnapshotSite {
     }
 }
 
-/// What the database records of a state: its kind, the type it is
-/// stored as, and its schema (absent in snapshots from before weir
-/// recorded schemas). Stored under the state's registration key as
-/// `msgpack([kind, type name, schema])` (older: `[kind, type name]`).
+/// What the database records of a state: its kind and the type it is
+/// stored as, under the state's registration key as
+/// `msgpack([kind, type name])`. (Its schema is in the snapshot's `meta`.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Registration {
     pub(crate) kind: StateKind,
     pub(crate) type_name: String,
-    pub(crate) schema: Option<StateSchema>,
 }
 
 impl Registration {
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, codec::CodecError> {
-        match codec::decode::<(StateKind, String, StateSchema)>(bytes) {
-            Ok((kind, type_name, schema)) => Ok(Registration {
-                kind,
-                type_name,
-                schema: Some(schema),
-            }),
-            Err(_) => {
-                codec::decode::<(StateKind, String)>(bytes).map(|(kind, type_name)| Registration {
-                    kind,
-                    type_name,
-                    schema: None,
-                })
-            }
-        }
+        codec::decode::<(StateKind, String)>(bytes)
+            .map(|(kind, type_name)| Registration { kind, type_name })
     }
 
     fn encode(&self) -> Result<Vec<u8>, codec::CodecError> {
-        match &self.schema {
-            Some(schema) => codec::encode(&(self.kind, &self.type_name, schema)),
-            None => codec::encode(&(self.kind, &self.type_name)),
-        }
+        codec::encode(&(self.kind, &self.type_name))
     }
 }
 
@@ -340,12 +322,6 @@ impl RocksKeyedDb {
         &self.registry
     }
 
-    /// The schema state `name` was registered with, if it is registered
-    /// and its snapshot recorded one.
-    pub(crate) fn registered_schema(&self, name: &str) -> Option<&StateSchema> {
-        self.registry.get(name)?.schema.as_ref()
-    }
-
     /// Registers restored state `name`, whose schema was judged readable by
     /// this job's type, as stored as `type_name` (the job's type, in the
     /// form its values are stored in).
@@ -368,7 +344,6 @@ impl RocksKeyedDb {
         let registration = Registration {
             kind,
             type_name: type_name.to_string(),
-            schema: registered.schema.clone(),
         };
         self.store_registration(name, registration)
     }
@@ -398,7 +373,6 @@ impl RocksKeyedDb {
         name: &str,
         kind: StateKind,
         type_name: &str,
-        schema: &StateSchema,
         other_form: (&str, super::FormChange),
         ttl: Option<(&crate::state::ttl::TtlConfig, i64)>,
     ) -> Result<(), StateError> {
@@ -421,18 +395,16 @@ impl RocksKeyedDb {
                 });
             }
         }
-        self.record_registration(name, kind, type_name, Some(schema))?;
+        self.record_registration(name, kind, type_name)?;
         self.record_ttl(name, kind, ttl)
     }
 
-    /// Records state `name`'s kind, type and schema (as restored, or as
-    /// opened: then the schema is this job's).
+    /// Records state `name`'s kind and type (as restored, or as opened).
     pub(super) fn record_registration(
         &mut self,
         name: &str,
         kind: StateKind,
         type_name: &str,
-        schema: Option<&StateSchema>,
     ) -> Result<(), StateError> {
         if name.len() > 255 {
             return Err(StateError::Backend(format!(
@@ -452,14 +424,11 @@ impl RocksKeyedDb {
                     requested: format!("{kind:?}<{type_name}>"),
                 });
             }
-            if schema.is_none() || registered.schema.as_ref() == schema {
-                return Ok(());
-            }
+            return Ok(());
         }
         let registration = Registration {
             kind,
             type_name: type_name.to_string(),
-            schema: schema.cloned(),
         };
         self.store_registration(name, registration)
     }
@@ -474,7 +443,7 @@ impl RocksKeyedDb {
         for (&group, states) in groups.range(self.range.start..self.range.end) {
             let mut batch = WriteBatch::default();
             for state in states {
-                self.record_registration(&state.name, state.kind, &state.type_name, None)?;
+                self.record_registration(&state.name, state.kind, &state.type_name)?;
                 if let Some(settings) = state.ttl {
                     self.restore_ttl_settings(&state.name, settings)?;
                 }

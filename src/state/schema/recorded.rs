@@ -136,6 +136,13 @@ pub enum StateVerdict {
         /// The job's.
         job: StateKind,
     },
+    /// The snapshot was written by a newer version of the state.
+    Downgrade {
+        /// The snapshot's version.
+        snapshot: u32,
+        /// The job's.
+        job: u32,
+    },
     /// The job cannot read it.
     Refused {
         /// Why, and what to do.
@@ -166,11 +173,10 @@ impl StateVerdict {
         }
         match declared.verdict(&recorded.schema) {
             Ok(compatibility) => StateVerdict::Restores { compatibility },
-            Err(
-                problem @ (SchemaProblem::Downgrade { .. } | SchemaProblem::Incompatible { .. }),
-            ) => StateVerdict::Refused {
-                reason: problem.to_string(),
-            },
+            Err(SchemaProblem::Downgrade { snapshot, job }) => {
+                StateVerdict::Downgrade { snapshot, job }
+            }
+            Err(SchemaProblem::Incompatible { detail }) => StateVerdict::Refused { reason: detail },
         }
     }
 
@@ -180,6 +186,13 @@ impl StateVerdict {
             StateVerdict::KindChanged { snapshot, job } => Some(format!(
                 "the snapshot holds a {snapshot:?} state under this name and the job declares a {job:?} state"
             )),
+            StateVerdict::Downgrade { snapshot, job } => Some(
+                SchemaProblem::Downgrade {
+                    snapshot: *snapshot,
+                    job: *job,
+                }
+                .to_string(),
+            ),
             StateVerdict::Refused { reason } => Some(reason.clone()),
             _ => None,
         }
@@ -201,11 +214,7 @@ impl std::fmt::Display for StateVerdict {
             StateVerdict::Undeclared => f.write_str("not declared (judged when first opened)"),
             StateVerdict::NotRecorded => f.write_str("no schema recorded"),
             StateVerdict::KindChanged { .. } => f.write_str("KIND CHANGED"),
-            StateVerdict::Refused { reason }
-                if reason.starts_with("the snapshot was written by version") =>
-            {
-                f.write_str("DOWNGRADE")
-            }
+            StateVerdict::Downgrade { .. } => f.write_str("DOWNGRADE"),
             StateVerdict::Refused { .. } => f.write_str("INCOMPATIBLE"),
         }
     }

@@ -170,7 +170,12 @@ pub fn verdict(
                  migrate: `.version({}).migrate_from::<Old>({}, |old| ..)`",
                 recorded.value,
                 recorded.version,
-                job_version.max(recorded.version) + u32::from(job_version == recorded.version),
+                // The job's version if it was raised, else the next one.
+                if job_version > recorded.version {
+                    job_version
+                } else {
+                    job_version + 1
+                },
                 recorded.version,
             ),
         });
