@@ -15,6 +15,9 @@
 //! | `--savepoint-dir DIR` | `state.savepoints_dir` |
 //! | `--restart SPEC` | `restart.strategy` |
 //! | `--state-backend NAME` (alias `--backend`) | `state.backend` |
+//! | `--web-port PORT` | `web.port` (REST API, metrics and web page; see [`crate::web`]) |
+//! | `--web-address IP` | `web.address` (default 127.0.0.1) |
+//! | `--web-writes` | `web.writes` (savepoint, stop, cancel over HTTP) |
 //! | `--dump-plan` | print the job's plan as JSON instead of running it |
 //!
 //! Flags beat the environment and the file; settings made in code beat flags.
@@ -95,6 +98,16 @@ pub struct JobArgs {
     /// for `weir check-restore --plan`.
     #[arg(long)]
     pub dump_plan: bool,
+    /// Serve the REST API, Prometheus metrics and web page on this port
+    /// while the job runs (0: any free port; see `weir::web`).
+    #[arg(long, value_name = "PORT")]
+    pub web_port: Option<u16>,
+    /// The address the web server binds (default 127.0.0.1).
+    #[arg(long, value_name = "IP")]
+    pub web_address: Option<String>,
+    /// Allow savepoint, stop and cancel over HTTP.
+    #[arg(long)]
+    pub web_writes: bool,
 }
 
 impl JobArgs {
@@ -147,6 +160,17 @@ impl JobArgs {
             "state.backend",
             self.state_backend.clone(),
             "--state-backend",
+        )?;
+        set(
+            "web.port",
+            self.web_port.map(|p| p.to_string()),
+            "--web-port",
+        )?;
+        set("web.address", self.web_address.clone(), "--web-address")?;
+        set(
+            "web.writes",
+            self.web_writes.then(|| "true".to_string()),
+            "--web-writes",
         )?;
         Ok(config)
     }

@@ -518,9 +518,21 @@ impl StreamEnv {
     ///
     /// Inside a running actix `System` the job's supervisor lives on the current
     /// Arbiter; elsewhere the job brings its own System on a dedicated thread.
+    ///
+    /// With `web.port` configured (`--web-port`, `[web] port`), the job is
+    /// shown on this process's web server on that port (started with the
+    /// first job; see [`crate::web`]).
     pub async fn start(&self, job_name: &str) -> Result<JobClient, JobError> {
         let (graph, config) = self.job_graph(job_name)?;
-        launch(graph, config, false).await
+        let web = self.web_settings()?;
+        let client = launch(graph, config, false).await?;
+        show_on_web(&web, &client)?;
+        Ok(client)
+    }
+
+    /// Where jobs of this environment are shown on the web (`[web]`).
+    pub fn web_settings(&self) -> Result<crate::config::WebSettings, JobError> {
+        Ok(self.builder().configured()?.web)
     }
 
     /// Runs the job to its end.
@@ -534,7 +546,31 @@ impl StreamEnv {
     /// the System); there, `execute(..).await` instead.
     pub fn execute_blocking(&self, job_name: &str) -> Result<JobResult, JobError> {
         let (graph, config) = self.job_graph(job_name)?;
-        futures::executor::block_on(async move { launch(graph, config, true).await?.wait().await })
+        let web = self.web_settings()?;
+        futures::executor::block_on(async move {
+            let mut client = launch(graph, config, true).await?;
+            show_on_web(&web, &client)?;
+            client.wait().await
+        })
+    }
+}
+
+/// Shows `client`'s job on this process's web server, if `web` names a port;
+/// a job that cannot be shown there is canceled and the error says why.
+fn show_on_web(web: &crate::config::WebSettings, client: &JobClient) -> Result<(), JobError> {
+    let Some(port) = web.port else {
+        return Ok(());
+    };
+    let address = std::net::SocketAddr::new(web.address, port);
+    match crate::web::shared_server(address, web.writes) {
+        Ok(jobs) => {
+            jobs.add(client);
+            Ok(())
+        }
+        Err(e) => {
+            client.cancel();
+            Err(e)
+        }
     }
 }
 
@@ -547,6 +583,15 @@ impl Builder {
     /// The settings in effect: code, then configuration (command line,
     /// environment, file, job defaults), then weir's defaults.
     fn effective(&self) -> Result<Effective, JobError> {
+        let mut effective = self.configured()?;
+        if let Some(path) = &effective.resume_from {
+            effective.runtime.restore_from = Some(restore_source(path, &effective.runtime)?);
+        }
+        Ok(effective)
+    }
+
+    /// The settings in effect, before the snapshot to resume from is looked up.
+    fn configured(&self) -> Result<Effective, JobError> {
         let config_error = |e: ConfigError| JobError::InvalidJob(e.to_string());
         let mut configuration = self.configuration.clone();
         configuration.load_file_from_env().map_err(config_error)?;
@@ -558,11 +603,9 @@ impl Builder {
             state_backend: self.state_backend.clone(),
             resume_from: self.resume_from.clone(),
             rocksdb: Vec::new(),
+            web: Default::default(),
         };
         apply(&configuration, &self.code_keys, &mut effective).map_err(config_error)?;
-        if let Some(path) = &effective.resume_from {
-            effective.runtime.restore_from = Some(restore_source(path, &effective.runtime)?);
-        }
         Ok(effective)
     }
 

@@ -58,6 +58,7 @@ pub mod state;
 pub mod stream;
 pub mod testing;
 pub mod time;
+pub mod web;
 pub mod window;
 
 pub use context::RuntimeContext;

@@ -428,6 +428,60 @@ impl JobControl {
         }
     }
 
+    /// Every vertex's live metrics now, with its subtasks' (see
+    /// [`crate::live`]): records in and out and their rates, busy /
+    /// backpressured / idle ratios over the last seconds, queue and credit
+    /// levels, watermarks, state sizes. Cheap: it reads atomics.
+    pub fn live_metrics(&self) -> Vec<crate::live::LiveVertex> {
+        self.shared.live.sample(crate::clock::processing_time_now())
+    }
+
+    /// The job's vertices (chains of operators) and the edges between them.
+    pub fn vertices(&self) -> &[crate::live::VertexInfo] {
+        self.shared.live.vertices()
+    }
+
+    /// The latest failures, oldest first (at most
+    /// [`FAILURE_HISTORY`](crate::job::FAILURE_HISTORY)), each with what the
+    /// supervisor decided.
+    pub fn failures(&self) -> Vec<crate::job::FailureRecord> {
+        self.shared
+            .failures
+            .lock()
+            .map(|f| f.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Where the restart strategy stands: the strategy, restarts so far,
+    /// how much of its limit is used.
+    pub fn supervision(&self) -> crate::restart::Supervision {
+        self.shared
+            .supervision
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// When the job was launched (milliseconds since the epoch).
+    pub fn started_ms(&self) -> i64 {
+        self.shared.started_ms
+    }
+
+    /// When the job ended (milliseconds since the epoch), once it has.
+    pub fn ended_ms(&self) -> Option<i64> {
+        self.shared.ended_ms()
+    }
+
+    /// Failures so far, restarted from or not.
+    pub fn failures_total(&self) -> u64 {
+        self.shared.failures_total.load(Ordering::Relaxed)
+    }
+
+    /// Its checkpoint settings (`None`: it does not checkpoint).
+    pub fn checkpoint_config(&self) -> Option<&crate::checkpoint::CheckpointConfig> {
+        self.shared.checkpoint_config.as_ref()
+    }
+
     /// How often the job restarted so far.
     pub fn restarts(&self) -> u32 {
         self.shared.restarts.load(Ordering::Relaxed)
@@ -531,6 +585,40 @@ pub async fn launch(
         lineage: prepared.lineage,
         stopped_at: Arc::default(),
         query_routes: Mutex::new(None),
+        live: crate::live::LiveMetrics::new(
+            plan.chains
+                .iter()
+                .map(|chain| crate::live::VertexInfo {
+                    name: chain.name.clone(),
+                    operators: chain
+                        .vertices
+                        .iter()
+                        .map(|&v| graph.vertices[v].uid.clone())
+                        .collect(),
+                    parallelism: chain.parallelism,
+                    inputs: chain
+                        .in_edges
+                        .iter()
+                        .map(|&e| {
+                            let edge = &graph.edges[e];
+                            crate::live::VertexInput {
+                                id: plan.chain_of[edge.source],
+                                ship_strategy: edge.partitioning.to_string(),
+                                side_output: edge.side_output.as_deref().map(str::to_string),
+                            }
+                        })
+                        .collect(),
+                })
+                .collect(),
+        ),
+        failures: Mutex::default(),
+        supervision: Mutex::new(
+            crate::restart::RestartTracker::new(config.restart_strategy()).supervision(),
+        ),
+        started_ms: crate::clock::processing_time_now(),
+        checkpoint_config: config.checkpointing.as_ref().map(|c| c.config.clone()),
+        ended_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
+        failures_total: AtomicU64::new(0),
     });
     let first = prepared.first;
     let (result_tx, result_rx) = oneshot::channel();

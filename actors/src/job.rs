@@ -1,8 +1,9 @@
 //! What a running job's supervisor, its checkpoint coordinator and its
 //! clients share: its status, checkpoint history, lineage and storage.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix::Recipient;
@@ -12,6 +13,7 @@ use crate::checkpoint::savepoint::RoutedStorage;
 use crate::checkpoint::CheckpointStats;
 use crate::error::JobError;
 use crate::lineage::Lineage;
+use crate::restart::Supervision;
 
 /// Where a job is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +71,38 @@ pub struct JobShared {
     pub stopped_at: Arc<Mutex<Option<String>>>,
     /// Where live queries go while a deployment runs (see [`crate::query`]).
     pub(crate) query_routes: Mutex<Option<Arc<crate::query::QueryRoutes>>>,
+    /// The subtasks' live metrics.
+    pub live: crate::live::LiveMetrics,
+    /// The latest failures, oldest first (at most [`FAILURE_HISTORY`]).
+    pub failures: Mutex<VecDeque<FailureRecord>>,
+    /// Where the restart strategy stands.
+    pub supervision: Mutex<Supervision>,
+    /// When the job was launched (milliseconds since the epoch).
+    pub started_ms: i64,
+    /// Its checkpoint settings, if it checkpoints.
+    pub checkpoint_config: Option<crate::checkpoint::CheckpointConfig>,
+    /// When it ended (milliseconds since the epoch; `i64::MIN` while it runs).
+    pub ended_ms: AtomicI64,
+    /// Failures so far (the history keeps only the latest).
+    pub failures_total: AtomicU64,
+}
+
+/// How many failures a job remembers (Flink's default exception history size).
+pub const FAILURE_HISTORY: usize = 16;
+
+/// One failure of a job, and what the supervisor made of it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FailureRecord {
+    /// When it was reported (milliseconds since the epoch).
+    pub timestamp_ms: i64,
+    /// The operator (task) that failed, if one did.
+    pub operator: Option<String>,
+    /// Its subtask, if one failed.
+    pub subtask: Option<usize>,
+    /// The error, as displayed.
+    pub message: String,
+    /// Whether the job restarted from it.
+    pub restarted: bool,
 }
 
 impl JobShared {
@@ -77,11 +111,31 @@ impl JobShared {
         if let Ok(mut s) = self.status.lock() {
             tracing::debug!(job_id = %self.job_id, from = ?*s, to = ?status, "job status");
             *s = status;
+            if status.is_terminal() {
+                self.ended_ms
+                    .store(crate::clock::processing_time_now(), Ordering::Relaxed);
+            }
         }
     }
 
     /// The job's status.
     pub fn status(&self) -> JobStatus {
         self.status.lock().map(|s| *s).unwrap_or(JobStatus::Failed)
+    }
+
+    /// When the job ended (milliseconds since the epoch), once it has.
+    pub fn ended_ms(&self) -> Option<i64> {
+        Some(self.ended_ms.load(Ordering::Relaxed)).filter(|&t| t != i64::MIN)
+    }
+
+    /// Remembers a failure (the oldest is forgotten past [`FAILURE_HISTORY`]).
+    pub fn record_failure(&self, failure: FailureRecord) {
+        self.failures_total.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut failures) = self.failures.lock() {
+            if failures.len() == FAILURE_HISTORY {
+                failures.pop_front();
+            }
+            failures.push_back(failure);
+        }
     }
 }

@@ -48,6 +48,7 @@ pub mod graph;
 pub mod job;
 pub mod key_groups;
 pub mod lineage;
+pub mod live;
 mod liveness;
 pub mod lock;
 pub mod metrics;

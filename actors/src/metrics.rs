@@ -24,7 +24,7 @@ pub struct SubtaskMetrics {
 }
 
 /// A counter an operator keeps (see `StreamOperator::counters`), in one subtask.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct OperatorCounter {
     /// The operator's name.
     pub operator: String,
@@ -40,7 +40,7 @@ pub struct OperatorCounter {
 /// were removed: on read, by a background cleanup (the incremental cleanup,
 /// the erasure sweep), by a cleanup timer, or by a
 /// RocksDB compaction.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StateMetrics {
     /// The operator that owns the state.
     pub operator: String,

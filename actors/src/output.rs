@@ -47,6 +47,8 @@ pub(crate) struct Outputs {
     batch_size: usize,
     pub records_out: u64,
     pub batches_out: u64,
+    /// The last watermark emitted.
+    pub watermark_out: Option<i64>,
 }
 
 impl Outputs {
@@ -73,7 +75,17 @@ impl Outputs {
             batch_size,
             records_out: 0,
             batches_out: 0,
+            watermark_out: None,
         }
+    }
+
+    /// The credits every output channel holds now, summed.
+    pub fn credits(&self) -> u64 {
+        self.edges
+            .iter()
+            .flat_map(|edge| &edge.channels)
+            .map(|ch| u64::from(ch.credits))
+            .sum()
     }
 
     /// Takes one element emitted by the last operator of the chain.
@@ -84,7 +96,10 @@ impl Outputs {
                 self.partition(None, batch);
             }
             ChannelEvent::Side(tag, batch) => self.partition(Some(&tag), batch),
-            ChannelEvent::Watermark(w) => self.broadcast_event(|| ChannelEvent::Watermark(w)),
+            ChannelEvent::Watermark(w) => {
+                self.watermark_out = Some(w);
+                self.broadcast_event(|| ChannelEvent::Watermark(w))
+            }
             ChannelEvent::Idle(i) => self.broadcast_event(|| ChannelEvent::Idle(i)),
             ChannelEvent::EndOfInput => self.broadcast_event(|| ChannelEvent::EndOfInput),
             ChannelEvent::Barrier(b) => self.broadcast_event(|| ChannelEvent::Barrier(b)),

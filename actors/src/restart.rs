@@ -138,6 +138,17 @@ pub enum RestartDecision {
     GiveUp(String),
 }
 
+/// Where a job's restart strategy stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Supervision {
+    /// The strategy (`fixed-delay (1000 ms)`, ...).
+    pub strategy: String,
+    /// Restarts so far.
+    pub restarts: u32,
+    /// How much of its limit is used (`2 of 3 attempts used`, ...).
+    pub limit: String,
+}
+
 /// A strategy plus the failure history it decides on.
 #[derive(Clone, Debug)]
 pub struct RestartTracker {
@@ -165,6 +176,49 @@ impl RestartTracker {
     /// Restarts decided so far.
     pub fn restarts(&self) -> u32 {
         self.restarts
+    }
+
+    /// Where the strategy stands, for people watching the job.
+    pub fn supervision(&self) -> Supervision {
+        let (strategy, limit) = match &self.strategy {
+            RestartStrategy::NoRestart => ("no-restart".to_string(), "no restarts".to_string()),
+            RestartStrategy::FixedDelay { attempts, delay } => (
+                format!("fixed-delay ({} ms)", delay.as_millis()),
+                if *attempts == u32::MAX {
+                    "unlimited attempts".to_string()
+                } else {
+                    format!("{} of {attempts} attempts used", self.restarts)
+                },
+            ),
+            RestartStrategy::FailureRate {
+                max_failures,
+                interval,
+                delay,
+            } => (
+                format!("failure-rate ({} ms)", delay.as_millis()),
+                format!(
+                    "{} of at most {max_failures} failures within {} ms",
+                    self.failures.len(),
+                    interval.as_millis()
+                ),
+            ),
+            RestartStrategy::ExponentialDelay { initial, max, .. } => (
+                format!(
+                    "exponential-delay ({} ms up to {} ms)",
+                    initial.as_millis(),
+                    max.as_millis()
+                ),
+                match self.current_delay {
+                    Some(delay) => format!("current delay {} ms", delay.as_millis()),
+                    None => "no failure yet".to_string(),
+                },
+            ),
+        };
+        Supervision {
+            strategy,
+            restarts: self.restarts,
+            limit,
+        }
     }
 
     fn jitter(&mut self, delay: Duration, fraction: f64) -> Duration {
@@ -247,6 +301,20 @@ impl RestartTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn supervision_says_how_much_of_the_limit_is_used() {
+        let mut t = RestartTracker::new(RestartStrategy::FixedDelay {
+            attempts: 3,
+            delay: Duration::from_millis(10),
+        });
+        t.on_failure(0);
+        t.on_failure(1);
+        let s = t.supervision();
+        assert_eq!(s.strategy, "fixed-delay (10 ms)");
+        assert_eq!(s.limit, "2 of 3 attempts used");
+        assert_eq!(s.restarts, 2);
+    }
 
     #[test]
     fn no_restart_gives_up_at_once() {

@@ -6,7 +6,15 @@
 //! weir check-restore PATH --plan FILE         whether a snapshot restores onto a job
 //! weir query PATH --uid U (--state S | --timers) (--key JSON | --all) [--format text|json]
 //!                                             one keyed state's entries, as JSON
+//! weir list [--address HOST:PORT]             the jobs a running server shows
+//! weir savepoint JOB [DIR]                    trigger a savepoint of a running job
+//! weir stop JOB [--savepoint-dir DIR]         stop a running job with a savepoint
+//! weir cancel JOB                             cancel a running job
 //! ```
+//!
+//! `list`, `savepoint`, `stop` and `cancel` are clients of the REST API a job
+//! serves with `--web-port` (default address 127.0.0.1:8081; writes need
+//! `--web-writes` on the job's side).
 //!
 //! The work is done by [`weir::inspect`]; this file parses flags, prints, and
 //! turns errors into `error: ...` on stderr with exit status 1. Output whose
@@ -24,7 +32,7 @@ use serde::Serialize;
 #[command(
     name = "weir",
     version,
-    about = "Looks at weir's retained checkpoints and savepoints"
+    about = "Looks at weir's retained checkpoints and savepoints, and talks to running jobs"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -117,7 +125,48 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Lists the jobs a running weir web server shows (id, name, status).
+    List {
+        /// The server (a job run with `--web-port`).
+        #[arg(long, default_value = DEFAULT_ADDRESS)]
+        address: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Triggers a savepoint of a running job and waits for it; prints its path.
+    Savepoint {
+        /// The job's id (`weir list`).
+        job: String,
+        /// Where the savepoint goes (default: the job's savepoint directory).
+        dir: Option<String>,
+        /// The server.
+        #[arg(long, default_value = DEFAULT_ADDRESS)]
+        address: String,
+    },
+    /// Stops a running job with a savepoint and waits for it; prints its path.
+    Stop {
+        /// The job's id (`weir list`).
+        job: String,
+        /// Where the savepoint goes (default: the job's savepoint directory).
+        #[arg(long, value_name = "DIR")]
+        savepoint_dir: Option<String>,
+        /// The server.
+        #[arg(long, default_value = DEFAULT_ADDRESS)]
+        address: String,
+    },
+    /// Cancels a running job.
+    Cancel {
+        /// The job's id (`weir list`).
+        job: String,
+        /// The server.
+        #[arg(long, default_value = DEFAULT_ADDRESS)]
+        address: String,
+    },
 }
+
+/// Where `list`, `savepoint`, `stop` and `cancel` look by default.
+const DEFAULT_ADDRESS: &str = "127.0.0.1:8081";
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
@@ -147,11 +196,117 @@ fn main() -> ExitCode {
             all: _,
             format,
         } => query(&path, &uid, state.as_deref(), key.as_deref(), format),
+        Command::List { address, format } => list(&address, format),
+        Command::Savepoint { job, dir, address } => {
+            savepoint(&address, &job, "savepoints", "target-directory", dir)
+        }
+        Command::Stop {
+            job,
+            savepoint_dir,
+            address,
+        } => savepoint(&address, &job, "stop", "targetDirectory", savepoint_dir),
+        Command::Cancel { job, address } => cancel(&address, &job),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e}");
         ExitCode::FAILURE
     })
+}
+
+fn list(address: &str, format: Format) -> Result<ExitCode, String> {
+    let overview = call(address, "GET", "/jobs/overview", None)?;
+    let jobs = overview["jobs"].as_array().cloned().unwrap_or_default();
+    let text = match format {
+        Format::Json => serde_json::to_string_pretty(&overview).map_err(|e| e.to_string())? + "\n",
+        Format::Text if jobs.is_empty() => "no jobs\n".to_string(),
+        Format::Text => {
+            let mut text = format!(
+                "{:<18} {:<11} {:>10}  {}\n",
+                "ID", "STATUS", "SECONDS", "NAME"
+            );
+            for job in &jobs {
+                text += &format!(
+                    "{:<18} {:<11} {:>10}  {}\n",
+                    job["jid"].as_str().unwrap_or("?"),
+                    job["state"].as_str().unwrap_or("?"),
+                    job["duration"].as_i64().unwrap_or(0) / 1000,
+                    job["name"].as_str().unwrap_or("?"),
+                );
+            }
+            text
+        }
+    };
+    write_out(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn call(
+    address: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<serde_json::Value, String> {
+    weir::web::client::call(address, method, path, body).map_err(|e| e.to_string())
+}
+
+/// Triggers a savepoint (`endpoint` `savepoints`) or a stop with one
+/// (`stop`) and waits until it completes; prints where it is.
+fn savepoint(
+    address: &str,
+    job: &str,
+    endpoint: &str,
+    dir_key: &str,
+    dir: Option<String>,
+) -> Result<ExitCode, String> {
+    let mut body = serde_json::Map::new();
+    if let Some(dir) = dir {
+        body.insert(dir_key.to_string(), serde_json::Value::String(dir));
+    }
+    let started = call(
+        address,
+        "POST",
+        &format!("/jobs/{job}/{endpoint}"),
+        Some(&serde_json::Value::Object(body)),
+    )?;
+    let request = started["request-id"]
+        .as_str()
+        .ok_or_else(|| format!("{address} did not give a request id: {started}"))?
+        .to_string();
+    // A savepoint of a large state takes a while; a stuck one gives up
+    // after ten minutes (the job's own checkpoint timeout ends it sooner).
+    for _ in 0..3000 {
+        let status = call(
+            address,
+            "GET",
+            &format!("/jobs/{job}/savepoints/{request}"),
+            None,
+        )?;
+        if status["status"]["id"] == "COMPLETED" {
+            let operation = &status["operation"];
+            return match operation["location"].as_str() {
+                Some(location) => {
+                    write_out(&format!("{location}\n"))?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => Err(format!(
+                    "the savepoint of job {job} failed: {}",
+                    operation["failure-cause"]["stack-trace"]
+                        .as_str()
+                        .unwrap_or("no reason given")
+                )),
+            };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    Err(format!(
+        "the savepoint of job {job} did not complete within ten minutes (request {request})"
+    ))
+}
+
+fn cancel(address: &str, job: &str) -> Result<ExitCode, String> {
+    call(address, "PATCH", &format!("/jobs/{job}?mode=cancel"), None)?;
+    write_out(&format!("cancel of job {job} requested\n"))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn checkpoints(dir: &std::path::Path, format: Format) -> Result<ExitCode, String> {

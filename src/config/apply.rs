@@ -25,6 +25,29 @@ pub(crate) struct Effective {
     pub resume_from: Option<String>,
     /// `[rocksdb]` settings by their environment variable name, for a RocksDB backend.
     pub rocksdb: Vec<(String, String)>,
+    /// `[web]`: where the job is shown, if anywhere.
+    pub web: WebSettings,
+}
+
+/// Where a job binary serves its web page and REST API (`[web]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebSettings {
+    /// The port (`None`: no server).
+    pub port: Option<u16>,
+    /// The address it binds.
+    pub address: std::net::IpAddr,
+    /// Whether savepoint, stop and cancel requests are answered.
+    pub writes: bool,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            port: None,
+            address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            writes: false,
+        }
+    }
 }
 
 /// Applies every key of `config` that is not in `code` to `effective`.
@@ -132,6 +155,20 @@ fn apply_one(key: &str, value: &ConfigValue, e: &mut Effective) -> Result<(), St
             }
         }
         "checkpoint.retained" => checkpointing(e).config.retained = number(value)? as usize,
+        "web.port" => {
+            let port = number(value)?;
+            e.web.port = Some(
+                u16::try_from(port)
+                    .map_err(|_| format!("web.port {port} is not a port (0 to 65535)"))?,
+            )
+        }
+        "web.address" => {
+            let address = text(value)?;
+            e.web.address = address.parse().map_err(|_| {
+                format!("web.address `{address}` is not an IP address (e.g. 127.0.0.1 or ::1)")
+            })?
+        }
+        "web.writes" => e.web.writes = flag(value)?,
         "restart.strategy" => e.runtime.restart = Some(RestartStrategy::parse(text(value)?)?),
         "restore.from" => e.resume_from = Some(text(value)?.to_string()),
         "restore.allow_non_restored_state" => e.runtime.allow_non_restored_state = flag(value)?,

@@ -72,6 +72,7 @@ use std::path::Path;
 use thiserror::Error;
 use weir_actors::checkpoint::CheckpointConfig;
 
+pub use apply::WebSettings;
 pub(crate) use apply::{apply, Effective};
 pub use keys::{env_variable, ConfigValue, KeySpec, KEYS};
 

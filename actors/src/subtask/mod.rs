@@ -60,6 +60,10 @@ use input_gate::{InputChannel, InputGate};
 /// The longest a step runs before it yields (when its batches take long).
 const STEP_TIME_BUDGET: Duration = Duration::from_millis(1);
 
+/// How often a working subtask publishes its state metrics (computing them
+/// is not free).
+const STATE_METRICS_PERIOD: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Created,
@@ -92,6 +96,9 @@ pub struct Subtask {
     source_backoff: Duration,
     source_wait_armed: bool,
     records_in: u64,
+    batches_in: u64,
+    /// When the state metrics were last published to the gauges.
+    states_published: Option<Instant>,
     /// The checkpoint whose barriers are arriving.
     checkpoints: checkpointing::Checkpointing,
     /// The first checkpoint snapshotted after all input ended: its completion ends the subtask.
@@ -140,6 +147,8 @@ impl Subtask {
             source_backoff: Duration::ZERO,
             source_wait_armed: false,
             records_in: 0,
+            batches_in: 0,
+            states_published: None,
             checkpoints: checkpointing::Checkpointing::default(),
             final_checkpoint: None,
             final_complete: false,
@@ -216,6 +225,7 @@ impl Subtask {
         // The supervisor logs the failure once, with what it decides.
         debug!(parent: &self.span, operator = %failure.operator, cause = %failure.cause, "subtask failed");
         self.phase = Phase::Failed;
+        self.spec.gauges.set_running(false);
         self.report(SubtaskOutcome::Failed {
             operator: failure.operator,
             cause: failure.cause,
@@ -286,6 +296,7 @@ impl Subtask {
             self.outputs.send(false);
             if self.outputs.blocked() {
                 self.blocked = true;
+                self.spec.gauges.blocked(Instant::now());
                 break;
             }
             // A step ends after its batch budget or a millisecond, whichever
@@ -321,17 +332,54 @@ impl Subtask {
             }
         }
         self.after_work(ctx);
+        self.spec.gauges.add_busy(started.elapsed());
     }
 
-    /// What every burst of work ends with: deliver, arm timers, or finish.
+    /// What every burst of work ends with: deliver, arm timers, or finish;
+    /// then the live metrics are published.
     fn after_work(&mut self, ctx: &mut Context<Self>) {
         if self.phase == Phase::Draining {
             self.drain(ctx);
-            return;
+        } else {
+            self.outputs.send(false);
+            self.arm_linger(ctx);
+            self.arm_processing_timer(ctx);
         }
-        self.outputs.send(false);
-        self.arm_linger(ctx);
-        self.arm_processing_timer(ctx);
+        self.publish_metrics();
+    }
+
+    /// Publishes the live figures (a few relaxed stores), and the state
+    /// metrics and operator counters at most once a second.
+    fn publish_metrics(&mut self) {
+        let watermark = if self.chain.is_source() {
+            self.outputs.watermark_out
+        } else {
+            Some(self.gate.valve.current()).filter(|&w| w != i64::MIN)
+        };
+        self.spec.gauges.publish(crate::live::StepFigures {
+            records_in: self.records_in,
+            records_out: self.outputs.records_out,
+            batches_in: self.batches_in,
+            batches_out: self.outputs.batches_out,
+            queued_batches: self
+                .gate
+                .channels
+                .iter()
+                .map(|c| c.queued_batches as u64)
+                .sum(),
+            credits: self.outputs.credits(),
+            watermark: watermark.unwrap_or(i64::MIN),
+        });
+        let now = Instant::now();
+        if self
+            .states_published
+            .is_none_or(|at| now.duration_since(at) >= STATE_METRICS_PERIOD)
+        {
+            self.states_published = Some(now);
+            self.spec
+                .gauges
+                .publish_states(self.chain.state_metrics(), self.chain.counters());
+        }
     }
 
     /// Polls the source once and pushes its output through the chain.
@@ -406,6 +454,7 @@ impl Subtask {
                     });
                 }
                 self.records_in += batch.len() as u64;
+                self.batches_in += 1;
                 // Restored records too: taken before this channel's barrier
                 // while an unaligned snapshot waits for it, they are in flight.
                 self.capture_in_flight(channel, &*batch);
@@ -473,6 +522,7 @@ impl Subtask {
             if act.phase != Phase::Running || act.stopping.is_some() {
                 return;
             }
+            let started = Instant::now();
             if let Err(failure) = act
                 .chain
                 .fire_processing_time(processing_time_now(), &mut act.outputs)
@@ -480,6 +530,7 @@ impl Subtask {
                 return act.fail(failure, ctx);
             }
             act.after_work(ctx);
+            act.spec.gauges.add_busy(started.elapsed());
         });
     }
 
@@ -525,6 +576,7 @@ impl Subtask {
             return self.fail(failure, ctx);
         }
         self.phase = Phase::Finished;
+        self.spec.gauges.set_running(false);
         let metrics = SubtaskMetrics {
             task: self.spec.task.clone(),
             subtask: self.spec.index,
@@ -611,6 +663,8 @@ impl Handler<Start> for Subtask {
             return self.fail(failure, ctx);
         }
         self.phase = Phase::Running;
+        self.spec.gauges.set_running(true);
+        self.publish_metrics();
         debug!(parent: &self.span, "subtask running");
         self.schedule_step(ctx);
         self.arm_processing_timer(ctx);
@@ -648,6 +702,7 @@ impl Handler<Credit> for Subtask {
                 self.outputs.send(false);
                 if !self.outputs.blocked() {
                     self.blocked = false;
+                    self.spec.gauges.unblocked(Instant::now());
                     self.schedule_step(ctx);
                 }
             }
@@ -683,6 +738,7 @@ impl Handler<Cancel> for Subtask {
         ) {
             self.phase = Phase::Canceled;
         }
+        self.spec.gauges.set_running(false);
         self.close_after_abort();
         ctx.stop();
     }

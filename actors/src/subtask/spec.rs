@@ -52,6 +52,8 @@ pub struct SubtaskSpec {
     pub input_decoders: Vec<BatchDecoder>,
     /// Per output edge, how its in-flight records are decoded.
     pub output_decoders: Vec<BatchDecoder>,
+    /// Where it publishes its live metrics.
+    pub gauges: Arc<crate::live::SubtaskGauges>,
 }
 
 /// A subtask's part in checkpointing.

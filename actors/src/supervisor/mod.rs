@@ -69,6 +69,8 @@ pub struct Supervisor {
     restored_from: Option<u64>,
     /// Locks the job holds while it runs (released before its outcome is announced).
     holds: Vec<Hold>,
+    /// The live metrics of the current deployment's subtasks, per chain.
+    gauges: Vec<Vec<Arc<crate::live::SubtaskGauges>>>,
     span: Span,
 }
 
@@ -108,6 +110,7 @@ impl Supervisor {
             restored: first.restored,
             restored_from: first.restored_from,
             holds: first.holds,
+            gauges: Vec::new(),
             span,
         }
     }
@@ -184,6 +187,12 @@ impl Supervisor {
                 .iter()
                 .map(|&e| self.graph.edges[e].decoder)
                 .collect(),
+            gauges: self
+                .gauges
+                .get(chain_index)
+                .and_then(|g| g.get(subtask))
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 
@@ -267,6 +276,7 @@ impl Supervisor {
         let reporter = ctx.address().recipient::<SubtaskReport>();
         self.subtasks.clear();
         self.finished.clear();
+        self.gauges = self.shared.live.new_deployment();
         let mut placed = 0;
         for c in 0..self.plan.chains.len() {
             let mut addrs = Vec::new();
@@ -420,6 +430,22 @@ impl Supervisor {
         } else {
             RestartDecision::GiveUp("a restart cannot fix this failure".into())
         };
+        let (operator, subtask) = match &error {
+            JobError::OperatorFailed {
+                operator, subtask, ..
+            } => (Some(operator.clone()), Some(*subtask)),
+            _ => (None, None),
+        };
+        self.shared.record_failure(crate::job::FailureRecord {
+            timestamp_ms: processing_time_now(),
+            operator,
+            subtask,
+            message: error.to_string(),
+            restarted: matches!(decision, RestartDecision::RestartAfter(_)),
+        });
+        if let Ok(mut supervision) = self.shared.supervision.lock() {
+            *supervision = self.restart.supervision();
+        }
         match decision {
             RestartDecision::GiveUp(why) => {
                 self.shared.set_status(JobStatus::Failing);
