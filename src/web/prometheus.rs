@@ -212,7 +212,7 @@ pub fn render(jobs: &[JobFacts]) -> String {
         );
         restarts.add(&base, f64::from(job.supervision.restarts));
         failures.add(&base, job.failures_total as f64);
-        let completed = job.checkpoints.iter().filter(|c| c.failure.is_none());
+        let mut completed = job.checkpoints.iter().filter(|c| c.failure.is_none());
         let (mut checkpoints_ok, mut savepoints_ok, mut failed) = (0u64, 0u64, 0u64);
         for c in &job.checkpoints {
             match (&c.failure, c.savepoint) {
@@ -231,7 +231,7 @@ pub fn render(jobs: &[JobFacts]) -> String {
                 n as f64,
             );
         }
-        if let Some(last) = completed.last() {
+        if let Some(last) = completed.next_back() {
             last_duration.add(&base, last.end_to_end.as_secs_f64());
             last_size.add(&base, last.state_bytes as f64);
             let alignment = last

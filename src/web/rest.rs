@@ -52,9 +52,24 @@ pub fn scope(path: &str, jobs: Jobs) -> Scope {
         .default_service(web::to(not_found))
 }
 
-/// A JSON error answer, as Flink's: `{"errors": [message]}`.
-fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(json!({ "errors": [message.into()] }))
+/// An error answer: its status and message.
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// As Flink answers: `{"errors": [message]}`.
+    fn response(self) -> HttpResponse {
+        HttpResponse::build(self.status).json(json!({ "errors": [self.message] }))
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        message: message.into(),
+    }
 }
 
 fn ok(value: Value) -> HttpResponse {
@@ -66,10 +81,11 @@ async fn not_found(request: HttpRequest) -> HttpResponse {
         StatusCode::NOT_FOUND,
         format!("no such resource: {} {}", request.method(), request.path()),
     )
+    .response()
 }
 
 /// The job of the path's `{id}`, or the 404 answer naming it.
-fn job(jobs: &Jobs, id: &str) -> Result<JobControl, HttpResponse> {
+fn job(jobs: &Jobs, id: &str) -> Result<JobControl, ApiError> {
     jobs.get(id).ok_or_else(|| {
         let known: Vec<String> = jobs.list().iter().map(|j| j.job_id().to_string()).collect();
         error(
@@ -86,7 +102,7 @@ fn job(jobs: &Jobs, id: &str) -> Result<JobControl, HttpResponse> {
     })
 }
 
-fn facts(jobs: &Jobs, id: &str) -> Result<JobFacts, HttpResponse> {
+fn facts(jobs: &Jobs, id: &str) -> Result<JobFacts, ApiError> {
     job(jobs, id).map(|j| JobFacts::of(&j))
 }
 
@@ -94,8 +110,8 @@ fn all_facts(jobs: &Jobs) -> Vec<JobFacts> {
     jobs.list().iter().map(JobFacts::of).collect()
 }
 
-fn answer(result: Result<Value, HttpResponse>) -> HttpResponse {
-    result.map_or_else(|e| e, ok)
+fn answer(result: Result<Value, ApiError>) -> HttpResponse {
+    result.map_or_else(ApiError::response, ok)
 }
 
 async fn prometheus(jobs: web::Data<Jobs>) -> HttpResponse {
@@ -194,7 +210,7 @@ async fn live(jobs: web::Data<Jobs>, id: web::Path<String>) -> HttpResponse {
     answer(facts(&jobs, &id).map(|f| views::live(&f)))
 }
 
-fn writes_allowed(jobs: &Jobs) -> Result<(), HttpResponse> {
+fn writes_allowed(jobs: &Jobs) -> Result<(), ApiError> {
     if jobs.writes_allowed() {
         Ok(())
     } else {
@@ -207,7 +223,7 @@ fn writes_allowed(jobs: &Jobs) -> Result<(), HttpResponse> {
 }
 
 /// The body of a savepoint or stop request: empty, or a JSON object.
-fn body(bytes: &[u8]) -> Result<Value, HttpResponse> {
+fn body(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
@@ -228,7 +244,7 @@ fn body(bytes: &[u8]) -> Result<Value, HttpResponse> {
 }
 
 /// A directory named in a request body under one of `keys`.
-fn directory(body: &Value, keys: &[&str]) -> Result<Option<PathBuf>, HttpResponse> {
+fn directory(body: &Value, keys: &[&str]) -> Result<Option<PathBuf>, ApiError> {
     for key in keys {
         match body.get(*key) {
             None | Some(Value::Null) => {}
@@ -244,7 +260,7 @@ fn directory(body: &Value, keys: &[&str]) -> Result<Option<PathBuf>, HttpRespons
     Ok(None)
 }
 
-fn running(job: &JobControl) -> Result<(), HttpResponse> {
+fn running(job: &JobControl) -> Result<(), ApiError> {
     if job.status().is_terminal() {
         Err(error(
             StatusCode::CONFLICT,
@@ -295,11 +311,11 @@ async fn trigger_savepoint(
             .and_then(Value::as_bool)
             .unwrap_or(false);
         running(&job)?;
-        Ok::<_, HttpResponse>((job, dir, cancel))
+        Ok::<_, ApiError>((job, dir, cancel))
     })();
     match started {
         Ok((job, dir, cancel)) => start_savepoint(&jobs, job, dir, cancel),
-        Err(answer) => answer,
+        Err(e) => e.response(),
     }
 }
 
@@ -310,11 +326,11 @@ async fn stop(jobs: web::Data<Jobs>, id: web::Path<String>, bytes: web::Bytes) -
         let body = body(&bytes)?;
         let dir = directory(&body, &["targetDirectory", "target-directory"])?;
         running(&job)?;
-        Ok::<_, HttpResponse>((job, dir))
+        Ok::<_, ApiError>((job, dir))
     })();
     match started {
         Ok((job, dir)) => start_savepoint(&jobs, job, dir, true),
-        Err(answer) => answer,
+        Err(e) => e.response(),
     }
 }
 
@@ -323,14 +339,15 @@ async fn savepoint_status(
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
     let (id, request) = path.into_inner();
-    if let Err(answer) = job(&jobs, &id) {
-        return answer;
+    if let Err(e) = job(&jobs, &id) {
+        return e.response();
     }
     match jobs.request(&request).filter(|r| r.job_id == id) {
         None => error(
             StatusCode::NOT_FOUND,
             format!("job `{id}` has no savepoint request `{request}`"),
-        ),
+        )
+        .response(),
         Some(r) => ok(match r.state {
             RequestState::InProgress => json!({ "status": { "id": "IN_PROGRESS" } }),
             RequestState::Completed(location) => json!({
@@ -373,6 +390,6 @@ async fn cancel(
     })();
     match outcome {
         Ok(()) => HttpResponse::Accepted().json(json!({})),
-        Err(answer) => answer,
+        Err(e) => e.response(),
     }
 }

@@ -506,6 +506,12 @@ impl Subtask {
     }
 
     /// Arms a timer for the earliest processing time an operator asked for.
+    ///
+    /// A timer for time `t` fires once the clock has passed `t` (at `t + 1`
+    /// ms, as Flink's processing-time service does): every record processed
+    /// while the clock read `t` is in before it fires, so a processing-time
+    /// window is never emitted and then filled again within its last
+    /// millisecond.
     fn arm_processing_timer(&mut self, ctx: &mut Context<Self>) {
         let Some(at) = self.chain.next_processing_time() else {
             return;
@@ -514,7 +520,7 @@ impl Subtask {
             return;
         }
         self.timer_armed = Some(at);
-        let delay = Duration::from_millis((at - processing_time_now()).max(0) as u64);
+        let delay = Duration::from_millis((at + 1 - processing_time_now()).max(0) as u64);
         ctx.run_later(delay, move |act, ctx| {
             if act.timer_armed == Some(at) {
                 act.timer_armed = None;
@@ -523,9 +529,10 @@ impl Subtask {
                 return;
             }
             let started = Instant::now();
+            // Timers strictly before now (see above).
             if let Err(failure) = act
                 .chain
-                .fire_processing_time(processing_time_now(), &mut act.outputs)
+                .fire_processing_time(processing_time_now() - 1, &mut act.outputs)
             {
                 return act.fail(failure, ctx);
             }
