@@ -95,12 +95,22 @@ fn rest_api_prometheus_and_stop_over_http_resume_exactly_once() {
         assert_eq!(overview["jobs"][0]["state"], json!("RUNNING"));
         assert!(overview["jobs"][0]["tasks"]["total"].as_u64().unwrap() >= 2);
 
+        // The restarted deployment's subtasks count from zero (as a new
+        // attempt does in Flink): wait until one of them has read records.
+        let read_records = |detail: &Value| {
+            detail["vertices"].as_array().is_some_and(|vertices| {
+                vertices
+                    .iter()
+                    .any(|v| v["metrics"]["read-records"].as_u64().unwrap_or(0) > 0)
+            })
+        };
+        wait_until("records read after the restart", || {
+            get(&address, &format!("/jobs/{id}")).is_ok_and(|d| read_records(&d))
+        });
         let detail = get(&address, &format!("/jobs/{id}")).unwrap();
         let vertices = detail["vertices"].as_array().unwrap();
         assert!(vertices.len() >= 2, "{detail}");
-        assert!(vertices
-            .iter()
-            .any(|v| v["metrics"]["read-records"].as_u64().unwrap_or(0) > 0));
+        assert!(read_records(&detail), "{detail}");
         assert_eq!(detail["supervision"]["restarts"], json!(1));
         assert_eq!(
             detail["supervision"]["limit"],
