@@ -108,6 +108,9 @@ pub struct JobArgs {
     /// Allow savepoint, stop and cancel over HTTP.
     #[arg(long)]
     pub web_writes: bool,
+    /// No live progress line on the terminal (see `weir::progress`).
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 impl JobArgs {
@@ -171,6 +174,11 @@ impl JobArgs {
             "web.writes",
             self.web_writes.then(|| "true".to_string()),
             "--web-writes",
+        )?;
+        set(
+            "progress",
+            self.no_progress.then(|| "false".to_string()),
+            "--no-progress",
         )?;
         Ok(config)
     }

@@ -544,13 +544,24 @@ impl StreamEnv {
     ///
     /// Do not call this from a thread that runs an actix System (it would block
     /// the System); there, `execute(..).await` instead.
+    ///
+    /// While the job runs, a live progress line is shown on stderr when it
+    /// is a terminal (see [`crate::progress`]; `progress = false` or
+    /// `--no-progress` turns it off).
     pub fn execute_blocking(&self, job_name: &str) -> Result<JobResult, JobError> {
         let (graph, config) = self.job_graph(job_name)?;
-        let web = self.web_settings()?;
+        let configured = self.builder().configured()?;
         futures::executor::block_on(async move {
             let mut client = launch(graph, config, true).await?;
-            show_on_web(&web, &client)?;
-            client.wait().await
+            show_on_web(&configured.web, &client)?;
+            let progress = (!configured.no_progress)
+                .then(|| crate::progress::ProgressLine::show(client.control()))
+                .flatten();
+            let result = client.wait().await;
+            if let Some(progress) = progress {
+                progress.finish();
+            }
+            result
         })
     }
 }
@@ -604,6 +615,7 @@ impl Builder {
             resume_from: self.resume_from.clone(),
             rocksdb: Vec::new(),
             web: Default::default(),
+            no_progress: false,
         };
         apply(&configuration, &self.code_keys, &mut effective).map_err(config_error)?;
         Ok(effective)

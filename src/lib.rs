@@ -50,6 +50,7 @@ pub mod operator;
 pub mod ops;
 pub mod plan;
 pub mod prelude;
+pub mod progress;
 pub mod query;
 pub mod side_output;
 pub mod sink;

@@ -246,6 +246,69 @@ impl QueryableState for JobControl {
     }
 }
 
+/// A query of one key written as JSON text (text that is not JSON is the
+/// key as a string: `alice` and `"alice"` are the same key), answered as
+/// JSON, for callers that do not have the job's types: the REST API
+/// ([`crate::web`]) and scripts. A live query asks a subtask of the
+/// operator to read the key as its key type, then the subtask that owns it
+/// (as [`QueryableState::query`] does); a committed one looks the key up in
+/// the checkpoint by its encoding, which is the JSON's shape (a struct
+/// key's fields in declaration order). A list is a JSON array, a map an
+/// object (non-string keys as their JSON text).
+///
+/// ```no_run
+/// use weir::query::{query_json, Consistency, QueryTarget};
+/// # async fn example(client: weir::JobClient) -> Result<(), weir::query::QueryError> {
+/// let count = query_json(&client, QueryTarget::named("count"), "alice", Consistency::Live).await?;
+/// println!("{}", count.unwrap_or_default());
+/// # Ok(()) }
+/// ```
+pub async fn query_json(
+    control: &JobControl,
+    target: QueryTarget,
+    key_json: &str,
+    consistency: Consistency,
+) -> Result<Option<serde_json::Value>, QueryError> {
+    let wanted = match consistency {
+        Consistency::Live => None,
+        Consistency::Committed => Some(1),
+        Consistency::AtLeast(n) => Some(n.max(1)),
+    };
+    let answer = match wanted {
+        Some(wanted) => {
+            let encoded = crate::inspect::json_text_to_msgpack(key_json)
+                .map_err(|e| QueryError::Codec(format!("the key `{key_json}`: {e}")))?;
+            match query_committed_encoded(control, &target, &encoded, wanted) {
+                // As in `query`: a state first used after the snapshot.
+                Err(QueryError::UnknownState { .. } | QueryError::UnknownName { .. })
+                    if control
+                        .query_keys(target.uid.as_deref(), &target.name, 0, None)
+                        .await
+                        .is_ok() =>
+                {
+                    None
+                }
+                answer => answer?,
+            }
+        }
+        None => {
+            control
+                .query_state_json_key(target.uid.as_deref(), &target.name, key_json)
+                .await?
+        }
+    };
+    answer
+        .map(|bytes| {
+            crate::inspect::msgpack_to_json(&bytes).map_err(|e| {
+                QueryError::Codec(format!(
+                    "the value of queryable state `{}` does not decode: {e}",
+                    target.name
+                ))
+            })
+        })
+        .transpose()
+}
+
 /// An answer's value, decoded.
 fn decode_value<V: DeserializeOwned>(
     target: &QueryTarget,
@@ -301,6 +364,17 @@ fn query_committed<K: Key>(
     key: &K,
     wanted: u64,
 ) -> Result<Option<Vec<u8>>, QueryError> {
+    let encoded = codec::encode(key).map_err(|e| QueryError::Codec(e.to_string()))?;
+    query_committed_encoded(control, target, &encoded, wanted)
+}
+
+/// A committed query of the key encoded as `encoded`.
+fn query_committed_encoded(
+    control: &JobControl,
+    target: &QueryTarget,
+    encoded: &[u8],
+    wanted: u64,
+) -> Result<Option<Vec<u8>>, QueryError> {
     let latest = control.latest_snapshot_dir();
     let Some((id, dir)) = latest.filter(|(id, _)| *id >= wanted) else {
         return Err(QueryError::NotYet {
@@ -315,7 +389,6 @@ fn query_committed<K: Key>(
         cause: format!("reading checkpoint {id}: {cause}"),
     };
     let states = committed_states(&dir).map_err(|e| failed("?", e))?;
-    let encoded = codec::encode(key).map_err(|e| QueryError::Codec(e.to_string()))?;
     if let Some(uid) = &target.uid {
         let Some(state) = states.get(uid) else {
             return Err(QueryError::UnknownOperator {
@@ -324,12 +397,12 @@ fn query_committed<K: Key>(
                 known: weir_actors::query::known_names(states.keys()),
             });
         };
-        return state.lookup(&target.name, &encoded);
+        return state.lookup(&target.name, encoded);
     }
     let mut known = Vec::new();
     for (uid, state) in states.iter() {
         if state.has_queryable(&target.name) {
-            return state.lookup(&target.name, &encoded);
+            return state.lookup(&target.name, encoded);
         }
         known.extend(
             state

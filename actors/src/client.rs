@@ -117,6 +117,64 @@ impl JobControl {
         .await
     }
 
+    /// The value of the key written as JSON text `key_json` (if the text is
+    /// not JSON: the text as a string) in queryable state `name` of
+    /// operator `uid` (`None`: whichever operator has it and reads such a
+    /// key), for callers that do not know the key's type: a subtask of the
+    /// operator reads the key as its key type ([`crate::query::StateQuery::Locate`]),
+    /// then the subtask that owns it answers as [`JobControl::query_state`] does.
+    pub async fn query_state_json_key(
+        &self,
+        uid: Option<&str>,
+        name: &str,
+        key_json: &str,
+    ) -> Result<Option<Vec<u8>>, crate::query::QueryError> {
+        use crate::query::{QueryError, StateAnswer, StateQuery};
+        let routes = self.query_routes()?;
+        let named = uid.is_some();
+        let candidates = match uid {
+            Some(uid) => vec![uid.to_string()],
+            None => routes.candidates(name),
+        };
+        let (mut unknown, mut wrong_key) = (Vec::new(), None);
+        for uid in &candidates {
+            let Some(first) = routes.all(uid)?.into_iter().next() else {
+                continue;
+            };
+            let locate = StateQuery::Locate {
+                key_json: key_json.to_string(),
+            };
+            let (group, key) = match self.ask(first, uid, name, locate).await {
+                Ok(StateAnswer::Located { key_group, key }) => (key_group, key),
+                Ok(_) => {
+                    return Err(QueryError::Codec(
+                        "locating a key got another kind of answer".into(),
+                    ))
+                }
+                Err(e @ QueryError::Codec(_)) if !named => {
+                    wrong_key.get_or_insert(e);
+                    continue;
+                }
+                Err(e @ QueryError::UnknownState { .. }) if !named => {
+                    unknown.push(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let key_group: crate::query::KeyGroupOf = Box::new(move |_| group);
+            match self.query_state(Some(uid), name, key, key_group).await {
+                Err(e @ (QueryError::UnknownState { .. } | QueryError::UnknownName { .. }))
+                    if !named =>
+                {
+                    unknown.push(e)
+                }
+                answer => return answer,
+            }
+        }
+        let asked = named.then_some(candidates[0].as_str());
+        Err(wrong_key.unwrap_or_else(|| routes.unknown(asked, name, unknown)))
+    }
+
     /// The value under `user_key` (encoded) in the map of `key` (encoded;
     /// its group given by `key_group`) of queryable map state `name` of
     /// operator `uid` (`None`: whichever has it): one entry, not the whole map.
@@ -164,8 +222,10 @@ impl JobControl {
                     routes.learn(name, uid);
                     return Ok(value);
                 }
-                Ok(StateAnswer::Keys(_)) => {
-                    return Err(QueryError::Codec("a key listing answered a lookup".into()))
+                Ok(StateAnswer::Keys(_) | StateAnswer::Located { .. }) => {
+                    return Err(QueryError::Codec(
+                        "a lookup got another kind of answer".into(),
+                    ))
                 }
                 Err(e @ QueryError::UnknownState { .. }) => {
                     if self.known_by(&routes, uid, name).await {
@@ -242,8 +302,10 @@ impl JobControl {
                         known = true;
                         keys.extend(some);
                     }
-                    Ok(StateAnswer::Value(_)) => {
-                        return Err(QueryError::Codec("a lookup answered a key listing".into()))
+                    Ok(StateAnswer::Value(_) | StateAnswer::Located { .. }) => {
+                        return Err(QueryError::Codec(
+                            "a key listing got another kind of answer".into(),
+                        ))
                     }
                     Err(e @ QueryError::UnknownState { .. }) => unknown = Some(e),
                     Err(e) => return Err(e),

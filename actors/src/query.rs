@@ -39,6 +39,14 @@ pub enum StateQuery {
         /// The map's key, encoded.
         user_key: Vec<u8>,
     },
+    /// The key written as JSON text (or, if the text is not JSON, the text
+    /// as a string), read as the operator's key type: its key group and its
+    /// encoding ([`StateAnswer::Located`]). For callers that do not know the
+    /// key's type (the REST API); any subtask of the operator answers it.
+    Locate {
+        /// The key as JSON text.
+        key_json: String,
+    },
     /// Up to `limit` of the subtask's keys with a value, encoded, in the
     /// order of their bytes, after the key `after` (encoded), if given.
     Keys {
@@ -56,6 +64,13 @@ pub enum StateAnswer {
     Value(Option<Vec<u8>>),
     /// Keys, encoded, in byte order.
     Keys(Vec<Vec<u8>>),
+    /// A located key ([`StateQuery::Locate`]): its group and its encoding.
+    Located {
+        /// The key's key group.
+        key_group: usize,
+        /// The key, encoded as the operator encodes its keys.
+        key: Vec<u8>,
+    },
 }
 
 /// A query of one queryable state, to one subtask (for a key: the one that

@@ -43,6 +43,8 @@
 //! - `schema-migration` ([`schema_migration`]): a restore of `--keys` keys
 //!   with and without a state schema migration (heap or `--backend
 //!   rocksdb`), and the pre-flight check of 100 states.
+//! - `web` ([`web`]): REST latency with `--web-jobs` keyed-count jobs
+//!   running, and the web page's first load.
 //!
 //! `--batch-size`, `--channel-credits` and `--arbiters` override the engine's
 //! runtime defaults (1024, 4, one Arbiter per core) for any engine job.
@@ -82,6 +84,7 @@ mod slow_sink;
 mod snapshot;
 mod stateless;
 mod ttl_churn;
+mod web;
 mod windows;
 
 use std::error::Error;
@@ -127,6 +130,8 @@ enum Job {
     WindowSession,
     /// one keyed operator instance: --keys keys (default 1M) restored with and without a schema migration.
     SchemaMigration,
+    /// --web-jobs keyed-count jobs on one web server: REST latency and the page's load time.
+    Web,
 }
 
 impl Job {
@@ -147,6 +152,7 @@ impl Job {
             Job::WindowSliding => "window-sliding",
             Job::WindowSession => "window-session",
             Job::SchemaMigration => "schema-migration",
+            Job::Web => "web",
         }
     }
 
@@ -165,6 +171,7 @@ impl Job {
             Job::TtlChurn => 50_000_000,
             Job::WindowCount | Job::WindowSliding | Job::WindowSession => 100_000_000,
             Job::SchemaMigration => 0,
+            Job::Web => 1_000_000_000,
         }
     }
 }
@@ -242,6 +249,12 @@ struct Args {
     /// lineage: retained checkpoints of the job.
     #[arg(long, default_value_t = 20_000)]
     checkpoints: u64,
+    /// web: keyed-count jobs running at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    web_jobs: u64,
+    /// web: REST requests sent.
+    #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(1..))]
+    requests: u64,
 }
 
 /// `--mode`.
@@ -463,6 +476,7 @@ fn run(args: &Args) -> BenchResult<Report> {
         Job::Lineage => lineage::run(args),
         Job::TtlChurn => ttl_churn::run(args),
         Job::SchemaMigration => schema_migration::run(args),
+        Job::Web => web::run(args),
     }
 }
 

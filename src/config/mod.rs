@@ -13,6 +13,7 @@
 //! ```toml
 //! parallelism = 4
 //! max_parallelism = 128
+//! progress = true             # the live line on a terminal (weir::progress)
 //!
 //! [state]
 //! backend = "heap"

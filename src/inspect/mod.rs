@@ -40,8 +40,8 @@ use serde::Serialize;
 use thiserror::Error;
 
 pub use listing::{list_checkpoints, ListedSnapshot, Listing};
-pub(crate) use query::msgpack_as_json;
 pub(crate) use query::CommittedState;
+pub(crate) use query::{json_text_to_msgpack, msgpack_as_json, msgpack_to_json};
 pub use query::{
     query_keyed_state, query_timers, read_keyed_state, KeySelection, QueryRow, TimerRow,
 };

@@ -495,6 +495,22 @@ pub(crate) fn msgpack_as_json(bytes: &[u8]) -> String {
     }
 }
 
+/// One encoded value as JSON, without its type (the REST API's answers).
+pub(crate) fn msgpack_to_json(bytes: &[u8]) -> Result<Json, codec::CodecError> {
+    codec::decode::<Generic>(bytes).map(|value| value.to_json())
+}
+
+/// JSON text encoded as a value of the same shape would be, without its
+/// type: an object's fields in the order the text has them (as a struct
+/// key's fields must be, in declaration order). Text that is not JSON is
+/// encoded as that string.
+pub(crate) fn json_text_to_msgpack(text: &str) -> Result<Vec<u8>, codec::CodecError> {
+    match serde_json::from_str::<Generic>(text) {
+        Ok(value) => codec::encode(&value),
+        Err(_) => codec::encode(&text),
+    }
+}
+
 /// Any MessagePack value, maps kept as pairs (their keys may be any value).
 #[derive(Clone, Debug, PartialEq)]
 enum Generic {

@@ -712,6 +712,25 @@ impl<K: Key> KeyedCore<K> {
             Ok((key, group))
         };
         let answer = match query {
+            StateQuery::Locate { key_json } => {
+                let key: K = serde_json::from_str(key_json)
+                    .or_else(|e| {
+                        serde_json::from_value(serde_json::Value::String(key_json.clone()))
+                            .map_err(|_| e)
+                    })
+                    .map_err(|e| {
+                        QueryError::Codec(format!(
+                            "the key `{key_json}` is not a key of operator `{uid}` (of type \
+                             `{}`): {e}",
+                            std::any::type_name::<K>()
+                        ))
+                    })?;
+                let encoded = codec::encode(&key).map_err(|e| QueryError::Codec(e.to_string()))?;
+                return Ok(StateAnswer::Located {
+                    key_group: key_group(&key, max),
+                    key: encoded,
+                });
+            }
             StateQuery::Get { key_group, key } => {
                 let (key, group) = decoded(key, *key_group)?;
                 store

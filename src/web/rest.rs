@@ -43,6 +43,7 @@ pub fn scope(path: &str, jobs: Jobs) -> Scope {
         )
         .route("/jobs/{id}/metrics", web::get().to(metrics))
         .route("/jobs/{id}/live", web::get().to(live))
+        .route("/jobs/{id}/state/{name}/{key}", web::get().to(state))
         .route("/jobs/{id}/savepoints", web::post().to(trigger_savepoint))
         .route(
             "/jobs/{id}/savepoints/{request}",
@@ -208,6 +209,75 @@ async fn metrics(
 
 async fn live(jobs: web::Data<Jobs>, id: web::Path<String>) -> HttpResponse {
     answer(facts(&jobs, &id).map(|f| views::live(&f)))
+}
+
+#[derive(serde::Deserialize)]
+struct StateQueryParams {
+    /// The operator (default: whichever has the queryable name).
+    uid: Option<String>,
+    /// `live` (default) or `committed`.
+    consistency: Option<String>,
+    /// With `committed`: at least this checkpoint.
+    checkpoint: Option<u64>,
+}
+
+/// A queryable state's value for one key (`GET /jobs/{id}/state/{name}/{key}`):
+/// the key as JSON text or plain text, the answer as JSON.
+async fn state(
+    jobs: web::Data<Jobs>,
+    path: web::Path<(String, String, String)>,
+    params: web::Query<StateQueryParams>,
+) -> HttpResponse {
+    use crate::query::{Consistency, QueryError, QueryTarget};
+    let (id, name, key) = path.into_inner();
+    let job = match job(&jobs, &id) {
+        Ok(job) => job,
+        Err(e) => return e.response(),
+    };
+    let consistency = match (params.consistency.as_deref(), params.checkpoint) {
+        (None | Some("live"), None) => Consistency::Live,
+        (Some("committed"), None) => Consistency::Committed,
+        (Some("committed"), Some(n)) => Consistency::AtLeast(n),
+        (None | Some("live"), Some(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "checkpoint=N asks for committed state: add consistency=committed",
+            )
+            .response()
+        }
+        (Some(other), _) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("consistency `{other}` is not live or committed"),
+            )
+            .response()
+        }
+    };
+    let target = match &params.uid {
+        Some(uid) => QueryTarget::in_operator(uid, &name),
+        None => QueryTarget::named(&name),
+    };
+    match crate::query::query_json(&job, target, &key, consistency).await {
+        Ok(value) => ok(json!({
+            "name": name,
+            "key": key,
+            "value": value,
+            "consistency": params.consistency.as_deref().unwrap_or("live"),
+        })),
+        Err(e) => {
+            let status = match &e {
+                QueryError::UnknownOperator { .. }
+                | QueryError::UnknownState { .. }
+                | QueryError::UnknownName { .. } => StatusCode::NOT_FOUND,
+                QueryError::Codec(_) => StatusCode::BAD_REQUEST,
+                QueryError::Unavailable { .. } | QueryError::NotYet { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(status, e.to_string()).response()
+        }
+    }
 }
 
 fn writes_allowed(jobs: &Jobs) -> Result<(), ApiError> {
