@@ -133,6 +133,11 @@ fn rest_api_prometheus_and_stop_over_http_resume_exactly_once() {
         assert_eq!(entries[0]["restarted"], json!(true));
         assert!(!entries[0]["stacktrace"].as_str().unwrap().is_empty());
 
+        // A checkpoint in progress is counted (one is, a few ms of every 50).
+        wait_until("a checkpoint in progress", || {
+            get(&address, &format!("/jobs/{id}/checkpoints"))
+                .is_ok_and(|c| c["counts"]["in_progress"].as_u64() == Some(1))
+        });
         let checkpoints = get(&address, &format!("/jobs/{id}/checkpoints")).unwrap();
         assert!(checkpoints["counts"]["completed"].as_u64().unwrap() >= 3);
         let latest = checkpoints["history"][0]["id"].as_u64().unwrap();
@@ -328,7 +333,22 @@ fn rest_api_prometheus_and_stop_over_http_resume_exactly_once() {
     second.rate = None;
     let env = StreamEnv::new();
     example::build(&env, &second).unwrap();
-    env.execute_blocking("exactly-once").unwrap();
+    futures::executor::block_on(async {
+        let mut job = env.start("exactly-once").await.unwrap();
+        jobs.add(&job);
+        job.wait().await.unwrap();
+        // The restore is the job's history: counted, and where from.
+        let id = job.job_id().to_string();
+        let checkpoints = get(&address, &format!("/jobs/{id}/checkpoints")).unwrap();
+        assert_eq!(checkpoints["counts"]["restored"], json!(1), "{checkpoints}");
+        let restored = &checkpoints["latest"]["restored"];
+        assert_eq!(restored["is_savepoint"], json!(true), "{restored}");
+        assert_eq!(
+            restored["external_path"].as_str(),
+            second.job.resume_from.as_deref()
+        );
+        assert_eq!(checkpoints["counts"]["in_progress"], json!(0));
+    });
     example::audit(&second.output, records, second.keys).unwrap();
     server.stop();
     let _ = std::fs::remove_dir_all(&dir);

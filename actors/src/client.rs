@@ -539,6 +539,23 @@ impl JobControl {
         self.shared.failures_total.load(Ordering::Relaxed)
     }
 
+    /// Checkpoints triggered and not ended yet.
+    pub fn checkpoints_in_progress(&self) -> usize {
+        if self.status().is_terminal() {
+            return 0;
+        }
+        self.shared.checkpoints_in_progress.load(Ordering::Relaxed)
+    }
+
+    /// How often the job restored a snapshot, and the latest one.
+    pub fn restores(&self) -> crate::job::Restores {
+        self.shared
+            .restores
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
     /// Its checkpoint settings (`None`: it does not checkpoint).
     pub fn checkpoint_config(&self) -> Option<&crate::checkpoint::CheckpointConfig> {
         self.shared.checkpoint_config.as_ref()
@@ -681,6 +698,8 @@ pub async fn launch(
         checkpoint_config: config.checkpointing.as_ref().map(|c| c.config.clone()),
         ended_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
         failures_total: AtomicU64::new(0),
+        checkpoints_in_progress: Arc::default(),
+        restores: Mutex::default(),
     });
     let first = prepared.first;
     let (result_tx, result_rx) = oneshot::channel();

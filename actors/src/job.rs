@@ -85,6 +85,32 @@ pub struct JobShared {
     pub ended_ms: AtomicI64,
     /// Failures so far (the history keeps only the latest).
     pub failures_total: AtomicU64,
+    /// Checkpoints triggered and not ended yet (the coordinator keeps it).
+    pub checkpoints_in_progress: Arc<std::sync::atomic::AtomicUsize>,
+    /// Deployments that restored a snapshot, and the latest one restored.
+    pub restores: Mutex<Restores>,
+}
+
+/// How often a job restored state, and from what (Flink's restored checkpoint).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Restores {
+    /// Deployments that started from a snapshot (the first one included).
+    pub count: u64,
+    /// The latest snapshot restored.
+    pub latest: Option<RestoredSnapshot>,
+}
+
+/// A snapshot a deployment started from.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RestoredSnapshot {
+    /// The checkpoint (or savepoint) id.
+    pub id: u64,
+    /// When it was restored (milliseconds since the epoch).
+    pub restore_timestamp_ms: i64,
+    /// Whether it was a savepoint.
+    pub savepoint: bool,
+    /// Where it is (a directory, or `memory:chk-N`).
+    pub location: String,
 }
 
 /// How many failures a job remembers (Flink's default exception history size).

@@ -687,6 +687,35 @@ mod tests {
     }
 
     #[test]
+    fn json_keys_encode_as_the_typed_keys_do() {
+        #[derive(Serialize)]
+        struct Account {
+            bank: String,
+            number: u32,
+        }
+        let same = |text: &str, typed: Vec<u8>| {
+            assert_eq!(json_text_to_msgpack(text).unwrap(), typed, "{text}")
+        };
+        same("7", codec::encode(&7_u64).unwrap());
+        same("-3", codec::encode(&-3_i32).unwrap());
+        same("\"alice\"", codec::encode(&"alice".to_string()).unwrap());
+        same("alice", codec::encode(&"alice".to_string()).unwrap());
+        same("[1,\"a\"]", codec::encode(&(1_u8, "a")).unwrap());
+        let account = Account {
+            bank: "b".into(),
+            number: 9,
+        };
+        same(
+            "{\"bank\":\"b\",\"number\":9}",
+            codec::encode(&account).unwrap(),
+        );
+        assert_eq!(
+            msgpack_to_json(&codec::encode(&(3_u64, 12_u64)).unwrap()).unwrap(),
+            serde_json::json!([3, 12])
+        );
+    }
+
+    #[test]
     fn expiries_are_dropped_by_state_kind() {
         let pair = |at: i64, v: i64| {
             Generic::Array(vec![Generic::Scalar(at.into()), Generic::Scalar(v.into())])

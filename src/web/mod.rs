@@ -20,14 +20,16 @@
 //! | `GET /jobs/{id}/vertices/{vid}/backpressure` | ratios and levels per subtask |
 //! | `GET /jobs/{id}/metrics[?get=a,b]` | job metrics |
 //! | `GET /jobs/{id}/live` | every subtask's live metrics |
+//! | `GET /jobs/{id}/state/{name}/{key}[?consistency=committed&checkpoint=N&uid=U]` | a queryable state's value for a key (JSON or plain text), as JSON ([`crate::query::query_json`]) |
 //! | `POST /jobs/{id}/savepoints` | trigger a savepoint: `202 {"request-id"}` |
 //! | `GET /jobs/{id}/savepoints/{request}` | its status and location |
 //! | `POST /jobs/{id}/stop` | stop with a savepoint: `202 {"request-id"}` |
 //! | `PATCH /jobs/{id}?mode=cancel` | cancel: `202 {}` |
 //!
 //! Errors are JSON, `{"errors": ["..."]}`, with the status code that fits
-//! (404 unknown job, vertex or checkpoint; 403 writes disabled; 400 a bad
-//! request body; 409 a job that cannot take it now).
+//! (404 unknown job, vertex, checkpoint or queryable state; 403 writes
+//! disabled; 400 a bad request body or a key of the wrong type; 409 a job
+//! that cannot take it now; 503 a query the job cannot answer yet).
 //!
 //! ```no_run
 //! use actix_web::{App, HttpServer};

@@ -110,6 +110,16 @@ pub fn render(jobs: &[JobFacts]) -> String {
         "counter",
         "Finished checkpoints and savepoints, by outcome.",
     );
+    let mut in_progress = Family::new(
+        "weir_checkpoints_in_progress",
+        "gauge",
+        "Checkpoints triggered and not ended yet.",
+    );
+    let mut restores = Family::new(
+        "weir_job_restores_total",
+        "counter",
+        "Deployments of the job that restored a snapshot.",
+    );
     let mut last_duration = Family::new(
         "weir_last_checkpoint_duration_seconds",
         "gauge",
@@ -231,6 +241,8 @@ pub fn render(jobs: &[JobFacts]) -> String {
                 n as f64,
             );
         }
+        in_progress.add(&base, job.checkpoints_in_progress as f64);
+        restores.add(&base, job.restores.count as f64);
         if let Some(last) = completed.next_back() {
             last_duration.add(&base, last.end_to_end.as_secs_f64());
             last_size.add(&base, last.state_bytes as f64);
@@ -304,6 +316,8 @@ pub fn render(jobs: &[JobFacts]) -> String {
         &restarts,
         &failures,
         &checkpoints,
+        &in_progress,
+        &restores,
         &last_duration,
         &last_size,
         &last_alignment,

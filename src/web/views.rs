@@ -44,6 +44,10 @@ pub struct JobFacts {
     pub supervision: Supervision,
     /// Its checkpoint settings, if it checkpoints.
     pub checkpoint_config: Option<CheckpointConfig>,
+    /// Checkpoints in progress.
+    pub checkpoints_in_progress: usize,
+    /// Its restores (count, latest).
+    pub restores: weir_actors::job::Restores,
 }
 
 impl JobFacts {
@@ -63,6 +67,8 @@ impl JobFacts {
             failures_total: job.failures_total(),
             supervision: job.supervision(),
             checkpoint_config: job.checkpoint_config().cloned(),
+            checkpoints_in_progress: job.checkpoints_in_progress(),
+            restores: job.restores(),
         }
     }
 
@@ -375,11 +381,11 @@ pub fn checkpoints(job: &JobFacts) -> Value {
     let latest_failed = job.checkpoints.iter().rev().find(|c| c.failure.is_some());
     json!({
         "counts": {
-            "total": job.checkpoints.len(),
+            "total": job.checkpoints.len() + job.checkpoints_in_progress,
             "completed": completed.len(),
             "failed": failed,
-            "in_progress": 0,
-            "restored": 0,
+            "in_progress": job.checkpoints_in_progress,
+            "restored": job.restores.count,
         },
         "summary": {
             "state_size": min_max_avg(completed.iter().map(|c| c.state_bytes)),
@@ -391,7 +397,12 @@ pub fn checkpoints(job: &JobFacts) -> Value {
             "completed": latest_completed.map(|c| checkpoint_entry(c)),
             "savepoint": latest_savepoint.map(|c| checkpoint_entry(c)),
             "failed": latest_failed.map(checkpoint_entry),
-            "restored": Value::Null,
+            "restored": job.restores.latest.as_ref().map(|r| json!({
+                "id": r.id,
+                "restore_timestamp": r.restore_timestamp_ms,
+                "is_savepoint": r.savepoint,
+                "external_path": r.location,
+            })),
         },
         "history": job.checkpoints.iter().rev().map(checkpoint_entry).collect::<Vec<_>>(),
     })
@@ -516,6 +527,10 @@ pub fn job_metrics(job: &JobFacts) -> Vec<(&'static str, String)> {
         ("numFailures", job.failures_total.to_string()),
         ("numberOfCompletedCheckpoints", completed.len().to_string()),
         ("numberOfFailedCheckpoints", failed.to_string()),
+        (
+            "numberOfInProgressCheckpoints",
+            job.checkpoints_in_progress.to_string(),
+        ),
         (
             "lastCheckpointDuration",
             last.map_or(-1, |c| c.end_to_end.as_millis() as i64)

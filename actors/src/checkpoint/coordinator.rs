@@ -70,6 +70,8 @@ pub struct CheckpointProgress {
     pub stopped_at: Arc<Mutex<Option<String>>>,
     /// The id the next checkpoint gets.
     pub next_id: Arc<AtomicU64>,
+    /// How many checkpoints are in progress, for the job's readers.
+    pub in_progress: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The coordinator of one job's checkpoints.
@@ -89,6 +91,8 @@ pub struct CheckpointCoordinator {
     stopped_at: Arc<Mutex<Option<String>>>,
     waiters: HashMap<u64, Vec<oneshot::Sender<Result<CheckpointStats, JobError>>>>,
     trigger_times: BTreeMap<u64, (i64, Instant)>,
+    /// `trigger_times.len()`, published.
+    in_progress: Arc<std::sync::atomic::AtomicUsize>,
     /// The id the next checkpoint gets, shared so that a restarted job goes on counting.
     next_id: Arc<AtomicU64>,
     span: Span,
@@ -113,7 +117,9 @@ impl CheckpointCoordinator {
             history,
             stopped_at,
             next_id,
+            in_progress,
         } = progress;
+        in_progress.store(0, Ordering::Relaxed);
         CheckpointCoordinator {
             tracker: CheckpointTracker::new(config, tasks, next_id.load(Ordering::Relaxed)),
             next_id,
@@ -129,6 +135,7 @@ impl CheckpointCoordinator {
             stopped_at,
             waiters: HashMap::new(),
             trigger_times: BTreeMap::new(),
+            in_progress,
             span,
         }
     }
@@ -189,6 +196,8 @@ impl CheckpointCoordinator {
         self.next_id.store(id + 1, Ordering::Relaxed);
         let timestamp = processing_time_now();
         self.trigger_times.insert(id, (timestamp, Instant::now()));
+        self.in_progress
+            .store(self.trigger_times.len(), Ordering::Relaxed);
         // Final checkpoints and savepoints are aligned (a savepoint carries no
         // in-flight records, so it restores at any parallelism).
         let kind = match self.barrier_kind() {
@@ -282,6 +291,8 @@ impl CheckpointCoordinator {
             }
         }
         self.trigger_times.remove(&stats.id);
+        self.in_progress
+            .store(self.trigger_times.len(), Ordering::Relaxed);
         self.storage.forget(stats.id);
         if let Ok(mut history) = self.history.lock() {
             history.push(stats);
@@ -425,6 +436,7 @@ impl CheckpointCoordinator {
 
     /// Deletes what the job's end leaves behind, as the retention says.
     fn clean_up(&mut self, canceled: bool) {
+        self.in_progress.store(0, Ordering::Relaxed);
         for (pending, _) in self.tracker.abort_all(now_ms()) {
             let _ = self.storage.discard(pending.id);
         }

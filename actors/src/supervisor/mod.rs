@@ -226,6 +226,7 @@ impl Supervisor {
                 history: self.shared.checkpoints.clone(),
                 stopped_at: self.shared.stopped_at.clone(),
                 next_id: self.shared.next_checkpoint_id.clone(),
+                in_progress: self.shared.checkpoints_in_progress.clone(),
             },
         )
         .start();
@@ -272,6 +273,7 @@ impl Supervisor {
                 }
             }
         }
+        self.record_restore();
         self.start_coordinator(ctx);
         let reporter = ctx.address().recipient::<SubtaskReport>();
         self.subtasks.clear();
@@ -484,6 +486,30 @@ impl Supervisor {
                 self.deploy(ctx);
             }
             Err(error) => self.fail_or_restart(error, ctx),
+        }
+    }
+
+    /// Notes, for the job's readers, the snapshot this deployment restores
+    /// (if any).
+    fn record_restore(&self) {
+        let Some(id) = self.restored_from else {
+            return;
+        };
+        let snapshot = self
+            .shared
+            .lineage
+            .latest()
+            .filter(|s| s.id == id)
+            .unwrap_or_else(|| crate::lineage::SnapshotRef::checkpoint(id));
+        let restored = crate::job::RestoredSnapshot {
+            id,
+            restore_timestamp_ms: crate::clock::processing_time_now(),
+            savepoint: snapshot.savepoint,
+            location: describe_location(&snapshot, self.shared.lineage.dir()),
+        };
+        if let Ok(mut restores) = self.shared.restores.lock() {
+            restores.count += 1;
+            restores.latest = Some(restored);
         }
     }
 
