@@ -111,6 +111,14 @@ fn rest_api_prometheus_and_stop_over_http_resume_exactly_once() {
         let vertices = detail["vertices"].as_array().unwrap();
         assert!(vertices.len() >= 2, "{detail}");
         assert!(read_records(&detail), "{detail}");
+        // Bytes as records (u64 values: 1 to 9 encoded bytes each).
+        for v in vertices {
+            let (records, bytes) = (
+                v["metrics"]["read-records"].as_u64().unwrap(),
+                v["metrics"]["read-bytes"].as_u64().unwrap(),
+            );
+            assert!(records <= bytes && bytes <= 9 * records, "{v}");
+        }
         assert_eq!(detail["supervision"]["restarts"], json!(1));
         assert_eq!(
             detail["supervision"]["limit"],
@@ -274,6 +282,11 @@ fn rest_api_prometheus_and_stop_over_http_resume_exactly_once() {
             })
             .sum();
         assert!(records_in > 0.0, "{text}");
+        assert!(scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "weir_bytes_in_total"
+                && matches!(s.value, prometheus_parse::Value::Counter(v) if v > 0.0)));
         assert!(scrape
             .samples
             .iter()

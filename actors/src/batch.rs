@@ -136,6 +136,16 @@ pub trait BatchData: Send + 'static {
     fn record_type(&self) -> &'static str;
     /// The batch serialised (rmp-serde), for in-flight data in unaligned checkpoints.
     fn encode(&self) -> Result<Vec<u8>, CodecError>;
+    /// The bytes the batch would take serialised, estimated as its first
+    /// record's encoded size times its records (records cross channels
+    /// unserialised; one record is encoded per batch, into a reused buffer).
+    /// 0 for an empty batch.
+    fn estimated_bytes(&self) -> u64;
+}
+
+thread_local! {
+    /// The buffer [`BatchData::estimated_bytes`] encodes into.
+    static SIZING_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl<T: Clone + Send + Serialize + 'static> BatchData for RecordBatch<T> {
@@ -157,6 +167,18 @@ impl<T: Clone + Send + Serialize + 'static> BatchData for RecordBatch<T> {
 
     fn encode(&self) -> Result<Vec<u8>, CodecError> {
         codec::encode(self)
+    }
+
+    fn estimated_bytes(&self) -> u64 {
+        let Some(first) = self.records.first() else {
+            return 0;
+        };
+        let one = SIZING_BUFFER.with(|buffer| {
+            let mut buffer = buffer.borrow_mut();
+            buffer.clear();
+            codec::encode_into(&mut buffer, first).map_or(0, |()| buffer.len())
+        });
+        (one * self.records.len()) as u64
     }
 }
 
@@ -194,6 +216,15 @@ pub fn downcast_batch<T: 'static>(batch: Batch) -> Result<RecordBatch<T>, String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_are_estimated_from_the_first_record() {
+        let small: RecordBatch<u64> = RecordBatch::from(vec![1, 2, 3]);
+        assert_eq!(small.estimated_bytes(), 3);
+        let words: RecordBatch<String> = RecordBatch::from(vec!["abcd".to_string(); 10]);
+        assert_eq!(words.estimated_bytes(), 50);
+        assert_eq!(RecordBatch::<u64>::from(vec![]).estimated_bytes(), 0);
+    }
 
     #[test]
     fn downcast_to_the_wrong_type_names_both_types() {

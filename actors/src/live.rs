@@ -36,6 +36,8 @@ pub struct SubtaskGauges {
     epoch: Instant,
     records_in: AtomicU64,
     records_out: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
     batches_in: AtomicU64,
     batches_out: AtomicU64,
     busy_ns: AtomicU64,
@@ -57,6 +59,8 @@ impl Default for SubtaskGauges {
             epoch: Instant::now(),
             records_in: AtomicU64::new(0),
             records_out: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
             batches_in: AtomicU64::new(0),
             batches_out: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
@@ -79,6 +83,11 @@ pub struct StepFigures {
     pub records_in: u64,
     /// Records sent downstream.
     pub records_out: u64,
+    /// Bytes taken from the input channels, estimated
+    /// ([`crate::batch::BatchData::estimated_bytes`]).
+    pub bytes_in: u64,
+    /// Bytes sent downstream, estimated.
+    pub bytes_out: u64,
     /// Batches taken from the input channels.
     pub batches_in: u64,
     /// Batches sent downstream.
@@ -101,6 +110,8 @@ impl SubtaskGauges {
         self.records_in.store(figures.records_in, Ordering::Relaxed);
         self.records_out
             .store(figures.records_out, Ordering::Relaxed);
+        self.bytes_in.store(figures.bytes_in, Ordering::Relaxed);
+        self.bytes_out.store(figures.bytes_out, Ordering::Relaxed);
         self.batches_in.store(figures.batches_in, Ordering::Relaxed);
         self.batches_out
             .store(figures.batches_out, Ordering::Relaxed);
@@ -158,6 +169,8 @@ impl SubtaskGauges {
             at: now,
             records_in: self.records_in.load(Ordering::Relaxed),
             records_out: self.records_out.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
             batches_in: self.batches_in.load(Ordering::Relaxed),
             batches_out: self.batches_out.load(Ordering::Relaxed),
             busy_ns: self.busy_ns.load(Ordering::Relaxed),
@@ -178,6 +191,8 @@ struct GaugeReading {
     at: Instant,
     records_in: u64,
     records_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
     batches_in: u64,
     batches_out: u64,
     busy_ns: u64,
@@ -235,6 +250,16 @@ pub struct LiveSubtask {
     pub records_in: u64,
     /// Records sent to the network so far.
     pub records_out: u64,
+    /// Bytes taken from the network so far: estimated, as records cross
+    /// channels unserialised (each batch: its first record's encoded size
+    /// times its records).
+    pub bytes_in: u64,
+    /// Bytes sent to the network so far, estimated in the same way.
+    pub bytes_out: u64,
+    /// Bytes in per second over the last seconds.
+    pub bytes_in_per_second: f64,
+    /// Bytes out per second over the last seconds.
+    pub bytes_out_per_second: f64,
     /// Batches taken from the network so far.
     pub batches_in: u64,
     /// Batches sent to the network so far.
@@ -285,6 +310,14 @@ pub struct LiveVertex {
     pub records_in: u64,
     /// Records out, summed.
     pub records_out: u64,
+    /// Bytes in (estimated), summed.
+    pub bytes_in: u64,
+    /// Bytes out (estimated), summed.
+    pub bytes_out: u64,
+    /// Bytes in per second, summed.
+    pub bytes_in_per_second: f64,
+    /// Bytes out per second, summed.
+    pub bytes_out_per_second: f64,
     /// Records in per second, summed.
     pub records_in_per_second: f64,
     /// Records out per second, summed.
@@ -437,15 +470,19 @@ fn live_subtask(
     earlier: Option<&GaugeReading>,
     wall_clock_ms: i64,
 ) -> LiveSubtask {
-    let (elapsed_ns, busy_ns, backpressured_ns, records_in, records_out) = match earlier {
+    let (elapsed_ns, busy_ns, backpressured_ns) = match earlier {
         Some(e) if now.at > e.at => (
             now.at.duration_since(e.at).as_nanos() as u64,
             now.busy_ns.saturating_sub(e.busy_ns),
             now.backpressured_ns.saturating_sub(e.backpressured_ns),
-            now.records_in.saturating_sub(e.records_in),
-            now.records_out.saturating_sub(e.records_out),
         ),
-        _ => (0, 0, 0, 0, 0),
+        _ => (0, 0, 0),
+    };
+    // What a counter grew by over the window (0 without an earlier reading).
+    let grown = |count: fn(&GaugeReading) -> u64| {
+        earlier
+            .filter(|e| now.at > e.at)
+            .map_or(0, |e| count(now).saturating_sub(count(e)))
     };
     let ratio = |part: u64| {
         if elapsed_ns == 0 {
@@ -480,8 +517,12 @@ fn live_subtask(
         records_out: now.records_out,
         batches_in: now.batches_in,
         batches_out: now.batches_out,
-        records_in_per_second: per_second(records_in),
-        records_out_per_second: per_second(records_out),
+        bytes_in: now.bytes_in,
+        bytes_out: now.bytes_out,
+        records_in_per_second: per_second(grown(|r| r.records_in)),
+        records_out_per_second: per_second(grown(|r| r.records_out)),
+        bytes_in_per_second: per_second(grown(|r| r.bytes_in)),
+        bytes_out_per_second: per_second(grown(|r| r.bytes_out)),
         busy_ratio,
         backpressured_ratio,
         idle_ratio,
@@ -512,6 +553,10 @@ fn vertex_of(id: usize, info: Option<&VertexInfo>, subtasks: Vec<LiveSubtask>) -
         parallelism: info.map_or(subtasks.len(), |i| i.parallelism),
         records_in: subtasks.iter().map(|s| s.records_in).sum(),
         records_out: subtasks.iter().map(|s| s.records_out).sum(),
+        bytes_in: subtasks.iter().map(|s| s.bytes_in).sum(),
+        bytes_out: subtasks.iter().map(|s| s.bytes_out).sum(),
+        bytes_in_per_second: subtasks.iter().map(|s| s.bytes_in_per_second).sum(),
+        bytes_out_per_second: subtasks.iter().map(|s| s.bytes_out_per_second).sum(),
         records_in_per_second: subtasks.iter().map(|s| s.records_in_per_second).sum(),
         records_out_per_second: subtasks.iter().map(|s| s.records_out_per_second).sum(),
         busy_ratio: max(|s| s.busy_ratio),
@@ -531,6 +576,8 @@ mod tests {
             at,
             records_in: records,
             records_out: records,
+            bytes_in: records * 3,
+            bytes_out: records * 3,
             batches_in: 0,
             batches_out: 0,
             busy_ns: busy_ms * 1_000_000,
@@ -558,6 +605,7 @@ mod tests {
         assert!((live.backpressured_ratio - 0.2).abs() < 1e-9);
         assert!((live.idle_ratio - 0.3).abs() < 1e-9);
         assert!((live.records_in_per_second - 4_000.0).abs() < 1e-6);
+        assert!((live.bytes_out_per_second - 12_000.0).abs() < 1e-6);
         assert_eq!(live.backpressure_level, BackpressureLevel::Low);
     }
 

@@ -46,6 +46,8 @@ pub(crate) struct Outputs {
     edges: Vec<OutputEdge>,
     batch_size: usize,
     pub records_out: u64,
+    /// Bytes sent on the main output, estimated ([`crate::batch::BatchData::estimated_bytes`]).
+    pub bytes_out: u64,
     pub batches_out: u64,
     /// The last watermark emitted.
     pub watermark_out: Option<i64>,
@@ -74,6 +76,7 @@ impl Outputs {
             edges,
             batch_size,
             records_out: 0,
+            bytes_out: 0,
             batches_out: 0,
             watermark_out: None,
         }
@@ -93,6 +96,7 @@ impl Outputs {
         match event {
             ChannelEvent::Records(batch) => {
                 self.records_out += batch.len() as u64;
+                self.bytes_out += batch.estimated_bytes();
                 self.partition(None, batch);
             }
             ChannelEvent::Side(tag, batch) => self.partition(Some(&tag), batch),

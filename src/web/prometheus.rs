@@ -140,6 +140,16 @@ pub fn render(jobs: &[JobFacts]) -> String {
         "counter",
         "Records a subtask took from its input channels (this deployment).",
     );
+    let mut bytes_in = Family::new(
+        "weir_bytes_in_total",
+        "counter",
+        "Bytes a subtask took from its input channels (estimated: records move unserialised; each batch counts its first record's encoded size per record).",
+    );
+    let mut bytes_out = Family::new(
+        "weir_bytes_out_total",
+        "counter",
+        "Bytes a subtask sent on its main output (estimated as weir_bytes_in_total).",
+    );
     let mut records_out = Family::new(
         "weir_records_out_total",
         "counter",
@@ -266,6 +276,8 @@ pub fn render(jobs: &[JobFacts]) -> String {
                 ];
                 records_in.add(&labels, s.records_in as f64);
                 records_out.add(&labels, s.records_out as f64);
+                bytes_in.add(&labels, s.bytes_in as f64);
+                bytes_out.add(&labels, s.bytes_out as f64);
                 batches_in.add(&labels, s.batches_in as f64);
                 batches_out.add(&labels, s.batches_out as f64);
                 busy.add(&labels, s.busy_ms_total as f64 / 1e3);
@@ -323,6 +335,8 @@ pub fn render(jobs: &[JobFacts]) -> String {
         &last_alignment,
         &records_in,
         &records_out,
+        &bytes_in,
+        &bytes_out,
         &batches_in,
         &batches_out,
         &busy,

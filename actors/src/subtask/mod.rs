@@ -96,6 +96,8 @@ pub struct Subtask {
     source_backoff: Duration,
     source_wait_armed: bool,
     records_in: u64,
+    /// Bytes taken from the input channels, estimated.
+    bytes_in: u64,
     batches_in: u64,
     /// When the state metrics were last published to the gauges.
     states_published: Option<Instant>,
@@ -147,6 +149,7 @@ impl Subtask {
             source_backoff: Duration::ZERO,
             source_wait_armed: false,
             records_in: 0,
+            bytes_in: 0,
             batches_in: 0,
             states_published: None,
             checkpoints: checkpointing::Checkpointing::default(),
@@ -359,6 +362,8 @@ impl Subtask {
         self.spec.gauges.publish(crate::live::StepFigures {
             records_in: self.records_in,
             records_out: self.outputs.records_out,
+            bytes_in: self.bytes_in,
+            bytes_out: self.outputs.bytes_out,
             batches_in: self.batches_in,
             batches_out: self.outputs.batches_out,
             queued_batches: self
@@ -454,6 +459,7 @@ impl Subtask {
                     });
                 }
                 self.records_in += batch.len() as u64;
+                self.bytes_in += batch.estimated_bytes();
                 self.batches_in += 1;
                 // Restored records too: taken before this channel's barrier
                 // while an unaligned snapshot waits for it, they are in flight.
