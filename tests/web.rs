@@ -502,13 +502,13 @@ fn the_page_renders_the_graph_and_checkpoints_in_chromium() {
         return;
     };
     let dir = temp_dir("page");
-    let mut first = args(&dir, 40_000, Vec::new());
+    let mut first = args(&dir, 400_000, Vec::new());
     // Few enough checkpoints that the page's table (the latest 50) still
     // holds the one checked below when the browser reads it.
     first.job.checkpoint_interval_ms = Some(250);
     let env = StreamEnv::new();
     example::build(&env, &first).unwrap();
-    let jobs = Jobs::new();
+    let jobs = Jobs::new().allow_writes(true);
     let server = web::serve("127.0.0.1:0".parse().unwrap(), jobs.clone()).unwrap();
     let address = server.address().to_string();
     futures::executor::block_on(async {
@@ -548,6 +548,9 @@ fn the_page_renders_the_graph_and_checkpoints_in_chromium() {
                 || dom.contains("data-level=\"low\"")
                 || dom.contains("data-level=\"high\"")
         );
+        // Writes are allowed and the job runs: its buttons are shown.
+        assert!(dom.contains("<div id=\"actions\">"), "{dom}");
+        assert!(dom.contains("id=\"stop\""));
         // The checkpoint table holds the job's completed checkpoints.
         assert!(
             dom.contains(&format!("data-id=\"{id}\" data-status=\"COMPLETED\"")),
