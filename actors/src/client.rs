@@ -132,10 +132,7 @@ impl JobControl {
         use crate::query::{QueryError, StateAnswer, StateQuery};
         let routes = self.query_routes()?;
         let named = uid.is_some();
-        let candidates = match uid {
-            Some(uid) => vec![uid.to_string()],
-            None => routes.candidates(name),
-        };
+        let candidates = routes.candidates_for(uid, name);
         let (mut unknown, mut wrong_key) = (Vec::new(), None);
         for uid in &candidates {
             let Some(first) = routes.all(uid)?.into_iter().next() else {
@@ -209,10 +206,7 @@ impl JobControl {
         use crate::query::{QueryError, StateAnswer};
         let routes = self.query_routes()?;
         let named = uid.is_some();
-        let candidates = match uid {
-            Some(uid) => vec![uid.to_string()],
-            None => routes.candidates(name),
-        };
+        let candidates = routes.candidates_for(uid, name);
         let mut unknown = Vec::new();
         let mut wrong_key = None;
         for uid in &candidates {
@@ -278,10 +272,7 @@ impl JobControl {
     ) -> Result<Vec<Vec<u8>>, crate::query::QueryError> {
         use crate::query::{QueryError, StateAnswer, StateQuery};
         let routes = self.query_routes()?;
-        let candidates = match uid {
-            Some(uid) => vec![uid.to_string()],
-            None => routes.candidates(name),
-        };
+        let candidates = routes.candidates_for(uid, name);
         let mut unknown_errors = Vec::new();
         for uid in &candidates {
             let asks = routes.all(uid)?.into_iter().map(|target| {

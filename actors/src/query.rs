@@ -221,6 +221,15 @@ impl QueryRoutes {
         }
     }
 
+    /// The operators to ask for queryable state `name`: `uid` if named,
+    /// else [`QueryRoutes::candidates`].
+    pub(crate) fn candidates_for(&self, uid: Option<&str>, name: &str) -> Vec<String> {
+        match uid {
+            Some(uid) => vec![uid.to_string()],
+            None => self.candidates(name),
+        }
+    }
+
     /// Remembers that operator `uid` has queryable state `name`.
     pub(crate) fn learn(&self, name: &str, uid: &str) {
         if let Ok(mut learned) = self.learned.lock() {
