@@ -471,6 +471,17 @@ fn writes_are_refused_unless_allowed_and_the_command_lists_jobs() {
         let _ = job.wait().await;
     });
     server.stop();
+    // Nothing answers there any more: the command says so, once, and fails.
+    let unanswered = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["list", "--address", &address])
+        .output()
+        .unwrap();
+    assert_eq!(unanswered.status.code(), Some(1), "{unanswered:?}");
+    let said = String::from_utf8_lossy(&unanswered.stderr);
+    assert!(
+        said.contains(&format!("nothing answers at {address}")) && said.contains("--web-port"),
+        "{said}"
+    );
 }
 
 fn get_text(address: &str, path: &str) -> String {
