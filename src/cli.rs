@@ -249,14 +249,18 @@ impl JobArgs {
         }
         futures::executor::block_on(async {
             let mut client = env.start(job_name).await?;
+            let progress = env.progress_line(&client, true)?;
             std::thread::sleep(after);
             let savepoint = if client.status().is_terminal() {
                 None
             } else {
                 Some(client.stop_with_savepoint(None).await?)
             };
-            let result = client.wait().await?;
-            Ok(Some((result, savepoint)))
+            let result = client.wait().await;
+            if let Some(progress) = progress {
+                progress.finish();
+            }
+            Ok(Some((result?, savepoint)))
         })
     }
 }
@@ -271,6 +275,7 @@ pub fn execute_until_signal(env: &StreamEnv, job_name: &str) -> Result<JobResult
     let handle = signals.handle();
     let outcome = futures::executor::block_on(async {
         let mut client = env.start(job_name).await?;
+        let progress = env.progress_line(&client, true)?;
         let control = client.control();
         let watcher = std::thread::Builder::new()
             .name("weir-signals".into())
@@ -283,20 +288,27 @@ pub fn execute_until_signal(env: &StreamEnv, job_name: &str) -> Result<JobResult
                         "SIGTERM"
                     };
                     if stopping {
-                        eprintln!("{name} again: canceling job `{}`", control.name());
+                        crate::progress::suspend(|| {
+                            eprintln!("{name} again: canceling job `{}`", control.name())
+                        });
                         control.cancel();
                         continue;
                     }
                     stopping = true;
-                    eprintln!(
-                        "{name}: stopping job `{}` (a second signal cancels it)",
-                        control.name()
-                    );
+                    crate::progress::suspend(|| {
+                        eprintln!(
+                            "{name}: stopping job `{}` (a second signal cancels it)",
+                            control.name()
+                        )
+                    });
                     let control = control.clone();
                     std::thread::spawn(move || stop(&control));
                 }
             });
         let outcome = client.wait().await;
+        if let Some(progress) = progress {
+            progress.finish();
+        }
         handle.close();
         if let Ok(watcher) = watcher {
             let _ = watcher.join();
@@ -387,7 +399,7 @@ pub fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::progress::SuspendingStderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

@@ -530,6 +530,19 @@ impl StreamEnv {
         Ok(client)
     }
 
+    /// The progress line of `client`'s job, if `progress` is configured (or
+    /// `default` when it is not) and stderr is a terminal.
+    pub(crate) fn progress_line(
+        &self,
+        client: &JobClient,
+        default: bool,
+    ) -> Result<Option<crate::progress::ProgressLine>, JobError> {
+        let shown = self.builder().configured()?.progress.unwrap_or(default);
+        Ok(shown
+            .then(|| crate::progress::ProgressLine::show(client.control()))
+            .flatten())
+    }
+
     /// Where jobs of this environment are shown on the web (`[web]`).
     pub fn web_settings(&self) -> Result<crate::config::WebSettings, JobError> {
         Ok(self.builder().configured()?.web)
@@ -545,18 +558,17 @@ impl StreamEnv {
     /// Do not call this from a thread that runs an actix System (it would block
     /// the System); there, `execute(..).await` instead.
     ///
-    /// While the job runs, a live progress line is shown on stderr when it
-    /// is a terminal (see [`crate::progress`]; `progress = false` or
-    /// `--no-progress` turns it off).
+    /// With `progress = true`, a live progress line is shown on stderr
+    /// while the job runs, when stderr is a terminal (see
+    /// [`crate::progress`]; job binaries run by [`crate::cli::JobArgs`]
+    /// show it unless `progress = false`).
     pub fn execute_blocking(&self, job_name: &str) -> Result<JobResult, JobError> {
         let (graph, config) = self.job_graph(job_name)?;
-        let configured = self.builder().configured()?;
+        let web = self.web_settings()?;
         futures::executor::block_on(async move {
             let mut client = launch(graph, config, true).await?;
-            show_on_web(&configured.web, &client)?;
-            let progress = (!configured.no_progress)
-                .then(|| crate::progress::ProgressLine::show(client.control()))
-                .flatten();
+            show_on_web(&web, &client)?;
+            let progress = self.progress_line(&client, false)?;
             let result = client.wait().await;
             if let Some(progress) = progress {
                 progress.finish();
@@ -615,7 +627,7 @@ impl Builder {
             resume_from: self.resume_from.clone(),
             rocksdb: Vec::new(),
             web: Default::default(),
-            no_progress: false,
+            progress: None,
         };
         apply(&configuration, &self.code_keys, &mut effective).map_err(config_error)?;
         Ok(effective)

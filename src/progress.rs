@@ -2,8 +2,13 @@
 //! runs: records per second, checkpoints completed, restarts and the worst
 //! backpressure, refreshed twice a second on stderr (with `indicatif`), and
 //! only when stderr is a terminal: a job whose output goes to a file or a
-//! pipe shows nothing. [`StreamEnv::execute_blocking`](crate::StreamEnv::execute_blocking)
-//! shows it unless `progress = false` (`--no-progress`).
+//! pipe shows nothing. Job binaries (jobs run by [`crate::cli::JobArgs`])
+//! show it unless `progress = false` (`--no-progress`);
+//! [`StreamEnv::execute_blocking`](crate::StreamEnv::execute_blocking) in a
+//! program of its own shows it when `progress = true`. Several jobs of one
+//! process get a line each. What the job's logs, the `print()` sink and
+//! weir's own messages write meanwhile goes above the lines, never into
+//! them ([`suspend`], [`SuspendingStderr`]).
 //!
 //! What the line says is decided by [`ProgressFacts::line`], from facts
 //! read off the running job ([`ProgressFacts::of`]); the drawing is
@@ -30,6 +35,7 @@
 //! ```
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use weir_actors::live::LiveVertex;
@@ -68,8 +74,7 @@ impl ProgressFacts {
     /// The facts of `job` now.
     pub fn of(job: &JobControl) -> Self {
         let vertices = job.live_metrics();
-        let checkpoints = job.checkpoint_stats();
-        let completed: Vec<_> = checkpoints.iter().filter(|c| c.failure.is_none()).collect();
+        let checkpoints = job.checkpoint_counts();
         let elapsed_ms = weir_actors::clock::processing_time_now().saturating_sub(job.started_ms());
         let (records, records_per_second) = source_throughput(job, &vertices);
         ProgressFacts {
@@ -78,9 +83,11 @@ impl ProgressFacts {
             elapsed_s: (elapsed_ms.max(0) / 1000) as u64,
             records,
             records_per_second,
-            checkpoints: completed.len(),
-            failed_checkpoints: checkpoints.len() - completed.len(),
-            last_checkpoint_ms: completed.last().map(|c| c.end_to_end.as_millis() as u64),
+            checkpoints: checkpoints.completed,
+            failed_checkpoints: checkpoints.failed,
+            last_checkpoint_ms: checkpoints
+                .last_completed_duration
+                .map(|d| d.as_millis() as u64),
             restarts: job.restarts(),
             backpressure: vertices
                 .iter()
@@ -151,12 +158,55 @@ fn clock(seconds: u64) -> String {
 /// `950`, `48.2 k`, `1.20 M`.
 fn short(n: f64) -> String {
     let n = n.round();
-    if n >= 1e6 {
+    // From 999 950 on, one decimal of thousands would read 1000.0 k.
+    if n >= 999_950.0 {
         format!("{:.2} M", n / 1e6)
     } else if n >= 1e3 {
         format!("{:.1} k", n / 1e3)
     } else {
         format!("{n}")
+    }
+}
+
+/// The progress lines of the process, drawn together on stderr.
+static LINES: OnceLock<indicatif::MultiProgress> = OnceLock::new();
+
+fn lines() -> &'static indicatif::MultiProgress {
+    LINES.get_or_init(|| {
+        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr())
+    })
+}
+
+/// Runs `f` with the progress lines taken off the terminal and drawn again
+/// after it, so that what `f` writes (to stdout or stderr) is not mixed
+/// into them. Without progress lines, just runs `f`.
+pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
+    match LINES.get() {
+        Some(lines) => lines.suspend(f),
+        None => f(),
+    }
+}
+
+/// A `tracing` writer to stderr that writes above the progress lines (see
+/// [`suspend`]); [`crate::cli::init_logging`] logs through it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SuspendingStderr;
+
+impl std::io::Write for SuspendingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        suspend(|| std::io::stderr().write_all(buf)).map(|()| buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for SuspendingStderr {
+    type Writer = SuspendingStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        SuspendingStderr
     }
 }
 
@@ -175,7 +225,7 @@ impl ProgressLine {
             return None;
         }
         let (stop, stopped) = std::sync::mpsc::channel();
-        let bar = indicatif::ProgressBar::new_spinner();
+        let bar = lines().add(indicatif::ProgressBar::new_spinner());
         let thread = std::thread::Builder::new()
             .name("weir-progress".into())
             .spawn(move || loop {
@@ -185,6 +235,7 @@ impl ProgressLine {
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     _ => {
                         bar.finish_and_clear();
+                        lines().remove(&bar);
                         return;
                     }
                 }
@@ -259,6 +310,8 @@ mod tests {
         assert_eq!(short(950.4), "950");
         assert_eq!(short(48_250.0), "48.2 k");
         assert_eq!(short(1_204_000.0), "1.20 M");
+        assert_eq!(short(999_960.0), "1.00 M");
+        assert_eq!(short(999.6), "1.0 k");
         assert_eq!(clock(59), "0:59");
         assert_eq!(clock(3600), "1:00:00");
     }

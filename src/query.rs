@@ -252,9 +252,11 @@ impl QueryableState for JobControl {
 /// ([`crate::web`]) and scripts. A live query asks a subtask of the
 /// operator to read the key as its key type, then the subtask that owns it
 /// (as [`QueryableState::query`] does); a committed one looks the key up in
-/// the checkpoint by its encoding, which is the JSON's shape (a struct
-/// key's fields in declaration order). A list is a JSON array, a map an
-/// object (non-string keys as their JSON text).
+/// the checkpoint by the encoding the operator gives it the same way, or,
+/// while no subtask runs (a restart), by the JSON's own shape (a struct
+/// key's fields in declaration order). A key the operator's key type cannot
+/// read is [`QueryError::Codec`]. A list is a JSON array, a map an object
+/// (non-string keys as their JSON text).
 ///
 /// ```no_run
 /// use weir::query::{query_json, Consistency, QueryTarget};
@@ -276,9 +278,21 @@ pub async fn query_json(
     };
     let answer = match wanted {
         Some(wanted) => {
-            let encoded = crate::inspect::json_text_to_msgpack(key_json)
-                .map_err(|e| QueryError::Codec(format!("the key `{key_json}`: {e}")))?;
-            match query_committed_encoded(control, &target, &encoded, wanted) {
+            let located = control
+                .locate_json_key(target.uid.as_deref(), &target.name, key_json)
+                .await;
+            let (asked, encoded) = match located {
+                Ok((uid, _, key)) => (QueryTarget::in_operator(&uid, &target.name), key),
+                Err(e @ QueryError::Codec(_)) => return Err(e),
+                // No running subtask to ask (or the state not used since
+                // the restart): the key as its JSON's shape.
+                Err(_) => {
+                    let encoded = crate::inspect::json_text_to_msgpack(key_json)
+                        .map_err(|e| QueryError::Codec(format!("the key `{key_json}`: {e}")))?;
+                    (target.clone(), encoded)
+                }
+            };
+            match query_committed_encoded(control, &asked, &encoded, wanted) {
                 // As in `query`: a state first used after the snapshot.
                 Err(QueryError::UnknownState { .. } | QueryError::UnknownName { .. })
                     if control
@@ -299,11 +313,10 @@ pub async fn query_json(
     };
     answer
         .map(|bytes| {
-            crate::inspect::msgpack_to_json(&bytes).map_err(|e| {
-                QueryError::Codec(format!(
-                    "the value of queryable state `{}` does not decode: {e}",
-                    target.name
-                ))
+            crate::inspect::msgpack_to_json(&bytes).map_err(|e| QueryError::Failed {
+                uid: target.uid.clone().unwrap_or_default(),
+                name: target.name.clone(),
+                cause: format!("its value does not decode: {e}"),
             })
         })
         .transpose()

@@ -267,3 +267,51 @@ fn the_file_weir_config_names_configures_the_job() {
     // A flag beats the file.
     assert_eq!(settings(&plan(&["--parallelism", "3"])), vec![(3, 64); 3]);
 }
+
+/// A job binary shows its progress line when stderr is a terminal (here a
+/// pseudo-terminal from util-linux's `script`), not when it is a pipe, and
+/// not with `--no-progress`.
+#[test]
+fn the_progress_line_shows_on_a_terminal_only() {
+    let Some(script) = ["/usr/bin/script", "/bin/script"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        eprintln!("skipped: no `script` (util-linux) to give the job a terminal");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("weir-progress-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // Each run writes to directories of its own (`tag`).
+    let job = |tag: &str, extra: &str| {
+        format!(
+            "{} --records 30000 --rate 20000 --output {} --checkpoint-dir {} {extra}",
+            example_binary().display(),
+            dir.join(tag).join("out").display(),
+            dir.join(tag).join("checkpoints").display(),
+        )
+    };
+    let on_a_terminal = |tag: &str, extra: &str| {
+        let output = Command::new(script)
+            .args(["-qec", &job(tag, extra), "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let shown = on_a_terminal("shown", "");
+    assert!(
+        shown.contains("exactly-once RUNNING") && shown.contains("records/s"),
+        "{shown}"
+    );
+    let off = on_a_terminal("off", "--no-progress");
+    assert!(!off.contains("records/s"), "{off}");
+    let piped = Command::new(example_binary())
+        .args(job("piped", "").split_whitespace().skip(1))
+        .output()
+        .unwrap();
+    assert!(piped.status.success(), "{piped:?}");
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("records/s"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

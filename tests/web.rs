@@ -204,6 +204,13 @@ fn rest_api_prometheus_and_stop_over_http_resume_exactly_once() {
         assert_eq!(state_error("count-and-sum/alice"), 400);
         assert_eq!(state_error("count-and-sum/3?uid=nope"), 404);
         assert_eq!(state_error("count-and-sum/3?consistency=eventual"), 400);
+        // The operator reads the key for committed queries too.
+        assert_eq!(
+            state_error("count-and-sum/alice?consistency=committed"),
+            400
+        );
+        // A malformed parameter is a JSON error like any other.
+        assert_eq!(state_error("count-and-sum/3?checkpoint=abc"), 400);
 
         // The JSON shapes scripts rely on, values redacted: no field renamed,
         // moved or retyped without this test saying so.
@@ -321,6 +328,11 @@ fn rest_api_prometheus_and_stop_over_http_resume_exactly_once() {
         assert!(location.starts_with(&savepoints.display().to_string()));
         let ended = get(&address, &format!("/jobs/{id}")).unwrap();
         assert_eq!(ended["state"], json!("FINISHED"));
+        // An ended job answers no live query again: 409, not "retry".
+        assert_eq!(
+            status_of(get(&address, &format!("/jobs/{id}/state/count-and-sum/3")).unwrap_err()),
+            409
+        );
         // A job that has ended takes no more writes.
         assert_eq!(
             status_of(
@@ -439,11 +451,21 @@ fn writes_are_refused_unless_allowed_and_the_command_lists_jobs() {
             assert!(error.to_string().contains("disabled"), "{error}");
             assert_eq!(status_of(error), 403);
         }
-        // No checkpointing: no checkpoint settings.
+        // No checkpointing: no checkpoint settings, no committed state.
         assert_eq!(
             status_of(get(&address, &format!("/jobs/{id}/checkpoints/config")).unwrap_err()),
             404
         );
+        let committed = get(
+            &address,
+            &format!("/jobs/{id}/state/anything/1?consistency=committed"),
+        )
+        .unwrap_err();
+        assert!(
+            committed.to_string().contains("does not checkpoint"),
+            "{committed}"
+        );
+        assert_eq!(status_of(committed), 409);
 
         let weir = env!("CARGO_BIN_EXE_weir");
         let output = std::process::Command::new(weir)

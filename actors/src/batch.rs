@@ -176,7 +176,12 @@ impl<T: Clone + Send + Serialize + 'static> BatchData for RecordBatch<T> {
         let one = SIZING_BUFFER.with(|buffer| {
             let mut buffer = buffer.borrow_mut();
             buffer.clear();
-            codec::encode_into(&mut buffer, first).map_or(0, |()| buffer.len())
+            let size = codec::encode_into(&mut buffer, first).map_or(0, |()| buffer.len());
+            // One huge record does not keep its buffer for the thread's life.
+            if buffer.capacity() > 1 << 16 {
+                *buffer = Vec::new();
+            }
+            size
         });
         (one * self.records.len()) as u64
     }

@@ -119,57 +119,90 @@ impl JobControl {
 
     /// The value of the key written as JSON text `key_json` (if the text is
     /// not JSON: the text as a string) in queryable state `name` of
-    /// operator `uid` (`None`: whichever operator has it and reads such a
-    /// key), for callers that do not know the key's type: a subtask of the
-    /// operator reads the key as its key type ([`crate::query::StateQuery::Locate`]),
-    /// then the subtask that owns it answers as [`JobControl::query_state`] does.
+    /// operator `uid` (`None`: whichever operator has it), for callers that
+    /// do not know the key's type: the key is located first
+    /// ([`JobControl::locate_json_key`]), then the subtask that owns it
+    /// answers as [`JobControl::query_state`] does.
     pub async fn query_state_json_key(
         &self,
         uid: Option<&str>,
         name: &str,
         key_json: &str,
     ) -> Result<Option<Vec<u8>>, crate::query::QueryError> {
-        use crate::query::{QueryError, StateAnswer, StateQuery};
+        let (uid, group, key) = self.locate_json_key(uid, name, key_json).await?;
+        let key_group: crate::query::KeyGroupOf = Box::new(move |_| group);
+        self.query_state(Some(&uid), name, key, key_group).await
+    }
+
+    /// The key written as JSON text `key_json` (or the text as a string) as
+    /// operator `uid` reads it, or (`None`) the operator that has queryable
+    /// state `name`: that operator's uid, the key's group and its encoding.
+    /// A running subtask of the operator reads the key as its key type
+    /// ([`crate::query::StateQuery::Locate`]); a key it cannot read is
+    /// [`QueryError::Codec`](crate::query::QueryError::Codec).
+    pub async fn locate_json_key(
+        &self,
+        uid: Option<&str>,
+        name: &str,
+        key_json: &str,
+    ) -> Result<(String, usize, Vec<u8>), crate::query::QueryError> {
+        use crate::query::QueryError;
         let routes = self.query_routes()?;
         let named = uid.is_some();
         let candidates = routes.candidates_for(uid, name);
-        let (mut unknown, mut wrong_key) = (Vec::new(), None);
+        let mut unknown = Vec::new();
         for uid in &candidates {
-            let Some(first) = routes.all(uid)?.into_iter().next() else {
-                continue;
-            };
+            // Unnamed: only an operator that has the state reads the key.
+            if !named {
+                match self.knows(&routes, uid, name).await {
+                    Ok(()) => {}
+                    Err(e @ QueryError::Unavailable { .. }) => return Err(e),
+                    Err(e) => {
+                        unknown.push(e);
+                        continue;
+                    }
+                }
+            }
+            let (group, key) = self.locate_in(&routes, uid, name, key_json).await?;
+            routes.learn(name, uid);
+            return Ok((uid.clone(), group, key));
+        }
+        Err(routes.unknown(None, name, unknown))
+    }
+
+    /// [`locate_json_key`](Self::locate_json_key) in operator `uid`: asks
+    /// its subtasks in turn until one that runs answers.
+    async fn locate_in(
+        &self,
+        routes: &crate::query::QueryRoutes,
+        uid: &str,
+        name: &str,
+        key_json: &str,
+    ) -> Result<(usize, Vec<u8>), crate::query::QueryError> {
+        use crate::query::{QueryError, StateAnswer, StateQuery};
+        let mut unavailable = None;
+        for target in routes.all(uid)? {
             let locate = StateQuery::Locate {
                 key_json: key_json.to_string(),
             };
-            let (group, key) = match self.ask(first, uid, name, locate).await {
-                Ok(StateAnswer::Located { key_group, key }) => (key_group, key),
+            match self.ask(target, uid, name, locate).await {
+                Ok(StateAnswer::Located { key_group, key }) => return Ok((key_group, key)),
                 Ok(_) => {
-                    return Err(QueryError::Codec(
-                        "locating a key got another kind of answer".into(),
-                    ))
+                    return Err(QueryError::Failed {
+                        uid: uid.to_string(),
+                        name: name.to_string(),
+                        cause: "locating a key got another kind of answer".into(),
+                    })
                 }
-                Err(e @ QueryError::Codec(_)) if !named => {
-                    wrong_key.get_or_insert(e);
-                    continue;
-                }
-                Err(e @ QueryError::UnknownState { .. }) if !named => {
-                    unknown.push(e);
-                    continue;
-                }
+                Err(e @ QueryError::Unavailable { .. }) => unavailable = Some(e),
                 Err(e) => return Err(e),
-            };
-            let key_group: crate::query::KeyGroupOf = Box::new(move |_| group);
-            match self.query_state(Some(uid), name, key, key_group).await {
-                Err(e @ (QueryError::UnknownState { .. } | QueryError::UnknownName { .. }))
-                    if !named =>
-                {
-                    unknown.push(e)
-                }
-                answer => return answer,
             }
         }
-        let asked = named.then_some(candidates[0].as_str());
-        Err(wrong_key.unwrap_or_else(|| routes.unknown(asked, name, unknown)))
+        Err(unavailable.unwrap_or_else(|| QueryError::Unavailable {
+            job: self.name.clone(),
+            reason: format!("operator `{uid}` has no running subtask"),
+            retry: true,
+        }))
     }
 
     /// The value under `user_key` (encoded) in the map of `key` (encoded;
@@ -242,21 +275,33 @@ impl JobControl {
 
     /// Whether some subtask of operator `uid` has queryable state `name`.
     async fn known_by(&self, routes: &crate::query::QueryRoutes, uid: &str, name: &str) -> bool {
-        use crate::query::StateQuery;
-        let Ok(subtasks) = routes.all(uid) else {
-            return false;
-        };
-        let probes = subtasks.into_iter().map(|target| {
+        self.knows(routes, uid, name).await.is_ok()
+    }
+
+    /// `Ok` if some subtask of operator `uid` has queryable state `name`,
+    /// else what one of them answered.
+    async fn knows(
+        &self,
+        routes: &crate::query::QueryRoutes,
+        uid: &str,
+        name: &str,
+    ) -> Result<(), crate::query::QueryError> {
+        use crate::query::{QueryError, StateQuery};
+        let probes = routes.all(uid)?.into_iter().map(|target| {
             let probe = StateQuery::Keys {
                 limit: 0,
                 after: None,
             };
             self.ask(target, uid, name, probe)
         });
-        futures::future::join_all(probes)
-            .await
-            .iter()
-            .any(Result::is_ok)
+        let answers = futures::future::join_all(probes).await;
+        if answers.iter().any(Result::is_ok) {
+            return Ok(());
+        }
+        Err(answers
+            .into_iter()
+            .find_map(Result::err)
+            .unwrap_or_else(|| QueryError::no_queryable_state(uid, name)))
     }
 
     /// Up to `limit` keys (encoded, in byte order, after `after` if given)
@@ -569,6 +614,25 @@ impl JobControl {
             .lock()
             .map(|h| h.clone())
             .unwrap_or_default()
+    }
+
+    /// How many checkpoints completed and failed so far, and how long the
+    /// latest completed one took, without copying the history.
+    pub fn checkpoint_counts(&self) -> crate::checkpoint::CheckpointCounts {
+        let mut counts = crate::checkpoint::CheckpointCounts::default();
+        if let Ok(history) = self.shared.checkpoints.lock() {
+            for c in history.iter() {
+                match &c.failure {
+                    None => {
+                        counts.completed += 1;
+                        counts.last_completed_duration = Some(c.end_to_end);
+                    }
+                    Some(failure) if failure.counts_as_failure() => counts.failed += 1,
+                    Some(_) => {}
+                }
+            }
+        }
+        counts
     }
 
     /// The complete checkpoints the storage holds (id, time, size, location).

@@ -27,8 +27,9 @@ pub(crate) struct Effective {
     pub rocksdb: Vec<(String, String)>,
     /// `[web]`: where the job is shown, if anywhere.
     pub web: WebSettings,
-    /// `progress = false`: no progress line even on a terminal.
-    pub no_progress: bool,
+    /// `progress`: whether a progress line is shown on a terminal (`None`:
+    /// the caller's default).
+    pub progress: Option<bool>,
 }
 
 /// Where a job binary serves its web page and REST API (`[web]`).
@@ -116,7 +117,7 @@ fn apply_one(key: &str, value: &ConfigValue, e: &mut Effective) -> Result<(), St
     match key {
         "parallelism" => e.parallelism = number(value)? as usize,
         "max_parallelism" => e.max_parallelism = number(value)? as usize,
-        "progress" => e.no_progress = !flag(value)?,
+        "progress" => e.progress = Some(flag(value)?),
         "state.backend" => e.state_backend = Some(backend(text(value)?, &e.rocksdb)?),
         key if key.starts_with("rocksdb.") => {
             let shown = match value {

@@ -61,7 +61,7 @@ const ANY_NUMBER: Kind = Kind::Number { min: 0 };
 pub const KEYS: &[KeySpec] = &[
     key("parallelism", POSITIVE, "default parallelism of operators"),
     key("max_parallelism", POSITIVE, "default max parallelism (number of key groups)"),
-    key("progress", Kind::Bool, "a live progress line on stderr while the job runs, when stderr is a terminal (default true)"),
+    key("progress", Kind::Bool, "a live progress line on stderr while the job runs, when stderr is a terminal (default: true for job binaries, false for StreamEnv::execute_blocking)"),
     key("state.backend", Kind::Backend, "state backend: heap (alias hashmap) or rocksdb"),
     key("state.checkpoints_dir", Kind::Dir, "where checkpoints are written (turns checkpointing on)"),
     key("state.savepoints_dir", Kind::Dir, "where savepoints go when a call gives no directory"),

@@ -675,6 +675,10 @@ impl<K: Key> KeyedCore<K> {
         query: &StateQuery,
     ) -> Result<StateAnswer, QueryError> {
         let max = self.max_parallelism();
+        // Reading a key needs its type, not the state: answered before open.
+        if let StateQuery::Locate { key_json } = query {
+            return locate::<K>(uid, key_json, max);
+        }
         let Some(store) = self.store.as_mut() else {
             return Err(QueryError::Unavailable {
                 job: String::new(),
@@ -712,25 +716,7 @@ impl<K: Key> KeyedCore<K> {
             Ok((key, group))
         };
         let answer = match query {
-            StateQuery::Locate { key_json } => {
-                let key: K = serde_json::from_str(key_json)
-                    .or_else(|e| {
-                        serde_json::from_value(serde_json::Value::String(key_json.clone()))
-                            .map_err(|_| e)
-                    })
-                    .map_err(|e| {
-                        QueryError::Codec(format!(
-                            "the key `{key_json}` is not a key of operator `{uid}` (of type \
-                             `{}`): {e}",
-                            std::any::type_name::<K>()
-                        ))
-                    })?;
-                let encoded = codec::encode(&key).map_err(|e| QueryError::Codec(e.to_string()))?;
-                return Ok(StateAnswer::Located {
-                    key_group: key_group(&key, max),
-                    key: encoded,
-                });
-            }
+            StateQuery::Locate { key_json } => return locate::<K>(uid, key_json, max),
             StateQuery::Get { key_group, key } => {
                 let (key, group) = decoded(key, *key_group)?;
                 store
@@ -781,4 +767,25 @@ impl<K: Key> KeyedCore<K> {
             .as_mut()
             .ok_or_else(|| "keyed operator used before open".into())
     }
+}
+
+/// The key written as JSON text (or, failing that, the text as a string),
+/// read as the operator's key type `K`: its key group and its encoding
+/// ([`StateQuery::Locate`]).
+fn locate<K: Key>(uid: &str, key_json: &str, max: usize) -> Result<StateAnswer, QueryError> {
+    let key: K = serde_json::from_str(key_json)
+        .or_else(|e| {
+            serde_json::from_value(serde_json::Value::String(key_json.to_string())).map_err(|_| e)
+        })
+        .map_err(|e| {
+            QueryError::Codec(format!(
+                "the key `{key_json}` is not a key of operator `{uid}` (of type `{}`): {e}",
+                std::any::type_name::<K>()
+            ))
+        })?;
+    let encoded = codec::encode(&key).map_err(|e| QueryError::Codec(e.to_string()))?;
+    Ok(StateAnswer::Located {
+        key_group: key_group(&key, max),
+        key: encoded,
+    })
 }

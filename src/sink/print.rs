@@ -37,6 +37,13 @@ impl<T: std::fmt::Debug> Sink<T> for PrintSink {
         if self.closed {
             return Ok(());
         }
+        crate::progress::suspend(|| self.print(batch))
+    }
+}
+
+impl PrintSink {
+    /// Writes `batch` to stdout, a record a line.
+    fn print<T: std::fmt::Debug>(&mut self, batch: Vec<T>) -> Result<(), UserError> {
         let mut out = std::io::stdout().lock();
         for record in batch {
             match writeln!(out, "{}{record:?}", self.prefix) {

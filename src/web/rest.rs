@@ -19,6 +19,10 @@ pub fn scope(path: &str, jobs: Jobs) -> Scope {
     web::scope(path)
         .app_data(web::Data::new(jobs))
         .app_data(web::JsonConfig::default())
+        .app_data(web::QueryConfig::default().error_handler(|e, _| {
+            let answer = error(StatusCode::BAD_REQUEST, e.to_string()).response();
+            actix_web::error::InternalError::from_response(e, answer).into()
+        }))
         .route("", web::get().to(super::page::page))
         .route("/", web::get().to(super::page::page))
         .route("/metrics", web::get().to(prometheus))
@@ -264,15 +268,26 @@ async fn state(
             "value": value,
             "consistency": params.consistency.as_deref().unwrap_or("live"),
         })),
+        Err(QueryError::NotYet { .. }) if job.checkpoint_config().is_none() => error(
+            StatusCode::CONFLICT,
+            format!(
+                "job `{}` does not checkpoint: it has no committed state (ask for live state)",
+                job.name()
+            ),
+        )
+        .response(),
         Err(e) => {
             let status = match &e {
                 QueryError::UnknownOperator { .. }
                 | QueryError::UnknownState { .. }
                 | QueryError::UnknownName { .. } => StatusCode::NOT_FOUND,
                 QueryError::Codec(_) => StatusCode::BAD_REQUEST,
-                QueryError::Unavailable { .. } | QueryError::NotYet { .. } => {
+                // Restarting, or no checkpoint yet: ask again later.
+                QueryError::Unavailable { retry: true, .. } | QueryError::NotYet { .. } => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
+                // Ended: it will not answer a live query again.
+                QueryError::Unavailable { retry: false, .. } => StatusCode::CONFLICT,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             error(status, e.to_string()).response()

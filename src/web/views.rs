@@ -385,7 +385,7 @@ pub fn checkpoints(job: &JobFacts) -> Value {
     let latest_failed = job.checkpoints.iter().rev().find(|c| c.failure.is_some());
     json!({
         "counts": {
-            "total": job.checkpoints.len() + job.checkpoints_in_progress,
+            "total": completed.len() + failed + job.checkpoints_in_progress,
             "completed": completed.len(),
             "failed": failed,
             "in_progress": job.checkpoints_in_progress,

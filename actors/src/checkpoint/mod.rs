@@ -33,7 +33,7 @@ pub mod tracker;
 pub use config::{CheckpointConfig, CheckpointMode, ExternalizedRetention};
 pub use failure::CheckpointFailure;
 pub use metadata::{CheckpointMetadata, StateHandle, SubtaskState};
-pub use stats::{CheckpointStats, SubtaskCheckpointStats};
+pub use stats::{CheckpointCounts, CheckpointStats, SubtaskCheckpointStats};
 pub use storage::{
     CheckpointStorage, FsStorage, MemoryStorage, RetainedCheckpoint, StorageError, StorageSpec,
 };

@@ -21,6 +21,19 @@ pub struct SubtaskCheckpointStats {
     pub unaligned: bool,
 }
 
+/// How many checkpoints of a job completed and failed (a subsumed or
+/// declined-as-unneeded one is neither: `counts_as_failure`), and how long
+/// the latest completed one took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointCounts {
+    /// Completed checkpoints and savepoints.
+    pub completed: usize,
+    /// Failed ones.
+    pub failed: usize,
+    /// The latest completed one's end-to-end duration.
+    pub last_completed_duration: Option<std::time::Duration>,
+}
+
 /// A finished checkpoint, complete or not.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointStats {
