@@ -254,6 +254,21 @@ impl<K: Key, S: StateData> HeapTable<K, S> {
         self.group_mut(group).get_mut(key)
     }
 
+    /// How many of `keys` (with their key groups) have a value: a read of
+    /// each key's entry, so that the next access finds it in the cache (see
+    /// [`crate::state::KeyedStore::warm`]). Keys of groups not held count as
+    /// absent.
+    pub fn warm(&self, keys: &[(&K, usize)]) -> usize {
+        let mut found = 0;
+        for (key, group) in keys {
+            let index = group.wrapping_sub(self.start);
+            if let Some(group) = self.groups.get(index) {
+                found += usize::from(group.get(key).is_some());
+            }
+        }
+        found
+    }
+
     /// Sets the value of `key`.
     #[inline]
     pub fn put(&mut self, group: usize, key: &K, value: S) {

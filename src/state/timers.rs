@@ -53,6 +53,10 @@ pub struct TimerQueue<K> {
     queued: usize,
     /// The next registration's sequence number (from 1).
     next_sequence: u64,
+    /// The last bucket that drained, emptied, for the next new timestamp
+    /// to take: windows fill one bucket per window with every key, and a
+    /// map that grows from empty to 100 000 keys rehashes all the way.
+    spare: Option<Bucket<K>>,
 }
 
 /// The timers of one timestamp.
@@ -107,6 +111,7 @@ impl<K> Default for TimerQueue<K> {
             live: 0,
             queued: 0,
             next_sequence: 1,
+            spare: None,
         }
     }
 }
@@ -115,7 +120,11 @@ impl<K: Key> TimerQueue<K> {
     /// Registers a timer for `key` at `timestamp` (no-op if it exists).
     #[inline]
     pub fn register(&mut self, key: K, timestamp: i64) {
-        let bucket = self.buckets.entry(timestamp).or_default();
+        let spare = &mut self.spare;
+        let bucket = self
+            .buckets
+            .entry(timestamp)
+            .or_insert_with(|| spare.take().unwrap_or_default());
         let sequence = self.next_sequence;
         let key = match bucket.members.entry(key) {
             Entry::Occupied(entry) if *entry.get() > bucket.popped_through => return,
@@ -220,12 +229,42 @@ impl<K: Key> TimerQueue<K> {
             };
             self.queued -= 1;
             if bucket.queue.is_empty() {
-                first.remove();
+                let drained = first.remove();
+                self.keep_spare(drained);
             }
             if live {
                 self.live -= 1;
                 return Some((timestamp, key));
             }
+        }
+    }
+
+    /// Calls `f` with the keys of the next (at most) `n` entries due at
+    /// `time`, in firing order, deleted timers' included: what is about to
+    /// fire, for looking its state up ahead.
+    pub fn for_each_due_ahead<'a>(&'a self, time: i64, n: usize, mut f: impl FnMut(&'a K)) {
+        let due = self
+            .buckets
+            .range(..=time)
+            .flat_map(|(_, b)| b.queue.iter());
+        for (_, key) in due.take(n) {
+            f(key);
+        }
+    }
+
+    /// Keeps `drained` (a bucket whose queue is empty), emptied, as the
+    /// spare, unless the spare holds more.
+    fn keep_spare(&mut self, mut drained: Bucket<K>) {
+        let capacity = |b: &Bucket<K>| b.members.capacity();
+        if self
+            .spare
+            .as_ref()
+            .is_none_or(|s| capacity(s) < capacity(&drained))
+        {
+            drained.members.clear();
+            drained.popped_through = 0;
+            drained.deleted = false;
+            self.spare = Some(drained);
         }
     }
 

@@ -22,8 +22,11 @@
 //! assert_eq!(shape.window_start(14), 4);
 //! ```
 
-use serde::{Deserialize, Serialize};
-use smallvec::SmallVec;
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+
+use serde::de::{SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::windows::window_start;
 
@@ -212,19 +215,50 @@ impl LastPlacement {
 }
 
 /// One key's partial aggregates, one per slice, ordered by slice end.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Slices<Acc>(pub SmallVec<[(i64, Acc); 1]>);
+///
+/// The last slice (the one in-order input adds to) is kept inline, in the
+/// state's map entry; the earlier ones (a sliding window's other slices)
+/// in a deque behind one pointer. An element of in-order input then touches
+/// the entry only, which the keyed loop has brought into the cache ahead of
+/// the record ([`crate::state::KeyedStore::warm`]); a firing drops slices
+/// from the front without moving the others. Serialised as the sequence of
+/// `(slice end, aggregate)` pairs.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Slices<Acc> {
+    /// Every slice but the last, ordered by end; `None` when there are none.
+    earlier: Option<Box<VecDeque<(i64, Acc)>>>,
+    /// The slice with the latest end; `None` only when there are no slices.
+    last: Option<(i64, Acc)>,
+}
 
 impl<Acc> Default for Slices<Acc> {
     fn default() -> Self {
-        Slices(SmallVec::new())
+        Slices {
+            earlier: None,
+            last: None,
+        }
     }
 }
 
 impl<Acc> Slices<Acc> {
+    /// The slices from a sequence ordered by slice end.
+    fn from_ordered(mut slices: VecDeque<(i64, Acc)>) -> Self {
+        let last = slices.pop_back();
+        let earlier = (!slices.is_empty()).then(|| Box::new(slices));
+        Slices { earlier, last }
+    }
+
+    /// Every slice, ordered by end.
+    pub fn iter(&self) -> impl Iterator<Item = &(i64, Acc)> {
+        self.earlier
+            .iter()
+            .flat_map(|earlier| earlier.iter())
+            .chain(self.last.as_ref())
+    }
+
     /// Adds to the slice ending at `end` through `add`, or creates it with
     /// `first`; returns whether it was created. In-order input finds its
-    /// slice at the back.
+    /// slice inline, at the back.
     #[inline]
     pub fn add<V>(
         &mut self,
@@ -233,27 +267,51 @@ impl<Acc> Slices<Acc> {
         add: impl FnOnce(&mut Acc, V),
         first: impl FnOnce(V) -> Acc,
     ) -> bool {
-        let at = self.0.iter().rposition(|(e, _)| *e <= end);
-        match at {
-            Some(i) if self.0[i].0 == end => {
-                add(&mut self.0[i].1, value);
+        match &mut self.last {
+            Some((last_end, acc)) if *last_end == end => {
+                add(acc, value);
                 false
             }
-            Some(i) => {
-                self.0.insert(i + 1, (end, first(value)));
+            Some((last_end, _)) if *last_end < end => {
+                let previous = self.last.replace((end, first(value)));
+                self.earlier
+                    .get_or_insert_with(Box::default)
+                    .extend(previous);
                 true
             }
             None => {
-                self.0.insert(0, (end, first(value)));
+                self.last = Some((end, first(value)));
                 true
+            }
+            Some(_) => {
+                let earlier = self.earlier.get_or_insert_with(Box::default);
+                match earlier.iter().rposition(|(e, _)| *e <= end) {
+                    Some(i) if earlier[i].0 == end => {
+                        add(&mut earlier[i].1, value);
+                        false
+                    }
+                    Some(i) => {
+                        earlier.insert(i + 1, (end, first(value)));
+                        true
+                    }
+                    None => {
+                        earlier.push_front((end, first(value)));
+                        true
+                    }
+                }
             }
         }
     }
 
     /// Whether some slice ends in `(start, end]`.
     pub fn any_in(&self, start: i64, end: i64) -> bool {
-        let from = self.0.partition_point(|(e, _)| *e <= start);
-        self.0.get(from).is_some_and(|(e, _)| *e <= end)
+        let inside = |e: i64| e > start && e <= end;
+        if let Some(earlier) = &self.earlier {
+            if first_after(earlier, start).is_some_and(|(e, _)| *e <= end) {
+                return true;
+            }
+        }
+        self.last.as_ref().is_some_and(|(e, _)| inside(*e))
     }
 
     /// Removes the slices before the first one `keep` holds for (`keep` is
@@ -269,23 +327,46 @@ impl<Acc> Slices<Acc> {
     where
         Acc: Clone,
     {
-        // A scan from the front, not a binary search: usually one slice or
-        // none goes, and `keep` may divide.
-        let removed = self.0.iter().take_while(|(e, _)| !keep(*e)).count();
         let mut result: Option<Acc> = None;
         let mut take = |acc: Acc| match result.as_mut() {
             None => result = Some(acc),
             Some(into) => merge(into, acc),
         };
         let inside = |e: i64| window.is_some_and(|(start, end)| e > start && e <= end);
-        for (e, acc) in self.0.drain(..removed) {
-            if inside(e) {
-                take(acc);
+        // From the front: usually one slice or none goes, and `keep` may
+        // divide.
+        let mut all_earlier_removed = true;
+        if let Some(earlier) = self.earlier.as_mut() {
+            while let Some((e, _)) = earlier.front() {
+                if keep(*e) {
+                    all_earlier_removed = false;
+                    break;
+                }
+                if let Some((e, acc)) = earlier.pop_front() {
+                    if inside(e) {
+                        take(acc);
+                    }
+                }
+            }
+            if earlier.is_empty() {
+                self.earlier = None;
+            }
+        }
+        if all_earlier_removed && self.last.as_ref().is_some_and(|(e, _)| !keep(*e)) {
+            if let Some((e, acc)) = self.last.take() {
+                if inside(e) {
+                    take(acc);
+                }
             }
         }
         if let Some((start, end)) = window {
-            let from = self.0.partition_point(|(e, _)| *e <= start);
-            for (_, acc) in self.0[from..].iter().take_while(|(e, _)| *e <= end) {
+            if let Some(earlier) = &self.earlier {
+                let from = earlier.iter().take_while(|(e, _)| *e <= start).count();
+                for (_, acc) in earlier.range(from..).take_while(|(e, _)| *e <= end) {
+                    take(acc.clone());
+                }
+            }
+            if let Some((_, acc)) = self.last.as_ref().filter(|(e, _)| inside(*e)) {
                 take(acc.clone());
             }
         }
@@ -294,7 +375,53 @@ impl<Acc> Slices<Acc> {
 
     /// Whether there are no slices.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.last.is_none()
+    }
+}
+
+/// The first slice ending after `start`, found by a scan from the front: a
+/// window that fires starts at or near the front (the slices before it have
+/// gone), and a scan reads memory in order where a binary search misses the
+/// cache at every probe.
+fn first_after<Acc>(slices: &VecDeque<(i64, Acc)>, start: i64) -> Option<&(i64, Acc)> {
+    slices.iter().find(|(e, _)| *e > start)
+}
+
+impl<Acc: Serialize> Serialize for Slices<Acc> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Ordered<'a, Acc>(&'a Slices<Acc>);
+        impl<Acc: Serialize> Serialize for Ordered<'_, Acc> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.iter())
+            }
+        }
+        serializer.serialize_newtype_struct("Slices", &Ordered(self))
+    }
+}
+
+impl<'de, Acc: Deserialize<'de>> Deserialize<'de> for Slices<Acc> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<Acc>(PhantomData<fn() -> Acc>);
+        impl<'de, Acc: Deserialize<'de>> Visitor<'de> for Visit<Acc> {
+            type Value = Slices<Acc>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("the slices of a key: (slice end, aggregate) pairs")
+            }
+            fn visit_newtype_struct<D: Deserializer<'de>>(
+                self,
+                deserializer: D,
+            ) -> Result<Self::Value, D::Error> {
+                let slices = VecDeque::<(i64, Acc)>::deserialize(deserializer)?;
+                Ok(Slices::from_ordered(slices))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let slices: VecDeque<(i64, Acc)> = seq
+                    .next_element()?
+                    .ok_or_else(|| serde::de::Error::invalid_length(0, &self))?;
+                Ok(Slices::from_ordered(slices))
+            }
+        }
+        deserializer.deserialize_newtype_struct("Slices", Visit(PhantomData))
     }
 }
 
@@ -410,7 +537,10 @@ mod tests {
         assert!(slices.add(30, 5, add, |v| v));
         assert!(slices.add(20, 7, add, |v| v));
         assert!(slices.add(0, 100, add, |v| v));
-        assert_eq!(slices.0.to_vec(), vec![(0, 100), (10, 3), (20, 7), (30, 5)]);
+        assert_eq!(
+            slices.iter().copied().collect::<Vec<_>>(),
+            vec![(0, 100), (10, 3), (20, 7), (30, 5)]
+        );
         assert!(slices.any_in(10, 20) && !slices.any_in(30, 40));
         let merge = |a: &mut u64, b: u64| *a += b;
         assert_eq!(
@@ -423,8 +553,106 @@ mod tests {
         );
         let got = slices.merged_then_removed(Some((0, 30)), |end| end > 10, merge);
         assert_eq!(got, Some(15));
-        assert_eq!(slices.0.to_vec(), vec![(20, 7), (30, 5)]);
+        assert_eq!(
+            slices.iter().copied().collect::<Vec<_>>(),
+            vec![(20, 7), (30, 5)]
+        );
         assert_eq!(slices.merged_then_removed(None, |_| false, merge), None);
         assert!(slices.is_empty());
+    }
+
+    /// A small deterministic generator (xorshift), for the model test.
+    fn xorshift(seed: &mut u64, below: u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed % below
+    }
+
+    #[test]
+    fn slices_behave_as_an_ordered_list_of_slices() {
+        // The reference: a list ordered by end. Aggregates are lists of the
+        // values added, so that the order of adds and merges shows.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..300 {
+            let mut slices = Slices::<Vec<u64>>::default();
+            let mut model: Vec<(i64, Vec<u64>)> = Vec::new();
+            let mut frontier = 0_i64;
+            for value in 0..120_u64 {
+                match xorshift(&mut seed, 10) {
+                    // Mostly in order, sometimes behind the last slice.
+                    0..=6 => {
+                        frontier += xorshift(&mut seed, 3) as i64;
+                        let end = frontier - xorshift(&mut seed, 4).saturating_sub(1) as i64;
+                        let created = slices.add(end, value, |acc, v| acc.push(v), |v| vec![v]);
+                        let at = model.partition_point(|(e, _)| *e < end);
+                        let expected_created = model.get(at).is_none_or(|(e, _)| *e != end);
+                        if expected_created {
+                            model.insert(at, (end, vec![value]));
+                        } else {
+                            model[at].1.push(value);
+                        }
+                        assert_eq!(created, expected_created);
+                    }
+                    7 => {
+                        let start = frontier - xorshift(&mut seed, 6) as i64;
+                        let end = start + xorshift(&mut seed, 5) as i64;
+                        let expected = model.iter().any(|(e, _)| *e > start && *e <= end);
+                        assert_eq!(slices.any_in(start, end), expected);
+                    }
+                    _ => {
+                        let cut = frontier - xorshift(&mut seed, 6) as i64;
+                        let window = (xorshift(&mut seed, 4) != 0).then(|| {
+                            let start = frontier - xorshift(&mut seed, 8) as i64;
+                            (start, start + xorshift(&mut seed, 6) as i64)
+                        });
+                        let merge = |a: &mut Vec<u64>, b: Vec<u64>| a.extend(b);
+                        let got = slices.merged_then_removed(window, |e| e > cut, merge);
+                        let inside = |e: i64| window.is_some_and(|(s, t)| e > s && e <= t);
+                        let removed = model.partition_point(|(e, _)| *e <= cut);
+                        let mut expected: Option<Vec<u64>> = None;
+                        let removed_then_kept = model.drain(..removed).collect::<Vec<_>>();
+                        for (e, acc) in removed_then_kept.into_iter().chain(model.iter().cloned()) {
+                            if inside(e) {
+                                match expected.as_mut() {
+                                    None => expected = Some(acc),
+                                    Some(into) => into.extend(acc),
+                                }
+                            }
+                        }
+                        assert_eq!(got, expected);
+                    }
+                }
+                assert_eq!(slices.iter().cloned().collect::<Vec<_>>(), model);
+                assert_eq!(slices.is_empty(), model.is_empty());
+            }
+        }
+    }
+
+    /// The format of `window-slices` before the last slice moved inline.
+    mod before {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        pub struct Slices(pub Vec<(i64, u64)>);
+    }
+
+    #[test]
+    fn slices_keep_their_snapshot_format_and_schema() {
+        use crate::runtime::codec;
+        use crate::state::schema::TypeSchema;
+        let list = vec![(10, 3_u64), (20, 7), (30, 5)];
+        for n in 0..=list.len() {
+            let mut slices = Slices::<u64>::default();
+            for (end, count) in &list[..n] {
+                slices.add(*end, *count, |acc, v| *acc += v, |v| v);
+            }
+            let bytes = codec::encode(&slices).expect("encodes");
+            let old = codec::encode(&before::Slices(list[..n].to_vec())).expect("encodes");
+            assert_eq!(bytes, old, "{n} slices");
+            let back: Slices<u64> = codec::decode(&old).expect("decodes");
+            assert_eq!(back, slices);
+        }
+        let now = TypeSchema::of::<Slices<u64>>();
+        let then = TypeSchema::of::<before::Slices>();
+        assert_eq!((now.root, now.containers), (then.root, then.containers));
     }
 }
