@@ -4,12 +4,14 @@
 //! function in (the key group of a key is computed here, nowhere else).
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use weir_actors::codec;
 use weir_actors::query::{QueryError, StateAnswer, StateQuery};
 use weir_actors::UserError;
 
 use super::keyed_process::{KeySelector, KeyedContext};
+use super::warm_up::WarmUp;
 use crate::context::RuntimeContext;
 use crate::keys::{key_group, KeyGroupRange};
 use crate::operator::Collector;
@@ -45,6 +47,8 @@ pub(crate) struct KeyedCore<K> {
     clock: Option<ManualClock>,
     /// Keys to migrate from an older key type at a restore, if any.
     key_migration: Option<KeyMigration<K>>,
+    /// Whether batches look their keys up ahead (heap), by measurement.
+    warm_up: WarmUp,
 }
 
 /// The `meta` entry naming the key type the keyed state was written under.
@@ -141,6 +145,7 @@ impl<K> Default for KeyedCore<K> {
             backend: BackendCell::default(),
             clock: None,
             key_migration: None,
+            warm_up: WarmUp::default(),
         }
     }
 }
@@ -439,6 +444,9 @@ impl<K: Key> KeyedCore<K> {
         let Some(store) = self.store.as_ref().filter(|store| store.warms()) else {
             return;
         };
+        if !self.warm_up.timers_warmed() {
+            return;
+        }
         let max = self.max_parallelism();
         let queue = match domain {
             TimeDomain::EventTime => &self.timers.event_time,
@@ -545,11 +553,13 @@ impl<K: Key> KeyedCore<K> {
         let timers = &mut self.timers;
         std::mem::swap(&mut timers.side, out.side_outputs());
         // The batch's keys first; RocksDB reads their values with one
-        // multi-get, the heap looks them up once so that their cache misses
-        // overlap (window-count p1 5.8 -> 7.8 M records/s at 100 000 keys,
-        // keyed-count unchanged); then the records. (`each` computes the key
-        // group again: passing it in made the heap path ~7% slower.)
-        let (prefetches, warms) = (store.prefetches(), store.warms());
+        // multi-get, the heap may look them up once so that their cache
+        // misses overlap (see `WarmUp`); then the records. (`each` computes
+        // the key group again: passing it in made the heap path ~7% slower.)
+        let prefetches = store.prefetches();
+        let (warm_next, measure) = self.warm_up.next();
+        let warms = store.warms() && warm_next;
+        let timing = (store.warms() && measure).then(|| (Instant::now(), batch.records.len()));
         let keys_ahead = (prefetches || warms).then(|| {
             let keys: Vec<(K, usize)> = batch
                 .records
@@ -607,6 +617,13 @@ impl<K: Key> KeyedCore<K> {
             }
         }
         std::mem::swap(&mut self.timers.side, out.side_outputs());
+        match timing {
+            Some((started, records)) => {
+                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                self.warm_up.measured(warms, records, nanos);
+            }
+            None => self.warm_up.unmeasured(),
+        }
         self.check_state()
     }
 

@@ -9,3 +9,4 @@ pub mod map;
 pub mod process;
 pub mod rolling;
 pub mod two_input;
+mod warm_up;
