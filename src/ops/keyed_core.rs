@@ -49,6 +49,8 @@ pub(crate) struct KeyedCore<K> {
     key_migration: Option<KeyMigration<K>>,
     /// Whether batches look their keys up ahead (heap), by measurement.
     warm_up: WarmUp,
+    /// Whether timer rounds look their next timers' keys up ahead.
+    timer_warm_up: WarmUp,
 }
 
 /// The `meta` entry naming the key type the keyed state was written under.
@@ -146,6 +148,7 @@ impl<K> Default for KeyedCore<K> {
             clock: None,
             key_migration: None,
             warm_up: WarmUp::default(),
+            timer_warm_up: WarmUp::default(),
         }
     }
 }
@@ -439,14 +442,11 @@ impl<K: Key> KeyedCore<K> {
     }
 
     /// Warms ([`KeyedStateStore::warm`]) the state of the keys of the next
-    /// [`TIMERS_WARMED_AHEAD`] timers of `domain` due at `time` (heap only).
+    /// [`TIMERS_WARMED_AHEAD`] timers of `domain` due at `time`.
     fn warm_timers_ahead(&self, domain: TimeDomain, time: i64) {
-        let Some(store) = self.store.as_ref().filter(|store| store.warms()) else {
+        let Some(store) = self.store.as_ref() else {
             return;
         };
-        if !self.warm_up.timers_warmed() {
-            return;
-        }
         let max = self.max_parallelism();
         let queue = match domain {
             TimeDomain::EventTime => &self.timers.event_time,
@@ -645,9 +645,15 @@ impl<K: Key> KeyedCore<K> {
             store.run_ttl_cleanups();
         }
         std::mem::swap(&mut self.timers.side, out.side_outputs());
+        let heap = self.store.as_ref().is_some_and(KeyedStateStore::warms);
+        let (warm_next, measure) = self.timer_warm_up.next();
+        let warm = heap && warm_next;
+        let started = (heap && measure).then(Instant::now);
+        let mut fired = 0;
         let mut until_warm = 0;
         while let Some((timestamp, key)) = self.pop_timer(domain, time) {
-            if until_warm == 0 {
+            fired += 1;
+            if warm && until_warm == 0 {
                 // The keys of the timers due next, looked up ahead as a
                 // batch's are (KeyedStore::warm): a window firing round
                 // visits every key in registration order, a cache miss each.
@@ -665,6 +671,14 @@ impl<K: Key> KeyedCore<K> {
             f(timestamp, &mut ctx, out)?;
         }
         std::mem::swap(&mut self.timers.side, out.side_outputs());
+        match started {
+            _ if fired == 0 => {}
+            Some(started) => {
+                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                self.timer_warm_up.measured(warm, fired, nanos);
+            }
+            None => self.timer_warm_up.unmeasured(),
+        }
         self.check_state()
     }
 

@@ -10,6 +10,10 @@
 //! alternating, then the faster way for the next few thousand batches, and
 //! then it tries again (state grows, the cache is shared).
 //!
+//! Timer rounds decide apart from batches (a window firing visits every
+//! key in registration order, a miss each, where batches may hit the
+//! cache), the same way, per timer.
+//!
 //! The decision is pure: the caller times the batches and reports them.
 //!
 //! ```text
@@ -86,14 +90,7 @@ impl WarmUp {
         }
     }
 
-    /// Whether a timer round looks its keys up ahead: unless batches were
-    /// found faster without.
-    #[inline]
-    pub fn timers_warmed(&self) -> bool {
-        !matches!(self.phase, Phase::Settled { warm: false, .. })
-    }
-
-    /// A settled batch went by.
+    /// A settled batch (or timer round) went by.
     #[inline]
     pub fn unmeasured(&mut self) {
         if let Phase::Settled { left, .. } = &mut self.phase {
@@ -104,7 +101,8 @@ impl WarmUp {
         }
     }
 
-    /// A trial batch of `records` records, `warmed` or not, took `nanos`.
+    /// A trial batch of `records` records (or a timer round of as many
+    /// timers), `warmed` or not, took `nanos`.
     pub fn measured(&mut self, warmed: bool, records: usize, nanos: u64) {
         let Phase::Trial {
             done,
