@@ -653,14 +653,16 @@ impl<K: Key> KeyedCore<K> {
         let mut until_warm = 0;
         while let Some((timestamp, key)) = self.pop_timer(domain, time) {
             fired += 1;
-            if warm && until_warm == 0 {
-                // The keys of the timers due next, looked up ahead as a
-                // batch's are (KeyedStore::warm): a window firing round
-                // visits every key in registration order, a cache miss each.
-                self.warm_timers_ahead(domain, time);
-                until_warm = TIMERS_WARMED_AHEAD;
+            if warm {
+                if until_warm == 0 {
+                    // The keys of the timers due next, looked up ahead as a
+                    // batch's are (KeyedStore::warm): a window firing round
+                    // visits every key in registration order, a miss each.
+                    self.warm_timers_ahead(domain, time);
+                    until_warm = TIMERS_WARMED_AHEAD;
+                }
+                until_warm -= 1;
             }
-            until_warm -= 1;
             let mut ctx = self.context(
                 &key,
                 Some(timestamp),
