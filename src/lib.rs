@@ -18,7 +18,7 @@
 //! ```
 //!
 //! The map of the crate:
-//! - [`env`]: [`StreamEnv`], job-wide defaults, sources and execution.
+//! - [`env`](mod@env): [`StreamEnv`], job-wide defaults, sources and execution.
 //! - [`config`]: `weir.toml` configuration files (the `[checkpoint]` section).
 //! - [`stream`]: [`DataStream`] and [`KeyedStream`], the transformations.
 //! - [`lifecycle`]: the [`Lifecycle`] hooks every operator and function shares.

@@ -411,7 +411,7 @@ impl<T: Data> DataStream<T> {
     /// Writes every record's `Display` form as a line into files under `dir`,
     /// exactly once through failures: each checkpoint's records become visible
     /// (`part-*` files) when the checkpoint completes (see
-    /// [`TransactionalFileSink`](crate::sink::TransactionalFileSink)).
+    /// [`TransactionalFileSink`]).
     pub fn write_text_files_exactly_once(self, dir: impl Into<PathBuf>) -> DataStreamSink
     where
         T: Display,

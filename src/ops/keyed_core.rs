@@ -656,7 +656,7 @@ impl<K: Key> KeyedCore<K> {
             if warm {
                 if until_warm == 0 {
                     // The keys of the timers due next, looked up ahead as a
-                    // batch's are (KeyedStore::warm): a window firing round
+                    // batch's are (KeyedStateStore::warm): a window firing round
                     // visits every key in registration order, a miss each.
                     self.warm_timers_ahead(domain, time);
                     until_warm = TIMERS_WARMED_AHEAD;

@@ -256,7 +256,7 @@ impl<K: Key, S: StateData> HeapTable<K, S> {
 
     /// How many of `keys` (with their key groups) have a value: a read of
     /// each key's entry, so that the next access finds it in the cache (see
-    /// [`crate::state::KeyedStore::warm`]). Keys of groups not held count as
+    /// [`crate::state::KeyedStateStore::warm`]). Keys of groups not held count as
     /// absent.
     pub fn warm(&self, keys: &[(&K, usize)]) -> usize {
         let mut found = 0;
@@ -363,7 +363,7 @@ impl<K: Key, S: StateData> HeapTable<K, S> {
         }
     }
 
-    /// Adds the entries of one serialised key group (from [`HeapTableSnapshot::write_group`]).
+    /// Adds the entries of one serialised key group (from `HeapTableSnapshot::write_group`).
     pub fn restore_group(
         &mut self,
         name: &str,

@@ -106,7 +106,7 @@ trait TableOps<K>: Send + Sync {
         (0, 0)
     }
     /// Looks `keys` up without using what is found (see
-    /// [`KeyedStore::warm`]): how many have a value.
+    /// [`KeyedStateStore::warm`]): how many have a value.
     fn warm(&self, _table: &dyn Any, _keys: &[(&K, usize)]) -> usize {
         0
     }

@@ -220,7 +220,7 @@ impl LastPlacement {
 /// state's map entry; the earlier ones (a sliding window's other slices)
 /// in a deque behind one pointer. An element of in-order input then touches
 /// the entry only, which the keyed loop has brought into the cache ahead of
-/// the record ([`crate::state::KeyedStore::warm`]); a firing drops slices
+/// the record ([`crate::state::KeyedStateStore::warm`]); a firing drops slices
 /// from the front without moving the others. Serialised as the sequence of
 /// `(slice end, aggregate)` pairs.
 #[derive(Clone, Debug, PartialEq)]
