@@ -306,6 +306,19 @@ impl<Acc> Slices<Acc> {
         }
     }
 
+    /// Whether a slice ends at `end`: the newest, usually, or one just
+    /// before it.
+    pub fn has_slice_ending(&self, end: i64) -> bool {
+        match &self.last {
+            Some((last, _)) if *last <= end => *last == end,
+            Some(_) => self.earlier.as_ref().is_some_and(|earlier| {
+                let mut from_back = earlier.iter().rev().skip_while(|(e, _)| *e > end);
+                from_back.next().is_some_and(|(e, _)| *e == end)
+            }),
+            None => false,
+        }
+    }
+
     /// Whether some slice ends in `(start, end]`.
     pub fn any_in(&self, start: i64, end: i64) -> bool {
         let inside = |e: i64| e > start && e <= end;
@@ -602,6 +615,8 @@ mod tests {
                         let end = start + xorshift(&mut seed, 5) as i64;
                         let expected = model.iter().any(|(e, _)| *e > start && *e <= end);
                         assert_eq!(slices.any_in(start, end), expected);
+                        let ends_at = model.iter().any(|(e, _)| *e == end);
+                        assert_eq!(slices.has_slice_ending(end), ends_at);
                     }
                     _ => {
                         let cut = frontier - xorshift(&mut seed, 6) as i64;
