@@ -248,8 +248,7 @@ impl JobArgs {
             ));
         }
         futures::executor::block_on(async {
-            let mut client = env.start(job_name).await?;
-            let progress = env.progress_line(&client, true)?;
+            let (mut client, progress) = env.start_shown(job_name, false, true).await?;
             std::thread::sleep(after);
             let savepoint = if client.status().is_terminal() {
                 None
@@ -274,8 +273,7 @@ pub fn execute_until_signal(env: &StreamEnv, job_name: &str) -> Result<JobResult
         .map_err(|e| JobError::Runtime(format!("cannot handle SIGINT and SIGTERM: {e}")))?;
     let handle = signals.handle();
     let outcome = futures::executor::block_on(async {
-        let mut client = env.start(job_name).await?;
-        let progress = env.progress_line(&client, true)?;
+        let (mut client, progress) = env.start_shown(job_name, false, true).await?;
         let control = client.control();
         let watcher = std::thread::Builder::new()
             .name("weir-signals".into())

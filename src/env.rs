@@ -366,16 +366,8 @@ impl StreamEnv {
     /// test body run by [`with_state_backend`](crate::testing::with_state_backend)
     /// gets that backend instead of a configured one).
     pub fn state_backend(&self) -> Result<Arc<dyn StateBackend>, JobError> {
-        if let Some(backend) = &self.builder().state_backend {
-            return Ok(backend.clone());
-        }
-        if let Some(backend) = crate::testing::test_backend() {
-            return Ok(backend);
-        }
-        let effective = self.builder().effective()?;
-        Ok(effective
-            .state_backend
-            .unwrap_or_else(|| Arc::new(HeapStateBackend)))
+        let builder = self.builder();
+        builder.backend(|| Ok(builder.configured()?.state_backend))
     }
 
     /// The runtime configuration in effect (code, then configuration).
@@ -450,15 +442,31 @@ impl StreamEnv {
 
     /// The job graph the runtime would run, with every default resolved.
     pub fn job_graph(&self, job_name: &str) -> Result<(JobGraph, RuntimeConfig), JobError> {
-        let backend = self.state_backend()?;
+        let prepared = self.prepare(job_name)?;
+        Ok((prepared.graph, prepared.config))
+    }
+
+    /// The job graph, its runtime configuration and how the job is shown,
+    /// from one reading of the configuration (file, environment) and one
+    /// lookup of the snapshot to resume from.
+    fn prepare(&self, job_name: &str) -> Result<Prepared, JobError> {
+        let builder = self.builder();
+        let effective = builder.effective()?;
+        let backend = builder.backend(|| Ok(effective.state_backend.clone()))?;
         tracing::debug!(
             job = job_name,
             state_backend = backend.name(),
             "state backend"
         );
-        let builder = self.builder();
         builder.backend_cell.set(backend);
-        builder.build(job_name)
+        let (web, progress) = (effective.web.clone(), effective.progress);
+        let (graph, config) = builder.build(job_name, effective)?;
+        Ok(Prepared {
+            graph,
+            config,
+            web,
+            progress,
+        })
     }
 
     /// Where this environment's keyed operators find the state backend.
@@ -523,24 +531,32 @@ impl StreamEnv {
     /// shown on this process's web server on that port (started with the
     /// first job; see [`crate::web`]).
     pub async fn start(&self, job_name: &str) -> Result<JobClient, JobError> {
-        let (graph, config) = self.job_graph(job_name)?;
-        let web = self.web_settings()?;
-        let client = launch(graph, config, false).await?;
-        show_on_web(&web, &client)?;
-        Ok(client)
+        Ok(self.start_shown(job_name, false, false).await?.0)
     }
 
-    /// The progress line of `client`'s job, if `progress` is configured (or
-    /// `default` when it is not) and stderr is a terminal.
-    pub(crate) fn progress_line(
+    /// Starts the job (`blocking`: its System on a thread of its own, for
+    /// a caller that blocks on it), shows it on the web if configured, and
+    /// draws its progress line if `progress` is configured (or
+    /// `progress_default` when it is not) and stderr is a terminal.
+    pub(crate) async fn start_shown(
         &self,
-        client: &JobClient,
-        default: bool,
-    ) -> Result<Option<crate::progress::ProgressLine>, JobError> {
-        let shown = self.builder().configured()?.progress.unwrap_or(default);
-        Ok(shown
+        job_name: &str,
+        blocking: bool,
+        progress_default: bool,
+    ) -> Result<(JobClient, Option<crate::progress::ProgressLine>), JobError> {
+        let Prepared {
+            graph,
+            config,
+            web,
+            progress,
+        } = self.prepare(job_name)?;
+        let client = launch(graph, config, blocking).await?;
+        show_on_web(&web, &client)?;
+        let line = progress
+            .unwrap_or(progress_default)
             .then(|| crate::progress::ProgressLine::show(client.control()))
-            .flatten())
+            .flatten();
+        Ok((client, line))
     }
 
     /// Where jobs of this environment are shown on the web (`[web]`).
@@ -563,12 +579,8 @@ impl StreamEnv {
     /// [`crate::progress`]; job binaries run by [`crate::cli::JobArgs`]
     /// show it unless `progress = false`).
     pub fn execute_blocking(&self, job_name: &str) -> Result<JobResult, JobError> {
-        let (graph, config) = self.job_graph(job_name)?;
-        let web = self.web_settings()?;
         futures::executor::block_on(async move {
-            let mut client = launch(graph, config, true).await?;
-            show_on_web(&web, &client)?;
-            let progress = self.progress_line(&client, false)?;
+            let (mut client, progress) = self.start_shown(job_name, true, false).await?;
             let result = client.wait().await;
             if let Some(progress) = progress {
                 progress.finish();
@@ -576,6 +588,15 @@ impl StreamEnv {
             result
         })
     }
+}
+
+/// What [`StreamEnv::prepare`] reads once for a job's start.
+struct Prepared {
+    graph: JobGraph,
+    config: RuntimeConfig,
+    web: crate::config::WebSettings,
+    /// `progress`, if configured.
+    progress: Option<bool>,
 }
 
 /// Shows `client`'s job on this process's web server, if `web` names a port;
@@ -613,6 +634,21 @@ impl Builder {
         Ok(effective)
     }
 
+    /// The state backend: set in code, else a test's, else `configured`'s
+    /// (read only then), else the heap.
+    fn backend(
+        &self,
+        configured: impl FnOnce() -> Result<Option<Arc<dyn StateBackend>>, JobError>,
+    ) -> Result<Arc<dyn StateBackend>, JobError> {
+        if let Some(backend) = &self.state_backend {
+            return Ok(backend.clone());
+        }
+        if let Some(backend) = crate::testing::test_backend() {
+            return Ok(backend);
+        }
+        Ok(configured()?.unwrap_or_else(|| Arc::new(HeapStateBackend)))
+    }
+
     /// The settings in effect, before the snapshot to resume from is looked up.
     fn configured(&self) -> Result<Effective, JobError> {
         let config_error = |e: ConfigError| JobError::InvalidJob(e.to_string());
@@ -633,11 +669,14 @@ impl Builder {
         Ok(effective)
     }
 
-    fn build(&self, job_name: &str) -> Result<(JobGraph, RuntimeConfig), JobError> {
+    fn build(
+        &self,
+        job_name: &str,
+        effective: Effective,
+    ) -> Result<(JobGraph, RuntimeConfig), JobError> {
         if !self.errors.is_empty() {
             return Err(JobError::InvalidJob(self.errors.join("; ")));
         }
-        let effective = self.effective()?;
         if effective.parallelism == 0 {
             return Err(JobError::InvalidJob(
                 "the default parallelism must be at least 1".into(),
