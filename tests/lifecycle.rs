@@ -886,7 +886,7 @@ mod every_hook {
             Ok(())
         }
 
-        fn pre_commit(&mut self, _: &mut u64) -> Result<(), UserError> {
+        fn pre_commit(&mut self, _: &mut u64, _: u64) -> Result<(), UserError> {
             Ok(())
         }
 

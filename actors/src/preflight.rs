@@ -35,6 +35,9 @@ pub struct PreflightContext {
     pub allow_sink_rewind: bool,
     /// The operator's parallelism.
     pub parallelism: usize,
+    /// The operator's uid (stable across runs; names what it writes, such as
+    /// a sink's transactions).
+    pub operator_uid: String,
 }
 
 /// Something an operator holds while its job runs (a lock); dropping it releases it.

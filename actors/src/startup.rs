@@ -242,17 +242,18 @@ pub(crate) fn prepare(
     }
 
     // Operators check (and lock) before anything is written.
-    let context = |parallelism| PreflightContext {
+    let context = |parallelism, operator_uid: &str| PreflightContext {
         job_name: job.to_string(),
         lineage: lineage_id.clone(),
         restored_checkpoint: restored_id,
         checkpointing: config.checkpointing.is_some(),
         allow_sink_rewind: config.allow_sink_rewind,
         parallelism,
+        operator_uid: operator_uid.to_string(),
     };
     for vertex in &graph.vertices {
         if let Some(check) = &vertex.preflight {
-            let taken = check(&context(vertex.parallelism)).map_err(|e| {
+            let taken = check(&context(vertex.parallelism, &vertex.uid)).map_err(|e| {
                 invalid(format!("operator `{}` ({}): {e}", vertex.name, vertex.uid))
             })?;
             first.holds.extend(taken);

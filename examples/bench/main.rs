@@ -45,6 +45,9 @@
 //!   rocksdb`), and the pre-flight check of 100 states.
 //! - `web` ([`web`]): REST latency with `--web-jobs` keyed-count jobs
 //!   running, and the web page's first load.
+//! - `postgres-sink` ([`postgres_sink`], feature `postgres`): rows per second
+//!   into PostgreSQL (`--postgres CONNECTION`), exactly once or with
+//!   `--plain-sink`.
 //!
 //! `--batch-size`, `--channel-credits` and `--arbiters` override the engine's
 //! runtime defaults (1024, 4, one Arbiter per core) for any engine job.
@@ -77,6 +80,7 @@ mod burst;
 mod keyed_count;
 mod large_state;
 mod lineage;
+mod postgres_sink;
 mod raw_loop;
 mod recovery;
 mod schema_migration;
@@ -132,6 +136,8 @@ enum Job {
     SchemaMigration,
     /// --web-jobs keyed-count jobs on one web server: REST latency and the page's load time.
     Web,
+    /// generate -> the PostgreSQL sink (--postgres), exactly once or --plain-sink.
+    PostgresSink,
 }
 
 impl Job {
@@ -153,6 +159,7 @@ impl Job {
             Job::WindowSession => "window-session",
             Job::SchemaMigration => "schema-migration",
             Job::Web => "web",
+            Job::PostgresSink => "postgres-sink",
         }
     }
 
@@ -172,6 +179,7 @@ impl Job {
             Job::WindowCount | Job::WindowSliding | Job::WindowSession => 100_000_000,
             Job::SchemaMigration => 0,
             Job::Web => 1_000_000_000,
+            Job::PostgresSink => 1_000_000,
         }
     }
 }
@@ -255,6 +263,12 @@ struct Args {
     /// web: REST requests sent.
     #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(1..))]
     requests: u64,
+    /// postgres-sink: the server, as a libpq connection string.
+    #[arg(long, value_name = "CONNECTION")]
+    postgres: Option<String>,
+    /// postgres-sink: the sink without prepared transactions (a commit per batch).
+    #[arg(long)]
+    plain_sink: bool,
 }
 
 /// `--mode`.
@@ -477,6 +491,7 @@ fn run(args: &Args) -> BenchResult<Report> {
         Job::TtlChurn => ttl_churn::run(args),
         Job::SchemaMigration => schema_migration::run(args),
         Job::Web => web::run(args),
+        Job::PostgresSink => postgres_sink::run(args),
     }
 }
 

@@ -13,6 +13,8 @@ mod collect;
 mod discard;
 mod file;
 mod ledger;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod print;
 mod transactional_file;
 mod two_phase;

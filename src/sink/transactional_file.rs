@@ -244,7 +244,7 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
         }
     }
 
-    fn pre_commit(&mut self, transaction: &mut FileTransaction) -> Result<(), UserError> {
+    fn pre_commit(&mut self, transaction: &mut FileTransaction, _: u64) -> Result<(), UserError> {
         self.close_writer(transaction)
     }
 
@@ -306,7 +306,7 @@ mod tests {
         let mut sink = TransactionalFileSink::new(&dir);
         let mut t = TwoPhaseCommitSink::<u32>::begin_transaction(&mut sink).unwrap();
         TwoPhaseCommitSink::<u32>::write(&mut sink, &mut t, 7).unwrap();
-        TwoPhaseCommitSink::<u32>::pre_commit(&mut sink, &mut t).unwrap();
+        TwoPhaseCommitSink::<u32>::pre_commit(&mut sink, &mut t, 1).unwrap();
         assert!(
             TransactionalFileSink::committed_files(&dir)
                 .unwrap()

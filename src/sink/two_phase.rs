@@ -57,8 +57,15 @@ pub trait TwoPhaseCommitSink<T>: Lifecycle + Clone + Send + 'static {
     fn begin_transaction(&mut self) -> Result<Self::Transaction, UserError>;
     /// Writes a record into the open transaction.
     fn write(&mut self, transaction: &mut Self::Transaction, record: T) -> Result<(), UserError>;
-    /// Makes the transaction durable (not yet visible): after this, `commit` must succeed.
-    fn pre_commit(&mut self, transaction: &mut Self::Transaction) -> Result<(), UserError>;
+    /// Makes the transaction durable (not yet visible): after this, `commit`
+    /// must succeed. `checkpoint_id` is the checkpoint whose barrier
+    /// pre-commits it (0: the end of input of a job without checkpoints), for
+    /// sinks that name their transactions after it.
+    fn pre_commit(
+        &mut self,
+        transaction: &mut Self::Transaction,
+        checkpoint_id: u64,
+    ) -> Result<(), UserError>;
     /// Makes the transaction visible. Idempotent: committing it again does nothing.
     fn commit(&mut self, transaction: Self::Transaction) -> Result<(), UserError>;
     /// Throws the transaction away.
@@ -205,7 +212,8 @@ where
             Some(transaction) => transaction,
             None => self.sink.begin_transaction()?,
         };
-        self.sink.pre_commit(&mut transaction)?;
+        self.sink
+            .pre_commit(&mut transaction, ctx.checkpoint_id())?;
         self.pending.insert(ctx.checkpoint_id(), transaction);
         // After the end of input nothing more is written, so the final
         // checkpoint leaves no empty transaction open behind it.
@@ -261,7 +269,7 @@ where
             return Ok(());
         }
         if let Some(mut transaction) = self.current.take() {
-            self.sink.pre_commit(&mut transaction)?;
+            self.sink.pre_commit(&mut transaction, 0)?;
             self.record(0)?;
             self.sink.commit(transaction)?;
             self.committed()?;

@@ -246,6 +246,18 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
         self.operator.snapshot_state(checkpoint_id)?.finish()
     }
 
+    /// Tells the operator that checkpoint `checkpoint_id` completed (a
+    /// two-phase-commit sink commits then).
+    pub fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        self.operator.notify_checkpoint_complete(checkpoint_id)
+    }
+
+    /// Closes the operator without ending its input (as a canceled or
+    /// failed subtask is).
+    pub fn close(&mut self) -> Result<(), UserError> {
+        self.operator.close()
+    }
+
     /// The records emitted since the last take, with their timestamps.
     pub fn take_output_with_timestamps(&mut self) -> Vec<(Out, Option<i64>)> {
         let mut out = Vec::new();

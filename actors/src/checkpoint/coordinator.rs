@@ -95,6 +95,8 @@ pub struct CheckpointCoordinator {
     in_progress: Arc<std::sync::atomic::AtomicUsize>,
     /// The id the next checkpoint gets, shared so that a restarted job goes on counting.
     next_id: Arc<AtomicU64>,
+    /// The latest checkpoint that completed (in this attempt): told with the next barrier.
+    last_completed: Option<u64>,
     span: Span,
 }
 
@@ -136,6 +138,7 @@ impl CheckpointCoordinator {
             waiters: HashMap::new(),
             trigger_times: BTreeMap::new(),
             in_progress,
+            last_completed: None,
             span,
         }
     }
@@ -211,6 +214,7 @@ impl CheckpointCoordinator {
             savepoint,
             is_final,
             stop,
+            completed_before: self.last_completed,
         };
         for participant in &self.subtasks {
             if self.sources.contains(&participant.task) {
@@ -422,6 +426,7 @@ impl CheckpointCoordinator {
             unaligned = stats.unaligned,
             "checkpoint complete"
         );
+        self.last_completed = Some(self.last_completed.map_or(id, |last| last.max(id)));
         self.notify(id, true);
         self.record(stats);
         for (old, aborted) in subsumed {

@@ -58,6 +58,13 @@ pub struct CheckpointBarrier {
     /// its completion ends every subtask (it is also `is_final`).
     #[serde(default)]
     pub stop: bool,
+    /// The latest checkpoint the coordinator knew complete when it triggered
+    /// this one. A subtask hears of that completion before it takes this
+    /// barrier's snapshot, even when the notification itself comes later:
+    /// a two-phase-commit sink commits the previous transaction before it
+    /// prepares the next (whose rows may wait for the previous one's locks).
+    #[serde(default)]
+    pub completed_before: Option<u64>,
 }
 
 /// How a subtask takes a checkpoint when its barriers arrive.

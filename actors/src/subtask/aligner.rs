@@ -252,6 +252,7 @@ mod tests {
             savepoint: false,
             is_final: false,
             stop: false,
+            completed_before: None,
         }
     }
 

@@ -57,6 +57,8 @@ pub(crate) struct Checkpointing {
     started: Option<(u64, Instant)>,
     /// Its snapshot, once taken (unaligned: before every barrier arrived).
     taken: Option<TakenSnapshot>,
+    /// The latest checkpoint whose completion the operators were told of.
+    notified_complete: Option<u64>,
 }
 
 impl Checkpointing {
@@ -97,13 +99,26 @@ impl Subtask {
             )
     }
 
+    /// Tells the operators of the checkpoint `barrier` says completed before
+    /// it, if the notification has not come yet (it may come after the
+    /// barrier); whether the subtask still takes part in checkpoints after.
+    fn hear_of_completion(&mut self, barrier: CheckpointBarrier, ctx: &mut Context<Self>) -> bool {
+        if !self.checkpointable() {
+            return false;
+        }
+        if let Some(completed) = barrier.completed_before {
+            self.on_notify(completed, true, ctx);
+        }
+        self.checkpointable()
+    }
+
     /// A source subtask takes checkpoint `barrier.id`.
     pub(super) fn trigger_at_source(
         &mut self,
         barrier: CheckpointBarrier,
         ctx: &mut Context<Self>,
     ) {
-        if !self.checkpointable() {
+        if !self.hear_of_completion(barrier, ctx) {
             return;
         }
         let decisions = self.checkpoints.aligner.on_trigger(barrier);
@@ -120,7 +135,7 @@ impl Subtask {
         priority: bool,
         ctx: &mut Context<Self>,
     ) {
-        if !self.checkpointable() {
+        if !self.hear_of_completion(barrier, ctx) {
             return;
         }
         let decisions = self
@@ -387,6 +402,11 @@ impl Subtask {
             return;
         }
         if complete {
+            // Told already (by a later barrier), or of a later one.
+            if self.checkpoints.notified_complete >= Some(id) {
+                return;
+            }
+            self.checkpoints.notified_complete = Some(id);
             if let Some(cause) = self
                 .spec
                 .config
