@@ -976,3 +976,127 @@ mod every_hook {
         }
     }
 }
+
+/// A checkpoint barrier tells the subtask which checkpoint completed before
+/// it was triggered: a two-phase-commit sink commits that checkpoint's
+/// transaction before it pre-commits the next, even when the completion's
+/// own notification comes after the barrier (it travels apart from the
+/// records). A sink whose rows wait for the previous transaction's locks
+/// (PostgreSQL) relies on it. (This job does not make the notification
+/// late on purpose: it checks the order the barrier guarantees, on every
+/// periodic checkpoint of a run.)
+mod completion_before_the_next_barrier {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use weir::sink::{TwoPhaseCommit, TwoPhaseCommitSink};
+    use weir::{CheckpointConfig, Lifecycle, RuntimeContext, StreamEnv, UserError};
+
+    type Events = Arc<Mutex<Vec<(usize, &'static str, u64)>>>;
+
+    /// Records (subtask, "pre-commit" | "commit", checkpoint); slow now and
+    /// then, as a sink writing to a database is, so that the notification
+    /// and the next barrier both arrive while it is busy.
+    #[derive(Clone, Default)]
+    struct Ordered {
+        subtask: usize,
+        written: u64,
+        events: Events,
+    }
+
+    impl Lifecycle for Ordered {
+        fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
+            self.subtask = ctx.subtask_index();
+            Ok(())
+        }
+    }
+
+    impl Ordered {
+        fn log(&self, what: &'static str, checkpoint: u64) {
+            self.events
+                .lock()
+                .unwrap()
+                .push((self.subtask, what, checkpoint));
+        }
+    }
+
+    impl TwoPhaseCommitSink<u64> for Ordered {
+        type Transaction = u64;
+
+        fn begin_transaction(&mut self) -> Result<u64, UserError> {
+            Ok(0)
+        }
+
+        fn write(&mut self, _: &mut u64, _: u64) -> Result<(), UserError> {
+            self.written += 1;
+            if self.written.is_multiple_of(1_000) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        }
+
+        fn pre_commit(&mut self, transaction: &mut u64, checkpoint: u64) -> Result<(), UserError> {
+            *transaction = checkpoint;
+            self.log("pre-commit", checkpoint);
+            Ok(())
+        }
+
+        fn commit(&mut self, transaction: u64) -> Result<(), UserError> {
+            self.log("commit", transaction);
+            Ok(())
+        }
+
+        fn abort(&mut self, _: u64) -> Result<(), UserError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_previous_checkpoint_commits_before_the_next_pre_commits() {
+        let sink = Ordered::default();
+        let env = StreamEnv::with_parallelism(2);
+        env.set_checkpoint_config(CheckpointConfig {
+            interval: Some(Duration::from_millis(2)),
+            ..CheckpointConfig::default()
+        });
+        env.generate(200_000, |i| i)
+            .rebalance()
+            .add_sink(TwoPhaseCommit::new(sink.clone()))
+            .uid("ordered");
+        let result = env.execute_blocking("ordered").unwrap();
+        let completed: Vec<u64> = result
+            .checkpoints
+            .iter()
+            .filter(|c| c.failure.is_none())
+            .map(|c| c.id)
+            .collect();
+        let last = completed.iter().copied().max().unwrap_or(0);
+        let events = sink.events.lock().unwrap().clone();
+        let mut checked = 0;
+        for subtask in 0..2 {
+            let mine: Vec<(&str, u64)> = events
+                .iter()
+                .filter(|(s, _, _)| *s == subtask)
+                .map(|(_, what, id)| (*what, *id))
+                .collect();
+            for (at, &(what, id)) in mine.iter().enumerate() {
+                // Periodic checkpoints one at a time: the one before `id`
+                // completed before `id` was triggered. (The final
+                // checkpoint may overlap the one before it.)
+                if what != "pre-commit" || id == last || !completed.contains(&(id - 1)) {
+                    continue;
+                }
+                checked += 1;
+                assert!(
+                    mine[..at].contains(&("commit", id - 1)),
+                    "subtask {subtask} pre-committed {id} before committing {}: {mine:?}",
+                    id - 1
+                );
+            }
+        }
+        assert!(
+            checked >= 4,
+            "only {checked} checkpoints checked: {completed:?}"
+        );
+    }
+}
