@@ -6,7 +6,9 @@
 //! every `--checkpoint-interval-ms`, default 1000); with `--plain-sink`
 //! the same sink without prepared transactions (a commit per batch of
 //! rows): what the exactly-once protocol costs. Checks that the table holds
-//! every row once, and that no prepared transaction is left. Without the
+//! every row once, and that no prepared transaction is left. The commit
+//! table (`weir_sink_commits`) is dropped first too: every run is a new job
+//! history, which the markers of the last would refuse. Without the
 //! feature the job fails with a message saying so.
 
 #[cfg(not(feature = "postgres"))]
@@ -55,6 +57,8 @@ mod with_postgres {
             &connection,
             &[
                 "DROP TABLE IF EXISTS weir_bench_orders",
+                // Each run is a new job history: its markers would refuse the next.
+                "DROP TABLE IF EXISTS weir_sink_commits",
                 "CREATE TABLE weir_bench_orders (id bigint NOT NULL, customer text NOT NULL, amount bigint NOT NULL)",
             ],
         )?;
@@ -73,9 +77,9 @@ mod with_postgres {
             (i as i64, format!("customer-{}", i % 1000), (i % 100) as i64)
         });
         if args.plain_sink {
-            rows.add_sink(sink);
+            rows.add_sink(sink).uid("orders");
         } else {
-            rows.add_sink(sink.exactly_once());
+            rows.add_sink(sink.exactly_once()).uid("orders");
         }
         let start = Instant::now();
         let result = env.execute_blocking(args.job.name())?;
