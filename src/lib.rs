@@ -44,8 +44,12 @@ pub mod context;
 pub mod data;
 pub mod env;
 pub mod inspect;
+#[cfg(any(feature = "postgres", feature = "nats"))]
+pub(crate) mod io_runtime;
 pub mod keys;
 pub mod lifecycle;
+#[cfg(feature = "nats")]
+pub(crate) mod nats;
 pub mod operator;
 pub mod ops;
 pub mod plan;

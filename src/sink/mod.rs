@@ -12,6 +12,8 @@
 mod collect;
 mod discard;
 mod file;
+#[cfg(feature = "nats")]
+pub mod jetstream;
 mod ledger;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -13,6 +13,8 @@
 mod collection;
 mod file;
 mod generator;
+#[cfg(feature = "nats")]
+pub mod jetstream;
 mod lines;
 
 use std::marker::PhantomData;
@@ -82,6 +84,19 @@ pub trait Source<T>: Lifecycle + Clone + Send + 'static {
     /// Returning no record with [`SourceStatus::More`] means "nothing right now":
     /// the source is polled again after a short pause.
     fn poll_next(&mut self, out: &mut Vec<T>, max: usize) -> Result<SourceStatus, UserError>;
+
+    /// Appends at most `max` records to `out` with their event time, for a
+    /// source whose input carries it (a message log's publish time): a
+    /// [`WatermarkStrategy`](crate::time::WatermarkStrategy) without a
+    /// timestamp assigner keeps these timestamps. The default calls
+    /// [`Source::poll_next`] (records without timestamps).
+    fn poll_next_timestamped(
+        &mut self,
+        out: &mut RecordBatch<T>,
+        max: usize,
+    ) -> Result<SourceStatus, UserError> {
+        self.poll_next(&mut out.records, max)
+    }
 }
 
 struct SourceAdapter<T, S> {
@@ -118,10 +133,12 @@ impl<T: Data, S: Source<T>> SourceOperator for SourceAdapter<T, S> {
         max_records: usize,
         out: &mut dyn Emitter,
     ) -> Result<SourceStatus, UserError> {
-        let mut records = Vec::with_capacity(max_records);
-        let status = self.source.poll_next(&mut records, max_records)?;
+        let mut records = RecordBatch::with_capacity(max_records);
+        let status = self
+            .source
+            .poll_next_timestamped(&mut records, max_records)?;
         if !records.is_empty() {
-            out.emit(Box::new(RecordBatch::from(records)));
+            out.emit(Box::new(records));
         }
         if status == SourceStatus::Finished {
             self.source.finish()?;

