@@ -48,6 +48,8 @@
 //! - `postgres-sink` ([`postgres_sink`], feature `postgres`): rows per second
 //!   into PostgreSQL (`--postgres CONNECTION`), exactly once or with
 //!   `--plain-sink`.
+//! - `jetstream` ([`jetstream`], feature `nats`): messages per second from
+//!   and to NATS JetStream (`--nats URL`).
 //!
 //! `--batch-size`, `--channel-credits` and `--arbiters` override the engine's
 //! runtime defaults (1024, 4, one Arbiter per core) for any engine job.
@@ -77,6 +79,7 @@
 //! and the harness exits non-zero.
 
 mod burst;
+mod jetstream;
 mod keyed_count;
 mod large_state;
 mod lineage;
@@ -138,6 +141,8 @@ enum Job {
     Web,
     /// generate -> the PostgreSQL sink (--postgres), exactly once or --plain-sink.
     PostgresSink,
+    /// the JetStream source (--nats) -> discard, and generate -> the JetStream sink.
+    Jetstream,
 }
 
 impl Job {
@@ -160,6 +165,7 @@ impl Job {
             Job::SchemaMigration => "schema-migration",
             Job::Web => "web",
             Job::PostgresSink => "postgres-sink",
+            Job::Jetstream => "jetstream",
         }
     }
 
@@ -180,6 +186,7 @@ impl Job {
             Job::SchemaMigration => 0,
             Job::Web => 1_000_000_000,
             Job::PostgresSink => 1_000_000,
+            Job::Jetstream => 2_000_000,
         }
     }
 }
@@ -269,6 +276,9 @@ struct Args {
     /// postgres-sink: the sink without prepared transactions (a commit per batch).
     #[arg(long)]
     plain_sink: bool,
+    /// jetstream: the NATS server's URL.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
 }
 
 /// `--mode`.
@@ -492,6 +502,7 @@ fn run(args: &Args) -> BenchResult<Report> {
         Job::SchemaMigration => schema_migration::run(args),
         Job::Web => web::run(args),
         Job::PostgresSink => postgres_sink::run(args),
+        Job::Jetstream => jetstream::run(args),
     }
 }
 
