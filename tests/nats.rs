@@ -6,150 +6,20 @@
 //! set (CI), where they fail.
 #![cfg(feature = "nats")]
 
+#[path = "support/nats_server.rs"]
+mod nats_server;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, stream};
-use futures::StreamExt;
+use nats_server::Server;
 use weir::sink::jetstream::JetStreamSink;
 use weir::source::jetstream::JetStreamSource;
 use weir::testing::Faults;
 use weir::{
     Collector, Lifecycle, ProcessContext, ProcessFunction, RestartStrategy, StreamEnv, UserError,
 };
-
-struct Server {
-    child: Child,
-    dir: PathBuf,
-    url: String,
-}
-
-fn binary() -> Option<PathBuf> {
-    let in_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("nats-server"))
-            .find(|path| path.is_file())
-    });
-    in_path.or_else(|| {
-        ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|path| path.is_file())
-    })
-}
-
-impl Server {
-    fn start(tag: &str) -> Option<Server> {
-        let Some(binary) = binary() else {
-            assert!(
-                std::env::var_os("WEIR_REQUIRE_SERVERS").is_none(),
-                "WEIR_REQUIRE_SERVERS is set and nats-server is not installed"
-            );
-            eprintln!("skipped: nats-server is not installed (apt-get install nats-server)");
-            return None;
-        };
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "weir-nats-{tag}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(&binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
-        let server = Server {
-            child,
-            dir,
-            url: format!("nats://127.0.0.1:{port}"),
-        };
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(server);
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("nats-server did not listen on port {port} within 10 s");
-    }
-
-    /// Runs `f` with a JetStream context on a runtime of the test's own.
-    fn with<R>(&self, f: impl AsyncFnOnce(jetstream::Context) -> R) -> R {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let client = async_nats::connect(&self.url).await.unwrap();
-            f(jetstream::new(client)).await
-        })
-    }
-
-    fn create_stream(&self, name: &str, subjects: &[&str]) {
-        let config = stream::Config {
-            name: name.to_string(),
-            subjects: subjects.iter().map(|s| s.to_string()).collect(),
-            duplicate_window: Duration::from_secs(300),
-            ..Default::default()
-        };
-        self.with(async move |js| {
-            js.create_stream(config).await.unwrap();
-        });
-    }
-
-    fn publish(&self, messages: Vec<(String, String)>) {
-        self.with(async move |js| {
-            let mut acks = Vec::new();
-            for (subject, payload) in messages {
-                acks.push(js.publish(subject, payload.into()).await.unwrap());
-            }
-            for ack in acks {
-                ack.await.unwrap();
-            }
-        });
-    }
-
-    /// Every payload of stream `name`, in order.
-    fn payloads(&self, name: &str) -> Vec<String> {
-        let name = name.to_string();
-        self.with(async move |js| {
-            let stream = js.get_stream(&name).await.unwrap();
-            let count = stream.cached_info().state.messages as usize;
-            let consumer = stream
-                .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
-                .await
-                .unwrap();
-            let mut messages = consumer.messages().await.unwrap();
-            let mut payloads = Vec::new();
-            while payloads.len() < count {
-                let message = messages.next().await.unwrap().unwrap();
-                payloads.push(String::from_utf8(message.payload.to_vec()).unwrap());
-            }
-            payloads
-        })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn decode_id(payload: &[u8]) -> Result<u64, UserError> {
     Ok(std::str::from_utf8(payload)?.parse()?)

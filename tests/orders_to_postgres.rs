@@ -1,0 +1,148 @@
+//! The end-to-end connector example (`examples/orders_to_postgres.rs`):
+//! orders from NATS JetStream, running totals per customer, into
+//! PostgreSQL, exactly once, against real servers the test starts. Through
+//! injected failures in one process, and through a SIGKILL of the job's
+//! process and a resume: every order once in `orders`, exact totals, and no
+//! prepared transaction left behind.
+#![cfg(all(feature = "postgres", feature = "nats"))]
+
+#[allow(dead_code)] // the job's main is not called here
+#[path = "../examples/orders_to_postgres.rs"]
+mod example;
+#[path = "support/nats_server.rs"]
+mod nats_server;
+#[path = "support/postgres_server.rs"]
+mod postgres_server;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+fn servers(tag: &str) -> Option<(nats_server::Server, postgres_server::Server)> {
+    let nats = nats_server::Server::start(tag)?;
+    let postgres = postgres_server::Server::start(tag, &["max_prepared_transactions=20"])?;
+    Some((nats, postgres))
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-orders-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+const CUSTOMERS: u64 = 100;
+
+#[test]
+fn every_order_is_counted_once_through_injected_failures() {
+    let Some((nats, postgres)) = servers("faults") else {
+        return;
+    };
+    let orders = 20_000;
+    example::publish(&nats.url, "ORDERS", orders, CUSTOMERS).unwrap();
+    let dir = temp_dir("faults");
+    let args = example::Args::try_parse_from([
+        "orders_to_postgres",
+        "--nats",
+        &nats.url,
+        "--postgres",
+        &postgres.connection(),
+        "--checkpoint-interval-ms",
+        "20",
+        "--checkpoint-dir",
+        dir.join("checkpoints").to_str().unwrap(),
+        "--fail-at",
+        "3000,11000,17000",
+    ])
+    .unwrap();
+    let env = weir::StreamEnv::new();
+    example::build(&env, &args).unwrap();
+    let result = env.execute_blocking("orders-to-postgres").unwrap();
+    assert_eq!(result.restarts, 3);
+    example::audit(&postgres.connection(), orders, CUSTOMERS).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The example binary cargo built next to this test.
+fn example_binary() -> PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("examples").join("orders_to_postgres")
+}
+
+fn completed_checkpoints(root: &Path) -> usize {
+    let Ok(lineages) = std::fs::read_dir(root) else {
+        return 0;
+    };
+    lineages
+        .flatten()
+        .filter_map(|lineage| std::fs::read_dir(lineage.path()).ok())
+        .flat_map(|checkpoints| checkpoints.flatten())
+        .filter(|checkpoint| checkpoint.path().join("_metadata").exists())
+        .count()
+}
+
+#[test]
+fn a_job_killed_with_sigkill_resumes_and_counts_every_order_once() {
+    let binary = example_binary();
+    assert!(
+        binary.exists(),
+        "{} (built by cargo test)",
+        binary.display()
+    );
+    let Some((nats, postgres)) = servers("kill") else {
+        return;
+    };
+    let orders = 100_000;
+    example::publish(&nats.url, "ORDERS", orders, CUSTOMERS).unwrap();
+    let dir = temp_dir("kill");
+    let checkpoints = dir.join("checkpoints");
+    let run = |extra: &[&str]| {
+        let mut command = Command::new(&binary);
+        command
+            .args(["--nats", &nats.url, "--postgres", &postgres.connection()])
+            .args(["--checkpoint-interval-ms", "50", "--checkpoint-dir"])
+            .arg(&checkpoints)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+    let mut first = run(&[]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while completed_checkpoints(&checkpoints) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint completed within 60 s"
+        );
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the job ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.kill().unwrap(); // SIGKILL
+    let status = first.wait().unwrap();
+    assert!(!status.success(), "{status}");
+    let written = postgres.one("SELECT count(*) FROM orders");
+    assert!(
+        written.parse::<u64>().unwrap() < orders,
+        "killed before the end: {written} orders written"
+    );
+    let second = run(&["--resume-from", "latest", "--audit", &orders.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        second.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&second.stdout),
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let summary = String::from_utf8_lossy(&second.stdout);
+    assert!(summary.contains(r#""audit":"complete""#), "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
