@@ -73,16 +73,9 @@ fn orders_job(env: &StreamEnv, server: &Server, orders: u64) {
         .sum(|(_, _, amount)| *amount)
         .name("totals")
         .add_sink(
-            PostgresSink::upsert(
-                &server.connection(),
-                "totals",
-                &["customer", "total"],
-                &["customer"],
-                |t: (String, i64)| t,
-            )
-            .unwrap()
-            .lock_timeout(Duration::from_secs(3))
-            .exactly_once(),
+            upsert_totals(server)
+                .lock_timeout(Duration::from_secs(3))
+                .exactly_once(),
         )
         .uid("totals-sink");
 }
@@ -163,16 +156,9 @@ fn every_order_is_written_exactly_once_through_failures() {
 
 /// A harness around the exactly-once upsert sink into `totals`.
 fn totals_harness(server: &Server) -> OperatorHarness<(String, i64), ()> {
-    let sink = PostgresSink::upsert(
-        &server.connection(),
-        "totals",
-        &["customer", "total"],
-        &["customer"],
-        |t: (String, i64)| t,
-    )
-    .unwrap()
-    .lock_timeout(Duration::from_secs(5))
-    .exactly_once();
+    let sink = upsert_totals(server)
+        .lock_timeout(Duration::from_secs(5))
+        .exactly_once();
     OperatorHarness::new(SinkOperator(sink), 0, 1, 128)
 }
 
@@ -242,13 +228,13 @@ fn a_restore_commits_prepared_and_deferred_transactions_once() {
     );
 }
 
-fn short_job(env: &StreamEnv, server: &Server, sink: PostgresSink<(String, i64)>) {
+fn short_job(env: &StreamEnv, sink: PostgresSink<(String, i64)>) {
     env.from_collection(vec![row("a", 1), row("b", 2)])
         .add_sink(sink.exactly_once())
         .uid("totals-sink");
-    let _ = server;
 }
 
+/// The exactly-once upsert of `(customer, total)` into `totals`.
 fn upsert_totals(server: &Server) -> PostgresSink<(String, i64)> {
     PostgresSink::upsert(
         &server.connection(),
@@ -268,7 +254,7 @@ fn a_fresh_start_refuses_what_an_earlier_run_left_prepared() {
     create_tables(&server);
     server.query("BEGIN; INSERT INTO totals VALUES ('x', 9); PREPARE TRANSACTION 'weir:orders:totals-sink:0:3'");
     let env = StreamEnv::with_parallelism(1);
-    short_job(&env, &server, upsert_totals(&server));
+    short_job(&env, upsert_totals(&server));
     let error = env.execute_blocking("orders").unwrap_err().to_string();
     assert!(error.contains("1 prepared transaction(s) of an earlier run of this sink (weir:orders:totals-sink:0:3)"), "{error}");
     assert!(error.contains("sink.allow_rewind"), "{error}");
@@ -276,7 +262,7 @@ fn a_fresh_start_refuses_what_an_earlier_run_left_prepared() {
     // Allowed to rewind: rolled back, and the job writes.
     let env = StreamEnv::with_parallelism(1);
     env.set_allow_sink_rewind(true);
-    short_job(&env, &server, upsert_totals(&server));
+    short_job(&env, upsert_totals(&server));
     env.execute_blocking("orders").unwrap();
     assert_eq!(
         server.query("SELECT customer, total FROM totals ORDER BY customer"),
@@ -285,7 +271,7 @@ fn a_fresh_start_refuses_what_an_earlier_run_left_prepared() {
     assert_eq!(server.one("SELECT count(*) FROM pg_prepared_xacts"), "0");
     // A new run (another lineage) would mix its output with that one: refused.
     let env = StreamEnv::with_parallelism(1);
-    short_job(&env, &server, upsert_totals(&server));
+    short_job(&env, upsert_totals(&server));
     let error = env.execute_blocking("orders").unwrap_err().to_string();
     assert!(
         error.contains("table weir_sink_commits (sink orders:totals-sink)"),
@@ -301,7 +287,7 @@ fn a_server_without_prepared_transactions_is_refused_with_the_fix() {
     };
     create_tables(&server);
     let env = StreamEnv::with_parallelism(2);
-    short_job(&env, &server, upsert_totals(&server));
+    short_job(&env, upsert_totals(&server));
     let error = env.execute_blocking("orders").unwrap_err().to_string();
     assert!(
         error.contains("has max_prepared_transactions = 0"),
@@ -327,7 +313,7 @@ fn a_missing_table_and_a_violated_constraint_are_named_and_stop_the_job() {
     )
     .unwrap();
     let env = StreamEnv::with_parallelism(1);
-    short_job(&env, &server, missing);
+    short_job(&env, missing);
     let error = env.execute_blocking("orders").unwrap_err().to_string();
     assert!(
         error.contains(r#"relation "nope" does not exist"#),
@@ -389,5 +375,52 @@ fn the_plain_sink_inserts_every_row() {
     assert_eq!(
         server.one("SELECT count(*), count(DISTINCT id) FROM orders"),
         "5000|5000"
+    );
+}
+
+/// The built-in statements send up to 256 rows at once; an upsert's
+/// statement never holds a key twice, and rows land in their order.
+#[test]
+fn statements_of_many_rows_keep_the_order_of_repeated_keys() {
+    let Some(server) = Server::start("many", &["max_prepared_transactions=4"]) else {
+        return;
+    };
+    create_tables(&server);
+    let mut harness = totals_harness(&server);
+    harness.open(None).unwrap();
+    // 300 distinct keys, then 20 keys repeated over and over.
+    let key = |i: i64| if i < 600 { i % 300 } else { i % 20 };
+    let rows: Vec<(String, i64)> = (0..1_000).map(|i| (format!("k{}", key(i)), i)).collect();
+    harness.process(rows).unwrap();
+    harness.snapshot(1).unwrap();
+    harness.notify_checkpoint_complete(1).unwrap();
+    harness.close().unwrap();
+    let expected: Vec<String> = {
+        let mut last = std::collections::BTreeMap::new();
+        for i in 0..1_000i64 {
+            last.insert(format!("k{}", key(i)), i);
+        }
+        last.into_iter().map(|(k, v)| format!("{k}|{v}")).collect()
+    };
+    assert_eq!(
+        server.query("SELECT customer, total FROM totals ORDER BY customer"),
+        expected
+    );
+    // Inserts: every row once.
+    let env = StreamEnv::with_parallelism(2);
+    env.generate(3_001, order).add_sink(
+        PostgresSink::insert(
+            &server.connection(),
+            "orders",
+            &["id", "customer", "amount"],
+            |o: (i64, String, i64)| o,
+        )
+        .unwrap()
+        .exactly_once(),
+    );
+    env.execute_blocking("many").unwrap();
+    assert_eq!(
+        server.one("SELECT count(*), count(DISTINCT id) FROM orders"),
+        "3001|3001"
     );
 }

@@ -116,6 +116,8 @@ pub struct PostgresSink<T> {
 
 struct Settings<T> {
     destination: Destination,
+    /// The built-in statement's shape: rows go many to a statement.
+    shape: Option<statement::Shape>,
     to_row: RowMapping<T>,
     batch_rows: usize,
     exactly_once: bool,
@@ -127,6 +129,7 @@ impl<T> Clone for Settings<T> {
     fn clone(&self) -> Self {
         Settings {
             destination: self.destination.clone(),
+            shape: self.shape.clone(),
             to_row: self.to_row.clone(),
             batch_rows: self.batch_rows,
             exactly_once: self.exactly_once,
@@ -151,11 +154,21 @@ struct PendingCommit {
     task: Task<Result<(), UserError>>,
 }
 
+/// The writer connection and its statements.
+#[derive(Clone)]
+struct Writer {
+    client: Arc<Client>,
+    /// One row.
+    single: Statement,
+    /// Many rows, and how many (built-in statements).
+    many: Option<(usize, Statement)>,
+}
+
 /// One subtask's connections, rows and transactions.
 #[derive(Default)]
 struct Instance {
     identity: Option<Identity>,
-    writer: Option<(Arc<Client>, Statement)>,
+    writer: Option<Writer>,
     committer: Option<Committer>,
     /// A transaction is open on the writer connection.
     in_transaction: bool,
@@ -239,6 +252,7 @@ impl<T: Send + 'static> PostgresSink<T> {
                     sql: sql.to_string(),
                     lock_timeout: DEFAULT_LOCK_TIMEOUT,
                 },
+                shape: None,
                 to_row: Arc::new(move |record| Box::new(to_row(record))),
                 batch_rows: DEFAULT_BATCH_ROWS,
                 exactly_once: false,
@@ -256,7 +270,11 @@ impl<T: Send + 'static> PostgresSink<T> {
         columns: &[&str],
         to_row: impl Fn(T) -> R + Send + Sync + 'static,
     ) -> Result<Self, ConnectionSettingsError> {
-        Self::new(connection, &statement::insert(table, columns), to_row)
+        Self::shaped(
+            connection,
+            statement::Shape::new(table, columns, None),
+            to_row,
+        )
     }
 
     /// A sink inserting a row into `table` per record, or updating the row
@@ -269,7 +287,21 @@ impl<T: Send + 'static> PostgresSink<T> {
         key: &[&str],
         to_row: impl Fn(T) -> R + Send + Sync + 'static,
     ) -> Result<Self, ConnectionSettingsError> {
-        Self::new(connection, &statement::upsert(table, columns, key), to_row)
+        Self::shaped(
+            connection,
+            statement::Shape::new(table, columns, Some(key)),
+            to_row,
+        )
+    }
+
+    /// A built-in statement, which sends many rows per statement.
+    fn shaped<R: ToRow>(
+        connection: &str,
+        shape: statement::Shape,
+        to_row: impl Fn(T) -> R + Send + Sync + 'static,
+    ) -> Result<Self, ConnectionSettingsError> {
+        let sink = Self::new(connection, &shape.sql(1), to_row)?;
+        Ok(sink.with(|s| s.shape = Some(shape)))
     }
 
     fn with(mut self, change: impl FnOnce(&mut Settings<T>)) -> Self {
@@ -336,8 +368,8 @@ impl<T: Send + 'static> PostgresSink<T> {
         run(connect(d.config.clone(), d.server.clone(), d.lock_timeout))?
     }
 
-    /// The writer connection and its prepared statement (connecting first).
-    fn writer(&mut self) -> Result<(Arc<Client>, Statement), UserError> {
+    /// The writer connection and its prepared statements (connecting first).
+    fn writer(&mut self) -> Result<Writer, UserError> {
         if let Some(writer) = &self.instance.writer {
             return Ok(writer.clone());
         }
@@ -349,21 +381,42 @@ impl<T: Send + 'static> PostgresSink<T> {
             .settings
             .exactly_once
             .then(|| statement::create_commit_table(&self.settings.destination.table));
+        let many = self.settings.shape.as_ref().map(|shape| {
+            (
+                shape.rows_per_statement(),
+                shape.sql(shape.rows_per_statement()),
+            )
+        });
         let prepared = client.clone();
-        let statement = run(async move {
+        let (single, many) = run(async move {
             if let Some(create) = commit_table {
                 prepared
                     .batch_execute(&create)
                     .await
                     .map_err(|e| sql_error(&server, "cannot create the commit table", e))?;
             }
-            prepared
+            let single = prepared
                 .prepare(&sql)
                 .await
-                .map_err(|e| sql_error(&server, &format!("the sink's statement `{sql}`"), e))
+                .map_err(|e| sql_error(&server, &format!("the sink's statement `{sql}`"), e))?;
+            let many = match many {
+                Some((rows, sql)) => Some((
+                    rows,
+                    prepared.prepare(&sql).await.map_err(|e| {
+                        sql_error(&server, &format!("the sink's statement of {rows} rows"), e)
+                    })?,
+                )),
+                None => None,
+            };
+            Ok::<_, UserError>((single, many))
         })??;
-        self.instance.writer = Some((client.clone(), statement.clone()));
-        Ok((client, statement))
+        let writer = Writer {
+            client,
+            single,
+            many,
+        };
+        self.instance.writer = Some(writer.clone());
+        Ok(writer)
     }
 
     fn committer(&mut self) -> Result<&Committer, UserError> {
@@ -388,12 +441,54 @@ impl<T: Send + 'static> PostgresSink<T> {
         if self.instance.rows.is_empty() {
             return Ok(());
         }
-        let (client, statement) = self.writer()?;
+        let writer = self.writer()?;
         let rows = std::mem::take(&mut self.instance.rows);
+        let pieces = self.pieces(rows, &writer)?;
         let begin = !self.instance.in_transaction;
         self.instance.in_transaction = true;
-        let sent = run(execute_rows(client, statement, rows, begin, self.server())).and_then(|r| r);
+        let sent = run(execute_rows(writer, pieces, begin, self.server())).and_then(|r| r);
         self.on_error(sent)
+    }
+
+    /// Cuts `rows` into statements: full statements of many rows (for a
+    /// built-in statement), the rest one by one. An upsert's statement
+    /// never holds a key twice (PostgreSQL refuses that): a repeated key
+    /// starts the next statement, so the rows still land in order.
+    fn pieces(&self, rows: Vec<Box<dyn ToRow>>, writer: &Writer) -> Result<Vec<Piece>, UserError> {
+        let Some((per_statement, _)) = writer.many else {
+            return Ok(rows.into_iter().map(Piece::One).collect());
+        };
+        let key = self.settings.shape.as_ref().and_then(|s| s.key_positions());
+        let mut pieces = Vec::new();
+        let mut current: Vec<Box<dyn ToRow>> = Vec::with_capacity(per_statement);
+        let mut keys = std::collections::HashSet::new();
+        let close = |current: &mut Vec<Box<dyn ToRow>>, pieces: &mut Vec<Piece>| {
+            if current.len() == per_statement {
+                pieces.push(Piece::Many(std::mem::take(current)));
+            } else {
+                pieces.extend(current.drain(..).map(Piece::One));
+            }
+        };
+        for row in rows {
+            if let Some(positions) = &key {
+                let encoded =
+                    encoded::encode(row.as_ref(), writer.single.params()).map_err(Permanent)?;
+                let row_key: Vec<Option<Vec<u8>>> =
+                    positions.iter().map(|&i| encoded[i].clone()).collect();
+                if !keys.insert(row_key.clone()) {
+                    close(&mut current, &mut pieces);
+                    keys.clear();
+                    keys.insert(row_key);
+                }
+            }
+            current.push(row);
+            if current.len() == per_statement {
+                close(&mut current, &mut pieces);
+                keys.clear();
+            }
+        }
+        close(&mut current, &mut pieces);
+        Ok(pieces)
     }
 
     /// At least once: sends the buffered rows and commits them.
@@ -402,7 +497,7 @@ impl<T: Send + 'static> PostgresSink<T> {
         if !self.instance.in_transaction {
             return Ok(());
         }
-        let (client, _) = self.writer()?;
+        let client = self.writer()?.client;
         let server = self.server();
         self.instance.in_transaction = false;
         let committed = run(async move {
@@ -474,7 +569,7 @@ impl<T: Send + 'static> PostgresSink<T> {
         if self.instance.rows.is_empty() {
             return Ok(());
         }
-        let (_, statement) = self.writer()?;
+        let statement = self.writer()?.single;
         let rows = std::mem::take(&mut self.instance.rows);
         let encoded: Result<Vec<EncodedRow>, UserError> = rows
             .iter()
@@ -495,7 +590,7 @@ impl<T: Send + 'static> PostgresSink<T> {
         let identity = self.identity()?;
         let name =
             naming::transaction_name(&identity.sink_id, identity.subtask, transaction.checkpoint);
-        let (client, _) = self.writer()?;
+        let client = self.writer()?.client;
         let (table, server) = (self.settings.destination.table.clone(), self.server());
         let target = transaction.target();
         let prepared_name = name.clone();
@@ -516,30 +611,57 @@ impl<T: Send + 'static> PostgresSink<T> {
     }
 }
 
-/// Sends `rows` (pipelined: every row is on its way before the first answer).
+/// Rows for one statement.
+enum Piece {
+    Many(Vec<Box<dyn ToRow>>),
+    One(Box<dyn ToRow>),
+}
+
+impl Piece {
+    fn describe(&self) -> String {
+        match self {
+            Piece::One(row) => format!("row {}", row.describe()),
+            Piece::Many(rows) => format!(
+                "{} rows, {} to {}",
+                rows.len(),
+                rows.first().map(|r| r.describe()).unwrap_or_default(),
+                rows.last().map(|r| r.describe()).unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// Sends `pieces` (pipelined: every statement is on its way before the
+/// first answer; one connection keeps their order).
 async fn execute_rows(
-    client: Arc<Client>,
-    statement: Statement,
-    rows: Vec<Box<dyn ToRow>>,
+    writer: Writer,
+    pieces: Vec<Piece>,
     begin: bool,
     server: String,
 ) -> Result<(), UserError> {
+    let client = &writer.client;
     if begin {
         client
             .batch_execute("BEGIN")
             .await
             .map_err(|e| sql_error(&server, "cannot begin a transaction", e))?;
     }
-    let results = futures::future::join_all(
-        rows.iter()
-            .map(|row| client.execute_raw(&statement, row.params())),
-    )
+    let results = futures::future::join_all(pieces.iter().map(|piece| {
+        let (statement, params): (&Statement, Vec<&(dyn ToSql + Sync)>) = match piece {
+            Piece::One(row) => (&writer.single, row.params()),
+            Piece::Many(rows) => match &writer.many {
+                Some((_, many)) => (many, rows.iter().flat_map(|row| row.params()).collect()),
+                None => (&writer.single, Vec::new()),
+            },
+        };
+        client.execute_raw(statement, params)
+    }))
     .await;
-    for (row, result) in rows.iter().zip(results) {
+    for (piece, result) in pieces.iter().zip(results) {
         if let Err(e) = result {
             return Err(sql_error(
                 &server,
-                &format!("cannot write row {}", row.describe()),
+                &format!("cannot write {}", piece.describe()),
                 e,
             ));
         }

@@ -12,37 +12,96 @@ pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A built-in statement: rows into `table`'s `columns`, updating the row
+/// whose `key` columns conflict when there is a key (an upsert). It can
+/// take many rows at once.
+#[derive(Clone, Debug)]
+pub(crate) struct Shape {
+    pub(crate) table: String,
+    pub(crate) columns: Vec<String>,
+    pub(crate) key: Option<Vec<String>>,
+}
+
+/// PostgreSQL's limit on a statement's parameters.
+const MAX_PARAMETERS: usize = 65_535;
+
+/// Rows per statement of many rows, at most.
+const MAX_ROWS_PER_STATEMENT: usize = 256;
+
+impl Shape {
+    /// An insert of `columns`, or an upsert when `key` is given.
+    pub(crate) fn new(table: &str, columns: &[&str], key: Option<&[&str]>) -> Self {
+        Shape {
+            table: table.to_string(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            key: key.map(|key| key.iter().map(|c| c.to_string()).collect()),
+        }
+    }
+
+    /// Rows a statement of many rows takes.
+    pub(crate) fn rows_per_statement(&self) -> usize {
+        (MAX_PARAMETERS / self.columns.len().max(1)).min(MAX_ROWS_PER_STATEMENT)
+    }
+
+    /// The positions of the key columns among the columns (an upsert's).
+    pub(crate) fn key_positions(&self) -> Option<Vec<usize>> {
+        let key = self.key.as_ref()?;
+        Some(
+            key.iter()
+                .filter_map(|k| self.columns.iter().position(|c| c == k))
+                .collect(),
+        )
+    }
+
+    /// The statement for `rows` rows: `INSERT INTO table (columns) VALUES
+    /// ($1, ...), ($n+1, ...) [ON CONFLICT (key) DO UPDATE SET ...]`.
+    pub(crate) fn sql(&self, rows: usize) -> String {
+        let names: Vec<String> = self.columns.iter().map(|c| quote(c)).collect();
+        let width = self.columns.len();
+        let tuples: Vec<String> = (0..rows)
+            .map(|row| {
+                let params: Vec<String> = (1..=width)
+                    .map(|i| format!("${}", row * width + i))
+                    .collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        let mut sql = format!(
+            "INSERT INTO {} ({}) VALUES {}",
+            quote_table(&self.table),
+            names.join(", "),
+            tuples.join(", ")
+        );
+        if let Some(key) = &self.key {
+            let keys: Vec<String> = key.iter().map(|c| quote(c)).collect();
+            let updates: Vec<String> = self
+                .columns
+                .iter()
+                .filter(|c| !key.contains(c))
+                .map(|c| format!("{0} = EXCLUDED.{0}", quote(c)))
+                .collect();
+            let action = if updates.is_empty() {
+                "DO NOTHING".to_string()
+            } else {
+                format!("DO UPDATE SET {}", updates.join(", "))
+            };
+            sql.push_str(&format!(" ON CONFLICT ({}) {action}", keys.join(", ")));
+        }
+        sql
+    }
+}
+
 /// `INSERT INTO table (columns) VALUES ($1, ...)`.
-pub(crate) fn insert(table: &str, columns: &[&str]) -> String {
-    let names: Vec<String> = columns.iter().map(|c| quote(c)).collect();
-    let params: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
-    format!(
-        "INSERT INTO {} ({}) VALUES ({})",
-        quote_table(table),
-        names.join(", "),
-        params.join(", ")
-    )
+#[cfg(test)]
+fn insert(table: &str, columns: &[&str]) -> String {
+    Shape::new(table, columns, None).sql(1)
 }
 
 /// An insert that updates the row whose `key` columns conflict: every other
 /// column takes the new value (`DO NOTHING` when every column is a key).
-pub(crate) fn upsert(table: &str, columns: &[&str], key: &[&str]) -> String {
-    let keys: Vec<String> = key.iter().map(|c| quote(c)).collect();
-    let updates: Vec<String> = columns
-        .iter()
-        .filter(|c| !key.contains(c))
-        .map(|c| format!("{0} = EXCLUDED.{0}", quote(c)))
-        .collect();
-    let action = if updates.is_empty() {
-        "DO NOTHING".to_string()
-    } else {
-        format!("DO UPDATE SET {}", updates.join(", "))
-    };
-    format!(
-        "{} ON CONFLICT ({}) {action}",
-        insert(table, columns),
-        keys.join(", ")
-    )
+#[cfg(test)]
+fn upsert(table: &str, columns: &[&str], key: &[&str]) -> String {
+    Shape::new(table, columns, Some(key)).sql(1)
 }
 
 /// Creates the commit table (one marker row per committed transaction).
@@ -117,5 +176,20 @@ mod tests {
             r#"INSERT INTO "seen" ("id") VALUES ($1) ON CONFLICT ("id") DO NOTHING"#
         );
         assert_eq!(quote(r#"a"b"#), r#""a""b""#);
+    }
+
+    #[test]
+    fn a_statement_of_many_rows_numbers_its_parameters_row_by_row() {
+        let shape = Shape::new("t", &["a", "b"], Some(&["a"]));
+        assert_eq!(
+            shape.sql(2),
+            r#"INSERT INTO "t" ("a", "b") VALUES ($1, $2), ($3, $4) ON CONFLICT ("a") DO UPDATE SET "b" = EXCLUDED."b""#
+        );
+        assert_eq!(shape.key_positions(), Some(vec![0]));
+        assert_eq!(Shape::new("t", &["a"], None).key_positions(), None);
+        assert_eq!(shape.rows_per_statement(), 256);
+        let wide: Vec<String> = (0..1000).map(|i| format!("c{i}")).collect();
+        let wide: Vec<&str> = wide.iter().map(String::as_str).collect();
+        assert_eq!(Shape::new("t", &wide, None).rows_per_statement(), 65);
     }
 }
