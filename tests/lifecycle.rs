@@ -982,9 +982,8 @@ mod every_hook {
 /// transaction before it pre-commits the next, even when the completion's
 /// own notification comes after the barrier (it travels apart from the
 /// records). A sink whose rows wait for the previous transaction's locks
-/// (PostgreSQL) relies on it. (This job does not make the notification
-/// late on purpose: it checks the order the barrier guarantees, on every
-/// periodic checkpoint of a run.)
+/// (PostgreSQL) relies on it. The notifications of two checkpoints are lost
+/// on purpose: their sinks hear of them from the next barrier only.
 mod completion_before_the_next_barrier {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
@@ -1054,7 +1053,10 @@ mod completion_before_the_next_barrier {
     #[test]
     fn the_previous_checkpoint_commits_before_the_next_pre_commits() {
         let sink = Ordered::default();
+        let faults = std::sync::Arc::new(weir::testing::Faults::new());
+        faults.lose_notification(2).lose_notification(3);
         let env = StreamEnv::with_parallelism(2);
+        env.set_faults(faults.clone());
         env.set_checkpoint_config(CheckpointConfig {
             interval: Some(Duration::from_millis(2)),
             ..CheckpointConfig::default()
@@ -1097,6 +1099,11 @@ mod completion_before_the_next_barrier {
         assert!(
             checked >= 4,
             "only {checked} checkpoints checked: {completed:?}"
+        );
+        let fired = faults.fired();
+        assert!(
+            fired.contains(&"lose the notification of checkpoint 3".to_string()),
+            "{fired:?}"
         );
     }
 }

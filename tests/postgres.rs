@@ -56,16 +56,10 @@ fn orders_job(env: &StreamEnv, server: &Server, orders: u64) {
     stream
         .clone()
         .add_sink(
-            PostgresSink::insert(
-                &server.connection(),
-                "orders",
-                &["id", "customer", "amount"],
-                |o: (i64, String, i64)| o,
-            )
-            .unwrap()
-            .batch_rows(100)
-            .lock_timeout(Duration::from_secs(3))
-            .exactly_once(),
+            insert_orders(server)
+                .batch_rows(100)
+                .lock_timeout(Duration::from_secs(3))
+                .exactly_once(),
         )
         .uid("orders-sink");
     stream
@@ -90,6 +84,17 @@ fn expected_totals(orders: u64) -> Vec<String> {
         .into_iter()
         .map(|(c, t)| format!("{c}|{t}"))
         .collect()
+}
+
+/// The insert of `(id, customer, amount)` into `orders`.
+fn insert_orders(server: &Server) -> PostgresSink<(i64, String, i64)> {
+    PostgresSink::insert(
+        &server.connection(),
+        "orders",
+        &["id", "customer", "amount"],
+        |o: (i64, String, i64)| o,
+    )
+    .unwrap()
 }
 
 /// Every order once, every total exact, no prepared transaction left.
@@ -213,6 +218,7 @@ fn a_restore_commits_prepared_and_deferred_transactions_once() {
     drop(harness);
     for _ in 0..2 {
         let mut restored = totals_harness(&server);
+        restored.set_restored_checkpoint(2);
         restored.open(Some(snapshot.clone())).unwrap();
         restored.close().unwrap();
         assert_eq!(
@@ -361,16 +367,8 @@ fn the_plain_sink_inserts_every_row() {
     };
     create_tables(&server);
     let env = StreamEnv::with_parallelism(2);
-    env.generate(5_000, order).add_sink(
-        PostgresSink::insert(
-            &server.connection(),
-            "orders",
-            &["id", "customer", "amount"],
-            |o: (i64, String, i64)| o,
-        )
-        .unwrap()
-        .batch_rows(300),
-    );
+    env.generate(5_000, order)
+        .add_sink(insert_orders(&server).batch_rows(300));
     env.execute_blocking("plain").unwrap();
     assert_eq!(
         server.one("SELECT count(*), count(DISTINCT id) FROM orders"),
@@ -408,16 +406,8 @@ fn statements_of_many_rows_keep_the_order_of_repeated_keys() {
     );
     // Inserts: every row once.
     let env = StreamEnv::with_parallelism(2);
-    env.generate(3_001, order).add_sink(
-        PostgresSink::insert(
-            &server.connection(),
-            "orders",
-            &["id", "customer", "amount"],
-            |o: (i64, String, i64)| o,
-        )
-        .unwrap()
-        .exactly_once(),
-    );
+    env.generate(3_001, order)
+        .add_sink(insert_orders(&server).exactly_once());
     env.execute_blocking("many").unwrap();
     assert_eq!(
         server.one("SELECT count(*), count(DISTINCT id) FROM orders"),

@@ -32,6 +32,8 @@ struct Plan {
     seen: HashMap<(String, usize), u64>,
     snapshots: BTreeSet<u64>,
     commits: BTreeSet<u64>,
+    /// Checkpoints whose completion notification no subtask receives.
+    lost_notifications: BTreeSet<u64>,
     restores: u32,
     log: Vec<String>,
 }
@@ -63,6 +65,9 @@ impl fmt::Display for FaultPlan {
         }
         for n in &plan.commits {
             writeln!(f, "fail between pre-commit and commit of checkpoint {n}")?;
+        }
+        for n in &plan.lost_notifications {
+            writeln!(f, "lose the notification of checkpoint {n}")?;
         }
         if plan.restores > 0 {
             writeln!(f, "fail {} restore(s)", plan.restores)?;
@@ -110,6 +115,16 @@ impl FaultPlan {
     pub fn fail_before_commit(&self, checkpoint: u64) -> &Self {
         self.with(|p| {
             p.commits.insert(checkpoint);
+        })
+    }
+
+    /// Loses the notification that checkpoint `checkpoint` completed, in
+    /// every subtask (as when it comes after the next barrier and the
+    /// barrier has told of it): operators hear of the completion only from
+    /// the next barrier.
+    pub fn lose_notification(&self, checkpoint: u64) -> &Self {
+        self.with(|p| {
+            p.lost_notifications.insert(checkpoint);
         })
     }
 
@@ -215,6 +230,21 @@ impl FaultPlan {
             plan.log.push(message.clone());
             message
         })
+    }
+
+    /// Whether the completion notification of `checkpoint` is lost.
+    pub fn on_notification(&self, checkpoint: u64) -> bool {
+        let Ok(mut plan) = self.plan.lock() else {
+            return false;
+        };
+        if !plan.lost_notifications.contains(&checkpoint) {
+            return false;
+        }
+        let message = format!("lose the notification of checkpoint {checkpoint}");
+        if !plan.log.contains(&message) {
+            plan.log.push(message);
+        }
+        true
     }
 
     /// Whether a restore must fail now.

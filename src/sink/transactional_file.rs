@@ -189,7 +189,7 @@ impl<T: std::fmt::Display> TwoPhaseCommitSink<T> for TransactionalFileSink {
         Ok(vec![Box::new(lock)])
     }
 
-    fn ledger(&self) -> Option<Box<dyn CommitLedger>> {
+    fn ledger(&self, _job_name: &str, _operator_uid: &str) -> Option<Box<dyn CommitLedger>> {
         Some(Box::new(FileLedger::new(self.dir.clone())))
     }
 

@@ -39,9 +39,10 @@ pub trait TwoPhaseCommitSink<T>: Lifecycle + Clone + Send + 'static {
         Ok(Vec::new())
     }
 
-    /// Where this sink records what it committed, next to its output; `None`
-    /// (the default): it cannot refuse a restore that would commit again.
-    fn ledger(&self) -> Option<Box<dyn CommitLedger>> {
+    /// Where this sink records what it committed, next to its output, as
+    /// operator `operator_uid` of job `job_name`; `None` (the default): it
+    /// cannot refuse a restore that would commit again.
+    fn ledger(&self, _job_name: &str, _operator_uid: &str) -> Option<Box<dyn CommitLedger>> {
         None
     }
 
@@ -163,7 +164,7 @@ where
     fn restore_transactions(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
         let runtime = ctx.runtime();
         self.checkpointing = runtime.checkpointing();
-        self.ledger = self.sink.ledger();
+        self.ledger = self.sink.ledger(runtime.job_name(), runtime.uid());
         self.identity = Some((
             runtime.lineage().to_string(),
             runtime.job_name().to_string(),
@@ -319,7 +320,7 @@ where
 {
     fn preflight(&self, ctx: &PreflightContext) -> Result<Vec<Hold>, UserError> {
         let holds = self.sink.preflight(ctx)?;
-        let Some(ledger) = self.sink.ledger() else {
+        let Some(ledger) = self.sink.ledger(&ctx.job_name, &ctx.operator_uid) else {
             return Ok(holds);
         };
         let entries = ledger.entries()?;

@@ -37,6 +37,7 @@ use std::sync::Arc;
 
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use futures::StreamExt;
 use weir_actors::error::Permanent;
 use weir_actors::{RecordBatch, UserError};
@@ -249,7 +250,7 @@ async fn last_sequence(
     }
     match stream.get_last_raw_message_by_subject(partition).await {
         Ok(message) => Ok(message.sequence),
-        Err(e) if e.to_string().contains("no message found") => Ok(0),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -123,6 +123,14 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
         harness
     }
 
+    /// Says that the snapshot given to [`open`](Self::open) is checkpoint
+    /// `checkpoint_id`, as a restoring job does (a two-phase-commit sink
+    /// compares it with what it committed).
+    pub fn set_restored_checkpoint(&mut self, checkpoint_id: u64) -> &mut Self {
+        self.info.restored_from = Some(checkpoint_id);
+        self
+    }
+
     /// Restores from `restored` (if any) and opens the operator.
     pub fn open(&mut self, restored: Option<OperatorSnapshot>) -> Result<(), UserError> {
         self.operator.initialize_state(&self.info, restored)?;

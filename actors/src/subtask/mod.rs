@@ -737,7 +737,16 @@ impl Handler<NotifyCheckpoint> for Subtask {
     type Result = ();
 
     fn handle(&mut self, msg: NotifyCheckpoint, ctx: &mut Self::Context) {
-        self.on_notify(msg.id, msg.complete, ctx);
+        let lost = msg.complete
+            && self
+                .spec
+                .config
+                .faults
+                .as_ref()
+                .is_some_and(|f| f.on_notification(msg.id));
+        if !lost {
+            self.on_notify(msg.id, msg.complete, ctx);
+        }
     }
 }
 

@@ -44,6 +44,19 @@ pub(crate) struct Destination {
     pub(crate) lock_timeout: std::time::Duration,
 }
 
+impl Destination {
+    /// A new connection to the server.
+    pub(crate) async fn connect(&self) -> Result<Arc<Client>, UserError> {
+        connect(self.config.clone(), self.server.clone(), self.lock_timeout).await
+    }
+
+    /// A new connection, waited for on the sink's runtime.
+    pub(crate) fn connect_blocking(&self) -> Result<Arc<Client>, UserError> {
+        let destination = self.clone();
+        driver::run(async move { destination.connect().await })?
+    }
+}
+
 type Job = (
     CommitTarget,
     std::sync::mpsc::SyncSender<Result<(), UserError>>,
@@ -91,12 +104,7 @@ async fn settle_one(
     target: CommitTarget,
 ) -> Result<(), UserError> {
     if session.is_none() {
-        let client = connect(
-            destination.config.clone(),
-            destination.server.clone(),
-            destination.lock_timeout,
-        )
-        .await?;
+        let client = destination.connect().await?;
         *session = Some((client, None));
     }
     let Some((client, statement)) = session.as_mut() else {

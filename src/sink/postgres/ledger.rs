@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 use weir_actors::UserError;
 
 use super::commits::Destination;
-use super::driver::{connect, run, sql_error};
+use super::driver::{run, sql_error};
 use super::statement;
 use crate::sink::{CommitLedger, LedgerEntry};
 
@@ -24,8 +24,7 @@ pub(crate) struct MarkerLedger {
 
 impl MarkerLedger {
     fn client(&self) -> Result<Arc<Client>, UserError> {
-        let d = &self.destination;
-        run(connect(d.config.clone(), d.server.clone(), d.lock_timeout))?
+        self.destination.connect_blocking()
     }
 }
 

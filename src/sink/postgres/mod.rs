@@ -72,7 +72,7 @@ mod row;
 mod statement;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use row::ToRow;
@@ -87,7 +87,7 @@ use crate::context::RuntimeContext;
 use crate::lifecycle::Lifecycle;
 use crate::state::{StateInitContext, StateSnapshotContext};
 use commits::{prepared_transactions, roll_back_prepared, CommitTarget, Committer, Destination};
-use driver::{connect, run, sql_error, Task};
+use driver::{run, sql_error, Task};
 use encoded::EncodedRow;
 use ledger::MarkerLedger;
 
@@ -121,8 +121,6 @@ struct Settings<T> {
     to_row: RowMapping<T>,
     batch_rows: usize,
     exactly_once: bool,
-    /// The sink's id as its pre-flight check saw it: the prototype's ledger.
-    preflight_sink_id: Arc<Mutex<Option<String>>>,
 }
 
 impl<T> Clone for Settings<T> {
@@ -133,7 +131,6 @@ impl<T> Clone for Settings<T> {
             to_row: self.to_row.clone(),
             batch_rows: self.batch_rows,
             exactly_once: self.exactly_once,
-            preflight_sink_id: self.preflight_sink_id.clone(),
         }
     }
 }
@@ -256,7 +253,6 @@ impl<T: Send + 'static> PostgresSink<T> {
                 to_row: Arc::new(move |record| Box::new(to_row(record))),
                 batch_rows: DEFAULT_BATCH_ROWS,
                 exactly_once: false,
-                preflight_sink_id: Arc::default(),
             }),
             instance: Instance::default(),
         })
@@ -364,8 +360,7 @@ impl<T: Send + 'static> PostgresSink<T> {
     }
 
     fn connect(&self) -> Result<Arc<Client>, UserError> {
-        let d = &self.settings.destination;
-        run(connect(d.config.clone(), d.server.clone(), d.lock_timeout))?
+        self.settings.destination.connect_blocking()
     }
 
     /// The writer connection and its prepared statements (connecting first).
@@ -743,9 +738,6 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for PostgresSink<T> {
             )
             .into());
         }
-        if let Ok(mut seen) = self.settings.preflight_sink_id.lock() {
-            *seen = Some(sink_id.clone());
-        }
         let client = self.connect()?;
         run(preflight::check(
             client,
@@ -762,14 +754,10 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for PostgresSink<T> {
         Ok(Vec::new())
     }
 
-    fn ledger(&self) -> Option<Box<dyn CommitLedger>> {
-        let sink_id = match &self.instance.identity {
-            Some(identity) => identity.sink_id.clone(),
-            None => self.settings.preflight_sink_id.lock().ok()?.clone()?,
-        };
+    fn ledger(&self, job_name: &str, operator_uid: &str) -> Option<Box<dyn CommitLedger>> {
         Some(Box::new(MarkerLedger {
             destination: self.settings.destination.clone(),
-            sink_id,
+            sink_id: naming::sink_id(job_name, operator_uid),
         }))
     }
 
