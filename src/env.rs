@@ -291,9 +291,12 @@ impl StreamEnv {
         self
     }
 
-    /// Writes checkpoints under `dir` (a plain path or `file:///path`), in
+    /// Writes checkpoints under `dir` (a plain path, `file:///path`, or with
+    /// the cargo feature `s3` an object store URL `s3://bucket/prefix`), in
     /// `<dir>/<job-id>/chk-<n>/`; turns checkpointing on. A bad value is
-    /// reported when the job starts.
+    /// reported when the job starts. How an `s3://` URL is reached: the
+    /// `[s3]` configuration keys, the `AWS_*` environment variables, or
+    /// [`crate::location::configure_s3_bucket`].
     pub fn set_checkpoint_dir(&self, dir: &str) -> &Self {
         match parse_dir(dir) {
             Ok(path) => {
@@ -664,8 +667,10 @@ impl Builder {
             rocksdb: Vec::new(),
             web: Default::default(),
             progress: None,
+            s3: Default::default(),
         };
         apply(&configuration, &self.code_keys, &mut effective).map_err(config_error)?;
+        effective.s3.install().map_err(JobError::InvalidJob)?;
         Ok(effective)
     }
 

@@ -45,8 +45,11 @@ pub mod data;
 pub mod env;
 pub mod inspect;
 #[cfg(any(feature = "postgres", feature = "nats"))]
-pub(crate) mod io_runtime;
+pub(crate) use weir_actors::io_runtime;
 pub mod keys;
+/// Where checkpoint files live: local paths or object store URLs
+/// (`s3://bucket/prefix`, feature `s3`), and how a bucket is reached.
+pub use weir_actors::location;
 pub mod lifecycle;
 #[cfg(feature = "nats")]
 pub(crate) mod nats;

@@ -45,11 +45,14 @@ pub mod config;
 pub mod error;
 pub mod faults;
 pub mod graph;
+#[cfg(feature = "io")]
+pub mod io_runtime;
 pub mod job;
 pub mod key_groups;
 pub mod lineage;
 pub mod live;
 mod liveness;
+pub mod location;
 pub mod lock;
 pub mod metrics;
 pub mod operator;

@@ -26,15 +26,14 @@
 //! *generation*), and `latest` follows the current one.
 
 use crate::codec;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::durable::write_atomically;
 use crate::checkpoint::format::{decode, encode, FileKind};
 use crate::checkpoint::layout::CheckpointPaths;
+use crate::location;
 
 /// The record's file name in a lineage directory.
 pub const LINEAGE_FILE: &str = "_lineage";
@@ -129,7 +128,7 @@ impl LineageRecord {
     /// Reads the record of the lineage directory `dir`.
     pub fn read(dir: &Path) -> Result<Self, LineageError> {
         let path = dir.join(LINEAGE_FILE);
-        let bytes = fs::read(&path).map_err(|e| LineageError::Unreadable {
+        let bytes = location::read(&path).map_err(|e| LineageError::Unreadable {
             path: path.clone(),
             cause: e.to_string(),
         })?;
@@ -138,7 +137,7 @@ impl LineageRecord {
 
     /// Writes the record into the lineage directory `dir` (atomically).
     pub fn write(&self, dir: &Path) -> Result<(), LineageError> {
-        write_atomically(&dir.join(LINEAGE_FILE), &self.encode()?)
+        location::write_atomically(&dir.join(LINEAGE_FILE), &self.encode()?)
             .map_err(|e| LineageError::Write(e.to_string()))
     }
 }
@@ -263,7 +262,7 @@ impl LineageDir {
 /// Every lineage directory under the checkpoint directory `root` (a missing
 /// root has none). Directories without a record are not lineages.
 pub fn scan_root(root: &Path) -> Result<Vec<LineageDir>, LineageError> {
-    let entries = match fs::read_dir(root) {
+    let entries = match location::list(root) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
@@ -274,9 +273,14 @@ pub fn scan_root(root: &Path) -> Result<Vec<LineageDir>, LineageError> {
         }
     };
     let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let dir = entry.path();
-        if dir.join(LINEAGE_FILE).exists() {
+    for entry in entries.iter().filter(|e| e.is_dir) {
+        let dir = root.join(&entry.name);
+        let record = dir.join(LINEAGE_FILE);
+        let is_lineage = location::exists(&record).map_err(|e| LineageError::Unreadable {
+            path: record,
+            cause: e.to_string(),
+        })?;
+        if is_lineage {
             found.push(LineageDir::scan(&dir)?);
         }
     }
@@ -395,6 +399,7 @@ impl Lineage {
 mod tests {
     use super::*;
     use crate::checkpoint::layout::METADATA_FILE;
+    use std::fs;
 
     fn record(lineage: &str, job: &str, generation: u64) -> LineageRecord {
         LineageRecord {

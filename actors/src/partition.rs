@@ -331,7 +331,7 @@ mod tests {
         for round in 0..200 {
             let batch_size = 1 + next(8) as usize;
             let mut p = TypedPartitioner::<u32, _>::new(Forward, 1, batch_size);
-            let (mut sent, mut received) = (Vec::new(), Vec::new());
+            let (mut sent, mut received) = (Vec::<u32>::new(), Vec::<u32>::new());
             let mut counter = 0u32;
             for _ in 0..40 {
                 if next(3) == 0 {

@@ -65,6 +65,14 @@ pub fn probe_dir(dir: &Path, what: &'static str) -> Result<(), DirectoryError> {
         problem,
         source,
     };
+    if crate::location::is_object_url(dir) {
+        // No directories to create: a probe object shows that the store is
+        // reachable, the bucket exists and the credentials may write.
+        let probe = dir.join(format!(".weir-probe-{}", std::process::id()));
+        crate::location::write(&probe, b"").map_err(|e| error(DirectoryProblem::NotWritable, e))?;
+        let _ = crate::location::remove_file(&probe);
+        return Ok(());
+    }
     if dir.exists() && !dir.is_dir() {
         return Err(error(
             DirectoryProblem::NotADirectory,

@@ -58,7 +58,7 @@ pub fn read(
 /// retained checkpoint (`.../chk-<n>`), given by path. An error names the
 /// directory and what is wrong with it (missing, no `_metadata`, corrupt).
 pub fn open_snapshot_dir(dir: &Path) -> Result<(FsStorage, CheckpointMetadata), String> {
-    if !dir.is_dir() {
+    if !crate::location::is_object_url(dir) && !dir.is_dir() {
         return Err(format!(
             "{}: not a directory (expected a savepoint or a checkpoint directory .../chk-<n>)",
             dir.display()

@@ -6,7 +6,6 @@
 //! pre-flight check. A problem here ends the job before anything runs.
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,6 +23,7 @@ use crate::lineage::{
     current, next_generation, scan_root, Lineage, LineageDir, LineageRecord, SnapshotRef,
     LINEAGE_VERSION,
 };
+use crate::location;
 use crate::lock::{holder, DirLock};
 use crate::plan::ExecutionPlan;
 use crate::preflight::{probe_dir, Hold, PreflightContext};
@@ -95,6 +95,10 @@ pub(crate) fn prepare(
     let mut holds: Vec<Hold> = Vec::new();
     if let Some(root) = &root {
         probe_dir(root, "checkpoint directory").map_err(|e| invalid(e.to_string()))?;
+    }
+    // An object store has no file locks: two runs of one job name on one
+    // bucket prefix are not prevented there (as in Flink).
+    if let Some(root) = root.as_ref().filter(|r| !location::is_object_url(r)) {
         let lock = DirLock::acquire(
             &CheckpointPaths::job_lock(root, job),
             &holder(&format!("job `{job}`")),
@@ -132,7 +136,7 @@ pub(crate) fn prepare(
                 })
             })?;
             // Named by its absolute path: a later run may start elsewhere.
-            let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+            let dir = location::absolute(dir);
             Some(Restoring {
                 snapshot: SnapshotRef {
                     id: metadata.checkpoint_id,
@@ -261,7 +265,7 @@ pub(crate) fn prepare(
     }
 
     if let Some(dir) = &lineage_dir {
-        fs::create_dir_all(dir).map_err(|e| {
+        location::create_dir_all(dir).map_err(|e| {
             invalid(format!(
                 "cannot create the lineage directory {}: {e}",
                 dir.display()

@@ -30,6 +30,8 @@ pub(crate) struct Effective {
     /// `progress`: whether a progress line is shown on a terminal (`None`:
     /// the caller's default).
     pub progress: Option<bool>,
+    /// `[s3]`: how `s3://` checkpoint directories are reached.
+    pub s3: super::S3Settings,
 }
 
 /// Where a job binary serves its web page and REST API (`[web]`).
@@ -173,6 +175,13 @@ fn apply_one(key: &str, value: &ConfigValue, e: &mut Effective) -> Result<(), St
             })?
         }
         "web.writes" => e.web.writes = flag(value)?,
+        "s3.endpoint" => e.s3.endpoint = Some(text(value)?.to_string()),
+        "s3.region" => e.s3.region = Some(text(value)?.to_string()),
+        "s3.access_key" => e.s3.access_key = Some(text(value)?.to_string()),
+        "s3.secret_key" => e.s3.secret_key = Some(text(value)?.to_string()),
+        "s3.path_style_access" => e.s3.path_style_access = Some(flag(value)?),
+        "s3.max_concurrent_requests" => e.s3.max_concurrent_requests = Some(number(value)?),
+        "s3.max_retries" => e.s3.max_retries = Some(number(value)?),
         "restart.strategy" => e.runtime.restart = Some(RestartStrategy::parse(text(value)?)?),
         "restore.from" => e.resume_from = Some(text(value)?.to_string()),
         "restore.allow_non_restored_state" => e.runtime.allow_non_restored_state = flag(value)?,

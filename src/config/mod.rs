@@ -40,6 +40,15 @@
 //! entry_cache_mb = 32                    # 0 turns the entry cache off
 //! incremental = true
 //!
+//! [s3]                      # for s3:// checkpoint and savepoint directories (feature `s3`)
+//! endpoint = "http://127.0.0.1:9000"     # default: AWS_ENDPOINT, else AWS
+//! region = "us-east-1"
+//! access_key = "weir"                    # default: AWS_ACCESS_KEY_ID
+//! secret_key = "weir-secret"             # default: AWS_SECRET_ACCESS_KEY
+//! path_style_access = true
+//! max_concurrent_requests = 16
+//! max_retries = 5
+//!
 //! [web]
 //! port = 8081                 # REST API, metrics and web page (weir::web)
 //! address = "127.0.0.1"
@@ -71,6 +80,7 @@
 
 mod apply;
 mod keys;
+mod s3;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -81,6 +91,7 @@ use weir_actors::checkpoint::CheckpointConfig;
 pub use apply::WebSettings;
 pub(crate) use apply::{apply, Effective};
 pub use keys::{env_variable, ConfigValue, KeySpec, KEYS};
+pub(crate) use s3::S3Settings;
 
 /// The environment variable naming the configuration file.
 pub const CONFIG_FILE_VARIABLE: &str = "WEIR_CONFIG";

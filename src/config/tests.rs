@@ -189,11 +189,11 @@ fn environment_and_flag_errors_name_the_variable_or_flag_the_value_and_what_is_a
         "{restart}"
     );
     let dir = Configuration::new()
-        .set("state.checkpoints_dir", "s3://bucket/x", "--checkpoint-dir")
+        .set("state.checkpoints_dir", "gs://bucket/x", "--checkpoint-dir")
         .unwrap_err()
         .to_string();
     assert!(
-        dir.contains("--checkpoint-dir") && dir.contains("s3://bucket/x"),
+        dir.contains("--checkpoint-dir") && dir.contains("gs://bucket/x"),
         "{dir}"
     );
     let section = Configuration::new()

@@ -2,8 +2,8 @@
 //! `_metadata` at most two levels down, read from its metadata alone.
 
 use std::fmt;
-use std::fs;
 use std::path::{Path, PathBuf};
+use weir_actors::location;
 
 use serde::Serialize;
 use weir_actors::checkpoint::layout::METADATA_FILE;
@@ -71,7 +71,8 @@ pub struct Listing {
 /// An error if `dir` cannot be listed or holds no snapshot and no problem.
 pub fn list_checkpoints(dir: &Path) -> Result<Listing, InspectError> {
     let mut listing = Listing::default();
-    if dir.join(METADATA_FILE).exists() {
+    let has_metadata = |d: &Path| location::exists(&d.join(METADATA_FILE)).unwrap_or(false);
+    if has_metadata(dir) {
         listing.add(dir);
     } else {
         let children = subdirectories(dir).map_err(|source| InspectError::List {
@@ -79,14 +80,14 @@ pub fn list_checkpoints(dir: &Path) -> Result<Listing, InspectError> {
             source,
         })?;
         for child in children {
-            if child.join(METADATA_FILE).exists() {
+            if has_metadata(&child) {
                 listing.add(&child);
                 continue;
             }
             match subdirectories(&child) {
                 Ok(grandchildren) => {
                     for grandchild in grandchildren {
-                        if grandchild.join(METADATA_FILE).exists() {
+                        if has_metadata(&grandchild) {
                             listing.add(&grandchild);
                         }
                     }
@@ -106,15 +107,13 @@ pub fn list_checkpoints(dir: &Path) -> Result<Listing, InspectError> {
     Ok(listing)
 }
 
-/// The subdirectories of `dir`, sorted by name.
+/// The subdirectories of `dir` (local, or an object store URL), sorted by name.
 fn subdirectories(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut dirs = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            dirs.push(path);
-        }
-    }
+    let mut dirs: Vec<PathBuf> = location::list(dir)?
+        .into_iter()
+        .filter(|e| e.is_dir)
+        .map(|e| dir.join(e.name))
+        .collect();
     dirs.sort();
     Ok(dirs)
 }
@@ -161,6 +160,7 @@ impl fmt::Display for Listing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use weir_actors::checkpoint::metadata::{OperatorMetadata, METADATA_VERSION};
     use weir_actors::checkpoint::storage::encode_metadata;
 

@@ -3,7 +3,9 @@
 //!
 //! A snapshot is any directory holding `_metadata` (see
 //! [`weir_actors::checkpoint::layout`]): a retained checkpoint
-//! `<dir>/<job-id>/chk-<n>/` or a savepoint `<savepoint-dir>/savepoint-<job>-<n>/`.
+//! `<dir>/<job-id>/chk-<n>/` or a savepoint `<savepoint-dir>/savepoint-<job>-<n>/`,
+//! on a local disk or in an object store (`s3://bucket/prefix/...`, feature
+//! `s3`; see [`weir_actors::location`]).
 //!
 //! - [`list_checkpoints`] finds the snapshots under a directory (a checkpoint
 //!   root, a job directory, a savepoint directory or one snapshot) and reads
@@ -49,6 +51,28 @@ pub use report::{
     inspect, inspect_at, ExpiredAgainst, OperatorReport, SnapshotReport, StateReport,
     StateReportKind, StateTtlReport,
 };
+
+/// Opens the snapshot at `path` (a local directory or an object store URL)
+/// as far as its `_metadata`.
+fn open_snapshot(
+    path: &std::path::Path,
+) -> Result<
+    (
+        weir_actors::checkpoint::FsStorage,
+        weir_actors::checkpoint::CheckpointMetadata,
+    ),
+    InspectError,
+> {
+    let found = weir_actors::location::exists(path)
+        .map_err(|e| InspectError::Open(format!("{}: {e}", path.display())))?;
+    if !found {
+        return Err(InspectError::Open(format!(
+            "{}: no such file or directory",
+            path.display()
+        )));
+    }
+    weir_actors::restore::open_snapshot_dir(path).map_err(InspectError::Open)
+}
 
 /// Reading a snapshot or listing a directory failed.
 #[derive(Debug, Error)]

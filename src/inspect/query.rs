@@ -384,13 +384,7 @@ fn all_operator_snapshots(
     ),
     InspectError,
 > {
-    if !path.exists() {
-        return Err(InspectError::Open(format!(
-            "{}: no such file or directory",
-            path.display()
-        )));
-    }
-    let (storage, metadata) = restore::open_snapshot_dir(path).map_err(InspectError::Open)?;
+    let (storage, metadata) = super::open_snapshot(path)?;
     let operators = metadata
         .operators
         .iter()

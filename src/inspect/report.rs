@@ -267,13 +267,7 @@ pub fn inspect(path: &Path) -> Result<SnapshotReport, InspectError> {
 /// clock continues through downtime. The report depends only on the
 /// snapshot and `now_ms`.
 pub fn inspect_at(path: &Path, now_ms: i64) -> Result<SnapshotReport, InspectError> {
-    if !path.exists() {
-        return Err(InspectError::Open(format!(
-            "{}: no such file or directory",
-            path.display()
-        )));
-    }
-    let (storage, metadata) = restore::open_snapshot_dir(path).map_err(InspectError::Open)?;
+    let (storage, metadata) = super::open_snapshot(path)?;
     let (metadata, states) =
         restore::read(&storage, metadata.checkpoint_id).map_err(|cause| InspectError::Read {
             path: path.to_path_buf(),

@@ -404,7 +404,7 @@ impl CheckpointCoordinator {
             location: self
                 .storage
                 .savepoint_dir(id)
-                .map(|dir| std::fs::canonicalize(&dir).unwrap_or(dir)),
+                .map(|dir| crate::location::absolute(&dir)),
         };
         if let Err(e) = self.job.lineage.completed(snapshot) {
             warn!(parent: &self.span, checkpoint = id, error = %e, "the lineage record on disk does not know this snapshot: after this run, name it to resume from it (`latest` may find an older one, and the sinks then refuse it)");

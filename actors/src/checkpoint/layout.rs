@@ -19,18 +19,22 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::location;
+
 /// The metadata file's name.
 pub const METADATA_FILE: &str = "_metadata";
-const METADATA_TEMP: &str = "_metadata.inprogress";
 
-/// Parses a checkpoint directory given as a plain path or a `file://` URI.
+/// Parses a checkpoint directory given as a plain path, a `file://` URI, or
+/// an object store URL (`s3://bucket/prefix`, with the cargo feature `s3`;
+/// see [`crate::location`]).
 pub fn parse_dir(spec: &str) -> Result<PathBuf, String> {
     let path = match spec.strip_prefix("file://") {
         Some(rest) => rest,
         None if spec.contains("://") => {
-            return Err(format!(
-                "checkpoint directory {spec:?}: only file:// URIs and plain paths are supported"
-            ))
+            let url = PathBuf::from(spec);
+            return location::check_supported(&url)
+                .map(|()| url)
+                .map_err(|e| format!("checkpoint directory {spec:?}: {e}"));
         }
         None => spec,
     };
@@ -102,16 +106,16 @@ impl CheckpointPaths {
     /// each with whether it holds a `_metadata` file (not read); none when the
     /// directory does not exist.
     pub fn checkpoint_ids(&self) -> std::io::Result<Vec<(u64, bool)>> {
-        let entries = match std::fs::read_dir(&self.job_dir) {
+        let entries = match location::list(&self.job_dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
         let mut ids = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            if let Some(id) = entry.file_name().to_str().and_then(Self::checkpoint_id) {
-                ids.push((id, entry.path().join(METADATA_FILE).exists()));
+        for entry in entries.iter().filter(|e| e.is_dir) {
+            if let Some(id) = Self::checkpoint_id(&entry.name) {
+                let metadata = self.job_dir.join(&entry.name).join(METADATA_FILE);
+                ids.push((id, location::exists(&metadata)?));
             }
         }
         ids.sort_unstable();
@@ -121,11 +125,6 @@ impl CheckpointPaths {
     /// The metadata file of checkpoint `id`.
     pub fn metadata(&self, id: u64) -> PathBuf {
         self.checkpoint_dir(id).join(METADATA_FILE)
-    }
-
-    /// The temporary file the metadata is written to before its rename.
-    pub fn metadata_temp(&self, id: u64) -> PathBuf {
-        self.checkpoint_dir(id).join(METADATA_TEMP)
     }
 
     /// The lock file under checkpoint directory `root` that a running job
@@ -182,8 +181,17 @@ mod tests {
             sp.metadata(99),
             Path::new("/sp/savepoint-ab12cd-3/_metadata")
         );
-        assert!(parse_dir("s3://bucket")
+        assert!(parse_dir("gs://bucket")
             .unwrap_err()
-            .contains("s3://bucket"));
+            .contains("gs://bucket"));
+        #[cfg(not(feature = "s3"))]
+        assert!(parse_dir("s3://bucket/ck")
+            .unwrap_err()
+            .contains("feature `s3`"));
+        #[cfg(feature = "s3")]
+        assert_eq!(
+            parse_dir("s3://bucket/ck").unwrap(),
+            Path::new("s3://bucket/ck")
+        );
     }
 }

@@ -10,7 +10,7 @@
 //! passes checkpoints to the job's checkpoint storage and savepoints to their
 //! directory, so the checkpoint protocol itself does not tell them apart.
 
-use std::fs;
+use crate::location;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -33,13 +33,15 @@ pub fn savepoint_dir_name(job_id: &str, id: u64) -> String {
 /// directory is an error (a savepoint never overwrites anything).
 pub fn create_savepoint_dir(parent: &Path, job_id: &str, id: u64) -> Result<PathBuf, String> {
     let dir = parent.join(savepoint_dir_name(job_id, id));
-    if dir.exists() {
+    // A directory that cannot even be looked at fails to be created below,
+    // with that error.
+    if location::exists(&dir).unwrap_or(false) {
         return Err(format!(
             "savepoint directory {} already exists; savepoints never overwrite",
             dir.display()
         ));
     }
-    fs::create_dir_all(&dir)
+    location::create_dir_all(&dir)
         .map_err(|e| format!("cannot create savepoint directory {}: {e}", dir.display()))?;
     Ok(dir)
 }

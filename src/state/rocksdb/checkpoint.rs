@@ -23,6 +23,7 @@ use std::sync::Arc;
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{Options, SstFileWriter, DB};
 use serde::{Deserialize, Serialize};
+use weir_actors::location;
 use weir_actors::snapshot::{KeyedStateHandle, SharedFile};
 
 use super::db::{db_options, relevant, RocksKeyedDb, SnapshotSite};
@@ -236,7 +237,7 @@ impl RocksSnapshot {
                 "the checkpoint storage has no shared directory",
             ));
         };
-        fs::create_dir_all(&shared_dir)
+        location::create_dir_all(&shared_dir)
             .map_err(|e| self.error(&format!("cannot create {}", shared_dir.display()), e))?;
         let mut names: Vec<String> = fs::read_dir(&self.dir)
             .and_then(|entries| {
@@ -261,7 +262,10 @@ impl RocksSnapshot {
                 continue;
             }
             let file = match uploaded.get(name) {
-                Some(file) if shared_dir.join(&file.name).exists() => file.clone(),
+                // Uploaded before and still there (an error asking: upload again).
+                Some(file) if location::exists(&shared_dir.join(&file.name)).unwrap_or(false) => {
+                    file.clone()
+                }
                 _ => {
                     let shared_name = format!("{}-{name}", self.site.instance);
                     let file = upload(&path, &shared_dir, &shared_name).map_err(|e| {
@@ -301,7 +305,18 @@ impl RocksSnapshot {
 
 /// Copies `path` to `dir/name` (through a temporary file and a rename) and
 /// returns what the handle records of it.
+/// Copies the local file `path` into the shared directory `dir` (local, or
+/// an object store: one PUT, whole or absent) as `name`.
 fn upload(path: &Path, dir: &Path, name: &str) -> std::io::Result<SharedFile> {
+    if location::is_object_url(dir) {
+        let bytes = fs::read(path)?;
+        location::write(&dir.join(name), &bytes)?;
+        return Ok(SharedFile {
+            name: name.to_string(),
+            size: bytes.len() as u64,
+            crc32: crc32fast::hash(&bytes),
+        });
+    }
     let temp = dir.join(format!("{name}.inprogress"));
     let (size, crc32) = copy_with_crc(path, &temp)?;
     fs::rename(&temp, dir.join(name))?;
@@ -353,7 +368,15 @@ fn download(handle: &KeyedStateHandle, dir: &Path) -> Result<(), StateError> {
             )));
         };
         let target = dir.join(local);
-        let (size, crc32) = copy_with_crc(&source, &target).map_err(|e| {
+        let copied = if location::is_object_url(&source) {
+            location::read(&source).and_then(|bytes| {
+                fs::write(&target, &bytes)?;
+                Ok((bytes.len() as u64, crc32fast::hash(&bytes)))
+            })
+        } else {
+            copy_with_crc(&source, &target)
+        };
+        let (size, crc32) = copied.map_err(|e| {
             StateError::Backend(if e.kind() == std::io::ErrorKind::NotFound {
                 format!("shared state file {} is missing (needed by the RocksDB snapshot of key groups {}..{})", source.display(), handle.start, handle.end)
             } else {

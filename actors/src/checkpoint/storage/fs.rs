@@ -1,11 +1,11 @@
 //! Checkpoints as files under `<dir>/<lineage>/chk-<n>/` (see
-//! [`crate::checkpoint::layout`]); `_metadata` is written last through a
-//! temporary file, fsync and rename, so a checkpoint directory without it is
-//! not a checkpoint. Every file carries the header of
+//! [`crate::checkpoint::layout`]), where `<dir>` is a local directory or an
+//! object store URL (see [`crate::location`]); `_metadata` is written last
+//! and atomically (locally through a temporary file, fsync and rename; on an
+//! object store by one PUT), so a checkpoint directory without it is not a
+//! checkpoint. Every file carries the header of
 //! [`crate::checkpoint::format`]; reads verify it.
 
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,8 +16,9 @@ use super::{
 use crate::checkpoint::format::{decode, encode, FileKind};
 use crate::checkpoint::layout::{CheckpointPaths, METADATA_FILE};
 use crate::checkpoint::metadata::{CheckpointMetadata, StateHandle};
+use crate::location;
 
-/// Checkpoints as files under a directory.
+/// Checkpoints as files under a directory (local, or an object store URL).
 ///
 /// Once a checkpoint that never completed is discarded, a subtask that is
 /// still writing its part (off the processing path) cannot bring its
@@ -74,20 +75,15 @@ impl FsStorage {
             return Err(StorageError::Abandoned(checkpoint));
         }
         let dir = self.paths.checkpoint_dir(checkpoint);
-        fs::create_dir_all(&dir).map_err(io("cannot create directory", &dir))?;
-        Self::write_file(&dir.join(name), bytes)?;
+        location::create_dir_all(&dir).map_err(io("cannot create directory", &dir))?;
+        let path = dir.join(name);
+        location::write(&path, bytes).map_err(io("cannot write", &path))?;
         if self.is_abandoned(checkpoint) {
             // The discard ran while this was written: remove what came back.
-            let _ = fs::remove_dir_all(&dir);
+            let _ = location::remove_dir_all(&dir);
             return Err(StorageError::Abandoned(checkpoint));
         }
         Ok(())
-    }
-
-    fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
-        let mut file = File::create(path).map_err(io("cannot create", path))?;
-        file.write_all(bytes).map_err(io("cannot write", path))?;
-        file.sync_all().map_err(io("cannot sync", path))
     }
 }
 
@@ -112,28 +108,28 @@ impl CheckpointStorage for FsStorage {
             )));
         };
         let path = self.paths.checkpoint_dir(checkpoint).join(name);
-        let bytes = fs::read(&path).map_err(io("cannot read", &path))?;
+        let bytes = location::read(&path).map_err(io("cannot read", &path))?;
         Ok(decode(&bytes, FileKind::State, &path.display().to_string())?.to_vec())
     }
 
     fn write_metadata(&self, metadata: &CheckpointMetadata) -> Result<String, StorageError> {
         let id = metadata.checkpoint_id;
         let dir = self.paths.checkpoint_dir(id);
-        fs::create_dir_all(&dir).map_err(io("cannot create directory", &dir))?;
-        let temp = self.paths.metadata_temp(id);
-        Self::write_file(&temp, &encode_metadata(metadata)?)?;
+        location::create_dir_all(&dir).map_err(io("cannot create directory", &dir))?;
         let path = self.paths.metadata(id);
-        fs::rename(&temp, &path).map_err(io("cannot rename the metadata into", &path))?;
-        // Make the rename itself durable.
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("cannot sync directory", &dir))?;
+        location::write_atomically(&path, &encode_metadata(metadata)?).map_err(|e| {
+            StorageError::Io {
+                action: e.action,
+                path: e.path,
+                source: e.source,
+            }
+        })?;
         Ok(dir.display().to_string())
     }
 
     fn read_metadata(&self, checkpoint: u64) -> Result<CheckpointMetadata, StorageError> {
         let path = self.paths.metadata(checkpoint);
-        let bytes = match fs::read(&path) {
+        let bytes = match location::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(StorageError::NotFound(format!(
@@ -154,7 +150,8 @@ impl CheckpointStorage for FsStorage {
 
     fn discard(&self, checkpoint: u64) -> Result<(), StorageError> {
         let dir = self.paths.checkpoint_dir(checkpoint);
-        let completed = self.paths.metadata(checkpoint).exists();
+        let metadata = self.paths.metadata(checkpoint);
+        let completed = location::exists(&metadata).map_err(io("cannot read", &metadata))?;
         let released = if completed {
             shared::refs_of(&self.paths, checkpoint)?
         } else {
@@ -167,7 +164,7 @@ impl CheckpointStorage for FsStorage {
         // file while the directory is removed: try again.
         let mut attempts = 0;
         loop {
-            match fs::remove_dir_all(&dir) {
+            match location::remove_dir_all(&dir) {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
                 Err(_) if attempts < 3 => attempts += 1,

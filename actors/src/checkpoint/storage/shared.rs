@@ -6,10 +6,9 @@
 //! checkpoint may already refer to one), so an aborted checkpoint may leave an
 //! unreferenced file.
 
-use std::fs;
-
 use super::{io, StorageError};
 use crate::checkpoint::layout::CheckpointPaths;
+use crate::location;
 
 const REFS_SUFFIX: &str = ".refs";
 
@@ -24,7 +23,7 @@ pub(super) fn refs_of(
     checkpoint: u64,
 ) -> Result<Vec<String>, StorageError> {
     let dir = paths.checkpoint_dir(checkpoint);
-    let entries = match fs::read_dir(&dir) {
+    let entries = match location::list(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
@@ -37,13 +36,9 @@ pub(super) fn refs_of(
     };
     let mut refs = Vec::new();
     for entry in entries {
-        let path = entry.map_err(io("cannot list", &dir))?.path();
-        if path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with(REFS_SUFFIX))
-        {
-            let text = fs::read_to_string(&path).map_err(io("cannot read", &path))?;
+        if !entry.is_dir && entry.name.ends_with(REFS_SUFFIX) {
+            let path = dir.join(&entry.name);
+            let text = location::read_to_string(&path).map_err(io("cannot read", &path))?;
             refs.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_string));
         }
     }
@@ -68,7 +63,7 @@ pub(super) fn delete_unreferenced(
             continue;
         }
         let path = shared.join(&name);
-        match fs::remove_file(&path) {
+        match location::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {

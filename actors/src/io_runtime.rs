@@ -1,7 +1,8 @@
-//! The runtime of the connectors (the PostgreSQL sink, the NATS JetStream
-//! source and sink): one tokio runtime with one worker thread, beside the
-//! actix threads, that drives the clients' connections. Their drivers need
-//! tokio's reactor, and an actix thread must not nest a runtime.
+//! weir's I/O runtime: one tokio runtime with one worker thread, beside the
+//! actix threads, that drives the connectors' connections (the PostgreSQL
+//! sink, the NATS JetStream source and sink) and the object store client of
+//! checkpoints on S3 (feature `s3`). Their clients need tokio's reactor, and
+//! an actix thread must not nest a runtime.
 //!
 //! A subtask waits for an operation with [`run`]: the future runs on the
 //! runtime's thread and the actor's thread blocks on a channel until it is
@@ -11,7 +12,7 @@
 use std::future::Future;
 use std::sync::OnceLock;
 
-use weir_actors::UserError;
+use crate::UserError;
 
 static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
 
@@ -31,20 +32,18 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, UserError> {
 
 /// A future started on the runtime, whose output a subtask collects
 /// later (the thread that waits is not an executor: it blocks on a channel).
-pub(crate) struct Task<O> {
+pub struct Task<O> {
     output: std::sync::mpsc::Receiver<O>,
 }
 
 impl<O> Task<O> {
     /// The task whose output comes through `output`.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    pub(crate) fn from_receiver(output: std::sync::mpsc::Receiver<O>) -> Self {
+    pub fn from_receiver(output: std::sync::mpsc::Receiver<O>) -> Self {
         Task { output }
     }
 
     /// The output if the task has ended; `Err` if it ended without one.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    pub(crate) fn poll(&self) -> Result<Option<O>, UserError> {
+    pub fn poll(&self) -> Result<Option<O>, UserError> {
         match self.output.try_recv() {
             Ok(output) => Ok(Some(output)),
             Err(std::sync::mpsc::TryRecvError::Empty) => Ok(None),
@@ -53,7 +52,7 @@ impl<O> Task<O> {
     }
 
     /// Waits for the output.
-    pub(crate) fn wait(self) -> Result<O, UserError> {
+    pub fn wait(self) -> Result<O, UserError> {
         self.output.recv().map_err(|_| ended_abnormally())
     }
 }
@@ -63,7 +62,7 @@ fn ended_abnormally() -> UserError {
 }
 
 /// Starts `future` on the runtime without waiting for it.
-pub(crate) fn spawn<F>(future: F) -> Result<Task<F::Output>, UserError>
+pub fn spawn<F>(future: F) -> Result<Task<F::Output>, UserError>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -76,7 +75,7 @@ where
 }
 
 /// Runs `future` on the runtime and waits for its output.
-pub(crate) fn run<F>(future: F) -> Result<F::Output, UserError>
+pub fn run<F>(future: F) -> Result<F::Output, UserError>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,

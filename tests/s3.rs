@@ -1,0 +1,341 @@
+//! Checkpoints, savepoints and RocksDB's shared files on an S3-compatible
+//! store (cargo feature `s3`), against a real server: each test starts its
+//! own moto server (`moto_server`, PyPI's `moto[server]`) on a free
+//! loopback port. The exactly-once example runs with its checkpoint and
+//! savepoint directories as `s3://` URLs, through injected failures, a stop
+//! with a savepoint and resumes that read nothing but the bucket. Without
+//! the server the tests skip with a message, unless `WEIR_REQUIRE_SERVERS`
+//! is set (CI), where they fail.
+#![cfg(feature = "s3")]
+
+#[allow(dead_code)] // the example's `main` is not used here
+#[path = "../examples/exactly_once.rs"]
+mod example;
+#[path = "support/s3_server.rs"]
+mod s3_server;
+
+use std::path::{Path, PathBuf};
+
+use s3_server::Server;
+use weir::location::{configure_s3_bucket, S3Options};
+use weir::StreamEnv;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-s3-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+const KEYS: u64 = 53;
+
+fn args(server: &Server, out: &Path, records: u64, parallelism: usize) -> example::Args {
+    example::Args {
+        records,
+        keys: KEYS,
+        mode: "exactly-once".into(),
+        unaligned: false,
+        rate: None,
+        fail_at: Vec::new(),
+        output: out.to_path_buf(),
+        stop_with_savepoint_after_ms: None,
+        audit: false,
+        job: weir::cli::JobArgs {
+            parallelism: Some(parallelism),
+            checkpoint_interval_ms: Some(30),
+            state_backend: Some("heap".into()),
+            restart: Some("fixed-delay:10:0".into()),
+            checkpoint_dir: Some(server.url("checkpoints")),
+            resume_from: None,
+            savepoint_dir: Some(server.url("savepoints")),
+            ..Default::default()
+        },
+    }
+}
+
+fn run(args: &example::Args) -> (weir::JobResult, Option<PathBuf>) {
+    let env = StreamEnv::new();
+    env.set_batch_size(64);
+    example::build(&env, args).unwrap();
+    example::run(&env, args).unwrap().unwrap()
+}
+
+/// The lineage directories under `checkpoints/` (by their `_lineage` record).
+fn lineages(server: &Server) -> Vec<String> {
+    server
+        .keys("checkpoints/")
+        .iter()
+        .filter_map(|k| k.strip_suffix("/_lineage"))
+        .filter_map(|k| k.strip_prefix("checkpoints/"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The ids of the checkpoints of `lineage` holding `_metadata`.
+fn complete_checkpoints(server: &Server, lineage: &str) -> Vec<u64> {
+    let mut ids: Vec<u64> = server
+        .keys(&format!("checkpoints/{lineage}/chk-"))
+        .iter()
+        .filter_map(|k| k.strip_suffix("/_metadata"))
+        .filter_map(|k| k.rsplit_once("chk-"))
+        .filter_map(|(_, id)| id.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[test]
+fn exactly_once_through_failures_with_checkpoints_only_on_s3() {
+    let Some(server) = Server::start("failures") else {
+        return;
+    };
+    let out = temp_dir("failures");
+    let records = 40_000;
+    let mut first = args(&server, &out, records, 2);
+    first.fail_at = vec![9_000, 23_000, 31_000];
+    let (result, _) = run(&first);
+    assert!(result.restarts >= 3, "restarts: {}", result.restarts);
+    assert_eq!(
+        example::audit(&out, records, KEYS).unwrap(),
+        records,
+        "every record counted exactly once"
+    );
+    // The bucket holds the lineage, its retained checkpoints (3, the
+    // example's `checkpoint.retained`) and nothing of discarded ones.
+    let lineages = lineages(&server);
+    assert_eq!(lineages.len(), 1, "{lineages:?}");
+    let complete = complete_checkpoints(&server, &lineages[0]);
+    assert!(
+        !complete.is_empty() && complete.len() <= 3,
+        "retained: {complete:?}"
+    );
+    let dirs: std::collections::BTreeSet<String> = server
+        .keys(&format!("checkpoints/{}/chk-", lineages[0]))
+        .iter()
+        .filter_map(|k| k.split('/').nth(2).map(str::to_string))
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        complete.len(),
+        "only complete, retained checkpoints are left: {dirs:?}"
+    );
+
+    // `weir checkpoints` and `weir inspect` read the bucket.
+    let listing = weir::inspect::list_checkpoints(Path::new(&server.url("checkpoints"))).unwrap();
+    let listed: Vec<u64> = listing.snapshots.iter().map(|s| s.id).collect();
+    assert_eq!(listed, complete, "{listing}");
+    let newest = Path::new(&server.url("checkpoints"))
+        .join(&lineages[0])
+        .join(format!("chk-{}", complete.last().unwrap()));
+    let report = weir::inspect::inspect(&newest).unwrap();
+    assert!(
+        report.operators.iter().any(|o| o.state_bytes > 0),
+        "{report}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The key of the object store URL `url` in `server`'s bucket.
+fn key_of(server: &Server, url: &Path) -> String {
+    let shown = url.display().to_string();
+    shown
+        .strip_prefix(&format!("s3://{}/", server.bucket))
+        .unwrap_or_else(|| panic!("{shown} is not in bucket {}", server.bucket))
+        .to_string()
+}
+
+#[test]
+fn savepoints_on_s3_resume_by_url_and_as_latest_at_other_parallelisms() {
+    let Some(server) = Server::start("savepoint") else {
+        return;
+    };
+    let out = temp_dir("savepoint");
+    let records = 60_000;
+    let mut first = args(&server, &out, records, 2);
+    first.rate = Some(50_000);
+    first.stop_with_savepoint_after_ms = Some(300);
+    let (_, savepoint) = run(&first);
+    let savepoint = savepoint.expect("stopped with a savepoint");
+    let shown = savepoint.display().to_string();
+    assert!(
+        shown.starts_with(&server.url("savepoints/savepoint-")),
+        "{shown}"
+    );
+    let key = key_of(&server, &savepoint);
+    assert!(
+        server.keys(&key).contains(&format!("{key}/_metadata")),
+        "{:?}",
+        server.keys(&key)
+    );
+    assert!(
+        example::audit(&out, records, KEYS).is_err(),
+        "stopped part-way"
+    );
+    let report = weir::inspect::inspect(&savepoint).unwrap();
+    assert_eq!(
+        report.kind,
+        weir::inspect::SnapshotKind::Savepoint,
+        "{report}"
+    );
+
+    // Resumed from the savepoint by its URL at parallelism 3, and stopped
+    // with a second savepoint.
+    let mut second = args(&server, &out, records, 3);
+    second.job.resume_from = Some(shown.clone());
+    second.rate = Some(50_000);
+    second.stop_with_savepoint_after_ms = Some(300);
+    let (result, again) = run(&second);
+    assert_eq!(result.restarts, 0);
+    let again = again.expect("stopped with a second savepoint");
+    assert_ne!(again, savepoint);
+
+    // `latest` finds the second savepoint through the lineage record in the
+    // bucket, at parallelism 1; the output is then complete, exactly once.
+    let mut third = args(&server, &out, records, 1);
+    third.job.resume_from = Some("latest".into());
+    let (result, _) = run(&third);
+    assert_eq!(result.restarts, 0);
+    assert_eq!(example::audit(&out, records, KEYS).unwrap(), records);
+    for savepoint in [&savepoint, &again] {
+        let key = key_of(&server, savepoint);
+        assert!(
+            server.keys(&key).contains(&format!("{key}/_metadata")),
+            "a savepoint is never deleted"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_bucket_that_cannot_be_written_stops_the_job_before_it_starts_naming_the_url() {
+    let Some(server) = Server::start("unwritable") else {
+        return;
+    };
+    let out = temp_dir("unwritable");
+    // A bucket the server does not have.
+    let missing = format!("{}-missing", server.bucket);
+    configure_s3_bucket(&missing, server.options());
+    let mut job = args(&server, &out, 1_000, 1);
+    job.job.checkpoint_dir = Some(format!("s3://{missing}/checkpoints"));
+    let env = StreamEnv::new();
+    example::build(&env, &job).unwrap();
+    let err = env
+        .execute_blocking("exactly-once")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("s3://{missing}/checkpoints"))
+            && err.contains("checkpoint directory"),
+        "{err}"
+    );
+    // A store nobody answers at: the request is retried, then the job says so.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!("{}-unreachable", server.bucket);
+    configure_s3_bucket(
+        &unreachable,
+        S3Options {
+            endpoint: Some(format!("http://127.0.0.1:{closed}")),
+            max_retries: 1,
+            ..server.options()
+        },
+    );
+    job.job.checkpoint_dir = Some(format!("s3://{unreachable}/checkpoints"));
+    let env = StreamEnv::new();
+    example::build(&env, &job).unwrap();
+    let err = env
+        .execute_blocking("exactly-once")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("s3://{unreachable}/checkpoints")),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_damaged_snapshot_on_s3_is_refused_naming_its_object() {
+    let Some(server) = Server::start("damaged") else {
+        return;
+    };
+    let out = temp_dir("damaged");
+    let records = 30_000;
+    let mut first = args(&server, &out, records, 2);
+    first.rate = Some(40_000);
+    first.stop_with_savepoint_after_ms = Some(200);
+    let (_, savepoint) = run(&first);
+    let savepoint = savepoint.unwrap();
+    let key = key_of(&server, &savepoint);
+    let state = server
+        .keys(&key)
+        .into_iter()
+        .find(|k| k.ends_with(".state"))
+        .expect("a state object");
+    let damaged = PathBuf::from(format!("s3://{}/{state}", server.bucket));
+    weir::location::write(&damaged, b"not a state file").unwrap();
+    let mut second = args(&server, &temp_dir("damaged-2"), records, 2);
+    second.job.resume_from = Some(savepoint.display().to_string());
+    let env = StreamEnv::new();
+    example::build(&env, &second).unwrap();
+    let err = env
+        .execute_blocking("exactly-once")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("s3://{}/{state}", server.bucket)),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn the_weir_command_lists_and_inspects_checkpoints_in_a_bucket() {
+    let Some(server) = Server::start("command") else {
+        return;
+    };
+    let out = temp_dir("command");
+    run(&args(&server, &out, 20_000, 2));
+    let weir_command = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .env("AWS_ENDPOINT", &server.endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "weir-test")
+            .env("AWS_SECRET_ACCESS_KEY", "weir-test-secret")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), text)
+    };
+    let root = server.url("checkpoints");
+    let (ok, text) = weir_command(&["checkpoints", &root]);
+    assert!(ok && text.contains("chk-"), "{text}");
+    let lineage = &lineages(&server)[0];
+    let newest = complete_checkpoints(&server, lineage).pop().unwrap();
+    let checkpoint = format!("{root}/{lineage}/chk-{newest}");
+    let (ok, text) = weir_command(&["inspect", &checkpoint]);
+    assert!(ok && text.contains("count-and-sum"), "{text}");
+    let (ok, text) = weir_command(&[
+        "query",
+        &checkpoint,
+        "--uid",
+        "count-and-sum",
+        "--state",
+        "count-and-sum",
+        "--all",
+        "--format",
+        "json",
+    ]);
+    assert!(ok, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with('{')).count() as u64,
+        KEYS,
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -1,0 +1,159 @@
+//! An S3-compatible server for one test: moto in server mode (PyPI's
+//! `moto[server]`, its `moto_server` on `PATH` or at `$WEIR_MOTO_SERVER`),
+//! on a free loopback port, in memory; killed when dropped. Each server gets
+//! a bucket of its own, registered with weir
+//! ([`weir::location::configure_s3_bucket`]) so that `s3://<bucket>/...`
+//! reaches it. Without moto, [`Server::start`] says so and returns `None`,
+//! unless `WEIR_REQUIRE_SERVERS` is set (CI), where it fails.
+#![allow(dead_code)] // each test file uses what it needs
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use weir::location::{configure_s3_bucket, S3Options};
+
+pub struct Server {
+    child: Child,
+    port: u16,
+    /// The bucket this server's tests write to.
+    pub bucket: String,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+}
+
+fn binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("WEIR_MOTO_SERVER") {
+        return Some(PathBuf::from(path));
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("moto_server"))
+            .find(|path| path.is_file())
+    })
+}
+
+impl Server {
+    pub fn start(tag: &str) -> Option<Server> {
+        let Some(binary) = binary() else {
+            assert!(
+                std::env::var_os("WEIR_REQUIRE_SERVERS").is_none(),
+                "WEIR_REQUIRE_SERVERS is set and moto_server is not installed"
+            );
+            eprintln!("skipped: moto_server is not installed (pip install 'moto[server]')");
+            return None;
+        };
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let bucket = format!(
+            "weir-{}-{}-{}",
+            tag.to_ascii_lowercase().replace('_', "-"),
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let server = Server {
+            child,
+            port,
+            bucket,
+            endpoint,
+        };
+        let mut up = false;
+        for _ in 0..600 {
+            if server.request("GET", "/", b"").is_ok() {
+                up = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(up, "moto_server did not answer on port {port} within 30 s");
+        let (status, body) = server
+            .request("PUT", &format!("/{}", server.bucket), b"")
+            .unwrap();
+        assert_eq!(status, 200, "cannot create the bucket: {body}");
+        configure_s3_bucket(&server.bucket, server.options());
+        Some(server)
+    }
+
+    /// The options that reach this server.
+    pub fn options(&self) -> S3Options {
+        S3Options {
+            endpoint: Some(self.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("weir-test".into()),
+            secret_access_key: Some("weir-test-secret".into()),
+            path_style: Some(true),
+            ..S3Options::default()
+        }
+    }
+
+    /// `s3://<bucket>/<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("s3://{}/{path}", self.bucket)
+    }
+
+    /// One plain HTTP request (moto does not check signatures): the status and body.
+    pub fn request(&self, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        )?;
+        stream.write_all(body)?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response)?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:?}")))?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string();
+        Ok((status, body))
+    }
+
+    /// The keys under `prefix`, sorted (at most 1000: enough for a test).
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let (status, body) = self
+            .request(
+                "GET",
+                &format!("/{}?list-type=2&prefix={prefix}", self.bucket),
+                b"",
+            )
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let mut keys: Vec<String> = body
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|part| part.split_once("</Key>").map(|(k, _)| k.to_string()))
+            .collect();
+        keys.sort();
+        keys
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
