@@ -1,5 +1,6 @@
 //! Orders from NATS JetStream, running totals per customer, into
-//! PostgreSQL, exactly once (cargo features `postgres` and `nats`).
+//! PostgreSQL, exactly once, checkpoints on S3 (cargo features `postgres`,
+//! `nats` and `s3`).
 //!
 //! Orders (`{"id":..,"customer":..,"amount":..}`) are read from the stream
 //! `--stream` (subjects `orders.eu`, `orders.us`, `orders.ap`, one partition
@@ -10,17 +11,19 @@
 //! on the server `--postgres`. The tables are created if missing.
 //! `--fail-at ID,ID,...` makes the totals operator fail at those orders
 //! (once each per process); the job restarts from its latest checkpoint.
-//! Checkpoints go to `--checkpoint-dir` (local disk for now: object storage
-//! is not built yet).
+//! Checkpoints go to `--checkpoint-dir`: an S3 URL (`s3://bucket/prefix`,
+//! the store from the `[s3]` keys, e.g. `WEIR_S3_ENDPOINT`, or the `AWS_*`
+//! variables) or a local directory.
 //!
 //! `--publish N` publishes N generated orders into the stream (creating it)
 //! and exits; `--audit N` checks, after the run, that the tables hold those
 //! N orders once each, exact totals, and no prepared transaction.
 //!
 //! ```sh
-//! cargo run --features postgres,nats --example orders_to_postgres -- --publish 100000
-//! cargo run --features postgres,nats --example orders_to_postgres -- \
-//!     --checkpoint-dir /tmp/ck --fail-at 20000,70000 --audit 100000
+//! cargo run --features postgres,nats,s3 --example orders_to_postgres -- --publish 100000
+//! WEIR_S3_ENDPOINT=http://127.0.0.1:9000 WEIR_S3_ACCESS_KEY=weir WEIR_S3_SECRET_KEY=weir-secret \
+//! cargo run --features postgres,nats,s3 --example orders_to_postgres -- \
+//!     --checkpoint-dir s3://weir/checkpoints --fail-at 20000,70000 --audit 100000
 //! ```
 
 use std::collections::{BTreeMap, HashSet};

@@ -1,10 +1,11 @@
 //! The end-to-end connector example (`examples/orders_to_postgres.rs`):
 //! orders from NATS JetStream, running totals per customer, into
-//! PostgreSQL, exactly once, against real servers the test starts. Through
-//! injected failures in one process, and through a SIGKILL of the job's
-//! process and a resume: every order once in `orders`, exact totals, and no
-//! prepared transaction left behind.
-#![cfg(all(feature = "postgres", feature = "nats"))]
+//! PostgreSQL, exactly once, checkpoints on S3, against real servers the
+//! test starts (nats-server, PostgreSQL, moto). Through injected failures in
+//! one process, and through a SIGKILL of the job's process and a resume
+//! (which finds its checkpoint in the bucket): every order once in
+//! `orders`, exact totals, and no prepared transaction left behind.
+#![cfg(all(feature = "postgres", feature = "nats", feature = "s3"))]
 
 #[allow(dead_code)] // the job's main is not called here
 #[path = "../examples/orders_to_postgres.rs"]
@@ -13,35 +14,37 @@ mod example;
 mod nats_server;
 #[path = "support/postgres_server.rs"]
 mod postgres_server;
+#[path = "support/s3_server.rs"]
+mod s3_server;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 
-fn servers(tag: &str) -> Option<(nats_server::Server, postgres_server::Server)> {
+fn servers(
+    tag: &str,
+) -> Option<(
+    nats_server::Server,
+    postgres_server::Server,
+    s3_server::Server,
+)> {
     let nats = nats_server::Server::start(tag)?;
     let postgres = postgres_server::Server::start(tag, &["max_prepared_transactions=20"])?;
-    Some((nats, postgres))
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-orders-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    let s3 = s3_server::Server::start(tag)?;
+    Some((nats, postgres, s3))
 }
 
 const CUSTOMERS: u64 = 100;
 
 #[test]
 fn every_order_is_counted_once_through_injected_failures() {
-    let Some((nats, postgres)) = servers("faults") else {
+    let Some((nats, postgres, s3)) = servers("faults") else {
         return;
     };
     let orders = 20_000;
     example::publish(&nats.url, "ORDERS", orders, CUSTOMERS).unwrap();
-    let dir = temp_dir("faults");
     let args = example::Args::try_parse_from([
         "orders_to_postgres",
         "--nats",
@@ -51,7 +54,7 @@ fn every_order_is_counted_once_through_injected_failures() {
         "--checkpoint-interval-ms",
         "20",
         "--checkpoint-dir",
-        dir.join("checkpoints").to_str().unwrap(),
+        &s3.url("checkpoints"),
         "--fail-at",
         "3000,11000,17000",
     ])
@@ -61,7 +64,10 @@ fn every_order_is_counted_once_through_injected_failures() {
     let result = env.execute_blocking("orders-to-postgres").unwrap();
     assert_eq!(result.restarts, 3);
     example::audit(&postgres.connection(), orders, CUSTOMERS).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        completed_checkpoints(&s3) > 0,
+        "checkpoints are in the bucket"
+    );
 }
 
 /// The example binary cargo built next to this test.
@@ -74,15 +80,11 @@ fn example_binary() -> PathBuf {
     dir.join("examples").join("orders_to_postgres")
 }
 
-fn completed_checkpoints(root: &Path) -> usize {
-    let Ok(lineages) = std::fs::read_dir(root) else {
-        return 0;
-    };
-    lineages
-        .flatten()
-        .filter_map(|lineage| std::fs::read_dir(lineage.path()).ok())
-        .flat_map(|checkpoints| checkpoints.flatten())
-        .filter(|checkpoint| checkpoint.path().join("_metadata").exists())
+/// The checkpoints with `_metadata` under `checkpoints/` in the bucket.
+fn completed_checkpoints(s3: &s3_server::Server) -> usize {
+    s3.keys("checkpoints/")
+        .iter()
+        .filter(|key| key.ends_with("/_metadata"))
         .count()
 }
 
@@ -94,13 +96,12 @@ fn a_job_killed_with_sigkill_resumes_and_counts_every_order_once() {
         "{} (built by cargo test)",
         binary.display()
     );
-    let Some((nats, postgres)) = servers("kill") else {
+    let Some((nats, postgres, s3)) = servers("kill") else {
         return;
     };
     let orders = 100_000;
     example::publish(&nats.url, "ORDERS", orders, CUSTOMERS).unwrap();
-    let dir = temp_dir("kill");
-    let checkpoints = dir.join("checkpoints");
+    let checkpoints = s3.url("checkpoints");
     let run = |extra: &[&str]| {
         let mut command = Command::new(&binary);
         command
@@ -108,21 +109,30 @@ fn a_job_killed_with_sigkill_resumes_and_counts_every_order_once() {
             .args(["--checkpoint-interval-ms", "50", "--checkpoint-dir"])
             .arg(&checkpoints)
             .args(extra)
+            // The store through the `[s3]` configuration keys.
+            .env("WEIR_S3_ENDPOINT", &s3.endpoint)
+            .env("WEIR_S3_REGION", "us-east-1")
+            .env("WEIR_S3_ACCESS_KEY", "weir-test")
+            .env("WEIR_S3_SECRET_KEY", "weir-test-secret")
+            .env("WEIR_S3_PATH_STYLE_ACCESS", "true")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         command
     };
     let mut first = run(&[]).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while completed_checkpoints(&checkpoints) < 2 {
+    while completed_checkpoints(&s3) < 2 {
         assert!(
             Instant::now() < deadline,
             "no checkpoint completed within 60 s"
         );
-        assert!(
-            first.try_wait().unwrap().is_none(),
-            "the job ended before it could be killed"
-        );
+        if let Some(status) = first.try_wait().unwrap() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = first.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            panic!("the job ended ({status}) before it could be killed:\n{stderr}");
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
     first.kill().unwrap(); // SIGKILL
@@ -144,5 +154,4 @@ fn a_job_killed_with_sigkill_resumes_and_counts_every_order_once() {
     );
     let summary = String::from_utf8_lossy(&second.stdout);
     assert!(summary.contains(r#""audit":"complete""#), "{summary}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

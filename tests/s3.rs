@@ -339,3 +339,64 @@ fn the_weir_command_lists_and_inspects_checkpoints_in_a_bucket() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// RocksDB's incremental checkpoints upload each SST file once, to the
+/// lineage's `shared/` prefix, and restores after failures download them;
+/// retention deletes the shared files no retained checkpoint refers to.
+#[cfg(feature = "rocksdb")]
+#[test]
+fn rocksdb_incremental_checkpoints_share_their_files_in_the_bucket() {
+    let Some(server) = Server::start("rocksdb") else {
+        return;
+    };
+    let out = temp_dir("rocksdb");
+    let records = 40_000;
+    let mut job = args(&server, &out, records, 2);
+    job.job.state_backend = Some("rocksdb".into());
+    job.fail_at = vec![12_000, 27_000];
+    let (result, _) = run(&job);
+    assert!(result.restarts >= 2, "restarts: {}", result.restarts);
+    assert_eq!(example::audit(&out, records, KEYS).unwrap(), records);
+
+    let lineage = &lineages(&server)[0];
+    let shared: Vec<String> = server
+        .keys(&format!("checkpoints/{lineage}/shared/"))
+        .into_iter()
+        .map(|k| k.rsplit('/').next().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        shared.iter().any(|name| name.ends_with(".sst")),
+        "{shared:?}"
+    );
+    let mut referenced = std::collections::BTreeSet::new();
+    for key in server.keys(&format!("checkpoints/{lineage}/chk-")) {
+        if key.ends_with(".refs") {
+            let url = PathBuf::from(format!("s3://{}/{key}", server.bucket));
+            let text = weir::location::read_to_string(&url).unwrap();
+            referenced.extend(text.lines().map(str::to_string));
+        }
+    }
+    for name in &shared {
+        assert!(
+            referenced.contains(name),
+            "{name} is in shared/ but no retained checkpoint refers to it"
+        );
+    }
+    for name in &referenced {
+        assert!(shared.contains(name), "{name} is referred to but missing");
+    }
+    // The newest checkpoint reads back: its keyed state from the shared files.
+    let newest = complete_checkpoints(&server, lineage).pop().unwrap();
+    let checkpoint = Path::new(&server.url("checkpoints"))
+        .join(lineage)
+        .join(format!("chk-{newest}"));
+    let rows = weir::inspect::query_keyed_state(
+        &checkpoint,
+        "count-and-sum",
+        "count-and-sum",
+        &weir::inspect::KeySelection::All,
+    )
+    .unwrap();
+    assert_eq!(rows.len() as u64, KEYS);
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -1,5 +1,5 @@
 //! An S3-compatible server for one test: moto in server mode (PyPI's
-//! `moto[server]`, its `moto_server` on `PATH` or at `$WEIR_MOTO_SERVER`),
+//! `moto[server]`, its `moto_server` on `PATH`),
 //! on a free loopback port, in memory; killed when dropped. Each server gets
 //! a bucket of its own, registered with weir
 //! ([`weir::location::configure_s3_bucket`]) so that `s3://<bucket>/...`
@@ -26,9 +26,6 @@ pub struct Server {
 }
 
 fn binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("WEIR_MOTO_SERVER") {
-        return Some(PathBuf::from(path));
-    }
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join("moto_server"))

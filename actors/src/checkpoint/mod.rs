@@ -12,7 +12,7 @@
 //! - [`config`]: [`CheckpointConfig`], the settings.
 //! - [`tracker`]: the coordinator's bookkeeping as a plain, unit-tested type;
 //!   [`protocol`]: the coordinator's messages.
-//! - [`format`], [`layout`], [`metadata`], [`storage`]: what is written, where, and how;
+//! - [`format`](mod@format), [`layout`], [`metadata`], [`storage`]: what is written, where, and how;
 //!   [`durable`]: small files written atomically.
 //! - [`savepoint`]: savepoint directories and the storage that routes to them.
 //! - [`stats`]: per checkpoint and per subtask figures.

@@ -8,7 +8,7 @@
 //!
 //! | operation | local directory | object store |
 //! |---|---|---|
-//! | [`write`] | create, write, fsync | one PUT (atomic: whole or absent) |
+//! | [`write()`] | create, write, fsync | one PUT (atomic: whole or absent) |
 //! | [`write_atomically`] | temporary file, fsync, rename, fsync the directory | one PUT |
 //! | [`list`] | `read_dir` (an error if missing) | delimited listing (empty if none) |
 //! | [`create_dir_all`] | creates | nothing (an object store has no directories) |
