@@ -14,6 +14,9 @@ use std::sync::OnceLock;
 
 use crate::UserError;
 
+/// The name of the runtime's worker thread.
+const THREAD_NAME: &str = "weir-io";
+
 static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
 
 fn runtime() -> Result<&'static tokio::runtime::Runtime, UserError> {
@@ -21,7 +24,7 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, UserError> {
         .get_or_init(|| {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
-                .thread_name("weir-io")
+                .thread_name(THREAD_NAME)
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start weir's I/O runtime: {e}"))
@@ -80,5 +83,24 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    if std::thread::current().name() == Some(THREAD_NAME) {
+        // Waiting here would wait for this very thread: never.
+        return Err(
+            "weir's I/O runtime cannot wait for itself (run was called from a future on it)".into(),
+        );
+    }
     spawn(future)?.wait()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_future_on_the_runtime_that_waits_for_the_runtime_gets_an_error_not_a_hang() {
+        assert_eq!(run(async { 7 }).unwrap(), 7);
+        let nested = run(async { run(async { 1 }).map_err(|e| e.to_string()) }).unwrap();
+        let err = nested.unwrap_err();
+        assert!(err.contains("cannot wait for itself"), "{err}");
+    }
 }

@@ -57,6 +57,11 @@ pub type PreflightFn = Arc<dyn Fn(&PreflightContext) -> Result<Vec<Hold>, UserEr
 /// let err = weir_actors::preflight::probe_dir(&file, "output directory").unwrap_err();
 /// assert!(err.to_string().contains("is not a directory"), "{err}");
 /// assert!(!weir_actors::error::is_retryable(&err));
+///
+/// // An object store URL is not a local directory (file sinks write local files).
+/// let url = std::path::Path::new("s3://bucket/out");
+/// let err = weir_actors::preflight::probe_dir(url, "output directory").unwrap_err();
+/// assert!(err.to_string().contains("is a URL"), "{err}");
 /// ```
 pub fn probe_dir(dir: &Path, what: &'static str) -> Result<(), DirectoryError> {
     let error = |problem, source| DirectoryError {
@@ -66,12 +71,10 @@ pub fn probe_dir(dir: &Path, what: &'static str) -> Result<(), DirectoryError> {
         source,
     };
     if crate::location::is_object_url(dir) {
-        // No directories to create: a probe object shows that the store is
-        // reachable, the bucket exists and the credentials may write.
-        let probe = dir.join(format!(".weir-probe-{}", std::process::id()));
-        crate::location::write(&probe, b"").map_err(|e| error(DirectoryProblem::NotWritable, e))?;
-        let _ = crate::location::remove_file(&probe);
-        return Ok(());
+        return Err(error(
+            DirectoryProblem::NotLocal,
+            io::Error::from(io::ErrorKind::Unsupported),
+        ));
     }
     if dir.exists() && !dir.is_dir() {
         return Err(error(
@@ -83,6 +86,25 @@ pub fn probe_dir(dir: &Path, what: &'static str) -> Result<(), DirectoryError> {
     let probe = dir.join(format!(".weir-probe-{}", std::process::id()));
     fs::write(&probe, b"").map_err(|e| error(DirectoryProblem::NotWritable, e))?;
     let _ = fs::remove_file(&probe);
+    Ok(())
+}
+
+/// [`probe_dir`] for a checkpoint or savepoint directory, which may also be
+/// an object store URL ([`crate::location`]): there nothing is created, and
+/// a probe object written and deleted shows that the store is reachable, the
+/// bucket exists and the credentials may write.
+pub fn probe_location(dir: &Path, what: &'static str) -> Result<(), DirectoryError> {
+    if !crate::location::is_object_url(dir) {
+        return probe_dir(dir, what);
+    }
+    let probe = dir.join(format!(".weir-probe-{}", std::process::id()));
+    crate::location::write(&probe, b"").map_err(|source| DirectoryError {
+        what,
+        dir: dir.to_path_buf(),
+        problem: DirectoryProblem::NotWritable,
+        source,
+    })?;
+    let _ = crate::location::remove_file(&probe);
     Ok(())
 }
 
@@ -105,7 +127,10 @@ pub struct DirectoryError {
 impl std::fmt::Display for DirectoryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}{}", self.what, self.dir.display(), self.problem)?;
-        if self.problem != DirectoryProblem::NotADirectory {
+        if !matches!(
+            self.problem,
+            DirectoryProblem::NotADirectory | DirectoryProblem::NotLocal
+        ) {
             write!(f, ": {}", self.source)?;
         }
         Ok(())
@@ -121,6 +146,8 @@ pub enum DirectoryProblem {
     CannotCreate,
     /// No file can be written in it.
     NotWritable,
+    /// It is an object store URL where only a local directory will do.
+    NotLocal,
 }
 
 impl std::fmt::Display for DirectoryProblem {
@@ -129,6 +156,9 @@ impl std::fmt::Display for DirectoryProblem {
             DirectoryProblem::NotADirectory => " is not a directory",
             DirectoryProblem::CannotCreate => ": cannot create it",
             DirectoryProblem::NotWritable => " is not writable",
+            DirectoryProblem::NotLocal => {
+                " is a URL: only checkpoint and savepoint directories may be in an object store"
+            }
         })
     }
 }

@@ -26,7 +26,7 @@ use crate::lineage::{
 use crate::location;
 use crate::lock::{holder, DirLock};
 use crate::plan::ExecutionPlan;
-use crate::preflight::{probe_dir, Hold, PreflightContext};
+use crate::preflight::{probe_location, Hold, PreflightContext};
 use crate::restore::{self, open_snapshot_dir, RestoredSubtask};
 
 /// What [`prepare`] settled.
@@ -94,7 +94,7 @@ pub(crate) fn prepare(
     };
     let mut holds: Vec<Hold> = Vec::new();
     if let Some(root) = &root {
-        probe_dir(root, "checkpoint directory").map_err(|e| invalid(e.to_string()))?;
+        probe_location(root, "checkpoint directory").map_err(|e| invalid(e.to_string()))?;
     }
     // An object store has no file locks: two runs of one job name on one
     // bucket prefix are not prevented there (as in Flink).
@@ -111,7 +111,7 @@ pub(crate) fn prepare(
         holds.push(Box::new(lock));
     }
     if let Some(dir) = &config.savepoint_dir {
-        probe_dir(dir, "savepoint directory").map_err(|e| invalid(e.to_string()))?;
+        probe_location(dir, "savepoint directory").map_err(|e| invalid(e.to_string()))?;
     }
     let lineages = match (&config.restore_from, &root) {
         (Some(RestoreSource::LatestIn(latest_root)), _) => scan_root(latest_root),

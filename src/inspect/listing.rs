@@ -71,8 +71,12 @@ pub struct Listing {
 /// An error if `dir` cannot be listed or holds no snapshot and no problem.
 pub fn list_checkpoints(dir: &Path) -> Result<Listing, InspectError> {
     let mut listing = Listing::default();
-    let has_metadata = |d: &Path| location::exists(&d.join(METADATA_FILE)).unwrap_or(false);
-    if has_metadata(dir) {
+    let has_metadata = |d: &Path| location::exists(&d.join(METADATA_FILE));
+    let top = has_metadata(dir).map_err(|source| InspectError::List {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if top {
         listing.add(dir);
     } else {
         let children = subdirectories(dir).map_err(|source| InspectError::List {
@@ -80,15 +84,28 @@ pub fn list_checkpoints(dir: &Path) -> Result<Listing, InspectError> {
             source,
         })?;
         for child in children {
-            if has_metadata(&child) {
-                listing.add(&child);
-                continue;
+            match has_metadata(&child) {
+                Ok(true) => {
+                    listing.add(&child);
+                    continue;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    listing
+                        .problems
+                        .push(format!("cannot read {}: {e}", child.display()));
+                    continue;
+                }
             }
             match subdirectories(&child) {
                 Ok(grandchildren) => {
                     for grandchild in grandchildren {
-                        if has_metadata(&grandchild) {
-                            listing.add(&grandchild);
+                        match has_metadata(&grandchild) {
+                            Ok(true) => listing.add(&grandchild),
+                            Ok(false) => {}
+                            Err(e) => listing
+                                .problems
+                                .push(format!("cannot read {}: {e}", grandchild.display())),
                         }
                     }
                 }

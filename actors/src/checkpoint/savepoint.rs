@@ -33,9 +33,11 @@ pub fn savepoint_dir_name(job_id: &str, id: u64) -> String {
 /// directory is an error (a savepoint never overwrites anything).
 pub fn create_savepoint_dir(parent: &Path, job_id: &str, id: u64) -> Result<PathBuf, String> {
     let dir = parent.join(savepoint_dir_name(job_id, id));
-    // A directory that cannot even be looked at fails to be created below,
-    // with that error.
-    if location::exists(&dir).unwrap_or(false) {
+    // Locally, a directory that cannot be looked at fails to be created
+    // below; an object store creates nothing, so its error counts here.
+    let exists = location::exists(&dir)
+        .map_err(|e| format!("cannot read savepoint directory {}: {e}", dir.display()))?;
+    if exists {
         return Err(format!(
             "savepoint directory {} already exists; savepoints never overwrite",
             dir.display()

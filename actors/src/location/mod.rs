@@ -139,12 +139,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DurableWriteErr
 }
 
 /// Whether a file, or a directory (for an object store: any object under
-/// the prefix), exists at `path`.
+/// the prefix), exists at `path`. Locally, what cannot be looked at counts
+/// as absent (as [`Path::exists`]); an object store's error is an error.
 pub fn exists(path: &Path) -> io::Result<bool> {
     if is_object_url(path) {
         remote!(path, exists())
     }
-    path.try_exists()
+    // As `Path::exists`: what cannot be looked at (permission denied)
+    // counts as absent, as it did for every caller before object stores.
+    Ok(path.exists())
 }
 
 /// The entries of directory `path`, in no particular order. A missing local
@@ -154,15 +157,15 @@ pub fn list(path: &Path) -> io::Result<Vec<Entry>> {
     if is_object_url(path) {
         remote!(path, list())
     }
+    // Entries that cannot be read are skipped; symbolic links are followed.
     let mut out = Vec::new();
-    for entry in fs::read_dir(path)? {
-        let entry = entry?;
+    for entry in fs::read_dir(path)?.flatten() {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
         out.push(Entry {
             name,
-            is_dir: entry.file_type()?.is_dir(),
+            is_dir: entry.path().is_dir(),
         });
     }
     Ok(out)
@@ -261,5 +264,25 @@ mod tests {
         remove_dir_all(&sub).unwrap();
         assert!(!exists(&sub).unwrap());
         assert_eq!(list(&sub).unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn local_listing_follows_symbolic_links_and_unreadable_paths_count_as_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        create_dir_all(&target).unwrap();
+        let root = dir.path().join("root");
+        create_dir_all(&root).unwrap();
+        std::os::unix::fs::symlink(&target, root.join("lineage")).unwrap();
+        assert_eq!(
+            list(&root).unwrap(),
+            vec![Entry {
+                name: "lineage".into(),
+                is_dir: true
+            }]
+        );
+        // Below a file: cannot be looked at, so absent (as Path::exists).
+        write(&dir.path().join("file"), b"x").unwrap();
+        assert!(!exists(&dir.path().join("file").join("below")).unwrap());
     }
 }

@@ -226,7 +226,7 @@ where
     let (bucket, key) = parse(path)?;
     let future = request(client(&bucket)?, key);
     crate::io_runtime::run(future)
-        .map_err(|e| io::Error::other(e.to_string()))?
+        .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?
         .map_err(to_io)
 }
 
@@ -257,13 +257,16 @@ pub(super) fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 pub(super) fn exists(path: &Path) -> io::Result<bool> {
     run(path, |store, key| async move {
-        match store.head(&key).await {
-            Ok(_) => return Ok(true),
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e),
+        if !key.as_ref().is_empty() {
+            match store.head(&key).await {
+                Ok(_) => return Ok(true),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         // A "directory": any object under the prefix.
-        let mut under = store.list(Some(&key));
+        let prefix = (!key.as_ref().is_empty()).then_some(&key);
+        let mut under = store.list(prefix);
         match under.next().await {
             Some(Ok(_)) => Ok(true),
             Some(Err(e)) => Err(e),

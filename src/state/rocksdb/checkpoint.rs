@@ -303,10 +303,9 @@ impl RocksSnapshot {
     }
 }
 
-/// Copies `path` to `dir/name` (through a temporary file and a rename) and
-/// returns what the handle records of it.
-/// Copies the local file `path` into the shared directory `dir` (local, or
-/// an object store: one PUT, whole or absent) as `name`.
+/// Copies the local file `path` into the shared directory `dir` as `name`
+/// (locally through a temporary file and a rename; on an object store by one
+/// PUT, whole or absent) and returns what the handle records of it.
 fn upload(path: &Path, dir: &Path, name: &str) -> std::io::Result<SharedFile> {
     if location::is_object_url(dir) {
         let bytes = fs::read(path)?;
