@@ -667,10 +667,9 @@ impl Builder {
             rocksdb: Vec::new(),
             web: Default::default(),
             progress: None,
-            s3: Default::default(),
         };
         apply(&configuration, &self.code_keys, &mut effective).map_err(config_error)?;
-        effective.s3.install().map_err(JobError::InvalidJob)?;
+        configuration.install_s3_settings().map_err(config_error)?;
         Ok(effective)
     }
 

@@ -298,22 +298,34 @@ fn the_weir_command_lists_and_inspects_checkpoints_in_a_bucket() {
     };
     let out = temp_dir("command");
     run(&args(&server, &out, 20_000, 2));
-    let weir_command = |args: &[&str]| {
+    // The bucket through the AWS_* variables, or through weir's [s3] keys.
+    let aws = [
+        ("AWS_ENDPOINT", server.endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "weir-test"),
+        ("AWS_SECRET_ACCESS_KEY", "weir-test-secret"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let weir_keys = [
+        ("WEIR_S3_ENDPOINT", server.endpoint.as_str()),
+        ("WEIR_S3_ACCESS_KEY", "weir-test"),
+        ("WEIR_S3_SECRET_KEY", "weir-test-secret"),
+    ];
+    let weir_command_with = |vars: &[(&str, &str)], args: &[&str]| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(args)
-            .env("AWS_ENDPOINT", &server.endpoint)
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_ACCESS_KEY_ID", "weir-test")
-            .env("AWS_SECRET_ACCESS_KEY", "weir-test-secret")
-            .env("AWS_REGION", "us-east-1")
+            .envs(vars.iter().copied())
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&output.stdout).into_owned()
             + &String::from_utf8_lossy(&output.stderr);
         (output.status.success(), text)
     };
+    let weir_command = |args: &[&str]| weir_command_with(&aws, args);
     let root = server.url("checkpoints");
     let (ok, text) = weir_command(&["checkpoints", &root]);
+    assert!(ok && text.contains("chk-"), "{text}");
+    let (ok, text) = weir_command_with(&weir_keys, &["checkpoints", &root]);
     assert!(ok && text.contains("chk-"), "{text}");
     let lineage = &lineages(&server)[0];
     let newest = complete_checkpoints(&server, lineage).pop().unwrap();

@@ -12,6 +12,10 @@
 //! weir cancel JOB                             cancel a running job
 //! ```
 //!
+//! DIR and PATH may be `s3://bucket/prefix` URLs (built with the cargo feature
+//! `s3`): the bucket is reached with the `[s3]` settings of `WEIR_S3_*` and
+//! of the file `WEIR_CONFIG` names, and the `AWS_*` variables.
+//!
 //! `list`, `savepoint`, `stop` and `cancel` are clients of the REST API a job
 //! serves with `--web-port` (default address 127.0.0.1:8081; writes need
 //! `--web-writes` on the job's side).
@@ -176,8 +180,22 @@ enum Format {
     Json,
 }
 
+/// The `[s3]` settings of the environment (`WEIR_S3_*`) and of the file
+/// `WEIR_CONFIG` names, for snapshots in a bucket (`AWS_*` variables fill
+/// what they leave unset).
+fn install_s3_settings() -> Result<(), String> {
+    let mut config = weir::config::Configuration::new();
+    config.load_file_from_env().map_err(|e| e.to_string())?;
+    config.load_env().map_err(|e| e.to_string())?;
+    config.install_s3_settings().map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = install_s3_settings() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Checkpoints { dir, format } => checkpoints(&dir, format),
         Command::Inspect { path, format } => inspect(&path, format),

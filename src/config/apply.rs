@@ -30,8 +30,6 @@ pub(crate) struct Effective {
     /// `progress`: whether a progress line is shown on a terminal (`None`:
     /// the caller's default).
     pub progress: Option<bool>,
-    /// `[s3]`: how `s3://` checkpoint directories are reached.
-    pub s3: super::S3Settings,
 }
 
 /// Where a job binary serves its web page and REST API (`[web]`).
@@ -70,21 +68,21 @@ pub(crate) fn apply(
     Ok(())
 }
 
-fn number(value: &ConfigValue) -> Result<u64, String> {
+pub(super) fn number(value: &ConfigValue) -> Result<u64, String> {
     match value {
         ConfigValue::Number(n) => Ok(*n),
         other => Err(format!("expected a number, got {other:?}")),
     }
 }
 
-fn flag(value: &ConfigValue) -> Result<bool, String> {
+pub(super) fn flag(value: &ConfigValue) -> Result<bool, String> {
     match value {
         ConfigValue::Bool(b) => Ok(*b),
         other => Err(format!("expected true or false, got {other:?}")),
     }
 }
 
-fn text(value: &ConfigValue) -> Result<&str, String> {
+pub(super) fn text(value: &ConfigValue) -> Result<&str, String> {
     match value {
         ConfigValue::Text(t) => Ok(t),
         other => Err(format!("expected text, got {other:?}")),
@@ -175,13 +173,8 @@ fn apply_one(key: &str, value: &ConfigValue, e: &mut Effective) -> Result<(), St
             })?
         }
         "web.writes" => e.web.writes = flag(value)?,
-        "s3.endpoint" => e.s3.endpoint = Some(text(value)?.to_string()),
-        "s3.region" => e.s3.region = Some(text(value)?.to_string()),
-        "s3.access_key" => e.s3.access_key = Some(text(value)?.to_string()),
-        "s3.secret_key" => e.s3.secret_key = Some(text(value)?.to_string()),
-        "s3.path_style_access" => e.s3.path_style_access = Some(flag(value)?),
-        "s3.max_concurrent_requests" => e.s3.max_concurrent_requests = Some(number(value)?),
-        "s3.max_retries" => e.s3.max_retries = Some(number(value)?),
+        // Process-wide, not per job: see Configuration::install_s3_settings.
+        key if key.starts_with("s3.") => {}
         "restart.strategy" => e.runtime.restart = Some(RestartStrategy::parse(text(value)?)?),
         "restore.from" => e.resume_from = Some(text(value)?.to_string()),
         "restore.allow_non_restored_state" => e.runtime.allow_non_restored_state = flag(value)?,

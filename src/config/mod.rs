@@ -281,6 +281,22 @@ impl Configuration {
         self.has_file |= other.has_file;
     }
 
+    /// Makes the `[s3]` keys in effect the settings of every bucket of
+    /// `s3://` locations (see [`weir_actors::location::configure_s3`]); jobs
+    /// do this when they start, the `weir` command before it reads a bucket.
+    /// Without the cargo feature `s3`, setting any of them is an error.
+    pub fn install_s3_settings(&self) -> Result<(), ConfigError> {
+        let mut settings = S3Settings::default();
+        for (key, (value, origin)) in self.resolved() {
+            if key.starts_with("s3.") {
+                settings
+                    .set(key, value, apply::text, apply::flag, apply::number)
+                    .map_err(|e| invalid(origin, e))?;
+            }
+        }
+        settings.install().map_err(|e| invalid("[s3]", e))
+    }
+
     /// The value of `key` in effect (command line, else environment, else file, else default).
     pub fn get(&self, key: &str) -> Option<&ConfigValue> {
         self.resolved().remove(key).map(|(value, _)| value)

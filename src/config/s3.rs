@@ -5,6 +5,8 @@
 //! bucket (see [`weir_actors::location::configure_s3`]; a bucket configured
 //! in code with `configure_s3_bucket` keeps its own).
 
+use super::ConfigValue;
+
 /// The `[s3]` section as configured.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct S3Settings {
@@ -18,6 +20,29 @@ pub(crate) struct S3Settings {
 }
 
 impl S3Settings {
+    /// Sets the `s3.*` key `key` (`text`, `flag` and `number` read a value
+    /// as the key's kind, as every key is read).
+    pub(crate) fn set(
+        &mut self,
+        key: &str,
+        value: &ConfigValue,
+        text: impl Fn(&ConfigValue) -> Result<&str, String>,
+        flag: impl Fn(&ConfigValue) -> Result<bool, String>,
+        number: impl Fn(&ConfigValue) -> Result<u64, String>,
+    ) -> Result<(), String> {
+        match key {
+            "s3.endpoint" => self.endpoint = Some(text(value)?.to_string()),
+            "s3.region" => self.region = Some(text(value)?.to_string()),
+            "s3.access_key" => self.access_key = Some(text(value)?.to_string()),
+            "s3.secret_key" => self.secret_key = Some(text(value)?.to_string()),
+            "s3.path_style_access" => self.path_style_access = Some(flag(value)?),
+            "s3.max_concurrent_requests" => self.max_concurrent_requests = Some(number(value)?),
+            "s3.max_retries" => self.max_retries = Some(number(value)?),
+            other => return Err(format!("{other}: not an [s3] key")),
+        }
+        Ok(())
+    }
+
     /// Makes these the defaults of every bucket, if any key was set.
     pub(crate) fn install(&self) -> Result<(), String> {
         if *self == S3Settings::default() {

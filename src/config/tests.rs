@@ -207,3 +207,30 @@ fn environment_and_flag_errors_name_the_variable_or_flag_the_value_and_what_is_a
         "{section}"
     );
 }
+
+#[test]
+fn s3_keys_are_read_and_need_the_feature() {
+    let mut config = Configuration::new();
+    config
+        .set("s3.endpoint", "http://127.0.0.1:9", "--s3-endpoint")
+        .unwrap();
+    config.set("s3.path_style_access", "true", "test").unwrap();
+    let bad = Configuration::new()
+        .set("s3.max_retries", "many", "WEIR_S3_MAX_RETRIES")
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("WEIR_S3_MAX_RETRIES"), "{bad}");
+    let installed = config.install_s3_settings();
+    #[cfg(feature = "s3")]
+    {
+        installed.unwrap();
+        weir_actors::location::configure_s3(weir_actors::location::S3Options::default());
+    }
+    #[cfg(not(feature = "s3"))]
+    {
+        let err = installed.unwrap_err().to_string();
+        assert!(err.contains("feature `s3`"), "{err}");
+    }
+    // Without [s3] keys there is nothing to install, with or without the feature.
+    Configuration::new().install_s3_settings().unwrap();
+}
