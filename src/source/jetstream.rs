@@ -14,7 +14,14 @@
 //! exactly from its checkpoint. Records carry the message's publish time as
 //! their timestamp; give the stream a
 //! [`WatermarkStrategy`](crate::time::WatermarkStrategy) without a timestamp
-//! assigner (and `with_idleness` for quiet partitions) for event time.
+//! assigner (and `with_idleness` for quiet partitions) for event time. The
+//! server stamps a message when it appends it, so publish times follow the
+//! stream's order (up to a step of the server's clock, or the skew between
+//! servers when a cluster's leader changes: give the strategy that much
+//! out-of-orderness). A subtask reads its partitions in stream order, so
+//! its watermark needs no per-partition tracking (unlike Kafka's
+//! partitions, read side by side), and a subtask whose partitions are all
+//! quiet goes idle through `with_idleness`.
 //!
 //! [`JetStreamSource::bounded`] reads what the partitions hold when the job
 //! starts, then finishes; otherwise the source reads forever.
