@@ -412,3 +412,34 @@ fn rocksdb_incremental_checkpoints_share_their_files_in_the_bucket() {
     assert_eq!(rows.len() as u64, KEYS);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn a_bucket_root_is_a_checkpoint_directory_too() {
+    let Some(server) = Server::start("root") else {
+        return;
+    };
+    let out = temp_dir("root");
+    let records = 20_000;
+    let mut job = args(&server, &out, records, 2);
+    job.job.checkpoint_dir = Some(format!("s3://{}/", server.bucket));
+    job.fail_at = vec![7_000];
+    let (result, _) = run(&job);
+    assert_eq!(result.restarts, 1);
+    assert_eq!(example::audit(&out, records, KEYS).unwrap(), records);
+    let lineage: Vec<String> = server
+        .keys("")
+        .iter()
+        .filter_map(|k| k.strip_suffix("/_lineage").map(str::to_string))
+        .collect();
+    assert_eq!(lineage.len(), 1, "{:?}", server.keys(""));
+    let listing =
+        weir::inspect::list_checkpoints(Path::new(&format!("s3://{}", server.bucket))).unwrap();
+    assert!(!listing.snapshots.is_empty(), "{listing}");
+    // The probe object is gone.
+    assert!(
+        !server.keys("").iter().any(|k| k.contains(".weir-probe")),
+        "{:?}",
+        server.keys("")
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
