@@ -85,7 +85,20 @@ impl Server {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let client = async_nats::connect(&self.url).await.unwrap();
+            // A server that has just started may accept a connection and
+            // reset it (seen once in CI): try again, for at most 10 s.
+            let mut attempts = 0;
+            let client = loop {
+                match async_nats::connect(&self.url).await {
+                    Ok(client) => break client,
+                    Err(e) if attempts < 100 => {
+                        attempts += 1;
+                        eprintln!("connecting to {}: {e}; again", self.url);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => panic!("cannot connect to {}: {e}", self.url),
+                }
+            };
             f(jetstream::new(client)).await
         })
     }
