@@ -8,6 +8,8 @@
 
 #[path = "support/nats_server.rs"]
 mod nats_server;
+#[path = "support/servers.rs"]
+mod servers;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -16,6 +16,8 @@ mod nats_server;
 mod postgres_server;
 #[path = "support/s3_server.rs"]
 mod s3_server;
+#[path = "support/servers.rs"]
+mod servers;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

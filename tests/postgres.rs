@@ -7,6 +7,8 @@
 
 #[path = "support/postgres_server.rs"]
 mod postgres_server;
+#[path = "support/servers.rs"]
+mod servers;
 
 use std::path::PathBuf;
 use std::sync::Arc;

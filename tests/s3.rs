@@ -13,6 +13,8 @@
 mod example;
 #[path = "support/s3_server.rs"]
 mod s3_server;
+#[path = "support/servers.rs"]
+mod servers;
 
 use std::path::{Path, PathBuf};
 

@@ -289,9 +289,7 @@ impl Configuration {
         let mut settings = S3Settings::default();
         for (key, (value, origin)) in self.resolved() {
             if key.starts_with("s3.") {
-                settings
-                    .set(key, value, apply::text, apply::flag, apply::number)
-                    .map_err(|e| invalid(origin, e))?;
+                settings.set(key, value).map_err(|e| invalid(origin, e))?;
             }
         }
         settings.install().map_err(|e| invalid("[s3]", e))

@@ -5,6 +5,7 @@
 //! bucket (see [`weir_actors::location::configure_s3`]; a bucket configured
 //! in code with `configure_s3_bucket` keeps its own).
 
+use super::apply::{flag, number, text};
 use super::ConfigValue;
 
 /// The `[s3]` section as configured.
@@ -20,16 +21,8 @@ pub(crate) struct S3Settings {
 }
 
 impl S3Settings {
-    /// Sets the `s3.*` key `key` (`text`, `flag` and `number` read a value
-    /// as the key's kind, as every key is read).
-    pub(crate) fn set(
-        &mut self,
-        key: &str,
-        value: &ConfigValue,
-        text: impl Fn(&ConfigValue) -> Result<&str, String>,
-        flag: impl Fn(&ConfigValue) -> Result<bool, String>,
-        number: impl Fn(&ConfigValue) -> Result<u64, String>,
-    ) -> Result<(), String> {
+    /// Sets the `s3.*` key `key`.
+    pub(crate) fn set(&mut self, key: &str, value: &ConfigValue) -> Result<(), String> {
         match key {
             "s3.endpoint" => self.endpoint = Some(text(value)?.to_string()),
             "s3.region" => self.region = Some(text(value)?.to_string()),

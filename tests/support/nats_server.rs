@@ -5,6 +5,8 @@
 //! `WEIR_REQUIRE_SERVERS` is set (CI), where it fails.
 #![allow(dead_code)] // each test file uses what it needs
 
+use super::servers::{find_program, free_port, missing};
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -20,29 +22,14 @@ pub struct Server {
     pub url: String,
 }
 
-fn binary() -> Option<PathBuf> {
-    let in_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("nats-server"))
-            .find(|path| path.is_file())
-    });
-    in_path.or_else(|| {
-        ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|path| path.is_file())
-    })
-}
-
 impl Server {
     pub fn start(tag: &str) -> Option<Server> {
-        let Some(binary) = binary() else {
-            assert!(
-                std::env::var_os("WEIR_REQUIRE_SERVERS").is_none(),
-                "WEIR_REQUIRE_SERVERS is set and nats-server is not installed"
-            );
-            eprintln!("skipped: nats-server is not installed (apt-get install nats-server)");
-            return None;
+        let binary = find_program(
+            "nats-server",
+            &["/usr/sbin/nats-server", "/usr/bin/nats-server"],
+        );
+        let Some(binary) = binary else {
+            return missing("nats-server", "apt-get install nats-server");
         };
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -52,11 +39,7 @@ impl Server {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new(&binary)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(&dir)

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test file uses what it needs
 
+use super::servers::{free_port, missing};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -46,21 +48,11 @@ fn bin_dir() -> Option<PathBuf> {
     })
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 impl Server {
     /// Starts a server, or `None` (after saying why) when PostgreSQL is not installed.
     pub fn start(tag: &str, settings: &[&str]) -> Option<Server> {
         let Some(bin) = bin_dir() else {
-            assert!(
-                std::env::var_os("WEIR_REQUIRE_SERVERS").is_none(),
-                "WEIR_REQUIRE_SERVERS is set and PostgreSQL is not installed"
-            );
-            eprintln!("skipped: PostgreSQL is not installed (apt-get install postgresql)");
-            return None;
+            return missing("PostgreSQL", "apt-get install postgresql");
         };
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(

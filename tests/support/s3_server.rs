@@ -7,9 +7,10 @@
 //! unless `WEIR_REQUIRE_SERVERS` is set (CI), where it fails.
 #![allow(dead_code)] // each test file uses what it needs
 
+use super::servers::{find_program, free_port, missing};
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -25,30 +26,13 @@ pub struct Server {
     pub endpoint: String,
 }
 
-fn binary() -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("moto_server"))
-            .find(|path| path.is_file())
-    })
-}
-
 impl Server {
     pub fn start(tag: &str) -> Option<Server> {
-        let Some(binary) = binary() else {
-            assert!(
-                std::env::var_os("WEIR_REQUIRE_SERVERS").is_none(),
-                "WEIR_REQUIRE_SERVERS is set and moto_server is not installed"
-            );
-            eprintln!("skipped: moto_server is not installed (pip install 'moto[server]')");
-            return None;
+        let Some(binary) = find_program("moto_server", &[]) else {
+            return missing("moto_server", "pip install 'moto[server]'");
         };
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new(&binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())

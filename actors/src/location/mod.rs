@@ -195,22 +195,6 @@ pub fn remove_file(path: &Path) -> io::Result<()> {
     fs::remove_file(path)
 }
 
-/// Copies the local file `local` to `path` (a local copy, or an upload).
-pub fn upload(local: &Path, path: &Path) -> io::Result<()> {
-    if is_object_url(path) {
-        remote!(path, upload(local))
-    }
-    fs::copy(local, path).map(|_| ())
-}
-
-/// Copies `path` to the local file `local` (a local copy, or a download).
-pub fn download(path: &Path, local: &Path) -> io::Result<()> {
-    if is_object_url(path) {
-        remote!(path, download(local))
-    }
-    fs::copy(path, local).map(|_| ())
-}
-
 /// The absolute form of a local path (unchanged when it cannot be resolved,
 /// and for a URL).
 pub fn absolute(path: &Path) -> std::path::PathBuf {

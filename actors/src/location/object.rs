@@ -323,14 +323,6 @@ pub(super) fn remove_file(path: &Path) -> io::Result<()> {
     run(path, |store, key| async move { store.delete(&key).await })
 }
 
-pub(super) fn upload(local: &Path, path: &Path) -> io::Result<()> {
-    write(path, &std::fs::read(local)?)
-}
-
-pub(super) fn download(path: &Path, local: &Path) -> io::Result<()> {
-    std::fs::write(local, read(path)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
