@@ -67,8 +67,8 @@ pub enum Consistency {
     /// The state as of the latest completed checkpoint (or savepoint):
     /// consistent across every key and operator of the job, a value written
     /// after it is not seen, and answered also while the job restarts. Read
-    /// from the snapshot's files (checkpoint storage on disk), indexed by key
-    /// once per snapshot.
+    /// from the snapshot as the checkpoint storage keeps it (its files, or
+    /// in memory), indexed by key once per snapshot.
     Committed,
     /// [`Consistency::Committed`], once checkpoint `n` has completed;
     /// before, [`QueryError::NotYet`].
@@ -341,8 +341,8 @@ fn decode_value<V: DeserializeOwned>(
 }
 
 /// The decoded committed state of the snapshots read lately, by snapshot
-/// directory (every operator's, by uid): a committed query reads a
-/// snapshot's files once.
+/// directory or in-memory label (every operator's, by uid): a committed
+/// query reads a snapshot once.
 #[allow(clippy::type_complexity)]
 static COMMITTED: Mutex<Vec<(PathBuf, Arc<BTreeMap<String, CommittedState>>)>> =
     Mutex::new(Vec::new());
@@ -350,22 +350,64 @@ static COMMITTED: Mutex<Vec<(PathBuf, Arc<BTreeMap<String, CommittedState>>)>> =
 /// How many snapshots [`COMMITTED`] keeps.
 const COMMITTED_KEPT: usize = 4;
 
-/// Every operator's committed state in the snapshot at `dir`, read once.
-fn committed_states(dir: &Path) -> Result<Arc<BTreeMap<String, CommittedState>>, String> {
+/// Where a committed snapshot is read: its directory, or (an in-memory
+/// checkpoint) the job's checkpoint storage.
+enum CommittedSource {
+    Dir(PathBuf),
+    Storage {
+        /// `memory:<job id>/chk-<id>`: the snapshot's name in the cache and in errors.
+        label: PathBuf,
+        storage: Arc<dyn weir_actors::checkpoint::CheckpointStorage>,
+    },
+}
+
+impl CommittedSource {
+    /// The newest complete snapshot of `control`'s job, if it is at least
+    /// checkpoint `wanted`, and where it is.
+    fn latest(control: &JobControl, wanted: u64) -> Option<(u64, Self)> {
+        if let Some((id, dir)) = control.latest_snapshot_dir() {
+            return (id >= wanted).then_some((id, CommittedSource::Dir(dir)));
+        }
+        let id = control.latest_snapshot()?.id;
+        let storage = control.checkpoint_storage()?;
+        let label = PathBuf::from(format!("memory:{}/chk-{id}", control.job_id()));
+        (id >= wanted).then_some((id, CommittedSource::Storage { label, storage }))
+    }
+
+    fn label(&self) -> &Path {
+        match self {
+            CommittedSource::Dir(dir) => dir,
+            CommittedSource::Storage { label, .. } => label,
+        }
+    }
+}
+
+/// Every operator's committed state in snapshot `id`, read once.
+fn committed_states(
+    id: u64,
+    source: &CommittedSource,
+) -> Result<Arc<BTreeMap<String, CommittedState>>, String> {
+    let label = source.label();
     let cached = COMMITTED.lock().ok().and_then(|kept| {
         kept.iter()
-            .find(|(d, _)| d == dir)
+            .find(|(d, _)| d == label)
             .map(|(_, states)| states.clone())
     });
     if let Some(states) = cached {
         return Ok(states);
     }
-    let states = Arc::new(CommittedState::read_all(dir).map_err(|e| e.to_string())?);
+    let read = match source {
+        CommittedSource::Dir(dir) => CommittedState::read_all(dir),
+        CommittedSource::Storage { label, storage } => {
+            CommittedState::read_all_in(label, storage.as_ref(), id)
+        }
+    };
+    let states = Arc::new(read.map_err(|e| e.to_string())?);
     if let Ok(mut kept) = COMMITTED.lock() {
         if kept.len() >= COMMITTED_KEPT {
             kept.remove(0);
         }
-        kept.push((dir.to_path_buf(), states.clone()));
+        kept.push((label.to_path_buf(), states.clone()));
     }
     Ok(states)
 }
@@ -388,8 +430,7 @@ fn query_committed_encoded(
     encoded: &[u8],
     wanted: u64,
 ) -> Result<Option<Vec<u8>>, QueryError> {
-    let latest = control.latest_snapshot_dir();
-    let Some((id, dir)) = latest.filter(|(id, _)| *id >= wanted) else {
+    let Some((id, source)) = CommittedSource::latest(control, wanted) else {
         return Err(QueryError::NotYet {
             job: control.name().to_string(),
             wanted,
@@ -401,7 +442,7 @@ fn query_committed_encoded(
         name: target.name.clone(),
         cause: format!("reading checkpoint {id}: {cause}"),
     };
-    let states = committed_states(&dir).map_err(|e| failed("?", e))?;
+    let states = committed_states(id, &source).map_err(|e| failed("?", e))?;
     if let Some(uid) = &target.uid {
         let Some(state) = states.get(uid) else {
             return Err(QueryError::UnknownOperator {

@@ -370,12 +370,22 @@ fn keys_of_subtasks_that_have_not_used_the_state_are_none() {
     job.stop();
 }
 
-fn committed_reads_the_latest_completed_checkpoint(rocksdb: bool) {
+/// Where the checkpoints of [`committed_reads_the_latest_completed_checkpoint`] go.
+#[derive(Clone, Copy, PartialEq)]
+enum Storage {
+    Disk,
+    /// In-memory checkpoint storage (no checkpoint directory).
+    Memory,
+}
+
+fn committed_reads_the_latest_completed_checkpoint(rocksdb: bool, storage: Storage) {
     let dir = tempfile::tempdir().unwrap();
     let checkpoints = dir.path().join("checkpoints");
     let local = dir.path().join("local");
     let mut job = Running::start_with(2, |env| {
-        env.set_checkpoint_dir(checkpoints.to_str().unwrap());
+        if storage == Storage::Disk {
+            env.set_checkpoint_dir(checkpoints.to_str().unwrap());
+        }
         env.enable_checkpointing(Duration::from_secs(3600));
         if rocksdb {
             #[cfg(feature = "rocksdb")]
@@ -410,12 +420,17 @@ fn committed_reads_the_latest_completed_checkpoint(rocksdb: bool) {
     let stats = futures::executor::block_on(job.client.trigger_checkpoint()).unwrap();
     let second = stats.id;
     assert!(second > first);
-    // What a committed query answers is what reading the checkpoint says.
-    let chk = std::path::PathBuf::from(stats.location.clone().expect("a checkpoint on disk"));
-    let mut read: Vec<(String, u64)> =
-        weir::inspect::read_keyed_state(&chk, "totals", "total").unwrap();
-    read.sort();
-    assert_eq!(read, vec![("ann".to_string(), 7), ("bob".to_string(), 1)]);
+    let location = stats.location.clone().expect("a checkpoint's location");
+    if storage == Storage::Disk {
+        // What a committed query answers is what reading the checkpoint says.
+        let mut read: Vec<(String, u64)> =
+            weir::inspect::read_keyed_state(std::path::Path::new(&location), "totals", "total")
+                .unwrap();
+        read.sort();
+        assert_eq!(read, vec![("ann".to_string(), 7), ("bob".to_string(), 1)]);
+    } else {
+        assert!(location.starts_with("memory:"), "{location}");
+    }
     assert_eq!(at(&job, Consistency::Committed), Ok(Some(7)));
     assert_eq!(at(&job, Consistency::AtLeast(second)), Ok(Some(7)));
     let bob = futures::executor::block_on(job.client.query::<u64, String>(
@@ -453,14 +468,28 @@ fn committed_reads_the_latest_completed_checkpoint(rocksdb: bool) {
 /// it is invisible until the next one completes; `AtLeast(n)` waits for n.
 #[test]
 fn committed_queries_read_the_latest_completed_checkpoint() {
-    committed_reads_the_latest_completed_checkpoint(false);
+    committed_reads_the_latest_completed_checkpoint(false, Storage::Disk);
+}
+
+/// The same with in-memory checkpoint storage (checkpointing without a
+/// checkpoint directory): committed queries read the snapshot it keeps.
+#[test]
+fn committed_queries_read_in_memory_checkpoints() {
+    committed_reads_the_latest_completed_checkpoint(false, Storage::Memory);
 }
 
 /// The same on RocksDB, whose checkpoints are incremental.
 #[cfg(feature = "rocksdb")]
 #[test]
 fn committed_queries_read_incremental_rocksdb_checkpoints() {
-    committed_reads_the_latest_completed_checkpoint(true);
+    committed_reads_the_latest_completed_checkpoint(true, Storage::Disk);
+}
+
+/// RocksDB with in-memory checkpoint storage (full snapshots).
+#[cfg(feature = "rocksdb")]
+#[test]
+fn committed_queries_read_in_memory_rocksdb_checkpoints() {
+    committed_reads_the_latest_completed_checkpoint(true, Storage::Memory);
 }
 
 /// Emits transfers between two accounts, debit and credit in one batch
@@ -579,12 +608,24 @@ fn committed_queries_never_see_a_transfer_half_done() {
 /// the checkpoint the restart restores.
 #[test]
 fn during_a_restart_live_queries_are_unavailable_and_committed_ones_answer() {
+    during_a_restart(Storage::Disk);
+}
+
+/// The same with in-memory checkpoint storage.
+#[test]
+fn during_a_restart_committed_queries_answer_from_in_memory_checkpoints() {
+    during_a_restart(Storage::Memory);
+}
+
+fn during_a_restart(storage: Storage) {
     let dir = tempfile::tempdir().unwrap();
     let faults = Arc::new(weir::testing::Faults::new());
     // The third payment reaching a subtask of the operator fails it.
     faults.fail_at_record("totals", 3, None);
     let mut job = Running::start_with(2, |env| {
-        env.set_checkpoint_dir(dir.path().to_str().unwrap());
+        if storage == Storage::Disk {
+            env.set_checkpoint_dir(dir.path().to_str().unwrap());
+        }
         env.enable_checkpointing(Duration::from_secs(3600));
         env.set_restart_strategy(weir::RestartStrategy::FixedDelay {
             attempts: 1,

@@ -87,6 +87,14 @@ impl JobControl {
         Some((latest.id, dir))
     }
 
+    /// The job's checkpoint storage (`None` without checkpointing): where
+    /// a snapshot without a directory of its own (an in-memory checkpoint)
+    /// is read, with [`crate::restore::read`].
+    pub fn checkpoint_storage(&self) -> Option<Arc<dyn CheckpointStorage>> {
+        let storage = self.shared.storage.clone()?;
+        Some(storage)
+    }
+
     /// The job's name.
     pub fn name(&self) -> &str {
         &self.name

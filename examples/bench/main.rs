@@ -250,12 +250,14 @@ struct Args {
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     ttl_ms: Option<u64>,
     /// keyed-count: live queries of the count (a random key each) at this
-    /// rate while the job runs; reports their latency (p50, p99, max).
+    /// rate while the job runs, from one thread that sends the queries due
+    /// once a millisecond; reports their latency (p50, p99, max) and how
+    /// late that thread woke (p99: the operating system's share).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     queries_per_sec: Option<u64>,
     /// keyed-count with --queries-per-sec: read the latest completed
     /// checkpoint (`Committed`) instead of the live state (needs
-    /// --checkpoint-interval-ms).
+    /// --checkpoint-interval-ms; in memory without --checkpoint-dir).
     #[arg(long)]
     committed_queries: bool,
     /// ttl-churn: with --ttl-ms, a guaranteed-erasure bound (`cleanup_within`), in ms.

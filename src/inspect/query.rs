@@ -33,6 +33,7 @@ use serde::de::{DeserializeOwned, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value as Json;
+use weir_actors::checkpoint::CheckpointStorage;
 use weir_actors::restore;
 use weir_actors::snapshot::OperatorSnapshot;
 
@@ -385,16 +386,32 @@ fn all_operator_snapshots(
     InspectError,
 > {
     let (storage, metadata) = super::open_snapshot(path)?;
+    operator_snapshots_in(path, &storage, metadata.checkpoint_id)
+}
+
+/// [`all_operator_snapshots`] of snapshot `id` in `storage` (a job's own
+/// checkpoint storage, in memory too); `label` names it in errors.
+#[allow(clippy::type_complexity)]
+fn operator_snapshots_in(
+    label: &Path,
+    storage: &dyn CheckpointStorage,
+    id: u64,
+) -> Result<
+    (
+        Vec<(String, usize)>,
+        BTreeMap<String, Vec<OperatorSnapshot>>,
+    ),
+    InspectError,
+> {
+    let (metadata, states) = restore::read(storage, id).map_err(|cause| InspectError::Read {
+        path: label.to_path_buf(),
+        cause,
+    })?;
     let operators = metadata
         .operators
         .iter()
         .map(|o| (o.uid.clone(), o.max_parallelism))
         .collect();
-    let (_, states) =
-        restore::read(&storage, metadata.checkpoint_id).map_err(|cause| InspectError::Read {
-            path: path.to_path_buf(),
-            cause,
-        })?;
     let mut snapshots: BTreeMap<String, Vec<OperatorSnapshot>> = BTreeMap::new();
     for (uid, snapshot) in states.into_iter().flat_map(|s| s.operators) {
         snapshots.entry(uid).or_default().push(snapshot);
@@ -416,7 +433,27 @@ impl CommittedState {
     /// Reads every operator's keyed state from the snapshot at `path` (the
     /// snapshot read once), by uid, and indexes its queryable states by key.
     pub(crate) fn read_all(path: &Path) -> Result<BTreeMap<String, Self>, InspectError> {
-        let (operators, mut snapshots) = all_operator_snapshots(path)?;
+        Self::index_all(path, all_operator_snapshots(path)?)
+    }
+
+    /// [`read_all`](Self::read_all) of snapshot `id` in a job's checkpoint
+    /// `storage` (in memory too); `label` names it in errors.
+    pub(crate) fn read_all_in(
+        label: &Path,
+        storage: &dyn CheckpointStorage,
+        id: u64,
+    ) -> Result<BTreeMap<String, Self>, InspectError> {
+        Self::index_all(label, operator_snapshots_in(label, storage, id)?)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn index_all(
+        path: &Path,
+        (operators, mut snapshots): (
+            Vec<(String, usize)>,
+            BTreeMap<String, Vec<OperatorSnapshot>>,
+        ),
+    ) -> Result<BTreeMap<String, Self>, InspectError> {
         let mut all = BTreeMap::new();
         for (uid, _) in operators {
             let parts = snapshots.remove(&uid).unwrap_or_default();
