@@ -162,6 +162,13 @@ fn the_audit_catches_a_duplicate_and_a_loss() {
 /// keyed operator, a failed snapshot, a failure between pre-commit and commit
 /// (the two-phase-commit sink must commit on restore), and a failed restore.
 fn run_with_faults(seed: u64) {
+    // The job's log (checkpoints completed, failures, restores) goes to the
+    // test's captured output: shown when the test fails, for the story.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_ansi(false)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+        .try_init();
     let records = 40_000;
     let dir = temp_dir(&format!("faults-{seed}"));
     let mut args = job_args(&dir, records, 53, "fixed-delay:20:0");
@@ -184,8 +191,9 @@ fn run_with_faults(seed: u64) {
         .unwrap_or_else(|e| panic!("seed {seed}:\n{faults}\n{e}"));
     let lines = example::audit(&args.output, records, args.keys).unwrap_or_else(|e| {
         panic!(
-            "seed {seed}: {e}\nplan:\n{faults}\nfired: {:?}",
-            faults.fired()
+            "seed {seed}: {e}\nplan:\n{faults}\nfired: {:?}\ncommitted files of key 0:\n{}",
+            faults.fired(),
+            files_of_key(&args.output, 0)
         )
     });
     assert_eq!(lines, records);
@@ -210,6 +218,41 @@ fn run_with_faults(seed: u64) {
         result.restarts
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// For a failed audit: each committed file that holds lines of `key`, in
+/// the order of its modification time, with the key's counts in it (which
+/// transactions hold the same records).
+fn files_of_key(dir: &Path, key: u64) -> String {
+    let Ok(files) = weir::sink::TransactionalFileSink::committed_files(dir) else {
+        return format!("cannot list {}", dir.display());
+    };
+    let mut rows: Vec<(std::time::SystemTime, String)> = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let counts: Vec<u64> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["key"].as_u64() == Some(key))
+            .filter_map(|v| v["count"].as_u64())
+            .collect();
+        let (Some(first), Some(last)) = (counts.first(), counts.last()) else {
+            continue;
+        };
+        let modified = std::fs::metadata(&file)
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        rows.push((
+            modified,
+            format!(
+                "{name}: {} lines of key {key}, counts {first}..={last}",
+                counts.len()
+            ),
+        ));
+    }
+    rows.sort();
+    rows.into_iter().map(|(_, row)| row + "\n").collect()
 }
 
 #[test]

@@ -59,6 +59,10 @@ pub struct JobFacts {
     pub operators: Vec<OperatorMetadata>,
     /// The display name of each chain, by chain index.
     pub task_names: Vec<String>,
+    /// The supervisor's deployment attempt this coordinator serves (0, then
+    /// one more per restart): its failure reports name it, so that a report
+    /// of a deployment already replaced is ignored.
+    pub attempt: u32,
 }
 
 /// What a coordinator shares with the job's client, kept across restarts.
@@ -329,13 +333,15 @@ impl CheckpointCoordinator {
 
     fn after_failure(&mut self, aborted: Aborted, _ctx: &mut Context<Self>) {
         if aborted.fail_job {
-            self.failure
-                .do_send(CheckpointingFailed(JobError::CheckpointingFailed {
+            self.failure.do_send(CheckpointingFailed {
+                attempt: self.job.attempt,
+                error: JobError::CheckpointingFailed {
                     checkpoint: aborted.id,
                     failure: aborted.reason,
                     failed_in_a_row: self.tracker.consecutive_failures(),
                     tolerated: self.tracker.config().tolerable_failures,
-                }));
+                },
+            });
         } else if self.stopping == Some(aborted.id) {
             // A failed stop-with-savepoint leaves the job running (as Flink).
             self.stopping = None;

@@ -209,6 +209,7 @@ impl Supervisor {
             lineage: self.shared.lineage.clone(),
             operators,
             task_names: self.plan.chains.iter().map(|c| c.name.clone()).collect(),
+            attempt: self.attempt,
         };
         let tasks = self
             .plan
@@ -461,13 +462,18 @@ impl Supervisor {
                 warn!(parent: &self.span, error = %error, attempt = self.attempt, delay_ms = delay.as_millis() as u64, "restarting");
                 // The new subtasks start once the delay passed and the old
                 // ones are gone (closed, their last writes done).
+                // Only the newest restart deploys: exactly one deployment
+                // runs at a time.
+                let attempt = self.attempt;
                 let gone = self.subtasks_gone();
                 async move {
                     futures::join!(gone, actix_rt::time::sleep(delay));
                 }
                 .into_actor(self)
-                .then(|_, act, ctx| {
-                    act.redeploy(ctx);
+                .then(move |_, act, ctx| {
+                    if act.attempt == attempt {
+                        act.redeploy(ctx);
+                    }
                     actix::fut::ready(())
                 })
                 .spawn(ctx);
@@ -684,10 +690,14 @@ impl Handler<CheckpointingFailed> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: CheckpointingFailed, ctx: &mut Self::Context) {
-        if self.result.is_none() {
+        // A coordinator of a deployment that failed otherwise (the job is
+        // restarting) may still report a checkpoint it declined before it
+        // was told: that deployment is gone, and restarting again would run
+        // a second deployment beside the next one.
+        if self.result.is_none() || msg.attempt != self.attempt {
             return;
         }
-        self.fail_or_restart(msg.0, ctx);
+        self.fail_or_restart(msg.error, ctx);
     }
 }
 

@@ -45,10 +45,17 @@ pub struct SubtaskReport {
 pub struct CancelJob;
 
 /// The checkpointing of a job failed past the tolerable failures (a
-/// [`JobError::CheckpointingFailed`]).
+/// [`JobError::CheckpointingFailed`]), in deployment `attempt`.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct CheckpointingFailed(pub JobError);
+pub struct CheckpointingFailed {
+    /// The deployment whose coordinator reports it: a report of a
+    /// deployment already replaced (it failed otherwise, and the job is
+    /// restarting) is not a failure of the current one.
+    pub attempt: u32,
+    /// What failed.
+    pub error: JobError,
+}
 
 /// Asks the supervisor for the checkpoint coordinator of the current deployment.
 #[derive(Message)]
