@@ -289,3 +289,81 @@ mod aligned_timeout {
         );
     }
 }
+
+/// A checkpoint that fails the job (no failure tolerated) and an operator
+/// failure right after it: the job restarts once. The coordinator's report of
+/// the declined checkpoint comes from the deployment that the operator's
+/// failure already replaces; restarting on it too ran a second deployment
+/// beside the next one, both committing (duplicated output, seen in CI).
+mod a_declined_checkpoint_and_a_failure_at_once {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use weir::state::StateSnapshotContext;
+    use weir::{
+        Collector, Lifecycle, ProcessContext, ProcessFunction, RestartStrategy, StreamEnv,
+        UserError,
+    };
+
+    /// Fails its first snapshot (once in the job), then, in that same
+    /// instance, its next record.
+    #[derive(Clone)]
+    struct FailsASnapshotThenARecord {
+        snapshot_failed: Arc<AtomicBool>,
+        fail_next_record: bool,
+    }
+
+    impl Lifecycle for FailsASnapshotThenARecord {
+        fn snapshot_state(&mut self, _ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
+            if self.snapshot_failed.swap(true, Ordering::SeqCst) {
+                return Ok(());
+            }
+            self.fail_next_record = true;
+            Err("planned snapshot failure".into())
+        }
+    }
+
+    impl ProcessFunction<u64, u64> for FailsASnapshotThenARecord {
+        fn process_element(
+            &mut self,
+            v: u64,
+            _: &mut ProcessContext,
+            out: &mut Collector<u64>,
+        ) -> Result<(), UserError> {
+            if std::mem::take(&mut self.fail_next_record) {
+                return Err("planned failure right after the declined snapshot".into());
+            }
+            out.collect(v);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn restart_the_job_once() {
+        // Which report reaches the supervisor first varies: a few rounds.
+        for round in 0..4 {
+            let env = StreamEnv::with_parallelism(1);
+            env.enable_checkpointing(Duration::from_millis(5));
+            env.set_restart_strategy(RestartStrategy::FixedDelay {
+                attempts: 5,
+                delay: Duration::from_millis(0),
+            });
+            let snapshot_failed = Arc::new(AtomicBool::new(false));
+            let out = env
+                .generate(400_000, |i| i)
+                .process(FailsASnapshotThenARecord {
+                    snapshot_failed: snapshot_failed.clone(),
+                    fail_next_record: false,
+                })
+                .collect();
+            let result = env.execute_blocking("declined-and-failed").unwrap();
+            assert!(snapshot_failed.load(Ordering::SeqCst), "round {round}");
+            assert_eq!(result.restarts, 1, "round {round}");
+            let mut values = out.take();
+            values.sort_unstable();
+            values.dedup();
+            assert_eq!(values.len(), 400_000, "round {round}: every record");
+        }
+    }
+}
