@@ -330,22 +330,29 @@ pub fn committed_lines(dir: &Path) -> Result<Vec<CountLine>, String> {
         .map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     let mut lines = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        for (n, raw) in text.lines().enumerate() {
-            let line: Line = serde_json::from_str(raw).map_err(|e| {
-                format!(
-                    "{}:{}: not an output line ({e}): {raw}",
-                    file.display(),
-                    n + 1
-                )
-            })?;
-            lines.push(CountLine {
-                key: line.key,
-                count: line.count,
-                sum: line.sum,
-            });
-        }
+        lines.extend(lines_of(&file)?);
+    }
+    Ok(lines)
+}
+
+/// Reads the lines of one committed file.
+pub fn lines_of(file: &Path) -> Result<Vec<CountLine>, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let mut lines = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line: Line = serde_json::from_str(raw).map_err(|e| {
+            format!(
+                "{}:{}: not an output line ({e}): {raw}",
+                file.display(),
+                n + 1
+            )
+        })?;
+        lines.push(CountLine {
+            key: line.key,
+            count: line.count,
+            sum: line.sum,
+        });
     }
     Ok(lines)
 }

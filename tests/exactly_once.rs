@@ -229,13 +229,17 @@ fn files_of_key(dir: &Path, key: u64) -> String {
     };
     let mut rows: Vec<(std::time::SystemTime, String)> = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        let counts: Vec<u64> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["key"].as_u64() == Some(key))
-            .filter_map(|v| v["count"].as_u64())
-            .collect();
+        let counts: Vec<u64> = match example::lines_of(&file) {
+            Ok(lines) => lines
+                .iter()
+                .filter(|l| l.key == key)
+                .map(|l| l.count)
+                .collect(),
+            Err(e) => {
+                rows.push((std::time::UNIX_EPOCH, e));
+                continue;
+            }
+        };
         let (Some(first), Some(last)) = (counts.first(), counts.last()) else {
             continue;
         };
