@@ -5,7 +5,7 @@
 //! `WEIR_REQUIRE_SERVERS` is set (CI), where it fails.
 #![allow(dead_code)] // each test file uses what it needs
 
-use super::servers::{find_program, free_port, missing};
+use super::servers::{find_program, missing};
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -39,26 +39,56 @@ impl Server {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
+        // The server picks its own port (`-p -1`) and writes it to a ports
+        // file once it accepts clients. A port chosen here and probed by
+        // connecting raced: two servers of parallel tests could be given
+        // the same free port (one exits, and the test talks to the other's
+        // until it stops: "Connection refused" in CI), and a probe can
+        // connect to itself.
+        let log = dir.join("server.log");
+        let log_file = std::fs::File::create(&log).unwrap();
         let child = Command::new(&binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .args(["-js", "-a", "127.0.0.1", "-p", "-1", "-sd"])
+            .arg(dir.join("store"))
+            .arg("--ports_file_dir")
             .arg(&dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_file)
             .spawn()
             .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
-        let server = Server {
+        let mut server = Server {
             child,
             dir,
-            url: format!("nats://127.0.0.1:{port}"),
+            url: String::new(),
         };
         for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if let Some(url) = server.url_from_ports_file() {
+                server.url = url;
                 return Some(server);
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("nats-server exited ({status}) before it was ready:\n{log}");
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("nats-server did not listen on port {port} within 10 s");
+        panic!("nats-server did not write its ports file within 10 s");
+    }
+
+    /// The client URL from the ports file the server writes when it is
+    /// ready (`{"nats":["nats://127.0.0.1:<port>"], ...}`), if it is there
+    /// and whole.
+    fn url_from_ports_file(&self) -> Option<String> {
+        // `<program>_<pid>.ports`; PyPI's launcher may run the server as a
+        // child of its own, so neither part is known here.
+        let path = std::fs::read_dir(&self.dir)
+            .ok()?
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.path())
+            .find(|path| path.extension().is_some_and(|ext| ext == "ports"))?;
+        let text = std::fs::read_to_string(path).ok()?;
+        let ports: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some(ports["nats"][0].as_str()?.to_string())
     }
 
     /// Runs `f` with a JetStream context on a runtime of the test's own.
