@@ -1077,3 +1077,164 @@ fn query_reads_an_incremental_rocksdb_checkpoint_and_a_rocksdb_savepoint() {
     ]));
     assert_eq!(text, "1 -> [1,0,4]\n");
 }
+
+/// A reading: (sensor, event time, value).
+type Reading = (u32, i64, u64);
+
+/// Two sensors' readings: sensor 1 in 3 one-second slices and one session,
+/// sensor 2 in 2 slices and 2 sessions (gap 1 s).
+fn readings() -> Vec<Reading> {
+    vec![
+        (1, 0, 5),
+        (2, 200, 1),
+        (1, 500, 2),
+        (1, 1_500, 4),
+        (1, 2_500, 3),
+        (2, 3_100, 6),
+    ]
+}
+
+/// Emits `readings`, then nothing until the job is stopped.
+#[derive(Clone)]
+struct HeldReadings {
+    left: Vec<Reading>,
+}
+
+impl Lifecycle for HeldReadings {}
+
+impl Source<Reading> for HeldReadings {
+    fn parallelism(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn poll_next(&mut self, out: &mut Vec<Reading>, max: usize) -> Result<SourceStatus, UserError> {
+        let n = self.left.len().min(max);
+        out.extend(self.left.drain(..n));
+        Ok(SourceStatus::More)
+    }
+}
+
+/// Runs a job summing readings per sensor in 1 s tumbling windows (the
+/// slice engine) and in sessions with a 1 s gap (one entry per window),
+/// with a watermark 10 s behind the readings (no window fires), and stops
+/// it with a savepoint once both window operators have every reading.
+fn window_savepoint(configure: impl FnOnce(&StreamEnv)) -> Checkpoint {
+    use weir::window::{EventTimeSessionWindows, TumblingEventTimeWindows};
+    let root = tempfile::tempdir().unwrap();
+    let env = StreamEnv::with_parallelism(2);
+    env.set_checkpoint_dir(root.path().to_str().unwrap());
+    env.set_savepoint_dir(root.path().join("savepoints"));
+    env.enable_checkpointing(Duration::from_secs(3600));
+    configure(&env);
+    let counted = Arc::new(AtomicUsize::new(0));
+    let seen = counted.clone();
+    let stream = env
+        .add_source(HeldReadings { left: readings() })
+        .uid("readings")
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::punctuated(|_: &Reading, ts| Some(ts - 10_000))
+                .with_timestamp_assigner(|r: &Reading| r.1),
+        )
+        .uid("timestamps")
+        .map(move |r: Reading| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            r
+        })
+        .uid("count");
+    let sum = |a: Reading, b: Reading| (a.0, a.1.max(b.1), a.2 + b.2);
+    stream
+        .clone()
+        .key_by(|r: &Reading| r.0)
+        .window(TumblingEventTimeWindows::of(Duration::from_secs(1)))
+        .reduce(sum)
+        .uid("per-second")
+        .discard();
+    stream
+        .key_by(|r: &Reading| r.0)
+        .window(EventTimeSessionWindows::with_gap(Duration::from_secs(1)))
+        .reduce(sum)
+        .uid("sessions")
+        .discard();
+    let (job_id, path) = futures::executor::block_on(async {
+        let mut client = env.start("cli-windows").await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while counted.load(Ordering::SeqCst) < readings().len() {
+            assert!(Instant::now() < deadline, "readings not processed in 60 s");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // The savepoint's barrier follows every reading the map has passed on.
+        let path = client.stop_with_savepoint(None).await.unwrap();
+        let result = client.wait().await.unwrap();
+        (result.job_id, path)
+    });
+    Checkpoint { root, job_id, path }
+}
+
+/// The window table of `weir inspect`'s text (the last table).
+fn window_table(text: &str) -> &str {
+    let start = text
+        .rfind("\nOPERATOR  ")
+        .filter(|&i| text[i..].contains(" WINDOW STATE "))
+        .unwrap_or_else(|| panic!("a window table in {text}"));
+    &text[start + 1..]
+}
+
+#[test]
+fn inspect_shows_the_open_windows_of_window_operators() {
+    let savepoint = window_savepoint(|_| ());
+    let text = stdout(&weir(&["inspect", arg(&savepoint.path)]));
+    insta::assert_snapshot!(window_table(&text));
+
+    let json = stdout(&weir(&[
+        "inspect",
+        arg(&savepoint.path),
+        "--format",
+        "json",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let windows = report["windows"].as_array().unwrap();
+    let sessions = windows.iter().find(|w| w["uid"] == "sessions").unwrap();
+    assert_eq!(sessions["engine"], "windows");
+    assert_eq!(sessions["state"], "window-contents");
+    assert_eq!(
+        (sessions["keys"].as_u64(), sessions["open"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert_eq!(sessions["earliest_start"], 0);
+    assert_eq!(
+        (
+            sessions["earliest_end"].as_i64(),
+            sessions["latest_end"].as_i64()
+        ),
+        (Some(1_200), Some(4_100))
+    );
+    let tumbling = windows.iter().find(|w| w["uid"] == "per-second").unwrap();
+    assert_eq!(tumbling["engine"], "slices");
+    assert_eq!(
+        (tumbling["keys"].as_u64(), tumbling["open"].as_u64()),
+        (Some(2), Some(5))
+    );
+    assert_eq!(
+        (
+            tumbling["most_of_one_key"].as_u64(),
+            tumbling["busiest_key"].as_str()
+        ),
+        (Some(3), Some("1"))
+    );
+}
+
+/// A savepoint of the RocksDB backend holds the same windows (savepoints
+/// are in the canonical format whatever the backend).
+#[cfg(feature = "rocksdb")]
+#[test]
+fn inspect_shows_the_open_windows_of_rocksdb_state() {
+    let heap = window_savepoint(|_| ());
+    let local = tempfile::tempdir().unwrap();
+    let backend = weir::state::RocksDbBackend::new().with_local_dirs([local.path().to_path_buf()]);
+    let rocksdb = window_savepoint(|env| {
+        env.set_state_backend(backend);
+    });
+    let heap_text = stdout(&weir(&["inspect", arg(&heap.path)]));
+    let rocksdb_text = stdout(&weir(&["inspect", arg(&rocksdb.path)]));
+    assert_eq!(window_table(&rocksdb_text), window_table(&heap_text));
+}

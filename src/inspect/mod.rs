@@ -19,6 +19,9 @@
 //! - [`query_keyed_state`] and [`query_timers`] read one keyed state (or the
 //!   timers) of one operator entry by entry, as JSON, without the job's
 //!   types; [`read_keyed_state`] reads it into the job's types.
+//! - Window operators get a view of their own ([`WindowReport`], in
+//!   [`SnapshotReport::windows`]): open windows or slices per key, the span
+//!   of their ends and the pending timers.
 //!
 //! Both return plain values that print as aligned text tables
 //! ([`std::fmt::Display`]) and serialise to JSON (`serde::Serialize`).
@@ -35,6 +38,7 @@ mod listing;
 mod query;
 mod report;
 pub(crate) mod table;
+mod windows;
 
 use std::path::PathBuf;
 
@@ -51,6 +55,7 @@ pub use report::{
     inspect, inspect_at, ExpiredAgainst, OperatorReport, SnapshotReport, StateReport,
     StateReportKind, StateTtlReport,
 };
+pub use windows::{WindowEngine, WindowReport};
 
 /// Opens the snapshot at `path` (a local directory or an object store URL)
 /// as far as its `_metadata`.

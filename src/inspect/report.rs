@@ -43,6 +43,7 @@ use weir_actors::restore;
 use weir_actors::snapshot::{OperatorSnapshot, Redistribution};
 
 use super::table::{Align, Table};
+use super::windows::{window_reports, write_windows, WindowReport};
 use super::{format_rfc3339_millis, InspectError, SnapshotKind};
 use crate::state::key_group_format::read_key_group;
 use crate::state::schema::decode_schemas;
@@ -78,6 +79,10 @@ pub struct SnapshotReport {
     pub in_flight_bytes: u64,
     /// Every operator of the job, in the metadata's order.
     pub operators: Vec<OperatorReport>,
+    /// The window view of every window operator whose state is decoded
+    /// ([`super::windows`]); left out of JSON when there is none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<WindowReport>,
 }
 
 /// One operator of a snapshot.
@@ -336,6 +341,7 @@ pub fn inspect_at(path: &Path, now_ms: i64) -> Result<SnapshotReport, InspectErr
         operator.states = tally.into_states();
     }
 
+    let windows = window_reports(path, &operators)?;
     Ok(SnapshotReport {
         path: path.to_path_buf(),
         kind: SnapshotKind::of(metadata.savepoint),
@@ -350,6 +356,7 @@ pub fn inspect_at(path: &Path, now_ms: i64) -> Result<SnapshotReport, InspectErr
         subtask_files: metadata.subtasks.len(),
         in_flight_bytes: operators.iter().map(|o| o.in_flight_bytes).sum(),
         operators,
+        windows,
     })
 }
 
@@ -649,7 +656,8 @@ impl fmt::Display for SnapshotReport {
         }
         write!(f, "{states}")?;
         write_schemas(f, &self.operators)?;
-        write_ttl(f, &self.operators)
+        write_ttl(f, &self.operators)?;
+        write_windows(f, &self.windows)
     }
 }
 
