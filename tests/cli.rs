@@ -510,20 +510,20 @@ fn visits() -> Vec<Visit> {
         .collect()
 }
 
-/// Emits [`visits`], then nothing until the job is stopped.
+/// Emits its records, then nothing until the job is stopped.
 #[derive(Clone)]
-struct HeldVisits {
-    left: Vec<Visit>,
+struct Held<T> {
+    left: Vec<T>,
 }
 
-impl Lifecycle for HeldVisits {}
+impl<T> Lifecycle for Held<T> {}
 
-impl Source<Visit> for HeldVisits {
+impl<T: Clone + Send + 'static> Source<T> for Held<T> {
     fn parallelism(&self) -> Option<usize> {
         Some(1)
     }
 
-    fn poll_next(&mut self, out: &mut Vec<Visit>, max: usize) -> Result<SourceStatus, UserError> {
+    fn poll_next(&mut self, out: &mut Vec<T>, max: usize) -> Result<SourceStatus, UserError> {
         let n = self.left.len().min(max);
         out.extend(self.left.drain(..n));
         Ok(SourceStatus::More)
@@ -592,6 +592,7 @@ fn visits_env<S: Source<Visit>>(
     env.set_savepoint_dir(root.join("savepoints"));
     configure(&env);
     env.add_source(source)
+        .name("Source: HeldVisits")
         .uid("visits")
         .assign_timestamps_and_watermarks(
             // A watermark after every visit: what the savepoint holds does
@@ -612,7 +613,7 @@ fn visits_env<S: Source<Visit>>(
 fn ttl_savepoint(configure: impl FnOnce(&StreamEnv)) -> Checkpoint {
     let root = tempfile::tempdir().unwrap();
     let processed = Arc::new(AtomicUsize::new(0));
-    let source = HeldVisits { left: visits() };
+    let source = Held { left: visits() };
     let env = visits_env(root.path(), source, processed.clone(), |env| {
         env.enable_checkpointing(Duration::from_secs(3600));
         configure(env);
@@ -955,7 +956,7 @@ fn query_prints_the_timers_of_a_keyed_operator() {
     env.set_checkpoint_dir(root.path().to_str().unwrap());
     env.enable_checkpointing(Duration::from_secs(3600));
     env.set_savepoint_dir(root.path().join("savepoints"));
-    env.add_source(HeldVisits { left: visits() })
+    env.add_source(Held { left: visits() })
         .uid("visits")
         .assign_timestamps_and_watermarks(
             WatermarkStrategy::punctuated(|_: &Visit, ts| Some(ts))
@@ -1094,26 +1095,6 @@ fn readings() -> Vec<Reading> {
     ]
 }
 
-/// Emits `readings`, then nothing until the job is stopped.
-#[derive(Clone)]
-struct HeldReadings {
-    left: Vec<Reading>,
-}
-
-impl Lifecycle for HeldReadings {}
-
-impl Source<Reading> for HeldReadings {
-    fn parallelism(&self) -> Option<usize> {
-        Some(1)
-    }
-
-    fn poll_next(&mut self, out: &mut Vec<Reading>, max: usize) -> Result<SourceStatus, UserError> {
-        let n = self.left.len().min(max);
-        out.extend(self.left.drain(..n));
-        Ok(SourceStatus::More)
-    }
-}
-
 /// Runs a job summing readings per sensor in 1 s tumbling windows (the
 /// slice engine) and in sessions with a 1 s gap (one entry per window),
 /// with a watermark 10 s behind the readings (no window fires), and stops
@@ -1129,7 +1110,7 @@ fn window_savepoint(configure: impl FnOnce(&StreamEnv)) -> Checkpoint {
     let counted = Arc::new(AtomicUsize::new(0));
     let seen = counted.clone();
     let stream = env
-        .add_source(HeldReadings { left: readings() })
+        .add_source(Held { left: readings() })
         .uid("readings")
         .assign_timestamps_and_watermarks(
             WatermarkStrategy::punctuated(|_: &Reading, ts| Some(ts - 10_000))
