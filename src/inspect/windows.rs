@@ -28,7 +28,7 @@ use serde_json::Value as Json;
 
 use super::report::{OperatorReport, StateReportKind};
 use super::table::{Align, Table};
-use super::{query_keyed_state, query_timers, InspectError, KeySelection, QueryRow, TimerRow};
+use super::{query_keyed_state, query_timers, KeySelection, QueryRow, TimerRow};
 use crate::window::operator::WINDOW_STATE;
 use crate::window::slicing::WINDOW_SLICES;
 
@@ -93,6 +93,10 @@ pub struct WindowReport {
     pub processing_timers: u64,
     /// The earliest of them.
     pub next_processing_timer: Option<i64>,
+    /// Why the entries could not be read (then every count above is 0):
+    /// the rest of the inspection stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 /// Sums up the entries `rows` of window state `state` of operator `uid`
@@ -173,16 +177,15 @@ pub fn summarise(
         next_event_timer,
         processing_timers,
         next_processing_timer,
+        unreadable: None,
     }
 }
 
 /// The window view of every window state of `operators` (as
 /// [`super::inspect`] found them in the snapshot at `path`) whose bytes are
-/// decoded.
-pub(crate) fn window_reports(
-    path: &Path,
-    operators: &[OperatorReport],
-) -> Result<Vec<WindowReport>, InspectError> {
+/// decoded. Entries that cannot be read make a report that says why
+/// ([`WindowReport::unreadable`]), not an error of the whole inspection.
+pub(crate) fn window_reports(path: &Path, operators: &[OperatorReport]) -> Vec<WindowReport> {
     let mut reports = Vec::new();
     for operator in operators {
         for state in &operator.states {
@@ -197,18 +200,20 @@ pub(crate) fn window_reports(
             if !decoded {
                 continue;
             }
-            let rows = query_keyed_state(path, &operator.uid, &state.name, &KeySelection::All)?;
-            let timers = query_timers(path, &operator.uid, &KeySelection::All)?;
-            reports.push(summarise(
-                &operator.uid,
-                &state.name,
-                engine,
-                &rows,
-                &timers,
-            ));
+            let read = query_keyed_state(path, &operator.uid, &state.name, &KeySelection::All)
+                .and_then(|rows| {
+                    Ok((rows, query_timers(path, &operator.uid, &KeySelection::All)?))
+                });
+            reports.push(match read {
+                Ok((rows, timers)) => summarise(&operator.uid, &state.name, engine, &rows, &timers),
+                Err(e) => WindowReport {
+                    unreadable: Some(e.to_string()),
+                    ..summarise(&operator.uid, &state.name, engine, &[], &[])
+                },
+            });
         }
     }
-    Ok(reports)
+    reports
 }
 
 /// The table of the window operators' open windows (none: nothing).
@@ -232,7 +237,7 @@ pub(crate) fn write_windows(f: &mut fmt::Formatter<'_>, windows: &[WindowReport]
         Some(next) => format!("{n} ({next})"),
         None => n.to_string(),
     };
-    for w in windows {
+    for w in windows.iter().filter(|w| w.unreadable.is_none()) {
         table.row(vec![
             w.uid.clone(),
             w.state.clone(),
@@ -252,7 +257,15 @@ pub(crate) fn write_windows(f: &mut fmt::Formatter<'_>, windows: &[WindowReport]
         ]);
     }
     writeln!(f)?;
-    write!(f, "{table}")
+    if windows.iter().any(|w| w.unreadable.is_none()) {
+        write!(f, "{table}")?;
+    }
+    for w in windows {
+        if let Some(why) = &w.unreadable {
+            writeln!(f, "{} {}: cannot read the windows: {why}", w.uid, w.state)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -305,6 +318,7 @@ mod tests {
                 next_event_timer: Some(999),
                 processing_timers: 0,
                 next_processing_timer: None,
+                unreadable: None,
             }
         );
     }
@@ -354,6 +368,32 @@ mod tests {
         let report = summarise("c", WINDOW_STATE, WindowEngine::Windows, &rows, &[]);
         assert_eq!((report.keys, report.open), (1, 1));
         assert_eq!((report.earliest_start, report.earliest_end), (None, None));
+    }
+
+    /// The window table as `weir inspect` prints it.
+    struct Shown<'a>(&'a [WindowReport]);
+
+    impl fmt::Display for Shown<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write_windows(f, self.0)
+        }
+    }
+
+    #[test]
+    fn a_window_state_that_cannot_be_read_is_named_with_the_reason() {
+        let rows = [row(json!(1), None, json!([[1000, 2]]))];
+        let read = summarise("a", WINDOW_SLICES, WindowEngine::Slices, &rows, &[]);
+        let unreadable = WindowReport {
+            unreadable: Some("chk-3/op-b-0: truncated".into()),
+            ..summarise("b", WINDOW_STATE, WindowEngine::Windows, &[], &[])
+        };
+        let text = Shown(&[read, unreadable]).to_string();
+        assert!(text.contains("1 slices"), "{text}");
+        assert!(
+            text.ends_with("b window-contents: cannot read the windows: chk-3/op-b-0: truncated\n"),
+            "{text}"
+        );
+        assert_eq!(Shown(&[]).to_string(), "");
     }
 
     #[test]
