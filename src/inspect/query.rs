@@ -110,6 +110,19 @@ pub fn query_keyed_state(
     keys: &KeySelection,
 ) -> Result<Vec<QueryRow>, InspectError> {
     let mut rows = Vec::new();
+    for_each_keyed_row(path, uid, state, keys, |row| rows.push(row))?;
+    Ok(rows)
+}
+
+/// [`query_keyed_state`], one row at a time (the entries of one key group
+/// decoded at a time): a key's rows come one after another.
+pub(crate) fn for_each_keyed_row(
+    path: &Path,
+    uid: &str,
+    state: &str,
+    keys: &KeySelection,
+    mut row: impl FnMut(QueryRow),
+) -> Result<(), InspectError> {
     for part in state_parts(path, uid, state)? {
         let entries: Vec<(Generic, Generic)> = decode(path, uid, state, &part.entries)?;
         for (key, value) in entries {
@@ -120,13 +133,15 @@ pub fn query_keyed_state(
             let value = value.without_expiries(part.kind, part.ttl.is_some());
             match (part.kind, value) {
                 (StateKind::Map, Generic::Map(entries)) => {
-                    rows.extend(entries.into_iter().map(|(user_key, value)| QueryRow {
-                        key: key.clone(),
-                        user_key: Some(user_key.to_json()),
-                        value: value.to_json(),
-                    }));
+                    for (user_key, value) in entries {
+                        row(QueryRow {
+                            key: key.clone(),
+                            user_key: Some(user_key.to_json()),
+                            value: value.to_json(),
+                        });
+                    }
                 }
-                (_, value) => rows.push(QueryRow {
+                (_, value) => row(QueryRow {
                     key,
                     user_key: None,
                     value: value.to_json(),
@@ -134,7 +149,7 @@ pub fn query_keyed_state(
             }
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// The entries of keyed state `state` of operator `uid` in the snapshot at
@@ -177,6 +192,17 @@ pub fn query_timers(
     keys: &KeySelection,
 ) -> Result<Vec<TimerRow>, InspectError> {
     let mut rows = Vec::new();
+    for_each_timer(path, uid, keys, |timer| rows.push(timer))?;
+    Ok(rows)
+}
+
+/// [`query_timers`], one timer at a time.
+pub(crate) fn for_each_timer(
+    path: &Path,
+    uid: &str,
+    keys: &KeySelection,
+    mut timer: impl FnMut(TimerRow),
+) -> Result<(), InspectError> {
     for group in key_groups(path, uid)?.into_values() {
         if group.timers.is_empty() {
             continue;
@@ -185,7 +211,7 @@ pub fn query_timers(
         for (kind, timestamp, key) in timers {
             let key = key.to_json();
             if keys.admits(&key) {
-                rows.push(TimerRow {
+                timer(TimerRow {
                     key,
                     timestamp,
                     domain: if kind == 0 {
@@ -197,7 +223,7 @@ pub fn query_timers(
             }
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 fn read_error(path: &Path, uid: &str, state: &str, cause: impl fmt::Display) -> InspectError {

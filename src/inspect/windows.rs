@@ -14,21 +14,22 @@
 //! [`WindowReport`] sums one of them up: keys, open windows or slices (and the
 //! key holding most of them), the span of their ends (and starts, for time
 //! windows), and the operator's pending timers by domain with the next to
-//! fire. [`summarise`] is the pure part; [`window_reports`] reads the
-//! entries (through [`super::query_keyed_state`] and [`super::query_timers`])
-//! of every window state whose bytes are decoded. An incremental RocksDB
-//! checkpoint's window state is not summed up here: `weir query` reads it.
+//! fire. The tally of rows and timers is pure; [`window_reports`] reads the
+//! entries (as [`super::query_keyed_state`] and [`super::query_timers`] do,
+//! one row at a time) of every window state whose bytes are decoded. An
+//! incremental RocksDB checkpoint's window state is not summed up here:
+//! `weir query` reads it.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use super::query::{for_each_keyed_row, for_each_timer};
 use super::report::{OperatorReport, StateReportKind};
 use super::table::{Align, Table};
-use super::{query_keyed_state, query_timers, KeySelection, QueryRow, TimerRow};
+use super::{KeySelection, QueryRow, TimerRow};
 use crate::window::operator::WINDOW_STATE;
 use crate::window::slicing::WINDOW_SLICES;
 
@@ -99,85 +100,110 @@ pub struct WindowReport {
     pub unreadable: Option<String>,
 }
 
-/// Sums up the entries `rows` of window state `state` of operator `uid`
-/// (as [`super::query_keyed_state`] reads them, in key-group order) and its
-/// timers.
-pub fn summarise(
-    uid: &str,
-    state: &str,
-    engine: WindowEngine,
-    rows: &[QueryRow],
-    timers: &[TimerRow],
-) -> WindowReport {
-    let mut per_key: Vec<(String, u64)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut count = |key: &Json, n: u64| {
-        let key = key.to_string();
-        match index.get(&key) {
-            Some(&i) => per_key[i].1 += n,
-            None => {
-                index.insert(key.clone(), per_key.len());
-                per_key.push((key, n));
-            }
+/// A [`WindowReport`] in the making, fed one row and one timer at a time
+/// (a window state may be larger than memory would hold as JSON rows).
+struct Tally {
+    report: WindowReport,
+    /// The key of the latest rows and how many windows or slices they held.
+    current: Option<(Json, u64)>,
+}
+
+impl Tally {
+    fn new(uid: &str, state: &str, engine: WindowEngine) -> Self {
+        Tally {
+            report: WindowReport {
+                uid: uid.to_string(),
+                state: state.to_string(),
+                engine,
+                keys: 0,
+                open: 0,
+                most_of_one_key: 0,
+                busiest_key: None,
+                earliest_start: None,
+                earliest_end: None,
+                latest_end: None,
+                event_timers: 0,
+                next_event_timer: None,
+                processing_timers: 0,
+                next_processing_timer: None,
+                unreadable: None,
+            },
+            current: None,
         }
-    };
-    let (mut starts, mut ends) = (Vec::new(), Vec::new());
-    for row in rows {
-        match engine {
+    }
+
+    fn row(&mut self, row: &QueryRow) {
+        let (open, starts, ends): (u64, Vec<i64>, Vec<i64>) = match self.report.engine {
+            // The value: `[[slice end, aggregate], ...]`.
             WindowEngine::Slices => {
-                // The value: `[[slice end, aggregate], ...]`.
                 let slices = row.value.as_array().map_or(&[][..], Vec::as_slice);
-                if slices.is_empty() {
-                    continue;
-                }
-                count(&row.key, slices.len() as u64);
-                ends.extend(
-                    slices
-                        .iter()
-                        .filter_map(|s| s.get(0).and_then(Json::as_i64)),
-                );
+                let ends = slices
+                    .iter()
+                    .filter_map(|s| s.get(0).and_then(Json::as_i64));
+                (slices.len() as u64, Vec::new(), ends.collect())
             }
+            // The map entry's key is the window.
             WindowEngine::Windows => {
-                count(&row.key, 1);
-                if let Some(window) = &row.user_key {
-                    starts.extend(window.get("start").and_then(Json::as_i64));
-                    ends.extend(window.get("end").and_then(Json::as_i64));
-                }
+                let window = row.user_key.as_ref();
+                let field = |name| window.and_then(|w| w.get(name)).and_then(Json::as_i64);
+                (
+                    1,
+                    field("start").into_iter().collect(),
+                    field("end").into_iter().collect(),
+                )
+            }
+        };
+        if open == 0 {
+            return;
+        }
+        let report = &mut self.report;
+        report.open += open;
+        let earliest = |at: &mut Option<i64>, t: i64| *at = Some(at.map_or(t, |a| a.min(t)));
+        for start in starts {
+            earliest(&mut report.earliest_start, start);
+        }
+        for end in ends {
+            earliest(&mut report.earliest_end, end);
+            report.latest_end = Some(report.latest_end.map_or(end, |l| l.max(end)));
+        }
+        match &mut self.current {
+            Some((key, n)) if *key == row.key => *n += open,
+            _ => {
+                self.end_key();
+                self.current = Some((row.key.clone(), open));
             }
         }
     }
-    let busiest = per_key
-        .iter()
-        .fold(None::<&(String, u64)>, |best, entry| match best {
-            Some(best) if best.1 >= entry.1 => Some(best),
-            _ => Some(entry),
-        });
-    let timers_in = |domain: &str| {
-        let times: Vec<i64> = timers
-            .iter()
-            .filter(|t| t.domain == domain)
-            .map(|t| t.timestamp)
-            .collect();
-        (times.len() as u64, times.into_iter().min())
-    };
-    let (event_timers, next_event_timer) = timers_in("event_time");
-    let (processing_timers, next_processing_timer) = timers_in("processing_time");
-    WindowReport {
-        uid: uid.to_string(),
-        state: state.to_string(),
-        engine,
-        keys: per_key.len() as u64,
-        open: per_key.iter().map(|(_, n)| n).sum(),
-        most_of_one_key: busiest.map_or(0, |(_, n)| *n),
-        busiest_key: busiest.map(|(key, _)| key.clone()),
-        earliest_start: starts.iter().copied().min(),
-        earliest_end: ends.iter().copied().min(),
-        latest_end: ends.iter().copied().max(),
-        event_timers,
-        next_event_timer,
-        processing_timers,
-        next_processing_timer,
-        unreadable: None,
+
+    /// The rows of the current key are over.
+    fn end_key(&mut self) {
+        if let Some((key, n)) = self.current.take() {
+            let report = &mut self.report;
+            report.keys += 1;
+            // The first key in key-group order wins a tie.
+            if n > report.most_of_one_key {
+                report.most_of_one_key = n;
+                report.busiest_key = Some(key.to_string());
+            }
+        }
+    }
+
+    fn timer(&mut self, timer: &TimerRow) {
+        let report = &mut self.report;
+        let (count, next) = match timer.domain {
+            "event_time" => (&mut report.event_timers, &mut report.next_event_timer),
+            _ => (
+                &mut report.processing_timers,
+                &mut report.next_processing_timer,
+            ),
+        };
+        *count += 1;
+        *next = Some(next.map_or(timer.timestamp, |t| t.min(timer.timestamp)));
+    }
+
+    fn finish(mut self) -> WindowReport {
+        self.end_key();
+        self.report
     }
 }
 
@@ -200,15 +226,18 @@ pub(crate) fn window_reports(path: &Path, operators: &[OperatorReport]) -> Vec<W
             if !decoded {
                 continue;
             }
-            let read = query_keyed_state(path, &operator.uid, &state.name, &KeySelection::All)
-                .and_then(|rows| {
-                    Ok((rows, query_timers(path, &operator.uid, &KeySelection::All)?))
-                });
+            let (uid, name) = (operator.uid.as_str(), state.name.as_str());
+            let mut tally = Tally::new(uid, name, engine);
+            let read =
+                for_each_keyed_row(path, uid, name, &KeySelection::All, |row| tally.row(&row))
+                    .and_then(|()| {
+                        for_each_timer(path, uid, &KeySelection::All, |timer| tally.timer(&timer))
+                    });
             reports.push(match read {
-                Ok((rows, timers)) => summarise(&operator.uid, &state.name, engine, &rows, &timers),
+                Ok(()) => tally.finish(),
                 Err(e) => WindowReport {
                     unreadable: Some(e.to_string()),
-                    ..summarise(&operator.uid, &state.name, engine, &[], &[])
+                    ..Tally::new(uid, name, engine).finish()
                 },
             });
         }
@@ -272,6 +301,22 @@ pub(crate) fn write_windows(f: &mut fmt::Formatter<'_>, windows: &[WindowReport]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Sums up the entries `rows` of window state `state` of operator `uid`
+    /// (as [`super::query_keyed_state`] reads them: a key's rows one after
+    /// another) and its timers.
+    fn summarise(
+        uid: &str,
+        state: &str,
+        engine: WindowEngine,
+        rows: &[QueryRow],
+        timers: &[TimerRow],
+    ) -> WindowReport {
+        let mut tally = Tally::new(uid, state, engine);
+        rows.iter().for_each(|row| tally.row(row));
+        timers.iter().for_each(|timer| tally.timer(timer));
+        tally.finish()
+    }
 
     fn row(key: Json, user_key: Option<Json>, value: Json) -> QueryRow {
         QueryRow {
