@@ -678,14 +678,20 @@ fn mask_times(text: &str) -> String {
     out
 }
 
+/// The last table of `weir inspect`'s text whose header starts with
+/// `header` and holds `column`, and what follows it.
+fn table_from<'a>(text: &'a str, header: &str, column: &str) -> &'a str {
+    let start = text
+        .rfind(&format!("\n{header}"))
+        .filter(|&i| text[i..].contains(column))
+        .unwrap_or_else(|| panic!("a table with {column:?} in {text}"));
+    &text[start + 1..]
+}
+
 /// The TTL table of `weir inspect`'s text and what follows it.
 #[cfg(feature = "rocksdb")]
 fn ttl_table(text: &str) -> &str {
-    let start = text
-        .rfind("\nOPERATOR  STATE ")
-        .filter(|&i| text[i..].contains(" LIVE  EXPIRED "))
-        .unwrap_or_else(|| panic!("a TTL table in {text}"));
-    &text[start + 1..]
+    table_from(text, "OPERATOR  STATE ", " LIVE  EXPIRED ")
 }
 
 #[test]
@@ -1153,11 +1159,7 @@ fn window_savepoint(configure: impl FnOnce(&StreamEnv)) -> Checkpoint {
 
 /// The window table of `weir inspect`'s text (the last table).
 fn window_table(text: &str) -> &str {
-    let start = text
-        .rfind("\nOPERATOR  ")
-        .filter(|&i| text[i..].contains(" WINDOW STATE "))
-        .unwrap_or_else(|| panic!("a window table in {text}"));
-    &text[start + 1..]
+    table_from(text, "OPERATOR  ", " WINDOW STATE ")
 }
 
 #[test]
