@@ -80,7 +80,7 @@ pub struct SnapshotReport {
     /// Every operator of the job, in the metadata's order.
     pub operators: Vec<OperatorReport>,
     /// The window view of every window operator whose state is decoded
-    /// ([`super::windows`]); left out of JSON when there is none.
+    /// ([`WindowReport`]); left out of JSON when there is none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<WindowReport>,
 }
