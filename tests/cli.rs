@@ -618,11 +618,28 @@ fn ttl_savepoint(configure: impl FnOnce(&StreamEnv)) -> Checkpoint {
         env.enable_checkpointing(Duration::from_secs(3600));
         configure(env);
     });
+    stop_with_savepoint_after(&env, "cli-ttl", &processed, 12, root)
+}
+
+/// Starts the job of `env` as `name`, stops it with a savepoint once
+/// `processed` reaches `records` (a savepoint's barrier follows every record
+/// counted), and returns the savepoint (`root`: the job's checkpoint
+/// directory).
+fn stop_with_savepoint_after(
+    env: &StreamEnv,
+    name: &str,
+    processed: &AtomicUsize,
+    records: usize,
+    root: tempfile::TempDir,
+) -> Checkpoint {
     let (job_id, path) = futures::executor::block_on(async {
-        let mut client = env.start("cli-ttl").await.unwrap();
+        let mut client = env.start(name).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while processed.load(Ordering::SeqCst) < 12 {
-            assert!(Instant::now() < deadline, "12 visits not processed in 60 s");
+        while processed.load(Ordering::SeqCst) < records {
+            assert!(
+                Instant::now() < deadline,
+                "{records} records not processed in 60 s"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         let path = client.stop_with_savepoint(None).await.unwrap();
@@ -974,17 +991,8 @@ fn query_prints_the_timers_of_a_keyed_operator() {
         })
         .uid("reminders")
         .discard();
-    let path = futures::executor::block_on(async {
-        let mut client = env.start("cli-timers").await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while processed.load(Ordering::SeqCst) < 12 {
-            assert!(Instant::now() < deadline, "12 visits not processed in 60 s");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let path = client.stop_with_savepoint(None).await.unwrap();
-        client.wait().await.unwrap();
-        path
-    });
+    let savepoint = stop_with_savepoint_after(&env, "cli-timers", &processed, 12, root);
+    let path = savepoint.path.clone();
     let text = stdout(&weir(&[
         "query",
         arg(&path),
@@ -1142,19 +1150,7 @@ fn window_savepoint(configure: impl FnOnce(&StreamEnv)) -> Checkpoint {
         .reduce(sum)
         .uid("sessions")
         .discard();
-    let (job_id, path) = futures::executor::block_on(async {
-        let mut client = env.start("cli-windows").await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while counted.load(Ordering::SeqCst) < readings().len() {
-            assert!(Instant::now() < deadline, "readings not processed in 60 s");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        // The savepoint's barrier follows every reading the map has passed on.
-        let path = client.stop_with_savepoint(None).await.unwrap();
-        let result = client.wait().await.unwrap();
-        (result.job_id, path)
-    });
-    Checkpoint { root, job_id, path }
+    stop_with_savepoint_after(&env, "cli-windows", &counted, readings().len(), root)
 }
 
 /// The window table of `weir inspect`'s text (the last table).

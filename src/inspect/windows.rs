@@ -133,24 +133,23 @@ impl Tally {
     }
 
     fn row(&mut self, row: &QueryRow) {
-        let (open, starts, ends): (u64, Vec<i64>, Vec<i64>) = match self.report.engine {
-            // The value: `[[slice end, aggregate], ...]`.
+        let end_of = |slice: &Json| slice.get(0).and_then(Json::as_i64);
+        let (open, start, first_end, last_end) = match self.report.engine {
+            // The value: `[[slice end, aggregate], ...]`, ordered by end.
             WindowEngine::Slices => {
                 let slices = row.value.as_array().map_or(&[][..], Vec::as_slice);
-                let ends = slices
-                    .iter()
-                    .filter_map(|s| s.get(0).and_then(Json::as_i64));
-                (slices.len() as u64, Vec::new(), ends.collect())
+                let (first, last) = (slices.first(), slices.last());
+                (
+                    slices.len() as u64,
+                    None,
+                    first.and_then(end_of),
+                    last.and_then(end_of),
+                )
             }
             // The map entry's key is the window.
             WindowEngine::Windows => {
-                let window = row.user_key.as_ref();
-                let field = |name| window.and_then(|w| w.get(name)).and_then(Json::as_i64);
-                (
-                    1,
-                    field("start").into_iter().collect(),
-                    field("end").into_iter().collect(),
-                )
+                let field = |name| row.user_key.as_ref()?.get(name)?.as_i64();
+                (1, field("start"), field("end"), field("end"))
             }
         };
         if open == 0 {
@@ -158,14 +157,10 @@ impl Tally {
         }
         let report = &mut self.report;
         report.open += open;
-        let earliest = |at: &mut Option<i64>, t: i64| *at = Some(at.map_or(t, |a| a.min(t)));
-        for start in starts {
-            earliest(&mut report.earliest_start, start);
-        }
-        for end in ends {
-            earliest(&mut report.earliest_end, end);
-            report.latest_end = Some(report.latest_end.map_or(end, |l| l.max(end)));
-        }
+        let min = |at: Option<i64>, t: Option<i64>| at.into_iter().chain(t).min();
+        report.earliest_start = min(report.earliest_start, start);
+        report.earliest_end = min(report.earliest_end, first_end);
+        report.latest_end = report.latest_end.into_iter().chain(last_end).max();
         match &mut self.current {
             Some((key, n)) if *key == row.key => *n += open,
             _ => {
