@@ -110,20 +110,60 @@ pub fn query_keyed_state(
     keys: &KeySelection,
 ) -> Result<Vec<QueryRow>, InspectError> {
     let mut rows = Vec::new();
-    for_each_keyed_row(path, uid, state, keys, |row| rows.push(row))?;
+    OperatorKeyedState::read(path, uid)?.rows(state, keys, |row| rows.push(row))?;
     Ok(rows)
 }
 
-/// [`query_keyed_state`], one row at a time (the entries of one key group
-/// decoded at a time): a key's rows come one after another.
-pub(crate) fn for_each_keyed_row(
+/// One operator's keyed state in a snapshot, read once, for several
+/// passes over it.
+pub(crate) struct OperatorKeyedState<'p> {
+    path: &'p Path,
+    uid: String,
+    groups: KeyGroups,
+}
+
+impl<'p> OperatorKeyedState<'p> {
+    /// Reads operator `uid`'s key groups in the snapshot at `path`.
+    pub(crate) fn read(path: &'p Path, uid: &str) -> Result<Self, InspectError> {
+        Ok(OperatorKeyedState {
+            path,
+            uid: uid.to_string(),
+            groups: key_groups(path, uid)?,
+        })
+    }
+
+    /// The rows of keyed state `state`, as [`query_keyed_state`] returns
+    /// them, one at a time: a key's rows come one after another.
+    pub(crate) fn rows(
+        &self,
+        state: &str,
+        keys: &KeySelection,
+        row: impl FnMut(QueryRow),
+    ) -> Result<(), InspectError> {
+        rows_of(self.path, &self.uid, &self.groups, state, keys, row)
+    }
+
+    /// The timers, as [`query_timers`] returns them, one at a time.
+    pub(crate) fn timers(
+        &self,
+        keys: &KeySelection,
+        timer: impl FnMut(TimerRow),
+    ) -> Result<(), InspectError> {
+        timers_of(self.path, &self.uid, &self.groups, keys, timer)
+    }
+}
+
+/// The rows of keyed state `state` in `groups` (operator `uid`'s key groups
+/// in the snapshot at `path`), one key group decoded at a time.
+fn rows_of(
     path: &Path,
     uid: &str,
+    groups: &KeyGroups,
     state: &str,
     keys: &KeySelection,
     mut row: impl FnMut(QueryRow),
 ) -> Result<(), InspectError> {
-    for part in state_parts(path, uid, state)? {
+    for part in state_parts(path, uid, groups, state)? {
         let entries: Vec<(Generic, Generic)> = decode(path, uid, state, &part.entries)?;
         for (key, value) in entries {
             let key = key.to_json();
@@ -166,8 +206,9 @@ pub fn read_keyed_state<K: DeserializeOwned, V: DeserializeOwned>(
     uid: &str,
     state: &str,
 ) -> Result<Vec<(K, V)>, InspectError> {
+    let groups = key_groups(path, uid)?;
     let mut out = Vec::new();
-    for part in state_parts(path, uid, state)? {
+    for part in state_parts(path, uid, &groups, state)? {
         let typed = if part.ttl.is_none() {
             decode::<Vec<(K, V)>>(path, uid, state, &part.entries)?
         } else {
@@ -192,18 +233,20 @@ pub fn query_timers(
     keys: &KeySelection,
 ) -> Result<Vec<TimerRow>, InspectError> {
     let mut rows = Vec::new();
-    for_each_timer(path, uid, keys, |timer| rows.push(timer))?;
+    OperatorKeyedState::read(path, uid)?.timers(keys, |timer| rows.push(timer))?;
     Ok(rows)
 }
 
-/// [`query_timers`], one timer at a time.
-pub(crate) fn for_each_timer(
+/// The timers in `groups` (operator `uid`'s key groups in the snapshot at
+/// `path`), one at a time.
+fn timers_of(
     path: &Path,
     uid: &str,
+    groups: &KeyGroups,
     keys: &KeySelection,
     mut timer: impl FnMut(TimerRow),
 ) -> Result<(), InspectError> {
-    for group in key_groups(path, uid)?.into_values() {
+    for group in groups.values() {
         if group.timers.is_empty() {
             continue;
         }
@@ -245,12 +288,12 @@ fn decode<T: DeserializeOwned>(
 /// Every key group of `uid`'s keyed state in the snapshot, decoded: the
 /// canonical key groups (states, timers, watermark), with the states of
 /// incremental RocksDB handles read into them.
-fn key_groups(
-    path: &Path,
-    uid: &str,
-) -> Result<BTreeMap<usize, crate::state::key_group_format::KeyGroupState>, InspectError> {
+fn key_groups(path: &Path, uid: &str) -> Result<KeyGroups, InspectError> {
     key_groups_and_max(path, uid).map(|(groups, _)| groups)
 }
+
+/// An operator's key groups in a snapshot, decoded, by key group.
+type KeyGroups = BTreeMap<usize, crate::state::key_group_format::KeyGroupState>;
 
 /// [`key_groups`], and the operator's max parallelism.
 fn key_groups_and_max(
@@ -353,14 +396,19 @@ fn handle_states(
     ))
 }
 
-/// The parts (one per key group) of keyed state `state` of `uid`.
-fn state_parts(path: &Path, uid: &str, state: &str) -> Result<Vec<StateBytes>, InspectError> {
-    let groups = key_groups(path, uid)?;
+/// The parts (one per key group) of keyed state `state` in `groups`
+/// (operator `uid`'s key groups in the snapshot at `path`).
+fn state_parts<'g>(
+    path: &Path,
+    uid: &str,
+    groups: &'g KeyGroups,
+    state: &str,
+) -> Result<Vec<&'g StateBytes>, InspectError> {
     let mut names = BTreeSet::new();
     let mut parts = Vec::new();
-    for group in groups.into_values() {
-        for bytes in group.states {
-            names.insert(bytes.name.clone());
+    for group in groups.values() {
+        for bytes in &group.states {
+            names.insert(bytes.name.as_str());
             if bytes.name == state {
                 parts.push(bytes);
             }

@@ -15,8 +15,9 @@
 //! key holding most of them), the span of their ends (and starts, for time
 //! windows), and the operator's pending timers by domain with the next to
 //! fire. The tally of rows and timers is pure; [`window_reports`] reads the
-//! entries (as [`super::query_keyed_state`] and [`super::query_timers`] do,
-//! one row at a time) of every window state whose bytes are decoded. An
+//! entries and timers (as [`super::query_keyed_state`] and
+//! [`super::query_timers`] do, one at a time, from one reading of the
+//! operator's state) of every window state whose bytes are decoded. An
 //! incremental RocksDB checkpoint's window state is not summed up here:
 //! `weir query` reads it.
 
@@ -26,7 +27,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use super::query::{for_each_keyed_row, for_each_timer};
+use super::query::OperatorKeyedState;
 use super::report::{OperatorReport, StateReportKind};
 use super::table::{Align, Table};
 use super::{KeySelection, QueryRow, TimerRow};
@@ -223,11 +224,10 @@ pub(crate) fn window_reports(path: &Path, operators: &[OperatorReport]) -> Vec<W
             }
             let (uid, name) = (operator.uid.as_str(), state.name.as_str());
             let mut tally = Tally::new(uid, name, engine);
-            let read =
-                for_each_keyed_row(path, uid, name, &KeySelection::All, |row| tally.row(&row))
-                    .and_then(|()| {
-                        for_each_timer(path, uid, &KeySelection::All, |timer| tally.timer(&timer))
-                    });
+            let read = OperatorKeyedState::read(path, uid).and_then(|operator| {
+                operator.rows(name, &KeySelection::All, |row| tally.row(&row))?;
+                operator.timers(&KeySelection::All, |timer| tally.timer(&timer))
+            });
             reports.push(match read {
                 Ok(()) => tally.finish(),
                 Err(e) => WindowReport {
