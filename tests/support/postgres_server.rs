@@ -1,6 +1,7 @@
 //! A PostgreSQL server for one test: `initdb` and `pg_ctl` from Debian's
 //! package (as the `postgres` user when the tests run as root, which
-//! `initdb` refuses), on a free port, with its data and socket in a
+//! `initdb` refuses), on a free port (another if a server of another test
+//! took that one first), with its data and socket in a
 //! temporary directory; stopped and removed when dropped. Without
 //! PostgreSQL, [`Server::start`] says so and returns `None`, unless
 //! `WEIR_REQUIRE_SERVERS` is set (CI), where it fails.
@@ -66,10 +67,10 @@ impl Server {
         if as_postgres {
             run_ok(Command::new("chown").arg("postgres:").arg(&dir));
         }
-        let server = Server {
+        let mut server = Server {
             bin,
             dir,
-            port: free_port(),
+            port: 0,
             as_postgres,
         };
         let data = server.dir.join("data");
@@ -86,31 +87,47 @@ impl Server {
                 "--no-sync",
             ],
         );
-        let mut options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            server.port,
-            path(&server.dir)
-        );
-        for setting in settings {
-            options.push_str(&format!(" -c {setting}"));
+        // A free port can be taken by another test's server before this
+        // one binds it: then this one fails to start, and tries another.
+        for attempt in 1..=5 {
+            server.port = free_port();
+            let mut options = format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                server.port,
+                path(&server.dir)
+            );
+            for setting in settings {
+                options.push_str(&format!(" -c {setting}"));
+            }
+            let log = server.dir.join(format!("log.{attempt}"));
+            let started = server
+                .command("pg_ctl")
+                .args([
+                    "-D",
+                    path(&data),
+                    "-l",
+                    path(&log),
+                    "-o",
+                    &options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ])
+                .output()
+                .unwrap_or_else(|e| panic!("pg_ctl: {e}"));
+            if started.status.success() {
+                return Some(server);
+            }
+            let printed = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(
+                printed.contains("Address already in use"),
+                "pg_ctl start: {}\n{}\n{printed}",
+                String::from_utf8_lossy(&started.stdout),
+                String::from_utf8_lossy(&started.stderr)
+            );
         }
-        let log = server.dir.join("log");
-        server.tool(
-            "pg_ctl",
-            &[
-                "-D",
-                path(&data),
-                "-l",
-                path(&log),
-                "-o",
-                &options,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        );
-        Some(server)
+        panic!("PostgreSQL found its port taken 5 times in a row")
     }
 
     fn command(&self, tool: &str) -> Command {

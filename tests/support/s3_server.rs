@@ -1,18 +1,22 @@
 //! An S3-compatible server for one test: moto in server mode (PyPI's
 //! `moto[server]`, its `moto_server` on `PATH`),
-//! on a free loopback port, in memory; killed when dropped. Each server gets
+//! on a loopback port it picks itself (`-p 0`, read from the line it
+//! prints once it listens: a port picked for it could be taken by another
+//! test's server in the meantime, and the readiness probe would then talk
+//! to that one), in memory; killed when dropped. Each server gets
 //! a bucket of its own, registered with weir
 //! ([`weir::location::configure_s3_bucket`]) so that `s3://<bucket>/...`
 //! reaches it. Without moto, [`Server::start`] says so and returns `None`,
 //! unless `WEIR_REQUIRE_SERVERS` is set (CI), where it fails.
 #![allow(dead_code)] // each test file uses what it needs
 
-use super::servers::{find_program, free_port, missing};
+use super::servers::{find_program, missing};
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use weir::location::{configure_s3_bucket, S3Options};
@@ -32,13 +36,24 @@ impl Server {
             return missing("moto_server", "pip install 'moto[server]'");
         };
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let port = free_port();
-        let child = Command::new(&binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let port = match announced_port(stderr).recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(port)) => port,
+            Ok(Err(log)) => {
+                let _ = child.kill();
+                panic!("moto_server exited before it listened:\n{log}")
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("moto_server did not say where it listens within 60 s")
+            }
+        };
         let endpoint = format!("http://127.0.0.1:{port}");
         let bucket = format!(
             "weir-{}-{}-{}",
@@ -46,7 +61,7 @@ impl Server {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let server = Server {
+        let mut server = Server {
             child,
             port,
             bucket,
@@ -61,6 +76,10 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         assert!(up, "moto_server did not answer on port {port} within 30 s");
+        assert!(
+            matches!(server.child.try_wait(), Ok(None)),
+            "moto_server exited"
+        );
         let (status, body) = server
             .request("PUT", &format!("/{}", server.bucket), b"")
             .unwrap();
@@ -130,6 +149,40 @@ impl Server {
         keys.sort();
         keys
     }
+}
+
+/// Reads moto's log: sends the port of its `Running on http://127.0.0.1:PORT`
+/// line (or, if it ends first, what it printed), then keeps reading, so
+/// that the server never blocks on a full pipe (it logs every request).
+fn announced_port(stderr: ChildStderr) -> mpsc::Receiver<Result<u16, String>> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut printed = String::new();
+        let mut waiting = Some(sender);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let Some(sender) = waiting.as_ref() else {
+                continue;
+            };
+            let port = line
+                .split_once("Running on http://127.0.0.1:")
+                .and_then(|(_, rest)| rest.trim().parse::<u16>().ok());
+            match port {
+                Some(port) => {
+                    let _ = sender.send(Ok(port));
+                    waiting = None;
+                }
+                None => {
+                    printed.push_str(&line);
+                    printed.push('\n');
+                }
+            }
+        }
+        if let Some(sender) = waiting {
+            let _ = sender.send(Err(printed));
+        }
+    });
+    receiver
 }
 
 impl Drop for Server {
