@@ -1110,11 +1110,12 @@ fn readings() -> Vec<Reading> {
 }
 
 /// Runs a job summing readings per sensor in 1 s tumbling windows (the
-/// slice engine) and in sessions with a 1 s gap (one entry per window),
+/// slice engine) and in sessions with a 1 s gap (the session engine, and
+/// the general operator: one entry per window),
 /// with a watermark 10 s behind the readings (no window fires), and stops
 /// it with a savepoint once both window operators have every reading.
 fn window_savepoint(configure: impl FnOnce(&StreamEnv)) -> Checkpoint {
-    use weir::window::{EventTimeSessionWindows, TumblingEventTimeWindows};
+    use weir::window::{EventTimeSessionWindows, EventTimeTrigger, TumblingEventTimeWindows};
     let root = tempfile::tempdir().unwrap();
     let env = StreamEnv::with_parallelism(2);
     env.set_checkpoint_dir(root.path().to_str().unwrap());
@@ -1131,11 +1132,15 @@ fn window_savepoint(configure: impl FnOnce(&StreamEnv)) -> Checkpoint {
                 .with_timestamp_assigner(|r: &Reading| r.1),
         )
         .uid("timestamps")
+        // One subtask up to the windows: each key's readings arrive in
+        // order (the session engine's timers depend on it).
+        .set_parallelism(1)
         .map(move |r: Reading| {
             seen.fetch_add(1, Ordering::SeqCst);
             r
         })
-        .uid("count");
+        .uid("count")
+        .set_parallelism(1);
     let sum = |a: Reading, b: Reading| (a.0, a.1.max(b.1), a.2 + b.2);
     stream
         .clone()
@@ -1145,10 +1150,19 @@ fn window_savepoint(configure: impl FnOnce(&StreamEnv)) -> Checkpoint {
         .uid("per-second")
         .discard();
     stream
+        .clone()
         .key_by(|r: &Reading| r.0)
         .window(EventTimeSessionWindows::with_gap(Duration::from_secs(1)))
         .reduce(sum)
         .uid("sessions")
+        .discard();
+    // The same sessions on the general window operator (a trigger given).
+    stream
+        .key_by(|r: &Reading| r.0)
+        .window(EventTimeSessionWindows::with_gap(Duration::from_secs(1)))
+        .trigger(EventTimeTrigger::create())
+        .reduce(sum)
+        .uid("session-windows")
         .discard();
     stop_with_savepoint_after(&env, "cli-windows", &counted, readings().len(), root)
 }
@@ -1172,21 +1186,26 @@ fn inspect_shows_the_open_windows_of_window_operators() {
     ]));
     let report: serde_json::Value = serde_json::from_str(&json).unwrap();
     let windows = report["windows"].as_array().unwrap();
-    let sessions = windows.iter().find(|w| w["uid"] == "sessions").unwrap();
-    assert_eq!(sessions["engine"], "windows");
-    assert_eq!(sessions["state"], "window-contents");
-    assert_eq!(
-        (sessions["keys"].as_u64(), sessions["open"].as_u64()),
-        (Some(2), Some(3))
-    );
-    assert_eq!(sessions["earliest_start"], 0);
-    assert_eq!(
-        (
-            sessions["earliest_end"].as_i64(),
-            sessions["latest_end"].as_i64()
-        ),
-        (Some(1_200), Some(4_100))
-    );
+    for (uid, engine, state) in [
+        ("sessions", "sessions", "window-sessions"),
+        ("session-windows", "windows", "window-contents"),
+    ] {
+        let sessions = windows.iter().find(|w| w["uid"] == uid).unwrap();
+        assert_eq!(sessions["engine"], engine);
+        assert_eq!(sessions["state"], state);
+        assert_eq!(
+            (sessions["keys"].as_u64(), sessions["open"].as_u64()),
+            (Some(2), Some(3))
+        );
+        assert_eq!(sessions["earliest_start"], 0);
+        assert_eq!(
+            (
+                sessions["earliest_end"].as_i64(),
+                sessions["latest_end"].as_i64()
+            ),
+            (Some(1_200), Some(4_100))
+        );
+    }
     let tumbling = windows.iter().find(|w| w["uid"] == "per-second").unwrap();
     assert_eq!(tumbling["engine"], "slices");
     assert_eq!(

@@ -276,7 +276,7 @@ fn timed(env: &StreamEnv, records: Vec<Rec>, ooo: i64) -> DataStream<Rec> {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Engine {
     /// `aggregate_with`, the default trigger: the slice engine where the
-    /// assigner slices (the general operator for sessions).
+    /// assigner slices, the session engine for sessions.
     Incremental,
     /// `aggregate_with` with the event-time trigger set explicitly: the
     /// general operator, whatever the assigner.
@@ -844,7 +844,7 @@ impl Source<Rec> for UntilFired {
 }
 
 /// Processing-time windows in a whole job, on the wall clock: the slice
-/// engine (tumbling, sliding) and the general operator (sessions) fire
+/// engine (tumbling, sliding) and the session engine (sessions) fire
 /// windows aligned to their size, each holding records, none twice, and
 /// never more records than were emitted.
 #[test]

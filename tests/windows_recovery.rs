@@ -43,8 +43,8 @@ use weir::testing::Faults;
 use weir::time::WatermarkStrategy;
 use weir::window::{
     EventTimeSessionWindows, NoEvictor, ProcessWindowFunction, SlidingEventTimeWindows, TimeWindow,
-    TumblingEventTimeWindows, WindowAssigner, WindowContext, WindowedStream, WINDOW_SLICES,
-    WINDOW_STATE,
+    TumblingEventTimeWindows, WindowAssigner, WindowContext, WindowedStream, WINDOW_SESSIONS,
+    WINDOW_SLICES, WINDOW_STATE,
 };
 use weir::{
     Collector, DataStream, JobResult, Lifecycle, OutputTag, RestartStrategy, StreamEnv, UserError,
@@ -596,8 +596,8 @@ fn expected_output(records: &[Rec], backend: Backend, root: &Path) -> Vec<String
     lines
 }
 
-/// Window state and timers of every window operator (general or slice
-/// engine) are in `snapshot`.
+/// Window state and timers of every window operator (general operator,
+/// slice or session engine) are in `snapshot`.
 fn assert_window_state_in(snapshot: &Path) {
     let report = weir::inspect::inspect(snapshot).unwrap();
     for uid in ["tumbling", "sliding", "sessions", "session-stats"] {
@@ -611,7 +611,8 @@ fn assert_window_state_in(snapshot: &Path) {
                 .sum::<u64>()
         };
         assert!(
-            entries(&|s| s.name == WINDOW_STATE || s.name == WINDOW_SLICES) > 0
+            entries(&|s| [WINDOW_STATE, WINDOW_SLICES, WINDOW_SESSIONS].contains(&s.name.as_str()))
+                > 0
                 && entries(&|s| s.kind == StateReportKind::Timers) > 0,
             "{uid}: {operator:#?}"
         );

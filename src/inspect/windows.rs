@@ -6,6 +6,10 @@
 //! - `window-slices` ([`crate::window::slicing::WINDOW_SLICES`], the slice
 //!   engine of tumbling, sliding and cumulating windows with an incremental
 //!   function): per key, `(slice end, partial aggregate)` pairs;
+//! - `window-sessions` ([`crate::window::sessions::WINDOW_SESSIONS`], the
+//!   session engine of session windows with an incremental function): per
+//!   key, its sessions (`{"start":S,"end":E,"timer":T,"acc":...}`), ordered
+//!   by start;
 //! - `window-contents` ([`crate::window::operator::WINDOW_STATE`], every
 //!   other window): per key, a map from the window (`{"start":S,"end":E}` for
 //!   time windows, `null` for the global window of count windows) to its
@@ -32,6 +36,7 @@ use super::report::{OperatorReport, StateReportKind};
 use super::table::{Align, Table};
 use super::{KeySelection, QueryRow, TimerRow};
 use crate::window::operator::WINDOW_STATE;
+use crate::window::sessions::WINDOW_SESSIONS;
 use crate::window::slicing::WINDOW_SLICES;
 
 /// How a window operator keeps its windows (which of its states holds them).
@@ -43,6 +48,8 @@ pub enum WindowEngine {
     Slices,
     /// One entry per window (`window-contents`).
     Windows,
+    /// A key's sessions in one value (`window-sessions`).
+    Sessions,
 }
 
 impl WindowEngine {
@@ -51,6 +58,7 @@ impl WindowEngine {
         match state {
             WINDOW_SLICES => Some(WindowEngine::Slices),
             WINDOW_STATE => Some(WindowEngine::Windows),
+            WINDOW_SESSIONS => Some(WindowEngine::Sessions),
             _ => None,
         }
     }
@@ -60,6 +68,7 @@ impl WindowEngine {
         match self {
             WindowEngine::Slices => "slices",
             WindowEngine::Windows => "windows",
+            WindowEngine::Sessions => "sessions",
         }
     }
 }
@@ -69,13 +78,15 @@ impl WindowEngine {
 pub struct WindowReport {
     /// The operator's uid.
     pub uid: String,
-    /// The state holding the windows (`window-slices` or `window-contents`).
+    /// The state holding the windows (`window-slices`, `window-contents` or
+    /// `window-sessions`).
     pub state: String,
     /// How the operator keeps them.
     pub engine: WindowEngine,
     /// Keys with at least one open window or slice.
     pub keys: u64,
-    /// Open windows (`windows`) or slices (`slices`), over all keys.
+    /// Open windows (`windows`, `sessions`) or slices (`slices`), over all
+    /// keys.
     pub open: u64,
     /// The most open windows or slices one key has.
     pub most_of_one_key: u64,
@@ -147,6 +158,19 @@ impl Tally {
                     last.and_then(end_of),
                 )
             }
+            // The value: `[{"start":S,"end":E,...}, ...]`, ordered by start
+            // (and so by end: sessions do not overlap).
+            WindowEngine::Sessions => {
+                let sessions = row.value.as_array().map_or(&[][..], Vec::as_slice);
+                let field = |session: Option<&Json>, name| session?.get(name)?.as_i64();
+                let (first, last) = (sessions.first(), sessions.last());
+                (
+                    sessions.len() as u64,
+                    field(first, "start"),
+                    field(first, "end"),
+                    field(last, "end"),
+                )
+            }
             // The map entry's key is the window.
             WindowEngine::Windows => {
                 let field = |name| row.user_key.as_ref()?.get(name)?.as_i64();
@@ -216,8 +240,10 @@ pub(crate) fn window_reports(path: &Path, operators: &[OperatorReport]) -> Vec<W
             };
             let decoded = matches!(
                 (engine, state.kind),
-                (WindowEngine::Slices, StateReportKind::KeyedValue)
-                    | (WindowEngine::Windows, StateReportKind::KeyedMap)
+                (
+                    WindowEngine::Slices | WindowEngine::Sessions,
+                    StateReportKind::KeyedValue
+                ) | (WindowEngine::Windows, StateReportKind::KeyedMap)
             );
             if !decoded {
                 continue;
@@ -396,6 +422,40 @@ mod tests {
             (report.processing_timers, report.next_processing_timer),
             (1, Some(50))
         );
+    }
+
+    #[test]
+    fn sessions_are_counted_per_key_with_their_starts_and_ends() {
+        let session =
+            |start: i64, end: i64| json!({"start": start, "end": end, "timer": end - 1, "acc": 1});
+        let rows = [
+            row(
+                json!("a"),
+                None,
+                json!([session(100, 1100), session(2500, 3600)]),
+            ),
+            row(json!("b"), None, json!([session(50, 900)])),
+        ];
+        let timers = [
+            timer(json!("a"), 1099, "event_time"),
+            timer(json!("b"), 899, "event_time"),
+        ];
+        let report = summarise("s", WINDOW_SESSIONS, WindowEngine::Sessions, &rows, &timers);
+        assert_eq!((report.keys, report.open), (2, 3));
+        assert_eq!(
+            (report.most_of_one_key, report.busiest_key.as_deref()),
+            (2, Some("\"a\""))
+        );
+        assert_eq!(report.earliest_start, Some(50));
+        assert_eq!(
+            (report.earliest_end, report.latest_end),
+            (Some(900), Some(3600))
+        );
+        assert_eq!(
+            (report.event_timers, report.next_event_timer),
+            (2, Some(899))
+        );
+        assert!(Shown(&[report]).to_string().contains("3 sessions"));
     }
 
     #[test]

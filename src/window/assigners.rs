@@ -74,6 +74,38 @@ pub trait WindowAssigner<T>: Clone + Send + Sync + 'static {
     fn slicing(&self) -> Option<Slicing<Self::W>> {
         None
     }
+
+    /// How elements open sessions, if the windows are sessions: with the
+    /// default trigger, no evictor and an incremental function, sessions
+    /// run on the session engine, which keeps each key's sessions as one
+    /// value (see [`crate::window::sessions`]). `None` (the default): the
+    /// general window operator.
+    fn sessions(&self) -> Option<SessionSpec<T, Self::W>> {
+        None
+    }
+}
+
+/// What the session engine needs of a session assigner
+/// ([`WindowAssigner::sessions`]).
+pub struct SessionSpec<T, W> {
+    /// Event time (else processing time).
+    pub event_time: bool,
+    /// The window `[start, end)` an element opens (with its timestamp, at
+    /// processing time `now`).
+    #[allow(clippy::type_complexity)]
+    pub bounds: Arc<dyn Fn(&T, Option<i64>, i64) -> Result<(i64, i64), UserError> + Send + Sync>,
+    /// The window `[start, end)`, as the function sees it.
+    pub window: fn(i64, i64) -> W,
+}
+
+impl<T, W> Clone for SessionSpec<T, W> {
+    fn clone(&self) -> Self {
+        SessionSpec {
+            event_time: self.event_time,
+            bounds: self.bounds.clone(),
+            window: self.window,
+        }
+    }
 }
 
 /// Event time or processing time.
@@ -553,21 +585,8 @@ impl<T: 'static> WindowAssigner<T> for SessionWindows<T> {
         now: i64,
         windows: &mut Vec<TimeWindow>,
     ) -> Result<(), UserError> {
-        let time = self.time.time_of(timestamp, now, "a session window")?;
-        let gap = match &self.gap {
-            Gap::Static(gap) => *gap,
-            Gap::Dynamic(f) => {
-                let gap = f(element);
-                if gap <= 0 {
-                    return Err(Permanent::from_message(format!(
-                        "a dynamic session gap must be positive; the gap function gave {gap} for the record at {time}"
-                    ))
-                    .into());
-                }
-                gap
-            }
-        };
-        windows.push(TimeWindow::new(time, time.saturating_add(gap)));
+        let (start, end) = self.bounds(element, timestamp, now)?;
+        windows.push(TimeWindow::new(start, end));
         Ok(())
     }
 
@@ -587,6 +606,17 @@ impl<T: 'static> WindowAssigner<T> for SessionWindows<T> {
         merge_overlapping(windows)
     }
 
+    fn sessions(&self) -> Option<SessionSpec<T, TimeWindow>> {
+        let assigner = self.clone();
+        Some(SessionSpec {
+            event_time: self.time == TimeKind::EventTime,
+            bounds: Arc::new(move |element, timestamp, now| {
+                assigner.bounds(element, timestamp, now)
+            }),
+            window: TimeWindow::new,
+        })
+    }
+
     fn validate(&self) -> Result<(), String> {
         match self.gap {
             Gap::Static(gap) if gap <= 0 => Err(format!(
@@ -601,6 +631,32 @@ impl<T: 'static> WindowAssigner<T> for SessionWindows<T> {
             Gap::Static(gap) => format!("{}SessionWindows({gap})", self.time.prefix()),
             Gap::Dynamic(_) => format!("Dynamic{}SessionWindows", self.time.prefix()),
         }
+    }
+}
+
+impl<T> SessionWindows<T> {
+    /// The window `[start, end)` `element` opens.
+    fn bounds(
+        &self,
+        element: &T,
+        timestamp: Option<i64>,
+        now: i64,
+    ) -> Result<(i64, i64), UserError> {
+        let time = self.time.time_of(timestamp, now, "a session window")?;
+        let gap = match &self.gap {
+            Gap::Static(gap) => *gap,
+            Gap::Dynamic(f) => {
+                let gap = f(element);
+                if gap <= 0 {
+                    return Err(Permanent::from_message(format!(
+                        "a dynamic session gap must be positive; the gap function gave {gap} for the record at {time}"
+                    ))
+                    .into());
+                }
+                gap
+            }
+        };
+        Ok((time, time.saturating_add(gap)))
     }
 }
 

@@ -57,6 +57,7 @@ pub mod evictors;
 pub mod functions;
 mod late;
 pub mod operator;
+pub mod sessions;
 pub mod slices;
 pub mod slicing;
 pub mod stream;
@@ -66,15 +67,17 @@ pub mod windows;
 
 pub use assigners::{
     CumulatingEventTimeWindows, CumulatingProcessingTimeWindows, CumulatingWindows,
-    EventTimeSessionWindows, GlobalWindows, ProcessingTimeSessionWindows, SessionWindows,
-    SlidingEventTimeWindows, SlidingProcessingTimeWindows, SlidingWindows, TimeKind,
-    TumblingEventTimeWindows, TumblingProcessingTimeWindows, TumblingWindows, WindowAssigner,
+    EventTimeSessionWindows, GlobalWindows, ProcessingTimeSessionWindows, SessionSpec,
+    SessionWindows, SlidingEventTimeWindows, SlidingProcessingTimeWindows, SlidingWindows,
+    TimeKind, TumblingEventTimeWindows, TumblingProcessingTimeWindows, TumblingWindows,
+    WindowAssigner,
 };
 pub use evictors::{
     CountEvictor, DeltaEvictor, Evictor, EvictorContext, NoEvictor, TimeEvictor, TimestampedValue,
 };
 pub use functions::{PassThrough, ProcessWindowFunction, WindowContext};
 pub use operator::WINDOW_STATE;
+pub use sessions::WINDOW_SESSIONS;
 pub use slices::SliceShape;
 pub use slicing::{Slicing, WINDOW_SLICES};
 pub use stream::WindowedStream;

@@ -19,6 +19,7 @@ use super::functions::{
     ProcessWindowFunction, ReduceFold, WindowLogic,
 };
 use super::operator::{WindowOperator, WindowSpec};
+use super::sessions::{SessionEngineSpec, SessionWindowOperator};
 use super::slicing::{SliceSpec, SliceWindowOperator};
 use super::triggers::{CountTrigger, PurgingTrigger, Trigger};
 
@@ -223,9 +224,10 @@ where
         self.build("Process", logic)
     }
 
-    /// An incremental fold without an evictor (on the slice engine if the
-    /// assigner slices and the trigger is its default); with one, the fold
-    /// runs over what the evictor leaves when the window fires.
+    /// An incremental fold without an evictor (with the default trigger: on
+    /// the slice engine if the assigner slices, on the session engine for
+    /// sessions); with one, the fold runs over what the evictor leaves when
+    /// the window fires.
     fn folded<F, P, Out>(self, what: &str, fold: F, function: P) -> DataStream<Out>
     where
         F: Fold<T>,
@@ -240,6 +242,24 @@ where
             let name = self.name(what);
             let operator = SliceWindowOperator::new(SliceSpec {
                 slicing,
+                settings: self.assigner.validate(),
+                fold,
+                function,
+                allowed_lateness: self.allowed_lateness,
+                late_tag: self.late_tag.clone(),
+                key: self.keyed.key_selector(),
+                backend: self.keyed.env_handle().backend_cell(),
+            });
+            return add_window_operator(self.keyed, self.all, &name, operator);
+        }
+        let sessions = self
+            .assigner
+            .sessions()
+            .filter(|_| self.default_trigger && self.evictor.is_none());
+        if let Some(sessions) = sessions {
+            let name = self.name(what);
+            let operator = SessionWindowOperator::new(SessionEngineSpec {
+                sessions,
                 settings: self.assigner.validate(),
                 fold,
                 function,
