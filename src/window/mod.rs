@@ -22,8 +22,9 @@
 //!   watermark` and all its windows are, a window's state is removed when
 //!   the watermark passes `end - 1 + lateness`.
 //!
-//! Window state is keyed state (`window-contents`, see [`operator`]) on
-//! either backend: checkpointed, restored, rescaled by key group, in
+//! Window state is keyed state (`window-contents`, see [`operator`];
+//! `window-slices` on the slice engine, [`slicing`]; `window-sessions` on
+//! the session engine, [`sessions`]) on either backend: checkpointed, restored, rescaled by key group, in
 //! savepoints, shown by `weir inspect`. The end of a bounded input is the
 //! largest watermark: every event-time window still open fires.
 //!
