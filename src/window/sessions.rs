@@ -3,7 +3,7 @@
 //! (`reduce`, `aggregate`, alone or with a process function), the default
 //! trigger and no evictor.
 //!
-//! Per key it keeps the open sessions as one value ([`Session`]s ordered
+//! Per key it keeps the open sessions as one value (`Session`s ordered
 //! by start, keyed state `window-sessions`): an element that extends a
 //! session changes it in place, one state access, where the general
 //! operator ([`super::operator`]) reads the key's windows, removes the
