@@ -395,6 +395,36 @@ fn session_windows_agree_with_the_reference() {
     check(Shape::Session(250), 12..20);
 }
 
+/// Sessions whose gap each element gives: the session engine (the default
+/// trigger) fires exactly what the general operator (the trigger given)
+/// does, late records included, over random out-of-order streams.
+#[test]
+fn dynamic_gap_sessions_agree_on_both_engines() {
+    for seed in 40..52 {
+        let records = random_stream(seed, 600, 5);
+        let lateness = [0, 60, 700][(seed % 3) as usize];
+        let ooo = [0, 150][(seed % 2) as usize];
+        let parallelism = 1 + (seed % 2) as usize;
+        // 20..=320 ms, from the value (which may be negative).
+        let gap = |r: &Rec| 20 + r.2.rem_euclid(7) * 50;
+        let run = |engine| {
+            run_weir(
+                &records,
+                EventTimeSessionWindows::with_dynamic_gap(gap),
+                lateness,
+                ooo,
+                engine,
+                parallelism,
+            )
+        };
+        let (general, general_late) = run(Engine::General);
+        let (sessions, sessions_late) = run(Engine::Incremental);
+        assert!(general.len() > 20, "seed {seed}: {} firings", general.len());
+        assert_eq!(sessions, general, "seed {seed}: firings");
+        assert_eq!(sessions_late, general_late, "seed {seed}: late records");
+    }
+}
+
 #[test]
 fn a_late_element_within_the_lateness_bridges_two_sessions() {
     // Sessions [0, 100) and [150, 250) of key 1; the watermark reaches 300;
