@@ -425,6 +425,31 @@ fn dynamic_gap_sessions_agree_on_both_engines() {
     }
 }
 
+/// A key whose every element is late keeps no session state (nor do the
+/// others, once their sessions are cleaned up at the end of the input).
+#[test]
+fn a_key_with_only_late_elements_keeps_no_state() {
+    let env = StreamEnv::with_parallelism(1);
+    let records = vec![(1, 0, 1), (1, 5_000, 2), (2, 100, 3), (2, 150, 4)];
+    let fired = timed(&env, records, 0)
+        .key_by(|r: &Rec| r.0)
+        .window(EventTimeSessionWindows::with_gap(Duration::from_millis(
+            100,
+        )))
+        .reduce(|a, b| (a.0, a.1, a.2 + b.2))
+        .name("Sessions")
+        .collect();
+    let result = env.execute_blocking("late keys").unwrap();
+    assert_eq!(fired.take().len(), 2);
+    assert_eq!(result.counter("Sessions", "late_records"), 2);
+    let stored: Vec<_> = result
+        .state_metrics()
+        .filter(|s| s.operator == "Sessions")
+        .map(|s| (s.state.clone(), s.stored_keys))
+        .collect();
+    assert_eq!(stored, vec![("window-sessions".to_string(), Some(0))]);
+}
+
 #[test]
 fn a_late_element_within_the_lateness_bridges_two_sessions() {
     // Sessions [0, 100) and [150, 250) of key 1; the watermark reaches 300;

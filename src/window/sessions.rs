@@ -212,8 +212,9 @@ where
         };
         let lateness = self.lateness();
         let fold = &self.logic.fold;
-        let placed = ctx.state(&self.sessions)?.modify(|sessions| {
-            place(
+        let mut state = ctx.state(&self.sessions)?;
+        let placed = state.modify(|sessions| {
+            let placed = place(
                 sessions,
                 (start, end),
                 value,
@@ -224,11 +225,16 @@ where
                     lateness,
                 },
                 fold,
-            )
+            );
+            (placed, sessions.is_empty())
         });
-        let Some(placed) = placed else {
+        let Some((placed, empty)) = placed else {
             return Ok(());
         };
+        if empty {
+            // A key whose elements were all late keeps no state.
+            state.clear();
+        }
         match placed {
             Placed::Late(value) => {
                 self.late
@@ -291,39 +297,61 @@ where
     fn on_timer(
         &mut self,
         time: i64,
+        domain: TimeDomain,
         ctx: &mut KeyedContext<'_, K>,
         out: &mut Collector<Out>,
     ) -> Result<(), UserError> {
+        let own = if self.spec.event_time {
+            TimeDomain::EventTime
+        } else {
+            TimeDomain::ProcessingTime
+        };
+        if domain != own {
+            // A timer the function registered in the other domain.
+            return Ok(());
+        }
         let lateness = self.lateness();
         let mut later = Vec::new();
         let mut state = ctx.state(&self.sessions)?;
         let Some((due, empty)) = state.modify(|sessions| {
             let mut due = Vec::new();
-            sessions.retain_mut(|session| {
+            let mut i = 0;
+            while i < sessions.len() {
+                let session = &mut sessions[i];
                 if session.timer != time {
-                    return true;
+                    i += 1;
+                    continue;
                 }
                 let max_timestamp = session.max_timestamp();
                 let cleanup = max_timestamp.saturating_add(lateness);
                 if time < max_timestamp {
                     session.timer = max_timestamp;
                     later.push(max_timestamp);
-                    return true;
+                    i += 1;
+                    continue;
                 }
-                let keep = time < cleanup;
-                let fire = (time == max_timestamp).then(|| session.acc.clone());
-                due.push(Due {
-                    start: session.start,
-                    end: session.end,
-                    fire,
-                    cleared: !keep,
-                });
-                if keep {
+                let fires = time == max_timestamp;
+                if time < cleanup {
+                    // Kept for late elements until its cleanup time.
+                    due.push(Due {
+                        start: session.start,
+                        end: session.end,
+                        fire: fires.then(|| session.acc.clone()),
+                        cleared: false,
+                    });
                     session.timer = cleanup;
                     later.push(cleanup);
+                    i += 1;
+                } else {
+                    let session = sessions.remove(i);
+                    due.push(Due {
+                        start: session.start,
+                        end: session.end,
+                        fire: fires.then_some(session.acc),
+                        cleared: true,
+                    });
                 }
-                keep
-            });
+            }
             (due, sessions.is_empty())
         }) else {
             return Ok(());
@@ -432,9 +460,10 @@ fn place<T, F: Fold<T>>(
             ));
         }
     }
+    // `first < after`: the run is not empty.
     let mut parts = sessions.drain(first..after);
     let Some(mut session) = parts.next() else {
-        return Placed::Late(value);
+        return Placed::Refused("no session to merge into".to_string());
     };
     // The merged session waits for the earliest of its parts' timers; the
     // others are deleted (as the general operator and Flink do on a merge).
@@ -536,7 +565,7 @@ where
     ) -> Result<(), UserError> {
         let mut core = std::mem::take(&mut self.core);
         let result = core.advance_watermark(watermark, None, out, |t, ctx, out| {
-            self.on_timer(t, ctx, out)
+            self.on_timer(t, TimeDomain::EventTime, ctx, out)
         });
         self.core = core;
         result
@@ -549,7 +578,7 @@ where
     fn on_processing_time(&mut self, now: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
         let mut core = std::mem::take(&mut self.core);
         let result = core.fire_timers(TimeDomain::ProcessingTime, now, None, out, |t, ctx, out| {
-            self.on_timer(t, ctx, out)
+            self.on_timer(t, TimeDomain::ProcessingTime, ctx, out)
         });
         self.core = core;
         result
