@@ -1172,6 +1172,43 @@ fn window_table(text: &str) -> &str {
     table_from(text, "OPERATOR  ", " WINDOW STATE ")
 }
 
+/// A savepoint whose sessions the session engine kept does not resume
+/// into the general window operator (a trigger given, same uid): the job
+/// stops naming the operator and both window states, instead of starting
+/// without the open sessions.
+#[test]
+fn windows_kept_by_another_engine_are_refused_on_restore() {
+    use weir::window::{EventTimeSessionWindows, EventTimeTrigger};
+    let savepoint = window_savepoint(|_| ());
+    let env = StreamEnv::with_parallelism(2);
+    env.resume_from(arg(&savepoint.path));
+    env.set_allow_non_restored_state(true);
+    env.add_source(Held { left: readings() })
+        .uid("readings")
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::punctuated(|_: &Reading, ts| Some(ts - 10_000))
+                .with_timestamp_assigner(|r: &Reading| r.1),
+        )
+        .uid("timestamps")
+        .key_by(|r: &Reading| r.0)
+        .window(EventTimeSessionWindows::with_gap(Duration::from_secs(1)))
+        .trigger(EventTimeTrigger::create())
+        .reduce(|a: Reading, b: Reading| (a.0, a.1.max(b.1), a.2 + b.2))
+        .uid("sessions")
+        .discard();
+    let error = env
+        .execute_blocking("engine switch")
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "uid `sessions`",
+        "keeps its windows in `window-sessions`",
+        "now keeps them in `window-contents`",
+    ] {
+        assert!(error.contains(part), "{part}: {error}");
+    }
+}
+
 #[test]
 fn inspect_shows_the_open_windows_of_window_operators() {
     let savepoint = window_savepoint(|_| ());

@@ -279,6 +279,14 @@ impl<K: Key> KeyedCore<K> {
         Ok(())
     }
 
+    /// The names of the keyed states the restored snapshot recorded (after
+    /// [`Self::open`]).
+    pub fn restored_state_names(&self) -> Vec<String> {
+        self.store.as_ref().map_or_else(Vec::new, |store| {
+            store.restored_state_names().map(str::to_string).collect()
+        })
+    }
+
     /// Creates the store for this subtask's key groups and restores into it.
     pub fn open(&mut self, ctx: &RuntimeContext) -> Result<(), StateError> {
         let range = KeyGroupRange::of_subtask(

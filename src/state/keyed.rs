@@ -1684,6 +1684,12 @@ impl<K: Key> KeyedStateStore<K> {
         self.restored_schemas = schemas;
     }
 
+    /// The names of the states the restored snapshot recorded (its keyed
+    /// metadata; none for a snapshot without it).
+    pub fn restored_state_names(&self) -> impl Iterator<Item = &str> {
+        self.restored_schemas.keys().map(String::as_str)
+    }
+
     /// Names operator `uid` in the errors of restored states.
     pub fn set_operator(&mut self, uid: &str) {
         self.operator = Some(uid.to_string());

@@ -476,6 +476,58 @@ pub(crate) fn check_settings(
     Ok(())
 }
 
+/// The keyed state of each way of keeping windows, and what keeps it.
+const WINDOW_ENGINES: [(&str, &str); 3] = [
+    (
+        WINDOW_STATE,
+        "the general window operator (a trigger or an evictor given, `process`, or windows that neither slice nor merge)",
+    ),
+    (
+        crate::window::slicing::WINDOW_SLICES,
+        "the slice engine (tumbling, sliding or cumulating windows with `reduce`/`aggregate` and the default trigger)",
+    ),
+    (
+        crate::window::sessions::WINDOW_SESSIONS,
+        "the session engine (session windows with `reduce`/`aggregate` and the default trigger)",
+    ),
+];
+
+/// Fails the job once if the operator was restored from a snapshot whose
+/// windows another engine kept (state `restored`, the operator now keeping
+/// `own`): the open windows cannot move between them, and would be lost
+/// without a word (the window definition changed: a trigger or evictor
+/// added or removed, another function or assigner).
+pub(crate) fn check_restored_engine(
+    ctx: &RuntimeContext,
+    restored: &[String],
+    own: &str,
+) -> Result<(), UserError> {
+    let describe = |state: &str| {
+        WINDOW_ENGINES
+            .iter()
+            .find(|(name, _)| *name == state)
+            .map_or("", |(_, what)| what)
+    };
+    let Some(other) = restored
+        .iter()
+        .map(String::as_str)
+        .find(|state| *state != own && !describe(state).is_empty())
+    else {
+        return Ok(());
+    };
+    Err(Permanent::from_message(format!(
+        "window operator `{}` (uid `{}`): the snapshot it restores keeps its windows in `{other}`, \
+         {}, but the job now keeps them in `{own}`, {}; the open windows cannot move between \
+         the two. Restore with the window definition the snapshot was taken with, or give the \
+         operator a new uid to start it without its windows (with --allow-non-restored-state)",
+        ctx.operator_name(),
+        ctx.uid(),
+        describe(other),
+        describe(own),
+    ))
+    .into())
+}
+
 /// Registers the timers triggers added with the key's timer service (a
 /// timer some other window of the key registered already is one timer).
 fn register_timers<K: Key>(ctx: &mut KeyedContext<'_, K>, added: &[WindowTimer]) {
@@ -518,6 +570,7 @@ where
         }
         check_settings(ctx, settings, self.late.allowed_lateness)?;
         self.core.open(ctx)?;
+        check_restored_engine(ctx, &self.core.restored_state_names(), WINDOW_STATE)?;
         self.logic.open(ctx)
     }
 

@@ -44,7 +44,7 @@ use super::assigners::SessionSpec;
 use super::evictors::EvictorContext;
 use super::functions::{Fold, Incremental, ProcessWindowFunction, WindowContext, WindowLogic};
 use super::late::LateData;
-use super::operator::check_settings;
+use super::operator::{check_restored_engine, check_settings};
 
 /// The name of the session engine's keyed state.
 pub const WINDOW_SESSIONS: &str = "window-sessions";
@@ -522,6 +522,7 @@ where
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         check_settings(ctx, self.settings.clone(), self.late.allowed_lateness)?;
         self.core.open(ctx)?;
+        check_restored_engine(ctx, &self.core.restored_state_names(), WINDOW_SESSIONS)?;
         self.logic.open(ctx)
     }
 

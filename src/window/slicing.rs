@@ -33,7 +33,7 @@ use super::assigners::TimeKind;
 use super::evictors::EvictorContext;
 use super::functions::{Fold, Incremental, ProcessWindowFunction, WindowContext, WindowLogic};
 use super::late::LateData;
-use super::operator::check_settings;
+use super::operator::{check_restored_engine, check_settings};
 use super::slices::{LastPlacement, Placement, SliceShape, Slices};
 
 /// The name of the slice engine's keyed state.
@@ -379,6 +379,7 @@ where
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
         check_settings(ctx, self.settings.clone(), self.late.allowed_lateness)?;
         self.core.open(ctx)?;
+        check_restored_engine(ctx, &self.core.restored_state_names(), WINDOW_SLICES)?;
         self.logic.open(ctx)
     }
 
