@@ -2,11 +2,13 @@
 //! ([`crate::state::KeyedStateStore::warm`]), decided by measuring.
 //!
 //! Looking a batch's keys up once before its records lets the processor
-//! overlap their cache misses: on state larger than the cache (windows over
-//! 100 000 keys) records go a third faster. On state that fits in the
-//! cache there is no miss to overlap and the extra lookup costs about 5%
-//! (keyed-count). Which case a job is in depends on its keys, its values
-//! and the machine, so the operator tries both: a few batches each way,
+//! overlap their cache misses: on state larger than the cache records can
+//! go faster (windows over 100 000 keys went a third faster when this was
+//! written). On state that fits in the cache there is no miss to overlap
+//! and the extra lookup costs about 5% (keyed-count); and on another day the
+//! same window job ran 10-20% slower warmed (2026-12-07: window-count p1
+//! 8-9.5 M records/s warmed, 10-11.6 not). Which case a job is in depends on
+//! its keys, its values and the machine, so the operator tries both: a few batches each way,
 //! alternating, then the faster way for the next few thousand batches, and
 //! then it tries again (state grows, the cache is shared).
 //!

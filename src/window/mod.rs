@@ -54,6 +54,7 @@
 //! ```
 
 pub mod assigners;
+mod engine;
 pub mod evictors;
 pub mod functions;
 mod late;

@@ -33,14 +33,14 @@ use crate::lifecycle::{forward_lifecycle, Lifecycle};
 use crate::operator::{Collector, OneInputOperator};
 use crate::ops::keyed_core::KeyedCore;
 use crate::ops::keyed_process::{KeySelector, KeyedContext};
-use crate::side_output::OutputTag;
 use crate::state::timers::TimeDomain;
 use crate::state::{
-    BackendCell, Key, StateData, StateInitContext, StateSnapshotContext, ValueStateDescriptor,
+    Key, StateData, StateInitContext, StateSnapshotContext, ValueStateDescriptor,
     ValueStateWithDefault,
 };
 
 use super::assigners::SessionSpec;
+use super::engine::EngineSpec;
 use super::evictors::EvictorContext;
 use super::functions::{Fold, Incremental, ProcessWindowFunction, WindowContext, WindowLogic};
 use super::late::LateData;
@@ -83,19 +83,6 @@ pub(crate) struct SessionWindowOperator<K, T, Out, F: Fold<T>, P, W> {
     core: KeyedCore<K>,
     sessions: ValueStateWithDefault<Vec<Session<F::Acc>>>,
     _out: std::marker::PhantomData<fn() -> Out>,
-}
-
-/// Everything the session engine is built from.
-pub(crate) struct SessionEngineSpec<K, T, F, P, W> {
-    pub sessions: SessionSpec<T, W>,
-    /// The assigner's verdict on its settings.
-    pub settings: Result<(), String>,
-    pub fold: F,
-    pub function: P,
-    pub allowed_lateness: i64,
-    pub late_tag: Option<OutputTag<T>>,
-    pub key: KeySelector<T, K>,
-    pub backend: BackendCell,
 }
 
 fn sessions_descriptor<Acc: StateData>() -> ValueStateWithDefault<Vec<Session<Acc>>> {
@@ -161,9 +148,9 @@ where
     P: ProcessWindowFunction<K, F::Out, Out, W>,
     W: 'static,
 {
-    pub(crate) fn new(spec: SessionEngineSpec<K, T, F, P, W>) -> Self {
+    pub(crate) fn new(spec: EngineSpec<K, T, F, P, SessionSpec<T, W>>) -> Self {
         SessionWindowOperator {
-            spec: spec.sessions,
+            spec: spec.shape,
             settings: spec.settings,
             logic: Incremental {
                 fold: spec.fold,

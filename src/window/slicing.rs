@@ -22,14 +22,14 @@ use crate::lifecycle::{forward_lifecycle, Lifecycle};
 use crate::operator::{Collector, OneInputOperator};
 use crate::ops::keyed_core::KeyedCore;
 use crate::ops::keyed_process::{KeySelector, KeyedContext};
-use crate::side_output::OutputTag;
 use crate::state::timers::TimeDomain;
 use crate::state::{
-    BackendCell, Key, StateData, StateInitContext, StateSnapshotContext, ValueStateDescriptor,
+    Key, StateData, StateInitContext, StateSnapshotContext, ValueStateDescriptor,
     ValueStateWithDefault,
 };
 
 use super::assigners::TimeKind;
+use super::engine::EngineSpec;
 use super::evictors::EvictorContext;
 use super::functions::{Fold, Incremental, ProcessWindowFunction, WindowContext, WindowLogic};
 use super::late::LateData;
@@ -74,19 +74,6 @@ pub(crate) struct SliceWindowOperator<K, T, Out, F: Fold<T>, P, W> {
     _out: std::marker::PhantomData<fn() -> Out>,
 }
 
-/// Everything the slice engine is built from.
-pub(crate) struct SliceSpec<K, T, F, P, W> {
-    pub slicing: Slicing<W>,
-    /// The assigner's verdict on its settings.
-    pub settings: Result<(), String>,
-    pub fold: F,
-    pub function: P,
-    pub allowed_lateness: i64,
-    pub late_tag: Option<OutputTag<T>>,
-    pub key: KeySelector<T, K>,
-    pub backend: BackendCell,
-}
-
 fn slices_descriptor<Acc: StateData>() -> ValueStateWithDefault<Slices<Acc>> {
     ValueStateDescriptor::new(WINDOW_SLICES).with_default(Slices::default())
 }
@@ -124,9 +111,9 @@ where
     P: ProcessWindowFunction<K, F::Out, Out, W>,
     W: 'static,
 {
-    pub(crate) fn new(spec: SliceSpec<K, T, F, P, W>) -> Self {
+    pub(crate) fn new(spec: EngineSpec<K, T, F, P, Slicing<W>>) -> Self {
         SliceWindowOperator {
-            slicing: spec.slicing,
+            slicing: spec.shape,
             settings: spec.settings,
             logic: Incremental {
                 fold: spec.fold,

@@ -13,14 +13,15 @@ use crate::state::{AggregateFunction, Key, StateData};
 use crate::stream::{DataStream, KeyedStream};
 
 use super::assigners::{millis, GlobalWindows, WindowAssigner};
+use super::engine::EngineSpec;
 use super::evictors::{CountEvictor, Evictor, NoEvictor};
 use super::functions::{
     AggregateFold, AllElements, Evicting, Fold, Folded, Incremental, PassThrough,
     ProcessWindowFunction, ReduceFold, WindowLogic,
 };
 use super::operator::{WindowOperator, WindowSpec};
-use super::sessions::{SessionEngineSpec, SessionWindowOperator};
-use super::slicing::{SliceSpec, SliceWindowOperator};
+use super::sessions::SessionWindowOperator;
+use super::slicing::SliceWindowOperator;
 use super::triggers::{CountTrigger, PurgingTrigger, Trigger};
 
 /// A keyed stream cut into windows, waiting for its window function (Flink's
@@ -234,41 +235,18 @@ where
         P: ProcessWindowFunction<K, F::Out, Out, A::W>,
         Out: Data,
     {
-        let slicing = self
-            .assigner
-            .slicing()
-            .filter(|_| self.default_trigger && self.evictor.is_none());
-        if let Some(slicing) = slicing {
-            let name = self.name(what);
-            let operator = SliceWindowOperator::new(SliceSpec {
-                slicing,
-                settings: self.assigner.validate(),
-                fold,
-                function,
-                allowed_lateness: self.allowed_lateness,
-                late_tag: self.late_tag.clone(),
-                key: self.keyed.key_selector(),
-                backend: self.keyed.env_handle().backend_cell(),
-            });
-            return add_window_operator(self.keyed, self.all, &name, operator);
-        }
-        let sessions = self
-            .assigner
-            .sessions()
-            .filter(|_| self.default_trigger && self.evictor.is_none());
-        if let Some(sessions) = sessions {
-            let name = self.name(what);
-            let operator = SessionWindowOperator::new(SessionEngineSpec {
-                sessions,
-                settings: self.assigner.validate(),
-                fold,
-                function,
-                allowed_lateness: self.allowed_lateness,
-                late_tag: self.late_tag.clone(),
-                key: self.keyed.key_selector(),
-                backend: self.keyed.env_handle().backend_cell(),
-            });
-            return add_window_operator(self.keyed, self.all, &name, operator);
+        if self.default_trigger && self.evictor.is_none() {
+            if let Some(slicing) = self.assigner.slicing() {
+                let name = self.name(what);
+                let operator = SliceWindowOperator::new(self.engine_spec(slicing, fold, function));
+                return add_window_operator(self.keyed, self.all, &name, operator);
+            }
+            if let Some(sessions) = self.assigner.sessions() {
+                let name = self.name(what);
+                let operator =
+                    SessionWindowOperator::new(self.engine_spec(sessions, fold, function));
+                return add_window_operator(self.keyed, self.all, &name, operator);
+            }
         }
         if self.evictor.is_none() {
             self.build(what, Incremental { fold, function })
@@ -279,6 +257,20 @@ where
                 function,
             };
             self.build(what, logic)
+        }
+    }
+
+    /// What a window engine is built from, its windows made by `shape`.
+    fn engine_spec<F, P, S>(&self, shape: S, fold: F, function: P) -> EngineSpec<K, T, F, P, S> {
+        EngineSpec {
+            shape,
+            settings: self.assigner.validate(),
+            fold,
+            function,
+            allowed_lateness: self.allowed_lateness,
+            late_tag: self.late_tag.clone(),
+            key: self.keyed.key_selector(),
+            backend: self.keyed.env_handle().backend_cell(),
         }
     }
 
