@@ -251,6 +251,48 @@ pub(crate) trait WindowLogic<K, T, W, Out>: Lifecycle + Clone + Send + 'static {
     fn clear(&mut self, ctx: &mut WindowContext<'_, '_, K, W>) -> Result<(), UserError>;
 }
 
+/// Fires `window` (its output stamped `max_timestamp`) with `contents`, at
+/// processing time `now` and `watermark`: what every window operator does
+/// when a window fires.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fire_window<K: Key, T, W, Out, L: WindowLogic<K, T, W, Out>>(
+    logic: &mut L,
+    window: &W,
+    max_timestamp: i64,
+    contents: &mut L::Acc,
+    (now, watermark): (i64, i64),
+    ctx: &mut KeyedContext<'_, K>,
+    out: &mut Collector<Out>,
+) -> Result<(), UserError> {
+    let key = ctx.current_key().clone();
+    out.set_timestamp(Some(max_timestamp));
+    let mut wctx = WindowContext {
+        window,
+        keyed: ctx,
+        processing_time: now,
+    };
+    let evicting = EvictorContext {
+        watermark,
+        processing_time: now,
+    };
+    logic.fire(&key, contents, evicting, &mut wctx, out)
+}
+
+/// Runs `logic`'s `clear` for `window`, which is removed (cleaned up).
+pub(crate) fn clear_window<K: Key, T, W, Out, L: WindowLogic<K, T, W, Out>>(
+    logic: &mut L,
+    window: &W,
+    now: i64,
+    ctx: &mut KeyedContext<'_, K>,
+) -> Result<(), UserError> {
+    let mut wctx = WindowContext {
+        window,
+        keyed: ctx,
+        processing_time: now,
+    };
+    logic.clear(&mut wctx)
+}
+
 /// Contents folded as elements arrive; the function gets the one result.
 pub(crate) struct Incremental<F, P> {
     pub fold: F,

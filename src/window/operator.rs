@@ -27,8 +27,7 @@ use crate::state::{
 };
 
 use super::assigners::WindowAssigner;
-use super::evictors::EvictorContext;
-use super::functions::{WindowContext, WindowLogic};
+use super::functions::{clear_window, fire_window, WindowLogic};
 use super::late::LateData;
 use super::triggers::{Trigger, TriggerContext, TriggerResult, WindowTimer};
 use super::windows::Window;
@@ -280,18 +279,16 @@ where
         ctx: &mut KeyedContext<'_, K>,
         out: &mut Collector<Out>,
     ) -> Result<(), UserError> {
-        let key = ctx.current_key().clone();
-        out.set_timestamp(Some(window.max_timestamp()));
-        let mut wctx = WindowContext {
+        let max_timestamp = window.max_timestamp();
+        fire_window(
+            &mut self.logic,
             window,
-            keyed: ctx,
-            processing_time: now,
-        };
-        let evicting = EvictorContext {
-            watermark,
-            processing_time: now,
-        };
-        self.logic.fire(&key, contents, evicting, &mut wctx, out)
+            max_timestamp,
+            contents,
+            (now, watermark),
+            ctx,
+            out,
+        )
     }
 
     /// Merges `new` with the key's windows it overlaps (sessions) and returns
@@ -442,12 +439,7 @@ where
                     processing_time: now,
                 };
                 self.trigger.clear(&window, &mut tctx);
-                let mut wctx = WindowContext {
-                    window: &window,
-                    keyed: ctx,
-                    processing_time: now,
-                };
-                self.logic.clear(&mut wctx)?;
+                clear_window(&mut self.logic, &window, now, ctx)?;
                 ctx.state(&self.windows)?.remove(&window);
                 continue;
             }

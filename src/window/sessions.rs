@@ -41,8 +41,7 @@ use crate::state::{
 
 use super::assigners::SessionSpec;
 use super::engine::EngineSpec;
-use super::evictors::EvictorContext;
-use super::functions::{Fold, Incremental, ProcessWindowFunction, WindowContext, WindowLogic};
+use super::functions::{clear_window, fire_window, Fold, Incremental, ProcessWindowFunction};
 use super::late::LateData;
 use super::operator::{check_restored_engine, check_settings};
 
@@ -261,21 +260,18 @@ where
         ctx: &mut KeyedContext<'_, K>,
         out: &mut Collector<Out>,
     ) -> Result<(), UserError> {
-        let key = ctx.current_key().clone();
         let now = ctx.current_processing_time();
         let watermark = ctx.current_watermark();
         let window = (self.spec.window)(start, end);
-        out.set_timestamp(Some(end.saturating_sub(1)));
-        let mut wctx = WindowContext {
-            window: &window,
-            keyed: ctx,
-            processing_time: now,
-        };
-        let evicting = EvictorContext {
-            watermark,
-            processing_time: now,
-        };
-        WindowLogic::<K, T, W, Out>::fire(&mut self.logic, &key, acc, evicting, &mut wctx, out)
+        fire_window::<K, T, W, Out, _>(
+            &mut self.logic,
+            &window,
+            end.saturating_sub(1),
+            acc,
+            (now, watermark),
+            ctx,
+            out,
+        )
     }
 
     /// A timer of the key in `ctx` at `time`: each session waiting for it
@@ -356,12 +352,7 @@ where
             if session.cleared {
                 let now = ctx.current_processing_time();
                 let window = (self.spec.window)(session.start, session.end);
-                let mut wctx = WindowContext {
-                    window: &window,
-                    keyed: ctx,
-                    processing_time: now,
-                };
-                WindowLogic::<K, T, W, Out>::clear(&mut self.logic, &mut wctx)?;
+                clear_window::<K, T, W, Out, _>(&mut self.logic, &window, now, ctx)?;
             }
         }
         Ok(())
@@ -448,14 +439,12 @@ fn place<T, F: Fold<T>>(
         }
     }
     // `first < after`: the run is not empty.
-    let mut parts = sessions.drain(first..after);
-    let Some(mut session) = parts.next() else {
-        return Placed::Refused("no session to merge into".to_string());
-    };
+    let mut session = sessions.remove(first);
+    let rest = sessions.drain(first..after - 1);
     // The merged session waits for the earliest of its parts' timers; the
     // others are deleted (as the general operator and Flink do on a merge).
     let mut released = Vec::new();
-    for part in parts {
+    for part in rest {
         fold.merge(&mut session.acc, part.acc);
         released.push(session.timer.max(part.timer));
         session.timer = session.timer.min(part.timer);

@@ -30,8 +30,7 @@ use crate::state::{
 
 use super::assigners::TimeKind;
 use super::engine::EngineSpec;
-use super::evictors::EvictorContext;
-use super::functions::{Fold, Incremental, ProcessWindowFunction, WindowContext, WindowLogic};
+use super::functions::{clear_window, fire_window, Fold, Incremental, ProcessWindowFunction};
 use super::late::LateData;
 use super::operator::{check_restored_engine, check_settings};
 use super::slices::{LastPlacement, Placement, SliceShape, Slices};
@@ -257,21 +256,18 @@ where
         ctx: &mut KeyedContext<'_, K>,
         out: &mut Collector<Out>,
     ) -> Result<(), UserError> {
-        let key = ctx.current_key().clone();
         let now = ctx.current_processing_time();
         let watermark = ctx.current_watermark();
         let window = (self.slicing.window)(start, end);
-        out.set_timestamp(Some(end - 1));
-        let mut wctx = WindowContext {
-            window: &window,
-            keyed: ctx,
-            processing_time: now,
-        };
-        let evicting = EvictorContext {
-            watermark,
-            processing_time: now,
-        };
-        WindowLogic::<K, T, W, Out>::fire(&mut self.logic, &key, acc, evicting, &mut wctx, out)
+        fire_window::<K, T, W, Out, _>(
+            &mut self.logic,
+            &window,
+            end.saturating_sub(1),
+            acc,
+            (now, watermark),
+            ctx,
+            out,
+        )
     }
 
     /// A timer of the key in `ctx` at `time` (see the module documentation).
@@ -332,12 +328,7 @@ where
         if let Some((start, end)) = cleaned {
             let now = ctx.current_processing_time();
             let window = (self.slicing.window)(start, end);
-            let mut wctx = WindowContext {
-                window: &window,
-                keyed: ctx,
-                processing_time: now,
-            };
-            WindowLogic::<K, T, W, Out>::clear(&mut self.logic, &mut wctx)?;
+            clear_window::<K, T, W, Out, _>(&mut self.logic, &window, now, ctx)?;
         }
         Ok(())
     }
