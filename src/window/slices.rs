@@ -223,15 +223,28 @@ impl LastPlacement {
 /// the record ([`crate::state::KeyedStateStore::warm`]); a firing drops slices
 /// from the front without moving the others. Serialised as the sequence of
 /// `(slice end, aggregate)` pairs.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub(crate) struct Slices<Acc> {
-    /// Every slice but the last, ordered by end; `None` when there are none.
-    /// Boxed: one pointer in the map entry instead of a deque's four words
-    /// (a tumbling window's entry never needs them).
+    /// Every slice but the last, ordered by end; `None` when there have
+    /// been none. Boxed: one pointer in the map entry instead of a deque's
+    /// four words (a tumbling window's entry of in-order input without a
+    /// watermark lag never needs them). A firing that empties it keeps it,
+    /// and its buffer: a tumbling window's key that already holds the next
+    /// window's slice when a window fires (the watermark lags the input)
+    /// needs it again at the next window, and would otherwise allocate and
+    /// free it once per window.
     #[allow(clippy::box_collection)]
     earlier: Option<Box<VecDeque<(i64, Acc)>>>,
     /// The slice with the latest end; `None` only when there are no slices.
     last: Option<(i64, Acc)>,
+}
+
+/// Equal when they hold the same slices (an emptied deque kept for reuse
+/// is no difference).
+impl<Acc: PartialEq> PartialEq for Slices<Acc> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
 }
 
 impl<Acc> Default for Slices<Acc> {
@@ -363,9 +376,6 @@ impl<Acc> Slices<Acc> {
                         take(acc);
                     }
                 }
-            }
-            if earlier.is_empty() {
-                self.earlier = None;
             }
         }
         if all_earlier_removed && self.last.as_ref().is_some_and(|(e, _)| !keep(*e)) {
@@ -575,6 +585,39 @@ mod tests {
         );
         assert_eq!(slices.merged_then_removed(None, |_| false, merge), None);
         assert!(slices.is_empty());
+    }
+
+    #[test]
+    fn a_firing_that_empties_the_earlier_slices_keeps_their_deque() {
+        // Tumbling windows whose watermark lags: the next window's slice is
+        // there when a window fires, and the one after moves in next.
+        let add = |acc: &mut u64, v: u64| *acc += v;
+        let merge = |a: &mut u64, b: u64| *a += b;
+        let mut slices = Slices::<u64>::default();
+        slices.add(10, 1, add, |v| v);
+        slices.add(20, 2, add, |v| v);
+        let deque = |s: &Slices<u64>| s.earlier.as_deref().map(std::ptr::from_ref);
+        let first = deque(&slices).expect("the earlier slice is in the deque");
+        for end in [30, 40, 50] {
+            let fired =
+                slices.merged_then_removed(Some((end - 30, end - 20)), |e| e > end - 20, merge);
+            assert!(fired.is_some());
+            assert_eq!(deque(&slices), Some(first), "kept, emptied");
+            slices.add(end, 3, add, |v| v);
+            assert_eq!(deque(&slices), Some(first), "reused");
+        }
+        assert_eq!(
+            slices.iter().copied().collect::<Vec<_>>(),
+            vec![(40, 3), (50, 3)]
+        );
+        let mut fresh = Slices::default();
+        fresh.add(40, 3, add, |v| v);
+        fresh.add(50, 3, add, |v| v);
+        assert_eq!(slices, fresh, "equal with the same slices");
+        slices.merged_then_removed(None, |e| e > 40, merge);
+        let mut only = Slices::default();
+        only.add(50, 3, add, |v| v);
+        assert_eq!(slices, only, "an emptied deque is no difference");
     }
 
     /// A small deterministic generator (xorshift), for the model test.
