@@ -10,7 +10,7 @@
 //!   session engine of session windows with an incremental function): per
 //!   key, its sessions (`{"start":S,"end":E,"timer":T,"acc":...}`), ordered
 //!   by start;
-//! - `window-contents` ([`crate::window::operator::WINDOW_STATE`], every
+//! - `window-contents` ([`crate::window::general::WINDOW_STATE`], every
 //!   other window): per key, a map from the window (`{"start":S,"end":E}` for
 //!   time windows, `null` for the global window of count windows) to its
 //!   contents, trigger state and timers.
@@ -35,7 +35,7 @@ use super::query::OperatorKeyedState;
 use super::report::{OperatorReport, StateReportKind};
 use super::table::{Align, Table};
 use super::{KeySelection, QueryRow, TimerRow};
-use crate::window::operator::WINDOW_STATE;
+use crate::window::general::WINDOW_STATE;
 use crate::window::sessions::WINDOW_SESSIONS;
 use crate::window::slicing::WINDOW_SLICES;
 

@@ -79,7 +79,7 @@ pub trait WindowAssigner<T>: Clone + Send + Sync + 'static {
     /// default trigger, no evictor and an incremental function, sessions
     /// run on the session engine, which keeps each key's sessions as one
     /// value (see [`crate::window::sessions`]). `None` (the default): the
-    /// general window operator.
+    /// general window engine.
     fn sessions(&self) -> Option<SessionSpec<T, Self::W>> {
         None
     }

@@ -1,15 +1,13 @@
 //! What the window builder ([`super::stream`]) gives a window engine (the
 //! slice engine, [`super::slicing`], and the session engine,
-//! [`super::sessions`]): the function, the lateness rules, the key and the
-//! backend, and how the engine's windows are made of time.
+//! [`super::sessions`]): the function, the lateness rules, and how the
+//! engine's windows are made of time.
 
-use crate::ops::keyed_process::KeySelector;
 use crate::side_output::OutputTag;
-use crate::state::BackendCell;
 
 /// Everything a window engine is built from; `S` is how its windows are
 /// made of time ([`super::Slicing`] or [`super::SessionSpec`]).
-pub(crate) struct EngineSpec<K, T, F, P, S> {
+pub(crate) struct EngineSpec<T, F, P, S> {
     pub shape: S,
     /// The assigner's verdict on its settings.
     pub settings: Result<(), String>,
@@ -19,6 +17,4 @@ pub(crate) struct EngineSpec<K, T, F, P, S> {
     pub function: P,
     pub allowed_lateness: i64,
     pub late_tag: Option<OutputTag<T>>,
-    pub key: KeySelector<T, K>,
-    pub backend: BackendCell,
 }

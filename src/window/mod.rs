@@ -22,10 +22,15 @@
 //!   watermark` and all its windows are, a window's state is removed when
 //!   the watermark passes `end - 1 + lateness`.
 //!
-//! Window state is keyed state (`window-contents`, see [`operator`];
-//! `window-slices` on the slice engine, [`slicing`]; `window-sessions` on
-//! the session engine, [`sessions`]) on either backend: checkpointed, restored, rescaled by key group, in
-//! savepoints, shown by `weir inspect`. The end of a bounded input is the
+//! One window operator runs every window; what it keeps and how it fires
+//! is its engine's: the general engine ([`general`]: any assigner, trigger,
+//! evictor and function, state `window-contents`), the slice engine
+//! ([`slicing`]: tumbling, sliding and cumulating windows with `reduce` or
+//! `aggregate` and the default trigger, state `window-slices`) or the
+//! session engine ([`sessions`]: session windows likewise, state
+//! `window-sessions`). Window state is keyed state on either backend:
+//! checkpointed, restored, rescaled by key group, in savepoints, shown by
+//! `weir inspect`. The end of a bounded input is the
 //! largest watermark: every event-time window still open fires.
 //!
 //! ```
@@ -57,8 +62,9 @@ pub mod assigners;
 mod engine;
 pub mod evictors;
 pub mod functions;
+pub mod general;
 mod late;
-pub mod operator;
+mod operator;
 pub mod sessions;
 pub mod slices;
 pub mod slicing;
@@ -78,7 +84,7 @@ pub use evictors::{
     CountEvictor, DeltaEvictor, Evictor, EvictorContext, NoEvictor, TimeEvictor, TimestampedValue,
 };
 pub use functions::{PassThrough, ProcessWindowFunction, WindowContext};
-pub use operator::WINDOW_STATE;
+pub use general::WINDOW_STATE;
 pub use sessions::WINDOW_SESSIONS;
 pub use slices::SliceShape;
 pub use slicing::{Slicing, WINDOW_SLICES};

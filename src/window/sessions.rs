@@ -1,4 +1,4 @@
-//! The session engine: the window operator for session windows (event or
+//! The session engine: how the window operator keeps session windows (event or
 //! processing time, static or dynamic gap) with an incremental function
 //! (`reduce`, `aggregate`, alone or with a process function), the default
 //! trigger and no evictor.
@@ -6,7 +6,7 @@
 //! Per key it keeps the open sessions as one value (`Session`s ordered
 //! by start, keyed state `window-sessions`): an element that extends a
 //! session changes it in place, one state access, where the general
-//! operator ([`super::operator`]) reads the key's windows, removes the
+//! engine ([`super::general`]) reads the key's windows, removes the
 //! merged ones, writes the merged window and moves its timers on every
 //! element.
 //!
@@ -20,30 +20,25 @@
 //! time (the last timestamp plus the allowed lateness); merged sessions
 //! keep the earliest of their timers and delete the others. Output,
 //! lateness, late data and merging (also by a late element that bridges
-//! two sessions) follow Flink's rules as the general operator does; the
+//! two sessions) follow Flink's rules as the general engine does; the
 //! differential window tests run both. A pending timer may therefore be
 //! earlier than its session's end (`weir inspect` shows the timers as they
 //! are).
 
 use serde::{Deserialize, Serialize};
-use weir_actors::{RecordBatch, UserError};
+use weir_actors::UserError;
 
-use crate::context::RuntimeContext;
-use crate::lifecycle::{forward_lifecycle, Lifecycle};
-use crate::operator::{Collector, OneInputOperator};
-use crate::ops::keyed_core::KeyedCore;
-use crate::ops::keyed_process::{KeySelector, KeyedContext};
+use crate::lifecycle::Lifecycle;
+use crate::operator::Collector;
+use crate::ops::keyed_process::KeyedContext;
 use crate::state::timers::TimeDomain;
-use crate::state::{
-    Key, StateData, StateInitContext, StateSnapshotContext, ValueStateDescriptor,
-    ValueStateWithDefault,
-};
+use crate::state::{Key, StateData, ValueStateDescriptor, ValueStateWithDefault};
 
 use super::assigners::SessionSpec;
 use super::engine::EngineSpec;
 use super::functions::{clear_window, fire_window, Fold, Incremental, ProcessWindowFunction};
 use super::late::LateData;
-use super::operator::{check_restored_engine, check_settings};
+use super::operator::WindowEngine;
 
 /// The name of the session engine's keyed state.
 pub const WINDOW_SESSIONS: &str = "window-sessions";
@@ -73,15 +68,13 @@ impl<Acc> Session<Acc> {
 }
 
 /// The session engine (see the module documentation).
-pub(crate) struct SessionWindowOperator<K, T, Out, F: Fold<T>, P, W> {
+pub(crate) struct SessionEngine<K, T, Out, F: Fold<T>, P, W> {
     spec: SessionSpec<T, W>,
     settings: Result<(), String>,
     logic: Incremental<F, P>,
     late: LateData<T>,
-    key: KeySelector<T, K>,
-    core: KeyedCore<K>,
     sessions: ValueStateWithDefault<Vec<Session<F::Acc>>>,
-    _out: std::marker::PhantomData<fn() -> Out>,
+    _types: std::marker::PhantomData<fn(K) -> Out>,
 }
 
 fn sessions_descriptor<Acc: StateData>() -> ValueStateWithDefault<Vec<Session<Acc>>> {
@@ -115,7 +108,7 @@ struct Due<Acc> {
     cleared: bool,
 }
 
-impl<K, T, Out, F, P, W> Clone for SessionWindowOperator<K, T, Out, F, P, W>
+impl<K, T, Out, F, P, W> Clone for SessionEngine<K, T, Out, F, P, W>
 where
     T: crate::Data,
     F: Fold<T>,
@@ -124,20 +117,18 @@ where
 {
     /// A fresh instance: same settings, no state.
     fn clone(&self) -> Self {
-        SessionWindowOperator {
+        SessionEngine {
             spec: self.spec.clone(),
             settings: self.settings.clone(),
             logic: self.logic.clone(),
             late: self.late.clone(),
-            key: self.key.clone(),
-            core: self.core.fresh(),
             sessions: sessions_descriptor(),
-            _out: std::marker::PhantomData,
+            _types: std::marker::PhantomData,
         }
     }
 }
 
-impl<K, T, Out, F, P, W> SessionWindowOperator<K, T, Out, F, P, W>
+impl<K, T, Out, F, P, W> SessionEngine<K, T, Out, F, P, W>
 where
     K: Key,
     T: crate::Data,
@@ -147,8 +138,8 @@ where
     P: ProcessWindowFunction<K, F::Out, Out, W>,
     W: 'static,
 {
-    pub(crate) fn new(spec: EngineSpec<K, T, F, P, SessionSpec<T, W>>) -> Self {
-        SessionWindowOperator {
+    pub(crate) fn new(spec: EngineSpec<T, F, P, SessionSpec<T, W>>) -> Self {
+        SessionEngine {
             spec: spec.shape,
             settings: spec.settings,
             logic: Incremental {
@@ -156,10 +147,8 @@ where
                 function: spec.function,
             },
             late: LateData::new(spec.allowed_lateness, spec.late_tag),
-            key: spec.key,
-            core: KeyedCore::with_backend(spec.backend),
             sessions: sessions_descriptor(),
-            _out: std::marker::PhantomData,
+            _types: std::marker::PhantomData,
         }
     }
 
@@ -178,77 +167,6 @@ where
         } else {
             ctx.register_processing_time_timer(at);
         }
-    }
-
-    fn on_element(
-        &mut self,
-        value: T,
-        ctx: &mut KeyedContext<'_, K>,
-        out: &mut Collector<Out>,
-    ) -> Result<(), UserError> {
-        let timestamp = ctx.timestamp();
-        let now = ctx.current_processing_time();
-        let (start, end) = (self.spec.bounds)(&value, timestamp, now)?;
-        let event_time = self.spec.event_time;
-        // Processing time: no session is late, none fires on an element.
-        let watermark = if event_time {
-            ctx.current_watermark()
-        } else {
-            i64::MIN
-        };
-        let lateness = self.lateness();
-        let fold = &self.logic.fold;
-        let mut state = ctx.state(&self.sessions)?;
-        let placed = state.modify(|sessions| {
-            let placed = place(
-                sessions,
-                (start, end),
-                value,
-                Clock {
-                    event_time,
-                    watermark,
-                    now,
-                    lateness,
-                },
-                fold,
-            );
-            (placed, sessions.is_empty())
-        });
-        let Some((placed, empty)) = placed else {
-            return Ok(());
-        };
-        if empty {
-            // A key whose elements were all late keeps no state.
-            state.clear();
-        }
-        match placed {
-            Placed::Late(value) => {
-                self.late
-                    .on_unplaced(value, timestamp, watermark, event_time, ctx);
-            }
-            Placed::Refused(message) => return Err(message.into()),
-            Placed::In {
-                register,
-                released,
-                fire,
-            } => {
-                if let Some(at) = register {
-                    self.register(ctx, at);
-                }
-                for at in released {
-                    if event_time {
-                        ctx.delete_event_time_timer(at);
-                    } else {
-                        ctx.delete_processing_time_timer(at);
-                    }
-                }
-                if let Some((start, end, mut acc)) = fire {
-                    self.emit(start, end, &mut acc, ctx, out)?;
-                    out.set_timestamp(timestamp);
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Runs the function on a session's aggregate.
@@ -272,90 +190,6 @@ where
             ctx,
             out,
         )
-    }
-
-    /// A timer of the key in `ctx` at `time`: each session waiting for it
-    /// fires (at its end - 1), is removed (at its cleanup time), or waits
-    /// for a later timer (it was extended since it registered this one).
-    fn on_timer(
-        &mut self,
-        time: i64,
-        domain: TimeDomain,
-        ctx: &mut KeyedContext<'_, K>,
-        out: &mut Collector<Out>,
-    ) -> Result<(), UserError> {
-        let own = if self.spec.event_time {
-            TimeDomain::EventTime
-        } else {
-            TimeDomain::ProcessingTime
-        };
-        if domain != own {
-            // A timer the function registered in the other domain.
-            return Ok(());
-        }
-        let lateness = self.lateness();
-        let mut later = Vec::new();
-        let mut state = ctx.state(&self.sessions)?;
-        let Some((due, empty)) = state.modify(|sessions| {
-            let mut due = Vec::new();
-            let mut i = 0;
-            while i < sessions.len() {
-                let session = &mut sessions[i];
-                if session.timer != time {
-                    i += 1;
-                    continue;
-                }
-                let max_timestamp = session.max_timestamp();
-                let cleanup = max_timestamp.saturating_add(lateness);
-                if time < max_timestamp {
-                    session.timer = max_timestamp;
-                    later.push(max_timestamp);
-                    i += 1;
-                    continue;
-                }
-                let fires = time == max_timestamp;
-                if time < cleanup {
-                    // Kept for late elements until its cleanup time.
-                    due.push(Due {
-                        start: session.start,
-                        end: session.end,
-                        fire: fires.then(|| session.acc.clone()),
-                        cleared: false,
-                    });
-                    session.timer = cleanup;
-                    later.push(cleanup);
-                    i += 1;
-                } else {
-                    let session = sessions.remove(i);
-                    due.push(Due {
-                        start: session.start,
-                        end: session.end,
-                        fire: fires.then_some(session.acc),
-                        cleared: true,
-                    });
-                }
-            }
-            (due, sessions.is_empty())
-        }) else {
-            return Ok(());
-        };
-        if empty {
-            state.clear();
-        }
-        for at in later {
-            self.register(ctx, at);
-        }
-        for session in due {
-            if let Some(mut acc) = session.fire {
-                self.emit(session.start, session.end, &mut acc, ctx, out)?;
-            }
-            if session.cleared {
-                let now = ctx.current_processing_time();
-                let window = (self.spec.window)(session.start, session.end);
-                clear_window::<K, T, W, Out, _>(&mut self.logic, &window, now, ctx)?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -442,7 +276,7 @@ fn place<T, F: Fold<T>>(
     let mut session = sessions.remove(first);
     let rest = sessions.drain(first..after - 1);
     // The merged session waits for the earliest of its parts' timers; the
-    // others are deleted (as the general operator and Flink do on a merge).
+    // others are deleted (as the general engine and Flink do on a merge).
     let mut released = Vec::new();
     for part in rest {
         fold.merge(&mut session.acc, part.acc);
@@ -475,7 +309,7 @@ fn place<T, F: Fold<T>>(
     }
 }
 
-impl<K, T, Out, F, P, W> Lifecycle for SessionWindowOperator<K, T, Out, F, P, W>
+impl<K, T, Out, F, P, W> WindowEngine<K, T, Out> for SessionEngine<K, T, Out, F, P, W>
 where
     K: Key,
     T: crate::Data,
@@ -483,99 +317,175 @@ where
     F: Fold<T>,
     F::Acc: StateData,
     P: ProcessWindowFunction<K, F::Out, Out, W>,
-    W: 'static,
-{
-    fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
-        self.core.initialize(ctx);
-        self.logic.initialize_state(ctx)
-    }
-
-    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        self.core.snapshot(ctx)?;
-        self.logic.snapshot_state(ctx)
-    }
-
-    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
-        check_settings(ctx, self.settings.clone(), self.late.allowed_lateness)?;
-        self.core.open(ctx)?;
-        check_restored_engine(ctx, &self.core.restored_state_names(), WINDOW_SESSIONS)?;
-        self.logic.open(ctx)
-    }
-
-    fn close(&mut self) -> Result<(), UserError> {
-        let closed = self.logic.close();
-        self.core.close();
-        closed
-    }
-
-    forward_lifecycle!(logic: notify_checkpoint_complete, notify_checkpoint_aborted, finish);
-}
-
-impl<K, T, Out, F, P, W> OneInputOperator<T, Out> for SessionWindowOperator<K, T, Out, F, P, W>
-where
-    K: Key,
-    T: crate::Data,
-    Out: Clone + Send + 'static,
-    F: Fold<T>,
-    F::Acc: StateData,
-    P: ProcessWindowFunction<K, F::Out, Out, W>,
     W: Send + 'static,
 {
-    fn process_batch(
+    const STATE: &'static str = WINDOW_SESSIONS;
+
+    fn settings(&self) -> Result<(), String> {
+        self.settings.clone()
+    }
+
+    fn late(&self) -> &LateData<T> {
+        &self.late
+    }
+
+    fn function(&mut self) -> &mut dyn Lifecycle {
+        &mut self.logic
+    }
+
+    fn on_element(
         &mut self,
-        batch: RecordBatch<T>,
+        value: T,
+        ctx: &mut KeyedContext<'_, K>,
         out: &mut Collector<Out>,
     ) -> Result<(), UserError> {
-        let key = self.key.clone();
-        let mut core = std::mem::take(&mut self.core);
-        let result = core.for_each_record(batch, &key, None, out, |value, ctx, out| {
-            self.on_element(value, ctx, out)
+        let timestamp = ctx.timestamp();
+        let now = ctx.current_processing_time();
+        let (start, end) = (self.spec.bounds)(&value, timestamp, now)?;
+        let event_time = self.spec.event_time;
+        // Processing time: no session is late, none fires on an element.
+        let watermark = if event_time {
+            ctx.current_watermark()
+        } else {
+            i64::MIN
+        };
+        let lateness = self.lateness();
+        let fold = &self.logic.fold;
+        let mut state = ctx.state(&self.sessions)?;
+        let placed = state.modify(|sessions| {
+            let placed = place(
+                sessions,
+                (start, end),
+                value,
+                Clock {
+                    event_time,
+                    watermark,
+                    now,
+                    lateness,
+                },
+                fold,
+            );
+            (placed, sessions.is_empty())
         });
-        self.core = core;
-        result
+        let Some((placed, empty)) = placed else {
+            return Ok(());
+        };
+        if empty {
+            // A key whose elements were all late keeps no state.
+            state.clear();
+        }
+        match placed {
+            Placed::Late(value) => {
+                self.late
+                    .on_unplaced(value, timestamp, watermark, event_time, ctx);
+            }
+            Placed::Refused(message) => return Err(message.into()),
+            Placed::In {
+                register,
+                released,
+                fire,
+            } => {
+                if let Some(at) = register {
+                    self.register(ctx, at);
+                }
+                for at in released {
+                    if event_time {
+                        ctx.delete_event_time_timer(at);
+                    } else {
+                        ctx.delete_processing_time_timer(at);
+                    }
+                }
+                if let Some((start, end, mut acc)) = fire {
+                    self.emit(start, end, &mut acc, ctx, out)?;
+                    out.set_timestamp(timestamp);
+                }
+            }
+        }
+        Ok(())
     }
 
-    fn process_watermark(
+    /// A timer of the key in `ctx` at `time`: each session waiting for it
+    /// fires (at its end - 1), is removed (at its cleanup time), or waits
+    /// for a later timer (it was extended since it registered this one).
+    fn on_timer(
         &mut self,
-        watermark: i64,
+        time: i64,
+        domain: TimeDomain,
+        ctx: &mut KeyedContext<'_, K>,
         out: &mut Collector<Out>,
     ) -> Result<(), UserError> {
-        let mut core = std::mem::take(&mut self.core);
-        let result = core.advance_watermark(watermark, None, out, |t, ctx, out| {
-            self.on_timer(t, TimeDomain::EventTime, ctx, out)
-        });
-        self.core = core;
-        result
-    }
-
-    fn next_processing_time(&self) -> Option<i64> {
-        self.core.next_processing_time()
-    }
-
-    fn on_processing_time(&mut self, now: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
-        let mut core = std::mem::take(&mut self.core);
-        let result = core.fire_timers(TimeDomain::ProcessingTime, now, None, out, |t, ctx, out| {
-            self.on_timer(t, TimeDomain::ProcessingTime, ctx, out)
-        });
-        self.core = core;
-        result
-    }
-
-    fn state_metrics(&self) -> Vec<crate::StateMetrics> {
-        self.core.state_metrics()
-    }
-
-    fn query_state(
-        &mut self,
-        uid: &str,
-        name: &str,
-        query: &weir_actors::query::StateQuery,
-    ) -> Result<weir_actors::query::StateAnswer, weir_actors::QueryError> {
-        self.core.query(uid, name, query)
-    }
-
-    fn counters(&self) -> Vec<(&'static str, u64)> {
-        self.late.counters()
+        let own = if self.spec.event_time {
+            TimeDomain::EventTime
+        } else {
+            TimeDomain::ProcessingTime
+        };
+        if domain != own {
+            // A timer the function registered in the other domain.
+            return Ok(());
+        }
+        let lateness = self.lateness();
+        let mut later = Vec::new();
+        let mut state = ctx.state(&self.sessions)?;
+        let Some((due, empty)) = state.modify(|sessions| {
+            let mut due = Vec::new();
+            let mut i = 0;
+            while i < sessions.len() {
+                let session = &mut sessions[i];
+                if session.timer != time {
+                    i += 1;
+                    continue;
+                }
+                let max_timestamp = session.max_timestamp();
+                let cleanup = max_timestamp.saturating_add(lateness);
+                if time < max_timestamp {
+                    session.timer = max_timestamp;
+                    later.push(max_timestamp);
+                    i += 1;
+                    continue;
+                }
+                let fires = time == max_timestamp;
+                if time < cleanup {
+                    // Kept for late elements until its cleanup time.
+                    due.push(Due {
+                        start: session.start,
+                        end: session.end,
+                        fire: fires.then(|| session.acc.clone()),
+                        cleared: false,
+                    });
+                    session.timer = cleanup;
+                    later.push(cleanup);
+                    i += 1;
+                } else {
+                    let session = sessions.remove(i);
+                    due.push(Due {
+                        start: session.start,
+                        end: session.end,
+                        fire: fires.then_some(session.acc),
+                        cleared: true,
+                    });
+                }
+            }
+            (due, sessions.is_empty())
+        }) else {
+            return Ok(());
+        };
+        if empty {
+            state.clear();
+        }
+        for at in later {
+            self.register(ctx, at);
+        }
+        for session in due {
+            if let Some(mut acc) = session.fire {
+                self.emit(session.start, session.end, &mut acc, ctx, out)?;
+            }
+            if session.cleared {
+                let now = ctx.current_processing_time();
+                let window = (self.spec.window)(session.start, session.end);
+                clear_window::<K, T, W, Out, _>(&mut self.logic, &window, now, ctx)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,4 +1,4 @@
-//! The slice engine: the window operator for tumbling, sliding and
+//! The slice engine: how the window operator keeps tumbling, sliding and
 //! cumulating windows with an incremental function (`reduce`, `aggregate`,
 //! alone or with a process function), the default trigger and no evictor.
 //!
@@ -12,27 +12,22 @@
 //! at `t` fires the window ending at `t + 1` if it holds slices, calls the
 //! function's `clear` for the window cleaned up at `t`, and removes the
 //! slices whose last window is cleaned up. Output, lateness and late data
-//! follow Flink's rules exactly as the general operator
-//! ([`super::operator`]) does; the differential tests run both.
+//! follow Flink's rules exactly as the general engine
+//! ([`super::general`]) does; the differential tests run both.
 
-use weir_actors::{RecordBatch, UserError};
+use weir_actors::UserError;
 
-use crate::context::RuntimeContext;
-use crate::lifecycle::{forward_lifecycle, Lifecycle};
-use crate::operator::{Collector, OneInputOperator};
-use crate::ops::keyed_core::KeyedCore;
-use crate::ops::keyed_process::{KeySelector, KeyedContext};
+use crate::lifecycle::Lifecycle;
+use crate::operator::Collector;
+use crate::ops::keyed_process::KeyedContext;
 use crate::state::timers::TimeDomain;
-use crate::state::{
-    Key, StateData, StateInitContext, StateSnapshotContext, ValueStateDescriptor,
-    ValueStateWithDefault,
-};
+use crate::state::{Key, StateData, ValueStateDescriptor, ValueStateWithDefault};
 
 use super::assigners::TimeKind;
 use super::engine::EngineSpec;
 use super::functions::{clear_window, fire_window, Fold, Incremental, ProcessWindowFunction};
 use super::late::LateData;
-use super::operator::{check_restored_engine, check_settings};
+use super::operator::WindowEngine;
 use super::slices::{LastPlacement, Placement, SliceShape, Slices};
 
 /// The name of the slice engine's keyed state.
@@ -59,25 +54,24 @@ impl<W> Clone for Slicing<W> {
     }
 }
 
-/// The slice engine (see the module documentation).
-pub(crate) struct SliceWindowOperator<K, T, Out, F: Fold<T>, P, W> {
+/// The slice engine (see the module documentation), run by
+/// [`super::operator::WindowOperator`].
+pub(crate) struct SliceEngine<K, T, Out, F: Fold<T>, P, W> {
     slicing: Slicing<W>,
     settings: Result<(), String>,
     logic: Incremental<F, P>,
     late: LateData<T>,
-    key: KeySelector<T, K>,
-    core: KeyedCore<K>,
     slices: ValueStateWithDefault<Slices<F::Acc>>,
     /// Where the last record fell.
     placed: LastPlacement,
-    _out: std::marker::PhantomData<fn() -> Out>,
+    _types: std::marker::PhantomData<fn(K) -> Out>,
 }
 
 fn slices_descriptor<Acc: StateData>() -> ValueStateWithDefault<Slices<Acc>> {
     ValueStateDescriptor::new(WINDOW_SLICES).with_default(Slices::default())
 }
 
-impl<K, T, Out, F, P, W> Clone for SliceWindowOperator<K, T, Out, F, P, W>
+impl<K, T, Out, F, P, W> Clone for SliceEngine<K, T, Out, F, P, W>
 where
     T: crate::Data,
     F: Fold<T>,
@@ -86,21 +80,19 @@ where
 {
     /// A fresh instance: same settings, no state.
     fn clone(&self) -> Self {
-        SliceWindowOperator {
+        SliceEngine {
             slicing: self.slicing.clone(),
             settings: self.settings.clone(),
             logic: self.logic.clone(),
             late: self.late.clone(),
-            key: self.key.clone(),
-            core: self.core.fresh(),
             slices: slices_descriptor(),
             placed: LastPlacement::default(),
-            _out: std::marker::PhantomData,
+            _types: std::marker::PhantomData,
         }
     }
 }
 
-impl<K, T, Out, F, P, W> SliceWindowOperator<K, T, Out, F, P, W>
+impl<K, T, Out, F, P, W> SliceEngine<K, T, Out, F, P, W>
 where
     K: Key,
     T: crate::Data,
@@ -110,8 +102,8 @@ where
     P: ProcessWindowFunction<K, F::Out, Out, W>,
     W: 'static,
 {
-    pub(crate) fn new(spec: EngineSpec<K, T, F, P, Slicing<W>>) -> Self {
-        SliceWindowOperator {
+    pub(crate) fn new(spec: EngineSpec<T, F, P, Slicing<W>>) -> Self {
+        SliceEngine {
             slicing: spec.shape,
             settings: spec.settings,
             logic: Incremental {
@@ -119,11 +111,9 @@ where
                 function: spec.function,
             },
             late: LateData::new(spec.allowed_lateness, spec.late_tag),
-            key: spec.key,
-            core: KeyedCore::with_backend(spec.backend),
             slices: slices_descriptor(),
             placed: LastPlacement::default(),
-            _out: std::marker::PhantomData,
+            _types: std::marker::PhantomData,
         }
     }
 
@@ -147,6 +137,72 @@ where
         } else {
             ctx.register_processing_time_timer(at);
         }
+    }
+
+    /// Fires the window ending at `end` now with its slices (late firings).
+    fn fire_window(
+        &mut self,
+        end: i64,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let start = self.slicing.shape.window_start(end);
+        let fold = &self.logic.fold;
+        let merged = ctx.state(&self.slices)?.modify(|slices| {
+            slices.merged_then_removed(Some((start, end)), |_| true, |a, b| fold.merge(a, b))
+        });
+        match merged.flatten() {
+            Some(mut acc) => self.emit(start, end, &mut acc, ctx, out),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs the function on a window's merged aggregate.
+    fn emit(
+        &mut self,
+        start: i64,
+        end: i64,
+        acc: &mut F::Acc,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<Out>,
+    ) -> Result<(), UserError> {
+        let now = ctx.current_processing_time();
+        let watermark = ctx.current_watermark();
+        let window = (self.slicing.window)(start, end);
+        fire_window::<K, T, W, Out, _>(
+            &mut self.logic,
+            &window,
+            end.saturating_sub(1),
+            acc,
+            (now, watermark),
+            ctx,
+            out,
+        )
+    }
+}
+
+impl<K, T, Out, F, P, W> WindowEngine<K, T, Out> for SliceEngine<K, T, Out, F, P, W>
+where
+    K: Key,
+    T: crate::Data,
+    Out: 'static,
+    F: Fold<T>,
+    F::Acc: StateData,
+    P: ProcessWindowFunction<K, F::Out, Out, W>,
+    W: Send + 'static,
+{
+    const STATE: &'static str = WINDOW_SLICES;
+
+    fn settings(&self) -> Result<(), String> {
+        self.settings.clone()
+    }
+
+    fn late(&self) -> &LateData<T> {
+        &self.late
+    }
+
+    fn function(&mut self) -> &mut dyn Lifecycle {
+        &mut self.logic
     }
 
     #[inline]
@@ -229,51 +285,11 @@ where
         Ok(())
     }
 
-    /// Fires the window ending at `end` now with its slices (late firings).
-    fn fire_window(
-        &mut self,
-        end: i64,
-        ctx: &mut KeyedContext<'_, K>,
-        out: &mut Collector<Out>,
-    ) -> Result<(), UserError> {
-        let start = self.slicing.shape.window_start(end);
-        let fold = &self.logic.fold;
-        let merged = ctx.state(&self.slices)?.modify(|slices| {
-            slices.merged_then_removed(Some((start, end)), |_| true, |a, b| fold.merge(a, b))
-        });
-        match merged.flatten() {
-            Some(mut acc) => self.emit(start, end, &mut acc, ctx, out),
-            None => Ok(()),
-        }
-    }
-
-    /// Runs the function on a window's merged aggregate.
-    fn emit(
-        &mut self,
-        start: i64,
-        end: i64,
-        acc: &mut F::Acc,
-        ctx: &mut KeyedContext<'_, K>,
-        out: &mut Collector<Out>,
-    ) -> Result<(), UserError> {
-        let now = ctx.current_processing_time();
-        let watermark = ctx.current_watermark();
-        let window = (self.slicing.window)(start, end);
-        fire_window::<K, T, W, Out, _>(
-            &mut self.logic,
-            &window,
-            end.saturating_sub(1),
-            acc,
-            (now, watermark),
-            ctx,
-            out,
-        )
-    }
-
     /// A timer of the key in `ctx` at `time` (see the module documentation).
     fn on_timer(
         &mut self,
         time: i64,
+        _domain: TimeDomain,
         ctx: &mut KeyedContext<'_, K>,
         out: &mut Collector<Out>,
     ) -> Result<(), UserError> {
@@ -331,109 +347,5 @@ where
             clear_window::<K, T, W, Out, _>(&mut self.logic, &window, now, ctx)?;
         }
         Ok(())
-    }
-}
-
-impl<K, T, Out, F, P, W> Lifecycle for SliceWindowOperator<K, T, Out, F, P, W>
-where
-    K: Key,
-    T: crate::Data,
-    Out: 'static,
-    F: Fold<T>,
-    F::Acc: StateData,
-    P: ProcessWindowFunction<K, F::Out, Out, W>,
-    W: 'static,
-{
-    fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
-        self.core.initialize(ctx);
-        self.logic.initialize_state(ctx)
-    }
-
-    fn snapshot_state(&mut self, ctx: &mut StateSnapshotContext) -> Result<(), UserError> {
-        self.core.snapshot(ctx)?;
-        self.logic.snapshot_state(ctx)
-    }
-
-    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
-        check_settings(ctx, self.settings.clone(), self.late.allowed_lateness)?;
-        self.core.open(ctx)?;
-        check_restored_engine(ctx, &self.core.restored_state_names(), WINDOW_SLICES)?;
-        self.logic.open(ctx)
-    }
-
-    fn close(&mut self) -> Result<(), UserError> {
-        let closed = self.logic.close();
-        self.core.close();
-        closed
-    }
-
-    forward_lifecycle!(logic: notify_checkpoint_complete, notify_checkpoint_aborted, finish);
-}
-
-impl<K, T, Out, F, P, W> OneInputOperator<T, Out> for SliceWindowOperator<K, T, Out, F, P, W>
-where
-    K: Key,
-    T: crate::Data,
-    Out: Clone + Send + 'static,
-    F: Fold<T>,
-    F::Acc: StateData,
-    P: ProcessWindowFunction<K, F::Out, Out, W>,
-    W: Send + 'static,
-{
-    fn process_batch(
-        &mut self,
-        batch: RecordBatch<T>,
-        out: &mut Collector<Out>,
-    ) -> Result<(), UserError> {
-        let key = self.key.clone();
-        let mut core = std::mem::take(&mut self.core);
-        let result = core.for_each_record(batch, &key, None, out, |value, ctx, out| {
-            self.on_element(value, ctx, out)
-        });
-        self.core = core;
-        result
-    }
-
-    fn process_watermark(
-        &mut self,
-        watermark: i64,
-        out: &mut Collector<Out>,
-    ) -> Result<(), UserError> {
-        let mut core = std::mem::take(&mut self.core);
-        let result = core.advance_watermark(watermark, None, out, |t, ctx, out| {
-            self.on_timer(t, ctx, out)
-        });
-        self.core = core;
-        result
-    }
-
-    fn next_processing_time(&self) -> Option<i64> {
-        self.core.next_processing_time()
-    }
-
-    fn on_processing_time(&mut self, now: i64, out: &mut Collector<Out>) -> Result<(), UserError> {
-        let mut core = std::mem::take(&mut self.core);
-        let result = core.fire_timers(TimeDomain::ProcessingTime, now, None, out, |t, ctx, out| {
-            self.on_timer(t, ctx, out)
-        });
-        self.core = core;
-        result
-    }
-
-    fn state_metrics(&self) -> Vec<crate::StateMetrics> {
-        self.core.state_metrics()
-    }
-
-    fn query_state(
-        &mut self,
-        uid: &str,
-        name: &str,
-        query: &weir_actors::query::StateQuery,
-    ) -> Result<weir_actors::query::StateAnswer, weir_actors::QueryError> {
-        self.core.query(uid, name, query)
-    }
-
-    fn counters(&self) -> Vec<(&'static str, u64)> {
-        self.late.counters()
     }
 }

@@ -19,9 +19,10 @@ use super::functions::{
     AggregateFold, AllElements, Evicting, Fold, Folded, Incremental, PassThrough,
     ProcessWindowFunction, ReduceFold, WindowLogic,
 };
-use super::operator::{WindowOperator, WindowSpec};
-use super::sessions::SessionWindowOperator;
-use super::slicing::SliceWindowOperator;
+use super::general::{GeneralEngine, WindowSpec};
+use super::operator::{WindowEngine, WindowOperator};
+use super::sessions::SessionEngine;
+use super::slicing::SliceEngine;
 use super::triggers::{CountTrigger, PurgingTrigger, Trigger};
 
 /// A keyed stream cut into windows, waiting for its window function (Flink's
@@ -238,14 +239,13 @@ where
         if self.default_trigger && self.evictor.is_none() {
             if let Some(slicing) = self.assigner.slicing() {
                 let name = self.name(what);
-                let operator = SliceWindowOperator::new(self.engine_spec(slicing, fold, function));
-                return add_window_operator(self.keyed, self.all, &name, operator);
+                let engine = SliceEngine::new(self.engine_spec(slicing, fold, function));
+                return add_window_operator(self.keyed, self.all, &name, engine);
             }
             if let Some(sessions) = self.assigner.sessions() {
                 let name = self.name(what);
-                let operator =
-                    SessionWindowOperator::new(self.engine_spec(sessions, fold, function));
-                return add_window_operator(self.keyed, self.all, &name, operator);
+                let engine = SessionEngine::new(self.engine_spec(sessions, fold, function));
+                return add_window_operator(self.keyed, self.all, &name, engine);
             }
         }
         if self.evictor.is_none() {
@@ -261,7 +261,7 @@ where
     }
 
     /// What a window engine is built from, its windows made by `shape`.
-    fn engine_spec<F, P, S>(&self, shape: S, fold: F, function: P) -> EngineSpec<K, T, F, P, S> {
+    fn engine_spec<F, P, S>(&self, shape: S, fold: F, function: P) -> EngineSpec<T, F, P, S> {
         EngineSpec {
             shape,
             settings: self.assigner.validate(),
@@ -269,8 +269,6 @@ where
             function,
             allowed_lateness: self.allowed_lateness,
             late_tag: self.late_tag.clone(),
-            key: self.keyed.key_selector(),
-            backend: self.keyed.env_handle().backend_cell(),
         }
     }
 
@@ -295,29 +293,26 @@ where
         Out: Data,
     {
         let name = self.name(what);
-        let env = self.keyed.env_handle();
-        let backend = env.backend_cell();
-        let key = self.keyed.key_selector();
-        let operator: WindowOperator<K, T, Out, A, Tr, L> = WindowOperator::new(WindowSpec {
+        let engine: GeneralEngine<K, T, Out, A, Tr, L> = GeneralEngine::new(WindowSpec {
             assigner: self.assigner,
             trigger: self.trigger.clone(),
             logic,
             allowed_lateness: self.allowed_lateness,
             late_tag: self.late_tag.clone(),
-            key,
-            backend,
         });
-        add_window_operator(self.keyed, self.all, &name, operator)
+        add_window_operator(self.keyed, self.all, &name, engine)
     }
 }
 
-/// Adds `operator` as the window operator (one subtask for `window_all`).
+/// Adds the window operator running `engine` (one subtask for `window_all`).
 fn add_window_operator<T: Data, K: Key + Data, Out: Data>(
     keyed: KeyedStream<T, K>,
     all: bool,
     name: &str,
-    operator: impl crate::operator::OneInputOperator<T, Out>,
+    engine: impl WindowEngine<K, T, Out>,
 ) -> DataStream<Out> {
+    let backend = keyed.env_handle().backend_cell();
+    let operator = WindowOperator::new(engine, keyed.key_selector(), backend);
     let stream = keyed.transform(name, operator);
     if all {
         stream.set_parallelism(1)
