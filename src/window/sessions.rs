@@ -333,6 +333,7 @@ where
         &mut self.logic
     }
 
+    #[inline]
     fn on_element(
         &mut self,
         value: T,
