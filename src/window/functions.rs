@@ -278,6 +278,38 @@ pub(crate) fn fire_window<K: Key, T, W, Out, L: WindowLogic<K, T, W, Out>>(
     logic.fire(&key, contents, evicting, &mut wctx, out)
 }
 
+/// Fires the window `[start, end)`, made by `window`, with the aggregate
+/// `acc` (its output stamped `end - 1`), at the key's current processing
+/// time and watermark: how the slice and session engines fire.
+pub(crate) fn fire_aggregate<K, T, W, Out, F, P>(
+    logic: &mut Incremental<F, P>,
+    window: fn(i64, i64) -> W,
+    (start, end): (i64, i64),
+    acc: &mut F::Acc,
+    ctx: &mut KeyedContext<'_, K>,
+    out: &mut Collector<Out>,
+) -> Result<(), UserError>
+where
+    K: Key,
+    F: Fold<T>,
+    P: ProcessWindowFunction<K, F::Out, Out, W>,
+    T: 'static,
+    W: 'static,
+    Out: 'static,
+{
+    let now = ctx.current_processing_time();
+    let watermark = ctx.current_watermark();
+    fire_window::<K, T, W, Out, _>(
+        logic,
+        &window(start, end),
+        end.saturating_sub(1),
+        acc,
+        (now, watermark),
+        ctx,
+        out,
+    )
+}
+
 /// Runs `logic`'s `clear` for `window`, which is removed (cleaned up).
 pub(crate) fn clear_window<K: Key, T, W, Out, L: WindowLogic<K, T, W, Out>>(
     logic: &mut L,

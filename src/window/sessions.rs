@@ -36,7 +36,7 @@ use crate::state::{Key, StateData, ValueStateDescriptor, ValueStateWithDefault};
 
 use super::assigners::SessionSpec;
 use super::engine::EngineSpec;
-use super::functions::{clear_window, fire_window, Fold, Incremental, ProcessWindowFunction};
+use super::functions::{clear_window, fire_aggregate, Fold, Incremental, ProcessWindowFunction};
 use super::late::LateData;
 use super::operator::WindowEngine;
 
@@ -167,29 +167,6 @@ where
         } else {
             ctx.register_processing_time_timer(at);
         }
-    }
-
-    /// Runs the function on a session's aggregate.
-    fn emit(
-        &mut self,
-        start: i64,
-        end: i64,
-        acc: &mut F::Acc,
-        ctx: &mut KeyedContext<'_, K>,
-        out: &mut Collector<Out>,
-    ) -> Result<(), UserError> {
-        let now = ctx.current_processing_time();
-        let watermark = ctx.current_watermark();
-        let window = (self.spec.window)(start, end);
-        fire_window::<K, T, W, Out, _>(
-            &mut self.logic,
-            &window,
-            end.saturating_sub(1),
-            acc,
-            (now, watermark),
-            ctx,
-            out,
-        )
     }
 }
 
@@ -397,7 +374,14 @@ where
                     }
                 }
                 if let Some((start, end, mut acc)) = fire {
-                    self.emit(start, end, &mut acc, ctx, out)?;
+                    fire_aggregate(
+                        &mut self.logic,
+                        self.spec.window,
+                        (start, end),
+                        &mut acc,
+                        ctx,
+                        out,
+                    )?;
                     out.set_timestamp(timestamp);
                 }
             }
@@ -478,7 +462,14 @@ where
         }
         for session in due {
             if let Some(mut acc) = session.fire {
-                self.emit(session.start, session.end, &mut acc, ctx, out)?;
+                fire_aggregate(
+                    &mut self.logic,
+                    self.spec.window,
+                    (session.start, session.end),
+                    &mut acc,
+                    ctx,
+                    out,
+                )?;
             }
             if session.cleared {
                 let now = ctx.current_processing_time();

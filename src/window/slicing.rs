@@ -25,7 +25,7 @@ use crate::state::{Key, StateData, ValueStateDescriptor, ValueStateWithDefault};
 
 use super::assigners::TimeKind;
 use super::engine::EngineSpec;
-use super::functions::{clear_window, fire_window, Fold, Incremental, ProcessWindowFunction};
+use super::functions::{clear_window, fire_aggregate, Fold, Incremental, ProcessWindowFunction};
 use super::late::LateData;
 use super::operator::WindowEngine;
 use super::slices::{LastPlacement, Placement, SliceShape, Slices};
@@ -140,7 +140,7 @@ where
     }
 
     /// Fires the window ending at `end` now with its slices (late firings).
-    fn fire_window(
+    fn fire_now(
         &mut self,
         end: i64,
         ctx: &mut KeyedContext<'_, K>,
@@ -152,32 +152,16 @@ where
             slices.merged_then_removed(Some((start, end)), |_| true, |a, b| fold.merge(a, b))
         });
         match merged.flatten() {
-            Some(mut acc) => self.emit(start, end, &mut acc, ctx, out),
+            Some(mut acc) => fire_aggregate(
+                &mut self.logic,
+                self.slicing.window,
+                (start, end),
+                &mut acc,
+                ctx,
+                out,
+            ),
             None => Ok(()),
         }
-    }
-
-    /// Runs the function on a window's merged aggregate.
-    fn emit(
-        &mut self,
-        start: i64,
-        end: i64,
-        acc: &mut F::Acc,
-        ctx: &mut KeyedContext<'_, K>,
-        out: &mut Collector<Out>,
-    ) -> Result<(), UserError> {
-        let now = ctx.current_processing_time();
-        let watermark = ctx.current_watermark();
-        let window = (self.slicing.window)(start, end);
-        fire_window::<K, T, W, Out, _>(
-            &mut self.logic,
-            &window,
-            end.saturating_sub(1),
-            acc,
-            (now, watermark),
-            ctx,
-            out,
-        )
     }
 }
 
@@ -278,7 +262,7 @@ where
             due.reverse();
         }
         for end in due {
-            self.fire_window(end, ctx, out)?;
+            self.fire_now(end, ctx, out)?;
             self.register(ctx, self.cleanup_time(end));
         }
         out.set_timestamp(timestamp);
@@ -333,7 +317,14 @@ where
             state.clear();
         }
         if let Some(acc) = acc.as_mut() {
-            self.emit(start, end, acc, ctx, out)?;
+            fire_aggregate(
+                &mut self.logic,
+                self.slicing.window,
+                (start, end),
+                acc,
+                ctx,
+                out,
+            )?;
             if let Some(next) = next {
                 self.register(ctx, next - 1);
             }
