@@ -1209,6 +1209,73 @@ fn windows_kept_by_another_engine_are_refused_on_restore() {
     }
 }
 
+/// Window operators declare their window state: a savepoint whose
+/// `per-second` slices hold `Reading`s does not resume into an aggregate
+/// whose accumulator is another type. `check_restore` says so per state
+/// before anything starts, and so does the restore itself, naming the
+/// operator and the state (before, the job started and failed at the
+/// first record that opened the state).
+#[test]
+fn a_window_accumulator_of_another_type_is_refused_before_the_job_starts() {
+    use weir::state::AggregateFunction;
+    use weir::window::TumblingEventTimeWindows;
+
+    /// The readings' values joined as text: a `String` accumulator.
+    #[derive(Clone)]
+    struct Joined;
+    impl AggregateFunction for Joined {
+        type In = Reading;
+        type Acc = String;
+        type Out = String;
+        fn create_accumulator(&self) -> String {
+            String::new()
+        }
+        fn add(&self, r: Reading, acc: &mut String) {
+            acc.push_str(&r.2.to_string());
+        }
+        fn get_result(&self, acc: &String) -> String {
+            acc.clone()
+        }
+        fn merge(&self, acc: &mut String, other: String) {
+            acc.push_str(&other);
+        }
+    }
+
+    let savepoint = window_savepoint(|_| ());
+    let env = StreamEnv::with_parallelism(2);
+    env.resume_from(arg(&savepoint.path));
+    env.set_allow_non_restored_state(true);
+    env.add_source(Held { left: readings() })
+        .uid("readings")
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::punctuated(|_: &Reading, ts| Some(ts - 10_000))
+                .with_timestamp_assigner(|r: &Reading| r.1),
+        )
+        .uid("timestamps")
+        .key_by(|r: &Reading| r.0)
+        .window(TumblingEventTimeWindows::of(Duration::from_secs(1)))
+        .aggregate(Joined)
+        .uid("per-second")
+        .discard();
+    let report = env
+        .check_restore(&savepoint.path, "accumulator changed")
+        .unwrap();
+    assert!(!report.is_ok(), "{report}");
+    let slices = report
+        .states
+        .iter()
+        .find(|s| s.uid == "per-second" && s.state == "window-slices")
+        .unwrap_or_else(|| panic!("no window-slices check: {report}"));
+    assert!(slices.verdict.error().is_some(), "{report}");
+    let error = env
+        .execute_blocking("accumulator changed")
+        .unwrap_err()
+        .to_string();
+    for part in ["per-second", "window-slices"] {
+        assert!(error.contains(part), "{part}: {error}");
+    }
+}
+
 #[test]
 fn inspect_shows_the_open_windows_of_window_operators() {
     let savepoint = window_savepoint(|_| ());

@@ -20,6 +20,7 @@ use crate::lifecycle::Lifecycle;
 use crate::operator::Collector;
 use crate::ops::keyed_process::KeyedContext;
 use crate::side_output::OutputTag;
+use crate::state::schema::StateDeclarations;
 use crate::state::timers::TimeDomain;
 use crate::state::{Key, MapStateDescriptor, StateData};
 
@@ -369,6 +370,11 @@ where
 
     fn function(&mut self) -> &mut dyn Lifecycle {
         &mut self.logic
+    }
+
+    fn declare_states(&self, states: &mut StateDeclarations) {
+        states.keyed(&self.windows);
+        self.logic.declare_states(states);
     }
 
     fn on_element(

@@ -22,6 +22,7 @@ use crate::lifecycle::Lifecycle;
 use crate::operator::{Collector, OneInputOperator};
 use crate::ops::keyed_core::KeyedCore;
 use crate::ops::keyed_process::{KeySelector, KeyedContext};
+use crate::state::schema::StateDeclarations;
 use crate::state::timers::TimeDomain;
 use crate::state::{BackendCell, Key, StateInitContext, StateSnapshotContext};
 
@@ -46,6 +47,11 @@ pub(crate) trait WindowEngine<K, T, Out>: Clone + Send + 'static {
 
     /// The window function, whose lifecycle hooks the operator's call.
     fn function(&mut self) -> &mut dyn Lifecycle;
+
+    /// Declares the keyed state the engine keeps its windows in and the
+    /// states its function declares (the job's plan: a restore checks
+    /// their schemas before the job starts).
+    fn declare_states(&self, states: &mut StateDeclarations);
 
     /// Puts an element of the current key into its windows.
     fn on_element(
@@ -105,6 +111,10 @@ where
     Out: 'static,
     E: WindowEngine<K, T, Out>,
 {
+    fn declare_states(&self, states: &mut StateDeclarations) {
+        self.engine.declare_states(states);
+    }
+
     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
         self.core.initialize(ctx);
         self.engine.function().initialize_state(ctx)

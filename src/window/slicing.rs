@@ -20,6 +20,7 @@ use weir_actors::UserError;
 use crate::lifecycle::Lifecycle;
 use crate::operator::Collector;
 use crate::ops::keyed_process::KeyedContext;
+use crate::state::schema::StateDeclarations;
 use crate::state::timers::TimeDomain;
 use crate::state::{Key, StateData, ValueStateDescriptor, ValueStateWithDefault};
 
@@ -187,6 +188,11 @@ where
 
     fn function(&mut self) -> &mut dyn Lifecycle {
         &mut self.logic
+    }
+
+    fn declare_states(&self, states: &mut StateDeclarations) {
+        states.keyed(&self.slices);
+        self.logic.declare_states(states);
     }
 
     #[inline]

@@ -313,7 +313,8 @@ fn add_window_operator<T: Data, K: Key + Data, Out: Data>(
 ) -> DataStream<Out> {
     let backend = keyed.env_handle().backend_cell();
     let operator = WindowOperator::new(engine, keyed.key_selector(), backend);
-    let stream = keyed.transform(name, operator);
+    let states = crate::stream::declared_states(&operator);
+    let stream = keyed.transform(name, operator).with_declared_states(states);
     if all {
         stream.set_parallelism(1)
     } else {
