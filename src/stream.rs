@@ -147,6 +147,15 @@ impl<T: Data> DataStream<T> {
         self
     }
 
+    /// Records that the operator producing this stream migrates the keys
+    /// of its restored state from the key type `from` (shown in the plan).
+    pub(crate) fn with_keys_migrated_from(self, from: Option<&str>) -> Self {
+        if let (Some(from), [input]) = (from, self.inputs.as_slice()) {
+            self.env.builder().vertices[input.vertex].migrates_keys_from = Some(from.to_string());
+        }
+        self
+    }
+
     /// Adds an operator fed by this stream and returns its output stream.
     fn add_operator<U: Data>(self, name: &str, kind: VertexKind) -> DataStream<U> {
         let mut builder = self.env.builder();
@@ -483,6 +492,14 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         self.key.clone()
     }
 
+    /// Takes the key migration [`migrate_keys_from`](Self::migrate_keys_from)
+    /// set, for the keyed operator that follows.
+    pub(crate) fn take_key_migration(
+        &mut self,
+    ) -> Option<crate::state::key_migration::KeyMigration<K>> {
+        self.key_migration.take()
+    }
+
     /// The environment of the stream.
     pub(crate) fn env_handle(&self) -> StreamEnv {
         self.stream.env().clone()
@@ -522,7 +539,7 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         self.stream.flat_map(f)
     }
 
-    /// The keyed state of the next [`process`](Self::process), restored
+    /// The keyed state of the next [`process`](Self::process) or window, restored
     /// from a snapshot written under the key type `Old`, has its keys
     /// migrated with `migrate` (one-to-one: two old keys that become one are
     /// an error listing them) and re-hashed to their key groups. Without it,
@@ -552,18 +569,15 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         let key = self.key.clone();
         let backend = self.stream.env().backend_cell();
         let states = declared_states(&function);
-        let migrates_from = self.key_migration.as_ref().map(|m| m.from.to_string());
+        let migration = self.key_migration;
+        let from = migration.as_ref().map(|m| m.from);
         let operator = KeyedProcess::new(function, key)
             .with_backend(backend)
-            .with_key_migration(self.key_migration);
-        let stream = self
-            .stream
+            .with_key_migration(migration);
+        self.stream
             .transform("KeyedProcess", operator)
-            .with_declared_states(states);
-        if let (Some(from), [input]) = (migrates_from, stream.inputs.as_slice()) {
-            stream.env.builder().vertices[input.vertex].migrates_keys_from = Some(from);
-        }
-        stream
+            .with_declared_states(states)
+            .with_keys_migrated_from(from)
     }
 
     /// Folds each key's records with `reduce(accumulated, next)`, emitting every new result.

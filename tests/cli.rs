@@ -1276,6 +1276,77 @@ fn a_window_accumulator_of_another_type_is_refused_before_the_job_starts() {
     }
 }
 
+/// The open windows of a savepoint keyed by `u32` resume under `String`
+/// keys with `migrate_keys_from`: they fire the same sums as a resume
+/// under the old key type; without the migration the restore is refused.
+#[test]
+fn window_keys_migrate_to_another_type_on_restore() {
+    use weir::window::TumblingEventTimeWindows;
+    let savepoint = window_savepoint(|_| ());
+    let resumed = || {
+        let env = StreamEnv::with_parallelism(2);
+        env.resume_from(arg(&savepoint.path));
+        env.set_allow_non_restored_state(true);
+        // No new readings: the end of input fires every restored window.
+        let readings = env
+            .from_collection(Vec::<Reading>::new())
+            .uid("readings")
+            .assign_timestamps_and_watermarks(
+                WatermarkStrategy::punctuated(|_: &Reading, ts| Some(ts - 10_000))
+                    .with_timestamp_assigner(|r: &Reading| r.1),
+            )
+            .uid("timestamps");
+        (env, readings)
+    };
+    let sum = |a: Reading, b: Reading| (a.0, a.1.max(b.1), a.2 + b.2);
+    let sorted = |mut fired: Vec<(String, i64, u64)>| {
+        fired.sort();
+        fired
+    };
+
+    let (env, readings) = resumed();
+    let fired = readings
+        .key_by(|r: &Reading| r.0)
+        .window(TumblingEventTimeWindows::of(Duration::from_secs(1)))
+        .reduce(sum)
+        .uid("per-second")
+        .collect();
+    env.execute_blocking("same keys").unwrap();
+    let same = sorted(
+        fired
+            .take()
+            .into_iter()
+            .map(|r| (r.0.to_string(), r.1, r.2))
+            .collect(),
+    );
+    assert_eq!(same.len(), 5, "the savepoint's open slices: {same:?}");
+
+    let (env, readings) = resumed();
+    let fired = readings
+        .key_by(|r: &Reading| r.0.to_string())
+        .migrate_keys_from::<u32>(|id| id.to_string())
+        .window(TumblingEventTimeWindows::of(Duration::from_secs(1)))
+        .reduce(move |a: Reading, b: Reading| sum(a, b))
+        .uid("per-second")
+        .map(|r: Reading| (r.0.to_string(), r.1, r.2))
+        .collect();
+    env.execute_blocking("string keys").unwrap();
+    assert_eq!(sorted(fired.take()), same);
+
+    let (env, readings) = resumed();
+    readings
+        .key_by(|r: &Reading| r.0.to_string())
+        .window(TumblingEventTimeWindows::of(Duration::from_secs(1)))
+        .reduce(sum)
+        .uid("per-second")
+        .discard();
+    let error = env
+        .execute_blocking("not migrated")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("per-second"), "{error}");
+}
+
 #[test]
 fn inspect_shows_the_open_windows_of_window_operators() {
     let savepoint = window_savepoint(|_| ());

@@ -102,6 +102,18 @@ impl<K: Key, T, Out, E> WindowOperator<K, T, Out, E> {
             _types: PhantomData,
         }
     }
+
+    /// Migrates the keys of restored window state written under an older
+    /// key type (`KeyedStream::migrate_keys_from`).
+    pub(crate) fn with_key_migration(
+        mut self,
+        migration: Option<crate::state::key_migration::KeyMigration<K>>,
+    ) -> Self {
+        if let Some(migration) = migration {
+            self.core = std::mem::take(&mut self.core).with_key_migration(migration);
+        }
+        self
+    }
 }
 
 impl<K, T, Out, E> Lifecycle for WindowOperator<K, T, Out, E>

@@ -306,15 +306,21 @@ where
 
 /// Adds the window operator running `engine` (one subtask for `window_all`).
 fn add_window_operator<T: Data, K: Key + Data, Out: Data>(
-    keyed: KeyedStream<T, K>,
+    mut keyed: KeyedStream<T, K>,
     all: bool,
     name: &str,
     engine: impl WindowEngine<K, T, Out>,
 ) -> DataStream<Out> {
     let backend = keyed.env_handle().backend_cell();
-    let operator = WindowOperator::new(engine, keyed.key_selector(), backend);
+    let migration = keyed.take_key_migration();
+    let from = migration.as_ref().map(|m| m.from);
+    let operator =
+        WindowOperator::new(engine, keyed.key_selector(), backend).with_key_migration(migration);
     let states = crate::stream::declared_states(&operator);
-    let stream = keyed.transform(name, operator).with_declared_states(states);
+    let stream = keyed
+        .transform(name, operator)
+        .with_declared_states(states)
+        .with_keys_migrated_from(from);
     if all {
         stream.set_parallelism(1)
     } else {
