@@ -1167,6 +1167,24 @@ fn window_savepoint(configure: impl FnOnce(&StreamEnv)) -> Checkpoint {
     stop_with_savepoint_after(&env, "cli-windows", &counted, readings().len(), root)
 }
 
+/// A job resumed from the window savepoint (the state of operators it
+/// leaves out allowed to go) and its readings: none new, so the end of
+/// input fires every restored window.
+fn resumed_from(savepoint: &Checkpoint) -> (StreamEnv, weir::DataStream<Reading>) {
+    let env = StreamEnv::with_parallelism(2);
+    env.resume_from(arg(&savepoint.path));
+    env.set_allow_non_restored_state(true);
+    let readings = env
+        .from_collection(Vec::<Reading>::new())
+        .uid("readings")
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::punctuated(|_: &Reading, ts| Some(ts - 10_000))
+                .with_timestamp_assigner(|r: &Reading| r.1),
+        )
+        .uid("timestamps");
+    (env, readings)
+}
+
 /// The window table of `weir inspect`'s text (the last table).
 fn window_table(text: &str) -> &str {
     table_from(text, "OPERATOR  ", " WINDOW STATE ")
@@ -1180,16 +1198,8 @@ fn window_table(text: &str) -> &str {
 fn windows_kept_by_another_engine_are_refused_on_restore() {
     use weir::window::{EventTimeSessionWindows, EventTimeTrigger};
     let savepoint = window_savepoint(|_| ());
-    let env = StreamEnv::with_parallelism(2);
-    env.resume_from(arg(&savepoint.path));
-    env.set_allow_non_restored_state(true);
-    env.add_source(Held { left: readings() })
-        .uid("readings")
-        .assign_timestamps_and_watermarks(
-            WatermarkStrategy::punctuated(|_: &Reading, ts| Some(ts - 10_000))
-                .with_timestamp_assigner(|r: &Reading| r.1),
-        )
-        .uid("timestamps")
+    let (env, readings) = resumed_from(&savepoint);
+    readings
         .key_by(|r: &Reading| r.0)
         .window(EventTimeSessionWindows::with_gap(Duration::from_secs(1)))
         .trigger(EventTimeTrigger::create())
@@ -1242,16 +1252,8 @@ fn a_window_accumulator_of_another_type_is_refused_before_the_job_starts() {
     }
 
     let savepoint = window_savepoint(|_| ());
-    let env = StreamEnv::with_parallelism(2);
-    env.resume_from(arg(&savepoint.path));
-    env.set_allow_non_restored_state(true);
-    env.add_source(Held { left: readings() })
-        .uid("readings")
-        .assign_timestamps_and_watermarks(
-            WatermarkStrategy::punctuated(|_: &Reading, ts| Some(ts - 10_000))
-                .with_timestamp_assigner(|r: &Reading| r.1),
-        )
-        .uid("timestamps")
+    let (env, readings) = resumed_from(&savepoint);
+    readings
         .key_by(|r: &Reading| r.0)
         .window(TumblingEventTimeWindows::of(Duration::from_secs(1)))
         .aggregate(Joined)
@@ -1283,21 +1285,7 @@ fn a_window_accumulator_of_another_type_is_refused_before_the_job_starts() {
 fn window_keys_migrate_to_another_type_on_restore() {
     use weir::window::TumblingEventTimeWindows;
     let savepoint = window_savepoint(|_| ());
-    let resumed = || {
-        let env = StreamEnv::with_parallelism(2);
-        env.resume_from(arg(&savepoint.path));
-        env.set_allow_non_restored_state(true);
-        // No new readings: the end of input fires every restored window.
-        let readings = env
-            .from_collection(Vec::<Reading>::new())
-            .uid("readings")
-            .assign_timestamps_and_watermarks(
-                WatermarkStrategy::punctuated(|_: &Reading, ts| Some(ts - 10_000))
-                    .with_timestamp_assigner(|r: &Reading| r.1),
-            )
-            .uid("timestamps");
-        (env, readings)
-    };
+    let resumed = || resumed_from(&savepoint);
     let sum = |a: Reading, b: Reading| (a.0, a.1.max(b.1), a.2 + b.2);
     let sorted = |mut fired: Vec<(String, i64, u64)>| {
         fired.sort();
