@@ -237,9 +237,9 @@ impl<K: Key> KeyedCore<K> {
     }
 
     /// Migrates the keys of restored state written under the key type
-    /// `migration` names.
-    pub fn with_key_migration(mut self, migration: KeyMigration<K>) -> Self {
-        self.key_migration = Some(migration);
+    /// `migration` names (`None`: no migration).
+    pub fn with_key_migration(mut self, migration: Option<KeyMigration<K>>) -> Self {
+        self.key_migration = migration;
         self
     }
 

@@ -109,9 +109,7 @@ impl<K: Key, T, Out, E> WindowOperator<K, T, Out, E> {
         mut self,
         migration: Option<crate::state::key_migration::KeyMigration<K>>,
     ) -> Self {
-        if let Some(migration) = migration {
-            self.core = std::mem::take(&mut self.core).with_key_migration(migration);
-        }
+        self.core = std::mem::take(&mut self.core).with_key_migration(migration);
         self
     }
 }
