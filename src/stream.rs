@@ -539,13 +539,16 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         self.stream.flat_map(f)
     }
 
-    /// The keyed state of the next [`process`](Self::process) or window, restored
+    /// The keyed state of the next keyed operator ([`process`](Self::process),
+    /// [`reduce`](Self::reduce), [`aggregate`](Self::aggregate), `sum`/`min`/`max`,
+    /// a window, or the keyed side of [`connect`](Self::connect)), restored
     /// from a snapshot written under the key type `Old`, has its keys
     /// migrated with `migrate` (one-to-one: two old keys that become one are
     /// an error listing them) and re-hashed to their key groups. Without it,
     /// a restore under another key type is refused. The snapshot must hold
     /// the state in full (a savepoint, or a heap checkpoint), not
-    /// incremental RocksDB files.
+    /// incremental RocksDB files. Operators without keyed state (`map`,
+    /// `filter`, ...) ignore it.
     ///
     /// ```
     /// # let env = weir::StreamEnv::new();
@@ -566,6 +569,18 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
 
     /// Applies a [`KeyedProcessFunction`]: per-key state and timers.
     pub fn process<U: Data, P: KeyedProcessFunction<K, T, U>>(self, function: P) -> DataStream<U> {
+        self.keyed_process("KeyedProcess", function)
+    }
+
+    /// Runs `function` in a [`KeyedProcess`] operator named `name`, with the
+    /// states it declares and the key migration set on this stream: the one
+    /// way every keyed function (`process`, `reduce`, `aggregate`, `sum`, ...)
+    /// becomes an operator.
+    fn keyed_process<U: Data, P: KeyedProcessFunction<K, T, U>>(
+        self,
+        name: &str,
+        function: P,
+    ) -> DataStream<U> {
         let key = self.key.clone();
         let backend = self.stream.env().backend_cell();
         let states = declared_states(&function);
@@ -575,7 +590,7 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
             .with_backend(backend)
             .with_key_migration(migration);
         self.stream
-            .transform("KeyedProcess", operator)
+            .transform(name, operator)
             .with_declared_states(states)
             .with_keys_migrated_from(from)
     }
@@ -586,12 +601,7 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         T: StateData,
         F: Fn(T, T) -> T + Send + Sync + 'static,
     {
-        let key = self.key.clone();
-        let backend = self.stream.env().backend_cell();
-        self.stream.transform(
-            "Reduce",
-            KeyedProcess::new(Reduce::new(reduce), key).with_backend(backend),
-        )
+        self.keyed_process("Reduce", Reduce::new(reduce))
     }
 
     /// Feeds each key's records to `function`, emitting every new result.
@@ -600,12 +610,7 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         A: AggregateFunction<In = T>,
         A::Out: Data,
     {
-        let key = self.key.clone();
-        let backend = self.stream.env().backend_cell();
-        self.stream.transform(
-            "Aggregate",
-            KeyedProcess::new(Aggregate::new(function), key).with_backend(backend),
-        )
+        self.keyed_process("Aggregate", Aggregate::new(function))
     }
 
     fn rolling<N, F>(self, name: &str, kind: RollingKind, value: F) -> DataStream<(K, N)>
@@ -613,12 +618,7 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         N: StateData + Copy + PartialOrd + std::ops::Add<Output = N>,
         F: Fn(&T) -> N + Send + Sync + 'static,
     {
-        let key = self.key.clone();
-        let backend = self.stream.env().backend_cell();
-        self.stream.transform(
-            name,
-            KeyedProcess::new(Rolling::new(kind, value), key).with_backend(backend),
-        )
+        self.keyed_process(name, Rolling::new(kind, value))
     }
 
     /// Emits `(key, running sum of value(record))` for every record.
@@ -801,13 +801,17 @@ impl<T: Data, K: Key + Data, B: Data> KeyedBroadcastConnectedStream<T, K, B> {
         function: F,
     ) -> DataStream<U> {
         let states = declared_states(&function);
+        let migration = self.keyed.key_migration;
+        let from = migration.as_ref().map(|m| m.from);
         let operator = KeyedBroadcastProcess::new(function, self.keyed.key.clone())
-            .with_backend(self.keyed.stream.env().backend_cell());
+            .with_backend(self.keyed.stream.env().backend_cell())
+            .with_key_migration(migration);
         let factory = two_input_factory::<T, B, U, _>(operator);
         self.keyed
             .stream
             .add_two_input(self.broadcast.stream, "KeyedBroadcastProcess", factory)
             .with_declared_states(states)
+            .with_keys_migrated_from(from)
     }
 }
 

@@ -50,11 +50,11 @@ struct Totals {
 
 impl Lifecycle for Totals {}
 
-impl KeyedBroadcastProcessFunction<u32, Order, (String, u64), u64> for Totals {
+impl<K: weir::state::Key> KeyedBroadcastProcessFunction<K, Order, (String, u64), u64> for Totals {
     fn process_element(
         &mut self,
         (_, amount): Order,
-        ctx: &mut KeyedContext<u32>,
+        ctx: &mut KeyedContext<K>,
         out: &mut Collector<u64>,
     ) -> Result<(), UserError> {
         ctx.state(&self.amounts)?.add(amount);
@@ -67,7 +67,7 @@ impl KeyedBroadcastProcessFunction<u32, Order, (String, u64), u64> for Totals {
     fn process_broadcast_element(
         &mut self,
         (name, limit): (String, u64),
-        ctx: &mut KeyedBroadcastContext<u32>,
+        ctx: &mut KeyedBroadcastContext<K>,
         _out: &mut Collector<u64>,
     ) -> Result<(), UserError> {
         ctx.broadcast_state(&self.rules)?.put(name, limit);
@@ -108,6 +108,107 @@ fn checkpoint() -> Checkpoint {
         .discard();
     let result = env.execute_blocking("cli-test").unwrap();
     retained(root, result.job_id)
+}
+
+/// Adds to `env` the orders keyed by `keyed` into the keyed broadcast
+/// process `totals` and a rolling sum `sums`, and returns what they emit.
+fn totals_and_sums<K: weir::state::Key + weir::Data>(
+    env: &StreamEnv,
+    orders: Vec<Order>,
+    keyed: impl Fn(weir::DataStream<Order>) -> weir::KeyedStream<Order, K>,
+) -> (
+    weir::sink::CollectHandle<u64>,
+    weir::sink::CollectHandle<(K, u64)>,
+) {
+    let rules = MapStateDescriptor::<String, u64>::new("rules");
+    let rule_stream = env
+        .from_collection(vec![("limit".to_string(), 100)])
+        .uid("rules")
+        .broadcast_state(std::slice::from_ref(&rules));
+    let orders = env.from_collection(orders).uid("orders");
+    let totals = keyed(orders.clone())
+        .connect(rule_stream)
+        .process(Totals {
+            total: ValueStateDescriptor::new("total"),
+            amounts: ListStateDescriptor::new("amounts"),
+            rules,
+        })
+        .uid("totals")
+        .collect();
+    let sums = keyed(orders).sum(|o: &Order| o.1).uid("sums").collect();
+    (totals, sums)
+}
+
+/// `migrate_keys_from` before a keyed broadcast process and a rolling sum
+/// moves their restored state to the new key type: the totals continue.
+/// Without it, the restore is refused.
+#[test]
+fn keyed_operators_keys_migrate_to_another_type_on_restore() {
+    let root = tempfile::tempdir().unwrap();
+    let env = StreamEnv::with_parallelism(2);
+    env.set_checkpoint_dir(root.path().to_str().unwrap());
+    let orders: Vec<Order> = (0..12).map(|i| (i % 4, u64::from(i) * 5)).collect();
+    let _ = totals_and_sums(&env, orders.clone(), |s| s.key_by(|o: &Order| o.0));
+    let result = env.execute_blocking("numbered customers").unwrap();
+    let checkpoint = retained(root, result.job_id);
+    let resumed = || {
+        let env = StreamEnv::with_parallelism(2);
+        env.resume_from(arg(&checkpoint.path));
+        env
+    };
+    // The collection resumes after the 12 orders it had emitted.
+    let more: Vec<Order> = orders.into_iter().chain([(0, 1), (3, 2)]).collect();
+
+    let env = resumed();
+    let (totals, sums) = totals_and_sums(&env, more.clone(), |s| {
+        s.key_by(|o: &Order| o.0.to_string())
+            .migrate_keys_from::<u32>(|id| id.to_string())
+    });
+    env.execute_blocking("named customers").unwrap();
+    let mut totals = totals.take();
+    totals.sort();
+    let mut sums = sums.take();
+    sums.sort();
+    // Customer 0 had 0 + 20 + 40, customer 3 had 15 + 35 + 55.
+    assert_eq!(totals, vec![61, 107]);
+    assert_eq!(sums, vec![("0".to_string(), 61), ("3".to_string(), 107)]);
+
+    let env = resumed();
+    let _ = totals_and_sums(&env, more.clone(), |s| {
+        s.key_by(|o: &Order| o.0.to_string())
+    });
+    let error = env
+        .execute_blocking("not migrated")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("key type"), "{error}");
+
+    // A rolling sum declares its state: a narrower type is refused
+    // before the job starts, naming the operator and the state.
+    let env = resumed();
+    env.set_allow_non_restored_state(true);
+    env.from_collection(more)
+        .uid("orders")
+        .key_by(|o: &Order| o.0)
+        .sum(|o: &Order| o.1 as u8)
+        .uid("sums")
+        .discard();
+    let report = env
+        .check_restore(&checkpoint.path, "narrower sums")
+        .unwrap();
+    let rolling = report
+        .states
+        .iter()
+        .find(|s| s.uid == "sums" && s.state == "rolling")
+        .unwrap_or_else(|| panic!("no check of the rolling state: {report}"));
+    assert!(rolling.verdict.error().is_some(), "{report}");
+    let error = env
+        .execute_blocking("narrower sums")
+        .unwrap_err()
+        .to_string();
+    for part in ["sums", "rolling"] {
+        assert!(error.contains(part), "{part}: {error}");
+    }
 }
 
 /// The one retained checkpoint of job `job_id` under `root`.

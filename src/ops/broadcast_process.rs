@@ -380,6 +380,17 @@ impl<K, In, F> KeyedBroadcastProcess<K, In, F> {
     }
 }
 
+impl<K: Key, In, F> KeyedBroadcastProcess<K, In, F> {
+    /// Migrates the keys of restored keyed state written under an older key type.
+    pub(crate) fn with_key_migration(
+        mut self,
+        migration: Option<crate::state::key_migration::KeyMigration<K>>,
+    ) -> Self {
+        self.keyed = std::mem::take(&mut self.keyed).with_key_migration(migration);
+        self
+    }
+}
+
 impl<K: Key, In, F: Lifecycle> Lifecycle for KeyedBroadcastProcess<K, In, F> {
     fn initialize_state(&mut self, ctx: &mut StateInitContext) -> Result<(), UserError> {
         self.keyed.initialize(ctx);

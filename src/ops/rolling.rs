@@ -9,6 +9,7 @@ use weir_actors::UserError;
 
 use super::keyed_process::{KeyedContext, KeyedProcessFunction};
 use crate::operator::Collector;
+use crate::state::schema::StateDeclarations;
 use crate::state::{
     AggregateFunction, AggregatingStateDescriptor, Key, StateData, ValueStateDescriptor,
 };
@@ -38,7 +39,11 @@ impl<T, F> Reduce<T, F> {
     }
 }
 
-impl<T: StateData, F: Fn(T, T) -> T + Send + Sync + 'static> Lifecycle for Reduce<T, F> {}
+impl<T: StateData, F: Fn(T, T) -> T + Send + Sync + 'static> Lifecycle for Reduce<T, F> {
+    fn declare_states(&self, states: &mut StateDeclarations) {
+        states.keyed(&self.state);
+    }
+}
 
 impl<K: Key, T: StateData, F: Fn(T, T) -> T + Send + Sync + 'static> KeyedProcessFunction<K, T, T>
     for Reduce<T, F>
@@ -88,6 +93,9 @@ where
     A::In: Send + 'static,
     A::Out: Clone + Send + 'static,
 {
+    fn declare_states(&self, states: &mut StateDeclarations) {
+        states.keyed(&self.state);
+    }
 }
 
 impl<K: Key, A> KeyedProcessFunction<K, A::In, A::Out> for Aggregate<A>
@@ -150,9 +158,13 @@ impl<F, N> Rolling<F, N> {
     }
 }
 
-impl<N, F> Lifecycle for Rolling<F, N> where
-    N: StateData + Copy + PartialOrd + std::ops::Add<Output = N>
+impl<N, F> Lifecycle for Rolling<F, N>
+where
+    N: StateData + Copy + PartialOrd + std::ops::Add<Output = N>,
 {
+    fn declare_states(&self, states: &mut StateDeclarations) {
+        states.keyed(&self.state);
+    }
 }
 
 impl<K, T, N, F> KeyedProcessFunction<K, T, (K, N)> for Rolling<F, N>
