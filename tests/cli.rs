@@ -193,20 +193,25 @@ fn keyed_operators_keys_migrate_to_another_type_on_restore() {
         .sum(|o: &Order| o.1 as u8)
         .uid("sums")
         .discard();
-    let report = env
-        .check_restore(&checkpoint.path, "narrower sums")
-        .unwrap();
-    let rolling = report
+    assert_state_refused_before_start(&env, &checkpoint.path, "sums", "rolling");
+}
+
+/// `check_restore` of `env`'s job from `snapshot` finds the state `state`
+/// of the operator `uid` incompatible, and the restore stops naming both.
+fn assert_state_refused_before_start(env: &StreamEnv, snapshot: &Path, uid: &str, state: &str) {
+    let report = env.check_restore(snapshot, "changed state").unwrap();
+    assert!(!report.is_ok(), "{report}");
+    let checked = report
         .states
         .iter()
-        .find(|s| s.uid == "sums" && s.state == "rolling")
-        .unwrap_or_else(|| panic!("no check of the rolling state: {report}"));
-    assert!(rolling.verdict.error().is_some(), "{report}");
+        .find(|s| s.uid == uid && s.state == state)
+        .unwrap_or_else(|| panic!("no check of {uid}'s {state}: {report}"));
+    assert!(checked.verdict.error().is_some(), "{report}");
     let error = env
-        .execute_blocking("narrower sums")
+        .execute_blocking("changed state")
         .unwrap_err()
         .to_string();
-    for part in ["sums", "rolling"] {
+    for part in [uid, state] {
         assert!(error.contains(part), "{part}: {error}");
     }
 }
@@ -1360,23 +1365,7 @@ fn a_window_accumulator_of_another_type_is_refused_before_the_job_starts() {
         .aggregate(Joined)
         .uid("per-second")
         .discard();
-    let report = env
-        .check_restore(&savepoint.path, "accumulator changed")
-        .unwrap();
-    assert!(!report.is_ok(), "{report}");
-    let slices = report
-        .states
-        .iter()
-        .find(|s| s.uid == "per-second" && s.state == "window-slices")
-        .unwrap_or_else(|| panic!("no window-slices check: {report}"));
-    assert!(slices.verdict.error().is_some(), "{report}");
-    let error = env
-        .execute_blocking("accumulator changed")
-        .unwrap_err()
-        .to_string();
-    for part in ["per-second", "window-slices"] {
-        assert!(error.contains(part), "{part}: {error}");
-    }
+    assert_state_refused_before_start(&env, &savepoint.path, "per-second", "window-slices");
 }
 
 /// The open windows of a savepoint keyed by `u32` resume under `String`
