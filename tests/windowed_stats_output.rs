@@ -129,6 +129,54 @@ fn allowed_lateness_fires_again_for_late_records_as_flink() {
     );
 }
 
+/// Random readings (`tests/data/windowed_stats/random/*/in.csv`, written by
+/// `gen.py SEED N` there: up to six keys, records out of order by up to 20 s,
+/// some late, in sessions that a late record may bridge) fire as Apache
+/// Flink 2.3's window operator fired them (`flink.jsonl`, `flink.late.csv`,
+/// from `run.sh DIR WindowPeer`). Each directory is named
+/// `seed<N>-<window, ':' as '_'>-<allowed lateness ms>-<out-of-orderness ms>`.
+#[test]
+fn random_readings_fire_as_flinks() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/windowed_stats/random");
+    let mut cases: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 6, "{cases:?}");
+    let sorted_lines = |path: &Path| -> Vec<String> {
+        let mut lines: Vec<String> = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    };
+    for case in cases {
+        let name = case.file_name().unwrap().to_str().unwrap().to_string();
+        let [_, window, lateness, ooo] = name.split('-').collect::<Vec<_>>()[..] else {
+            panic!("{name}: not seed-window-lateness-ooo");
+        };
+        let settings = settings(
+            &window.replace('_', ":"),
+            lateness.parse().unwrap(),
+            ooo.parse().unwrap(),
+        );
+        let expected = (
+            sorted_lines(&case.join("flink.jsonl")),
+            sorted_lines(&case.join("flink.late.csv")),
+        );
+        for parallelism in [1, 2] {
+            let env = StreamEnv::with_parallelism(parallelism);
+            let got = run_on(&env, &case.join("in.csv"), settings).unwrap();
+            assert_eq!(got, expected, "{name} at parallelism {parallelism}");
+        }
+    }
+}
+
 #[test]
 fn output_does_not_depend_on_parallelism_or_batching() {
     for window in ["tumbling:1000", "sliding:3000:1000", "session:2000"] {
