@@ -133,7 +133,7 @@ fn allowed_lateness_fires_again_for_late_records_as_flink() {
 /// `gen.py SEED N` there: up to six keys, records out of order by up to 20 s,
 /// some late, in sessions that a late record may bridge) fire as Apache
 /// Flink 2.3's window operator fired them (`flink.jsonl`, `flink.late.csv`,
-/// from `run.sh DIR WindowPeer`). Each directory is named
+/// from `run.sh DIR WindowPeer`), on the heap and on RocksDB. Each directory is named
 /// `seed<N>-<window, ':' as '_'>-<allowed lateness ms>-<out-of-orderness ms>`.
 #[test]
 fn random_readings_fire_as_flinks() {
@@ -173,6 +173,14 @@ fn random_readings_fire_as_flinks() {
             let env = StreamEnv::with_parallelism(parallelism);
             let got = run_on(&env, &case.join("in.csv"), settings).unwrap();
             assert_eq!(got, expected, "{name} at parallelism {parallelism}");
+        }
+        #[cfg(feature = "rocksdb")]
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let env = StreamEnv::with_parallelism(2);
+            env.set_state_backend(weir::state::RocksDbBackend::new().with_local_dirs([dir.path()]));
+            let got = run_on(&env, &case.join("in.csv"), settings).unwrap();
+            assert_eq!(got, expected, "{name} on RocksDB");
         }
     }
 }
