@@ -271,8 +271,11 @@ impl<T: Data> DataStream<T> {
         let hash: PartitionerFactory = Arc::new(move |ctx: &PartitionerContext| {
             let key = selector.clone();
             let max = ctx.receiver_max_parallelism;
+            let ctx_channels = ctx.channels;
+            let owners = KeyGroupRange::owners(max, ctx_channels);
             let select = SelectChannel::new(move |record: &T, channels: usize| {
-                KeyGroupRange::owner_of(key_group(&key(record), max), max, channels)
+                debug_assert_eq!(channels, ctx_channels);
+                owners.owner(key_group(&key(record), max))
             });
             Box::new(TypedPartitioner::<T, _>::new(
                 select,
