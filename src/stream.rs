@@ -514,7 +514,24 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         name: &str,
         operator: Op,
     ) -> DataStream<U> {
-        self.stream.transform(name, operator)
+        self.without_keyed_state("transform")
+            .transform(name, operator)
+    }
+
+    /// The stream, for an operator that keeps no keyed state (`what`): a
+    /// key migration set on this stream would have nothing to migrate
+    /// there, so the job is refused when it starts, naming the operator
+    /// (instead of the migration going unused).
+    fn without_keyed_state(self, what: &str) -> DataStream<T> {
+        if let Some(migration) = &self.key_migration {
+            self.stream.env().builder().errors.push(format!(
+                "migrate_keys_from::<{}>() is followed by `{what}`, which keeps no keyed \
+                 state to migrate: call it right before the keyed operator (process, \
+                 reduce, aggregate, sum, min, max, a window, or connect(..).process)",
+                migration.from
+            ));
+        }
+        self.stream
     }
 
     /// One output record per input record.
@@ -522,7 +539,7 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
     where
         F: FnMut(T) -> U + Clone + Send + 'static,
     {
-        self.stream.map(f)
+        self.without_keyed_state("map").map(f)
     }
 
     /// Keeps the records for which `predicate` returns `true`.
@@ -530,7 +547,7 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
     where
         F: FnMut(&T) -> bool + Clone + Send + 'static,
     {
-        self.stream.filter(predicate)
+        self.without_keyed_state("filter").filter(predicate)
     }
 
     /// Zero or more output records per input record.
@@ -539,7 +556,7 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
         F: FnMut(T) -> I + Clone + Send + 'static,
         I: IntoIterator<Item = U>,
     {
-        self.stream.flat_map(f)
+        self.without_keyed_state("flat_map").flat_map(f)
     }
 
     /// The keyed state of the next keyed operator ([`process`](Self::process),
@@ -550,8 +567,8 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
     /// an error listing them) and re-hashed to their key groups. Without it,
     /// a restore under another key type is refused. The snapshot must hold
     /// the state in full (a savepoint, or a heap checkpoint), not
-    /// incremental RocksDB files. Operators without keyed state (`map`,
-    /// `filter`, ...) ignore it.
+    /// incremental RocksDB files. Followed by an operator without keyed
+    /// state (`map`, `filter`, `add_sink`, ...), the job is refused.
     ///
     /// ```
     /// # let env = weir::StreamEnv::new();
@@ -653,12 +670,12 @@ impl<T: Data, K: Key + Data> KeyedStream<T, K> {
 
     /// Sends the keyed stream into `sink`.
     pub fn add_sink<S: Sink<T>>(self, sink: S) -> DataStreamSink {
-        self.stream.add_sink(sink)
+        self.without_keyed_state("add_sink").add_sink(sink)
     }
 
     /// Gathers every record in memory.
     pub fn collect(self) -> CollectHandle<T> {
-        self.stream.collect()
+        self.without_keyed_state("collect").collect()
     }
 }
 

@@ -196,6 +196,29 @@ fn keyed_operators_keys_migrate_to_another_type_on_restore() {
     assert_state_refused_before_start(&env, &checkpoint.path, "sums", "rolling");
 }
 
+/// A key migration followed by an operator without keyed state would go
+/// unused: the job is refused, naming the operator.
+#[test]
+fn a_key_migration_before_an_operator_without_keyed_state_is_refused() {
+    let env = StreamEnv::with_parallelism(2);
+    env.from_collection(vec![(1u32, 5u64)])
+        .key_by(|o: &Order| o.0.to_string())
+        .migrate_keys_from::<u32>(|id| id.to_string())
+        .map(|o: Order| o.1)
+        .discard();
+    let error = env
+        .execute_blocking("unused migration")
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "migrate_keys_from::<u32>()",
+        "`map`",
+        "keeps no keyed state",
+    ] {
+        assert!(error.contains(part), "{part}: {error}");
+    }
+}
+
 /// `check_restore` of `env`'s job from `snapshot` finds the state `state`
 /// of the operator `uid` incompatible, and the restore stops naming both.
 fn assert_state_refused_before_start(env: &StreamEnv, snapshot: &Path, uid: &str, state: &str) {
