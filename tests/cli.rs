@@ -206,15 +206,20 @@ fn a_key_migration_before_an_operator_without_keyed_state_is_refused() {
         .migrate_keys_from::<u32>(|id| id.to_string())
         .map(|o: Order| o.1)
         .discard();
-    let error = env
-        .execute_blocking("unused migration")
-        .unwrap_err()
-        .to_string();
-    for part in [
-        "migrate_keys_from::<u32>()",
-        "`map`",
-        "keeps no keyed state",
-    ] {
+    assert_job_refused(
+        &env,
+        &[
+            "migrate_keys_from::<u32>()",
+            "`map`",
+            "keeps no keyed state",
+        ],
+    );
+}
+
+/// `env`'s job fails, and its error names each of `parts`.
+fn assert_job_refused(env: &StreamEnv, parts: &[&str]) {
+    let error = env.execute_blocking("refused").unwrap_err().to_string();
+    for part in parts {
         assert!(error.contains(part), "{part}: {error}");
     }
 }
@@ -230,13 +235,7 @@ fn assert_state_refused_before_start(env: &StreamEnv, snapshot: &Path, uid: &str
         .find(|s| s.uid == uid && s.state == state)
         .unwrap_or_else(|| panic!("no check of {uid}'s {state}: {report}"));
     assert!(checked.verdict.error().is_some(), "{report}");
-    let error = env
-        .execute_blocking("changed state")
-        .unwrap_err()
-        .to_string();
-    for part in [uid, state] {
-        assert!(error.contains(part), "{part}: {error}");
-    }
+    assert_job_refused(env, &[uid, state]);
 }
 
 /// The one retained checkpoint of job `job_id` under `root`.
@@ -1335,17 +1334,14 @@ fn windows_kept_by_another_engine_are_refused_on_restore() {
         .reduce(|a: Reading, b: Reading| (a.0, a.1.max(b.1), a.2 + b.2))
         .uid("sessions")
         .discard();
-    let error = env
-        .execute_blocking("engine switch")
-        .unwrap_err()
-        .to_string();
-    for part in [
-        "uid `sessions`",
-        "keeps its windows in `window-sessions`",
-        "now keeps them in `window-contents`",
-    ] {
-        assert!(error.contains(part), "{part}: {error}");
-    }
+    assert_job_refused(
+        &env,
+        &[
+            "uid `sessions`",
+            "keeps its windows in `window-sessions`",
+            "now keeps them in `window-contents`",
+        ],
+    );
 }
 
 /// Window operators declare their window state: a savepoint whose

@@ -59,22 +59,24 @@ fn bundled(settings: Settings) -> (Vec<String>, Vec<String>) {
     .unwrap()
 }
 
+/// The non-empty lines of the file at `path`, sorted.
+fn sorted_lines(path: &Path) -> Vec<String> {
+    let mut lines: Vec<String> = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
 /// Flink's output for the bundled readings, sorted.
 fn flink(name: &str) -> (Vec<String>, Vec<String>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/windowed_stats");
-    let read = |file: String| -> Vec<String> {
-        let mut lines: Vec<String> = std::fs::read_to_string(dir.join(file))
-            .unwrap()
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect();
-        lines.sort();
-        lines
-    };
     (
-        read(format!("flink-{name}.jsonl")),
-        read(format!("flink-{name}.late.csv")),
+        sorted_lines(&dir.join(format!("flink-{name}.jsonl"))),
+        sorted_lines(&dir.join(format!("flink-{name}.late.csv"))),
     )
 }
 
@@ -145,16 +147,6 @@ fn random_readings_fire_as_flinks() {
         .collect();
     cases.sort();
     assert!(cases.len() >= 6, "{cases:?}");
-    let sorted_lines = |path: &Path| -> Vec<String> {
-        let mut lines: Vec<String> = std::fs::read_to_string(path)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect();
-        lines.sort();
-        lines
-    };
     for case in cases {
         let name = case.file_name().unwrap().to_str().unwrap().to_string();
         let [_, window, lateness, ooo] = name.split('-').collect::<Vec<_>>()[..] else {
