@@ -386,7 +386,7 @@ impl<K: Key, In, F> KeyedBroadcastProcess<K, In, F> {
         mut self,
         migration: Option<crate::state::key_migration::KeyMigration<K>>,
     ) -> Self {
-        self.keyed = std::mem::take(&mut self.keyed).with_key_migration(migration);
+        self.keyed.set_key_migration(migration);
         self
     }
 }

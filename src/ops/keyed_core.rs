@@ -238,9 +238,8 @@ impl<K: Key> KeyedCore<K> {
 
     /// Migrates the keys of restored state written under the key type
     /// `migration` names (`None`: no migration).
-    pub fn with_key_migration(mut self, migration: Option<KeyMigration<K>>) -> Self {
+    pub fn set_key_migration(&mut self, migration: Option<KeyMigration<K>>) {
         self.key_migration = migration;
-        self
     }
 
     /// The key migration to run on the restored state: the configured one,

@@ -215,7 +215,7 @@ impl<K: Key, In, F> KeyedProcess<K, In, F> {
         mut self,
         migration: Option<crate::state::key_migration::KeyMigration<K>>,
     ) -> Self {
-        self.core = std::mem::take(&mut self.core).with_key_migration(migration);
+        self.core.set_key_migration(migration);
         self
     }
 }

@@ -332,11 +332,7 @@ where
 /// timer some other window of the key registered already is one timer).
 fn register_timers<K: Key>(ctx: &mut KeyedContext<'_, K>, added: &[WindowTimer]) {
     for timer in added {
-        if timer.event_time {
-            ctx.register_event_time_timer(timer.at);
-        } else {
-            ctx.register_processing_time_timer(timer.at);
-        }
+        timer.register_with(ctx);
     }
 }
 

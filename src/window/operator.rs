@@ -109,7 +109,7 @@ impl<K: Key, T, Out, E> WindowOperator<K, T, Out, E> {
         mut self,
         migration: Option<crate::state::key_migration::KeyMigration<K>>,
     ) -> Self {
-        self.core = std::mem::take(&mut self.core).with_key_migration(migration);
+        self.core.set_key_migration(migration);
         self
     }
 }

@@ -40,6 +40,7 @@ use super::engine::EngineSpec;
 use super::functions::{clear_window, fire_aggregate, Fold, Incremental, ProcessWindowFunction};
 use super::late::LateData;
 use super::operator::WindowEngine;
+use super::triggers::WindowTimer;
 
 /// The name of the session engine's keyed state.
 pub const WINDOW_SESSIONS: &str = "window-sessions";
@@ -163,11 +164,8 @@ where
     }
 
     fn register(&self, ctx: &mut KeyedContext<'_, K>, at: i64) {
-        if self.spec.event_time {
-            ctx.register_event_time_timer(at);
-        } else {
-            ctx.register_processing_time_timer(at);
-        }
+        let event_time = self.spec.event_time;
+        WindowTimer { event_time, at }.register_with(ctx);
     }
 }
 
@@ -411,7 +409,8 @@ where
             TimeDomain::ProcessingTime
         };
         if domain != own {
-            // A timer the function registered in the other domain.
+            // Not one of this engine's timers (it registers them in its
+            // own domain only).
             return Ok(());
         }
         let lateness = self.lateness();

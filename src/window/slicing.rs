@@ -30,6 +30,7 @@ use super::functions::{clear_window, fire_aggregate, Fold, Incremental, ProcessW
 use super::late::LateData;
 use super::operator::WindowEngine;
 use super::slices::{LastPlacement, Placement, SliceShape, Slices};
+use super::triggers::WindowTimer;
 
 /// The name of the slice engine's keyed state.
 pub const WINDOW_SLICES: &str = "window-slices";
@@ -133,11 +134,8 @@ where
     }
 
     fn register(&self, ctx: &mut KeyedContext<'_, K>, at: i64) {
-        if self.slicing.event_time {
-            ctx.register_event_time_timer(at);
-        } else {
-            ctx.register_processing_time_timer(at);
-        }
+        let event_time = self.slicing.event_time;
+        WindowTimer { event_time, at }.register_with(ctx);
     }
 
     /// Fires the window ending at `end` now with its slices (late firings).

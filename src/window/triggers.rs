@@ -46,6 +46,20 @@ pub(crate) struct WindowTimer {
     pub at: i64,
 }
 
+impl WindowTimer {
+    /// Registers the timer with the timer service of the key in `ctx`.
+    pub(crate) fn register_with<K: crate::state::Key>(
+        self,
+        ctx: &mut crate::ops::keyed_process::KeyedContext<'_, K>,
+    ) {
+        if self.event_time {
+            ctx.register_event_time_timer(self.at);
+        } else {
+            ctx.register_processing_time_timer(self.at);
+        }
+    }
+}
+
 /// What a trigger sees of one window: its own state for the window, the
 /// window's timers, and the time.
 pub struct TriggerContext<'a, S> {
