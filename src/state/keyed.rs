@@ -1236,50 +1236,73 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     /// Migrates table `index`'s restored values in key group `group`, if
-    /// they are still to migrate (see [`GroupMigration`]).
+    /// they are still to migrate (see [`GroupMigration`]), with the groups
+    /// still to migrate that follow it when the backend reads several
+    /// groups in one scan for about the cost of one
+    /// ([`migration_groups_per_scan`](super::rocksdb::RocksKeyedDb::migration_groups_per_scan)).
+    #[cfg(feature = "rocksdb")]
     #[cold]
     #[inline(never)]
     fn migrate_group(&mut self, index: usize, group: usize) -> Result<(), StateError> {
+        let Some(offset) = group.checked_sub(self.range.start) else {
+            return Ok(());
+        };
+        let pending = self.tables[index]
+            .migrating
+            .as_ref()
+            .is_some_and(|migration| migration.pending.get(offset).copied().unwrap_or(false));
+        if !pending {
+            return Ok(());
+        }
+        let per_scan = match &self.backing {
+            Backing::RocksDb(db) => db.migration_groups_per_scan(),
+            Backing::Heap => 1,
+        };
+        self.migrate_groups(index, offset, per_scan)
+    }
+
+    /// Migrates up to `count` of table `index`'s key groups still to
+    /// migrate, from the group at `offset` in the store's range on.
+    fn migrate_groups(
+        &mut self,
+        index: usize,
+        offset: usize,
+        count: usize,
+    ) -> Result<(), StateError> {
         let table = &mut self.tables[index];
         let Some(migration) = table.migrating.as_mut() else {
             return Ok(());
         };
-        let Some(pending) = group
-            .checked_sub(self.range.start)
-            .and_then(|offset| migration.pending.get_mut(offset))
-        else {
-            return Ok(());
-        };
-        if !*pending {
-            return Ok(());
-        }
+        let offsets: Vec<usize> = (offset..migration.pending.len())
+            .filter(|&o| migration.pending[o])
+            .take(count)
+            .collect();
         #[cfg(feature = "rocksdb")]
         if let Backing::RocksDb(db) = &self.backing {
+            let groups: Vec<usize> = offsets.iter().map(|o| self.range.start + o).collect();
             db.migrate_group_values(
                 &table.name,
                 table.kind,
                 migration.with_expiry,
                 &migration.migrations,
-                group,
+                &groups,
             )?;
         }
-        *pending = false;
-        migration.left -= 1;
+        for o in offsets {
+            migration.pending[o] = false;
+            migration.left -= 1;
+        }
         if migration.left == 0 {
             table.migrating = None;
         }
         Ok(())
     }
 
-    /// Migrates every restored value still to migrate (before a snapshot).
+    /// Migrates every restored value still to migrate (before a snapshot),
+    /// each table's in one scan.
     fn migrate_every_group(&mut self) -> Result<(), StateError> {
         for index in 0..self.tables.len() {
-            for group in self.range.start..self.range.end {
-                if self.tables[index].migrating.is_none() {
-                    break;
-                }
-                self.migrate_group(index, group)?;
-            }
+            self.migrate_groups(index, 0, usize::MAX)?;
         }
         Ok(())
     }

@@ -30,6 +30,7 @@ use super::db::{db_options, relevant, RocksKeyedDb, SnapshotSite};
 use super::dirs::{local_error, LocalDir};
 use super::expiry;
 use super::format::{self, CanonicalWriter, META_PREFIX};
+use super::scan::{total_order_read, GroupScan};
 use super::RocksDbBackend;
 use crate::keys::KeyGroupRange;
 use crate::state::ttl::{DowntimePolicy, TtlSettings, TtlTime};
@@ -175,7 +176,7 @@ impl RocksSnapshot {
             )
         })?;
         let mut groups: BTreeMap<usize, Vec<StateBytes>> = BTreeMap::new();
-        let mut prefix = Vec::new();
+        let mut scan = GroupScan::new(&db, false);
         for group in self.range.start..self.range.end {
             for RegisteredState {
                 name,
@@ -184,37 +185,30 @@ impl RocksSnapshot {
                 ttl,
             } in &self.registry
             {
-                format::data_prefix(&mut prefix, group, name.as_bytes());
-                let mut read = rocksdb::ReadOptions::default();
-                if let Some(end) = format::prefix_end(&prefix) {
-                    read.set_iterate_upper_bound(end);
-                }
-                read.fill_cache(false);
-                let mut iter = db.raw_iterator_opt(read);
-                iter.seek(&prefix);
+                scan.seek(group, name);
                 let mut writer = CanonicalWriter::new(*kind);
                 let corrupt = |cause| StateError::Corrupt {
                     name: name.clone(),
                     group,
                     cause,
                 };
-                while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+                while let Some((suffix, value)) = scan.entry() {
                     let value = match ttl {
                         Some((_, now)) => {
                             match expiry::unexpired(*kind, value, *now).map_err(corrupt)? {
                                 Some(live) => live,
                                 None => {
-                                    iter.next();
+                                    scan.next();
                                     continue;
                                 }
                             }
                         }
                         None => std::borrow::Cow::Borrowed(value),
                     };
-                    writer.add(&key[prefix.len()..], &value).map_err(corrupt)?;
-                    iter.next();
+                    writer.add(suffix, &value).map_err(corrupt)?;
+                    scan.next();
                 }
-                iter.status()
+                scan.status()
                     .map_err(|e| self.error(&format!("cannot read state `{name}`"), e))?;
                 if let Some(entries) = writer.finish() {
                     groups.entry(group).or_default().push(StateBytes {
@@ -498,11 +492,9 @@ fn ingest(
         )
     })?;
     let (lo, hi) = (handle.start.max(range.start), handle.end.min(range.end));
-    let mut read = rocksdb::ReadOptions::default();
-    read.set_iterate_upper_bound(format::group_start(hi).to_vec());
     // Across key groups: not a prefix seek (see `db_options`).
-    read.set_total_order_seek(true);
-    read.fill_cache(false);
+    let mut read = total_order_read(false);
+    read.set_iterate_upper_bound(format::group_start(hi).to_vec());
     let mut iter = source.raw_iterator_opt(read);
     iter.seek(format::group_start(lo));
     let sst = db.local_dir().join(format!("import-{i}.sst"));
@@ -524,7 +516,7 @@ fn ingest(
     // Registrations and TTL settings of states this database does not know yet.
     let mut registrations = Vec::new();
     let mut ttl_settings = Vec::new();
-    let mut meta = source.raw_iterator();
+    let mut meta = source.raw_iterator_opt(total_order_read(false));
     meta.seek(META_PREFIX);
     while let (Some(key), Some(value)) = (meta.key(), meta.value()) {
         if let Some(name) = key.strip_prefix(&format::TTL_META_PREFIX[..]) {

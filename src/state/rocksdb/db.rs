@@ -17,6 +17,7 @@ use weir_actors::snapshot::{KeyedStateHandle, SharedFile};
 use super::cache::EntryCache;
 use super::dirs::{LocalDir, OpenDatabase};
 use super::format::{self, META_PREFIX};
+use super::scan::GroupScan;
 use super::RocksDbBackend;
 use crate::keys::KeyGroupRange;
 use crate::state::{StateBytes, StateError, StateKind};
@@ -26,9 +27,16 @@ use crate::state::{StateBytes, StateError, StateKind};
 /// small values takes ~100 KiB.
 const BATCH_BUFFER_BYTES: usize = 4 << 20;
 
-/// Hash buckets of a memtable (8 bytes each, part of the memtable's memory;
-/// key groups beyond it share buckets).
-const MEMTABLE_BUCKETS: usize = 4096;
+/// Bytes of a memtable per hash bucket (a bucket is 8 bytes of the
+/// memtable's memory): an 8 MiB memtable has 65 536 buckets, about one per
+/// state key it holds with small values.
+const MEMTABLE_BYTES_PER_BUCKET: usize = 128;
+
+/// See [`RocksKeyedDb::migration_groups_per_scan`]: memtable bytes, in
+/// units of a key group's data, per extra group a lazy migration takes into
+/// one scan, and the least a group's data counts for.
+const MIGRATION_COPY_RATIO: u64 = 2;
+const MIGRATION_MIN_GROUP_BYTES: u64 = 64 << 10;
 
 /// Data keys one after another in one buffer (a batch's, to prefetch).
 #[derive(Debug, Default)]
@@ -148,6 +156,9 @@ pub(crate) struct RocksKeyedDb {
     open: OpenDatabase,
     /// The data keys of the batch being prefetched (reused batch after batch).
     prefetch_keys: KeyBuffer,
+    /// Bytes of data per key group the last lazy schema migration read (0:
+    /// none yet), for [`migration_groups_per_scan`](Self::migration_groups_per_scan).
+    migrated_group_bytes: std::cell::Cell<u64>,
     /// The states with a time to live and the clocks, shared with the
     /// compaction filter (see `expiry.rs`).
     ttl: Arc<super::expiry::TtlShared>,
@@ -185,7 +196,8 @@ pub(super) fn db_options(backend: &RocksDbBackend) -> Options {
     // Small memtables: a state updated in place piles up versions of the same
     // keys, and lookups in a deep skip list dominated keyed-count (32 MiB
     // memtables: 0.41 M records/s).
-    options.set_write_buffer_size((settings.write_buffer_bytes / 8).clamp(1 << 20, 8 << 20));
+    let memtable_bytes = (settings.write_buffer_bytes / 8).clamp(1 << 20, 8 << 20);
+    options.set_write_buffer_size(memtable_bytes);
     options.set_memtable_whole_key_filtering(true);
     options.set_memtable_prefix_bloom_ratio(0.1);
     // One writer per database: a value rewritten with a value no larger
@@ -197,18 +209,24 @@ pub(super) fn db_options(backend: &RocksDbBackend) -> Options {
     // default 10 000 cost a cache miss per access: keyed-count without the
     // entry cache 0.87-0.90 -> 0.95-0.98 M records/s).
     options.set_inplace_update_locks(64);
-    // The memtable is a hash of skip lists, one per key group (the keys'
-    // first two bytes, `format::GROUP_BYTES`): a lookup searches its group's
-    // list instead of one of all keys (keyed-count without the entry cache:
-    // ~0.89 -> ~1.0 M records/s). Every iterator stays within one key group
-    // (a prefix seek), except the one that reads a restored database across
-    // groups, which asks for total order (see `checkpoint.rs`). (One list per
-    // state and key was slower: a flush copies the buckets into one list.)
-    options.set_prefix_extractor(SliceTransform::create_fixed_prefix(format::GROUP_BYTES));
-    options.set_memtable_factory(MemtableFactory::HashSkipList {
-        bucket_count: MEMTABLE_BUCKETS,
-        height: 12,
-        branching_factor: 4,
+    // The memtable hashes each state key (`format::hash_prefix`: a key's
+    // value, list or map entries) to a bucket of a short sorted list, so a
+    // read or an in-place write finds its key in a step or two instead of a
+    // skip-list search (a skip list per key group, ~780 keys each at 100 000
+    // keys, spent 47% of keyed-count without the entry cache comparing keys:
+    // 0.81-0.83 -> 1.05-1.10 M records/s). A list past 256 entries (a hot
+    // key's map, merge operands) becomes a skip list. The price: an iterator
+    // in total order copies the memtable into one sorted list, and only a
+    // seek to a whole state key may be a prefix seek (`prefix_iter` decides);
+    // every other iterator (a state's keys in a group, registrations, a
+    // restored database) reads in total order, once per pass (`GroupScan`).
+    options.set_prefix_extractor(SliceTransform::create(
+        "weir.StateKey.1",
+        format::hash_prefix,
+        Some(format::has_hash_prefix),
+    ));
+    options.set_memtable_factory(MemtableFactory::HashLinkList {
+        bucket_count: memtable_bytes / MEMTABLE_BYTES_PER_BUCKET,
     });
     options.set_max_write_buffer_number(3);
     options.set_compression_type(DBCompressionType::None);
@@ -259,6 +277,7 @@ impl RocksKeyedDb {
             cache: RefCell::new(EntryCache::default()),
             open: backend.resources.open_database(),
             prefetch_keys: KeyBuffer::default(),
+            migrated_group_bytes: std::cell::Cell::new(0),
             ttl,
             site,
             dir,
@@ -294,7 +313,9 @@ impl RocksKeyedDb {
 
     fn load_registry(&mut self) -> Result<(), StateError> {
         let mut registry = HashMap::new();
-        let mut iter = self.db.raw_iterator();
+        let mut iter = self
+            .db
+            .raw_iterator_opt(super::scan::total_order_read(true));
         iter.seek(META_PREFIX);
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
             if key.starts_with(&format::TTL_META_PREFIX) {
@@ -669,13 +690,11 @@ impl RocksKeyedDb {
         mut f: impl FnMut(&[u8]) -> Result<(), StateError>,
     ) -> Result<(), StateError> {
         self.flush_cache()?;
-        let mut prefix = Vec::new();
         let mut last: Vec<u8> = Vec::new();
+        let mut scan = self.group_scan();
         for group in self.range.start..self.range.end {
-            format::data_prefix(&mut prefix, group, name.as_bytes());
-            let mut iter = self.prefix_iter(&prefix);
-            while let Some(key) = iter.key() {
-                let suffix = &key[prefix.len()..];
+            scan.seek(group, name);
+            while let Some((suffix, _)) = scan.entry() {
                 let suffix = if kind == StateKind::Map {
                     let end = format::skip_value(suffix, 0)
                         .map_err(|e| self.error("undecodable map key", e))?;
@@ -689,9 +708,9 @@ impl RocksKeyedDb {
                         last = suffix.to_vec();
                     }
                 }
-                iter.next();
+                scan.next();
             }
-            iter.status()
+            scan.status()
                 .map_err(|e| self.error(&format!("cannot read state `{name}`"), e))?;
             last.clear();
         }
@@ -708,21 +727,26 @@ impl RocksKeyedDb {
         rewrite: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, String>,
     ) -> Result<(), StateError> {
         self.rewrite_values_in(name, self.range().start..self.range().end, rewrite)
+            .map(|_| ())
     }
 
-    /// [`rewrite_values`](Self::rewrite_values) in the key groups `groups` only.
+    /// [`rewrite_values`](Self::rewrite_values) in the key groups `groups`
+    /// only: the bytes of the entries read.
     pub(crate) fn rewrite_values_in(
         &self,
         name: &str,
-        groups: std::ops::Range<usize>,
+        groups: impl IntoIterator<Item = usize>,
         rewrite: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, String>,
-    ) -> Result<(), StateError> {
-        let mut prefix = Vec::new();
+    ) -> Result<u64, StateError> {
+        // The scan reads the database as it was when it began: the writes
+        // of one group do not show in the next.
+        let mut scan = self.group_scan();
+        let mut bytes = 0;
         for group in groups {
-            format::data_prefix(&mut prefix, group, name.as_bytes());
+            scan.seek(group, name);
             let mut batch = WriteBatch::default();
-            let mut iter = self.prefix_iter(&prefix);
-            while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            while let (Some((_, value)), Some(key)) = (scan.entry(), scan.key()) {
+                bytes += (key.len() + value.len()) as u64;
                 match rewrite(value) {
                     Ok(Some(changed)) => batch.put(key, changed),
                     Ok(None) => batch.delete(key),
@@ -734,48 +758,77 @@ impl RocksKeyedDb {
                         })
                     }
                 }
-                iter.next();
+                scan.next();
             }
-            iter.status()
+            scan.status()
                 .map_err(|e| self.error(&format!("cannot read state `{name}`"), e))?;
-            drop(iter);
             self.db()
                 .write_opt(batch, self.write_options())
                 .map_err(|e| self.error(&format!("cannot rewrite state `{name}`"), e))?;
         }
         self.cache().clear();
-        Ok(())
+        Ok(bytes)
     }
 
     /// Migrates the stored values of restored state `name` (stored with
-    /// expiries if `with_expiry`) in key group `group` through `migrations`
-    /// (when a key of the group is first used, or before a snapshot).
+    /// expiries if `with_expiry`) in key groups `groups` through `migrations`
+    /// (when a key of the first is used, or before a snapshot), in one scan.
     pub(crate) fn migrate_group_values(
         &self,
         name: &str,
         kind: StateKind,
         with_expiry: bool,
         migrations: &[crate::state::schema::MigrationStep],
-        group: usize,
+        groups: &[usize],
     ) -> Result<(), StateError> {
         self.flush_cache()?;
-        self.rewrite_values_in(name, group..group + 1, |value| {
+        let bytes = self.rewrite_values_in(name, groups.iter().copied(), |value| {
             crate::state::schema::rewrite::rocksdb_value(kind, value, with_expiry, &|v| {
                 crate::state::schema::migrate_value(migrations, v)
             })
             .map(Some)
-        })
+        })?;
+        let per_group = bytes / groups.len().max(1) as u64;
+        self.migrated_group_bytes.set(per_group.max(1));
+        Ok(())
     }
 
-    /// A raw iterator over the keys that start with `prefix`, positioned at the first.
+    /// A raw iterator over the keys that start with `prefix`, positioned at
+    /// the first: a prefix seek within one hash bucket when `prefix` holds a
+    /// whole state key, else in total order (see [`GroupScan`] to read many
+    /// groups).
     pub(super) fn prefix_iter(&self, prefix: &[u8]) -> rocksdb::DBRawIterator<'_> {
-        let mut read = rocksdb::ReadOptions::default();
-        if let Some(end) = format::prefix_end(prefix) {
-            read.set_iterate_upper_bound(end);
+        super::scan::prefix_iter(&self.db, prefix)
+    }
+
+    /// A scan over states' entries group by group (see [`GroupScan`]).
+    pub(super) fn group_scan(&self) -> GroupScan<'_> {
+        GroupScan::new(&self.db, true)
+    }
+
+    /// How many key groups a lazy schema migration should migrate with one
+    /// scan. A scan's iterator copies the memtables into one sorted list, so
+    /// a scan per group costs a copy per group while writes fill the
+    /// memtables (schema-migration bench, reading 1 M keys after a restore:
+    /// 8.3 s with a scan per group, 2.8 s before the hashed memtable). So: one
+    /// group at the first use after a restore, then one more for each
+    /// [`MIGRATION_COPY_RATIO`] times a group's data (as the last migration
+    /// read it, at least [`MIGRATION_MIN_GROUP_BYTES`]) the memtables hold:
+    /// the copy stays a fraction of the migration, and large groups still
+    /// go one or two at a time.
+    pub(crate) fn migration_groups_per_scan(&self) -> usize {
+        let group_bytes = self.migrated_group_bytes.get();
+        if group_bytes == 0 {
+            return 1;
         }
-        let mut iter = self.db.raw_iterator_opt(read);
-        iter.seek(prefix);
-        iter
+        let memtables = self
+            .db
+            .property_int_value("rocksdb.cur-size-all-mem-tables")
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        let per_extra_group = group_bytes.max(MIGRATION_MIN_GROUP_BYTES) * MIGRATION_COPY_RATIO;
+        1 + usize::try_from(memtables / per_extra_group).unwrap_or(usize::MAX)
     }
 
     /// The directory local checkpoints of this database are made in.

@@ -348,18 +348,12 @@ impl RocksKeyedDb {
     ) -> Result<Vec<(K, usize, i64)>, StateError> {
         self.flush_cache()?;
         let mut out: Vec<(K, usize, i64)> = Vec::new();
-        let mut prefix = Vec::new();
-        let corrupt = |group, cause: String| StateError::Corrupt {
-            name: name.to_string(),
-            group,
-            cause,
-        };
+        let corrupt = |group, cause: String| corrupt(name, group, cause);
+        let mut scan = self.group_scan();
         for group in self.range().start..self.range().end {
-            format::data_prefix(&mut prefix, group, name.as_bytes());
-            let mut iter = self.prefix_iter(&prefix);
+            scan.seek(group, name);
             let mut last: Option<(Vec<u8>, i64)> = None;
-            while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-                let suffix = &key[prefix.len()..];
+            while let Some((suffix, value)) = scan.entry() {
                 let key_end = format::skip_value(suffix, 0).map_err(|e| corrupt(group, e))?;
                 let key_bytes = &suffix[..key_end];
                 let at = match kind {
@@ -385,9 +379,9 @@ impl RocksKeyedDb {
                         }
                     }
                 }
-                iter.next();
+                scan.next();
             }
-            iter.status()
+            scan.status()
                 .map_err(|e| self.error(&format!("cannot read state `{name}`"), e))?;
             if let Some((k, earliest)) = last {
                 let key: K = codec::decode(&k).map_err(|e| corrupt(group, e.to_string()))?;
@@ -481,46 +475,17 @@ impl RocksKeyedDb {
         batch: &mut WriteBatch,
         changed: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(usize, Option<i64>), StateError> {
-        let corrupt = |cause: String| StateError::Corrupt {
-            name: name.to_string(),
-            group,
-            cause,
-        };
-        let (mut removed, mut next) = (0, None::<i64>);
+        let mut purge = Purge::default();
         let mut iter = self.prefix_iter(prefix);
-        while let (Some(k), Some(value)) = (iter.key(), iter.value()) {
-            let parts: Vec<i64> = match kind {
-                StateKind::List => list_parts(value)
-                    .map_err(corrupt)?
-                    .iter()
-                    .map(|p| p.0)
-                    .collect(),
-                _ => vec![split_expiry(value).map_err(corrupt)?.0],
-            };
-            let expired = parts.iter().filter(|at| is_expired(**at, now)).count();
-            removed += expired;
-            let left = parts
-                .iter()
-                .copied()
-                .filter(|at| !is_expired(*at, now))
-                .min();
-            next = match (next, left) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            if expired > 0 {
-                let live = unexpired(kind, value, now).map_err(corrupt)?;
-                match &live {
-                    Some(live) => batch.put(k, live),
-                    None => batch.delete(k),
-                }
-                changed.push((k.to_vec(), live.map(|l| l.into_owned())));
-            }
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            purge
+                .entry(kind, key, value, now, batch, changed)
+                .map_err(|cause| corrupt(name, group, cause))?;
             iter.next();
         }
         iter.status()
             .map_err(|e| self.error(&format!("cannot read state `{name}`"), e))?;
-        Ok((removed, next))
+        Ok((purge.removed, purge.next))
     }
 
     /// The expired elements of list state `name` in key groups `groups`,
@@ -528,22 +493,28 @@ impl RocksKeyedDb {
     /// elements expired): how many. Part of the erasure sweep.
     pub(crate) fn erase_expired_elements(&self, name: &str, groups: &[usize], now: i64) -> usize {
         let mut removed = 0;
-        let mut prefix = Vec::new();
+        let mut scan = self.group_scan();
         for &group in groups {
             let mut batch = WriteBatch::default();
             let mut changed = Vec::new();
-            format::data_prefix(&mut prefix, group, name.as_bytes());
-            let purged = self
-                .purge_prefix(
-                    name,
-                    StateKind::List,
-                    group,
-                    &prefix,
-                    now,
-                    &mut batch,
-                    &mut changed,
-                )
-                .and_then(|(n, _)| {
+            let mut purge = Purge::default();
+            scan.seek(group, name);
+            let mut purged = Ok(());
+            while let (Some((_, value)), Some(key)) = (scan.entry(), scan.key()) {
+                purged = purge
+                    .entry(StateKind::List, key, value, now, &mut batch, &mut changed)
+                    .map_err(|cause| corrupt(name, group, cause));
+                if purged.is_err() {
+                    break;
+                }
+                scan.next();
+            }
+            let purged = purged
+                .and_then(|()| {
+                    scan.status()
+                        .map_err(|e| self.error(&format!("cannot read state `{name}`"), e))
+                })
+                .and_then(|()| {
                     if !batch.is_empty() {
                         self.db()
                             .write_opt(batch, self.write_options())
@@ -551,7 +522,7 @@ impl RocksKeyedDb {
                                 self.error(&format!("cannot clean up state `{name}`"), e)
                             })?;
                     }
-                    Ok(n)
+                    Ok(purge.removed)
                 });
             match purged {
                 Ok(n) => removed += n,
@@ -590,6 +561,63 @@ impl RocksKeyedDb {
                 Some(&format::group_start(end)[..]),
             );
         }
+    }
+}
+
+/// A stored entry of state `name` in key group `group` that does not decode.
+fn corrupt(name: &str, group: usize, cause: String) -> StateError {
+    StateError::Corrupt {
+        name: name.to_string(),
+        group,
+        cause,
+    }
+}
+
+/// What purging the expired values of stored entries found: how many
+/// values (list elements, map entries) were removed, and the earliest
+/// expiry left.
+#[derive(Default)]
+struct Purge {
+    removed: usize,
+    next: Option<i64>,
+}
+
+impl Purge {
+    /// Removes what of the entry `key` -> `value` expired at `now` into
+    /// `batch`, noting the changed key with its new value in `changed`.
+    fn entry(
+        &mut self,
+        kind: StateKind,
+        key: &[u8],
+        value: &[u8],
+        now: i64,
+        batch: &mut WriteBatch,
+        changed: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), String> {
+        let parts: Vec<i64> = match kind {
+            StateKind::List => list_parts(value)?.iter().map(|p| p.0).collect(),
+            _ => vec![split_expiry(value)?.0],
+        };
+        let expired = parts.iter().filter(|at| is_expired(**at, now)).count();
+        self.removed += expired;
+        let left = parts
+            .iter()
+            .copied()
+            .filter(|at| !is_expired(*at, now))
+            .min();
+        self.next = match (self.next, left) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if expired > 0 {
+            let live = unexpired(kind, value, now)?;
+            match &live {
+                Some(live) => batch.put(key, live),
+                None => batch.delete(key),
+            }
+            changed.push((key.to_vec(), live.map(|l| l.into_owned())));
+        }
+        Ok(())
     }
 }
 

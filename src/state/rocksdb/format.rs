@@ -46,9 +46,42 @@ pub(crate) fn append_data_prefix(out: &mut Vec<u8>, group: usize, name: &[u8]) {
     out.extend_from_slice(name);
 }
 
-/// Bytes of the key group at the start of every data key (the memtable's
-/// hash prefix).
+/// Bytes of the key group at the start of every data key.
 pub(crate) const GROUP_BYTES: usize = 2;
+
+/// The memtable's hash prefix of a database key (the prefix extractor's
+/// transform): a data key's *state key*, `key group | name length | state
+/// name | msgpack(key)` (without a map entry's user key), so that one key's
+/// values and map entries share a hash bucket; the first two bytes of a
+/// registration key, and of a seek target shorter than a state key (which
+/// [`has_hash_prefix`] tells apart).
+///
+/// It keeps order (`a <= b` gives `hash_prefix(a) <= hash_prefix(b)` for
+/// stored keys, since msgpack keys are self-delimiting) and is idempotent,
+/// as RocksDB requires of a prefix extractor.
+pub(crate) fn hash_prefix(key: &[u8]) -> &[u8] {
+    match state_key_len(key) {
+        Some(len) => &key[..len],
+        None => &key[..key.len().min(GROUP_BYTES)],
+    }
+}
+
+/// Whether `key` is a whole data key (or starts with one), or a
+/// registration key: the prefix extractor's domain. A shorter seek target
+/// (`key group | state name`: a state's keys in one group) is not, and must
+/// be read in total order: its keys lie in many hash buckets.
+pub(crate) fn has_hash_prefix(key: &[u8]) -> bool {
+    key.starts_with(&META_PREFIX) || state_key_len(key).is_some()
+}
+
+/// The length of `key`'s state key, if it is a data key long enough to hold one.
+fn state_key_len(key: &[u8]) -> Option<usize> {
+    if key.len() <= GROUP_BYTES || key.starts_with(&META_PREFIX) {
+        return None;
+    }
+    let key_start = GROUP_BYTES + 1 + usize::from(key[GROUP_BYTES]);
+    skip_value(key, key_start).ok()
+}
 
 /// The first key of key group `group` (`group` may be one past the last).
 pub(crate) fn group_start(group: usize) -> [u8; GROUP_BYTES] {
@@ -249,6 +282,63 @@ mod tests {
 
     fn named<T: Serialize>(v: &T) -> Vec<u8> {
         codec::encode(v).unwrap()
+    }
+
+    fn data_key(group: usize, name: &str, key: &impl Serialize, user_key: Option<&str>) -> Vec<u8> {
+        let mut out = Vec::new();
+        data_prefix(&mut out, group, name.as_bytes());
+        codec::encode_into(&mut out, key).unwrap();
+        if let Some(user_key) = user_key {
+            codec::encode_into(&mut out, &user_key).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn the_hash_prefix_is_the_state_key() {
+        let state_key = data_key(7, "count", &"user-42", None);
+        assert_eq!(hash_prefix(&state_key), &state_key[..]);
+        // A map entry's user key is not part of it: a key's entries share a bucket.
+        let entry = data_key(7, "count", &"user-42", Some("field"));
+        assert_eq!(hash_prefix(&entry), &state_key[..]);
+        assert!(has_hash_prefix(&state_key) && has_hash_prefix(&entry));
+        // Idempotent.
+        assert_eq!(hash_prefix(hash_prefix(&entry)), &state_key[..]);
+        // A state's keys in one group span many buckets: not in the domain.
+        let mut group_scan = Vec::new();
+        data_prefix(&mut group_scan, 7, b"count");
+        assert!(!has_hash_prefix(&group_scan));
+        assert_eq!(hash_prefix(&group_scan), &group_start(7)[..]);
+        // Registrations and TTL settings: one bucket.
+        assert_eq!(hash_prefix(&meta_key("count")), &META_PREFIX[..]);
+        assert!(has_hash_prefix(&meta_key("count")));
+        assert_eq!(hash_prefix(&[]), &[] as &[u8]);
+    }
+
+    #[test]
+    fn the_hash_prefix_keeps_the_order_of_keys() {
+        let mut keys = vec![meta_key("a"), meta_key("count")];
+        for group in [0, 1, 300] {
+            for name in ["a", "count", "counts"] {
+                for key in [0u64, 1, 127, 128, 255, 256, 70_000, u64::MAX] {
+                    keys.push(data_key(group, name, &key, None));
+                    keys.push(data_key(group, name, &key, Some("x")));
+                    keys.push(data_key(group, name, &key, Some("y")));
+                }
+                for key in ["", "a", "ab", "b"] {
+                    keys.push(data_key(group, name, &key, None));
+                }
+            }
+        }
+        keys.sort();
+        for pair in keys.windows(2) {
+            assert!(
+                hash_prefix(&pair[0]) <= hash_prefix(&pair[1]),
+                "{:?} before {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
     }
 
     #[test]

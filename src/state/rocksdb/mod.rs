@@ -73,6 +73,7 @@ mod db;
 mod dirs;
 mod expiry;
 pub(crate) mod format;
+mod scan;
 mod table;
 
 use std::path::PathBuf;
