@@ -142,6 +142,7 @@ every_backend!(
     schema::a_snapshot_of_a_newer_version_is_refused_naming_both_versions,
     schema::a_migration_from_the_current_version_is_refused,
     schema::a_snapshot_taken_before_every_key_was_read_holds_every_value_migrated,
+    schema::many_keys_migrate_whether_one_group_or_several_at_a_time,
 );
 
 /// The time-to-live suite on every backend, apart (`cargo test --test state ttl`).

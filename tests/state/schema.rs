@@ -480,3 +480,36 @@ pub(crate) fn a_snapshot_taken_before_every_key_was_read_holds_every_value_migra
         }
     }
 }
+
+/// Thousands of keys: after a restore, RocksDB's lazy migration takes more
+/// key groups into one scan as its memtables fill (the restored data of a
+/// savepoint, the migrated values); every value reads migrated either way.
+pub(crate) fn many_keys_migrate_whether_one_group_or_several_at_a_time() {
+    let keys: Vec<String> = (0..6000).map(|i| format!("key-{i}")).collect();
+    let mut h = subtask(v2(), 0, 1, None).unwrap();
+    let writes = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.clone(), Some(i as u32 + 1)))
+        .collect();
+    h.process(writes).unwrap();
+    let want: Vec<String> = (1..=keys.len() as u32)
+        .map(|n| {
+            let v = V3 {
+                count: u64::from(n) + 1_000_000,
+                last_seen_ms: i64::from(n) * 1000,
+            };
+            format!("Some({v:?}) [{v:?}] Some({v:?})")
+        })
+        .collect();
+    for (kind, snapshot) in snapshots(&mut h) {
+        let mut hs = restored(|| v3(false), snapshot, 1).unwrap();
+        let mut read = Vec::new();
+        for key in &keys {
+            hs[0].process(vec![(key.clone(), None)]).unwrap();
+            read.extend(hs[0].take_output());
+        }
+        assert_eq!(read.len(), want.len(), "{kind}");
+        assert_eq!(read, want, "{kind}");
+    }
+}
