@@ -51,8 +51,8 @@ pub(crate) fn total_order_read(fill_cache: bool) -> ReadOptions {
 ///         // suffix: the data key after `group | name`
 ///         scan.next();
 ///     }
+///     scan.status()?;
 /// }
-/// scan.status()?;
 /// ```
 pub(crate) struct GroupScan<'a> {
     iter: DBRawIterator<'a>,
