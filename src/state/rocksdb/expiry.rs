@@ -18,6 +18,7 @@ use rocksdb::WriteBatch;
 
 use super::db::RocksKeyedDb;
 use super::format::{self, TTL_META_PREFIX};
+use super::scan::GroupScan;
 use crate::runtime::codec;
 use crate::state::ttl::{is_expired, TtlConfig, TtlSettings, TtlTime};
 use crate::state::{Key, StateError, StateKind, StateTime};
@@ -348,21 +349,20 @@ impl RocksKeyedDb {
     ) -> Result<Vec<(K, usize, i64)>, StateError> {
         self.flush_cache()?;
         let mut out: Vec<(K, usize, i64)> = Vec::new();
-        let corrupt = |group, cause: String| corrupt(name, group, cause);
         let mut scan = self.group_scan();
         for group in self.range().start..self.range().end {
             scan.seek(group, name);
             let mut last: Option<(Vec<u8>, i64)> = None;
             while let Some((suffix, value)) = scan.entry() {
-                let key_end = format::skip_value(suffix, 0).map_err(|e| corrupt(group, e))?;
+                let key_end = format::skip_value(suffix, 0).map_err(|e| corrupt(name, group, e))?;
                 let key_bytes = &suffix[..key_end];
                 let at = match kind {
                     StateKind::List => list_parts(value)
-                        .map_err(|e| corrupt(group, e))?
+                        .map_err(|e| corrupt(name, group, e))?
                         .iter()
                         .map(|(at, _)| *at)
                         .min(),
-                    _ => Some(split_expiry(value).map_err(|e| corrupt(group, e))?.0),
+                    _ => Some(split_expiry(value).map_err(|e| corrupt(name, group, e))?.0),
                 };
                 if let Some(at) = at {
                     match &mut last {
@@ -371,8 +371,8 @@ impl RocksKeyedDb {
                         }
                         _ => {
                             if let Some((k, earliest)) = last.take() {
-                                let key: K =
-                                    codec::decode(&k).map_err(|e| corrupt(group, e.to_string()))?;
+                                let key: K = codec::decode(&k)
+                                    .map_err(|e| corrupt(name, group, e.to_string()))?;
                                 out.push((key, group, earliest));
                             }
                             last = Some((key_bytes.to_vec(), at));
@@ -384,7 +384,7 @@ impl RocksKeyedDb {
             scan.status()
                 .map_err(|e| self.error(&format!("cannot read state `{name}`"), e))?;
             if let Some((k, earliest)) = last {
-                let key: K = codec::decode(&k).map_err(|e| corrupt(group, e.to_string()))?;
+                let key: K = codec::decode(&k).map_err(|e| corrupt(name, group, e.to_string()))?;
                 out.push((key, group, earliest));
             }
         }
@@ -495,36 +495,7 @@ impl RocksKeyedDb {
         let mut removed = 0;
         let mut scan = self.group_scan();
         for &group in groups {
-            let mut batch = WriteBatch::default();
-            let mut changed = Vec::new();
-            let mut purge = Purge::default();
-            scan.seek(group, name);
-            let mut purged = Ok(());
-            while let (Some((_, value)), Some(key)) = (scan.entry(), scan.key()) {
-                purged = purge
-                    .entry(StateKind::List, key, value, now, &mut batch, &mut changed)
-                    .map_err(|cause| corrupt(name, group, cause));
-                if purged.is_err() {
-                    break;
-                }
-                scan.next();
-            }
-            let purged = purged
-                .and_then(|()| {
-                    scan.status()
-                        .map_err(|e| self.error(&format!("cannot read state `{name}`"), e))
-                })
-                .and_then(|()| {
-                    if !batch.is_empty() {
-                        self.db()
-                            .write_opt(batch, self.write_options())
-                            .map_err(|e| {
-                                self.error(&format!("cannot clean up state `{name}`"), e)
-                            })?;
-                    }
-                    Ok(purge.removed)
-                });
-            match purged {
+            match self.erase_expired_elements_in(&mut scan, name, group, now) {
                 Ok(n) => removed += n,
                 Err(e) => {
                     self.fail(e);
@@ -533,6 +504,35 @@ impl RocksKeyedDb {
             }
         }
         removed
+    }
+
+    /// [`erase_expired_elements`](Self::erase_expired_elements) in key group
+    /// `group`, read through `scan`, written in one batch.
+    fn erase_expired_elements_in(
+        &self,
+        scan: &mut GroupScan<'_>,
+        name: &str,
+        group: usize,
+        now: i64,
+    ) -> Result<usize, StateError> {
+        let mut batch = WriteBatch::default();
+        let mut changed = Vec::new();
+        let mut purge = Purge::default();
+        scan.seek(group, name);
+        while let (Some((_, value)), Some(key)) = (scan.entry(), scan.key()) {
+            purge
+                .entry(StateKind::List, key, value, now, &mut batch, &mut changed)
+                .map_err(|cause| corrupt(name, group, cause))?;
+            scan.next();
+        }
+        scan.status()
+            .map_err(|e| self.error(&format!("cannot read state `{name}`"), e))?;
+        if !batch.is_empty() {
+            self.db()
+                .write_opt(batch, self.write_options())
+                .map_err(|e| self.error(&format!("cannot clean up state `{name}`"), e))?;
+        }
+        Ok(purge.removed)
     }
 
     /// The erasure sweep of key groups `groups` (sorted): the entry cache is
