@@ -37,6 +37,7 @@
 pub mod batch;
 mod chain;
 pub mod channel;
+pub mod channel_buffers;
 pub mod checkpoint;
 pub mod client;
 pub mod clock;

@@ -17,6 +17,7 @@
 //! ```
 
 use crate::batch::{downcast_batch, Batch, RecordBatch};
+use crate::channel_buffers::ChannelBuffers;
 
 /// The erased partitioner a subtask drives for one output edge.
 pub trait OutputPartitioner: Send {
@@ -31,39 +32,24 @@ pub trait OutputPartitioner: Send {
 
 /// How a typed partitioner routes records into channel buffers.
 pub trait ChannelSelector<T>: Send {
-    /// Moves every record of `batch` into one or more of `buffers`.
-    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut [RecordBatch<T>]);
+    /// Moves every record of `batch` into one or more of the channels of
+    /// `buffers`.
+    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut ChannelBuffers<T>);
 }
 
-/// One typed buffer per channel, filled by a [`ChannelSelector`].
-///
-/// A buffer that grew past a batch (one record became millions in a
-/// `flat_map`) is cut into whole batches once, when the first batch is
-/// taken; the rest wait in the channel's queue of sealed batches. Taking
-/// batch after batch off the front of one long buffer would move the rest
-/// each time: quadratic in the burst.
+/// A [`ChannelSelector`] over [`ChannelBuffers`]: a full buffer leaves as a
+/// batch of its own (see [`ChannelBuffers`]).
 pub struct TypedPartitioner<T, S> {
-    buffers: Vec<RecordBatch<T>>,
-    /// Per channel: full batches cut from a long buffer, oldest first (all
-    /// older than what its buffer holds).
-    sealed: Vec<std::collections::VecDeque<RecordBatch<T>>>,
-    /// Per channel: records in `sealed`.
-    sealed_records: Vec<usize>,
+    buffers: ChannelBuffers<T>,
     selector: S,
-    batch_size: usize,
 }
 
 impl<T, S: ChannelSelector<T>> TypedPartitioner<T, S> {
-    /// A partitioner over `channels` channels whose buffers hold about `batch_size` records.
+    /// A partitioner over `channels` channels whose batches hold `batch_size` records.
     pub fn new(selector: S, channels: usize, batch_size: usize) -> Self {
         TypedPartitioner {
-            buffers: (0..channels)
-                .map(|_| RecordBatch::with_capacity(0))
-                .collect(),
-            sealed: (0..channels).map(|_| Default::default()).collect(),
-            sealed_records: vec![0; channels],
+            buffers: ChannelBuffers::new(channels, batch_size),
             selector,
-            batch_size,
         }
     }
 }
@@ -82,44 +68,13 @@ where
     }
 
     fn buffered(&self, channel: usize) -> usize {
-        self.sealed_records[channel] + self.buffers[channel].len()
+        self.buffers.buffered(channel)
     }
 
     fn take(&mut self, channel: usize) -> Option<Batch> {
-        if let Some(batch) = self.sealed[channel].pop_front() {
-            self.sealed_records[channel] -= batch.len();
-            return Some(Box::new(batch));
-        }
-        let buffer = &mut self.buffers[channel];
-        if buffer.is_empty() {
-            return None;
-        }
-        if buffer.len() <= self.batch_size {
-            let batch = std::mem::replace(buffer, RecordBatch::with_capacity(self.batch_size));
-            return Some(Box::new(batch));
-        }
-        // More than a batch is buffered: cut it into whole batches once, from
-        // the back (each cut moves only what it cuts off); a partial batch at
-        // the end stays in the buffer to fill up.
-        let mut long = std::mem::replace(buffer, RecordBatch::with_capacity(0));
-        let split = |long: &mut RecordBatch<T>, at: usize| RecordBatch {
-            records: long.records.split_off(at),
-            timestamps: long.timestamps.as_mut().map(|ts| ts.split_off(at)),
-        };
-        let partial = long.len() % self.batch_size;
-        if partial > 0 {
-            let at = long.len() - partial;
-            *buffer = split(&mut long, at);
-        }
-        let mut cut = Vec::with_capacity(long.len() / self.batch_size);
-        while long.len() > self.batch_size {
-            let at = long.len() - self.batch_size;
-            cut.push(split(&mut long, at));
-        }
-        let queue = &mut self.sealed[channel];
-        queue.extend(cut.into_iter().rev());
-        self.sealed_records[channel] = queue.iter().map(RecordBatch::len).sum();
-        Some(Box::new(long))
+        self.buffers
+            .take(channel)
+            .map(|batch| Box::new(batch) as Batch)
     }
 }
 
@@ -127,20 +82,20 @@ where
 #[inline]
 fn scatter<T>(
     batch: RecordBatch<T>,
-    buffers: &mut [RecordBatch<T>],
+    buffers: &mut ChannelBuffers<T>,
     mut pick: impl FnMut(&T) -> usize,
 ) {
     match batch.timestamps {
         None => {
             for record in batch.records {
                 let channel = pick(&record);
-                buffers[channel].push(record, None);
+                buffers.push(channel, record, None);
             }
         }
         Some(timestamps) => {
             for (record, ts) in batch.records.into_iter().zip(timestamps) {
                 let channel = pick(&record);
-                buffers[channel].push(record, Some(ts));
+                buffers.push(channel, record, Some(ts));
             }
         }
     }
@@ -151,8 +106,8 @@ fn scatter<T>(
 pub struct Forward;
 
 impl<T: Send> ChannelSelector<T> for Forward {
-    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut [RecordBatch<T>]) {
-        buffers[0].append(batch);
+    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut ChannelBuffers<T>) {
+        buffers.append(0, batch);
     }
 }
 
@@ -170,10 +125,10 @@ impl Rebalance {
 }
 
 impl<T: Send> ChannelSelector<T> for Rebalance {
-    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut [RecordBatch<T>]) {
-        let n = buffers.len();
+    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut ChannelBuffers<T>) {
+        let n = buffers.channels();
         if n == 1 {
-            return buffers[0].append(batch);
+            return buffers.append(0, batch);
         }
         let mut next = self.next % n;
         scatter(batch, buffers, |_| {
@@ -210,8 +165,8 @@ impl Shuffle {
 }
 
 impl<T: Send> ChannelSelector<T> for Shuffle {
-    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut [RecordBatch<T>]) {
-        let n = buffers.len() as u64;
+    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut ChannelBuffers<T>) {
+        let n = buffers.channels() as u64;
         scatter(batch, buffers, |_| (self.next() % n) as usize);
     }
 }
@@ -221,36 +176,54 @@ impl<T: Send> ChannelSelector<T> for Shuffle {
 pub struct Broadcast;
 
 impl<T: Clone + Send> ChannelSelector<T> for Broadcast {
-    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut [RecordBatch<T>]) {
-        if let Some((last, rest)) = buffers.split_last_mut() {
-            for buffer in rest {
-                buffer.append(batch.clone());
-            }
-            last.append(batch);
+    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut ChannelBuffers<T>) {
+        let Some(last) = buffers.channels().checked_sub(1) else {
+            return;
+        };
+        for channel in 0..last {
+            buffers.append(channel, batch.clone());
         }
+        buffers.append(last, batch);
     }
 }
 
 /// Each record to the channel a function picks (hash partitioning by key).
 pub struct SelectChannel<F> {
     select: F,
+    /// The channel of each record of the batch being routed (kept to reuse
+    /// its allocation).
+    channels: Vec<u32>,
 }
 
 impl<F> SelectChannel<F> {
     /// `select(record, channels)` must return an index below `channels`.
     pub fn new(select: F) -> Self {
-        SelectChannel { select }
+        SelectChannel {
+            select,
+            channels: Vec::new(),
+        }
     }
 }
 
 impl<T: Send, F: FnMut(&T, usize) -> usize + Send> ChannelSelector<T> for SelectChannel<F> {
-    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut [RecordBatch<T>]) {
-        let n = buffers.len();
+    fn route(&mut self, batch: RecordBatch<T>, buffers: &mut ChannelBuffers<T>) {
+        let n = buffers.channels();
         if n == 1 {
             // One receiver: no need to ask where each record goes.
-            return buffers[0].append(batch);
+            return buffers.append(0, batch);
         }
-        scatter(batch, buffers, |record| (self.select)(record, n));
+        // Every record's channel first, then the moves. Picking a channel
+        // (a key's hash) and appending to it in one loop made each record
+        // wait for the previous one's append to the buffer it might share;
+        // apart, the picks of consecutive records overlap.
+        let select = &mut self.select;
+        self.channels.clear();
+        self.channels
+            .extend(batch.records.iter().map(|record| select(record, n) as u32));
+        let mut picked = self.channels.iter();
+        scatter(batch, buffers, |_| {
+            picked.next().map_or(0, |&channel| channel as usize)
+        });
     }
 }
 
@@ -316,43 +289,6 @@ mod tests {
         let records: Vec<Vec<u32>> = rest.iter().map(|b| b.records.clone()).collect();
         assert_eq!(records, [vec![4, 5, 6, 7], vec![8, 9, 10, 11]]);
         assert_eq!(rest[1].timestamps, Some(vec![108, 109, 110, 111]));
-    }
-
-    #[test]
-    fn any_mix_of_bursts_and_takes_keeps_order_counts_and_batch_sizes() {
-        // A reference: one queue of records; a take yields at most a batch.
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
-        for round in 0..200 {
-            let batch_size = 1 + next(8) as usize;
-            let mut p = TypedPartitioner::<u32, _>::new(Forward, 1, batch_size);
-            let (mut sent, mut received) = (Vec::<u32>::new(), Vec::<u32>::new());
-            let mut counter = 0u32;
-            for _ in 0..40 {
-                if next(3) == 0 {
-                    let size = if next(5) == 0 { next(200) } else { next(10) };
-                    let records: Vec<u32> = (counter..counter + size as u32).collect();
-                    counter += size as u32;
-                    sent.extend(&records);
-                    p.partition(batch(records));
-                } else if let Some(b) = p.take(0) {
-                    assert!(b.len() <= batch_size, "round {round}");
-                    assert!(!b.is_empty(), "round {round}");
-                    received.extend(downcast_batch::<u32>(b).unwrap().records);
-                }
-                assert_eq!(p.buffered(0), sent.len() - received.len(), "round {round}");
-            }
-            received.extend(
-                std::iter::from_fn(|| p.take(0))
-                    .flat_map(|b| downcast_batch::<u32>(b).unwrap().records),
-            );
-            assert_eq!(received, sent, "round {round}");
-        }
     }
 
     #[test]
