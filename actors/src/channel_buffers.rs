@@ -161,7 +161,11 @@ mod tests {
         buffers.push(0, 4, Some(40));
         let first = buffers.take(0).expect("a sealed batch");
         assert_eq!(first.records, [0, 1, 2, 3]);
-        assert_eq!(first.records.capacity(), 4, "given a batch's capacity, never grown");
+        assert_eq!(
+            first.records.capacity(),
+            4,
+            "given a batch's capacity, never grown"
+        );
         assert_eq!(first.timestamps, None);
         let rest = buffers.take(0).expect("the open rest");
         assert_eq!(rest.records, [4]);

@@ -1,9 +1,9 @@
 //! Partitioners: how the records of one output are spread over its channels.
 //!
-//! Each sending subtask owns one [`OutputPartitioner`] per output edge. It keeps a
-//! typed buffer per channel; the subtask takes a buffer out as a batch when it is
-//! full (or lingered long enough, or an event must follow it) and the channel
-//! has credit. Forward, rebalance, shuffle and broadcast are generic over the
+//! Each sending subtask owns one [`OutputPartitioner`] per output edge. It keeps
+//! typed buffers per channel ([`ChannelBuffers`]); the subtask takes a batch out
+//! when one is full (or the buffer lingered long enough, or an event must
+//! follow it) and the channel has credit. Forward, rebalance, shuffle and broadcast are generic over the
 //! record type and live here; hash partitioning needs keys, so the API layer
 //! supplies its channel function to [`SelectChannel`]. Timestamps travel with
 //! their records.
