@@ -3,10 +3,10 @@
 //! Each sending subtask owns one [`OutputPartitioner`] per output edge. It keeps
 //! typed buffers per channel ([`ChannelBuffers`]); the subtask takes a batch out
 //! when one is full (or the buffer lingered long enough, or an event must
-//! follow it) and the channel has credit. Forward, rebalance, shuffle and broadcast are generic over the
-//! record type and live here; hash partitioning needs keys, so the API layer
-//! supplies its channel function to [`SelectChannel`]. Timestamps travel with
-//! their records.
+//! follow it) and the channel has credit. Forward, rebalance, shuffle and
+//! broadcast are generic over the record type and live here; hash partitioning
+//! needs keys, so the API layer supplies its channel function to
+//! [`SelectChannel`]. Timestamps travel with their records.
 //!
 //! ```
 //! use weir_actors::batch::RecordBatch;
@@ -337,5 +337,12 @@ mod tests {
                 timestamps: Some(vec![20, 40])
             }
         );
+        // The next batch is routed by its own records' channels, and a
+        // channel's buffer that fills leaves as a batch of four.
+        p.partition(batch(vec![5, 7, 9, 6]));
+        p.partition(batch(vec![11]));
+        assert_eq!(drain(&mut p, 2), vec![vec![6], vec![1, 3, 5, 7]]);
+        assert_eq!(p.buffered(1), 2);
+        assert_eq!(drain(&mut p, 2), vec![vec![], vec![9, 11]]);
     }
 }
