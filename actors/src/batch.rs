@@ -107,6 +107,16 @@ impl<T> RecordBatch<T> {
         self.records.append(&mut other.records);
     }
 
+    /// Splits the batch at `at`: this one keeps the records before it, the
+    /// one returned holds the rest, each with its timestamps. Only the rest
+    /// moves (cutting a long batch from the back moves each record once).
+    pub fn split_off(&mut self, at: usize) -> RecordBatch<T> {
+        RecordBatch {
+            records: self.records.split_off(at),
+            timestamps: self.timestamps.as_mut().map(|ts| ts.split_off(at)),
+        }
+    }
+
     /// Iterates over `(record, timestamp)` pairs, consuming the batch.
     pub fn into_iter_with_timestamps(self) -> impl Iterator<Item = (T, Option<i64>)> {
         let mut ts = self.timestamps.map(Vec::into_iter);
@@ -229,6 +239,23 @@ mod tests {
         let words: RecordBatch<String> = RecordBatch::from(vec!["abcd".to_string(); 10]);
         assert_eq!(words.estimated_bytes(), 50);
         assert_eq!(RecordBatch::<u64>::from(vec![]).estimated_bytes(), 0);
+    }
+
+    #[test]
+    fn a_split_keeps_each_record_with_its_timestamp() {
+        let mut batch = RecordBatch {
+            records: vec![1u32, 2, 3],
+            timestamps: Some(vec![10, NO_TIMESTAMP, 30]),
+        };
+        let rest = batch.split_off(1);
+        assert_eq!(batch.records, [1]);
+        assert_eq!(batch.timestamps, Some(vec![10]));
+        assert_eq!(rest.records, [2, 3]);
+        assert_eq!(rest.timestamp(0), None);
+        assert_eq!(rest.timestamp(1), Some(30));
+        let mut untimed = RecordBatch::from(vec![1u32, 2]);
+        assert_eq!(untimed.split_off(2), RecordBatch::from(vec![]));
+        assert_eq!(untimed.timestamps, None);
     }
 
     #[test]

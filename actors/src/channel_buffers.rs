@@ -118,19 +118,15 @@ impl<T> ChannelBuffers<T> {
     fn cut(&mut self, channel: usize) {
         let batch_size = self.batch_size;
         let mut long = std::mem::replace(&mut self.open[channel], RecordBatch::with_capacity(0));
-        let split = |long: &mut RecordBatch<T>, at: usize| RecordBatch {
-            records: long.records.split_off(at),
-            timestamps: long.timestamps.as_mut().map(|ts| ts.split_off(at)),
-        };
         let partial = long.len() % batch_size;
         if partial > 0 {
             let at = long.len() - partial;
-            self.open[channel] = split(&mut long, at);
+            self.open[channel] = long.split_off(at);
         }
         let mut cut = Vec::with_capacity(long.len() / batch_size);
         while long.len() > batch_size {
             let at = long.len() - batch_size;
-            cut.push(split(&mut long, at));
+            cut.push(long.split_off(at));
         }
         cut.push(long);
         let queue = &mut self.sealed[channel];
